@@ -1,0 +1,3 @@
+from .predictor import RapSAMPredictor
+
+__all__ = ['RapSAMPredictor']

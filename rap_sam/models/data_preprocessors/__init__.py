@@ -1,0 +1,3 @@
+from .rap_sam_data_preprocessor import RapSAMDataPreprocessor
+
+__all__ = ['RapSAMDataPreprocessor']

@@ -1,0 +1,127 @@
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.detectors import MaskFormer
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList, TrackDataSample
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+
+@MODELS.register_module()
+class RapSAM(MaskFormer):
+    """RAP-SAM: one model for panoptic segmentation, video instance
+    segmentation and click / box prompts.
+
+    What ``predict`` returns depends on the samples:
+
+    - ``DetDataSample``: ``pred_panoptic_seg`` and ``pred_instances``
+      (per ``test_cfg.panoptic_on`` / ``instance_on``);
+    - ``DetDataSample`` with ``gt_instances_collected`` (prompts as boxes in
+      ``point_coords``): ``pred_instances`` with one mask per prompt, its
+      ``iou_scores`` and a class (``labels``, ``scores``);
+    - ``TrackDataSample`` (one clip): ``pred_track_instances`` per frame, a
+      query being one track through the clip.
+    """
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tensor:
+        """Images ``[B, 3, H, W]`` or clips ``[B, T, 3, H, W]`` -> the neck's
+        stride-4 map ``[B * T, C, H/4, W/4]``."""
+        if batch_inputs.dim() == 5:
+            batch_inputs = batch_inputs.flatten(0, 1)
+        if batch_inputs.dim() != 4 or batch_inputs.size(1) != 3:
+            raise ValueError(
+                'RAP-SAM takes 3-channel images [B, 3, H, W] (or clips '
+                f'[B, T, 3, H, W]); got a tensor of shape '
+                f'{tuple(batch_inputs.shape)}. Convert grayscale or RGBA '
+                'images to 3-channel colour first.')
+        return self.neck(self.backbone(batch_inputs))
+
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples: SampleList) -> Tuple:
+        """Raw head outputs: lists of class scores, mask logits and IoU
+        predictions (stages, then the adapter), and the final queries."""
+        return self.panoptic_head(
+            self.extract_feat(batch_inputs), batch_data_samples)
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        return self.predict_from_feats(
+            self.extract_feat(batch_inputs), batch_data_samples, rescale)
+
+    def predict_from_feats(self,
+                           feats: Tensor,
+                           batch_data_samples: SampleList,
+                           rescale: bool = True) -> SampleList:
+        """``predict`` on features from :meth:`extract_feat`, so prompts on
+        one image can reuse them."""
+        head = self.panoptic_head
+        if isinstance(batch_data_samples[0], TrackDataSample):
+            cls_scores, masks, ious, _ = self._clip_outputs(
+                feats, batch_data_samples)
+            return self.predict_frames(cls_scores, masks, ious,
+                                       batch_data_samples, rescale)
+        cls_scores, masks, ious, _ = head.predict(feats, batch_data_samples)
+        if head.is_prompt_batch(batch_data_samples):
+            return self.add_prompt_preds(cls_scores, masks, ious,
+                                         batch_data_samples, rescale)
+        results = self.panoptic_fusion_head.predict(
+            cls_scores, masks, batch_data_samples, rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results)
+
+    def _clip_outputs(self, feats: Tensor, samples: SampleList):
+        """The adapter's outputs for a clip, masks at feature resolution."""
+        all_cls, all_masks, all_ious, queries = self.panoptic_head(
+            feats, samples)
+        return all_cls[-1], all_masks[-1], all_ious[-1], queries
+
+    def add_prompt_preds(self, cls_scores: Tensor, masks: Tensor, ious: Tensor,
+                         samples: SampleList, rescale: bool) -> SampleList:
+        """One binary mask per prompt, in prompt order."""
+        scores, labels = F.softmax(cls_scores, dim=-1)[..., :-1].max(-1)
+        for i, sample in enumerate(samples):
+            h, w = sample.metainfo['img_shape'][:2]
+            mask = masks[i, :, :h, :w]
+            if rescale:
+                mask = F.interpolate(
+                    mask[None], size=sample.metainfo['ori_shape'][:2],
+                    mode='bilinear', align_corners=False)[0]
+            sample.pred_instances = InstanceData(
+                masks=mask > 0,
+                iou_scores=ious[i, :, 0],
+                labels=labels[i],
+                scores=scores[i])
+        return samples
+
+    def predict_frames(self, cls_scores: Tensor, masks: Tensor, ious: Tensor,
+                       samples: List[TrackDataSample],
+                       rescale: bool) -> SampleList:
+        """Per-frame results of clips whose queries are tracks.
+
+        Args:
+            cls_scores (Tensor): ``[B, N, K + 1]``, shared by all frames.
+            masks (Tensor): ``[B, N, T, h, w]`` logits at feature resolution,
+                upsampled here one frame at a time to bound memory.
+            ious (Tensor): ``[B, N, 1]``.
+        """
+        batch_input_shape = samples[0][0].metainfo['batch_input_shape']
+        for t in range(masks.size(2)):
+            frame_samples = [s[t] for s in samples]
+            frame_masks = self.panoptic_head.upsample_masks(
+                masks[:, :, t].to(cls_scores.device), batch_input_shape)
+            results = self.panoptic_fusion_head.predict(
+                cls_scores, frame_masks, frame_samples, rescale=rescale)
+            for sample, result in zip(frame_samples, results):
+                if 'pan_results' in result:
+                    sample.pred_track_panoptic_seg = result['pan_results']
+                if 'ins_results' in result:
+                    instances = result['ins_results']
+                    # Instance ranking depends on the clip-level classes only,
+                    # so rank r is the same track in every frame.
+                    instances.instances_id = torch.arange(
+                        len(instances), device=instances.labels.device) + 1
+                    sample.pred_track_instances = instances
+        return samples

@@ -1,0 +1,3 @@
+from .rap_sam_head import RapSAMHead
+
+__all__ = ['RapSAMHead']

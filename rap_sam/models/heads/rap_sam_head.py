@@ -1,0 +1,253 @@
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import MultiheadAttention
+from mmdet.models.layers import coordinate_to_encoding
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList, TrackDataSample
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from ..layers import DecoderStage, KernelUpdator, OpenVocabClassifier
+
+HeadOutputs = Tuple[List[Tensor], List[Tensor], List[Tensor], Tensor]
+
+
+@MODELS.register_module()
+class RapSAMHead(BaseModule):
+    """The shared multitask decoder with its two adapters.
+
+    Object queries (panoptic / video) and prompt queries (clicks and boxes)
+    run through the same stages; the object adapter then refines object
+    queries by pooling under their masks, and the prompt adapter lets prompt
+    queries cross-attend to the whole feature map.
+
+    Outputs, per stage and then the adapter (last): class scores
+    ``[B, N, K + 1]``, mask logits ``[B, N, H, W]`` (``[B, N, T, H, W]`` for a
+    clip of T frames) and IoU predictions ``[B, N, 1]``.
+
+    Deliberately not an mmdet ``AnchorFreeHead``: its
+    ``_load_from_state_dict`` renames ``*cls*`` keys of version-less state
+    dicts, which would break loading ``panoptic_cls`` from plain files.
+
+    Args:
+        num_things_classes (int): Thing classes.
+        num_stuff_classes (int): Stuff classes.
+        num_queries (int): Learned object queries.
+        feat_channels (int): Query and feature channels.
+        num_stages (int): Shared decoder stages.
+        num_mask_tokens (int): Queries per prompt.
+        temperature (float): Stage class scores are divided by it (the
+            adapter's are not, as in the released model).
+        ov_classifier_name (str, optional): Class-embedding file name; None
+            for random embeddings (tests, demos without weights).
+        ov_classifier_dir (str, optional): Its directory.
+        cls_embed_dims (int): Class-embedding dimension (CLIP text width).
+        loss_cls, loss_mask, loss_dice (dict, optional): Losses for training.
+        train_cfg, test_cfg (dict, optional): Passed by the detector.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 num_things_classes: int = 80,
+                 num_stuff_classes: int = 53,
+                 num_queries: int = 100,
+                 feat_channels: int = 256,
+                 num_stages: int = 3,
+                 num_mask_tokens: int = 1,
+                 temperature: float = 0.1,
+                 ov_classifier_name: Optional[str] = None,
+                 ov_classifier_dir: Optional[str] = None,
+                 cls_embed_dims: int = 768,
+                 loss_cls: OptConfigType = None,
+                 loss_mask: OptConfigType = None,
+                 loss_dice: OptConfigType = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.num_things_classes = num_things_classes
+        self.num_stuff_classes = num_stuff_classes
+        self.num_classes = num_things_classes + num_stuff_classes
+        self.num_queries = num_queries
+        self.num_mask_tokens = num_mask_tokens
+        self.temperature = temperature
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+
+        self.classifier = OpenVocabClassifier(
+            self.num_classes, ov_classifier_name, ov_classifier_dir,
+            cls_embed_dims)
+        cls_embed_dims = self.classifier.embed_dims
+
+        self.kernels = nn.Embedding(num_queries, feat_channels)
+        self.mask_tokens = nn.Embedding(num_mask_tokens, feat_channels)
+        # Entry 1 marks a prompt query; the released model uses it for
+        # clicks and boxes alike.
+        self.pb_embedding = nn.Embedding(2, feat_channels)
+        self.pos_linear = nn.Linear(2 * feat_channels, feat_channels)
+        self.mask_heads = nn.ModuleList(
+            DecoderStage(feat_channels, cls_embed_dims)
+            for _ in range(num_stages))
+
+        self.panoptic_attn = KernelUpdator(feat_channels, feat_channels)
+        self.panoptic_cls = nn.Sequential(
+            nn.Linear(feat_channels, cls_embed_dims))
+        self.prompt_attn = MultiheadAttention(
+            embed_dims=feat_channels, num_heads=8, batch_first=True)
+        self.prompt_norm = nn.LayerNorm(feat_channels)
+        self.prompt_iou = nn.Linear(feat_channels, 1)
+
+        self.loss_cls = MODELS.build(loss_cls) if loss_cls else None
+        self.loss_mask = MODELS.build(loss_mask) if loss_mask else None
+        self.loss_dice = MODELS.build(loss_dice) if loss_dice else None
+
+    # ------------------------------------------------------------------
+    # queries
+    # ------------------------------------------------------------------
+    @staticmethod
+    def is_prompt_batch(batch_data_samples: SampleList) -> bool:
+        """Whether the samples carry prompts (``gt_instances_collected``)."""
+        flags = {'gt_instances_collected' in s for s in batch_data_samples}
+        if len(flags) > 1:
+            raise ValueError('A batch must be all prompt samples or none: '
+                             'some samples carry gt_instances_collected and '
+                             'some do not.')
+        return flags.pop()
+
+    def prompt_queries(self, batch_data_samples: SampleList,
+                       eps: float = 1e-5) -> Tuple[Tensor, Tensor]:
+        """Queries for the prompts of each sample, and the self-attention
+        mask that keeps prompts from seeing each other.
+
+        Each sample's ``gt_instances_collected.point_coords`` holds N boxes
+        (x1, y1, x2, y2) in ``img_shape`` pixels (a click is its 6-px box);
+        ``pb_labels`` picks the prompt-type embedding.
+        """
+        prompts = [s.gt_instances_collected for s in batch_data_samples]
+        counts = {len(p) for p in prompts}
+        if len(counts) > 1:
+            raise ValueError('Every sample of a prompt batch needs the same '
+                             f'number of prompts, got {sorted(counts)}.')
+        boxes = torch.stack([p.point_coords for p in prompts]).float()
+        if boxes.size(1) == 0 or boxes.size(-1) != 4:
+            raise ValueError('point_coords must be [N, 4] boxes with N >= 1 '
+                             f'(a click as its 6-px box), got '
+                             f'{tuple(boxes.shape[1:])}.')
+        scale = boxes.new_tensor([[
+            [s.metainfo['img_shape'][1], s.metainfo['img_shape'][0]] * 2
+        ] for s in batch_data_samples])
+        boxes = bbox_xyxy_to_cxcywh(boxes / scale).clamp(eps, 1 - eps)
+        pos = self.pos_linear(coordinate_to_encoding(boxes))
+        labels = torch.stack([p.pb_labels for p in prompts]).long()
+        queries = self.pb_embedding(labels) + pos
+        queries = queries.repeat_interleave(self.num_mask_tokens, 1)
+        queries = queries + self.mask_tokens.weight.repeat(
+            1, boxes.size(1), 1)
+
+        # The mask tokens of one prompt see each other, never other prompts.
+        owner = torch.arange(
+            boxes.size(1), device=boxes.device).repeat_interleave(
+                self.num_mask_tokens)
+        attn_mask = owner[:, None] != owner[None, :]
+        return queries, attn_mask
+
+    # ------------------------------------------------------------------
+    # forward
+    # ------------------------------------------------------------------
+    def forward(self, x: Tensor, batch_data_samples: SampleList) -> HeadOutputs:
+        """
+        Args:
+            x (Tensor): Neck features ``[B * T, C, H, W]`` (T = 1 for images).
+            batch_data_samples (list): ``DetDataSample`` for images (with
+                ``gt_instances_collected`` for prompts) or
+                ``TrackDataSample`` for clips.
+
+        Returns:
+            tuple: per-output lists of class scores, mask logits and IoU
+            predictions (stages, then the adapter), and the final queries
+            ``[B, N, C]`` (used to link clips of a video).
+        """
+        num_frames = 0
+        if isinstance(batch_data_samples[0], TrackDataSample):
+            num_frames = len(batch_data_samples[0])
+        batch_size = len(batch_data_samples)
+        prompt_mode = num_frames == 0 and self.is_prompt_batch(
+            batch_data_samples)
+
+        features = x
+        if num_frames > 0:
+            # One query predicts a mask tube: stack the frames along H.
+            features = x.unflatten(0, (batch_size, num_frames)).transpose(
+                1, 2).flatten(2, 3)
+
+        if prompt_mode:
+            queries, attn_mask = self.prompt_queries(batch_data_samples)
+        else:
+            queries = self.kernels.weight[None].expand(batch_size, -1, -1)
+            attn_mask = None
+
+        def frames(masks: Tensor) -> Tensor:
+            return masks.unflatten(2, (num_frames, -1)) if num_frames else masks
+
+        all_cls, all_masks, all_ious = [], [], []
+        masks = torch.einsum('bnc,bchw->bnhw', queries, features)
+        for stage in self.mask_heads:
+            cls_embed, masks, ious, queries = stage(features, queries, masks,
+                                                    attn_mask)
+            all_cls.append(self.classifier(cls_embed) / self.temperature)
+            all_masks.append(frames(masks))
+            all_ious.append(ious)
+
+        if prompt_mode:
+            keys = features.flatten(2).transpose(1, 2)
+            queries = self.prompt_norm(self.prompt_attn(queries, keys))
+            all_cls.append(all_cls[-1])
+            all_ious.append(self.prompt_iou(queries))
+        else:
+            pooled = torch.einsum('bnhw,bchw->bnc', (masks > 0).to(
+                features.dtype), features)
+            queries = self.panoptic_attn(pooled, queries)
+            all_cls.append(self.classifier(self.panoptic_cls(queries)))
+            all_ious.append(all_ious[-1])
+        masks = torch.einsum('bnc,bchw->bnhw', queries, features)
+        all_masks.append(frames(masks))
+        return all_cls, all_masks, all_ious, queries
+
+    def predict(self, x: Tensor,
+                batch_data_samples: SampleList) -> Tuple[Tensor, ...]:
+        """The adapter's outputs, masks upsampled to the padded input size.
+
+        Returns:
+            tuple: class scores ``[B, N, K + 1]``, mask logits
+            ``[B, N, H_in, W_in]`` (``[B, N, T, H_in, W_in]`` for clips), IoU
+            predictions ``[B, N, 1]`` and the final queries ``[B, N, C]``.
+        """
+        all_cls, all_masks, all_ious, queries = self(x, batch_data_samples)
+        sample = batch_data_samples[0]
+        if isinstance(sample, TrackDataSample):
+            sample = sample[0]
+        masks = self.upsample_masks(all_masks[-1],
+                                    sample.metainfo['batch_input_shape'])
+        return all_cls[-1], masks, all_ious[-1], queries
+
+    @staticmethod
+    def upsample_masks(masks: Tensor, size: Tuple[int, int]) -> Tensor:
+        """Bilinear resize of ``[B, N, H, W]`` or ``[B, N, T, H, W]``."""
+        if masks.dim() == 5:
+            b, n, t = masks.shape[:3]
+            masks = F.interpolate(
+                masks.flatten(1, 2), size=size, mode='bilinear',
+                align_corners=False)
+            return masks.unflatten(1, (n, t))
+        return F.interpolate(
+            masks, size=size, mode='bilinear', align_corners=False)
+
+    def loss(self, x: Tensor, batch_data_samples: SampleList) -> dict:
+        raise NotImplementedError(
+            'RapSAMHead has no training losses yet (the training recipe is '
+            'tracked as its own issue); use it for inference.')

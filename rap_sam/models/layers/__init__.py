@@ -1,0 +1,10 @@
+from .decoder_stage import DecoderStage
+from .deform_upsample_layer import DeformUpsampleLayer
+from .kernel_updator import KernelUpdator
+from .lite_deform_fpn import LiteDeformFPN
+from .open_vocab_classifier import OpenVocabClassifier
+
+__all__ = [
+    'DecoderStage', 'DeformUpsampleLayer', 'KernelUpdator', 'LiteDeformFPN',
+    'OpenVocabClassifier'
+]

@@ -1,0 +1,97 @@
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.cnn.bricks.transformer import FFN
+from torch import Tensor
+
+from .kernel_updator import KernelUpdator
+
+
+def _linear_ln_relu(channels: int) -> nn.ModuleList:
+    return nn.ModuleList([
+        nn.Linear(channels, channels, bias=False),
+        nn.LayerNorm(channels),
+        nn.ReLU(inplace=True)
+    ])
+
+
+def _mlp(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
+        nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+        nn.Linear(hidden, out_channels))
+
+
+class DecoderStage(nn.Module):
+    """One stage of the shared multitask decoder.
+
+    Queries pool the features under their current (binarised) masks, are
+    updated by a gated kernel updater, attend to each other, and predict a
+    class embedding, a new mask and an IoU. Attribute names follow the
+    reference so the released checkpoint loads
+    (``panoptic_head.mask_heads.{i}.*``).
+
+    Args:
+        channels (int): Query and feature channels.
+        cls_embed_dims (int): Dimension of the class (CLIP text) embedding.
+        num_heads (int): Heads of the query self-attention.
+        ffn_channels (int): Hidden channels of the FFN.
+    """
+
+    def __init__(self,
+                 channels: int = 256,
+                 cls_embed_dims: int = 768,
+                 num_heads: int = 8,
+                 ffn_channels: int = 2048):
+        super().__init__()
+        self.kernel_update = KernelUpdator(channels, channels, channels)
+        self.s_atten = nn.MultiheadAttention(channels, num_heads)
+        self.s_atten_norm = nn.LayerNorm(channels)
+        self.ffn = FFN(embed_dims=channels, feedforward_channels=ffn_channels,
+                       num_fcs=2)
+        self.ffn_norm = nn.LayerNorm(channels)
+        self.cls_fcs = _linear_ln_relu(channels)
+        self.cls_proj = _mlp(channels, channels, cls_embed_dims)
+        self.mask_fcs = _linear_ln_relu(channels)
+        self.fc_mask = nn.Linear(channels, channels)
+        self.iou_embed = _mlp(channels, channels, 1)
+
+    def forward(
+        self,
+        features: Tensor,
+        queries: Tensor,
+        mask_logits: Tensor,
+        self_attn_mask: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """
+        Args:
+            features (Tensor): [B, C, H, W] (a clip's frames stacked in H).
+            queries (Tensor): [B, N, C].
+            mask_logits (Tensor): [B, N, H, W] from the previous stage.
+            self_attn_mask (Tensor, optional): [N, N] bool, True = blocked.
+
+        Returns:
+            tuple: class embeddings [B, N, D], mask logits [B, N, H, W],
+            IoU predictions [B, N, 1], updated queries [B, N, C].
+        """
+        # sigmoid(x) > 0.5 is x > 0; the pooled feature is a sum, not a mean.
+        pooled = torch.einsum('bnhw,bchw->bnc', (mask_logits > 0).to(
+            features.dtype), features)
+        queries = self.kernel_update(pooled, queries)
+
+        q = queries.transpose(0, 1)
+        q = q + self.s_atten(q, q, q, attn_mask=self_attn_mask)[0]
+        queries = self.ffn_norm(self.ffn(self.s_atten_norm(q.transpose(0, 1))))
+
+        cls_feat = queries
+        for layer in self.cls_fcs:
+            cls_feat = layer(cls_feat)
+        mask_feat = queries
+        for layer in self.mask_fcs:
+            mask_feat = layer(mask_feat)
+
+        mask_logits = torch.einsum('bnc,bchw->bnhw', self.fc_mask(mask_feat),
+                                   features)
+        return (self.cls_proj(cls_feat), mask_logits,
+                self.iou_embed(mask_feat), queries)

@@ -1,0 +1,67 @@
+import math
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+from mmcv.ops import ModulatedDeformConv2d
+from torch import Tensor
+
+
+class DeformUpsampleLayer(nn.Module):
+    """Modulated deformable 3x3 conv, norm, ReLU, then a 2x transposed conv,
+    norm, ReLU: one top-down step of the lite deformable neck.
+
+    The offsets and modulation come from a plain 3x3 conv (18 offsets, 9
+    mask logits) that starts at zero, so training begins from a regular
+    convolution; the transposed conv starts as bilinear upsampling.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        norm_cfg (dict): Norm layers (``SyncBN`` is applied by mmengine's
+            ``sync_bn`` option only when a process group exists).
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        self.dcn_offset = nn.Conv2d(in_channels, 27, 3, padding=1)
+        self.dcn = ModulatedDeformConv2d(
+            in_channels, out_channels, 3, padding=1, bias=False)
+        self.dcn_bn = build_norm_layer(norm_cfg, out_channels)[1]
+        self.up_sample = nn.ConvTranspose2d(
+            out_channels, out_channels, 4, stride=2, padding=1, bias=False)
+        self.up_bn = build_norm_layer(norm_cfg, out_channels)[1]
+        self.relu = nn.ReLU()
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        nn.init.kaiming_normal_(
+            self.dcn.weight, mode='fan_out', nonlinearity='relu')
+        nn.init.zeros_(self.dcn_offset.weight)
+        nn.init.zeros_(self.dcn_offset.bias)
+        self.up_sample.weight.data.copy_(
+            bilinear_kernel(self.up_sample.weight.shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # 27 channels: two blocks of 9 offsets, then 9 modulation logits.
+        offset_a, offset_b, mask = self.dcn_offset(x).chunk(3, dim=1)
+        offset = torch.cat([offset_a, offset_b], dim=1)
+        x = self.dcn(x, offset, mask.sigmoid())
+        x = self.relu(self.dcn_bn(x))
+        return self.relu(self.up_bn(self.up_sample(x)))
+
+
+def bilinear_kernel(shape) -> Tensor:
+    """Transposed-conv weights ``[C, C, k, k]`` that upsample each channel
+    bilinearly on its own (channel i reads only channel i)."""
+    channels, _, size, _ = shape
+    f = math.ceil(size / 2)
+    c = (2 * f - 1 - f % 2) / (2. * f)
+    profile = 1 - (torch.arange(size, dtype=torch.float32) / f - c).abs()
+    weight = torch.zeros(shape)
+    index = torch.arange(channels)
+    weight[index, index] = profile[:, None] * profile[None, :]
+    return weight

@@ -1,0 +1,59 @@
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .deform_upsample_layer import DeformUpsampleLayer
+
+
+class LiteDeformFPN(nn.Module):
+    """YOSO's lite deformable FPN: a top-down path of deformable upsampling
+    steps, then the four levels projected to ``agg_channels``, brought to
+    stride 4 and summed (cross-level feature aggregation).
+
+    Attribute names follow the reference (``neck.deconv.*`` in the released
+    checkpoint).
+
+    Args:
+        in_channels (Sequence[int]): Backbone channels at strides 4..32.
+        agg_channels (int): Channels of the aggregated output.
+        norm_cfg (dict): Norm layers of the deformable steps.
+    """
+
+    def __init__(self,
+                 in_channels: Sequence[int] = (256, 512, 1024, 2048),
+                 agg_channels: int = 128,
+                 norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        c2, c3, c4, c5 = in_channels
+        l2, l3, l4, l5 = (c // 2 for c in in_channels)
+        self.lateral_conv0 = nn.Conv2d(c5, l5, 1)
+        self.deform_conv1 = DeformUpsampleLayer(l5, l4, norm_cfg)
+        self.lateral_conv1 = nn.Conv2d(c4, l4, 1)
+        self.deform_conv2 = DeformUpsampleLayer(l4, l3, norm_cfg)
+        self.lateral_conv2 = nn.Conv2d(c3, l3, 1)
+        self.deform_conv3 = DeformUpsampleLayer(l3, l2, norm_cfg)
+        self.lateral_conv3 = nn.Conv2d(c2, l2, 1)
+        self.output_conv = nn.Conv2d(agg_channels, agg_channels, 3, padding=1)
+        self.bias = nn.Parameter(torch.zeros(1, agg_channels, 1, 1))
+        self.conv_a5 = nn.Conv2d(l5, agg_channels, 1, bias=False)
+        self.conv_a4 = nn.Conv2d(l4, agg_channels, 1, bias=False)
+        self.conv_a3 = nn.Conv2d(l3, agg_channels, 1, bias=False)
+        self.conv_a2 = nn.Conv2d(l2, agg_channels, 1, bias=False)
+
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        """Backbone features at strides 4, 8, 16, 32 -> [B, agg, H/4, W/4]."""
+        x5 = self.lateral_conv0(feats[3])
+        x4 = self.lateral_conv1(feats[2]) + self.deform_conv1(x5)
+        x3 = self.lateral_conv2(feats[1]) + self.deform_conv2(x4)
+        x2 = self.lateral_conv3(feats[0]) + self.deform_conv3(x3)
+
+        def up(x: Tensor, scale: int) -> Tensor:
+            return F.interpolate(
+                x, scale_factor=scale, mode='bilinear', align_corners=False)
+
+        out = (up(self.conv_a5(x5), 8) + up(self.conv_a4(x4), 4) +
+               up(self.conv_a3(x3), 2) + self.conv_a2(x2) + self.bias)
+        return self.output_conv(out)

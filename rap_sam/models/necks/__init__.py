@@ -1,0 +1,3 @@
+from .lite_deform_neck import LiteDeformNeck
+
+__all__ = ['LiteDeformNeck']

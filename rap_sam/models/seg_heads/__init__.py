@@ -1,0 +1,3 @@
+from .scored_panoptic_fusion_head import ScoredPanopticFusionHead
+
+__all__ = ['ScoredPanopticFusionHead']

@@ -1,0 +1,8 @@
+from .checkpoint import load_model_weights
+from .class_embeddings import (ClassEmbeddingError, class_embedding_dir,
+                               class_embedding_path, load_class_embeddings)
+
+__all__ = [
+    'ClassEmbeddingError', 'class_embedding_dir', 'class_embedding_path',
+    'load_class_embeddings', 'load_model_weights'
+]

@@ -1,0 +1,75 @@
+"""Where class-embedding files live and how they are read.
+
+A class-embedding file holds a float tensor ``[num_classes, num_synonyms,
+dim]`` of L2-normalised CLIP text embeddings (see ``tools/gen_cls.py``). The
+reference implementation reads them from ``~/.cache/embd/{name}.pth``; users
+already keep their files there, so that stays the default. The directory can
+be moved with the ``RAP_SAM_EMBD_DIR`` environment variable or per model with
+the head's ``ov_classifier_dir`` argument.
+"""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+
+EMBD_DIR_ENV = 'RAP_SAM_EMBD_DIR'
+DEFAULT_EMBD_DIR = '~/.cache/embd'
+
+
+class ClassEmbeddingError(ValueError):
+    """A class-embedding file is missing or does not fit the model."""
+
+
+def class_embedding_dir(root: Optional[str] = None) -> str:
+    """The directory holding class-embedding files."""
+    root = root or os.environ.get(EMBD_DIR_ENV) or DEFAULT_EMBD_DIR
+    return osp.expanduser(root)
+
+
+def class_embedding_path(name: str, root: Optional[str] = None) -> str:
+    """``{dir}/{name}.pth``, e.g. ``convnext_large_d_320_CocoPanopticOVDataset``."""
+    return osp.join(class_embedding_dir(root), f'{name}.pth')
+
+
+def load_class_embeddings(name: str,
+                          root: Optional[str] = None,
+                          num_classes: Optional[int] = None,
+                          embed_dims: Optional[int] = None) -> torch.Tensor:
+    """Read and check the embeddings ``[num_classes, num_synonyms, dim]``.
+
+    Raises:
+        ClassEmbeddingError: the file is missing, is not a 3-d tensor, has
+            rows that are not unit-norm, or its class count / dimension
+            differs from ``num_classes`` / ``embed_dims`` when given.
+    """
+    path = class_embedding_path(name, root)
+    if not osp.isfile(path):
+        raise ClassEmbeddingError(
+            f'Class-embedding file not found: {path}\n'
+            f'Make it with `python tools/gen_cls.py CONFIG` (it encodes the '
+            f"dataset's class names with the CLIP text tower the config "
+            f'names), or point {EMBD_DIR_ENV} at the directory that holds '
+            f'{name}.pth.')
+    embeddings = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 3:
+        shape = tuple(embeddings.shape) if isinstance(
+            embeddings, torch.Tensor) else type(embeddings).__name__
+        raise ClassEmbeddingError(
+            f'{path} must hold a tensor [num_classes, num_synonyms, dim], '
+            f'got {shape}.')
+    embeddings = embeddings.float()
+    if num_classes is not None and embeddings.size(0) != num_classes:
+        raise ClassEmbeddingError(
+            f'{path} has {embeddings.size(0)} classes but the model expects '
+            f'{num_classes} (num_things_classes + num_stuff_classes).')
+    if embed_dims is not None and embeddings.size(2) != embed_dims:
+        raise ClassEmbeddingError(
+            f'{path} has embeddings of dimension {embeddings.size(2)} but the '
+            f'model expects {embed_dims}.')
+    norms = embeddings.norm(dim=-1)
+    if not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
+        raise ClassEmbeddingError(
+            f'{path}: every embedding must be L2-normalised (norms range '
+            f'{norms.min().item():.4f}..{norms.max().item():.4f}).')
+    return embeddings

@@ -1,0 +1,92 @@
+"""Shared builders for the tests."""
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+
+import rap_sam  # noqa: F401  (registers modules)
+from mmdet.registry import MODELS
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def config_path(name: str) -> str:
+    return osp.join(REPO, 'configs', name)
+
+
+def load_config(name: str) -> Config:
+    cfg = Config.fromfile(config_path(name))
+    # No pretrained ResNet download: weights are seeded or loaded.
+    cfg.model.backbone.init_cfg = None
+    return cfg
+
+
+def build_model(name: str = 'rap_sam/eval_rap_sam_coco.py', seed: int = 0):
+    cfg = load_config(name)
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    randomize_(model, seed)
+    return model.eval()
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every parameter and BN statistic seeded random values of a
+    sensible scale, so outputs depend on all weights (zero-initialised
+    offsets or biases would hide bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.state_dict().items():
+            if not p.is_floating_point():
+                continue
+            if name.endswith('running_var'):
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+            elif name.endswith('running_mean'):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            elif p.dim() <= 1:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1 +
+                        (1.0 if name.endswith('weight') else 0.0))
+            else:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
+
+
+def image_batch(images, prompts=None):
+    """A ``test_step`` batch of BGR uint8 images ``[H, W, 3]`` (no resize:
+    ``ori_shape == img_shape``), each optionally with prompt boxes."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    inputs, samples = [], []
+    for i, img in enumerate(images):
+        h, w = img.shape[:2]
+        inputs.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
+        sample = DetDataSample(metainfo=dict(
+            img_id=i, img_shape=(h, w), ori_shape=(h, w),
+            scale_factor=(1., 1.)))
+        if prompts is not None:
+            boxes = torch.as_tensor(prompts[i], dtype=torch.float32)
+            sample.gt_instances_collected = InstanceData(
+                point_coords=boxes,
+                pb_labels=torch.ones(len(boxes), dtype=torch.long))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def video_batch(frames):
+    """A ``test_step`` batch of one clip: ``frames`` is [T, H, W, 3] BGR."""
+    from mmdet.structures import DetDataSample, TrackDataSample
+    t, h, w = frames.shape[:3]
+    samples = [
+        DetDataSample(metainfo=dict(
+            img_id=i, frame_id=i, video_length=t, img_shape=(h, w),
+            ori_shape=(h, w), scale_factor=(1., 1.))) for i in range(t)
+    ]
+    inputs = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+    return dict(inputs=[inputs],
+                data_samples=[TrackDataSample(video_data_samples=samples)])
+
+
+def random_image(h, w, seed=0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
