@@ -25,7 +25,6 @@ def build_model(name: str = 'rap_sam/eval_rap_sam_coco.py', seed: int = 0):
     cfg = load_config(name)
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
-    model.init_weights()
     randomize_(model, seed)
     return model.eval()
 

@@ -41,8 +41,11 @@ class CheckpointMismatchError(RuntimeError):
 
 
 def _history_buffer_getattr(obj, name):
-    if isinstance(obj, HistoryBuffer) and name in getattr(
-            HistoryBuffer, '_statistics_methods', {}):
+    # HistoryBuffer pickles its statistics table as getattr(HistoryBuffer,
+    # 'mean') etc.; nothing else may go through getattr.
+    is_buffer = obj is HistoryBuffer or isinstance(obj, HistoryBuffer)
+    if is_buffer and name in getattr(HistoryBuffer, '_statistics_methods',
+                                     {}):
         return getattr(obj, name)
     raise UnsafeCheckpointError(
         f'refusing getattr({type(obj).__name__}, {name!r}) while loading a '
@@ -71,6 +74,11 @@ SAFE_GLOBALS = _numpy_globals() + [
     (_history_buffer_getattr, 'builtins.getattr'),
     (_history_buffer_getattr, '__builtin__.getattr'),
 ]
+_SAFE_NAMES = {
+    item[1] if isinstance(item, tuple) else
+    f'{item.__module__}.{item.__qualname__}'
+    for item in SAFE_GLOBALS
+}
 
 
 def trust_all_checkpoints() -> None:
@@ -96,8 +104,11 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(
-                filename)
+            names = [
+                name for name in
+                torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+                if name not in _SAFE_NAMES
+            ]
         except Exception:  # not a zip checkpoint: the error says enough
             names = []
         raise UnsafeCheckpointError(

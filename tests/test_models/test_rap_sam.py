@@ -42,9 +42,9 @@ def test_image_gives_panoptic_and_instances(model):
     assert pan.shape == (1, 70, 100)
     inst = out.pred_instances
     assert inst.masks.shape[1:] == (70, 100)
-    assert len(inst) == 100  # max_per_image, things only
+    assert 0 < len(inst) <= 100  # top max_per_image, then things only
     assert bool((inst.labels < 80).all())
-    assert inst.bboxes.shape == (100, 4)
+    assert inst.bboxes.shape == (len(inst), 4)
     for seg in out.pred_panoptic_seg.segments:
         assert 0 <= seg['label'] < 133 and 0 < seg['score'] <= 1
 
@@ -111,7 +111,7 @@ def test_long_video_in_clips(video_model):
     with torch.no_grad():
         out = video_model.test_step(video_batch(frames))[0]
     assert len(out) == 7
-    assert all(len(f.pred_track_instances) == 100 for f in out)
+    assert all(len(f.pred_track_instances) == len(out[0].pred_track_instances) > 0 for f in out)
     assert all(f.pred_track_instances.labels.max() < 40 for f in out)
 
 
