@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.stamp
 pin     = $(shell grep -E '^$(1)==' requirements.txt)
+# Installed with --no-deps (their needs are listed in requirements.txt).
+NODEPS  := mmdet==|panopticapi-lite==|open_clip_torch==|timm==|torchvision==
 
 .PHONY: all env demo test clean-env
 
@@ -19,10 +21,10 @@ $(STAMP)-base:
 	touch $@
 
 $(STAMP)-deps: $(STAMP)-base requirements.txt
-	$(PIP) install -q $$(grep -vE '^(#|torch==|mmcv==|mmdet==|panopticapi-lite==)' requirements.txt | grep -v '^$$')
+	$(PIP) install -q $$(grep -vE '^(#|torch==|mmcv==|$(NODEPS))' requirements.txt | grep -v '^$$')
 	$(PIP) install -q "setuptools<70" ninja
 	MMCV_WITH_OPS=1 MAX_JOBS=2 $(PIP) install -q --no-build-isolation "$(call pin,mmcv)"
-	$(PIP) install -q --no-deps "$(call pin,mmdet)" "$(call pin,panopticapi-lite)"
+	$(PIP) install -q --no-deps $$(grep -E '^($(NODEPS))' requirements.txt)
 	touch $@
 
 $(STAMP)-pkg: $(STAMP)-deps setup.py

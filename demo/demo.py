@@ -36,6 +36,10 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='outputs/demo')
     parser.add_argument('--device', default=None,
                         help='cpu, cuda or cuda:N (default: GPU if any)')
+    parser.add_argument(
+        '--score-thr', type=float, default=None,
+        help='keep segments whose class score exceeds this (the config\'s '
+        'object_mask_thr, 0.8, by default)')
     return parser.parse_args(argv)
 
 
@@ -80,6 +84,9 @@ def main(argv=None):
     args = parse_args(argv)
     images = list_images(args.inputs)
     predictor = RapSAMPredictor(args.config, args.weights, args.device)
+    if args.score_thr is not None:
+        predictor.model.panoptic_fusion_head.test_cfg[
+            'object_mask_thr'] = args.score_thr
     visualizer = DetLocalVisualizer()
     visualizer.dataset_meta = predictor.dataset_meta
     os.makedirs(args.out_dir, exist_ok=True)
@@ -92,13 +99,18 @@ def main(argv=None):
             continue
         result = predictor.segment_image(img)
         stem = osp.splitext(osp.basename(path))[0]
-        # Only the panoptic map is drawn: instances would cover it twice.
-        shown = result.clone()
-        del shown.pred_instances
-        visualizer.add_datasample(
-            stem, mmcv.bgr2rgb(img), shown, draw_gt=False, show=False,
-            out_file=osp.join(args.out_dir, f'{stem}.png'))
         segments = segments_json(result, names)
+        out_png = osp.join(args.out_dir, f'{stem}.png')
+        if segments:
+            # Only the panoptic map is drawn: instances would cover it twice.
+            shown = result.clone()
+            del shown.pred_instances
+            visualizer.add_datasample(
+                stem, mmcv.bgr2rgb(img), shown, draw_gt=False, show=False,
+                out_file=out_png)
+        else:
+            # mmdet's drawer cannot draw an empty map; show the image as is.
+            mmcv.imwrite(img, out_png)
         with open(osp.join(args.out_dir, f'{stem}.json'), 'w') as f:
             json.dump(dict(image=path, height=img.shape[0],
                            width=img.shape[1], segments=segments), f)

@@ -3,7 +3,16 @@
 Importing the package registers its modules in mmdet's registries and the
 checkpoint loader that reads mmengine checkpoints under torch >= 2.6.
 """
-from . import models  # noqa: F401
-from . import utils  # noqa: F401
+# First: PyPI's torchvision (needed by OpenCLIP) is a CUDA build whose import
+# fails beside a CPU torch unless its missing ops are declared; mmengine's
+# environment report imports torchvision too.
+from .utils.openclip_loader import declare_missing_torchvision_ops
+
+declare_missing_torchvision_ops()
+
+from . import datasets  # noqa: E402,F401
+from . import evaluation  # noqa: E402,F401
+from . import models  # noqa: E402,F401
+from . import utils  # noqa: E402,F401
 
 __version__ = '0.1.0'

@@ -134,3 +134,12 @@ def test_non_rgb_image_is_refused(model):
     gray = np.zeros((32, 32, 1), dtype=np.uint8)
     with pytest.raises(ValueError, match='3-channel'):
         model.test_step(image_batch([gray]))
+
+
+def test_image_without_prompts_gives_empty_prediction(model):
+    """COCO-SAM images can lose every segment in the resize."""
+    with torch.no_grad():
+        out = model.test_step(
+            image_batch([random_image(40, 60)], [torch.zeros(0, 4)]))[0]
+    assert out.pred_instances.masks.shape == (0, 40, 60)
+    assert out.pred_instances.iou_scores.shape == (0, )

@@ -64,24 +64,31 @@ class RapSAM(MaskFormer):
                 feats, batch_data_samples)
             return self.predict_frames(cls_scores, masks, ious,
                                        batch_data_samples, rescale)
-        cls_scores, masks, ious, _ = head.predict(feats, batch_data_samples)
         if head.is_prompt_batch(batch_data_samples):
+            if all(len(s.gt_instances_collected) == 0
+                   for s in batch_data_samples):
+                return self.add_empty_prompt_preds(batch_data_samples,
+                                                   feats.device, rescale)
+            cls_scores, masks, ious, _ = head.predict(feats,
+                                                      batch_data_samples)
             return self.add_prompt_preds(cls_scores, masks, ious,
                                          batch_data_samples, rescale)
+        cls_scores, masks, ious, _ = head.predict(feats, batch_data_samples)
         results = self.panoptic_fusion_head.predict(
             cls_scores, masks, batch_data_samples, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def _clip_outputs(self, feats: Tensor, samples: SampleList):
         """The adapter's outputs for a clip, masks at feature resolution."""
-        all_cls, all_masks, all_ious, queries = self.panoptic_head(
-            feats, samples)
-        return all_cls[-1], all_masks[-1], all_ious[-1], queries
+        return self.panoptic_head.predict(feats, samples)
 
     def add_prompt_preds(self, cls_scores: Tensor, masks: Tensor, ious: Tensor,
                          samples: SampleList, rescale: bool) -> SampleList:
         """One binary mask per prompt, in prompt order."""
         scores, labels = F.softmax(cls_scores, dim=-1)[..., :-1].max(-1)
+        masks = F.interpolate(
+            masks, size=samples[0].metainfo['batch_input_shape'],
+            mode='bilinear', align_corners=False)
         for i, sample in enumerate(samples):
             h, w = sample.metainfo['img_shape'][:2]
             mask = masks[i, :, :h, :w]
@@ -96,6 +103,21 @@ class RapSAM(MaskFormer):
                 scores=scores[i])
         return samples
 
+    @staticmethod
+    def add_empty_prompt_preds(samples: SampleList, device,
+                               rescale: bool) -> SampleList:
+        """Samples without prompts (e.g. every segment vanished in the
+        resize) get empty predictions rather than an error."""
+        for sample in samples:
+            key = 'ori_shape' if rescale else 'img_shape'
+            h, w = sample.metainfo[key][:2]
+            sample.pred_instances = InstanceData(
+                masks=torch.zeros((0, h, w), dtype=torch.bool, device=device),
+                iou_scores=torch.zeros(0, device=device),
+                labels=torch.zeros(0, dtype=torch.long, device=device),
+                scores=torch.zeros(0, device=device))
+        return samples
+
     def predict_frames(self, cls_scores: Tensor, masks: Tensor, ious: Tensor,
                        samples: List[TrackDataSample],
                        rescale: bool) -> SampleList:
@@ -104,16 +126,15 @@ class RapSAM(MaskFormer):
         Args:
             cls_scores (Tensor): ``[B, N, K + 1]``, shared by all frames.
             masks (Tensor): ``[B, N, T, h, w]`` logits at feature resolution,
-                upsampled here one frame at a time to bound memory.
+                upsampled by the fusion head one frame at a time to bound
+                memory.
             ious (Tensor): ``[B, N, 1]``.
         """
-        batch_input_shape = samples[0][0].metainfo['batch_input_shape']
         for t in range(masks.size(2)):
             frame_samples = [s[t] for s in samples]
-            frame_masks = self.panoptic_head.upsample_masks(
-                masks[:, :, t].to(cls_scores.device), batch_input_shape)
             results = self.panoptic_fusion_head.predict(
-                cls_scores, frame_masks, frame_samples, rescale=rescale)
+                cls_scores, masks[:, :, t].to(cls_scores.device),
+                frame_samples, rescale=rescale)
             for sample, result in zip(frame_samples, results):
                 if 'pan_results' in result:
                     sample.pred_track_panoptic_seg = result['pan_results']

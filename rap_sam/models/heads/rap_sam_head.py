@@ -2,7 +2,6 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import MultiheadAttention
 from mmdet.models.layers import coordinate_to_encoding
 from mmdet.registry import MODELS
@@ -220,32 +219,13 @@ class RapSAMHead(BaseModule):
 
     def predict(self, x: Tensor,
                 batch_data_samples: SampleList) -> Tuple[Tensor, ...]:
-        """The adapter's outputs, masks upsampled to the padded input size.
-
-        Returns:
-            tuple: class scores ``[B, N, K + 1]``, mask logits
-            ``[B, N, H_in, W_in]`` (``[B, N, T, H_in, W_in]`` for clips), IoU
-            predictions ``[B, N, 1]`` and the final queries ``[B, N, C]``.
-        """
+        """The adapter's outputs: class scores ``[B, N, K + 1]``, mask logits
+        at feature resolution ``[B, N, h, w]`` (``[B, N, T, h, w]`` for
+        clips), IoU predictions ``[B, N, 1]`` and the final queries
+        ``[B, N, C]``. Upsampling is left to the consumer, which may need
+        only some of the masks."""
         all_cls, all_masks, all_ious, queries = self(x, batch_data_samples)
-        sample = batch_data_samples[0]
-        if isinstance(sample, TrackDataSample):
-            sample = sample[0]
-        masks = self.upsample_masks(all_masks[-1],
-                                    sample.metainfo['batch_input_shape'])
-        return all_cls[-1], masks, all_ious[-1], queries
-
-    @staticmethod
-    def upsample_masks(masks: Tensor, size: Tuple[int, int]) -> Tensor:
-        """Bilinear resize of ``[B, N, H, W]`` or ``[B, N, T, H, W]``."""
-        if masks.dim() == 5:
-            b, n, t = masks.shape[:3]
-            masks = F.interpolate(
-                masks.flatten(1, 2), size=size, mode='bilinear',
-                align_corners=False)
-            return masks.unflatten(1, (n, t))
-        return F.interpolate(
-            masks, size=size, mode='bilinear', align_corners=False)
+        return all_cls[-1], all_masks[-1], all_ious[-1], queries
 
     def loss(self, x: Tensor, batch_data_samples: SampleList) -> dict:
         raise NotImplementedError(

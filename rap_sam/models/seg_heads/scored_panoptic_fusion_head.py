@@ -9,12 +9,23 @@ from torch import Tensor
 
 @MODELS.register_module()
 class ScoredPanopticFusionHead(MaskFormerFusionHead):
-    """mmdet's MaskFormer fusion, plus the score and class of every panoptic
-    segment (``pred_panoptic_seg.segments``), which the demo and API report.
+    """mmdet's MaskFormer fusion, taking mask logits at feature resolution,
+    plus the score and class of every panoptic segment
+    (``pred_panoptic_seg.segments``), which the demo and API report.
 
-    The panoptic map itself is mmdet's, unchanged. A segment's score is that
-    of the query that painted it (the best one, for merged stuff).
+    Masks are upsampled to the padded input size here, as mmdet's heads do
+    before fusion, then fused exactly as mmdet does. A segment's score is
+    that of the query that painted it (the best one, for merged stuff).
     """
+
+    def predict(self, mask_cls: Tensor, mask_pred: Tensor,
+                batch_data_samples, rescale: bool = False, **kwargs):
+        size = batch_data_samples[0].metainfo['batch_input_shape']
+        if tuple(mask_pred.shape[-2:]) != tuple(size):
+            mask_pred = F.interpolate(
+                mask_pred, size=size, mode='bilinear', align_corners=False)
+        return super().predict(mask_cls, mask_pred, batch_data_samples,
+                               rescale, **kwargs)
 
     def panoptic_postprocess(self, mask_cls: Tensor,
                              mask_pred: Tensor) -> PixelData:

@@ -1,0 +1,3 @@
+from .metrics import InteractiveMetric, YouTubeVISMetricCompat
+
+__all__ = ['InteractiveMetric', 'YouTubeVISMetricCompat']

@@ -1,0 +1,203 @@
+"""tools/gen_cls.py with a tiny random OpenCLIP (no downloads)."""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.dataset import BaseDataset, RepeatDataset
+from mmdet.registry import DATASETS
+
+from rap_sam.utils.class_embeddings import (ClassEmbeddingError,
+                                            load_class_embeddings)
+from rap_sam.utils.openclip_loader import (build_clip_model,
+                                           build_clip_tokenizer)
+from rap_sam.utils.text_classifier import (dataset_vocabulary,
+                                           encode_class_names, encode_prompts,
+                                           split_synonyms,
+                                           vocabulary_embeddings,
+                                           vocabulary_name)
+from rap_sam.utils.vild_templates import VILD_TEMPLATES
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TINY = dict(embed_dim=32,
+            vision_cfg=dict(timm_model_name='convnext_atto', timm_pool='',
+                            timm_proj='mlp', image_size=64),
+            text_cfg=dict(context_length=77, vocab_size=49408, width=64,
+                          heads=2, layers=2))
+CLASSES = ('person,child,girl', 'dog', 'traffic_light/signal')
+
+
+@DATASETS.register_module(force=True)
+class TinyOVDataset(BaseDataset):
+    METAINFO = dict(classes=CLASSES)
+
+
+@DATASETS.register_module(force=True)
+class TinyVersionedDataset(BaseDataset):
+    METAINFO = dict(classes=('cat', 'zebra'))
+
+    def __init__(self, dataset_version='2019', **kwargs):
+        self.dataset_name = f'TinyVIS_{dataset_version}'
+        super().__init__(**kwargs)
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'gen_cls', osp.join(ROOT, 'tools', 'gen_cls.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_cls = _load_tool()
+
+
+@pytest.fixture(scope='module')
+def clip(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_clip_model('tiny_clip', TINY)
+    path = tmp_path_factory.mktemp('clip') / 'tiny_clip.pth'
+    torch.save(model.state_dict(), path)
+    return model, build_clip_tokenizer('tiny_clip', TINY), str(path)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for var, sub in (('RAP_SAM_EMBD_DIR', 'embd'),
+                     ('RAP_SAM_CLIP_DIR', 'clip'), ('HF_HUB_CACHE', 'hf')):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    return tmp_path
+
+
+def _config(tmp_path, num_classes=3, backbone=None):
+    backbone = backbone or dict(type='OpenCLIPBackbone',
+                                model_name='tiny_clip', model_cfg=TINY,
+                                pretrained=None)
+    path = tmp_path / 'cfg.py'
+    path.write_text(
+        f'model = dict(backbone={backbone!r}, panoptic_head=dict('
+        f'num_things_classes={num_classes - 1}, num_stuff_classes=1))\n'
+        "test_dataloader = dict(dataset=dict(type='TinyOVDataset', "
+        "ann_file='absent.json', "
+        "pipeline=[dict(type='LoadImageFromFile')]))\n")
+    return str(path)
+
+
+def _reference_embedding(model, tokenizer, synonym):
+    feats = model.encode_text(tokenizer([t.format(synonym)
+                                         for t in VILD_TEMPLATES]))
+    feats = feats / feats.norm(dim=-1, keepdim=True)
+    mean = feats.mean(0)
+    return mean / mean.norm()
+
+
+def test_split_synonyms():
+    assert split_synonyms('traffic_light/signal') == [
+        'traffic light', 'signal']
+    assert split_synonyms('Person, child,,girl') == ['person', 'child', 'girl']
+    assert split_synonyms('paper_or_cardboard') == ['paper', 'cardboard']
+    with pytest.raises(ValueError):
+        split_synonyms(' , ')
+
+
+def test_truncated_prompts_match_encode_text(clip):
+    model, tokenizer, _ = clip
+    tokens = tokenizer(['a photo of a dog.', 'There is a large traffic '
+                        'light in the scene.'])
+    with torch.no_grad():
+        torch.testing.assert_close(encode_prompts(model, tokens),
+                                   model.encode_text(tokens))
+
+
+def test_dataset_classifier(clip, env):
+    model, tokenizer, ckpt = clip
+    out = gen_cls.main([_config(env), '--checkpoint', ckpt])
+    assert out == str(env / 'embd' / 'tiny_clip_TinyOVDataset.pth')
+    emb = load_class_embeddings('tiny_clip_TinyOVDataset', num_classes=3,
+                                embed_dims=32)
+    assert emb.shape == (3, 3, 32) and emb.dtype == torch.float32
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3, 3))
+    # Class order and synonym order follow the dataset; padding repeats
+    # the first synonym.
+    with torch.no_grad():
+        for cls, syns in enumerate(split_synonyms(c) for c in CLASSES):
+            for j, syn in enumerate(syns):
+                torch.testing.assert_close(
+                    emb[cls, j], _reference_embedding(model, tokenizer, syn),
+                    atol=1e-5, rtol=1e-5)
+    assert torch.equal(emb[1, 1], emb[1, 0])
+    assert torch.equal(emb[1, 2], emb[1, 0])
+    assert torch.equal(emb[2, 2], emb[2, 0])
+    assert not torch.equal(emb[0, 1], emb[0, 0])
+    with pytest.raises(ClassEmbeddingError, match='dimension 32.*expects 768'):
+        load_class_embeddings('tiny_clip_TinyOVDataset', embed_dims=768)
+
+
+def test_same_weights_same_bytes(clip, env):
+    _, _, ckpt = clip
+    outs = [gen_cls.main([_config(env), '--checkpoint', ckpt,
+                          '--out', str(env / d / 'cls.pth')]) for d in 'ab']
+    with open(outs[0], 'rb') as a, open(outs[1], 'rb') as b:
+        assert a.read() == b.read()
+
+
+def test_classes_file_and_vocabulary_cache(clip, env, monkeypatch):
+    model, tokenizer, ckpt = clip
+    vocab = env / 'vocab.txt'
+    vocab.write_text('# my classes\ncat\nsofa,couch\n')
+    out = gen_cls.main([_config(env), '--checkpoint', ckpt,
+                        '--classes', str(vocab)])
+    name = vocabulary_name(['cat', 'sofa,couch'], 'tiny_clip',
+                           osp.abspath(ckpt))
+    assert out == str(env / 'embd' / f'{name}.pth')
+    emb = torch.load(out, weights_only=True)
+    assert emb.shape == (2, 2, 32)
+    torch.testing.assert_close(
+        emb, encode_class_names(model, tokenizer, ['cat', 'sofa,couch']))
+    # The content-addressed cache finds the file and builds nothing.
+    import rap_sam.utils.openclip_loader as loader
+    monkeypatch.setattr(loader, 'build_clip_model', None)
+    assert vocabulary_embeddings(['cat', 'sofa,couch'], 'tiny_clip',
+                                 checkpoint=ckpt,
+                                 model_cfg=TINY) == (name, out)
+    assert vocabulary_name(['cat', 'sofa'], 'tiny_clip', ckpt) != name
+
+
+def test_offline_error_names_the_file(env):
+    backbone = dict(type='OpenCLIPBackbone', model_name='convnext_large_d_320',
+                    init_cfg=dict(type='clip_pretrain',
+                                  checkpoint='laion2b_s29b_b131k_ft_soup'))
+    with pytest.raises(SystemExit) as exc:
+        gen_cls.main([_config(env, backbone=backbone)])
+    msg = str(exc.value)
+    for part in ('convnext_large_d_320', 'laion2b_s29b_b131k_ft_soup',
+                 'open_clip_pytorch_model.bin', '--checkpoint',
+                 'huggingface.co/laion/CLIP-convnext_large_d_320',
+                 str(env / 'clip' / 'convnext_large_d_320' /
+                     'laion2b_s29b_b131k_ft_soup')):
+        assert part in msg
+    with pytest.raises(SystemExit, match='not found: .*absent.pth'):
+        gen_cls.main([_config(env), '--checkpoint', str(env / 'absent.pth')])
+
+
+def test_head_class_count_mismatch_is_not_fatal(clip, env):
+    # The file fits the dataset; a joint-space head is warned about.
+    _, _, ckpt = clip
+    gen_cls.main([_config(env, num_classes=5), '--checkpoint', ckpt,
+                  '--out', str(env / 'x.pth')])
+    assert torch.load(env / 'x.pth', weights_only=True).shape[0] == 3
+
+
+def test_dataset_names():
+    assert dataset_vocabulary(dict(type='TinyOVDataset', ann_file='a.json')) \
+        == ('TinyOVDataset', list(CLASSES))
+    wrapped = dict(type=RepeatDataset, times=3,
+                   dataset=dict(type='TinyVersionedDataset',
+                                dataset_version='2021', ann_file='a.json'))
+    assert dataset_vocabulary(wrapped) == ('TinyVIS_2021', ['cat', 'zebra'])
+    override = dict(type='TinyOVDataset', metainfo=dict(classes=('a', 'b')))
+    assert dataset_vocabulary(override)[1] == ['a', 'b']
+    # A config that does not build (here a bad data_prefix) is read off the
+    # class.
+    broken = dict(type='TinyOVDataset', data_prefix=dict(img=None))
+    assert dataset_vocabulary(broken) == ('TinyOVDataset', list(CLASSES))

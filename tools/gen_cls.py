@@ -1,0 +1,124 @@
+"""Encode a dataset's class names into an open-vocabulary classifier file.
+
+    python tools/gen_cls.py CONFIG [--checkpoint CLIP.bin] [--out PATH]
+        [--classes FILE] [--model NAME] [--pretrained TAG] [--split test]
+
+Writes ``[num_classes, max_synonyms, dim]`` to
+``~/.cache/embd/{model}_{dataset}.pth`` (``RAP_SAM_EMBD_DIR`` moves it), the
+name a head's ``ov_classifier_name`` reads. With ``--classes`` the vocabulary
+is the file's and the name is fixed by its content.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
+from mmengine.registry import init_default_scope
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import rap_sam.datasets  # noqa: E402,F401 (registers the OV datasets)
+from rap_sam.utils.class_embeddings import class_embedding_path  # noqa: E402
+from rap_sam.utils.openclip_loader import (  # noqa: E402
+    DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, ClipWeightsNotFoundError,
+    build_clip_model, build_clip_tokenizer, resolve_clip_checkpoint)
+from rap_sam.utils.text_classifier import (  # noqa: E402
+    dataset_vocabulary, encode_class_names, read_class_file,
+    save_class_embeddings, vocabulary_name)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='config naming the CLIP backbone and '
+                        'the dataset whose classes are encoded')
+    parser.add_argument('--checkpoint', help='local OpenCLIP checkpoint file')
+    parser.add_argument('--out', help='output file (default: the cache)')
+    parser.add_argument('--classes', help='text file, one class a line, '
+                        'synonyms comma-separated, instead of the dataset')
+    parser.add_argument('--model', help='OpenCLIP architecture (default: '
+                        f'the config backbone\'s, else {DEFAULT_CLIP_MODEL})')
+    parser.add_argument('--pretrained', help='OpenCLIP pretrained tag '
+                        f'(default: the config\'s, else '
+                        f'{DEFAULT_CLIP_PRETRAINED})')
+    parser.add_argument('--split', default='test',
+                        choices=['train', 'val', 'test'],
+                        help='which dataloader\'s dataset names the classes')
+    parser.add_argument('--batch-size', type=int, default=256)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def clip_spec(cfg, args):
+    """(model_name, model_cfg, pretrained, checkpoint): CLI over config."""
+    backbone = cfg.get('model', {}).get('backbone', {}) or {}
+    is_clip = 'model_name' in backbone or 'model_cfg' in backbone
+    spec = dict(backbone) if is_clip else {}
+    init_cfg = spec.get('init_cfg') or {}
+    if init_cfg.get('type') == 'clip_pretrain':
+        spec.setdefault('pretrained', init_cfg.get('checkpoint'))
+    model_name = args.model or spec.get('model_name', DEFAULT_CLIP_MODEL)
+    model_cfg = None if args.model else spec.get('model_cfg')
+    pretrained = args.pretrained or spec.get('pretrained',
+                                             DEFAULT_CLIP_PRETRAINED)
+    checkpoint = args.checkpoint or spec.get('checkpoint')
+    return model_name, model_cfg, pretrained, checkpoint
+
+
+def head_num_classes(cfg):
+    head = cfg.get('model', {}).get('panoptic_head', {}) or {}
+    if 'num_things_classes' not in head:
+        return None
+    return head['num_things_classes'] + head.get('num_stuff_classes', 0)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    logger = MMLogger.get_instance('gen_cls')
+    model_name, model_cfg, pretrained, checkpoint = clip_spec(cfg, args)
+    try:
+        ckpt = resolve_clip_checkpoint(model_name, pretrained, checkpoint)
+    except ClipWeightsNotFoundError as e:
+        raise SystemExit(f'gen_cls: {e}')
+    if ckpt is None:
+        raise SystemExit('gen_cls: no CLIP weights named (pretrained tag or '
+                         '--checkpoint): random weights make no classifier.')
+
+    if args.classes:
+        classes = read_class_file(args.classes)
+        weights = pretrained if checkpoint is None else osp.abspath(checkpoint)
+        name = vocabulary_name(classes, model_name, weights)
+    else:
+        loader = cfg.get(f'{args.split}_dataloader')
+        if not loader or 'dataset' not in loader:
+            raise SystemExit(f'gen_cls: {args.config} has no '
+                             f'{args.split}_dataloader.dataset.')
+        dataset_name, classes = dataset_vocabulary(loader['dataset'])
+        name = f'{model_name}_{dataset_name}'
+        expected = head_num_classes(cfg)
+        if expected is not None and expected != len(classes):
+            logger.warning(
+                f'{dataset_name} has {len(classes)} classes but the config\'s '
+                f'head has {expected}: the file fits a head of '
+                f'{len(classes)} classes.')
+    out = args.out or class_embedding_path(name)
+    logger.info(f'{len(classes)} classes; CLIP {model_name} from {ckpt}')
+
+    model = build_clip_model(model_name, model_cfg, ckpt)
+    tokenizer = build_clip_tokenizer(model_name, model_cfg)
+    embeddings = encode_class_names(model, tokenizer, classes,
+                                    batch_size=args.batch_size, logger=logger)
+    if embeddings.size(0) != len(classes):
+        raise RuntimeError(f'wrote {embeddings.size(0)} class embeddings for '
+                           f'{len(classes)} classes.')
+    save_class_embeddings(embeddings, out)
+    logger.info(f'saved {tuple(embeddings.shape)} to {out} (name: {name})')
+    return out
+
+
+if __name__ == '__main__':
+    main()
