@@ -11,13 +11,13 @@ import os
 import os.path as osp
 import sys
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
+from rap_sam.utils.launcher import setup_cpu_distributed  # noqa: E402
 from rap_sam.utils.checkpoint import (  # noqa: E402
     CheckpointMismatchError, UnsafeCheckpointError, load_model_weights,
     trust_all_checkpoints)
@@ -61,9 +61,7 @@ def build_cfg(args) -> Config:
         raise SystemExit(f'Checkpoint file not found: {args.checkpoint}')
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        # NCCL needs GPUs; CPU processes talk through gloo.
-        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    setup_cpu_distributed(cfg, args.launcher)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(

@@ -1,6 +1,6 @@
 from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, IterTimerHook,
                             LoggerHook, ParamSchedulerHook)
-from mmengine.runner import LogProcessor
+from mmengine.runner import LogProcessor, TestLoop, ValLoop
 from mmengine.visualization import LocalVisBackend
 
 from mmdet.engine.hooks import DetVisualizationHook
@@ -26,6 +26,9 @@ vis_backends = [dict(type=LocalVisBackend)]
 visualizer = dict(
     type=DetLocalVisualizer, vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type=LogProcessor, window_size=50, by_epoch=True)
+
+val_cfg = dict(type=ValLoop)
+test_cfg = dict(type=TestLoop)
 
 log_level = 'INFO'
 load_from = None

@@ -40,12 +40,18 @@ class CheckpointMismatchError(RuntimeError):
     """The state dict does not fit the model."""
 
 
+# mmengine's built-in statistics; the table may be filled lazily, so the
+# names are listed here as well.
+_HISTORY_BUFFER_STATISTICS = {'min', 'max', 'mean', 'current'}
+
+
 def _history_buffer_getattr(obj, name):
     # HistoryBuffer pickles its statistics table as getattr(HistoryBuffer,
     # 'mean') etc.; nothing else may go through getattr.
+    allowed = _HISTORY_BUFFER_STATISTICS | set(
+        getattr(HistoryBuffer, '_statistics_methods', {}))
     is_buffer = obj is HistoryBuffer or isinstance(obj, HistoryBuffer)
-    if is_buffer and name in getattr(HistoryBuffer, '_statistics_methods',
-                                     {}):
+    if is_buffer and name in allowed:
         return getattr(obj, name)
     raise UnsafeCheckpointError(
         f'refusing getattr({type(obj).__name__}, {name!r}) while loading a '

@@ -1,0 +1,154 @@
+"""tools/test.py and tools/dist_test.sh end to end on generated datasets in
+the official formats, with a seeded checkpoint saved as mmengine saves."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import save_checkpoint
+
+from helpers import REPO, build_model, config_path
+from rap_sam.testing import make_coco_panoptic, make_youtube_vis
+
+sys.path.insert(0, osp.join(REPO, 'tools'))
+import test as test_tool  # noqa: E402
+
+
+def seeded_checkpoint(path, config):
+    model = build_model(config, seed=0)
+    save_checkpoint(
+        dict(meta=dict(epoch=12, seed=np.int64(0),
+                       hist=HistoryBuffer([1.0], [1])),
+             state_dict=model.state_dict()), str(path))
+    return str(path)
+
+
+def loader_options(root, extra):
+    opts = {
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+        'test_dataloader.dataset.data_root': root,
+    }
+    opts.update(extra)
+    return [f'{k}={v}' for k, v in opts.items()]
+
+
+def run_tool(config, ckpt, work_dir, options):
+    return test_tool.main([
+        config_path(config), ckpt, '--work-dir', str(work_dir),
+        '--cfg-options', *options
+    ])
+
+
+@pytest.fixture(scope='module')
+def coco_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('coco')
+    make_coco_panoptic(str(root), num_images=2, seed=0, image_size=(96, 128))
+    return str(root) + '/'
+
+
+def test_coco_panoptic_end_to_end(tmp_path, coco_root):
+    config = 'rap_sam/eval_rap_sam_coco.py'
+    ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
+    metrics = run_tool(config, ckpt, tmp_path / 'work', loader_options(
+        coco_root, {
+            'test_dataloader.dataset.pipeline.1.scale': '(128,96)',
+            'test_evaluator.seg_prefix':
+            coco_root + 'annotations/panoptic_val2017/',
+        }))
+    assert {'coco_panoptic/PQ', 'coco_panoptic/SQ', 'coco_panoptic/RQ',
+            'coco_panoptic/PQ_th', 'coco_panoptic/PQ_st'} <= set(metrics)
+    assert 0 <= metrics['coco_panoptic/PQ'] <= 100
+    # The metrics are also saved in the work dir.
+    saved = [osp.join(d, f) for d, _, fs in os.walk(tmp_path / 'work')
+             for f in fs if f.endswith('.json')]
+    assert any('coco_panoptic/PQ' in open(p).read() for p in saved)
+
+
+def test_coco_sam_clicks_end_to_end(tmp_path, coco_root):
+    config = 'rap_sam/eval_rap_sam_prompt.py'
+    ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
+    metrics = run_tool(config, ckpt, tmp_path / 'work', loader_options(
+        coco_root, {'test_dataloader.dataset.pipeline.2.scale': '(128,96)'}))
+    assert 0 <= metrics['coco_sam/mIoU'] <= 1
+    assert 1 <= metrics['coco_sam/NoC@0.85'] <= 20
+
+
+@pytest.fixture(scope='module')
+def ytvis(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('ytvis')) + '/'
+    make_youtube_vis(root, num_videos=2, num_frames=4, seed=0)
+    config = 'rap_sam/eval_rap_sam_yt19.py'
+    ckpt = seeded_checkpoint(tmp_path_factory.mktemp('ck') / 'c.pth', config)
+    return root, config, ckpt
+
+
+def test_youtube_vis_ap_end_to_end(tmp_path, ytvis):
+    root, config, ckpt = ytvis
+    metrics = run_tool(config, ckpt, tmp_path / 'work', loader_options(
+        root, {
+            'test_dataloader.dataset.pipeline.0.transforms.1.scale':
+            '(128,96)',
+            'test_evaluator.format_only': False,
+        }))
+    assert 0 <= metrics['youtube_vis/segm_mAP'] <= 1
+
+
+def test_youtube_vis_server_json(tmp_path, ytvis):
+    root, config, ckpt = ytvis
+    prefix = str(tmp_path / 'results')
+    run_tool(config, ckpt, tmp_path / 'work', loader_options(
+        root, {
+            'test_dataloader.dataset.pipeline.0.transforms.1.scale':
+            '(128,96)',
+            'test_evaluator.outfile_prefix': prefix,
+        }))
+    with open(prefix + '.json') as f:
+        results = json.load(f)
+    assert results and {'video_id', 'score', 'category_id',
+                        'segmentations'} <= set(results[0])
+    # One RLE (or None) per frame of the video.
+    assert len(results[0]['segmentations']) == 4
+    assert osp.isfile(prefix + '.submission_file.zip')
+
+
+def test_checkpoint_with_wrong_keys_is_listed(tmp_path, coco_root):
+    config = 'rap_sam/eval_rap_sam_coco.py'
+    state = build_model(config).state_dict()
+    state.pop('panoptic_head.prompt_iou.bias')
+    state['neck.extra.weight'] = torch.zeros(1)
+    state['panoptic_head.kernels.weight'] = torch.zeros(50, 256)
+    torch.save(dict(state), tmp_path / 'bad.pth')
+    with pytest.raises(SystemExit) as err:
+        run_tool(config, str(tmp_path / 'bad.pth'), tmp_path / 'work',
+                 loader_options(coco_root, {}))
+    message = str(err.value)
+    assert '1 missing keys' in message
+    assert 'panoptic_head.prompt_iou.bias' in message
+    assert 'neck.extra.weight' in message
+    assert 'panoptic_head.kernels.weight: checkpoint (50, 256) vs model ' \
+        '(100, 256)' in message
+
+
+def test_dist_test_one_cpu_process(tmp_path, coco_root):
+    """torchrun with one process, gloo on CPU."""
+    config = 'rap_sam/eval_rap_sam_coco.py'
+    ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
+    options = loader_options(coco_root, {
+        'test_dataloader.dataset.pipeline.1.scale': '(128,96)',
+        'test_evaluator.seg_prefix':
+        coco_root + 'annotations/panoptic_val2017/',
+    })
+    env = dict(os.environ, PORT='29577', PYTHON=sys.executable)
+    proc = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_test.sh'),
+         config_path(config), ckpt, '1', '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', *options],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'coco_panoptic/PQ' in proc.stdout + proc.stderr
