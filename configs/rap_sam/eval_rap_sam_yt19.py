@@ -24,4 +24,6 @@ model.update(
     panoptic_fusion_head=dict(
         num_things_classes=num_things_classes,
         num_stuff_classes=num_stuff_classes),
-    test_cfg=dict(panoptic_on=False, instance_on=True))
+    # Per-frame masks leave the model as RLEs: a long video's full-size
+    # masks would not fit in memory.
+    test_cfg=dict(panoptic_on=False, instance_on=True, rle_masks=True))

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from mmdet.models.detectors import MaskFormer
 from mmdet.registry import MODELS
+from mmdet.structures.mask import encode_mask_results
 from mmdet.structures import SampleList, TrackDataSample
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -22,7 +23,8 @@ class RapSAM(MaskFormer):
       ``point_coords``): ``pred_instances`` with one mask per prompt, its
       ``iou_scores`` and a class (``labels``, ``scores``);
     - ``TrackDataSample`` (one clip): ``pred_track_instances`` per frame, a
-      query being one track through the clip.
+      query being one track through the clip; with ``test_cfg.rle_masks``
+      their masks are COCO RLEs instead of full-size arrays.
     """
 
     def extract_feat(self, batch_inputs: Tensor) -> Tensor:
@@ -144,5 +146,10 @@ class RapSAM(MaskFormer):
                     # so rank r is the same track in every frame.
                     instances.instances_id = torch.arange(
                         len(instances), device=instances.labels.device) + 1
+                    if self.test_cfg.get('rle_masks', False):
+                        # Full-size masks of every frame of a long video
+                        # would not fit in memory; their RLEs do.
+                        instances.masks = encode_mask_results(
+                            instances.masks.cpu().numpy())
                     sample.pred_track_instances = instances
         return samples
