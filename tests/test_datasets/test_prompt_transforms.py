@@ -137,6 +137,18 @@ def test_box_prompts_for_things(person_on_sky):
                        click.gt_instances_collected.point_coords[1])
 
 
+def test_both_prompts_for_things(person_on_sky):
+    results, person = person_on_sky
+    prompts = pipeline('both')(results)['data_samples'].gt_instances_collected
+    # the person's click, then its box, then the sky's click
+    assert prompts.point_coords[0].tolist() == [246, 146, 252, 152]
+    assert prompts.point_coords[1].tolist() == [200, 100, 400, 200]
+    assert prompts.is_box.tolist() == [False, True, False]
+    assert prompts.segment_ids.tolist() == [4242, 4242, 7000]
+    ori = mask_utils.decode(prompts.ori_masks).transpose(2, 0, 1)
+    assert np.array_equal(ori[0], person) and np.array_equal(ori[1], person)
+
+
 def test_segment_vanishing_in_resize_is_skipped(tmp_path):
     # 20x4000 is shrunk by 1/3 with nearest sampling (source columns 0, 3,
     # 6, ...), so a 1-px column at x=1 disappears
@@ -176,7 +188,7 @@ def test_generate_prompts_on_given_masks():
     assert out['prompt_is_box'].tolist() == [False]  # stuff: always a click
     assert out['prompt_masks_rle'] == ['b']
     assert out['num_skipped_prompts'] == 1
-    with pytest.raises(ValueError, match="thing_prompt must be 'click' or"):
+    with pytest.raises(ValueError, match="thing_prompt must be 'click', 'box' or"):
         GenerateSegmentPrompts(thing_prompt='point')
 
 

@@ -44,8 +44,10 @@ class GenerateSegmentPrompts(BaseTransform):
     Runs after ``LoadPanopticSegments`` and ``Resize``. Each segment gets a
     click at :func:`farthest_point` of its resized mask, as the 6-px box
     around it; with ``thing_prompt='box'`` things get their resized bounding
-    box instead (stuff always gets a click). Coordinates are in ``img_shape``
-    (resized, unpadded) pixels. A segment whose resized mask is empty gets no
+    box instead (stuff always gets a click); with ``'both'`` every thing gets
+    a click and, as a separate prompt, its box, so one run reports click and
+    box mIoU side by side (prompts never see each other in the model).
+    Coordinates are in ``img_shape`` (resized, unpadded) pixels. A segment whose resized mask is empty gets no
     prompt; ``num_skipped_prompts`` counts those.
 
     Added keys (N prompts, in segment order): ``prompt_boxes`` float32
@@ -55,9 +57,9 @@ class GenerateSegmentPrompts(BaseTransform):
     """
 
     def __init__(self, thing_prompt: str = 'click') -> None:
-        if thing_prompt not in ('click', 'box'):
-            raise ValueError(
-                f"thing_prompt must be 'click' or 'box', got {thing_prompt!r}")
+        if thing_prompt not in ('click', 'box', 'both'):
+            raise ValueError("thing_prompt must be 'click', 'box' or 'both', "
+                             f'got {thing_prompt!r}')
         self.thing_prompt = thing_prompt
 
     def transform(self, results: dict) -> dict:
@@ -70,12 +72,16 @@ class GenerateSegmentPrompts(BaseTransform):
             mask = masks[i][:h, :w]
             if not mask.any():
                 continue
-            as_box = bool(is_thing[i]) and self.thing_prompt == 'box'
-            prompts.append(boxes[i].astype(np.float32) if as_box else
-                           click_box(*farthest_point(mask)))
-            keep.append(i)
-            use_box.append(as_box)
-        skipped = len(masks) - len(keep)
+            thing = bool(is_thing[i])
+            if not thing or self.thing_prompt != 'box':
+                prompts.append(click_box(*farthest_point(mask)))
+                keep.append(i)
+                use_box.append(False)
+            if thing and self.thing_prompt != 'click':
+                prompts.append(boxes[i].astype(np.float32))
+                keep.append(i)
+                use_box.append(True)
+        skipped = len(masks) - len(set(keep))
         if skipped:
             print_log(
                 f"{skipped} segment(s) of '{results.get('img_path')}' vanish "
