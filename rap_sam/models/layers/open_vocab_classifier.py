@@ -60,6 +60,16 @@ class OpenVocabClassifier(nn.Module):
         background = embeddings.new_zeros(1, *embeddings.shape[1:])
         return torch.cat([embeddings, background]).permute(2, 0, 1).contiguous()
 
+    def set_embeddings(self, embeddings: Tensor) -> None:
+        """Swap in another vocabulary: ``[K, P, D]`` unit-norm embeddings."""
+        if embeddings.dim() != 3 or embeddings.size(-1) != self.embed_dims:
+            raise ValueError(
+                f'class embeddings must be [classes, synonyms, '
+                f'{self.embed_dims}], got {tuple(embeddings.shape)}')
+        self.num_classes = embeddings.size(0)
+        self.fc_cls = self._with_background(embeddings.to(
+            self.fc_cls.device, torch.float32))
+
     def forward(self, cls_embed: Tensor) -> Tensor:
         """[..., D] query embeddings -> [..., K + 1] scaled cosine scores."""
         scores = torch.einsum('...c,ckp->...kp', F.normalize(cls_embed, dim=-1),
