@@ -33,10 +33,17 @@ $(STAMP)-pkg: $(STAMP)-deps setup.py
 
 env: $(STAMP)-pkg
 
+# Debian's Chromium and its driver, for the web app's browser test.
+$(STAMP)-browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+	  || echo "WARNING: could not install chromium: the browser test will be SKIPPED"; fi
+	touch $@
+
 demo: env
 	$(PY) demo/demo.py demo/demo.jpg configs/rap_sam/eval_rap_sam_coco.py --out-dir outputs/demo
 
-test: env
+test: env $(STAMP)-browser
 	$(PY) -m pytest -q tests
 
 clean-env:

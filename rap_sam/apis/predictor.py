@@ -1,9 +1,9 @@
-"""Load RAP-SAM once and segment images with it."""
+"""Load RAP-SAM once; segment images, videos and click / box prompts."""
+import logging
 import os.path as osp
 import warnings
-from typing import Optional, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
-import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import Compose
@@ -11,10 +11,15 @@ from mmdet.datasets.transforms import PackDetInputs, Resize
 from mmdet.registry import DATASETS, MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.structures import InstanceData
 
 from rap_sam.datasets import display_names
+from rap_sam.models.utils import clicks_to_boxes
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
+from .inputs import InputError, check_prompts, read_image
+from .video import track_video
 
 RANDOM_WEIGHTS_WARNING = (
     '\n' + '!' * 72 + '\n'
@@ -24,16 +29,24 @@ RANDOM_WEIGHTS_WARNING = (
     + '!' * 72)
 
 
-def _test_scale(cfg: Config, default=(1333, 800)):
-    """The ``Resize`` scale of the config's test pipeline."""
-    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
-        'pipeline', [])
-    for step in pipeline:
+def _find_scale(steps) -> Optional[tuple]:
+    for step in steps or []:
         kind = step.get('type')
         name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
-        if name == 'Resize':
+        if name.split('.')[-1] == 'Resize':
             return tuple(step['scale'])
-    return default
+        # Video pipelines nest the per-frame steps (TransformBroadcaster).
+        found = _find_scale(step.get('transforms'))
+        if found:
+            return found
+    return None
+
+
+def _test_scale(cfg: Config, default=(1333, 800)) -> tuple:
+    """The ``Resize`` scale (w, h) of the config's test pipeline."""
+    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
+        'pipeline', [])
+    return _find_scale(pipeline) or default
 
 
 def _dataset_meta(cfg: Config, num_classes: int, num_things: int) -> dict:
@@ -59,21 +72,32 @@ def _dataset_meta(cfg: Config, num_classes: int, num_things: int) -> dict:
 
 
 class RapSAMPredictor:
-    """RAP-SAM loaded once, for images.
+    """RAP-SAM loaded once: panoptic images, tracked video instances, and
+    masks from clicks and boxes.
+
+    Images and frames are BGR uint8 arrays (OpenCV's order) or file paths.
+    Coordinates and masks are always in the original image's pixels; the
+    model itself sees the image resized to ``scale`` (keep-ratio).
 
     Args:
-        config (str | Config): An eval config, e.g.
-            ``configs/rap_sam/eval_rap_sam_coco.py``.
+        config (str | Config): An eval config:
+            ``configs/rap_sam/eval_rap_sam_coco.py`` for images and prompts,
+            ``configs/rap_sam/eval_rap_sam_yt19.py`` for videos (its
+            YouTube-VIS classes and clip linking).
         weights (str, optional): A checkpoint. Without one the model has
             random weights and a loud warning says so.
         device (str, optional): ``cpu``, ``cuda``, ``cuda:1`` ...; the GPU
             when there is one, else the CPU.
+        scale (tuple, optional): ``(w, h)`` the images are resized to fit,
+            instead of the config's test scale ((1333, 800) for COCO,
+            (1280, 736) for YouTube-VIS); smaller is faster and coarser.
     """
 
     def __init__(self,
                  config: Union[str, Config],
                  weights: Optional[str] = None,
-                 device: Optional[str] = None):
+                 device: Optional[str] = None,
+                 scale: Optional[Tuple[int, int]] = None):
         cfg = Config.fromfile(config) if isinstance(config, str) else config
         cfg = cfg.copy()
         cfg.model.backbone.init_cfg = None
@@ -88,41 +112,42 @@ class RapSAMPredictor:
                     'class embeddings as well (see tools/gen_cls.py).',
                     stacklevel=2)
                 head.ov_classifier_name = None
+        if cfg.model.get('test_cfg', {}).get('rle_masks'):
+            # iter_video hands out a chunk of frames at a time, so dense
+            # masks fit in memory and are what callers draw with.
+            cfg.model.test_cfg.rle_masks = False
         self.cfg = cfg
         self.device = torch.device(device or (
             'cuda' if torch.cuda.is_available() else 'cpu'))
         self.model = MODELS.build(cfg.model)
         if weights is None:
-            self.model.init_weights()
+            logger = MMLogger.get_current_instance()
+            level = logger.level
+            logger.setLevel(logging.WARNING)  # no per-parameter init table
+            try:
+                self.model.init_weights()
+            finally:
+                logger.setLevel(level)
         else:
             load_model_weights(self.model, weights)
         self.model.to(self.device).eval()
 
         self.dataset_meta = _dataset_meta(cfg, self.model.num_classes,
                                           self.model.num_things_classes)
+        self.scale = tuple(scale) if scale else _test_scale(cfg)
+        self.resize = Resize(scale=self.scale, keep_ratio=True)
         self.pipeline = Compose([
-            dict(type='mmdet.LoadImageFromNDArray'),
-            Resize(scale=_test_scale(cfg), keep_ratio=True),
+            dict(type='mmdet.LoadImageFromNDArray'), self.resize,
             PackDetInputs(meta_keys=('img_id', 'img_path', 'ori_shape',
                                      'img_shape', 'scale_factor'))
         ])
+        self._image = None  # set_image's cache
 
-    @staticmethod
-    def read_image(img: Union[str, np.ndarray]) -> np.ndarray:
-        """A BGR uint8 image ``[H, W, 3]`` from a path or an array."""
-        if isinstance(img, str):
-            if not osp.isfile(img):
-                raise FileNotFoundError(f'Image not found: {img}')
-            array = mmcv.imread(img, flag='color')
-            if array is None:
-                raise ValueError(f'Cannot read {img} as an image')
-            return array
-        img = np.asarray(img)
-        if img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(
-                f'Expected a colour image [H, W, 3], got shape {img.shape}; '
-                'convert grayscale / RGBA images to 3 channels first.')
-        return img.astype(np.uint8, copy=False)
+    read_image = staticmethod(read_image)
+
+    @property
+    def class_names(self) -> List[str]:
+        return self.dataset_meta['classes']
 
     def _batch(self, img: np.ndarray) -> dict:
         data = self.pipeline(dict(img=img, img_id=0))
@@ -133,4 +158,108 @@ class RapSAMPredictor:
     def segment_image(self, img: Union[str, np.ndarray]) -> DetDataSample:
         """Panoptic segments (``pred_panoptic_seg``, with ``segments``) and
         thing instances (``pred_instances``) at the image's own size."""
-        return self.model.test_step(self._batch(self.read_image(img)))[0]
+        return self.model.test_step(self._batch(read_image(img)))[0]
+
+    # ------------------------------------------------------------------
+    # prompts
+    # ------------------------------------------------------------------
+    @torch.no_grad()
+    def set_image(self, img: Union[str, np.ndarray]) -> None:
+        """Run the backbone and neck once on ``img``; every following
+        :meth:`predict_prompts` reuses these features."""
+        img = read_image(img)
+        data = self.model.data_preprocessor(self._batch(img), False)
+        feats = self.model.extract_feat(data['inputs'])
+        self._image = dict(feats=feats, metainfo=data['data_samples'][0]
+                           .metainfo, height=img.shape[0], width=img.shape[1])
+
+    @property
+    def image_size(self) -> Optional[Tuple[int, int]]:
+        """``(width, height)`` of the image given to :meth:`set_image`."""
+        return (self._image['width'],
+                self._image['height']) if self._image else None
+
+    def prompt_boxes(self, points=None, boxes=None) -> torch.Tensor:
+        """The checked prompts as the model's ``[N, 4]`` boxes at the
+        resized scale: the points first (each as the 6-pixel box around it,
+        the form the released model was trained with), then the boxes."""
+        if self._image is None:
+            raise InputError('No image yet: call set_image(img) first.')
+        points, boxes = check_prompts(points, boxes, self._image['width'],
+                                      self._image['height'])
+        # Users give original-image pixels; the model's are the resized
+        # image's, whose factors Resize recorded as (w_scale, h_scale).
+        sx, sy = self._image['metainfo']['scale_factor'][:2]
+        points = torch.from_numpy(points) * torch.tensor([sx, sy])
+        boxes = torch.from_numpy(boxes) * torch.tensor([sx, sy, sx, sy])
+        return torch.cat([clicks_to_boxes(points), boxes]).to(self.device)
+
+    @torch.no_grad()
+    def predict_prompts(self,
+                        points: Optional[Sequence] = None,
+                        boxes: Optional[Sequence] = None) -> DetDataSample:
+        """One mask per prompt on the image of :meth:`set_image`; only the
+        decoder runs.
+
+        Args:
+            points: ``[N, 2]`` clicks (x, y) in original-image pixels, inside
+                the image.
+            boxes: ``[M, 4]`` boxes (x1, y1, x2, y2) in original-image
+                pixels; clipped to the image.
+
+        Returns:
+            DetDataSample: ``pred_instances`` with, per prompt (points
+            first, then boxes, in the order given), ``masks`` (bool
+            ``[N + M, H, W]`` at the original size), ``iou_scores`` (the
+            model's estimate of the mask's IoU), ``labels`` and ``scores``
+            (its class; names in :attr:`class_names`).
+
+        Raises:
+            InputError: no image set, no prompt, a point outside the image,
+                a box that is empty or outside it.
+        """
+        prompt_boxes = self.prompt_boxes(points, boxes)
+        sample = DetDataSample(metainfo=self._image['metainfo'])
+        sample.gt_instances_collected = InstanceData(
+            point_coords=prompt_boxes,
+            pb_labels=torch.ones(len(prompt_boxes), dtype=torch.long,
+                                 device=self.device))
+        return self.model.predict_from_feats(self._image['feats'], [sample])[0]
+
+    # ------------------------------------------------------------------
+    # videos
+    # ------------------------------------------------------------------
+    def iter_video(self,
+                   video,
+                   chunk_frames: int = 30,
+                   score_thr: Optional[float] = None
+                   ) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
+        """Track instances through a video, yielding ``(frame, result)``
+        per frame as each chunk of frames is done, so that a video of any
+        length runs in bounded memory.
+
+        Args:
+            video: A video file (mp4 ... as OpenCV reads it), a folder of
+                frames, a ``[T, H, W, 3]`` array or a list of frames (BGR).
+            chunk_frames (int): Frames read and decoded together. A video no
+                longer than this gives exactly the model's ``test_step``
+                result; longer ones are cut into chunks whose queries stay
+                linked (the model's clip-to-clip matching), while each
+                chunk's classes are averaged over that chunk only.
+            score_thr (float, optional): Drop instances scoring lower.
+
+        Yields:
+            The BGR frame and a ``DetDataSample`` whose
+            ``pred_track_instances`` (masks at the frame's size, ``labels``,
+            ``scores``, ``bboxes``) carry ``instances_id``: one id per track
+            through the whole video.
+        """
+        return track_video(self, video, chunk_frames, score_thr)
+
+    def segment_video(self, video, chunk_frames: int = 30,
+                      score_thr: Optional[float] = None
+                      ) -> List[DetDataSample]:
+        """:meth:`iter_video`'s results as a list, one per frame. All
+        masks stay in memory: use :meth:`iter_video` for long videos."""
+        return [result for _, result in
+                self.iter_video(video, chunk_frames, score_thr)]

@@ -1,0 +1,288 @@
+"""RAP-SAM in the browser: clicks and boxes, panoptic images, video tracks.
+
+    python demo/app.py [--weights CKPT] [--device cpu] [--port 7860]
+
+Opens a gradio app on http://127.0.0.1:7860 with three tabs. Images and
+prompts use --config (COCO classes), videos --video-config (YouTube-VIS
+classes); both load the same --weights. The image features of the prompt
+tab are computed once per uploaded image, so each click runs the decoder
+only. Bad input (an unreadable file, an empty video, ...) is shown as a
+message.
+"""
+import os
+import os.path as osp
+import tempfile
+import threading
+import uuid
+
+os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from demo_cli import REPO, base_parser  # noqa: E402
+from rap_sam.apis import InputError, RapSAMPredictor  # noqa: E402
+from rap_sam.apis.visualization import (draw_masks, draw_panoptic,  # noqa
+                                        draw_prompts, id_color,
+                                        panoptic_segments, prompt_records)
+from video_demo import track_video_to_files  # noqa: E402
+
+CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
+VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
+
+
+def _rgb_to_bgr(img: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def _user_error(err: InputError) -> gr.Error:
+    return gr.Error(str(err), print_exception=False)
+
+
+class RapSAMApp:
+    """The app's handlers, kept apart from the layout so tests can call
+    them directly.
+
+    Args:
+        predictor (RapSAMPredictor): For the prompt and panoptic tabs.
+        video_predictor (callable): Returns the predictor for videos; called
+            once, on the first video.
+        out_dir (str): Where video results are written.
+    """
+
+    def __init__(self, predictor, video_predictor, out_dir):
+        self.predictor = predictor
+        self._video_factory = video_predictor
+        self._video = None
+        self.out_dir = out_dir
+        # One model call at a time: gradio runs handlers in threads, and the
+        # prompt tab's cached features belong to one image.
+        self.lock = threading.Lock()
+        self._image_key = None
+
+    # prompt tab ------------------------------------------------------
+    @staticmethod
+    def new_prompts(key=None) -> dict:
+        return dict(points=[], boxes=[], corner=None, key=key)
+
+    def _ensure_image(self, image: np.ndarray, key: str) -> None:
+        """Features of ``image`` in the predictor (another session may have
+        replaced them since)."""
+        if self._image_key != key:
+            self.predictor.set_image(_rgb_to_bgr(image))
+            self._image_key = key
+
+    def load_image(self, image):
+        """A new image: compute its features, forget the prompts."""
+        if image is None:
+            return None, 'Upload an image.', self.new_prompts()
+        state = self.new_prompts(uuid.uuid4().hex)
+        try:
+            with self.lock:
+                self._ensure_image(image, state['key'])
+        except InputError as err:
+            raise _user_error(err)
+        return image, ('Click on the image to add a point (or choose "box" '
+                       'and click two corners).'), state
+
+    def click(self, image, state: dict, mode: str, x: float, y: float):
+        """Add the clicked point (or box corner) and predict every prompt."""
+        if image is None:
+            raise gr.Error('Upload an image first.', print_exception=False)
+        state = dict(state, points=list(state['points']),
+                     boxes=list(state['boxes']))
+        if mode == 'box':
+            if state['corner'] is None:
+                state['corner'] = (x, y)
+                return self.render_prompts(image, state, 'First corner set: '
+                                           'click the opposite corner.')
+            (x0, y0), state['corner'] = state['corner'], None
+            state['boxes'].append([min(x0, x), min(y0, y), max(x0, x),
+                                   max(y0, y)])
+        else:
+            state['points'].append([x, y])
+        return self.render_prompts(image, state)
+
+    def clear(self, image, state: dict):
+        state = self.new_prompts(state.get('key'))
+        note = 'Prompts cleared.' if image is not None else 'Upload an image.'
+        return image, note, state
+
+    def render_prompts(self, image, state: dict, note: str = ''):
+        points, boxes = state['points'], state['boxes']
+        shown = _rgb_to_bgr(image)
+        text = note
+        if points or boxes:
+            try:
+                with self.lock:
+                    self._ensure_image(image, state['key'])
+                    result = self.predictor.predict_prompts(points, boxes)
+            except InputError as err:
+                raise _user_error(err)
+            records = prompt_records(result, points, boxes,
+                                     self.predictor.class_names)
+            colors = [id_color(i) for i in range(len(records))]
+            shown = draw_masks(shown, result.pred_instances.masks.cpu().numpy(),
+                               colors, [str(i + 1) for i in range(len(colors))])
+            text = '\n\n'.join(filter(None, [_prompt_table(records), note]))
+        else:
+            colors = []
+        if state['corner'] is not None:
+            colors = colors + [(255, 255, 255)]
+            points = points + [list(state['corner'])]
+        shown = draw_prompts(shown, points, boxes, colors)
+        return _rgb_to_bgr(shown), text, state
+
+    # panoptic tab ----------------------------------------------------
+    def panoptic(self, image):
+        if image is None:
+            raise gr.Error('Upload an image first.', print_exception=False)
+        try:
+            with self.lock:
+                result = self.predictor.segment_image(_rgb_to_bgr(image))
+        except InputError as err:
+            raise _user_error(err)
+        names = self.predictor.class_names
+        segments = panoptic_segments(result, names)
+        shown = draw_panoptic(_rgb_to_bgr(image), result, names,
+                              self.predictor.dataset_meta['palette'])
+        rows = [f"| {s['category']} | {s['score']:.2f} | {s['area']} |"
+                for s in segments]
+        plural = 's' * (len(segments) != 1)
+        table = '\n'.join([f'**{len(segments)} segment{plural}**', '',
+                           '| class | score | pixels |', '|---|---|---|'] +
+                          rows) if segments else 'No segment found.'
+        return _rgb_to_bgr(shown), table
+
+    # video tab -------------------------------------------------------
+    def video_predictor(self) -> RapSAMPredictor:
+        if self._video is None:
+            self._video = self._video_factory()
+        return self._video
+
+    def track(self, video, score_thr: float, progress=None):
+        if not video:
+            raise gr.Error('Upload a video first.', print_exception=False)
+        stem = osp.join(self.out_dir, uuid.uuid4().hex[:8],
+                        osp.splitext(osp.basename(video))[0])
+        os.makedirs(osp.dirname(stem))
+
+        def report(done, total):
+            if progress is not None and total:
+                progress((done, total), unit='frames')
+
+        try:
+            with self.lock:
+                info = track_video_to_files(
+                    self.video_predictor(), video, stem, score_thr,
+                    writers=(('webm', 'VP80'), ('mp4', 'mp4v')),
+                    progress=report)
+        except InputError as err:
+            raise _user_error(err)
+        text = (f"**{info['num_frames']} frames, {len(info['tracks'])} "
+                f'tracks** scoring at least {score_thr:g}.')
+        return f'{stem}.webm', [f'{stem}.mp4', f'{stem}.json'], text
+
+
+def _prompt_table(records) -> str:
+    rows = [f"| {i + 1} | {r['type']} | {r['category']} | {r['score']:.2f} "
+            f"| {r['iou_score']:.2f} | {r['area']} |"
+            for i, r in enumerate(records)]
+    return '\n'.join([
+        f'**{len(records)} prompt{"s" * (len(records) != 1)}**', '',
+        '| # | prompt | class | score | predicted IoU | mask pixels |',
+        '|---|---|---|---|---|---|'
+    ] + rows)
+
+
+def build_ui(app: RapSAMApp) -> gr.Blocks:
+    with gr.Blocks(title='RAP-SAM') as ui:
+        gr.Markdown('# RAP-SAM: real-time all-purpose segmentation')
+        with gr.Tab('Clicks and boxes', id='prompts'):
+            state = gr.State(app.new_prompts())
+            with gr.Row():
+                with gr.Column():
+                    image = gr.Image(label='Image', type='numpy',
+                                     sources=['upload'], elem_id='prompt-input')
+                    mode = gr.Radio(['point', 'box'], value='point',
+                                    label='A click adds a', elem_id='mode')
+                    clear = gr.Button('Clear prompts', elem_id='clear')
+                with gr.Column():
+                    canvas = gr.Image(label='Click here', interactive=False,
+                                      format='png', elem_id='prompt-canvas')
+                    status = gr.Markdown('Upload an image.',
+                                         elem_id='prompt-status')
+
+            def on_select(img, st, md, evt: gr.SelectData):
+                return app.click(img, st, md, *evt.index[:2])
+
+            image.change(app.load_image, image, [canvas, status, state])
+            canvas.select(on_select, [image, state, mode],
+                          [canvas, status, state])
+            clear.click(app.clear, [image, state], [canvas, status, state])
+        with gr.Tab('Panoptic image', id='panoptic'):
+            with gr.Row():
+                pan_in = gr.Image(label='Image', type='numpy',
+                                  sources=['upload'], elem_id='panoptic-input')
+                pan_out = gr.Image(label='Segments', interactive=False,
+                                   format='png', elem_id='panoptic-output')
+            pan_btn = gr.Button('Segment', variant='primary',
+                                elem_id='panoptic-run')
+            pan_table = gr.Markdown(elem_id='panoptic-status')
+            pan_btn.click(app.panoptic, pan_in, [pan_out, pan_table])
+        with gr.Tab('Video instances', id='video'):
+            with gr.Row():
+                vid_in = gr.Video(label='Video', sources=['upload'],
+                                  elem_id='video-input')
+                vid_out = gr.Video(label='Tracks', interactive=False,
+                                   elem_id='video-output')
+            thr = gr.Slider(0, 1, value=0.5, step=0.05,
+                            label='Show instances scoring at least',
+                            elem_id='video-thr')
+            vid_btn = gr.Button('Track', variant='primary', elem_id='video-run')
+            vid_status = gr.Markdown(elem_id='video-status')
+            vid_files = gr.File(label='Annotated mp4 and tracks json',
+                                elem_id='video-files')
+
+            def on_track(video, score_thr, progress=gr.Progress()):
+                return app.track(video, score_thr, progress)
+
+            vid_btn.click(on_track, [vid_in, thr],
+                          [vid_out, vid_files, vid_status])
+    return ui
+
+
+def launch(app: RapSAMApp, host='127.0.0.1', port=7860, **kwargs):
+    """Serve the app without blocking; returns the gradio Blocks (stop it
+    with ``.close()``)."""
+    ui = build_ui(app)
+    ui.queue(default_concurrency_limit=1)
+    ui.launch(server_name=host, server_port=port, prevent_thread_lock=True,
+              allowed_paths=[app.out_dir], quiet=True, **kwargs)
+    return ui
+
+
+def main(argv=None):
+    parser = base_parser(__doc__)
+    parser.add_argument('--config', default=CONFIG)
+    parser.add_argument('--video-config', default=VIDEO_CONFIG)
+    parser.add_argument('--host', default='127.0.0.1')
+    parser.add_argument('--port', type=int, default=7860)
+    args = parser.parse_args(argv)
+
+    def predictor(config):
+        return RapSAMPredictor(config, args.weights, args.device, args.scale)
+
+    app = RapSAMApp(predictor(args.config),
+                    lambda: predictor(args.video_config),
+                    tempfile.mkdtemp(prefix='rap_sam_app_'))
+    ui = launch(app, args.host, args.port)
+    print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C stops it)')
+    try:
+        ui.block_thread()
+    finally:
+        ui.close()
+
+
+if __name__ == '__main__':
+    main()

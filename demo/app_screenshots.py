@@ -1,0 +1,131 @@
+"""Screenshots of the web app's three tabs, taken in headless Chromium.
+
+    python demo/app_screenshots.py [--weights CKPT] [--out-dir assets]
+
+Runs the app on 127.0.0.1, uploads scikit-image's sample photos (CC0 /
+public domain) and a short clip panning over one, clicks and draws a box,
+and writes OUT/app_{prompts,panoptic,video}.png (palette PNGs, small).
+"""
+import argparse
+import os
+import os.path as osp
+import socket
+import tempfile
+
+import cv2
+import numpy as np
+from PIL import Image
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from skimage import data as samples
+
+import demo_cli  # noqa: F401  (puts the repository on sys.path)
+from app import CONFIG, VIDEO_CONFIG, RapSAMApp, launch
+from browser import (click_image, open_tab, start_browser, text_of, upload,
+                     wait_until)
+from rap_sam.apis import RapSAMPredictor
+
+
+def sample_files(folder: str) -> dict:
+    """A photo for each image tab and a webm clip (Chromium plays VP8)."""
+    cat = samples.chelsea()[..., ::-1]
+    street = samples.astronaut()[..., ::-1]
+    paths = dict(cat=osp.join(folder, 'chelsea.png'),
+                 street=osp.join(folder, 'astronaut.png'),
+                 clip=osp.join(folder, 'coffee_pan.webm'))
+    cv2.imwrite(paths['cat'], cat)
+    cv2.imwrite(paths['street'], street)
+    coffee = samples.coffee()[..., ::-1]
+    writer = cv2.VideoWriter(paths['clip'], cv2.VideoWriter_fourcc(*'VP80'),
+                             8, (400, 300))
+    for t in range(12):
+        writer.write(np.ascontiguousarray(coffee[50:350, 12 * t:12 * t + 400]))
+    writer.release()
+    return paths
+
+
+def save_small(driver, path: str) -> None:
+    """The page as a palette PNG (photos in screenshots compress badly)."""
+    raw = path + '.raw.png'
+    driver.save_screenshot(raw)
+    Image.open(raw).convert('RGB').quantize(128).save(path, optimize=True)
+    os.remove(raw)
+    print(f'{path}: {osp.getsize(path) // 1024} KB')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--weights', default=None)
+    parser.add_argument('--out-dir', default='assets')
+    parser.add_argument('--scale', type=int, nargs=2, default=(640, 384),
+                        metavar=('W', 'H'))
+    parser.add_argument('--video-thr', type=float, default=None,
+                        help="set the video tab's score threshold")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    def predictor(config):
+        return RapSAMPredictor(config, args.weights, 'cpu', args.scale)
+
+    work = tempfile.mkdtemp(prefix='rap_sam_shots_')
+    files = sample_files(work)
+    app = RapSAMApp(predictor(CONFIG), lambda: predictor(VIDEO_CONFIG), work)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    ui = launch(app, '127.0.0.1', port)
+    driver = start_browser(1200, 900)
+    try:
+        driver.get(f'http://127.0.0.1:{port}')
+        upload(driver, 'prompt-input', files['cat'])
+        wait_until(lambda: 'Click' in text_of(driver, 'prompt-status'))
+        for n, (x, y) in enumerate([(300, 120), (110, 240)], 1):
+            click_image(driver, 'prompt-canvas', x, y)
+            wait_until(lambda: f'{n} prompt' in text_of(driver,
+                                                        'prompt-status'))
+        driver.find_element(
+            By.XPATH, "//*[@id='mode']//label[contains(., 'box')]").click()
+        click_image(driver, 'prompt-canvas', 20, 20)
+        wait_until(lambda: 'opposite' in text_of(driver, 'prompt-status'))
+        click_image(driver, 'prompt-canvas', 200, 150)
+        wait_until(lambda: '3 prompts' in text_of(driver, 'prompt-status'))
+        save_small(driver, osp.join(args.out_dir, 'app_prompts.png'))
+
+        open_tab(driver, 'Panoptic image')
+        upload(driver, 'panoptic-input', files['street'])
+        wait_until(lambda: driver.find_element(
+            By.CSS_SELECTOR, '#panoptic-input img'))
+        driver.find_element(By.ID, 'panoptic-run').click()
+        wait_until(lambda: 'segment' in text_of(driver, 'panoptic-status'),
+                   timeout=180)
+        save_small(driver, osp.join(args.out_dir, 'app_panoptic.png'))
+
+        open_tab(driver, 'Video instances')
+        upload(driver, 'video-input', files['clip'])
+        wait_until(lambda: driver.find_element(
+            By.CSS_SELECTOR, '#video-input video'))
+        if args.video_thr is not None:
+            field = driver.find_element(By.CSS_SELECTOR,
+                                        '#video-thr input[type=number]')
+            field.clear()
+            field.send_keys(str(args.video_thr), Keys.TAB)
+        driver.find_element(By.ID, 'video-run').click()
+        wait_until(lambda: 'frames' in text_of(driver, 'video-status'),
+                   timeout=300)
+        wait_until(lambda: driver.find_element(
+            By.CSS_SELECTOR, '#video-output video'))
+        driver.execute_script(  # show a frame from the middle of the clip
+            "const v = document.querySelector('#video-output video');"
+            'v.currentTime = 0.7;')
+        save_small(driver, osp.join(args.out_dir, 'app_video.png'))
+    except Exception:
+        driver.save_screenshot(osp.join(work, 'failed.png'))
+        print(f"page at the failure: {osp.join(work, 'failed.png')}")
+        raise
+    finally:
+        driver.quit()
+        ui.close()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,81 @@
+"""Driving the web app in headless Chromium (Debian's chromium and
+chromium-driver, through selenium): used by the browser test and by
+app_screenshots.py."""
+import shutil
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+
+
+def chromium_paths():
+    """``(browser, driver)`` executables, or None when either is missing."""
+    browser = shutil.which('chromium') or shutil.which('chromium-browser')
+    driver = shutil.which('chromedriver')
+    return (browser, driver) if browser and driver else None
+
+
+def start_browser(width: int = 1280, height: int = 900):
+    browser, driver = chromium_paths()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for flag in ('--headless=new', '--no-sandbox', '--disable-gpu',
+                 '--disable-dev-shm-usage', f'--window-size={width},{height}'):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def wait_until(condition, timeout: float = 60, what: str = 'the page'):
+    """Poll ``condition()`` until it is truthy; its last value."""
+    end = time.time() + timeout
+    while True:
+        try:
+            value = condition()
+        except Exception:  # elements come and go while gradio re-renders
+            value = None
+        if value or time.time() > end:
+            if not value:
+                raise TimeoutError(f'Timed out after {timeout} s waiting for '
+                                   f'{what}.')
+            return value
+        time.sleep(0.2)
+
+
+def text_of(driver, elem_id: str) -> str:
+    return driver.find_element(By.ID, elem_id).text
+
+
+def upload(driver, elem_id: str, path: str) -> None:
+    """Put a file into the upload component ``#elem_id``."""
+    field = wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR,
+                                    f'#{elem_id} input[type=file]'),
+        what=f'the upload field of #{elem_id}')
+    field.send_keys(path)
+
+
+def shown_image(driver, elem_id: str):
+    """The ``<img>`` an image component displays, once it has one."""
+    return wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR, f'#{elem_id} img'),
+        what=f'an image in #{elem_id}')
+
+
+def click_image(driver, elem_id: str, x: float, y: float) -> None:
+    """Click the displayed image at pixel (x, y) of the image itself."""
+    img = shown_image(driver, elem_id)
+    natural_w = driver.execute_script('return arguments[0].naturalWidth', img)
+    natural_h = driver.execute_script('return arguments[0].naturalHeight',
+                                      img)
+    rect = img.rect
+    dx = (x + 0.5) / natural_w * rect['width'] - rect['width'] / 2
+    dy = (y + 0.5) / natural_h * rect['height'] - rect['height'] / 2
+    ActionChains(driver).move_to_element_with_offset(
+        img, round(dx), round(dy)).click().perform()
+
+
+def open_tab(driver, label: str) -> None:
+    buttons = driver.find_elements(By.CSS_SELECTOR, 'button[role=tab]')
+    next(b for b in buttons if b.text.strip() == label).click()

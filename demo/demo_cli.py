@@ -1,0 +1,57 @@
+"""What the demo scripts share: the repository on sys.path, the common
+arguments, and bad input ending the run with a message, not a traceback."""
+import argparse
+import contextlib
+import os.path as osp
+import sys
+from typing import Optional
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from rap_sam.apis import InputError  # noqa: E402
+from rap_sam.apis.inputs import parse_numbers  # noqa: E402
+
+
+def base_parser(doc: str,
+                inputs_help: Optional[str] = None) -> argparse.ArgumentParser:
+    """Options every demo takes; with ``inputs_help``, also the positional
+    INPUTS and CONFIG."""
+    parser = argparse.ArgumentParser(
+        description=doc.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    if inputs_help:
+        parser.add_argument('inputs', help=inputs_help)
+        parser.add_argument('config',
+                            help='an eval config under configs/rap_sam')
+    parser.add_argument('--weights', help='checkpoint (rapsam_r50_12e.pth); '
+                        'without it the weights are random')
+    parser.add_argument('--device', default=None,
+                        help='cpu, cuda or cuda:N (default: GPU if any)')
+    parser.add_argument(
+        '--scale', type=int, nargs=2, metavar=('W', 'H'), default=None,
+        help="resize images to fit W x H instead of the config's test "
+        'scale (faster on CPU, coarser masks)')
+    return parser
+
+
+def numbers(count: int, what: str):
+    """An argparse ``type``: ``"x,y"``-style text -> ``count`` floats."""
+
+    def parse(text: str):
+        try:
+            return parse_numbers(text, count, what)
+        except InputError as err:
+            raise argparse.ArgumentTypeError(str(err))
+
+    return parse
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn :class:`InputError` into a one-line message (exit status 1)."""
+    try:
+        yield
+    except InputError as err:
+        raise SystemExit(f'error: {err}')

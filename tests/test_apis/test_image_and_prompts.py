@@ -1,0 +1,167 @@
+"""segment_image, set_image and predict_prompts against the model's own
+test_step, on a batch built here independently of the API."""
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmdet.structures import DetDataSample
+from mmengine.structures import InstanceData
+
+from helpers import config_path
+from rap_sam.apis import InputError, RapSAMPredictor, read_image
+from rap_sam.models.utils import clicks_to_boxes
+
+COCO = config_path('rap_sam/eval_rap_sam_coco.py')
+
+
+def reference_batch(img, scale, prompt_boxes=None):
+    """A test_step batch of ``img`` resized to fit ``scale`` keep-ratio,
+    with prompt boxes given at the resized scale."""
+    resized = mmcv.imrescale(img, scale)
+    h, w = resized.shape[:2]
+    sample = DetDataSample(metainfo=dict(
+        img_id=0, img_shape=(h, w), ori_shape=img.shape[:2],
+        scale_factor=(w / img.shape[1], h / img.shape[0])))
+    if prompt_boxes is not None:
+        sample.gt_instances_collected = InstanceData(
+            point_coords=prompt_boxes,
+            pb_labels=torch.ones(len(prompt_boxes), dtype=torch.long))
+    inputs = torch.from_numpy(resized).permute(2, 0, 1).contiguous()
+    return dict(inputs=[inputs], data_samples=[sample])
+
+
+def test_segment_image_matches_test_step(predictor, photo):
+    result = predictor.segment_image(photo)
+    with torch.no_grad():
+        expected = predictor.model.test_step(
+            reference_batch(photo, predictor.scale))[0]
+    assert result.pred_panoptic_seg.sem_seg.shape == (1, 100, 150)
+    assert result.pred_panoptic_seg.segments, 'compare non-empty results'
+    assert torch.equal(result.pred_panoptic_seg.sem_seg,
+                       expected.pred_panoptic_seg.sem_seg)
+    assert result.pred_panoptic_seg.segments == \
+        expected.pred_panoptic_seg.segments
+    assert torch.equal(result.pred_instances.masks,
+                       expected.pred_instances.masks)
+    assert torch.equal(result.pred_instances.labels,
+                       expected.pred_instances.labels)
+
+
+def test_images_are_read_from_files(photo, tmp_path):
+    path = str(tmp_path / 'photo.png')
+    mmcv.imwrite(photo, path)
+    assert np.array_equal(read_image(path), photo)
+
+
+def test_prompts_match_test_step(predictor, photo):
+    """Prompts in original pixels are scaled to the resized image: a click
+    becomes the 6-px box around the scaled point."""
+    points = [[40.0, 30.0], [120.0, 80.0]]
+    boxes = [[10.0, 20.0, 140.0, 90.0]]
+    predictor.set_image(photo)
+    result = predictor.predict_prompts(points=points, boxes=boxes)
+
+    sx, sy = 96 / 150, 64 / 100
+    scaled = torch.cat([
+        clicks_to_boxes(torch.tensor(points) * torch.tensor([sx, sy])),
+        torch.tensor(boxes) * torch.tensor([sx, sy, sx, sy])
+    ])
+    with torch.no_grad():
+        expected = predictor.model.test_step(
+            reference_batch(photo, predictor.scale, scaled))[0]
+    got, want = result.pred_instances, expected.pred_instances
+    assert got.masks.shape == (3, 100, 150) and got.masks.dtype == torch.bool
+    assert torch.equal(got.masks, want.masks)
+    assert torch.allclose(got.iou_scores, want.iou_scores, atol=1e-5)
+    assert torch.equal(got.labels, want.labels)
+    assert torch.allclose(got.scores, want.scores, atol=1e-5)
+    assert got.masks.any()  # the comparison is not between empty masks
+
+
+def test_prompts_reuse_the_image_features(predictor, photo):
+    calls = []
+    hook = predictor.model.backbone.register_forward_pre_hook(
+        lambda *_: calls.append(1))
+    try:
+        predictor.set_image(photo)
+        assert len(calls) == 1
+        first = predictor.predict_prompts(points=[[40, 30]])
+        predictor.predict_prompts(points=[[40, 30], [100, 50]])
+        again = predictor.predict_prompts(points=[[40, 30]])
+        predictor.predict_prompts(boxes=[[0, 0, 50, 50]])
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+    assert torch.equal(first.pred_instances.masks, again.pred_instances.masks)
+
+
+def test_a_new_image_replaces_the_features(predictor, photo):
+    predictor.set_image(photo)
+    assert predictor.image_size == (150, 100)
+    predictor.set_image(photo[:50, :60])
+    assert predictor.image_size == (60, 50)
+    result = predictor.predict_prompts(points=[[59, 49]])
+    assert result.pred_instances.masks.shape == (1, 50, 60)
+
+
+@pytest.mark.parametrize('points, boxes, message', [
+    (None, None, 'No prompt'),
+    ([], [], 'No prompt'),
+    ([[151, 10]], None, r'point \(151, 10\) is outside the image, which is '
+     '150 x 100'),
+    ([[10, -1]], None, 'outside the image'),
+    (None, [[50, 50, 20, 80]], 'x2 > x1'),
+    (None, [[200, 150, 300, 300]], 'box .* is outside the image'),
+    ([[1, 2, 3]], None, r'must be \[N, 2\]'),
+    ([['a', 'b']], None, 'must be numbers'),
+    ([[float('nan'), 3]], None, 'non-finite'),
+])
+def test_bad_prompts_are_explained(predictor, photo, points, boxes,
+                                   message):
+    predictor.set_image(photo)
+    with pytest.raises(InputError, match=message):
+        predictor.predict_prompts(points=points, boxes=boxes)
+
+
+def test_boxes_are_clipped_to_the_image(predictor, photo):
+    predictor.set_image(photo)
+    clipped = predictor.predict_prompts(boxes=[[-20, -20, 200, 150]])
+    inside = predictor.predict_prompts(boxes=[[0, 0, 150, 100]])
+    assert torch.equal(clipped.pred_instances.masks,
+                       inside.pred_instances.masks)
+
+
+def test_prompts_need_an_image(weights):
+    fresh = RapSAMPredictor(COCO, weights, 'cpu', scale=(64, 64))
+    with pytest.raises(InputError, match='call set_image'):
+        fresh.predict_prompts(points=[[1, 1]])
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda d: str(d / 'missing.jpg'), 'Image not found'),
+    (lambda d: _write(d / 'notes.jpg', b'not an image'), 'Cannot read'),
+    (lambda d: _write(d / 'empty.png', b''), 'Cannot read'),
+    (lambda d: np.zeros((4, 4, 2), np.uint8), r'has shape \(4, 4, 2\)'),
+    (lambda d: np.zeros((0, 4, 3), np.uint8), 'empty'),
+    (lambda d: None, 'No image'),
+])
+def test_bad_images_are_explained(predictor, tmp_path, make, message):
+    with pytest.raises(InputError, match=message):
+        predictor.segment_image(make(tmp_path))
+    with pytest.raises(InputError, match=message):
+        predictor.set_image(make(tmp_path))
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_grayscale_and_rgba_arrays_are_accepted(predictor, photo):
+    rgba = np.concatenate([photo, np.full_like(photo[..., :1], 255)], -1)
+    assert np.array_equal(read_image(rgba), photo)
+    gray = read_image(photo[..., 0])
+    assert gray.shape == (100, 150, 3)
+    assert np.array_equal(gray[..., 2], photo[..., 0])
+    result = predictor.segment_image(photo[..., 0])
+    assert result.pred_panoptic_seg.sem_seg.shape == (1, 100, 150)

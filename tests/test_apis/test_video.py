@@ -1,0 +1,143 @@
+"""segment_video / iter_video: equal to test_step for a short video, track
+ids through chunks, every input form, and bad videos explained."""
+import os.path as osp
+
+import cv2
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmdet.structures import DetDataSample, TrackDataSample
+
+from rap_sam.apis import InputError
+
+
+@pytest.fixture(scope='module')
+def frames(photo):
+    """A camera pan over the photo: 5 frames of 96 x 64 (two clips)."""
+    return np.stack([photo[18:82, 10 * t:10 * t + 96] for t in range(5)])
+
+
+def reference_batch(frames, scale):
+    resized = [mmcv.imrescale(f, scale) for f in frames]
+    h, w = resized[0].shape[:2]
+    samples = [
+        DetDataSample(metainfo=dict(
+            img_id=i, frame_id=i, img_shape=(h, w),
+            ori_shape=frames.shape[1:3],
+            scale_factor=(w / frames.shape[2], h / frames.shape[1])))
+        for i in range(len(frames))
+    ]
+    inputs = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
+    return dict(inputs=[inputs.contiguous()],
+                data_samples=[TrackDataSample(video_data_samples=samples)])
+
+
+def test_short_video_matches_test_step(video_predictor, frames):
+    results = video_predictor.segment_video(frames)
+    with torch.no_grad():
+        expected = video_predictor.model.test_step(
+            reference_batch(frames, video_predictor.scale))[0]
+    assert len(results) == len(expected) == 5
+    for got, want in zip(results, expected):
+        got, want = got.pred_track_instances, want.pred_track_instances
+        assert got.masks.shape[1:] == (64, 96)
+        assert len(got) > 0
+        for key in ('masks', 'labels', 'instances_id'):
+            assert torch.equal(got.get(key), want.get(key)), key
+        assert torch.allclose(got.scores, want.scores)
+
+
+def test_long_video_is_read_in_chunks(video_predictor, frames):
+    read = []
+
+    def stream():
+        for frame in frames:
+            read.append(1)
+            yield frame
+
+    results = video_predictor.iter_video(stream(), chunk_frames=2)
+    _, first = next(results)
+    # One chunk and one frame of look-ahead, not the whole video.
+    assert len(read) == 3
+    rest = [r for _, r in results]
+    assert len(rest) == 4
+
+    whole = video_predictor.segment_video(frames[:2])
+    assert torch.equal(first.pred_track_instances.masks,
+                       whole[0].pred_track_instances.masks)
+    # A track id means one class for the whole video.
+    label_of = {}
+    for result in [first] + rest:
+        inst = result.pred_track_instances
+        assert len(inst.instances_id.unique()) == len(inst)
+        for i, label in zip(inst.instances_id.tolist(),
+                            inst.labels.tolist()):
+            assert label_of.setdefault(i, label) == label
+
+
+def test_score_threshold_drops_instances(video_predictor, frames):
+    results = video_predictor.segment_video(frames[:2], score_thr=0.25)
+    for result in results:
+        assert bool((result.pred_track_instances.scores >= 0.25).all())
+
+
+def test_file_folder_and_array_inputs(video_predictor, frames, tmp_path):
+    folder = tmp_path / 'frames'
+    for i, frame in enumerate(frames[:2]):
+        mmcv.imwrite(frame, str(folder / f'{i:05d}.png'))
+    path = str(tmp_path / 'clip.mp4')
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), 5,
+                             (96, 64))
+    for frame in frames[:2]:
+        writer.write(frame)
+    writer.release()
+
+    from_array = video_predictor.segment_video(list(frames[:2]))
+    from_folder = video_predictor.segment_video(str(folder))
+    from_file = video_predictor.segment_video(path)
+    assert len(from_array) == len(from_folder) == len(from_file) == 2
+    for a, b in zip(from_array, from_folder):
+        assert torch.equal(a.pred_track_instances.masks,
+                           b.pred_track_instances.masks)
+    assert from_file[0].pred_track_instances.masks.shape[1:] == (64, 96)
+
+
+def _file(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+def _folder(path, *shapes):
+    path.mkdir()
+    for i, shape in enumerate(shapes):
+        mmcv.imwrite(np.zeros(shape, np.uint8), str(path / f'{i}.png'))
+    return str(path)
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda d: str(d / 'missing.mp4'), 'Video not found'),
+    (lambda d: _file(d / 'empty.mp4', b''), 'Cannot open .* as a video'),
+    (lambda d: _file(d / 'junk.mp4', b'\x00junk' * 100),
+     'Cannot open .* as a video'),
+    (lambda d: _folder(d / 'none'), 'No images'),
+    (lambda d: _folder(d / 'sizes', (32, 32, 3), (40, 32, 3)),
+     'all frames of a video must have one size'),
+    (lambda d: [], 'has no frames'),
+    (lambda d: np.zeros((2, 8, 8, 5), np.uint8), 'shape'),
+])
+def test_bad_videos_are_explained(video_predictor, tmp_path, make, message):
+    with pytest.raises(InputError, match=message):
+        video_predictor.segment_video(make(tmp_path))
+
+
+def test_video_without_decodable_frames(video_predictor, tmp_path):
+    """A container OpenCV opens but whose frames it cannot decode."""
+    path = str(tmp_path / 'no_frames.avi')
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), 5,
+                             (32, 32))
+    writer.release()
+    if not osp.getsize(path):
+        pytest.skip('OpenCV wrote nothing for an empty video')
+    with pytest.raises(InputError, match='(has no frames|Cannot open)'):
+        video_predictor.segment_video(path)
