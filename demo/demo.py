@@ -16,7 +16,7 @@ import os.path as osp
 import mmcv
 from tqdm import tqdm
 
-from demo_cli import base_parser, user_errors
+from demo_cli import base_parser, predictor_kwargs, user_errors
 from rap_sam.apis import InputError, RapSAMPredictor
 from rap_sam.apis.inputs import IMAGE_EXTS
 from rap_sam.apis.visualization import draw_panoptic, panoptic_segments
@@ -51,7 +51,7 @@ def main(argv=None):
     with user_errors():
         images = list_images(args.inputs)
         predictor = RapSAMPredictor(args.config, args.weights, args.device,
-                                    args.scale)
+                                    args.scale, **predictor_kwargs(args))
     if args.score_thr is not None:
         predictor.model.panoptic_fusion_head.test_cfg[
             'object_mask_thr'] = args.score_thr

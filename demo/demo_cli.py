@@ -33,7 +33,21 @@ def base_parser(doc: str,
         '--scale', type=int, nargs=2, metavar=('W', 'H'), default=None,
         help="resize images to fit W x H instead of the config's test "
         'scale (faster on CPU, coarser masks)')
+    parser.add_argument(
+        '--classes', default=None,
+        help="your own vocabulary instead of the config's classes: a text "
+        'file, one class a line, synonyms comma-separated (embedded once '
+        'with CLIP and cached)')
+    parser.add_argument(
+        '--num-things', type=int, default=None,
+        help='with --classes: the first N classes are things, the rest '
+        'stuff (default: all things)')
     return parser
+
+
+def predictor_kwargs(args) -> dict:
+    """The predictor's vocabulary options from the parsed arguments."""
+    return dict(classes=args.classes, num_things=args.num_things)
 
 
 def numbers(count: int, what: str):

@@ -15,7 +15,8 @@ import os.path as osp
 import mmcv
 import numpy as np
 
-from demo_cli import base_parser, numbers, user_errors
+from demo_cli import (base_parser, numbers, predictor_kwargs,
+                      user_errors)
 from rap_sam.apis import RapSAMPredictor, read_image
 from rap_sam.apis.inputs import check_prompts
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
@@ -39,7 +40,7 @@ def main(argv=None):
         # Checked before the model loads, so a typo costs no waiting.
         check_prompts(args.points, args.boxes, img.shape[1], img.shape[0])
         predictor = RapSAMPredictor(args.config, args.weights, args.device,
-                                    args.scale)
+                                    args.scale, **predictor_kwargs(args))
         predictor.set_image(img)
         result = predictor.predict_prompts(args.points, args.boxes)
     records = prompt_records(result, args.points, args.boxes,

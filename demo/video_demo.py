@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import cv2
 from tqdm import tqdm
 
-from demo_cli import base_parser, user_errors
+from demo_cli import base_parser, predictor_kwargs, user_errors
 from rap_sam.apis import InputError, RapSAMPredictor, iter_frames
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 
@@ -110,7 +110,7 @@ def main(argv=None):
             raise InputError(f'No such video or folder: {args.inputs}')
         next(iter_frames(args.inputs))  # unreadable? say so before loading
         predictor = RapSAMPredictor(args.config, args.weights, args.device,
-                                    args.scale)
+                                    args.scale, **predictor_kwargs(args))
         os.makedirs(args.out_dir, exist_ok=True)
         name = osp.splitext(osp.basename(osp.normpath(args.inputs)))[0]
         stem = osp.join(args.out_dir, name)

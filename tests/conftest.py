@@ -4,6 +4,8 @@ import os.path as osp
 import pytest
 import torch
 
+from helpers import random_class_embeddings
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # Class-embedding files the configs name, with their class counts.
@@ -13,12 +15,6 @@ EMBEDDING_FILES = {
     'convnext_large_d_320_Concat_CocoPanopticOVDataset_YouTubeVISDataset_2019':
     155,
 }
-
-
-def random_class_embeddings(num_classes, num_synonyms=3, dim=768, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    emb = torch.randn(num_classes, num_synonyms, dim, generator=g)
-    return emb / emb.norm(dim=-1, keepdim=True)
 
 
 @pytest.fixture(scope='session', autouse=True)

@@ -10,6 +10,12 @@ from mmdet.registry import MODELS
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
+def random_class_embeddings(num_classes, num_synonyms=3, dim=768, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(num_classes, num_synonyms, dim, generator=g)
+    return emb / emb.norm(dim=-1, keepdim=True)
+
+
 def config_path(name: str) -> str:
     return osp.join(REPO, 'configs', name)
 

@@ -91,13 +91,28 @@ class RapSAMPredictor:
         scale (tuple, optional): ``(w, h)`` the images are resized to fit,
             instead of the config's test scale ((1333, 800) for COCO,
             (1280, 736) for YouTube-VIS); smaller is faster and coarser.
+        classes (list[str] | str, optional): Your own vocabulary instead of
+            the config's dataset classes: names, each optionally with
+            synonyms (``'cup,mug'``), or a text file with one per line. Its
+            CLIP text embeddings are made once (OpenCLIP
+            ``convnext_large_d_320``, weights found offline, see
+            ``tools/gen_cls.py``) and cached by content in the
+            class-embedding directory; outputs then carry these names.
+        num_things (int, optional): With ``classes``: the first
+            ``num_things`` are things (instances), the rest stuff; all are
+            things by default.
+        clip_checkpoint (str, optional): With ``classes``: a local OpenCLIP
+            checkpoint to encode them with.
     """
 
     def __init__(self,
                  config: Union[str, Config],
                  weights: Optional[str] = None,
                  device: Optional[str] = None,
-                 scale: Optional[Tuple[int, int]] = None):
+                 scale: Optional[Tuple[int, int]] = None,
+                 classes: Optional[Union[str, Sequence[str]]] = None,
+                 num_things: Optional[int] = None,
+                 clip_checkpoint: Optional[str] = None):
         cfg = Config.fromfile(config) if isinstance(config, str) else config
         cfg = cfg.copy()
         cfg.model.backbone.init_cfg = None
@@ -130,10 +145,13 @@ class RapSAMPredictor:
                 logger.setLevel(level)
         else:
             load_model_weights(self.model, weights)
+        if classes is not None:
+            self.dataset_meta = self._use_vocabulary(classes, num_things,
+                                                     clip_checkpoint)
+        else:
+            self.dataset_meta = _dataset_meta(cfg, self.model.num_classes,
+                                              self.model.num_things_classes)
         self.model.to(self.device).eval()
-
-        self.dataset_meta = _dataset_meta(cfg, self.model.num_classes,
-                                          self.model.num_things_classes)
         self.scale = tuple(scale) if scale else _test_scale(cfg)
         self.resize = Resize(scale=self.scale, keep_ratio=True)
         self.pipeline = Compose([
@@ -144,6 +162,39 @@ class RapSAMPredictor:
         self._image = None  # set_image's cache
 
     read_image = staticmethod(read_image)
+
+    def _use_vocabulary(self, classes, num_things, clip_checkpoint) -> dict:
+        """Swap the model's classifier for the user's classes."""
+        from rap_sam.models.utils import set_vocabulary
+        from rap_sam.utils.class_embeddings import load_class_embeddings
+        from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
+                                                   DEFAULT_CLIP_PRETRAINED)
+        from rap_sam.utils.text_classifier import (read_class_file,
+                                                   vocabulary_embeddings)
+        if isinstance(classes, str):
+            if not osp.isfile(classes):
+                raise InputError(f'Class file not found: {classes}')
+            classes = read_class_file(classes)
+        classes = [c.strip() for c in classes if c.strip()]
+        if not classes:
+            raise InputError('The vocabulary is empty: give at least one '
+                             'class name.')
+        num_things = len(classes) if num_things is None else num_things
+        name, _ = vocabulary_embeddings(
+            classes, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED,
+            checkpoint=clip_checkpoint)
+        head = self.model.panoptic_head
+        embeddings = load_class_embeddings(
+            name, embed_dims=head.classifier.embed_dims)
+        set_vocabulary(self.model, embeddings, num_things)
+        names = display_names(classes)
+        rng = np.random.default_rng(0)
+        return dict(
+            classes=names,
+            thing_classes=names[:num_things],
+            stuff_classes=names[num_things:],
+            palette=[tuple(int(c) for c in rng.integers(0, 256, 3))
+                     for _ in names])
 
     @property
     def class_names(self) -> List[str]:

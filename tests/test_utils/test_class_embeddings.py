@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import random_class_embeddings
+from helpers import random_class_embeddings
 from helpers import load_config
 from mmdet.registry import MODELS
 from rap_sam.utils.class_embeddings import (ClassEmbeddingError,

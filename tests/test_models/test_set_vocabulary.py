@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import random_class_embeddings
+from helpers import random_class_embeddings
 from helpers import build_model, image_batch, random_image
 from rap_sam.models.utils import set_vocabulary
 
