@@ -9,6 +9,8 @@ from mmdet.structures import SampleList, TrackDataSample
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from rap_sam.engine import check_losses_finite
+
 
 @MODELS.register_module()
 class RapSAM(MaskFormer):
@@ -39,6 +41,35 @@ class RapSAM(MaskFormer):
                 f'{tuple(batch_inputs.shape)}. Convert grayscale or RGBA '
                 'images to 3-channel colour first.')
         return self.neck(self.backbone(batch_inputs))
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> dict:
+        """Losses of a batch of one kind: panoptic images or clips (object
+        queries) or prompt samples. Samples from :class:`ConcatOVDataset`
+        carry a source tag (``metainfo['data_tag']``), which prefixes the
+        loss names (``'sam.loss_mask'``) so each source's losses are logged
+        apart; a NaN or infinite loss stops training here, naming the
+        iteration and the source, before it can reach the weights."""
+        tags = {s.metainfo.get('data_tag') for s in batch_data_samples}
+        if len(tags) > 1:
+            raise ValueError(
+                f'A training batch mixes sources {sorted(map(str, tags))}; '
+                'batch with SourceAspectRatioBatchSampler so that each batch '
+                'comes from one source.')
+        tag = tags.pop()
+        losses = self.panoptic_head.loss(
+            self.extract_feat(batch_inputs), batch_data_samples)
+        if tag is not None:
+            losses = {f'{tag}.{k}': v for k, v in losses.items()}
+        check_losses_finite(losses, tag or self._batch_kind(batch_data_samples),
+                            batch_data_samples)
+        return losses
+
+    def _batch_kind(self, samples: SampleList) -> str:
+        if isinstance(samples[0], TrackDataSample):
+            return 'clip'
+        return 'prompt' if self.panoptic_head.is_prompt_batch(
+            samples) else 'image'
 
     def _forward(self, batch_inputs: Tensor,
                  batch_data_samples: SampleList) -> Tuple:

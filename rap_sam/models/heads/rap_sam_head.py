@@ -12,12 +12,13 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..layers import DecoderStage, KernelUpdator, OpenVocabClassifier
+from .rap_sam_head_loss import RapSAMHeadLossMixin
 
 HeadOutputs = Tuple[List[Tensor], List[Tensor], List[Tensor], Tensor]
 
 
 @MODELS.register_module()
-class RapSAMHead(BaseModule):
+class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
     """The shared multitask decoder with its two adapters.
 
     Object queries (panoptic / video) and prompt queries (clicks and boxes)
@@ -47,7 +48,8 @@ class RapSAMHead(BaseModule):
         ov_classifier_dir (str, optional): Its directory.
         cls_embed_dims (int): Class-embedding dimension (CLIP text width).
         loss_cls, loss_mask, loss_dice (dict, optional): Losses for training.
-        train_cfg, test_cfg (dict, optional): Passed by the detector.
+        train_cfg, test_cfg (dict, optional): Passed by the detector; see
+            :class:`RapSAMHeadLossMixin` for the training keys.
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -104,6 +106,7 @@ class RapSAMHead(BaseModule):
         self.loss_cls = MODELS.build(loss_cls) if loss_cls else None
         self.loss_mask = MODELS.build(loss_mask) if loss_mask else None
         self.loss_dice = MODELS.build(loss_dice) if loss_dice else None
+        self.init_training(train_cfg)
 
     # ------------------------------------------------------------------
     # queries
@@ -141,7 +144,11 @@ class RapSAMHead(BaseModule):
             [s.metainfo['img_shape'][1], s.metainfo['img_shape'][0]] * 2
         ] for s in batch_data_samples])
         boxes = bbox_xyxy_to_cxcywh(boxes / scale).clamp(eps, 1 - eps)
-        pos = self.pos_linear(coordinate_to_encoding(boxes))
+        # 4 coordinates x num_feats sines/cosines = the 2C inputs of
+        # pos_linear; mmdet's default (128) is that for the released C=256.
+        pos = self.pos_linear(
+            coordinate_to_encoding(
+                boxes, num_feats=self.pos_linear.in_features // 4))
         labels = torch.stack([p.pb_labels for p in prompts]).long()
         queries = self.pb_embedding(labels) + pos
         queries = queries.repeat_interleave(self.num_mask_tokens, 1)
@@ -226,8 +233,3 @@ class RapSAMHead(BaseModule):
         only some of the masks."""
         all_cls, all_masks, all_ious, queries = self(x, batch_data_samples)
         return all_cls[-1], all_masks[-1], all_ious[-1], queries
-
-    def loss(self, x: Tensor, batch_data_samples: SampleList) -> dict:
-        raise NotImplementedError(
-            'RapSAMHead has no training losses yet (the training recipe is '
-            'tracked as its own issue); use it for inference.')

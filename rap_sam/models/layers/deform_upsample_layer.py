@@ -6,6 +6,8 @@ from mmcv.cnn import build_norm_layer
 from mmcv.ops import ModulatedDeformConv2d
 from torch import Tensor
 
+from rap_sam.ops import modulated_deform_conv2d
+
 
 class DeformUpsampleLayer(nn.Module):
     """Modulated deformable 3x3 conv, norm, ReLU, then a 2x transposed conv,
@@ -14,6 +16,13 @@ class DeformUpsampleLayer(nn.Module):
     The offsets and modulation come from a plain 3x3 conv (18 offsets, 9
     mask logits) that starts at zero, so training begins from a regular
     convolution; the transposed conv starts as bilinear upsampling.
+
+    The deformable conv keeps mmcv's module (and its checkpoint keys) but
+    runs through :func:`rap_sam.ops.modulated_deform_conv2d`: mmcv's kernel
+    on GPUs, one gather and one GEMM on CPUs (mmcv's CPU kernel is scalar
+    and single-threaded), equal to float rounding. ``dcn_impl`` (not a
+    parameter; ``'auto'``, ``'torch'`` or ``'mmcv'``) overrides the
+    process-wide choice for this layer.
 
     Args:
         in_channels (int): Input channels.
@@ -35,6 +44,7 @@ class DeformUpsampleLayer(nn.Module):
             out_channels, out_channels, 4, stride=2, padding=1, bias=False)
         self.up_bn = build_norm_layer(norm_cfg, out_channels)[1]
         self.relu = nn.ReLU()
+        self.dcn_impl = None
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -46,10 +56,16 @@ class DeformUpsampleLayer(nn.Module):
             bilinear_kernel(self.up_sample.weight.shape))
 
     def forward(self, x: Tensor) -> Tensor:
-        # 27 channels: two blocks of 9 offsets, then 9 modulation logits.
-        offset_a, offset_b, mask = self.dcn_offset(x).chunk(3, dim=1)
-        offset = torch.cat([offset_a, offset_b], dim=1)
-        x = self.dcn(x, offset, mask.sigmoid())
+        # 27 channels: 18 offsets ((dy, dx) per tap), then 9 modulation
+        # logits.
+        offset_mask = self.dcn_offset(x)
+        offset = offset_mask[:, :18]
+        mask = offset_mask[:, 18:].sigmoid()
+        dcn = self.dcn
+        x = modulated_deform_conv2d(x, offset, mask, dcn.weight, dcn.bias,
+                                    dcn.stride, dcn.padding, dcn.dilation,
+                                    dcn.groups, dcn.deform_groups,
+                                    self.dcn_impl)
         x = self.relu(self.dcn_bn(x))
         return self.relu(self.up_bn(self.up_sample(x)))
 

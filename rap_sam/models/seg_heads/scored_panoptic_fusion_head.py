@@ -1,10 +1,45 @@
+from typing import Dict, List, Optional, Tuple
+
 import torch
 import torch.nn.functional as F
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.models.seg_heads import MaskFormerFusionHead
 from mmdet.registry import MODELS
-from mmengine.structures import PixelData
+from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
+
+
+class _Claims:
+    """mmdet's panoptic claim of pixels, built one kept query at a time:
+    ``argmax_k score_k * p_k`` per pixel (the first query on ties), the
+    owner's ``p >= 0.5`` there, and each query's ``p >= 0.5`` area. Queries
+    must come in their order (ascending index), as ``argmax`` scans them."""
+
+    def __init__(self, scores: Tensor, num_pixels: int):
+        self.scores = scores
+        self.num_pixels = num_pixels
+        self.best: Optional[Tensor] = None
+        self.owner = torch.zeros(
+            num_pixels, dtype=torch.long, device=scores.device)
+        self.owner_foreground: Optional[Tensor] = None
+        self.own_area: List[int] = []
+
+    def add(self, probs: Tensor) -> None:
+        """The next kept query's probabilities, ``[H * W]``."""
+        k = len(self.own_area)
+        # The same float product as mmdet's scores.view(-1, 1, 1) * masks.
+        weighted = self.scores[k] * probs
+        foreground = probs >= 0.5
+        self.own_area.append(int(foreground.sum()))
+        if self.best is None:
+            self.best = weighted
+            self.owner_foreground = foreground
+            return
+        better = weighted > self.best
+        torch.maximum(self.best, weighted, out=self.best)
+        self.owner.masked_fill_(better, k)
+        self.owner_foreground = torch.where(better, foreground,
+                                            self.owner_foreground)
 
 
 @MODELS.register_module()
@@ -13,43 +48,339 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     plus the score and class of every panoptic segment
     (``pred_panoptic_seg.segments``), which the demo and API report.
 
-    Masks are upsampled to the padded input size here, as mmdet's heads do
-    before fusion, then fused exactly as mmdet does. A segment's score is
-    that of the query that painted it (the best one, for merged stuff).
+    The results are exactly mmdet's (upsample to the padded input size,
+    crop to the image, resize to the original size, then
+    ``MaskFormerFusionHead``'s panoptic and instance post-processing),
+    computed with less work:
+
+    - only the queries the post-processing reads are resized: for the
+      panoptic result those that pass the score filter, for the instance
+      result those behind the top-``max_per_image`` thing (query, class)
+      pairs, each query once however many of its classes made the cut
+      (mmdet resizes all queries, then copies a full-size mask per pair);
+    - they are resized a few at a time, and each chunk's sigmoids, binary
+      masks, mask scores and boxes are taken while it is in cache; the
+      panoptic claim (an argmax over the kept queries) is accumulated query
+      by query, so no stack of full-size masks is ever held;
+    - the panoptic painting and the segment table are computed for all
+      segments at once (bincount, gather) instead of a loop of full-image
+      passes per segment;
+    - a resize to the same size (the identity) is skipped.
+
+    Masks are resized with the same calls on the same values, so every
+    pixel is the same number; reductions keep mmdet's tensor shapes where
+    the summation order depends on them (``tests/test_models/
+    test_fusion_head.py`` checks the results bit for bit).
+
+    A segment's score is that of the query that painted it (the best one,
+    for merged stuff).
     """
 
-    def predict(self, mask_cls: Tensor, mask_pred: Tensor,
-                batch_data_samples, rescale: bool = False, **kwargs):
-        size = batch_data_samples[0].metainfo['batch_input_shape']
-        if tuple(mask_pred.shape[-2:]) != tuple(size):
-            mask_pred = F.interpolate(
-                mask_pred, size=size, mode='bilinear', align_corners=False)
-        return super().predict(mask_cls, mask_pred, batch_data_samples,
-                               rescale, **kwargs)
+    #: Masks resized at a time.
+    chunk_size = 4
 
-    def panoptic_postprocess(self, mask_cls: Tensor,
-                             mask_pred: Tensor) -> PixelData:
-        result = super().panoptic_postprocess(mask_cls, mask_pred)
-        panoptic = result.sem_seg[0]
+    def predict(self,
+                mask_cls_results: Tensor,
+                mask_pred_results: Tensor,
+                batch_data_samples,
+                rescale: bool = False,
+                **kwargs) -> List[dict]:
+        """
+        Args:
+            mask_cls_results (Tensor): ``[B, N, K + 1]`` class logits.
+            mask_pred_results (Tensor): ``[B, N, h, w]`` mask logits at any
+                resolution (resized to the padded input size first, as
+                mmdet's heads do before fusion).
+            batch_data_samples (list): Samples with ``batch_input_shape``,
+                ``img_shape`` and ``ori_shape``.
+            rescale (bool): Results at ``ori_shape`` rather than
+                ``img_shape``.
+
+        Returns:
+            list[dict]: ``pan_results`` (:obj:`PixelData` with ``segments``)
+            and / or ``ins_results`` (:obj:`InstanceData`) per image.
+        """
+        panoptic_on = self.test_cfg.get('panoptic_on', True)
+        semantic_on = self.test_cfg.get('semantic_on', False)
+        instance_on = self.test_cfg.get('instance_on', False)
+        assert not semantic_on, 'semantic segmentation results are not ' \
+            'supported yet.'
+        size = tuple(batch_data_samples[0].metainfo['batch_input_shape'])
+        return [
+            self._predict_one(mask_cls, mask_pred, sample.metainfo, size,
+                              rescale, panoptic_on, instance_on)
+            for mask_cls, mask_pred, sample in zip(
+                mask_cls_results, mask_pred_results, batch_data_samples)
+        ]
+
+    def _predict_one(self, mask_cls: Tensor, mask_pred: Tensor, meta: dict,
+                     size: Tuple[int, int], rescale: bool, panoptic_on: bool,
+                     instance_on: bool) -> dict:
+        device = mask_cls.device
+        if panoptic_on:
+            scores, keep = self._panoptic_queries(mask_cls)
+            kept = keep.nonzero()[:, 0].tolist()
+        else:
+            kept = []
+        selection = self._instance_selection(
+            mask_cls) if instance_on else None
+        unique: List[int] = []
+        if selection is not None:
+            unique_t, inverse = torch.unique(
+                selection[2], return_inverse=True)
+            unique = unique_t.tolist()
+        unique_row: Dict[int, int] = {q: i for i, q in enumerate(unique)}
+        kept_set = set(kept)
+
+        img_h, img_w = meta['img_shape'][:2]
+        h, w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
+        claims = _Claims(scores[keep], h * w) if panoptic_on else None
+        binary = torch.empty((len(unique), h, w),
+                             dtype=torch.bool,
+                             device=device)
+        mask_sums = mask_pred.new_empty(len(unique))
+        counts = torch.empty(len(unique), dtype=torch.long, device=device)
+        bboxes = torch.empty((len(unique), 4), device=device)
+        # mmdet sums the instance masks as one [pairs, H * W] tensor: each
+        # row on its own, except for a single pair, which a multi-threaded
+        # reduction splits (another summation order). Chunks of >= 2 rows
+        # reproduce the former, a lone row the latter.
+        single_pair = selection is not None and len(selection[2]) == 1
+        buffers: Dict[int, dict] = {}
+        for chunk in self._chunks(sorted(kept_set | set(unique_row)),
+                                  single_pair):
+            # Full-size temporaries are reused from chunk to chunk.
+            buf = buffers.setdefault(len(chunk), {})
+            logits = self._resize(mask_pred[chunk], size, meta, rescale, buf)
+            probs = torch.sigmoid(
+                logits, out=self._buffer(buf, 'probs', logits.shape, logits))
+            for i, q in enumerate(chunk):
+                if q in kept_set:
+                    claims.add(probs[i].view(-1))
+            rows = [i for i, q in enumerate(chunk) if q in unique_row]
+            if rows:
+                # mmdet's sigmoid * (logits > 0).float(), in place, the
+                # binary mask straight into a float buffer (cheaper than
+                # converting a bool one).
+                masked = probs.mul_(
+                    torch.gt(
+                        logits, 0,
+                        out=self._buffer(buf, 'positive', logits.shape,
+                                         logits)))
+                if len(chunk) == 1 and not single_pair:
+                    masked = masked.expand(2, -1, -1)
+                sums = masked.flatten(1).sum(1)
+                for i in rows:
+                    j = unique_row[chunk[i]]
+                    torch.gt(logits[i], 0, out=binary[j])
+                    mask_sums[j] = sums[i]
+                    # Exact integer count (mmdet sums 1.0s, exact < 2^24).
+                    counts[j] = torch.count_nonzero(binary[j])
+                    bboxes[j] = self._boxes(binary[j][None])[0]
+
+        result = dict()
+        if panoptic_on:
+            result['pan_results'] = self._panoptic(mask_cls, claims, h, w)
+        if instance_on:
+            scores, labels, _ = selection
+            mask_scores = mask_sums / (counts.to(mask_sums.dtype) + 1e-6)
+            instances = InstanceData()
+            instances.bboxes = bboxes[inverse]
+            instances.labels = labels
+            instances.scores = scores * mask_scores[inverse]
+            instances.masks = binary[inverse]
+            result['ins_results'] = instances
+        return result
+
+    def _chunks(self, queries: List[int], single: bool) -> List[List[int]]:
+        """Groups of ``chunk_size`` queries in order, none of one row unless
+        there is one query in all (``single``: each query alone)."""
+        if single:
+            return [[q] for q in queries]
+        size = max(self.chunk_size, 2)
+        chunks = [queries[i:i + size] for i in range(0, len(queries), size)]
+        if len(chunks) > 1 and len(chunks[-1]) == 1:
+            last = chunks.pop()
+            chunks[-1] = chunks[-1] + last
+        return chunks
+
+    # ------------------------------------------------------------------
+    # selection and resizing
+    # ------------------------------------------------------------------
+    def _panoptic_queries(self, mask_cls: Tensor) -> Tuple[Tensor, Tensor]:
+        """mmdet's panoptic filter: foreground class above
+        ``object_mask_thr``. Returns the best class scores and the bool
+        mask of kept queries."""
         scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
         keep = labels.ne(self.num_classes) & (
             scores > self.test_cfg.get('object_mask_thr', 0.8))
+        return scores, keep
+
+    def _instance_selection(self,
+                            mask_cls: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """mmdet's instance selection: the top ``max_per_image`` (query,
+        class) pairs, things only. Returns scores, labels and queries."""
+        max_per_image = self.test_cfg.get('max_per_image', 100)
+        scores = F.softmax(mask_cls, dim=-1)[:, :-1]
+        scores_per_image, top_indices = scores.flatten(0, 1).topk(
+            max_per_image, sorted=False)
+        labels_per_image = top_indices % self.num_classes
+        query_indices = top_indices // self.num_classes
+        is_thing = labels_per_image < self.num_things_classes
+        return (scores_per_image[is_thing], labels_per_image[is_thing],
+                query_indices[is_thing])
+
+    @staticmethod
+    def _buffer(buffers: dict, name: str, shape, like: Tensor,
+                dtype=None) -> Tensor:
+        dtype = like.dtype if dtype is None else dtype
+        buf = buffers.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype \
+                or buf.device != like.device:
+            buf = buffers[name] = torch.empty(
+                tuple(shape), dtype=dtype, device=like.device)
+        return buf
+
+    def _resize(self,
+                masks: Tensor,
+                size: Tuple[int, int],
+                meta: dict,
+                rescale: bool,
+                buffers: Optional[dict] = None) -> Tensor:
+        """``[n, h, w]`` logits -> padded input size -> cropped to the image
+        -> ``ori_shape`` when ``rescale``: mmdet's calls, on fewer masks,
+        into reused buffers, and with mmdet's memory layout at the end (it
+        decides which sigmoid kernel runs, vectorised or not, and they
+        differ in the last bit)."""
+        buffers = {} if buffers is None else buffers
+        n = masks.shape[0]
+        img_h, img_w = meta['img_shape'][:2]
+        if tuple(masks.shape[-2:]) != tuple(size):
+            # F.interpolate's kernel, writing into a buffer.
+            out = self._buffer(buffers, 'padded', (1, n) + tuple(size),
+                               masks)
+            masks = torch._C._nn.upsample_bilinear2d(
+                masks[None], tuple(size), False, None, None, out=out)[0]
+        masks = masks[:, :img_h, :img_w]
+        if not rescale:
+            return masks
+        out_h, out_w = meta['ori_shape'][:2]
+        out = self._buffer(buffers, 'rescaled', (n, 1, out_h, out_w),
+                           masks)
+        if (out_h, out_w) == (img_h, img_w):
+            # A bilinear resize to the same size is the identity (weights
+            # 1 and 0): a copy into the contiguous result mmdet would get.
+            return masks if masks.is_contiguous() else out[:, 0].copy_(masks)
+        return torch._C._nn.upsample_bilinear2d(
+            masks[:, None], (out_h, out_w), False, None, None, out=out)[:, 0]
+
+    @staticmethod
+    def _boxes(masks: Tensor) -> Tensor:
+        """mmdet's ``mask2bbox`` (tight boxes of the true pixels, zeros for
+        an empty mask), vectorised."""
+        n, h, w = masks.shape
+        as_bytes = masks.view(torch.uint8)
+        cols = as_bytes.amax(dim=1)  # [n, w]
+        rows = as_bytes.amax(dim=2)  # [n, h]
+        x0 = cols.argmax(1)
+        x1 = w - cols.flip(1).argmax(1)
+        y0 = rows.argmax(1)
+        y1 = h - rows.flip(1).argmax(1)
+        boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
+        return boxes * (cols.amax(1) > 0)[:, None]
+
+    # ------------------------------------------------------------------
+    # panoptic
+    # ------------------------------------------------------------------
+    def _panoptic(self, mask_cls: Tensor, claims: _Claims, h: int,
+                  w: int) -> PixelData:
+        """mmdet's ``panoptic_postprocess`` from the kept queries' claims,
+        with the segment table.
+
+        Queries are visited in order; each has claimed the pixels where its
+        score-weighted probability is the highest, is dropped when less
+        than ``iou_thr`` of its own mask (probability >= 0.5) is claimed,
+        and paints what it claimed (only where its probability >= 0.5 with
+        ``filter_low_score``).
+        """
+        iou_thr = self.test_cfg.get('iou_thr', 0.8)
+        filter_low_score = self.test_cfg.get('filter_low_score', False)
+        scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
+        keep = labels.ne(self.num_classes) & (
+            scores > self.test_cfg.get('object_mask_thr', 0.8))
+        cur_scores = scores[keep]
+        cur_classes = labels[keep].tolist()
+        device = mask_cls.device
+        background = self.num_classes
+        panoptic = torch.full((h, w),
+                              background,
+                              dtype=torch.int32,
+                              device=device)
         segments = []
-        if keep.any():
-            kept_scores = scores[keep]
-            owner = (kept_scores[:, None, None] *
-                     mask_pred[keep].sigmoid()).argmax(0)
-            for segment_id in torch.unique(panoptic).tolist():
-                label = segment_id % INSTANCE_OFFSET
-                if label == self.num_classes:
+        num = len(cur_classes)
+        if num > 0:
+            assert len(claims.own_area) == num
+            owner = claims.owner
+            claimed = torch.bincount(owner, minlength=num).tolist()
+            segment_ids = [background] * num
+            instance_id = 1
+            for k, pred_class in enumerate(cur_classes):
+                if claimed[k] > 0 and claims.own_area[k] > 0:
+                    if claimed[k] / claims.own_area[k] < iou_thr:
+                        continue
+                    if pred_class < self.num_things_classes:
+                        segment_ids[k] = pred_class + \
+                            instance_id * INSTANCE_OFFSET
+                        instance_id += 1
+                    else:
+                        # Stuff regions of one class merge (instance 0).
+                        segment_ids[k] = pred_class
+
+            segment_map = torch.tensor(
+                segment_ids, dtype=torch.int32, device=device)[owner]
+            painted = segment_map != background
+            if filter_low_score:
+                painted &= claims.owner_foreground
+            panoptic = torch.where(painted, segment_map,
+                                   panoptic.view(-1)).view(h, w)
+
+            # The segment table: area and best painting query per id.
+            painted_area = torch.bincount(
+                owner[painted], minlength=num).tolist()
+            table = {}
+            for k, segment_id in enumerate(segment_ids):
+                if segment_id == background or painted_area[k] == 0:
                     continue
-                region = panoptic == segment_id
+                area, score = table.get(segment_id, (0, None))
+                k_score = cur_scores[k].item()
+                table[segment_id] = (area + painted_area[k], k_score if
+                                     score is None else max(score, k_score))
+            for segment_id in sorted(table):
+                area, score = table[segment_id]
+                label = segment_id % INSTANCE_OFFSET
                 segments.append(
                     dict(
                         id=segment_id,
                         label=label,
                         isthing=label < self.num_things_classes,
-                        score=kept_scores[owner[region]].max().item(),
-                        area=int(region.sum().item())))
+                        score=score,
+                        area=area))
+        result = PixelData(sem_seg=panoptic[None])
         result.set_metainfo(dict(segments=segments))
         return result
+
+    # mmdet's per-image entry points, for callers that use them directly
+    # (logits already at the output size).
+    def panoptic_postprocess(self, mask_cls: Tensor,
+                             mask_pred: Tensor) -> PixelData:
+        h, w = mask_pred.shape[-2:]
+        meta = dict(img_shape=(h, w), ori_shape=(h, w))
+        return self._predict_one(mask_cls, mask_pred, meta, (h, w), False,
+                                 True, False)['pan_results']
+
+    def instance_postprocess(self, mask_cls: Tensor,
+                             mask_pred: Tensor) -> InstanceData:
+        h, w = mask_pred.shape[-2:]
+        meta = dict(img_shape=(h, w), ori_shape=(h, w))
+        return self._predict_one(mask_cls, mask_pred, meta, (h, w), False,
+                                 False, True)['ins_results']

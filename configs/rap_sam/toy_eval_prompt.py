@@ -1,0 +1,14 @@
+# Click mIoU of the toy model on the toy COCO-panoptic val split (128 px):
+# one click per segment at the point farthest from its border.
+from mmengine.config import read_base
+
+with read_base():
+    from .eval_rap_sam_prompt import *  # noqa: F401,F403
+    from .toy_rap_sam_model import *  # noqa: F401,F403
+
+model.update(toy_model)
+model.update(panoptic_head=dict(ov_classifier_name='toy_CocoPanopticOVDataset'))
+test_dataloader.update(num_workers=0, persistent_workers=False)
+test_dataloader.dataset.update(data_root=toy_root + 'data/coco/')
+test_dataloader.dataset.pipeline[2].update(scale=toy_image_size)
+val_dataloader = test_dataloader

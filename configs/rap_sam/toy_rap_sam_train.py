@@ -1,0 +1,118 @@
+# The toy recipe: the joint recipe (all three sources, its losses, sampler
+# and optimiser) with the small model on 128-px images of the toy data
+# (tools/make_toy_data.py), sized to train on 2 CPU cores in minutes. Run
+# it, with the evaluation, through
+#   python tools/toy_train_eval.py
+from mmcv.transforms import (LoadImageFromFile, RandomResize,
+                             TransformBroadcaster)
+from mmdet.datasets.transforms import (LoadTrackAnnotations, PackTrackInputs,
+                                       RandomCrop, RandomFlip, Resize)
+from mmengine.config import read_base
+from mmengine.dataset import DefaultSampler, RepeatDataset
+from mmengine.optim import LinearLR, MultiStepLR
+
+from rap_sam.datasets import (ClipFrameSample, CocoPanopticOVDataset,
+                              ConcatOVDataset, FilterSmallSegments,
+                              GenerateTrainPrompts, ImageAsClip,
+                              LoadPanopticTrainAnnotations,
+                              PackPromptTrainInputs,
+                              SourceAspectRatioBatchSampler,
+                              YouTubeVISOVDataset)
+from rap_sam.engine import SkippedSamplesHook
+
+with read_base():
+    from .rap_sam_r50_12e_adaptor import *  # noqa: F401,F403
+    from .toy_rap_sam_model import *  # noqa: F401,F403
+
+model.update(toy_model)
+model.update(
+    panoptic_head=dict(ov_classifier_name='toy_Concat_CocoPanopticOVDataset'
+                       '_YouTubeVISDataset_2019'),
+    train_cfg=dict(num_points=3136))
+
+image_size = crop_size = toy_image_size
+num_prompts = 10
+coco_root = toy_root + 'data/coco/'
+lsj = [
+    dict(type=RandomFlip, prob=0.5),
+    dict(type=RandomResize, resize_type=Resize, scale=image_size,
+         ratio_range=(0.6, 1.5), keep_ratio=True),
+    dict(type=RandomCrop, crop_size=crop_size, crop_type='absolute',
+         recompute_bbox=True, allow_negative_crop=True),
+]
+load_coco = [
+    dict(type=LoadImageFromFile),
+    dict(type=LoadPanopticTrainAnnotations),
+]
+coco = dict(
+    type=CocoPanopticOVDataset,
+    data_root=coco_root,
+    ann_file='annotations/panoptic_train2017.json',
+    data_prefix=dict(img='train2017/', seg='annotations/panoptic_train2017/'),
+    pipeline=load_coco + lsj + [
+        dict(type=FilterSmallSegments, min_area=1),
+        dict(type=ImageAsClip),
+        dict(type=PackTrackInputs)
+    ])
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type=DefaultSampler, shuffle=True),
+    batch_sampler=dict(type=SourceAspectRatioBatchSampler),
+    dataset=dict(
+        type=ConcatOVDataset,
+        data_tags=('coco', 'yt19', 'sam'),
+        datasets=[
+            coco,
+            dict(
+                type=RepeatDataset,
+                times=2,
+                dataset=dict(
+                    type=YouTubeVISOVDataset,
+                    dataset_version='2019',
+                    data_root=toy_root + 'data/youtube_vis_2019/',
+                    ann_file='train.json',
+                    data_prefix=dict(img_path='train/JPEGImages'),
+                    pipeline=[
+                        dict(type=ClipFrameSample, num_frames=2, interval=2),
+                        dict(
+                            type=TransformBroadcaster,
+                            share_random_params=True,
+                            transforms=[
+                                dict(type=LoadImageFromFile),
+                                dict(type=LoadTrackAnnotations,
+                                     with_mask=True),
+                            ] + lsj),
+                        dict(type=FilterSmallSegments, min_area=1),
+                        dict(type=PackTrackInputs),
+                    ])),
+            dict(
+                coco,
+                pipeline=load_coco + lsj + [
+                    dict(type=FilterSmallSegments, min_area=1),
+                    dict(type=GenerateTrainPrompts, num_prompts=num_prompts,
+                         box_prob=0.5, min_area=32),
+                    dict(type=PackPromptTrainInputs),
+                ]),
+        ]))
+
+# From scratch in about 1400 iterations: a larger, unscaled lr, the full lr
+# for the backbone (nothing pretrained to preserve) and a short warm-up;
+# otherwise the recipe's optimiser. fused: on CPU the per-tensor AdamW step
+# costs more than the small model's forward.
+max_epochs = 16
+train_cfg.update(max_epochs=max_epochs)
+optim_wrapper.optimizer.update(lr=1e-3, fused=True)
+optim_wrapper.paramwise_cfg.custom_keys.backbone.update(lr_mult=1.0)
+auto_scale_lr.update(enable=False)
+param_scheduler = [
+    dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type=MultiStepLR, begin=0, end=max_epochs, by_epoch=True,
+         milestones=[13], gamma=0.1)
+]
+default_hooks.update(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+log_processor.update(window_size=10)
+custom_hooks = [dict(type=SkippedSamplesHook, interval=10)]

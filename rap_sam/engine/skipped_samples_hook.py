@@ -1,0 +1,55 @@
+from collections import Counter
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class SkippedSamplesHook(Hook):
+    """Log the training samples that bad data cost, per source.
+
+    :class:`~rap_sam.datasets.ConcatOVDataset` replaces a rejected sample
+    (every segment cropped away, a video too short for a clip, an image
+    with nothing large enough to prompt) and records why in the sample's
+    ``skipped_samples``; prompt samples count their segments too small to
+    prompt in ``num_tiny_segments``. Every ``interval`` iterations (and at
+    the end of each epoch) this hook logs what was skipped since the last
+    report, with totals. Counts are those of this process's data (rank 0
+    under DDP, which sees its share).
+    """
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 50) -> None:
+        self.interval = interval
+        self.recent, self.total = Counter(), Counter()
+        self.tiny = Counter()
+        self.example: Optional[str] = None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        for sample in (data_batch or {}).get('data_samples', []):
+            meta = sample.metainfo
+            source = meta.get('data_tag', 'train')
+            for reason in meta.get('skipped_samples', ()):
+                self.recent[source] += 1
+                self.example = reason
+            self.tiny[source] += meta.get('num_tiny_segments', 0)
+        if self.every_n_train_iters(runner, self.interval):
+            self._report(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        self._report(runner, force=True)
+
+    def _report(self, runner, force: bool = False) -> None:
+        if not self.recent and not force:
+            return
+        self.total.update(self.recent)
+        if self.recent or self.total or self.tiny:
+            runner.logger.info(
+                f'Skipped samples since the last report: '
+                f'{dict(self.recent) or 0} (total {dict(self.total) or 0}'
+                f'{", last: " + self.example if self.example else ""}); '
+                f'segments too small to prompt, total: '
+                f'{dict(self.tiny) or 0}')
+        self.recent.clear()

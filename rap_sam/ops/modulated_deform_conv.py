@@ -1,0 +1,235 @@
+"""Modulated deformable convolution (DCNv2) as one gather and one GEMM.
+
+mmcv's CPU kernel for ``ModulatedDeformConv2d`` fills its im2col buffer one
+scalar at a time on a single thread; at RAP-SAM's neck sizes that is most of
+the neck's time on a CPU. The same computation is
+
+1. one gather: every tap of every output position (``kh * kw`` taps) is
+   the weighted sum of four input pixels, its bilinear weights times its
+   modulation; with the input as a channels-last table of pixel rows that
+   is exactly ``torch.nn.functional.embedding_bag(mode='sum')`` with
+   per-sample weights (a fused, vectorised, multi-threaded kernel), and it
+   writes the channels-last im2col matrix ``[B * Ho * Wo, kh * kw * C]``;
+2. one matrix product with the weight ``[Cout, kh * kw * C]``, which gives
+   the output in channels-last memory.
+
+Sampling semantics are mmcv's: a tap at ``(h, w) = (ho * stride - pad + i *
+dilation + dy, wo * stride - pad + j * dilation + dx)`` reads the bilinear
+interpolation of the four neighbouring pixels, a neighbour outside the image
+counting as zero (so a tap at or beyond one pixel outside reads 0).
+Offsets are laid
+out as mmcv's: per deformable group, per tap ``(dy, dx)``; the mask per
+deformable group, per tap. The result matches mmcv's op to float rounding
+(``tests/test_models/test_fast_deform_conv.py``).
+
+It runs on any device and dtype that ``embedding_bag`` and ``matmul``
+accept;
+:func:`modulated_deform_conv2d` uses mmcv's CUDA kernel on GPUs unless told
+otherwise.
+"""
+import os
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.modules.utils import _pair
+
+IntPair = Union[int, Tuple[int, int]]
+
+#: Which implementation :func:`modulated_deform_conv2d` uses:
+#: ``'auto'`` (mmcv's kernel on CUDA, gather + GEMM elsewhere), ``'torch'``
+#: (gather + GEMM everywhere) or ``'mmcv'`` (mmcv's kernel everywhere, as the
+#: reference code). Set by :func:`set_deform_conv_impl` or the environment
+#: variable ``RAP_SAM_DCN_IMPL``.
+_IMPLS = ('auto', 'torch', 'mmcv')
+_impl = os.environ.get('RAP_SAM_DCN_IMPL', 'auto')
+
+
+def set_deform_conv_impl(impl: str) -> str:
+    """Choose the implementation (``'auto'``, ``'torch'``, ``'mmcv'``);
+    returns the previous choice."""
+    global _impl
+    if impl not in _IMPLS:
+        raise ValueError(f'deform conv impl must be one of {_IMPLS}, '
+                         f'got {impl!r}')
+    previous, _impl = _impl, impl
+    return previous
+
+
+def get_deform_conv_impl() -> str:
+    if _impl not in _IMPLS:
+        raise ValueError(f'RAP_SAM_DCN_IMPL must be one of {_IMPLS}, '
+                         f'got {_impl!r}')
+    return _impl
+
+
+def use_mmcv_kernel(x: Tensor, impl: Optional[str] = None) -> bool:
+    """Whether :func:`modulated_deform_conv2d` would call mmcv for ``x``
+    (``impl`` overrides the process-wide choice)."""
+    if impl is None:
+        impl = get_deform_conv_impl()
+    elif impl not in _IMPLS:
+        raise ValueError(f'deform conv impl must be one of {_IMPLS}, '
+                         f'got {impl!r}')
+    return impl == 'mmcv' or (impl == 'auto' and x.is_cuda)
+
+
+def deform_im2col(x: Tensor,
+                  offset: Tensor,
+                  mask: Optional[Tensor] = None,
+                  kernel_size: IntPair = 3,
+                  stride: IntPair = 1,
+                  padding: IntPair = 0,
+                  dilation: IntPair = 1,
+                  deform_groups: int = 1) -> Tensor:
+    """The modulated bilinear samples of ``x`` at every deformed tap.
+
+    Args:
+        x (Tensor): ``[B, C, H, W]`` (channels-last memory saves a copy).
+        offset (Tensor): ``[B, dg * 2 * kh * kw, Ho, Wo]``, ``(dy, dx)`` per
+            tap, as mmcv lays them out.
+        mask (Tensor, optional): ``[B, dg * kh * kw, Ho, Wo]`` modulation.
+
+    Returns:
+        Tensor: ``[B * Ho * Wo, kh * kw * C]``, row ``(b, ho, wo)``, column
+        ``(tap, c)`` (channels-last im2col).
+    """
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    b, c, h, w = x.shape
+    ho, wo = offset.shape[-2:]
+    taps = kh * kw
+    dg = deform_groups
+    if c % dg:
+        raise ValueError(f'{c} channels do not split into {dg} groups')
+    if offset.shape[1] != dg * 2 * taps:
+        raise ValueError(f'offset needs {dg * 2 * taps} channels, got '
+                         f'{offset.shape[1]}')
+
+    # Sampling positions in pixels, ordered (b, ho, wo, tap, group) so the
+    # gathered rows come out in the channels-last im2col layout. Computed
+    # in float32 whatever the input dtype, as mmcv adds the integer base
+    # position and the offset in the offset's precision.
+    dev = offset.device
+    off = offset.float().view(b, dg, taps, 2, ho, wo).permute(
+        3, 0, 4, 5, 2, 1).contiguous()  # [2, B, Ho, Wo, taps, dg]
+    tap_y = (torch.arange(kh, device=dev) * dh).repeat_interleave(kw)
+    tap_x = (torch.arange(kw, device=dev) * dw).repeat(kh)
+    base_y = (torch.arange(ho, device=dev) * sh - ph)[:, None] + tap_y
+    base_x = (torch.arange(wo, device=dev) * sw - pw)[:, None] + tap_x
+    y = off[0].add_(base_y.float()[None, :, None, :, None])
+    x_ = off[1].add_(base_x.float()[None, None, :, :, None])
+    # The input gets a border of zeros, so a neighbour outside the image
+    # reads zero: positions are clamped into [-1, size] (outside that band
+    # every neighbour is outside, and a clamped position still has only
+    # outside neighbours with non-zero weight), and the low neighbour to
+    # size - 1 (its weight is then 0).
+    y = y.clamp_(-1, h)
+    x_ = x_.clamp_(-1, w)
+    y0 = y.floor().clamp_(max=h - 1)
+    x0 = x_.floor().clamp_(max=w - 1)
+    ly = y.sub_(y0)
+    lx = x_.sub_(x0)
+    hy = 1 - ly
+    hx = 1 - lx
+    if mask is not None:
+        m = mask.float().view(b, dg, taps, ho, wo).permute(0, 3, 4, 2, 1)
+        hy = hy.mul_(m)
+        ly = ly.mul_(m)
+    weights = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], dim=-1)
+    # Row of padded pixel (b, y + 1, x + 1), group g, in the table
+    # [B * (H + 2) * (W + 2) * dg, C / dg].
+    hp, wp = h + 2, w + 2
+    row = y0.to(torch.int64).add_(1).mul_(wp).add_(x0.to(torch.int64) + 1)
+    row = row.add_(
+        torch.arange(b, device=dev).view(b, 1, 1, 1, 1) * (hp * wp))
+    corners = torch.tensor([0, 1, wp, wp + 1], device=dev)
+    index = (row[..., None] + corners) * dg
+    if dg > 1:
+        index = index + torch.arange(dg, device=dev)[:, None]
+    table = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1)).reshape(
+        b * hp * wp * dg, c // dg)
+    cols = F.embedding_bag(
+        index.view(-1, 4),
+        table,
+        mode='sum',
+        per_sample_weights=weights.view(-1, 4).to(table.dtype))
+    return cols.view(b * ho * wo, taps * c)
+
+
+def modulated_deform_conv2d_torch(x: Tensor,
+                                  offset: Tensor,
+                                  mask: Tensor,
+                                  weight: Tensor,
+                                  bias: Optional[Tensor] = None,
+                                  stride: IntPair = 1,
+                                  padding: IntPair = 0,
+                                  dilation: IntPair = 1,
+                                  groups: int = 1,
+                                  deform_groups: int = 1) -> Tensor:
+    """mmcv's ``modulated_deform_conv2d`` as a gather and a GEMM.
+
+    Args:
+        x (Tensor): ``[B, C, H, W]``.
+        offset (Tensor): ``[B, dg * 2 * kh * kw, Ho, Wo]``.
+        mask (Tensor): ``[B, dg * kh * kw, Ho, Wo]`` (already activated).
+        weight (Tensor): ``[Cout, C / groups, kh, kw]``.
+        bias (Tensor, optional): ``[Cout]``.
+
+    Returns:
+        Tensor: ``[B, Cout, Ho, Wo]`` in channels-last memory.
+    """
+    cout, cin_g, kh, kw = weight.shape
+    b, c = x.shape[:2]
+    ho, wo = offset.shape[-2:]
+    taps = kh * kw
+    if c != cin_g * groups:
+        raise ValueError(f'input has {c} channels, the weight expects '
+                         f'{cin_g} x {groups} groups')
+    cols = deform_im2col(x, offset, mask, (kh, kw), stride, padding,
+                         dilation, deform_groups)
+    # [Cout, C / G, kh, kw] -> per group [Cout / G, taps * C / G], (tap, c).
+    w = weight.to(cols.dtype).view(groups, cout // groups, cin_g,
+                                   taps).transpose(2, 3)
+    if bias is not None:
+        bias = bias.to(cols.dtype)
+    if groups == 1:
+        w = w.reshape(cout, taps * c)
+        out = cols @ w.t() if bias is None else torch.addmm(
+            bias, cols, w.t())
+    else:
+        cols = cols.view(-1, taps, groups, cin_g)
+        out = torch.cat([
+            cols[:, :, g].reshape(-1, taps * cin_g) @ w[g].reshape(
+                cout // groups, -1).t() for g in range(groups)
+        ], dim=1)
+        if bias is not None:
+            out = out + bias
+    return out.view(b, ho, wo, cout).permute(0, 3, 1, 2)
+
+
+def modulated_deform_conv2d(x: Tensor,
+                            offset: Tensor,
+                            mask: Tensor,
+                            weight: Tensor,
+                            bias: Optional[Tensor] = None,
+                            stride: IntPair = 1,
+                            padding: IntPair = 0,
+                            dilation: IntPair = 1,
+                            groups: int = 1,
+                            deform_groups: int = 1,
+                            impl: Optional[str] = None) -> Tensor:
+    """Modulated deformable conv through the chosen implementation:
+    ``impl`` if given, else the process-wide one (see
+    :func:`set_deform_conv_impl`)."""
+    if use_mmcv_kernel(x, impl):
+        # mmcv casts everything to the offset's dtype itself (autocast).
+        from mmcv.ops import modulated_deform_conv2d as mmcv_dcn
+        return mmcv_dcn(x, offset, mask, weight, bias, stride, padding,
+                        dilation, groups, deform_groups)
+    return modulated_deform_conv2d_torch(x, offset, mask, weight, bias,
+                                         stride, padding, dilation, groups,
+                                         deform_groups)

@@ -1,0 +1,227 @@
+"""ScoredPanopticFusionHead upsamples only the masks its post-processing
+reads; its results must be exactly those of upsampling every mask and
+running mmdet's MaskFormerFusionHead (plus the segment table), pixel for
+pixel and bit for bit."""
+import pytest
+import torch
+import torch.nn.functional as F
+from mmdet.evaluation.functional import INSTANCE_OFFSET
+from mmdet.models.seg_heads import MaskFormerFusionHead
+from mmdet.structures import DetDataSample
+
+from rap_sam.models.seg_heads import ScoredPanopticFusionHead
+
+
+class ReferenceFusionHead(MaskFormerFusionHead):
+    """The straightforward version: every mask to full size, then mmdet."""
+
+    def predict(self, mask_cls, mask_pred, batch_data_samples, rescale=False,
+                **kwargs):
+        size = batch_data_samples[0].metainfo['batch_input_shape']
+        if tuple(mask_pred.shape[-2:]) != tuple(size):
+            mask_pred = F.interpolate(
+                mask_pred, size=size, mode='bilinear', align_corners=False)
+        return super().predict(mask_cls, mask_pred, batch_data_samples,
+                               rescale, **kwargs)
+
+    def panoptic_postprocess(self, mask_cls, mask_pred):
+        result = super().panoptic_postprocess(mask_cls, mask_pred)
+        panoptic = result.sem_seg[0]
+        scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
+        keep = labels.ne(self.num_classes) & (
+            scores > self.test_cfg.get('object_mask_thr', 0.8))
+        segments = []
+        if keep.any():
+            kept_scores = scores[keep]
+            owner = (kept_scores[:, None, None] *
+                     mask_pred[keep].sigmoid()).argmax(0)
+            for segment_id in torch.unique(panoptic).tolist():
+                label = segment_id % INSTANCE_OFFSET
+                if label == self.num_classes:
+                    continue
+                region = panoptic == segment_id
+                segments.append(
+                    dict(
+                        id=segment_id,
+                        label=label,
+                        isthing=label < self.num_things_classes,
+                        score=kept_scores[owner[region]].max().item(),
+                        area=int(region.sum().item())))
+        result.set_metainfo(dict(segments=segments))
+        return result
+
+
+def heads(**test_cfg):
+    cfg = dict(
+        panoptic_on=True,
+        semantic_on=False,
+        instance_on=True,
+        max_per_image=100,
+        iou_thr=0.8,
+        object_mask_thr=0.8,
+        filter_low_score=True)
+    cfg.update(test_cfg)
+    kwargs = dict(num_things_classes=8, num_stuff_classes=5, test_cfg=cfg)
+    return ScoredPanopticFusionHead(**kwargs), ReferenceFusionHead(**kwargs)
+
+
+def sample(img_shape, ori_shape, pad_shape):
+    return DetDataSample(
+        metainfo=dict(
+            img_shape=img_shape,
+            ori_shape=ori_shape,
+            batch_input_shape=pad_shape,
+            pad_shape=pad_shape,
+            scale_factor=(1., 1.)))
+
+
+def random_outputs(batch, queries, classes, h, w, seed, sharp=8.):
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.randn(batch, queries, classes + 1, generator=g) * sharp
+    # Smooth blobs, so masks overlap and some queries lose their claims.
+    masks = torch.randn(batch, queries, max(h // 4, 1), max(w // 4, 1),
+                        generator=g) * 6
+    masks = F.interpolate(masks, size=(h, w), mode='bilinear') - 7
+    return cls, masks
+
+
+def assert_same(ours, theirs):
+    assert ours.keys() == theirs.keys()
+    if 'pan_results' in ours:
+        a, b = ours['pan_results'], theirs['pan_results']
+        assert torch.equal(a.sem_seg, b.sem_seg)
+        assert a.segments == b.segments
+    if 'ins_results' in ours:
+        a, b = ours['ins_results'], theirs['ins_results']
+        assert set(a.keys()) == set(b.keys())
+        for key in b.keys():
+            assert torch.equal(a.get(key), b.get(key)), key
+
+
+CASES = [
+    # img_shape, ori_shape, padded, mask size, rescale
+    ((64, 96), (64, 96), (64, 96), (16, 24), True),
+    ((60, 90), (120, 180), (64, 96), (16, 24), True),
+    ((60, 90), (120, 180), (64, 96), (16, 24), False),
+    ((57, 83), (113, 171), (64, 96), (16, 24), True),
+    ((64, 96), (37, 55), (64, 96), (64, 96), True),
+    ((61, 90), (61, 90), (64, 96), (16, 24), True),
+]
+
+
+@pytest.mark.parametrize('case', CASES)
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_same_as_upsampling_everything(case, seed):
+    img_shape, ori_shape, pad, mask_hw, rescale = case
+    ours, ref = heads(object_mask_thr=0.3)
+    cls, masks = random_outputs(2, 30, 13, *mask_hw, seed)
+    samples = [sample(img_shape, ori_shape, pad) for _ in range(2)]
+    got = ours.predict(cls, masks, samples, rescale=rescale)
+    want = ref.predict(cls, masks, samples, rescale=rescale)
+    for a, b in zip(got, want):
+        assert_same(a, b)
+    # Not a vacuous comparison: segments of both kinds, instances.
+    assert any(s['isthing'] for r in want for s in r['pan_results'].segments)
+    assert len(want[0]['ins_results']) > 0
+
+
+@pytest.mark.parametrize('test_cfg', [
+    dict(panoptic_on=False),
+    dict(instance_on=False),
+    dict(filter_low_score=False),
+    dict(object_mask_thr=0.99),
+    dict(object_mask_thr=0.0, iou_thr=0.95),
+    dict(max_per_image=7),
+])
+def test_same_for_other_settings(test_cfg):
+    ours, ref = heads(**test_cfg)
+    cls, masks = random_outputs(1, 20, 13, 20, 28, seed=3)
+    samples = [sample((80, 112), (100, 140), (80, 112))]
+    assert_same(
+        ours.predict(cls, masks, samples, rescale=True)[0],
+        ref.predict(cls, masks, samples, rescale=True)[0])
+
+
+def test_one_query_behind_every_pair():
+    """Every selected pair comes from one query: its mask is reduced once,
+    as mmdet reduces one copy per pair (and a lone pair alone)."""
+    for pairs in (8, 1):
+        ours, ref = heads(object_mask_thr=0.3, max_per_image=pairs)
+        cls = torch.full((1, 10, 14), -20.)
+        cls[0, 4, :8] = 5. + torch.arange(8) * 0.01  # query 4: things
+        _, masks = random_outputs(1, 10, 13, 200, 240, seed=5)
+        samples = [sample((800, 960), (800, 960), (800, 960))]
+        got = ours.predict(cls, masks, samples, rescale=True)[0]
+        want = ref.predict(cls, masks, samples, rescale=True)[0]
+        assert_same(got, want)
+        assert len(want['ins_results']) == pairs
+
+
+def test_nothing_kept():
+    ours, ref = heads()
+    g = torch.Generator().manual_seed(0)
+    # Distinct scores (topk's choice among ties is not defined).
+    cls = torch.randn(1, 10, 14, generator=g)
+    cls[..., -1] = 30.  # background everywhere
+    masks = torch.randn(1, 10, 8, 8, generator=g)
+    samples = [sample((32, 32), (32, 32), (32, 32))]
+    got = ours.predict(cls, masks, samples, rescale=True)[0]
+    want = ref.predict(cls, masks, samples, rescale=True)[0]
+    assert_same(got, want)
+    assert got['pan_results'].segments == []
+
+
+def test_model_predict_unchanged():
+    """Through the model: the head's outputs fused by both heads."""
+    import os.path as osp
+
+    import cv2
+    from helpers import REPO, build_model, image_batch
+    model = build_model('rap_sam/eval_rap_sam_coco.py', seed=4)
+    model.panoptic_fusion_head.test_cfg['object_mask_thr'] = 0.3
+    fusion = model.panoptic_fusion_head
+    ref = ReferenceFusionHead(
+        num_things_classes=fusion.num_things_classes,
+        num_stuff_classes=fusion.num_stuff_classes,
+        test_cfg=fusion.test_cfg)
+    img = cv2.imread(osp.join(REPO, 'demo', 'demo.jpg'))
+    img = cv2.resize(img, (200, 120), interpolation=cv2.INTER_AREA)
+    data = model.data_preprocessor(image_batch([img]))
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+        cls, masks, _, _ = model.panoptic_head.predict(
+            feats, data['data_samples'])
+    got = fusion.predict(cls, masks, data['data_samples'], rescale=True)
+    want = ref.predict(cls, masks, data['data_samples'], rescale=True)
+    assert_same(got[0], want[0])
+    assert len(want[0]['pan_results'].segments) > 0
+
+
+def test_entry_points_and_chunks():
+    """mmdet's per-image post-processing methods, on full-size logits."""
+    ours, ref = heads(object_mask_thr=0.3)
+    cls, masks = random_outputs(1, 30, 13, 40, 56, seed=7)
+    got = ours.panoptic_postprocess(cls[0], masks[0])
+    want = ref.panoptic_postprocess(cls[0], masks[0])
+    assert torch.equal(got.sem_seg, want.sem_seg)
+    assert got.segments == want.segments and len(want.segments) > 0
+    got = ours.instance_postprocess(cls[0], masks[0])
+    want = ref.instance_postprocess(cls[0], masks[0])
+    for key in want.keys():
+        assert torch.equal(got.get(key), want.get(key)), key
+    for n in range(1, 12):
+        chunks = ours._chunks(list(range(n)), single=False)
+        assert sum(chunks, []) == list(range(n))
+        assert all(len(c) >= 2 for c in chunks) or n == 1
+    assert ours._chunks([3, 5], single=True) == [[3], [5]]
+
+
+def test_many_queries_at_scale():
+    """100 queries, a padded, cropped and rescaled image of real size."""
+    ours, ref = heads(object_mask_thr=0.5)
+    cls, masks = random_outputs(1, 100, 13, 100, 168, seed=11, sharp=6.)
+    samples = [sample((397, 660), (530, 880), (416, 672))]
+    got = ours.predict(cls, masks, samples, rescale=True)[0]
+    want = ref.predict(cls, masks, samples, rescale=True)[0]
+    assert_same(got, want)
+    assert len(want['ins_results']) > 30

@@ -1,0 +1,181 @@
+"""Write a small learnable toy dataset in the official formats.
+
+    python tools/make_toy_data.py ROOT [--coco-train 64] [--coco-val 16]
+        [--videos 24] [--seed 0]
+
+ROOT/coco: COCO panoptic (panoptic_{train,val}2017.json + PNGs + JPEGs);
+ROOT/youtube_vis_2019: YouTube-VIS 2019 (official train.json + frames).
+Unlike ``rap_sam.testing``'s toy data (random colours, for format tests),
+a class here always looks the same (its colour and shape), so a model can
+learn it: the data of the toy training run (``tools/toy_train_eval.py``).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from rap_sam.testing.coco_panoptic_categories import (  # noqa: E402
+    coco_panoptic_categories)
+from rap_sam.testing.toy_datasets import (  # noqa: E402
+    YTVIS_2019_NAMES, mask_bbox, shape_mask, uncompressed_rle)
+
+# BGR colour and shape per class; classes in both datasets look alike.
+COCO_THINGS = {1: ((40, 40, 220), True), 3: ((220, 80, 30), False),
+               17: ((30, 150, 250), True), 18: ((170, 40, 170), False)}
+COCO_STUFF = {149: (105, 105, 105), 187: (235, 200, 150),
+              193: (60, 170, 60), 199: (80, 110, 160)}
+YTVIS = {1: COCO_THINGS[1], 8: COCO_THINGS[18], 14: COCO_THINGS[17],
+         2: ((245, 245, 245), True), 13: ((40, 220, 230), False)}
+
+
+def _paint(canvas, mask, color, rng):
+    noise = rng.integers(-15, 16, size=(int(mask.sum()), 3))
+    canvas[mask] = np.clip(np.array(color) + noise, 0, 255)
+
+
+def _boxes(rng, height, width, count):
+    """Non-overlapping boxes in vertical slots, a fifth to a half tall."""
+    slot = width // count
+    boxes = []
+    for k in range(count):
+        w = int(rng.integers(slot // 2, slot - 2))
+        h = int(rng.integers(height // 5, height // 2))
+        x1 = k * slot + int(rng.integers(0, slot - w))
+        y1 = int(rng.integers(0, height - h))
+        boxes.append((x1, y1, x1 + w, y1 + h))
+    return boxes
+
+
+def _write_json(path, content):
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(content, f)
+
+
+def _coco_image(rng):
+    height, width = (int(v) for v in rng.integers(192, 289, size=2))
+    split = int(rng.integers(height // 3, 2 * height // 3))
+    top, bottom = rng.choice(list(COCO_STUFF), size=2, replace=False)
+    rows = np.arange(height)[:, None] < split
+    layers = [(int(top), np.broadcast_to(rows, (height, width))),
+              (int(bottom), np.broadcast_to(~rows, (height, width)))]
+    for box in _boxes(rng, height, width, int(rng.integers(1, 4))):
+        cat = int(rng.choice(list(COCO_THINGS)))
+        layers.append((cat, shape_mask(height, width, box,
+                                       COCO_THINGS[cat][1])))
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    pan = np.zeros((height, width), dtype=np.int64)
+    taken = np.zeros((height, width), dtype=bool)
+    segments = []
+    ids = rng.choice(np.arange(1, 256**3), size=len(layers), replace=False)
+    for (cat, mask), seg_id in reversed(list(zip(layers, ids.tolist()))):
+        # things are drawn first from the top layer down, so they stay whole
+        mask = mask & ~taken
+        taken |= mask
+        color = COCO_STUFF[cat] if cat in COCO_STUFF else COCO_THINGS[cat][0]
+        _paint(canvas, mask, color, rng)
+        pan[mask] = seg_id
+        segments.append(dict(id=seg_id, category_id=cat, iscrowd=0,
+                             area=int(mask.sum()), bbox=mask_bbox(mask)))
+    return canvas, pan, segments
+
+
+def make_toy_coco(root, splits, seed=0):
+    rng = np.random.default_rng(seed)
+    for s, (split, count) in enumerate(splits.items()):
+        img_dir = osp.join(root, split)
+        seg_dir = osp.join(root, 'annotations', f'panoptic_{split}')
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(seg_dir, exist_ok=True)
+        images, anns = [], []
+        for k in range(count):
+            img_id = 100000 * s + k + 1
+            canvas, pan, segments = _coco_image(rng)
+            name = f'{img_id:012d}'
+            cv2.imwrite(osp.join(img_dir, name + '.jpg'), canvas)
+            rgb = np.stack([pan % 256, pan // 256 % 256, pan // 65536], -1)
+            cv2.imwrite(osp.join(seg_dir, name + '.png'),
+                        rgb[..., ::-1].astype(np.uint8))
+            images.append(dict(id=img_id, file_name=name + '.jpg',
+                               height=pan.shape[0], width=pan.shape[1]))
+            anns.append(dict(image_id=img_id, file_name=name + '.png',
+                             segments_info=segments))
+        _write_json(
+            osp.join(root, 'annotations', f'panoptic_{split}.json'),
+            dict(info={}, licenses=[], images=images, annotations=anns,
+                 categories=coco_panoptic_categories()))
+
+
+def make_toy_ytvis(root, num_videos, seed=0, split='train'):
+    rng = np.random.default_rng(seed)
+    videos, anns = [], []
+    for v in range(num_videos):
+        height, width = (int(x) for x in rng.integers(192, 289, size=2))
+        frames = int(rng.integers(3, 7))
+        name = f'toy{v:05d}'
+        tracks = []
+        for box in _boxes(rng, height, width, int(rng.integers(1, 3))):
+            cat = int(rng.choice(list(YTVIS)))
+            step = rng.integers(-4, 5, size=2)
+            masks = []
+            for t in range(frames):
+                dx, dy = (int(d) for d in step * t)
+                moved = (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+                moved = tuple(int(np.clip(c, 0, lim)) for c, lim in zip(
+                    moved, (width, height) * 2))
+                masks.append(shape_mask(height, width, moved, YTVIS[cat][1]))
+            tracks.append((cat, masks))
+        background = rng.integers(60, 140, size=3)
+        file_names = [f'{name}/{t * 5:05d}.jpg' for t in range(frames)]
+        os.makedirs(osp.join(root, split, 'JPEGImages', name), exist_ok=True)
+        for t, file_name in enumerate(file_names):
+            canvas = np.clip(background + rng.integers(
+                -15, 16, size=(height, width, 3)), 0, 255).astype(np.uint8)
+            for cat, masks in tracks:
+                _paint(canvas, masks[t], YTVIS[cat][0], rng)
+            cv2.imwrite(osp.join(root, split, 'JPEGImages', file_name),
+                        canvas)
+        for cat, masks in tracks:
+            present = [m if m.any() else None for m in masks]
+            anns.append(dict(
+                id=len(anns) + 1, video_id=v + 1, category_id=cat,
+                iscrowd=0, height=height, width=width, length=1,
+                segmentations=[None if m is None else uncompressed_rle(m)
+                               for m in present],
+                bboxes=[None if m is None else mask_bbox(m) for m in present],
+                areas=[None if m is None else float(m.sum())
+                       for m in present]))
+        videos.append(dict(id=v + 1, width=width, height=height,
+                           length=frames, file_names=file_names))
+    categories = [dict(id=i + 1, name=n, supercategory='object')
+                  for i, n in enumerate(YTVIS_2019_NAMES)]
+    _write_json(osp.join(root, f'{split}.json'),
+                dict(info={}, licenses=[], videos=videos, annotations=anns,
+                     categories=categories))
+
+
+def make_toy_data(root, coco_train=64, coco_val=16, videos=24, seed=0):
+    make_toy_coco(osp.join(root, 'coco'),
+                  dict(train2017=coco_train, val2017=coco_val), seed)
+    make_toy_ytvis(osp.join(root, 'youtube_vis_2019'), videos, seed + 1)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('root')
+    parser.add_argument('--coco-train', type=int, default=64)
+    parser.add_argument('--coco-val', type=int, default=16)
+    parser.add_argument('--videos', type=int, default=24)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    make_toy_data(args.root, args.coco_train, args.coco_val, args.videos,
+                  args.seed)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,146 @@
+"""The toy run: train the small recipe on CPU, then evaluate it.
+
+    python tools/toy_train_eval.py [--root work_dirs/toy] [--epochs N]
+        [--cfg-options k=v ...]
+
+1. writes the learnable toy data (tools/make_toy_data.py) and 64-d class
+   embeddings (one seeded random vector per class-name synonym, so the
+   joint and the COCO vocabularies agree, as CLIP's would);
+2. trains configs/rap_sam/toy_rap_sam_train.py (COCO panoptic clips,
+   YouTube-VIS clips and prompts, all three sources) with tools/train.py;
+3. evaluates the checkpoint with tools/test.py: PQ (CocoPanopticMetric) with
+   configs/rap_sam/toy_eval_coco.py and click mIoU (InteractiveMetric) with
+   configs/rap_sam/toy_eval_prompt.py, and prints both with the wall time.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+import zlib
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, osp.join(REPO, 'tools'))
+
+TOY_VOCABULARIES = ('toy_Concat_CocoPanopticOVDataset_YouTubeVISDataset_2019',
+                    'toy_CocoPanopticOVDataset', 'toy_YouTubeVISDataset_2019')
+
+
+def _synonym_vector(name: str, dims: int) -> torch.Tensor:
+    key = name.strip().replace('_', ' ')
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    v = torch.randn(dims, generator=g)
+    return v / v.norm()
+
+
+def class_embeddings(classes, dims: int = 64) -> torch.Tensor:
+    """``[K, max_synonyms, dims]``: a seeded vector per synonym, classes
+    padded by repeating their first synonym (as tools/gen_cls.py pads)."""
+    rows = [[_synonym_vector(s, dims) for s in c.split(',') if s.strip()]
+            for c in classes]
+    width = max(len(r) for r in rows)
+    return torch.stack(
+        [torch.stack(r + [r[0]] * (width - len(r))) for r in rows])
+
+
+def write_toy_class_embeddings(out_dir: str, dims: int = 64) -> None:
+    """The three vocabularies the toy configs name, under ``out_dir``."""
+    from rap_sam.datasets import (COCO_PANOPTIC_OV_STUFF,
+                                  COCO_PANOPTIC_OV_THINGS,
+                                  YOUTUBE_VIS_2019_CLASSES,
+                                  CocoPanopticOVDataset, YouTubeVISOVDataset,
+                                  merge_class_spaces)
+    coco = COCO_PANOPTIC_OV_THINGS + COCO_PANOPTIC_OV_STUFF
+    joint = merge_class_spaces([
+        CocoPanopticOVDataset.METAINFO,
+        dict(classes=YOUTUBE_VIS_2019_CLASSES)
+    ]).classes
+    os.makedirs(out_dir, exist_ok=True)
+    for name, classes in zip(TOY_VOCABULARIES,
+                             (joint, coco, YOUTUBE_VIS_2019_CLASSES)):
+        torch.save(class_embeddings(classes, dims),
+                   osp.join(out_dir, f'{name}.pth'))
+
+
+def _run(cmd, env):
+    print('+', ' '.join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO, env=env)
+
+
+def _metrics(work_dir: str) -> dict:
+    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.json')),
+                  key=osp.getmtime)
+    with open(logs[-1]) as f:
+        return json.loads(f.read().strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--root', default='work_dirs/toy',
+                        help='data, embeddings, checkpoints and logs')
+    parser.add_argument('--epochs', type=int, help='override max_epochs')
+    parser.add_argument(
+        '--threads', type=int, default=1,
+        help='torch threads per process (default 1: on a shared 2-core '
+        'machine a second OpenMP thread waits on busy cores more than it '
+        'helps; the data loader worker uses the other core)')
+    parser.add_argument('--cfg-options', nargs='+', default=[])
+    args = parser.parse_args(argv)
+    start = time.time()
+    root = osp.join(REPO, args.root) if not osp.isabs(args.root) else args.root
+    from make_toy_data import make_toy_data
+    make_toy_data(osp.join(root, 'data'))
+    write_toy_class_embeddings(osp.join(root, 'embd'))
+
+    py = sys.executable
+    threads = str(args.threads)
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS=threads,
+               MKL_NUM_THREADS=threads)
+    options = list(args.cfg_options)
+    if args.epochs:
+        options.append(f'train_cfg.max_epochs={args.epochs}')
+    # Configs compute their paths from toy_root; override them all.
+    options += [
+        f'model.panoptic_head.ov_classifier_dir={root}/embd',
+        f'train_dataloader.dataset.datasets.0.data_root={root}/data/coco/',
+        'train_dataloader.dataset.datasets.1.dataset.data_root='
+        f'{root}/data/youtube_vis_2019/',
+        f'train_dataloader.dataset.datasets.2.data_root={root}/data/coco/',
+    ]
+    train_dir = osp.join(root, 'train')
+    _run([py, 'tools/train.py', 'configs/rap_sam/toy_rap_sam_train.py',
+          '--work-dir', train_dir, '--cfg-options'] + options, env)
+    with open(osp.join(train_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+
+    results = {}
+    for name in ('coco', 'prompt'):
+        work_dir = osp.join(root, f'eval_{name}')
+        eval_options = [
+            f'model.panoptic_head.ov_classifier_dir={root}/embd',
+            f'test_dataloader.dataset.data_root={root}/data/coco/',
+        ]
+        if name == 'coco':
+            eval_options.append('test_evaluator.seg_prefix='
+                                f'{root}/data/coco/annotations/'
+                                'panoptic_val2017/')
+        _run([py, 'tools/test.py', f'configs/rap_sam/toy_eval_{name}.py',
+              checkpoint, '--work-dir', work_dir, '--cfg-options'] +
+             eval_options, env)
+        results.update(_metrics(work_dir))
+    pq = results.get('coco_panoptic/PQ')
+    miou = results.get('coco_sam/mIoU')
+    print(json.dumps(results, indent=1))
+    print(f'TOY RUN: PQ {pq}, click mIoU {miou}, wall time '
+          f'{time.time() - start:.0f} s')
+    return results
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,88 @@
+"""Train RAP-SAM with a config's train loop.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]]
+        [--amp] [--cfg-options k=v ...] [--launcher pytorch]
+
+Several GPUs or nodes: tools/dist_train.sh. ``--resume`` alone continues
+from the newest checkpoint of the work dir; with a path, from that file
+(weights, optimizer, schedulers and iteration). Checkpoints load back under
+torch >= 2.6 through rap_sam's weights-only loader.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.optim import AmpOptimWrapper
+from mmengine.runner import Runner
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import rap_sam  # noqa: E402,F401  (registers modules and the loader)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train RAP-SAM')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--work-dir', help='where logs and checkpoints are written '
+        '(default: ./work_dirs/CONFIG_NAME)')
+    parser.add_argument(
+        '--resume', nargs='?', const='auto', metavar='CHECKPOINT',
+        help='resume from CHECKPOINT, or from the newest checkpoint of the '
+        'work dir when no path is given')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed precision (AmpOptimWrapper, dynamic loss scale)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. train_dataloader.batch_size=4')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_cfg(args) -> Config:
+    if not osp.isfile(args.config):
+        raise SystemExit(f'Config file not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if not torch.cuda.is_available():
+        # NCCL and SyncBN need GPUs; CPU processes talk through gloo.
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+        cfg.pop('sync_bn', None)
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp needs a GPU (mmengine trains mixed '
+                             'precision on CUDA devices only).')
+        cfg.optim_wrapper.type = AmpOptimWrapper
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        if not osp.isfile(args.resume):
+            raise SystemExit(f'Checkpoint file not found: {args.resume}')
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runner = Runner.from_cfg(build_cfg(args))
+    runner.train()
+    return runner
+
+
+if __name__ == '__main__':
+    main()
