@@ -11,22 +11,6 @@ if [ "$#" -lt 2 ]; then
 fi
 CONFIG=$1
 GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-# The project's environment (make env) unless PYTHON says otherwise.
-if [ -z "${PYTHON:-}" ]; then
-    PYTHON=python
-    [ -x "$ROOT/.venv/bin/python" ] && PYTHON="$ROOT/.venv/bin/python"
-fi
-
-PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+# bash, not the file's mode: the launcher runs whether or not it is executable
+exec bash "$(dirname "$0")/dist_launch.sh" train.py "$GPUS" \
+    "$CONFIG" --launcher pytorch "${@:3}"

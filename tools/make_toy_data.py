@@ -8,6 +8,7 @@ ROOT/youtube_vis_2019: YouTube-VIS 2019 (official train.json + frames).
 Unlike ``rap_sam.testing``'s toy data (random colours, for format tests),
 a class here always looks the same (its colour and shape), so a model can
 learn it: the data of the toy training run (``tools/toy_train_eval.py``).
+Images are square (192-288 px).
 """
 import argparse
 import json
@@ -22,7 +23,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from rap_sam.testing.coco_panoptic_categories import (  # noqa: E402
     coco_panoptic_categories)
 from rap_sam.testing.toy_datasets import (  # noqa: E402
-    YTVIS_2019_NAMES, mask_bbox, shape_mask, uncompressed_rle)
+    YTVIS_2019_NAMES, mask_bbox, panoptic_split_dirs, shape_mask,
+    uncompressed_rle, write_panoptic_png)
 
 # BGR colour and shape per class; classes in both datasets look alike.
 COCO_THINGS = {1: ((40, 40, 220), True), 3: ((220, 80, 30), False),
@@ -58,7 +60,10 @@ def _write_json(path, content):
 
 
 def _coco_image(rng):
-    height, width = (int(v) for v in rng.integers(192, 289, size=2))
+    # Square: a click is encoded relative to the image and the features'
+    # coordinates span the padded input, so padding would shift one against
+    # the other (by a third for 3:2 images at 128 px; a few % at COCO size).
+    height = width = int(rng.integers(192, 289))
     split = int(rng.integers(height // 3, 2 * height // 3))
     top, bottom = rng.choice(list(COCO_STUFF), size=2, replace=False)
     rows = np.arange(height)[:, None] < split
@@ -88,19 +93,14 @@ def _coco_image(rng):
 def make_toy_coco(root, splits, seed=0):
     rng = np.random.default_rng(seed)
     for s, (split, count) in enumerate(splits.items()):
-        img_dir = osp.join(root, split)
-        seg_dir = osp.join(root, 'annotations', f'panoptic_{split}')
-        os.makedirs(img_dir, exist_ok=True)
-        os.makedirs(seg_dir, exist_ok=True)
+        img_dir, seg_dir = panoptic_split_dirs(root, split)
         images, anns = [], []
         for k in range(count):
             img_id = 100000 * s + k + 1
             canvas, pan, segments = _coco_image(rng)
             name = f'{img_id:012d}'
             cv2.imwrite(osp.join(img_dir, name + '.jpg'), canvas)
-            rgb = np.stack([pan % 256, pan // 256 % 256, pan // 65536], -1)
-            cv2.imwrite(osp.join(seg_dir, name + '.png'),
-                        rgb[..., ::-1].astype(np.uint8))
+            write_panoptic_png(osp.join(seg_dir, name + '.png'), pan)
             images.append(dict(id=img_id, file_name=name + '.jpg',
                                height=pan.shape[0], width=pan.shape[1]))
             anns.append(dict(image_id=img_id, file_name=name + '.png',
@@ -115,7 +115,7 @@ def make_toy_ytvis(root, num_videos, seed=0, split='train'):
     rng = np.random.default_rng(seed)
     videos, anns = [], []
     for v in range(num_videos):
-        height, width = (int(x) for x in rng.integers(192, 289, size=2))
+        height = width = int(rng.integers(192, 289))
         frames = int(rng.integers(3, 7))
         name = f'toy{v:05d}'
         tracks = []

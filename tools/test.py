@@ -7,11 +7,10 @@ The checkpoint must fit the model exactly: every missing, unexpected or
 wrongly shaped key is listed and the run stops before evaluating.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
@@ -21,6 +20,8 @@ from rap_sam.utils.launcher import setup_cpu_distributed  # noqa: E402
 from rap_sam.utils.checkpoint import (  # noqa: E402
     CheckpointMismatchError, UnsafeCheckpointError, load_model_weights,
     trust_all_checkpoints)
+from rap_sam.utils.runner_cli import (  # noqa: E402
+    apply_overrides, load_config, parse_runner_args)
 
 
 def parse_args(argv=None):
@@ -40,32 +41,16 @@ def parse_args(argv=None):
         '--trust-checkpoint', action='store_true',
         help='load the checkpoint with weights_only=False (only for files '
         'from a source you trust)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. '
-        'test_dataloader.dataset.data_root=/data/coco/')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_runner_args(
+        parser, argv, 'test_dataloader.dataset.data_root=/data/coco/')
 
 
 def build_cfg(args) -> Config:
-    if not osp.isfile(args.config):
-        raise SystemExit(f'Config file not found: {args.config}')
+    cfg = load_config(args)
     if not osp.isfile(osp.expanduser(args.checkpoint)):
         raise SystemExit(f'Checkpoint file not found: {args.checkpoint}')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
     setup_cpu_distributed(cfg, args.launcher)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    apply_overrides(cfg, args)
     # Weights come from the checkpoint, not from ImageNet init.
     cfg.model.backbone.init_cfg = None
     # Loaded strictly below, with a readable error, instead of the runner's

@@ -32,10 +32,22 @@ TOY_VOCABULARIES = ('toy_Concat_CocoPanopticOVDataset_YouTubeVISDataset_2019',
                     'toy_CocoPanopticOVDataset', 'toy_YouTubeVISDataset_2019')
 
 
+#: Cosine between two toy class embeddings. CLIP's text embeddings of
+#: class prompts lie in a narrow cone (pairwise cosines around 0.5 and
+#: above), which is what lets the zero background embedding win: a query
+#: pointing away from the cone scores below 0 for every class. Independent
+#: random vectors fill every direction (with a few hundred synonyms in 64
+#: dims no query has all cosines negative), and background never wins.
+SHARED_COSINE = 0.5
+
+
 def _synonym_vector(name: str, dims: int) -> torch.Tensor:
     key = name.strip().replace('_', ' ')
     g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-    v = torch.randn(dims, generator=g)
+    own = torch.randn(dims, generator=g)
+    shared = torch.randn(dims, generator=torch.Generator().manual_seed(0))
+    v = (SHARED_COSINE**0.5 * shared / shared.norm() +
+         (1 - SHARED_COSINE)**0.5 * own / own.norm())
     return v / v.norm()
 
 
@@ -111,7 +123,8 @@ def main(argv=None):
         f'train_dataloader.dataset.datasets.0.data_root={root}/data/coco/',
         'train_dataloader.dataset.datasets.1.dataset.data_root='
         f'{root}/data/youtube_vis_2019/',
-        f'train_dataloader.dataset.datasets.2.data_root={root}/data/coco/',
+        'train_dataloader.dataset.datasets.2.dataset.data_root='
+        f'{root}/data/coco/',
     ]
     train_dir = osp.join(root, 'train')
     _run([py, 'tools/train.py', 'configs/rap_sam/toy_rap_sam_train.py',

@@ -9,17 +9,18 @@ from the newest checkpoint of the work dir; with a path, from that file
 torch >= 2.6 through rap_sam's weights-only loader.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
+from rap_sam.utils.runner_cli import (  # noqa: E402
+    apply_overrides, load_config, parse_runner_args)
 
 
 def parse_args(argv=None):
@@ -35,28 +36,13 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp', action='store_true',
         help='mixed precision (AmpOptimWrapper, dynamic loss scale)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. train_dataloader.batch_size=4')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_runner_args(parser, argv,
+                             'train_dataloader.batch_size=4')
 
 
 def build_cfg(args) -> Config:
-    if not osp.isfile(args.config):
-        raise SystemExit(f'Config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
+    apply_overrides(cfg, args)
     if not torch.cuda.is_available():
         # NCCL and SyncBN need GPUs; CPU processes talk through gloo.
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})

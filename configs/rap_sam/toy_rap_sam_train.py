@@ -28,15 +28,19 @@ model.update(toy_model)
 model.update(
     panoptic_head=dict(ov_classifier_name='toy_Concat_CocoPanopticOVDataset'
                        '_YouTubeVISDataset_2019'),
-    train_cfg=dict(num_points=3136))
+    # 32 x 32 mask logits at 128 px: a thousand points cover them
+    train_cfg=dict(num_points=1024))
 
 image_size = crop_size = toy_image_size
-num_prompts = 10
+num_prompts = 30
 coco_root = toy_root + 'data/coco/'
+# Jitter upwards only: crops of the square toy images are then never
+# padded, so clicks (encoded relative to the image) and the features'
+# coordinates (spanning the padded input) agree, as they do at test time.
 lsj = [
     dict(type=RandomFlip, prob=0.5),
     dict(type=RandomResize, resize_type=Resize, scale=image_size,
-         ratio_range=(0.6, 1.5), keep_ratio=True),
+         ratio_range=(1.0, 1.5), keep_ratio=True),
     dict(type=RandomCrop, crop_size=crop_size, crop_type='absolute',
          recompute_bbox=True, allow_negative_crop=True),
 ]
@@ -87,21 +91,28 @@ train_dataloader = dict(
                         dict(type=FilterSmallSegments, min_area=1),
                         dict(type=PackTrackInputs),
                     ])),
+            # Prompts are the slowest to learn (a click's query must find
+            # its place in the features): a third of the batches at x1,
+            # half at x3.
             dict(
-                coco,
-                pipeline=load_coco + lsj + [
-                    dict(type=FilterSmallSegments, min_area=1),
-                    dict(type=GenerateTrainPrompts, num_prompts=num_prompts,
-                         box_prob=0.5, min_area=32),
-                    dict(type=PackPromptTrainInputs),
-                ]),
+                type=RepeatDataset,
+                times=3,
+                dataset=dict(
+                    coco,
+                    pipeline=load_coco + lsj + [
+                        dict(type=FilterSmallSegments, min_area=1),
+                        dict(type=GenerateTrainPrompts,
+                             num_prompts=num_prompts, box_prob=0.5,
+                             min_area=32),
+                        dict(type=PackPromptTrainInputs),
+                    ])),
         ]))
 
 # From scratch in about 1400 iterations: a larger, unscaled lr, the full lr
 # for the backbone (nothing pretrained to preserve) and a short warm-up;
 # otherwise the recipe's optimiser. fused: on CPU the per-tensor AdamW step
 # costs more than the small model's forward.
-max_epochs = 16
+max_epochs = 12
 train_cfg.update(max_epochs=max_epochs)
 optim_wrapper.optimizer.update(lr=1e-3, fused=True)
 optim_wrapper.paramwise_cfg.custom_keys.backbone.update(lr_mult=1.0)
@@ -109,7 +120,7 @@ auto_scale_lr.update(enable=False)
 param_scheduler = [
     dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type=MultiStepLR, begin=0, end=max_epochs, by_epoch=True,
-         milestones=[13], gamma=0.1)
+         milestones=[10], gamma=0.1)
 ]
 default_hooks.update(
     logger=dict(interval=10),

@@ -8,6 +8,7 @@ from mmengine.fileio import get_local_path
 from .class_names import COCO_PANOPTIC_OV_STUFF, COCO_PANOPTIC_OV_THINGS
 from .data_checks import (DatasetContentError, check_annotation_file,
                           check_files_exist, sample_load_error)
+from .orphan_annotations import check_no_orphan_annotations
 
 COCO_LAYOUT = """\
   <data_root>/                      (data/coco/)
@@ -49,7 +50,9 @@ class CocoPanopticOVDataset(CocoPanopticDataset):
         self.cat_ids = self._category_ids()
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
         self.cat_img_map = copy.deepcopy(self.coco.cat_img_map)
-        self._check_annotated_images()
+        check_no_orphan_annotations(self.ann_file,
+                                    self.coco.dataset.get('annotations'),
+                                    self.coco.imgs)
 
         data_list = []
         for img_id in self.coco.get_img_ids():
@@ -88,20 +91,6 @@ class CocoPanopticOVDataset(CocoPanopticDataset):
                 f'has {len(names)}, and category #{diff} is {found!r} where '
                 f'{want!r} was expected.')
         return [c['id'] for c in cats]
-
-    def _check_annotated_images(self) -> None:
-        """Annotations of images the file does not list are reported: they
-        mean the json is corrupt or mixes two splits."""
-        listed = set(self.coco.imgs)
-        orphans = sorted({
-            ann['image_id']
-            for ann in self.coco.dataset.get('annotations', [])
-        } - listed)
-        if orphans:
-            raise DatasetContentError(
-                f"'{self.ann_file}': {len(orphans)} annotation(s) refer to "
-                f"images missing from its 'images' list, e.g. image_id "
-                f'{orphans[:5]}.')
 
     def prepare_data(self, idx):
         try:

@@ -10,6 +10,7 @@ from mmengine.fileio import get_local_path
 from .class_names import YOUTUBE_VIS_2019_CLASSES
 from .data_checks import (DatasetContentError, check_annotation_file,
                           check_files_exist, sample_load_error)
+from .orphan_annotations import check_no_orphan_annotations
 from .youtube_vis_format import is_official_format, official_to_coco_video
 
 YTVIS_LAYOUT = """\
@@ -63,7 +64,8 @@ class YouTubeVISOVDataset(YouTubeVISDataset):
         coco = COCO()
         coco.dataset = raw
         coco.createIndex()
-        self._check_annotated_images(raw, coco)
+        check_no_orphan_annotations(self.ann_file, raw['annotations'],
+                                    coco.imgs)
         self.cat_ids = self._category_ids(raw)
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
         self.cat_img_map = copy.deepcopy(coco.catToImgs)
@@ -103,16 +105,6 @@ class YouTubeVISOVDataset(YouTubeVISDataset):
                 f'{len(classes)} {self.dataset_name} categories, e.g. '
                 f'{missing[:5]}; is it a YouTube-VIS file of that version?')
         return [name_to_id[name] for name in classes]
-
-    def _check_annotated_images(self, raw: dict, coco: COCO) -> None:
-        orphans = sorted({a['image_id']
-                          for a in raw.get('annotations') or []} -
-                         set(coco.imgs))
-        if orphans:
-            raise DatasetContentError(
-                f"'{self.ann_file}': {len(orphans)} annotation(s) refer to "
-                f"images missing from its 'images' list, e.g. image_id "
-                f'{orphans[:5]}.')
 
     def prepare_data(self, idx):
         try:

@@ -34,7 +34,8 @@ class SkippedSamplesHook(Hook):
             for reason in meta.get('skipped_samples', ()):
                 self.recent[source] += 1
                 self.example = reason
-            self.tiny[source] += meta.get('num_tiny_segments', 0)
+            if meta.get('num_tiny_segments'):
+                self.tiny[source] += meta['num_tiny_segments']
         if self.every_n_train_iters(runner, self.interval):
             self._report(runner)
 

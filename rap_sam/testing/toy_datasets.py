@@ -7,10 +7,11 @@ Each writer returns what it wrote, masks included.
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from panopticapi.utils import id2rgb
 
 from .coco_panoptic_categories import coco_panoptic_categories
 
@@ -61,6 +62,23 @@ def uncompressed_rle(mask: np.ndarray) -> dict:
     if flat.size and flat[0]:
         counts = [0] + counts
     return dict(counts=counts, size=list(mask.shape))
+
+
+def panoptic_split_dirs(root: str, split: str) -> Tuple[str, str]:
+    """Create the image and PNG folders of ``split`` in the COCO panoptic
+    layout, ``root/{split}`` and ``root/annotations/panoptic_{split}``, and
+    return them."""
+    img_dir = osp.join(root, split)
+    seg_dir = osp.join(root, 'annotations', f'panoptic_{split}')
+    os.makedirs(img_dir, exist_ok=True)
+    os.makedirs(seg_dir, exist_ok=True)
+    return img_dir, seg_dir
+
+
+def write_panoptic_png(path: str, segment_ids: np.ndarray) -> None:
+    """Write a map of segment ids as a COCO panoptic PNG
+    (id = R + 256G + 256^2B)."""
+    cv2.imwrite(path, id2rgb(segment_ids)[..., ::-1])  # cv2 takes BGR
 
 
 def _paint(canvas: np.ndarray, mask: np.ndarray, rng) -> None:
@@ -134,10 +152,7 @@ def make_coco_panoptic(root: str,
     rng = np.random.default_rng(seed)
     written = {}
     for s, split in enumerate(splits):
-        img_dir = osp.join(root, split)
-        seg_dir = osp.join(root, 'annotations', f'panoptic_{split}')
-        os.makedirs(img_dir, exist_ok=True)
-        os.makedirs(seg_dir, exist_ok=True)
+        img_dir, seg_dir = panoptic_split_dirs(root, split)
         images, anns = [], []
         for k in range(num_images):
             height, width = image_size or (int(rng.integers(60, 97)),
@@ -150,9 +165,7 @@ def make_coco_panoptic(root: str,
                 pan[seg['mask']] = seg['id']
             png_name = image['file_name'].replace('.jpg', '.png')
             cv2.imwrite(osp.join(img_dir, image['file_name']), canvas)
-            rgb = np.stack([pan % 256, pan // 256 % 256, pan // 65536], -1)
-            cv2.imwrite(osp.join(seg_dir, png_name),
-                        rgb[..., ::-1].astype(np.uint8))
+            write_panoptic_png(osp.join(seg_dir, png_name), pan)
             images.append(image)
             anns.append(
                 dict(image_id=image['id'], file_name=png_name,

@@ -7,8 +7,9 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
-from mmengine.runner import Runner
+from mmengine.runner import Runner, set_random_seed
 from training_helpers import REPO, load_tool, toy_train_cfg
 
 from rap_sam.engine import NonFiniteLossError
@@ -16,7 +17,7 @@ from rap_sam.engine import NonFiniteLossError
 
 @pytest.fixture(scope='module')
 def trained(toy_root, tmp_path_factory):
-    """One epoch of the toy recipe on 96-px crops (6 iterations)."""
+    """One epoch of the toy recipe on 96-px crops."""
     work_dir = tmp_path_factory.mktemp('train')
     runner = Runner.from_cfg(toy_train_cfg(toy_root, work_dir))
     runner.train()
@@ -47,21 +48,23 @@ def _batches(cfg):
     raise AssertionError(f'only sources {sorted(batches)} came out')
 
 
-def test_loss_falls_on_each_source(toy_root, tmp_path):
+@pytest.mark.parametrize('seed', [0, 1])
+def test_loss_falls_on_each_source(toy_root, tmp_path, seed):
     from mmdet.registry import MODELS
     cfg = toy_train_cfg(toy_root, tmp_path)
-    torch.manual_seed(0)
+    set_random_seed(seed)  # the data pipelines draw from numpy / random
     model = MODELS.build(cfg.model)
     model.init_weights()
     optim = OptimWrapper(
         torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True))
     for tag, batch in _batches(cfg).items():
         totals = []
-        for _ in range(5):
+        for _ in range(10):
             log_vars = model.train_step(batch, optim)
             assert all(math.isfinite(v.item()) for v in log_vars.values())
             totals.append(log_vars['loss'].item())
-        assert totals[-1] < totals[0], (tag, totals)
+        # point sampling and prompt jitter make single steps noisy
+        assert sum(totals[-3:]) < sum(totals[:3]), (tag, totals)
 
 
 def test_nan_loss_stops_before_the_weights_change(toy_root, tmp_path,
@@ -91,8 +94,19 @@ def test_checkpoint_resumes_and_loads_into_test_tool(trained, toy_root):
     cfg = toy_train_cfg(toy_root, work_dir, extra=['--resume'])
     cfg.train_cfg.max_epochs = 2
     runner = Runner.from_cfg(cfg)
+    started = []
+
+    class FirstIteration(Hook):
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            started.append(runner.iter)
+
+    runner.register_hook(FirstIteration())
     runner.train()
-    assert runner.iter == 12 and runner.epoch == 2  # continued from 6
+    # continued from the end of epoch 1, not from scratch
+    per_epoch = len(runner.train_dataloader)
+    assert started[0] == per_epoch and len(started) == per_epoch
+    assert runner.iter == 2 * per_epoch and runner.epoch == 2
     checkpoint = osp.join(work_dir, 'epoch_2.pth')
 
     test = load_tool('test')

@@ -37,7 +37,8 @@ def toy_train_cfg(root, work_dir, size=96, extra=()):
     ])
     cfg = train.build_cfg(args)
     datasets = cfg.train_dataloader.dataset.datasets
-    datasets[0].data_root = datasets[2].data_root = f'{root}/data/coco/'
+    datasets[0].data_root = datasets[2].dataset.data_root = (
+        f'{root}/data/coco/')
     datasets[1].dataset.data_root = f'{root}/data/youtube_vis_2019/'
     _resize_pipelines(cfg.train_dataloader, size)
     cfg.train_dataloader.num_workers = 0

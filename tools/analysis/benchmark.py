@@ -226,17 +226,9 @@ def fast_variant(model: nn.Module, dtype: str = 'fp32',
                  compile: bool = False) -> nn.Module:
     from rap_sam.models.utils.inference_mode import (optimize_for_inference,
                                                      use_autocast)
-    fast = optimize_for_inference(copy.deepcopy(model))
+    fast = optimize_for_inference(copy.deepcopy(model), compile=compile)
     if dtype != 'fp32':
         use_autocast(fast, dtype)
-    if compile:
-        # Freezing: parameters become constants (oneDNN weights prepacked
-        # once instead of reordered at every call).
-        import torch._inductor.config as inductor_config
-        inductor_config.freezing = True
-        for name in ('backbone', 'neck'):
-            module = getattr(fast, name)
-            module.forward = torch.compile(module.forward)
     return fast
 
 
@@ -585,8 +577,16 @@ def format_table(report: dict) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return _main(args, argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _main(args, argv) -> dict:
     device = torch.device(args.device)
     if args.warmup is None:
         args.warmup = 5 if device.type == 'cuda' else 1

@@ -29,14 +29,22 @@ image_size = (1280, 736)  # (w, h), as mmcv's Resize reads a scale
 crop_size = (736, 1280)  # (h, w), as RandomCrop reads it
 num_prompts = 30
 
-coco_train_pipeline = [
+# Pieces every source's pipeline is built from, so that the sources load
+# and jitter alike.
+load_coco = [
     dict(type=LoadImageFromFile, backend_args=backend_args),
     dict(type=LoadPanopticTrainAnnotations, backend_args=backend_args),
+]
+lsj = [
     dict(type=RandomFlip, prob=0.5),
     dict(type=RandomResize, resize_type=Resize, scale=image_size,
          ratio_range=(0.8, 2.0), keep_ratio=True),
     dict(type=RandomCrop, crop_size=crop_size, crop_type='absolute',
          recompute_bbox=True, allow_negative_crop=True),
+]
+prompt_lsj = [lsj[0], dict(lsj[1], ratio_range=(0.1, 2.0)), lsj[2]]
+
+coco_train_pipeline = load_coco + lsj + [
     dict(type=FilterSmallSegments, min_area=1),
     dict(type=ImageAsClip),
     dict(type=PackTrackInputs),
@@ -50,24 +58,12 @@ yt19_train_pipeline = [
         transforms=[
             dict(type=LoadImageFromFile, backend_args=backend_args),
             dict(type=LoadTrackAnnotations, with_mask=True),
-            dict(type=RandomFlip, prob=0.5),
-            dict(type=RandomResize, resize_type=Resize, scale=image_size,
-                 ratio_range=(0.8, 2.0), keep_ratio=True),
-            dict(type=RandomCrop, crop_size=crop_size, crop_type='absolute',
-                 recompute_bbox=True, allow_negative_crop=True),
-        ]),
+        ] + lsj),
     dict(type=FilterSmallSegments, min_area=1),
     dict(type=PackTrackInputs),
 ]
 
-sam_train_pipeline = [
-    dict(type=LoadImageFromFile, backend_args=backend_args),
-    dict(type=LoadPanopticTrainAnnotations, backend_args=backend_args),
-    dict(type=RandomFlip, prob=0.5),
-    dict(type=RandomResize, resize_type=Resize, scale=image_size,
-         ratio_range=(0.1, 2.0), keep_ratio=True),
-    dict(type=RandomCrop, crop_size=crop_size, crop_type='absolute',
-         recompute_bbox=True, allow_negative_crop=True),
+sam_train_pipeline = load_coco + prompt_lsj + [
     dict(type=FilterSmallSegments, min_area=1),
     dict(type=GenerateTrainPrompts, num_prompts=num_prompts, box_prob=0.5,
          min_area=32),

@@ -14,6 +14,12 @@ class RapSAMDataPreprocessor(DetDataPreprocessor):
     clips (``TrackDataSample``, inputs ``[T, 3, H, W]``) through mmdet's
     ``TrackDataPreprocessor`` built with the same settings. Inputs that are
     not 3-channel are refused with a message saying so.
+
+    Training batches come in three kinds, one per batch: clips (panoptic
+    images as 1-frame clips and video clips: masks padded per frame) and
+    prompt images (masks padded; the prompts in ``gt_instances_collected``
+    stay in ``img_shape`` pixels, which padding does not move). A batch
+    mixing clips and images is refused.
     """
 
     def __init__(self,
@@ -34,6 +40,12 @@ class RapSAMDataPreprocessor(DetDataPreprocessor):
                     "(LoadImageFromFile(color_type='color')) or convert "
                     'them before inference.')
         samples = data.get('data_samples')
+        if samples and len({isinstance(s, TrackDataSample)
+                            for s in samples}) > 1:
+            raise ValueError(
+                'A batch mixes clips (TrackDataSample) and images; batch '
+                'training data with SourceAspectRatioBatchSampler so each '
+                'batch holds one kind of sample.')
         if samples and isinstance(samples[0], TrackDataSample):
             return self.track_preprocessor(data, training)
         return super().forward(data, training)

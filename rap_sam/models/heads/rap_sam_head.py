@@ -11,7 +11,8 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..layers import DecoderStage, KernelUpdator, OpenVocabClassifier
+from ..layers import (DecoderStage, KernelUpdator, OpenVocabClassifier,
+                      attend_to_feature_map)
 from .rap_sam_head_loss import RapSAMHeadLossMixin
 
 HeadOutputs = Tuple[List[Tensor], List[Tensor], List[Tensor], Tensor]
@@ -210,8 +211,8 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
             all_ious.append(ious)
 
         if prompt_mode:
-            keys = features.flatten(2).transpose(1, 2)
-            queries = self.prompt_norm(self.prompt_attn(queries, keys))
+            queries = self.prompt_norm(
+                attend_to_feature_map(self.prompt_attn, queries, features))
             all_cls.append(all_cls[-1])
             all_ious.append(self.prompt_iou(queries))
         else:

@@ -110,6 +110,10 @@ class RapSAMHeadLossMixin:
             masks=tubes.flatten(1, 2))
 
     def object_loss(self, x: Tensor, samples: SampleList) -> dict:
+        if self.assigner is None:
+            raise ValueError('Object queries are matched to targets by '
+                             'train_cfg.assigner (HungarianAssigner in the '
+                             'recipe); the model has none.')
         targets = [self.object_targets(s) for s in samples]
         all_cls, all_masks, _, _ = self(x, samples)
         losses = {}

@@ -3,8 +3,9 @@ from .deform_upsample_layer import DeformUpsampleLayer
 from .kernel_updator import KernelUpdator
 from .lite_deform_fpn import LiteDeformFPN
 from .open_vocab_classifier import OpenVocabClassifier
+from .prompt_attention import attend_to_feature_map
 
 __all__ = [
     'DecoderStage', 'DeformUpsampleLayer', 'KernelUpdator', 'LiteDeformFPN',
-    'OpenVocabClassifier'
+    'OpenVocabClassifier', 'attend_to_feature_map'
 ]

@@ -77,7 +77,7 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     """
 
     #: Masks resized at a time.
-    chunk_size = 4
+    chunk_size = 8
 
     def predict(self,
                 mask_cls_results: Tensor,
@@ -139,7 +139,7 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                              dtype=torch.bool,
                              device=device)
         mask_sums = mask_pred.new_empty(len(unique))
-        counts = torch.empty(len(unique), dtype=torch.long, device=device)
+        counts = mask_pred.new_empty(len(unique))
         bboxes = torch.empty((len(unique), 4), device=device)
         # mmdet sums the instance masks as one [pairs, H * W] tensor: each
         # row on its own, except for a single pair, which a multi-threaded
@@ -159,31 +159,39 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                     claims.add(probs[i].view(-1))
             rows = [i for i, q in enumerate(chunk) if q in unique_row]
             if rows:
-                # mmdet's sigmoid * (logits > 0).float(), in place, the
-                # binary mask straight into a float buffer (cheaper than
-                # converting a bool one).
-                masked = probs.mul_(
-                    torch.gt(
-                        logits, 0,
-                        out=self._buffer(buf, 'positive', logits.shape,
-                                         logits)))
+                # Whole-chunk operations (few, large ones: each is a
+                # fork-join of the thread pool).
+                positive = torch.gt(
+                    logits, 0,
+                    out=self._buffer(buf, 'positive', logits.shape, logits,
+                                     torch.bool))
+                # mmdet's sigmoid * (logits > 0).float(), in place (the
+                # float mask made directly: cheaper than converting).
+                ones = torch.gt(
+                    logits, 0,
+                    out=self._buffer(buf, 'positive_float', logits.shape,
+                                     logits))
+                masked = probs.mul_(ones)
                 if len(chunk) == 1 and not single_pair:
                     masked = masked.expand(2, -1, -1)
-                sums = masked.flatten(1).sum(1)
-                for i in rows:
-                    j = unique_row[chunk[i]]
-                    torch.gt(logits[i], 0, out=binary[j])
-                    mask_sums[j] = sums[i]
-                    # Exact integer count (mmdet sums 1.0s, exact < 2^24).
-                    counts[j] = torch.count_nonzero(binary[j])
-                    bboxes[j] = self._boxes(binary[j][None])[0]
+                sums = masked.flatten(1).sum(1)[:len(chunk)]
+                # Sums of 1.0s are exact integers below 2^24 in any order.
+                pixels = ones.flatten(1).sum(1)
+                boxes = self._boxes(positive)
+                src = torch.tensor(rows, device=device)
+                dst = torch.tensor([unique_row[chunk[i]] for i in rows],
+                                   device=device)
+                binary.index_copy_(0, dst, positive.index_select(0, src))
+                mask_sums[dst] = sums[src]
+                counts[dst] = pixels[src]
+                bboxes[dst] = boxes[src]
 
         result = dict()
         if panoptic_on:
             result['pan_results'] = self._panoptic(mask_cls, claims, h, w)
         if instance_on:
             scores, labels, _ = selection
-            mask_scores = mask_sums / (counts.to(mask_sums.dtype) + 1e-6)
+            mask_scores = mask_sums / (counts + 1e-6)
             instances = InstanceData()
             instances.bboxes = bboxes[inverse]
             instances.labels = labels
