@@ -41,12 +41,12 @@ def _paint(canvas, mask, color, rng):
 
 
 def _boxes(rng, height, width, count):
-    """Non-overlapping boxes in vertical slots, a fifth to a half tall."""
+    """Non-overlapping boxes in vertical slots, a quarter to a half tall."""
     slot = width // count
     boxes = []
     for k in range(count):
         w = int(rng.integers(slot // 2, slot - 2))
-        h = int(rng.integers(height // 5, height // 2))
+        h = int(rng.integers(height // 4, height // 2))
         x1 = k * slot + int(rng.integers(0, slot - w))
         y1 = int(rng.integers(0, height - h))
         boxes.append((x1, y1, x1 + w, y1 + h))
@@ -69,7 +69,7 @@ def _coco_image(rng):
     rows = np.arange(height)[:, None] < split
     layers = [(int(top), np.broadcast_to(rows, (height, width))),
               (int(bottom), np.broadcast_to(~rows, (height, width)))]
-    for box in _boxes(rng, height, width, int(rng.integers(1, 4))):
+    for box in _boxes(rng, height, width, int(rng.integers(1, 3))):
         cat = int(rng.choice(list(COCO_THINGS)))
         layers.append((cat, shape_mask(height, width, box,
                                        COCO_THINGS[cat][1])))

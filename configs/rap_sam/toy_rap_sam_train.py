@@ -101,20 +101,25 @@ train_dataloader = dict(
                     coco,
                     pipeline=load_coco + lsj + [
                         dict(type=FilterSmallSegments, min_area=1),
+                        # A quarter of the thing prompts as boxes (the
+                        # recipe: half): clicks on things are what the toy
+                        # model learns last (measured: thing click mIoU
+                        # 0.11 at 0.5, 0.37 at 0.25, same run otherwise).
                         dict(type=GenerateTrainPrompts,
-                             num_prompts=num_prompts, box_prob=0.5,
+                             num_prompts=num_prompts, box_prob=0.25,
                              min_area=32),
                         dict(type=PackPromptTrainInputs),
                     ])),
         ]))
 
-# From scratch in about 1400 iterations: a larger, unscaled lr, the full lr
-# for the backbone (nothing pretrained to preserve) and a short warm-up;
-# otherwise the recipe's optimiser. fused: on CPU the per-tensor AdamW step
+# From scratch in about 1800 iterations: a larger, unscaled lr (3e-4; at
+# 1e-3 the classes never became confident: PQ 0), the full lr for the
+# backbone (nothing pretrained to preserve) and a short warm-up; otherwise
+# the recipe's optimiser. fused: on CPU the per-tensor AdamW step
 # costs more than the small model's forward.
 max_epochs = 12
 train_cfg.update(max_epochs=max_epochs)
-optim_wrapper.optimizer.update(lr=1e-3, fused=True)
+optim_wrapper.optimizer.update(lr=3e-4, fused=True)
 optim_wrapper.paramwise_cfg.custom_keys.backbone.update(lr_mult=1.0)
 auto_scale_lr.update(enable=False)
 param_scheduler = [
