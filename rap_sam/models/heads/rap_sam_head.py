@@ -11,8 +11,9 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..layers import (DecoderStage, KernelUpdator, OpenVocabClassifier,
-                      attend_to_feature_map)
+from ..layers import (DecoderStage, FeatureMap, KernelUpdator,
+                      OpenVocabClassifier, attend_to_feature_map, dense,
+                      masked_sum, project)
 from .rap_sam_head_loss import RapSAMHeadLossMixin
 
 HeadOutputs = Tuple[List[Tensor], List[Tensor], List[Tensor], Tensor]
@@ -166,13 +167,21 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
     # ------------------------------------------------------------------
     # forward
     # ------------------------------------------------------------------
-    def forward(self, x: Tensor, batch_data_samples: SampleList) -> HeadOutputs:
+    def forward(self,
+                x: FeatureMap,
+                batch_data_samples: SampleList,
+                all_stage_masks: bool = True) -> HeadOutputs:
         """
         Args:
-            x (Tensor): Neck features ``[B * T, C, H, W]`` (T = 1 for images).
+            x (Tensor | LowRankFeatureMap): Neck features ``[B * T, C, H,
+                W]`` (T = 1 for images).
             batch_data_samples (list): ``DetDataSample`` for images (with
                 ``gt_instances_collected`` for prompts) or
                 ``TrackDataSample`` for clips.
+            all_stage_masks (bool): With False, the last stage's mask
+                logits are left out when the adapter does not read them
+                (prompts: it attends to the map instead), saving a pass
+                over the map; ``predict`` only needs the adapter's.
 
         Returns:
             tuple: per-output lists of class scores, mask logits and IoU
@@ -189,8 +198,8 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         features = x
         if num_frames > 0:
             # One query predicts a mask tube: stack the frames along H.
-            features = x.unflatten(0, (batch_size, num_frames)).transpose(
-                1, 2).flatten(2, 3)
+            features = dense(x).unflatten(
+                0, (batch_size, num_frames)).transpose(1, 2).flatten(2, 3)
 
         if prompt_mode:
             queries, attn_mask = self.prompt_queries(batch_data_samples)
@@ -202,12 +211,15 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
             return masks.unflatten(2, (num_frames, -1)) if num_frames else masks
 
         all_cls, all_masks, all_ious = [], [], []
-        masks = torch.einsum('bnc,bchw->bnhw', queries, features)
-        for stage in self.mask_heads:
+        masks = project(features, queries)
+        for i, stage in enumerate(self.mask_heads):
+            with_masks = all_stage_masks or not prompt_mode or \
+                i < len(self.mask_heads) - 1
             cls_embed, masks, ious, queries = stage(features, queries, masks,
-                                                    attn_mask)
+                                                    attn_mask, with_masks)
             all_cls.append(self.classifier(cls_embed) / self.temperature)
-            all_masks.append(frames(masks))
+            if with_masks:
+                all_masks.append(frames(masks))
             all_ious.append(ious)
 
         if prompt_mode:
@@ -216,21 +228,21 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
             all_cls.append(all_cls[-1])
             all_ious.append(self.prompt_iou(queries))
         else:
-            pooled = torch.einsum('bnhw,bchw->bnc', (masks > 0).to(
-                features.dtype), features)
+            pooled = masked_sum(features, masks > 0)
             queries = self.panoptic_attn(pooled, queries)
             all_cls.append(self.classifier(self.panoptic_cls(queries)))
             all_ious.append(all_ious[-1])
-        masks = torch.einsum('bnc,bchw->bnhw', queries, features)
+        masks = project(features, queries)
         all_masks.append(frames(masks))
         return all_cls, all_masks, all_ious, queries
 
-    def predict(self, x: Tensor,
+    def predict(self, x: FeatureMap,
                 batch_data_samples: SampleList) -> Tuple[Tensor, ...]:
         """The adapter's outputs: class scores ``[B, N, K + 1]``, mask logits
         at feature resolution ``[B, N, h, w]`` (``[B, N, T, h, w]`` for
         clips), IoU predictions ``[B, N, 1]`` and the final queries
         ``[B, N, C]``. Upsampling is left to the consumer, which may need
         only some of the masks."""
-        all_cls, all_masks, all_ious, queries = self(x, batch_data_samples)
+        all_cls, all_masks, all_ious, queries = self(
+            x, batch_data_samples, all_stage_masks=False)
         return all_cls[-1], all_masks[-1], all_ious[-1], queries

@@ -1,11 +1,11 @@
 from typing import Optional, Tuple
 
-import torch
 import torch.nn as nn
 from mmcv.cnn.bricks.transformer import FFN
 from torch import Tensor
 
 from .kernel_updator import KernelUpdator
+from .low_rank_feature_map import FeatureMap, masked_sum, project
 
 
 def _linear_ln_relu(channels: int) -> nn.ModuleList:
@@ -59,25 +59,28 @@ class DecoderStage(nn.Module):
 
     def forward(
         self,
-        features: Tensor,
+        features: FeatureMap,
         queries: Tensor,
         mask_logits: Tensor,
-        self_attn_mask: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        self_attn_mask: Optional[Tensor] = None,
+        with_masks: bool = True
+    ) -> Tuple[Tensor, Optional[Tensor], Tensor, Tensor]:
         """
         Args:
-            features (Tensor): [B, C, H, W] (a clip's frames stacked in H).
+            features (Tensor | LowRankFeatureMap): [B, C, H, W] (a clip's
+                frames stacked in H).
             queries (Tensor): [B, N, C].
             mask_logits (Tensor): [B, N, H, W] from the previous stage.
             self_attn_mask (Tensor, optional): [N, N] bool, True = blocked.
+            with_masks (bool): Whether to compute the new mask logits (a
+                pass over the whole map; None is returned without).
 
         Returns:
             tuple: class embeddings [B, N, D], mask logits [B, N, H, W],
             IoU predictions [B, N, 1], updated queries [B, N, C].
         """
         # sigmoid(x) > 0.5 is x > 0; the pooled feature is a sum, not a mean.
-        pooled = torch.einsum('bnhw,bchw->bnc', (mask_logits > 0).to(
-            features.dtype), features)
+        pooled = masked_sum(features, mask_logits > 0)
         queries = self.kernel_update(pooled, queries)
 
         q = queries.transpose(0, 1)
@@ -91,7 +94,7 @@ class DecoderStage(nn.Module):
         for layer in self.mask_fcs:
             mask_feat = layer(mask_feat)
 
-        mask_logits = torch.einsum('bnc,bchw->bnhw', self.fc_mask(mask_feat),
-                                   features)
+        mask_logits = project(features, self.fc_mask(
+            mask_feat)) if with_masks else None
         return (self.cls_proj(cls_feat), mask_logits,
                 self.iou_embed(mask_feat), queries)

@@ -17,12 +17,16 @@ pixels), ``2 * N * heads * C`` multiply-adds per pixel instead of
 ``2 * C * C``: 30x less for one click, and no key / value copies. The
 result is the same attention up to float rounding
 (``tests/test_models/test_prompt_attention.py``). With many queries
-(``N * heads >= C``) the projection is cheaper and is used.
+(``N * heads >= C``) the projection is cheaper and is used. Both reads of
+the map go through :func:`project` and :func:`weighted_sum`, so a
+:class:`LowRankFeatureMap` is read at its own (lower) width.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from .low_rank_feature_map import FeatureMap, dense, project, weighted_sum
 
 
 def _factorable(mha: nn.MultiheadAttention) -> bool:
@@ -32,7 +36,7 @@ def _factorable(mha: nn.MultiheadAttention) -> bool:
 
 
 def attend_to_feature_map(attn: nn.Module, queries: Tensor,
-                          features: Tensor) -> Tensor:
+                          features: FeatureMap) -> Tensor:
     """mmcv ``MultiheadAttention(batch_first=True)``'s
     ``attn(queries, keys)`` (residual included) with ``keys`` the pixels of
     ``features``.
@@ -41,7 +45,7 @@ def attend_to_feature_map(attn: nn.Module, queries: Tensor,
         attn (nn.Module): mmcv's ``MultiheadAttention`` (its ``attn`` is an
             ``nn.MultiheadAttention``), ``batch_first=True``.
         queries (Tensor): ``[B, N, C]``.
-        features (Tensor): ``[B, C, H, W]``.
+        features (Tensor | LowRankFeatureMap): ``[B, C, H, W]``.
 
     Returns:
         Tensor: ``[B, N, C]``.
@@ -50,7 +54,7 @@ def attend_to_feature_map(attn: nn.Module, queries: Tensor,
     b, n, c = queries.shape
     heads = mha.num_heads
     if not _factorable(mha) or n * heads >= c or attn.training:
-        keys = features.flatten(2).transpose(1, 2)
+        keys = dense(features).flatten(2).transpose(1, 2)
         return attn(queries, keys)
     d = c // heads
     w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
@@ -59,16 +63,9 @@ def attend_to_feature_map(attn: nn.Module, queries: Tensor,
     # Queries brought to the feature space, one per head: [B, N * heads, C].
     q = torch.einsum('bnhd,hdc->bnhc', q, w_k.view(heads, d, c)).reshape(
         b, n * heads, c)
-    pixels = features.flatten(2)  # [B, C, P]
-    if features.is_contiguous(memory_format=torch.channels_last):
-        # Pixel-major memory: one tall product [P, C] x [C, N * heads]
-        # (BLAS is slow at the few-row product the other way round).
-        logits = torch.matmul(pixels.transpose(1, 2),
-                              q.transpose(1, 2)).transpose(1, 2)
-    else:
-        logits = torch.matmul(q, pixels)
-    weights = logits.softmax(-1)  # [B, N * heads, P]
-    context = torch.matmul(weights, pixels.transpose(1, 2))  # [B, N*h, C]
+    h, w = features.shape[-2:]
+    weights = project(features, q).flatten(2).softmax(-1)  # [B, N*h, P]
+    context = weighted_sum(features, weights.view(b, -1, h, w))
     out = torch.einsum('bnhc,hdc->bnhd', context.view(b, n, heads, c),
                        w_v.view(heads, d, c)) + b_v.view(heads, d)
     out = mha.out_proj(out.reshape(b, n, c))

@@ -1,12 +1,11 @@
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..layers import LiteDeformFPN
+from ..layers import LiteDeformFPN, LowRankFeatureMap, with_coordinates
 
 
 @MODELS.register_module()
@@ -16,6 +15,12 @@ class LiteDeformNeck(BaseModule):
     The lite deformable FPN aggregates the backbone levels; two coordinate
     channels (x then y, -1..1) are appended so the dot-product mask kernels
     can be position-aware, and a 1x1 conv gives ``out_channels``.
+
+    With ``low_rank_output`` (set by
+    :func:`rap_sam.models.utils.optimize_for_inference`; eval mode only) the
+    output is a :class:`LowRankFeatureMap`: the aggregated map and the 1x1
+    conv, which the head applies inside its products (the same numbers to
+    float rounding, half the bytes per pass).
 
     Args:
         in_channels (Sequence[int]): Backbone channels at strides 4..32.
@@ -34,12 +39,11 @@ class LiteDeformNeck(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.deconv = LiteDeformFPN(in_channels, agg_channels, norm_cfg)
         self.loc_conv = nn.Conv2d(agg_channels + 2, out_channels, 1)
+        self.low_rank_output = False
 
-    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+    def forward(self, feats: Sequence[Tensor]):
         x = self.deconv(feats)
-        b, _, h, w = x.shape
-        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
-        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
-        coords = torch.stack(torch.meshgrid(xs, ys, indexing='xy'))
-        x = torch.cat([x, coords.expand(b, -1, -1, -1)], dim=1)
-        return self.loc_conv(x)
+        if self.low_rank_output and not self.training:
+            return LowRankFeatureMap(x, self.loc_conv.weight[:, :, 0, 0],
+                                     self.loc_conv.bias)
+        return self.loc_conv(with_coordinates(x))

@@ -23,8 +23,13 @@ Nothing here runs unless called; the model as built is the reference.
   on every image. It is process-wide.
 - :func:`compile_backbone_and_neck`: ``torch.compile`` with inductor's
   weight freezing for the convolutional part.
+- :func:`use_low_rank_features` has the neck hand the head its last 1x1
+  conv unapplied (:class:`rap_sam.models.layers.LowRankFeatureMap`): the
+  decoder's products read the 128-channel aggregated map instead of the
+  256-channel output, which is never computed. Equal to float rounding.
 - :func:`optimize_for_inference` applies the exact ones (folding,
-  channels-last, ``eval``) and, on request, compilation.
+  channels-last, low-rank features, ``eval``) and, on request,
+  compilation.
 """
 import ctypes
 import ctypes.util
@@ -38,6 +43,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 __all__ = [
     'fold_batch_norms', 'use_channels_last', 'use_autocast',
     'tune_cpu_allocator', 'compile_backbone_and_neck',
+    'use_low_rank_features',
     'optimize_for_inference', 'parse_dtype'
 ]
 
@@ -169,6 +175,20 @@ def use_channels_last(model: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------
+# low-rank neck output
+# ----------------------------------------------------------------------
+def use_low_rank_features(model: nn.Module, enabled: bool = True) -> int:
+    """Switch every module with a ``low_rank_output`` flag (RAP-SAM's
+    neck); returns how many. Only eval-mode forwards use it."""
+    count = 0
+    for module in model.modules():
+        if hasattr(module, 'low_rank_output'):
+            module.low_rank_output = enabled
+            count += 1
+    return count
+
+
+# ----------------------------------------------------------------------
 # mixed precision
 # ----------------------------------------------------------------------
 _DTYPES = {
@@ -274,15 +294,19 @@ def compile_backbone_and_neck(model: nn.Module) -> nn.Module:
 def optimize_for_inference(model: nn.Module,
                            fold_bn: bool = True,
                            channels_last: bool = True,
+                           low_rank_features: bool = True,
                            compile: bool = False) -> nn.Module:
-    """``eval()``, BN folding and channels-last (the exact optimisations:
-    outputs equal to float rounding), and optionally ``torch.compile`` of
-    backbone and neck. Returns the model (changed in place)."""
+    """``eval()``, BN folding, channels-last and low-rank neck output (the
+    exact optimisations: outputs equal to float rounding), and optionally
+    ``torch.compile`` of backbone and neck. Returns the model (changed in
+    place)."""
     model.eval()
     if fold_bn:
         fold_batch_norms(model)
     if channels_last:
         use_channels_last(model)
+    if low_rank_features:
+        use_low_rank_features(model)
     if compile:
         compile_backbone_and_neck(model)
     return model

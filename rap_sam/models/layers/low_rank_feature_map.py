@@ -1,0 +1,156 @@
+"""The neck's output map, kept as the 1x1 conv that would make it.
+
+The neck ends in a 1x1 conv (``loc_conv``) from the aggregated map ``g``
+(``C'`` channels) and two coordinate channels to ``C`` channels:
+``f_p = W [g_p; x_p; y_p] + b``. Everything the decoder does with the map is
+one of two products with the pixel vectors:
+
+- projections ``q . f_p`` (mask logits, attention scores), equal to
+  ``(W_g^T q) . g_p + (w_x . q) x_p + (w_y . q) y_p + q . b``;
+- weighted sums ``sum_p a_p f_p`` (mask pooling, attention context), equal
+  to ``W_g (sum_p a_p g_p) + w_x sum_p a_p x_p + w_y sum_p a_p y_p +
+  b sum_p a_p``.
+
+Both read ``g`` (128 channels in the released model) instead of ``f`` (256):
+half the bytes per pass over the map, and ``f`` itself is never computed
+(the 1x1 conv over the stride-4 map and its copy with the coordinates are
+skipped). The coordinate terms are rank-one in ``x`` and ``y``, so they cost
+a broadcast add. The results equal the dense map's to float rounding
+(``tests/test_models/test_low_rank_feature_map.py``).
+
+:func:`project` and :func:`weighted_sum` accept either a dense ``[B, C, H,
+W]`` tensor or a :class:`LowRankFeatureMap`, so the decoder has one code path.
+"""
+from typing import Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rap_sam.ops import masked_pixel_sums, pixel_products
+
+
+def coordinate_channels(h: int, w: int, like: Tensor) -> Tuple[Tensor, Tensor]:
+    """The neck's coordinate channels, ``x`` (``[w]``) and ``y``
+    (``[h]``), each spanning -1..1."""
+    xs = torch.linspace(-1, 1, w, device=like.device, dtype=like.dtype)
+    ys = torch.linspace(-1, 1, h, device=like.device, dtype=like.dtype)
+    return xs, ys
+
+
+def with_coordinates(x: Tensor) -> Tensor:
+    """``[B, C', H, W]`` -> ``[B, C' + 2, H, W]``: the x and y channels
+    appended, as the neck feeds its last 1x1 conv."""
+    b, _, h, w = x.shape
+    xs, ys = coordinate_channels(h, w, x)
+    coords = torch.stack(torch.meshgrid(xs, ys, indexing='xy'))
+    return torch.cat([x, coords.expand(b, -1, -1, -1)], dim=1)
+
+
+class LowRankFeatureMap:
+    """``loc_conv([g; x; y])`` without computing it.
+
+    Args:
+        basis (Tensor): ``g``, ``[B, C', H, W]``.
+        weight (Tensor): the 1x1 conv's weight ``[C, C' + 2]`` (``g``'s
+            channels, then ``x``, then ``y``).
+        bias (Tensor): ``[C]``.
+    """
+
+    def __init__(self, basis: Tensor, weight: Tensor, bias: Tensor):
+        if weight.shape[1] != basis.shape[1] + 2:
+            raise ValueError(f'a {tuple(weight.shape)} weight does not map '
+                             f'{basis.shape[1]} channels and 2 coordinates')
+        self.basis = basis
+        self.weight = weight
+        self.bias = bias
+
+    @property
+    def shape(self) -> torch.Size:
+        b, _, h, w = self.basis.shape
+        return torch.Size((b, self.weight.shape[0], h, w))
+
+    @property
+    def device(self) -> torch.device:
+        return self.basis.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.basis.dtype
+
+    def size(self, dim: int) -> int:
+        return self.shape[dim]
+
+    def _coords(self) -> Tuple[Tensor, Tensor]:
+        h, w = self.basis.shape[-2:]
+        return coordinate_channels(h, w, self.basis)
+
+    def dense(self) -> Tensor:
+        """The map itself, ``[B, C, H, W]``, as the neck computes it."""
+        return F.conv2d(
+            with_coordinates(self.basis), self.weight[:, :, None, None],
+            self.bias)
+
+    def project(self, queries: Tensor) -> Tensor:
+        """``[B, N, C]`` -> ``[B, N, H, W]``: ``q . f_p`` at every pixel."""
+        c = self.basis.shape[1]
+        w_g, w_x, w_y = self.weight.split([c, 1, 1], dim=1)
+        out = pixel_products(queries @ w_g, self.basis)
+        xs, ys = self._coords()
+        # Rank-one coordinate terms; the constant q . b rides on the x row.
+        row = (queries @ w_x) * xs + (queries @ self.bias)[..., None]
+        col = (queries @ w_y) * ys
+        return out.add_(row[:, :, None, :]).add_(col[:, :, :, None])
+
+    def weighted_sum(self, weights: Tensor) -> Tensor:
+        """``[B, N, H, W]`` -> ``[B, N, C]``: ``sum_p a_p f_p``."""
+        return self._sum(
+            torch.einsum('bnhw,bchw->bnc', weights, self.basis), weights)
+
+    def masked_sum(self, masks: Tensor) -> Tensor:
+        """Bool ``[B, N, H, W]`` -> ``[B, N, C]``: the pixels under each
+        mask summed."""
+        return self._sum(
+            masked_pixel_sums(masks, self.basis), masks.to(self.dtype))
+
+    def _sum(self, pooled_basis: Tensor, weights: Tensor) -> Tensor:
+        c = self.basis.shape[1]
+        w_g, w_x, w_y = self.weight.split([c, 1, 1], dim=1)
+        xs, ys = self._coords()
+        along_x = weights.sum(2) @ xs  # [B, N]
+        along_y = weights.sum(3) @ ys
+        total = weights.sum((2, 3))
+        return (pooled_basis @ w_g.t() + along_x[..., None] * w_x[:, 0] +
+                along_y[..., None] * w_y[:, 0] +
+                total[..., None] * self.bias)
+
+
+FeatureMap = Union[Tensor, LowRankFeatureMap]
+
+
+def dense(features: FeatureMap) -> Tensor:
+    """The map as a tensor ``[B, C, H, W]``."""
+    if isinstance(features, LowRankFeatureMap):
+        return features.dense()
+    return features
+
+
+def project(features: FeatureMap, queries: Tensor) -> Tensor:
+    """Queries ``[B, N, C]`` dotted with every pixel: ``[B, N, H, W]``."""
+    if isinstance(features, LowRankFeatureMap):
+        return features.project(queries)
+    return pixel_products(queries, features)
+
+
+def weighted_sum(features: FeatureMap, weights: Tensor) -> Tensor:
+    """Pixels summed with weights ``[B, N, H, W]``: ``[B, N, C]``."""
+    if isinstance(features, LowRankFeatureMap):
+        return features.weighted_sum(weights)
+    return torch.einsum('bnhw,bchw->bnc', weights, features)
+
+
+def masked_sum(features: FeatureMap, masks: Tensor) -> Tensor:
+    """Pixels summed under bool masks ``[B, N, H, W]``: ``[B, N, C]``."""
+    if isinstance(features, LowRankFeatureMap):
+        return features.masked_sum(masks)
+    return masked_pixel_sums(masks, features)

@@ -1,0 +1,71 @@
+"""Products of a few vectors with every pixel of a feature map.
+
+The decoder's passes over the stride-4 map (67,200 pixels at 800x1344) are
+products with one tall side and a few vectors on the other: mask logits
+(``q . f_p`` at every pixel) and pooling under a mask (``sum_p f_p`` over
+the pixels where a mask is on). Two layouts of the work are faster than the
+``einsum`` that states them, for pixel-major (channels-last) maps and a few
+queries, as with prompts:
+
+- logits as one tall product ``[P, C] x [C, N]``: MKL is slow at the
+  few-row product ``[N, C] x [C, P]``;
+- pooling under a binary mask as a gather of the masked pixels' rows
+  (``embedding_bag``, split in as many bags as threads): it reads only the
+  pixels under the mask, where the dense product reads every pixel and
+  multiplies most of them by zero.
+
+Results are the same sums up to float rounding
+(``tests/test_ops/test_pixel_products.py``).
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Above this many vectors the dense products are used (they read the map
+#: once for all vectors).
+MAX_VECTORS = 16
+
+
+def _few(n: int, maps: Tensor) -> bool:
+    return n <= MAX_VECTORS and maps.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def _pixel_rows(maps: Tensor) -> Tensor:
+    """``[B, C, H, W]`` channels-last -> ``[B, H * W, C]`` (a view)."""
+    b, c, h, w = maps.shape
+    return maps.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+
+def pixel_products(vectors: Tensor, maps: Tensor) -> Tensor:
+    """``vectors`` ``[B, N, C]`` dotted with every pixel of ``maps``
+    ``[B, C, H, W]``: ``[B, N, H, W]``, contiguous."""
+    b, c, h, w = maps.shape
+    n = vectors.shape[1]
+    if not _few(n, maps):
+        return torch.einsum('bnc,bchw->bnhw', vectors, maps)
+    out = torch.matmul(_pixel_rows(maps), vectors.transpose(1, 2))
+    return out.transpose(1, 2).contiguous().view(b, n, h, w)
+
+
+def masked_pixel_sums(masks: Tensor, maps: Tensor) -> Tensor:
+    """The pixels of ``maps`` ``[B, C, H, W]`` summed where each of
+    ``masks`` (bool ``[B, N, H, W]``) is on: ``[B, N, C]``."""
+    b, c, h, w = maps.shape
+    n = masks.shape[1]
+    if not _few(n, maps) or maps.requires_grad:
+        return torch.einsum('bnhw,bchw->bnc', masks.to(maps.dtype), maps)
+    rows, pixels = masks.reshape(b * n, h * w).nonzero(as_tuple=True)
+    # Row of pixel p of image i in the table [B * H * W, C].
+    index = pixels + (rows // n) * (h * w)
+    # Each mask's pixels in `parts` bags: embedding_bag runs bags in
+    # parallel.
+    parts = max(torch.get_num_threads(), 1)
+    counts = torch.bincount(rows, minlength=b * n)
+    starts = counts.cumsum(0) - counts
+    offsets = (starts[:, None] +
+               counts[:, None] * torch.arange(parts, device=maps.device) //
+               parts).flatten()
+    sums = F.embedding_bag(
+        index, _pixel_rows(maps).reshape(b * h * w, c), offsets, mode='sum')
+    return sums.view(b, n, parts, c).sum(2)
