@@ -103,6 +103,11 @@ class RapSAMPredictor:
             things by default.
         clip_checkpoint (str, optional): With ``classes``: a local OpenCLIP
             checkpoint to encode them with.
+        optimize (bool): Apply the exact inference optimisations
+            (:func:`rap_sam.models.utils.optimize_for_inference`: BatchNorms
+            folded, channels-last, low-rank neck output), which give the
+            same outputs to float rounding, faster; False runs the model
+            as built (the reference's computation).
     """
 
     def __init__(self,
@@ -112,7 +117,8 @@ class RapSAMPredictor:
                  scale: Optional[Tuple[int, int]] = None,
                  classes: Optional[Union[str, Sequence[str]]] = None,
                  num_things: Optional[int] = None,
-                 clip_checkpoint: Optional[str] = None):
+                 clip_checkpoint: Optional[str] = None,
+                 optimize: bool = True):
         cfg = Config.fromfile(config) if isinstance(config, str) else config
         cfg = cfg.copy()
         cfg.model.backbone.init_cfg = None
@@ -152,6 +158,10 @@ class RapSAMPredictor:
             self.dataset_meta = _dataset_meta(cfg, self.model.num_classes,
                                               self.model.num_things_classes)
         self.model.to(self.device).eval()
+        if optimize:
+            from rap_sam.models.utils.inference_mode import \
+                optimize_for_inference
+            optimize_for_inference(self.model)
         self.scale = tuple(scale) if scale else _test_scale(cfg)
         self.resize = Resize(scale=self.scale, keep_ratio=True)
         self.pipeline = Compose([

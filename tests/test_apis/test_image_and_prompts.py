@@ -165,3 +165,21 @@ def test_grayscale_and_rgba_arrays_are_accepted(predictor, photo):
     assert np.array_equal(gray[..., 2], photo[..., 0])
     result = predictor.segment_image(photo[..., 0])
     assert result.pred_panoptic_seg.sem_seg.shape == (1, 100, 150)
+
+
+def test_optimized_predictor_agrees_with_the_plain_model(predictor, photo,
+                                                        weights):
+    """The predictor runs the model with the exact inference optimisations
+    (low-rank neck output among them) unless told not to."""
+    plain = RapSAMPredictor(COCO, weights, 'cpu', scale=(96, 64),
+                            optimize=False)
+    assert predictor.model.neck.low_rank_output
+    assert not plain.model.neck.low_rank_output
+    points = [[40.0, 30.0], [120.0, 80.0]]
+    results = []
+    for p in (predictor, plain):
+        p.set_image(photo)
+        results.append(p.predict_prompts(points=points).pred_instances)
+    fast, ref = results
+    assert (fast.masks == ref.masks).float().mean() > 0.999
+    assert torch.allclose(fast.iou_scores, ref.iou_scores, atol=1e-4)
