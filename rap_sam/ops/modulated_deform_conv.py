@@ -13,6 +13,12 @@ the neck's time on a CPU. The same computation is
 2. one matrix product with the weight ``[Cout, kh * kw * C]``, which gives
    the output in channels-last memory.
 
+With stride 1, no groups and fewer output than input channels (each step
+of RAP-SAM's neck halves them) the two are swapped: every input pixel is
+projected by every tap's weights first, and each output gathers the
+projections of its taps' neighbours, ``Cout`` numbers per row instead of
+``C`` (same multiply-adds, less memory traffic).
+
 Sampling semantics are mmcv's: a tap at ``(h, w) = (ho * stride - pad + i *
 dilation + dy, wo * stride - pad + j * dilation + dx)`` reads the bilinear
 interpolation of the four neighbouring pixels, a neighbour outside the image
@@ -75,25 +81,16 @@ def use_mmcv_kernel(x: Tensor, impl: Optional[str] = None) -> bool:
     return impl == 'mmcv' or (impl == 'auto' and x.is_cuda)
 
 
-def deform_im2col(x: Tensor,
-                  offset: Tensor,
-                  mask: Optional[Tensor] = None,
-                  kernel_size: IntPair = 3,
-                  stride: IntPair = 1,
-                  padding: IntPair = 0,
-                  dilation: IntPair = 1,
-                  deform_groups: int = 1) -> Tensor:
-    """The modulated bilinear samples of ``x`` at every deformed tap.
-
-    Args:
-        x (Tensor): ``[B, C, H, W]`` (channels-last memory saves a copy).
-        offset (Tensor): ``[B, dg * 2 * kh * kw, Ho, Wo]``, ``(dy, dx)`` per
-            tap, as mmcv lays them out.
-        mask (Tensor, optional): ``[B, dg * kh * kw, Ho, Wo]`` modulation.
+def _deform_sampling(x: Tensor, offset: Tensor, mask: Optional[Tensor],
+                     kernel_size: IntPair, stride: IntPair, padding: IntPair,
+                     dilation: IntPair, deform_groups: int):
+    """Where every deformed tap reads and with which weights.
 
     Returns:
-        Tensor: ``[B * Ho * Wo, kh * kw * C]``, row ``(b, ho, wo)``, column
-        ``(tap, c)`` (channels-last im2col).
+        tuple: ``index`` and ``weights`` ``[B, Ho, Wo, taps, dg, 4]`` (the
+        four bilinear neighbours as rows of ``table``, their bilinear
+        weights times the modulation) and ``table``, the zero-bordered
+        input as rows ``[B * (H + 2) * (W + 2) * dg, C / dg]``.
     """
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(stride)
@@ -152,12 +149,67 @@ def deform_im2col(x: Tensor,
         index = index + torch.arange(dg, device=dev)[:, None]
     table = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1)).reshape(
         b * hp * wp * dg, c // dg)
+    return index, weights.to(table.dtype), table
+
+
+def deform_im2col(x: Tensor,
+                  offset: Tensor,
+                  mask: Optional[Tensor] = None,
+                  kernel_size: IntPair = 3,
+                  stride: IntPair = 1,
+                  padding: IntPair = 0,
+                  dilation: IntPair = 1,
+                  deform_groups: int = 1) -> Tensor:
+    """The modulated bilinear samples of ``x`` at every deformed tap.
+
+    Args:
+        x (Tensor): ``[B, C, H, W]`` (channels-last memory saves a copy).
+        offset (Tensor): ``[B, dg * 2 * kh * kw, Ho, Wo]``, ``(dy, dx)`` per
+            tap, as mmcv lays them out.
+        mask (Tensor, optional): ``[B, dg * kh * kw, Ho, Wo]`` modulation.
+
+    Returns:
+        Tensor: ``[B * Ho * Wo, kh * kw * C]``, row ``(b, ho, wo)``, column
+        ``(tap, c)`` (channels-last im2col).
+    """
+    index, weights, table = _deform_sampling(x, offset, mask, kernel_size,
+                                             stride, padding, dilation,
+                                             deform_groups)
     cols = F.embedding_bag(
-        index.view(-1, 4),
-        table,
-        mode='sum',
-        per_sample_weights=weights.view(-1, 4).to(table.dtype))
-    return cols.view(b * ho * wo, taps * c)
+        index.view(-1, 4), table, mode='sum',
+        per_sample_weights=weights.view(-1, 4))
+    b, c = x.shape[:2]
+    ho, wo = offset.shape[-2:]
+    return cols.view(b * ho * wo, -1)
+
+
+def _deform_conv_project_first(x: Tensor, offset: Tensor, mask: Tensor,
+                               weight: Tensor, bias: Optional[Tensor],
+                               padding: IntPair,
+                               dilation: IntPair) -> Tensor:
+    """Stride 1, one group, one deformable group: every input pixel is
+    projected by every tap's weights first (one GEMM, ``[pixels, C] x [C,
+    taps * Cout]``), then each output sums its taps' bilinear neighbours
+    of those projections (one gather of ``taps * 4`` rows of ``Cout``).
+    The same multiply-adds as im2col + GEMM; with ``Cout < C`` (the neck
+    halves its channels at each step) less memory is written and read."""
+    cout, c, kh, kw = weight.shape
+    taps = kh * kw
+    b = x.shape[0]
+    ho, wo = offset.shape[-2:]
+    index, weights, table = _deform_sampling(x, offset, mask, (kh, kw), 1,
+                                             padding, dilation, 1)
+    # [C, taps * Cout], column (tap, cout).
+    w = weight.to(table.dtype).view(cout, c, taps).permute(1, 2, 0)
+    projected = (table @ w.reshape(c, taps * cout)).view(-1, cout)
+    tap = torch.arange(taps, device=x.device).view(taps, 1, 1)
+    rows = index * taps + tap  # row (pixel, tap) of `projected`
+    out = F.embedding_bag(
+        rows.view(b * ho * wo, taps * 4), projected, mode='sum',
+        per_sample_weights=weights.view(b * ho * wo, taps * 4))
+    if bias is not None:
+        out = out + bias.to(out.dtype)
+    return out.view(b, ho, wo, cout).permute(0, 3, 1, 2)
 
 
 def modulated_deform_conv2d_torch(x: Tensor,
@@ -189,6 +241,10 @@ def modulated_deform_conv2d_torch(x: Tensor,
     if c != cin_g * groups:
         raise ValueError(f'input has {c} channels, the weight expects '
                          f'{cin_g} x {groups} groups')
+    if groups == 1 and deform_groups == 1 and _pair(stride) == (1, 1) \
+            and cout <= c:
+        return _deform_conv_project_first(x, offset, mask, weight, bias,
+                                          padding, dilation)
     cols = deform_im2col(x, offset, mask, (kh, kw), stride, padding,
                          dilation, deform_groups)
     # [Cout, C / G, kh, kw] -> per group [Cout / G, taps * C / G], (tap, c).
