@@ -143,3 +143,23 @@ def test_autocast_bf16(model_and_data):
     assert parse_dtype('fp16') == torch.float16
     with pytest.raises(ValueError):
         parse_dtype('int8')
+
+
+@pytest.mark.parametrize('prompts', [False, True])
+def test_autocast_bf16_on_the_optimized_model(model_and_data, prompts):
+    """bf16 autocast over the low-rank map and the gather pooling: fp32
+    outputs near the fp32 model's."""
+    model, img = model_and_data
+    half = use_autocast(optimize_for_inference(copy.deepcopy(model)), 'bf16',
+                        device_type='cpu')
+    boxes = [torch.tensor([[40., 30., 46., 36.]])] if prompts else None
+    data = model.data_preprocessor(image_batch([img], boxes))
+    with torch.no_grad():
+        cls, masks, _, _ = half.panoptic_head.predict(
+            half.extract_feat(data['inputs']), data['data_samples'])
+        _, ref_masks, _, _ = model.panoptic_head.predict(
+            model.extract_feat(data['inputs']), data['data_samples'])
+    assert masks.dtype == torch.float32 and torch.isfinite(masks).all()
+    # bf16 keeps 8 bits of mantissa: most mask signs survive.
+    agree = ((masks > 0) == (ref_masks > 0)).float().mean()
+    assert agree > 0.9
