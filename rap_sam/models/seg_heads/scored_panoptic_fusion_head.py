@@ -125,17 +125,24 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         selection = self._instance_selection(
             mask_cls) if instance_on else None
         unique: List[int] = []
+        # The pairs (rows of the instance result) each unique query fills.
+        pair_rows: List[List[int]] = []
         if selection is not None:
             unique_t, inverse = torch.unique(
                 selection[2], return_inverse=True)
             unique = unique_t.tolist()
+            pair_rows = [[] for _ in unique]
+            for pair, u in enumerate(inverse.tolist()):
+                pair_rows[u].append(pair)
         unique_row: Dict[int, int] = {q: i for i, q in enumerate(unique)}
         kept_set = set(kept)
 
         img_h, img_w = meta['img_shape'][:2]
         h, w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
         claims = _Claims(scores[keep], h * w) if panoptic_on else None
-        binary = torch.empty((len(unique), h, w),
+        # Written in place, one row per pair: no full-size copy at the end.
+        binary = torch.empty((len(selection[2]) if selection is not None
+                              else 0, h, w),
                              dtype=torch.bool,
                              device=device)
         mask_sums = mask_pred.new_empty(len(unique))
@@ -165,23 +172,21 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                     logits, 0,
                     out=self._buffer(buf, 'positive', logits.shape, logits,
                                      torch.bool))
-                # mmdet's sigmoid * (logits > 0).float(), in place (the
-                # float mask made directly: cheaper than converting).
-                ones = torch.gt(
-                    logits, 0,
-                    out=self._buffer(buf, 'positive_float', logits.shape,
-                                     logits))
-                masked = probs.mul_(ones)
+                # mmdet's sigmoid * (logits > 0).float(), in place: times
+                # the bool mask gives the same numbers (p * 1 and p * 0).
+                masked = probs.mul_(positive)
                 if len(chunk) == 1 and not single_pair:
                     masked = masked.expand(2, -1, -1)
                 sums = masked.flatten(1).sum(1)[:len(chunk)]
-                # Sums of 1.0s are exact integers below 2^24 in any order.
-                pixels = ones.flatten(1).sum(1)
+                # mmdet sums 1.0s: exact integers below 2^24 in any order.
+                pixels = positive.flatten(1).sum(1).to(sums.dtype)
                 boxes = self._boxes(positive)
                 src = torch.tensor(rows, device=device)
                 dst = torch.tensor([unique_row[chunk[i]] for i in rows],
                                    device=device)
-                binary.index_copy_(0, dst, positive.index_select(0, src))
+                for i in rows:
+                    for pair in pair_rows[unique_row[chunk[i]]]:
+                        binary[pair].copy_(positive[i])
                 mask_sums[dst] = sums[src]
                 counts[dst] = pixels[src]
                 bboxes[dst] = boxes[src]
@@ -196,7 +201,7 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             instances.bboxes = bboxes[inverse]
             instances.labels = labels
             instances.scores = scores * mask_scores[inverse]
-            instances.masks = binary[inverse]
+            instances.masks = binary
             result['ins_results'] = instances
         return result
 
