@@ -54,6 +54,9 @@ class LiteDeformFPN(nn.Module):
             return F.interpolate(
                 x, scale_factor=scale, mode='bilinear', align_corners=False)
 
-        out = (up(self.conv_a5(x5), 8) + up(self.conv_a4(x4), 4) +
-               up(self.conv_a3(x3), 2) + self.conv_a2(x2) + self.bias)
+        # The sum left to right, as one expression would add it, but into
+        # one stride-4 buffer instead of a new one per term.
+        out = up(self.conv_a5(x5), 8)
+        out.add_(up(self.conv_a4(x4), 4)).add_(up(self.conv_a3(x3), 2))
+        out.add_(self.conv_a2(x2)).add_(self.bias)
         return self.output_conv(out)
