@@ -172,14 +172,19 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                     logits, 0,
                     out=self._buffer(buf, 'positive', logits.shape, logits,
                                      torch.bool))
-                # mmdet's sigmoid * (logits > 0).float(), in place: times
-                # the bool mask gives the same numbers (p * 1 and p * 0).
-                masked = probs.mul_(positive)
+                # mmdet's sigmoid * (logits > 0).float(), in place (the
+                # float mask made directly: bool operands take PyTorch's slow
+                # casting loops, 10-30x slower here).
+                ones = torch.gt(
+                    logits, 0,
+                    out=self._buffer(buf, 'positive_float', logits.shape,
+                                     logits))
+                masked = probs.mul_(ones)
                 if len(chunk) == 1 and not single_pair:
                     masked = masked.expand(2, -1, -1)
                 sums = masked.flatten(1).sum(1)[:len(chunk)]
-                # mmdet sums 1.0s: exact integers below 2^24 in any order.
-                pixels = positive.flatten(1).sum(1).to(sums.dtype)
+                # Sums of 1.0s are exact integers below 2^24 in any order.
+                pixels = ones.flatten(1).sum(1)
                 boxes = self._boxes(positive)
                 src = torch.tensor(rows, device=device)
                 dst = torch.tensor([unique_row[chunk[i]] for i in rows],
