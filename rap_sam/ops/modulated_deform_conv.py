@@ -178,9 +178,8 @@ def deform_im2col(x: Tensor,
     cols = F.embedding_bag(
         index.view(-1, 4), table, mode='sum',
         per_sample_weights=weights.view(-1, 4))
-    b, c = x.shape[:2]
     ho, wo = offset.shape[-2:]
-    return cols.view(b * ho * wo, -1)
+    return cols.view(x.shape[0] * ho * wo, -1)
 
 
 def _deform_conv_project_first(x: Tensor, offset: Tensor, mask: Tensor,

@@ -78,8 +78,9 @@ class LowRankFeatureMap:
     def dtype(self) -> torch.dtype:
         return self.basis.dtype
 
-    def size(self, dim: int) -> int:
-        return self.shape[dim]
+    def _weight_parts(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """The weight's columns for ``g``, ``x`` and ``y``."""
+        return self.weight.split([self.basis.shape[1], 1, 1], dim=1)
 
     def _coords(self) -> Tuple[Tensor, Tensor]:
         h, w = self.basis.shape[-2:]
@@ -93,8 +94,7 @@ class LowRankFeatureMap:
 
     def project(self, queries: Tensor) -> Tensor:
         """``[B, N, C]`` -> ``[B, N, H, W]``: ``q . f_p`` at every pixel."""
-        c = self.basis.shape[1]
-        w_g, w_x, w_y = self.weight.split([c, 1, 1], dim=1)
+        w_g, w_x, w_y = self._weight_parts()
         out = pixel_products(queries @ w_g, self.basis)
         xs, ys = self._coords()
         # Rank-one coordinate terms; the constant q . b rides on the x row.
@@ -114,8 +114,7 @@ class LowRankFeatureMap:
             masked_pixel_sums(masks, self.basis), masks.to(self.dtype))
 
     def _sum(self, pooled_basis: Tensor, weights: Tensor) -> Tensor:
-        c = self.basis.shape[1]
-        w_g, w_x, w_y = self.weight.split([c, 1, 1], dim=1)
+        w_g, w_x, w_y = self._weight_parts()
         xs, ys = self._coords()
         along_x = weights.sum(2) @ xs  # [B, N]
         along_y = weights.sum(3) @ ys
