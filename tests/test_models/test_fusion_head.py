@@ -216,9 +216,12 @@ def test_entry_points_and_chunks():
     assert ours._chunks([3, 5], single=True) == [[3], [5]]
 
 
-def test_many_queries_at_scale():
-    """100 queries, a padded, cropped and rescaled image of real size."""
+@pytest.mark.parametrize('chunk_size', [2, 3, 8])
+def test_many_queries_at_scale(chunk_size):
+    """100 queries, a padded, cropped and rescaled image of real size, in
+    chunks of any size."""
     ours, ref = heads(object_mask_thr=0.5)
+    ours.chunk_size = chunk_size
     cls, masks = random_outputs(1, 100, 13, 100, 168, seed=11, sharp=6.)
     samples = [sample((397, 660), (530, 880), (416, 672))]
     got = ours.predict(cls, masks, samples, rescale=True)[0]

@@ -76,8 +76,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     for merged stuff).
     """
 
-    #: Masks resized at a time.
-    chunk_size = 8
+    #: Masks resized at a time: two full-size 800x1344 masks per buffer
+    #: keep a chunk's buffers within a 32 MiB L3 cache (measured on 2
+    #: cores, 97 masks: 0.47-0.49 s at 2, 0.55-0.63 s at 8).
+    chunk_size = 2
 
     def predict(self,
                 mask_cls_results: Tensor,
