@@ -109,26 +109,28 @@ def test_iou_targets_are_the_iou_of_the_output_mask(head):
     assert ious[0, 1].item() == pytest.approx(0.5, abs=0.05)
 
 
+def _prompt_sample(idx=(0, 1)):
+    """Clicks in the two squares' corners, each supervised by segment
+    ``idx[k]`` (labels 0 and 1)."""
+    s = DetDataSample(metainfo=dict(img_shape=(32, 32),
+                                    batch_input_shape=(32, 32)))
+    s.gt_instances = InstanceData(
+        labels=torch.tensor([0, 1]),
+        masks=BitmapMasks(_squares().numpy(), 32, 32))
+    s.gt_instances_collected = InstanceData(
+        point_coords=torch.tensor([[5., 5., 11., 11.],
+                                   [21., 5., 27., 11.]]),
+        pb_labels=torch.ones(2, dtype=torch.long),
+        idx=torch.tensor(idx))
+    return s
+
+
 def test_prompt_loss_switches_the_iou_term(head):
     x = torch.randn(1, 32, 8, 8)
-
-    def sample():
-        s = DetDataSample(metainfo=dict(img_shape=(32, 32),
-                                        batch_input_shape=(32, 32)))
-        s.gt_instances = InstanceData(
-            labels=torch.tensor([0, 1]),
-            masks=BitmapMasks(_squares().numpy(), 32, 32))
-        s.gt_instances_collected = InstanceData(
-            point_coords=torch.tensor([[5., 5., 11., 11.],
-                                       [21., 5., 27., 11.]]),
-            pb_labels=torch.ones(2, dtype=torch.long),
-            idx=torch.tensor([0, 1]))
-        return s
-
     head.iou_loss_weight = 0.0
-    assert 'loss_iou' not in head.loss(x, [sample()])
+    assert 'loss_iou' not in head.loss(x, [_prompt_sample()])
     head.iou_loss_weight = 1.0
-    losses = head.loss(x, [sample()])
+    losses = head.loss(x, [_prompt_sample()])
     assert 'loss_iou' in losses and 'loss_cls' not in losses
     assert all(math.isfinite(v.item()) for v in losses.values())
     total = sum(losses.values())
@@ -136,3 +138,27 @@ def test_prompt_loss_switches_the_iou_term(head):
     assert head.prompt_iou.weight.grad.abs().sum() > 0
     # the object-only parameters join the graph at zero weight (DDP)
     assert head.kernels.weight.grad is not None
+
+
+def test_prompt_class_loss_is_the_segments_cross_entropy(head):
+    x = torch.randn(1, 32, 8, 8)
+    head.zero_grad()
+    head.prompt_box_noise, head.prompt_cls_weight = 0.0, 0.5
+    try:
+        losses = head.loss(x, [_prompt_sample(idx=(1, 0))])
+        with torch.no_grad():
+            all_cls = head(x, [_prompt_sample()])[0]
+    finally:
+        head.prompt_box_noise, head.prompt_cls_weight = 0.004, 0.0
+    # one term per stage, the last named as the output
+    assert {k for k in losses if 'cls' in k} == {
+        'd0.loss_cls', 'd1.loss_cls', 'loss_cls'}
+    labels = torch.tensor([1, 0])  # through idx: segment 1, then 0
+    for key, scores in zip(('d0.loss_cls', 'd1.loss_cls', 'loss_cls'),
+                           all_cls[:3]):
+        expected = 0.5 * head.loss_cls.loss_weight * F.cross_entropy(
+            scores[0], labels)
+        assert losses[key].item() == pytest.approx(expected.item(),
+                                                   rel=1e-4)
+    losses['loss_cls'].backward()
+    assert next(head.mask_heads[-1].cls_proj.parameters()).grad.abs().sum() > 0

@@ -33,12 +33,16 @@ class RapSAMHeadLossMixin:
     for every stage and the adapter. Prompt queries: each is supervised by
     the segment it was drawn from, with the same mask losses; optionally
     (``train_cfg.iou_loss_weight > 0``) the prompt IoU head learns the IoU
-    of its predicted mask, as in SAM, so prompt masks can be ranked.
+    of its predicted mask, as in SAM, so prompt masks can be ranked;
+    optionally (``train_cfg.prompt_cls_weight > 0``) prompt queries also
+    learn the class of their segment, at every stage.
 
     ``train_cfg`` keys: ``assigner``, ``sampler``, ``num_points`` (12544),
     ``oversample_ratio`` (3.0), ``importance_sample_ratio`` (0.75),
     ``iou_loss_weight`` (0: off, as the reference), ``prompt_box_noise``
-    (0.004: prompt boxes jitter by up to this fraction of their size).
+    (0.004: prompt boxes jitter by up to this fraction of their size),
+    ``prompt_cls_weight`` (0: off, as the reference; else ``loss_cls`` of
+    the prompt queries, scaled by it).
     """
 
     def init_training(self, train_cfg: Optional[dict]) -> None:
@@ -54,6 +58,7 @@ class RapSAMHeadLossMixin:
                                                0.75)
         self.iou_loss_weight = cfg.get('iou_loss_weight', 0.0)
         self.prompt_box_noise = cfg.get('prompt_box_noise', 0.004)
+        self.prompt_cls_weight = cfg.get('prompt_cls_weight', 0.0)
 
     def loss(self, x: Tensor, batch_data_samples: SampleList) -> dict:
         """Losses of one batch: all prompt samples or all object samples
@@ -223,6 +228,16 @@ class RapSAMHeadLossMixin:
                 masks.repeat_interleave(self.num_mask_tokens, dim=0))
         return torch.stack(targets)
 
+    def prompt_labels(self, samples: SampleList) -> Tensor:
+        """Long ``[B, Q]``: the class of each query's segment."""
+        labels = []
+        for sample in samples:
+            index = sample.gt_instances_collected.idx.long()
+            gt_labels = sample.gt_instances.labels
+            labels.append(gt_labels[index.to(gt_labels.device)].long()
+                          .repeat_interleave(self.num_mask_tokens))
+        return torch.stack(labels)
+
     def jitter_prompts(self, samples: SampleList) -> None:
         """Training noise on the prompt boxes: centre and size move by up to
         ``prompt_box_noise`` of the box size (the reference's small noise),
@@ -241,8 +256,18 @@ class RapSAMHeadLossMixin:
     def prompt_loss(self, x: Tensor, samples: SampleList) -> dict:
         targets = self.prompt_targets(samples, x.device)
         self.jitter_prompts(samples)
-        _, all_masks, all_ious, _ = self(x, samples)
+        all_cls, all_masks, all_ious, _ = self(x, samples)
         losses = {}
+        if self.prompt_cls_weight > 0:
+            # The stages' scores; the last stage's are the prompt output
+            # (the adapter repeats them), so it is named as the output.
+            labels = self.prompt_labels(samples).to(x.device).flatten()
+            stage_cls = all_cls[:-1]
+            for i, cls_scores in enumerate(stage_cls):
+                prefix = '' if i == len(stage_cls) - 1 else f'd{i}.'
+                losses[prefix + 'loss_cls'] = self.prompt_cls_weight * \
+                    self.loss_cls(cls_scores.flatten(0, 1), labels,
+                                  avg_factor=len(labels))
         for i, masks in enumerate(all_masks):
             prefix = '' if i == len(all_masks) - 1 else f'd{i}.'
             loss_mask, loss_dice = self.point_mask_losses(
