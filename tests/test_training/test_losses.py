@@ -125,8 +125,9 @@ def _prompt_sample(idx=(0, 1)):
     return s
 
 
-def test_prompt_loss_switches_the_iou_term(head):
+def test_prompt_loss_switches_the_iou_term(head, monkeypatch):
     x = torch.randn(1, 32, 8, 8)
+    head.zero_grad(set_to_none=True)
     head.iou_loss_weight = 0.0
     assert 'loss_iou' not in head.loss(x, [_prompt_sample()])
     head.iou_loss_weight = 1.0
@@ -136,8 +137,14 @@ def test_prompt_loss_switches_the_iou_term(head):
     total = sum(losses.values())
     total.backward()
     assert head.prompt_iou.weight.grad.abs().sum() > 0
-    # the object-only parameters join the graph at zero weight (DDP)
+    # the object-only parameters are not used by a prompt batch ...
+    assert head.kernels.weight.grad is None
+    # ... but join the graph at zero weight under DDP, which needs them
+    import rap_sam.models.heads.rap_sam_head_loss as head_loss
+    monkeypatch.setattr(head_loss, 'is_distributed', lambda: True)
+    sum(head.loss(x, [_prompt_sample()]).values()).backward()
     assert head.kernels.weight.grad is not None
+    assert not head.kernels.weight.grad.any()
 
 
 def test_prompt_class_loss_is_the_segments_cross_entropy(head):

@@ -9,6 +9,7 @@ from mmdet.registry import TASK_UTILS
 from mmdet.structures import SampleList, TrackDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmdet.utils import reduce_mean
+from mmengine.dist import is_distributed
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -72,11 +73,14 @@ class RapSAMHeadLossMixin:
             losses = self.prompt_loss(x, batch_data_samples)
         else:
             losses = self.object_loss(x, batch_data_samples)
-        # Every head parameter joins the graph (at zero weight): a batch
-        # of one kind leaves the other kind's parameters unused, which DDP
-        # would otherwise reject.
-        touch = sum(p.sum() for p in self.parameters() if p.requires_grad)
-        losses['loss_mask'] = losses['loss_mask'] + touch * 0.
+        # Under DDP every head parameter joins the graph (at zero weight):
+        # a batch of one kind leaves the other kind's parameters unused,
+        # which DDP would otherwise reject. Alone, it would only cost a few
+        # hundred small ops per iteration.
+        if is_distributed():
+            touch = sum(p.sum() for p in self.parameters()
+                        if p.requires_grad)
+            losses['loss_mask'] = losses['loss_mask'] + touch * 0.
         return losses
 
     # ------------------------------------------------------------------
