@@ -163,3 +163,31 @@ def test_autocast_bf16_on_the_optimized_model(model_and_data, prompts):
     # bf16 keeps 8 bits of mantissa: most mask signs survive.
     agree = ((masks > 0) == (ref_masks > 0)).float().mean()
     assert agree > 0.9
+
+
+def test_compiled_backbone_and_neck_keep_outputs(model_and_data):
+    """``optimize_for_inference(compile=True)``: inductor with frozen
+    weights over backbone and neck gives the eager model's outputs."""
+    import torch._inductor.config as inductor_config
+    from torch._dynamo.utils import counters
+    model, img = model_and_data
+    freezing = inductor_config.freezing
+    counters.clear()
+    try:
+        compiled = optimize_for_inference(copy.deepcopy(model), compile=True)
+        assert inductor_config.freezing
+        data = model.data_preprocessor(image_batch([img]))
+        with torch.no_grad():
+            ours = compiled(data['inputs'], data['data_samples'],
+                            mode='tensor')
+            ref = model(data['inputs'], data['data_samples'], mode='tensor')
+        # backbone and neck each became a compiled graph
+        assert counters['stats']['unique_graphs'] >= 2
+    finally:
+        inductor_config.freezing = freezing
+        torch._dynamo.reset()
+    # inductor orders reductions its own way: the project's equivalence
+    # tolerance (tests/test_models/test_independent_equivalence.py)
+    for a_list, b_list in zip(ours[:3], ref[:3]):
+        for a, b in zip(a_list, b_list):
+            assert rel_err(a, b) < 1e-3
