@@ -158,3 +158,29 @@ def test_rle_masks_decode_to_the_arrays(video_model):
         decoded = mask_util.decode(a.pred_track_instances.masks)
         assert np.array_equal(decoded.transpose(2, 0, 1),
                               b.pred_track_instances.masks.numpy())
+
+
+def test_logit_scale_multiplies_the_cosine_scores(model):
+    """``logit_scale`` (log of the multiplier) sets the sharpness of every
+    class score, stages and adapter alike; the released model's is log
+    100."""
+    from mmdet.registry import MODELS
+
+    from helpers import load_config
+    cfg = load_config('rap_sam/eval_rap_sam_coco.py')
+    cfg.model.panoptic_head.logit_scale = float(np.log(10.))
+    soft = MODELS.build(cfg.model)
+    soft.load_state_dict(model.state_dict())
+    soft.panoptic_head.classifier.fc_cls.copy_(
+        model.panoptic_head.classifier.fc_cls)
+    soft.eval()
+    data = model.data_preprocessor(image_batch([random_image(64, 96)]))
+    with torch.no_grad():
+        sharp_cls = model(data['inputs'], data['data_samples'],
+                          mode='tensor')[0]
+        soft_cls = soft(data['inputs'], data['data_samples'],
+                        mode='tensor')[0]
+    assert len(sharp_cls) == 4  # three stages, then the adapter
+    for sharp, soft_scores in zip(sharp_cls, soft_cls):
+        torch.testing.assert_close(soft_scores * 10, sharp, rtol=1e-4,
+                                   atol=1e-3)

@@ -49,6 +49,8 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
             for random embeddings (tests, demos without weights).
         ov_classifier_dir (str, optional): Its directory.
         cls_embed_dims (int): Class-embedding dimension (CLIP text width).
+        logit_scale (float): log of the multiplier of the classifier's
+            cosine scores (4.6052, about log 100, in the released model).
         loss_cls, loss_mask, loss_dice (dict, optional): Losses for training.
         train_cfg, test_cfg (dict, optional): Passed by the detector; see
             :class:`RapSAMHeadLossMixin` for the training keys.
@@ -66,6 +68,7 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
                  ov_classifier_name: Optional[str] = None,
                  ov_classifier_dir: Optional[str] = None,
                  cls_embed_dims: int = 768,
+                 logit_scale: float = 4.6052,
                  loss_cls: OptConfigType = None,
                  loss_mask: OptConfigType = None,
                  loss_dice: OptConfigType = None,
@@ -84,7 +87,7 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
 
         self.classifier = OpenVocabClassifier(
             self.num_classes, ov_classifier_name, ov_classifier_dir,
-            cls_embed_dims)
+            cls_embed_dims, logit_scale)
         cls_embed_dims = self.classifier.embed_dims
 
         self.kernels = nn.Embedding(num_queries, feat_channels)
