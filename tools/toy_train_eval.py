@@ -80,6 +80,19 @@ def write_toy_class_embeddings(out_dir: str, dims: int = 64) -> None:
                    osp.join(out_dir, f'{name}.pth'))
 
 
+def epoch_options(epochs: int) -> list:
+    """``--cfg-options`` for ``epochs`` epochs of the toy config: the lr
+    step stays two epochs before the end and the one checkpoint at the
+    end, as in the config (whose values are computed before
+    ``--cfg-options`` apply)."""
+    return [
+        f'train_cfg.max_epochs={epochs}',
+        f'param_scheduler.1.end={epochs}',
+        f'param_scheduler.1.milestones=[{max(epochs - 2, 1)}]',
+        f'default_hooks.checkpoint.interval={epochs}',
+    ]
+
+
 def _run(cmd, env):
     print('+', ' '.join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO, env=env)
@@ -96,7 +109,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--root', default='work_dirs/toy',
                         help='data, embeddings, checkpoints and logs')
-    parser.add_argument('--epochs', type=int, help='override max_epochs')
+    parser.add_argument(
+        '--epochs', type=int,
+        help='override max_epochs (the lr step moves along with it)')
     parser.add_argument(
         '--threads', type=int, default=1,
         help='torch threads per process (default 1: on a shared 2-core '
@@ -116,7 +131,7 @@ def main(argv=None):
                MKL_NUM_THREADS=threads)
     options = list(args.cfg_options)
     if args.epochs:
-        options.append(f'train_cfg.max_epochs={args.epochs}')
+        options += epoch_options(args.epochs)
     # Configs compute their paths from toy_root; override them all.
     options += [
         f'model.panoptic_head.ov_classifier_dir={root}/embd',

@@ -125,3 +125,25 @@ def test_checkpoint_resumes_and_loads_into_test_tool(trained, toy_root):
             str(work_dir / f'eval_{name}'), '--cfg-options', *options
         ])
         assert metric in metrics
+
+
+def test_toy_epochs_option_moves_the_lr_step():
+    """``tools/toy_train_eval.py --epochs N``: through mmengine's own
+    ``--cfg-options`` parsing, the toy config trains N epochs with its lr
+    step two epochs before the end and its checkpoint at the end."""
+    import argparse
+
+    from mmengine.config import Config, DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    options = load_tool('toy_train_eval').epoch_options(20)
+    args = parser.parse_args(['--cfg-options'] + options)
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'rap_sam', 'toy_rap_sam_train.py'))
+    assert cfg.param_scheduler[1].milestones == [cfg.train_cfg.max_epochs - 2]
+    cfg.merge_from_dict(args.cfg_options)
+    assert cfg.train_cfg.max_epochs == 20
+    step = cfg.param_scheduler[1]
+    assert step.milestones == [18] and step.end == 20
+    assert cfg.param_scheduler[0].end == 50  # the warm-up is untouched
+    assert cfg.default_hooks.checkpoint.interval == 20
