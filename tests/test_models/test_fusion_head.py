@@ -95,7 +95,15 @@ def assert_same(ours, theirs):
         a, b = ours['ins_results'], theirs['ins_results']
         assert set(a.keys()) == set(b.keys())
         for key in b.keys():
-            assert torch.equal(a.get(key), b.get(key)), key
+            if key == 'scores':
+                # A mask score is a float sum over the mask's pixels, whose
+                # order PyTorch's kernel picks by the tensor's row count
+                # and the CPU's vector width: equal on AVX2, within an ulp
+                # on AVX-512 (measured: 6e-8 at 0.77).
+                torch.testing.assert_close(a.scores, b.scores, rtol=1e-6,
+                                           atol=1e-9)
+            else:
+                assert torch.equal(a.get(key), b.get(key)), key
 
 
 CASES = [

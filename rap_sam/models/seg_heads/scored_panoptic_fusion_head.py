@@ -70,7 +70,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     Masks are resized with the same calls on the same values, so every
     pixel is the same number; reductions keep mmdet's tensor shapes where
     the summation order depends on them (``tests/test_models/
-    test_fusion_head.py`` checks the results bit for bit).
+    test_fusion_head.py`` checks masks, boxes, labels and the panoptic
+    result bit for bit, and mask scores to an ulp: PyTorch's sum kernel
+    also orders by the CPU's vector width, so on AVX-512 a score can
+    differ from mmdet's in its last bit).
 
     A segment's score is that of the query that painted it (the best one,
     for merged stuff).
