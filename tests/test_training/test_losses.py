@@ -69,7 +69,8 @@ def test_class_loss_down_weights_background(head):
     logits = torch.full((1, 3, 8, 8), -20.)
     logits[0, 1, :4, :4] = 20.  # query 1 matches the gt
     scores = torch.randn(1, 3, 4)
-    losses = head.object_loss_single(scores, logits, [target])
+    losses, matches = head.object_loss_single(scores, logits, [target])
+    assert [m.tolist() for m in matches[0]] == [[1], [0]]
     ce = F.cross_entropy(scores[0], torch.tensor([3, 1, 3]),
                          reduction='none')
     weights = torch.tensor([0.1, 1.0, 0.1])
@@ -77,6 +78,48 @@ def test_class_loss_down_weights_background(head):
     assert losses['loss_cls'].item() == pytest.approx(expected.item(),
                                                       rel=1e-5)
     assert losses['loss_dice'].item() < 1.0  # vs 5.0 for a wrong mask
+
+
+def _two_outputs_disagreeing():
+    """One sample with one target (the top-left square), a stage whose
+    query 0 draws it and an adapter whose query 2 does."""
+    sample = DetDataSample(metainfo=dict(batch_input_shape=(32, 32)))
+    sample.gt_instances = InstanceData(labels=torch.tensor([1]),
+                                       masks=_squares()[:1])
+    stage = torch.full((1, 3, 8, 8), -20.)
+    stage[0, 0, :4, :4] = 20.
+    adapter = torch.full((1, 3, 8, 8), -20.)
+    adapter[0, 2, :4, :4] = 20.
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(2, 1, 3, 4, generator=generator)
+    return sample, list(scores), [stage, adapter]
+
+
+@pytest.mark.parametrize('mode,adapter_query', [('own', 2),
+                                                 ('last_stage', 0)])
+def test_adapter_matching(head, monkeypatch, mode, adapter_query):
+    sample, all_cls, all_masks = _two_outputs_disagreeing()
+    monkeypatch.setattr(head, 'forward',
+                        lambda x, samples: (all_cls, all_masks, None, None))
+    monkeypatch.setattr(head, 'adapter_matching', mode)
+    losses = head.object_loss(torch.zeros(1), [sample])
+    target = head.object_targets(sample)
+    match = [(torch.tensor([adapter_query]), torch.tensor([0]))]
+    expected, _ = head.object_loss_single(all_cls[1], all_masks[1], [target],
+                                          match)
+    # (the mask losses sample random points: compared by size below)
+    assert losses['loss_cls'].item() == pytest.approx(
+        expected['loss_cls'].item(), rel=1e-6)
+    # the adapter's query 0 predicts nothing where the target is
+    assert (losses['loss_dice'].item() > 4.0) == (mode == 'last_stage')
+    assert (losses['loss_mask'].item() > 10.0) == (mode == 'last_stage')
+    assert losses['d0.loss_dice'].item() < 1.0
+
+
+def test_adapter_matching_rejects_unknown_modes(head):
+    cfg = dict(head.train_cfg, adapter_matching='stage')
+    with pytest.raises(ValueError, match="'own' or 'last_stage'"):
+        head.init_training(cfg)
 
 
 def test_clip_targets_are_mask_tubes(head):

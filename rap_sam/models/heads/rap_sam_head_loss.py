@@ -38,12 +38,22 @@ class RapSAMHeadLossMixin:
     optionally (``train_cfg.prompt_cls_weight > 0``) prompt queries also
     learn the class of their segment, at every stage.
 
+    The object adapter refines each query by pooling under that query's
+    last-stage mask. Matched on its own (``adapter_matching='own'``, as mmdet
+    matches every decoder output), it may learn to predict, from query q,
+    another object than q's last-stage mask: nothing ties the two orders,
+    and a from-scratch model can settle there (measured on the toy recipe:
+    same-query mask IoU 0.01 between adapter and last stage, and its classes
+    never become confident). ``'last_stage'`` gives the adapter the last
+    stage's assignment, so each query keeps its object.
+
     ``train_cfg`` keys: ``assigner``, ``sampler``, ``num_points`` (12544),
     ``oversample_ratio`` (3.0), ``importance_sample_ratio`` (0.75),
     ``iou_loss_weight`` (0: off, as the reference), ``prompt_box_noise``
     (0.004: prompt boxes jitter by up to this fraction of their size),
     ``prompt_cls_weight`` (0: off, as the reference; else ``loss_cls`` of
-    the prompt queries, scaled by it).
+    the prompt queries, scaled by it), ``adapter_matching`` ('own' or
+    'last_stage').
     """
 
     def init_training(self, train_cfg: Optional[dict]) -> None:
@@ -60,6 +70,11 @@ class RapSAMHeadLossMixin:
         self.iou_loss_weight = cfg.get('iou_loss_weight', 0.0)
         self.prompt_box_noise = cfg.get('prompt_box_noise', 0.004)
         self.prompt_cls_weight = cfg.get('prompt_cls_weight', 0.0)
+        self.adapter_matching = cfg.get('adapter_matching', 'own')
+        if self.adapter_matching not in ('own', 'last_stage'):
+            raise ValueError(
+                "train_cfg.adapter_matching must be 'own' or 'last_stage', "
+                f'got {self.adapter_matching!r}.')
 
     def loss(self, x: Tensor, batch_data_samples: SampleList) -> dict:
         """Losses of one batch: all prompt samples or all object samples
@@ -125,13 +140,16 @@ class RapSAMHeadLossMixin:
                              'recipe); the model has none.')
         targets = [self.object_targets(s) for s in samples]
         all_cls, all_masks, _, _ = self(x, samples)
-        losses = {}
+        losses, matches = {}, None
         for i, (cls_scores, masks) in enumerate(zip(all_cls, all_masks)):
             if masks.dim() == 5:  # [B, N, T, h, w] -> frames stacked in H
                 masks = masks.flatten(2, 3)
-            prefix = '' if i == len(all_cls) - 1 else f'd{i}.'
-            for key, value in self.object_loss_single(cls_scores, masks,
-                                                      targets).items():
+            is_adapter = i == len(all_cls) - 1
+            prefix = '' if is_adapter else f'd{i}.'
+            reuse = is_adapter and self.adapter_matching == 'last_stage'
+            output_losses, matches = self.object_loss_single(
+                cls_scores, masks, targets, matches if reuse else None)
+            for key, value in output_losses.items():
                 losses[prefix + key] = value
         return losses
 
@@ -157,17 +175,25 @@ class RapSAMHeadLossMixin:
         pos = torch.nonzero(assign_result.gt_inds > 0).squeeze(1)
         return pos, assign_result.gt_inds[pos] - 1
 
-    def object_loss_single(self, cls_scores: Tensor, masks: Tensor,
-                           targets: List[InstanceData]) -> Dict[str, Tensor]:
+    def object_loss_single(
+        self,
+        cls_scores: Tensor,
+        masks: Tensor,
+        targets: List[InstanceData],
+        matches: Optional[List[Tuple[Tensor, Tensor]]] = None
+    ) -> Tuple[Dict[str, Tensor], List[Tuple[Tensor, Tensor]]]:
         """Losses of one output: ``cls_scores`` [B, N, K + 1], mask logits
-        [B, N, h, w] (at a quarter of the targets' resolution)."""
+        [B, N, h, w] (at a quarter of the targets' resolution). ``matches``
+        (per sample: query indices, target indices) are computed from this
+        output unless given; they are returned with the losses."""
         num_queries = cls_scores.size(1)
         labels, pos_preds, pos_targets = [], [], []
-        with torch.no_grad():
-            matches = [
-                self.assign(c.detach(), m.detach(), t)
-                for c, m, t in zip(cls_scores, masks, targets)
-            ]
+        if matches is None:
+            with torch.no_grad():
+                matches = [
+                    self.assign(c.detach(), m.detach(), t)
+                    for c, m, t in zip(cls_scores, masks, targets)
+                ]
         for b, ((pos, gt_index), target) in enumerate(zip(matches, targets)):
             sample_labels = target.labels.new_full((num_queries, ),
                                                    self.num_classes)
@@ -187,7 +213,7 @@ class RapSAMHeadLossMixin:
         loss_mask, loss_dice = self.point_mask_losses(
             torch.cat(pos_preds), torch.cat(pos_targets))
         return dict(loss_cls=loss_cls, loss_mask=loss_mask,
-                    loss_dice=loss_dice)
+                    loss_dice=loss_dice), matches
 
     def point_mask_losses(self, preds: Tensor,
                           targets: Tensor) -> Tuple[Tensor, Tensor]:
