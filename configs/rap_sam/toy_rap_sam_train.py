@@ -124,7 +124,7 @@ train_dataloader = dict(
                     ])),
         ]))
 
-# From scratch in about 3000 iterations: a larger, unscaled lr (3e-4; at
+# From scratch in about 3100 iterations: a larger, unscaled lr (3e-4; at
 # 1e-3 the classes never became confident: PQ 0), the full lr for the
 # backbone (nothing pretrained to preserve) and a short warm-up; otherwise
 # the recipe's optimiser. fused: on CPU the per-tensor AdamW step
