@@ -10,7 +10,7 @@ pin     = $(shell grep -E '^$(1)==' requirements.txt)
 # Installed with --no-deps (their needs are listed in requirements.txt).
 NODEPS  := mmdet==|panopticapi-lite==|open_clip_torch==|timm==|torchvision==
 
-.PHONY: all env demo test clean-env
+.PHONY: all env demo test lint format clean-env
 
 all: test
 
@@ -45,6 +45,17 @@ demo: env
 
 test: env $(STAMP)-browser
 	$(PY) -m pytest -q tests
+
+# flake8, isort and yapf with the settings in setup.cfg; `make format` fixes.
+LINT_PATHS := rap_sam tools demo tests configs setup.py
+lint: env
+	$(VENV)/bin/flake8 $(LINT_PATHS)
+	$(VENV)/bin/isort --check-only --diff $(LINT_PATHS)
+	$(VENV)/bin/yapf -r --diff $(LINT_PATHS)
+
+format: env
+	$(VENV)/bin/isort -q $(LINT_PATHS)
+	$(VENV)/bin/yapf -r -i $(LINT_PATHS)
 
 clean-env:
 	rm -rf $(VENV)

@@ -1,12 +1,16 @@
 from setuptools import find_packages, setup
 
 
+# Test, lint and browser-test tools: `make` installs them, users need not.
+DEV_TOOLS = ('pytest', 'flake8', 'isort', 'yapf', 'selenium')
+
+
 def read_requirements(path='requirements.txt'):
     reqs = []
     with open(path) as f:
         for line in f:
             line = line.split('#')[0].strip()
-            if line and not line.startswith('pytest'):
+            if line and not line.startswith(DEV_TOOLS):
                 reqs.append(line)
     return reqs
 

@@ -19,13 +19,13 @@ os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-
 from demo_cli import REPO, base_parser  # noqa: E402
-from rap_sam.apis import InputError, RapSAMPredictor  # noqa: E402
-from rap_sam.apis.visualization import (draw_masks, draw_panoptic,  # noqa
-                                        draw_prompts, id_color,
-                                        panoptic_segments, prompt_records)
 from video_demo import track_video_to_files  # noqa: E402
+
+from rap_sam.apis import InputError, RapSAMPredictor  # noqa: E402
+from rap_sam.apis.visualization import draw_panoptic  # noqa
+from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
+                                        panoptic_segments, prompt_records)
 
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
 VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
@@ -89,16 +89,18 @@ class RapSAMApp:
         """Add the clicked point (or box corner) and predict every prompt."""
         if image is None:
             raise gr.Error('Upload an image first.', print_exception=False)
-        state = dict(state, points=list(state['points']),
-                     boxes=list(state['boxes']))
+        state = dict(
+            state, points=list(state['points']), boxes=list(state['boxes']))
         if mode == 'box':
             if state['corner'] is None:
                 state['corner'] = (x, y)
-                return self.render_prompts(image, state, 'First corner set: '
-                                           'click the opposite corner.')
+                return self.render_prompts(
+                    image, state, 'First corner set: '
+                    'click the opposite corner.')
             (x0, y0), state['corner'] = state['corner'], None
-            state['boxes'].append([min(x0, x), min(y0, y), max(x0, x),
-                                   max(y0, y)])
+            state['boxes'].append(
+                [min(x0, x), min(y0, y),
+                 max(x0, x), max(y0, y)])
         else:
             state['points'].append([x, y])
         return self.render_prompts(image, state)
@@ -122,8 +124,10 @@ class RapSAMApp:
             records = prompt_records(result, points, boxes,
                                      self.predictor.class_names)
             colors = [id_color(i) for i in range(len(records))]
-            shown = draw_masks(shown, result.pred_instances.masks.cpu().numpy(),
-                               colors, [str(i + 1) for i in range(len(colors))])
+            shown = draw_masks(shown,
+                               result.pred_instances.masks.cpu().numpy(),
+                               colors,
+                               [str(i + 1) for i in range(len(colors))])
             text = '\n\n'.join(filter(None, [_prompt_table(records), note]))
         else:
             colors = []
@@ -144,14 +148,18 @@ class RapSAMApp:
             raise _user_error(err)
         names = self.predictor.class_names
         segments = panoptic_segments(result, names)
-        shown = draw_panoptic(_rgb_to_bgr(image), result, names,
-                              self.predictor.dataset_meta['palette'])
-        rows = [f"| {s['category']} | {s['score']:.2f} | {s['area']} |"
-                for s in segments]
+        shown = draw_panoptic(
+            _rgb_to_bgr(image), result, names,
+            self.predictor.dataset_meta['palette'])
+        rows = [
+            f"| {s['category']} | {s['score']:.2f} | {s['area']} |"
+            for s in segments
+        ]
         plural = 's' * (len(segments) != 1)
-        table = '\n'.join([f'**{len(segments)} segment{plural}**', '',
-                           '| class | score | pixels |', '|---|---|---|'] +
-                          rows) if segments else 'No segment found.'
+        table = '\n'.join([
+            f'**{len(segments)} segment{plural}**', '',
+            '| class | score | pixels |', '|---|---|---|'
+        ] + rows) if segments else 'No segment found.'
         return _rgb_to_bgr(shown), table
 
     # video tab -------------------------------------------------------
@@ -163,7 +171,8 @@ class RapSAMApp:
     def track(self, video, score_thr: float, progress=None):
         if not video:
             raise gr.Error('Upload a video first.', print_exception=False)
-        stem = osp.join(self.out_dir, uuid.uuid4().hex[:8],
+        stem = osp.join(self.out_dir,
+                        uuid.uuid4().hex[:8],
                         osp.splitext(osp.basename(video))[0])
         os.makedirs(osp.dirname(stem))
 
@@ -174,7 +183,10 @@ class RapSAMApp:
         try:
             with self.lock:
                 info = track_video_to_files(
-                    self.video_predictor(), video, stem, score_thr,
+                    self.video_predictor(),
+                    video,
+                    stem,
+                    score_thr,
                     writers=(('webm', 'VP80'), ('mp4', 'mp4v')),
                     progress=report)
         except InputError as err:
@@ -185,9 +197,11 @@ class RapSAMApp:
 
 
 def _prompt_table(records) -> str:
-    rows = [f"| {i + 1} | {r['type']} | {r['category']} | {r['score']:.2f} "
-            f"| {r['iou_score']:.2f} | {r['area']} |"
-            for i, r in enumerate(records)]
+    rows = [
+        f"| {i + 1} | {r['type']} | {r['category']} | {r['score']:.2f} "
+        f"| {r['iou_score']:.2f} | {r['area']} |"
+        for i, r in enumerate(records)
+    ]
     return '\n'.join([
         f'**{len(records)} prompt{"s" * (len(records) != 1)}**', '',
         '| # | prompt | class | score | predicted IoU | mask pixels |',
@@ -202,16 +216,24 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
             state = gr.State(app.new_prompts())
             with gr.Row():
                 with gr.Column():
-                    image = gr.Image(label='Image', type='numpy',
-                                     sources=['upload'], elem_id='prompt-input')
-                    mode = gr.Radio(['point', 'box'], value='point',
-                                    label='A click adds a', elem_id='mode')
+                    image = gr.Image(
+                        label='Image',
+                        type='numpy',
+                        sources=['upload'],
+                        elem_id='prompt-input')
+                    mode = gr.Radio(['point', 'box'],
+                                    value='point',
+                                    label='A click adds a',
+                                    elem_id='mode')
                     clear = gr.Button('Clear prompts', elem_id='clear')
                 with gr.Column():
-                    canvas = gr.Image(label='Click here', interactive=False,
-                                      format='png', elem_id='prompt-canvas')
-                    status = gr.Markdown('Upload an image.',
-                                         elem_id='prompt-status')
+                    canvas = gr.Image(
+                        label='Click here',
+                        interactive=False,
+                        format='png',
+                        elem_id='prompt-canvas')
+                    status = gr.Markdown(
+                        'Upload an image.', elem_id='prompt-status')
 
             def on_select(img, st, md, evt: gr.SelectData):
                 return app.click(img, st, md, *evt.index[:2])
@@ -222,27 +244,38 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
             clear.click(app.clear, [image, state], [canvas, status, state])
         with gr.Tab('Panoptic image', id='panoptic'):
             with gr.Row():
-                pan_in = gr.Image(label='Image', type='numpy',
-                                  sources=['upload'], elem_id='panoptic-input')
-                pan_out = gr.Image(label='Segments', interactive=False,
-                                   format='png', elem_id='panoptic-output')
-            pan_btn = gr.Button('Segment', variant='primary',
-                                elem_id='panoptic-run')
+                pan_in = gr.Image(
+                    label='Image',
+                    type='numpy',
+                    sources=['upload'],
+                    elem_id='panoptic-input')
+                pan_out = gr.Image(
+                    label='Segments',
+                    interactive=False,
+                    format='png',
+                    elem_id='panoptic-output')
+            pan_btn = gr.Button(
+                'Segment', variant='primary', elem_id='panoptic-run')
             pan_table = gr.Markdown(elem_id='panoptic-status')
             pan_btn.click(app.panoptic, pan_in, [pan_out, pan_table])
         with gr.Tab('Video instances', id='video'):
             with gr.Row():
-                vid_in = gr.Video(label='Video', sources=['upload'],
-                                  elem_id='video-input')
-                vid_out = gr.Video(label='Tracks', interactive=False,
-                                   elem_id='video-output')
-            thr = gr.Slider(0, 1, value=0.5, step=0.05,
-                            label='Show instances scoring at least',
-                            elem_id='video-thr')
-            vid_btn = gr.Button('Track', variant='primary', elem_id='video-run')
+                vid_in = gr.Video(
+                    label='Video', sources=['upload'], elem_id='video-input')
+                vid_out = gr.Video(
+                    label='Tracks', interactive=False, elem_id='video-output')
+            thr = gr.Slider(
+                0,
+                1,
+                value=0.5,
+                step=0.05,
+                label='Show instances scoring at least',
+                elem_id='video-thr')
+            vid_btn = gr.Button(
+                'Track', variant='primary', elem_id='video-run')
             vid_status = gr.Markdown(elem_id='video-status')
-            vid_files = gr.File(label='Annotated mp4 and tracks json',
-                                elem_id='video-files')
+            vid_files = gr.File(
+                label='Annotated mp4 and tracks json', elem_id='video-files')
 
             def on_track(video, score_thr, progress=gr.Progress()):
                 return app.track(video, score_thr, progress)
@@ -257,8 +290,13 @@ def launch(app: RapSAMApp, host='127.0.0.1', port=7860, **kwargs):
     with ``.close()``)."""
     ui = build_ui(app)
     ui.queue(default_concurrency_limit=1)
-    ui.launch(server_name=host, server_port=port, prevent_thread_lock=True,
-              allowed_paths=[app.out_dir], quiet=True, **kwargs)
+    ui.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=True,
+        allowed_paths=[app.out_dir],
+        quiet=True,
+        **kwargs)
     return ui
 
 
@@ -273,9 +311,9 @@ def main(argv=None):
     def predictor(config):
         return RapSAMPredictor(config, args.weights, args.device, args.scale)
 
-    app = RapSAMApp(predictor(args.config),
-                    lambda: predictor(args.video_config),
-                    tempfile.mkdtemp(prefix='rap_sam_app_'))
+    app = RapSAMApp(
+        predictor(args.config), lambda: predictor(args.video_config),
+        tempfile.mkdtemp(prefix='rap_sam_app_'))
     ui = launch(app, args.host, args.port)
     print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C stops it)')
     try:

@@ -13,16 +13,16 @@ import socket
 import tempfile
 
 import cv2
+import demo_cli  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
+from app import CONFIG, VIDEO_CONFIG, RapSAMApp, launch
+from browser import (click_image, open_tab, start_browser, text_of, upload,
+                     wait_until)
 from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from skimage import data as samples
 
-import demo_cli  # noqa: F401  (puts the repository on sys.path)
-from app import CONFIG, VIDEO_CONFIG, RapSAMApp, launch
-from browser import (click_image, open_tab, start_browser, text_of, upload,
-                     wait_until)
 from rap_sam.apis import RapSAMPredictor
 
 
@@ -30,14 +30,15 @@ def sample_files(folder: str) -> dict:
     """A photo for each image tab and a webm clip (Chromium plays VP8)."""
     cat = samples.chelsea()[..., ::-1]
     street = samples.astronaut()[..., ::-1]
-    paths = dict(cat=osp.join(folder, 'chelsea.png'),
-                 street=osp.join(folder, 'astronaut.png'),
-                 clip=osp.join(folder, 'coffee_pan.webm'))
+    paths = dict(
+        cat=osp.join(folder, 'chelsea.png'),
+        street=osp.join(folder, 'astronaut.png'),
+        clip=osp.join(folder, 'coffee_pan.webm'))
     cv2.imwrite(paths['cat'], cat)
     cv2.imwrite(paths['street'], street)
     coffee = samples.coffee()[..., ::-1]
-    writer = cv2.VideoWriter(paths['clip'], cv2.VideoWriter_fourcc(*'VP80'),
-                             8, (400, 300))
+    writer = cv2.VideoWriter(paths['clip'], cv2.VideoWriter_fourcc(*'VP80'), 8,
+                             (400, 300))
     for t in range(12):
         writer.write(np.ascontiguousarray(coffee[50:350, 12 * t:12 * t + 400]))
     writer.release()
@@ -57,10 +58,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--weights', default=None)
     parser.add_argument('--out-dir', default='assets')
-    parser.add_argument('--scale', type=int, nargs=2, default=(640, 384),
-                        metavar=('W', 'H'))
-    parser.add_argument('--video-thr', type=float, default=None,
-                        help="set the video tab's score threshold")
+    parser.add_argument(
+        '--scale', type=int, nargs=2, default=(640, 384), metavar=('W', 'H'))
+    parser.add_argument(
+        '--video-thr',
+        type=float,
+        default=None,
+        help="set the video tab's score threshold")
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -81,8 +85,8 @@ def main(argv=None):
         wait_until(lambda: 'Click' in text_of(driver, 'prompt-status'))
         for n, (x, y) in enumerate([(300, 120), (110, 240)], 1):
             click_image(driver, 'prompt-canvas', x, y)
-            wait_until(lambda: f'{n} prompt' in text_of(driver,
-                                                        'prompt-status'))
+            wait_until(
+                lambda: f'{n} prompt' in text_of(driver, 'prompt-status'))
         driver.find_element(
             By.XPATH, "//*[@id='mode']//label[contains(., 'box')]").click()
         click_image(driver, 'prompt-canvas', 20, 20)
@@ -93,27 +97,28 @@ def main(argv=None):
 
         open_tab(driver, 'Panoptic image')
         upload(driver, 'panoptic-input', files['street'])
-        wait_until(lambda: driver.find_element(
-            By.CSS_SELECTOR, '#panoptic-input img'))
+        wait_until(lambda: driver.find_element(By.CSS_SELECTOR,
+                                               '#panoptic-input img'))
         driver.find_element(By.ID, 'panoptic-run').click()
-        wait_until(lambda: 'segment' in text_of(driver, 'panoptic-status'),
-                   timeout=180)
+        wait_until(
+            lambda: 'segment' in text_of(driver, 'panoptic-status'),
+            timeout=180)
         save_small(driver, osp.join(args.out_dir, 'app_panoptic.png'))
 
         open_tab(driver, 'Video instances')
         upload(driver, 'video-input', files['clip'])
-        wait_until(lambda: driver.find_element(
-            By.CSS_SELECTOR, '#video-input video'))
+        wait_until(
+            lambda: driver.find_element(By.CSS_SELECTOR, '#video-input video'))
         if args.video_thr is not None:
             field = driver.find_element(By.CSS_SELECTOR,
                                         '#video-thr input[type=number]')
             field.clear()
             field.send_keys(str(args.video_thr), Keys.TAB)
         driver.find_element(By.ID, 'video-run').click()
-        wait_until(lambda: 'frames' in text_of(driver, 'video-status'),
-                   timeout=300)
-        wait_until(lambda: driver.find_element(
-            By.CSS_SELECTOR, '#video-output video'))
+        wait_until(
+            lambda: 'frames' in text_of(driver, 'video-status'), timeout=300)
+        wait_until(lambda: driver.find_element(By.CSS_SELECTOR,
+                                               '#video-output video'))
         driver.execute_script(  # show a frame from the middle of the clip
             "const v = document.querySelector('#video-output video');"
             'v.currentTime = 0.7;')

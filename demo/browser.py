@@ -67,8 +67,7 @@ def click_image(driver, elem_id: str, x: float, y: float) -> None:
     """Click the displayed image at pixel (x, y) of the image itself."""
     img = shown_image(driver, elem_id)
     natural_w = driver.execute_script('return arguments[0].naturalWidth', img)
-    natural_h = driver.execute_script('return arguments[0].naturalHeight',
-                                      img)
+    natural_h = driver.execute_script('return arguments[0].naturalHeight', img)
     rect = img.rect
     dx = (x + 0.5) / natural_w * rect['width'] - rect['width'] / 2
     dy = (y + 0.5) / natural_h * rect['height'] - rect['height'] / 2

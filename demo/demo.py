@@ -14,9 +14,9 @@ import os
 import os.path as osp
 
 import mmcv
+from demo_cli import base_parser, predictor_kwargs, user_errors
 from tqdm import tqdm
 
-from demo_cli import base_parser, predictor_kwargs, user_errors
 from rap_sam.apis import InputError, RapSAMPredictor
 from rap_sam.apis.inputs import IMAGE_EXTS
 from rap_sam.apis.visualization import draw_panoptic, panoptic_segments
@@ -26,7 +26,9 @@ def parse_args(argv=None):
     parser = base_parser(__doc__, 'an image file or a folder of images')
     parser.add_argument('--out-dir', default='outputs/demo')
     parser.add_argument(
-        '--score-thr', type=float, default=None,
+        '--score-thr',
+        type=float,
+        default=None,
         help='keep segments whose class score exceeds this (the config\'s '
         'object_mask_thr, 0.8, by default)')
     return parser.parse_args(argv)
@@ -70,8 +72,12 @@ def main(argv=None):
                           predictor.dataset_meta['palette']), f'{stem}.png')
         segments = panoptic_segments(result, names)
         with open(f'{stem}.json', 'w') as f:
-            json.dump(dict(image=path, height=img.shape[0],
-                           width=img.shape[1], segments=segments), f)
+            json.dump(
+                dict(
+                    image=path,
+                    height=img.shape[0],
+                    width=img.shape[1],
+                    segments=segments), f)
         tqdm.write(f'{path}: {len(segments)} segments -> {stem}.png/.json')
         written += 1
     if not written:

@@ -23,23 +23,34 @@ def base_parser(doc: str,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     if inputs_help:
         parser.add_argument('inputs', help=inputs_help)
-        parser.add_argument('config',
-                            help='an eval config under configs/rap_sam')
-    parser.add_argument('--weights', help='checkpoint (rapsam_r50_12e.pth); '
-                        'without it the weights are random')
-    parser.add_argument('--device', default=None,
-                        help='cpu, cuda or cuda:N (default: GPU if any)')
+        parser.add_argument(
+            'config', help='an eval config under configs/rap_sam')
     parser.add_argument(
-        '--scale', type=int, nargs=2, metavar=('W', 'H'), default=None,
+        '--weights',
+        help='checkpoint (rapsam_r50_12e.pth); '
+        'without it the weights are random')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cpu, cuda or cuda:N (default: GPU if any)')
+    parser.add_argument(
+        '--scale',
+        type=int,
+        nargs=2,
+        metavar=('W', 'H'),
+        default=None,
         help="resize images to fit W x H instead of the config's test "
         'scale (faster on CPU, coarser masks)')
     parser.add_argument(
-        '--classes', default=None,
+        '--classes',
+        default=None,
         help="your own vocabulary instead of the config's classes: a text "
         'file, one class a line, synonyms comma-separated (embedded once '
         'with CLIP and cached)')
     parser.add_argument(
-        '--num-things', type=int, default=None,
+        '--num-things',
+        type=int,
+        default=None,
         help='with --classes: the first N classes are things, the rest '
         'stuff (default: all things)')
     return parser

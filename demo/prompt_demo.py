@@ -14,9 +14,8 @@ import os.path as osp
 
 import mmcv
 import numpy as np
+from demo_cli import base_parser, numbers, predictor_kwargs, user_errors
 
-from demo_cli import (base_parser, numbers, predictor_kwargs,
-                      user_errors)
 from rap_sam.apis import RapSAMPredictor, read_image
 from rap_sam.apis.inputs import check_prompts
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
@@ -25,10 +24,18 @@ from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
 
 def parse_args(argv=None):
     parser = base_parser(__doc__, 'an image file')
-    parser.add_argument('--points', nargs='+', default=[],
-                        type=numbers(2, 'A point'), metavar='X,Y')
-    parser.add_argument('--boxes', nargs='+', default=[],
-                        type=numbers(4, 'A box'), metavar='X1,Y1,X2,Y2')
+    parser.add_argument(
+        '--points',
+        nargs='+',
+        default=[],
+        type=numbers(2, 'A point'),
+        metavar='X,Y')
+    parser.add_argument(
+        '--boxes',
+        nargs='+',
+        default=[],
+        type=numbers(4, 'A box'),
+        metavar='X1,Y1,X2,Y2')
     parser.add_argument('--out-dir', default='outputs/prompt_demo')
     return parser.parse_args(argv)
 
@@ -48,15 +55,20 @@ def main(argv=None):
     colors = [id_color(i) for i in range(len(records))]
     masks = result.pred_instances.masks.cpu().numpy()
     labels = [f"{r['category']} IoU {r['iou_score']:.2f}" for r in records]
-    shown = draw_prompts(draw_masks(img, masks, colors, labels), args.points,
-                         np.asarray(args.boxes).reshape(-1, 4), colors)
+    shown = draw_prompts(
+        draw_masks(img, masks, colors, labels), args.points,
+        np.asarray(args.boxes).reshape(-1, 4), colors)
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.join(args.out_dir,
                     osp.splitext(osp.basename(args.inputs))[0] + '_prompts')
     mmcv.imwrite(shown, f'{stem}.png')
     with open(f'{stem}.json', 'w') as f:
-        json.dump(dict(image=args.inputs, width=img.shape[1],
-                       height=img.shape[0], prompts=records), f)
+        json.dump(
+            dict(
+                image=args.inputs,
+                width=img.shape[1],
+                height=img.shape[0],
+                prompts=records), f)
     for r in records:
         where = r.get('xy') or r.get('xyxy')
         print(f"{r['type']} {where}: {r['category']} (score {r['score']:.2f}"

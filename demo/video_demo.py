@@ -15,9 +15,9 @@ import os.path as osp
 from typing import Callable, Optional
 
 import cv2
+from demo_cli import base_parser, predictor_kwargs, user_errors
 from tqdm import tqdm
 
-from demo_cli import base_parser, predictor_kwargs, user_errors
 from rap_sam.apis import InputError, RapSAMPredictor, iter_frames
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 
@@ -25,13 +25,22 @@ from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 def parse_args(argv=None):
     parser = base_parser(__doc__, 'a video file or a folder of frames')
     parser.add_argument('--out-dir', default='outputs/video_demo')
-    parser.add_argument('--score-thr', type=float, default=0.5,
-                        help='draw and list instances scoring at least this')
-    parser.add_argument('--chunk-frames', type=int, default=30,
-                        help='frames held in memory at once')
-    parser.add_argument('--fps', type=float, default=None,
-                        help="output frame rate (default: the video's, or "
-                        '10 for a folder of frames)')
+    parser.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.5,
+        help='draw and list instances scoring at least this')
+    parser.add_argument(
+        '--chunk-frames',
+        type=int,
+        default=30,
+        help='frames held in memory at once')
+    parser.add_argument(
+        '--fps',
+        type=float,
+        default=None,
+        help="output frame rate (default: the video's, or "
+        '10 for a folder of frames)')
     return parser.parse_args(argv)
 
 
@@ -70,8 +79,8 @@ def track_video_to_files(predictor: RapSAMPredictor,
                 size = (frame.shape[1], frame.shape[0])
                 for ext, fourcc in writers:
                     out = cv2.VideoWriter(f'{stem}.{ext}',
-                                          cv2.VideoWriter_fourcc(*fourcc),
-                                          fps, size)
+                                          cv2.VideoWriter_fourcc(*fourcc), fps,
+                                          size)
                     if not out.isOpened():
                         raise InputError(f'Cannot write {stem}.{ext} '
                                          f'({fourcc}) with OpenCV.')
@@ -81,23 +90,31 @@ def track_video_to_files(predictor: RapSAMPredictor,
             for out in outs:
                 out.write(shown)
             masks = instances.masks.cpu().numpy()
-            for i, mask, label, score in zip(
-                    instances.instances_id.tolist(), masks,
-                    instances.labels.tolist(), instances.scores.tolist()):
-                track = tracks.setdefault(i, dict(
-                    id=i, category=names[label], label=label, frames=[]))
-                track['frames'].append(dict(
-                    frame=count, score=round(score, 4), bbox=mask_box(mask),
-                    segmentation=mask_rle(mask)))
+            for i, mask, label, score in zip(instances.instances_id.tolist(),
+                                             masks, instances.labels.tolist(),
+                                             instances.scores.tolist()):
+                track = tracks.setdefault(
+                    i,
+                    dict(id=i, category=names[label], label=label, frames=[]))
+                track['frames'].append(
+                    dict(
+                        frame=count,
+                        score=round(score, 4),
+                        bbox=mask_box(mask),
+                        segmentation=mask_rle(mask)))
             count += 1
             if progress:
                 progress(count, total)
     finally:
         for out in outs:
             out.release()
-    info = dict(video=video if isinstance(video, str) else None, fps=fps,
-                width=size[0], height=size[1], num_frames=count,
-                tracks=sorted(tracks.values(), key=lambda t: t['id']))
+    info = dict(
+        video=video if isinstance(video, str) else None,
+        fps=fps,
+        width=size[0],
+        height=size[1],
+        num_frames=count,
+        tracks=sorted(tracks.values(), key=lambda t: t['id']))
     with open(f'{stem}.json', 'w') as f:
         json.dump(info, f)
     return info
@@ -120,9 +137,14 @@ def main(argv=None):
             bar.total = total
             bar.update(1)
 
-        info = track_video_to_files(predictor, args.inputs, stem,
-                                    args.score_thr, args.chunk_frames,
-                                    args.fps, progress=progress)
+        info = track_video_to_files(
+            predictor,
+            args.inputs,
+            stem,
+            args.score_thr,
+            args.chunk_frames,
+            args.fps,
+            progress=progress)
         bar.close()
     print(f"{info['num_frames']} frames, {len(info['tracks'])} tracks -> "
           f'{stem}.mp4/.json')

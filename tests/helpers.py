@@ -2,10 +2,10 @@
 import os.path as osp
 
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import Config
 
 import rap_sam  # noqa: F401  (registers modules)
-from mmdet.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -49,8 +49,9 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> None:
             elif name.endswith('running_mean'):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
             elif p.dim() <= 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1 +
-                        (1.0 if name.endswith('weight') else 0.0))
+                p.copy_(
+                    torch.randn(p.shape, generator=g) * 0.1 +
+                    (1.0 if name.endswith('weight') else 0.0))
             else:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
@@ -65,9 +66,12 @@ def image_batch(images, prompts=None):
     for i, img in enumerate(images):
         h, w = img.shape[:2]
         inputs.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
-        sample = DetDataSample(metainfo=dict(
-            img_id=i, img_shape=(h, w), ori_shape=(h, w),
-            scale_factor=(1., 1.)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_id=i,
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                scale_factor=(1., 1.)))
         if prompts is not None:
             boxes = torch.as_tensor(prompts[i], dtype=torch.float32)
             sample.gt_instances_collected = InstanceData(
@@ -82,13 +86,19 @@ def video_batch(frames):
     from mmdet.structures import DetDataSample, TrackDataSample
     t, h, w = frames.shape[:3]
     samples = [
-        DetDataSample(metainfo=dict(
-            img_id=i, frame_id=i, video_length=t, img_shape=(h, w),
-            ori_shape=(h, w), scale_factor=(1., 1.))) for i in range(t)
+        DetDataSample(
+            metainfo=dict(
+                img_id=i,
+                frame_id=i,
+                video_length=t,
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                scale_factor=(1., 1.))) for i in range(t)
     ]
     inputs = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
-    return dict(inputs=[inputs],
-                data_samples=[TrackDataSample(video_data_samples=samples)])
+    return dict(
+        inputs=[inputs],
+        data_samples=[TrackDataSample(video_data_samples=samples)])
 
 
 def random_image(h, w, seed=0):

@@ -28,21 +28,28 @@ def layer_norm(x, sd, p):
 # ResNet-50 (torchvision layout: the stride sits on the 3x3 conv)
 # ----------------------------------------------------------------------------
 def resnet50(x, sd):
-    x = F.relu(bn(F.conv2d(x, sd['backbone.conv1.weight'], stride=2,
-                           padding=3), sd, 'backbone.bn1'))
+    x = F.relu(
+        bn(
+            F.conv2d(x, sd['backbone.conv1.weight'], stride=2, padding=3), sd,
+            'backbone.bn1'))
     x = F.max_pool2d(x, 3, 2, 1)
     outs = []
     for layer, blocks in enumerate([3, 4, 6, 3], start=1):
         for b in range(blocks):
             p = f'backbone.layer{layer}.{b}'
             stride = 2 if (b == 0 and layer > 1) else 1
-            y = F.relu(bn(F.conv2d(x, sd[p + '.conv1.weight']), sd, p + '.bn1'))
-            y = F.relu(bn(F.conv2d(y, sd[p + '.conv2.weight'], stride=stride,
-                                   padding=1), sd, p + '.bn2'))
+            y = F.relu(
+                bn(F.conv2d(x, sd[p + '.conv1.weight']), sd, p + '.bn1'))
+            y = F.relu(
+                bn(
+                    F.conv2d(
+                        y, sd[p + '.conv2.weight'], stride=stride, padding=1),
+                    sd, p + '.bn2'))
             y = bn(F.conv2d(y, sd[p + '.conv3.weight']), sd, p + '.bn3')
             if b == 0:
-                x = bn(F.conv2d(x, sd[p + '.downsample.0.weight'],
-                                stride=stride), sd, p + '.downsample.1')
+                x = bn(
+                    F.conv2d(x, sd[p + '.downsample.0.weight'], stride=stride),
+                    sd, p + '.downsample.1')
             x = F.relu(x + y)
         outs.append(x)
     return outs
@@ -64,21 +71,20 @@ def modulated_deform_conv3x3(x, offset, mask, weight):
         py = ys + (i - 1) + offset[:, 2 * k]
         px = xs + (j - 1) + offset[:, 2 * k + 1]
         grid = torch.stack([2 * px / (w - 1) - 1, 2 * py / (h - 1) - 1], -1)
-        sampled = F.grid_sample(x, grid, mode='bilinear',
-                                padding_mode='zeros', align_corners=True)
+        sampled = F.grid_sample(
+            x, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
         cols.append(sampled * mask[:, k:k + 1])
     cols = torch.stack(cols, 2)  # n, c, 9, h, w
     return torch.einsum('nckhw,ock->nohw', cols, weight.flatten(2))
 
 
 def deform_up(x, sd, p):
-    om = F.conv2d(x, sd[p + '.dcn_offset.weight'], sd[p + '.dcn_offset.bias'],
-                  padding=1)
+    om = F.conv2d(
+        x, sd[p + '.dcn_offset.weight'], sd[p + '.dcn_offset.bias'], padding=1)
     offset, mask = om[:, :18], om[:, 18:].sigmoid()
     x = modulated_deform_conv3x3(x, offset, mask, sd[p + '.dcn.weight'])
     x = F.relu(bn(x, sd, p + '.dcn_bn'))
-    x = F.conv_transpose2d(x, sd[p + '.up_sample.weight'], stride=2,
-                           padding=1)
+    x = F.conv_transpose2d(x, sd[p + '.up_sample.weight'], stride=2, padding=1)
     return F.relu(bn(x, sd, p + '.up_bn'))
 
 
@@ -90,21 +96,28 @@ def neck(feats, sd):
                         sd.get(d + name + '.bias'), **kw)
 
     x5 = conv(feats[3], 'lateral_conv0')
-    x4 = conv(feats[2], 'lateral_conv1') + deform_up(x5, sd, d + 'deform_conv1')
-    x3 = conv(feats[1], 'lateral_conv2') + deform_up(x4, sd, d + 'deform_conv2')
-    x2 = conv(feats[0], 'lateral_conv3') + deform_up(x3, sd, d + 'deform_conv3')
+    x4 = conv(feats[2], 'lateral_conv1') + deform_up(x5, sd,
+                                                     d + 'deform_conv1')
+    x3 = conv(feats[1], 'lateral_conv2') + deform_up(x4, sd,
+                                                     d + 'deform_conv2')
+    x2 = conv(feats[0], 'lateral_conv3') + deform_up(x3, sd,
+                                                     d + 'deform_conv3')
     agg = sd[d + 'bias'] + conv(x2, 'conv_a2')
-    for x, name, s in ((x5, 'conv_a5', 8), (x4, 'conv_a4', 4),
-                       (x3, 'conv_a3', 2)):
-        agg = agg + F.interpolate(conv(x, name), scale_factor=s,
-                                  mode='bilinear', align_corners=False)
+    for x, name, s in ((x5, 'conv_a5', 8), (x4, 'conv_a4', 4), (x3, 'conv_a3',
+                                                                2)):
+        agg = agg + F.interpolate(
+            conv(x, name),
+            scale_factor=s,
+            mode='bilinear',
+            align_corners=False)
     agg = conv(agg, 'output_conv', padding=1)
     n, _, h, w = agg.shape
-    gy, gx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w),
-                            indexing='ij')
+    gy, gx = torch.meshgrid(
+        torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing='ij')
     coords = torch.stack([gx, gy])[None].expand(n, -1, -1, -1)
-    return F.conv2d(torch.cat([agg, coords], 1), sd['neck.loc_conv.weight'],
-                    sd['neck.loc_conv.bias'])
+    return F.conv2d(
+        torch.cat([agg, coords], 1), sd['neck.loc_conv.weight'],
+        sd['neck.loc_conv.bias'])
 
 
 # ----------------------------------------------------------------------------
@@ -114,14 +127,15 @@ def kernel_update(pooled, q, sd, p):
     pin, pout = linear(pooled, sd, p + '.dynamic_layer').chunk(2, -1)
     iin, iout = linear(q, sd, p + '.input_layer').chunk(2, -1)
     gate = iin * pin
-    g_in = layer_norm(linear(gate, sd, p + '.input_gate'), sd,
-                      p + '.input_norm_in').sigmoid()
-    g_up = layer_norm(linear(gate, sd, p + '.update_gate'), sd,
-                      p + '.norm_in').sigmoid()
+    g_in = layer_norm(
+        linear(gate, sd, p + '.input_gate'), sd,
+        p + '.input_norm_in').sigmoid()
+    g_up = layer_norm(
+        linear(gate, sd, p + '.update_gate'), sd, p + '.norm_in').sigmoid()
     out = g_up * layer_norm(pout, sd, p + '.norm_out') + g_in * layer_norm(
         iout, sd, p + '.input_norm_out')
-    return F.relu(layer_norm(linear(out, sd, p + '.fc_layer'), sd,
-                             p + '.fc_norm'))
+    return F.relu(
+        layer_norm(linear(out, sd, p + '.fc_layer'), sd, p + '.fc_norm'))
 
 
 def attention(q, k, v, in_w, in_b, out_w, out_b, heads, blocked=None):
@@ -168,13 +182,16 @@ def stage(features, q, masks, sd, p, classes, blocked):
                       sd[p + '.s_atten.out_proj.weight'],
                       sd[p + '.s_atten.out_proj.bias'], 8, blocked), sd,
         p + '.s_atten_norm')
-    ffn = linear(F.relu(linear(q, sd, p + '.ffn.layers.0.0')), sd,
-                 p + '.ffn.layers.1')
+    ffn = linear(
+        F.relu(linear(q, sd, p + '.ffn.layers.0.0')), sd, p + '.ffn.layers.1')
     q = layer_norm(q + ffn, sd, p + '.ffn_norm')
-    cls_feat = F.relu(layer_norm(linear(q, sd, p + '.cls_fcs.0', bias=False),
-                                 sd, p + '.cls_fcs.1'))
-    mask_feat = F.relu(layer_norm(linear(q, sd, p + '.mask_fcs.0', bias=False),
-                                  sd, p + '.mask_fcs.1'))
+    cls_feat = F.relu(
+        layer_norm(
+            linear(q, sd, p + '.cls_fcs.0', bias=False), sd, p + '.cls_fcs.1'))
+    mask_feat = F.relu(
+        layer_norm(
+            linear(q, sd, p + '.mask_fcs.0', bias=False), sd,
+            p + '.mask_fcs.1'))
     scores = classify(mlp(cls_feat, sd, p + '.cls_proj'), classes) / 0.1
     new_masks = torch.einsum('bnc,bchw->bnhw',
                              linear(mask_feat, sd, p + '.fc_mask'), features)
@@ -188,8 +205,9 @@ def sine_encoding(boxes):
     parts = []
     for idx in (1, 0, 2, 3):
         v = boxes[..., idx, None] * 2 * math.pi / dim_t
-        parts.append(torch.stack([v[..., 0::2].sin(), v[..., 1::2].cos()],
-                                 -1).flatten(-2))
+        parts.append(
+            torch.stack([v[..., 0::2].sin(), v[..., 1::2].cos()],
+                        -1).flatten(-2))
     return torch.cat(parts, -1)
 
 
@@ -203,11 +221,14 @@ def decode(features, sd, classes, boxes=None, img_hw=None):
         q = sd[h + 'kernels.weight'][None].expand(b, -1, -1)
     else:
         ih, iw = img_hw
-        x1, y1, x2, y2 = (boxes / boxes.new_tensor([iw, ih, iw, ih])).unbind(-1)
+        x1, y1, x2, y2 = (boxes /
+                          boxes.new_tensor([iw, ih, iw, ih])).unbind(-1)
         cxcywh = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1],
                              -1).clamp(1e-5, 1 - 1e-5)
-        q = (sd[h + 'pb_embedding.weight'][1] + sd[h + 'mask_tokens.weight'][0]
-             + linear(sine_encoding(cxcywh), sd, h + 'pos_linear'))
+        q = (
+            sd[h + 'pb_embedding.weight'][1] +
+            sd[h + 'mask_tokens.weight'][0] +
+            linear(sine_encoding(cxcywh), sd, h + 'pos_linear'))
         n = boxes.shape[1]
         blocked = ~torch.eye(n, dtype=torch.bool)
     masks = torch.einsum('bnc,bchw->bnhw', q, features)
@@ -219,8 +240,8 @@ def decode(features, sd, classes, boxes=None, img_hw=None):
         all_masks.append(masks)
         all_ious.append(ious)
     if boxes is None:
-        pooled = torch.einsum('bnhw,bchw->bnc', (masks.sigmoid() > 0.5).float(),
-                              features)
+        pooled = torch.einsum('bnhw,bchw->bnc', (masks.sigmoid()
+                                                 > 0.5).float(), features)
         q = kernel_update(pooled, q, sd, h + 'panoptic_attn')
         all_cls.append(classify(linear(q, sd, h + 'panoptic_cls.0'), classes))
         all_ious.append(all_ious[-1])

@@ -20,30 +20,46 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import rap_sam.datasets  # noqa: E402,F401 (registers the OV datasets)
 from rap_sam.utils.class_embeddings import class_embedding_path  # noqa: E402
-from rap_sam.utils.openclip_loader import (  # noqa: E402
-    DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, ClipWeightsNotFoundError,
-    build_clip_model, build_clip_tokenizer, resolve_clip_checkpoint)
-from rap_sam.utils.text_classifier import (  # noqa: E402
-    dataset_vocabulary, encode_class_names, read_class_file,
-    save_class_embeddings, vocabulary_name)
+# yapf: disable
+from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
+                                           DEFAULT_CLIP_PRETRAINED,
+                                           ClipWeightsNotFoundError,
+                                           build_clip_model,
+                                           build_clip_tokenizer,
+                                           resolve_clip_checkpoint)
+# yapf: enable
+from rap_sam.utils.text_classifier import (dataset_vocabulary,
+                                           encode_class_names, read_class_file,
+                                           save_class_embeddings,
+                                           vocabulary_name)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='config naming the CLIP backbone and '
-                        'the dataset whose classes are encoded')
+    parser.add_argument(
+        'config',
+        help='config naming the CLIP backbone and '
+        'the dataset whose classes are encoded')
     parser.add_argument('--checkpoint', help='local OpenCLIP checkpoint file')
     parser.add_argument('--out', help='output file (default: the cache)')
-    parser.add_argument('--classes', help='text file, one class a line, '
-                        'synonyms comma-separated, instead of the dataset')
-    parser.add_argument('--model', help='OpenCLIP architecture (default: '
-                        f'the config backbone\'s, else {DEFAULT_CLIP_MODEL})')
-    parser.add_argument('--pretrained', help='OpenCLIP pretrained tag '
-                        f'(default: the config\'s, else '
-                        f'{DEFAULT_CLIP_PRETRAINED})')
-    parser.add_argument('--split', default='test',
-                        choices=['train', 'val', 'test'],
-                        help='which dataloader\'s dataset names the classes')
+    parser.add_argument(
+        '--classes',
+        help='text file, one class a line, '
+        'synonyms comma-separated, instead of the dataset')
+    parser.add_argument(
+        '--model',
+        help='OpenCLIP architecture (default: '
+        f'the config backbone\'s, else {DEFAULT_CLIP_MODEL})')
+    parser.add_argument(
+        '--pretrained',
+        help='OpenCLIP pretrained tag '
+        f'(default: the config\'s, else '
+        f'{DEFAULT_CLIP_PRETRAINED})')
+    parser.add_argument(
+        '--split',
+        default='test',
+        choices=['train', 'val', 'test'],
+        help='which dataloader\'s dataset names the classes')
     parser.add_argument('--batch-size', type=int, default=256)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
@@ -110,8 +126,8 @@ def main(argv=None):
 
     model = build_clip_model(model_name, model_cfg, ckpt)
     tokenizer = build_clip_tokenizer(model_name, model_cfg)
-    embeddings = encode_class_names(model, tokenizer, classes,
-                                    batch_size=args.batch_size, logger=logger)
+    embeddings = encode_class_names(
+        model, tokenizer, classes, batch_size=args.batch_size, logger=logger)
     if embeddings.size(0) != len(classes):
         raise RuntimeError(f'wrote {embeddings.size(0)} class embeddings for '
                            f'{len(classes)} classes.')

@@ -20,19 +20,31 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from rap_sam.testing.coco_panoptic_categories import (  # noqa: E402
-    coco_panoptic_categories)
-from rap_sam.testing.toy_datasets import (  # noqa: E402
-    YTVIS_2019_NAMES, mask_bbox, panoptic_split_dirs, shape_mask,
-    uncompressed_rle, write_panoptic_png)
+from rap_sam.testing.coco_panoptic_categories import coco_panoptic_categories
+from rap_sam.testing.toy_datasets import (YTVIS_2019_NAMES, mask_bbox,
+                                          panoptic_split_dirs, shape_mask,
+                                          uncompressed_rle, write_panoptic_png)
 
 # BGR colour and shape per class; classes in both datasets look alike.
-COCO_THINGS = {1: ((40, 40, 220), True), 3: ((220, 80, 30), False),
-               17: ((30, 150, 250), True), 18: ((170, 40, 170), False)}
-COCO_STUFF = {149: (105, 105, 105), 187: (235, 200, 150),
-              193: (60, 170, 60), 199: (80, 110, 160)}
-YTVIS = {1: COCO_THINGS[1], 8: COCO_THINGS[18], 14: COCO_THINGS[17],
-         2: ((245, 245, 245), True), 13: ((40, 220, 230), False)}
+COCO_THINGS = {
+    1: ((40, 40, 220), True),
+    3: ((220, 80, 30), False),
+    17: ((30, 150, 250), True),
+    18: ((170, 40, 170), False)
+}
+COCO_STUFF = {
+    149: (105, 105, 105),
+    187: (235, 200, 150),
+    193: (60, 170, 60),
+    199: (80, 110, 160)
+}
+YTVIS = {
+    1: COCO_THINGS[1],
+    8: COCO_THINGS[18],
+    14: COCO_THINGS[17],
+    2: ((245, 245, 245), True),
+    13: ((40, 220, 230), False)
+}
 
 
 def _paint(canvas, mask, color, rng):
@@ -85,8 +97,13 @@ def _coco_image(rng):
         color = COCO_STUFF[cat] if cat in COCO_STUFF else COCO_THINGS[cat][0]
         _paint(canvas, mask, color, rng)
         pan[mask] = seg_id
-        segments.append(dict(id=seg_id, category_id=cat, iscrowd=0,
-                             area=int(mask.sum()), bbox=mask_bbox(mask)))
+        segments.append(
+            dict(
+                id=seg_id,
+                category_id=cat,
+                iscrowd=0,
+                area=int(mask.sum()),
+                bbox=mask_bbox(mask)))
     return canvas, pan, segments
 
 
@@ -101,14 +118,25 @@ def make_toy_coco(root, splits, seed=0):
             name = f'{img_id:012d}'
             cv2.imwrite(osp.join(img_dir, name + '.jpg'), canvas)
             write_panoptic_png(osp.join(seg_dir, name + '.png'), pan)
-            images.append(dict(id=img_id, file_name=name + '.jpg',
-                               height=pan.shape[0], width=pan.shape[1]))
-            anns.append(dict(image_id=img_id, file_name=name + '.png',
-                             segments_info=segments))
+            images.append(
+                dict(
+                    id=img_id,
+                    file_name=name + '.jpg',
+                    height=pan.shape[0],
+                    width=pan.shape[1]))
+            anns.append(
+                dict(
+                    image_id=img_id,
+                    file_name=name + '.png',
+                    segments_info=segments))
         _write_json(
             osp.join(root, 'annotations', f'panoptic_{split}.json'),
-            dict(info={}, licenses=[], images=images, annotations=anns,
-                 categories=coco_panoptic_categories()))
+            dict(
+                info={},
+                licenses=[],
+                images=images,
+                annotations=anns,
+                categories=coco_panoptic_categories()))
 
 
 def make_toy_ytvis(root, num_videos, seed=0, split='train'):
@@ -126,42 +154,67 @@ def make_toy_ytvis(root, num_videos, seed=0, split='train'):
             for t in range(frames):
                 dx, dy = (int(d) for d in step * t)
                 moved = (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
-                moved = tuple(int(np.clip(c, 0, lim)) for c, lim in zip(
-                    moved, (width, height) * 2))
+                moved = tuple(
+                    int(np.clip(c, 0, lim))
+                    for c, lim in zip(moved, (width, height) * 2))
                 masks.append(shape_mask(height, width, moved, YTVIS[cat][1]))
             tracks.append((cat, masks))
         background = rng.integers(60, 140, size=3)
         file_names = [f'{name}/{t * 5:05d}.jpg' for t in range(frames)]
         os.makedirs(osp.join(root, split, 'JPEGImages', name), exist_ok=True)
         for t, file_name in enumerate(file_names):
-            canvas = np.clip(background + rng.integers(
-                -15, 16, size=(height, width, 3)), 0, 255).astype(np.uint8)
+            canvas = np.clip(
+                background + rng.integers(-15, 16, size=(height, width, 3)), 0,
+                255).astype(np.uint8)
             for cat, masks in tracks:
                 _paint(canvas, masks[t], YTVIS[cat][0], rng)
-            cv2.imwrite(osp.join(root, split, 'JPEGImages', file_name),
-                        canvas)
+            cv2.imwrite(osp.join(root, split, 'JPEGImages', file_name), canvas)
         for cat, masks in tracks:
             present = [m if m.any() else None for m in masks]
-            anns.append(dict(
-                id=len(anns) + 1, video_id=v + 1, category_id=cat,
-                iscrowd=0, height=height, width=width, length=1,
-                segmentations=[None if m is None else uncompressed_rle(m)
-                               for m in present],
-                bboxes=[None if m is None else mask_bbox(m) for m in present],
-                areas=[None if m is None else float(m.sum())
-                       for m in present]))
-        videos.append(dict(id=v + 1, width=width, height=height,
-                           length=frames, file_names=file_names))
-    categories = [dict(id=i + 1, name=n, supercategory='object')
-                  for i, n in enumerate(YTVIS_2019_NAMES)]
-    _write_json(osp.join(root, f'{split}.json'),
-                dict(info={}, licenses=[], videos=videos, annotations=anns,
-                     categories=categories))
+            anns.append(
+                dict(
+                    id=len(anns) + 1,
+                    video_id=v + 1,
+                    category_id=cat,
+                    iscrowd=0,
+                    height=height,
+                    width=width,
+                    length=1,
+                    segmentations=[
+                        None if m is None else uncompressed_rle(m)
+                        for m in present
+                    ],
+                    bboxes=[
+                        None if m is None else mask_bbox(m) for m in present
+                    ],
+                    areas=[
+                        None if m is None else float(m.sum()) for m in present
+                    ]))
+        videos.append(
+            dict(
+                id=v + 1,
+                width=width,
+                height=height,
+                length=frames,
+                file_names=file_names))
+    categories = [
+        dict(id=i + 1, name=n, supercategory='object')
+        for i, n in enumerate(YTVIS_2019_NAMES)
+    ]
+    _write_json(
+        osp.join(root, f'{split}.json'),
+        dict(
+            info={},
+            licenses=[],
+            videos=videos,
+            annotations=anns,
+            categories=categories))
 
 
 def make_toy_data(root, coco_train=64, coco_val=16, videos=24, seed=0):
-    make_toy_coco(osp.join(root, 'coco'),
-                  dict(train2017=coco_train, val2017=coco_val), seed)
+    make_toy_coco(
+        osp.join(root, 'coco'), dict(train2017=coco_train, val2017=coco_val),
+        seed)
     make_toy_ytvis(osp.join(root, 'youtube_vis_2019'), videos, seed + 1)
 
 

@@ -16,12 +16,13 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
+from rap_sam.utils.checkpoint import (CheckpointMismatchError,
+                                      UnsafeCheckpointError,
+                                      load_model_weights,
+                                      trust_all_checkpoints)
 from rap_sam.utils.launcher import setup_cpu_distributed  # noqa: E402
-from rap_sam.utils.checkpoint import (  # noqa: E402
-    CheckpointMismatchError, UnsafeCheckpointError, load_model_weights,
-    trust_all_checkpoints)
-from rap_sam.utils.runner_cli import (  # noqa: E402
-    apply_overrides, load_config, parse_runner_args)
+from rap_sam.utils.runner_cli import (apply_overrides, load_config,
+                                      parse_runner_args)
 
 
 def parse_args(argv=None):
@@ -30,19 +31,22 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
-        '--work-dir', help='where logs and metrics are written '
+        '--work-dir',
+        help='where logs and metrics are written '
         '(default: ./work_dirs/CONFIG_NAME)')
     parser.add_argument(
         '--out', help='also dump the raw predictions to this .pkl file')
     parser.add_argument(
-        '--show-dir', help='write visualised predictions under '
+        '--show-dir',
+        help='write visualised predictions under '
         'WORK_DIR/TIMESTAMP/SHOW_DIR')
     parser.add_argument(
-        '--trust-checkpoint', action='store_true',
+        '--trust-checkpoint',
+        action='store_true',
         help='load the checkpoint with weights_only=False (only for files '
         'from a source you trust)')
-    return parse_runner_args(
-        parser, argv, 'test_dataloader.dataset.data_root=/data/coco/')
+    return parse_runner_args(parser, argv,
+                             'test_dataloader.dataset.data_root=/data/coco/')
 
 
 def build_cfg(args) -> Config:

@@ -31,7 +31,6 @@ sys.path.insert(0, osp.join(REPO, 'tools'))
 TOY_VOCABULARIES = ('toy_Concat_CocoPanopticOVDataset_YouTubeVISDataset_2019',
                     'toy_CocoPanopticOVDataset', 'toy_YouTubeVISDataset_2019')
 
-
 #: Cosine between two toy class embeddings. CLIP's text embeddings of
 #: class prompts lie in a narrow cone (pairwise cosines around 0.5 and
 #: above), which is what lets the zero background embedding win: a query
@@ -46,8 +45,9 @@ def _synonym_vector(name: str, dims: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
     own = torch.randn(dims, generator=g)
     shared = torch.randn(dims, generator=torch.Generator().manual_seed(0))
-    v = (SHARED_COSINE**0.5 * shared / shared.norm() +
-         (1 - SHARED_COSINE)**0.5 * own / own.norm())
+    v = (
+        SHARED_COSINE**0.5 * shared / shared.norm() +
+        (1 - SHARED_COSINE)**0.5 * own / own.norm())
     return v / v.norm()
 
 
@@ -66,8 +66,7 @@ def write_toy_class_embeddings(out_dir: str, dims: int = 64) -> None:
     from rap_sam.datasets import (COCO_PANOPTIC_OV_STUFF,
                                   COCO_PANOPTIC_OV_THINGS,
                                   YOUTUBE_VIS_2019_CLASSES,
-                                  CocoPanopticOVDataset, YouTubeVISOVDataset,
-                                  merge_class_spaces)
+                                  CocoPanopticOVDataset, merge_class_spaces)
     coco = COCO_PANOPTIC_OV_THINGS + COCO_PANOPTIC_OV_STUFF
     joint = merge_class_spaces([
         CocoPanopticOVDataset.METAINFO,
@@ -76,8 +75,8 @@ def write_toy_class_embeddings(out_dir: str, dims: int = 64) -> None:
     os.makedirs(out_dir, exist_ok=True)
     for name, classes in zip(TOY_VOCABULARIES,
                              (joint, coco, YOUTUBE_VIS_2019_CLASSES)):
-        torch.save(class_embeddings(classes, dims),
-                   osp.join(out_dir, f'{name}.pth'))
+        torch.save(
+            class_embeddings(classes, dims), osp.join(out_dir, f'{name}.pth'))
 
 
 def epoch_options(epochs: int) -> list:
@@ -99,21 +98,26 @@ def _run(cmd, env):
 
 
 def _metrics(work_dir: str) -> dict:
-    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.json')),
-                  key=osp.getmtime)
+    logs = sorted(
+        glob.glob(osp.join(work_dir, '*', '*.json')), key=osp.getmtime)
     with open(logs[-1]) as f:
         return json.loads(f.read().strip().splitlines()[-1])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--root', default='work_dirs/toy',
-                        help='data, embeddings, checkpoints and logs')
     parser.add_argument(
-        '--epochs', type=int,
+        '--root',
+        default='work_dirs/toy',
+        help='data, embeddings, checkpoints and logs')
+    parser.add_argument(
+        '--epochs',
+        type=int,
         help='override max_epochs (the lr step moves along with it)')
     parser.add_argument(
-        '--threads', type=int, default=1,
+        '--threads',
+        type=int,
+        default=1,
         help='torch threads per process (default 1: on a shared 2-core '
         'machine a second OpenMP thread waits on busy cores more than it '
         'helps; the data loader worker uses the other core)')
@@ -127,8 +131,11 @@ def main(argv=None):
 
     py = sys.executable
     threads = str(args.threads)
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS=threads,
-               MKL_NUM_THREADS=threads)
+    env = dict(
+        os.environ,
+        PYTHONPATH=REPO,
+        OMP_NUM_THREADS=threads,
+        MKL_NUM_THREADS=threads)
     options = list(args.cfg_options)
     if args.epochs:
         options += epoch_options(args.epochs)
@@ -142,8 +149,10 @@ def main(argv=None):
         f'{root}/data/coco/',
     ]
     train_dir = osp.join(root, 'train')
-    _run([py, 'tools/train.py', 'configs/rap_sam/toy_rap_sam_train.py',
-          '--work-dir', train_dir, '--cfg-options'] + options, env)
+    _run([
+        py, 'tools/train.py', 'configs/rap_sam/toy_rap_sam_train.py',
+        '--work-dir', train_dir, '--cfg-options'
+    ] + options, env)
     with open(osp.join(train_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
 
@@ -158,9 +167,10 @@ def main(argv=None):
             eval_options.append('test_evaluator.seg_prefix='
                                 f'{root}/data/coco/annotations/'
                                 'panoptic_val2017/')
-        _run([py, 'tools/test.py', f'configs/rap_sam/toy_eval_{name}.py',
-              checkpoint, '--work-dir', work_dir, '--cfg-options'] +
-             eval_options, env)
+        _run([
+            py, 'tools/test.py', f'configs/rap_sam/toy_eval_{name}.py',
+            checkpoint, '--work-dir', work_dir, '--cfg-options'
+        ] + eval_options, env)
         results.update(_metrics(work_dir))
     pq = results.get('coco_panoptic/PQ')
     miou = results.get('coco_sam/mIoU')

@@ -19,25 +19,29 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
-from rap_sam.utils.runner_cli import (  # noqa: E402
-    apply_overrides, load_config, parse_runner_args)
+from rap_sam.utils.runner_cli import (apply_overrides, load_config,
+                                      parse_runner_args)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train RAP-SAM')
     parser.add_argument('config', help='config file')
     parser.add_argument(
-        '--work-dir', help='where logs and checkpoints are written '
+        '--work-dir',
+        help='where logs and checkpoints are written '
         '(default: ./work_dirs/CONFIG_NAME)')
     parser.add_argument(
-        '--resume', nargs='?', const='auto', metavar='CHECKPOINT',
+        '--resume',
+        nargs='?',
+        const='auto',
+        metavar='CHECKPOINT',
         help='resume from CHECKPOINT, or from the newest checkpoint of the '
         'work dir when no path is given')
     parser.add_argument(
-        '--amp', action='store_true',
+        '--amp',
+        action='store_true',
         help='mixed precision (AmpOptimWrapper, dynamic loss scale)')
-    return parse_runner_args(parser, argv,
-                             'train_dataloader.batch_size=4')
+    return parse_runner_args(parser, argv, 'train_dataloader.batch_size=4')
 
 
 def build_cfg(args) -> Config:

@@ -1,10 +1,9 @@
+from mmdet.engine.hooks import DetVisualizationHook
+from mmdet.visualization import DetLocalVisualizer
 from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, IterTimerHook,
                             LoggerHook, ParamSchedulerHook)
 from mmengine.runner import LogProcessor, TestLoop, ValLoop
 from mmengine.visualization import LocalVisBackend
-
-from mmdet.engine.hooks import DetVisualizationHook
-from mmdet.visualization import DetLocalVisualizer
 
 default_scope = None
 

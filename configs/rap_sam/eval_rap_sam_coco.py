@@ -1,5 +1,6 @@
 # COCO panoptic val2017 with the released R50 model:
-#   ./tools/dist_test.sh configs/rap_sam/eval_rap_sam_coco.py rapsam_r50_12e.pth 8
+#   ./tools/dist_test.sh configs/rap_sam/eval_rap_sam_coco.py \
+#       rapsam_r50_12e.pth 8
 from mmengine.config import read_base
 
 with read_base():

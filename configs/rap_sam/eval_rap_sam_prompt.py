@@ -1,6 +1,7 @@
 # COCO-SAM: one click per segment of COCO panoptic val2017, masks compared at
 # the original resolution (mIoU and NoC):
-#   ./tools/dist_test.sh configs/rap_sam/eval_rap_sam_prompt.py rapsam_r50_12e.pth 8
+#   ./tools/dist_test.sh configs/rap_sam/eval_rap_sam_prompt.py \
+#       rapsam_r50_12e.pth 8
 from mmengine.config import read_base
 
 with read_base():

@@ -1,6 +1,7 @@
 # YouTube-VIS 2019 valid with the released R50 model (results json for the
 # evaluation server; AP locally when annotations are present):
-#   ./tools/dist_test.sh configs/rap_sam/eval_rap_sam_yt19.py rapsam_r50_12e.pth 8
+#   ./tools/dist_test.sh configs/rap_sam/eval_rap_sam_yt19.py \
+#       rapsam_r50_12e.pth 8
 from mmengine.config import read_base
 
 from rap_sam.models import RapSAMVideo

@@ -17,6 +17,6 @@ model.update(
         type=OpenCLIPBackbone,
         model_name=ov_model_name,
         fix=True,
-        init_cfg=dict(type='clip_pretrain',
-                      checkpoint='laion2b_s29b_b131k_ft_soup')),
+        init_cfg=dict(
+            type='clip_pretrain', checkpoint='laion2b_s29b_b131k_ft_soup')),
     neck=dict(in_channels=(192, 384, 768, 1536)))

@@ -4,7 +4,8 @@
 # Evaluate the result with the eval_rap_sam_*.py configs (they swap in the
 # target dataset's classifier). The joint class embeddings are read from
 #   ~/.cache/embd/convnext_large_d_320_Concat_CocoPanopticOVDataset_YouTubeVISDataset_2019.pth
-# (python tools/gen_cls.py configs/rap_sam/rap_sam_r50_12e_adaptor.py --split train).
+# (python tools/gen_cls.py configs/rap_sam/rap_sam_r50_12e_adaptor.py \
+#      --split train).
 from mmdet.models.task_modules.assigners import (ClassificationCost,
                                                  CrossEntropyLossCost,
                                                  DiceCost, HungarianAssigner)
@@ -28,8 +29,7 @@ model.update(
             type=HungarianAssigner,
             match_costs=[
                 dict(type=ClassificationCost, weight=2.0),
-                dict(type=CrossEntropyLossCost, weight=5.0,
-                     use_sigmoid=True),
+                dict(type=CrossEntropyLossCost, weight=5.0, use_sigmoid=True),
                 dict(type=DiceCost, weight=5.0, pred_act=True, eps=1.0)
             ]),
         sampler=dict(type=MaskPseudoSampler),

@@ -7,7 +7,8 @@ with read_base():
     from .toy_rap_sam_model import *  # noqa: F401,F403
 
 model.update(toy_model)
-model.update(panoptic_head=dict(ov_classifier_name='toy_CocoPanopticOVDataset'))
+model.update(
+    panoptic_head=dict(ov_classifier_name='toy_CocoPanopticOVDataset'))
 test_dataloader.update(num_workers=0, persistent_workers=False)
 test_dataloader.dataset.update(data_root=toy_root + 'data/coco/')
 test_dataloader.dataset.pipeline[2].update(scale=toy_image_size)

@@ -6,10 +6,8 @@
 toy_root = 'work_dirs/toy/'
 toy_image_size = (128, 128)  # training crops and evaluation scale
 toy_model = dict(
-    backbone=dict(depth=18, base_channels=16, norm_eval=False,
-                  init_cfg=None),
-    neck=dict(in_channels=(16, 32, 64, 128), agg_channels=64,
-              out_channels=64),
+    backbone=dict(depth=18, base_channels=16, norm_eval=False, init_cfg=None),
+    neck=dict(in_channels=(16, 32, 64, 128), agg_channels=64, out_channels=64),
     panoptic_head=dict(
         # Stage class scores are divided by the temperature (0.1 in the
         # released model: logits of +-1000 whose cross-entropy outweighs

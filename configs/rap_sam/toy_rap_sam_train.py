@@ -11,6 +11,7 @@ from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler, RepeatDataset
 from mmengine.optim import LinearLR, MultiStepLR
 
+# yapf: disable
 from rap_sam.datasets import (ClipFrameSample, CocoPanopticOVDataset,
                               ConcatOVDataset, FilterSmallSegments,
                               GenerateTrainPrompts, ImageAsClip,
@@ -18,6 +19,7 @@ from rap_sam.datasets import (ClipFrameSample, CocoPanopticOVDataset,
                               PackPromptTrainInputs,
                               SourceAspectRatioBatchSampler,
                               YouTubeVISOVDataset)
+# yapf: enable
 from rap_sam.engine import SkippedSamplesHook
 
 with read_base():
@@ -48,10 +50,18 @@ coco_root = toy_root + 'data/coco/'
 # coordinates (spanning the padded input) agree, as they do at test time.
 lsj = [
     dict(type=RandomFlip, prob=0.5),
-    dict(type=RandomResize, resize_type=Resize, scale=image_size,
-         ratio_range=(1.0, 1.5), keep_ratio=True),
-    dict(type=RandomCrop, crop_size=crop_size, crop_type='absolute',
-         recompute_bbox=True, allow_negative_crop=True),
+    dict(
+        type=RandomResize,
+        resize_type=Resize,
+        scale=image_size,
+        ratio_range=(1.0, 1.5),
+        keep_ratio=True),
+    dict(
+        type=RandomCrop,
+        crop_size=crop_size,
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
 ]
 load_coco = [
     dict(type=LoadImageFromFile),
@@ -97,8 +107,8 @@ train_dataloader = dict(
                             share_random_params=True,
                             transforms=[
                                 dict(type=LoadImageFromFile),
-                                dict(type=LoadTrackAnnotations,
-                                     with_mask=True),
+                                dict(
+                                    type=LoadTrackAnnotations, with_mask=True),
                             ] + lsj),
                         dict(type=FilterSmallSegments, min_area=1),
                         dict(type=PackTrackInputs),
@@ -117,9 +127,11 @@ train_dataloader = dict(
                         # toy model learns last, and every box prompt is a
                         # click it does not see (measured, seed 0: thing
                         # click mIoU 0.36 at 0.25 and 0.1, 0.66 at 0).
-                        dict(type=GenerateTrainPrompts,
-                             num_prompts=num_prompts, box_prob=0.0,
-                             min_area=32),
+                        dict(
+                            type=GenerateTrainPrompts,
+                            num_prompts=num_prompts,
+                            box_prob=0.0,
+                            min_area=32),
                         dict(type=PackPromptTrainInputs),
                     ])),
         ]))
@@ -137,8 +149,13 @@ optim_wrapper.paramwise_cfg.custom_keys.backbone.update(lr_mult=1.0)
 auto_scale_lr.update(enable=False)
 param_scheduler = [
     dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type=MultiStepLR, begin=0, end=max_epochs, by_epoch=True,
-         milestones=[max_epochs - 2], gamma=0.1)
+    dict(
+        type=MultiStepLR,
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[max_epochs - 2],
+        gamma=0.1)
 ]
 default_hooks.update(
     logger=dict(interval=10),

@@ -77,8 +77,8 @@ def _video_file_frames(path: str) -> Iterator[np.ndarray]:
 
 
 def _folder_frames(path: str) -> Iterator[np.ndarray]:
-    files = sorted(f for f in os.listdir(path)
-                   if f.lower().endswith(IMAGE_EXTS))
+    files = sorted(
+        f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
     if not files:
         raise InputError(f'No images ({", ".join(IMAGE_EXTS)}) in the '
                          f'folder {path}.')
@@ -86,8 +86,9 @@ def _folder_frames(path: str) -> Iterator[np.ndarray]:
         yield read_image(osp.join(path, name))
 
 
-def iter_frames(video: Union[str, np.ndarray, Sequence[np.ndarray]]
-                ) -> Iterator[np.ndarray]:
+def iter_frames(
+    video: Union[str, np.ndarray,
+                 Sequence[np.ndarray]]) -> Iterator[np.ndarray]:
     """BGR uint8 frames, read lazily so that long videos never sit in
     memory whole.
 

@@ -25,8 +25,8 @@ RANDOM_WEIGHTS_WARNING = (
     '\n' + '!' * 72 + '\n'
     '!!  No --weights given: RAP-SAM runs with RANDOM weights. The output\n'
     '!!  shows that the pipeline works, not what the model can do. Pass the\n'
-    '!!  released rapsam_r50_12e.pth (or your own checkpoint) for real masks.\n'
-    + '!' * 72)
+    '!!  released rapsam_r50_12e.pth (or your own checkpoint) for real '
+    'masks.\n' + '!' * 72)
 
 
 def _find_scale(steps) -> Optional[tuple]:
@@ -44,8 +44,8 @@ def _find_scale(steps) -> Optional[tuple]:
 
 def _test_scale(cfg: Config, default=(1333, 800)) -> tuple:
     """The ``Resize`` scale (w, h) of the config's test pipeline."""
-    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
-        'pipeline', [])
+    pipeline = cfg.get('test_dataloader', {}).get('dataset',
+                                                  {}).get('pipeline', [])
     return _find_scale(pipeline) or default
 
 
@@ -64,11 +64,15 @@ def _dataset_meta(cfg: Config, num_classes: int, num_things: int) -> dict:
     palette = meta.get('palette')
     if palette is None or len(palette) < num_classes:
         rng = np.random.default_rng(0)
-        palette = [tuple(int(c) for c in rng.integers(0, 256, 3))
-                   for _ in range(num_classes)]
-    return dict(classes=names, thing_classes=names[:num_things],
-                stuff_classes=names[num_things:],
-                palette=list(palette[:num_classes]))
+        palette = [
+            tuple(int(c) for c in rng.integers(0, 256, 3))
+            for _ in range(num_classes)
+        ]
+    return dict(
+        classes=names,
+        thing_classes=names[:num_things],
+        stuff_classes=names[num_things:],
+        palette=list(palette[:num_classes]))
 
 
 class RapSAMPredictor:
@@ -138,8 +142,8 @@ class RapSAMPredictor:
             # masks fit in memory and are what callers draw with.
             cfg.model.test_cfg.rle_masks = False
         self.cfg = cfg
-        self.device = torch.device(device or (
-            'cuda' if torch.cuda.is_available() else 'cpu'))
+        self.device = torch.device(
+            device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         self.model = MODELS.build(cfg.model)
         if weights is None:
             logger = MMLogger.get_current_instance()
@@ -166,8 +170,9 @@ class RapSAMPredictor:
         self.resize = Resize(scale=self.scale, keep_ratio=True)
         self.pipeline = Compose([
             dict(type='mmdet.LoadImageFromNDArray'), self.resize,
-            PackDetInputs(meta_keys=('img_id', 'img_path', 'ori_shape',
-                                     'img_shape', 'scale_factor'))
+            PackDetInputs(
+                meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                           'scale_factor'))
         ])
         self._image = None  # set_image's cache
 
@@ -191,7 +196,9 @@ class RapSAMPredictor:
                              'class name.')
         num_things = len(classes) if num_things is None else num_things
         name, _ = vocabulary_embeddings(
-            classes, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED,
+            classes,
+            DEFAULT_CLIP_MODEL,
+            DEFAULT_CLIP_PRETRAINED,
             checkpoint=clip_checkpoint)
         head = self.model.panoptic_head
         embeddings = load_class_embeddings(
@@ -203,8 +210,9 @@ class RapSAMPredictor:
             classes=names,
             thing_classes=names[:num_things],
             stuff_classes=names[num_things:],
-            palette=[tuple(int(c) for c in rng.integers(0, 256, 3))
-                     for _ in names])
+            palette=[
+                tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in names
+            ])
 
     @property
     def class_names(self) -> List[str]:
@@ -212,8 +220,8 @@ class RapSAMPredictor:
 
     def _batch(self, img: np.ndarray) -> dict:
         data = self.pipeline(dict(img=img, img_id=0))
-        return dict(inputs=[data['inputs']],
-                    data_samples=[data['data_samples']])
+        return dict(
+            inputs=[data['inputs']], data_samples=[data['data_samples']])
 
     @torch.no_grad()
     def segment_image(self, img: Union[str, np.ndarray]) -> DetDataSample:
@@ -231,8 +239,11 @@ class RapSAMPredictor:
         img = read_image(img)
         data = self.model.data_preprocessor(self._batch(img), False)
         feats = self.model.extract_feat(data['inputs'])
-        self._image = dict(feats=feats, metainfo=data['data_samples'][0]
-                           .metainfo, height=img.shape[0], width=img.shape[1])
+        self._image = dict(
+            feats=feats,
+            metainfo=data['data_samples'][0].metainfo,
+            height=img.shape[0],
+            width=img.shape[1])
 
     @property
     def image_size(self) -> Optional[Tuple[int, int]]:
@@ -283,18 +294,19 @@ class RapSAMPredictor:
         sample = DetDataSample(metainfo=self._image['metainfo'])
         sample.gt_instances_collected = InstanceData(
             point_coords=prompt_boxes,
-            pb_labels=torch.ones(len(prompt_boxes), dtype=torch.long,
-                                 device=self.device))
+            pb_labels=torch.ones(
+                len(prompt_boxes), dtype=torch.long, device=self.device))
         return self.model.predict_from_feats(self._image['feats'], [sample])[0]
 
     # ------------------------------------------------------------------
     # videos
     # ------------------------------------------------------------------
-    def iter_video(self,
-                   video,
-                   chunk_frames: int = 30,
-                   score_thr: Optional[float] = None
-                   ) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
+    def iter_video(
+        self,
+        video,
+        chunk_frames: int = 30,
+        score_thr: Optional[float] = None
+    ) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
         """Track instances through a video, yielding ``(frame, result)``
         per frame as each chunk of frames is done, so that a video of any
         length runs in bounded memory.
@@ -317,10 +329,14 @@ class RapSAMPredictor:
         """
         return track_video(self, video, chunk_frames, score_thr)
 
-    def segment_video(self, video, chunk_frames: int = 30,
-                      score_thr: Optional[float] = None
-                      ) -> List[DetDataSample]:
+    def segment_video(
+            self,
+            video,
+            chunk_frames: int = 30,
+            score_thr: Optional[float] = None) -> List[DetDataSample]:
         """:meth:`iter_video`'s results as a list, one per frame. All
         masks stay in memory: use :meth:`iter_video` for long videos."""
-        return [result for _, result in
-                self.iter_video(video, chunk_frames, score_thr)]
+        return [
+            result
+            for _, result in self.iter_video(video, chunk_frames, score_thr)
+        ]

@@ -30,12 +30,17 @@ def _clip_batch(predictor, frames: List[np.ndarray], start: int) -> dict:
     for i, frame in enumerate(frames):
         resized = predictor.resize(dict(img=frame))
         inputs.append(torch.from_numpy(resized['img']).permute(2, 0, 1))
-        samples.append(DetDataSample(metainfo=dict(
-            img_id=start + i, frame_id=start + i,
-            ori_shape=frame.shape[:2], img_shape=resized['img_shape'],
-            scale_factor=resized['scale_factor'])))
-    return dict(inputs=[torch.stack(inputs)],
-                data_samples=[TrackDataSample(video_data_samples=samples)])
+        samples.append(
+            DetDataSample(
+                metainfo=dict(
+                    img_id=start + i,
+                    frame_id=start + i,
+                    ori_shape=frame.shape[:2],
+                    img_shape=resized['img_shape'],
+                    scale_factor=resized['scale_factor'])))
+    return dict(
+        inputs=[torch.stack(inputs)],
+        data_samples=[TrackDataSample(video_data_samples=samples)])
 
 
 def _instance_queries(fusion_head, cls_scores: torch.Tensor):
@@ -44,8 +49,8 @@ def _instance_queries(fusion_head, cls_scores: torch.Tensor):
     ``instance_postprocess``), which does not report them."""
     num_classes = fusion_head.num_classes
     scores = F.softmax(cls_scores, dim=-1)[:, :-1].flatten()
-    top = scores.topk(fusion_head.test_cfg.get('max_per_image', 100),
-                      sorted=False).indices
+    top = scores.topk(
+        fusion_head.test_cfg.get('max_per_image', 100), sorted=False).indices
     labels = top % num_classes
     keep = labels < fusion_head.num_things_classes
     return (top // num_classes)[keep], labels[keep]
@@ -75,9 +80,12 @@ class _TrackIds:
 
 
 @torch.no_grad()
-def track_video(predictor, video, chunk_frames: int = 30,
-                score_thr: Optional[float] = None
-                ) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
+def track_video(
+    predictor,
+    video,
+    chunk_frames: int = 30,
+    score_thr: Optional[float] = None
+) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
     """See :meth:`RapSAMPredictor.iter_video`."""
     if chunk_frames < 1:
         raise InputError(f'chunk_frames must be >= 1, got {chunk_frames}.')
@@ -119,7 +127,7 @@ def track_video(predictor, video, chunk_frames: int = 30,
             instances = result.pred_track_instances
             instances.instances_id = ids.to(instances.labels.device)
             if score_thr is not None:
-                result.pred_track_instances = instances[
-                    instances.scores >= score_thr]
+                result.pred_track_instances = instances[instances.scores >=
+                                                        score_thr]
             yield frame, result
         start += len(frames)

@@ -31,8 +31,10 @@ def mask_box(mask: np.ndarray) -> Optional[List[int]]:
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
 
 
-def draw_masks(img: np.ndarray, masks: Sequence[np.ndarray],
-               colors: Sequence[tuple], labels: Sequence[str] = (),
+def draw_masks(img: np.ndarray,
+               masks: Sequence[np.ndarray],
+               colors: Sequence[tuple],
+               labels: Sequence[str] = (),
                alpha: float = 0.5) -> np.ndarray:
     """``img`` with each mask tinted in its colour, outlined, and labelled
     at its top-left corner."""
@@ -41,9 +43,9 @@ def draw_masks(img: np.ndarray, masks: Sequence[np.ndarray],
         if mask.any():
             out[mask] = (out[mask] * (1 - alpha) +
                          np.array(color) * alpha).astype(np.uint8)
-            contours, _ = cv2.findContours(mask.astype(np.uint8),
-                                           cv2.RETR_EXTERNAL,
-                                           cv2.CHAIN_APPROX_SIMPLE)
+            contours, _ = cv2.findContours(
+                mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(out, contours, -1, color, 2)
     for mask, color, text in zip(masks, colors, labels):
         box = mask_box(mask)
@@ -69,8 +71,9 @@ def draw_prompts(img: np.ndarray, points, boxes, colors) -> np.ndarray:
     """Clicks as dots and boxes as rectangles, in their prompts' colours
     (points first, then boxes, as the predictor orders them)."""
     out = img.copy()
-    points, boxes = np.asarray(points).reshape(-1, 2), np.asarray(
-        boxes).reshape(-1, 4)
+    points, boxes = np.asarray(points).reshape(-1,
+                                               2), np.asarray(boxes).reshape(
+                                                   -1, 4)
     for (x, y), color in zip(points, colors):
         cv2.circle(out, (int(x), int(y)), 6, (255, 255, 255), -1)
         cv2.circle(out, (int(x), int(y)), 4, color, -1)
@@ -110,16 +113,15 @@ def draw_panoptic(img: np.ndarray, result, class_names: List[str],
         rgb = palette[seg['label']]
         color = (rgb[2], rgb[1], rgb[0])
         if seg['isthing']:
-            color = id_color(int(seg['id'] // INSTANCE_OFFSET) +
-                             seg['label'])
+            color = id_color(int(seg['id'] // INSTANCE_OFFSET) + seg['label'])
         masks.append(panoptic == seg['id'])
         colors.append(color)
         labels.append(class_names[seg['label']])
     return draw_masks(img, masks, colors, labels)
 
 
-def draw_tracks(frame: np.ndarray, instances, class_names: List[str]
-                ) -> np.ndarray:
+def draw_tracks(frame: np.ndarray, instances,
+                class_names: List[str]) -> np.ndarray:
     """A frame with each track in its own colour, labelled ``#id class``."""
     masks = instances.masks.cpu().numpy()
     ids = instances.instances_id.tolist()
@@ -129,21 +131,30 @@ def draw_tracks(frame: np.ndarray, instances, class_names: List[str]
     ])
 
 
-def prompt_records(result, points, boxes, class_names: List[str]
-                   ) -> List[dict]:
+def prompt_records(result, points, boxes,
+                   class_names: List[str]) -> List[dict]:
     """One dict per prompt of :meth:`RapSAMPredictor.predict_prompts`
     (points first, then boxes): the prompt, its class, scores and mask."""
     inst = result.pred_instances
-    prompts = [dict(type='point', xy=[float(v) for v in p])
-               for p in np.asarray(points).reshape(-1, 2)]
-    prompts += [dict(type='box', xyxy=[float(v) for v in b])
-                for b in np.asarray(boxes).reshape(-1, 4)]
+    prompts = [
+        dict(type='point', xy=[float(v) for v in p])
+        for p in np.asarray(points).reshape(-1, 2)
+    ]
+    prompts += [
+        dict(type='box', xyxy=[float(v) for v in b])
+        for b in np.asarray(boxes).reshape(-1, 4)
+    ]
     masks = inst.masks.cpu().numpy()
-    for prompt, mask, label, score, iou in zip(
-            prompts, masks, inst.labels.tolist(), inst.scores.tolist(),
-            inst.iou_scores.tolist()):
-        prompt.update(category=class_names[label], label=label,
-                      score=round(score, 4), iou_score=round(iou, 4),
-                      area=int(mask.sum()), bbox=mask_box(mask),
-                      segmentation=mask_rle(mask))
+    for prompt, mask, label, score, iou in zip(prompts, masks,
+                                               inst.labels.tolist(),
+                                               inst.scores.tolist(),
+                                               inst.iou_scores.tolist()):
+        prompt.update(
+            category=class_names[label],
+            label=label,
+            score=round(score, 4),
+            iou_score=round(iou, 4),
+            area=int(mask.sum()),
+            bbox=mask_box(mask),
+            segmentation=mask_rle(mask))
     return prompts

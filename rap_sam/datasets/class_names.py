@@ -11,9 +11,8 @@ from typing import List, Sequence
 # COCO panoptic things, in the order of the sorted COCO category ids (1..90).
 COCO_PANOPTIC_OV_THINGS = (
     'person,child,girl,boy,woman,man,people,children,girls,boys,women,men,'
-    'lady,guy,ladies,guys,clothes',
-    'bicycle,bicycles,bike,bikes', 'car,cars', 'motorcycle,motorcycles',
-    'airplane,airplanes', 'bus,buses',
+    'lady,guy,ladies,guys,clothes', 'bicycle,bicycles,bike,bikes', 'car,cars',
+    'motorcycle,motorcycles', 'airplane,airplanes', 'bus,buses',
     'train,trains,locomotive,locomotives,freight train', 'truck,trucks',
     'boat,boats', 'traffic light', 'fire hydrant', 'stop sign',
     'parking meter', 'bench,benches', 'bird,birds', 'cat,cats,kitties,kitty',
@@ -31,12 +30,11 @@ COCO_PANOPTIC_OV_THINGS = (
     'potted plant,potted plants,pottedplant,pottedplants,planter,planters',
     'bed,beds',
     'dining table,dining tables,diningtable,diningtables,plate,plates,'
-    'diningtable tablecloth',
-    'toilet', 'tv', 'laptop', 'mouse', 'tv remote,remote control', 'keyboard',
-    'cell phone,mobile', 'microwave', 'oven,ovens', 'toaster', 'sink,sinks',
-    'refrigerator,fridge', 'book,books', 'clock', 'vase,vases',
-    'scissor,scissors', 'teddy bear,teddy bears', 'hair drier',
-    'toothbrush,toothbrushes')
+    'diningtable tablecloth', 'toilet', 'tv', 'laptop', 'mouse',
+    'tv remote,remote control', 'keyboard', 'cell phone,mobile', 'microwave',
+    'oven,ovens', 'toaster', 'sink,sinks', 'refrigerator,fridge', 'book,books',
+    'clock', 'vase,vases', 'scissor,scissors', 'teddy bear,teddy bears',
+    'hair drier', 'toothbrush,toothbrushes')
 
 # COCO panoptic stuff, in the order of the sorted category ids (92..200).
 COCO_PANOPTIC_OV_STUFF = (
@@ -56,13 +54,15 @@ COCO_PANOPTIC_OV_STUFF = (
 # YouTube-VIS 2019, category ids 1..40 in this order. The reference used the
 # dataset's own names without synonyms (its class embeddings hold one name
 # per class), so they are kept as they are.
-YOUTUBE_VIS_2019_CLASSES = (
-    'person', 'giant_panda', 'lizard', 'parrot', 'skateboard', 'sedan', 'ape',
-    'dog', 'snake', 'monkey', 'hand', 'rabbit', 'duck', 'cat', 'cow', 'fish',
-    'train', 'horse', 'turtle', 'bear', 'motorbike', 'giraffe', 'leopard',
-    'fox', 'deer', 'owl', 'surfboard', 'airplane', 'truck', 'zebra', 'tiger',
-    'elephant', 'snowboard', 'boat', 'shark', 'mouse', 'frog', 'eagle',
-    'earless_seal', 'tennis_racket')
+YOUTUBE_VIS_2019_CLASSES = ('person', 'giant_panda', 'lizard', 'parrot',
+                            'skateboard', 'sedan', 'ape', 'dog', 'snake',
+                            'monkey', 'hand', 'rabbit', 'duck', 'cat', 'cow',
+                            'fish', 'train', 'horse', 'turtle', 'bear',
+                            'motorbike', 'giraffe', 'leopard', 'fox', 'deer',
+                            'owl', 'surfboard', 'airplane', 'truck', 'zebra',
+                            'tiger', 'elephant', 'snowboard', 'boat', 'shark',
+                            'mouse', 'frog', 'eagle', 'earless_seal',
+                            'tennis_racket')
 
 
 def display_names(classes: Sequence[str]) -> List[str]:

@@ -66,9 +66,9 @@ class CocoPanopticOVDataset(CocoPanopticDataset):
         if self.backend_args is None:
             check_files_exist([d['img_path'] for d in data_list], 'images',
                               self.ann_file, COCO_LAYOUT)
-            check_files_exist([
-                d['seg_map_path'] for d in data_list if d['seg_map_path']
-            ], 'panoptic PNGs', self.ann_file, COCO_LAYOUT)
+            check_files_exist(
+                [d['seg_map_path'] for d in data_list if d['seg_map_path']],
+                'panoptic PNGs', self.ann_file, COCO_LAYOUT)
         return data_list
 
     def _category_ids(self) -> List[int]:
@@ -81,8 +81,9 @@ class CocoPanopticOVDataset(CocoPanopticDataset):
                 f'needs all {len(expected)} classes, got '
                 f"{len(self.metainfo['classes'])} in metainfo.")
         if names != expected:
-            diff = next((i for i, (a, b) in enumerate(zip(names, expected))
-                         if a != b), min(len(names), len(expected)))
+            diff = next(
+                (i for i, (a, b) in enumerate(zip(names, expected)) if a != b),
+                min(len(names), len(expected)))
             found = names[diff] if diff < len(names) else 'nothing'
             want = expected[diff] if diff < len(expected) else 'nothing'
             raise DatasetContentError(

@@ -74,8 +74,8 @@ class ConcatOVDataset(ConcatDataset):
         # and requires equal metainfo, where here the class spaces differ
         # by design and are merged below.
         self.datasets = [
-            DATASETS.build(_with_lazy_init(d, lazy_init))
-            if isinstance(d, dict) else d for d in datasets
+            DATASETS.build(_with_lazy_init(d, lazy_init)) if isinstance(
+                d, dict) else d for d in datasets
         ]
         self.ignore_keys = []
         self._fully_initialized = False
@@ -86,13 +86,13 @@ class ConcatOVDataset(ConcatDataset):
         vocab = [i for i, t in enumerate(data_tags) if t not in prompt_tags]
         space = merge_class_spaces([metas[i] for i in vocab])
         self.label_maps = [
-            torch.from_numpy(space.label_maps[vocab.index(i)] if i in vocab
-                             else map_into(metas[i], space))
+            torch.from_numpy(space.label_maps[vocab.index(i)] if i in
+                             vocab else map_into(metas[i], space))
             for i in range(len(metas))
         ]
         names = [self._name(self.datasets[i]) for i in vocab]
-        self.dataset_name = ('Concat_' if len(names) > 1 else '') + '_'.join(
-            names)
+        self.dataset_name = ('Concat_'
+                             if len(names) > 1 else '') + '_'.join(names)
         self._metainfo = dict(
             classes=tuple(space.classes),
             thing_classes=tuple(space.thing_classes),
@@ -101,9 +101,9 @@ class ConcatOVDataset(ConcatDataset):
         self._portrait: Optional[List[np.ndarray]] = None
         print_log(
             f'{self.dataset_name}: {len(space.thing_classes)} things + '
-            f'{len(space.stuff_classes)} stuff; sources ' + ', '.join(
-                f'{t} ({self._name(d)}, x{getattr(d, "times", 1)})'
-                for t, d in zip(self.data_tags, self.datasets)),
+            f'{len(space.stuff_classes)} stuff; sources ' +
+            ', '.join(f'{t} ({self._name(d)}, x{getattr(d, "times", 1)})'
+                      for t, d in zip(self.data_tags, self.datasets)),
             logger='current',
             level=logging.INFO)
         if not lazy_init:
@@ -156,13 +156,14 @@ class ConcatOVDataset(ConcatDataset):
         if data is None:
             return data
         samples = data['data_samples']
-        for frame in (samples if isinstance(samples, TrackDataSample) else
-                      [samples]):
+        for frame in (samples
+                      if isinstance(samples, TrackDataSample) else [samples]):
             if 'gt_instances' in frame and 'labels' in frame.gt_instances:
                 labels = frame.gt_instances.labels
                 frame.gt_instances.labels = self.label_maps[source].to(
                     labels.device)[labels.long()]
         samples.set_metainfo(
-            dict(data_tag=self.data_tags[source],
-                 skipped_samples=tuple(skipped)))
+            dict(
+                data_tag=self.data_tags[source],
+                skipped_samples=tuple(skipped)))
         return data

@@ -61,8 +61,8 @@ def merge_class_spaces(metainfos: Sequence[Dict]) -> JointClassSpace:
     for meta in metainfos:
         dataset_things = meta.get('thing_classes', meta.get('classes', ()))
         dataset_stuff = meta.get('stuff_classes', ())
-        index.append((_merge(dataset_things, things),
-                      _merge(dataset_stuff, stuff)))
+        index.append((_merge(dataset_things,
+                             things), _merge(dataset_stuff, stuff)))
     label_maps = [
         np.array(t + [len(things) + s for s in st], dtype=np.int64)
         for t, st in index
@@ -81,8 +81,9 @@ def _find(names: Sequence[str], joint: Sequence[str]) -> List[int]:
 def map_into(meta: Dict, space: JointClassSpace) -> np.ndarray:
     """Joint label of each label of a dataset that did not shape the space
     (a class-agnostic source), by synonym; -1 where nothing matches."""
-    things = _find(meta.get('thing_classes', meta.get('classes', ())),
-                   space.thing_classes)
+    things = _find(
+        meta.get('thing_classes', meta.get('classes', ())),
+        space.thing_classes)
     stuff = [
         -1 if s < 0 else len(space.thing_classes) + s
         for s in _find(meta.get('stuff_classes', ()), space.stuff_classes)

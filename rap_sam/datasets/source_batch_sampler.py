@@ -70,7 +70,9 @@ class SourceAspectRatioBatchSampler(BatchSampler):
                 by_source.setdefault(source, []).extend(bucket)
             for source, left in by_source.items():
                 size = self._size(source)
-                batches += [left[i:i + size] for i in range(0, len(left), size)]
+                batches += [
+                    left[i:i + size] for i in range(0, len(left), size)
+                ]
         return batches
 
     def __iter__(self) -> Iterator[List[int]]:

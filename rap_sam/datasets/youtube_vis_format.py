@@ -48,19 +48,27 @@ def official_to_coco_video(raw: dict, source: str = 'annotation file') -> dict:
             f"'{source}': {len(orphans)} annotated video(s) are missing from "
             f"its 'videos' list, e.g. video_id {orphans[:5]}.")
 
-    out = dict(categories=raw['categories'], videos=[], images=[],
-               annotations=[])
+    out = dict(
+        categories=raw['categories'], videos=[], images=[], annotations=[])
     instance_ids = {}
     for video in raw['videos']:
         height, width = video['height'], video['width']
         out['videos'].append(
-            dict(id=video['id'], name=video['file_names'][0].split('/')[0],
-                 width=width, height=height))
+            dict(
+                id=video['id'],
+                name=video['file_names'][0].split('/')[0],
+                width=width,
+                height=height))
         for frame_id, file_name in enumerate(video['file_names']):
             image_id = len(out['images']) + 1
             out['images'].append(
-                dict(id=image_id, file_name=file_name, height=height,
-                     width=width, frame_id=frame_id, video_id=video['id']))
+                dict(
+                    id=image_id,
+                    file_name=file_name,
+                    height=height,
+                    width=width,
+                    frame_id=frame_id,
+                    video_id=video['id']))
             for ann in by_video[video['id']]:
                 segm = ann['segmentations'][frame_id]
                 if segm is None:
@@ -72,11 +80,16 @@ def official_to_coco_video(raw: dict, source: str = 'annotation file') -> dict:
                 else:
                     bbox, area = bboxes[frame_id], areas[frame_id]
                 out['annotations'].append(
-                    dict(id=len(out['annotations']) + 1,
-                         video_id=video['id'], image_id=image_id,
-                         category_id=ann['category_id'],
-                         instance_id=instance_ids.setdefault(
-                             ann['id'], len(instance_ids) + 1),
-                         bbox=bbox, segmentation=segm, area=area,
-                         iscrowd=ann.get('iscrowd', 0)))
+                    dict(
+                        id=len(out['annotations']) + 1,
+                        video_id=video['id'],
+                        image_id=image_id,
+                        category_id=ann['category_id'],
+                        instance_id=instance_ids.setdefault(
+                            ann['id'],
+                            len(instance_ids) + 1),
+                        bbox=bbox,
+                        segmentation=segm,
+                        area=area,
+                        iscrowd=ann.get('iscrowd', 0)))
     return out

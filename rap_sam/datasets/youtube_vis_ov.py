@@ -112,6 +112,6 @@ class YouTubeVISOVDataset(YouTubeVISDataset):
         except Exception as err:
             video_idx = idx[0] if isinstance(idx, tuple) else idx
             images = self.get_data_info(video_idx)['images']
-            raise sample_load_error(type(self).__name__, idx,
-                                    [im['img_path'] for im in images],
-                                    err) from err
+            raise sample_load_error(
+                type(self).__name__, idx, [im['img_path'] for im in images],
+                err) from err

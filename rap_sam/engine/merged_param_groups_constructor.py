@@ -18,8 +18,11 @@ class MergedParamGroupsConstructor(DefaultOptimWrapperConstructor):
     reports) is the one the first parameter belongs to.
     """
 
-    def add_params(self, params: List[dict], module: nn.Module,
-                   prefix: str = '', **kwargs) -> None:
+    def add_params(self,
+                   params: List[dict],
+                   module: nn.Module,
+                   prefix: str = '',
+                   **kwargs) -> None:
         if prefix:
             return super().add_params(params, module, prefix, **kwargs)
         groups: List[dict] = []

@@ -26,8 +26,10 @@ def check_losses_finite(losses: Dict[str, torch.Tensor], source: str,
     step, so the weights of the last good iteration stay as they are (one
     device sync per iteration).
     """
-    values = [v.detach().float().sum() for v in losses.values()
-              if isinstance(v, torch.Tensor)]
+    values = [
+        v.detach().float().sum() for v in losses.values()
+        if isinstance(v, torch.Tensor)
+    ]
     if not values or bool(torch.isfinite(torch.stack(values).sum())):
         return
     bad = {

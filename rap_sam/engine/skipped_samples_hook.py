@@ -26,7 +26,10 @@ class SkippedSamplesHook(Hook):
         self.tiny = Counter()
         self.example: Optional[str] = None
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         for sample in (data_batch or {}).get('data_samples', []):
             meta = sample.metainfo

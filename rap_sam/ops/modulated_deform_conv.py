@@ -141,14 +141,13 @@ def _deform_sampling(x: Tensor, offset: Tensor, mask: Optional[Tensor],
     # [B * (H + 2) * (W + 2) * dg, C / dg].
     hp, wp = h + 2, w + 2
     row = y0.to(torch.int64).add_(1).mul_(wp).add_(x0.to(torch.int64) + 1)
-    row = row.add_(
-        torch.arange(b, device=dev).view(b, 1, 1, 1, 1) * (hp * wp))
+    row = row.add_(torch.arange(b, device=dev).view(b, 1, 1, 1, 1) * (hp * wp))
     corners = torch.tensor([0, 1, wp, wp + 1], device=dev)
     index = (row[..., None] + corners) * dg
     if dg > 1:
         index = index + torch.arange(dg, device=dev)[:, None]
-    table = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1)).reshape(
-        b * hp * wp * dg, c // dg)
+    table = F.pad(x.permute(0, 2, 3, 1),
+                  (0, 0, 1, 1, 1, 1)).reshape(b * hp * wp * dg, c // dg)
     return index, weights.to(table.dtype), table
 
 
@@ -176,7 +175,9 @@ def deform_im2col(x: Tensor,
                                              stride, padding, dilation,
                                              deform_groups)
     cols = F.embedding_bag(
-        index.view(-1, 4), table, mode='sum',
+        index.view(-1, 4),
+        table,
+        mode='sum',
         per_sample_weights=weights.view(-1, 4))
     ho, wo = offset.shape[-2:]
     return cols.view(x.shape[0] * ho * wo, -1)
@@ -184,8 +185,7 @@ def deform_im2col(x: Tensor,
 
 def _deform_conv_project_first(x: Tensor, offset: Tensor, mask: Tensor,
                                weight: Tensor, bias: Optional[Tensor],
-                               padding: IntPair,
-                               dilation: IntPair) -> Tensor:
+                               padding: IntPair, dilation: IntPair) -> Tensor:
     """Stride 1, one group, one deformable group: every input pixel is
     projected by every tap's weights first (one GEMM, ``[pixels, C] x [C,
     taps * Cout]``), then each output sums its taps' bilinear neighbours
@@ -204,7 +204,9 @@ def _deform_conv_project_first(x: Tensor, offset: Tensor, mask: Tensor,
     tap = torch.arange(taps, device=x.device).view(taps, 1, 1)
     rows = index * taps + tap  # row (pixel, tap) of `projected`
     out = F.embedding_bag(
-        rows.view(b * ho * wo, taps * 4), projected, mode='sum',
+        rows.view(b * ho * wo, taps * 4),
+        projected,
+        mode='sum',
         per_sample_weights=weights.view(b * ho * wo, taps * 4))
     if bias is not None:
         out = out + bias.to(out.dtype)
@@ -244,8 +246,8 @@ def modulated_deform_conv2d_torch(x: Tensor,
             and cout <= c:
         return _deform_conv_project_first(x, offset, mask, weight, bias,
                                           padding, dilation)
-    cols = deform_im2col(x, offset, mask, (kh, kw), stride, padding,
-                         dilation, deform_groups)
+    cols = deform_im2col(x, offset, mask, (kh, kw), stride, padding, dilation,
+                         deform_groups)
     # [Cout, C / G, kh, kw] -> per group [Cout / G, taps * C / G], (tap, c).
     w = weight.to(cols.dtype).view(groups, cout // groups, cin_g,
                                    taps).transpose(2, 3)
@@ -253,14 +255,14 @@ def modulated_deform_conv2d_torch(x: Tensor,
         bias = bias.to(cols.dtype)
     if groups == 1:
         w = w.reshape(cout, taps * c)
-        out = cols @ w.t() if bias is None else torch.addmm(
-            bias, cols, w.t())
+        out = cols @ w.t() if bias is None else torch.addmm(bias, cols, w.t())
     else:
         cols = cols.view(-1, taps, groups, cin_g)
         out = torch.cat([
             cols[:, :, g].reshape(-1, taps * cin_g) @ w[g].reshape(
                 cout // groups, -1).t() for g in range(groups)
-        ], dim=1)
+        ],
+                        dim=1)
         if bias is not None:
             out = out + bias
     return out.view(b, ho, wo, cout).permute(0, 3, 1, 2)
@@ -285,6 +287,6 @@ def modulated_deform_conv2d(x: Tensor,
         from mmcv.ops import modulated_deform_conv2d as mmcv_dcn
         return mmcv_dcn(x, offset, mask, weight, bias, stride, padding,
                         dilation, groups, deform_groups)
-    return modulated_deform_conv2d_torch(x, offset, mask, weight, bias,
-                                         stride, padding, dilation, groups,
+    return modulated_deform_conv2d_torch(x, offset, mask, weight, bias, stride,
+                                         padding, dilation, groups,
                                          deform_groups)

@@ -63,9 +63,8 @@ def masked_pixel_sums(masks: Tensor, maps: Tensor) -> Tensor:
     parts = max(torch.get_num_threads(), 1)
     counts = torch.bincount(rows, minlength=b * n)
     starts = counts.cumsum(0) - counts
-    offsets = (starts[:, None] +
-               counts[:, None] * torch.arange(parts, device=maps.device) //
-               parts).flatten()
+    offsets = (starts[:, None] + counts[:, None] *
+               torch.arange(parts, device=maps.device) // parts).flatten()
     sums = F.embedding_bag(
         index, _pixel_rows(maps).reshape(b * h * w, c), offsets, mode='sum')
     return sums.view(b, n, parts, c).sum(2)

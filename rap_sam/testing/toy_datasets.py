@@ -21,13 +21,13 @@ from .coco_panoptic_categories import coco_panoptic_categories
 COCO_THING_POOL = (1, 3, 17, 18)
 COCO_STUFF_POOL = (149, 187, 193, 199)
 YTVIS_POOL = (1, 2, 8, 14, 13)
-YTVIS_2019_NAMES = (
-    'person', 'giant_panda', 'lizard', 'parrot', 'skateboard', 'sedan', 'ape',
-    'dog', 'snake', 'monkey', 'hand', 'rabbit', 'duck', 'cat', 'cow', 'fish',
-    'train', 'horse', 'turtle', 'bear', 'motorbike', 'giraffe', 'leopard',
-    'fox', 'deer', 'owl', 'surfboard', 'airplane', 'truck', 'zebra', 'tiger',
-    'elephant', 'snowboard', 'boat', 'shark', 'mouse', 'frog', 'eagle',
-    'earless_seal', 'tennis_racket')
+YTVIS_2019_NAMES = ('person', 'giant_panda', 'lizard', 'parrot', 'skateboard',
+                    'sedan', 'ape', 'dog', 'snake', 'monkey', 'hand', 'rabbit',
+                    'duck', 'cat', 'cow', 'fish', 'train', 'horse', 'turtle',
+                    'bear', 'motorbike', 'giraffe', 'leopard', 'fox', 'deer',
+                    'owl', 'surfboard', 'airplane', 'truck', 'zebra', 'tiger',
+                    'elephant', 'snowboard', 'boat', 'shark', 'mouse', 'frog',
+                    'eagle', 'earless_seal', 'tennis_racket')
 
 
 def shape_mask(height: int, width: int, box: Sequence[int],
@@ -48,16 +48,20 @@ def shape_mask(height: int, width: int, box: Sequence[int],
 def mask_bbox(mask: np.ndarray) -> List[float]:
     """COCO ``[x, y, w, h]`` of a non-empty mask."""
     ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()),
-            float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    return [
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() - xs.min() + 1),
+        float(ys.max() - ys.min() + 1)
+    ]
 
 
 def uncompressed_rle(mask: np.ndarray) -> dict:
     """Uncompressed COCO RLE (column-major run lengths, starting with a run
     of zeros), as the official YouTube-VIS files store masks."""
     flat = mask.astype(np.uint8).flatten(order='F')
-    bounds = np.concatenate(
-        [[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+    bounds = np.concatenate([[0],
+                             np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
     counts = np.diff(bounds).tolist()
     if flat.size and flat[0]:
         counts = [0] + counts
@@ -113,8 +117,8 @@ def _panoptic_image(rng, img_id: int, height: int, width: int) -> dict:
     rows = np.arange(height)[:, None]
     layers = [(int(top), 0, np.broadcast_to(rows < split_row,
                                             (height, width)).copy()),
-              (int(bottom), 0, np.broadcast_to(rows > split_row,
-                                               (height, width)).copy())]
+              (int(bottom), 0,
+               np.broadcast_to(rows > split_row, (height, width)).copy())]
     for box in _thing_boxes(rng, height, width, int(rng.integers(1, 4))):
         ellipse = bool(rng.random() < .5)
         layers.append((int(rng.choice(COCO_THING_POOL)), 1,
@@ -126,10 +130,20 @@ def _panoptic_image(rng, img_id: int, height: int, width: int) -> dict:
             list(zip(layers, ids))):  # things drawn last stay whole
         mask = mask & ~taken
         taken |= mask
-        segments.insert(0, dict(id=int(seg_id), category_id=category_id,
-                                isthing=isthing, iscrowd=0, mask=mask))
-    return dict(id=img_id, file_name=f'{img_id:012d}.jpg', height=height,
-                width=width, segments=segments)
+        segments.insert(
+            0,
+            dict(
+                id=int(seg_id),
+                category_id=category_id,
+                isthing=isthing,
+                iscrowd=0,
+                mask=mask))
+    return dict(
+        id=img_id,
+        file_name=f'{img_id:012d}.jpg',
+        height=height,
+        width=width,
+        segments=segments)
 
 
 def make_coco_panoptic(root: str,
@@ -155,8 +169,8 @@ def make_coco_panoptic(root: str,
         img_dir, seg_dir = panoptic_split_dirs(root, split)
         images, anns = [], []
         for k in range(num_images):
-            height, width = image_size or (int(rng.integers(60, 97)),
-                                           int(rng.integers(80, 129)))
+            height, width = image_size or (int(rng.integers(
+                60, 97)), int(rng.integers(80, 129)))
             image = _panoptic_image(rng, 100000 * s + k + 1, height, width)
             canvas = np.zeros((height, width, 3), dtype=np.uint8)
             pan = np.zeros((height, width), dtype=np.int64)
@@ -168,25 +182,32 @@ def make_coco_panoptic(root: str,
             write_panoptic_png(osp.join(seg_dir, png_name), pan)
             images.append(image)
             anns.append(
-                dict(image_id=image['id'], file_name=png_name,
-                     segments_info=[
-                         dict(id=g['id'], category_id=g['category_id'],
-                              iscrowd=g['iscrowd'],
-                              area=int(g['mask'].sum()),
-                              bbox=mask_bbox(g['mask']))
-                         for g in image['segments']
-                     ]))
+                dict(
+                    image_id=image['id'],
+                    file_name=png_name,
+                    segments_info=[
+                        dict(
+                            id=g['id'],
+                            category_id=g['category_id'],
+                            iscrowd=g['iscrowd'],
+                            area=int(g['mask'].sum()),
+                            bbox=mask_bbox(g['mask']))
+                        for g in image['segments']
+                    ]))
         ann_file = osp.join(root, 'annotations', f'panoptic_{split}.json')
         _write_json(
             ann_file,
-            dict(info=dict(description='rap_sam toy COCO panoptic'),
-                 licenses=[],
-                 images=[{k: im[k] for k in ('id', 'file_name', 'height',
-                                             'width')} for im in images],
-                 annotations=anns,
-                 categories=coco_panoptic_categories()))
-        written[split] = dict(ann_file=ann_file, img_dir=img_dir,
-                              seg_dir=seg_dir, images=images)
+            dict(
+                info=dict(description='rap_sam toy COCO panoptic'),
+                licenses=[],
+                images=[{
+                    k: im[k]
+                    for k in ('id', 'file_name', 'height', 'width')
+                } for im in images],
+                annotations=anns,
+                categories=coco_panoptic_categories()))
+        written[split] = dict(
+            ann_file=ann_file, img_dir=img_dir, seg_dir=seg_dir, images=images)
     return written
 
 
@@ -203,16 +224,21 @@ def _toy_video(rng, video_id: int, num_frames: int, first_track: int) -> dict:
             dy = min(t, height - box[3])
             moved = (box[0], box[1] + dy, box[2], box[3] + dy)
             absent = k == 1 and t == 0 and num_frames > 1
-            masks.append(None if absent else
-                         shape_mask(height, width, moved, ellipse))
-        tracks.append(dict(id=first_track + k,
-                           category_id=int(rng.choice(YTVIS_POOL)),
-                           masks=masks))
+            masks.append(
+                None if absent else shape_mask(height, width, moved, ellipse))
+        tracks.append(
+            dict(
+                id=first_track + k,
+                category_id=int(rng.choice(YTVIS_POOL)),
+                masks=masks))
     name = f'{video_id:04d}toy{video_id:06d}'
-    return dict(id=video_id, name=name, height=height, width=width,
-                file_names=[f'{name}/{t * 5:05d}.jpg'
-                            for t in range(num_frames)],
-                tracks=tracks)
+    return dict(
+        id=video_id,
+        name=name,
+        height=height,
+        width=width,
+        file_names=[f'{name}/{t * 5:05d}.jpg' for t in range(num_frames)],
+        tracks=tracks)
 
 
 def make_youtube_vis(root: str,
@@ -233,8 +259,10 @@ def make_youtube_vis(root: str,
     ``tracks`` with ``id``, ``category_id`` and per-frame bool ``masks``.
     """
     rng = np.random.default_rng(seed)
-    categories = [dict(id=i + 1, name=n, supercategory='object')
-                  for i, n in enumerate(YTVIS_2019_NAMES)]
+    categories = [
+        dict(id=i + 1, name=n, supercategory='object')
+        for i, n in enumerate(YTVIS_2019_NAMES)
+    ]
     written = {}
     next_track = 1
     for s, split in enumerate(splits):
@@ -257,28 +285,43 @@ def make_youtube_vis(root: str,
             for track in video['tracks']:
                 masks = track['masks']
                 anns.append(
-                    dict(id=track['id'], video_id=video['id'],
-                         category_id=track['category_id'], iscrowd=0,
-                         height=h, width=w, length=1,
-                         segmentations=[None if m is None else
-                                        uncompressed_rle(m) for m in masks],
-                         bboxes=[None if m is None else mask_bbox(m)
-                                 for m in masks],
-                         areas=[None if m is None else float(m.sum())
-                                for m in masks]))
+                    dict(
+                        id=track['id'],
+                        video_id=video['id'],
+                        category_id=track['category_id'],
+                        iscrowd=0,
+                        height=h,
+                        width=w,
+                        length=1,
+                        segmentations=[
+                            None if m is None else uncompressed_rle(m)
+                            for m in masks
+                        ],
+                        bboxes=[
+                            None if m is None else mask_bbox(m) for m in masks
+                        ],
+                        areas=[
+                            None if m is None else float(m.sum())
+                            for m in masks
+                        ]))
             videos.append(video)
         keep_anns = split != 'valid' or valid_annotations
         ann_file = osp.join(root, f'{split}.json')
         _write_json(
             ann_file,
-            dict(info=dict(description='rap_sam toy YouTube-VIS 2019'),
-                 licenses=[],
-                 videos=[dict(id=v['id'], width=v['width'],
-                              height=v['height'],
-                              length=len(v['file_names']),
-                              file_names=v['file_names']) for v in videos],
-                 annotations=anns if keep_anns else None,
-                 categories=categories))
-        written[split] = dict(ann_file=ann_file, img_dir=img_dir,
-                              videos=videos)
+            dict(
+                info=dict(description='rap_sam toy YouTube-VIS 2019'),
+                licenses=[],
+                videos=[
+                    dict(
+                        id=v['id'],
+                        width=v['width'],
+                        height=v['height'],
+                        length=len(v['file_names']),
+                        file_names=v['file_names']) for v in videos
+                ],
+                annotations=anns if keep_anns else None,
+                categories=categories))
+        written[split] = dict(
+            ann_file=ann_file, img_dir=img_dir, videos=videos)
     return written

@@ -81,8 +81,8 @@ SAFE_GLOBALS = _numpy_globals() + [
     (_history_buffer_getattr, '__builtin__.getattr'),
 ]
 _SAFE_NAMES = {
-    item[1] if isinstance(item, tuple) else
-    f'{item.__module__}.{item.__qualname__}'
+    item[1]
+    if isinstance(item, tuple) else f'{item.__module__}.{item.__qualname__}'
     for item in SAFE_GLOBALS
 }
 
@@ -143,7 +143,8 @@ def state_dict_from_checkpoint(checkpoint: dict) -> Dict[str, torch.Tensor]:
     return state_dict
 
 
-def check_state_dict(model: torch.nn.Module, state_dict: dict,
+def check_state_dict(model: torch.nn.Module,
+                     state_dict: dict,
                      source: str = 'checkpoint') -> None:
     """Raise :class:`CheckpointMismatchError` listing every missing,
     unexpected and wrongly shaped key."""
@@ -152,14 +153,13 @@ def check_state_dict(model: torch.nn.Module, state_dict: dict,
     unexpected = [k for k in state_dict if k not in expected]
     wrong_shape = [
         f'{k}: checkpoint {tuple(v.shape)} vs model '
-        f'{tuple(expected[k].shape)}' for k, v in state_dict.items()
-        if k in expected and hasattr(v, 'shape')
-        and v.shape != expected[k].shape
+        f'{tuple(expected[k].shape)}' for k, v in state_dict.items() if
+        k in expected and hasattr(v, 'shape') and v.shape != expected[k].shape
     ]
     problems = []
     for title, keys in (('missing keys', missing),
-                        ('unexpected keys', unexpected),
-                        ('shape mismatches', wrong_shape)):
+                        ('unexpected keys', unexpected), ('shape mismatches',
+                                                          wrong_shape)):
         if keys:
             problems.append(f'{len(keys)} {title}:\n  ' + '\n  '.join(keys))
     if problems:

@@ -28,7 +28,8 @@ def class_embedding_dir(root: Optional[str] = None) -> str:
 
 
 def class_embedding_path(name: str, root: Optional[str] = None) -> str:
-    """``{dir}/{name}.pth``, e.g. ``convnext_large_d_320_CocoPanopticOVDataset``."""
+    """``{dir}/{name}.pth``, e.g.
+    ``convnext_large_d_320_CocoPanopticOVDataset``."""
     return osp.join(class_embedding_dir(root), f'{name}.pth')
 
 

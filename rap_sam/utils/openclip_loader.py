@@ -87,8 +87,9 @@ def ensure_torchvision_importable() -> None:
             match = _missing_op.search(str(e))
             if match is None:
                 raise
-            for name in [m for m in sys.modules
-                         if m.split('.')[0] == 'torchvision']:
+            for name in [
+                    m for m in sys.modules if m.split('.')[0] == 'torchvision'
+            ]:
                 del sys.modules[name]
             _declare_torchvision_op(match.group(1))
     raise RuntimeError('torchvision cannot be imported beside this torch.')
@@ -155,15 +156,16 @@ def build_clip_tokenizer(model_name: str = DEFAULT_CLIP_MODEL,
 
 
 def clip_dir(root: Optional[str] = None) -> str:
-    return osp.expanduser(root or os.environ.get(CLIP_DIR_ENV)
-                          or DEFAULT_CLIP_DIR)
+    return osp.expanduser(
+        root or os.environ.get(CLIP_DIR_ENV) or DEFAULT_CLIP_DIR)
 
 
-def default_clip_checkpoint(model_name: str, pretrained: str,
+def default_clip_checkpoint(model_name: str,
+                            pretrained: str,
                             root: Optional[str] = None) -> str:
     """Where a downloaded checkpoint is looked for first."""
-    return osp.join(clip_dir(root), model_name, pretrained,
-                    CHECKPOINT_NAMES[0])
+    return osp.join(
+        clip_dir(root), model_name, pretrained, CHECKPOINT_NAMES[0])
 
 
 def _hf_hub_id(model_name: str, pretrained: str) -> Optional[str]:

@@ -120,14 +120,19 @@ def vocabulary_name(class_names: Sequence[str], model_name: str,
     ``weights`` names the CLIP weights (pretrained tag or checkpoint file):
     the same vocabulary under other weights is another file.
     """
-    key = json.dumps(dict(model=model_name, weights=weights,
-                          templates=list(VILD_TEMPLATES),
-                          classes=list(class_names)), sort_keys=True)
+    key = json.dumps(
+        dict(
+            model=model_name,
+            weights=weights,
+            templates=list(VILD_TEMPLATES),
+            classes=list(class_names)),
+        sort_keys=True)
     digest = hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]
     return f'{model_name}_vocab_{digest}'
 
 
-def vocabulary_embedding_path(class_names: Sequence[str], model_name: str,
+def vocabulary_embedding_path(class_names: Sequence[str],
+                              model_name: str,
                               weights: Optional[str],
                               root: Optional[str] = None) -> str:
     return class_embedding_path(
@@ -207,6 +212,7 @@ def dataset_vocabulary(dataset_cfg) -> Tuple[str, List[str]]:
     """
     from mmdet.registry import DATASETS
     from mmengine.registry import DefaultScope
+
     # Wrappers from mmengine build their inner datasets in the default scope.
     scope = None if DefaultScope.get_current_instance() else 'mmdet'
     with DefaultScope.overwrite_default_scope(scope):
@@ -221,8 +227,8 @@ def dataset_vocabulary(dataset_cfg) -> Tuple[str, List[str]]:
                     dataset, 'dataset'):
                 dataset = dataset.dataset  # RepeatDataset and its kind
             classes = dataset.metainfo.get('classes')
-            name = getattr(dataset, 'dataset_name', None) or type(
-                dataset).__name__
+            name = getattr(dataset, 'dataset_name',
+                           None) or type(dataset).__name__
     if not classes:
         raise ValueError(f'{name} has no classes in its metainfo: nothing '
                          f'to encode.')

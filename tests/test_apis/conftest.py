@@ -3,8 +3,8 @@ import os.path as osp
 import cv2
 import pytest
 import torch
-
 from helpers import REPO, build_model, config_path
+
 from rap_sam.apis import RapSAMPredictor
 
 COCO = config_path('rap_sam/eval_rap_sam_coco.py')

@@ -4,10 +4,10 @@ import mmcv
 import numpy as np
 import pytest
 import torch
+from helpers import config_path
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-from helpers import config_path
 from rap_sam.apis import InputError, RapSAMPredictor, read_image
 from rap_sam.models.utils import clicks_to_boxes
 
@@ -19,9 +19,12 @@ def reference_batch(img, scale, prompt_boxes=None):
     with prompt boxes given at the resized scale."""
     resized = mmcv.imrescale(img, scale)
     h, w = resized.shape[:2]
-    sample = DetDataSample(metainfo=dict(
-        img_id=0, img_shape=(h, w), ori_shape=img.shape[:2],
-        scale_factor=(w / img.shape[1], h / img.shape[0])))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_id=0,
+            img_shape=(h, w),
+            ori_shape=img.shape[:2],
+            scale_factor=(w / img.shape[1], h / img.shape[0])))
     if prompt_boxes is not None:
         sample.gt_instances_collected = InstanceData(
             point_coords=prompt_boxes,
@@ -116,8 +119,7 @@ def test_a_new_image_replaces_the_features(predictor, photo):
     ([['a', 'b']], None, 'must be numbers'),
     ([[float('nan'), 3]], None, 'non-finite'),
 ])
-def test_bad_prompts_are_explained(predictor, photo, points, boxes,
-                                   message):
+def test_bad_prompts_are_explained(predictor, photo, points, boxes, message):
     predictor.set_image(photo)
     with pytest.raises(InputError, match=message):
         predictor.predict_prompts(points=points, boxes=boxes)
@@ -167,12 +169,12 @@ def test_grayscale_and_rgba_arrays_are_accepted(predictor, photo):
     assert result.pred_panoptic_seg.sem_seg.shape == (1, 100, 150)
 
 
-def test_optimized_predictor_agrees_with_the_plain_model(predictor, photo,
-                                                        weights):
+def test_optimized_predictor_agrees_with_the_plain_model(
+        predictor, photo, weights):
     """The predictor runs the model with the exact inference optimisations
     (low-rank neck output among them) unless told not to."""
-    plain = RapSAMPredictor(COCO, weights, 'cpu', scale=(96, 64),
-                            optimize=False)
+    plain = RapSAMPredictor(
+        COCO, weights, 'cpu', scale=(96, 64), optimize=False)
     assert predictor.model.neck.low_rank_output
     assert not plain.model.neck.low_rank_output
     points = [[40.0, 30.0], [120.0, 80.0]]

@@ -5,15 +5,13 @@ import sys
 
 import pytest
 import torch
+from helpers import REPO, config_path, random_class_embeddings
 
-from helpers import random_class_embeddings
-from helpers import REPO
 from rap_sam.apis import InputError, RapSAMPredictor
 from rap_sam.utils.class_embeddings import class_embedding_path
 from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
                                            DEFAULT_CLIP_PRETRAINED)
 from rap_sam.utils.text_classifier import vocabulary_name
-from helpers import config_path
 
 COCO = config_path('rap_sam/eval_rap_sam_coco.py')
 
@@ -33,8 +31,8 @@ def cached_vocabulary():
 
 
 def test_outputs_carry_the_users_names(weights, photo, cached_vocabulary):
-    predictor = RapSAMPredictor(COCO, weights, 'cpu', scale=(96, 64),
-                                classes=CLASSES)
+    predictor = RapSAMPredictor(
+        COCO, weights, 'cpu', scale=(96, 64), classes=CLASSES)
     predictor.model.panoptic_fusion_head.test_cfg['object_mask_thr'] = 0.0
     assert predictor.class_names == ['coffee cup', 'saucer', 'table']
     result = predictor.segment_image(photo)
@@ -65,11 +63,14 @@ def test_image_demo_with_a_class_file(weights, photo, tmp_path,
     cv2.imwrite(str(img), photo)
     classes = tmp_path / 'classes.txt'
     classes.write_text('\n'.join(CLASSES) + '\n')
-    demo.main([str(img), COCO, '--weights', weights, '--scale', '96', '64',
-               '--classes', str(classes), '--num-things', '2',
-               '--score-thr', '0', '--out-dir', str(tmp_path / 'out')])
+    demo.main([
+        str(img), COCO, '--weights', weights, '--scale', '96', '64',
+        '--classes',
+        str(classes), '--num-things', '2', '--score-thr', '0', '--out-dir',
+        str(tmp_path / 'out')
+    ])
     with open(tmp_path / 'out' / 'photo.json') as f:
         segments = json.load(f)['segments']
     assert segments
-    assert {s['category'] for s in segments} <= {'coffee cup', 'saucer',
-                                                 'table'}
+    assert {s['category']
+            for s in segments} <= {'coffee cup', 'saucer', 'table'}

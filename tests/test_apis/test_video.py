@@ -22,15 +22,19 @@ def reference_batch(frames, scale):
     resized = [mmcv.imrescale(f, scale) for f in frames]
     h, w = resized[0].shape[:2]
     samples = [
-        DetDataSample(metainfo=dict(
-            img_id=i, frame_id=i, img_shape=(h, w),
-            ori_shape=frames.shape[1:3],
-            scale_factor=(w / frames.shape[2], h / frames.shape[1])))
+        DetDataSample(
+            metainfo=dict(
+                img_id=i,
+                frame_id=i,
+                img_shape=(h, w),
+                ori_shape=frames.shape[1:3],
+                scale_factor=(w / frames.shape[2], h / frames.shape[1])))
         for i in range(len(frames))
     ]
     inputs = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
-    return dict(inputs=[inputs.contiguous()],
-                data_samples=[TrackDataSample(video_data_samples=samples)])
+    return dict(
+        inputs=[inputs.contiguous()],
+        data_samples=[TrackDataSample(video_data_samples=samples)])
 
 
 def test_short_video_matches_test_step(video_predictor, frames):
@@ -71,8 +75,7 @@ def test_long_video_is_read_in_chunks(video_predictor, frames):
     for result in [first] + rest:
         inst = result.pred_track_instances
         assert len(inst.instances_id.unique()) == len(inst)
-        for i, label in zip(inst.instances_id.tolist(),
-                            inst.labels.tolist()):
+        for i, label in zip(inst.instances_id.tolist(), inst.labels.tolist()):
             assert label_of.setdefault(i, label) == label
 
 

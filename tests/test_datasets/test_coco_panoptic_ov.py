@@ -71,8 +71,8 @@ def test_loads_toy_data(toy):
                     80 + STUFF_IDS.index(cat)
                 assert seg['category'] == label
                 assert seg['is_thing'] == bool(truth['isthing'])
-            assert len(info['instances']) == sum(
-                s['isthing'] for s in image['segments'])
+            assert len(info['instances']) == sum(s['isthing']
+                                                 for s in image['segments'])
     # the category ids map to the open-vocabulary names
     classes = dataset.metainfo['classes']
     assert classes[80 + STUFF_IDS.index(187)] == 'sky,clouds'
@@ -107,18 +107,19 @@ def test_config_pipeline_outputs(toy):
         assert sem.shape == (1, h, w)  # ground truth kept at original size
         assert torch.equal(
             sem[0] == 255,
-            torch.from_numpy(
-                sum(s['mask'] for s in image['segments']) == 0))
+            torch.from_numpy(sum(s['mask'] for s in image['segments']) == 0))
 
 
 def test_missing_root_and_annotation_file(tmp_path):
-    with pytest.raises(DatasetLayoutError,
-                       match=r"Data root '.*nowhere' does not exist(.|\n)*"
-                       r'panoptic_val2017.json'):
+    with pytest.raises(
+            DatasetLayoutError,
+            match=r"Data root '.*nowhere' does not exist(.|\n)*"
+            r'panoptic_val2017.json'):
         build(tmp_path / 'nowhere')
-    with pytest.raises(DatasetLayoutError,
-                       match=r"Annotation file '.*panoptic_val2017.json' not "
-                       r'found(.|\n)*Expected layout'):
+    with pytest.raises(
+            DatasetLayoutError,
+            match=r"Annotation file '.*panoptic_val2017.json' not "
+            r'found(.|\n)*Expected layout'):
         build(tmp_path)
 
 
@@ -129,13 +130,15 @@ def test_missing_and_unreadable_image(toy):
     Path(path).write_bytes(b'not a jpeg')
     dataset = build(root, pipeline=[dict(type='LoadImageFromFile')])
     dataset[0]
-    with pytest.raises(SampleLoadError,
-                       match=re.escape(f"'{path}' is not a readable image")):
+    with pytest.raises(
+            SampleLoadError,
+            match=re.escape(f"'{path}' is not a readable image")):
         dataset[1]
     Path(path).unlink()
-    with pytest.raises(DatasetLayoutError,
-                       match=r'1 of 3 images listed in .* are missing, e\.g\. '
-                       + re.escape(f"'{path}'")):
+    with pytest.raises(
+            DatasetLayoutError,
+            match=r'1 of 3 images listed in .* are missing, e\.g\. ' +
+            re.escape(f"'{path}'")):
         build(root)
 
 
@@ -146,9 +149,10 @@ def test_annotation_for_missing_image(toy):
     stray = dict(content['annotations'][0], image_id=4242)
     content['annotations'].append(stray)
     Path(ann_file).write_text(json.dumps(content))
-    with pytest.raises(DatasetContentError,
-                       match=r"1 annotation\(s\) refer to images missing "
-                       r"from its 'images' list, e\.g\. image_id \[4242\]"):
+    with pytest.raises(
+            DatasetContentError,
+            match=r"1 annotation\(s\) refer to images missing "
+            r"from its 'images' list, e\.g\. image_id \[4242\]"):
         build(root)
 
 
@@ -158,9 +162,10 @@ def test_wrong_categories(toy):
     content = json.loads(Path(ann_file).read_text())
     del content['categories'][5]  # 'bus'
     Path(ann_file).write_text(json.dumps(content))
-    with pytest.raises(DatasetContentError,
-                       match=r"133 COCO panoptic categories .* it has 132, "
-                       r"and category #5 is 'train' where 'bus'"):
+    with pytest.raises(
+            DatasetContentError,
+            match=r"133 COCO panoptic categories .* it has 132, "
+            r"and category #5 is 'train' where 'bus'"):
         build(root)
 
 
@@ -168,7 +173,9 @@ def test_toy_categories_are_the_real_ones():
     """Ids and names of the toy json against the category table that mmdet
     ships with its tools (when the installed mmdet has them)."""
     import ast
+
     import mmdet
+
     from rap_sam.testing import coco_panoptic_categories
     path = Path(mmdet.__file__).parent / '.mim/tools/dataset_converters/' \
         'prepare_coco_semantic_annos_from_panoptic_annos.py'
@@ -187,7 +194,7 @@ def test_train_split_in_train_mode(toy):
     dataset = CocoPanopticOVDataset(
         data_root=str(root),
         ann_file='annotations/panoptic_train2017.json',
-        data_prefix=dict(img='train2017/',
-                         seg='annotations/panoptic_train2017/'),
+        data_prefix=dict(
+            img='train2017/', seg='annotations/panoptic_train2017/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=32))
     assert len(dataset) == 3

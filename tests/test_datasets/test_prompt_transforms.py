@@ -55,8 +55,8 @@ def test_farthest_point_matches_whole_image_transform():
     for _ in range(20):
         h, w = rng.integers(20, 60, size=2)
         x1, y1 = rng.integers(0, w - 5), rng.integers(0, h - 5)
-        box = (x1, y1, rng.integers(x1 + 2, w + 1),
-               rng.integers(y1 + 2, h + 1))
+        box = (x1, y1, rng.integers(x1 + 2,
+                                    w + 1), rng.integers(y1 + 2, h + 1))
         mask = shape_mask(h, w, box, ellipse=bool(rng.random() < .5))
         mask[rng.random((h, w)) < .05] = False  # holes make ties and pits
         if mask.any():
@@ -177,8 +177,8 @@ def test_generate_prompts_on_given_masks():
     results = dict(
         img_shape=(30, 40),
         gt_masks=BitmapMasks(masks, 30, 40),
-        gt_bboxes=HorizontalBoxes(torch.tensor([[0, 0, 0, 0],
-                                                [10, 10, 21, 21.]])),
+        gt_bboxes=HorizontalBoxes(
+            torch.tensor([[0, 0, 0, 0], [10, 10, 21, 21.]])),
         gt_bboxes_labels=np.array([3, 90]),
         gt_is_thing=np.array([True, False]),
         gt_segment_ids=np.array([1, 2]),
@@ -188,7 +188,8 @@ def test_generate_prompts_on_given_masks():
     assert out['prompt_is_box'].tolist() == [False]  # stuff: always a click
     assert out['prompt_masks_rle'] == ['b']
     assert out['num_skipped_prompts'] == 1
-    with pytest.raises(ValueError, match="thing_prompt must be 'click', 'box' or"):
+    with pytest.raises(
+            ValueError, match="thing_prompt must be 'click', 'box' or"):
         GenerateSegmentPrompts(thing_prompt='point')
 
 
@@ -196,8 +197,10 @@ def test_png_size_mismatch_is_reported(tmp_path, person_on_sky):
     results, _ = person_on_sky
     other = write_panoptic(tmp_path, np.ones((10, 10), np.int64), 'small')
     results['seg_map_path'] = other['seg_map_path']
-    with pytest.raises(ValueError, match=r"small.png' is 10x10 but its image "
-                       r"'.*img.jpg' is 100x80"):
+    with pytest.raises(
+            ValueError,
+            match=r"small.png' is 10x10 but its image "
+            r"'.*img.jpg' is 100x80"):
         pipeline()(results)
 
 
@@ -213,15 +216,17 @@ def test_config_on_toy_data(tmp_path):
         prompts = sample.gt_instances_collected
         segments = image['segments']
         assert len(prompts) == len(segments)  # things and stuff
-        assert prompts.is_thing.tolist() == [bool(s['isthing'])
-                                             for s in segments]
+        assert prompts.is_thing.tolist() == [
+            bool(s['isthing']) for s in segments
+        ]
         h, w = sample.img_shape
         sy, sx = h / image['height'], w / image['width']
         for box, seg in zip(prompts.point_coords, segments):
             x, y = int(box[0]) + 3, int(box[1]) + 3
             assert box.tolist() == [x - 3, y - 3, x + 3, y + 3]
             # the click lies in the segment (checked on the resized mask)
-            resized = cv2.resize(seg['mask'].astype(np.uint8), (w, h),
-                                 interpolation=cv2.INTER_NEAREST)
+            resized = cv2.resize(
+                seg['mask'].astype(np.uint8), (w, h),
+                interpolation=cv2.INTER_NEAREST)
             assert resized[y, x]
             assert seg['mask'][int(y / sy), int(x / sx)]

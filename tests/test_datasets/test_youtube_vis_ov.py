@@ -64,20 +64,22 @@ def test_loads_official_json(toy):
                 video['file_names']
             for t, image in enumerate(info['images']):
                 assert image['frame_id'] == t
-                present = [tr for tr in video['tracks']
-                           if tr['masks'][t] is not None]
+                present = [
+                    tr for tr in video['tracks'] if tr['masks'][t] is not None
+                ]
                 assert len(image['instances']) == len(present)
                 for inst, track in zip(image['instances'], present):
                     assert inst['bbox_label'] == track['category_id'] - 1
-                    rle = mask_utils.frPyObjects(inst['mask'],
-                                                 video['height'],
+                    rle = mask_utils.frPyObjects(inst['mask'], video['height'],
                                                  video['width'])
                     assert np.array_equal(
-                        mask_utils.decode(rle).astype(bool),
-                        track['masks'][t])
+                        mask_utils.decode(rle).astype(bool), track['masks'][t])
             # instance ids are one per track, unique over the dataset
-            ids = {inst['instance_id'] for im in info['images']
-                   for inst in im['instances']}
+            ids = {
+                inst['instance_id']
+                for im in info['images']
+                for inst in im['instances']
+            }
             assert len(ids) == len(video['tracks'])
 
 
@@ -94,14 +96,18 @@ def test_reads_mmdet_converted_json(toy):
 
 
 def test_valid_without_annotations(tmp_path):
-    make_youtube_vis(str(tmp_path), num_videos=2, num_frames=3,
-                     splits=('valid', ), valid_annotations=False)
-    assert json.loads(Path(tmp_path, 'valid.json').read_text())[
-        'annotations'] is None
+    make_youtube_vis(
+        str(tmp_path),
+        num_videos=2,
+        num_frames=3,
+        splits=('valid', ),
+        valid_annotations=False)
+    assert json.loads(Path(tmp_path,
+                           'valid.json').read_text())['annotations'] is None
     dataset = build(tmp_path)
     assert len(dataset) == 2
-    assert all(not im['instances'] for im in dataset.get_data_info(0)[
-        'images'])
+    assert all(not im['instances']
+               for im in dataset.get_data_info(0)['images'])
 
 
 def test_config_gives_whole_videos(toy):
@@ -131,19 +137,22 @@ def test_config_gives_whole_videos(toy):
 
 def test_missing_root_file_and_frame(toy, tmp_path):
     root, written = toy
-    with pytest.raises(DatasetLayoutError,
-                       match=r"Data root '.*nowhere' does not exist"
-                       r'(.|\n)*JPEGImages'):
+    with pytest.raises(
+            DatasetLayoutError,
+            match=r"Data root '.*nowhere' does not exist"
+            r'(.|\n)*JPEGImages'):
         build(tmp_path / 'nowhere')
-    with pytest.raises(DatasetLayoutError,
-                       match=r"Annotation file '.*test.json' not found"):
+    with pytest.raises(
+            DatasetLayoutError,
+            match=r"Annotation file '.*test.json' not found"):
         build(root, 'test')
     frame = osp.join(written['valid']['img_dir'],
                      written['valid']['videos'][2]['file_names'][3])
     Path(frame).unlink()
-    with pytest.raises(DatasetLayoutError,
-                       match=r'1 of 12 frames listed in .* are missing, '
-                       r'e\.g\. ' + re.escape(f"'{frame}'")):
+    with pytest.raises(
+            DatasetLayoutError,
+            match=r'1 of 12 frames listed in .* are missing, '
+            r'e\.g\. ' + re.escape(f"'{frame}'")):
         build(root)
 
 
@@ -153,14 +162,17 @@ def test_unreadable_frame(toy):
                      written['valid']['videos'][1]['file_names'][2])
     Path(frame).write_bytes(b'')
     dataset = build(
-        root, pipeline=[
-            dict(type='TransformBroadcaster',
-                 transforms=[dict(type='LoadImageFromFile')])
+        root,
+        pipeline=[
+            dict(
+                type='TransformBroadcaster',
+                transforms=[dict(type='LoadImageFromFile')])
         ])
     assert len(dataset[0]['img']) == 4
-    with pytest.raises(SampleLoadError,
-                       match=r'sample 1 could not be loaded: ' +
-                       re.escape(f"'{frame}' is not a readable image")):
+    with pytest.raises(
+            SampleLoadError,
+            match=r'sample 1 could not be loaded: ' +
+            re.escape(f"'{frame}' is not a readable image")):
         dataset[1]
 
 
@@ -171,16 +183,18 @@ def test_bad_annotation_content(toy):
     content['annotations'].append(
         dict(content['annotations'][0], id=999, video_id=77))
     path.write_text(json.dumps(content))
-    with pytest.raises(DatasetContentError,
-                       match=r"annotated video\(s\) are missing from its "
-                       r"'videos' list, e\.g\. video_id \[77\]"):
+    with pytest.raises(
+            DatasetContentError,
+            match=r"annotated video\(s\) are missing from its "
+            r"'videos' list, e\.g\. video_id \[77\]"):
         build(root)
     content['annotations'].pop()
     content['categories'] = content['categories'][:30]
     path.write_text(json.dumps(content))
-    with pytest.raises(DatasetContentError,
-                       match=r"lacks 10 of the 40 YouTubeVISDataset_2019 "
-                       r"categories, e\.g\. \['tiger'"):
+    with pytest.raises(
+            DatasetContentError,
+            match=r"lacks 10 of the 40 YouTubeVISDataset_2019 "
+            r"categories, e\.g\. \['tiger'"):
         build(root)
 
 

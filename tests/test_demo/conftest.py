@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from helpers import REPO, build_model
 
 # The demo scripts import their siblings (demo_cli, video_demo) by name.
@@ -25,8 +24,8 @@ def small_photo(tmp_path_factory):
     """demo.jpg at 150 x 100, as a file."""
     img = cv2.imread(osp.join(REPO, 'demo', 'demo.jpg'))
     path = tmp_path_factory.mktemp('img') / 'coffee.png'
-    cv2.imwrite(str(path), cv2.resize(img, (150, 100),
-                                      interpolation=cv2.INTER_AREA))
+    cv2.imwrite(
+        str(path), cv2.resize(img, (150, 100), interpolation=cv2.INTER_AREA))
     return str(path)
 
 

@@ -8,8 +8,8 @@ import cv2
 import gradio as gr
 import numpy as np
 import pytest
-
 from helpers import config_path
+
 from rap_sam.apis import RapSAMPredictor
 
 
@@ -18,8 +18,8 @@ def app(weights, tmp_path_factory):
     from app import RapSAMApp
 
     def predictor(name, scale):
-        return RapSAMPredictor(config_path(f'rap_sam/{name}'), weights,
-                               'cpu', scale)
+        return RapSAMPredictor(
+            config_path(f'rap_sam/{name}'), weights, 'cpu', scale)
 
     image_predictor = predictor('eval_rap_sam_coco.py', (96, 64))
     # Random weights are never 0.8 sure of a class.
@@ -117,22 +117,25 @@ def test_prompt_tab_in_a_browser(app, small_photo, rgb):
         driver = start_browser(1100, 800)
         driver.get(f'http://127.0.0.1:{port}')
         upload(driver, 'prompt-input', small_photo)
-        wait_until(lambda: 'Click on the image' in text_of(
-            driver, 'prompt-status'), what='the image to load')
+        wait_until(
+            lambda: 'Click on the image' in text_of(driver, 'prompt-status'),
+            what='the image to load')
         before = shown_image(driver, 'prompt-canvas').get_attribute('src')
         click_image(driver, 'prompt-canvas', 40, 30)
-        wait_until(lambda: '1 prompt' in text_of(driver, 'prompt-status'),
-                   what='the mask of the click')
-        src = wait_until(lambda: (lambda s: s != before and s)(
-            shown_image(driver, 'prompt-canvas').get_attribute('src')),
+        wait_until(
+            lambda: '1 prompt' in text_of(driver, 'prompt-status'),
+            what='the mask of the click')
+        src = wait_until(
+            lambda: (lambda s: s != before and s)
+            (shown_image(driver, 'prompt-canvas').get_attribute('src')),
             what='the overlay')
         table = text_of(driver, 'prompt-status')
         pixels = re.search(r'^1 point .* (\d+)$', table, re.M)
         assert pixels and int(pixels.group(1)) > 0, table
         # The image the page shows has the mask drawn over the photo.
         data = urllib.request.urlopen(src, timeout=10).read()
-        overlay = cv2.imdecode(np.frombuffer(data, np.uint8),
-                               cv2.IMREAD_COLOR)[..., ::-1]
+        overlay = cv2.imdecode(
+            np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
         assert overlay.shape == rgb.shape
         assert (np.abs(overlay.astype(int) - rgb).sum(-1) > 30).mean() > 0.01
     finally:

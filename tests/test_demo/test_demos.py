@@ -5,7 +5,6 @@ import os.path as osp
 
 import cv2
 import pytest
-
 from helpers import config_path
 
 COCO = config_path('rap_sam/eval_rap_sam_coco.py')
@@ -15,8 +14,11 @@ YT19 = config_path('rap_sam/eval_rap_sam_yt19.py')
 def test_image_demo_writes_png_and_json(weights, small_photo, tmp_path):
     import demo
     out = tmp_path / 'out'
-    demo.main([small_photo, COCO, '--weights', weights, '--scale', '96', '64',
-               '--out-dir', str(out), '--score-thr', '0.3'])
+    demo.main([
+        small_photo, COCO, '--weights', weights, '--scale', '96', '64',
+        '--out-dir',
+        str(out), '--score-thr', '0.3'
+    ])
     info = json.loads((out / 'coffee.json').read_text())
     assert (info['width'], info['height']) == (150, 100)
     assert info['segments'], 'the seeded model finds segments'
@@ -32,8 +34,11 @@ def test_image_demo_folder_skips_unreadable(weights, small_photo, tmp_path,
     folder.mkdir()
     (folder / 'a.png').write_bytes(open(small_photo, 'rb').read())
     (folder / 'broken.jpg').write_bytes(b'no image here')
-    demo.main([str(folder), COCO, '--weights', weights, '--scale', '64', '64',
-               '--out-dir', str(tmp_path / 'out')])
+    demo.main([
+        str(folder), COCO, '--weights', weights, '--scale', '64', '64',
+        '--out-dir',
+        str(tmp_path / 'out')
+    ])
     assert osp.isfile(tmp_path / 'out' / 'a.json')
     assert not osp.exists(tmp_path / 'out' / 'broken.json')
     assert 'skipping' in capsys.readouterr().out
@@ -44,8 +49,8 @@ def test_prompt_demo_writes_png_and_json(weights, small_photo, tmp_path):
     out = tmp_path / 'out'
     prompt_demo.main([
         small_photo, COCO, '--weights', weights, '--scale', '96', '64',
-        '--points', '40,30', '120,80', '--boxes', '10,20,140,90',
-        '--out-dir', str(out)
+        '--points', '40,30', '120,80', '--boxes', '10,20,140,90', '--out-dir',
+        str(out)
     ])
     info = json.loads((out / 'coffee_prompts.json').read_text())
     kinds = [p['type'] for p in info['prompts']]
@@ -61,12 +66,14 @@ def test_prompt_demo_writes_png_and_json(weights, small_photo, tmp_path):
 def test_video_demo_writes_mp4_and_json(weights, small_video, tmp_path):
     import video_demo
     out = tmp_path / 'out'
-    video_demo.main([small_video, YT19, '--weights', weights, '--scale', '64',
-                     '48', '--score-thr', '0', '--chunk-frames', '2',
-                     '--out-dir', str(out)])
+    video_demo.main([
+        small_video, YT19, '--weights', weights, '--scale', '64', '48',
+        '--score-thr', '0', '--chunk-frames', '2', '--out-dir',
+        str(out)
+    ])
     info = json.loads((out / 'pan.json').read_text())
-    assert info['num_frames'] == 4 and (info['width'], info['height']) == (
-        96, 64)
+    assert info['num_frames'] == 4 and (info['width'], info['height']) == (96,
+                                                                           64)
     assert info['tracks']
     for track in info['tracks']:
         assert {'id', 'category', 'frames'} <= set(track)
@@ -85,8 +92,11 @@ def test_video_demo_takes_a_folder_of_frames(weights, small_photo, tmp_path):
     img = cv2.imread(small_photo)
     for t in range(3):
         cv2.imwrite(str(frames / f'{t:03d}.jpg'), img[:, 10 * t:10 * t + 96])
-    video_demo.main([str(frames), YT19, '--weights', weights, '--scale', '64',
-                     '48', '--out-dir', str(tmp_path / 'out')])
+    video_demo.main([
+        str(frames), YT19, '--weights', weights, '--scale', '64', '48',
+        '--out-dir',
+        str(tmp_path / 'out')
+    ])
     info = json.loads((tmp_path / 'out' / 'frames.json').read_text())
     assert info['num_frames'] == 3 and info['fps'] == 10
 
@@ -96,8 +106,8 @@ def test_video_demo_takes_a_folder_of_frames(weights, small_photo, tmp_path):
     ('prompt_demo', ['{photo}', '--points', '400,10'],
      r'The point \(400, 10\) is outside the image, which is 150 x 100'),
     ('prompt_demo', ['{photo}'], 'No prompt'),
-    ('prompt_demo', ['{tmp}/notes.txt', '--points', '1,1'],
-     'Cannot read .*notes.txt as an image'),
+    ('prompt_demo', ['{tmp}/notes.txt', '--points', '1,1'
+                     ], 'Cannot read .*notes.txt as an image'),
     ('video_demo', ['{tmp}/missing.mp4'], 'No such video or folder'),
     ('video_demo', ['{tmp}/empty.mp4'], 'Cannot open .*empty.mp4 as a video'),
     ('video_demo', ['{tmp}/notes.txt'], 'Cannot open .* as a video'),
@@ -110,9 +120,10 @@ def test_bad_input_is_a_message(weights, small_photo, tmp_path, script, args,
     args = [a.format(tmp=tmp_path, photo=small_photo) for a in args]
     config = YT19 if script == 'video_demo' else COCO
     with pytest.raises(SystemExit) as exit_info:
-        importlib.import_module(script).main(
-            args[:1] + [config, '--weights', weights, '--scale', '64', '64',
-                        '--out-dir', str(tmp_path / 'out')] + args[1:])
+        importlib.import_module(script).main(args[:1] + [
+            config, '--weights', weights, '--scale', '64', '64', '--out-dir',
+            str(tmp_path / 'out')
+        ] + args[1:])
     assert exit_info.value.code != 0
     assert str(exit_info.value.code).startswith('error: ')
     import re

@@ -11,8 +11,8 @@ class Tiny(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4),
-                                      nn.Conv2d(4, 4, 1))
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1))
         self.kernels = nn.Embedding(5, 4)
         self.norm = nn.LayerNorm(4)
         self.head = nn.Linear(4, 2)
@@ -29,14 +29,16 @@ def _build(constructor, model):
         norm_decay_mult=0.0)
     return constructor(
         dict(optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)),
-        paramwise_cfg)(model)
+        paramwise_cfg)(
+            model)
 
 
 def _settings(optimizer):
     """Parameter -> (lr, weight decay) as the optimiser will apply them."""
     return {
         id(p): (g['lr'], g['weight_decay'])
-        for g in optimizer.param_groups for p in g['params']
+        for g in optimizer.param_groups
+        for p in g['params']
     }
 
 

@@ -27,8 +27,11 @@ def sample(gt_masks, pred_masks, is_box=None, is_thing=None, skipped=0):
     num = len(gt_masks)
     h, w = gt_masks[0].shape
     data = DetDataSample(
-        metainfo=dict(img_id=1, img_path='x.jpg', ori_shape=(h, w),
-                      num_skipped_prompts=skipped))
+        metainfo=dict(
+            img_id=1,
+            img_path='x.jpg',
+            ori_shape=(h, w),
+            num_skipped_prompts=skipped))
     data.gt_instances_collected = InstanceData(
         point_coords=torch.zeros(num, 4),
         pb_labels=torch.ones(num, dtype=torch.long),
@@ -114,7 +117,8 @@ def test_box_prompts_are_reported_apart():
     gt_a, gt_b = rect(20, 20, 0, 10, 0, 10), rect(20, 20, 10, 20, 0, 20)
     half_a = rect(20, 20, 0, 10, 0, 5)
     results = evaluate([
-        sample([gt_a, gt_b], [half_a, gt_b], is_box=[True, False],
+        sample([gt_a, gt_b], [half_a, gt_b],
+               is_box=[True, False],
                is_thing=[True, False])
     ])
     assert results['coco_sam/box_mIoU'] == 0.5
@@ -134,10 +138,11 @@ def test_bad_predictions_are_reported():
     gt = rect(10, 10, 0, 5, 0, 10)
     too_many = sample([gt], [gt])
     too_many['pred_instances']['masks'] = torch.zeros(2, 10, 10, dtype=bool)
-    with pytest.raises(ValueError,
-                       match=r'x\.jpg: 2 predicted masks for 1 prompts'):
+    with pytest.raises(
+            ValueError, match=r'x\.jpg: 2 predicted masks for 1 prompts'):
         evaluate([too_many])
-    with pytest.raises(ValueError,
-                       match=r'predicted masks are \(5, 10\), expected the '
-                       r'original image size \(10, 10\)'):
+    with pytest.raises(
+            ValueError,
+            match=r'predicted masks are \(5, 10\), expected the '
+            r'original image size \(10, 10\)'):
         evaluate([sample([gt], [gt[:5]])])

@@ -61,15 +61,14 @@ def test_panoptic_ground_truth_gives_pq_100(tmp_path):
 def test_panoptic_void_prediction_gives_pq_0(tmp_path):
     images, dataset, metric = panoptic_setup(tmp_path)
     for k in range(len(dataset)):
-        metric.process({},
-                       [panoptic_prediction(dataset, images, k, True)])
+        metric.process({}, [panoptic_prediction(dataset, images, k, True)])
     results = metric.evaluate(size=len(dataset))
     assert results['coco_panoptic/PQ'] == 0.0
 
 
 def vis_setup(root, **evaluator):
-    written = make_youtube_vis(str(root), num_videos=3, num_frames=4, seed=6,
-                               splits=('valid', ))
+    written = make_youtube_vis(
+        str(root), num_videos=3, num_frames=4, seed=6, splits=('valid', ))
     cfg = Config.fromfile(str(CONFIGS / 'youtube_vis_2019.py'))
     cfg.test_dataloader.dataset.data_root = str(root)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
@@ -80,8 +79,9 @@ def vis_setup(root, **evaluator):
     for k, video in enumerate(written['valid']['videos']):
         track_sample = dataset[k]['data_samples']
         for t, frame in enumerate(track_sample):
-            tracks = [tr for tr in video['tracks']
-                      if tr['masks'][t] is not None]
+            tracks = [
+                tr for tr in video['tracks'] if tr['masks'][t] is not None
+            ]
             masks = np.stack([tr['masks'][t] for tr in tracks])
             frame.pred_track_instances = InstanceData(
                 masks=torch.from_numpy(masks),
@@ -110,11 +110,14 @@ def test_vis_format_only_writes_server_json(tmp_path):
     assert len(entries) == sum(len(v['tracks']) for v in videos)
     by_video = {v['id']: v for v in videos}
     for entry in entries:
-        assert set(entry) == {'video_id', 'score', 'category_id',
-                              'segmentations'}
+        assert set(entry) == {
+            'video_id', 'score', 'category_id', 'segmentations'
+        }
         video = by_video[entry['video_id']]
         assert entry['category_id'] in {
-            tr['category_id'] for tr in video['tracks']}
+            tr['category_id']
+            for tr in video['tracks']
+        }
         assert len(entry['segmentations']) == 4
     zip_path = tmp_path / 'out' / 'results.submission_file.zip'
     assert zipfile.ZipFile(zip_path).namelist() == ['results.json']

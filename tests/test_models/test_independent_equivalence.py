@@ -7,19 +7,20 @@ import os
 import os.path as osp
 
 import cv2
+import independent_rap_sam as independent
 import pytest
 import torch
+from helpers import REPO, build_model, image_batch
 from mmdet.models.seg_heads import MaskFormerFusionHead
 
-import independent_rap_sam as independent
-from helpers import REPO, build_model, image_batch
 from rap_sam.models.utils import clicks_to_boxes
 
 
 def assert_close(actual, expected, what):
     scale = expected.abs().max().clamp(min=1e-6)
     err = (actual - expected).abs().max()
-    assert err <= 1e-3 * scale, f'{what}: max error {err:.3g}, scale {scale:.3g}'
+    assert err <= 1e-3 * scale, (
+        f'{what}: max error {err:.3g}, scale {scale:.3g}')
 
 
 @pytest.fixture(scope='module')
@@ -64,8 +65,12 @@ def test_clicks_and_box_match(setup):
                             [60., 20., 180., 110.]])
     with torch.no_grad():
         ours = model(data['inputs'], data['data_samples'], mode='tensor')
-        ref = independent.forward(data['inputs'], sd, classes,
-                                  boxes=by_hand[None], img_hw=(128, 192))
+        ref = independent.forward(
+            data['inputs'],
+            sd,
+            classes,
+            boxes=by_hand[None],
+            img_hw=(128, 192))
     compare(ours, ref)
 
 
@@ -79,13 +84,20 @@ def test_predict_gives_the_same_instances(setup):
         data = model.data_preprocessor(image_batch([img]))
         cls, masks, _, _ = independent.forward(data['inputs'], sd, classes)
     fusion = MaskFormerFusionHead(
-        num_things_classes=80, num_stuff_classes=53,
-        test_cfg=dict(panoptic_on=True, instance_on=True, max_per_image=100,
-                      iou_thr=0.8, object_mask_thr=0.3,
-                      filter_low_score=True))
+        num_things_classes=80,
+        num_stuff_classes=53,
+        test_cfg=dict(
+            panoptic_on=True,
+            instance_on=True,
+            max_per_image=100,
+            iou_thr=0.8,
+            object_mask_thr=0.3,
+            filter_low_score=True))
     sample = data['data_samples'][0]
     up = torch.nn.functional.interpolate(
-        masks[-1], size=sample.batch_input_shape, mode='bilinear',
+        masks[-1],
+        size=sample.batch_input_shape,
+        mode='bilinear',
         align_corners=False)
     expected = fusion.predict(cls[-1], up, [sample], rescale=True)[0]
 

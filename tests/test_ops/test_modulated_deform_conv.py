@@ -19,12 +19,18 @@ def assert_close(actual, expected, rel=1e-5):
     assert err <= rel * scale, f'max error {err:.3g}, scale {scale:.3g}'
 
 
-def mmcv_conv(cin, cout, k, stride, padding, dilation, groups, dg, bias,
-              seed):
+def mmcv_conv(cin, cout, k, stride, padding, dilation, groups, dg, bias, seed):
     torch.manual_seed(seed)
     conv = ModulatedDeformConv2d(
-        cin, cout, k, stride=stride, padding=padding, dilation=dilation,
-        groups=groups, deform_groups=dg, bias=bias)
+        cin,
+        cout,
+        k,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        deform_groups=dg,
+        bias=bias)
     with torch.no_grad():
         conv.weight.normal_()
         if bias:
@@ -64,9 +70,10 @@ def test_matches_mmcv(case, offset_scale):
     mask = torch.rand(b, dg * kh * kw, ho, wo, generator=g)
     with torch.no_grad():
         expected = conv(x, offset, mask)
-        actual = modulated_deform_conv2d_torch(
-            x, offset, mask, conv.weight, conv.bias, conv.stride,
-            conv.padding, conv.dilation, conv.groups, conv.deform_groups)
+        actual = modulated_deform_conv2d_torch(x, offset, mask, conv.weight,
+                                               conv.bias, conv.stride,
+                                               conv.padding, conv.dilation,
+                                               conv.groups, conv.deform_groups)
     assert_close(actual, expected)
 
 
@@ -77,9 +84,10 @@ def test_border_cases_exactly():
     conv = mmcv_conv(3, 2, 3, 1, 1, 1, 1, 1, False, seed=7)
     h, w = 5, 6
     x = torch.randn(1, 3, h, w)
-    values = torch.tensor([-1e4, -7., -2., -1.5, -1., -0.999, -0.5, -0.25, 0.,
-                           0.25, 0.5, 1., 2.5, 3.999, 4., 4.5, 5., 5.999, 6.,
-                           6.5, 7., 1e4])
+    values = torch.tensor([
+        -1e4, -7., -2., -1.5, -1., -0.999, -0.5, -0.25, 0., 0.25, 0.5, 1., 2.5,
+        3.999, 4., 4.5, 5., 5.999, 6., 6.5, 7., 1e4
+    ])
     g = torch.Generator().manual_seed(0)
     offset = values[torch.randint(len(values), (1, 18, h, w), generator=g)]
     mask = torch.rand(1, 9, h, w, generator=g)
@@ -112,8 +120,8 @@ def test_im2col_layout_and_memory_formats():
     weight = torch.randn(3, 6, 3, 3)
     a = modulated_deform_conv2d_torch(x, offset, mask, weight, None, 1, 1)
     b = modulated_deform_conv2d_torch(
-        x.contiguous(memory_format=torch.channels_last), offset, mask,
-        weight, None, 1, 1)
+        x.contiguous(memory_format=torch.channels_last), offset, mask, weight,
+        None, 1, 1)
     assert torch.equal(a, b)
     assert a.is_contiguous(memory_format=torch.channels_last)
 

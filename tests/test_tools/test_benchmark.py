@@ -48,8 +48,10 @@ def test_image_with_mask2former(tool, tmp_path, capsys):
     # RAP-SAM R50 holds 47.3M parameters (released checkpoint: 47,308,949
     # numbers, of which the class embeddings are buffers, not parameters).
     assert abs(report['variants']['reference']['params_m'] - 47.25) < 0.1
-    assert {'fast_vs_reference_e2e', 'fast_vs_mask2former_e2e',
-            'fast_vs_mask2former_forward'} <= report['speedup'].keys()
+    assert {
+        'fast_vs_reference_e2e', 'fast_vs_mask2former_e2e',
+        'fast_vs_mask2former_forward'
+    } <= report['speedup'].keys()
     acc = report['accuracy_vs_reference']['fast']
     assert acc['mask_logits_rel_err'] < 1e-4
     assert acc['panoptic_pixel_agreement'] > 0.999
@@ -71,9 +73,9 @@ def test_prompt_task(tool):
 
 def test_video_task(tool):
     report = tool.main([
-        COCO.replace('coco', 'yt19'), '--task', 'video', '--shape', '64',
-        '96', '--num-frames', '2', '--warmup', '0', '--repeats', '1',
-        '--variants', 'reference', '--no-memory'
+        COCO.replace('coco', 'yt19'), '--task', 'video', '--shape', '64', '96',
+        '--num-frames', '2', '--warmup', '0', '--repeats', '1', '--variants',
+        'reference', '--no-memory'
     ])
     entry = report['variants']['reference']
     assert entry['fps'] > 0 and entry['gflops']['total'] > 0

@@ -4,8 +4,8 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.dataset import BaseDataset, RepeatDataset
 from mmdet.registry import DATASETS
+from mmengine.dataset import BaseDataset, RepeatDataset
 
 from rap_sam.utils.class_embeddings import (ClassEmbeddingError,
                                             load_class_embeddings)
@@ -19,11 +19,15 @@ from rap_sam.utils.text_classifier import (dataset_vocabulary,
 from rap_sam.utils.vild_templates import VILD_TEMPLATES
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY = dict(embed_dim=32,
-            vision_cfg=dict(timm_model_name='convnext_atto', timm_pool='',
-                            timm_proj='mlp', image_size=64),
-            text_cfg=dict(context_length=77, vocab_size=49408, width=64,
-                          heads=2, layers=2))
+TINY = dict(
+    embed_dim=32,
+    vision_cfg=dict(
+        timm_model_name='convnext_atto',
+        timm_pool='',
+        timm_proj='mlp',
+        image_size=64),
+    text_cfg=dict(
+        context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
 CLASSES = ('person,child,girl', 'dog', 'traffic_light/signal')
 
 
@@ -70,9 +74,11 @@ def env(tmp_path, monkeypatch):
 
 
 def _config(tmp_path, num_classes=3, backbone=None):
-    backbone = backbone or dict(type='OpenCLIPBackbone',
-                                model_name='tiny_clip', model_cfg=TINY,
-                                pretrained=None)
+    backbone = backbone or dict(
+        type='OpenCLIPBackbone',
+        model_name='tiny_clip',
+        model_cfg=TINY,
+        pretrained=None)
     path = tmp_path / 'cfg.py'
     path.write_text(
         f'model = dict(backbone={backbone!r}, panoptic_head=dict('
@@ -84,8 +90,8 @@ def _config(tmp_path, num_classes=3, backbone=None):
 
 
 def _reference_embedding(model, tokenizer, synonym):
-    feats = model.encode_text(tokenizer([t.format(synonym)
-                                         for t in VILD_TEMPLATES]))
+    feats = model.encode_text(
+        tokenizer([t.format(synonym) for t in VILD_TEMPLATES]))
     feats = feats / feats.norm(dim=-1, keepdim=True)
     mean = feats.mean(0)
     return mean / mean.norm()
@@ -93,7 +99,8 @@ def _reference_embedding(model, tokenizer, synonym):
 
 def test_split_synonyms():
     assert split_synonyms('traffic_light/signal') == [
-        'traffic light', 'signal']
+        'traffic light', 'signal'
+    ]
     assert split_synonyms('Person, child,,girl') == ['person', 'child', 'girl']
     assert split_synonyms('paper_or_cardboard') == ['paper', 'cardboard']
     with pytest.raises(ValueError):
@@ -102,19 +109,21 @@ def test_split_synonyms():
 
 def test_truncated_prompts_match_encode_text(clip):
     model, tokenizer, _ = clip
-    tokens = tokenizer(['a photo of a dog.', 'There is a large traffic '
-                        'light in the scene.'])
+    tokens = tokenizer([
+        'a photo of a dog.', 'There is a large traffic '
+        'light in the scene.'
+    ])
     with torch.no_grad():
-        torch.testing.assert_close(encode_prompts(model, tokens),
-                                   model.encode_text(tokens))
+        torch.testing.assert_close(
+            encode_prompts(model, tokens), model.encode_text(tokens))
 
 
 def test_dataset_classifier(clip, env):
     model, tokenizer, ckpt = clip
     out = gen_cls.main([_config(env), '--checkpoint', ckpt])
     assert out == str(env / 'embd' / 'tiny_clip_TinyOVDataset.pth')
-    emb = load_class_embeddings('tiny_clip_TinyOVDataset', num_classes=3,
-                                embed_dims=32)
+    emb = load_class_embeddings(
+        'tiny_clip_TinyOVDataset', num_classes=3, embed_dims=32)
     assert emb.shape == (3, 3, 32) and emb.dtype == torch.float32
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3, 3))
     # Class order and synonym order follow the dataset; padding repeats
@@ -123,8 +132,10 @@ def test_dataset_classifier(clip, env):
         for cls, syns in enumerate(split_synonyms(c) for c in CLASSES):
             for j, syn in enumerate(syns):
                 torch.testing.assert_close(
-                    emb[cls, j], _reference_embedding(model, tokenizer, syn),
-                    atol=1e-5, rtol=1e-5)
+                    emb[cls, j],
+                    _reference_embedding(model, tokenizer, syn),
+                    atol=1e-5,
+                    rtol=1e-5)
     assert torch.equal(emb[1, 1], emb[1, 0])
     assert torch.equal(emb[1, 2], emb[1, 0])
     assert torch.equal(emb[2, 2], emb[2, 0])
@@ -135,8 +146,12 @@ def test_dataset_classifier(clip, env):
 
 def test_same_weights_same_bytes(clip, env):
     _, _, ckpt = clip
-    outs = [gen_cls.main([_config(env), '--checkpoint', ckpt,
-                          '--out', str(env / d / 'cls.pth')]) for d in 'ab']
+    outs = [
+        gen_cls.main([
+            _config(env), '--checkpoint', ckpt, '--out',
+            str(env / d / 'cls.pth')
+        ]) for d in 'ab'
+    ]
     with open(outs[0], 'rb') as a, open(outs[1], 'rb') as b:
         assert a.read() == b.read()
 
@@ -145,8 +160,9 @@ def test_classes_file_and_vocabulary_cache(clip, env, monkeypatch):
     model, tokenizer, ckpt = clip
     vocab = env / 'vocab.txt'
     vocab.write_text('# my classes\ncat\nsofa,couch\n')
-    out = gen_cls.main([_config(env), '--checkpoint', ckpt,
-                        '--classes', str(vocab)])
+    out = gen_cls.main(
+        [_config(env), '--checkpoint', ckpt, '--classes',
+         str(vocab)])
     name = vocabulary_name(['cat', 'sofa,couch'], 'tiny_clip',
                            osp.abspath(ckpt))
     assert out == str(env / 'embd' / f'{name}.pth')
@@ -157,16 +173,19 @@ def test_classes_file_and_vocabulary_cache(clip, env, monkeypatch):
     # The content-addressed cache finds the file and builds nothing.
     import rap_sam.utils.openclip_loader as loader
     monkeypatch.setattr(loader, 'build_clip_model', None)
-    assert vocabulary_embeddings(['cat', 'sofa,couch'], 'tiny_clip',
+    assert vocabulary_embeddings(['cat', 'sofa,couch'],
+                                 'tiny_clip',
                                  checkpoint=ckpt,
                                  model_cfg=TINY) == (name, out)
     assert vocabulary_name(['cat', 'sofa'], 'tiny_clip', ckpt) != name
 
 
 def test_offline_error_names_the_file(env):
-    backbone = dict(type='OpenCLIPBackbone', model_name='convnext_large_d_320',
-                    init_cfg=dict(type='clip_pretrain',
-                                  checkpoint='laion2b_s29b_b131k_ft_soup'))
+    backbone = dict(
+        type='OpenCLIPBackbone',
+        model_name='convnext_large_d_320',
+        init_cfg=dict(
+            type='clip_pretrain', checkpoint='laion2b_s29b_b131k_ft_soup'))
     with pytest.raises(SystemExit) as exc:
         gen_cls.main([_config(env, backbone=backbone)])
     msg = str(exc.value)
@@ -183,17 +202,23 @@ def test_offline_error_names_the_file(env):
 def test_head_class_count_mismatch_is_not_fatal(clip, env):
     # The file fits the dataset; a joint-space head is warned about.
     _, _, ckpt = clip
-    gen_cls.main([_config(env, num_classes=5), '--checkpoint', ckpt,
-                  '--out', str(env / 'x.pth')])
+    gen_cls.main([
+        _config(env, num_classes=5), '--checkpoint', ckpt, '--out',
+        str(env / 'x.pth')
+    ])
     assert torch.load(env / 'x.pth', weights_only=True).shape[0] == 3
 
 
 def test_dataset_names():
     assert dataset_vocabulary(dict(type='TinyOVDataset', ann_file='a.json')) \
         == ('TinyOVDataset', list(CLASSES))
-    wrapped = dict(type=RepeatDataset, times=3,
-                   dataset=dict(type='TinyVersionedDataset',
-                                dataset_version='2021', ann_file='a.json'))
+    wrapped = dict(
+        type=RepeatDataset,
+        times=3,
+        dataset=dict(
+            type='TinyVersionedDataset',
+            dataset_version='2021',
+            ann_file='a.json'))
     assert dataset_vocabulary(wrapped) == ('TinyVIS_2021', ['cat', 'zebra'])
     override = dict(type='TinyOVDataset', metainfo=dict(classes=('a', 'b')))
     assert dataset_vocabulary(override)[1] == ['a', 'b']

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import REPO, build_model, config_path
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import save_checkpoint
 
-from helpers import REPO, build_model, config_path
 from rap_sam.testing import make_coco_panoptic, make_youtube_vis
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
@@ -22,9 +22,10 @@ import test as test_tool  # noqa: E402
 def seeded_checkpoint(path, config):
     model = build_model(config, seed=0)
     save_checkpoint(
-        dict(meta=dict(epoch=12, seed=np.int64(0),
-                       hist=HistoryBuffer([1.0], [1])),
-             state_dict=model.state_dict()), str(path))
+        dict(
+            meta=dict(
+                epoch=12, seed=np.int64(0), hist=HistoryBuffer([1.0], [1])),
+            state_dict=model.state_dict()), str(path))
     return str(path)
 
 
@@ -40,8 +41,8 @@ def loader_options(root, extra):
 
 def run_tool(config, ckpt, work_dir, options):
     return test_tool.main([
-        config_path(config), ckpt, '--work-dir', str(work_dir),
-        '--cfg-options', *options
+        config_path(config), ckpt, '--work-dir',
+        str(work_dir), '--cfg-options', *options
     ])
 
 
@@ -55,26 +56,36 @@ def coco_root(tmp_path_factory):
 def test_coco_panoptic_end_to_end(tmp_path, coco_root):
     config = 'rap_sam/eval_rap_sam_coco.py'
     ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
-    metrics = run_tool(config, ckpt, tmp_path / 'work', loader_options(
-        coco_root, {
-            'test_dataloader.dataset.pipeline.1.scale': '(128,96)',
-            'test_evaluator.seg_prefix':
-            coco_root + 'annotations/panoptic_val2017/',
-        }))
-    assert {'coco_panoptic/PQ', 'coco_panoptic/SQ', 'coco_panoptic/RQ',
-            'coco_panoptic/PQ_th', 'coco_panoptic/PQ_st'} <= set(metrics)
+    metrics = run_tool(
+        config, ckpt, tmp_path / 'work',
+        loader_options(
+            coco_root, {
+                'test_dataloader.dataset.pipeline.1.scale':
+                '(128,96)',
+                'test_evaluator.seg_prefix':
+                coco_root + 'annotations/panoptic_val2017/',
+            }))
+    assert {
+        'coco_panoptic/PQ', 'coco_panoptic/SQ', 'coco_panoptic/RQ',
+        'coco_panoptic/PQ_th', 'coco_panoptic/PQ_st'
+    } <= set(metrics)
     assert 0 <= metrics['coco_panoptic/PQ'] <= 100
     # The metrics are also saved in the work dir.
-    saved = [osp.join(d, f) for d, _, fs in os.walk(tmp_path / 'work')
-             for f in fs if f.endswith('.json')]
+    saved = [
+        osp.join(d, f) for d, _, fs in os.walk(tmp_path / 'work') for f in fs
+        if f.endswith('.json')
+    ]
     assert any('coco_panoptic/PQ' in open(p).read() for p in saved)
 
 
 def test_coco_sam_clicks_end_to_end(tmp_path, coco_root):
     config = 'rap_sam/eval_rap_sam_prompt.py'
     ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
-    metrics = run_tool(config, ckpt, tmp_path / 'work', loader_options(
-        coco_root, {'test_dataloader.dataset.pipeline.2.scale': '(128,96)'}))
+    metrics = run_tool(
+        config, ckpt, tmp_path / 'work',
+        loader_options(
+            coco_root,
+            {'test_dataloader.dataset.pipeline.2.scale': '(128,96)'}))
     assert 0 <= metrics['coco_sam/mIoU'] <= 1
     assert 1 <= metrics['coco_sam/NoC@0.85'] <= 20
 
@@ -90,28 +101,32 @@ def ytvis(tmp_path_factory):
 
 def test_youtube_vis_ap_end_to_end(tmp_path, ytvis):
     root, config, ckpt = ytvis
-    metrics = run_tool(config, ckpt, tmp_path / 'work', loader_options(
-        root, {
-            'test_dataloader.dataset.pipeline.0.transforms.1.scale':
-            '(128,96)',
-            'test_evaluator.format_only': False,
-        }))
+    metrics = run_tool(
+        config, ckpt, tmp_path / 'work',
+        loader_options(
+            root, {
+                'test_dataloader.dataset.pipeline.0.transforms.1.scale':
+                '(128,96)',
+                'test_evaluator.format_only': False,
+            }))
     assert 0 <= metrics['youtube_vis/segm_mAP'] <= 1
 
 
 def test_youtube_vis_server_json(tmp_path, ytvis):
     root, config, ckpt = ytvis
     prefix = str(tmp_path / 'results')
-    run_tool(config, ckpt, tmp_path / 'work', loader_options(
-        root, {
-            'test_dataloader.dataset.pipeline.0.transforms.1.scale':
-            '(128,96)',
-            'test_evaluator.outfile_prefix': prefix,
-        }))
+    run_tool(
+        config, ckpt, tmp_path / 'work',
+        loader_options(
+            root, {
+                'test_dataloader.dataset.pipeline.0.transforms.1.scale':
+                '(128,96)',
+                'test_evaluator.outfile_prefix': prefix,
+            }))
     with open(prefix + '.json') as f:
         results = json.load(f)
-    assert results and {'video_id', 'score', 'category_id',
-                        'segmentations'} <= set(results[0])
+    assert results and {'video_id', 'score', 'category_id', 'segmentations'
+                        } <= set(results[0])
     # One RLE (or None) per frame of the video.
     assert len(results[0]['segmentations']) == 4
     assert osp.isfile(prefix + '.submission_file.zip')
@@ -139,16 +154,23 @@ def test_dist_test_one_cpu_process(tmp_path, coco_root):
     """torchrun with one process, gloo on CPU."""
     config = 'rap_sam/eval_rap_sam_coco.py'
     ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
-    options = loader_options(coco_root, {
-        'test_dataloader.dataset.pipeline.1.scale': '(128,96)',
-        'test_evaluator.seg_prefix':
-        coco_root + 'annotations/panoptic_val2017/',
-    })
+    options = loader_options(
+        coco_root, {
+            'test_dataloader.dataset.pipeline.1.scale':
+            '(128,96)',
+            'test_evaluator.seg_prefix':
+            coco_root + 'annotations/panoptic_val2017/',
+        })
     env = dict(os.environ, PORT='29577', PYTHON=sys.executable)
-    proc = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', 'dist_test.sh'),
-         config_path(config), ckpt, '1', '--work-dir',
-         str(tmp_path / 'work'), '--cfg-options', *options],
-        env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([
+        'bash',
+        osp.join(REPO, 'tools', 'dist_test.sh'),
+        config_path(config), ckpt, '1', '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', *options
+    ],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'coco_panoptic/PQ' in proc.stdout + proc.stderr

@@ -12,12 +12,16 @@ def toy_root(tmp_path_factory):
     (train, 2 videos of 4 frames) under one root, with the toy recipe's
     class embeddings in ROOT/embd."""
     root = tmp_path_factory.mktemp('toy')
-    make_coco_panoptic(str(root / 'data' / 'coco'), num_images=4,
-                       splits=('train2017', 'val2017'))
-    make_youtube_vis(str(root / 'data' / 'youtube_vis_2019'), num_videos=2,
-                     num_frames=4, splits=('train', ))
-    load_tool('toy_train_eval').write_toy_class_embeddings(
-        str(root / 'embd'))
+    make_coco_panoptic(
+        str(root / 'data' / 'coco'),
+        num_images=4,
+        splits=('train2017', 'val2017'))
+    make_youtube_vis(
+        str(root / 'data' / 'youtube_vis_2019'),
+        num_videos=2,
+        num_frames=4,
+        splits=('train', ))
+    load_tool('toy_train_eval').write_toy_class_embeddings(str(root / 'embd'))
     return root
 
 

@@ -24,8 +24,10 @@ def _segments(areas, size=32):
         masks[i].flat[:area] = 1
     masks = BitmapMasks(masks, size, size)
     return dict(
-        img=np.zeros((size, size, 3), np.uint8), img_path='x.jpg',
-        img_shape=(size, size), gt_masks=masks,
+        img=np.zeros((size, size, 3), np.uint8),
+        img_path='x.jpg',
+        img_shape=(size, size),
+        gt_masks=masks,
         gt_bboxes=HorizontalBoxes.from_instance_masks(masks),
         gt_bboxes_labels=np.arange(len(areas)),
         gt_ignore_flags=np.zeros(len(areas), bool))
@@ -60,8 +62,9 @@ def test_short_videos():
 
 
 def test_tiny_segments_get_no_prompts():
-    out = GenerateTrainPrompts(num_prompts=6, min_area=32)(
-        _segments([10, 200]))
+    out = GenerateTrainPrompts(
+        num_prompts=6, min_area=32)(
+            _segments([10, 200]))
     assert out['prompt_indices'].tolist() == [1] * 6
     assert out['num_tiny_segments'] == 1
     assert GenerateTrainPrompts(min_area=32)(_segments([10, 5])) is None
@@ -84,14 +87,15 @@ class VanishSegmentsOf(BaseTransform):
         return results
 
 
-def test_dataset_replaces_rejected_samples_from_the_same_source(toy_root,
-                                                                tmp_path):
+def test_dataset_replaces_rejected_samples_from_the_same_source(
+        toy_root, tmp_path):
+    from mmcv.transforms import LoadImageFromFile, TransformBroadcaster
+    from mmdet.datasets.transforms import (LoadTrackAnnotations, PackDetInputs,
+                                           PackTrackInputs)
+
     from rap_sam.datasets import (CocoPanopticOVDataset,
                                   LoadPanopticTrainAnnotations,
                                   YouTubeVISOVDataset)
-    from mmdet.datasets.transforms import LoadTrackAnnotations
-    from mmcv.transforms import LoadImageFromFile, TransformBroadcaster
-    from mmdet.datasets.transforms import PackDetInputs, PackTrackInputs
 
     # A YouTube-VIS file where video 1 has a single frame.
     raw = json.load(open(f'{toy_root}/data/youtube_vis_2019/train.json'))
@@ -104,10 +108,11 @@ def test_dataset_replaces_rejected_samples_from_the_same_source(toy_root,
     ann_file.write_text(json.dumps(raw))
 
     coco = dict(
-        type=CocoPanopticOVDataset, data_root=f'{toy_root}/data/coco/',
+        type=CocoPanopticOVDataset,
+        data_root=f'{toy_root}/data/coco/',
         ann_file='annotations/panoptic_train2017.json',
-        data_prefix=dict(img='train2017/',
-                         seg='annotations/panoptic_train2017/'),
+        data_prefix=dict(
+            img='train2017/', seg='annotations/panoptic_train2017/'),
         pipeline=[
             dict(type=LoadImageFromFile),
             dict(type=LoadPanopticTrainAnnotations),
@@ -116,15 +121,19 @@ def test_dataset_replaces_rejected_samples_from_the_same_source(toy_root,
             dict(type=PackDetInputs)
         ])
     videos = dict(
-        type=YouTubeVISOVDataset, data_root=f'{toy_root}/data/'
-        'youtube_vis_2019/', ann_file=str(ann_file),
+        type=YouTubeVISOVDataset,
+        data_root=f'{toy_root}/data/'
+        'youtube_vis_2019/',
+        ann_file=str(ann_file),
         data_prefix=dict(img_path='train/JPEGImages'),
         pipeline=[
             dict(type=ClipFrameSample, num_frames=2, interval=2),
-            dict(type=TransformBroadcaster, transforms=[
-                dict(type=LoadImageFromFile),
-                dict(type=LoadTrackAnnotations, with_mask=True)
-            ]),
+            dict(
+                type=TransformBroadcaster,
+                transforms=[
+                    dict(type=LoadImageFromFile),
+                    dict(type=LoadTrackAnnotations, with_mask=True)
+                ]),
             dict(type=PackTrackInputs)
         ])
     dataset = ConcatOVDataset([coco, videos], data_tags=('coco', 'yt19'))
@@ -146,8 +155,9 @@ def test_nonfinite_loss_names_iteration_and_source():
     check_losses_finite(dict(loss_mask=torch.tensor(1.)), 'sam', [sample])
     with pytest.raises(NonFiniteLossError) as err:
         check_losses_finite(
-            dict(loss_mask=torch.tensor(1.), loss_dice=torch.tensor(
-                float('nan'))), 'sam', [sample])
+            dict(
+                loss_mask=torch.tensor(1.),
+                loss_dice=torch.tensor(float('nan'))), 'sam', [sample])
     message = str(err.value)
     assert 'iteration 42' in message and "'sam'" in message
     assert 'loss_dice=nan' in message and 'bad.jpg' in message

@@ -85,8 +85,9 @@ def test_nan_loss_stops_before_the_weights_change(toy_root, tmp_path,
     with pytest.raises(NonFiniteLossError, match=r'iteration 1, source'):
         runner.train()
     after = runner.model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before
-               if 'num_batches_tracked' not in k and 'running' not in k)
+    assert all(
+        torch.equal(before[k], after[k]) for k in before
+        if 'num_batches_tracked' not in k and 'running' not in k)
 
 
 def test_checkpoint_resumes_and_loads_into_test_tool(trained, toy_root):
@@ -110,8 +111,8 @@ def test_checkpoint_resumes_and_loads_into_test_tool(trained, toy_root):
     checkpoint = osp.join(work_dir, 'epoch_2.pth')
 
     test = load_tool('test')
-    for name, metric in (('coco', 'coco_panoptic/PQ'),
-                         ('prompt', 'coco_sam/mIoU')):
+    for name, metric in (('coco', 'coco_panoptic/PQ'), ('prompt',
+                                                        'coco_sam/mIoU')):
         options = [
             f'model.panoptic_head.ov_classifier_dir={toy_root}/embd',
             f'test_dataloader.dataset.data_root={toy_root}/data/coco/',
@@ -120,8 +121,8 @@ def test_checkpoint_resumes_and_loads_into_test_tool(trained, toy_root):
             options.append(f'test_evaluator.seg_prefix={toy_root}/data/coco/'
                            'annotations/panoptic_val2017/')
         metrics = test.main([
-            osp.join(REPO, f'configs/rap_sam/toy_eval_{name}.py'),
-            checkpoint, '--work-dir',
+            osp.join(REPO, f'configs/rap_sam/toy_eval_{name}.py'), checkpoint,
+            '--work-dir',
             str(work_dir / f'eval_{name}'), '--cfg-options', *options
         ])
         assert metric in metrics

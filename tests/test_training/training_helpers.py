@@ -32,8 +32,8 @@ def toy_train_cfg(root, work_dir, size=96, extra=()):
     fixture's data, at ``size`` px, one epoch, logging every iteration."""
     train = load_tool('train')
     args = train.parse_args([
-        osp.join(REPO, 'configs/rap_sam/toy_rap_sam_train.py'),
-        '--work-dir', str(work_dir), *extra
+        osp.join(REPO, 'configs/rap_sam/toy_rap_sam_train.py'), '--work-dir',
+        str(work_dir), *extra
     ])
     cfg = train.build_cfg(args)
     datasets = cfg.train_dataloader.dataset.datasets

@@ -17,28 +17,33 @@ class Gadget:
     """Stands for any object a malicious or foreign file might carry."""
 
     def __reduce__(self):
-        return (print, ('this ran while loading',))
+        return (print, ('this ran while loading', ))
 
 
 def test_history_buffer_in_fresh_process(tmp_path):
     """A new process has not filled HistoryBuffer's statistics table yet;
     the file must load all the same."""
     path = tmp_path / 'hb.pth'
-    save_checkpoint(dict(meta=dict(hist=HistoryBuffer([1.0, 3.0], [1, 1])),
-                         state_dict={}), str(path))
+    save_checkpoint(
+        dict(meta=dict(hist=HistoryBuffer([1.0, 3.0], [1, 1])), state_dict={}),
+        str(path))
     code = ('import rap_sam; from mmengine.runner.checkpoint import '
             'CheckpointLoader as L; '
             f'print(L.load_checkpoint({str(path)!r})["meta"]["hist"].mean())')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([sys.executable, '-c', code],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == '2.0'
 
 
 def test_numpy_meta_loads(tmp_path):
     path = tmp_path / 'np.pth'
-    save_checkpoint(dict(meta=dict(seed=np.int64(3), arr=np.arange(3.)),
-                         state_dict={'w': torch.ones(2)}), str(path))
+    save_checkpoint(
+        dict(
+            meta=dict(seed=np.int64(3), arr=np.arange(3.)),
+            state_dict={'w': torch.ones(2)}), str(path))
     ckpt = CheckpointLoader.load_checkpoint(str(path))
     assert ckpt['meta']['seed'] == 3
     assert np.array_equal(ckpt['meta']['arr'], np.arange(3.))

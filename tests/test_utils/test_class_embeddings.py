@@ -1,10 +1,9 @@
 """Class-embedding files: where they are found and what is refused."""
 import pytest
 import torch
-
-from helpers import random_class_embeddings
-from helpers import load_config
+from helpers import load_config, random_class_embeddings
 from mmdet.registry import MODELS
+
 from rap_sam.utils.class_embeddings import (ClassEmbeddingError,
                                             class_embedding_path,
                                             load_class_embeddings)
@@ -28,8 +27,8 @@ def test_loads_a_good_file(tmp_path):
     emb = random_class_embeddings(5, num_synonyms=2, dim=16)
     torch.save(emb, tmp_path / 'ok.pth')
     assert torch.equal(
-        load_class_embeddings('ok', str(tmp_path), num_classes=5,
-                              embed_dims=16), emb)
+        load_class_embeddings(
+            'ok', str(tmp_path), num_classes=5, embed_dims=16), emb)
 
 
 def test_missing_file_says_how_to_make_one(tmp_path):
@@ -44,7 +43,8 @@ def test_missing_file_says_how_to_make_one(tmp_path):
      'has 7 classes but the model expects 5'),
     (random_class_embeddings(5, dim=32), dict(embed_dims=16),
      'dimension 32 but the model expects 16'),
-    (torch.ones(5, 16), {}, r'\[num_classes, num_synonyms, dim\], got \(5, 16\)'),
+    (torch.ones(5,
+                16), {}, r'\[num_classes, num_synonyms, dim\], got \(5, 16\)'),
     (random_class_embeddings(5, dim=16) * 2, {}, 'L2-normalised'),
 ])
 def test_wrong_files_name_both_numbers(tmp_path, tensor, kwargs, message):
@@ -58,6 +58,7 @@ def test_model_build_reports_a_wrong_class_count(tmp_path, monkeypatch):
     monkeypatch.setenv('RAP_SAM_EMBD_DIR', str(tmp_path))
     cfg = load_config('rap_sam/eval_rap_sam_coco.py')
     cfg.model.panoptic_head.ov_classifier_name = 'forty'
-    with pytest.raises(Exception, match='has 40 classes but the model '
-                       'expects 133'):
+    with pytest.raises(
+            Exception, match='has 40 classes but the model '
+            'expects 133'):
         MODELS.build(cfg.model)

@@ -34,8 +34,8 @@ Examples::
     python tools/analysis/benchmark.py configs/rap_sam/eval_rap_sam_coco.py \\
         --shape 800 1344 --threads 2 --compare mask2former --out bench.json
     # prompt decode after cached features
-    python tools/analysis/benchmark.py configs/rap_sam/eval_rap_sam_prompt.py \\
-        --task prompt --shape 800 1344
+    python tools/analysis/benchmark.py \\
+        configs/rap_sam/eval_rap_sam_prompt.py --task prompt --shape 800 1344
     # GPU, the paper's protocol (batch 1, 800x1333), fp32 and fp16
     python tools/analysis/benchmark.py configs/rap_sam/eval_rap_sam_coco.py \\
         --device cuda --dtype fp32 fp16 --compare mask2former
@@ -50,7 +50,7 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -58,7 +58,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 STAGES = ('backbone', 'neck', 'head', 'post', 'e2e')
-MASK2FORMER_CONFIG = 'mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py'
+MASK2FORMER_CONFIG = (
+    'mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py')
 
 
 def parse_args(argv=None):
@@ -71,49 +72,73 @@ def parse_args(argv=None):
     parser.add_argument(
         '--task', choices=('image', 'video', 'prompt'), default='image')
     parser.add_argument(
-        '--shape', type=int, nargs=2, default=(800, 1333),
-        metavar=('H', 'W'), help='input image size (default: 800 1333)')
+        '--shape',
+        type=int,
+        nargs=2,
+        default=(800, 1333),
+        metavar=('H', 'W'),
+        help='input image size (default: 800 1333)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
-        '--threads', type=int, default=None,
+        '--threads',
+        type=int,
+        default=None,
         help='CPU threads (default: torch default)')
     parser.add_argument(
-        '--variants', nargs='+', default=['reference', 'fast'],
+        '--variants',
+        nargs='+',
+        default=['reference', 'fast'],
         choices=('reference', 'fast'),
         help='RAP-SAM variants timed (fp32)')
     parser.add_argument(
-        '--dtype', nargs='+', default=['fp32'],
+        '--dtype',
+        nargs='+',
+        default=['fp32'],
         choices=('fp32', 'bf16', 'fp16'),
         help='precisions of the fast variant (bf16 / fp16 = autocast)')
     parser.add_argument(
-        '--compile', action='store_true',
+        '--compile',
+        action='store_true',
         help='also time the fast variant with torch.compile')
     parser.add_argument(
-        '--compare', choices=('mask2former', ), default=None,
+        '--compare',
+        choices=('mask2former', ),
+        default=None,
         help="time mmdet's Mask2Former R50 panoptic in the same rounds")
-    parser.add_argument('--warmup', type=int, default=None,
-                        help='untimed runs per variant (default 1 CPU, '
-                        '5 GPU)')
-    parser.add_argument('--repeats', type=int, default=None,
-                        help='timed rounds (default 5 CPU, 30 GPU)')
     parser.add_argument(
-        '--num-prompts', type=int, default=1,
+        '--warmup',
+        type=int,
+        default=None,
+        help='untimed runs per variant (default 1 CPU, '
+        '5 GPU)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=None,
+        help='timed rounds (default 5 CPU, 30 GPU)')
+    parser.add_argument(
+        '--num-prompts',
+        type=int,
+        default=1,
         help='clicks per image for --task prompt')
     parser.add_argument(
         '--num-frames', type=int, default=5, help='frames for --task video')
     parser.add_argument(
-        '--tune-malloc', action='store_true',
+        '--tune-malloc',
+        action='store_true',
         help='keep freed memory in the process (glibc mallopt); applies '
         'to every model of the run')
-    parser.add_argument('--no-flops', action='store_true',
-                        help='skip the GFLOPs count')
-    parser.add_argument('--no-memory', action='store_true',
-                        help='skip the peak-memory run')
     parser.add_argument(
-        '--accuracy', action='store_true',
+        '--no-flops', action='store_true', help='skip the GFLOPs count')
+    parser.add_argument(
+        '--no-memory', action='store_true', help='skip the peak-memory run')
+    parser.add_argument(
+        '--accuracy',
+        action='store_true',
         help='compare every variant\'s outputs with the reference\'s')
-    parser.add_argument('--image', help='image file (default: demo/demo.jpg, '
-                        'or noise)')
+    parser.add_argument(
+        '--image', help='image file (default: demo/demo.jpg, '
+        'or noise)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='write the report as JSON here')
     return parser.parse_args(argv)
@@ -144,8 +169,8 @@ def randomize_(model: nn.Module, seed: int = 0) -> None:
 
 
 def build_rap_sam(args, notes: List[str]) -> nn.Module:
-    from mmengine.config import Config
     from mmdet.registry import MODELS
+    from mmengine.config import Config
 
     import rap_sam  # noqa: F401
     from rap_sam.utils.class_embeddings import class_embedding_path
@@ -163,8 +188,8 @@ def build_rap_sam(args, notes: List[str]) -> nn.Module:
     model = MODELS.build(cfg.model)
     if args.checkpoint:
         from mmengine.runner import load_checkpoint
-        load_checkpoint(model, args.checkpoint, map_location='cpu',
-                        strict=True)
+        load_checkpoint(
+            model, args.checkpoint, map_location='cpu', strict=True)
     else:
         randomize_(model, args.seed)
         notes.append('random weights (seeded)')
@@ -174,10 +199,10 @@ def build_rap_sam(args, notes: List[str]) -> nn.Module:
 def build_mask2former(seed: int) -> nn.Module:
     """mmdet's Mask2Former R50 panoptic, from the config file mmdet ships."""
     import mmdet
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
 
     register_all_modules(init_default_scope=False)
     root = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
@@ -203,8 +228,12 @@ class FullUpsampleFusion(nn.Module):
             test_cfg=fusion_head.test_cfg)
         self.num_classes = self.inner.num_classes
 
-    def predict(self, mask_cls, mask_pred, batch_data_samples,
-                rescale=False, **kwargs):
+    def predict(self,
+                mask_cls,
+                mask_pred,
+                batch_data_samples,
+                rescale=False,
+                **kwargs):
         size = batch_data_samples[0].metainfo['batch_input_shape']
         if tuple(mask_pred.shape[-2:]) != tuple(size):
             mask_pred = F.interpolate(
@@ -222,7 +251,8 @@ def reference_variant(model: nn.Module) -> nn.Module:
     return ref
 
 
-def fast_variant(model: nn.Module, dtype: str = 'fp32',
+def fast_variant(model: nn.Module,
+                 dtype: str = 'fp32',
                  compile: bool = False) -> nn.Module:
     from rap_sam.models.utils.inference_mode import (optimize_for_inference,
                                                      use_autocast)
@@ -255,7 +285,9 @@ def image_data(img: np.ndarray, prompts: Optional[torch.Tensor] = None):
     h, w = img.shape[:2]
     sample = DetDataSample(
         metainfo=dict(
-            img_id=0, img_shape=(h, w), ori_shape=(h, w),
+            img_id=0,
+            img_shape=(h, w),
+            ori_shape=(h, w),
             scale_factor=(1., 1.)))
     if prompts is not None:
         sample.gt_instances_collected = InstanceData(
@@ -273,9 +305,12 @@ def video_data(img: np.ndarray, num_frames: int):
     samples = [
         DetDataSample(
             metainfo=dict(
-                img_id=t, frame_id=t, video_length=num_frames,
-                img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.)))
-        for t in range(num_frames)
+                img_id=t,
+                frame_id=t,
+                video_length=num_frames,
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                scale_factor=(1., 1.))) for t in range(num_frames)
     ]
     return dict(
         inputs=[torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()],
@@ -286,15 +321,16 @@ def click_boxes(h: int, w: int, num: int) -> torch.Tensor:
     """``num`` clicks spread over the image, as 6-px boxes."""
     from rap_sam.models.utils import clicks_to_boxes
     g = torch.Generator().manual_seed(num)
-    clicks = torch.rand(num, 2, generator=g) * torch.tensor(
-        [w * 0.8, h * 0.8]) + torch.tensor([w * 0.1, h * 0.1])
+    clicks = torch.rand(
+        num, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8]) + torch.tensor(
+            [w * 0.1, h * 0.1])
     return clicks_to_boxes(clicks)
 
 
 def preprocess(model: nn.Module, data: dict, device) -> dict:
     data = model.data_preprocessor(copy.deepcopy(data), False)
-    return dict(inputs=data['inputs'].to(device),
-                data_samples=data['data_samples'])
+    return dict(
+        inputs=data['inputs'].to(device), data_samples=data['data_samples'])
 
 
 # ----------------------------------------------------------------------
@@ -393,8 +429,7 @@ class Runner:
             times = []
             for _ in range(repeats + 1):
                 start = self.clock()
-                self.model.predict_from_feats(feats,
-                                              self.data['data_samples'])
+                self.model.predict_from_feats(feats, self.data['data_samples'])
                 times.append(self.clock() - start)
         return times[1:]
 
@@ -433,8 +468,8 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, samples) -> dict:
         if getattr(model, 'neck', None) is not None:
             result['neck'] = flops(model.neck, (tuple(feats), ))
             feats = model.neck(feats)
-        result['head'] = flops(_HeadForward(model.panoptic_head, samples),
-                               (feats, ))
+        result['head'] = flops(
+            _HeadForward(model.panoptic_head, samples), (feats, ))
     result['total'] = sum(result.values())
     return result
 
@@ -455,8 +490,9 @@ def peak_memory_mb(runner: Runner, device: torch.device) -> Optional[float]:
         runner.run(record=False)
     current = peak = 0
     for event in sorted(p.events(), key=lambda e: e.time_range.start):
-        current += (event.cpu_memory_usage if event.name == '[memory]' else
-                    event.self_cpu_memory_usage)
+        current += (
+            event.cpu_memory_usage
+            if event.name == '[memory]' else event.self_cpu_memory_usage)
         peak = max(peak, current)
     return peak / 2**20
 
@@ -540,8 +576,8 @@ def summarise(model: nn.Module, results) -> dict:
     if 'pred_panoptic_seg' in sample:
         ids = torch.unique(sample.pred_panoptic_seg.sem_seg)
         background = model.panoptic_fusion_head.num_classes
-        out['panoptic_segments'] = int(
-            (ids % INSTANCE_OFFSET != background).sum())
+        out['panoptic_segments'] = int((ids % INSTANCE_OFFSET
+                                        != background).sum())
     for key in ('pred_instances', 'pred_track_instances'):
         if key in sample:
             out['instances'] = len(sample.get(key))
@@ -554,8 +590,9 @@ def format_table(report: dict) -> str:
     if report['task'] == 'prompt':
         keys += ['features', 'decode', 'decode_cached']
     width = max(12, *(len(n) + 2 for n in names))
-    lines = ['stage (median s)'.ljust(18) + ''.join(n.rjust(width)
-                                                    for n in names)]
+    lines = [
+        'stage (median s)'.ljust(18) + ''.join(n.rjust(width) for n in names)
+    ]
     for key in keys:
         row = key.ljust(18)
         for name in names:
@@ -563,14 +600,13 @@ def format_table(report: dict) -> str:
             row += ('-' if value is None else f'{value:.4f}').rjust(width)
         lines.append(row)
     for label, field in (('FPS', 'fps'), ('params (M)', 'params_m'),
-                         ('GFLOPs', 'gflops_total'),
-                         ('peak mem (MiB)', 'peak_memory_mb')):
+                         ('GFLOPs', 'gflops_total'), ('peak mem (MiB)',
+                                                      'peak_memory_mb')):
         row = label.ljust(18)
         for name in names:
             value = report['variants'][name].get(field)
-            row += ('-' if value is None else
-                    (f'{value:.2f}' if isinstance(value, float) else
-                     str(value))).rjust(width)
+            row += ('-' if value is None else (f'{value:.2f}' if isinstance(
+                value, float) else str(value))).rjust(width)
         lines.append(row)
     return '\n'.join(lines)
 
@@ -641,7 +677,8 @@ def _main(args, argv) -> dict:
         checkpoint=args.checkpoint,
         task=args.task,
         shape=list(args.shape),
-        padded_shape=list(runners[next(iter(runners))].data['inputs'].shape[-2:]),
+        padded_shape=list(runners[next(
+            iter(runners))].data['inputs'].shape[-2:]),
         device=str(device),
         warmup=args.warmup,
         repeats=args.repeats,
@@ -753,8 +790,8 @@ def head_output_error(model, reference, data) -> dict:
         for m in (model, reference):
             inputs = data['inputs']
             feats = m.extract_feat(inputs)
-            cls, masks, _, _ = m.panoptic_head.predict(
-                feats, data['data_samples'])
+            cls, masks, _, _ = m.panoptic_head.predict(feats,
+                                                       data['data_samples'])
             outs.append((cls.float(), masks.float()))
     (ca, ma), (cb, mb) = outs
     return dict(

@@ -42,14 +42,19 @@ def median_seconds(fn, runs: int, device) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--config', default=osp.join(
-        REPO, 'configs/rap_sam/eval_rap_sam_coco.py'))
+    parser.add_argument(
+        '--config',
+        default=osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py'))
     parser.add_argument('--weights', default=None)
     parser.add_argument('--image', default=osp.join(REPO, 'demo/demo.jpg'))
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--runs', type=int, default=5)
-    parser.add_argument('--prompts', type=int, nargs='+', default=[1, 10],
-                        help='prompt counts to time (clicks on a grid)')
+    parser.add_argument(
+        '--prompts',
+        type=int,
+        nargs='+',
+        default=[1, 10],
+        help='prompt counts to time (clicks on a grid)')
     args = parser.parse_args(argv)
 
     with warnings.catch_warnings():

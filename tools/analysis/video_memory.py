@@ -25,10 +25,11 @@ def run_one(config, frames, size, threads):
     import numpy as np
     import torch
     sys.path.insert(0, ROOT)
-    import rap_sam  # noqa: F401
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample, TrackDataSample
     from mmengine.config import Config
+
+    import rap_sam  # noqa: F401
 
     torch.set_num_threads(threads)
     cfg = Config.fromfile(config)
@@ -40,30 +41,41 @@ def run_one(config, frames, size, threads):
     video = torch.from_numpy(
         rng.integers(0, 256, (frames, 3, h, w), dtype=np.uint8))
     samples = [
-        DetDataSample(metainfo=dict(
-            img_id=i, frame_id=i, video_id=0, video_length=frames,
-            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.)))
-        for i in range(frames)
+        DetDataSample(
+            metainfo=dict(
+                img_id=i,
+                frame_id=i,
+                video_id=0,
+                video_length=frames,
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                scale_factor=(1., 1.))) for i in range(frames)
     ]
-    batch = dict(inputs=[video],
-                 data_samples=[TrackDataSample(video_data_samples=samples)])
+    batch = dict(
+        inputs=[video],
+        data_samples=[TrackDataSample(video_data_samples=samples)])
     start = time.perf_counter()
     with torch.no_grad():
         out = model.test_step(batch)[0]
     seconds = time.perf_counter() - start
     assert len(out) == frames
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(dict(frames=frames, peak_mb=round(peak_mb),
-                          seconds=round(seconds, 1))))
+    print(
+        json.dumps(
+            dict(
+                frames=frames,
+                peak_mb=round(peak_mb),
+                seconds=round(seconds, 1))))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--config', default=osp.join(
-        ROOT, 'configs/rap_sam/eval_rap_sam_yt19.py'))
+    parser.add_argument(
+        '--config',
+        default=osp.join(ROOT, 'configs/rap_sam/eval_rap_sam_yt19.py'))
     parser.add_argument('--frames', type=int, nargs='+', default=[5, 15, 30])
-    parser.add_argument('--size', type=int, nargs=2, default=[720, 1280],
-                        metavar=('H', 'W'))
+    parser.add_argument(
+        '--size', type=int, nargs=2, default=[720, 1280], metavar=('H', 'W'))
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -72,11 +84,15 @@ def main():
     rows = []
     print(f'{"frames":>7} {"peak MB":>9} {"seconds":>9} {"MB/frame":>9}')
     for frames in args.frames:
-        out = subprocess.run(
-            [sys.executable, __file__, '--one', '--config', args.config,
-             '--frames', str(frames), '--size', *map(str, args.size),
-             '--threads', str(args.threads)],
-            capture_output=True, text=True, env=dict(os.environ))
+        out = subprocess.run([
+            sys.executable, __file__, '--one', '--config', args.config,
+            '--frames',
+            str(frames), '--size', *map(str, args.size), '--threads',
+            str(args.threads)
+        ],
+                             capture_output=True,
+                             text=True,
+                             env=dict(os.environ))
         if out.returncode != 0:
             raise SystemExit(out.stderr[-3000:])
         row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -86,8 +102,10 @@ def main():
             growth = (row['peak_mb'] - rows[0]['peak_mb']) / (
                 row['frames'] - rows[0]['frames'])
             growth = f'{growth:9.1f}'
-        print(f'{row["frames"]:>7} {row["peak_mb"]:>9} {row["seconds"]:>9} '
-              f'{growth:>9}', flush=True)
+        print(
+            f'{row["frames"]:>7} {row["peak_mb"]:>9} {row["seconds"]:>9} '
+            f'{growth:>9}',
+            flush=True)
 
 
 if __name__ == '__main__':

@@ -30,8 +30,7 @@ test_dataloader = dict(
         type=CocoPanopticOVDataset,
         data_root=data_root,
         ann_file='annotations/panoptic_val2017.json',
-        data_prefix=dict(
-            img='val2017/', seg='annotations/panoptic_val2017/'),
+        data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
         test_mode=True,
         pipeline=test_pipeline,
         backend_args=backend_args))

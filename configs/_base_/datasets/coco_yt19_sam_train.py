@@ -14,6 +14,7 @@ from mmdet.datasets.transforms import (LoadTrackAnnotations, PackTrackInputs,
                                        RandomCrop, RandomFlip, Resize)
 from mmengine.dataset import DefaultSampler, RepeatDataset
 
+# yapf: disable
 from rap_sam.datasets import (ClipFrameSample, CocoPanopticOVDataset,
                               ConcatOVDataset, FilterSmallSegments,
                               GenerateTrainPrompts, ImageAsClip,
@@ -21,6 +22,8 @@ from rap_sam.datasets import (ClipFrameSample, CocoPanopticOVDataset,
                               PackPromptTrainInputs,
                               SourceAspectRatioBatchSampler,
                               YouTubeVISOVDataset)
+
+# yapf: enable
 
 coco_data_root = 'data/coco/'
 yt19_data_root = 'data/youtube_vis_2019/'
@@ -37,10 +40,18 @@ load_coco = [
 ]
 lsj = [
     dict(type=RandomFlip, prob=0.5),
-    dict(type=RandomResize, resize_type=Resize, scale=image_size,
-         ratio_range=(0.8, 2.0), keep_ratio=True),
-    dict(type=RandomCrop, crop_size=crop_size, crop_type='absolute',
-         recompute_bbox=True, allow_negative_crop=True),
+    dict(
+        type=RandomResize,
+        resize_type=Resize,
+        scale=image_size,
+        ratio_range=(0.8, 2.0),
+        keep_ratio=True),
+    dict(
+        type=RandomCrop,
+        crop_size=crop_size,
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
 ]
 prompt_lsj = [lsj[0], dict(lsj[1], ratio_range=(0.1, 2.0)), lsj[2]]
 
@@ -65,8 +76,11 @@ yt19_train_pipeline = [
 
 sam_train_pipeline = load_coco + prompt_lsj + [
     dict(type=FilterSmallSegments, min_area=1),
-    dict(type=GenerateTrainPrompts, num_prompts=num_prompts, box_prob=0.5,
-         min_area=32),
+    dict(
+        type=GenerateTrainPrompts,
+        num_prompts=num_prompts,
+        box_prob=0.5,
+        min_area=32),
     dict(type=PackPromptTrainInputs),
 ]
 

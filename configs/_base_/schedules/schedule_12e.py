@@ -9,16 +9,20 @@ from torch.optim import AdamW
 from rap_sam.engine import MergedParamGroupsConstructor
 
 max_epochs = 12
-train_cfg = dict(type=EpochBasedTrainLoop, max_epochs=max_epochs,
-                 val_interval=1)
+train_cfg = dict(
+    type=EpochBasedTrainLoop, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type=ValLoop)
 test_cfg = dict(type=TestLoop)
 
 param_scheduler = [
-    dict(type=LinearLR, start_factor=0.001, by_epoch=False, begin=0,
-         end=500),
-    dict(type=MultiStepLR, begin=0, end=max_epochs, by_epoch=True,
-         milestones=[8, 11], gamma=0.1)
+    dict(type=LinearLR, start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(
+        type=MultiStepLR,
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[8, 11],
+        gamma=0.1)
 ]
 
 # No decay on embeddings: the learned queries, the prompt-type embedding
@@ -30,8 +34,9 @@ _no_decay = dict(lr_mult=1.0, decay_mult=0.0)
 optim_wrapper = dict(
     type=OptimWrapper,
     constructor=MergedParamGroupsConstructor,
-    optimizer=dict(type=AdamW, lr=0.0001, weight_decay=0.05, eps=1e-8,
-                   betas=(0.9, 0.999)),
+    optimizer=dict(
+        type=AdamW, lr=0.0001, weight_decay=0.05, eps=1e-8,
+        betas=(0.9, 0.999)),
     paramwise_cfg=dict(
         custom_keys={
             'backbone': dict(lr_mult=0.1, decay_mult=1.0),

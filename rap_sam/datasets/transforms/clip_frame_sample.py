@@ -38,8 +38,8 @@ class ClipFrameSample(BaseFrameSample):
                 1, min(interval, (length - 1) // (self.num_frames - 1)))
         span = (self.num_frames - 1) * interval + 1
         start = random.randint(0, length - span)
-        return self.prepare_data(
-            video_infos, start + np.arange(self.num_frames) * interval)
+        return self.prepare_data(video_infos,
+                                 start + np.arange(self.num_frames) * interval)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_frames={self.num_frames}, '

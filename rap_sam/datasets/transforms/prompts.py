@@ -47,8 +47,9 @@ class GenerateSegmentPrompts(BaseTransform):
     box instead (stuff always gets a click); with ``'both'`` every thing gets
     a click and, as a separate prompt, its box, so one run reports click and
     box mIoU side by side (prompts never see each other in the model).
-    Coordinates are in ``img_shape`` (resized, unpadded) pixels. A segment whose resized mask is empty gets no
-    prompt; ``num_skipped_prompts`` counts those.
+    Coordinates are in ``img_shape`` (resized, unpadded) pixels. A segment
+    whose resized mask is empty gets no prompt; ``num_skipped_prompts``
+    counts those.
 
     Added keys (N prompts, in segment order): ``prompt_boxes`` float32
     [N, 4] x1y1x2y2, ``prompt_is_box``, ``prompt_is_thing``,

@@ -5,10 +5,9 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
+from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
-
-from mmdet.registry import METRICS
 
 
 def _as_bool_masks(masks) -> np.ndarray:
@@ -88,10 +87,10 @@ class InteractiveMetric(BaseMetric):
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         ious = np.concatenate([r['ious'] for r in results] + [np.zeros(0)])
-        is_box = np.concatenate([r['is_box'] for r in results] +
-                                [np.zeros(0, bool)])
-        is_thing = np.concatenate([r['is_thing'] for r in results] +
-                                  [np.zeros(0, bool)])
+        is_box = np.concatenate([r['is_box']
+                                 for r in results] + [np.zeros(0, bool)])
+        is_thing = np.concatenate([r['is_thing']
+                                   for r in results] + [np.zeros(0, bool)])
         click = ious[~is_box]
         metrics = dict(
             num_clicks=int(click.size),

@@ -9,8 +9,7 @@ from mmengine.model import BaseModule
 
 from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
                                            DEFAULT_CLIP_PRETRAINED,
-                                           build_clip_model,
-                                           clip_model_config,
+                                           build_clip_model, clip_model_config,
                                            import_open_clip,
                                            resolve_clip_checkpoint)
 
@@ -18,8 +17,7 @@ from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
 # head.0/1) are those of the reference's RAP-SAM checkpoints.
 _KEY_MAP = (('visual.trunk.stem.', 'stem.'),
             *((f'visual.trunk.stages.{i}.', f'layer{i + 1}.')
-              for i in range(4)),
-            ('visual.trunk.norm_pre.', 'norm_pre.'),
+              for i in range(4)), ('visual.trunk.norm_pre.', 'norm_pre.'),
             ('visual.trunk.head.', 'head.0.'), ('visual.head.', 'head.1.'))
 
 

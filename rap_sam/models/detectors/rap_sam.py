@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from mmdet.models.detectors import MaskFormer
 from mmdet.registry import MODELS
-from mmdet.structures.mask import encode_mask_results
 from mmdet.structures import SampleList, TrackDataSample
+from mmdet.structures.mask import encode_mask_results
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -61,7 +61,8 @@ class RapSAM(MaskFormer):
             self.extract_feat(batch_inputs), batch_data_samples)
         if tag is not None:
             losses = {f'{tag}.{k}': v for k, v in losses.items()}
-        check_losses_finite(losses, tag or self._batch_kind(batch_data_samples),
+        check_losses_finite(losses, tag
+                            or self._batch_kind(batch_data_samples),
                             batch_data_samples)
         return losses
 
@@ -98,8 +99,9 @@ class RapSAM(MaskFormer):
             return self.predict_frames(cls_scores, masks, ious,
                                        batch_data_samples, rescale)
         if head.is_prompt_batch(batch_data_samples):
-            if all(len(s.gt_instances_collected) == 0
-                   for s in batch_data_samples):
+            if all(
+                    len(s.gt_instances_collected) == 0
+                    for s in batch_data_samples):
                 return self.add_empty_prompt_preds(batch_data_samples,
                                                    feats.device, rescale)
             cls_scores, masks, ious, _ = head.predict(feats,
@@ -120,15 +122,19 @@ class RapSAM(MaskFormer):
         """One binary mask per prompt, in prompt order."""
         scores, labels = F.softmax(cls_scores, dim=-1)[..., :-1].max(-1)
         masks = F.interpolate(
-            masks, size=samples[0].metainfo['batch_input_shape'],
-            mode='bilinear', align_corners=False)
+            masks,
+            size=samples[0].metainfo['batch_input_shape'],
+            mode='bilinear',
+            align_corners=False)
         for i, sample in enumerate(samples):
             h, w = sample.metainfo['img_shape'][:2]
             mask = masks[i, :, :h, :w]
             if rescale:
                 mask = F.interpolate(
-                    mask[None], size=sample.metainfo['ori_shape'][:2],
-                    mode='bilinear', align_corners=False)[0]
+                    mask[None],
+                    size=sample.metainfo['ori_shape'][:2],
+                    mode='bilinear',
+                    align_corners=False)[0]
             sample.pred_instances = InstanceData(
                 masks=mask > 0,
                 iou_scores=ious[i, :, 0],
@@ -166,8 +172,10 @@ class RapSAM(MaskFormer):
         for t in range(masks.size(2)):
             frame_samples = [s[t] for s in samples]
             results = self.panoptic_fusion_head.predict(
-                cls_scores, masks[:, :, t].to(cls_scores.device),
-                frame_samples, rescale=rescale)
+                cls_scores,
+                masks[:, :, t].to(cls_scores.device),
+                frame_samples,
+                rescale=rescale)
             for sample, result in zip(frame_samples, results):
                 if 'pan_results' in result:
                     sample.pred_track_panoptic_seg = result['pan_results']

@@ -43,8 +43,9 @@ class RapSAMVideo(RapSAM):
         if not isinstance(batch_data_samples[0], TrackDataSample):
             return super().predict(batch_inputs, batch_data_samples, rescale)
         num_frames = batch_inputs.size(1)
-        clip_size = (self.clip_size if num_frames > self.small_video_frames
-                     else self.clip_size_small)
+        clip_size = (
+            self.clip_size
+            if num_frames > self.small_video_frames else self.clip_size_small)
 
         cls_sum, iou_sum, masks, previous = 0, 0, [], None
         clips = split_video(num_frames, clip_size)
@@ -56,7 +57,9 @@ class RapSAMVideo(RapSAM):
             cls_scores, clip_masks, ious, queries = self._clip_outputs(
                 self.extract_feat(batch_inputs[:, start:end]), clip_samples)
             if previous is not None:
-                perms = [match_queries(p, q) for p, q in zip(previous, queries)]
+                perms = [
+                    match_queries(p, q) for p, q in zip(previous, queries)
+                ]
                 index = torch.stack(perms)
                 cls_scores, clip_masks, ious, queries = (
                     torch.stack([x[i] for x, i in zip(tensor, index)])

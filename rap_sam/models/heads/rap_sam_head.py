@@ -7,7 +7,7 @@ from mmdet.models.layers import coordinate_to_encoding
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList, TrackDataSample
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmdet.utils import OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
@@ -85,9 +85,10 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
 
-        self.classifier = OpenVocabClassifier(
-            self.num_classes, ov_classifier_name, ov_classifier_dir,
-            cls_embed_dims, logit_scale)
+        self.classifier = OpenVocabClassifier(self.num_classes,
+                                              ov_classifier_name,
+                                              ov_classifier_dir,
+                                              cls_embed_dims, logit_scale)
         cls_embed_dims = self.classifier.embed_dims
 
         self.kernels = nn.Embedding(num_queries, feat_channels)
@@ -126,7 +127,8 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
                              'some do not.')
         return flags.pop()
 
-    def prompt_queries(self, batch_data_samples: SampleList,
+    def prompt_queries(self,
+                       batch_data_samples: SampleList,
                        eps: float = 1e-5) -> Tuple[Tensor, Tensor]:
         """Queries for the prompts of each sample, and the self-attention
         mask that keeps prompts from seeing each other.
@@ -145,9 +147,9 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
             raise ValueError('point_coords must be [N, 4] boxes with N >= 1 '
                              f'(a click as its 6-px box), got '
                              f'{tuple(boxes.shape[1:])}.')
-        scale = boxes.new_tensor([[
-            [s.metainfo['img_shape'][1], s.metainfo['img_shape'][0]] * 2
-        ] for s in batch_data_samples])
+        scale = boxes.new_tensor(
+            [[[s.metainfo['img_shape'][1], s.metainfo['img_shape'][0]] * 2]
+             for s in batch_data_samples])
         boxes = bbox_xyxy_to_cxcywh(boxes / scale).clamp(eps, 1 - eps)
         # 4 coordinates x num_feats sines/cosines = the 2C inputs of
         # pos_linear; mmdet's default (128) is that for the released C=256.
@@ -157,13 +159,12 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         labels = torch.stack([p.pb_labels for p in prompts]).long()
         queries = self.pb_embedding(labels) + pos
         queries = queries.repeat_interleave(self.num_mask_tokens, 1)
-        queries = queries + self.mask_tokens.weight.repeat(
-            1, boxes.size(1), 1)
+        queries = queries + self.mask_tokens.weight.repeat(1, boxes.size(1), 1)
 
         # The mask tokens of one prompt see each other, never other prompts.
         owner = torch.arange(
-            boxes.size(1), device=boxes.device).repeat_interleave(
-                self.num_mask_tokens)
+            boxes.size(1),
+            device=boxes.device).repeat_interleave(self.num_mask_tokens)
         attn_mask = owner[:, None] != owner[None, :]
         return queries, attn_mask
 
@@ -201,8 +202,9 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         features = x
         if num_frames > 0:
             # One query predicts a mask tube: stack the frames along H.
-            features = dense(x).unflatten(
-                0, (batch_size, num_frames)).transpose(1, 2).flatten(2, 3)
+            features = dense(x).unflatten(0,
+                                          (batch_size, num_frames)).transpose(
+                                              1, 2).flatten(2, 3)
 
         if prompt_mode:
             queries, attn_mask = self.prompt_queries(batch_data_samples)
@@ -211,7 +213,8 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
             attn_mask = None
 
         def frames(masks: Tensor) -> Tensor:
-            return masks.unflatten(2, (num_frames, -1)) if num_frames else masks
+            return masks.unflatten(2,
+                                   (num_frames, -1)) if num_frames else masks
 
         all_cls, all_masks, all_ious = [], [], []
         masks = project(features, queries)

@@ -65,8 +65,7 @@ class RapSAMHeadLossMixin:
                 context=self)) if 'sampler' in cfg else None
         self.num_points = cfg.get('num_points', 12544)
         self.oversample_ratio = cfg.get('oversample_ratio', 3.0)
-        self.importance_sample_ratio = cfg.get('importance_sample_ratio',
-                                               0.75)
+        self.importance_sample_ratio = cfg.get('importance_sample_ratio', 0.75)
         self.iou_loss_weight = cfg.get('iou_loss_weight', 0.0)
         self.prompt_box_noise = cfg.get('prompt_box_noise', 0.004)
         self.prompt_cls_weight = cfg.get('prompt_cls_weight', 0.0)
@@ -93,8 +92,7 @@ class RapSAMHeadLossMixin:
         # which DDP would otherwise reject. Alone, it would only cost a few
         # hundred small ops per iteration.
         if is_distributed():
-            touch = sum(p.sum() for p in self.parameters()
-                        if p.requires_grad)
+            touch = sum(p.sum() for p in self.parameters() if p.requires_grad)
             losses['loss_mask'] = losses['loss_mask'] + touch * 0.
         return losses
 
@@ -122,7 +120,8 @@ class RapSAMHeadLossMixin:
                 track_ids.append(track)
                 first.append(i)
         tubes = torch.zeros((len(track_ids), len(frames), *shape),
-                            dtype=torch.bool, device=device)
+                            dtype=torch.bool,
+                            device=device)
         row = {track: k for k, track in enumerate(track_ids)}
         for t, frame in enumerate(frames):
             masks = _mask_tensor(frame.gt_instances.masks, shape, device)
@@ -165,8 +164,7 @@ class RapSAMHeadLossMixin:
                                  points.expand(len(target), -1, -1))[:, 0]
         assign_result = self.assigner.assign(
             pred_instances=InstanceData(scores=cls_scores, masks=pred_points),
-            gt_instances=InstanceData(
-                labels=target.labels, masks=gt_points))
+            gt_instances=InstanceData(labels=target.labels, masks=gt_points))
         if self.sampler is not None:
             result = self.sampler.sample(
                 assign_result, InstanceData(scores=cls_scores, masks=masks),
@@ -212,8 +210,9 @@ class RapSAMHeadLossMixin:
             avg_factor=class_weight[labels].sum())
         loss_mask, loss_dice = self.point_mask_losses(
             torch.cat(pos_preds), torch.cat(pos_targets))
-        return dict(loss_cls=loss_cls, loss_mask=loss_mask,
-                    loss_dice=loss_dice), matches
+        return dict(
+            loss_cls=loss_cls, loss_mask=loss_mask,
+            loss_dice=loss_dice), matches
 
     def point_mask_losses(self, preds: Tensor,
                           targets: Tensor) -> Tuple[Tensor, Tensor]:
@@ -229,8 +228,8 @@ class RapSAMHeadLossMixin:
             points = get_uncertain_point_coords_with_randomness(
                 preds[:, None].detach(), None, self.num_points,
                 self.oversample_ratio, self.importance_sample_ratio)
-            target_points = point_sample(targets[:, None].float(),
-                                         points)[:, 0]
+            target_points = point_sample(targets[:, None].float(), points)[:,
+                                                                           0]
         pred_points = point_sample(preds[:, None], points)[:, 0]
         loss_dice = self.loss_dice(
             pred_points, target_points, avg_factor=num_masks)
@@ -264,8 +263,9 @@ class RapSAMHeadLossMixin:
         for sample in samples:
             index = sample.gt_instances_collected.idx.long()
             gt_labels = sample.gt_instances.labels
-            labels.append(gt_labels[index.to(gt_labels.device)].long()
-                          .repeat_interleave(self.num_mask_tokens))
+            labels.append(gt_labels[index.to(
+                gt_labels.device)].long().repeat_interleave(
+                    self.num_mask_tokens))
         return torch.stack(labels)
 
     def jitter_prompts(self, samples: SampleList) -> None:
@@ -280,8 +280,8 @@ class RapSAMHeadLossMixin:
             size = boxes[:, 2:].repeat(1, 2)
             size[:, :2] /= 2
             noise = (torch.rand_like(boxes) * 2 - 1) * size
-            prompts.point_coords = bbox_cxcywh_to_xyxy(
-                boxes + noise * self.prompt_box_noise)
+            prompts.point_coords = bbox_cxcywh_to_xyxy(boxes + noise *
+                                                       self.prompt_box_noise)
 
     def prompt_loss(self, x: Tensor, samples: SampleList) -> dict:
         targets = self.prompt_targets(samples, x.device)
@@ -306,8 +306,7 @@ class RapSAMHeadLossMixin:
             losses[prefix + 'loss_dice'] = loss_dice
         if self.iou_loss_weight > 0:
             with torch.no_grad():
-                ious = self.mask_ious(all_masks[-1].detach(), targets,
-                                      samples)
+                ious = self.mask_ious(all_masks[-1].detach(), targets, samples)
             losses['loss_iou'] = self.iou_loss_weight * F.mse_loss(
                 all_ious[-1][..., 0], ious)
         return losses
@@ -322,7 +321,9 @@ class RapSAMHeadLossMixin:
         for mask, target, sample in zip(masks, targets, samples):
             h, w = sample.metainfo['img_shape'][:2]
             pred = F.interpolate(
-                mask[None], size=target.shape[-2:], mode='bilinear',
+                mask[None],
+                size=target.shape[-2:],
+                mode='bilinear',
                 align_corners=False)[0, :, :h, :w] > 0
             target = target[:, :h, :w]
             inter = (pred & target).flatten(1).sum(1)

@@ -12,6 +12,5 @@ __all__ = [
     'DecoderStage', 'DeformUpsampleLayer', 'KernelUpdator', 'LiteDeformFPN',
     'OpenVocabClassifier', 'attend_to_feature_map', 'FeatureMap',
     'LowRankFeatureMap', 'coordinate_channels', 'dense', 'masked_sum',
-    'project',
-    'weighted_sum', 'with_coordinates'
+    'project', 'weighted_sum', 'with_coordinates'
 ]

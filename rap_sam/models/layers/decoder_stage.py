@@ -48,8 +48,8 @@ class DecoderStage(nn.Module):
         self.kernel_update = KernelUpdator(channels, channels, channels)
         self.s_atten = nn.MultiheadAttention(channels, num_heads)
         self.s_atten_norm = nn.LayerNorm(channels)
-        self.ffn = FFN(embed_dims=channels, feedforward_channels=ffn_channels,
-                       num_fcs=2)
+        self.ffn = FFN(
+            embed_dims=channels, feedforward_channels=ffn_channels, num_fcs=2)
         self.ffn_norm = nn.LayerNorm(channels)
         self.cls_fcs = _linear_ln_relu(channels)
         self.cls_proj = _mlp(channels, channels, cls_embed_dims)
@@ -94,7 +94,7 @@ class DecoderStage(nn.Module):
         for layer in self.mask_fcs:
             mask_feat = layer(mask_feat)
 
-        mask_logits = project(features, self.fc_mask(
-            mask_feat)) if with_masks else None
+        mask_logits = project(features,
+                              self.fc_mask(mask_feat)) if with_masks else None
         return (self.cls_proj(cls_feat), mask_logits,
                 self.iou_embed(mask_feat), queries)

@@ -120,8 +120,7 @@ class LowRankFeatureMap:
         along_y = weights.sum(3) @ ys
         total = weights.sum((2, 3))
         return (pooled_basis @ w_g.t() + along_x[..., None] * w_x[:, 0] +
-                along_y[..., None] * w_y[:, 0] +
-                total[..., None] * self.bias)
+                along_y[..., None] * w_y[:, 0] + total[..., None] * self.bias)
 
 
 FeatureMap = Union[Tensor, LowRankFeatureMap]

@@ -58,7 +58,8 @@ class OpenVocabClassifier(nn.Module):
     def _with_background(embeddings: Tensor) -> Tensor:
         """[K, P, D] -> [D, K + 1, P] with a zero background class."""
         background = embeddings.new_zeros(1, *embeddings.shape[1:])
-        return torch.cat([embeddings, background]).permute(2, 0, 1).contiguous()
+        return torch.cat([embeddings, background]).permute(2, 0,
+                                                           1).contiguous()
 
     def set_embeddings(self, embeddings: Tensor) -> None:
         """Swap in another vocabulary: ``[K, P, D]`` unit-norm embeddings."""
@@ -67,11 +68,11 @@ class OpenVocabClassifier(nn.Module):
                 f'class embeddings must be [classes, synonyms, '
                 f'{self.embed_dims}], got {tuple(embeddings.shape)}')
         self.num_classes = embeddings.size(0)
-        self.fc_cls = self._with_background(embeddings.to(
-            self.fc_cls.device, torch.float32))
+        self.fc_cls = self._with_background(
+            embeddings.to(self.fc_cls.device, torch.float32))
 
     def forward(self, cls_embed: Tensor) -> Tensor:
         """[..., D] query embeddings -> [..., K + 1] scaled cosine scores."""
-        scores = torch.einsum('...c,ckp->...kp', F.normalize(cls_embed, dim=-1),
-                              self.fc_cls)
+        scores = torch.einsum('...c,ckp->...kp',
+                              F.normalize(cls_embed, dim=-1), self.fc_cls)
         return scores.max(-1).values * self.logit_scale.exp()

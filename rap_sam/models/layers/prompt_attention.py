@@ -61,8 +61,8 @@ def attend_to_feature_map(attn: nn.Module, queries: Tensor,
     b_q, _, b_v = mha.in_proj_bias.chunk(3)
     q = F.linear(queries, w_q, b_q).view(b, n, heads, d) * d**-0.5
     # Queries brought to the feature space, one per head: [B, N * heads, C].
-    q = torch.einsum('bnhd,hdc->bnhc', q, w_k.view(heads, d, c)).reshape(
-        b, n * heads, c)
+    q = torch.einsum('bnhd,hdc->bnhc', q,
+                     w_k.view(heads, d, c)).reshape(b, n * heads, c)
     h, w = features.shape[-2:]
     weights = project(features, q).flatten(2).softmax(-1)  # [B, N*h, P]
     context = weighted_sum(features, weights.view(b, -1, h, w))

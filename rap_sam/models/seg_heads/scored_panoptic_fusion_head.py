@@ -127,14 +127,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             kept = keep.nonzero()[:, 0].tolist()
         else:
             kept = []
-        selection = self._instance_selection(
-            mask_cls) if instance_on else None
+        selection = self._instance_selection(mask_cls) if instance_on else None
         unique: List[int] = []
         # The pairs (rows of the instance result) each unique query fills.
         pair_rows: List[List[int]] = []
         if selection is not None:
-            unique_t, inverse = torch.unique(
-                selection[2], return_inverse=True)
+            unique_t, inverse = torch.unique(selection[2], return_inverse=True)
             unique = unique_t.tolist()
             pair_rows = [[] for _ in unique]
             for pair, u in enumerate(inverse.tolist()):
@@ -146,10 +144,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         h, w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
         claims = _Claims(scores[keep], h * w) if panoptic_on else None
         # Written in place, one row per pair: no full-size copy at the end.
-        binary = torch.empty((len(selection[2]) if selection is not None
-                              else 0, h, w),
-                             dtype=torch.bool,
-                             device=device)
+        binary = torch.empty(
+            (len(selection[2]) if selection is not None else 0, h, w),
+            dtype=torch.bool,
+            device=device)
         mask_sums = mask_pred.new_empty(len(unique))
         counts = mask_pred.new_empty(len(unique))
         bboxes = torch.empty((len(unique), 4), device=device)
@@ -159,8 +157,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         # reproduce the former, a lone row the latter.
         single_pair = selection is not None and len(selection[2]) == 1
         buffers: Dict[int, dict] = {}
-        for chunk in self._chunks(sorted(kept_set | set(unique_row)),
-                                  single_pair):
+        for chunk in self._chunks(
+                sorted(kept_set | set(unique_row)), single_pair):
             # Full-size temporaries are reused from chunk to chunk.
             buf = buffers.setdefault(len(chunk), {})
             logits = self._resize(mask_pred[chunk], size, meta, rescale, buf)
@@ -179,11 +177,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                 # copy of the float one: a comparison writing bools is 5x
                 # slower than a float -> bool copy.
                 ones = torch.gt(
-                    logits, 0,
+                    logits,
+                    0,
                     out=self._buffer(buf, 'positive_float', logits.shape,
                                      logits))
-                positive = self._buffer(buf, 'positive', logits.shape,
-                                        logits, torch.bool).copy_(ones)
+                positive = self._buffer(buf, 'positive', logits.shape, logits,
+                                        torch.bool).copy_(ones)
                 masked = probs.mul_(ones)
                 if len(chunk) == 1 and not single_pair:
                     masked = masked.expand(2, -1, -1)
@@ -254,7 +253,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                 query_indices[is_thing])
 
     @staticmethod
-    def _buffer(buffers: dict, name: str, shape, like: Tensor,
+    def _buffer(buffers: dict,
+                name: str,
+                shape,
+                like: Tensor,
                 dtype=None) -> Tensor:
         dtype = like.dtype if dtype is None else dtype
         buf = buffers.get(name)
@@ -280,16 +282,14 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         img_h, img_w = meta['img_shape'][:2]
         if tuple(masks.shape[-2:]) != tuple(size):
             # F.interpolate's kernel, writing into a buffer.
-            out = self._buffer(buffers, 'padded', (1, n) + tuple(size),
-                               masks)
+            out = self._buffer(buffers, 'padded', (1, n) + tuple(size), masks)
             masks = torch._C._nn.upsample_bilinear2d(
                 masks[None], tuple(size), False, None, None, out=out)[0]
         masks = masks[:, :img_h, :img_w]
         if not rescale:
             return masks
         out_h, out_w = meta['ori_shape'][:2]
-        out = self._buffer(buffers, 'rescaled', (n, 1, out_h, out_w),
-                           masks)
+        out = self._buffer(buffers, 'rescaled', (n, 1, out_h, out_w), masks)
         if (out_h, out_w) == (img_h, img_w):
             # A bilinear resize to the same size is the identity (weights
             # 1 and 0): a copy into the contiguous result mmdet would get.
@@ -376,8 +376,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                     continue
                 area, score = table.get(segment_id, (0, None))
                 k_score = cur_scores[k].item()
-                table[segment_id] = (area + painted_area[k], k_score if
-                                     score is None else max(score, k_score))
+                table[segment_id] = (area + painted_area[k], k_score
+                                     if score is None else max(score, k_score))
             for segment_id in sorted(table):
                 area, score = table[segment_id]
                 label = segment_id % INSTANCE_OFFSET

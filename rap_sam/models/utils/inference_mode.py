@@ -42,8 +42,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = [
     'fold_batch_norms', 'use_channels_last', 'use_autocast',
-    'tune_cpu_allocator', 'compile_backbone_and_neck',
-    'use_low_rank_features',
+    'tune_cpu_allocator', 'compile_backbone_and_neck', 'use_low_rank_features',
     'optimize_for_inference', 'parse_dtype'
 ]
 
@@ -77,8 +76,7 @@ def _fold(conv: nn.Module, bn: _BatchNorm) -> None:
         new_weight = w.view_as(weight)
     else:
         new_weight = weight.double() * scale.view(-1,
-                                                  *([1] *
-                                                    (weight.dim() - 1)))
+                                                  *([1] * (weight.dim() - 1)))
     bias = getattr(conv, 'bias', None)
     new_bias = shift if bias is None else bias.double() * scale + shift
     weight.copy_(new_weight.to(weight.dtype))
@@ -90,8 +88,8 @@ def _fold(conv: nn.Module, bn: _BatchNorm) -> None:
 
 
 def _is_conv(module: nn.Module) -> bool:
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d,
-                           nn.ConvTranspose2d)):
+    if isinstance(module,
+                  (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
         return True
     # mmcv's ModulatedDeformConv2d passes its bias (added by _fold) to the
     # op; its DeformConv2d has no bias, so it does not fold.
@@ -246,7 +244,9 @@ def use_autocast(model: nn.Module,
         if module is None:
             continue
         module.forward = _autocast_forward(
-            module.forward, device_type, dtype,
+            module.forward,
+            device_type,
+            dtype,
             to_float=name == 'panoptic_head')
     return model
 

@@ -7,16 +7,23 @@ import rap_sam.models.backbones.openclip_backbone  # noqa: F401 (registers)
 from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
                                            build_clip_model)
 
-TINY = dict(embed_dim=32,
-            vision_cfg=dict(timm_model_name='convnext_atto', timm_pool='',
-                            timm_proj='mlp', image_size=64),
-            text_cfg=dict(context_length=77, vocab_size=49408, width=64,
-                          heads=2, layers=2))
+TINY = dict(
+    embed_dim=32,
+    vision_cfg=dict(
+        timm_model_name='convnext_atto',
+        timm_pool='',
+        timm_proj='mlp',
+        image_size=64),
+    text_cfg=dict(
+        context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
 
 
 def _build(**kwargs):
-    cfg = dict(type='OpenCLIPBackbone', model_name='tiny_clip',
-               model_cfg=TINY, pretrained=None)
+    cfg = dict(
+        type='OpenCLIPBackbone',
+        model_name='tiny_clip',
+        model_cfg=TINY,
+        pretrained=None)
     cfg.update(kwargs)
     return MODELS.build(cfg)
 
@@ -26,11 +33,12 @@ def test_shapes_and_strides():
     assert backbone.out_channels == [40, 80, 160, 320]
     assert backbone.strides == [4, 8, 16, 32] and backbone.embed_dim == 32
     feats = backbone(torch.randn(2, 3, 64, 96))
-    assert [tuple(f.shape) for f in feats] == [
-        (2, c, 64 // s, 96 // s) for c, s in zip([40, 80, 160, 320],
-                                                 [4, 8, 16, 32])]
-    assert tuple(_build(out_indices=(1, 3))(torch.randn(1, 3, 64, 64))[1]
-                 .shape) == (1, 320, 2, 2)
+    assert [tuple(f.shape) for f in feats
+            ] == [(2, c, 64 // s, 96 // s)
+                  for c, s in zip([40, 80, 160, 320], [4, 8, 16, 32])]
+    assert tuple(
+        _build(out_indices=(1, 3))(torch.randn(1, 3, 64,
+                                               64))[1].shape) == (1, 320, 2, 2)
     clip_feat = backbone.get_clip_feature(feats[-1])
     assert clip_feat.shape == feats[-1].shape
     assert backbone.forward_feat(torch.randn(2, 5, 320)).shape == (2, 5, 32)
@@ -68,21 +76,27 @@ def test_init_weights_from_local_checkpoint(tmp_path):
     expected = trunk.stages(trunk.stem(x))
     torch.testing.assert_close(backbone(x)[-1], expected)
 
-    other = dict(TINY, vision_cfg=dict(TINY['vision_cfg'],
-                                       timm_model_name='convnext_femto'))
+    other = dict(
+        TINY,
+        vision_cfg=dict(TINY['vision_cfg'], timm_model_name='convnext_femto'))
     torch.save(build_clip_model('femto', other).state_dict(), path)
-    with pytest.raises(ValueError, match=r'stem.0.weight is \(48, 3, 4, 4\) '
-                       r'there and \(40, 3, 4, 4\) here'):
+    with pytest.raises(
+            ValueError,
+            match=r'stem.0.weight is \(48, 3, 4, 4\) '
+            r'there and \(40, 3, 4, 4\) here'):
         _build(checkpoint=str(path)).init_weights()
 
 
 def test_missing_weights_message(tmp_path, monkeypatch):
     monkeypatch.setenv('RAP_SAM_CLIP_DIR', str(tmp_path / 'clip'))
     monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path / 'hf'))
-    backbone = _build(model_name='convnext_large_d_320', init_cfg=dict(
-        type='clip_pretrain', checkpoint='laion2b_s29b_b131k_ft_soup'))
-    with pytest.raises(ClipWeightsNotFoundError,
-                       match='laion2b_s29b_b131k_ft_soup') as exc:
+    backbone = _build(
+        model_name='convnext_large_d_320',
+        init_cfg=dict(
+            type='clip_pretrain', checkpoint='laion2b_s29b_b131k_ft_soup'))
+    with pytest.raises(
+            ClipWeightsNotFoundError,
+            match='laion2b_s29b_b131k_ft_soup') as exc:
         backbone.init_weights()
     assert 'open_clip_pytorch_model.bin' in str(exc.value)
 
@@ -92,9 +106,10 @@ def test_config_errors():
         _build(out_indices=(0, 4))
     with pytest.raises(ValueError, match='no model named'):
         _build(model_name='convnext_nonexistent', model_cfg=None)
-    vit = dict(embed_dim=16,
-               vision_cfg=dict(image_size=32, patch_size=16, width=32,
-                               layers=1, head_width=16),
-               text_cfg=dict(width=32, heads=2, layers=1))
+    vit = dict(
+        embed_dim=16,
+        vision_cfg=dict(
+            image_size=32, patch_size=16, width=32, layers=1, head_width=16),
+        text_cfg=dict(width=32, heads=2, layers=1))
     with pytest.raises(ValueError, match='ConvNeXt'):
         _build(model_cfg=vit)

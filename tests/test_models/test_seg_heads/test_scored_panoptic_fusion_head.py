@@ -15,7 +15,11 @@ from rap_sam.models.seg_heads import ScoredPanopticFusionHead
 class ReferenceFusionHead(MaskFormerFusionHead):
     """The straightforward version: every mask to full size, then mmdet."""
 
-    def predict(self, mask_cls, mask_pred, batch_data_samples, rescale=False,
+    def predict(self,
+                mask_cls,
+                mask_pred,
+                batch_data_samples,
+                rescale=False,
                 **kwargs):
         size = batch_data_samples[0].metainfo['batch_input_shape']
         if tuple(mask_pred.shape[-2:]) != tuple(size):
@@ -79,8 +83,8 @@ def random_outputs(batch, queries, classes, h, w, seed, sharp=8.):
     g = torch.Generator().manual_seed(seed)
     cls = torch.randn(batch, queries, classes + 1, generator=g) * sharp
     # Smooth blobs, so masks overlap and some queries lose their claims.
-    masks = torch.randn(batch, queries, max(h // 4, 1), max(w // 4, 1),
-                        generator=g) * 6
+    masks = torch.randn(
+        batch, queries, max(h // 4, 1), max(w // 4, 1), generator=g) * 6
     masks = F.interpolate(masks, size=(h, w), mode='bilinear') - 7
     return cls, masks
 
@@ -100,8 +104,8 @@ def assert_same(ours, theirs):
                 # order PyTorch's kernel picks by the tensor's row count
                 # and the CPU's vector width: equal on AVX2, within an ulp
                 # on AVX-512 (measured: 6e-8 at 0.77).
-                torch.testing.assert_close(a.scores, b.scores, rtol=1e-6,
-                                           atol=1e-9)
+                torch.testing.assert_close(
+                    a.scores, b.scores, rtol=1e-6, atol=1e-9)
             else:
                 assert torch.equal(a.get(key), b.get(key)), key
 
@@ -197,8 +201,8 @@ def test_model_predict_unchanged():
     data = model.data_preprocessor(image_batch([img]))
     with torch.no_grad():
         feats = model.extract_feat(data['inputs'])
-        cls, masks, _, _ = model.panoptic_head.predict(
-            feats, data['data_samples'])
+        cls, masks, _, _ = model.panoptic_head.predict(feats,
+                                                       data['data_samples'])
     got = fusion.predict(cls, masks, data['data_samples'], rescale=True)
     want = ref.predict(cls, masks, data['data_samples'], rescale=True)
     assert_same(got[0], want[0])

@@ -4,8 +4,8 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import build_model, image_batch, random_image, video_batch
 
-from helpers import (build_model, image_batch, random_image, video_batch)
 from rap_sam.models.utils import clicks_to_boxes
 
 
@@ -21,8 +21,8 @@ def video_model():
 
 def test_tensor_mode_lists_stages_then_adapter(model):
     data = model.data_preprocessor(image_batch([random_image(70, 100)]))
-    cls, masks, ious, queries = model(data['inputs'], data['data_samples'],
-                                      mode='tensor')
+    cls, masks, ious, queries = model(
+        data['inputs'], data['data_samples'], mode='tensor')
     # Inputs are padded to 96 x 128; masks are at stride 4.
     assert len(cls) == len(masks) == len(ious) == 4
     assert all(c.shape == (1, 100, 134) for c in cls)
@@ -52,8 +52,9 @@ def test_image_gives_panoptic_and_instances(model):
 def test_clicks_and_boxes_give_one_mask_each(model):
     img = random_image(64, 96, seed=1)
     clicks = torch.tensor([[10., 12.], [50., 40.]])
-    prompts = torch.cat([clicks_to_boxes(clicks),
-                         torch.tensor([[20., 5., 90., 60.]])])
+    prompts = torch.cat(
+        [clicks_to_boxes(clicks),
+         torch.tensor([[20., 5., 90., 60.]])])
     with torch.no_grad():
         out = model.test_step(image_batch([img], [prompts]))[0]
     inst = out.pred_instances
@@ -74,8 +75,10 @@ def test_prompts_do_not_see_each_other(model):
             image_batch([img], [torch.cat([others, box])]))[0]
     assert torch.equal(alone.pred_instances.masks[0],
                        crowd.pred_instances.masks[2])
-    assert torch.allclose(alone.pred_instances.iou_scores[0],
-                          crowd.pred_instances.iou_scores[2], atol=1e-5)
+    assert torch.allclose(
+        alone.pred_instances.iou_scores[0],
+        crowd.pred_instances.iou_scores[2],
+        atol=1e-5)
 
 
 def test_click_equals_its_six_pixel_box(model):
@@ -111,7 +114,9 @@ def test_long_video_in_clips(video_model):
     with torch.no_grad():
         out = video_model.test_step(video_batch(frames))[0]
     assert len(out) == 7
-    assert all(len(f.pred_track_instances) == len(out[0].pred_track_instances) > 0 for f in out)
+    assert all(
+        len(f.pred_track_instances) == len(out[0].pred_track_instances) > 0
+        for f in out)
     assert all(f.pred_track_instances.labels.max() < 40 for f in out)
 
 
@@ -156,17 +161,16 @@ def test_rle_masks_decode_to_the_arrays(video_model):
     for a, b in zip(rle, dense):
         assert isinstance(a.pred_track_instances.masks, list)
         decoded = mask_util.decode(a.pred_track_instances.masks)
-        assert np.array_equal(decoded.transpose(2, 0, 1),
-                              b.pred_track_instances.masks.numpy())
+        assert np.array_equal(
+            decoded.transpose(2, 0, 1), b.pred_track_instances.masks.numpy())
 
 
 def test_logit_scale_multiplies_the_cosine_scores(model):
     """``logit_scale`` (log of the multiplier) sets the sharpness of every
     class score, stages and adapter alike; the released model's is log
     100."""
-    from mmdet.registry import MODELS
-
     from helpers import load_config
+    from mmdet.registry import MODELS
     cfg = load_config('rap_sam/eval_rap_sam_coco.py')
     cfg.model.panoptic_head.logit_scale = float(np.log(10.))
     soft = MODELS.build(cfg.model)
@@ -176,11 +180,10 @@ def test_logit_scale_multiplies_the_cosine_scores(model):
     soft.eval()
     data = model.data_preprocessor(image_batch([random_image(64, 96)]))
     with torch.no_grad():
-        sharp_cls = model(data['inputs'], data['data_samples'],
-                          mode='tensor')[0]
-        soft_cls = soft(data['inputs'], data['data_samples'],
-                        mode='tensor')[0]
+        sharp_cls = model(
+            data['inputs'], data['data_samples'], mode='tensor')[0]
+        soft_cls = soft(data['inputs'], data['data_samples'], mode='tensor')[0]
     assert len(sharp_cls) == 4  # three stages, then the adapter
     for sharp, soft_scores in zip(sharp_cls, soft_cls):
-        torch.testing.assert_close(soft_scores * 10, sharp, rtol=1e-4,
-                                   atol=1e-3)
+        torch.testing.assert_close(
+            soft_scores * 10, sharp, rtol=1e-4, atol=1e-3)

@@ -15,8 +15,8 @@ def rel_err(a, b):
 @pytest.mark.parametrize('batch', [1, 2])
 def test_matches_projected_attention(num_queries, batch):
     torch.manual_seed(num_queries + batch)
-    attn = MultiheadAttention(embed_dims=256, num_heads=8,
-                              batch_first=True).eval()
+    attn = MultiheadAttention(
+        embed_dims=256, num_heads=8, batch_first=True).eval()
     with torch.no_grad():
         for p in attn.parameters():
             p.normal_(std=0.1)  # biases too: the key bias must cancel
@@ -31,12 +31,13 @@ def test_matches_projected_attention(num_queries, batch):
 
 
 def test_channels_last_features():
-    attn = MultiheadAttention(embed_dims=64, num_heads=8,
-                              batch_first=True).eval()
+    attn = MultiheadAttention(
+        embed_dims=64, num_heads=8, batch_first=True).eval()
     queries = torch.randn(1, 2, 64)
     features = torch.randn(1, 64, 9, 11)
     with torch.no_grad():
         a = attend_to_feature_map(attn, queries, features)
         b = attend_to_feature_map(
-            attn, queries, features.contiguous(memory_format=torch.channels_last))
+            attn, queries,
+            features.contiguous(memory_format=torch.channels_last))
     assert rel_err(b, a) < 1e-6

@@ -5,8 +5,8 @@ import copy
 
 import pytest
 import torch
-
 from helpers import build_model, image_batch, video_batch
+
 from rap_sam.models.layers import (LowRankFeatureMap, dense, masked_sum,
                                    project, weighted_sum, with_coordinates)
 from rap_sam.models.necks import LiteDeformNeck
@@ -21,8 +21,8 @@ def rel_err(a, b):
 @pytest.fixture
 def maps():
     g = torch.Generator().manual_seed(0)
-    basis = torch.randn(2, 6, 5, 7, generator=g).contiguous(
-        memory_format=torch.channels_last)
+    basis = torch.randn(
+        2, 6, 5, 7, generator=g).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(10, 8, generator=g)
     bias = torch.randn(10, generator=g)
     low_rank = LowRankFeatureMap(basis, weight, bias)
@@ -49,23 +49,24 @@ def test_products_equal_the_dense_map(maps, n):
     weights = torch.rand(2, n, 5, 7, generator=g)
     masks = weights > 0.5
     assert rel_err(project(low_rank, queries), project(full, queries)) < 1e-5
-    assert rel_err(weighted_sum(low_rank, weights),
-                   weighted_sum(full, weights)) < 1e-5
-    assert rel_err(masked_sum(low_rank, masks), masked_sum(full,
-                                                           masks)) < 1e-5
+    assert rel_err(
+        weighted_sum(low_rank, weights), weighted_sum(full, weights)) < 1e-5
+    assert rel_err(masked_sum(low_rank, masks), masked_sum(full, masks)) < 1e-5
 
 
 def test_wrong_weight_width():
     with pytest.raises(ValueError, match='does not map 6 channels'):
-        LowRankFeatureMap(torch.zeros(1, 6, 2, 2), torch.zeros(4, 6),
-                          torch.zeros(4))
+        LowRankFeatureMap(
+            torch.zeros(1, 6, 2, 2), torch.zeros(4, 6), torch.zeros(4))
 
 
 def test_neck_outputs():
-    neck = LiteDeformNeck(in_channels=(8, 16, 32, 64), agg_channels=8,
-                          out_channels=12).eval()
-    feats = [torch.randn(1, c, 32 // s, 48 // s)
-             for c, s in zip((8, 16, 32, 64), (1, 2, 4, 8))]
+    neck = LiteDeformNeck(
+        in_channels=(8, 16, 32, 64), agg_channels=8, out_channels=12).eval()
+    feats = [
+        torch.randn(1, c, 32 // s, 48 // s)
+        for c, s in zip((8, 16, 32, 64), (1, 2, 4, 8))
+    ]
     with torch.no_grad():
         full = neck(feats)
         assert use_low_rank_features(neck) == 1
@@ -81,8 +82,8 @@ def test_optimized_model_prompts(num_prompts):
     model = build_model('rap_sam/eval_rap_sam_prompt.py', seed=5)
     fast = optimize_for_inference(copy.deepcopy(model))
     g = torch.Generator().manual_seed(0)
-    img = torch.randint(0, 256, (96, 128, 3), generator=g,
-                        dtype=torch.uint8).numpy()
+    img = torch.randint(
+        0, 256, (96, 128, 3), generator=g, dtype=torch.uint8).numpy()
     boxes = torch.tensor([[30., 40., 36., 46.], [10., 12., 90., 70.]])
     batch = image_batch([img], prompts=[boxes[:num_prompts]])
     data = model.data_preprocessor(copy.deepcopy(batch))
@@ -104,8 +105,8 @@ def test_optimized_model_clip():
     model = build_model('rap_sam/eval_rap_sam_yt19.py', seed=6)
     fast = optimize_for_inference(copy.deepcopy(model))
     g = torch.Generator().manual_seed(1)
-    frames = torch.randint(0, 256, (3, 64, 96, 3), generator=g,
-                           dtype=torch.uint8).numpy()
+    frames = torch.randint(
+        0, 256, (3, 64, 96, 3), generator=g, dtype=torch.uint8).numpy()
     with torch.no_grad():
         data = model.data_preprocessor(video_batch(frames))
         feats = fast.extract_feat(data['inputs'])

@@ -4,14 +4,16 @@ import torch
 from rap_sam.models.utils import match_queries, split_video
 
 
-@pytest.mark.parametrize('frames,size,expected', [
-    (15, 5, [5, 5, 5]),
-    (17, 5, [5, 4, 4, 4]),   # 3 frames short: the last three clips shrink
-    (16, 5, [5, 5, 5, 1]),   # 4 short of 4 clips: only the last shrinks
-    (7, 3, [3, 2, 2]),
-    (2, 3, [2]),
-    (1, 5, [1]),
-])
+@pytest.mark.parametrize(
+    'frames,size,expected',
+    [
+        (15, 5, [5, 5, 5]),
+        (17, 5, [5, 4, 4, 4]),  # 3 frames short: the last three clips shrink
+        (16, 5, [5, 5, 5, 1]),  # 4 short of 4 clips: only the last shrinks
+        (7, 3, [3, 2, 2]),
+        (2, 3, [2]),
+        (1, 5, [1]),
+    ])
 def test_split_video_known_answers(frames, size, expected):
     clips = split_video(frames, size)
     assert [e - s for s, e in clips] == expected

@@ -1,9 +1,9 @@
 """Swapping in a user's vocabulary."""
 import pytest
 import torch
+from helpers import (build_model, image_batch, random_class_embeddings,
+                     random_image)
 
-from helpers import random_class_embeddings
-from helpers import build_model, image_batch, random_image
 from rap_sam.models.utils import set_vocabulary
 
 

@@ -3,13 +3,12 @@ concatenated dataset that routes each sample to its source."""
 import os.path as osp
 
 from mmengine.config import Config
+from helpers import REPO
 
 from rap_sam.datasets import (CocoPanopticOVDataset, ConcatOVDataset,
                               YouTubeVISOVDataset, merge_class_spaces)
 from rap_sam.datasets.joint_class_space import map_into
 from rap_sam.utils.text_classifier import dataset_vocabulary
-
-from training_helpers import REPO
 
 YTVIS = YouTubeVISOVDataset.METAINFO
 
@@ -44,8 +43,11 @@ def test_concat_dataset_names_the_joint_vocabulary():
     cfg = Config.fromfile(
         osp.join(REPO, 'configs/rap_sam/rap_sam_r50_12e_adaptor.py'))
     dataset = ConcatOVDataset(
-        **{k: v for k, v in cfg.train_dataloader.dataset.items()
-           if k != 'type'}, lazy_init=True)
+        **{
+            k: v
+            for k, v in cfg.train_dataloader.dataset.items() if k != 'type'
+        },
+        lazy_init=True)
     assert dataset.dataset_name == ('Concat_CocoPanopticOVDataset_'
                                     'YouTubeVISDataset_2019')
     assert len(dataset.metainfo['classes']) == 155

@@ -4,23 +4,26 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, TrackDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.structures import InstanceData
-
-from mmdet.registry import MODELS
-
-from training_helpers import REPO
+from helpers import REPO
 
 
 @pytest.fixture(scope='module')
 def head():
     cfg = Config.fromfile(f'{REPO}/configs/rap_sam/rap_sam_r50_12e_adaptor.py')
     head_cfg = cfg.model.panoptic_head
-    head_cfg.update(feat_channels=32, num_queries=3, cls_embed_dims=16,
-                    ov_classifier_name=None, num_things_classes=2,
-                    num_stuff_classes=1, train_cfg=cfg.model.train_cfg)
+    head_cfg.update(
+        feat_channels=32,
+        num_queries=3,
+        cls_embed_dims=16,
+        ov_classifier_name=None,
+        num_things_classes=2,
+        num_stuff_classes=1,
+        train_cfg=cfg.model.train_cfg)
     head_cfg.loss_cls.class_weight = [1.0] * 3 + [0.1]
     head_cfg.train_cfg.num_points = 4096
     torch.manual_seed(0)
@@ -71,12 +74,11 @@ def test_class_loss_down_weights_background(head):
     scores = torch.randn(1, 3, 4)
     losses, matches = head.object_loss_single(scores, logits, [target])
     assert [m.tolist() for m in matches[0]] == [[1], [0]]
-    ce = F.cross_entropy(scores[0], torch.tensor([3, 1, 3]),
-                         reduction='none')
+    ce = F.cross_entropy(scores[0], torch.tensor([3, 1, 3]), reduction='none')
     weights = torch.tensor([0.1, 1.0, 0.1])
     expected = 2.0 * (weights * ce).sum() / weights.sum()
-    assert losses['loss_cls'].item() == pytest.approx(expected.item(),
-                                                      rel=1e-5)
+    assert losses['loss_cls'].item() == pytest.approx(
+        expected.item(), rel=1e-5)
     assert losses['loss_dice'].item() < 1.0  # vs 5.0 for a wrong mask
 
 
@@ -84,8 +86,8 @@ def _two_outputs_disagreeing():
     """One sample with one target (the top-left square), a stage whose
     query 0 draws it and an adapter whose query 2 does."""
     sample = DetDataSample(metainfo=dict(batch_input_shape=(32, 32)))
-    sample.gt_instances = InstanceData(labels=torch.tensor([1]),
-                                       masks=_squares()[:1])
+    sample.gt_instances = InstanceData(
+        labels=torch.tensor([1]), masks=_squares()[:1])
     stage = torch.full((1, 3, 8, 8), -20.)
     stage[0, 0, :4, :4] = 20.
     adapter = torch.full((1, 3, 8, 8), -20.)
@@ -95,12 +97,11 @@ def _two_outputs_disagreeing():
     return sample, list(scores), [stage, adapter]
 
 
-@pytest.mark.parametrize('mode,adapter_query', [('own', 2),
-                                                 ('last_stage', 0)])
+@pytest.mark.parametrize('mode,adapter_query', [('own', 2), ('last_stage', 0)])
 def test_adapter_matching(head, monkeypatch, mode, adapter_query):
     sample, all_cls, all_masks = _two_outputs_disagreeing()
-    monkeypatch.setattr(head, 'forward',
-                        lambda x, samples: (all_cls, all_masks, None, None))
+    monkeypatch.setattr(head, 'forward', lambda x, samples:
+                        (all_cls, all_masks, None, None))
     monkeypatch.setattr(head, 'adapter_matching', mode)
     losses = head.object_loss(torch.zeros(1), [sample])
     target = head.object_targets(sample)
@@ -128,8 +129,8 @@ def test_clip_targets_are_mask_tubes(head):
         masks = _squares()[:len(ids)].numpy()
         frame = DetDataSample(metainfo=dict(batch_input_shape=(32, 40)))
         frame.gt_instances = InstanceData(
-            labels=torch.tensor([0, 1])[:len(ids)] if t == 0 else
-            torch.tensor([1]),
+            labels=torch.tensor([0, 1])[:len(ids)]
+            if t == 0 else torch.tensor([1]),
             instances_ids=torch.tensor(ids),
             masks=BitmapMasks(masks, 32, 32))
         frames.append(frame)
@@ -155,14 +156,13 @@ def test_iou_targets_are_the_iou_of_the_output_mask(head):
 def _prompt_sample(idx=(0, 1)):
     """Clicks in the two squares' corners, each supervised by segment
     ``idx[k]`` (labels 0 and 1)."""
-    s = DetDataSample(metainfo=dict(img_shape=(32, 32),
-                                    batch_input_shape=(32, 32)))
+    s = DetDataSample(
+        metainfo=dict(img_shape=(32, 32), batch_input_shape=(32, 32)))
     s.gt_instances = InstanceData(
         labels=torch.tensor([0, 1]),
         masks=BitmapMasks(_squares().numpy(), 32, 32))
     s.gt_instances_collected = InstanceData(
-        point_coords=torch.tensor([[5., 5., 11., 11.],
-                                   [21., 5., 27., 11.]]),
+        point_coords=torch.tensor([[5., 5., 11., 11.], [21., 5., 27., 11.]]),
         pb_labels=torch.ones(2, dtype=torch.long),
         idx=torch.tensor(idx))
     return s
@@ -201,14 +201,14 @@ def test_prompt_class_loss_is_the_segments_cross_entropy(head):
     finally:
         head.prompt_box_noise, head.prompt_cls_weight = 0.004, 0.0
     # one term per stage, the last named as the output
-    assert {k for k in losses if 'cls' in k} == {
-        'd0.loss_cls', 'd1.loss_cls', 'loss_cls'}
+    assert {k
+            for k in losses
+            if 'cls' in k} == {'d0.loss_cls', 'd1.loss_cls', 'loss_cls'}
     labels = torch.tensor([1, 0])  # through idx: segment 1, then 0
     for key, scores in zip(('d0.loss_cls', 'd1.loss_cls', 'loss_cls'),
                            all_cls[:3]):
         expected = 0.5 * head.loss_cls.loss_weight * F.cross_entropy(
             scores[0], labels)
-        assert losses[key].item() == pytest.approx(expected.item(),
-                                                   rel=1e-4)
+        assert losses[key].item() == pytest.approx(expected.item(), rel=1e-4)
     losses['loss_cls'].backward()
     assert next(head.mask_heads[-1].cls_proj.parameters()).grad.abs().sum() > 0

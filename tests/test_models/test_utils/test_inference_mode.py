@@ -8,9 +8,9 @@ import cv2
 import pytest
 import torch
 import torch.nn as nn
+from helpers import REPO, build_model, image_batch
 from mmdet.models import ResNet
 
-from helpers import REPO, build_model, image_batch
 from rap_sam.models.layers import DeformUpsampleLayer
 from rap_sam.models.utils.inference_mode import (fold_batch_norms,
                                                  optimize_for_inference,
@@ -109,21 +109,20 @@ def test_optimized_model_keeps_outputs(model_and_data):
     with torch.no_grad():
         got = fast.test_step(image_batch([img]))[0]
         want = model.test_step(image_batch([img]))[0]
-    agree = (got.pred_panoptic_seg.sem_seg ==
-             want.pred_panoptic_seg.sem_seg).float().mean()
+    agree = (got.pred_panoptic_seg.sem_seg == want.pred_panoptic_seg.sem_seg
+             ).float().mean()
     assert agree > 0.999
     assert torch.equal(got.pred_instances.labels, want.pred_instances.labels)
-    assert (got.pred_instances.masks == want.pred_instances.masks).float(
-    ).mean() > 0.999
+    assert (got.pred_instances.masks == want.pred_instances.masks
+            ).float().mean() > 0.999
 
 
 def test_channels_last_hook(model_and_data):
     model, img = model_and_data
     fast = use_channels_last(copy.deepcopy(model))
     seen = []
-    fast.backbone.conv1.register_forward_pre_hook(
-        lambda m, args: seen.append(args[0].is_contiguous(
-            memory_format=torch.channels_last)))
+    fast.backbone.conv1.register_forward_pre_hook(lambda m, args: seen.append(
+        args[0].is_contiguous(memory_format=torch.channels_last)))
     data = model.data_preprocessor(image_batch([img]))
     with torch.no_grad():
         fast.extract_feat(data['inputs'])
@@ -150,8 +149,10 @@ def test_autocast_bf16_on_the_optimized_model(model_and_data, prompts):
     """bf16 autocast over the low-rank map and the gather pooling: fp32
     outputs near the fp32 model's."""
     model, img = model_and_data
-    half = use_autocast(optimize_for_inference(copy.deepcopy(model)), 'bf16',
-                        device_type='cpu')
+    half = use_autocast(
+        optimize_for_inference(copy.deepcopy(model)),
+        'bf16',
+        device_type='cpu')
     boxes = [torch.tensor([[40., 30., 46., 36.]])] if prompts else None
     data = model.data_preprocessor(image_batch([img], boxes))
     with torch.no_grad():
@@ -178,8 +179,8 @@ def test_compiled_backbone_and_neck_keep_outputs(model_and_data):
         assert inductor_config.freezing
         data = model.data_preprocessor(image_batch([img]))
         with torch.no_grad():
-            ours = compiled(data['inputs'], data['data_samples'],
-                            mode='tensor')
+            ours = compiled(
+                data['inputs'], data['data_samples'], mode='tensor')
             ref = model(data['inputs'], data['data_samples'], mode='tensor')
         # backbone and neck each became a compiled graph
         assert counters['stats']['unique_graphs'] >= 2
