@@ -1,6 +1,5 @@
 from setuptools import find_packages, setup
 
-
 # Test, lint and browser-test tools: `make` installs them, users need not.
 DEV_TOOLS = ('pytest', 'flake8', 'isort', 'yapf', 'selenium')
 

@@ -2,8 +2,8 @@
 concatenated dataset that routes each sample to its source."""
 import os.path as osp
 
-from mmengine.config import Config
 from helpers import REPO
+from mmengine.config import Config
 
 from rap_sam.datasets import (CocoPanopticOVDataset, ConcatOVDataset,
                               YouTubeVISOVDataset, merge_class_spaces)

@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REPO
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, TrackDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.structures import InstanceData
-from helpers import REPO
 
 
 @pytest.fixture(scope='module')
