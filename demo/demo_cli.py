@@ -1,7 +1,6 @@
 """What the demo scripts share: the repository on sys.path, the common
 arguments, and bad input ending the run with a message, not a traceback."""
 import argparse
-import contextlib
 import os.path as osp
 import sys
 from typing import Optional
@@ -12,6 +11,7 @@ if REPO not in sys.path:
 
 from rap_sam.apis import InputError  # noqa: E402
 from rap_sam.apis.inputs import parse_numbers  # noqa: E402
+from rap_sam.utils.user_errors import cli_errors as user_errors  # noqa
 
 
 def base_parser(doc: str,
@@ -71,12 +71,3 @@ def numbers(count: int, what: str):
             raise argparse.ArgumentTypeError(str(err))
 
     return parse
-
-
-@contextlib.contextmanager
-def user_errors():
-    """Turn :class:`InputError` into a one-line message (exit status 1)."""
-    try:
-        yield
-    except InputError as err:
-        raise SystemExit(f'error: {err}')

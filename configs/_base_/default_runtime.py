@@ -5,7 +5,9 @@ from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, IterTimerHook,
 from mmengine.runner import LogProcessor, TestLoop, ValLoop
 from mmengine.visualization import LocalVisBackend
 
-default_scope = None
+# The configs name their classes directly; mmdet's scope is what mmdet's
+# own tools (DetInferencer, init_detector, the Runner) expect.
+default_scope = 'mmdet'
 
 default_hooks = dict(
     timer=dict(type=IterTimerHook),

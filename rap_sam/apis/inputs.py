@@ -12,10 +12,12 @@ import cv2
 import mmcv
 import numpy as np
 
+from rap_sam.utils.user_errors import UserError
+
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """Bad input (file, frames or prompts), with a message for the user."""
 
 

@@ -11,12 +11,14 @@ from typing import Iterable, List, Optional
 import cv2
 import numpy as np
 
+from rap_sam.utils.user_errors import UserError
 
-class DatasetLayoutError(FileNotFoundError):
+
+class DatasetLayoutError(UserError, FileNotFoundError):
     """The data root, an annotation file or listed files are missing."""
 
 
-class DatasetContentError(ValueError):
+class DatasetContentError(UserError, ValueError):
     """An annotation file does not hold what the dataset expects."""
 
 

@@ -29,14 +29,16 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .user_errors import UserError
+
 TRUST_ENV = 'RAP_SAM_TRUST_CHECKPOINTS'
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(UserError, pickle.UnpicklingError):
     """The file holds objects outside the allow-list."""
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(UserError, RuntimeError):
     """The state dict does not fit the model."""
 
 

@@ -13,11 +13,13 @@ from typing import Optional
 
 import torch
 
+from .user_errors import UserError
+
 EMBD_DIR_ENV = 'RAP_SAM_EMBD_DIR'
 DEFAULT_EMBD_DIR = '~/.cache/embd'
 
 
-class ClassEmbeddingError(ValueError):
+class ClassEmbeddingError(UserError, ValueError):
     """A class-embedding file is missing or does not fit the model."""
 
 

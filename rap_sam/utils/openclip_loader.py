@@ -25,6 +25,8 @@ from typing import Optional
 
 import torch
 
+from .user_errors import UserError
+
 DEFAULT_CLIP_MODEL = 'convnext_large_d_320'
 DEFAULT_CLIP_PRETRAINED = 'laion2b_s29b_b131k_ft_soup'
 CLIP_DIR_ENV = 'RAP_SAM_CLIP_DIR'
@@ -38,7 +40,7 @@ _missing_op = re.compile(r'operator torchvision::(\w+) does not exist')
 _schema_libs = []  # the definitions live as long as their Library object
 
 
-class ClipWeightsNotFoundError(FileNotFoundError):
+class ClipWeightsNotFoundError(UserError, FileNotFoundError):
     """No local file holds the OpenCLIP weights asked for."""
 
 

@@ -112,8 +112,8 @@ def test_video_demo_takes_a_folder_of_frames(weights, small_photo, tmp_path):
     ('video_demo', ['{tmp}/empty.mp4'], 'Cannot open .*empty.mp4 as a video'),
     ('video_demo', ['{tmp}/notes.txt'], 'Cannot open .* as a video'),
 ])
-def test_bad_input_is_a_message(weights, small_photo, tmp_path, script, args,
-                                message):
+def test_bad_input_is_a_message(weights, small_photo, tmp_path, capsys, script,
+                                args, message):
     import importlib
     (tmp_path / 'empty.mp4').write_bytes(b'')
     (tmp_path / 'notes.txt').write_text('not media')
@@ -124,10 +124,11 @@ def test_bad_input_is_a_message(weights, small_photo, tmp_path, script, args,
             config, '--weights', weights, '--scale', '64', '64', '--out-dir',
             str(tmp_path / 'out')
         ] + args[1:])
-    assert exit_info.value.code != 0
-    assert str(exit_info.value.code).startswith('error: ')
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ')
     import re
-    assert re.search(message, str(exit_info.value.code))
+    assert re.search(message, err)
 
 
 def test_malformed_point_is_an_argparse_error(capsys):
