@@ -2,30 +2,156 @@
 
 Every problem with the input raises :class:`InputError`, whose message is
 meant for the user as it stands (the demos and the web app show it instead
-of a stack trace).
+of a stack trace). What is unambiguous is converted by a documented rule
+(:func:`as_bgr_image`); the rest is refused.
+
+Images are bounded before they are decoded: the size in a file's header is
+checked against a pixel limit (:func:`max_pixels_limit`), so a small file
+that would decode to gigabytes is refused instead.
 """
+import io
+import numbers
 import os
 import os.path as osp
-from typing import Iterator, Sequence, Tuple, Union
+import warnings
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import cv2
-import mmcv
 import numpy as np
+from PIL import Image
 
 from rap_sam.utils.user_errors import UserError
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+
+# 40 megapixels (e.g. 7300 x 5500): every camera photo, well below what the
+# panoptic output at the original size costs memory for (see docs/usage.md).
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_PIXELS_ENV = 'RAP_SAM_MAX_PIXELS'
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 
 class InputError(UserError, ValueError):
     """Bad input (file, frames or prompts), with a message for the user."""
 
 
-def as_bgr_image(img: np.ndarray, what: str = 'image') -> np.ndarray:
-    """A uint8 ``[H, W, 3]`` array from a colour, grayscale or RGBA one."""
+# ----------------------------------------------------------------------
+# keyword checks
+# ----------------------------------------------------------------------
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``; bools, strings and fractions are
+    refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f'{name} must be a whole number >= {minimum}, got '
+                         f'{value!r} ({type(value).__name__}).')
+    if value < minimum:
+        raise InputError(f'{name} must be >= {minimum}, got {value}.')
+    return int(value)
+
+
+def check_number(value, name: str, low: float = 0., high: float = 1.) -> float:
+    """``value`` as a float in ``[low, high]``; bools and strings are
+    refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f'{name} must be a number in [{low:g}, {high:g}], '
+                         f'got {value!r} ({type(value).__name__}).')
+    if not low <= value <= high:  # also refuses NaN
+        raise InputError(f'{name} must be in [{low:g}, {high:g}], got '
+                         f'{value!r}.')
+    return float(value)
+
+
+def max_pixels_limit(max_pixels: Optional[int] = None) -> int:
+    """The largest image (width x height) the API reads: ``max_pixels`` when
+    given, else the environment variable ``RAP_SAM_MAX_PIXELS`` (how the
+    tools and the web app are configured), else
+    :data:`DEFAULT_MAX_PIXELS` (40 megapixels)."""
+    if max_pixels is not None:
+        return check_int(max_pixels, 'max_pixels')
+    text = os.environ.get(MAX_PIXELS_ENV, '').strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1 or value != float(text):
+        raise InputError(f'{MAX_PIXELS_ENV} must be a whole number of pixels '
+                         f'>= 1 (e.g. 40000000), got {text!r}.')
+    return value
+
+
+def check_pixels(width: int, height: int, what: str,
+                 max_pixels: Optional[int]) -> None:
+    """Refuse a ``width x height`` image above the pixel limit."""
+    limit = max_pixels_limit(max_pixels)
+    if width * height > limit:
+        raise InputError(
+            f'{what} is {width} x {height} pixels ({width * height / 1e6:.1f} '
+            f'megapixels), above the limit of {limit / 1e6:g} megapixels: '
+            f'downscale it, or raise the limit (max_pixels= or '
+            f'{MAX_PIXELS_ENV}) if you have the memory.')
+
+
+# ----------------------------------------------------------------------
+# images
+# ----------------------------------------------------------------------
+def _pixels_to_uint8(img: np.ndarray, what: str) -> np.ndarray:
+    """The conversion rules of :func:`as_bgr_image`."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        # The high byte, as cv2.imread does with a 16-bit file read as 8 bit.
+        return (img >> 8).astype(np.uint8)
+    expected = ('expected uint8 [0, 255], uint16, or float in [0, 1] or '
+                '[0, 255]')
+    if np.issubdtype(img.dtype, np.integer):
+        low, high = int(img.min()), int(img.max())
+        if low < 0 or high > 255:
+            raise InputError(f'The {what} is {img.dtype} with values from '
+                             f'{low} to {high}; {expected}.')
+        return img.astype(np.uint8)
+    if not np.issubdtype(img.dtype, np.floating):
+        raise InputError(f'The {what} has dtype {img.dtype}, not pixel '
+                         f'values; {expected}.')
+    if not np.isfinite(img).all():
+        raise InputError(f'The {what} contains NaN or infinite values; '
+                         f'{expected}.')
+    low, high = float(img.min()), float(img.max())
+    if low < 0 or high > 255:
+        raise InputError(f'The {what} is {img.dtype} with values from '
+                         f'{low:g} to {high:g}; {expected}.')
+    if high <= 1:
+        img = img * 255.
+    return np.rint(img).astype(np.uint8)
+
+
+def as_bgr_image(img: np.ndarray,
+                 what: str = 'image',
+                 max_pixels: Optional[int] = None) -> np.ndarray:
+    """A uint8 ``[H, W, 3]`` array from a colour, grayscale or RGBA one.
+
+    Shapes: ``[H, W]`` and ``[H, W, 1]`` are grayscale (repeated to three
+    channels), ``[H, W, 3]`` is BGR, ``[H, W, 4]`` BGRA (alpha dropped).
+
+    Pixel values, by dtype:
+
+    - ``uint8``: as they are;
+    - ``uint16``: the high byte (``value >> 8``), as ``cv2.imread`` reads a
+      16-bit file as 8 bit;
+    - other integers: taken as they are when all lie in ``[0, 255]``;
+    - floats: ``[0, 1]`` when the largest value is at most 1 (multiplied by
+      255), else ``[0, 255]``; rounded to the nearest integer.
+
+    Anything else (bool, complex, object, strings, values outside these
+    ranges, NaN or infinity) raises :class:`InputError`, as does an image
+    above the pixel limit (:func:`max_pixels_limit`).
+    """
     img = np.asarray(img)
-    if img.dtype == object or not np.issubdtype(img.dtype, np.number):
-        raise InputError(f'The {what} is not an array of pixel values.')
+    if img.dtype == bool or not np.issubdtype(img.dtype, np.number):
+        raise InputError(f'The {what} is not an array of pixel values '
+                         f'(dtype {img.dtype}).')
     if img.ndim == 2:
         img = img[..., None]
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
@@ -34,84 +160,223 @@ def as_bgr_image(img: np.ndarray, what: str = 'image') -> np.ndarray:
     if img.shape[0] < 1 or img.shape[1] < 1:
         raise InputError(f'The {what} is empty ({img.shape[0]} x '
                          f'{img.shape[1]} pixels).')
+    check_pixels(img.shape[1], img.shape[0], f'The {what}', max_pixels)
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     elif img.shape[2] == 4:
         img = img[..., :3]  # the alpha channel carries nothing to segment
-    if img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(_pixels_to_uint8(img, what))
 
 
-def read_image(img: Union[str, np.ndarray]) -> np.ndarray:
-    """A BGR uint8 image ``[H, W, 3]`` from a path or an array (arrays are
-    taken as BGR, OpenCV's order)."""
-    if isinstance(img, (str, os.PathLike)):
-        path = os.fspath(img)
+def _header_size(source, name: str,
+                 max_pixels: Optional[int]) -> Tuple[int, int]:
+    try:
+        with warnings.catch_warnings():
+            # Its own bomb limit (~89 MP) only warns; ours decides.
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                return im.size
+    except Image.DecompressionBombError:
+        # Beyond PIL's own ceiling its header gives no size, only this.
+        raise InputError(
+            f'{name} has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.1f} '
+            f'megapixels (PIL.Image.MAX_IMAGE_PIXELS x 2), above the limit '
+            f'of {max_pixels_limit(max_pixels) / 1e6:g} megapixels: '
+            'downscale it, or raise the limit (max_pixels= or '
+            f'{MAX_PIXELS_ENV}, and PIL.Image.MAX_IMAGE_PIXELS) if you have '
+            'the memory.')
+    except Exception:  # PIL raises assorted errors on what is no image
+        raise InputError(f'Cannot read {name} as an image (not an image '
+                         f'file, a corrupt one, or none of '
+                         f'{", ".join(IMAGE_EXTS)}).')
+
+
+def image_size(source: ImageSource,
+               max_pixels: Optional[int] = None) -> Tuple[int, int]:
+    """``(width, height)`` of an image file or its bytes, from the header
+    alone (nothing is decoded). Images beyond PIL's own ceiling
+    (``2 * PIL.Image.MAX_IMAGE_PIXELS``, 179 megapixels) raise
+    :class:`InputError` naming ``max_pixels``'s limit."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
         if not osp.isfile(path):
             raise InputError(f'Image not found: {path}')
-        try:
-            array = mmcv.imread(path, flag='color')
-        except Exception:  # mmcv raises assorted errors on corrupt files
-            array = None
-        if array is None or array.size == 0:
-            raise InputError(f'Cannot read {path} as an image (not an image '
-                             'file, or a corrupt one).')
-        return array
+        return _header_size(path, path, max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _header_size(
+            io.BytesIO(source), 'the uploaded data', max_pixels)
+    raise InputError('An image file is a path or its bytes, got '
+                     f'{type(source).__name__}.')
+
+
+def check_image_size(source: ImageSource,
+                     max_pixels: Optional[int] = None) -> Tuple[int, int]:
+    """``(width, height)`` of an image file or its bytes, read from the
+    header; :class:`InputError` when it is not an image or is above the
+    pixel limit (:func:`max_pixels_limit`). Call it on uploads before
+    decoding them."""
+    width, height = image_size(source, max_pixels)
+    name = os.fspath(source) if isinstance(source,
+                                           (str, os.PathLike)) else 'The image'
+    check_pixels(width, height, name, max_pixels)
+    return width, height
+
+
+def read_image(img: Union[ImageSource, np.ndarray],
+               max_pixels: Optional[int] = None) -> np.ndarray:
+    """A BGR uint8 image ``[H, W, 3]`` from a path, an encoded file's bytes
+    or an array (taken as BGR, OpenCV's order; converted as
+    :func:`as_bgr_image` says).
+
+    Files are checked against the pixel limit (``max_pixels``, see
+    :func:`max_pixels_limit`) from their header before they are decoded.
+    """
     if img is None:
         raise InputError('No image given.')
-    return as_bgr_image(img)
+    if isinstance(img, (str, os.PathLike, bytes, bytearray, memoryview)):
+        check_image_size(img, max_pixels)
+        if isinstance(img, (str, os.PathLike)):
+            name = os.fspath(img)
+            with open(name, 'rb') as f:
+                data = f.read()
+        else:
+            name, data = 'the uploaded data', img
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if array is None or array.size == 0:
+            raise InputError(f'Cannot read {name} as an image (not an image '
+                             'file, or a corrupt one).')
+        return array
+    return as_bgr_image(img, max_pixels=max_pixels)
 
 
-def _video_file_frames(path: str) -> Iterator[np.ndarray]:
+# ----------------------------------------------------------------------
+# videos
+# ----------------------------------------------------------------------
+def _fourcc(cap) -> str:
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    return ''.join(chr((code >> 8 * i) & 0xFF) for i in range(4))
+
+
+def _packet_sizes(path: str) -> Iterator[Optional[Tuple[int, int]]]:
+    """``(width, height)`` of each frame of an MJPEG video, from the JPEG
+    header of each packet (None where it cannot be read)."""
     cap = cv2.VideoCapture(path)
     try:
-        if not cap.isOpened():
-            raise InputError(f'Cannot open {path} as a video (not a video '
-                             'file, or a codec OpenCV cannot read).')
+        if not cap.set(cv2.CAP_PROP_FORMAT, -1):  # raw packets
+            return
         while True:
-            ok, frame = cap.read()
-            if not ok:
+            ok, packet = cap.read()
+            if not ok or packet is None:
                 return
-            yield frame
+            try:
+                with Image.open(io.BytesIO(packet.tobytes())) as im:
+                    yield im.size
+            except Exception:
+                yield None
     finally:
         cap.release()
 
 
-def _folder_frames(path: str) -> Iterator[np.ndarray]:
+def _video_file_frames(path: str,
+                       max_pixels: Optional[int]) -> Iterator[np.ndarray]:
+    cap, sizes = cv2.VideoCapture(path), iter(())
+    try:
+        if not cap.isOpened():
+            raise InputError(f'Cannot open {path} as a video (not a video '
+                             'file, or a codec OpenCV cannot read).')
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        check_pixels(width, height, f'The video {path}', max_pixels)
+        # OpenCV scales every frame to the first one's size without a word;
+        # for MJPEG each packet's JPEG header tells the true size.
+        if _fourcc(cap) == 'MJPG':
+            sizes = _packet_sizes(path)
+        first, index = None, 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            size = next(sizes, None)
+            if size is not None:
+                first = first or size
+                if size != first:
+                    raise InputError(
+                        f'Frame {index} of {path} is {size[0]} x {size[1]} '
+                        f'pixels, the first was {first[0]} x {first[1]}: '
+                        'all frames of a video must have one size.')
+            index += 1
+            yield frame
+    finally:
+        if hasattr(sizes, 'close'):
+            sizes.close()  # releases its capture now, not at collection
+        cap.release()
+
+
+def _folder_frames(path: str,
+                   max_pixels: Optional[int]) -> Iterator[np.ndarray]:
     files = sorted(
         f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
     if not files:
         raise InputError(f'No images ({", ".join(IMAGE_EXTS)}) in the '
                          f'folder {path}.')
     for name in files:
-        yield read_image(osp.join(path, name))
+        yield read_image(osp.join(path, name), max_pixels)
 
 
-def iter_frames(
-    video: Union[str, np.ndarray,
-                 Sequence[np.ndarray]]) -> Iterator[np.ndarray]:
+def _array_frames(video, max_pixels: Optional[int]) -> Iterator[np.ndarray]:
+    if isinstance(video, np.ndarray) and video.ndim != 4:
+        raise InputError(
+            f'A video array must be [T, H, W, 3] (or [T, H, W, 1] / '
+            f'[T, H, W, 4]), got shape {video.shape}; for one image use '
+            'segment_image, for grayscale frames pass a list of [H, W] '
+            'arrays.')
+    for index, frame in enumerate(video):
+        frame = np.asarray(frame)
+        if frame.ndim == 2 and frame.shape[1] in (3, 4):
+            # The rows of a single [H, W, 3] image, each taken as a frame.
+            raise InputError(
+                f'Frame {index} of the video has shape {frame.shape}, a row '
+                'of a colour image rather than a frame: pass a [T, H, W, 3] '
+                'array or a list of [H, W, 3] frames.')
+        yield as_bgr_image(frame, 'video frame', max_pixels)
+
+
+def iter_frames(video: Union[str, np.ndarray, Sequence[np.ndarray]],
+                max_pixels: Optional[int] = None) -> Iterator[np.ndarray]:
     """BGR uint8 frames, read lazily so that long videos never sit in
     memory whole.
 
     Args:
         video: A video file (anything OpenCV reads: mp4, avi, webm ...), a
             folder of frames (sorted by name), a ``[T, H, W, 3]`` array or a
-            sequence of ``[H, W, 3]`` arrays (BGR).
+            sequence (or iterator) of ``[H, W, 3]`` arrays (BGR; converted
+            as :func:`as_bgr_image` says). A single ``[H, W, 3]`` image is
+            refused: it is not a video.
+        max_pixels (int, optional): The pixel limit per frame (see
+            :func:`max_pixels_limit`).
+
+    All frames must have one size. For video files OpenCV scales every
+    frame to the first frame's size; MJPEG files (raw ``.mjpeg`` or in
+    AVI) are checked frame by frame and refused when a size changes, other
+    codecs do not tell.
     """
     if isinstance(video, (str, os.PathLike)):
         path = os.fspath(video)
         if osp.isdir(path):
-            frames = _folder_frames(path)
+            frames = _folder_frames(path, max_pixels)
         elif osp.isfile(path):
-            frames = _video_file_frames(path)
+            frames = _video_file_frames(path, max_pixels)
         else:
             raise InputError(f'Video not found: {path}')
         name = path
     elif video is None:
         raise InputError('No video given.')
+    elif isinstance(video, (bytes, bytearray, memoryview, numbers.Number)):
+        raise InputError('A video is a file, a folder of frames, a [T, H, W, '
+                         f'3] array or a list of frames, got '
+                         f'{type(video).__name__}.')
     else:
-        frames = (as_bgr_image(f, 'video frame') for f in video)
+        frames = _array_frames(video, max_pixels)
         name = 'the video'
     shape, count = None, 0
     for frame in frames:
@@ -129,19 +394,44 @@ def iter_frames(
                          'cannot decode).')
 
 
+# ----------------------------------------------------------------------
+# prompts
+# ----------------------------------------------------------------------
+def _has_bool(values) -> bool:
+    if isinstance(values, (bool, np.bool_)):
+        return True
+    if isinstance(values, (list, tuple)):
+        return any(_has_bool(v) for v in values)
+    return False
+
+
 def _as_rows(values, width: int, what: str) -> np.ndarray:
+    """``[N, width]`` float32 rows. One flat prompt (``width`` numbers) is
+    one row; any other flat list is refused, as its pairing is a guess."""
+    example = '[[x, y], ...]' if width == 2 else '[[x1, y1, x2, y2], ...]'
     if values is None:
         return np.zeros((0, width), dtype=np.float32)
+    if _has_bool(values):
+        raise InputError(f'{what} must be numbers, got booleans: {example}.')
     try:
-        rows = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InputError(f'{what} must be numbers, got {values!r}.')
-    if rows.size == 0:
+        array = np.asarray(values)
+    except (TypeError, ValueError):  # ragged lists
+        raise InputError(f'{what} must be numbers in rows {example}, got '
+                         f'{values!r}.')
+    if array.dtype == bool:
+        raise InputError(f'{what} must be numbers, got booleans: {example}.')
+    if array.size == 0:
         return np.zeros((0, width), dtype=np.float32)
-    rows = rows.reshape(-1, width) if rows.ndim == 1 else rows
-    if rows.ndim != 2 or rows.shape[1] != width:
-        raise InputError(f'{what} must be [N, {width}], got shape '
-                         f'{tuple(rows.shape)}.')
+    if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(
+            array.dtype, np.floating):
+        raise InputError(f'{what} must be numbers, got {values!r}.')
+    if array.ndim == 1 and array.shape[0] == width:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != width:
+        raise InputError(f'{what} must be [N, {width}] rows {example} (or '
+                         f'one prompt of {width} numbers), got shape '
+                         f'{tuple(array.shape)}.')
+    rows = array.astype(np.float32)
     if not np.isfinite(rows).all():
         raise InputError(f'{what} contain non-finite numbers.')
     return rows
@@ -151,8 +441,12 @@ def check_prompts(points, boxes, width: int,
                   height: int) -> Tuple[np.ndarray, np.ndarray]:
     """Validated ``[N, 2]`` points and ``[M, 4]`` boxes, in image pixels.
 
-    A point must lie inside the image; a box must have x2 > x1, y2 > y1 and
-    overlap the image, and is clipped to it.
+    Rows are ``[[x, y], ...]`` and ``[[x1, y1, x2, y2], ...]``; a single
+    flat prompt (``[x, y]``, ``[x1, y1, x2, y2]``) is one row, while any
+    other flat list (``[x, y, x, y]``) is refused rather than re-paired.
+    Booleans and strings are refused. A point must lie inside the image; a
+    box must have x2 > x1, y2 > y1 and overlap the image, and is clipped to
+    it.
     """
     points = _as_rows(points, 2, 'Points (x, y)')
     boxes = _as_rows(boxes, 4, 'Boxes (x1, y1, x2, y2)')

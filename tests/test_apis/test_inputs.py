@@ -1,0 +1,295 @@
+"""Input conversion rules and refusals of rap_sam.apis.inputs: images by
+dtype, the pixel limit read from file headers, video arrays and files, and
+prompt shapes. No model runs here."""
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from rap_sam.apis import InputError, check_image_size, read_image
+from rap_sam.apis.inputs import (DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, check_int,
+                                 check_number, check_prompts, iter_frames,
+                                 max_pixels_limit)
+
+
+@pytest.fixture(scope='module')
+def img():
+    """A 40 x 30 BGR image using the whole [0, 255] range."""
+    rng = np.random.default_rng(0)
+    out = rng.integers(0, 256, (30, 40, 3)).astype(np.uint8)
+    out[0, 0] = (0, 128, 255)
+    return out
+
+
+# ----------------------------------------------------------------------
+# pixel values by dtype
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize('dtype', [np.float32, np.float64, np.float16])
+def test_float_images_in_0_1_are_scaled_by_255(img, dtype):
+    assert np.array_equal(read_image((img / 255.).astype(dtype)), img)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_float_images_in_0_255_are_rounded(img, dtype):
+    assert np.array_equal(read_image(img.astype(dtype)), img)
+    ramp = np.array([[0., 2.4, 2.6, 254.5, 255.]], dtype)
+    assert read_image(ramp)[0, :, 0].tolist() == [0, 2, 3, 254, 255]
+
+
+def test_uint16_images_keep_the_high_byte_as_opencv_reads_them(img, tmp_path):
+    noise = np.random.default_rng(1).integers(0, 256, img.shape)
+    wide = (img.astype(np.uint16) << 8) + noise.astype(np.uint16)
+    assert np.array_equal(read_image(wide), img)
+    # The same rule as reading the 16-bit file with OpenCV.
+    path = str(tmp_path / 'sixteen.png')
+    cv2.imwrite(path, wide)
+    assert np.array_equal(read_image(path), read_image(wide))
+
+
+@pytest.mark.parametrize('dtype', [np.int64, np.int32, np.int16, np.int8])
+def test_other_integers_in_0_255_are_taken_as_they_are(img, dtype):
+    small = (img // 2).astype(dtype)  # int8 holds 0..127
+    assert np.array_equal(read_image(small), img // 2)
+
+
+@pytest.mark.parametrize('array, message', [
+    (np.full((4, 4, 3), 255.5), r'float64 with values from 255\.5 to '
+     r'255\.5'),
+    (np.full((4, 4, 3), -0.1), 'from -0.1 to -0.1'),
+    (np.full((4, 4, 3), 256.), 'from 256 to 256'),
+    (np.full((4, 4, 3), np.nan), 'NaN or infinite'),
+    (np.full((4, 4, 3), np.inf, np.float32), 'NaN or infinite'),
+    (np.full((4, 4, 3), 300, np.int32), 'int32 with values from 300 to 300'),
+    (np.full((4, 4, 3), -1, np.int64), 'from -1 to -1'),
+    (np.ones((4, 4, 3), bool), r'not an array of pixel values \(dtype bool'),
+    (np.ones((4, 4, 3), complex), 'dtype complex128'),
+    (np.array([['a', 'b']]), 'not an array of pixel values'),
+])
+def test_ambiguous_pixel_values_are_refused(array, message):
+    with pytest.raises(InputError, match=message) as err:
+        read_image(array)
+    if 'values from' in message:
+        assert 'expected uint8 [0, 255], uint16, or float in [0, 1] or ' \
+            '[0, 255]' in str(err.value)
+
+
+# ----------------------------------------------------------------------
+# files and bytes, bounded before decoding
+# ----------------------------------------------------------------------
+def _png_chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data +
+            struct.pack('>I', zlib.crc32(kind + data)))
+
+
+def _png_header(width, height):
+    """A PNG claiming ``width x height`` RGB, cut short after the first
+    row of pixel data: any decoder that got this far would fail."""
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    row = zlib.compress(b'\x00' * (1 + 3 * width))
+    return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', ihdr) +
+            _png_chunk(b'IDAT', row))
+
+
+def _jpeg_claiming(width, height):
+    """A real small JPEG whose frame header (SOF0) is patched to claim
+    ``width x height``."""
+    data = bytearray(
+        cv2.imencode('.jpg', np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5:sof + 9] = struct.pack('>HH', height, width)
+    return bytes(data)
+
+
+def test_files_and_bytes_decode_alike(img, tmp_path):
+    path = tmp_path / 'img.png'
+    cv2.imwrite(str(path), img)
+    assert np.array_equal(read_image(str(path)), img)
+    assert np.array_equal(read_image(path), img)  # a pathlib.Path
+    assert np.array_equal(read_image(path.read_bytes()), img)
+    assert check_image_size(path.read_bytes()) == (40, 30)
+    assert check_image_size(str(path)) == (40, 30)
+
+
+@pytest.mark.parametrize('data, size', [
+    (_png_header(12000, 12000), '12000 x 12000 pixels (144.0 megapixels)'),
+    (_jpeg_claiming(10000, 10000), '10000 x 10000 pixels (100.0 megapixels)'),
+    (_png_header(20000, 20000), 'more than 179.0 megapixels'),
+])
+def test_huge_images_are_refused_from_the_header(tmp_path, data, size):
+    """The 20000 x 20000 PNG asked for 38.8 GB and the 10000 x 10000 JPEG
+    for > 16 GB when decoded; the header says enough to refuse them."""
+    path = tmp_path / 'huge.img'
+    path.write_bytes(data)
+    limit = f'above the limit of {DEFAULT_MAX_PIXELS / 1e6:g} megapixels'
+    for source in (str(path), data):
+        with pytest.raises(InputError, match='limit') as err:
+            read_image(source)
+        assert size in str(err.value) and limit in str(err.value)
+        assert 'max_pixels= or RAP_SAM_MAX_PIXELS' in str(err.value)
+    assert str(path) in str(
+        pytest.raises(InputError, read_image, str(path)).value)
+
+
+def test_the_pixel_limit_is_an_argument_or_an_environment_variable(
+        img, tmp_path, monkeypatch):
+    path = str(tmp_path / 'img.png')
+    cv2.imwrite(path, img)
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    assert max_pixels_limit() == DEFAULT_MAX_PIXELS
+    assert read_image(path, max_pixels=1200).shape == (30, 40, 3)
+    for source in (path, img):
+        with pytest.raises(
+                InputError,
+                match='40 x 30 pixels .* limit of '
+                '0.001199 megapixels'):
+            read_image(source, max_pixels=1199)
+    monkeypatch.setenv(MAX_PIXELS_ENV, '1000')
+    assert max_pixels_limit() == 1000
+    with pytest.raises(InputError, match='above the limit'):
+        read_image(path)
+    assert read_image(path, max_pixels=5000).shape == (30, 40, 3)
+    for bad in ('many', '0', '1.5'):
+        monkeypatch.setenv(MAX_PIXELS_ENV, bad)
+        with pytest.raises(InputError, match='RAP_SAM_MAX_PIXELS must be'):
+            read_image(path)
+    with pytest.raises(InputError, match='max_pixels must be'):
+        read_image(path, max_pixels='1000')
+
+
+@pytest.mark.parametrize('data', [
+    b'', b'just some text\n', b'\x89PNG\r\n\x1a\n',
+    _png_header(64, 64), b'\xff\xd8\xff' + b'\x00' * 50
+])
+def test_empty_text_and_truncated_files_are_not_images(tmp_path, data):
+    path = tmp_path / 'upload.png'
+    path.write_bytes(data)
+    for source in (str(path), data):
+        with pytest.raises(InputError, match='Cannot read .* as an image'):
+            read_image(source)
+
+
+def test_what_is_no_image_source_is_refused():
+    with pytest.raises(InputError, match='No image given'):
+        read_image(None)
+    with pytest.raises(InputError, match='a path or its bytes, got int'):
+        check_image_size(3)
+
+
+# ----------------------------------------------------------------------
+# videos
+# ----------------------------------------------------------------------
+def test_a_single_image_is_not_a_video(img):
+    with pytest.raises(
+            InputError,
+            match=r'must be \[T, H, W, 3\].* got '
+            r'shape \(30, 40, 3\)'):
+        list(iter_frames(img))
+    with pytest.raises(InputError, match='a row of a colour image'):
+        list(iter_frames(img.tolist()))
+    with pytest.raises(InputError, match='got bytes'):
+        list(iter_frames(b'\x00' * 10))
+
+
+def test_video_frames_follow_the_image_rules(img):
+    frames = list(iter_frames([img / 255., img.astype(np.uint16) * 257]))
+    assert len(frames) == 2
+    assert all(np.array_equal(f, img) for f in frames)
+    assert [f.shape for f in iter_frames(img[None, ..., :1])] == [(30, 40, 3)]
+    with pytest.raises(InputError, match='above the limit'):
+        list(iter_frames([img], max_pixels=100))
+
+
+def _mjpeg(path, *images):
+    with open(path, 'wb') as f:
+        for image in images:
+            f.write(cv2.imencode('.jpg', image)[1].tobytes())
+    return str(path)
+
+
+def test_mjpeg_with_two_frame_sizes_is_refused(tmp_path):
+    """OpenCV scales the 80 x 96 frames to the first frame's 64 x 48
+    without a word; the JPEG headers tell."""
+    small = np.full((48, 64, 3), 60, np.uint8)
+    large = np.full((96, 80, 3), 120, np.uint8)
+    path = _mjpeg(tmp_path / 'two.mjpeg', small, small, large, small)
+    frames = iter_frames(path)
+    assert [next(frames).shape for _ in range(2)] == [(48, 64, 3)] * 2
+    with pytest.raises(
+            InputError,
+            match='Frame 2 of .*two.mjpeg is 80 x 96 pixels, the '
+            'first was 64 x 48: all frames of a video must have '
+            'one size'):
+        next(frames)
+
+
+def test_mjpeg_of_one_size_is_read_whole(tmp_path):
+    images = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(4)]
+    frames = list(iter_frames(_mjpeg(tmp_path / 'one.mjpeg', *images)))
+    assert len(frames) == 4
+    for frame, image in zip(frames, images):
+        assert frame.shape == (48, 64, 3)
+        assert np.abs(frame.astype(int) - image).max() <= 2  # JPEG's loss
+
+
+def test_video_files_above_the_pixel_limit_are_refused(tmp_path):
+    path = _mjpeg(tmp_path / 'clip.mjpeg', np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(
+            InputError,
+            match='The video .*clip.mjpeg is 64 x 48 '
+            'pixels .* above the limit'):
+        list(iter_frames(path, max_pixels=64 * 48 - 1))
+    assert len(list(iter_frames(path, max_pixels=64 * 48))) == 1
+
+
+# ----------------------------------------------------------------------
+# prompts
+# ----------------------------------------------------------------------
+def test_one_flat_prompt_is_one_row():
+    points, boxes = check_prompts([3, 4], [1, 2, 30, 20], 40, 30)
+    assert points.tolist() == [[3, 4]] and boxes.tolist() == [[1, 2, 30, 20]]
+    points, boxes = check_prompts(np.array([[3, 4], [5, 6]]), None, 40, 30)
+    assert points.dtype == np.float32 and points.tolist() == [[3, 4], [5, 6]]
+
+
+@pytest.mark.parametrize('points, boxes, message', [
+    ([3, 4, 5, 6], None, r'Points \(x, y\) must be \[N, 2\] rows .* got '
+     r'shape \(4,\)'),
+    (None, [1, 2, 3, 4, 5, 6, 7, 8], r'Boxes .* must be \[N, 4\] .* got '
+     r'shape \(8,\)'),
+    (None, [[1, 2], [3, 4]], r'must be \[N, 4\]'),
+    ([True, False], None, 'got booleans'),
+    ([[True, 3]], None, 'got booleans'),
+    (np.ones((2, 2), bool), None, 'got booleans'),
+    ([[1, 2], [3]], None, 'must be numbers in rows'),
+    ('3,4', None, 'must be numbers'),
+    ([[1 + 2j, 3]], None, 'must be numbers'),
+])
+def test_ambiguous_prompts_are_refused(points, boxes, message):
+    with pytest.raises(InputError, match=message):
+        check_prompts(points, boxes, 40, 30)
+
+
+# ----------------------------------------------------------------------
+# keywords
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize('value, message', [
+    ('2', r"chunk_frames must be a whole number >= 1, got '2' \(str\)"),
+    (2.0, 'got 2.0 \\(float\\)'),
+    (True, 'got True \\(bool\\)'),
+    (0, 'chunk_frames must be >= 1, got 0'),
+])
+def test_whole_number_keywords_are_checked(value, message):
+    with pytest.raises(InputError, match=message):
+        check_int(value, 'chunk_frames')
+
+
+def test_number_keywords_are_checked():
+    assert check_number(np.float32(0.5), 'score_thr') == 0.5
+    assert check_int(np.int64(3), 'n') == 3
+    for value, message in (('0.5', r"got '0.5' \(str\)"),
+                           (1.5, r'must be in \[0, 1\], got 1.5'),
+                           (float('nan'), 'got nan'), (False, 'bool')):
+        with pytest.raises(InputError, match=message):
+            check_number(value, 'score_thr')
