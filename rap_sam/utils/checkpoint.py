@@ -28,9 +28,9 @@ all (text, HTML, a Git LFS pointer), truncated or damaged. Two things that
 would let a small file take unbounded memory are refused too: compressed zip
 records (torch.save never writes them; a 1 MB deflated record inflates to
 1 GiB) and ``bytearray`` (``bytearray(n)`` allocates and zero-fills ``n``
-bytes). :func:`load_model_weights` then maps the file instead of reading it,
-compares every tensor's shape with the model's before any data is read, and
-refuses NaN or infinite weights.
+bytes). :func:`load_model_weights` then compares every tensor's size and
+shape with the model's before computing on it, and refuses NaN or infinite
+weights.
 """
 import os
 import os.path as osp
@@ -296,40 +296,29 @@ def _unsafe_names(filename: str) -> List[str]:
 
 def _weights_only_reason(err: BaseException) -> str:
     # torch wraps the reason in a paragraph of advice; keep the reason.
-    for line in str(err).splitlines():
-        if 'WeightsUnpickler error:' in line:
-            return line.split('WeightsUnpickler error:', 1)[1].strip()
+    text = str(err)
+    if 'WeightsUnpickler error:' in text:
+        reason = text.split('WeightsUnpickler error:', 1)[1].strip()
+        if reason:
+            return reason.splitlines()[0]
     return _first_line(err)
 
 
-def load_local_checkpoint(filename: str,
-                          map_location=None,
-                          mmap: bool = False) -> dict:
+def load_local_checkpoint(filename: str, map_location=None) -> dict:
     """mmengine's local-file loader, weights-only with mmengine's objects
-    allowed; registered for every path without a URL scheme.
-
-    With ``mmap=True`` (zip checkpoints only) the tensors are mapped from
-    the file, so their shapes can be checked before any data is read.
-    """
+    allowed; registered for every path without a URL scheme."""
     filename = osp.expanduser(filename)
     kind = _check_file(filename)
     trusted = os.environ.get(TRUST_ENV) == '1'
     if kind == 'zip' and not trusted:
         _check_zip_records(filename)
-    mmap = mmap and kind == 'zip'
     try:
         if trusted:
             return torch.load(
-                filename,
-                map_location=map_location,
-                weights_only=False,
-                mmap=mmap)
+                filename, map_location=map_location, weights_only=False)
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(
-                filename,
-                map_location=map_location,
-                weights_only=True,
-                mmap=mmap)
+                filename, map_location=map_location, weights_only=True)
     except UserError:
         raise
     except pickle.UnpicklingError as err:
@@ -443,25 +432,22 @@ def check_finite(state_dict: dict, source: str = 'checkpoint') -> None:
             'probably diverged: use an earlier checkpoint')
 
 
-def _is_local(filename: str) -> bool:
-    return CheckpointLoader._get_checkpoint_loader(
-        filename) is load_local_checkpoint
-
-
 def load_model_weights(model: torch.nn.Module,
                        filename: str,
                        map_location='cpu') -> dict:
     """Load ``filename`` into ``model`` strictly, with a clear error that
     lists every mismatch. Returns the whole checkpoint (e.g. its meta).
 
-    A local file is memory-mapped, so a tensor larger than the model, a
-    wrong shape or a missing key is refused before its data is read; NaN or
-    infinite weights are refused before the model sees them.
+    Tensor sizes and shapes are compared with the model's before anything
+    computes on them (a tensor can declare gigabytes through a zero stride
+    at no cost until it is used), and NaN or infinite weights are refused
+    before the model sees them.
     """
-    if _is_local(filename):
-        checkpoint = load_local_checkpoint(filename, map_location, mmap=True)
-    else:
-        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location)
+    # Not torch.load(mmap=True): its reader does not check a record's size
+    # against the tensor's, so a damaged file would read past the record.
+    # Without mmap a local file costs at most its own size in memory: the
+    # loader refuses the compressed records that could inflate it.
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location)
     state_dict = state_dict_from_checkpoint(checkpoint, filename)
     check_tensor_sizes(model, state_dict, filename)
     check_state_dict(model, state_dict, filename)
