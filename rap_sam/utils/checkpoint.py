@@ -134,12 +134,9 @@ _SAFE_NAMES = {
     if isinstance(item, tuple) else f'{item.__module__}.{item.__qualname__}'
     for item in SAFE_GLOBALS
 }
-# torch allows these by default, but each can allocate memory out of all
-# proportion to the file; mmengine never writes them.
-_MEMORY_BOMB_GLOBALS = {
-    'builtins.bytearray', '__builtin__.bytearray', 'torch.UntypedStorage',
-    'torch.storage.UntypedStorage'
-}
+# torch allows bytearray by default, but bytearray(n) allocates and zero-fills
+# n bytes, out of all proportion to the file; mmengine never writes it.
+_MEMORY_BOMB_GLOBALS = {'builtins.bytearray', '__builtin__.bytearray'}
 
 # torch.save's legacy (non-zip) format starts with the pickled magic number
 # 0x1950a86a20f9469cfc6c.

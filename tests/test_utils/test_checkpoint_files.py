@@ -84,6 +84,19 @@ def test_good_checkpoint_loads_everywhere(good_checkpoint):
         assert torch.equal(model.state_dict()[key], value), key
 
 
+def test_newer_dtypes_load(tmp_path):
+    """uint16 and float8 tensors are pickled with torch.UntypedStorage."""
+    path = tmp_path / 'dtypes.pth'
+    values = dict(
+        a=torch.tensor([1, 2, 60000], dtype=torch.uint16),
+        b=torch.ones(2, dtype=torch.float8_e4m3fn))
+    torch.save(dict(state_dict=values), path)
+    loaded = CheckpointLoader.load_checkpoint(str(path))['state_dict']
+    assert torch.equal(loaded['a'], values['a'])
+    assert loaded['b'].dtype == torch.float8_e4m3fn
+    assert loaded['b'].float().tolist() == [1.0, 1.0]
+
+
 def test_missing_file(tmp_path):
     path = tmp_path / 'nowhere.pth'
     message = assert_refused(path, CheckpointNotFoundError)
