@@ -9,6 +9,7 @@ the head's ``ov_classifier_dir`` argument.
 """
 import os
 import os.path as osp
+import pickle
 from typing import Optional
 
 import torch
@@ -35,6 +36,30 @@ def class_embedding_path(name: str, root: Optional[str] = None) -> str:
     return osp.join(class_embedding_dir(root), f'{name}.pth')
 
 
+def _read(path: str):
+    """``torch.load`` of a file that should hold one tensor; anything else
+    (empty, text, truncated, other objects) is a ClassEmbeddingError."""
+    remake = ('make it again with `python tools/gen_cls.py CONFIG`, or '
+              'delete it if it caches a --classes vocabulary (it is then '
+              'made again)')
+    try:
+        if osp.getsize(path) == 0:
+            raise ClassEmbeddingError(f'{path} is empty: {remake}.')
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except ClassEmbeddingError:
+        raise
+    except pickle.UnpicklingError as err:
+        # torch's own text advises turning the safety check off: not here.
+        raise ClassEmbeddingError(
+            f'{path} holds objects other than a tensor (or is not a torch '
+            f'file): {remake}.') from err
+    except Exception as err:  # torch raises many kinds on a bad file
+        reason = ' '.join(str(err).split())[:200]
+        raise ClassEmbeddingError(
+            f'{path} is not a class-embedding file torch can read '
+            f'({type(err).__name__}: {reason}): {remake}.') from err
+
+
 def load_class_embeddings(name: str,
                           root: Optional[str] = None,
                           num_classes: Optional[int] = None,
@@ -42,25 +67,35 @@ def load_class_embeddings(name: str,
     """Read and check the embeddings ``[num_classes, num_synonyms, dim]``.
 
     Raises:
-        ClassEmbeddingError: the file is missing, is not a 3-d tensor, has
-            rows that are not unit-norm, or its class count / dimension
-            differs from ``num_classes`` / ``embed_dims`` when given.
+        ClassEmbeddingError: the file is missing, empty or unreadable, is not
+            a 3-d floating-point tensor, has rows that are not unit-norm, or
+            its class count / dimension differs from ``num_classes`` /
+            ``embed_dims`` when given.
     """
     path = class_embedding_path(name, root)
     if not osp.isfile(path):
         raise ClassEmbeddingError(
-            f'Class-embedding file not found: {path}\n'
-            f'Make it with `python tools/gen_cls.py CONFIG` (it encodes the '
+            f'Class-embedding file not found: {path}. Make it with '
+            f'`python tools/gen_cls.py CONFIG` (it encodes the '
             f"dataset's class names with the CLIP text tower the config "
             f'names), or point {EMBD_DIR_ENV} at the directory that holds '
             f'{name}.pth.')
-    embeddings = torch.load(path, map_location='cpu', weights_only=True)
+    embeddings = _read(path)
     if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 3:
         shape = tuple(embeddings.shape) if isinstance(
             embeddings, torch.Tensor) else type(embeddings).__name__
         raise ClassEmbeddingError(
             f'{path} must hold a tensor [num_classes, num_synonyms, dim], '
             f'got {shape}.')
+    if embeddings.numel() == 0:
+        raise ClassEmbeddingError(
+            f'{path} holds no embeddings (shape '
+            f'{tuple(embeddings.shape)}): make it again with tools/gen_cls.py.'
+        )
+    if not embeddings.is_floating_point():
+        raise ClassEmbeddingError(
+            f'{path} holds {embeddings.dtype} values; class embeddings are '
+            'floating-point (make them with tools/gen_cls.py).')
     embeddings = embeddings.float()
     if num_classes is not None and embeddings.size(0) != num_classes:
         raise ClassEmbeddingError(

@@ -16,7 +16,12 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from .class_embeddings import class_embedding_path
+from .user_errors import UserError
 from .vild_templates import VILD_TEMPLATES
+
+
+class VocabularyError(UserError, ValueError):
+    """A class list (names or a ``--classes`` file) cannot be used."""
 
 
 def split_synonyms(class_name: str) -> List[str]:
@@ -30,7 +35,9 @@ def split_synonyms(class_name: str) -> List[str]:
     synonyms = [s.strip() for s in name.split(',')]
     synonyms = [s for s in synonyms if s]
     if not synonyms:
-        raise ValueError(f'Class name {class_name!r} holds no synonym.')
+        raise VocabularyError(
+            f'The class name {class_name!r} holds no name, only separators '
+            "(',', '/', '_or_'): give at least one word.")
     return synonyms
 
 
@@ -104,12 +111,47 @@ def encode_class_names(model,
 
 
 def read_class_file(path: str) -> List[str]:
-    """A user vocabulary: one class a line, synonyms comma-separated."""
-    with open(path, encoding='utf-8') as f:
-        names = [line.strip() for line in f]
-    names = [n for n in names if n and not n.startswith('#')]
+    """A user vocabulary: one class a line, synonyms comma-separated; blank
+    lines and lines starting with ``#`` are skipped. The file is UTF-8 text
+    (a byte-order mark is allowed).
+
+    Raises:
+        VocabularyError: the file cannot be read, is binary or not UTF-8,
+            lists no class, or a line holds no name.
+    """
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as err:
+        raise VocabularyError(f'Cannot read the class file {path}: '
+                              f'{err.strerror or err}.') from err
+    if b'\0' in data:
+        raise VocabularyError(
+            f'The class file {path} is binary, not text: give a text file '
+            'with one class a line.')
+    try:
+        text = data.decode('utf-8-sig')
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b'\n') + 1
+        raise VocabularyError(
+            f'The class file {path} is not UTF-8 text (byte '
+            f'0x{data[err.start]:02x} on line {line}): save it as UTF-8.'
+        ) from err
+    names = []
+    for number, line in enumerate(text.splitlines(), 1):
+        name = line.strip()
+        if not name or name.startswith('#'):
+            continue
+        try:
+            split_synonyms(name)
+        except VocabularyError as err:
+            raise VocabularyError(f'{path}, line {number}: {err}') from err
+        names.append(name)
     if not names:
-        raise ValueError(f'{path} lists no class.')
+        raise VocabularyError(
+            f'The class file {path} lists no class (only blank lines or '
+            "'#' comments): give one class a line, synonyms "
+            'comma-separated.')
     return names
 
 

@@ -53,6 +53,55 @@ def test_wrong_files_name_both_numbers(tmp_path, tensor, kwargs, message):
         load_class_embeddings('bad', str(tmp_path), **kwargs)
 
 
+def _truncated_file() -> bytes:
+    import io
+    buf = io.BytesIO()
+    torch.save(random_class_embeddings(5, dim=16), buf)
+    return buf.getvalue()[:300]
+
+
+def _pickled_object() -> bytes:
+    """A torch file holding an object outside the weights-only allow-list."""
+    import argparse
+    import io
+    buf = io.BytesIO()
+    torch.save(argparse.Namespace(classes=5), buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize('data, message', [
+    (b'', r'is empty: make it again with `python tools/gen_cls.py CONFIG`'),
+    (b'cup\nsaucer\n', 'is not a class-embedding file torch can read|'
+     'holds objects other than a tensor'),
+    (_truncated_file(), 'is not a class-embedding file torch can read'),
+    (_pickled_object(), 'holds objects other than a tensor'),
+])
+def test_unreadable_files_name_the_file(tmp_path, data, message):
+    (tmp_path / 'bad.pth').write_bytes(data)
+    with pytest.raises(ClassEmbeddingError, match=message) as err:
+        load_class_embeddings('bad', str(tmp_path))
+    assert str(tmp_path / 'bad.pth') in str(err.value)
+    assert '\n' not in str(err.value)
+    assert 'weights_only=False' not in str(err.value)
+
+
+@pytest.mark.parametrize('tensor, message', [
+    (torch.ones(3, 1, 4, dtype=torch.int64), 'holds torch.int64 values'),
+    (torch.ones(0, 1, 4), r'holds no embeddings \(shape \(0, 1, 4\)\)'),
+    (torch.full((2, 1, 4), float('nan')), 'L2-normalised'),
+])
+def test_tensors_that_are_no_embeddings(tmp_path, tensor, message):
+    torch.save(tensor, tmp_path / 'bad.pth')
+    with pytest.raises(ClassEmbeddingError, match=message):
+        load_class_embeddings('bad', str(tmp_path))
+
+
+def test_messages_are_one_line(tmp_path):
+    with pytest.raises(ClassEmbeddingError) as err:
+        load_class_embeddings('nope', str(tmp_path))
+    assert '\n' not in str(err.value)
+
+
 def test_model_build_reports_a_wrong_class_count(tmp_path, monkeypatch):
     torch.save(random_class_embeddings(40), tmp_path / 'forty.pth')
     monkeypatch.setenv('RAP_SAM_EMBD_DIR', str(tmp_path))
