@@ -9,7 +9,7 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-from rap_sam.evaluation import InteractiveMetric
+from rap_sam.evaluation import InteractiveMetric, ReferenceAveragingError
 from rap_sam.testing import make_coco_panoptic
 
 CONFIG = Path(__file__).parents[2] / 'configs/_base_/datasets/' \
@@ -47,8 +47,8 @@ def sample(gt_masks, pred_masks, is_box=None, is_thing=None, skipped=0):
     return data.to_dict()
 
 
-def evaluate(samples):
-    metric = InteractiveMetric()
+def evaluate(samples, **kwargs):
+    metric = InteractiveMetric(**kwargs)
     metric.process({}, samples)
     return metric.evaluate(size=len(samples))
 
@@ -146,3 +146,66 @@ def test_bad_predictions_are_reported():
             match=r'predicted masks are \(5, 10\), expected the '
             r'original image size \(10, 10\)'):
         evaluate([sample([gt], [gt[:5]])])
+
+
+def reference_samples():
+    """Three images: A has clicks of IoU 1 and 0.5 and a box (IoU 0.5),
+    B one click of IoU 0, C one click of IoU 1."""
+    gt_a, gt_b = rect(20, 20, 0, 10, 0, 10), rect(20, 20, 10, 20, 0, 20)
+    half_b, half_a = rect(20, 20, 10, 20, 0, 10), rect(20, 20, 0, 10, 0, 5)
+    gt_c = rect(12, 12, 2, 6, 2, 6)
+    return [
+        sample([gt_a, gt_b, gt_a], [gt_a, half_b, half_a],
+               is_box=[False, False, True]),
+        sample([gt_c], [np.zeros((12, 12), bool)]),
+        sample([gt_c], [gt_c]),
+    ]
+
+
+@pytest.mark.parametrize(
+    'num_processes, clicks',
+    [
+        # the first 3 clicks of A, B, C: 1, 0.5, 0
+        (1, [1, 0.5, 0]),
+        # rank 0 holds A, C: [1, .5, 1]; rank 1 B, A (padding): [0, 1, .5];
+        # interleaved 1, 0, .5, 1, ... cut at 3
+        (2, [1, 0, 0.5]),
+        # one image per rank: 1, 0, 1
+        (3, [1, 0, 1]),
+    ])
+def test_reference_averaging_known_answers(num_processes, clicks):
+    results = evaluate(
+        reference_samples(),
+        reference_averaging=dict(num_processes=num_processes))
+    # Ours is unchanged: all four clicks, the box apart.
+    assert results['coco_sam/mIoU'] == pytest.approx(2.5 / 4)
+    assert results['coco_sam/num_clicks'] == 4
+    assert results['coco_sam/reference_num_clicks'] == 3
+    assert results['coco_sam/reference_mIoU'] == pytest.approx(np.mean(clicks))
+    assert results['coco_sam/reference_NoC@0.85'] == pytest.approx(
+        np.mean([1 if c >= 0.85 else 20 for c in clicks]))
+
+
+def test_reference_averaging_is_opt_in():
+    results = evaluate(reference_samples())
+    assert not [k for k in results if 'reference' in k]
+
+
+@pytest.mark.parametrize('option', [
+    dict(num_processes=0),
+    dict(num_processes='8'),
+    dict(processes=8),
+    dict(num_processes=8, zip_longest_collect='yes'),
+    8,
+])
+def test_reference_averaging_setting_is_checked(option):
+    with pytest.raises(ReferenceAveragingError, match='num_processes=N'):
+        InteractiveMetric(reference_averaging=option)
+
+
+def test_reference_averaging_from_config():
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.test_evaluator.reference_averaging = dict(num_processes=8)
+    metric = METRICS.build(cfg.test_evaluator)
+    assert metric.reference_averaging == dict(
+        num_processes=8, zip_longest_collect=False)

@@ -9,6 +9,8 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
+from ..functional import ReferenceAveragingError, reference_segment_subset
+
 
 def _as_bool_masks(masks) -> np.ndarray:
     if isinstance(masks, torch.Tensor):
@@ -47,18 +49,52 @@ class InteractiveMetric(BaseMetric):
 
     One result is kept per image, so ``collect_results`` drops exactly the
     padded duplicates of a distributed sampler (keeping one entry per
-    segment would make it cut the list at the number of images).
+    segment would make it cut the list at the number of images), and the
+    figures do not depend on the number of processes.
+
+    The reference kept one entry per segment, so its published mIoU
+    averages only the first segments of each process, as many as there are
+    images (see :mod:`rap_sam.evaluation.functional.reference_averaging`).
+    ``reference_averaging=dict(num_processes=8)`` also reports that figure
+    for a run on that many processes: ``reference_mIoU``,
+    ``reference_NoC@t`` and ``reference_num_clicks`` (how many segments it
+    averaged), over click prompts. Add ``zip_longest_collect=True`` to
+    replay mmengine >= 0.10.3 instead of the 0.8.4 the reference pins (the
+    two differ only on tiny datasets). Only the averaging is replayed: the
+    IoUs themselves are ours (original resolution).
     """
     default_prefix: Optional[str] = 'coco_sam'
 
     def __init__(self,
                  iou_thrs: Sequence[float] = (0.5, 0.8, 0.85, 0.9),
                  max_clicks: int = 20,
+                 reference_averaging: Optional[dict] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.iou_thrs = tuple(iou_thrs)
         self.max_clicks = max_clicks
+        self.reference_averaging = self._check_reference_averaging(
+            reference_averaging)
+
+    @staticmethod
+    def _check_reference_averaging(option: Optional[dict]) -> Optional[dict]:
+        if option is None:
+            return None
+        usage = ('reference_averaging must be dict(num_processes=N) with N '
+                 'the reference run\'s process count (8 for the paper), '
+                 'optionally zip_longest_collect=True')
+        if not isinstance(option, dict):
+            raise ReferenceAveragingError(f'{usage}; got {option!r}.')
+        unknown = set(option) - {'num_processes', 'zip_longest_collect'}
+        num = option.get('num_processes')
+        if unknown or isinstance(num, bool) or not isinstance(num, int) \
+                or num < 1 or not isinstance(
+                    option.get('zip_longest_collect', False), bool):
+            raise ReferenceAveragingError(f'{usage}; got {dict(option)!r}.')
+        return dict(
+            num_processes=num,
+            zip_longest_collect=option.get('zip_longest_collect', False))
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -113,4 +149,21 @@ class InteractiveMetric(BaseMetric):
                 metrics[f'mIoU_{name}'] = float(selected.mean())
         if is_box.any():
             metrics['box_mIoU'] = float(ious[is_box].mean())
+        if self.reference_averaging is not None:
+            metrics.update(self._reference_metrics(results))
+        return metrics
+
+    def _reference_metrics(self, results: list) -> Dict[str, float]:
+        """The reference's figures for its number of processes; ``results``
+        are in dataset order (one per image, as collect_results returns
+        them), which is the order the reference's sampler dealt from."""
+        subset = reference_segment_subset(
+            [r['ious'][~r['is_box']] for r in results],
+            **self.reference_averaging)
+        metrics = dict(reference_num_clicks=int(subset.size))
+        if subset.size:
+            metrics['reference_mIoU'] = float(subset.mean())
+            for thr in self.iou_thrs:
+                metrics[f'reference_NoC@{thr}'] = float(
+                    np.where(subset >= thr, 1, self.max_clicks).mean())
         return metrics
