@@ -1,9 +1,11 @@
 from mmdet.engine.hooks import DetVisualizationHook
 from mmdet.visualization import DetLocalVisualizer
-from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, IterTimerHook,
-                            LoggerHook, ParamSchedulerHook)
+from mmengine.hooks import (DistSamplerSeedHook, IterTimerHook, LoggerHook,
+                            ParamSchedulerHook)
 from mmengine.runner import LogProcessor, TestLoop, ValLoop
 from mmengine.visualization import LocalVisBackend
+
+from rap_sam.engine import AtomicCheckpointHook
 
 # The configs name their classes directly; mmdet's scope is what mmdet's
 # own tools (DetInferencer, init_detector, the Runner) expect.
@@ -13,7 +15,9 @@ default_hooks = dict(
     timer=dict(type=IterTimerHook),
     logger=dict(type=LoggerHook, interval=50),
     param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, interval=1),
+    # Written atomically, the previous one kept until the new one is
+    # complete: a kill at any moment leaves a checkpoint to --resume from.
+    checkpoint=dict(type=AtomicCheckpointHook, interval=1),
     sampler_seed=dict(type=DistSamplerSeedHook),
     visualization=dict(type=DetVisualizationHook))
 
