@@ -1,12 +1,16 @@
 """Train RAP-SAM with a config's train loop.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]]
-        [--amp] [--cfg-options k=v ...] [--launcher pytorch]
+        [--amp] [--trust-checkpoint] [--cfg-options k=v ...]
+        [--launcher pytorch]
 
 Several GPUs or nodes: tools/dist_train.sh. ``--resume`` alone continues
-from the newest checkpoint of the work dir; with a path, from that file
+from the checkpoint the work dir's ``last_checkpoint`` names, or, when that
+file is missing or truncated, from the newest complete checkpoint
+(:class:`~rap_sam.engine.AtomicCheckpointHook`); with a path, from that file
 (weights, optimizer, schedulers and iteration). Checkpoints load back under
-torch >= 2.6 through rap_sam's weights-only loader.
+torch >= 2.6 through rap_sam's weights-only loader. Mistakes in the command
+line end with a one-line ``error: ...`` and exit status 2.
 """
 import argparse
 import os.path as osp
@@ -19,8 +23,15 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
+from rap_sam.engine import is_complete_checkpoint  # noqa: E402
+from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
 from rap_sam.utils.runner_cli import (apply_overrides, load_config,
                                       parse_runner_args)
+from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
+
+
+class TrainArgumentError(UserError, ValueError):
+    """A config, checkpoint or option given to tools/train.py is wrong."""
 
 
 def parse_args(argv=None):
@@ -41,12 +52,37 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='mixed precision (AmpOptimWrapper, dynamic loss scale)')
-    return parse_runner_args(parser, argv, 'train_dataloader.batch_size=4')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load the --resume checkpoint with weights_only=False (only '
+        'for files from a source you trust)')
+    try:
+        return parse_runner_args(parser, argv, 'train_dataloader.batch_size=4')
+    except ValueError as err:  # mmengine's DictAction on an item without =
+        raise TrainArgumentError(
+            '--cfg-options takes key=value items, e.g. '
+            f'train_dataloader.batch_size=4 ({err}).') from err
 
 
 def build_cfg(args) -> Config:
-    cfg = load_config(args)
-    apply_overrides(cfg, args)
+    if not osp.isfile(args.config):
+        raise TrainArgumentError(f'Config file not found: {args.config}')
+    try:
+        cfg = load_config(args)
+    except (SyntaxError, ImportError, NameError, KeyError, TypeError,
+            ValueError, AttributeError) as err:
+        raise TrainArgumentError(
+            f'Cannot read config {args.config}: {type(err).__name__}: '
+            f'{err}') from err
+    _check_option_keys(cfg, args.cfg_options or {})
+    try:
+        apply_overrides(cfg, args)
+    except (KeyError, TypeError, ValueError, AttributeError,
+            IndexError) as err:
+        raise TrainArgumentError(
+            f'--cfg-options {" ".join(_option_items(args))} do not fit '
+            f'{args.config}: {type(err).__name__}: {err}') from err
     if not torch.cuda.is_available():
         # NCCL and SyncBN need GPUs; CPU processes talk through gloo.
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
@@ -54,24 +90,71 @@ def build_cfg(args) -> Config:
         cfg.pop('sync_bn', None)
     if args.amp:
         if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a GPU (mmengine trains mixed '
-                             'precision on CUDA devices only).')
+            raise TrainArgumentError(
+                '--amp needs a GPU (mmengine trains mixed precision on CUDA '
+                'devices only); run without --amp.')
         cfg.optim_wrapper.type = AmpOptimWrapper
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         if not osp.isfile(args.resume):
-            raise SystemExit(f'Checkpoint file not found: {args.resume}')
+            raise TrainArgumentError(
+                f'Checkpoint file not found: {args.resume} (--resume alone '
+                'continues from the newest checkpoint of the work dir).')
+        if not is_complete_checkpoint(args.resume):
+            raise TrainArgumentError(
+                f'{args.resume} is truncated or not a checkpoint; pass '
+                'another file, or --resume alone to continue from the newest '
+                'complete checkpoint of the work dir.')
         cfg.resume, cfg.load_from = True, args.resume
     return cfg
 
 
+def _check_option_keys(cfg: Config, options: dict) -> None:
+    """Refuse an option whose parent key the config lacks: mmengine would
+    add it, and a misspelt key would change nothing, silently. New leaf
+    keys (``optim_wrapper.loss_scale=dynamic``) stay allowed."""
+    for key in options:
+        node, parts = cfg, key.split('.')
+        for depth, part in enumerate(parts[:-1], 1):
+            is_list = isinstance(node, (list, tuple))
+            if is_list and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                raise TrainArgumentError(
+                    f'--cfg-options {key}: the config has no '
+                    f"'{'.'.join(parts[:depth])}'; check the spelling "
+                    f"against {cfg.filename or 'the config'}.")
+
+
+def _option_items(args) -> list:
+    return [f'{k}={v}' for k, v in (args.cfg_options or {}).items()]
+
+
+def _one_line(err: UserError) -> UserError:
+    """A user error raised in a data loader worker comes back with the
+    worker's traceback in its message; keep the original message."""
+    text = str(err)
+    if '\nOriginal Traceback' not in text:
+        return err
+    last = text.rstrip().splitlines()[-1]
+    return TrainArgumentError(last.split(': ', 1)[-1])
+
+
 def main(argv=None):
-    args = parse_args(argv)
-    runner = Runner.from_cfg(build_cfg(args))
-    runner.train()
-    return runner
+    with cli_errors():
+        args = parse_args(argv)
+        if args.trust_checkpoint:
+            trust_all_checkpoints()
+        runner = Runner.from_cfg(build_cfg(args))
+        try:
+            runner.train()
+        except UserError as err:
+            raise _one_line(err) from err
+        return runner
 
 
 if __name__ == '__main__':

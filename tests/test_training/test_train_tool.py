@@ -1,0 +1,63 @@
+"""tools/train.py as a user runs it: mistakes end with one line
+``error: ...`` and exit status 2, never a traceback."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from training_helpers import REPO
+
+TOY = 'configs/rap_sam/toy_rap_sam_train.py'
+
+
+def _train(*args, cwd=REPO):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, 'tools/train.py', *args],
+                          cwd=cwd,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+
+
+def _error_line(result) -> str:
+    assert result.returncode == 2, result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith('error: '), result.stderr
+    return lines[-1]
+
+
+@pytest.fixture(scope='module')
+def notes(tmp_path_factory):
+    """A text file named like a checkpoint."""
+    path = tmp_path_factory.mktemp('ckpts') / 'notes.pth'
+    path.write_text('not a checkpoint\n')
+    return path
+
+
+# One process each costs seconds of imports: one case per kind of mistake.
+@pytest.mark.parametrize(
+    'case, args, message',
+    [
+        ('missing config', ['no/such_config.py'],
+         'error: Config file not found: no/such_config.py'),
+        # --trust-checkpoint is accepted (argparse would stop at it)
+        ('missing resume file', [
+            TOY, '--trust-checkpoint', '--resume', 'no/such.pth'
+        ], 'error: Checkpoint file not found: no/such.pth'),
+        ('text resume file', [TOY, '--resume', '{notes}'],
+         'error: {notes} is truncated or not a checkpoint'),
+        ('option without =', [TOY, '--cfg-options', 'train_cfg.max_epochs'
+                              ], 'error: --cfg-options takes key=value items'),
+        ('misspelt option', [TOY, '--cfg-options', 'trian_cfg.max_epochs=2'],
+         "error: --cfg-options trian_cfg.max_epochs: the config has no "
+         "'trian_cfg'"),
+    ])
+def test_user_errors_are_one_line(case, args, message, notes, tmp_path):
+    args = [a.format(notes=notes) for a in args]
+    result = _train(*args, '--work-dir', str(tmp_path / 'work'))
+    assert _error_line(result).startswith(message.format(notes=notes))
+    # nothing was trained or written
+    assert not osp.exists(tmp_path / 'work')
