@@ -1,7 +1,10 @@
-from .inputs import InputError, check_prompts, iter_frames, read_image
+from .inputs import (DEFAULT_MAX_PIXELS, IMAGE_EXTS, InputError,
+                     check_image_size, check_prompts, iter_frames,
+                     max_pixels_limit, parse_numbers, read_image)
 from .predictor import RapSAMPredictor
 
 __all__ = [
-    'InputError', 'RapSAMPredictor', 'check_prompts', 'iter_frames',
-    'read_image'
+    'DEFAULT_MAX_PIXELS', 'IMAGE_EXTS', 'InputError', 'RapSAMPredictor',
+    'check_image_size', 'check_prompts', 'iter_frames', 'max_pixels_limit',
+    'parse_numbers', 'read_image'
 ]

@@ -1,9 +1,12 @@
 """Load RAP-SAM once; segment images, videos and click / box prompts."""
 import logging
+import numbers
+import os
 import os.path as osp
 import warnings
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
+import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import Compose
@@ -18,7 +21,8 @@ from rap_sam.datasets import display_names
 from rap_sam.models.utils import clicks_to_boxes
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
-from .inputs import InputError, check_prompts, read_image
+from .inputs import (InputError, check_int, check_number, check_pixels,
+                     check_prompts, max_pixels_limit, read_image)
 from .video import track_video
 
 RANDOM_WEIGHTS_WARNING = (
@@ -75,6 +79,81 @@ def _dataset_meta(cfg: Config, num_classes: int, num_things: int) -> dict:
         palette=list(palette[:num_classes]))
 
 
+def _load_config(config) -> Config:
+    if isinstance(config, Config):
+        return config.copy()
+    if not isinstance(config, (str, os.PathLike)):
+        raise InputError('config must be a config file path or an mmengine '
+                         f'Config, got {type(config).__name__}.')
+    path = os.fspath(config)
+    if not osp.isfile(path):
+        raise InputError(f'Config file not found: {path}')
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as err:  # whatever the user's Python file raises
+        first_line = (str(err).strip().splitlines() or [''])[0]
+        raise InputError(f'Cannot read the config {path}: '
+                         f'{type(err).__name__}: {first_line}')
+    if not isinstance(cfg.get('model'), dict) or 'panoptic_head' not in \
+            cfg.model:
+        raise InputError(f'{path} is not a RAP-SAM config (no '
+                         'model.panoptic_head): use one of configs/rap_sam/.')
+    return cfg
+
+
+def _available_devices() -> List[str]:
+    devices = ['cpu']
+    if torch.cuda.is_available():
+        devices += [f'cuda:{i}' for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available():
+        devices.append('mps')
+    return devices
+
+
+def _check_device(device) -> torch.device:
+    """The torch device for ``device``; the GPU when None and there is
+    one."""
+    if device is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    available = ', '.join(_available_devices())
+    if not isinstance(device, (str, torch.device)):
+        raise InputError(f'device must be a string such as "cpu" or "cuda", '
+                         f'got {device!r}; available here: {available}.')
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f'Unknown device {str(device)!r}; available here: '
+                         f'{available}.')
+    if dev.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if dev.index is not None and dev.index >= count or count == 0:
+            raise InputError(f'Device {str(device)!r} is not available '
+                             f'(PyTorch sees {count} CUDA GPUs); available '
+                             f'here: {available}.')
+    elif dev.type != 'cpu':
+        try:
+            torch.empty(0, device=dev)
+        except Exception:
+            raise InputError(f'Device {str(device)!r} is not available; '
+                             f'available here: {available}.')
+    return dev
+
+
+def _check_scale(scale, max_pixels: int) -> Tuple[int, int]:
+    if not isinstance(scale, (tuple, list)) or len(scale) != 2 or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool)
+            for v in scale):
+        raise InputError(f'scale must be two numbers (width, height), got '
+                         f'{scale!r}.')
+    if any(v != int(v) or v < 1 for v in scale):
+        raise InputError(f'scale must be two whole numbers >= 1 (width, '
+                         f'height), got {tuple(scale)}.')
+    width, height = (int(v) for v in scale)
+    check_pixels(width, height, 'The scale', max_pixels)
+    return width, height
+
+
 class RapSAMPredictor:
     """RAP-SAM loaded once: panoptic images, tracked video instances, and
     masks from clicks and boxes.
@@ -112,6 +191,20 @@ class RapSAMPredictor:
             folded, channels-last, low-rank neck output), which give the
             same outputs to float rounding, faster; False runs the model
             as built (the reference's computation).
+        max_pixels (int, optional): The largest image (width x height) read
+            or segmented: files are checked from their header before they
+            are decoded, arrays and video frames by their shape; larger
+            ones raise :class:`InputError`. Default: the environment
+            variable ``RAP_SAM_MAX_PIXELS``, else 40 megapixels (see
+            :func:`rap_sam.apis.inputs.max_pixels_limit`).
+        prompt_batch_size (int): Prompts decoded together by
+            :meth:`predict_prompts` (64); more prompts run in batches of
+            this many, with the same results, so memory stays bounded.
+
+    Raises:
+        InputError: a missing or unreadable config or checkpoint file, a
+            device that is not there, a bad ``scale`` and any other bad
+            keyword.
     """
 
     def __init__(self,
@@ -122,9 +215,26 @@ class RapSAMPredictor:
                  classes: Optional[Union[str, Sequence[str]]] = None,
                  num_things: Optional[int] = None,
                  clip_checkpoint: Optional[str] = None,
-                 optimize: bool = True):
-        cfg = Config.fromfile(config) if isinstance(config, str) else config
-        cfg = cfg.copy()
+                 optimize: bool = True,
+                 max_pixels: Optional[int] = None,
+                 prompt_batch_size: int = 64):
+        # Every keyword is checked before the (slow) model is built.
+        cfg = _load_config(config)
+        self.device = _check_device(device)
+        self.max_pixels = max_pixels_limit(max_pixels)
+        if scale is not None:
+            scale = _check_scale(scale, self.max_pixels)
+        self.prompt_batch_size = check_int(prompt_batch_size,
+                                           'prompt_batch_size')
+        if not isinstance(optimize, bool):
+            raise InputError(f'optimize must be True or False, got '
+                             f'{optimize!r}.')
+        if weights is not None:
+            if not isinstance(weights, (str, os.PathLike)):
+                raise InputError('weights must be a checkpoint file path, '
+                                 f'got {type(weights).__name__}.')
+            if not osp.isfile(weights):
+                raise InputError(f'Checkpoint file not found: {weights}')
         cfg.model.backbone.init_cfg = None
         head = cfg.model.panoptic_head
         if weights is None:
@@ -142,8 +252,6 @@ class RapSAMPredictor:
             # masks fit in memory and are what callers draw with.
             cfg.model.test_cfg.rle_masks = False
         self.cfg = cfg
-        self.device = torch.device(
-            device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         self.model = MODELS.build(cfg.model)
         if weights is None:
             logger = MMLogger.get_current_instance()
@@ -176,7 +284,24 @@ class RapSAMPredictor:
         ])
         self._image = None  # set_image's cache
 
-    read_image = staticmethod(read_image)
+    def read_image(self, img) -> np.ndarray:
+        """:func:`rap_sam.apis.inputs.read_image` with this predictor's
+        pixel limit, and refusing an image too thin to resize to
+        :attr:`scale`."""
+        img = read_image(img, self.max_pixels)
+        self.check_resizable(img.shape[0], img.shape[1])
+        return img
+
+    def check_resizable(self, height: int, width: int) -> None:
+        """Refuse an image whose short side would vanish (0 pixels) when
+        resized to fit :attr:`scale` keeping its aspect ratio."""
+        new_w, new_h = mmcv.rescale_size((width, height), self.scale)
+        if new_w < 1 or new_h < 1:
+            raise InputError(
+                f'The image is {width} x {height} pixels, too thin to '
+                f'resize to fit {self.scale[0]} x {self.scale[1]} (it would '
+                f'be {new_w} x {new_h}): crop or pad it to a less extreme '
+                'aspect ratio.')
 
     def _use_vocabulary(self, classes, num_things, clip_checkpoint) -> dict:
         """Swap the model's classifier for the user's classes."""
@@ -190,11 +315,20 @@ class RapSAMPredictor:
             if not osp.isfile(classes):
                 raise InputError(f'Class file not found: {classes}')
             classes = read_class_file(classes)
+        if not isinstance(classes, (list, tuple)) or not all(
+                isinstance(c, str) for c in classes):
+            raise InputError('classes must be a list of class names '
+                             '(strings) or a class file path, got '
+                             f'{classes!r}.')
         classes = [c.strip() for c in classes if c.strip()]
         if not classes:
             raise InputError('The vocabulary is empty: give at least one '
                              'class name.')
-        num_things = len(classes) if num_things is None else num_things
+        if num_things is None:
+            num_things = len(classes)
+        elif check_int(num_things, 'num_things', 0) > len(classes):
+            raise InputError(f'num_things must be at most the number of '
+                             f'classes ({len(classes)}), got {num_things}.')
         name, _ = vocabulary_embeddings(
             classes,
             DEFAULT_CLIP_MODEL,
@@ -227,7 +361,7 @@ class RapSAMPredictor:
     def segment_image(self, img: Union[str, np.ndarray]) -> DetDataSample:
         """Panoptic segments (``pred_panoptic_seg``, with ``segments``) and
         thing instances (``pred_instances``) at the image's own size."""
-        return self.model.test_step(self._batch(read_image(img)))[0]
+        return self.model.test_step(self._batch(self.read_image(img)))[0]
 
     # ------------------------------------------------------------------
     # prompts
@@ -236,7 +370,7 @@ class RapSAMPredictor:
     def set_image(self, img: Union[str, np.ndarray]) -> None:
         """Run the backbone and neck once on ``img``; every following
         :meth:`predict_prompts` reuses these features."""
-        img = read_image(img)
+        img = self.read_image(img)
         data = self.model.data_preprocessor(self._batch(img), False)
         feats = self.model.extract_feat(data['inputs'])
         self._image = dict(
@@ -269,15 +403,23 @@ class RapSAMPredictor:
     @torch.no_grad()
     def predict_prompts(self,
                         points: Optional[Sequence] = None,
-                        boxes: Optional[Sequence] = None) -> DetDataSample:
+                        boxes: Optional[Sequence] = None,
+                        batch_size: Optional[int] = None) -> DetDataSample:
         """One mask per prompt on the image of :meth:`set_image`; only the
         decoder runs.
 
+        Prompts never see each other in the decoder, so they are decoded
+        ``batch_size`` at a time with the same results as all at once:
+        memory is that of one batch (its float masks at the original size)
+        plus the returned bool masks, one byte per pixel per prompt.
+
         Args:
             points: ``[N, 2]`` clicks (x, y) in original-image pixels, inside
-                the image.
+                the image; one click may be given flat as ``[x, y]``.
             boxes: ``[M, 4]`` boxes (x1, y1, x2, y2) in original-image
-                pixels; clipped to the image.
+                pixels, clipped to the image; one box may be given flat.
+            batch_size (int, optional): Prompts decoded together; default
+                the predictor's ``prompt_batch_size`` (64).
 
         Returns:
             DetDataSample: ``pred_instances`` with, per prompt (points
@@ -288,15 +430,33 @@ class RapSAMPredictor:
 
         Raises:
             InputError: no image set, no prompt, a point outside the image,
-                a box that is empty or outside it.
+                a box that is empty or outside it, a flat list of several
+                prompts, booleans or strings.
         """
+        size = self.prompt_batch_size if batch_size is None else check_int(
+            batch_size, 'batch_size')
         prompt_boxes = self.prompt_boxes(points, boxes)
-        sample = DetDataSample(metainfo=self._image['metainfo'])
-        sample.gt_instances_collected = InstanceData(
+        prompts = InstanceData(
             point_coords=prompt_boxes,
             pb_labels=torch.ones(
                 len(prompt_boxes), dtype=torch.long, device=self.device))
-        return self.model.predict_from_feats(self._image['feats'], [sample])[0]
+        masks, parts, result = None, [], None
+        for start in range(0, len(prompts), size):
+            sample = DetDataSample(metainfo=self._image['metainfo'])
+            sample.gt_instances_collected = prompts[start:start + size]
+            result = self.model.predict_from_feats(self._image['feats'],
+                                                   [sample])[0]
+            pred = result.pred_instances
+            if masks is None:  # filled in place: no second copy to concat
+                masks = pred.masks.new_empty((len(prompts), ) +
+                                             pred.masks.shape[1:])
+            masks[start:start + len(pred)] = pred.masks
+            del pred.masks
+            parts.append(pred)
+        result.gt_instances_collected = prompts
+        result.pred_instances = InstanceData.cat(parts)
+        result.pred_instances.masks = masks
+        return result
 
     # ------------------------------------------------------------------
     # videos
@@ -313,13 +473,16 @@ class RapSAMPredictor:
 
         Args:
             video: A video file (mp4 ... as OpenCV reads it), a folder of
-                frames, a ``[T, H, W, 3]`` array or a list of frames (BGR).
+                frames, a ``[T, H, W, 3]`` array or a list of frames (BGR),
+                as :func:`rap_sam.apis.inputs.iter_frames` reads them; a
+                single ``[H, W, 3]`` image is refused.
             chunk_frames (int): Frames read and decoded together. A video no
                 longer than this gives exactly the model's ``test_step``
                 result; longer ones are cut into chunks whose queries stay
                 linked (the model's clip-to-clip matching), while each
                 chunk's classes are averaged over that chunk only.
-            score_thr (float, optional): Drop instances scoring lower.
+            score_thr (float, optional): Drop instances scoring lower; in
+                [0, 1].
 
         Yields:
             The BGR frame and a ``DetDataSample`` whose
@@ -327,6 +490,10 @@ class RapSAMPredictor:
             ``scores``, ``bboxes``) carry ``instances_id``: one id per track
             through the whole video.
         """
+        # Checked now, not when the first frame is asked for.
+        chunk_frames = check_int(chunk_frames, 'chunk_frames')
+        if score_thr is not None:
+            score_thr = check_number(score_thr, 'score_thr')
         return track_video(self, video, chunk_frames, score_thr)
 
     def segment_video(

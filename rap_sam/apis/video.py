@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mmdet.structures import DetDataSample, TrackDataSample
 
 from rap_sam.models.utils import match_queries, split_video
-from .inputs import InputError, iter_frames
+from .inputs import check_int, iter_frames
 
 
 def _chunks(frames, size: int) -> Iterator[Tuple[list, bool]]:
@@ -87,13 +87,15 @@ def track_video(
     score_thr: Optional[float] = None
 ) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
     """See :meth:`RapSAMPredictor.iter_video`."""
-    if chunk_frames < 1:
-        raise InputError(f'chunk_frames must be >= 1, got {chunk_frames}.')
+    chunk_frames = check_int(chunk_frames, 'chunk_frames')
     model = predictor.model
     fusion = model.panoptic_fusion_head
     clip_size = getattr(model, 'clip_size', 5)
     track_ids, previous, start = _TrackIds(), None, 0
-    for frames, more in _chunks(iter_frames(video), chunk_frames):
+    stream = iter_frames(video, predictor.max_pixels)
+    for frames, more in _chunks(stream, chunk_frames):
+        if start == 0:
+            predictor.check_resizable(*frames[0].shape[:2])
         if start == 0 and not more and len(frames) <= getattr(
                 model, 'small_video_frames', 15):
             # A short video is cut as the model cuts it (test_step).

@@ -185,3 +185,79 @@ def test_optimized_predictor_agrees_with_the_plain_model(
     fast, ref = results
     assert (fast.masks == ref.masks).float().mean() > 0.999
     assert torch.allclose(fast.iou_scores, ref.iou_scores, atol=1e-4)
+
+
+def test_float_and_uint16_images_give_the_uint8_result(predictor, photo):
+    """A float image in [0, 1] is scaled by 255 (it was clipped to near
+    black), a uint16 one keeps its high byte (it saturated)."""
+    expected = predictor.segment_image(photo).pred_panoptic_seg.sem_seg
+    for same in (photo / 255., photo.astype(np.float32),
+                 photo.astype(np.uint16) << 8):
+        result = predictor.segment_image(same).pred_panoptic_seg.sem_seg
+        assert torch.equal(result, expected)
+
+
+def test_prompts_in_batches_give_the_results_of_one_batch(predictor, photo):
+    """Prompts never attend to each other, so any batch size gives the
+    masks of decoding all prompts together, and their scores to float
+    rounding (matrix products of another size sum in another order)."""
+    rng = np.random.default_rng(0)
+    points = rng.uniform([0, 0], [150, 100], (7, 2))
+    corners = rng.uniform([0, 0], [100, 60], (4, 2))
+    boxes = np.concatenate([corners, corners + [40, 30]], axis=1)
+    predictor.set_image(photo)
+    whole = predictor.predict_prompts(points, boxes, batch_size=64)
+    assert whole.pred_instances.masks.shape == (11, 100, 150)
+    assert whole.pred_instances.masks.any()
+    for size in (1, 3):
+        part = predictor.predict_prompts(points, boxes, batch_size=size)
+        got, want = part.pred_instances, whole.pred_instances
+        assert torch.equal(got.masks, want.masks)
+        assert torch.equal(got.labels, want.labels)
+        assert torch.allclose(got.scores, want.scores, rtol=0, atol=1e-4)
+        assert torch.allclose(
+            got.iou_scores, want.iou_scores, rtol=0, atol=1e-4)
+        assert len(part.gt_instances_collected) == 11
+    with pytest.raises(InputError, match='batch_size must be a whole'):
+        predictor.predict_prompts(points, boxes, batch_size='8')
+
+
+def test_prompt_forms_that_are_guesses_are_refused(predictor, photo):
+    predictor.set_image(photo)
+    flat = predictor.predict_prompts(points=[40, 30])
+    rows = predictor.predict_prompts(points=[[40, 30]])
+    assert torch.equal(flat.pred_instances.masks, rows.pred_instances.masks)
+    with pytest.raises(InputError, match=r'\[N, 2\] rows'):
+        predictor.predict_prompts(points=[40, 30, 60, 50])
+    with pytest.raises(InputError, match='booleans'):
+        predictor.predict_prompts(points=np.ones((2, 2), bool))
+
+
+def test_images_above_the_pixel_limit_are_refused(predictor, photo, tmp_path,
+                                                  monkeypatch):
+    path = str(tmp_path / 'photo.png')
+    mmcv.imwrite(photo, path)
+    monkeypatch.setattr(predictor, 'max_pixels', 150 * 100 - 1)
+    for source in (photo, path):
+        with pytest.raises(
+                InputError, match='150 x 100 pixels .* above the '
+                'limit'):
+            predictor.segment_image(source)
+        with pytest.raises(InputError, match='above the limit'):
+            predictor.set_image(source)
+    monkeypatch.setattr(predictor, 'max_pixels', 150 * 100)
+    assert predictor.read_image(path).shape == (100, 150, 3)
+
+
+def test_too_thin_images_are_explained(predictor):
+    """A 1 x 5000 image would resize to 96 x 0 (cv2.error before)."""
+    with pytest.raises(
+            InputError,
+            match='5000 x 1 pixels, too thin to '
+            'resize to fit 96 x 64'):
+        predictor.segment_image(np.zeros((1, 5000, 3), np.uint8))
+    with pytest.raises(InputError, match='too thin'):
+        predictor.set_image(np.zeros((5000, 1), np.uint8))
+    # As thin as still resizes: it runs.
+    result = predictor.segment_image(np.zeros((2, 150, 3), np.uint8))
+    assert result.pred_panoptic_seg.sem_seg.shape == (1, 2, 150)

@@ -144,3 +144,40 @@ def test_video_without_decodable_frames(video_predictor, tmp_path):
         pytest.skip('OpenCV wrote nothing for an empty video')
     with pytest.raises(InputError, match='(has no frames|Cannot open)'):
         video_predictor.segment_video(path)
+
+
+def test_a_single_image_is_not_a_video(video_predictor, frames):
+    """A [H, W, 3] image would be read as H frames of [W, 3]."""
+    with pytest.raises(InputError, match=r'must be \[T, H, W, 3\]'):
+        video_predictor.segment_video(frames[0])
+
+
+def test_float_frames_give_the_uint8_result(video_predictor, frames):
+    expected = video_predictor.segment_video(frames[:2])
+    got = video_predictor.segment_video(frames[:2] / 255.)
+    for a, b in zip(got, expected):
+        assert torch.equal(a.pred_track_instances.masks,
+                           b.pred_track_instances.masks)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(chunk_frames='2'), "chunk_frames must be a whole number >= 1, got "
+     "'2'"),
+    (dict(chunk_frames=0), 'chunk_frames must be >= 1'),
+    (dict(score_thr='0.5'), r"score_thr must be a number in \[0, 1\], got "
+     "'0.5'"),
+    (dict(score_thr=1.5), r'score_thr must be in \[0, 1\]'),
+])
+def test_bad_keywords_are_explained_at_once(video_predictor, frames, kwargs,
+                                            message):
+    with pytest.raises(InputError, match=message):
+        video_predictor.iter_video(frames, **kwargs)  # not when iterated
+    with pytest.raises(InputError, match=message):
+        video_predictor.segment_video(frames, **kwargs)
+
+
+def test_video_frames_above_the_pixel_limit_are_refused(
+        video_predictor, frames, monkeypatch):
+    monkeypatch.setattr(video_predictor, 'max_pixels', 96 * 64 - 1)
+    with pytest.raises(InputError, match='96 x 64 pixels .* above the limit'):
+        video_predictor.segment_video(frames)

@@ -1,0 +1,59 @@
+"""RapSAMPredictor's keywords: every one a user can get wrong is refused
+with an InputError before the model is built."""
+import pytest
+import torch
+from helpers import config_path
+
+from rap_sam.apis import InputError, RapSAMPredictor
+
+COCO = config_path('rap_sam/eval_rap_sam_coco.py')
+
+
+def _not_rap_sam_config(tmp_path):
+    path = tmp_path / 'other.py'
+    path.write_text('model = dict(type="MaskFormer")\n')
+    return str(path)
+
+
+def _broken_config(tmp_path):
+    path = tmp_path / 'broken.py'
+    path.write_text('model = dict(\n')
+    return str(path)
+
+
+@pytest.mark.parametrize('make, kwargs, message', [
+    (lambda d: str(d / 'missing.py'), {}, 'Config file not found: .*missing'),
+    (_broken_config, {}, 'Cannot read the config .*broken.py: SyntaxError'),
+    (_not_rap_sam_config, {}, 'not a RAP-SAM config'),
+    (lambda d: 3, {}, 'config must be a config file path'),
+    (lambda d: COCO, dict(weights=None, device='cuda:99'),
+     r"Device 'cuda:99' is not available .* available here: cpu"),
+    (lambda d: COCO, dict(device='gpu'), "Unknown device 'gpu'"),
+    (lambda d: COCO, dict(device=0), 'device must be a string'),
+    (lambda d: COCO, dict(scale=(0, 0)),
+     r'scale must be two whole numbers >= 1 .* got \(0, 0\)'),
+    (lambda d: COCO, dict(scale=('64', '64')), 'scale must be two numbers'),
+    (lambda d: COCO, dict(scale=64), 'scale must be two numbers'),
+    (lambda d: COCO, dict(scale=(64.5, 64)), 'whole numbers'),
+    (lambda d: COCO, dict(scale=(100000, 100000)),
+     'The scale is 100000 x 100000 pixels .* above the limit'),
+    (lambda d: COCO, dict(max_pixels=0), 'max_pixels must be >= 1'),
+    (lambda d: COCO, dict(prompt_batch_size='64'), 'prompt_batch_size'),
+    (lambda d: COCO, dict(optimize='no'), 'optimize must be True or False'),
+    (lambda d: COCO, dict(weights='no/such/none.pth'),
+     'Checkpoint file not found: .*none.pth'),
+])
+def test_bad_arguments_are_explained(tmp_path, make, kwargs, message):
+    kwargs.setdefault('device', 'cpu')
+    with pytest.raises(InputError, match=message):
+        RapSAMPredictor(make(tmp_path), **kwargs)
+
+
+def test_cuda_without_a_gpu_names_the_devices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 0)
+    with pytest.raises(
+            InputError,
+            match="Device 'cuda' is not available "
+            r'\(PyTorch sees 0 CUDA GPUs\); available here: cpu'):
+        RapSAMPredictor(COCO, device='cuda')
