@@ -32,6 +32,11 @@ from rap_sam.utils.text_classifier import (dataset_vocabulary,
                                            encode_class_names, read_class_file,
                                            save_class_embeddings,
                                            vocabulary_name)
+from rap_sam.utils.user_errors import UserError, cli_errors
+
+
+class GenClsConfigError(UserError, ValueError):
+    """The config (or an option) gives gen_cls nothing to encode."""
 
 
 def parse_args(argv=None):
@@ -90,19 +95,21 @@ def head_num_classes(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not osp.isfile(args.config):
+        raise GenClsConfigError(f'Config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     logger = MMLogger.get_instance('gen_cls')
     model_name, model_cfg, pretrained, checkpoint = clip_spec(cfg, args)
-    try:
-        ckpt = resolve_clip_checkpoint(model_name, pretrained, checkpoint)
-    except ClipWeightsNotFoundError as e:
-        raise SystemExit(f'gen_cls: {e}')
+    ckpt = resolve_clip_checkpoint(model_name, pretrained, checkpoint)
     if ckpt is None:
-        raise SystemExit('gen_cls: no CLIP weights named (pretrained tag or '
-                         '--checkpoint): random weights make no classifier.')
+        raise ClipWeightsNotFoundError(
+            f'{args.config} names no CLIP weights (no pretrained tag) and no '
+            '--checkpoint was given: random weights make no classifier; '
+            'pass --checkpoint PATH (a local OpenCLIP file) or --pretrained '
+            'TAG.')
 
     if args.classes:
         classes = read_class_file(args.classes)
@@ -111,8 +118,10 @@ def main(argv=None):
     else:
         loader = cfg.get(f'{args.split}_dataloader')
         if not loader or 'dataset' not in loader:
-            raise SystemExit(f'gen_cls: {args.config} has no '
-                             f'{args.split}_dataloader.dataset.')
+            raise GenClsConfigError(
+                f'{args.config} has no {args.split}_dataloader.dataset to '
+                'take class names from: choose another --split or give '
+                '--classes FILE.')
         dataset_name, classes = dataset_vocabulary(loader['dataset'])
         name = f'{model_name}_{dataset_name}'
         expected = head_num_classes(cfg)
@@ -137,4 +146,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with cli_errors():
+        main()

@@ -1,5 +1,9 @@
 """Drawing results and turning them into JSON, for the demos and the app.
-Images are BGR uint8 arrays throughout."""
+Images are BGR uint8 arrays throughout.
+
+Panoptic results are drawn by mmdet's ``DetLocalVisualizer`` (through
+:class:`~rap_sam.visualization.RapSAMLocalVisualizer`); what mmdet does not
+draw is drawn here: tracks labelled by id, prompt masks, clicks and boxes."""
 import colorsys
 from typing import List, Optional, Sequence
 
@@ -7,6 +11,9 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 from mmdet.evaluation.functional import INSTANCE_OFFSET
+from mmdet.structures import DetDataSample
+
+from rap_sam.visualization import RapSAMLocalVisualizer
 
 
 def id_color(index: int) -> tuple:
@@ -106,18 +113,19 @@ def panoptic_segments(result, class_names: List[str]) -> List[dict]:
 
 def draw_panoptic(img: np.ndarray, result, class_names: List[str],
                   palette: Sequence[tuple]) -> np.ndarray:
-    """Each segment in its class colour (things shifted per instance)."""
-    panoptic = result.pred_panoptic_seg.sem_seg[0].cpu().numpy()
-    masks, colors, labels = [], [], []
-    for seg in result.pred_panoptic_seg.segments:
-        rgb = palette[seg['label']]
-        color = (rgb[2], rgb[1], rgb[0])
-        if seg['isthing']:
-            color = id_color(int(seg['id'] // INSTANCE_OFFSET) + seg['label'])
-        masks.append(panoptic == seg['id'])
-        colors.append(color)
-        labels.append(class_names[seg['label']])
-    return draw_masks(img, masks, colors, labels)
+    """``img`` with the panoptic segments of ``result`` drawn by mmdet's
+    ``DetLocalVisualizer`` (as ``DetInferencer`` and ``tools/test.py
+    --show-dir`` draw them): each segment in its class colour (``palette``,
+    RGB, one per class), outlined, and named at its centre."""
+    visualizer = RapSAMLocalVisualizer(name='rap_sam_draw_panoptic')
+    visualizer.dataset_meta = dict(
+        classes=list(class_names), palette=[tuple(c) for c in palette])
+    sample = DetDataSample(pred_panoptic_seg=result.pred_panoptic_seg)
+    visualizer.add_datasample(
+        'panoptic', img[..., ::-1], sample, draw_gt=False)
+    drawn = visualizer.get_image()[..., ::-1]
+    visualizer.close()
+    return np.ascontiguousarray(drawn)
 
 
 def draw_tracks(frame: np.ndarray, instances,

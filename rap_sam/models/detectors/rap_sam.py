@@ -1,3 +1,4 @@
+import logging
 from typing import List, Tuple
 
 import torch
@@ -6,10 +7,12 @@ from mmdet.models.detectors import MaskFormer
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList, TrackDataSample
 from mmdet.structures.mask import encode_mask_results
+from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from rap_sam.engine import check_losses_finite
+from rap_sam.visualization import config_dataset_meta, meta_fits
 
 
 @MODELS.register_module()
@@ -28,6 +31,44 @@ class RapSAM(MaskFormer):
       query being one track through the clip; with ``test_cfg.rle_masks``
       their masks are COCO RLEs instead of full-size arrays.
     """
+
+    @property
+    def dataset_meta(self) -> dict:
+        """Names (``classes``) and colours (``palette``) of the classes
+        this model predicts.
+
+        mmdet's ``init_detector`` and ``DetInferencer`` set it from the
+        checkpoint's ``meta`` or, when the checkpoint has none, to COCO's 80
+        detection classes; a checkpoint of joint training carries the joint
+        classes. A meta that does not name :attr:`num_classes` classes does
+        not describe this model's labels (mmdet would draw with the wrong
+        names, run out of colours and take a real class for the void
+        label), so it is replaced by the names and colours of the config's
+        test dataset (``self.cfg``, which both tools set), else by generic
+        ones.
+        """
+        meta = self.__dict__.get('_dataset_meta')
+        if meta is None:
+            raise AttributeError('dataset_meta')
+        if meta_fits(meta, self.num_classes):
+            return meta
+        cfg = self.__dict__.get('cfg')
+        fitted = config_dataset_meta(cfg, self.num_classes,
+                                     self.num_things_classes)
+        if cfg is not None:
+            # Kept, so that what a caller changes in it (a palette) stays.
+            self.__dict__['_dataset_meta'] = fitted
+            print_log(
+                f'dataset_meta names {len(meta.get("classes") or ())} '
+                f'classes but the model predicts {self.num_classes}: using '
+                f'the classes of the config\'s test dataset.',
+                logger='current',
+                level=logging.WARNING)
+        return fitted
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: dict) -> None:
+        self.__dict__['_dataset_meta'] = meta
 
     def extract_feat(self, batch_inputs: Tensor) -> Tensor:
         """Images ``[B, 3, H, W]`` or clips ``[B, T, 3, H, W]`` -> the neck's
