@@ -19,7 +19,7 @@ from rap_sam.utils.checkpoint import (TRUST_ENV, CheckpointFileError,
                                       CheckpointMismatchError,
                                       CheckpointNotFoundError,
                                       NonFiniteWeightsError,
-                                      UnsafeCheckpointError,
+                                      UnsafeCheckpointError, check_finite,
                                       load_model_weights)
 from rap_sam.utils.user_errors import UserError
 
@@ -374,3 +374,15 @@ def test_zip_bomb_is_refused_without_inflating(tmp_path, monkeypatch):
     grew_kib = int(lines[-1].split()[-1])
     # Far below the 256 MiB the record inflates to.
     assert grew_kib < 32 << 10, lines
+
+
+@pytest.mark.parametrize(
+    'dtype', [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize('bad', ['nan', 'inf', '-inf'])
+def test_check_finite_finds_every_non_finite_value(dtype, bad):
+    good = torch.randn(7, 5).to(dtype)
+    check_finite(dict(w=good, empty=torch.zeros(0, dtype=dtype)))
+    broken = good.clone()
+    broken[6, 4] = float(bad)
+    with pytest.raises(NonFiniteWeightsError, match='in 1 tensor'):
+        check_finite(dict(w=good, broken=broken))
