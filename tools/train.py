@@ -121,7 +121,7 @@ def _check_option_keys(cfg: Config, options: dict) -> None:
             is_list = isinstance(node, (list, tuple))
             if is_list and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
-            elif isinstance(node, dict) and part in node:
+            elif isinstance(node, (dict, Config)) and part in node:
                 node = node[part]
             else:
                 raise TrainArgumentError(

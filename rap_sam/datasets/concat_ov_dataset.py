@@ -9,8 +9,10 @@ from mmdet.structures import TrackDataSample
 from mmengine.dataset import BaseDataset, ConcatDataset
 from mmengine.logging import print_log
 
+from .data_checks import (DatasetContentError, SampleLoadError, damaged_file,
+                          missing_files_tolerated)
 from .joint_class_space import map_into, merge_class_spaces
-from .skipped_samples import pop_skip_reason
+from .skipped_samples import bad_file_reason, pop_skip_reason, skip_sample
 
 
 def _with_lazy_init(cfg: dict, lazy_init: bool) -> dict:
@@ -53,12 +55,23 @@ class ConcatOVDataset(ConcatDataset):
     for the log. ``max_refetch`` rejections in a row stop the run: then the
     data, not bad luck, is the problem.
 
+    Bad files do not stop training: a sample whose image (or panoptic PNG,
+    or any frame of its video) is missing, empty, truncated or undecodable
+    is skipped the same way, its reason naming the files. Too many of them
+    do stop it, with :class:`DatasetContentError`: when building, more
+    than ``max_bad_fraction`` of a dataset's listed files missing (a wrong
+    data root or prefix); while training, more than ``max_bad_fraction`` of
+    a source's samples drawn so far (once at least ``min_bad_samples`` were
+    bad) having bad files. Counts are per data loader worker.
+
     Args:
         datasets: dataset configs or instances.
         data_tags: one source tag per dataset.
         prompt_tags: the class-agnostic (prompt) sources.
         lazy_init: build without loading annotations (``tools/gen_cls.py``).
         max_refetch: rejections in a row before giving up.
+        max_bad_fraction: the largest share of bad files tolerated.
+        min_bad_samples: bad samples of a source before the share counts.
     """
 
     def __init__(self,
@@ -66,21 +79,28 @@ class ConcatOVDataset(ConcatDataset):
                  data_tags: Sequence[str],
                  prompt_tags: Sequence[str] = ('sam', ),
                  lazy_init: bool = False,
-                 max_refetch: int = 100):
+                 max_refetch: int = 100,
+                 max_bad_fraction: float = 0.5,
+                 min_bad_samples: int = 20):
         if len(data_tags) != len(datasets):
             raise ValueError(f'{len(datasets)} datasets need as many '
                              f'data_tags, got {tuple(data_tags)}.')
         # Not mmengine's __init__: it refuses wrapped datasets (RepeatDataset)
         # and requires equal metainfo, where here the class spaces differ
         # by design and are merged below.
-        self.datasets = [
-            DATASETS.build(_with_lazy_init(d, lazy_init)) if isinstance(
-                d, dict) else d for d in datasets
-        ]
+        self.max_bad_fraction = max_bad_fraction
+        self.min_bad_samples = min_bad_samples
+        with missing_files_tolerated(max_bad_fraction):
+            self.datasets = [
+                DATASETS.build(_with_lazy_init(d, lazy_init)) if isinstance(
+                    d, dict) else d for d in datasets
+            ]
         self.ignore_keys = []
         self._fully_initialized = False
         self.data_tags = tuple(data_tags)
         self.max_refetch = max_refetch
+        self._drawn = [0] * len(self.datasets)
+        self._bad = [0] * len(self.datasets)
 
         metas = [d.metainfo for d in self.datasets]
         vocab = [i for i, t in enumerate(data_tags) if t not in prompt_tags]
@@ -108,6 +128,12 @@ class ConcatOVDataset(ConcatDataset):
             level=logging.INFO)
         if not lazy_init:
             self.full_init()
+
+    def full_init(self) -> None:
+        if self._fully_initialized:
+            return
+        with missing_files_tolerated(self.max_bad_fraction):
+            super().full_init()
 
     @staticmethod
     def _name(dataset) -> str:
@@ -139,20 +165,54 @@ class ConcatOVDataset(ConcatDataset):
             flags[i] = info.get('width', 1) < info.get('height', 0)
         return flags
 
+    @staticmethod
+    def _sample_files(dataset, idx) -> List[Optional[str]]:
+        info = dataset.get_data_info(idx)
+        if 'images' in info:  # a video: every frame
+            return [im.get('img_path') for im in info['images']]
+        return [info.get('img_path'), info.get('seg_map_path')]
+
+    def _prepare(self, source: int, dataset, idx) -> Optional[dict]:
+        """``dataset.prepare_data(idx)``; None, with the reason recorded,
+        for a training sample with missing or damaged files."""
+        if dataset.test_mode:
+            return dataset.prepare_data(idx)
+        self._drawn[source] += 1
+        problems = [
+            p for p in map(damaged_file, self._sample_files(dataset, idx)) if p
+        ]
+        if not problems:
+            try:
+                return dataset.prepare_data(idx)
+            except SampleLoadError as err:
+                if not err.problems:  # the files are fine: a pipeline bug
+                    raise
+                problems = err.problems
+        self._bad[source] += 1
+        bad, drawn = self._bad[source], self._drawn[source]
+        if (bad >= self.min_bad_samples
+                and bad > self.max_bad_fraction * drawn):
+            raise DatasetContentError(
+                f'{self.data_tags[source]}: {bad} of the {drawn} samples '
+                f'drawn had missing or damaged files (more than '
+                f'{self.max_bad_fraction:.0%}), last: '
+                f"{'; '.join(problems)}. Check the data (data/README.md).")
+        return skip_sample(bad_file_reason(problems))
+
     def __getitem__(self, idx: int) -> dict:
         self.full_init()
         source, sample_idx = self._get_ori_dataset_idx(idx)
         dataset, inner = _unwrap(self.datasets[source], sample_idx)
         skipped = []
-        data = dataset.prepare_data(inner)
+        data = self._prepare(source, dataset, inner)
         while data is None and not dataset.test_mode:
             skipped.append(pop_skip_reason() or 'rejected by the pipeline')
             if len(skipped) > self.max_refetch:
-                raise RuntimeError(
+                raise DatasetContentError(
                     f"{self.data_tags[source]}: {len(skipped)} samples in a "
                     f'row were unusable (last: {skipped[-1]}); check the '
                     'data and the pipeline.')
-            data = dataset.prepare_data(dataset._rand_another())
+            data = self._prepare(source, dataset, dataset._rand_another())
         if data is None:
             return data
         samples = data['data_samples']

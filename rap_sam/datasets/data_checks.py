@@ -4,12 +4,21 @@ mmdet's own errors for a missing data root or a broken image are a bare
 ``FileNotFoundError`` deep in pycocotools or an ``AttributeError`` on
 ``None``; these helpers say which file is wrong and what layout was expected.
 Only local paths are checked; URLs and other storage backends pass through.
+
+Training tolerates some bad files (:class:`ConcatOVDataset` skips and counts
+the samples whose files are missing or damaged, see
+:func:`missing_files_tolerated` and :func:`damaged_file`); evaluation does
+not.
 """
+import contextlib
+import logging
+import os
 import os.path as osp
 from typing import Iterable, List, Optional
 
 import cv2
 import numpy as np
+from mmengine.logging import print_log
 
 from rap_sam.utils.user_errors import UserError
 
@@ -23,7 +32,33 @@ class DatasetContentError(UserError, ValueError):
 
 
 class SampleLoadError(RuntimeError):
-    """One sample could not be loaded; the message names its files."""
+    """One sample could not be loaded; the message names its files.
+
+    ``problems`` lists the files found missing or undecodable (empty when
+    they all read fine: then the pipeline, not the data, failed).
+    """
+
+    def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+#: While set (by :func:`missing_files_tolerated`), the largest fraction of
+#: listed files that may be missing before :func:`check_files_exist` stops.
+_missing_tolerance: Optional[float] = None
+
+
+@contextlib.contextmanager
+def missing_files_tolerated(max_fraction: float):
+    """Within this context :func:`check_files_exist` only warns while at
+    most ``max_fraction`` of the listed files are missing (training skips
+    those samples); more than that is a wrong data root or prefix."""
+    global _missing_tolerance
+    previous, _missing_tolerance = _missing_tolerance, max_fraction
+    try:
+        yield
+    finally:
+        _missing_tolerance = previous
 
 
 def is_local(path: Optional[str]) -> bool:
@@ -48,12 +83,60 @@ def check_files_exist(paths: Iterable[str], what: str, ann_file: str,
     """Raise when any of ``paths`` (listed by ``ann_file``) is missing."""
     paths = [p for p in paths if is_local(p)]
     missing = [p for p in paths if not osp.isfile(p)]
-    if missing:
-        examples = ', '.join(f"'{p}'" for p in missing[:3])
-        raise DatasetLayoutError(
-            f'{len(missing)} of {len(paths)} {what} listed in '
-            f"'{ann_file}' are missing, e.g. {examples}. Expected "
-            f'layout:\n{layout}\nSee data/README.md.')
+    if not missing:
+        return
+    examples = ', '.join(f"'{p}'" for p in missing[:3])
+    summary = (f'{len(missing)} of {len(paths)} {what} listed in '
+               f"'{ann_file}' are missing, e.g. {examples}")
+    tolerance = _missing_tolerance
+    if tolerance is not None and len(missing) <= tolerance * len(paths):
+        print_log(
+            f'{summary}; training skips the samples that need them.',
+            logger='current',
+            level=logging.WARNING)
+        return
+    limit = ('' if tolerance is None else
+             f' (training skips samples with missing files while they are '
+             f'at most {tolerance:.0%} of them)')
+    raise DatasetLayoutError(f'{summary}{limit}. Expected layout:\n{layout}'
+                             '\nSee data/README.md.')
+
+
+_PNG_END = b'\x00\x00\x00\x00IEND\xaeB`\x82'
+_JPEG_EOI, _JPEG_SOS = b'\xff\xd9', b'\xff\xda'
+
+
+def damaged_file(path: Optional[str]) -> Optional[str]:
+    """Why the image file ``path`` cannot be read whole, or None.
+
+    Cheap enough for every training sample (it reads the file's first and
+    last bytes): a missing or empty file, a PNG without its closing IEND
+    chunk or a JPEG without an end-of-image marker after its last scan,
+    i.e. a truncated one. OpenCV 4 decodes a truncated JPEG with only a
+    warning, grey below the cut; found here, a bad file costs no decoding.
+    """
+    if not is_local(path):
+        return None
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return f"'{path}' does not exist"
+    if size == 0:
+        return f"'{path}' is empty"
+    with open(path, 'rb') as f:
+        head = f.read(8)
+        f.seek(max(size - len(_PNG_END), 0))
+        tail = f.read()
+        if head.startswith(b'\x89PNG') and not tail.endswith(_PNG_END):
+            f.seek(0)
+            if b'IEND' not in f.read():  # data after IEND is legal
+                return f"'{path}' is a truncated PNG"
+        elif head.startswith(b'\xff\xd8') and not tail.endswith(_JPEG_EOI):
+            f.seek(0)
+            data = f.read()  # padding after the end marker is legal
+            if data.rfind(_JPEG_EOI) < data.rfind(_JPEG_SOS):
+                return f"'{path}' is a truncated JPEG"
+    return None
 
 
 def file_problems(paths: Iterable[Optional[str]]) -> List[str]:
@@ -69,6 +152,10 @@ def file_problems(paths: Iterable[Optional[str]]) -> List[str]:
         data = np.fromfile(path, dtype=np.uint8)
         if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None:
             problems.append(f"'{path}' is not a readable image")
+        else:  # OpenCV decodes what it can of a truncated JPEG
+            problem = damaged_file(path)
+            if problem:
+                problems.append(problem)
     return problems
 
 
@@ -84,4 +171,4 @@ def sample_load_error(dataset: str, idx, paths: List[Optional[str]],
         detail = f'files {shown}{more}'
     return SampleLoadError(
         f'{dataset}: sample {idx} could not be loaded: {detail}. '
-        f'Cause: {type(err).__name__}: {err}')
+        f'Cause: {type(err).__name__}: {err}', problems)

@@ -22,3 +22,17 @@ def pop_skip_reason() -> Optional[str]:
     global _reason
     reason, _reason = _reason, None
     return reason
+
+
+#: Reasons that start with this name a missing or damaged file; the log
+#: names each such file once (:class:`~rap_sam.engine.SkippedSamplesHook`).
+BAD_FILE = 'bad file: '
+
+
+def bad_file_reason(problems) -> str:
+    """The skip reason for a sample whose files are missing or damaged."""
+    return BAD_FILE + '; '.join(problems)
+
+
+def is_bad_file_reason(reason: str) -> bool:
+    return reason.startswith(BAD_FILE)
