@@ -1,6 +1,9 @@
 """tools/gen_cls.py with a tiny random OpenCLIP (no downloads)."""
 import importlib.util
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,7 +12,8 @@ from mmengine.dataset import BaseDataset, RepeatDataset
 
 from rap_sam.utils.class_embeddings import (ClassEmbeddingError,
                                             load_class_embeddings)
-from rap_sam.utils.openclip_loader import (build_clip_model,
+from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
+                                           build_clip_model,
                                            build_clip_tokenizer)
 from rap_sam.utils.text_classifier import (dataset_vocabulary,
                                            encode_class_names, encode_prompts,
@@ -186,7 +190,7 @@ def test_offline_error_names_the_file(env):
         model_name='convnext_large_d_320',
         init_cfg=dict(
             type='clip_pretrain', checkpoint='laion2b_s29b_b131k_ft_soup'))
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(ClipWeightsNotFoundError) as exc:
         gen_cls.main([_config(env, backbone=backbone)])
     msg = str(exc.value)
     for part in ('convnext_large_d_320', 'laion2b_s29b_b131k_ft_soup',
@@ -195,7 +199,8 @@ def test_offline_error_names_the_file(env):
                  str(env / 'clip' / 'convnext_large_d_320' /
                      'laion2b_s29b_b131k_ft_soup')):
         assert part in msg
-    with pytest.raises(SystemExit, match='not found: .*absent.pth'):
+    with pytest.raises(
+            ClipWeightsNotFoundError, match='not found: .*absent.pth'):
         gen_cls.main([_config(env), '--checkpoint', str(env / 'absent.pth')])
 
 
@@ -226,3 +231,85 @@ def test_dataset_names():
     # class.
     broken = dict(type='TinyOVDataset', data_prefix=dict(img=None))
     assert dataset_vocabulary(broken) == ('TinyOVDataset', list(CLASSES))
+
+
+SHIPPED_CONFIGS = ('rap_sam_convl_12e_adaptor.py', 'eval_rap_sam_coco.py',
+                   'eval_rap_sam_yt19.py', 'rap_sam_r50_12e_adaptor.py')
+
+
+def _run_tool(args, tmp_path, cwd=ROOT):
+    """The tool as its docs run it: ``PYTHONPATH='.' python tools/gen_cls.py
+    ...`` from the repository root, with empty weight and output folders."""
+    env = dict(
+        os.environ,
+        PYTHONPATH='.',
+        HOME=str(tmp_path / 'home'),
+        RAP_SAM_EMBD_DIR=str(tmp_path / 'embd'))
+    for var in ('RAP_SAM_CLIP_DIR', 'HF_HUB_CACHE', 'HF_HOME'):
+        env.pop(var, None)
+    return subprocess.Popen([sys.executable, 'tools/gen_cls.py', *args],
+                            cwd=cwd,
+                            env=env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_shipped_configs_without_weights_say_what_to_fetch(tmp_path):
+    """The seed's command on every shipped config, with no CLIP weights on
+    the machine: an ``error:`` naming the file, where it goes and
+    ``--checkpoint``; exit 2; no traceback. (Started together: each spends
+    its seconds importing.)"""
+    procs = [
+        _run_tool([f'configs/rap_sam/{name}'], tmp_path / name)
+        for name in SHIPPED_CONFIGS
+    ]
+    expected = str(tmp_path / '{}' / 'home' / '.cache' / 'clip' /
+                   'convnext_large_d_320' / 'laion2b_s29b_b131k_ft_soup' /
+                   'open_clip_pytorch_model.bin')
+    for name, proc in zip(SHIPPED_CONFIGS, procs):
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 2, err
+        assert 'Traceback' not in err
+        # Nothing but the message (which openclip_loader words over two
+        # lines today).
+        assert err.startswith('error: No weights for OpenCLIP'), err
+        for part in ('open_clip_pytorch_model.bin', expected.format(name),
+                     '--checkpoint PATH', 'RAP_SAM_CLIP_DIR'):
+            assert part in err, (name, part, err)
+        assert not os.path.exists(tmp_path / name / 'embd')
+
+
+def test_tool_writes_the_classifier(clip, tmp_path):
+    """The same command with a (tiny, seeded) OpenCLIP checkpoint writes the
+    file, equal to the in-process result. (The vocabulary comes from a
+    file: the tiny config's dataset is registered in this process only.)"""
+    model, tokenizer, ckpt = clip
+    vocab = tmp_path / 'vocab.txt'
+    vocab.write_text('cat\nsofa,couch\n')
+    out = tmp_path / 'cls.pth'
+    proc = _run_tool([
+        _config(tmp_path), '--checkpoint', ckpt, '--classes',
+        str(vocab), '--out',
+        str(out)
+    ], tmp_path)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    emb = torch.load(out, weights_only=True)
+    assert emb.shape == (2, 2, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            emb, encode_class_names(model, tokenizer, ['cat', 'sofa,couch']))
+
+
+@pytest.mark.parametrize('args, message', [
+    (['configs/rap_sam/absent.py'
+      ], 'error: Config file not found: configs/rap_sam/absent.py'),
+    (['configs/rap_sam/eval_rap_sam_coco.py', '--checkpoint', 'absent.bin'
+      ], 'error: OpenCLIP checkpoint not found: absent.bin'),
+])
+def test_tool_input_errors(tmp_path, args, message):
+    proc = _run_tool(args, tmp_path)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2
+    assert err.strip() == message
