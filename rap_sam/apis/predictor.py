@@ -154,6 +154,11 @@ def _check_scale(scale, max_pixels: int) -> Tuple[int, int]:
     return width, height
 
 
+# A prompt batch's float masks at the original size are at most this many
+# values (256 MB), so a batch on a large image holds fewer prompts.
+PROMPT_BATCH_PIXELS = 64 * 2**20
+
+
 class RapSAMPredictor:
     """RAP-SAM loaded once: panoptic images, tracked video instances, and
     masks from clicks and boxes.
@@ -198,8 +203,8 @@ class RapSAMPredictor:
             variable ``RAP_SAM_MAX_PIXELS``, else 40 megapixels (see
             :func:`rap_sam.apis.inputs.max_pixels_limit`).
         prompt_batch_size (int): Prompts decoded together by
-            :meth:`predict_prompts` (64); more prompts run in batches of
-            this many, with the same results, so memory stays bounded.
+            :meth:`predict_prompts` at most (64); more prompts run in
+            batches, with the same results, so memory stays bounded.
 
     Raises:
         InputError: a missing or unreadable config or checkpoint file, a
@@ -409,17 +414,21 @@ class RapSAMPredictor:
         decoder runs.
 
         Prompts never see each other in the decoder, so they are decoded
-        ``batch_size`` at a time with the same results as all at once:
-        memory is that of one batch (its float masks at the original size)
-        plus the returned bool masks, one byte per pixel per prompt.
+        in batches with the results of decoding all at once (the same
+        masks; scores equal to float rounding, about 1e-5): memory is that
+        of one batch (its float masks at the original size, at most
+        :data:`PROMPT_BATCH_PIXELS` values, 256 MB) plus the returned bool
+        masks, one byte per pixel per prompt.
 
         Args:
             points: ``[N, 2]`` clicks (x, y) in original-image pixels, inside
                 the image; one click may be given flat as ``[x, y]``.
             boxes: ``[M, 4]`` boxes (x1, y1, x2, y2) in original-image
                 pixels, clipped to the image; one box may be given flat.
-            batch_size (int, optional): Prompts decoded together; default
-                the predictor's ``prompt_batch_size`` (64).
+            batch_size (int, optional): Prompts decoded together at most;
+                default the predictor's ``prompt_batch_size`` (64). Fewer on
+                images above 1 megapixel (``PROMPT_BATCH_PIXELS // (H *
+                W)``, at least one).
 
         Returns:
             DetDataSample: ``pred_instances`` with, per prompt (points
@@ -436,6 +445,8 @@ class RapSAMPredictor:
         size = self.prompt_batch_size if batch_size is None else check_int(
             batch_size, 'batch_size')
         prompt_boxes = self.prompt_boxes(points, boxes)
+        pixels = self._image['height'] * self._image['width']
+        size = min(size, max(1, PROMPT_BATCH_PIXELS // pixels))
         prompts = InstanceData(
             point_coords=prompt_boxes,
             pb_labels=torch.ones(

@@ -261,3 +261,20 @@ def test_too_thin_images_are_explained(predictor):
     # As thin as still resizes: it runs.
     result = predictor.segment_image(np.zeros((2, 150, 3), np.uint8))
     assert result.pred_panoptic_seg.sem_seg.shape == (1, 2, 150)
+
+
+def test_prompt_batches_shrink_on_large_images(predictor, photo, monkeypatch):
+    """A batch's float masks at the original size are bounded: on an image
+    of PROMPT_BATCH_PIXELS / 2 pixels, two prompts go at a time."""
+    import rap_sam.apis.predictor as module
+    predictor.set_image(photo)
+    points = [[10 * i + 5, 50] for i in range(5)]
+    whole = predictor.predict_prompts(points)
+    calls = []
+    decode = predictor.model.predict_from_feats
+    monkeypatch.setattr(predictor.model, 'predict_from_feats',
+                        lambda *a: calls.append(1) or decode(*a))
+    monkeypatch.setattr(module, 'PROMPT_BATCH_PIXELS', 2 * 150 * 100 + 1)
+    part = predictor.predict_prompts(points)
+    assert len(calls) == 3  # 2 + 2 + 1
+    assert torch.equal(part.pred_instances.masks, whole.pred_instances.masks)
