@@ -209,3 +209,18 @@ def test_reference_averaging_from_config():
     metric = METRICS.build(cfg.test_evaluator)
     assert metric.reference_averaging == dict(
         num_processes=8, zip_longest_collect=False)
+
+
+def test_image_without_prompts():
+    # e.g. every segment too small after the resize: no prompt, no mask
+    empty = sample([rect(10, 10, 0, 5, 0, 10)], [rect(10, 10, 0, 5, 0, 10)])
+    empty['gt_instances_collected']['ori_masks'] = []
+    empty['gt_instances_collected']['is_box'] = torch.zeros(0, dtype=bool)
+    empty['gt_instances_collected']['is_thing'] = torch.zeros(0, dtype=bool)
+    empty['pred_instances']['masks'] = torch.zeros(0, 10, 10, dtype=bool)
+    gt = rect(10, 10, 0, 5, 0, 10)
+    results = evaluate([empty, sample([gt], [gt])],
+                       reference_averaging=dict(num_processes=1))
+    assert results['coco_sam/num_clicks'] == 1
+    assert results['coco_sam/mIoU'] == 1.0
+    assert results['coco_sam/reference_mIoU'] == 1.0

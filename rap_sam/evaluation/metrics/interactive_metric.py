@@ -23,8 +23,9 @@ def _as_bool_masks(masks) -> np.ndarray:
 
 def mask_ious(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """IoU of each predicted mask [N, H, W] with its ground truth."""
-    pred = pred.reshape(len(pred), -1)
-    gt = gt.reshape(len(gt), -1)
+    # Explicit sizes: reshape cannot infer -1 for an image without prompts.
+    pred = pred.reshape(len(pred), int(np.prod(pred.shape[1:])))
+    gt = gt.reshape(len(gt), int(np.prod(gt.shape[1:])))
     inter = np.logical_and(pred, gt).sum(1)
     union = np.logical_or(pred, gt).sum(1)
     return inter / np.maximum(union, 1)
