@@ -1,0 +1,260 @@
+"""Kill the toy training with SIGKILL at random moments, resume it each
+time with ``--resume``, and compare its final weights with those of an
+uninterrupted run.
+
+    python tools/analysis/kill_resume.py [--kills 20] [--seed 0]
+        [--epochs 4] [--coco-train 16] [--videos 6]
+        [--root work_dirs/kill_resume] [--cfg-options k=v ...]
+
+A benchmark, not a test: it trains the toy recipe
+(configs/rap_sam/toy_rap_sam_train.py on tools/make_toy_data.py's data, as
+tools/toy_train_eval.py does) on fewer images and epochs, checkpointing
+every epoch (``max_keep_ckpts=1``, the config's), with the data loaded in
+the main process (``num_workers=0``: workers' random states are not in
+checkpoints, see AtomicCheckpointHook). First one uninterrupted run; then
+the same run, killed ``--kills`` times: half of the kills at a random
+moment of the run (start-up included), half a random instant after the
+run announces a checkpoint save (those land inside or just after the
+write). After each kill it checks that ``last_checkpoint`` names a
+complete checkpoint, then resumes. It prints the maximum absolute
+difference between the final weights of both runs per group of tensors
+(the first two parts of the key) and exits with 1 when the interrupted
+run did not finish or a kill left no usable checkpoint.
+"""
+import argparse
+import os
+import os.path as osp
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+sys.path.insert(0, osp.join(REPO, 'tools'))
+
+SAVING = 'Saving checkpoint at'
+TRAINING = 'Epoch(train)'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--kills', type=int, default=20)
+    parser.add_argument('--seed', type=int, default=0, help='kill moments')
+    parser.add_argument('--epochs', type=int, default=4)
+    parser.add_argument(
+        '--coco-train',
+        type=int,
+        default=16,
+        help='toy COCO training images (the toy run has 64)')
+    parser.add_argument(
+        '--videos',
+        type=int,
+        default=6,
+        help='toy YouTube-VIS videos (the toy run has 24)')
+    parser.add_argument('--root', default='work_dirs/kill_resume')
+    parser.add_argument('--cfg-options', nargs='+', default=[])
+    return parser.parse_args(argv)
+
+
+class Training:
+    """One tools/train.py process, its output teed into ``log``."""
+
+    def __init__(self, cmd, env, log):
+        self.start = time.time()
+        self.first_iter = self.saving = None
+        self.saves = []
+        self.save_event = threading.Event()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True)  # its loader workers die with it
+        self.reader = threading.Thread(
+            target=self._read, args=(log, ), daemon=True)
+        self.reader.start()
+
+    def _read(self, log):
+        with open(log, 'a') as f:
+            for line in self.proc.stdout:
+                f.write(line)
+                now = time.time() - self.start
+                if TRAINING in line and self.first_iter is None:
+                    self.first_iter = now
+                if SAVING in line:
+                    self.saves.append(now)
+                    self.save_event.set()
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return self.wait()
+
+    def wait(self):
+        code = self.proc.wait()
+        self.reader.join()
+        return code
+
+
+def last_checkpoint(work_dir):
+    """(the file last_checkpoint names or None, whether it is complete)."""
+    from rap_sam.engine import is_complete_checkpoint
+    path = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(path):
+        return None, True
+    with open(path) as f:
+        named = f.read().strip()
+    return named, is_complete_checkpoint(named)
+
+
+def weight_differences(a_path, b_path):
+    """Max |a - b| per group of tensors (first two parts of the key)."""
+    from rap_sam.utils.checkpoint import load_local_checkpoint
+    a = load_local_checkpoint(a_path, 'cpu')['state_dict']
+    b = load_local_checkpoint(b_path, 'cpu')['state_dict']
+    if set(a) != set(b):
+        raise SystemExit(f'{a_path} and {b_path} hold different keys')
+    groups = OrderedDict()
+    for key in a:
+        group = '.'.join(key.split('.')[:2])
+        diff = (a[key].double() -
+                b[key].double()).abs().max().item() if a[key].numel() else 0.0
+        groups[group] = max(groups.get(group, 0.0), diff)
+    return groups
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    root = args.root if osp.isabs(args.root) else osp.join(REPO, args.root)
+    from make_toy_data import make_toy_data
+    from toy_train_eval import epoch_options, write_toy_class_embeddings
+    make_toy_data(
+        osp.join(root, 'data'),
+        coco_train=args.coco_train,
+        coco_val=1,
+        videos=args.videos)
+    write_toy_class_embeddings(osp.join(root, 'embd'))
+    options = epoch_options(args.epochs) + [
+        'default_hooks.checkpoint.interval=1',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        f'model.panoptic_head.ov_classifier_dir={root}/embd',
+        f'train_dataloader.dataset.datasets.0.data_root={root}/data/coco/',
+        'train_dataloader.dataset.datasets.1.dataset.data_root='
+        f'{root}/data/youtube_vis_2019/',
+        'train_dataloader.dataset.datasets.2.dataset.data_root='
+        f'{root}/data/coco/',
+    ] + args.cfg_options
+    env = dict(
+        os.environ,
+        PYTHONPATH=REPO,
+        PYTHONUNBUFFERED='1',  # log lines arrive when written: kill timing
+        OMP_NUM_THREADS='1',
+        MKL_NUM_THREADS='1')
+
+    def command(work_dir, resume):
+        return [
+            sys.executable, 'tools/train.py',
+            'configs/rap_sam/toy_rap_sam_train.py', '--work-dir', work_dir
+        ] + (['--resume'] if resume else []) + ['--cfg-options'] + options
+
+    final = f'epoch_{args.epochs}.pth'
+    ref_dir, run_dir = osp.join(root,
+                                'uninterrupted'), osp.join(root, 'killed')
+    for work_dir in (ref_dir, run_dir):
+        subprocess.run(['rm', '-rf', work_dir], check=True)
+        os.makedirs(work_dir)
+
+    print(f'uninterrupted run ({args.epochs} epochs) ...', flush=True)
+    ref = Training(command(ref_dir, False), env, osp.join(root, 'ref.log'))
+    if ref.wait() != 0:
+        raise SystemExit(f'the uninterrupted run failed: {root}/ref.log')
+    total = time.time() - ref.start
+    startup = ref.first_iter or 0.0
+    epoch_time = (total - startup) / args.epochs
+    print(
+        f'  {total:.0f} s: start-up {startup:.0f} s, '
+        f'{epoch_time:.0f} s per epoch',
+        flush=True)
+
+    rng = random.Random(args.seed)
+    log = osp.join(root, 'killed.log')
+    failures, finished, mid_save = [], False, 0
+    for i in range(args.kills):
+        at_save = i % 2 == 1
+        run = Training(command(run_dir, i > 0), env, log)
+        if at_save:
+            run.save_event.wait()  # set, or never if the process ends
+            delay = rng.uniform(0, 0.5)
+            what = f'{delay:.2f} s after a save began'
+        else:
+            delay = rng.uniform(0, startup + 1.5 * epoch_time)
+            what = f'at {delay:.1f} s'
+        if not at_save:
+            try:
+                run.proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            time.sleep(delay)
+        code = run.kill() if run.proc.poll() is None else run.wait()
+        named, complete = last_checkpoint(run_dir)
+        state = (f'last_checkpoint -> {osp.basename(named)}'
+                 if named else 'no checkpoint yet')
+        if any(f.endswith('.tmp') for f in os.listdir(run_dir)):
+            state += ' (killed inside a save: a temporary file is left)'
+            mid_save += 1
+        if not complete:
+            failures.append(f'kill {i + 1}: {named} is not complete')
+            state += ' (INCOMPLETE)'
+        print(
+            f'kill {i + 1:2d}/{args.kills} {what}: '
+            f'{"killed" if code == -signal.SIGKILL else f"exit {code}"}; '
+            f'{state}',
+            flush=True)
+        if code == 0:
+            finished = True
+            break
+        if code not in (0, -signal.SIGKILL):
+            failures.append(f'kill {i + 1}: the run failed (exit {code}); '
+                            f'see {log}')
+            break
+    if not finished and not failures:
+        run = Training(command(run_dir, True), env, log)
+        code = run.wait()
+        finished = code == 0
+        if not finished:
+            failures.append(f'the last resume failed (exit {code}); see '
+                            f'{log}')
+    with open(log) as f:
+        resumes = f.read().count('resumed epoch')
+    print(f'interrupted run finished: {finished} ({resumes} resumes; '
+          f'{mid_save} kills inside a checkpoint save)')
+    if finished:
+        diffs = weight_differences(
+            osp.join(ref_dir, final), osp.join(run_dir, final))
+        width = max(len(g) for g in diffs)
+        print(f'max |uninterrupted - killed| per group of {final}:')
+        for group, diff in diffs.items():
+            print(f'  {group:<{width}}  {diff:.3g}')
+        worst = max(diffs.values())
+        print(f'overall: {worst:.3g}' +
+              (' (identical)' if worst == 0 else
+               ' (with data loader workers, or --cfg-options that add random '
+               'draws outside the main process, a resumed run draws other '
+               'augmentations than the uninterrupted one)'))
+    for failure in failures:
+        print('FAIL:', failure)
+    return 1 if failures or not finished else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
