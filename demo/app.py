@@ -6,11 +6,15 @@ Opens a gradio app on http://127.0.0.1:7860 with three tabs. Images and
 prompts use --config (COCO classes), videos --video-config (YouTube-VIS
 classes); both load the same --weights. The image features of the prompt
 tab are computed once per uploaded image, so each click runs the decoder
-only. Bad input (an unreadable file, an empty video, ...) is shown as a
-message.
+only. Bad input (an unreadable file, an image too large, an empty video,
+...) is shown as a message in the page. One request runs at a time; at most
+--max-queue wait (more are told the queue is full), and uploads larger than
+--max-file-size are refused.
 """
+import argparse
 import os
 import os.path as osp
+import re
 import tempfile
 import threading
 import uuid
@@ -19,13 +23,16 @@ os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-from demo_cli import REPO, base_parser  # noqa: E402
+from demo_cli import load_predictor  # noqa: E402
+from demo_cli import REPO, base_parser, predictor_kwargs, user_errors
 from video_demo import track_video_to_files  # noqa: E402
 
-from rap_sam.apis import InputError, RapSAMPredictor  # noqa: E402
+from rap_sam.apis import RapSAMPredictor, read_image  # noqa: E402
 from rap_sam.apis.visualization import draw_panoptic  # noqa
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
                                         panoptic_segments, prompt_records)
+from rap_sam.utils.output_files import make_out_dir  # noqa: E402
+from rap_sam.utils.user_errors import UserError  # noqa: E402
 
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
 VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
@@ -35,8 +42,34 @@ def _rgb_to_bgr(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1])
 
 
-def _user_error(err: InputError) -> gr.Error:
+# What one person's request may hold up: requests run one at a time (the
+# model is shared), so a long queue only means long waits.
+MAX_QUEUE = 8
+MAX_FILE_SIZE = '100mb'
+
+
+def _user_error(err: UserError) -> gr.Error:
     return gr.Error(str(err), print_exception=False)
+
+
+class CheckedImage(gr.Image):
+    """An image upload read by the API's :func:`read_image` instead of PIL:
+    the same checks and limits as everywhere else (the size is read from the
+    header before decoding), and its messages shown in the page (gradio's
+    own decoder shows only "Error"). Passes an RGB ``uint8`` array."""
+
+    def preprocess(self, payload):
+        path = getattr(payload, 'path', None)
+        if payload is None or not path or (payload.url
+                                           or '').startswith('data:'):
+            return super().preprocess(payload)
+        try:
+            bgr = read_image(path)
+        except UserError as err:
+            # Name the file the user chose, not gradio's copy of it.
+            name = getattr(payload, 'orig_name', None) or osp.basename(path)
+            raise gr.Error(str(err).replace(path, name), print_exception=False)
+        return np.ascontiguousarray(bgr[..., ::-1])
 
 
 class RapSAMApp:
@@ -80,7 +113,7 @@ class RapSAMApp:
         try:
             with self.lock:
                 self._ensure_image(image, state['key'])
-        except InputError as err:
+        except UserError as err:
             raise _user_error(err)
         return image, ('Click on the image to add a point (or choose "box" '
                        'and click two corners).'), state
@@ -119,7 +152,7 @@ class RapSAMApp:
                 with self.lock:
                     self._ensure_image(image, state['key'])
                     result = self.predictor.predict_prompts(points, boxes)
-            except InputError as err:
+            except UserError as err:
                 raise _user_error(err)
             records = prompt_records(result, points, boxes,
                                      self.predictor.class_names)
@@ -144,7 +177,7 @@ class RapSAMApp:
         try:
             with self.lock:
                 result = self.predictor.segment_image(_rgb_to_bgr(image))
-        except InputError as err:
+        except UserError as err:
             raise _user_error(err)
         names = self.predictor.class_names
         segments = panoptic_segments(result, names)
@@ -171,16 +204,15 @@ class RapSAMApp:
     def track(self, video, score_thr: float, progress=None):
         if not video:
             raise gr.Error('Upload a video first.', print_exception=False)
-        stem = osp.join(self.out_dir,
-                        uuid.uuid4().hex[:8],
-                        osp.splitext(osp.basename(video))[0])
-        os.makedirs(osp.dirname(stem))
+        folder = osp.join(self.out_dir, uuid.uuid4().hex[:8])
+        stem = osp.join(folder, osp.splitext(osp.basename(video))[0])
 
         def report(done, total):
             if progress is not None and total:
                 progress((done, total), unit='frames')
 
         try:
+            make_out_dir(folder)
             with self.lock:
                 info = track_video_to_files(
                     self.video_predictor(),
@@ -189,7 +221,7 @@ class RapSAMApp:
                     score_thr,
                     writers=(('webm', 'VP80'), ('mp4', 'mp4v')),
                     progress=report)
-        except InputError as err:
+        except UserError as err:
             raise _user_error(err)
         text = (f"**{info['num_frames']} frames, {len(info['tracks'])} "
                 f'tracks** scoring at least {score_thr:g}.')
@@ -216,7 +248,7 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
             state = gr.State(app.new_prompts())
             with gr.Row():
                 with gr.Column():
-                    image = gr.Image(
+                    image = CheckedImage(
                         label='Image',
                         type='numpy',
                         sources=['upload'],
@@ -244,7 +276,7 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
             clear.click(app.clear, [image, state], [canvas, status, state])
         with gr.Tab('Panoptic image', id='panoptic'):
             with gr.Row():
-                pan_in = gr.Image(
+                pan_in = CheckedImage(
                     label='Image',
                     type='numpy',
                     sources=['upload'],
@@ -285,16 +317,43 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
     return ui
 
 
-def launch(app: RapSAMApp, host='127.0.0.1', port=7860, **kwargs):
+def file_size(text: str):
+    """An argparse ``type``: a size as gradio takes it (``20mb``, ``500kb``,
+    ``1gb``; a bare number is bytes)."""
+    size = text.strip().lower().replace(' ', '')
+    if size.isdigit() and int(size) > 0:
+        return int(size)
+    if not re.fullmatch(r'[1-9]\d*(b|kb|mb|gb|tb)', size):
+        raise argparse.ArgumentTypeError(
+            f'a size such as 20mb, 500kb or 1gb, got {text!r}')
+    return size
+
+
+def launch(app: RapSAMApp,
+           host='127.0.0.1',
+           port=7860,
+           max_queue: int = MAX_QUEUE,
+           max_file_size: str = MAX_FILE_SIZE,
+           **kwargs):
     """Serve the app without blocking; returns the gradio Blocks (stop it
-    with ``.close()``)."""
+    with ``.close()``).
+
+    Args:
+        max_queue (int): Requests that may wait while one runs; more are
+            refused with gradio's "queue is full" message.
+        max_file_size (str | int): Larger uploads are refused (bytes, or
+            e.g. ``'100mb'``).
+    """
     ui = build_ui(app)
-    ui.queue(default_concurrency_limit=1)
+    ui.queue(default_concurrency_limit=1, max_size=max_queue)
     ui.launch(
         server_name=host,
         server_port=port,
         prevent_thread_lock=True,
         allowed_paths=[app.out_dir],
+        max_file_size=max_file_size,
+        # An unexpected failure shows its message, not a bare "Error".
+        show_error=True,
         quiet=True,
         **kwargs)
     return ui
@@ -306,15 +365,26 @@ def main(argv=None):
     parser.add_argument('--video-config', default=VIDEO_CONFIG)
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=int, default=7860)
+    parser.add_argument(
+        '--max-queue',
+        type=int,
+        default=MAX_QUEUE,
+        help='requests that may wait while one runs (default %(default)s)')
+    parser.add_argument(
+        '--max-file-size',
+        default=MAX_FILE_SIZE,
+        type=file_size,
+        help='largest upload, e.g. 20mb (default %(default)s)')
     args = parser.parse_args(argv)
-
-    def predictor(config):
-        return RapSAMPredictor(config, args.weights, args.device, args.scale)
-
-    app = RapSAMApp(
-        predictor(args.config), lambda: predictor(args.video_config),
-        tempfile.mkdtemp(prefix='rap_sam_app_'))
-    ui = launch(app, args.host, args.port)
+    if args.max_queue < 1:
+        parser.error('--max-queue must be at least 1')
+    with user_errors():
+        app = RapSAMApp(
+            load_predictor(args, args.config, **predictor_kwargs(args)),
+            lambda: load_predictor(args, args.video_config,
+                                   **predictor_kwargs(args)),
+            tempfile.mkdtemp(prefix='rap_sam_app_'))
+    ui = launch(app, args.host, args.port, args.max_queue, args.max_file_size)
     print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C stops it)')
     try:
         ui.block_thread()

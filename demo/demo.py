@@ -1,25 +1,30 @@
 """Panoptic segmentation of an image or a folder of images.
 
     python demo/demo.py IMG_OR_DIR CONFIG [--weights CKPT] [--out-dir DIR]
-        [--device cpu|cuda] [--scale W H] [--score-thr T]
+        [--device cpu|cuda] [--scale W H] [--score-thr T] [--overwrite]
 
 For each image, writes DIR/NAME.png (the segments drawn over the image) and
 DIR/NAME.json (one entry per segment: class, score, area, box, COCO RLE).
-A folder shows a progress bar; unreadable images in it are skipped with a
+Images that share a name (pic.jpg, pic.png) get pic_jpg.* and pic_png.*.
+Results of an earlier run are not replaced without --overwrite, an input is
+never written over, and each file appears only once complete. A folder shows
+a progress bar; images in it that cannot be segmented are skipped with a
 message. Without --weights the model has random weights: it still runs end
 to end and says so loudly.
 """
-import json
 import os
 import os.path as osp
 
-import mmcv
-from demo_cli import base_parser, predictor_kwargs, user_errors
+from demo_cli import base_parser, load_predictor, predictor_kwargs, user_errors
 from tqdm import tqdm
 
-from rap_sam.apis import InputError, RapSAMPredictor
-from rap_sam.apis.inputs import IMAGE_EXTS
+from rap_sam.apis import InputError
+from rap_sam.apis.inputs import IMAGE_EXTS, check_number
 from rap_sam.apis.visualization import draw_panoptic, panoptic_segments
+from rap_sam.utils.output_files import (OutputError, check_outputs,
+                                        make_out_dir, result_stems,
+                                        write_image, write_json)
+from rap_sam.utils.user_errors import UserError
 
 
 def parse_args(argv=None):
@@ -48,40 +53,65 @@ def list_images(inputs: str):
     return [inputs]
 
 
+def segment_to_files(predictor, path: str, stem: str) -> int:
+    """Segment the image at ``path``; write ``stem.png`` and ``stem.json``;
+    return the number of segments."""
+    img = predictor.read_image(path)
+    result = predictor.segment_image(img)
+    names = predictor.class_names
+    drawn = draw_panoptic(img, result, names,
+                          predictor.dataset_meta['palette'])
+    segments = panoptic_segments(result, names)
+    write_image(f'{stem}.png', drawn)
+    write_json(
+        f'{stem}.json',
+        dict(
+            image=path,
+            height=img.shape[0],
+            width=img.shape[1],
+            segments=segments))
+    return len(segments)
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors():
         images = list_images(args.inputs)
-        predictor = RapSAMPredictor(args.config, args.weights, args.device,
-                                    args.scale, **predictor_kwargs(args))
-    if args.score_thr is not None:
-        predictor.model.panoptic_fusion_head.test_cfg[
-            'object_mask_thr'] = args.score_thr
-    os.makedirs(args.out_dir, exist_ok=True)
-    names, written = predictor.class_names, 0
-    for path in tqdm(images, desc='segmenting', disable=len(images) == 1):
-        try:
-            img = predictor.read_image(path)
-        except InputError as err:
-            tqdm.write(f'skipping {path}: {err}')
-            continue
-        result = predictor.segment_image(img)
-        stem = osp.join(args.out_dir, osp.splitext(osp.basename(path))[0])
-        mmcv.imwrite(
-            draw_panoptic(img, result, names,
-                          predictor.dataset_meta['palette']), f'{stem}.png')
-        segments = panoptic_segments(result, names)
-        with open(f'{stem}.json', 'w') as f:
-            json.dump(
-                dict(
-                    image=path,
-                    height=img.shape[0],
-                    width=img.shape[1],
-                    segments=segments), f)
-        tqdm.write(f'{path}: {len(segments)} segments -> {stem}.png/.json')
-        written += 1
-    if not written:
-        raise SystemExit('error: no image could be read.')
+        # The predictor checks its files and options before the model
+        # builds, so they are reported first and no folder is made for them.
+        predictor = load_predictor(args, **predictor_kwargs(args))
+        stems = result_stems(images, args.out_dir)
+        make_out_dir(args.out_dir)
+        check_outputs(
+            [f'{s}{ext}' for s in stems for ext in ('.png', '.json')], images,
+            args.overwrite)
+        if args.score_thr is not None:
+            predictor.model.panoptic_fusion_head.test_cfg[
+                'object_mask_thr'] = check_number(args.score_thr,
+                                                  '--score-thr')
+        if len(images) == 1:
+            count = segment_to_files(predictor, images[0], stems[0])
+            print(f'{images[0]}: {count} segments -> {stems[0]}.png/.json')
+            return
+        skipped = 0
+        for path, stem in zip(tqdm(images, desc='segmenting'), stems):
+            try:
+                count = segment_to_files(predictor, path, stem)
+            except OutputError:
+                raise  # the next image would fail the same way
+            except Exception as err:  # one bad image must not stop the rest
+                kind = '' if isinstance(err, UserError) else \
+                    f'{type(err).__name__}: '
+                tqdm.write(f'skipping {path}: {kind}{err}')
+                skipped += 1
+                continue
+            tqdm.write(f'{path}: {count} segments -> {stem}.png/.json')
+        if skipped == len(images):
+            raise InputError(f'None of the {len(images)} images in '
+                             f'{args.inputs} could be segmented (see above).')
+        if skipped:
+            tqdm.write(f'{len(images) - skipped} of {len(images)} images '
+                       f'segmented, {skipped} skipped (see above).')
 
 
 if __name__ == '__main__':

@@ -9,8 +9,10 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from rap_sam.apis import InputError  # noqa: E402
+from rap_sam.apis import InputError, RapSAMPredictor  # noqa: E402
 from rap_sam.apis.inputs import parse_numbers  # noqa: E402
+from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
+from rap_sam.utils.text_classifier import read_class_file  # noqa: E402
 from rap_sam.utils.user_errors import cli_errors as user_errors  # noqa
 
 
@@ -53,12 +55,41 @@ def base_parser(doc: str,
         default=None,
         help='with --classes: the first N classes are things, the rest '
         'stuff (default: all things)')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load --weights even if it holds objects outside the safe '
+        'allow-list (unpickling can run code: only for files from a source '
+        'you trust)')
+    if inputs_help:
+        parser.add_argument(
+            '--overwrite',
+            action='store_true',
+            help='replace results of an earlier run in --out-dir (without '
+            'it the demo refuses to; inputs are never written over)')
     return parser
 
 
+def load_predictor(args,
+                   config: Optional[str] = None,
+                   **kwargs) -> RapSAMPredictor:
+    """The predictor the parsed arguments ask for (``config`` instead of
+    ``args.config`` when given)."""
+    config = config or args.config
+    if args.trust_checkpoint:
+        trust_all_checkpoints()
+    return RapSAMPredictor(config, args.weights, args.device, args.scale,
+                           **kwargs)
+
+
 def predictor_kwargs(args) -> dict:
-    """The predictor's vocabulary options from the parsed arguments."""
-    return dict(classes=args.classes, num_things=args.num_things)
+    """The predictor's vocabulary options from the parsed arguments; the
+    class file is read here, so a bad one is reported before the model
+    loads."""
+    classes = args.classes
+    if classes is not None:
+        classes = read_class_file(classes)
+    return dict(classes=classes, num_things=args.num_things)
 
 
 def numbers(count: int, what: str):

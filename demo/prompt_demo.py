@@ -7,19 +7,19 @@ Coordinates are in the image's own pixels. Each prompt gives one mask
 (prompts do not influence each other). Writes DIR/NAME_prompts.png (the
 masks, clicks and boxes over the image) and DIR/NAME_prompts.json (per
 prompt: the prompt, class, class score, predicted IoU, area, box, COCO RLE).
+Results of an earlier run are not replaced without --overwrite, the input is
+never written over, and each file appears only once complete.
 """
-import json
-import os
-import os.path as osp
-
-import mmcv
 import numpy as np
-from demo_cli import base_parser, numbers, predictor_kwargs, user_errors
+from demo_cli import (base_parser, load_predictor, numbers, predictor_kwargs,
+                      user_errors)
 
-from rap_sam.apis import RapSAMPredictor, read_image
+from rap_sam.apis import read_image
 from rap_sam.apis.inputs import check_prompts
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
                                         prompt_records)
+from rap_sam.utils.output_files import (check_outputs, make_out_dir,
+                                        result_stems, write_image, write_json)
 
 
 def parse_args(argv=None):
@@ -46,29 +46,29 @@ def main(argv=None):
         img = read_image(args.inputs)
         # Checked before the model loads, so a typo costs no waiting.
         check_prompts(args.points, args.boxes, img.shape[1], img.shape[0])
-        predictor = RapSAMPredictor(args.config, args.weights, args.device,
-                                    args.scale, **predictor_kwargs(args))
+        predictor = load_predictor(args, **predictor_kwargs(args))
+        stem = result_stems([args.inputs], args.out_dir, '_prompts')[0]
+        make_out_dir(args.out_dir)
+        check_outputs([f'{stem}.png', f'{stem}.json'], [args.inputs],
+                      args.overwrite)
         predictor.set_image(img)
         result = predictor.predict_prompts(args.points, args.boxes)
-    records = prompt_records(result, args.points, args.boxes,
-                             predictor.class_names)
-    colors = [id_color(i) for i in range(len(records))]
-    masks = result.pred_instances.masks.cpu().numpy()
-    labels = [f"{r['category']} IoU {r['iou_score']:.2f}" for r in records]
-    shown = draw_prompts(
-        draw_masks(img, masks, colors, labels), args.points,
-        np.asarray(args.boxes).reshape(-1, 4), colors)
-    os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.join(args.out_dir,
-                    osp.splitext(osp.basename(args.inputs))[0] + '_prompts')
-    mmcv.imwrite(shown, f'{stem}.png')
-    with open(f'{stem}.json', 'w') as f:
-        json.dump(
+        records = prompt_records(result, args.points, args.boxes,
+                                 predictor.class_names)
+        colors = [id_color(i) for i in range(len(records))]
+        masks = result.pred_instances.masks.cpu().numpy()
+        labels = [f"{r['category']} IoU {r['iou_score']:.2f}" for r in records]
+        shown = draw_prompts(
+            draw_masks(img, masks, colors, labels), args.points,
+            np.asarray(args.boxes).reshape(-1, 4), colors)
+        write_image(f'{stem}.png', shown)
+        write_json(
+            f'{stem}.json',
             dict(
                 image=args.inputs,
                 width=img.shape[1],
                 height=img.shape[0],
-                prompts=records), f)
+                prompts=records))
     for r in records:
         where = r.get('xy') or r.get('xyxy')
         print(f"{r['type']} {where}: {r['category']} (score {r['score']:.2f}"

@@ -7,19 +7,27 @@ CONFIG is normally configs/rap_sam/eval_rap_sam_yt19.py. Writes DIR/NAME.mp4
 (each track in its own colour, labelled with its id and class) and
 DIR/NAME.json (per track: id, class, and per frame its score, box and COCO
 RLE mask). Frames are read and segmented a chunk at a time, so long videos
-run in bounded memory.
+run in bounded memory. Results of an earlier run are not replaced without
+--overwrite, the input is never written over, and each file appears only
+once complete. When a frame fails part-way (a frame of another size, an
+unreadable image in a folder), the frames before it are still written, the
+json saying "complete": false and why ("error"), and the run ends with the
+message (exit status 2).
 """
-import json
-import os
 import os.path as osp
+import sys
 from typing import Callable, Optional
 
 import cv2
-from demo_cli import base_parser, predictor_kwargs, user_errors
+from demo_cli import base_parser, load_predictor, predictor_kwargs, user_errors
 from tqdm import tqdm
 
 from rap_sam.apis import InputError, RapSAMPredictor, iter_frames
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
+from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
+                                        discard, make_out_dir, result_stems,
+                                        temp_path, write_json)
+from rap_sam.utils.user_errors import UserError
 
 
 def parse_args(argv=None):
@@ -57,6 +65,31 @@ def source_info(video) -> tuple:
     return None, (len(video) if hasattr(video, '__len__') else None)
 
 
+def _open_writers(opened: list, stem: str, writers, fps: float, size) -> None:
+    """Append ``(final path, temp path, cv2.VideoWriter)`` to ``opened`` for
+    each writer."""
+    for ext, fourcc in writers:
+        path = f'{stem}.{ext}'
+        tmp = temp_path(path)
+        out = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        opened.append((path, tmp, out))
+        if not out.isOpened():
+            raise OutputError(f'Cannot write {path} ({fourcc}) with '
+                              'OpenCV.')
+
+
+def _finish_videos(opened, keep: bool) -> None:
+    """Release the writers; rename complete files into place (``keep``) or
+    remove them."""
+    for _, _, out in opened:
+        out.release()
+    for path, tmp, _ in opened:
+        if keep:
+            commit(tmp, path)
+        else:
+            discard(tmp)
+
+
 def track_video_to_files(predictor: RapSAMPredictor,
                          video,
                          stem: str,
@@ -67,27 +100,27 @@ def track_video_to_files(predictor: RapSAMPredictor,
                          progress: Optional[Callable] = None) -> dict:
     """Segment ``video`` and write ``stem.{ext}`` annotated videos (one per
     ``(ext, fourcc)`` in ``writers``) and ``stem.json``; returns the json's
-    content. ``progress(done, total)`` is called after each frame."""
+    content. ``progress(done, total)`` is called after each frame.
+
+    Each file appears only once complete. When the video fails part-way (a
+    bad frame, Ctrl+C), the frames done so far are still written, the json
+    saying ``"complete": false`` and why (``"error"``), and a
+    :class:`UserError` is raised that says so; when it fails before the
+    first frame, nothing is written.
+    """
     source_fps, total = source_info(video)
     fps = fps or source_fps or 10.0
     names = predictor.class_names
-    tracks, outs, count = {}, [], 0
+    tracks, opened, count, size = {}, [], 0, None
     try:
         for frame, result in predictor.iter_video(video, chunk_frames,
                                                   score_thr):
-            if not outs:
+            if size is None:
                 size = (frame.shape[1], frame.shape[0])
-                for ext, fourcc in writers:
-                    out = cv2.VideoWriter(f'{stem}.{ext}',
-                                          cv2.VideoWriter_fourcc(*fourcc), fps,
-                                          size)
-                    if not out.isOpened():
-                        raise InputError(f'Cannot write {stem}.{ext} '
-                                         f'({fourcc}) with OpenCV.')
-                    outs.append(out)
+                _open_writers(opened, stem, writers, fps, size)
             instances = result.pred_track_instances
             shown = draw_tracks(frame, instances, names)
-            for out in outs:
+            for _, _, out in opened:
                 out.write(shown)
             masks = instances.masks.cpu().numpy()
             for i, mask, label, score in zip(instances.instances_id.tolist(),
@@ -105,19 +138,34 @@ def track_video_to_files(predictor: RapSAMPredictor,
             count += 1
             if progress:
                 progress(count, total)
-    finally:
-        for out in outs:
-            out.release()
+        error = None
+    except (Exception, KeyboardInterrupt) as err:
+        error = err
+    keep = count > 0 and not isinstance(error, OutputError)
+    _finish_videos(opened, keep)
+    if not keep:
+        if error is not None:
+            raise error
+        raise InputError(f'{video} has no frames.')  # iter_video says first
     info = dict(
         video=video if isinstance(video, str) else None,
         fps=fps,
         width=size[0],
         height=size[1],
         num_frames=count,
+        complete=error is None,
         tracks=sorted(tracks.values(), key=lambda t: t['id']))
-    with open(f'{stem}.json', 'w') as f:
-        json.dump(info, f)
-    return info
+    if error is not None:
+        info['error'] = str(error) or type(error).__name__
+    write_json(f'{stem}.json', info)
+    if error is None:
+        return info
+    done = (f'Stopped: the {count} frame{"s" * (count != 1)} segmented '
+            f'before it are in {stem}.{writers[0][0]} and {stem}.json.')
+    if isinstance(error, UserError):
+        raise InputError(f'{error} {done}') from error
+    print(done, file=sys.stderr)
+    raise error
 
 
 def main(argv=None):
@@ -126,26 +174,28 @@ def main(argv=None):
         if not osp.exists(args.inputs):
             raise InputError(f'No such video or folder: {args.inputs}')
         next(iter_frames(args.inputs))  # unreadable? say so before loading
-        predictor = RapSAMPredictor(args.config, args.weights, args.device,
-                                    args.scale, **predictor_kwargs(args))
-        os.makedirs(args.out_dir, exist_ok=True)
-        name = osp.splitext(osp.basename(osp.normpath(args.inputs)))[0]
-        stem = osp.join(args.out_dir, name)
+        predictor = load_predictor(args, **predictor_kwargs(args))
+        stem = result_stems([args.inputs], args.out_dir)[0]
+        make_out_dir(args.out_dir)
+        check_outputs([f'{stem}.mp4', f'{stem}.json'], [args.inputs],
+                      args.overwrite)
         bar = tqdm(desc='frames', unit='frame')
 
         def progress(done, total):
             bar.total = total
             bar.update(1)
 
-        info = track_video_to_files(
-            predictor,
-            args.inputs,
-            stem,
-            args.score_thr,
-            args.chunk_frames,
-            args.fps,
-            progress=progress)
-        bar.close()
+        try:
+            info = track_video_to_files(
+                predictor,
+                args.inputs,
+                stem,
+                args.score_thr,
+                args.chunk_frames,
+                args.fps,
+                progress=progress)
+        finally:
+            bar.close()
     print(f"{info['num_frames']} frames, {len(info['tracks'])} tracks -> "
           f'{stem}.mp4/.json')
 

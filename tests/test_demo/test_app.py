@@ -142,3 +142,89 @@ def test_prompt_tab_in_a_browser(app, small_photo, rgb):
         if driver is not None:
             driver.quit()
         ui.close()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width x height`` pixels (header only, no data):
+    what a decompression bomb looks like to a reader of headers."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data)))
+
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IEND', b''))
+
+
+@pytest.mark.parametrize('data, message', [
+    (b'just some notes\n', r'Cannot read notes\.png as an image'),
+    (b'', r'Cannot read notes\.png as an image'),
+    (_png_header(20000, 20000), r'notes\.png .*megapixels.*downscale it'),
+    (_png_header(10000, 10000), r'notes\.png is 10000 x 10000 pixels '
+     r'\(100\.0 megapixels\), above the limit'),
+])
+def test_bad_uploads_show_their_message(tmp_path, data, message):
+    """The page shows why an upload was refused (gradio's own decoder says
+    only "Error"), naming the user's file, not gradio's copy of it."""
+    from app import CheckedImage
+    from gradio.data_classes import ImageData
+    cached = tmp_path / 'gradio-cache-1234'
+    cached.mkdir()
+    (cached / 'notes.png').write_bytes(data)
+    payload = ImageData(path=str(cached / 'notes.png'), orig_name='notes.png')
+    with pytest.raises(gr.Error, match=message) as err:
+        CheckedImage(type='numpy').preprocess(payload)
+    assert 'gradio-cache-1234' not in err.value.message
+
+
+def test_checked_upload_is_rgb(small_photo):
+    from app import CheckedImage
+    from gradio.data_classes import ImageData
+    rgb = CheckedImage(type='numpy').preprocess(
+        ImageData(path=small_photo, orig_name='coffee.png'))
+    assert np.array_equal(rgb, cv2.imread(small_photo)[..., ::-1])
+
+
+def test_upload_limit_and_queue_bound(app):
+    """Uploads above --max-file-size are refused by the server with a
+    message; the queue holds at most --max-queue requests."""
+    import httpx
+    from app import launch
+    port = _free_port()
+    ui = launch(app, '127.0.0.1', port, max_queue=3, max_file_size='2kb')
+    try:
+        url = f'http://127.0.0.1:{port}/gradio_api/upload'
+        big = httpx.post(
+            url, files={'files': ('big.png', b'x' * 5000)}, timeout=30)
+        assert big.status_code == 413
+        assert big.text == ('File size exceeded maximum allowed size of '
+                            '2048 bytes.')
+        small = httpx.post(
+            url, files={'files': ('small.png', b'x' * 100)}, timeout=30)
+        assert small.status_code == 200 and len(small.json()) == 1
+        assert ui._queue.max_size == 3
+    finally:
+        ui.close()
+
+
+def test_app_errors_are_user_errors(app, tmp_path, small_video):
+    """Every UserError (not only InputError) reaches the page as its
+    message: a video whose frames change size, an output folder that
+    cannot be written."""
+    from app import RapSAMApp
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    cv2.imwrite(str(frames / '0.png'), np.zeros((40, 60, 3), np.uint8))
+    cv2.imwrite(str(frames / '1.png'), np.zeros((30, 60, 3), np.uint8))
+    with pytest.raises(
+            gr.Error, match='all frames of a video must have one size'):
+        app.track(str(frames), 0.5)
+    (tmp_path / 'a_file').write_text('x')
+    broken = RapSAMApp(app.predictor, app.video_predictor,
+                       str(tmp_path / 'a_file'))
+    with pytest.raises(
+            gr.Error, match='Cannot write .*a_file/.*: Not a '
+            'directory'):
+        broken.track(small_video, 0.5)

@@ -1,0 +1,269 @@
+"""The demos as a user runs them (a subprocess from the repository root):
+each kind of bad input ends with one line, ``error: ...``, exit status 2
+and no traceback; inputs and earlier results are never written over."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from helpers import REPO
+
+COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
+YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
+SMALL = ['--scale', '64', '64']
+
+
+def run(script, *args, env=None):
+    return subprocess.run([sys.executable, f'demo/{script}.py', *args],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          env=None if env is None else {
+                              **os.environ,
+                              **env
+                          })
+
+
+def error_line(proc) -> str:
+    """The one ``error:`` line of a run that failed as a user error."""
+    assert 'Traceback' not in proc.stderr, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    lines = [
+        line for line in proc.stderr.splitlines() if line.startswith('error: ')
+    ]
+    assert len(lines) == 1, proc.stderr
+    assert proc.stderr.rstrip().endswith(lines[0])  # nothing after it
+    return lines[0]
+
+
+def snapshot(folder) -> dict:
+    return {
+        p.relative_to(folder): p.read_bytes()
+        for p in sorted(folder.rglob('*')) if p.is_file()
+    }
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory, small_photo, weights):
+    d = tmp_path_factory.mktemp('inputs')
+    (d / 'notes.txt').write_text('not a checkpoint\n')
+    with open(weights, 'rb') as f:
+        (d / 'truncated.pth').write_bytes(f.read(4096))
+    cv2.imwrite(str(d / 'thin.png'), np.full((1, 5000, 3), 128, np.uint8))
+    (d / 'a_file').write_text('x')
+    return d
+
+
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        # The seed's command, verbatim (no checkpoint in the repository).
+        ([
+            'demo/demo.jpg', 'configs/rap_sam/eval_rap_sam_coco.py',
+            '--weights', 'rapsam_r50_12e.pth'
+        ], 'Checkpoint file not found: rapsam_r50_12e.pth'),
+        (['{photo}', 'configs/rap_sam/nope.py'
+          ], 'Config file not found: configs/rap_sam/nope.py'),
+        (['{photo}', COCO, '--weights', '{d}/truncated.pth'
+          ], '{d}/truncated.pth'),
+        (['{photo}', COCO, '--weights', '{d}/notes.txt'], '{d}/notes.txt'),
+        (['{photo}', COCO, '--scale', '0', '0'], 'scale must be'),
+        (['{photo}', COCO, '--device', 'cuda'
+          ], "Device 'cuda' is not available"),
+    ])
+def test_bad_model_options_are_one_line_messages(files, small_photo, args,
+                                                 message):
+    if args[-1] == 'cuda' and torch.cuda.is_available():
+        args = args[:-1] + ['cuda:99']
+        message = "Device 'cuda:99' is not available"
+    args = [a.format(d=files, photo=small_photo) for a in args]
+    line = error_line(run('demo', *args))
+    assert message.format(d=files) in line
+
+
+def test_out_dir_that_is_a_file(files, small_photo, weights):
+    line = error_line(
+        run('demo', small_photo, COCO, '--weights', weights, *SMALL,
+            '--out-dir', str(files / 'a_file')))
+    assert line == (f'error: The output folder {files}/a_file is a file: '
+                    'choose a folder (it is created if missing).')
+    assert (files / 'a_file').read_text() == 'x'
+
+
+def test_thin_image_is_a_message(files, weights, tmp_path):
+    line = error_line(
+        run('demo', str(files / 'thin.png'), COCO, '--weights', weights,
+            *SMALL, '--out-dir', str(tmp_path)))
+    assert 'The image is 5000 x 1 pixels, too thin' in line
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    'content, message',
+    [
+        # Each kind is tested on read_class_file (tests/test_utils/
+        # test_text_classifier.py); here, that the demo reports them.
+        (b'# just a comment\n\n', 'lists no class'),
+        ('caf\xe9\n'.encode('latin-1'), 'is not UTF-8 text'),
+    ])
+def test_bad_class_files(tmp_path, small_photo, weights, content, message):
+    classes = tmp_path / 'classes.txt'
+    classes.write_bytes(content)
+    line = error_line(
+        run('demo', small_photo, COCO, '--weights', weights, '--classes',
+            str(classes), '--out-dir', str(tmp_path / 'out')))
+    assert f'The class file {classes} ' in line and message in line
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'', 'is empty: make it again with `python tools/gen_cls.py CONFIG`'),
+])
+def test_bad_class_embedding_file(tmp_path, small_photo, weights, content,
+                                  message):
+    path = tmp_path / 'convnext_large_d_320_CocoPanopticOVDataset.pth'
+    path.write_bytes(content)
+    line = error_line(
+        run('demo',
+            small_photo,
+            COCO,
+            '--weights',
+            weights,
+            *SMALL,
+            '--out-dir',
+            str(tmp_path / 'out'),
+            env=dict(RAP_SAM_EMBD_DIR=str(tmp_path))))
+    assert str(path) in line and message in line
+
+
+def test_never_writes_over_the_input(tmp_path, small_photo, weights):
+    photo = tmp_path / 'photo.png'
+    photo.write_bytes(open(small_photo, 'rb').read())
+    before = snapshot(tmp_path)
+    for extra in ([], ['--overwrite']):
+        line = error_line(
+            run('demo', str(photo), COCO, '--weights', weights, *SMALL,
+                '--out-dir', str(tmp_path), *extra))
+        assert line == (f'error: The result {tmp_path}/photo.png would '
+                        f'replace the input {photo}: choose another output '
+                        'folder.')
+    assert snapshot(tmp_path) == before
+
+
+def test_same_stem_inputs_and_earlier_results(tmp_path, small_photo, weights):
+    """pic.jpg and pic.png get their own results; an earlier result is kept
+    unless --overwrite; one bad image in the folder does not stop the rest.
+    """
+    folder, out = tmp_path / 'in', tmp_path / 'out'
+    folder.mkdir()
+    out.mkdir()
+    img = cv2.imread(small_photo)
+    cv2.imwrite(str(folder / 'pic.jpg'), img)
+    cv2.imwrite(str(folder / 'pic.png'), img[:, ::-1])
+    (folder / 'broken.jpg').write_bytes(b'not an image')
+    cv2.imwrite(str(folder / 'thin.png'), np.zeros((1, 5000, 3), np.uint8))
+    (out / 'pic_jpg.json').write_text('earlier')
+    inputs = snapshot(folder)
+    args = [
+        str(folder), COCO, '--weights', weights, *SMALL, '--score-thr', '0.3',
+        '--out-dir',
+        str(out)
+    ]
+
+    line = error_line(run('demo', *args))
+    assert line == (f'error: {out}/pic_jpg.json already exists: pass '
+                    '--overwrite to replace earlier results, or choose '
+                    'another output folder.')
+    assert snapshot(out) == {out.relative_to(out) / 'pic_jpg.json': b'earlier'}
+
+    proc = run('demo', *args, '--overwrite')
+    assert proc.returncode == 0 and 'Traceback' not in proc.stderr, \
+        proc.stderr
+    assert f'skipping {folder}/broken.jpg: Cannot read' in proc.stdout
+    assert f'skipping {folder}/thin.png: The image is 5000 x 1' in proc.stdout
+    assert '2 of 4 images segmented, 2 skipped' in proc.stdout
+    assert sorted(os.listdir(out)) == [
+        'pic_jpg.json', 'pic_jpg.png', 'pic_png.json', 'pic_png.png'
+    ]
+    for name, flipped in (('pic_jpg', False), ('pic_png', True)):
+        info = json.loads((out / f'{name}.json').read_text())
+        assert info['image'].endswith(name.replace('_', '.'))
+        drawn = cv2.imread(str(out / f'{name}.png'))
+        assert drawn.shape == img.shape
+    assert snapshot(folder) == inputs
+
+
+def test_video_failing_part_way_keeps_the_frames_done(tmp_path, small_photo,
+                                                      weights):
+    frames, out = tmp_path / 'clip', tmp_path / 'out'
+    frames.mkdir()
+    img = cv2.imread(small_photo)
+    for t in range(3):
+        cv2.imwrite(str(frames / f'{t:03d}.png'), img[:64, 8 * t:8 * t + 96])
+    (frames / '003.png').write_bytes(b'a corrupt frame')
+    cv2.imwrite(str(frames / '004.png'), img[:64, :96])
+    line = error_line(
+        run('video_demo', str(frames), YT19, '--weights', weights, '--scale',
+            '64', '48', '--chunk-frames', '1', '--score-thr', '0', '--out-dir',
+            str(out)))
+    assert f'Cannot read {frames}/003.png as an image' in line
+    # The frames segmented before the bad one (the reader looks one frame
+    # ahead, so the frame just before it may not be among them).
+    done = re.search(
+        r'Stopped: the (\d) frames? segmented before it are in '
+        r'(\S+) and (\S+)\.$', line)
+    assert done and done.group(2, 3) == (f'{out}/clip.mp4', f'{out}/clip.json')
+    count = int(done.group(1))
+    assert 1 <= count <= 3
+    assert sorted(os.listdir(out)) == ['clip.json', 'clip.mp4']
+    info = json.loads((out / 'clip.json').read_text())
+    assert info['num_frames'] == count and info['complete'] is False
+    assert info['error'].startswith(f'Cannot read {frames}/003.png')
+    assert all(f['frame'] < count for t in info['tracks'] for f in t['frames'])
+    cap = cv2.VideoCapture(str(out / 'clip.mp4'))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == count
+    cap.release()
+
+
+@pytest.mark.parametrize('script, args', [
+    ('demo', ['{photo}', COCO]),
+    ('prompt_demo', ['{photo}', COCO, '--points', '10,10']),
+    ('video_demo', ['{video}', YT19]),
+    ('app', []),
+])
+def test_trust_checkpoint_loads_what_the_allow_list_refuses(
+        tmp_path, small_photo, small_video, weights, script, args):
+    """A checkpoint holding an object outside the allow-list is refused
+    with a message recommending --trust-checkpoint, which every tool that
+    loads weights takes."""
+    import argparse
+    ckpt = tmp_path / 'odd.pth'
+    torch.save(
+        dict(
+            state_dict=torch.load(weights)['state_dict'],
+            meta=dict(args=argparse.Namespace(lr=0.1))), ckpt)
+    args = [a.format(photo=small_photo, video=small_video) for a in args]
+    common = ['--weights', str(ckpt), '--device', 'cpu', *SMALL]
+    if script != 'app':
+        common += ['--out-dir', str(tmp_path / 'out')]
+    line = error_line(run(script, *args, *common))
+    assert 'argparse.Namespace' in line and '--trust-checkpoint' in line
+    if script == 'app':
+        # Trusted, the app would start serving: the option is all to see.
+        help_text = run(script, '--help').stdout
+        assert '--trust-checkpoint' in help_text
+        return
+    proc = run(script, *args, *common, '--trust-checkpoint')
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(tmp_path / 'out')
+
+
+def test_app_with_a_missing_checkpoint_does_not_start():
+    line = error_line(run('app', '--weights', 'rapsam_r50_12e.pth'))
+    assert 'Checkpoint file not found: rapsam_r50_12e.pth' in line
