@@ -4,25 +4,32 @@
         [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
 
 The checkpoint must fit the model exactly: every missing, unexpected or
-wrongly shaped key is listed and the run stops before evaluating.
+wrongly shaped key is listed and the run stops before evaluating. A missing
+file or a wrong option ends the run with one ``error: ...`` line (exit 2).
 """
 import argparse
 import os.path as osp
 import sys
 
+from mmdet.visualization import DetLocalVisualizer
 from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
-from rap_sam.utils.checkpoint import (CheckpointMismatchError,
-                                      UnsafeCheckpointError,
+from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       load_model_weights,
                                       trust_all_checkpoints)
-from rap_sam.utils.launcher import setup_cpu_distributed  # noqa: E402
+from rap_sam.utils.launcher import setup_cpu_distributed
 from rap_sam.utils.runner_cli import (apply_overrides, load_config,
                                       parse_runner_args)
+from rap_sam.utils.user_errors import UserError, cli_errors
+from rap_sam.visualization import RapSAMLocalVisualizer
+
+
+class EvalArgumentError(UserError, ValueError):
+    """A file or option of tools/test.py that cannot be used."""
 
 
 def parse_args(argv=None):
@@ -50,9 +57,16 @@ def parse_args(argv=None):
 
 
 def build_cfg(args) -> Config:
-    cfg = load_config(args)
+    if not osp.isfile(args.config):
+        raise EvalArgumentError(f'Config file not found: {args.config}')
     if not osp.isfile(osp.expanduser(args.checkpoint)):
-        raise SystemExit(f'Checkpoint file not found: {args.checkpoint}')
+        raise CheckpointNotFoundError(
+            f'Checkpoint file not found: {args.checkpoint} (give the path '
+            'of a .pth file, e.g. the released rapsam_r50_12e.pth)')
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+        raise EvalArgumentError(
+            f'--out must name a .pkl or .pickle file, not {args.out}')
+    cfg = load_config(args)
     setup_cpu_distributed(cfg, args.launcher)
     apply_overrides(cfg, args)
     # Weights come from the checkpoint, not from ImageNet init.
@@ -63,10 +77,16 @@ def build_cfg(args) -> Config:
     if args.show_dir:
         hooks = cfg.default_hooks
         if 'visualization' not in hooks:
-            raise SystemExit('--show-dir needs a visualization hook in '
-                             'default_hooks')
+            raise EvalArgumentError(
+                f'--show-dir needs a visualization hook in {args.config}\'s '
+                'default_hooks (mmdet\'s DetVisualizationHook)')
         hooks.visualization.draw = True
         hooks.visualization.test_out_dir = args.show_dir
+        if cfg.get('visualizer', {}).get('type') in (DetLocalVisualizer,
+                                                     'DetLocalVisualizer'):
+            # Its subclass: display names, and images without segments.
+            # (By name: a class in a config that the Runner prints fails.)
+            cfg.visualizer.type = 'mmdet.' + RapSAMLocalVisualizer.__name__
     return cfg
 
 
@@ -78,14 +98,9 @@ def main(argv=None):
     runner = Runner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(
         runner.model) else runner.model
-    try:
-        load_model_weights(model, args.checkpoint)
-    except (CheckpointMismatchError, UnsafeCheckpointError) as err:
-        raise SystemExit(f'Cannot load {args.checkpoint}:\n{err}')
+    load_model_weights(model, args.checkpoint)
     if args.out:
         from mmdet.evaluation import DumpDetResults
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise SystemExit('--out must be a .pkl or .pickle file')
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
@@ -94,4 +109,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with cli_errors():
+        main()

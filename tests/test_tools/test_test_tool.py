@@ -1,11 +1,13 @@
 """tools/test.py and tools/dist_test.sh end to end on generated datasets in
 the official formats, with a seeded checkpoint saved as mmengine saves."""
+import glob
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import save_checkpoint
 
 from rap_sam.testing import make_coco_panoptic, make_youtube_vis
+from rap_sam.utils.checkpoint import CheckpointMismatchError
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
 import test as test_tool  # noqa: E402
@@ -139,7 +142,7 @@ def test_checkpoint_with_wrong_keys_is_listed(tmp_path, coco_root):
     state['neck.extra.weight'] = torch.zeros(1)
     state['panoptic_head.kernels.weight'] = torch.zeros(50, 256)
     torch.save(dict(state), tmp_path / 'bad.pth')
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(CheckpointMismatchError) as err:
         run_tool(config, str(tmp_path / 'bad.pth'), tmp_path / 'work',
                  loader_options(coco_root, {}))
     message = str(err.value)
@@ -174,3 +177,63 @@ def test_dist_test_one_cpu_process(tmp_path, coco_root):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'coco_panoptic/PQ' in proc.stdout + proc.stderr
+
+
+def run_script(args, cwd=REPO):
+    """``python tools/test.py ...`` as the README runs it."""
+    return subprocess.run([sys.executable, 'tools/test.py', *args],
+                          cwd=cwd,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+
+
+def test_show_dir_draws_with_mmdet_visualizer(tmp_path, coco_root):
+    """--show-dir: one drawing per image by mmdet's DetVisualizationHook
+    and DetLocalVisualizer, ground truth beside the prediction."""
+    config = 'rap_sam/eval_rap_sam_coco.py'
+    ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
+    options = loader_options(
+        coco_root,
+        {
+            'test_dataloader.dataset.pipeline.1.scale': '(128,96)',
+            'test_evaluator.seg_prefix':
+            coco_root + 'annotations/panoptic_val2017/',
+            # Random weights are never 0.8 sure: segments to draw.
+            'model.test_cfg.object_mask_thr': 0.3,
+        })
+    proc = run_script([
+        config_path(config), ckpt, '--work-dir',
+        str(tmp_path / 'work'), '--show-dir', 'shown', '--cfg-options',
+        *options
+    ])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    drawn = sorted(glob.glob(str(tmp_path / 'work' / '*' / 'shown' / '*')))
+    images = sorted(glob.glob(coco_root + 'val2017/*.jpg'))
+    assert [osp.basename(p) for p in drawn] == \
+        [osp.basename(p) for p in images]
+    for out, src in zip(drawn, images):
+        img, shown = cv2.imread(src), cv2.imread(out)
+        h, w = img.shape[:2]
+        # Ground truth left, prediction right, both drawn over the photo.
+        assert shown.shape == (h, 2 * w, 3)
+        for half in (shown[:, :w], shown[:, w:]):
+            changed = np.abs(half.astype(int) - img).max(-1) > 40
+            assert changed.mean() > 0.2
+
+
+@pytest.mark.parametrize('which', ['config', 'checkpoint'])
+def test_missing_file_is_one_line(tmp_path, which):
+    config, ckpt = config_path('rap_sam/eval_rap_sam_coco.py'), __file__
+    if which == 'config':
+        config = str(tmp_path / 'absent.py')
+    else:
+        ckpt = str(tmp_path / 'absent.pth')
+    proc = run_script([config, ckpt, '--work-dir', str(tmp_path / 'work')])
+    assert proc.returncode == 2
+    assert 'Traceback' not in proc.stderr
+    name = config if which == 'config' else ckpt
+    assert proc.stderr.startswith(f'error: {which.capitalize()} file not '
+                                  f'found: {name}')
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not osp.exists(tmp_path / 'work')
