@@ -137,3 +137,43 @@ def test_malformed_point_is_an_argparse_error(capsys):
         prompt_demo.main(['x.jpg', COCO, '--points', '3,a'])
     assert "A point must be 2 comma-separated numbers, got '3,a'" in \
         capsys.readouterr().err
+
+
+def test_full_disk_keeps_earlier_results_whole(weights, small_photo, tmp_path,
+                                               capsys, monkeypatch):
+    """A disk that fills up while the drawing is written (simulated: the
+    write fails with ENOSPC after 64 KB) leaves the earlier result as it was
+    and no partial file, and ends with a one-line message."""
+    import errno
+    import os
+
+    import demo
+    from rap_sam.utils import output_files
+
+    def full_disk(path, mode='r', *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)
+        write = f.write
+
+        def write_64k(data):
+            write(data[:65536])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        f.write = write_64k
+        return f
+
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'coffee.png').write_bytes(b'earlier drawing')
+    monkeypatch.setattr(output_files, 'open', full_disk, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main([
+            small_photo, COCO, '--weights', weights, '--scale', '64', '64',
+            '--out-dir',
+            str(out), '--overwrite'
+        ])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f'error: Cannot write {out}/coffee.png: No space left on device; '
+        'free some space or choose another output folder.')
+    assert os.listdir(out) == ['coffee.png']
+    assert (out / 'coffee.png').read_bytes() == b'earlier drawing'
