@@ -157,9 +157,10 @@ param_scheduler = [
         milestones=[max_epochs - 2],
         gamma=0.1)
 ]
+# A checkpoint every epoch (one kept; 23 MB, about 0.1 s to write): a run
+# killed at any moment resumes with --resume from the last epoch.
 default_hooks.update(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    logger=dict(interval=10), checkpoint=dict(interval=1, max_keep_ckpts=1))
 log_processor.update(window_size=10)
 custom_hooks = [dict(type=SkippedSamplesHook, interval=10)]
 # Seeded (data order, augmentation, prompts, initial weights), so the toy
