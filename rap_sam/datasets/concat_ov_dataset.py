@@ -167,7 +167,8 @@ class ConcatOVDataset(ConcatDataset):
 
     @staticmethod
     def _sample_files(dataset, idx) -> List[Optional[str]]:
-        info = dataset.get_data_info(idx)
+        # mmdet's video datasets also take (video, frames) tuples
+        info = dataset.get_data_info(idx[0] if isinstance(idx, tuple) else idx)
         if 'images' in info:  # a video: every frame
             return [im.get('img_path') for im in info['images']]
         return [info.get('img_path'), info.get('seg_map_path')]
