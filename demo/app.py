@@ -31,7 +31,7 @@ from rap_sam.apis import RapSAMPredictor, read_image  # noqa: E402
 from rap_sam.apis.visualization import draw_panoptic  # noqa
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
                                         panoptic_segments, prompt_records)
-from rap_sam.utils.output_files import make_out_dir  # noqa: E402
+from rap_sam.utils.output_files import OutputError, make_out_dir  # noqa
 from rap_sam.utils.user_errors import UserError  # noqa: E402
 
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
@@ -384,7 +384,14 @@ def main(argv=None):
             lambda: load_predictor(args, args.video_config,
                                    **predictor_kwargs(args)),
             tempfile.mkdtemp(prefix='rap_sam_app_'))
-    ui = launch(app, args.host, args.port, args.max_queue, args.max_file_size)
+        try:
+            ui = launch(app, args.host, args.port, args.max_queue,
+                        args.max_file_size)
+        except OSError as err:  # gradio's "Cannot find empty port" and kin
+            reason = str(err).split('. ')[0].rstrip('.')
+            raise OutputError(f'Cannot serve on {args.host}:{args.port} '
+                              f'({reason}): choose another --port or '
+                              '--host.') from err
     print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C stops it)')
     try:
         ui.block_thread()
