@@ -4,7 +4,9 @@
 # call it with their script and arguments:
 #   ./tools/dist_launch.sh SCRIPT NUM_GPUS [SCRIPT's arguments]
 # Several nodes: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on each node,
-# the variables torchrun reads, and run the same command everywhere.
+# the variables torchrun reads, and run the same command everywhere, from
+# the same path: evaluation gathers the processes' results through files
+# in ./.dist_test, which must be on a file system all nodes share.
 set -euo pipefail
 # The callers check their own arguments; set -u stops a call without these.
 SCRIPT=$1
