@@ -83,7 +83,7 @@ class InteractiveMetric(BaseMetric):
         if option is None:
             return None
         usage = ('reference_averaging must be dict(num_processes=N) with N '
-                 'the reference run\'s process count (8 for the paper), '
+                 'the process count of the reference run to replay (e.g. 8), '
                  'optionally zip_longest_collect=True')
         if not isinstance(option, dict):
             raise ReferenceAveragingError(f'{usage}; got {option!r}.')
