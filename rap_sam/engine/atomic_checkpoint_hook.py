@@ -4,7 +4,7 @@ import random
 
 import numpy as np
 import torch
-from mmengine.dist import is_main_process
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
@@ -84,7 +84,9 @@ class AtomicCheckpointHook(CheckpointHook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Applied in before_train: Runner.resume may still reseed after
         # loading (when the config's seed differs from the checkpoint's).
-        if runner._resume:
+        # The states are rank 0's: ranks seeded apart keep their own.
+        per_rank = (runner.cfg.get('randomness') or {}).get('diff_rank_seed')
+        if runner._resume and not (per_rank and get_world_size() > 1):
             self._rng_states = checkpoint.get('rng_states')
 
     def _restore_rng_states(self) -> None:
@@ -100,9 +102,10 @@ class AtomicCheckpointHook(CheckpointHook):
         super().before_train(runner)
         self._restore_rng_states()
         if self._is_local() and is_main_process():
-            for name in checkpoint_files.remove_stale_tmp_files(self.out_dir):
-                runner.logger.info(
-                    f'Removed {name}, left by a save that was interrupted.')
+            for dirname in {self.out_dir, runner.work_dir}:
+                for name in checkpoint_files.remove_stale_tmp_files(dirname):
+                    runner.logger.info(f'Removed {name}, left by a save '
+                                       'that was interrupted.')
 
     def _is_local(self) -> bool:
         return isinstance(self.file_backend, LocalBackend)
