@@ -12,6 +12,7 @@ only. Bad input (an unreadable file, an image too large, an empty video,
 --max-file-size are refused.
 """
 import argparse
+import contextlib
 import os
 import os.path as osp
 import re
@@ -22,6 +23,7 @@ import uuid
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
 
 import gradio as gr  # noqa: E402
+import gradio.component_meta as gradio_component_meta  # noqa: E402
 import numpy as np  # noqa: E402
 from demo_cli import load_predictor  # noqa: E402
 from demo_cli import REPO, base_parser, predictor_kwargs, user_errors
@@ -52,24 +54,42 @@ def _user_error(err: UserError) -> gr.Error:
     return gr.Error(str(err), print_exception=False)
 
 
-class CheckedImage(gr.Image):
-    """An image upload read by the API's :func:`read_image` instead of PIL:
-    the same checks and limits as everywhere else (the size is read from the
-    header before decoding), and its messages shown in the page (gradio's
-    own decoder shows only "Error"). Passes an RGB ``uint8`` array."""
+@contextlib.contextmanager
+def _no_type_stub():
+    """gradio writes a type stub (demo/app.pyi) beside the module of every
+    component subclass it sees defined; a demo must not write into the
+    user's checkout."""
+    write_stub = gradio_component_meta.create_or_modify_pyi
+    gradio_component_meta.create_or_modify_pyi = lambda *args: None
+    try:
+        yield
+    finally:
+        gradio_component_meta.create_or_modify_pyi = write_stub
 
-    def preprocess(self, payload):
-        path = getattr(payload, 'path', None)
-        if payload is None or not path or (payload.url
-                                           or '').startswith('data:'):
-            return super().preprocess(payload)
-        try:
-            bgr = read_image(path)
-        except UserError as err:
-            # Name the file the user chose, not gradio's copy of it.
-            name = getattr(payload, 'orig_name', None) or osp.basename(path)
-            raise gr.Error(str(err).replace(path, name), print_exception=False)
-        return np.ascontiguousarray(bgr[..., ::-1])
+
+with _no_type_stub():
+
+    class CheckedImage(gr.Image):
+        """An image upload read by the API's :func:`read_image` instead of
+        PIL: the same checks and limits as everywhere else (the size is read
+        from the header before decoding), and its messages shown in the page
+        (gradio's own decoder shows only "Error"). Passes an RGB ``uint8``
+        array."""
+
+        def preprocess(self, payload):
+            path = getattr(payload, 'path', None)
+            if payload is None or not path or (payload.url
+                                               or '').startswith('data:'):
+                return super().preprocess(payload)
+            try:
+                bgr = read_image(path)
+            except UserError as err:
+                # Name the file the user chose, not gradio's copy of it.
+                name = getattr(payload, 'orig_name',
+                               None) or osp.basename(path)
+                raise gr.Error(
+                    str(err).replace(path, name), print_exception=False)
+            return np.ascontiguousarray(bgr[..., ::-1])
 
 
 class RapSAMApp:

@@ -14,5 +14,6 @@ from . import datasets  # noqa: E402,F401
 from . import evaluation  # noqa: E402,F401
 from . import models  # noqa: E402,F401
 from . import utils  # noqa: E402,F401
+from . import visualization  # noqa: E402,F401
 
 __version__ = '0.1.0'

@@ -57,8 +57,7 @@ def parse_args(argv=None):
 
 
 def build_cfg(args) -> Config:
-    if not osp.isfile(args.config):
-        raise EvalArgumentError(f'Config file not found: {args.config}')
+    cfg = load_config(args)
     if not osp.isfile(osp.expanduser(args.checkpoint)):
         raise CheckpointNotFoundError(
             f'Checkpoint file not found: {args.checkpoint} (give the path '
@@ -66,7 +65,6 @@ def build_cfg(args) -> Config:
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise EvalArgumentError(
             f'--out must name a .pkl or .pickle file, not {args.out}')
-    cfg = load_config(args)
     setup_cpu_distributed(cfg, args.launcher)
     apply_overrides(cfg, args)
     # Weights come from the checkpoint, not from ImageNet init.

@@ -1,5 +1,4 @@
 from mmdet.engine.hooks import DetVisualizationHook
-from mmdet.visualization import DetLocalVisualizer
 from mmengine.hooks import (DistSamplerSeedHook, IterTimerHook, LoggerHook,
                             ParamSchedulerHook)
 from mmengine.runner import LogProcessor, TestLoop, ValLoop
@@ -28,8 +27,12 @@ env_cfg = dict(
 )
 
 vis_backends = [dict(type=LocalVisBackend)]
+# mmdet's DetLocalVisualizer with display names (rap_sam/visualization); by
+# name, as the Runner prints its config.
 visualizer = dict(
-    type=DetLocalVisualizer, vis_backends=vis_backends, name='visualizer')
+    type='mmdet.RapSAMLocalVisualizer',
+    vis_backends=vis_backends,
+    name='visualizer')
 log_processor = dict(type=LogProcessor, window_size=50, by_epoch=True)
 
 val_cfg = dict(type=ValLoop)

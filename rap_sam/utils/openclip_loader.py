@@ -225,7 +225,7 @@ def resolve_clip_checkpoint(model_name: str,
               if hub_id else 'the OpenCLIP release that offers this tag')
     raise ClipWeightsNotFoundError(
         f'No weights for OpenCLIP {model_name!r} with pretrained tag '
-        f'{pretrained!r} on this machine, and none can be downloaded here.\n'
+        f'{pretrained!r} on this machine, and none can be downloaded here. '
         f'Fetch them on a machine with internet from {source}, then either '
         f'put the file at {candidates[0]} (or set {CLIP_DIR_ENV} to the '
         f'folder that holds {model_name}/{pretrained}/) or pass its path '

@@ -7,6 +7,12 @@ from typing import Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
+from .user_errors import UserError
+
+
+class ConfigFileError(UserError, FileNotFoundError):
+    """The config file named on the command line is missing or broken."""
+
 
 def parse_runner_args(parser: argparse.ArgumentParser,
                       argv: Optional[Sequence[str]],
@@ -39,8 +45,13 @@ def parse_runner_args(parser: argparse.ArgumentParser,
 def load_config(args: argparse.Namespace) -> Config:
     """The config file ``args.config``, run by ``args.launcher``."""
     if not osp.isfile(args.config):
-        raise SystemExit(f'Config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+        raise ConfigFileError(f'Config file not found: {args.config}')
+    try:
+        cfg = Config.fromfile(args.config)
+    except (SyntaxError, ImportError, NameError, KeyError, TypeError,
+            ValueError, AttributeError) as err:
+        raise ConfigFileError(f'Cannot read config {args.config}: '
+                              f'{type(err).__name__}: {err}') from err
     cfg.launcher = args.launcher
     return cfg
 

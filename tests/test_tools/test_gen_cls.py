@@ -271,9 +271,9 @@ def test_shipped_configs_without_weights_say_what_to_fetch(tmp_path):
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 2, err
         assert 'Traceback' not in err
-        # Nothing but the message (which openclip_loader words over two
-        # lines today).
+        # Nothing but the one-line message.
         assert err.startswith('error: No weights for OpenCLIP'), err
+        assert len(err.strip().splitlines()) == 1, err
         for part in ('open_clip_pytorch_model.bin', expected.format(name),
                      '--checkpoint PATH', 'RAP_SAM_CLIP_DIR'):
             assert part in err, (name, part, err)

@@ -1,0 +1,102 @@
+"""Peak memory of one API call: ``segment_image`` on a large image, or
+``predict_prompts`` with many prompts.
+
+    python tools/analysis/api_memory.py image --size 4000 3000 --scale 320
+    python tools/analysis/api_memory.py prompts --num 1000 --size 512 512 \
+        --batch-size 64
+
+Random weights and random class embeddings (memory does not depend on
+them), one process per call (run it once per setting so peaks don't mix).
+Prints the peak resident memory during the call, above what the loaded
+model and image already held.
+"""
+import argparse
+import os.path as osp
+import resource
+import sys
+import time
+import warnings
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import numpy as np  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+
+from rap_sam.apis import RapSAMPredictor  # noqa: E402
+from rap_sam.utils.user_errors import cli_errors  # noqa: E402
+
+CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('task', choices=['image', 'prompts'])
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        metavar=('W', 'H'),
+        default=(512, 512),
+        help='image size')
+    parser.add_argument(
+        '--scale',
+        type=int,
+        default=None,
+        help='the model sees the image resized to fit SCALE x SCALE '
+        '(default: the image size)')
+    parser.add_argument(
+        '--num', type=int, default=1000, help='prompts (task prompts)')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='prompts decoded at a time (default: the predictor\'s)')
+    return parser.parse_args(argv)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    w, h = args.size
+    scale = args.scale or max(w, h)
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.panoptic_head.ov_classifier_name = None  # random classes
+    warnings.simplefilter('ignore')
+    with cli_errors():
+        predictor = RapSAMPredictor(
+            cfg,
+            device='cpu',
+            scale=(scale, scale),
+            max_pixels=max(w * h, 1),
+            prompt_batch_size=args.batch_size or 64)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if args.task == 'image':
+        # A small call first, so that one-off allocations are not counted.
+        predictor.segment_image(img[:64, :64])
+        before, start = peak_mb(), time.perf_counter()
+        result = predictor.segment_image(img)
+        what = f'{len(result.pred_instances)} instances'
+    else:
+        predictor.set_image(img)
+        predictor.predict_prompts(points=[[1, 1]])
+        points = rng.uniform(0, min(w, h), (args.num, 2))
+        before, start = peak_mb(), time.perf_counter()
+        result = predictor.predict_prompts(points=points)
+        masks = result.pred_instances.masks
+        what = (f'{args.num} prompts, masks {masks.numel() / 2**20:.0f} MB')
+    seconds = time.perf_counter() - start
+    print(f'{args.task}: {w} x {h} ({w * h / 1e6:.1f} MP) at scale {scale}: '
+          f'peak RSS {peak_mb():.0f} MB, +{peak_mb() - before:.0f} MB over '
+          f'the loaded model and image; {what}; {seconds:.1f} s')
+
+
+if __name__ == '__main__':
+    main()
