@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from mmcv.transforms import Compose
 from mmdet.datasets.transforms import PackDetInputs, Resize
-from mmdet.registry import DATASETS, MODELS
+from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.logging import MMLogger
@@ -21,6 +21,7 @@ from rap_sam.datasets import display_names
 from rap_sam.models.utils import clicks_to_boxes
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
+from rap_sam.visualization import config_dataset_meta
 from .inputs import (InputError, check_int, check_number, check_pixels,
                      check_prompts, max_pixels_limit, read_image)
 from .video import track_video
@@ -51,32 +52,6 @@ def _test_scale(cfg: Config, default=(1333, 800)) -> tuple:
     pipeline = cfg.get('test_dataloader', {}).get('dataset',
                                                   {}).get('pipeline', [])
     return _find_scale(pipeline) or default
-
-
-def _dataset_meta(cfg: Config, num_classes: int, num_things: int) -> dict:
-    """Display names and colours of the config's test dataset, or generic
-    ones when it has none that fit the model."""
-    kind = cfg.get('test_dataloader', {}).get('dataset', {}).get('type')
-    if isinstance(kind, str):
-        kind = DATASETS.get(kind)
-    meta = getattr(kind, 'METAINFO', {})
-    classes = meta.get('classes')
-    if classes is not None and len(classes) == num_classes:
-        names = display_names(classes)
-    else:
-        names = [f'class_{i}' for i in range(num_classes)]
-    palette = meta.get('palette')
-    if palette is None or len(palette) < num_classes:
-        rng = np.random.default_rng(0)
-        palette = [
-            tuple(int(c) for c in rng.integers(0, 256, 3))
-            for _ in range(num_classes)
-        ]
-    return dict(
-        classes=names,
-        thing_classes=names[:num_things],
-        stuff_classes=names[num_things:],
-        palette=list(palette[:num_classes]))
 
 
 def _load_config(config) -> Config:
@@ -272,8 +247,8 @@ class RapSAMPredictor:
             self.dataset_meta = self._use_vocabulary(classes, num_things,
                                                      clip_checkpoint)
         else:
-            self.dataset_meta = _dataset_meta(cfg, self.model.num_classes,
-                                              self.model.num_things_classes)
+            self.dataset_meta = config_dataset_meta(
+                cfg, self.model.num_classes, self.model.num_things_classes)
         self.model.to(self.device).eval()
         if optimize:
             from rap_sam.models.utils.inference_mode import \
