@@ -23,7 +23,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from rap_sam.testing.coco_panoptic_categories import coco_panoptic_categories
 from rap_sam.testing.toy_datasets import (YTVIS_2019_NAMES, mask_bbox,
                                           panoptic_split_dirs, shape_mask,
-                                          uncompressed_rle, write_panoptic_png)
+                                          track_annotation, write_panoptic_png)
 
 # BGR colour and shape per class; classes in both datasets look alike.
 COCO_THINGS = {
@@ -172,24 +172,8 @@ def make_toy_ytvis(root, num_videos, seed=0, split='train'):
         for cat, masks in tracks:
             present = [m if m.any() else None for m in masks]
             anns.append(
-                dict(
-                    id=len(anns) + 1,
-                    video_id=v + 1,
-                    category_id=cat,
-                    iscrowd=0,
-                    height=height,
-                    width=width,
-                    length=1,
-                    segmentations=[
-                        None if m is None else uncompressed_rle(m)
-                        for m in present
-                    ],
-                    bboxes=[
-                        None if m is None else mask_bbox(m) for m in present
-                    ],
-                    areas=[
-                        None if m is None else float(m.sum()) for m in present
-                    ]))
+                track_annotation(
+                    len(anns) + 1, v + 1, cat, present, height, width))
         videos.append(
             dict(
                 id=v + 1,

@@ -1,8 +1,8 @@
 from .coco_panoptic_categories import coco_panoptic_categories
 from .toy_datasets import (make_coco_panoptic, make_youtube_vis, mask_bbox,
-                           shape_mask, uncompressed_rle)
+                           shape_mask, track_annotation, uncompressed_rle)
 
 __all__ = [
     'make_coco_panoptic', 'make_youtube_vis', 'coco_panoptic_categories',
-    'shape_mask', 'mask_bbox', 'uncompressed_rle'
+    'shape_mask', 'mask_bbox', 'track_annotation', 'uncompressed_rle'
 ]

@@ -68,6 +68,26 @@ def uncompressed_rle(mask: np.ndarray) -> dict:
     return dict(counts=counts, size=list(mask.shape))
 
 
+def track_annotation(ann_id: int, video_id: int, category_id: int,
+                     masks: Sequence[Optional[np.ndarray]], height: int,
+                     width: int) -> dict:
+    """A YouTube-VIS annotation: one track's per-frame masks (``None``
+    where it is absent) as uncompressed RLEs, boxes and areas."""
+    return dict(
+        id=ann_id,
+        video_id=video_id,
+        category_id=category_id,
+        iscrowd=0,
+        height=height,
+        width=width,
+        length=1,
+        segmentations=[
+            None if m is None else uncompressed_rle(m) for m in masks
+        ],
+        bboxes=[None if m is None else mask_bbox(m) for m in masks],
+        areas=[None if m is None else float(m.sum()) for m in masks])
+
+
 def panoptic_split_dirs(root: str, split: str) -> Tuple[str, str]:
     """Create the image and PNG folders of ``split`` in the COCO panoptic
     layout, ``root/{split}`` and ``root/annotations/panoptic_{split}``, and
@@ -283,27 +303,10 @@ def make_youtube_vis(root: str,
                         _paint(canvas, track['masks'][t], rng)
                 cv2.imwrite(osp.join(img_dir, file_name), canvas)
             for track in video['tracks']:
-                masks = track['masks']
                 anns.append(
-                    dict(
-                        id=track['id'],
-                        video_id=video['id'],
-                        category_id=track['category_id'],
-                        iscrowd=0,
-                        height=h,
-                        width=w,
-                        length=1,
-                        segmentations=[
-                            None if m is None else uncompressed_rle(m)
-                            for m in masks
-                        ],
-                        bboxes=[
-                            None if m is None else mask_bbox(m) for m in masks
-                        ],
-                        areas=[
-                            None if m is None else float(m.sum())
-                            for m in masks
-                        ]))
+                    track_annotation(track['id'], video['id'],
+                                     track['category_id'], track['masks'], h,
+                                     w))
             videos.append(video)
         keep_anns = split != 'valid' or valid_annotations
         ann_file = osp.join(root, f'{split}.json')

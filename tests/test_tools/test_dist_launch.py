@@ -31,7 +31,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.runner import save_checkpoint
 
 from rap_sam.testing import (make_coco_panoptic, make_youtube_vis, mask_bbox,
-                             uncompressed_rle)
+                             track_annotation)
 from rap_sam.testing.toy_datasets import write_panoptic_png
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
@@ -208,26 +208,11 @@ def ytvis_truth_from_predictions(toy, state_dict):
                                                  for m in tr['masks'])),
             key=lambda tr: -tr['score'])[:3]
         for track in best:
-            masks = track['masks']
             anns.append(
-                dict(
-                    id=len(anns) + 100,
-                    video_id=video['id'],
-                    category_id=dataset.cat_ids[track['label']],
-                    iscrowd=0,
-                    height=video['height'],
-                    width=video['width'],
-                    length=1,
-                    segmentations=[
-                        None if m is None else uncompressed_rle(m)
-                        for m in masks
-                    ],
-                    bboxes=[
-                        None if m is None else mask_bbox(m) for m in masks
-                    ],
-                    areas=[
-                        None if m is None else float(m.sum()) for m in masks
-                    ]))
+                track_annotation(
+                    len(anns) + 100, video['id'],
+                    dataset.cat_ids[track['label']], track['masks'],
+                    video['height'], video['width']))
     content['annotations'] = anns
     with open(ann_file, 'w') as f:
         json.dump(content, f)
