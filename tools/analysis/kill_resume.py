@@ -3,7 +3,8 @@ time with ``--resume``, and compare its final weights with those of an
 uninterrupted run.
 
     python tools/analysis/kill_resume.py [--kills 20] [--seed 0]
-        [--epochs 4] [--coco-train 16] [--videos 6]
+        [--epochs 8] [--coco-train 8] [--videos 4]
+        [--save-window 0.04] [--keep-reference]
         [--root work_dirs/kill_resume] [--cfg-options k=v ...]
 
 A benchmark, not a test: it trains the toy recipe
@@ -14,7 +15,7 @@ the main process (``num_workers=0``: workers' random states are not in
 checkpoints, see AtomicCheckpointHook). First one uninterrupted run; then
 the same run, killed ``--kills`` times: half of the kills at a random
 moment of the run (start-up included), half a random instant after the
-run announces a checkpoint save (those land inside or just after the
+checkpoint's temporary file appears (those land inside or just after the
 write). After each kill it checks that ``last_checkpoint`` names a
 complete checkpoint, then resumes. It prints the maximum absolute
 difference between the final weights of both runs per group of tensors
@@ -22,6 +23,7 @@ difference between the final weights of both runs per group of tensors
 run did not finish or a kill left no usable checkpoint.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import random
@@ -44,17 +46,29 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--kills', type=int, default=20)
     parser.add_argument('--seed', type=int, default=0, help='kill moments')
-    parser.add_argument('--epochs', type=int, default=4)
+    parser.add_argument('--epochs', type=int, default=8)
     parser.add_argument(
         '--coco-train',
         type=int,
-        default=16,
+        default=8,
         help='toy COCO training images (the toy run has 64)')
     parser.add_argument(
         '--videos',
         type=int,
-        default=6,
+        default=4,
         help='toy YouTube-VIS videos (the toy run has 24)')
+    parser.add_argument(
+        '--save-window',
+        type=float,
+        default=0.04,
+        help='kills aimed at a save land up to this many seconds after its '
+        'temporary file appears (writing the toy checkpoint, fsync and '
+        'rename and last_checkpoint take a few hundredths of a second)')
+    parser.add_argument(
+        '--keep-reference',
+        action='store_true',
+        help='reuse the uninterrupted run of an earlier call with the same '
+        'options')
     parser.add_argument('--root', default='work_dirs/kill_resume')
     parser.add_argument('--cfg-options', nargs='+', default=[])
     return parser.parse_args(argv)
@@ -91,6 +105,15 @@ class Training:
                     self.saves.append(now)
                     self.save_event.set()
 
+    def wait_for_write(self, work_dir, timeout=60):
+        """Until the checkpoint's temporary file appears: the save first
+        formats the config, seconds on a busy CPU."""
+        end = time.time() + timeout
+        while self.proc.poll() is None and time.time() < end:
+            if any(f.endswith('.tmp') for f in os.listdir(work_dir)):
+                return
+            time.sleep(0.005)
+
     def kill(self):
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -102,6 +125,13 @@ class Training:
         code = self.proc.wait()
         self.reader.join()
         return code
+
+
+def left_in_save(work_dir, since):
+    """Whether a save begun after ``since`` left its temporary file."""
+    return any(
+        f.endswith('.tmp') and osp.getmtime(osp.join(work_dir, f)) >= since
+        for f in os.listdir(work_dir))
 
 
 def last_checkpoint(work_dir):
@@ -167,21 +197,35 @@ def main(argv=None):
         ] + (['--resume'] if resume else []) + ['--cfg-options'] + options
 
     final = f'epoch_{args.epochs}.pth'
-    ref_dir, run_dir = osp.join(root,
-                                'uninterrupted'), osp.join(root, 'killed')
-    for work_dir in (ref_dir, run_dir):
+    ref_dir = osp.join(root, 'uninterrupted')
+    run_dir = osp.join(root, 'killed')
+    ref_info = osp.join(root, 'uninterrupted.json')
+    reference = None
+    if args.keep_reference and osp.isfile(ref_info) and osp.isfile(
+            osp.join(ref_dir, final)):
+        with open(ref_info) as f:
+            reference = json.load(f)
+        if reference['options'] != options:
+            reference = None
+    for work_dir in (run_dir, ) if reference else (ref_dir, run_dir):
         subprocess.run(['rm', '-rf', work_dir], check=True)
         os.makedirs(work_dir)
 
-    print(f'uninterrupted run ({args.epochs} epochs) ...', flush=True)
-    ref = Training(command(ref_dir, False), env, osp.join(root, 'ref.log'))
-    if ref.wait() != 0:
-        raise SystemExit(f'the uninterrupted run failed: {root}/ref.log')
-    total = time.time() - ref.start
-    startup = ref.first_iter or 0.0
+    if reference is None:
+        print(f'uninterrupted run ({args.epochs} epochs) ...', flush=True)
+        ref = Training(command(ref_dir, False), env, osp.join(root, 'ref.log'))
+        if ref.wait() != 0:
+            raise SystemExit(f'the uninterrupted run failed: {root}/ref.log')
+        reference = dict(
+            options=options,
+            total=time.time() - ref.start,
+            startup=ref.first_iter or 0.0)
+        with open(ref_info, 'w') as f:
+            json.dump(reference, f)
+    total, startup = reference['total'], reference['startup']
     epoch_time = (total - startup) / args.epochs
     print(
-        f'  {total:.0f} s: start-up {startup:.0f} s, '
+        f'uninterrupted run: {total:.0f} s: start-up {startup:.0f} s, '
         f'{epoch_time:.0f} s per epoch',
         flush=True)
 
@@ -193,8 +237,9 @@ def main(argv=None):
         run = Training(command(run_dir, i > 0), env, log)
         if at_save:
             run.save_event.wait()  # set, or never if the process ends
-            delay = rng.uniform(0, 0.5)
-            what = f'{delay:.2f} s after a save began'
+            run.wait_for_write(run_dir)
+            delay = rng.uniform(0, args.save_window)
+            what = f'{delay:.2f} s into a checkpoint write'
         else:
             delay = rng.uniform(0, startup + 1.5 * epoch_time)
             what = f'at {delay:.1f} s'
@@ -209,7 +254,7 @@ def main(argv=None):
         named, complete = last_checkpoint(run_dir)
         state = (f'last_checkpoint -> {osp.basename(named)}'
                  if named else 'no checkpoint yet')
-        if any(f.endswith('.tmp') for f in os.listdir(run_dir)):
+        if left_in_save(run_dir, run.start):
             state += ' (killed inside a save: a temporary file is left)'
             mid_save += 1
         if not complete:
