@@ -66,15 +66,7 @@ def parse_args(argv=None):
 
 
 def build_cfg(args) -> Config:
-    if not osp.isfile(args.config):
-        raise TrainArgumentError(f'Config file not found: {args.config}')
-    try:
-        cfg = load_config(args)
-    except (SyntaxError, ImportError, NameError, KeyError, TypeError,
-            ValueError, AttributeError) as err:
-        raise TrainArgumentError(
-            f'Cannot read config {args.config}: {type(err).__name__}: '
-            f'{err}') from err
+    cfg = load_config(args)  # a missing or broken file: ConfigFileError
     _check_option_keys(cfg, args.cfg_options or {})
     try:
         apply_overrides(cfg, args)
