@@ -213,7 +213,9 @@ def main(argv=None):
 
     if reference is None:
         print(f'uninterrupted run ({args.epochs} epochs) ...', flush=True)
-        ref = Training(command(ref_dir, False), env, osp.join(root, 'ref.log'))
+        ref_log = osp.join(root, 'ref.log')
+        open(ref_log, 'w').close()
+        ref = Training(command(ref_dir, False), env, ref_log)
         if ref.wait() != 0:
             raise SystemExit(f'the uninterrupted run failed: {root}/ref.log')
         reference = dict(
@@ -231,6 +233,7 @@ def main(argv=None):
 
     rng = random.Random(args.seed)
     log = osp.join(root, 'killed.log')
+    open(log, 'w').close()  # the processes append to it
     failures, finished, mid_save = [], False, 0
     for i in range(args.kills):
         at_save = i % 2 == 1
