@@ -81,14 +81,12 @@ def write_toy_class_embeddings(out_dir: str, dims: int = 64) -> None:
 
 def epoch_options(epochs: int) -> list:
     """``--cfg-options`` for ``epochs`` epochs of the toy config: the lr
-    step stays two epochs before the end and the one checkpoint at the
-    end, as in the config (whose values are computed before
-    ``--cfg-options`` apply)."""
+    step stays two epochs before the end, as in the config (whose values
+    are computed before ``--cfg-options`` apply)."""
     return [
         f'train_cfg.max_epochs={epochs}',
         f'param_scheduler.1.end={epochs}',
         f'param_scheduler.1.milestones=[{max(epochs - 2, 1)}]',
-        f'default_hooks.checkpoint.interval={epochs}',
     ]
 
 

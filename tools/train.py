@@ -25,6 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
 from rap_sam.engine import is_complete_checkpoint  # noqa: E402
 from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
+from rap_sam.utils.launcher import setup_cpu_distributed  # noqa: E402
 from rap_sam.utils.runner_cli import (apply_overrides, load_config,
                                       parse_runner_args)
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
@@ -76,10 +77,10 @@ def build_cfg(args) -> Config:
             f'--cfg-options {" ".join(_option_items(args))} do not fit '
             f'{args.config}: {type(err).__name__}: {err}') from err
     if not torch.cuda.is_available():
-        # NCCL and SyncBN need GPUs; CPU processes talk through gloo.
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+        # SyncBN needs GPUs; CPU processes talk through gloo, set up before
+        # mmengine's init_dist (which calls torch.cuda.set_device).
         cfg.pop('sync_bn', None)
+        setup_cpu_distributed(cfg, args.launcher)
     if args.amp:
         if not torch.cuda.is_available():
             raise TrainArgumentError(

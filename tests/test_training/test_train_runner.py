@@ -147,4 +147,7 @@ def test_toy_epochs_option_moves_the_lr_step():
     step = cfg.param_scheduler[1]
     assert step.milestones == [18] and step.end == 20
     assert cfg.param_scheduler[0].end == 50  # the warm-up is untouched
-    assert cfg.default_hooks.checkpoint.interval == 20
+    # A checkpoint every epoch (one kept): a killed run resumes from its
+    # last epoch.
+    assert cfg.default_hooks.checkpoint.interval == 1
+    assert cfg.default_hooks.checkpoint.max_keep_ckpts == 1
