@@ -349,3 +349,32 @@ def test_dist_train_two_processes(toy, tmp_path):
         ckpt=ckpt)
     assert 0 <= metrics['coco_sam/mIoU'] <= 1
     assert metrics['coco_sam/num_clicks'] > 0
+
+
+def test_user_error_in_every_process_is_one_line_each(tmp_path):
+    """A user error under torchrun: each process's own `error:` line, the
+    launcher's one-line summary and the processes' exit status, no stack
+    trace (torchrun's own ends in ChildFailedError's)."""
+    proc = subprocess.run([
+        'bash', 'tools/dist_test.sh', 'configs/rap_sam/eval_rap_sam_coco.py',
+        str(tmp_path / 'missing.pth'), '2'
+    ],
+                          cwd=REPO,
+                          env=launch_env(PORT=str(free_port())),
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+    assert proc.returncode == 2, proc.stderr[-4000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-4000:]
+    errors = [
+        line for line in proc.stderr.splitlines() if line.startswith('error: ')
+    ]
+    assert errors[:2] == [
+        f'error: Checkpoint file not found: {tmp_path / "missing.pth"} '
+        '(give the path of a .pth file, e.g. the released '
+        'rapsam_r50_12e.pth)'
+    ] * 2
+    assert errors[2:] == [
+        'error: process 0, 1 of ' + os.path.join(REPO, 'tools', 'test.py') +
+        ' failed (exit status 2, 2); its messages are above.'
+    ]
