@@ -1,10 +1,10 @@
 from mmdet.engine.hooks import DetVisualizationHook
-from mmengine.hooks import (DistSamplerSeedHook, IterTimerHook, LoggerHook,
+from mmengine.hooks import (DistSamplerSeedHook, IterTimerHook,
                             ParamSchedulerHook)
 from mmengine.runner import LogProcessor, TestLoop, ValLoop
 from mmengine.visualization import LocalVisBackend
 
-from rap_sam.engine import AtomicCheckpointHook
+from rap_sam.engine import AtomicCheckpointHook, MainProcessLoggerHook
 
 # The configs name their classes directly; mmdet's scope is what mmdet's
 # own tools (DetInferencer, init_detector, the Runner) expect.
@@ -12,7 +12,7 @@ default_scope = 'mmdet'
 
 default_hooks = dict(
     timer=dict(type=IterTimerHook),
-    logger=dict(type=LoggerHook, interval=50),
+    logger=dict(type=MainProcessLoggerHook, interval=50),
     param_scheduler=dict(type=ParamSchedulerHook),
     # Written atomically, the previous one kept until the new one is
     # complete: a kill at any moment leaves a checkpoint to --resume from.

@@ -20,7 +20,7 @@ TINY = dict(
 
 def _build(**kwargs):
     cfg = dict(
-        type='OpenCLIPBackbone',
+        type='mmdet.OpenCLIPBackbone',  # whatever the current scope
         model_name='tiny_clip',
         model_cfg=TINY,
         pretrained=None)
