@@ -89,8 +89,9 @@ train_dataloader = dict(
         datasets=[
             coco,
             # Video clips x1 and prompt images x4 (prompts: three quarters
-            # of the batches): once the adapter's classes were reliable,
-            # clicks were the weaker task (docs/training.md).
+            # of the batches): with the adapter matched by the last stage
+            # the classes are learned in fewer batches than the clicks
+            # (docs/training.md).
             dict(
                 type=RepeatDataset,
                 times=1,
