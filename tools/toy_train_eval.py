@@ -90,6 +90,20 @@ def epoch_options(epochs: int) -> list:
     ]
 
 
+def toy_train_options(root: str) -> list:
+    """``--cfg-options`` pointing the toy training config at the data and
+    class embeddings under ``root`` (the config computes its paths from
+    ``toy_root``, so each is overridden)."""
+    return [
+        f'model.panoptic_head.ov_classifier_dir={root}/embd',
+        f'train_dataloader.dataset.datasets.0.data_root={root}/data/coco/',
+        'train_dataloader.dataset.datasets.1.dataset.data_root='
+        f'{root}/data/youtube_vis_2019/',
+        'train_dataloader.dataset.datasets.2.dataset.data_root='
+        f'{root}/data/coco/',
+    ]
+
+
 def _run(cmd, env):
     print('+', ' '.join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO, env=env)
@@ -137,15 +151,7 @@ def main(argv=None):
     options = list(args.cfg_options)
     if args.epochs:
         options += epoch_options(args.epochs)
-    # Configs compute their paths from toy_root; override them all.
-    options += [
-        f'model.panoptic_head.ov_classifier_dir={root}/embd',
-        f'train_dataloader.dataset.datasets.0.data_root={root}/data/coco/',
-        'train_dataloader.dataset.datasets.1.dataset.data_root='
-        f'{root}/data/youtube_vis_2019/',
-        'train_dataloader.dataset.datasets.2.dataset.data_root='
-        f'{root}/data/coco/',
-    ]
+    options += toy_train_options(root)
     train_dir = osp.join(root, 'train')
     _run([
         py, 'tools/train.py', 'configs/rap_sam/toy_rap_sam_train.py',

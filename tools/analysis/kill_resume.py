@@ -165,7 +165,8 @@ def main(argv=None):
     args = parse_args(argv)
     root = args.root if osp.isabs(args.root) else osp.join(REPO, args.root)
     from make_toy_data import make_toy_data
-    from toy_train_eval import epoch_options, write_toy_class_embeddings
+    from toy_train_eval import (epoch_options, toy_train_options,
+                                write_toy_class_embeddings)
     make_toy_data(
         osp.join(root, 'data'),
         coco_train=args.coco_train,
@@ -176,13 +177,7 @@ def main(argv=None):
         'default_hooks.checkpoint.interval=1',
         'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
-        f'model.panoptic_head.ov_classifier_dir={root}/embd',
-        f'train_dataloader.dataset.datasets.0.data_root={root}/data/coco/',
-        'train_dataloader.dataset.datasets.1.dataset.data_root='
-        f'{root}/data/youtube_vis_2019/',
-        'train_dataloader.dataset.datasets.2.dataset.data_root='
-        f'{root}/data/coco/',
-    ] + args.cfg_options
+    ] + toy_train_options(root) + args.cfg_options
     env = dict(
         os.environ,
         PYTHONPATH=REPO,
