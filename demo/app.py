@@ -76,6 +76,10 @@ with _no_type_stub():
         (gradio's own decoder shows only "Error"). Passes an RGB ``uint8``
         array."""
 
+        # Drawn by gradio's own Image front end (as its template components
+        # are): a subclass's name would ask for a front end that none has.
+        is_template = True
+
         def preprocess(self, payload):
             path = getattr(payload, 'path', None)
             if payload is None or not path or (payload.url

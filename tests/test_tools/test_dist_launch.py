@@ -351,10 +351,11 @@ def test_dist_train_two_processes(toy, tmp_path):
     assert metrics['coco_sam/num_clicks'] > 0
 
 
-def test_user_error_in_every_process_is_one_line_each(tmp_path):
-    """A user error under torchrun: each process's own `error:` line, the
-    launcher's one-line summary and the processes' exit status, no stack
-    trace (torchrun's own ends in ChildFailedError's)."""
+def test_user_error_under_torchrun_is_one_line_each(tmp_path):
+    """A user error under torchrun: the processes' own `error:` lines, the
+    launcher's one-line summary and exit status 2, no stack trace (torchrun's
+    own ends in ChildFailedError's). Once one process has failed torchrun
+    stops the other (SIGTERM), so the other's line may be missing."""
     proc = subprocess.run([
         'bash', 'tools/dist_test.sh', 'configs/rap_sam/eval_rap_sam_coco.py',
         str(tmp_path / 'missing.pth'), '2'
@@ -369,12 +370,13 @@ def test_user_error_in_every_process_is_one_line_each(tmp_path):
     errors = [
         line for line in proc.stderr.splitlines() if line.startswith('error: ')
     ]
-    assert errors[:2] == [
+    assert 1 <= len(errors) - 1 <= 2, errors
+    assert set(errors[:-1]) == {
         f'error: Checkpoint file not found: {tmp_path / "missing.pth"} '
         '(give the path of a .pth file, e.g. the released '
         'rapsam_r50_12e.pth)'
-    ] * 2
-    assert errors[2:] == [
-        'error: process 0, 1 of ' + os.path.join(REPO, 'tools', 'test.py') +
-        ' failed (exit status 2, 2); its messages are above.'
-    ]
+    }
+    test_py = re.escape(os.path.join(REPO, 'tools', 'test.py'))
+    assert re.fullmatch(
+        rf'error: process (0|1|0, 1) of {test_py} failed \(exit status '
+        r'(2|2, -15|-15, 2|2, 2)\); its messages are above\.', errors[-1])
