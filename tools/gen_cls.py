@@ -12,7 +12,7 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
@@ -20,6 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import rap_sam.datasets  # noqa: E402,F401 (registers the OV datasets)
 from rap_sam.utils.class_embeddings import class_embedding_path  # noqa: E402
+from rap_sam.utils.config_file import read_config  # noqa: E402
 # yapf: disable
 from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
                                            DEFAULT_CLIP_PRETRAINED,
@@ -95,9 +96,7 @@ def head_num_classes(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.config):
-        raise GenClsConfigError(f'Config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))

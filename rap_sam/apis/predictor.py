@@ -21,6 +21,7 @@ from rap_sam.datasets import display_names
 from rap_sam.models.utils import clicks_to_boxes
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
+from rap_sam.utils.config_file import ConfigFileError, read_config
 from rap_sam.visualization import config_dataset_meta
 from .inputs import (InputError, check_int, check_number, check_pixels,
                      check_prompts, max_pixels_limit, read_image)
@@ -61,14 +62,10 @@ def _load_config(config) -> Config:
         raise InputError('config must be a config file path or an mmengine '
                          f'Config, got {type(config).__name__}.')
     path = os.fspath(config)
-    if not osp.isfile(path):
-        raise InputError(f'Config file not found: {path}')
     try:
-        cfg = Config.fromfile(path)
-    except Exception as err:  # whatever the user's Python file raises
-        first_line = (str(err).strip().splitlines() or [''])[0]
-        raise InputError(f'Cannot read the config {path}: '
-                         f'{type(err).__name__}: {first_line}')
+        cfg = read_config(path)
+    except ConfigFileError as err:
+        raise InputError(str(err)) from err  # the API's one error type
     if not isinstance(cfg.get('model'), dict) or 'panoptic_head' not in \
             cfg.model:
         raise InputError(f'{path} is not a RAP-SAM config (no '

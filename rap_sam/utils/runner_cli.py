@@ -7,11 +7,7 @@ from typing import Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-from .user_errors import UserError
-
-
-class ConfigFileError(UserError, FileNotFoundError):
-    """The config file named on the command line is missing or broken."""
+from .config_file import read_config
 
 
 def parse_runner_args(parser: argparse.ArgumentParser,
@@ -44,14 +40,7 @@ def parse_runner_args(parser: argparse.ArgumentParser,
 
 def load_config(args: argparse.Namespace) -> Config:
     """The config file ``args.config``, run by ``args.launcher``."""
-    if not osp.isfile(args.config):
-        raise ConfigFileError(f'Config file not found: {args.config}')
-    try:
-        cfg = Config.fromfile(args.config)
-    except (SyntaxError, ImportError, NameError, KeyError, TypeError,
-            ValueError, AttributeError) as err:
-        raise ConfigFileError(f'Cannot read config {args.config}: '
-                              f'{type(err).__name__}: {err}') from err
+    cfg = read_config(args.config)
     cfg.launcher = args.launcher
     return cfg
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from helpers import TINY_CLIP_CFG as TINY
 from mmdet.registry import DATASETS
 from mmengine.dataset import BaseDataset, RepeatDataset
 
@@ -23,15 +24,7 @@ from rap_sam.utils.text_classifier import (dataset_vocabulary,
 from rap_sam.utils.vild_templates import VILD_TEMPLATES
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY = dict(
-    embed_dim=32,
-    vision_cfg=dict(
-        timm_model_name='convnext_atto',
-        timm_pool='',
-        timm_proj='mlp',
-        image_size=64),
-    text_cfg=dict(
-        context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
+
 CLASSES = ('person,child,girl', 'dog', 'traffic_light/signal')
 
 
@@ -307,8 +300,13 @@ def test_tool_writes_the_classifier(clip, tmp_path):
       ], 'error: Config file not found: configs/rap_sam/absent.py'),
     (['configs/rap_sam/eval_rap_sam_coco.py', '--checkpoint', 'absent.bin'
       ], 'error: OpenCLIP checkpoint not found: absent.bin'),
+    (['{tmp}/broken.py'], 'error: Cannot read the config {tmp}/broken.py: '
+     "SyntaxError: '(' was never closed (<unknown>, line 1)"),
 ])
 def test_tool_input_errors(tmp_path, args, message):
+    (tmp_path / 'broken.py').write_text('model = dict(\n')
+    args = [a.format(tmp=tmp_path) for a in args]
+    message = message.format(tmp=tmp_path)
     proc = _run_tool(args, tmp_path)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 2
