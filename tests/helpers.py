@@ -9,6 +9,18 @@ import rap_sam  # noqa: F401  (registers modules)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+# A tiny OpenCLIP architecture (timm ConvNeXt-atto image tower, 2-layer text
+# tower) for tests that need CLIP without its weights.
+TINY_CLIP_CFG = dict(
+    embed_dim=32,
+    vision_cfg=dict(
+        timm_model_name='convnext_atto',
+        timm_pool='',
+        timm_proj='mlp',
+        image_size=64),
+    text_cfg=dict(
+        context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
+
 
 def random_class_embeddings(num_classes, num_synonyms=3, dim=768, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -1,21 +1,12 @@
 """OpenCLIPBackbone on tiny random OpenCLIP towers (no downloads)."""
 import pytest
 import torch
+from helpers import TINY_CLIP_CFG as TINY
 from mmdet.registry import MODELS
 
 import rap_sam.models.backbones.openclip_backbone  # noqa: F401 (registers)
 from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
                                            build_clip_model)
-
-TINY = dict(
-    embed_dim=32,
-    vision_cfg=dict(
-        timm_model_name='convnext_atto',
-        timm_pool='',
-        timm_proj='mlp',
-        image_size=64),
-    text_cfg=dict(
-        context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
 
 
 def _build(**kwargs):
