@@ -21,7 +21,7 @@ import rap_sam  # noqa: E402,F401  (registers modules and the loader)
 from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       load_model_weights,
                                       trust_all_checkpoints)
-from rap_sam.utils.launcher import setup_cpu_distributed
+from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.runner_cli import (apply_overrides, load_config,
                                       parse_runner_args)
 from rap_sam.utils.user_errors import UserError, cli_errors
@@ -102,6 +102,7 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
+    close_distributed()
     runner.logger.info(f'Metrics are in {runner.log_dir}')
     return metrics
 

@@ -25,7 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
 from rap_sam.engine import is_complete_checkpoint  # noqa: E402
 from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
-from rap_sam.utils.launcher import setup_cpu_distributed  # noqa: E402
+from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.runner_cli import (apply_overrides, load_config,
                                       parse_runner_args)
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
@@ -147,6 +147,7 @@ def main(argv=None):
             runner.train()
         except UserError as err:
             raise _one_line(err) from err
+        close_distributed()
         return runner
 
 

@@ -27,3 +27,18 @@ def setup_cpu_distributed(cfg, launcher: str) -> None:
             backend='gloo',
             rank=int(os.environ['RANK']),
             world_size=int(os.environ['WORLD_SIZE']))
+
+
+def close_distributed() -> None:
+    """Leave the process group together once a launched run has finished.
+
+    A process that exits while the group is still alive tears gloo's threads
+    down in whatever order the interpreter picks; on the process that hosts
+    torchrun's store, while another node still talks to it, that ends in
+    ``terminate called without an active exception`` (SIGABRT) after a run
+    that succeeded. Waiting for every process, then destroying the group,
+    lets each one exit cleanly.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
