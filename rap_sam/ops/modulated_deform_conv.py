@@ -26,14 +26,13 @@ counting as zero (so a tap at or beyond one pixel outside reads 0).
 Offsets are laid
 out as mmcv's: per deformable group, per tap ``(dy, dx)``; the mask per
 deformable group, per tap. The result matches mmcv's op to float rounding
-(``tests/test_models/test_fast_deform_conv.py``).
+(``tests/test_ops/test_modulated_deform_conv.py``).
 
 It runs on any device and dtype that ``embedding_bag`` and ``matmul``
 accept;
 :func:`modulated_deform_conv2d` uses mmcv's CUDA kernel on GPUs unless told
 otherwise.
 """
-import os
 from typing import Optional, Tuple, Union
 
 import torch
@@ -41,43 +40,36 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
+from rap_sam.utils.user_errors import UserError
+
 IntPair = Union[int, Tuple[int, int]]
 
-#: Which implementation :func:`modulated_deform_conv2d` uses:
+#: The implementations :func:`modulated_deform_conv2d` dispatches to:
 #: ``'auto'`` (mmcv's kernel on CUDA, gather + GEMM elsewhere), ``'torch'``
-#: (gather + GEMM everywhere) or ``'mmcv'`` (mmcv's kernel everywhere, as the
-#: reference code). Set by :func:`set_deform_conv_impl` or the environment
-#: variable ``RAP_SAM_DCN_IMPL``.
-_IMPLS = ('auto', 'torch', 'mmcv')
-_impl = os.environ.get('RAP_SAM_DCN_IMPL', 'auto')
+#: (gather + GEMM everywhere), ``'mmcv'`` (mmcv's kernel everywhere, as the
+#: reference code) and ``'onnx'`` (standard ONNX operators only, for export:
+#: :func:`rap_sam.ops.onnx_deform_conv.modulated_deform_conv2d_onnx`). Each
+#: layer holds its own choice (``DeformUpsampleLayer(dcn_impl=...)``, config
+#: key ``model.neck.dcn_impl``); nothing here is process-wide.
+DCN_IMPLS = ('auto', 'torch', 'mmcv', 'onnx')
 
 
-def set_deform_conv_impl(impl: str) -> str:
-    """Choose the implementation (``'auto'``, ``'torch'``, ``'mmcv'``);
-    returns the previous choice."""
-    global _impl
-    if impl not in _IMPLS:
-        raise ValueError(f'deform conv impl must be one of {_IMPLS}, '
-                         f'got {impl!r}')
-    previous, _impl = _impl, impl
-    return previous
+class DeformConvImplError(UserError, ValueError):
+    """An unknown deformable-conv implementation name."""
 
 
-def get_deform_conv_impl() -> str:
-    if _impl not in _IMPLS:
-        raise ValueError(f'RAP_SAM_DCN_IMPL must be one of {_IMPLS}, '
-                         f'got {_impl!r}')
-    return _impl
+def check_deform_conv_impl(impl: str) -> str:
+    """``impl`` if it names an implementation, else
+    :class:`DeformConvImplError`."""
+    if impl not in DCN_IMPLS:
+        raise DeformConvImplError(
+            f'dcn_impl must be one of {", ".join(DCN_IMPLS)}; got {impl!r}.')
+    return impl
 
 
-def use_mmcv_kernel(x: Tensor, impl: Optional[str] = None) -> bool:
-    """Whether :func:`modulated_deform_conv2d` would call mmcv for ``x``
-    (``impl`` overrides the process-wide choice)."""
-    if impl is None:
-        impl = get_deform_conv_impl()
-    elif impl not in _IMPLS:
-        raise ValueError(f'deform conv impl must be one of {_IMPLS}, '
-                         f'got {impl!r}')
+def use_mmcv_kernel(x: Tensor, impl: str = 'auto') -> bool:
+    """Whether :func:`modulated_deform_conv2d` calls mmcv for ``x``."""
+    check_deform_conv_impl(impl)
     return impl == 'mmcv' or (impl == 'auto' and x.is_cuda)
 
 
@@ -278,10 +270,15 @@ def modulated_deform_conv2d(x: Tensor,
                             dilation: IntPair = 1,
                             groups: int = 1,
                             deform_groups: int = 1,
-                            impl: Optional[str] = None) -> Tensor:
-    """Modulated deformable conv through the chosen implementation:
-    ``impl`` if given, else the process-wide one (see
-    :func:`set_deform_conv_impl`)."""
+                            impl: str = 'auto') -> Tensor:
+    """Modulated deformable conv through implementation ``impl`` (one of
+    :data:`DCN_IMPLS`)."""
+    if impl == 'onnx':
+        # Imported on use: only export needs it.
+        from .onnx_deform_conv import modulated_deform_conv2d_onnx
+        return modulated_deform_conv2d_onnx(x, offset, mask, weight, bias,
+                                            stride, padding, dilation, groups,
+                                            deform_groups)
     if use_mmcv_kernel(x, impl):
         # mmcv casts everything to the offset's dtype itself (autocast).
         from mmcv.ops import modulated_deform_conv2d as mmcv_dcn

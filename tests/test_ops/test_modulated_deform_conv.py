@@ -6,10 +6,11 @@ import torch
 from mmcv.ops import ModulatedDeformConv2d
 
 from rap_sam.models.layers import DeformUpsampleLayer
-from rap_sam.ops import (deform_im2col, get_deform_conv_impl,
+from rap_sam.models.necks import LiteDeformNeck
+from rap_sam.ops import (DeformConvImplError, deform_im2col,
                          modulated_deform_conv2d,
-                         modulated_deform_conv2d_torch, set_deform_conv_impl,
-                         use_mmcv_kernel)
+                         modulated_deform_conv2d_torch, use_mmcv_kernel)
+from rap_sam.utils import UserError
 
 
 def assert_close(actual, expected, rel=1e-5):
@@ -126,17 +127,17 @@ def test_im2col_layout_and_memory_formats():
     assert a.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_upsample_layer_torch_and_mmcv_paths_agree():
+@pytest.mark.parametrize('impl', ['torch', 'onnx'])
+def test_upsample_layer_paths_agree_with_mmcv(impl):
     torch.manual_seed(0)
-    layer = DeformUpsampleLayer(16, 8).eval()
+    layer = DeformUpsampleLayer(16, 8, dcn_impl='mmcv').eval()
     with torch.no_grad():
         for p in layer.dcn_offset.parameters():
             p.normal_(std=0.5)  # non-zero offsets and masks
     x = torch.randn(2, 16, 9, 12)
     with torch.no_grad():
-        layer.dcn_impl = 'mmcv'
         expected = layer(x)
-        layer.dcn_impl = 'torch'
+        layer.dcn_impl = impl
         actual = layer(x)
     assert_close(actual, expected)
     assert actual.shape == (2, 8, 18, 24)
@@ -144,19 +145,31 @@ def test_upsample_layer_torch_and_mmcv_paths_agree():
 
 def test_impl_choice():
     x = torch.zeros(1)
-    previous = set_deform_conv_impl('mmcv')
-    try:
-        assert use_mmcv_kernel(x)
-        set_deform_conv_impl('torch')
-        assert not use_mmcv_kernel(x)
-        set_deform_conv_impl('auto')
-        assert not use_mmcv_kernel(x)  # CPU tensor
-        assert use_mmcv_kernel(x, 'mmcv')
-        with pytest.raises(ValueError):
-            set_deform_conv_impl('cuda')
-    finally:
-        set_deform_conv_impl(previous)
-    assert get_deform_conv_impl() == previous
+    assert use_mmcv_kernel(x, 'mmcv')
+    assert not use_mmcv_kernel(x, 'torch')
+    assert not use_mmcv_kernel(x, 'auto')  # a CPU tensor
+    assert not use_mmcv_kernel(x, 'onnx')
+    with pytest.raises(DeformConvImplError, match="got 'cuda'"):
+        use_mmcv_kernel(x, 'cuda')
+
+
+def test_impl_is_a_constructor_argument():
+    """The neck's config key reaches every deformable step; the attribute
+    can be changed later, and a wrong name is a one-line user error."""
+    neck = LiteDeformNeck((8, 16, 32, 64), 8, 12, dcn_impl='mmcv')
+    layers = neck.deconv.deform_layers()
+    assert [layer.dcn_impl for layer in layers] == ['mmcv'] * 3
+    neck.dcn_impl = 'onnx'
+    assert neck.dcn_impl == 'onnx'
+    assert [layer.dcn_impl for layer in layers] == ['onnx'] * 3
+    assert DeformUpsampleLayer(4, 2).dcn_impl == 'auto'
+    for bad in (lambda: DeformUpsampleLayer(4, 2, dcn_impl='cuda'),
+                lambda: setattr(neck, 'dcn_impl', 'fast')):
+        with pytest.raises(UserError) as err:
+            bad()
+        assert '\n' not in str(err.value)
+        assert 'auto, torch, mmcv, onnx' in str(err.value)
+    assert neck.dcn_impl == 'onnx'
 
 
 def test_dispatch_matches_both_paths():
@@ -166,9 +179,11 @@ def test_dispatch_matches_both_paths():
     mask = torch.rand(1, 9, 6, 6)
     args = (x, offset, mask, conv.weight, conv.bias, 1, 1, 1, 1, 1)
     with torch.no_grad():
-        assert_close(
-            modulated_deform_conv2d(*args, impl='torch'),
-            modulated_deform_conv2d(*args, impl='mmcv'))
+        expected = modulated_deform_conv2d(*args, impl='mmcv')
+        for impl in ('torch', 'onnx', 'auto'):
+            assert_close(modulated_deform_conv2d(*args, impl=impl), expected)
+        with pytest.raises(DeformConvImplError):
+            modulated_deform_conv2d(*args, impl='fast')
 
 
 def test_low_precision_runs():

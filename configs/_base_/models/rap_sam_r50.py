@@ -38,7 +38,11 @@ model = dict(
         type=LiteDeformNeck,
         in_channels=(256, 512, 1024, 2048),
         agg_channels=128,
-        out_channels=256),
+        out_channels=256,
+        # Deformable conv: 'auto' is mmcv's kernel on GPUs and gather + GEMM
+        # elsewhere (equal to float rounding); 'mmcv' everywhere is the
+        # reference's, 'onnx' exports with standard ONNX operators.
+        dcn_impl='auto'),
     panoptic_head=dict(
         type=RapSAMHead,
         num_things_classes=num_things_classes,

@@ -6,7 +6,8 @@ from mmcv.cnn import build_norm_layer
 from mmcv.ops import ModulatedDeformConv2d
 from torch import Tensor
 
-from rap_sam.ops import modulated_deform_conv2d
+from rap_sam.ops import check_deform_conv_impl, modulated_deform_conv2d
+from ..utils.fold_batch_norm import fold_conv_bn
 
 
 class DeformUpsampleLayer(nn.Module):
@@ -18,23 +19,28 @@ class DeformUpsampleLayer(nn.Module):
     convolution; the transposed conv starts as bilinear upsampling.
 
     The deformable conv keeps mmcv's module (and its checkpoint keys) but
-    runs through :func:`rap_sam.ops.modulated_deform_conv2d`: mmcv's kernel
-    on GPUs, one gather and one GEMM on CPUs (mmcv's CPU kernel is scalar
-    and single-threaded), equal to float rounding. ``dcn_impl`` (not a
-    parameter; ``'auto'``, ``'torch'`` or ``'mmcv'``) overrides the
-    process-wide choice for this layer.
+    runs through :func:`rap_sam.ops.modulated_deform_conv2d` with this
+    layer's ``dcn_impl``: by default (``'auto'``) mmcv's kernel on GPUs, one
+    gather and one GEMM on CPUs (mmcv's CPU kernel is scalar and
+    single-threaded), equal to float rounding.
 
     Args:
         in_channels (int): Input channels.
         out_channels (int): Output channels.
         norm_cfg (dict): Norm layers (``SyncBN`` is applied by mmengine's
             ``sync_bn`` option only when a process group exists).
+        dcn_impl (str): The deformable conv's implementation, one of
+            :data:`rap_sam.ops.DCN_IMPLS`: ``'auto'``, ``'torch'`` (gather +
+            GEMM), ``'mmcv'`` (the reference kernel) or ``'onnx'``
+            (standard ONNX operators, for export). It can be changed later
+            by assigning the attribute.
     """
 
     def __init__(self,
                  in_channels: int,
                  out_channels: int,
-                 norm_cfg: dict = dict(type='BN')):
+                 norm_cfg: dict = dict(type='BN'),
+                 dcn_impl: str = 'auto'):
         super().__init__()
         self.dcn_offset = nn.Conv2d(in_channels, 27, 3, padding=1)
         self.dcn = ModulatedDeformConv2d(
@@ -44,8 +50,16 @@ class DeformUpsampleLayer(nn.Module):
             out_channels, out_channels, 4, stride=2, padding=1, bias=False)
         self.up_bn = build_norm_layer(norm_cfg, out_channels)[1]
         self.relu = nn.ReLU()
-        self.dcn_impl = None
+        self.dcn_impl = dcn_impl
         self.init_weights()
+
+    @property
+    def dcn_impl(self) -> str:
+        return self._dcn_impl
+
+    @dcn_impl.setter
+    def dcn_impl(self, impl: str) -> None:
+        self._dcn_impl = check_deform_conv_impl(impl)
 
     def init_weights(self) -> None:
         nn.init.kaiming_normal_(
@@ -68,6 +82,22 @@ class DeformUpsampleLayer(nn.Module):
                                     self.dcn_impl)
         x = self.relu(self.dcn_bn(x))
         return self.relu(self.up_bn(self.up_sample(x)))
+
+    def switch_to_deploy(self) -> None:
+        """Fold both BatchNorms into the convs before them (their running
+        statistics, so in eval mode only); they become ``nn.Identity``.
+        The outputs equal the unfolded layer's to float rounding. Load
+        checkpoints before: the folded layer has no BN keys. Calling it
+        again does nothing."""
+        if self.training:
+            raise RuntimeError('DeformUpsampleLayer.switch_to_deploy folds '
+                               'running statistics: call eval() first')
+        for conv_name, bn_name in (('dcn', 'dcn_bn'), ('up_sample', 'up_bn')):
+            bn = getattr(self, bn_name)
+            if isinstance(bn, nn.Identity):
+                continue
+            fold_conv_bn(getattr(self, conv_name), bn)
+            setattr(self, bn_name, nn.Identity())
 
 
 def bilinear_kernel(shape) -> Tensor:

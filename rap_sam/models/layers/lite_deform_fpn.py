@@ -1,4 +1,4 @@
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -20,21 +20,24 @@ class LiteDeformFPN(nn.Module):
         in_channels (Sequence[int]): Backbone channels at strides 4..32.
         agg_channels (int): Channels of the aggregated output.
         norm_cfg (dict): Norm layers of the deformable steps.
+        dcn_impl (str): The deformable convs' implementation (see
+            :class:`DeformUpsampleLayer`).
     """
 
     def __init__(self,
                  in_channels: Sequence[int] = (256, 512, 1024, 2048),
                  agg_channels: int = 128,
-                 norm_cfg: dict = dict(type='BN')):
+                 norm_cfg: dict = dict(type='BN'),
+                 dcn_impl: str = 'auto'):
         super().__init__()
         c2, c3, c4, c5 = in_channels
         l2, l3, l4, l5 = (c // 2 for c in in_channels)
         self.lateral_conv0 = nn.Conv2d(c5, l5, 1)
-        self.deform_conv1 = DeformUpsampleLayer(l5, l4, norm_cfg)
+        self.deform_conv1 = DeformUpsampleLayer(l5, l4, norm_cfg, dcn_impl)
         self.lateral_conv1 = nn.Conv2d(c4, l4, 1)
-        self.deform_conv2 = DeformUpsampleLayer(l4, l3, norm_cfg)
+        self.deform_conv2 = DeformUpsampleLayer(l4, l3, norm_cfg, dcn_impl)
         self.lateral_conv2 = nn.Conv2d(c3, l3, 1)
-        self.deform_conv3 = DeformUpsampleLayer(l3, l2, norm_cfg)
+        self.deform_conv3 = DeformUpsampleLayer(l3, l2, norm_cfg, dcn_impl)
         self.lateral_conv3 = nn.Conv2d(c2, l2, 1)
         self.output_conv = nn.Conv2d(agg_channels, agg_channels, 3, padding=1)
         self.bias = nn.Parameter(torch.zeros(1, agg_channels, 1, 1))
@@ -42,6 +45,25 @@ class LiteDeformFPN(nn.Module):
         self.conv_a4 = nn.Conv2d(l4, agg_channels, 1, bias=False)
         self.conv_a3 = nn.Conv2d(l3, agg_channels, 1, bias=False)
         self.conv_a2 = nn.Conv2d(l2, agg_channels, 1, bias=False)
+
+    def deform_layers(self) -> Tuple[DeformUpsampleLayer, ...]:
+        return self.deform_conv1, self.deform_conv2, self.deform_conv3
+
+    @property
+    def dcn_impl(self) -> str:
+        """The deformable convs' implementation; assigning it sets all
+        three."""
+        return self.deform_conv1.dcn_impl
+
+    @dcn_impl.setter
+    def dcn_impl(self, impl: str) -> None:
+        for layer in self.deform_layers():
+            layer.dcn_impl = impl
+
+    def switch_to_deploy(self) -> None:
+        """Fold the deformable steps' BatchNorms (eval mode only)."""
+        for layer in self.deform_layers():
+            layer.switch_to_deploy()
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """Backbone features at strides 4, 8, 16, 32 -> [B, agg, H/4, W/4]."""
