@@ -1,0 +1,85 @@
+"""The model's input from a BGR image, in numpy and OpenCV."""
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+
+class ImagePreprocessor:
+    """mmdet's ``Resize(keep_ratio=True)`` followed by RAP-SAM's data
+    preprocessor (``DetDataPreprocessor``: BGR -> RGB, ``(x - mean) /
+    std`` in float32, zero padding), without torch, giving the same
+    tensor.
+
+    Args:
+        scale (tuple): ``(w, h)`` the image is resized to fit.
+        mean (list[float]): Per channel, in the model's channel order.
+        std (list[float]): Per channel.
+        bgr_to_rgb (bool): Swap BGR to RGB before normalising.
+        size_divisor (int): Pad height and width up to a multiple of it.
+        pad_shape (tuple, optional): ``(h, w)`` to pad every image to
+            instead (a graph exported for one input shape); an image larger
+            than that after the resize is refused.
+        pad_value (float): The padding's value (after normalisation).
+    """
+
+    def __init__(self,
+                 scale: Tuple[int, int],
+                 mean: Sequence[float],
+                 std: Sequence[float],
+                 bgr_to_rgb: bool = True,
+                 size_divisor: int = 1,
+                 pad_shape: Optional[Tuple[int, int]] = None,
+                 pad_value: float = 0.0):
+        self.scale = (int(scale[0]), int(scale[1]))
+        # torch's float32 buffers: the same two roundings per value.
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
+        self.bgr_to_rgb = bool(bgr_to_rgb)
+        self.size_divisor = int(size_divisor or 1)
+        self.pad_shape = tuple(pad_shape) if pad_shape else None
+        self.pad_value = float(pad_value)
+
+    def resized_size(self, width: int, height: int) -> Tuple[int, int]:
+        """mmcv's ``rescale_size``: ``(w, h)`` after fitting
+        :attr:`scale`."""
+        long_edge, short_edge = max(self.scale), min(self.scale)
+        factor = min(long_edge / max(height, width),
+                     short_edge / min(height, width))
+        return int(width * factor + 0.5), int(height * factor + 0.5)
+
+    def __call__(self, img: np.ndarray) -> Tuple[np.ndarray, dict]:
+        """``[H, W, 3]`` uint8 BGR -> (``[1, 3, Hp, Wp]`` float32, meta).
+
+        The meta holds what mmdet's samples carry: ``ori_shape``,
+        ``img_shape`` (resized), ``scale_factor`` ``(w, h)`` and
+        ``batch_input_shape`` (padded), so the torch post-processing reads
+        it as it reads a ``DetDataSample``'s metainfo.
+        """
+        height, width = img.shape[:2]
+        new_w, new_h = self.resized_size(width, height)
+        # mmcv.imresize: OpenCV's bilinear resize, skipped by neither.
+        resized = cv2.resize(
+            img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        chw = resized.transpose(2, 0, 1)
+        if self.bgr_to_rgb:
+            chw = chw[::-1]
+        chw = (chw.astype(np.float32) - self.mean) / self.std
+        if self.pad_shape is not None:
+            pad_h, pad_w = self.pad_shape
+            if new_h > pad_h or new_w > pad_w:
+                raise ValueError(
+                    f'The resized image ({new_w} x {new_h}) is larger than '
+                    f'the graph input ({pad_w} x {pad_h}).')
+        else:
+            d = self.size_divisor
+            pad_h, pad_w = -(-new_h // d) * d, -(-new_w // d) * d
+        batch = np.full((1, 3, pad_h, pad_w), self.pad_value, np.float32)
+        batch[0, :, :new_h, :new_w] = chw
+        meta = dict(
+            ori_shape=(height, width),
+            img_shape=(new_h, new_w),
+            scale_factor=(new_w / width, new_h / height),
+            batch_input_shape=(pad_h, pad_w),
+            pad_shape=(pad_h, pad_w))
+        return batch, meta

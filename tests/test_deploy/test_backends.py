@@ -1,0 +1,219 @@
+"""The runtime backends (ONNX Runtime, OpenVINO) on small graphs made
+here, and the numpy / OpenCV preprocessing against mmdet's pipeline."""
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from helpers import REPO
+from onnx import TensorProto, helper
+
+from rap_sam.deploy.backends import (BACKENDS, BackendError, ImagePreprocessor,
+                                     build_backend)
+from rap_sam.utils.user_errors import UserError
+
+
+def _save(graph, path):
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def write_toy_graphs(folder):
+    """An 'encoder' (feat = 2 * image + 1, H and W dynamic) and a 'prompt
+    decoder' (score = boxes @ w + mean(feat), N dynamic): known answers
+    for every backend."""
+    image = helper.make_tensor_value_info('image', TensorProto.FLOAT,
+                                          [1, 3, 'H', 'W'])
+    feat = helper.make_tensor_value_info('feat', TensorProto.FLOAT,
+                                         [1, 3, 'H', 'W'])
+    two = helper.make_tensor('two', TensorProto.FLOAT, [], [2.0])
+    one = helper.make_tensor('one', TensorProto.FLOAT, [], [1.0])
+    _save(
+        helper.make_graph([
+            helper.make_node('Mul', ['image', 'two'], ['twice']),
+            helper.make_node('Add', ['twice', 'one'], ['feat']),
+        ], 'encoder', [image], [feat], [two, one]),
+        osp.join(folder, 'image_encoder.onnx'))
+    boxes = helper.make_tensor_value_info('boxes', TensorProto.FLOAT, ['N', 4])
+    score = helper.make_tensor_value_info('score', TensorProto.FLOAT, ['N', 1])
+    weight = helper.make_tensor('w', TensorProto.FLOAT, [4, 1],
+                                [1.0, -2.0, 0.5, 0.25])
+    _save(
+        helper.make_graph([
+            helper.make_node('MatMul', ['boxes', 'w'], ['proj']),
+            helper.make_node('ReduceMean', ['feat'], ['mean'], keepdims=0),
+            helper.make_node('Add', ['proj', 'mean'], ['score']),
+        ], 'prompt', [feat, boxes], [score], [weight]),
+        osp.join(folder, 'prompt_decoder.onnx'))
+    return np.array([1.0, -2.0, 0.5, 0.25], np.float32)[:, None]
+
+
+@pytest.fixture(scope='module')
+def toy_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('toy_export')
+    write_toy_graphs(str(folder))
+    return str(folder)
+
+
+@pytest.mark.parametrize('name', sorted(BACKENDS))
+def test_backend_runs_graphs_by_name(toy_dir, name):
+    backend = build_backend(name, toy_dir, num_threads=1)
+    rng = np.random.default_rng(0)
+    w = np.array([1.0, -2.0, 0.5, 0.25], np.float32)[:, None]
+    for h, width, n in [(8, 12, 1), (16, 8, 5)]:  # dynamic H, W and N
+        image = rng.standard_normal((1, 3, h, width)).astype(np.float32)
+        feats = backend.run('image_encoder', dict(image=image))
+        assert list(feats) == ['feat']
+        np.testing.assert_allclose(feats['feat'], 2 * image + 1, rtol=1e-6)
+        boxes = rng.uniform(0, 10, (n, 4)).astype(np.float32)
+        # Extra feeds (the decoder gets all encoder outputs) are ignored.
+        out = backend.run('prompt_decoder',
+                          dict(feats, boxes=boxes, unused=image))
+        expected = boxes @ w + feats['feat'].mean()
+        assert out['score'].shape == (n, 1)
+        np.testing.assert_allclose(out['score'], expected, rtol=1e-5)
+
+
+def test_openvino_outputs_are_not_overwritten_by_the_next_run(toy_dir):
+    backend = build_backend('openvino', toy_dir)
+    first = backend.run('image_encoder',
+                        dict(image=np.zeros((1, 3, 4, 4), np.float32)))
+    backend.run('image_encoder', dict(image=np.ones((1, 3, 4, 4), np.float32)))
+    assert (first['feat'] == 1).all()
+
+
+@pytest.mark.parametrize('name', sorted(BACKENDS))
+def test_fp32_is_not_computed_in_bf16(toy_dir, name):
+    """OpenVINO computes in bf16 by default where the CPU has it; fp32
+    must not: 1 + 2^-10 is lost in bf16 (8 bits of mantissa)."""
+    backend = build_backend(name, toy_dir)
+    image = np.full((1, 3, 4, 4), 2.0**-11, np.float32)
+    feat = backend.run('image_encoder', dict(image=image))['feat']
+    assert (feat == np.float32(1 + 2.0**-10)).all()
+
+
+def test_missing_graph_names_the_file(tmp_path):
+    folder = tmp_path / 'export'
+    folder.mkdir()
+    backend = build_backend('onnxruntime', str(folder))
+    with pytest.raises(
+            BackendError, match='Graph file not found: .*image_encoder.onnx'):
+        backend.run('image_encoder', {})
+    with pytest.raises(BackendError, match="No graph named 'nope'"):
+        backend.run('nope', {})
+
+
+def test_missing_feed_names_the_input(toy_dir):
+    backend = build_backend('onnxruntime', toy_dir)
+    with pytest.raises(
+            BackendError, match='prompt_decoder.onnx needs the inputs boxes'):
+        backend.run('prompt_decoder',
+                    dict(feat=np.zeros((1, 3, 2, 2), np.float32)))
+
+
+@pytest.mark.parametrize('args, message', [
+    (('tensorrt', ), "Unknown backend 'tensorrt': use one of onnxruntime, "
+     'openvino'),
+    (('onnxruntime', 'fp16'), r"precision must be one of \('fp32', 'bf16', "
+     r"'int8'\), got 'fp16'"),
+    (('onnxruntime', 'bf16'), 'The onnxruntime backend does not run bf16 .*'
+     'bf16 runs on: openvino'),
+])
+def test_bad_backend_or_precision(toy_dir, args, message):
+    name, precision = (args + ('fp32', ))[:2]
+    with pytest.raises(UserError, match=message):
+        build_backend(name, toy_dir, precision=precision)
+
+
+def test_bad_threads_and_folder(toy_dir, tmp_path):
+    with pytest.raises(BackendError, match='num_threads must be'):
+        build_backend('openvino', toy_dir, num_threads=0)
+    with pytest.raises(BackendError, match='Export folder not found'):
+        build_backend('openvino', str(tmp_path / 'none'))
+
+
+@pytest.mark.parametrize('name, package', [('onnxruntime', 'onnxruntime'),
+                                           ('openvino', 'openvino')])
+def test_missing_runtime_names_the_package(toy_dir, name, package):
+    """A subprocess in which the runtime cannot be imported: a one-line
+    user error naming the pip package."""
+    code = (f'import sys; sys.modules[{package!r}] = None\n'
+            'from rap_sam.deploy.backends import build_backend\n'
+            'from rap_sam.utils.user_errors import cli_errors\n'
+            f'with cli_errors(): build_backend({name!r}, {toy_dir!r})\n')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert proc.stderr.startswith(f'error: The {name} backend needs the '
+                                  f'{package} package')
+    assert f'pip install {package}' in proc.stderr
+
+
+@pytest.mark.parametrize('ori, scale', [((427, 640), (96, 64)),
+                                        ((100, 150), (96, 64)),
+                                        ((64, 200), (128, 128)),
+                                        ((333, 517), (160, 96))])
+def test_preprocessing_equals_mmdet(ori, scale):
+    """Resize(keep_ratio) + RapSAMDataPreprocessor in torch give the same
+    float32 tensor and metainfo as the numpy / OpenCV version."""
+    from mmcv.transforms import Compose
+    from mmdet.datasets.transforms import PackDetInputs, Resize
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'rap_sam', 'eval_rap_sam_coco.py'))
+    pre_cfg = cfg.model.data_preprocessor
+    img = cv2.resize(cv2.imread(osp.join(REPO, 'demo', 'demo.jpg')), ori[::-1])
+    pipeline = Compose([
+        dict(type='mmdet.LoadImageFromNDArray'),
+        Resize(scale=scale, keep_ratio=True),
+        PackDetInputs(
+            meta_keys=('img_id', 'img_shape', 'ori_shape', 'scale_factor'))
+    ])
+    data = pipeline(dict(img=img, img_id=0))
+    torch_pre = MODELS.build(pre_cfg)
+    out = torch_pre(
+        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
+        False)
+    mine, meta = ImagePreprocessor(scale, pre_cfg.mean, pre_cfg.std,
+                                   pre_cfg.bgr_to_rgb,
+                                   pre_cfg.pad_size_divisor)(
+                                       img)
+    expected = out['inputs'].numpy()
+    assert mine.dtype == np.float32 and mine.shape == expected.shape
+    assert np.abs(mine - expected).max() <= 1e-6
+    ref_meta = out['data_samples'][0].metainfo
+    for key in ('ori_shape', 'img_shape', 'scale_factor', 'batch_input_shape',
+                'pad_shape'):
+        assert tuple(meta[key]) == tuple(ref_meta[key]), key
+
+
+def test_fixed_pad_shape():
+    pre = ImagePreprocessor((96, 64), [0, 0, 0], [1, 1, 1],
+                            False,
+                            pad_shape=(64, 128))
+    img = np.full((50, 50, 3), 7, np.uint8)
+    batch, meta = pre(img)
+    assert batch.shape == (1, 3, 64, 128)
+    assert meta['img_shape'] == (64, 64)
+    assert (batch[..., :64, :64] == 7).all() and (batch[..., 64:] == 0).all()
+    with pytest.raises(ValueError, match='larger than the graph input'):
+        ImagePreprocessor((96, 64), [0] * 3, [1] * 3, pad_shape=(32, 32))(img)
+
+
+@pytest.mark.parametrize('name', sorted(BACKENDS))
+def test_unreadable_graph_names_the_file(tmp_path, name):
+    (tmp_path / 'image_encoder.onnx').write_bytes(b'not a graph')
+    backend = build_backend(name, str(tmp_path))
+    with pytest.raises(
+            BackendError, match=f'{name} cannot load .*image_encoder.onnx: '):
+        backend.run('image_encoder', {})
