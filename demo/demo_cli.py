@@ -17,14 +17,16 @@ from rap_sam.utils.user_errors import cli_errors as user_errors  # noqa
 
 
 def base_parser(doc: str,
-                inputs_help: Optional[str] = None) -> argparse.ArgumentParser:
+                inputs_help: Optional[str] = None,
+                inputs_optional: bool = False) -> argparse.ArgumentParser:
     """Options every demo takes; with ``inputs_help``, also the positional
-    INPUTS and CONFIG."""
+    INPUTS (which may be left out with ``inputs_optional``) and CONFIG."""
     parser = argparse.ArgumentParser(
         description=doc.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     if inputs_help:
-        parser.add_argument('inputs', help=inputs_help)
+        parser.add_argument(
+            'inputs', nargs='?' if inputs_optional else None, help=inputs_help)
         parser.add_argument(
             'config', help='an eval config under configs/rap_sam')
     parser.add_argument(

@@ -2,6 +2,8 @@
 
     python demo/video_demo.py VIDEO_OR_FRAME_DIR CONFIG [--weights CKPT] \
         [--out-dir DIR] [--score-thr T] [--chunk-frames N] [--fps F]
+    python demo/video_demo.py --camera 0 CONFIG [...] [--show]
+    python demo/video_demo.py --stream rtsp://HOST/PATH CONFIG [...] [--show]
 
 CONFIG is normally configs/rap_sam/eval_rap_sam_yt19.py. Writes DIR/NAME.mp4
 (each track in its own colour, labelled with its id and class) and
@@ -13,10 +15,20 @@ once complete. When a frame fails part-way (a frame of another size, an
 unreadable image in a folder), the frames before it are still written, the
 json saying "complete": false and why ("error"), and the run ends with the
 message (exit status 2).
+
+A camera (``--camera N``) or a network stream (``--stream URL``, anything
+OpenCV's FFmpeg reads) is segmented live, a few frames at a time
+(``--chunk-frames``, 5 by default here: the latency), until it ends or
+Ctrl+C; each frame's latency from capture to result is printed, the mp4
+grows as it goes (DIR/camera0.mp4, DIR/stream.mp4) and is complete, with
+its json, when the run stops. ``--show`` also draws the results in a window
+(it needs a display).
 """
+import os
 import os.path as osp
 import sys
-from typing import Callable, Optional
+import time
+from typing import Callable, Iterator, Optional
 
 import cv2
 from demo_cli import base_parser, load_predictor, predictor_kwargs, user_errors
@@ -31,7 +43,24 @@ from rap_sam.utils.user_errors import UserError
 
 
 def parse_args(argv=None):
-    parser = base_parser(__doc__, 'a video file or a folder of frames')
+    parser = base_parser(
+        __doc__,
+        'a video file or a folder of frames (or --camera / --stream)',
+        inputs_optional=True)
+    live = parser.add_mutually_exclusive_group()
+    live.add_argument(
+        '--camera',
+        type=int,
+        metavar='N',
+        help='segment camera N (0 is the first) live, until Ctrl+C')
+    live.add_argument(
+        '--stream',
+        metavar='URL',
+        help='segment a network stream (rtsp://, http:// ...) live')
+    parser.add_argument(
+        '--show',
+        action='store_true',
+        help='also show the results in a window (needs a display)')
     parser.add_argument('--out-dir', default='outputs/video_demo')
     parser.add_argument(
         '--score-thr',
@@ -41,15 +70,47 @@ def parse_args(argv=None):
     parser.add_argument(
         '--chunk-frames',
         type=int,
-        default=30,
-        help='frames held in memory at once')
+        default=None,
+        help='frames segmented together: the memory held, and for a camera '
+        'or stream the latency (default 30, live 5)')
     parser.add_argument(
         '--fps',
         type=float,
         default=None,
         help="output frame rate (default: the video's, or "
         '10 for a folder of frames)')
-    return parser.parse_args(argv)
+    # Intermixed: `VIDEO --camera 0 CONFIG` must not take VIDEO as CONFIG.
+    args = parser.parse_intermixed_args(argv)
+    live_source = args.camera if args.camera is not None else args.stream
+    if (args.inputs is None) == (live_source is None):
+        parser.error('give a video file or frame folder, or --camera N, or '
+                     '--stream URL (one of them)')
+    if args.chunk_frames is None:
+        args.chunk_frames = 5 if live_source is not None else 30
+    return args
+
+
+def timed_frames(frames, arrivals: list) -> Iterator:
+    """``frames``, noting when each was read: the latency clock starts
+    when a live frame arrives, not when the model gets it."""
+    for frame in frames:
+        arrivals.append(time.perf_counter())
+        yield frame
+
+
+def show_window(title: str) -> Callable:
+    """A function that shows a drawn frame in an OpenCV window; checked
+    before the model loads."""
+    if os.name != 'nt' and not (os.environ.get('DISPLAY')
+                                or os.environ.get('WAYLAND_DISPLAY')):
+        raise InputError('--show needs a display (DISPLAY is not set); the '
+                         'results are written to the mp4 either way.')
+
+    def show(frame):
+        cv2.imshow(title, frame)
+        cv2.waitKey(1)
+
+    return show
 
 
 def source_info(video) -> tuple:
@@ -97,10 +158,12 @@ def track_video_to_files(predictor: RapSAMPredictor,
                          chunk_frames: int = 30,
                          fps: Optional[float] = None,
                          writers=(('mp4', 'mp4v'), ),
-                         progress: Optional[Callable] = None) -> dict:
+                         progress: Optional[Callable] = None,
+                         on_frame: Optional[Callable] = None) -> dict:
     """Segment ``video`` and write ``stem.{ext}`` annotated videos (one per
     ``(ext, fourcc)`` in ``writers``) and ``stem.json``; returns the json's
-    content. ``progress(done, total)`` is called after each frame.
+    content. ``progress(done, total)`` is called after each frame, and
+    ``on_frame(drawn_frame)`` with each drawing.
 
     Each file appears only once complete. When the video fails part-way (a
     bad frame, Ctrl+C), the frames done so far are still written, the json
@@ -122,6 +185,8 @@ def track_video_to_files(predictor: RapSAMPredictor,
             shown = draw_tracks(frame, instances, names)
             for _, _, out in opened:
                 out.write(shown)
+            if on_frame:
+                on_frame(shown)
             masks = instances.masks.cpu().numpy()
             for i, mask, label, score in zip(instances.instances_id.tolist(),
                                              masks, instances.labels.tolist(),
@@ -168,9 +233,55 @@ def track_video_to_files(predictor: RapSAMPredictor,
     raise error
 
 
+def _live_main(args, source) -> None:
+    """--camera / --stream: results as they come, latency per frame."""
+    show = show_window('RAP-SAM') if args.show else None
+    # Opened once here: a missing camera is reported before the model loads.
+    frames = iter_frames(source)
+    first = next(frames)
+    predictor = load_predictor(args, **predictor_kwargs(args))
+    name = f'camera{source}' if args.camera is not None else 'stream'
+    stem = osp.join(args.out_dir, name)
+    make_out_dir(args.out_dir)
+    check_outputs([f'{stem}.mp4', f'{stem}.json'], [], args.overwrite)
+    arrivals = []
+
+    def all_frames():
+        yield first
+        yield from frames
+
+    def progress(done, total):
+        latency = (time.perf_counter() - arrivals[done - 1]) * 1000
+        print(
+            f'frame {done - 1}: {latency:.0f} ms from capture to result',
+            file=sys.stderr)
+
+    try:
+        info = track_video_to_files(
+            predictor,
+            timed_frames(all_frames(), arrivals),
+            stem,
+            args.score_thr,
+            args.chunk_frames,
+            args.fps or 10.0,
+            progress=progress,
+            on_frame=show)
+    except KeyboardInterrupt:
+        return  # Ctrl+C is how a live run stops; what it wrote is said
+    print(f"{source}: the stream ended after {info['num_frames']} frames, "
+          f"{len(info['tracks'])} tracks -> {stem}.mp4/.json")
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors():
+        if args.inputs is None:
+            return _live_main(
+                args, args.camera if args.camera is not None else args.stream)
+        if args.show:
+            show = show_window(osp.basename(args.inputs))
+        else:
+            show = None
         if not osp.exists(args.inputs):
             raise InputError(f'No such video or folder: {args.inputs}')
         next(iter_frames(args.inputs))  # unreadable? say so before loading
@@ -193,7 +304,8 @@ def main(argv=None):
                 args.score_thr,
                 args.chunk_frames,
                 args.fps,
-                progress=progress)
+                progress=progress,
+                on_frame=show)
         finally:
             bar.close()
     print(f"{info['num_frames']} frames, {len(info['tracks'])} tracks -> "

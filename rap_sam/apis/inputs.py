@@ -277,19 +277,19 @@ def _packet_sizes(path: str) -> Iterator[Optional[Tuple[int, int]]]:
         cap.release()
 
 
-def _video_file_frames(path: str,
-                       max_pixels: Optional[int]) -> Iterator[np.ndarray]:
-    cap, sizes = cv2.VideoCapture(path), iter(())
+def _capture_frames(cap, name: str, path: Optional[str],
+                    max_pixels: Optional[int]) -> Iterator[np.ndarray]:
+    """Frames of an opened ``cv2.VideoCapture``; ``path`` is the file's,
+    for its MJPEG frame sizes (None for live sources)."""
+    sizes = iter(())
     try:
-        if not cap.isOpened():
-            raise InputError(f'Cannot open {path} as a video (not a video '
-                             'file, or a codec OpenCV cannot read).')
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        check_pixels(width, height, f'The video {path}', max_pixels)
+        if width and height:
+            check_pixels(width, height, name, max_pixels)
         # OpenCV scales every frame to the first one's size without a word;
         # for MJPEG each packet's JPEG header tells the true size.
-        if _fourcc(cap) == 'MJPG':
+        if path is not None and _fourcc(cap) == 'MJPG':
             sizes = _packet_sizes(path)
         first, index = None, 0
         while True:
@@ -301,15 +301,72 @@ def _video_file_frames(path: str,
                 first = first or size
                 if size != first:
                     raise InputError(
-                        f'Frame {index} of {path} is {size[0]} x {size[1]} '
+                        f'Frame {index} of {name} is {size[0]} x {size[1]} '
                         f'pixels, the first was {first[0]} x {first[1]}: '
                         'all frames of a video must have one size.')
+            if path is None:  # a live source's header may say nothing
+                check_pixels(frame.shape[1], frame.shape[0], name, max_pixels)
             index += 1
             yield frame
     finally:
         if hasattr(sizes, 'close'):
             sizes.close()  # releases its capture now, not at collection
         cap.release()
+
+
+def _video_file_frames(path: str,
+                       max_pixels: Optional[int]) -> Iterator[np.ndarray]:
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        cap.release()
+        raise InputError(f'Cannot open {path} as a video (not a video '
+                         'file, or a codec OpenCV cannot read).')
+    return _capture_frames(cap, f'the video {path}', path, max_pixels)
+
+
+#: How long opening a stream URL, and then each read, may take.
+STREAM_TIMEOUT_MS = 10_000
+
+
+def is_stream_url(source) -> bool:
+    """Whether ``source`` names a network stream (``rtsp://``, ``http://``
+    ...) rather than a file."""
+    return isinstance(source, str) and '://' in source
+
+
+def _open_quietly(*args) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(*args)`` without OpenCV's log lines: each backend
+    it tries on a missing camera prints its own warning, and the user is
+    told once, by :class:`InputError`."""
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(*args)
+    finally:
+        logging.setLogLevel(level)
+
+
+def _live_frames(source: Union[int, str],
+                 max_pixels: Optional[int]) -> Iterator[np.ndarray]:
+    """Frames of a camera (its index) or a stream URL, until it ends."""
+    if isinstance(source, str):
+        name = f'the stream {source}'
+        # Without timeouts an unreachable host blocks for minutes.
+        cap = _open_quietly(source, cv2.CAP_ANY, [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS
+        ])
+        hint = ('unreachable, not a video stream, or a protocol OpenCV '
+                'cannot read')
+    else:
+        name = f'camera {source}'
+        cap = _open_quietly(source)
+        hint = 'no such camera, or another program is using it'
+    if not cap.isOpened():
+        cap.release()
+        raise InputError(f'Cannot open {name} ({hint}).')
+    return _capture_frames(cap, name, None, max_pixels)
 
 
 def _folder_frames(path: str,
@@ -341,14 +398,17 @@ def _array_frames(video, max_pixels: Optional[int]) -> Iterator[np.ndarray]:
         yield as_bgr_image(frame, 'video frame', max_pixels)
 
 
-def iter_frames(video: Union[str, np.ndarray, Sequence[np.ndarray]],
+def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
                 max_pixels: Optional[int] = None) -> Iterator[np.ndarray]:
     """BGR uint8 frames, read lazily so that long videos never sit in
     memory whole.
 
     Args:
         video: A video file (anything OpenCV reads: mp4, avi, webm ...), a
-            folder of frames (sorted by name), a ``[T, H, W, 3]`` array or a
+            folder of frames (sorted by name), a camera index (``0``), a
+            stream URL (``rtsp://...``, ``http://...``: anything OpenCV's
+            FFmpeg reads; opening and each read time out after
+            :data:`STREAM_TIMEOUT_MS`), a ``[T, H, W, 3]`` array or a
             sequence (or iterator) of ``[H, W, 3]`` arrays (BGR; converted
             as :func:`as_bgr_image` says). A single ``[H, W, 3]`` image is
             refused: it is not a video.
@@ -358,9 +418,17 @@ def iter_frames(video: Union[str, np.ndarray, Sequence[np.ndarray]],
     All frames must have one size. For video files OpenCV scales every
     frame to the first frame's size; MJPEG files (raw ``.mjpeg`` or in
     AVI) are checked frame by frame and refused when a size changes, other
-    codecs do not tell.
+    codecs do not tell. A camera or a stream is read until it stops
+    delivering frames: a stream that breaks off ends the video there.
     """
-    if isinstance(video, (str, os.PathLike)):
+    if is_stream_url(video) or (isinstance(video, numbers.Integral)
+                                and not isinstance(video, bool)):
+        if not is_stream_url(video) and video < 0:
+            raise InputError(f'A camera index is 0 or more, got {video}.')
+        frames = _live_frames(video, max_pixels)
+        name = f'the stream {video}' if is_stream_url(
+            video) else f'camera {video}'
+    elif isinstance(video, (str, os.PathLike)):
         path = os.fspath(video)
         if osp.isdir(path):
             frames = _folder_frames(path, max_pixels)
@@ -372,9 +440,9 @@ def iter_frames(video: Union[str, np.ndarray, Sequence[np.ndarray]],
     elif video is None:
         raise InputError('No video given.')
     elif isinstance(video, (bytes, bytearray, memoryview, numbers.Number)):
-        raise InputError('A video is a file, a folder of frames, a [T, H, W, '
-                         f'3] array or a list of frames, got '
-                         f'{type(video).__name__}.')
+        raise InputError('A video is a file, a folder of frames, a camera '
+                         'index, a stream URL, a [T, H, W, 3] array or a '
+                         f'list of frames, got {type(video).__name__}.')
     else:
         frames = _array_frames(video, max_pixels)
         name = 'the video'
@@ -391,7 +459,8 @@ def iter_frames(video: Union[str, np.ndarray, Sequence[np.ndarray]],
         yield frame
     if count == 0:
         raise InputError(f'{name} has no frames (empty, or a file OpenCV '
-                         'cannot decode).')
+                         'cannot decode).' if 'stream' not in name and 'camera'
+                         not in name else f'{name} delivered no frames.')
 
 
 # ----------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""Cameras and network streams as video sources: a stream served over
+HTTP on this machine reads as the same frames as its file, and sources
+that cannot be opened get one clear message."""
+import functools
+import http.server
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from rap_sam.apis import InputError
+from rap_sam.apis.inputs import is_stream_url, iter_frames
+
+
+@pytest.fixture(scope='module')
+def served_clip(tmp_path_factory):
+    """A 6-frame mp4 and the http:// URL a local server gives it."""
+    folder = tmp_path_factory.mktemp('served')
+    writer = cv2.VideoWriter(
+        str(folder / 'clip.mp4'), cv2.VideoWriter_fourcc(*'mp4v'), 10,
+        (64, 48))
+    for t in range(6):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:, 8 * t:8 * t + 16] = (40 * t, 255 - 40 * t, 128)
+        writer.write(frame)
+    writer.release()
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    yield str(folder / 'clip.mp4'), f'http://127.0.0.1:{port}'
+    server.shutdown()
+
+
+def test_stream_url_gives_the_files_frames(served_clip):
+    path, base = served_clip
+    streamed = list(iter_frames(f'{base}/clip.mp4'))
+    from_file = list(iter_frames(path))
+    assert len(streamed) == len(from_file) == 6
+    for a, b in zip(streamed, from_file):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stream_that_cannot_be_opened(served_clip):
+    _, base = served_clip
+    with pytest.raises(InputError, match=r'Cannot open the stream .*missing'):
+        next(iter_frames(f'{base}/missing.mp4'))
+
+
+@pytest.mark.parametrize('index,message',
+                         [(7, 'Cannot open camera 7 .no such camera'),
+                          (-1, 'camera index is 0 or more')])
+def test_cameras_that_do_not_exist(index, message):
+    with pytest.raises(InputError, match=message):
+        next(iter_frames(index))
+
+
+def test_bools_are_not_cameras():
+    with pytest.raises(InputError, match='camera index, a stream URL'):
+        next(iter_frames(True))
+
+
+def test_what_counts_as_a_stream_url():
+    assert is_stream_url('rtsp://cam.local/live')
+    assert is_stream_url('http://127.0.0.1:8000/a.mp4')
+    assert not is_stream_url('videos/a.mp4')
+    assert not is_stream_url(0)

@@ -1,0 +1,100 @@
+"""demo/video_demo.py on live sources, run as a user runs it: a network
+stream (served over HTTP on this machine) is segmented as it arrives,
+with each frame's latency printed and a valid mp4 + json at the end; a
+camera that is not there, or a missing source, is one ``error:`` line."""
+import functools
+import http.server
+import json
+import re
+import subprocess
+import sys
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from helpers import REPO
+
+YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, 'demo/video_demo.py', *args],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          env=env)
+
+
+@pytest.fixture
+def stream_url(small_video, tmp_path):
+    folder = tmp_path / 'www'
+    folder.mkdir()
+    (folder / 'pan.mp4').write_bytes(open(small_video, 'rb').read())
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{server.server_address[1]}/pan.mp4'
+    server.shutdown()
+
+
+def test_stream_is_segmented_live(stream_url, weights, tmp_path):
+    out = tmp_path / 'out'
+    proc = run('--stream', stream_url, YT19, '--weights', weights,
+               '--scale', '96', '64', '--chunk-frames', '2', '--out-dir',
+               str(out), '--score-thr', '0')
+    assert proc.returncode == 0, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    latencies = re.findall(r'frame (\d+): (\d+) ms from capture to result',
+                           proc.stderr)
+    assert [int(i) for i, _ in latencies] == [0, 1, 2, 3]
+    assert 'the stream ended after 4 frames' in proc.stdout
+    info = json.loads((out / 'stream.json').read_text())
+    assert info['complete'] and info['num_frames'] == 4
+    assert (info['width'], info['height']) == (96, 64)
+    assert info['tracks'], 'score-thr 0 keeps every track'
+    cap = cv2.VideoCapture(str(out / 'stream.mp4'))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 4 and frames[0].shape == (64, 96, 3)
+    assert np.mean([f.std() for f in frames]) > 0
+
+
+def error_line(proc) -> str:
+    assert 'Traceback' not in proc.stderr, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_missing_camera_is_reported_before_the_model_loads(tmp_path):
+    proc = run('--camera', '7', YT19, '--out-dir', str(tmp_path / 'o'))
+    assert error_line(proc) == ('error: Cannot open camera 7 (no such '
+                                'camera, or another program is using it).')
+    assert not (tmp_path / 'o').exists()
+
+
+@pytest.mark.parametrize('args',
+                         [[YT19], ['pan.mp4', '--camera', '0', YT19],
+                          ['--camera', '0', '--stream', 'x://y', YT19]])
+def test_exactly_one_source(args):
+    proc = run(*args)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert 'one of them' in proc.stderr or 'not allowed with' in proc.stderr
+
+
+def test_show_needs_a_display(tmp_path):
+    env = {
+        k: v
+        for k, v in __import__('os').environ.items()
+        if k not in ('DISPLAY', 'WAYLAND_DISPLAY')
+    }
+    proc = run(
+        '--stream', 'http://127.0.0.1:9/none.mp4', YT19, '--show', env=env)
+    assert error_line(proc).startswith('error: --show needs a display')
