@@ -1,0 +1,89 @@
+"""Known answers for the agreement measures of rap_sam.deploy.accuracy."""
+import numpy as np
+import torch
+from mmdet.evaluation.functional import INSTANCE_OFFSET
+from mmengine.structures import InstanceData
+
+from rap_sam.deploy.accuracy import (grid_clicks, mask_iou_matrix,
+                                     match_instances, panoptic_class_agreement,
+                                     summarize_photos)
+
+
+def _masks():
+    masks = torch.zeros(3, 10, 10, dtype=torch.bool)
+    masks[0, :5] = True  # top half: 50 pixels
+    masks[1, 5:] = True  # bottom half
+    masks[2, :, :3] = True  # left 3 columns: 30 pixels
+    return masks
+
+
+def test_mask_iou_matrix():
+    masks = _masks()
+    ious = mask_iou_matrix(masks, masks)
+    np.testing.assert_allclose(np.diag(ious), 1.0)
+    assert ious[0, 1] == 0
+    # top half and left columns: 15 shared of 50 + 30 - 15.
+    np.testing.assert_allclose(ious[0, 2], 15 / 65, rtol=1e-6)
+    empty = torch.zeros(1, 10, 10, dtype=torch.bool)
+    assert mask_iou_matrix(empty, empty)[0, 0] == 0
+
+
+def test_match_instances_one_to_one_by_iou_and_label():
+    masks = _masks()
+    ref = InstanceData(masks=masks, labels=torch.tensor([1, 2, 3]))
+    # The first two swapped, one pixel row shaved off the bottom half; the
+    # third missing.
+    test_masks = masks[[1, 0]].clone()
+    test_masks[0, 9] = False
+    test = InstanceData(masks=test_masks, labels=torch.tensor([2, 1]))
+    result = match_instances(ref, test)
+    assert (result['ref'], result['test'], result['kept']) == (3, 2, 2)
+    np.testing.assert_allclose(result['mean_iou'], 0.9, rtol=1e-6)
+    np.testing.assert_allclose(result['min_iou'], 0.8, rtol=1e-6)
+    # A changed label is not kept, whatever the overlap.
+    test.labels = torch.tensor([2, 7])
+    assert match_instances(ref, test)['kept'] == 1
+    # Below the IoU threshold: not kept.
+    assert match_instances(ref, test, iou_thr=0.85)['kept'] == 0
+    none = InstanceData(
+        masks=masks[:0], labels=torch.zeros(0, dtype=torch.long))
+    assert match_instances(ref, none)['kept'] == 0
+
+
+def test_panoptic_class_agreement_ignores_instance_ids():
+    ref = torch.tensor([[1 + 1 * INSTANCE_OFFSET, 2, 3, 4]])
+    test = torch.tensor([[1 + 2 * INSTANCE_OFFSET, 2, 5, 4]])
+    assert panoptic_class_agreement(ref, test) == 0.75
+
+
+def test_grid_clicks_and_summary():
+    np.testing.assert_allclose(
+        grid_clicks(100, 50, 2),
+        [[25, 12.5], [75, 12.5], [25, 37.5], [75, 37.5]])
+    rows = [
+        dict(
+            ref=4,
+            test=4,
+            kept=3,
+            mean_iou=0.9,
+            min_iou=0.8,
+            panoptic_agreement=0.9,
+            click_mean_iou=0.95,
+            click_min_iou=0.7),
+        dict(
+            ref=2,
+            test=1,
+            kept=1,
+            mean_iou=0.5,
+            min_iou=0.5,
+            panoptic_agreement=0.7,
+            click_mean_iou=0.85,
+            click_min_iou=0.6),
+    ]
+    summary = summarize_photos(rows)
+    assert summary['kept'] == 4 and summary['instances_fp32'] == 6
+    np.testing.assert_allclose(summary['kept_fraction'], 4 / 6)
+    # Matched IoU averaged per matched instance, not per photo.
+    np.testing.assert_allclose(summary['mean_iou'], (3 * 0.9 + 0.5) / 4)
+    assert summary['min_iou'] == 0.5 and summary['click_min_iou'] == 0.6
+    np.testing.assert_allclose(summary['panoptic_agreement'], 0.8)
