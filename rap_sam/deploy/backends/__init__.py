@@ -10,12 +10,13 @@ fusion) is torch code shared with the torch model (see
 from .base_backend import (GRAPH_NAMES, PRECISIONS, BackendError, BaseBackend,
                            import_runtime)
 from .builder import BACKENDS, build_backend
+from .deployed_model import DeployedModel
 from .image_preprocessor import ImagePreprocessor
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .openvino_backend import OpenVINOBackend
 
 __all__ = [
-    'BACKENDS', 'BackendError', 'BaseBackend', 'GRAPH_NAMES',
+    'BACKENDS', 'BackendError', 'BaseBackend', 'DeployedModel', 'GRAPH_NAMES',
     'ImagePreprocessor', 'OnnxRuntimeBackend', 'OpenVINOBackend', 'PRECISIONS',
     'build_backend', 'import_runtime'
 ]
