@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.models.seg_heads import MaskFormerFusionHead
 from mmdet.registry import MODELS
+from mmdet.structures.mask import encode_mask_results
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
@@ -169,27 +170,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                     claims.add(probs[i].view(-1))
             rows = [i for i, q in enumerate(chunk) if q in unique_row]
             if rows:
-                # Whole-chunk operations (few, large ones: each is a
-                # fork-join of the thread pool).
-                # mmdet's sigmoid * (logits > 0).float(), in place (the
-                # float mask made directly: bool operands take PyTorch's slow
-                # casting loops, 10-30x slower here). The bool mask is a
-                # copy of the float one: a comparison writing bools is 5x
-                # slower than a float -> bool copy.
-                ones = torch.gt(
-                    logits,
-                    0,
-                    out=self._buffer(buf, 'positive_float', logits.shape,
-                                     logits))
-                positive = self._buffer(buf, 'positive', logits.shape, logits,
-                                        torch.bool).copy_(ones)
-                masked = probs.mul_(ones)
-                if len(chunk) == 1 and not single_pair:
-                    masked = masked.expand(2, -1, -1)
-                sums = masked.flatten(1).sum(1)[:len(chunk)]
-                # Sums of 1.0s are exact integers below 2^24 in any order.
-                pixels = ones.flatten(1).sum(1)
-                boxes = self._boxes(positive)
+                positive, sums, pixels, boxes = self._mask_stats(
+                    logits, probs, buf, single_pair)
                 src = torch.tensor(rows, device=device)
                 dst = torch.tensor([unique_row[chunk[i]] for i in rows],
                                    device=device)
@@ -211,8 +193,35 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             instances.labels = labels
             instances.scores = scores * mask_scores[inverse]
             instances.masks = binary
+            # Which query each instance is (a track, in a video).
+            instances.query_indices = selection[2]
             result['ins_results'] = instances
         return result
+
+    def _mask_stats(self, logits: Tensor, probs: Tensor, buf: dict,
+                    single_pair: bool) -> Tuple[Tensor, ...]:
+        """A chunk's binary masks, mask-score sums, pixel counts and boxes,
+        from its logits and probabilities (``probs`` is overwritten)."""
+        # Whole-chunk operations (few, large ones: each is a fork-join of
+        # the thread pool).
+        # mmdet's sigmoid * (logits > 0).float(), in place (the float mask
+        # made directly: bool operands take PyTorch's slow casting loops,
+        # 10-30x slower here). The bool mask is a copy of the float one: a
+        # comparison writing bools is 5x slower than a float -> bool copy.
+        ones = torch.gt(
+            logits,
+            0,
+            out=self._buffer(buf, 'positive_float', logits.shape, logits))
+        positive = self._buffer(buf, 'positive', logits.shape, logits,
+                                torch.bool).copy_(ones)
+        masked = probs.mul_(ones)
+        n = len(logits)
+        if n == 1 and not single_pair:
+            masked = masked.expand(2, -1, -1)
+        sums = masked.flatten(1).sum(1)[:n]
+        # Sums of 1.0s are exact integers below 2^24 in any order.
+        pixels = ones.flatten(1).sum(1)
+        return positive, sums, pixels, self._boxes(positive)
 
     def _chunks(self, queries: List[int], single: bool) -> List[List[int]]:
         """Groups of ``chunk_size`` queries in order, none of one row unless
@@ -225,6 +234,97 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             last = chunks.pop()
             chunks[-1] = chunks[-1] + last
         return chunks
+
+    # ------------------------------------------------------------------
+    # videos: every query's masks first, the selection once classes are known
+    # ------------------------------------------------------------------
+    def predict_query_masks(self, mask_pred: Tensor, meta: dict,
+                            size: Tuple[int,
+                                        int], rescale: bool) -> InstanceData:
+        """Every query's instance mask on one image, as the instance result
+        would hold it, before the class scores are known (a video's are
+        averaged over its clips): ``masks`` (COCO RLEs, encoded as soon as
+        they are made), ``bboxes`` and ``mask_scores``, one per query.
+        :meth:`gather_instances` makes the instance result from them.
+
+        Where the selection can hold a single query (``max_per_image`` at
+        most the number of thing classes, or stuff classes), its mask score
+        is summed as :meth:`predict` sums it then, in another order:
+        ``alone_mask_scores`` (one query with several classes) and
+        ``single_mask_scores`` (one pair)."""
+        num = mask_pred.shape[0]
+        alone = self._single_query_possible()
+        masks: List[dict] = []
+        bboxes = torch.empty((num, 4), device=mask_pred.device)
+        sums, counts = mask_pred.new_empty(num), mask_pred.new_empty(num)
+        alone_sums = mask_pred.new_empty(num) if alone else None
+        single_sums = mask_pred.new_empty(num) if alone else None
+        buffers: Dict[int, dict] = {}
+        for chunk in self._chunks(list(range(num)), False):
+            buf = buffers.setdefault(len(chunk), {})
+            logits = self._resize(mask_pred[chunk], size, meta, rescale, buf)
+            probs = torch.sigmoid(
+                logits, out=self._buffer(buf, 'probs', logits.shape, logits))
+            positive, chunk_sums, pixels, boxes = self._mask_stats(
+                logits, probs, buf, False)
+            masks.extend(encode_mask_results(positive.cpu().numpy()))
+            sums[chunk] = chunk_sums
+            counts[chunk] = pixels
+            bboxes[chunk] = boxes
+        if alone:
+            # predict() resizes a lone query by itself: another layout,
+            # another sigmoid kernel, another summation order.
+            buf = buffers.setdefault(1, {})
+            for q in range(num):
+                logits = self._resize(mask_pred[[q]], size, meta, rescale, buf)
+                probs = torch.sigmoid(
+                    logits,
+                    out=self._buffer(buf, 'probs', logits.shape, logits))
+                ones = (logits > 0).float()
+                alone_sums[q] = (probs * ones).expand(2, -1,
+                                                      -1).flatten(1).sum(1)[0]
+                single_sums[q] = probs.mul_(ones).flatten(1).sum(1)[0]
+        instances = InstanceData()
+        instances.masks = masks
+        instances.bboxes = bboxes
+        instances.mask_scores = sums / (counts + 1e-6)
+        if alone:
+            instances.alone_mask_scores = alone_sums / (counts + 1e-6)
+            instances.single_mask_scores = single_sums / (counts + 1e-6)
+        return instances
+
+    def select_instances(self, mask_cls: Tensor) -> InstanceData:
+        """The instance result's rows for class scores ``[N, K + 1]``:
+        ``scores`` (of the class), ``labels`` and ``query_indices``."""
+        scores, labels, queries = self._instance_selection(mask_cls)
+        return InstanceData(
+            scores=scores, labels=labels, query_indices=queries)
+
+    def gather_instances(self, selection: InstanceData,
+                         query_masks: InstanceData) -> InstanceData:
+        """:meth:`predict`'s instance result (masks as COCO RLEs) from
+        :meth:`select_instances` and :meth:`predict_query_masks`."""
+        queries = selection.query_indices
+        mask_scores = query_masks.mask_scores
+        if len(queries) == 1 and 'single_mask_scores' in query_masks:
+            mask_scores = query_masks.single_mask_scores
+        elif len(queries) > 1 and len(queries.unique()) == 1 and \
+                'alone_mask_scores' in query_masks:
+            mask_scores = query_masks.alone_mask_scores
+        instances = InstanceData()
+        instances.bboxes = query_masks.bboxes[queries]
+        instances.labels = selection.labels
+        instances.scores = selection.scores * mask_scores[queries]
+        # A dict per row: consumers decode an RLE's counts in place.
+        instances.masks = [dict(query_masks.masks[q]) for q in queries]
+        instances.query_indices = queries
+        return instances
+
+    def _single_query_possible(self) -> bool:
+        """Whether an instance selection can hold one query only."""
+        max_per_image = self.test_cfg.get('max_per_image', 100)
+        return max_per_image <= self.num_things_classes or \
+            self.num_things_classes < self.num_classes
 
     # ------------------------------------------------------------------
     # selection and resizing

@@ -1,0 +1,3 @@
+from .clip_linker import ClipLinker
+
+__all__ = ['ClipLinker']
