@@ -190,6 +190,10 @@ def write_spec(export_dir: str, spec: dict) -> str:
     return path
 
 
+#: ONNX element type names that numpy spells differently.
+_NUMPY_NAMES = {'float': 'float32', 'double': 'float64', 'float16': 'float16'}
+
+
 def _onnx_io(model) -> Dict[str, Dict[str, dict]]:
     """A loaded ONNX model's graph inputs / outputs as spec entries."""
     from onnx import TensorProto
@@ -205,9 +209,8 @@ def _onnx_io(model) -> Dict[str, Dict[str, dict]]:
                 d.dim_value if d.HasField('dim_value') else
                 (d.dim_param or '?') for d in t.shape.dim
             ]
-            out[v.name] = dict(
-                shape=dims,
-                dtype=TensorProto.DataType.Name(t.elem_type).lower())
+            kind = TensorProto.DataType.Name(t.elem_type).lower()
+            out[v.name] = dict(shape=dims, dtype=_NUMPY_NAMES.get(kind, kind))
         return out
 
     return dict(

@@ -1,0 +1,281 @@
+"""Export RAP-SAM to ONNX with standard operators: three graphs and a
+``deploy.json`` (see :mod:`rap_sam.deploy.graphs` and
+:mod:`rap_sam.deploy.deploy_spec`).
+
+Export is per shape: the image encoder takes one padded input shape
+``(H, W)`` (every image is resized to fit the scale, keeping its aspect
+ratio, and zero-padded to it; ``deploy.json`` says so with ``"dynamic":
+false``). The number of prompts is free. Dynamic height and width are not
+offered: traced with free sizes, the backbone's graph gave wrong values at
+other sizes in ONNX Runtime (measured while writing this; the decoders
+were right), and fixed shapes let runtimes plan memory and kernels.
+"""
+import copy
+import os
+import os.path as osp
+import shutil
+import tempfile
+import warnings
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from rap_sam.utils.user_errors import UserError
+from .deploy_spec import (FORMAT_VERSION, MIN_OPSET, DeploySpec, _onnx_io,
+                          write_spec)
+from .graphs import BOXES, IMAGE, IMG_SHAPE, build_graphs
+
+#: Graph inputs / outputs whose first or second axis is the prompts.
+_PROMPT_AXES = {
+    BOXES: {
+        0: 'N'
+    },
+    'cls_logits': {
+        1: 'N'
+    },
+    'mask_logits': {
+        1: 'N'
+    },
+    'iou': {
+        1: 'N'
+    }
+}
+
+
+class ExportError(UserError):
+    """An export that cannot be made as asked (folder, shape, option)."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _ceil_to(value: int, divisor: int) -> int:
+    return -(-value // divisor) * divisor
+
+
+def _preprocess(model: nn.Module, scale: Tuple[int, int],
+                pad_shape: Tuple[int, int]) -> dict:
+    pre = model.data_preprocessor
+    return dict(
+        scale=[int(scale[0]), int(scale[1])],
+        keep_ratio=True,
+        pad_shape=[int(pad_shape[0]), int(pad_shape[1])],
+        size_divisor=int(pre.pad_size_divisor),
+        mean=[float(v) for v in pre.mean.flatten()],
+        std=[float(v) for v in pre.std.flatten()],
+        bgr_to_rgb=bool(pre._channel_conversion),
+        pad_value=float(pre.pad_value))
+
+
+def _test_cfg(model: nn.Module) -> dict:
+    cfg = model.panoptic_fusion_head.test_cfg or {}
+    return {
+        k: v
+        for k, v in dict(cfg).items() if isinstance(v, (bool, int, float, str))
+    }
+
+
+def _class_names(model: nn.Module) -> list:
+    try:
+        names = list(model.dataset_meta['classes'])
+    except (AttributeError, KeyError, TypeError):
+        names = []
+    if len(names) != model.num_classes:
+        names = [f'class_{i}' for i in range(model.num_classes)]
+    return names
+
+
+def _check_graph_ops(path: str, opset: int) -> None:
+    """Every node in ONNX's default domain (no custom operator), the default
+    opset at least ``opset``, no Loop (slow in every runtime)."""
+    import onnx
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    custom = {n.domain for n in model.graph.node} - {'', 'ai.onnx'}
+    if custom:
+        raise RuntimeError(f'{path} uses custom operator domains {custom}')
+    version = max(
+        o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))
+    if version < opset:
+        raise RuntimeError(f'{path} has opset {version} < {opset}')
+    loops = [n.name for n in model.graph.node if n.op_type == 'Loop']
+    if loops:
+        raise RuntimeError(f'{path} has Loop nodes {loops[:3]}')
+
+
+def _prepare(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` ready to trace (the caller's stays as it is)."""
+    from .prepare import prepare
+    return prepare(copy.deepcopy(model).cpu().eval(), 'export')
+
+
+def export_model(model: nn.Module,
+                 out_dir: str,
+                 cfg=None,
+                 scale: Optional[Tuple[int, int]] = None,
+                 shape: Optional[Tuple[int, int]] = None,
+                 dynamic: bool = False,
+                 opset: int = MIN_OPSET,
+                 low_rank: bool = True,
+                 class_names: Optional[Sequence[str]] = None,
+                 config_name: Optional[str] = None,
+                 overwrite: bool = False) -> DeploySpec:
+    """Write ``image_encoder.onnx``, ``panoptic_decoder.onnx``,
+    ``prompt_decoder.onnx`` and ``deploy.json`` to ``out_dir``.
+
+    Args:
+        model (RapSAM): A loaded model (not changed: a copy is prepared
+            with ``prepare(copy, 'export')``). Its class embeddings (the
+            vocabulary) are baked into the decoders.
+        out_dir (str): The export folder; must not exist or be empty,
+            unless ``overwrite``. The graphs are written to a temporary
+            folder beside it first, so a failed export leaves whatever was
+            there untouched.
+        cfg (Config, optional): The model's config; its name is recorded.
+        scale (tuple, optional): ``(w, h)`` images are resized to fit
+            (keep-ratio). Default: ``shape`` as ``(w, h)``, else
+            (1333, 800).
+        shape (tuple, optional): ``(H, W)`` of the encoder's input; default
+            ``scale`` rounded up to the size divisor.
+        dynamic (bool): Free height and width: not supported (see the
+            module docstring); raises :class:`ExportError`.
+        opset (int): ONNX opset, at least 17.
+        low_rank (bool): The encoder outputs the neck's aggregated map
+            (``basis``) and the decoders apply its last 1x1 conv, about
+            half the work per pass over the map (measured: see
+            docs/deploy.md); False outputs the 256-channel ``features``.
+        class_names (list[str], optional): Default: the model's
+            ``dataset_meta``.
+        overwrite (bool): Replace an existing non-empty ``out_dir``.
+
+    Returns:
+        DeploySpec: what was written as ``deploy.json``.
+    """
+    if dynamic:
+        raise ExportError(
+            'Dynamic height and width are not supported (the traced '
+            'backbone is wrong at other sizes): export per shape with '
+            '--shape H W.')
+    if not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ExportError(f'opset must be an integer >= {MIN_OPSET}, got '
+                          f'{opset!r}.')
+    out_dir = os.fspath(out_dir)
+    if osp.exists(out_dir) and not osp.isdir(out_dir):
+        raise ExportError(f'{out_dir} is a file, not a folder: choose '
+                          'another --out.')
+    if osp.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise ExportError(f'{out_dir} is not empty: choose another --out or '
+                          'pass --overwrite to replace it.')
+    divisor = int(model.data_preprocessor.pad_size_divisor or 1)
+    if shape is not None:
+        h, w = (int(v) for v in shape)
+        if h < 1 or w < 1:
+            raise ExportError(f'--shape must be two positive integers H W, '
+                              f'got {tuple(shape)}.')
+        scale = scale or (w, h)
+    scale = tuple(int(v) for v in (scale or (1333, 800)))
+    if shape is None:
+        shape = (_ceil_to(max(scale[1], 1),
+                          divisor), _ceil_to(max(scale[0], 1), divisor))
+    pad_shape = (_ceil_to(int(shape[0]),
+                          divisor), _ceil_to(int(shape[1]), divisor))
+    if max(scale) > max(pad_shape) or min(scale) > min(pad_shape):
+        raise ExportError(f'The scale {scale} (w, h) does not fit the input '
+                          f'shape {pad_shape} (H, W).')
+
+    names = list(class_names) if class_names else _class_names(model)
+    if config_name is None and cfg is not None:
+        config_name = osp.basename(getattr(cfg, 'filename', '') or '')
+    prepared = _prepare(model)
+    graphs = build_graphs(prepared, low_rank)
+
+    parent = osp.dirname(osp.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix='.export-', dir=parent)
+    try:
+        io_specs = _export_graphs(graphs, work, pad_shape, opset)
+        spec = dict(
+            format_version=FORMAT_VERSION,
+            config=config_name or '',
+            precision='fp32',
+            opset=opset,
+            dynamic=False,
+            low_rank=bool(low_rank),
+            preprocess=_preprocess(prepared, scale, pad_shape),
+            classes=names,
+            num_things=int(prepared.num_things_classes),
+            test_cfg=_test_cfg(prepared),
+            graphs=io_specs)
+        write_spec(work, spec)
+        os.chmod(work, 0o777 & ~_umask())
+        if osp.isdir(out_dir):
+            old = tempfile.mkdtemp(prefix='.replaced-', dir=parent)
+            os.rmdir(old)
+            os.replace(out_dir, old)
+            os.replace(work, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(work, out_dir)
+    finally:
+        if osp.isdir(work):
+            shutil.rmtree(work, ignore_errors=True)
+    return DeploySpec(spec)
+
+
+def _export_graphs(graphs: dict, work: str, pad_shape: Tuple[int, int],
+                   opset: int) -> dict:
+    """Trace and write the three graphs; their deploy.json entries."""
+    import onnx
+    encoder = graphs['image_encoder']
+    feature = encoder.output_names[0]
+    image = torch.randn(
+        1, 3, *pad_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = encoder(image)
+    h, w = pad_shape
+    # Two boxes (one traced prompt could fix a broadcast of size 1).
+    boxes = torch.tensor([[4., 4., 10., 10.], [0., 0., w / 2, h / 2]])
+    img_shape = torch.tensor([h, w], dtype=torch.int64)
+    jobs = [
+        ('image_encoder', encoder, (image, ), [IMAGE], [feature], None),
+        ('panoptic_decoder', graphs['panoptic_decoder'], (features, ),
+         [feature], graphs['panoptic_decoder'].output_names, None),
+        ('prompt_decoder', graphs['prompt_decoder'],
+         (features, boxes, img_shape), [feature, BOXES, IMG_SHAPE],
+         graphs['prompt_decoder'].output_names, _PROMPT_AXES),
+    ]
+    entries = {}
+    for name, module, args, inputs, outputs, axes in jobs:
+        path = osp.join(work, f'{name}.onnx')
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer's notes on Python-side checks (channel counts,
+            # shapes): they are constants of a per-shape graph.
+            warnings.simplefilter('ignore')
+            torch.onnx.export(
+                module,
+                args,
+                path,
+                input_names=inputs,
+                output_names=outputs,
+                opset_version=opset,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+                dynamo=False)
+        _check_graph_ops(path, opset)
+        io = _onnx_io(onnx.load(path, load_external_data=False))
+        with torch.no_grad():
+            results = module(*args)
+        results = results if isinstance(results, tuple) else (results, )
+        # The exporter names the free axes of outputs it cannot size; all
+        # but the prompts' are fixed by the input shape.
+        for out, result in zip(outputs, results):
+            io['outputs'][out]['shape'] = [
+                d if d == 'N' else int(size)
+                for d, size in zip(io['outputs'][out]['shape'], result.shape)
+            ]
+        entries[name] = dict(file=f'{name}.onnx', **io)
+    return entries
