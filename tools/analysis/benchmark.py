@@ -55,7 +55,6 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 STAGES = ('backbone', 'neck', 'head', 'post', 'e2e')
 MASK2FORMER_CONFIG = (
@@ -215,51 +214,16 @@ def build_mask2former(seed: int) -> nn.Module:
     return model.eval()
 
 
-class FullUpsampleFusion(nn.Module):
-    """The reference post-processing: every mask upsampled to the padded
-    input size, then mmdet's ``MaskFormerFusionHead`` as it is."""
-
-    def __init__(self, fusion_head):
-        super().__init__()
-        from mmdet.models.seg_heads import MaskFormerFusionHead
-        self.inner = MaskFormerFusionHead(
-            num_things_classes=fusion_head.num_things_classes,
-            num_stuff_classes=fusion_head.num_stuff_classes,
-            test_cfg=fusion_head.test_cfg)
-        self.num_classes = self.inner.num_classes
-
-    def predict(self,
-                mask_cls,
-                mask_pred,
-                batch_data_samples,
-                rescale=False,
-                **kwargs):
-        size = batch_data_samples[0].metainfo['batch_input_shape']
-        if tuple(mask_pred.shape[-2:]) != tuple(size):
-            mask_pred = F.interpolate(
-                mask_pred, size=size, mode='bilinear', align_corners=False)
-        return self.inner.predict(mask_cls, mask_pred, batch_data_samples,
-                                  rescale, **kwargs)
-
-
 def reference_variant(model: nn.Module) -> nn.Module:
-    ref = copy.deepcopy(model)
-    for module in ref.modules():
-        if hasattr(module, 'dcn_impl'):
-            module.dcn_impl = 'mmcv'
-    ref.panoptic_fusion_head = FullUpsampleFusion(ref.panoptic_fusion_head)
-    return ref
+    from rap_sam.deploy import prepare
+    return prepare(copy.deepcopy(model), 'reference')
 
 
 def fast_variant(model: nn.Module,
                  dtype: str = 'fp32',
                  compile: bool = False) -> nn.Module:
-    from rap_sam.models.utils.inference_mode import (optimize_for_inference,
-                                                     use_autocast)
-    fast = optimize_for_inference(copy.deepcopy(model), compile=compile)
-    if dtype != 'fp32':
-        use_autocast(fast, dtype)
-    return fast
+    from rap_sam.deploy import prepare
+    return prepare(copy.deepcopy(model), 'fast', dtype, compile)
 
 
 # ----------------------------------------------------------------------
@@ -527,6 +491,23 @@ def compare_results(ours, reference) -> dict:
 
 
 # ----------------------------------------------------------------------
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def tune_cpu_allocator(trim_threshold: int = (1 << 31) - 1) -> bool:
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = mallopt(_M_MMAP_MAX, 0) == 1
+    ok = (mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1) and ok
+    return ok
+
+
 def machine_info(device: torch.device) -> dict:
     info = dict(
         python=platform.python_version(),
@@ -630,7 +611,6 @@ def _main(args, argv) -> dict:
         args.repeats = 30 if device.type == 'cuda' else 5
     notes: List[str] = []
     if args.tune_malloc:
-        from rap_sam.models.utils.inference_mode import tune_cpu_allocator
         ok = tune_cpu_allocator()
         notes.append('glibc allocator tuned (no mmap, no trim): '
                      f'{"accepted" if ok else "refused"}')

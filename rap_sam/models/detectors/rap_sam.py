@@ -1,3 +1,4 @@
+import contextlib
 import logging
 from typing import List, Tuple
 
@@ -13,6 +14,23 @@ from torch import Tensor
 
 from rap_sam.engine import check_losses_finite
 from rap_sam.visualization import config_dataset_meta, meta_fits
+from ..utils.fold_batch_norm import fold_batch_norms
+
+#: Inference precisions and the autocast dtype each runs backbone, neck and
+#: head in (``None``: no autocast).
+AUTOCAST_DTYPES = {
+    'fp32': None,
+    'bf16': torch.bfloat16,
+    'fp16': torch.float16,
+}
+
+
+def _to_float(x):
+    if isinstance(x, Tensor):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_float(v) for v in x)
+    return x
 
 
 @MODELS.register_module()
@@ -30,7 +48,17 @@ class RapSAM(MaskFormer):
     - ``TrackDataSample`` (one clip): ``pred_track_instances`` per frame, a
       query being one track through the clip; with ``test_cfg.rle_masks``
       their masks are COCO RLEs instead of full-size arrays.
+
+    Inference settings (set by :func:`rap_sam.deploy.prepare` through
+    :meth:`switch_to_deploy`): :attr:`precision` (``'fp32'``, or
+    ``'bf16'`` / ``'fp16'``: backbone, neck and head run under
+    ``torch.autocast``, the head's outputs come back as fp32 so the
+    post-processing stays fp32) and :attr:`channels_last` (the input is
+    made channels-last for the backbone).
     """
+
+    precision = 'fp32'
+    channels_last = False
 
     @property
     def dataset_meta(self) -> dict:
@@ -81,7 +109,48 @@ class RapSAM(MaskFormer):
                 f'[B, T, 3, H, W]); got a tensor of shape '
                 f'{tuple(batch_inputs.shape)}. Convert grayscale or RGBA '
                 'images to 3-channel colour first.')
-        return self.neck(self.backbone(batch_inputs))
+        if self.channels_last:
+            batch_inputs = batch_inputs.contiguous(
+                memory_format=torch.channels_last)
+        with self._autocast(batch_inputs.device.type):
+            return self.neck(self.backbone(batch_inputs))
+
+    def _autocast(self, device_type: str):
+        dtype = AUTOCAST_DTYPES[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device_type, dtype=dtype)
+
+    def _head_predict(self, feats, samples: SampleList) -> Tuple:
+        """``panoptic_head.predict`` in :attr:`precision`, its outputs in
+        fp32."""
+        with self._autocast(feats.device.type):
+            outputs = self.panoptic_head.predict(feats, samples)
+        return outputs if self.precision == 'fp32' else _to_float(outputs)
+
+    def switch_to_deploy(self,
+                         low_rank_output: bool = True,
+                         channels_last: bool = True,
+                         precision: str = 'fp32') -> None:
+        """The exact inference conversions, in place (eval mode): BNs
+        folded into the convs before them (mmdet's ResNet by
+        :func:`rap_sam.models.utils.fold_batch_norms`, the neck by its own
+        :meth:`switch_to_deploy`), the neck's low-rank output and
+        channels-last memory on request; then :attr:`precision`. Use
+        :func:`rap_sam.deploy.prepare`, which checks its arguments and
+        that a model is converted once."""
+        if precision not in AUTOCAST_DTYPES:
+            raise ValueError(f'precision must be one of '
+                             f'{sorted(AUTOCAST_DTYPES)}, got {precision!r}')
+        if self.training:
+            raise RuntimeError('switch_to_deploy folds running statistics: '
+                               'call eval() first')
+        fold_batch_norms(self.backbone)
+        self.neck.switch_to_deploy(low_rank_output)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        self.precision = precision
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> dict:
@@ -116,9 +185,12 @@ class RapSAM(MaskFormer):
     def _forward(self, batch_inputs: Tensor,
                  batch_data_samples: SampleList) -> Tuple:
         """Raw head outputs: lists of class scores, mask logits and IoU
-        predictions (stages, then the adapter), and the final queries."""
-        return self.panoptic_head(
-            self.extract_feat(batch_inputs), batch_data_samples)
+        predictions (stages, then the adapter), and the final queries (fp32
+        whatever :attr:`precision`)."""
+        feats = self.extract_feat(batch_inputs)
+        with self._autocast(batch_inputs.device.type):
+            outputs = self.panoptic_head(feats, batch_data_samples)
+        return outputs if self.precision == 'fp32' else _to_float(outputs)
 
     def predict(self,
                 batch_inputs: Tensor,
@@ -145,18 +217,19 @@ class RapSAM(MaskFormer):
                     for s in batch_data_samples):
                 return self.add_empty_prompt_preds(batch_data_samples,
                                                    feats.device, rescale)
-            cls_scores, masks, ious, _ = head.predict(feats,
-                                                      batch_data_samples)
+            cls_scores, masks, ious, _ = self._head_predict(
+                feats, batch_data_samples)
             return self.add_prompt_preds(cls_scores, masks, ious,
                                          batch_data_samples, rescale)
-        cls_scores, masks, ious, _ = head.predict(feats, batch_data_samples)
+        cls_scores, masks, ious, _ = self._head_predict(
+            feats, batch_data_samples)
         results = self.panoptic_fusion_head.predict(
             cls_scores, masks, batch_data_samples, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def _clip_outputs(self, feats: Tensor, samples: SampleList):
         """The adapter's outputs for a clip, masks at feature resolution."""
-        return self.panoptic_head.predict(feats, samples)
+        return self._head_predict(feats, samples)
 
     def add_prompt_preds(self, cls_scores: Tensor, masks: Tensor, ious: Tensor,
                          samples: SampleList, rescale: bool) -> SampleList:

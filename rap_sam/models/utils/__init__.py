@@ -1,8 +1,9 @@
+from .fold_batch_norm import fold_batch_norms, fold_conv_bn
 from .prompts import CLICK_RADIUS, clicks_to_boxes
 from .video_clips import match_queries, split_video
 from .vocabulary import set_vocabulary
 
 __all__ = [
-    'CLICK_RADIUS', 'clicks_to_boxes', 'match_queries', 'set_vocabulary',
-    'split_video'
+    'CLICK_RADIUS', 'clicks_to_boxes', 'fold_batch_norms', 'fold_conv_bn',
+    'match_queries', 'set_vocabulary', 'split_video'
 ]

@@ -7,11 +7,10 @@ import pytest
 import torch
 from helpers import build_model, image_batch, video_batch
 
+from rap_sam.deploy import prepare
 from rap_sam.models.layers import (LowRankFeatureMap, dense, masked_sum,
                                    project, weighted_sum, with_coordinates)
 from rap_sam.models.necks import LiteDeformNeck
-from rap_sam.models.utils.inference_mode import (optimize_for_inference,
-                                                 use_low_rank_features)
 
 
 def rel_err(a, b):
@@ -69,7 +68,8 @@ def test_neck_outputs():
     ]
     with torch.no_grad():
         full = neck(feats)
-        assert use_low_rank_features(neck) == 1
+        assert not neck.low_rank_output
+        neck.switch_to_deploy()
         low_rank = neck(feats)
         assert isinstance(low_rank, LowRankFeatureMap)
         assert torch.allclose(low_rank.dense(), full, atol=1e-5)
@@ -80,7 +80,7 @@ def test_neck_outputs():
 @pytest.mark.parametrize('num_prompts', [1, 2])
 def test_optimized_model_prompts(num_prompts):
     model = build_model('rap_sam/eval_rap_sam_prompt.py', seed=5)
-    fast = optimize_for_inference(copy.deepcopy(model))
+    fast = prepare(copy.deepcopy(model), 'fast')
     g = torch.Generator().manual_seed(0)
     img = torch.randint(
         0, 256, (96, 128, 3), generator=g, dtype=torch.uint8).numpy()
@@ -103,7 +103,7 @@ def test_optimized_model_prompts(num_prompts):
 
 def test_optimized_model_clip():
     model = build_model('rap_sam/eval_rap_sam_yt19.py', seed=6)
-    fast = optimize_for_inference(copy.deepcopy(model))
+    fast = prepare(copy.deepcopy(model), 'fast')
     g = torch.Generator().manual_seed(1)
     frames = torch.randint(
         0, 256, (3, 64, 96, 3), generator=g, dtype=torch.uint8).numpy()

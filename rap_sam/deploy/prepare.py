@@ -1,0 +1,115 @@
+"""The one inference switch: :func:`prepare`."""
+import torch.nn as nn
+
+from rap_sam.models.detectors import RapSAM
+from rap_sam.models.detectors.rap_sam import AUTOCAST_DTYPES
+from rap_sam.utils.user_errors import UserError
+from .reference import to_reference
+
+#: What :func:`prepare` can make of a model.
+MODES = ('reference', 'fast', 'export')
+#: Precisions of the PyTorch model (int8 is for exported graphs).
+PRECISIONS = tuple(AUTOCAST_DTYPES)
+
+
+class DeployModeError(UserError, ValueError):
+    """A mode, precision or model :func:`prepare` cannot apply."""
+
+
+def _check(model, mode, precision, compile) -> None:
+    if mode not in MODES:
+        raise DeployModeError(
+            f'mode must be one of {", ".join(MODES)}; got {mode!r}.')
+    if precision == 'int8':
+        raise DeployModeError(
+            'precision int8 is for exported graphs (tools/deploy/export.py '
+            '--precision int8); the PyTorch model runs fp32, bf16 or fp16.')
+    if precision not in PRECISIONS:
+        raise DeployModeError(f'precision must be one of '
+                              f'{", ".join(PRECISIONS)}; got {precision!r}.')
+    if not isinstance(compile, bool):
+        raise DeployModeError(
+            f'compile must be True or False; got {compile!r}.')
+    if mode != 'fast' and (precision != 'fp32' or compile):
+        raise DeployModeError(
+            f'mode {mode!r} runs fp32 without torch.compile; precision '
+            "and compile apply to mode 'fast'.")
+    if not isinstance(model, RapSAM):
+        raise DeployModeError('prepare() takes a RAP-SAM model (RapSAM or '
+                              f'RapSAMVideo); got {type(model).__name__}.')
+
+
+def prepare(model: nn.Module,
+            mode: str = 'fast',
+            precision: str = 'fp32',
+            compile: bool = False) -> nn.Module:
+    """Make a RAP-SAM model ready for inference; in place, returns it.
+
+    Modes:
+
+    - ``'reference'``: what the reference code computes (mmcv's deformable
+      conv kernel on every device, BatchNorms as layers, dense NCHW
+      features, every mask upsampled before mmdet's fusion): see
+      :mod:`rap_sam.deploy.reference`. The baseline of the benchmark and of
+      the equivalence tests.
+    - ``'fast'``: BatchNorms folded into the convs, channels-last memory,
+      the neck's low-rank output, the deformable convs as the config says
+      (``'auto'``: gather + GEMM on CPUs, mmcv's kernel on GPUs). The same
+      outputs as ``'reference'`` to float rounding. ``precision='bf16'``
+      or ``'fp16'`` adds ``torch.autocast`` over backbone, neck and head
+      (approximate; the post-processing stays fp32); ``compile=True``
+      compiles backbone and neck with ``torch.compile`` (inductor, weights
+      frozen as constants; the first call compiles, about half a minute on
+      2 cores; run under ``torch.no_grad`` or ``torch.inference_mode``).
+    - ``'export'``: BatchNorms folded, deformable convs in standard ONNX
+      operators (``dcn_impl='onnx'``), fp32, NCHW, dense features: the
+      model ``torch.onnx.export`` traces.
+
+    The model is put in eval mode; load checkpoints before (folded
+    BatchNorms have no keys). A model is prepared once: the same call again
+    returns it unchanged, a different one raises (prepare a fresh copy).
+
+    Args:
+        model (RapSAM): The model, as built (and loaded).
+        mode (str): ``'reference'``, ``'fast'`` or ``'export'``.
+        precision (str): ``'fp32'``, ``'bf16'`` or ``'fp16'`` (``'fast'``
+            only).
+        compile (bool): ``torch.compile`` backbone and neck (``'fast'``
+            only).
+
+    Raises:
+        DeployModeError: an unknown mode or precision, a setting the mode
+            does not take, a model that is not RAP-SAM or that was prepared
+            differently before.
+    """
+    _check(model, mode, precision, compile)
+    setting = dict(mode=mode, precision=precision, compile=compile)
+    done = getattr(model, 'deploy_setting', None)
+    if done == setting:
+        return model
+    if done is not None:
+        raise DeployModeError(
+            f'the model was already prepared with {_describe(done)}, which '
+            'cannot be undone; prepare a fresh model (build it again, or '
+            'copy.deepcopy it before the first prepare()).')
+    model.eval()
+    if mode == 'reference':
+        to_reference(model)
+    else:
+        model.switch_to_deploy(
+            low_rank_output=mode == 'fast',
+            channels_last=mode == 'fast',
+            precision=precision)
+        if mode == 'export':
+            model.neck.dcn_impl = 'onnx'
+        if compile:
+            # Freezing per compile (not inductor's process-wide flag):
+            # weights become constants that oneDNN prepacks once.
+            for module in (model.backbone, model.neck):
+                module.compile(options={'freezing': True})
+    model.deploy_setting = setting
+    return model
+
+
+def _describe(setting: dict) -> str:
+    return ', '.join(f'{k}={v!r}' for k, v in setting.items())
