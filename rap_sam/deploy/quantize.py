@@ -1,0 +1,208 @@
+"""Approximate exports made from an fp32 export folder: int8 and bf16.
+
+``int8`` is post-training static quantization with ONNX Runtime's
+``quantize_static``: QDQ format (QuantizeLinear / DequantizeLinear pairs
+around the weights and activations of Conv, MatMul ...; standard ONNX, so
+OpenVINO runs it with its own int8 kernels too), int8 weights per output
+channel, int8 activations whose ranges are the min / max seen on a folder
+of calibration images preprocessed exactly as deploy.json says.
+
+``bf16`` needs no new graph: it is a compile-time choice of the runtime
+(OpenVINO's ``INFERENCE_PRECISION_HINT``; torch's autocast). ONNX Runtime
+has no bfloat16 CPU kernels (measured with onnxruntime 1.31: MatMul, Add,
+Relu, Softmax have none, and ONNX's Conv does not take bfloat16), so a
+bf16 folder is for OpenVINO. The folder holds the same graphs, with
+deploy.json saying bf16, so that a runtime opened on it computes in bf16.
+
+Both write a NEW folder; the fp32 export is never touched.
+"""
+import os
+import os.path as osp
+import shutil
+import tempfile
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from rap_sam.utils.user_errors import UserError
+
+#: Approximate precisions, and the default folder suffix for each.
+APPROXIMATE_PRECISIONS = ('bf16', 'int8')
+
+#: The graphs int8 quantizes by default (see :func:`quantize_export`).
+DEFAULT_INT8_GRAPHS = ('image_encoder', )
+
+#: Calibration images used at most (spread over the folder): MinMax
+#: ranges settle after a few dozen images, and each costs an fp32 run of
+#: every graph quantized.
+DEFAULT_MAX_CALIB_IMAGES = 32
+
+
+class QuantizeError(UserError):
+    """A precision that cannot be made, or an output folder that cannot be
+    written."""
+
+
+def quantize_export(export_dir: str,
+                    precision: str,
+                    calib_dir: Optional[str] = None,
+                    out_dir: Optional[str] = None,
+                    graphs: Optional[Sequence[str]] = None,
+                    max_calib_images: int = DEFAULT_MAX_CALIB_IMAGES,
+                    overwrite: bool = False) -> str:
+    """Make the ``precision`` variant of the fp32 export in ``export_dir``.
+
+    Args:
+        export_dir (str): An fp32 export folder (``tools/deploy/export.py``).
+        precision (str): ``'int8'`` or ``'bf16'``.
+        calib_dir (str, optional): int8: a folder of typical images (jpg,
+            png ...); at most ``max_calib_images`` of them are used.
+        out_dir (str, optional): Where to write; default ``export_dir``
+            with ``_int8`` / ``_bf16`` appended. Never ``export_dir``.
+        graphs (list[str], optional): int8: the graphs to quantize; the
+            others are copied as they are. Default
+            :data:`DEFAULT_INT8_GRAPHS`, the image encoder: it is nearly
+            all of the work, and int8 keeps its accuracy there (the
+            decoders' products of two activations lose more, see
+            docs/deploy.md).
+        max_calib_images (int): Calibration images used at most.
+        overwrite (bool): Replace a non-empty ``out_dir``.
+
+    Returns:
+        str: ``out_dir``.
+
+    Raises:
+        QuantizeError: an unknown precision or graph, ``out_dir`` being the
+            fp32 folder, a non-empty ``out_dir`` without ``overwrite``.
+        CalibrationError: int8 without a usable calibration folder.
+        UserError: an export folder that is missing or invalid (the
+            deploy.json reader's message).
+    """
+    from .deploy_spec import read_deploy_spec
+    if precision not in APPROXIMATE_PRECISIONS:
+        raise QuantizeError(
+            f'precision must be one of {", ".join(APPROXIMATE_PRECISIONS)} '
+            f'to make from an fp32 export, got {precision!r}.')
+    export_dir = os.fspath(export_dir)
+    spec = read_deploy_spec(export_dir)
+    if spec.precision != 'fp32':
+        raise QuantizeError(
+            f'{osp.join(export_dir, "deploy.json")} is a {spec.precision} '
+            'export: make approximate exports from the fp32 one.')
+    if out_dir is None:
+        out_dir = osp.normpath(export_dir) + f'_{precision}'
+    out_dir = os.fspath(out_dir)
+    _check_out_dir(export_dir, out_dir, overwrite)
+    images = []
+    if precision == 'int8':
+        from .calibration import calibration_images
+        if isinstance(max_calib_images, bool) or not isinstance(
+                max_calib_images, int) or max_calib_images < 1:
+            raise QuantizeError('max_calib_images must be a whole number >= '
+                                f'1, got {max_calib_images!r}.')
+        images = calibration_images(calib_dir, max_calib_images)
+        graphs = tuple(DEFAULT_INT8_GRAPHS if graphs is None else graphs)
+        unknown = sorted(set(graphs) - set(spec.graph_names))
+        if unknown:
+            raise QuantizeError(
+                f'No graph named {", ".join(unknown)} in {export_dir}: '
+                f'choose from {", ".join(spec.graph_names)}.')
+    # Written beside out_dir and moved into place at the end, so that an
+    # error or a kill leaves no half-written export under its name.
+    parent = osp.dirname(osp.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix='.quantize_', dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)  # mkdtemp's folder is private
+    try:
+        if precision == 'int8':
+            quantized = _quantize_int8(export_dir, spec, work, images, graphs)
+        else:
+            quantized = ()
+        for name in spec.graph_names:
+            if name not in quantized:
+                shutil.copy2(
+                    osp.join(export_dir, spec.graph_file(name)),
+                    osp.join(work, spec.graph_file(name)))
+        spec.with_precision(
+            precision,
+            quantized_graphs=quantized,
+            calibration=len(images) if images else None).write(work)
+        if osp.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(work, out_dir)
+    finally:
+        if osp.isdir(work):
+            shutil.rmtree(work, ignore_errors=True)
+    return out_dir
+
+
+def _check_out_dir(export_dir: str, out_dir: str, overwrite: bool) -> None:
+    source, target = osp.realpath(export_dir), osp.realpath(out_dir)
+    if source == target or osp.commonpath([source, target
+                                           ]) in (source, target):
+        raise QuantizeError(
+            f'The output folder {out_dir} is, holds or is inside the fp32 '
+            f'export {export_dir}: choose a folder beside it (the fp32 '
+            'export is kept as it is).')
+    if osp.exists(out_dir) and not osp.isdir(out_dir):
+        raise QuantizeError(f'{out_dir} is a file, not an export folder.')
+    if not osp.isdir(out_dir) or not os.listdir(out_dir):
+        return
+    if not overwrite:
+        raise QuantizeError(
+            f'{out_dir} is not empty: choose another folder or pass '
+            'overwrite=True (--overwrite).')
+    if not osp.isfile(osp.join(out_dir, 'deploy.json')):
+        # overwrite replaces an export, never any other folder.
+        raise QuantizeError(
+            f'{out_dir} is not an export folder (no deploy.json): not '
+            'replacing it; choose another folder.')
+
+
+def _quantize_int8(export_dir, spec, work, images, graphs) -> tuple:
+    """Quantize ``graphs`` into ``work``; returns their names."""
+    from .calibration import graph_feeds
+    feeds = graph_feeds(export_dir, images)
+    for name in graphs:
+        quantize_graph(
+            osp.join(export_dir, spec.graph_files[name]),
+            osp.join(work, spec.graph_files[name]), feeds[name])
+    return tuple(graphs)
+
+
+def quantize_graph(src: str,
+                   dst: str,
+                   feeds: Sequence[Callable[[], Mapping[str, np.ndarray]]],
+                   per_channel: bool = True) -> None:
+    """Static QDQ int8 quantization of the ONNX graph ``src`` into ``dst``,
+    calibrated (MinMax) on ``feeds`` (thunks, each giving one run's inputs
+    by name; inputs the graph does not take are dropped)."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .calibration import FeedsReader
+    graph = onnx.load(src, load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    reader = FeedsReader(
+        feeds, [i.name for i in graph.input if i.name not in weights])
+    with tempfile.TemporaryDirectory() as tmp:
+        # ONNX Runtime's advice: shapes inferred and the graph optimised
+        # (constants folded, ops fused) first, so that what is quantized is
+        # what runs.
+        prepared = osp.join(tmp, 'prepared.onnx')
+        quant_pre_process(src, prepared, skip_symbolic_shape=True)
+        quantize_static(
+            prepared,
+            dst,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            # The calibration graph reduces each tensor to its min and max
+            # as it runs, so memory does not grow with the images.
+            calibrate_method=CalibrationMethod.MinMax)

@@ -1,0 +1,269 @@
+"""int8 and bf16 exports made from an fp32 one (rap_sam.deploy.quantize):
+a valid QDQ graph that both runtimes run close to fp32, the fp32 folder
+untouched, and the messages for a bad calibration folder."""
+import hashlib
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from helpers import REPO, randomize_
+from mmdet.registry import MODELS
+
+from rap_sam.deploy.backends import DeployedModel
+from rap_sam.deploy.calibration import CalibrationError, calibration_images
+from rap_sam.deploy.quantize import QuantizeError, quantize_export
+from rap_sam.utils.config_file import read_config
+from rap_sam.utils.user_errors import UserError
+
+SCALE = (96, 64)  # (w, h): small, and not square
+
+
+def _photos():
+    """Real photos (BGR): demo/demo.jpg and scikit-image's."""
+    import skimage.data
+    photos = [cv2.imread(osp.join(REPO, 'demo', 'demo.jpg'))]
+    for name in ('astronaut', 'coffee', 'chelsea', 'rocket'):
+        photos.append(
+            cv2.cvtColor(getattr(skimage.data, name)(), cv2.COLOR_RGB2BGR))
+    return photos
+
+
+def _toy_tool():
+    """tools/toy_train_eval.py as a module (its toy class embeddings)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'toy_train_eval', osp.join(REPO, 'tools', 'toy_train_eval.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def toy_model(tmp_path_factory):
+    """The toy architecture with seeded random weights and toy class
+    embeddings."""
+    embd = tmp_path_factory.mktemp('embd')
+    _toy_tool().write_toy_class_embeddings(str(embd))
+    cfg = read_config(osp.join(REPO, 'configs/rap_sam/toy_eval_coco.py'))
+    cfg.model.panoptic_head.ov_classifier_dir = str(embd)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    randomize_(model, 0)
+    return model.eval(), cfg
+
+
+@pytest.fixture(scope='module')
+def fp32_dir(toy_model, tmp_path_factory):
+    from rap_sam.deploy.export import export_model
+    model, cfg = toy_model
+    out = str(tmp_path_factory.mktemp('export') / 'fp32')
+    export_model(model, out, cfg=cfg, scale=SCALE)
+    return out
+
+
+@pytest.fixture(scope='module')
+def calib_dir(tmp_path_factory):
+    """Four of the photos; the fifth (rocket) is kept out for testing."""
+    folder = tmp_path_factory.mktemp('calib')
+    for i, img in enumerate(_photos()[:4]):
+        cv2.imwrite(str(folder / f'{i}.jpg'), img)
+    (folder / 'notes.txt').write_text('not an image')
+    return str(folder)
+
+
+def _digest(folder):
+    return {
+        name: hashlib.sha256(open(osp.join(folder, name),
+                                  'rb').read()).hexdigest()
+        for name in sorted(os.listdir(folder))
+    }
+
+
+@pytest.fixture(scope='module')
+def int8_dir(fp32_dir, calib_dir, tmp_path_factory):
+    before = _digest(fp32_dir)
+    out = quantize_export(
+        fp32_dir,
+        'int8',
+        calib_dir,
+        out_dir=str(tmp_path_factory.mktemp('q') / 'int8'))
+    assert _digest(fp32_dir) == before  # the fp32 export is untouched
+    return out
+
+
+def test_int8_graph_is_qdq_standard_onnx(fp32_dir, int8_dir):
+    from rap_sam.deploy.deploy_spec import read_deploy_spec
+    spec = read_deploy_spec(int8_dir)
+    assert spec.precision == 'int8'
+    graph = onnx.load(osp.join(int8_dir, 'image_encoder.onnx'))
+    onnx.checker.check_model(graph, full_check=True)
+    nodes = graph.graph.node
+    assert {node.domain for node in nodes} <= {'', 'ai.onnx'}
+    producer = {out: node for node in nodes for out in node.output}
+    inits = {init.name: init for init in graph.graph.initializer}
+    products = [
+        n for n in nodes if n.op_type in ('Conv', 'ConvTranspose', 'MatMul')
+    ]
+    assert len(products) > 10
+    for node in products:
+        # Both operands come out of a DequantizeLinear: the activation from
+        # a QuantizeLinear, the weight from an int8 constant, one scale per
+        # output channel.
+        data, weight = (producer[name] for name in node.input[:2])
+        assert data.op_type == weight.op_type == 'DequantizeLinear'
+        assert producer[data.input[0]].op_type == 'QuantizeLinear'
+        assert inits[weight.input[0]].data_type == onnx.TensorProto.INT8
+        if node.op_type == 'Conv':
+            assert inits[weight.input[1]].dims[0] == \
+                inits[weight.input[0]].dims[0] > 1
+    # The decoders are the fp32 ones, byte for byte.
+    digest = _digest(int8_dir)
+    fp32 = _digest(fp32_dir)
+    assert digest['panoptic_decoder.onnx'] == fp32['panoptic_decoder.onnx']
+    assert digest['prompt_decoder.onnx'] == fp32['prompt_decoder.onnx']
+    assert digest['image_encoder.onnx'] != fp32['image_encoder.onnx']
+
+
+def _relative_error(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
+def test_int8_close_to_fp32(fp32_dir, int8_dir, backend):
+    """On a photo not in the calibration set, the int8 encoder's features
+    are within 10 % (relative L2) of fp32's and correlate at >= 0.99, and
+    the decoders' mask logits fed with them keep their sign on >= 95 % of
+    pixels. Quantization with ranges that do not fit the data (see
+    test_bad_ranges_fail_the_bound) gives errors of order 1."""
+    photo = _photos()[4]
+    ref = DeployedModel(fp32_dir, backend, 'fp32')
+    test = DeployedModel(int8_dir, backend, 'int8')
+    image, meta = ref.preprocess(photo)
+    ref_feats = ref.encode(image)
+    test_feats = test.encode(image)
+    assert list(test_feats) == list(ref_feats)
+    for name, value in ref_feats.items():
+        got = test_feats[name]
+        assert got.shape == value.shape
+        assert _relative_error(got, value) < 0.1
+        assert np.corrcoef(got.ravel(), value.ravel())[0, 1] > 0.99
+    _, ref_masks = ref.decode_panoptic(ref_feats)
+    _, test_masks = test.decode_panoptic(test_feats)
+    assert ((ref_masks > 0) == (test_masks > 0)).mean() > 0.95
+
+
+def test_bad_ranges_fail_the_bound(fp32_dir, tmp_path):
+    """The negative control of the bound above: calibrated on flat grey
+    images (ranges far narrower than a photo's), int8 misses it."""
+    flat = tmp_path / 'flat'
+    flat.mkdir()
+    cv2.imwrite(str(flat / 'grey.png'), np.full((64, 96, 3), 128, np.uint8))
+    out = quantize_export(
+        fp32_dir, 'int8', str(flat), out_dir=str(tmp_path / 'int8'))
+    photo = _photos()[4]
+    ref = DeployedModel(fp32_dir, 'onnxruntime', 'fp32')
+    test = DeployedModel(out, 'onnxruntime', 'int8')
+    image, _ = ref.preprocess(photo)
+    (name, value), = ref.encode(image).items()
+    assert _relative_error(test.encode(image)[name], value) > 0.1
+
+
+def test_bf16_folder_runs_on_openvino_only(fp32_dir, tmp_path):
+    from rap_sam.deploy.deploy_spec import read_deploy_spec
+    out = quantize_export(fp32_dir, 'bf16', out_dir=str(tmp_path / 'bf16'))
+    assert read_deploy_spec(out).precision == 'bf16'
+    fp32 = _digest(fp32_dir)
+    bf16 = _digest(out)
+    assert {
+        k: v
+        for k, v in bf16.items() if k.endswith('.onnx')
+    } == {
+        k: v
+        for k, v in fp32.items() if k.endswith('.onnx')
+    }
+    photo = _photos()[4]
+    ref = DeployedModel(fp32_dir, 'openvino', 'fp32')
+    test = DeployedModel(out, 'openvino')
+    assert test.precision == 'bf16'
+    image, _ = ref.preprocess(photo)
+    (name, value), = ref.encode(image).items()
+    # bfloat16 keeps 8 bits of mantissa: errors of a few 1e-3 per op.
+    assert _relative_error(test.encode(image)[name], value) < 0.02
+    with pytest.raises(UserError, match='bf16'):
+        DeployedModel(out, 'onnxruntime').encode(image)
+
+
+@pytest.mark.parametrize('case',
+                         ['none', 'missing', 'file', 'empty', 'no_images'])
+def test_bad_calibration_folder(fp32_dir, tmp_path, case):
+    calib = {
+        'none': None,
+        'missing': str(tmp_path / 'nowhere'),
+        'file': osp.join(REPO, 'demo', 'demo.jpg'),
+        'empty': str(tmp_path),
+        'no_images': str(tmp_path),
+    }[case]
+    if case == 'no_images':
+        (tmp_path / 'readme.txt').write_text('text')
+    out = tmp_path / 'int8'
+    with pytest.raises(CalibrationError) as err:
+        quantize_export(fp32_dir, 'int8', calib, out_dir=str(out))
+    message = str(err.value)
+    assert '\n' not in message
+    expected = {
+        'none': 'needs calibration images',
+        'missing': 'Calibration folder not found',
+        'file': 'must be a folder',
+        'empty': 'No images in the calibration folder',
+        'no_images': 'No images in the calibration folder',
+    }[case]
+    assert expected in message
+    assert not out.exists()  # nothing written
+    assert not [n for n in os.listdir(tmp_path) if n.startswith('.quant')]
+
+
+def test_output_folder_checks(fp32_dir, calib_dir, tmp_path):
+    before = _digest(fp32_dir)
+    for out in (fp32_dir, osp.dirname(fp32_dir), osp.join(fp32_dir, 'q')):
+        with pytest.raises(QuantizeError, match='the fp32 export'):
+            quantize_export(
+                fp32_dir, 'int8', calib_dir, out_dir=out, overwrite=True)
+    taken = tmp_path / 'taken'
+    taken.mkdir()
+    (taken / 'mine.txt').write_text('keep me')
+    with pytest.raises(QuantizeError, match='not empty'):
+        quantize_export(fp32_dir, 'bf16', out_dir=str(taken))
+    # overwrite replaces an export folder only.
+    with pytest.raises(QuantizeError, match='not an export folder'):
+        quantize_export(fp32_dir, 'bf16', out_dir=str(taken), overwrite=True)
+    assert (taken / 'mine.txt').read_text() == 'keep me'
+    out = quantize_export(fp32_dir, 'bf16', out_dir=str(tmp_path / 'bf16'))
+    with pytest.raises(QuantizeError, match='not empty'):
+        quantize_export(fp32_dir, 'bf16', out_dir=out)
+    assert quantize_export(
+        fp32_dir, 'bf16', out_dir=out, overwrite=True) == out
+    assert sorted(os.listdir(tmp_path)) == ['bf16', 'taken']  # no temp left
+    with pytest.raises(QuantizeError, match='precision must be one of'):
+        quantize_export(fp32_dir, 'fp16', out_dir=str(tmp_path / 'x'))
+    with pytest.raises(QuantizeError, match='No graph named'):
+        quantize_export(
+            fp32_dir,
+            'int8',
+            calib_dir,
+            out_dir=str(tmp_path / 'y'),
+            graphs=['decoder'])
+    assert _digest(fp32_dir) == before
+
+
+def test_calibration_images_spread_over_the_folder(tmp_path):
+    for i in range(10):
+        cv2.imwrite(
+            str(tmp_path / f'{i:02d}.png'), np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / 'sub.jpg').mkdir()  # a folder named like an image
+    names = [osp.basename(p) for p in calibration_images(str(tmp_path), 4)]
+    assert names == ['00.png', '03.png', '06.png', '09.png']
+    assert len(calibration_images(str(tmp_path))) == 10
