@@ -135,7 +135,7 @@ def test_bf16_gives_fp32_outputs_near_fp32(model_and_data, reference, prompts):
     data = model.data_preprocessor(image_batch([img], boxes))
     with torch.no_grad():
         feats = half.extract_feat(data['inputs'])
-        cls, masks, ious, _ = half._head_predict(feats, data['data_samples'])
+        cls, masks, ious, _ = half.predict_head(feats, data['data_samples'])
         _, ref_masks, _, _ = reference.panoptic_head.predict(
             reference.extract_feat(data['inputs']), data['data_samples'])
         result = half.test_step(image_batch([img], boxes))[0]

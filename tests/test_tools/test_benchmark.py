@@ -1,38 +1,37 @@
-"""tools/analysis/benchmark.py: tiny smoke runs (small inputs, one round);
-the report's fields, never its timings."""
-import importlib.util
+"""tools/analysis/benchmark.py run as the README runs it (a subprocess):
+tiny smoke runs (small inputs, one round), the report's fields and the
+printed table, never its timings; bad arguments end in one line."""
 import json
 import os.path as osp
-
-import pytest
+import subprocess
+import sys
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-COCO = osp.join(ROOT, 'configs', 'rap_sam', 'eval_rap_sam_coco.py')
+TOOL = osp.join('tools', 'analysis', 'benchmark.py')
+COCO = osp.join('configs', 'rap_sam', 'eval_rap_sam_coco.py')
+SMALL = ['--shape', '64', '96', '--warmup', '0', '--repeats', '1']
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool', osp.join(ROOT, 'tools', 'analysis', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_tool(*args):
+    return subprocess.run([sys.executable, TOOL, *args],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
 
 
-@pytest.fixture(scope='module')
-def tool():
-    return load_tool()
-
-
-def test_image_with_mask2former(tool, tmp_path, capsys):
+def run_report(tmp_path, *args):
     out = tmp_path / 'report.json'
-    report = tool.main([
-        COCO, '--shape', '64', '96', '--warmup', '0', '--repeats', '1',
-        '--threads', '1', '--compare', 'mask2former', '--accuracy', '--out',
-        str(out)
-    ])
-    printed = capsys.readouterr().out
-    assert json.loads(out.read_text())['variants'].keys() == \
-        report['variants'].keys() == {'reference', 'fast', 'mask2former'}
+    proc = run_tool(*args, '--out', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_image_with_mask2former(tmp_path):
+    report, printed = run_report(tmp_path, COCO, *SMALL, '--threads', '1',
+                                 '--compare', 'mask2former', '--accuracy')
+    assert report['variants'].keys() == {'reference', 'fast', 'mask2former'}
     assert report['task'] == 'image' and report['shape'] == [64, 96]
     assert report['machine']['threads'] == 1
     assert len(report['load_average_before']) == 3
@@ -60,27 +59,37 @@ def test_image_with_mask2former(tool, tmp_path, capsys):
         assert word in printed
 
 
-def test_prompt_task(tool):
-    report = tool.main([
-        COCO.replace('coco', 'prompt'), '--task', 'prompt', '--shape', '64',
-        '96', '--warmup', '0', '--repeats', '1', '--num-prompts', '3',
-        '--variants', 'fast', '--no-flops', '--no-memory'
-    ])
-    med = report['variants']['fast']['median_s']
-    assert {'features', 'decode', 'decode_cached', 'e2e'} <= med.keys()
-    assert report['variants']['fast']['outputs']['instances'] == 3
+def test_prompt_task_in_two_precisions(tmp_path):
+    """--dtype is still accepted (the former name of --precision)."""
+    report, printed = run_report(tmp_path, COCO.replace('coco', 'prompt'),
+                                 *SMALL, '--task', 'prompt', '--num-prompts',
+                                 '3', '--variants', 'fast', '--dtype', 'fp32',
+                                 'bf16', '--no-flops', '--no-memory')
+    assert report['variants'].keys() == {'fast', 'fast-bf16'}
+    for entry in report['variants'].values():
+        med = entry['median_s']
+        assert {'features', 'decode', 'decode_cached', 'e2e'} <= med.keys()
+        assert entry['outputs']['instances'] == 3
+    assert 'decode_cached' in printed
 
 
-def test_video_task(tool):
-    report = tool.main([
-        COCO.replace('coco', 'yt19'), '--task', 'video', '--shape', '64', '96',
-        '--num-frames', '2', '--warmup', '0', '--repeats', '1', '--variants',
-        'reference', '--no-memory'
-    ])
+def test_video_task(tmp_path):
+    report, _ = run_report(tmp_path, COCO.replace('coco', 'yt19'), *SMALL,
+                           '--task', 'video', '--num-frames', '2',
+                           '--variants', 'reference', '--no-memory')
     entry = report['variants']['reference']
     assert entry['fps'] > 0 and entry['gflops']['total'] > 0
 
 
-def test_compare_needs_image_task(tool):
-    with pytest.raises(SystemExit):
-        tool.main([COCO, '--task', 'prompt', '--compare', 'mask2former'])
+def test_bad_arguments_end_in_one_line():
+    for args, words in (
+        ([COCO, '--task', 'prompt', '--compare',
+          'mask2former'], '--compare mask2former needs --task image'),
+        ([COCO, '--repeats', '0'], '--repeats must be positive'),
+        (['configs/rap_sam/missing.py', *SMALL,
+          '--no-flops'], 'error: Config file not found'),
+    ):
+        proc = run_tool(*args)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert words in proc.stderr
+        assert 'Traceback' not in proc.stderr

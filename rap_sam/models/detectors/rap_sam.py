@@ -121,7 +121,7 @@ class RapSAM(MaskFormer):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device_type, dtype=dtype)
 
-    def _head_predict(self, feats, samples: SampleList) -> Tuple:
+    def predict_head(self, feats, samples: SampleList) -> Tuple:
         """``panoptic_head.predict`` in :attr:`precision`, its outputs in
         fp32."""
         with self._autocast(feats.device.type):
@@ -217,19 +217,19 @@ class RapSAM(MaskFormer):
                     for s in batch_data_samples):
                 return self.add_empty_prompt_preds(batch_data_samples,
                                                    feats.device, rescale)
-            cls_scores, masks, ious, _ = self._head_predict(
+            cls_scores, masks, ious, _ = self.predict_head(
                 feats, batch_data_samples)
             return self.add_prompt_preds(cls_scores, masks, ious,
                                          batch_data_samples, rescale)
-        cls_scores, masks, ious, _ = self._head_predict(
-            feats, batch_data_samples)
+        cls_scores, masks, ious, _ = self.predict_head(feats,
+                                                       batch_data_samples)
         results = self.panoptic_fusion_head.predict(
             cls_scores, masks, batch_data_samples, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def _clip_outputs(self, feats: Tensor, samples: SampleList):
         """The adapter's outputs for a clip, masks at feature resolution."""
-        return self._head_predict(feats, samples)
+        return self.predict_head(feats, samples)
 
     def add_prompt_preds(self, cls_scores: Tensor, masks: Tensor, ious: Tensor,
                          samples: SampleList, rescale: bool) -> SampleList:
