@@ -1,13 +1,21 @@
 """Peak memory (and time) of evaluating one synthetic video, by length.
 
-    python tools/analysis/video_memory.py --frames 5 15 30 300 \
-        [--config configs/rap_sam/eval_rap_sam_yt19.py] [--size 720 1280]
+    python tools/analysis/video_memory.py --frames 30 300 \
+        [--config configs/rap_sam/eval_rap_sam_yt19.py] [--size 736 1280] \
+        [--lazy]
 
 Each length runs in its own process (so peaks don't mix) through the
-model's test_step with random weights, frames of --size (the YouTube-VIS
-frame size, which the yt19 pipeline keeps: 1280x736 padding), and prints one
-row per length: frames, peak resident memory, seconds, MB per frame over
-the first length.
+model's test_step with random weights and random frames of --size (720 x
+1280 is the YouTube-VIS frame size, padded to 736 x 1280 by the yt19
+pipeline), and prints one row per length: frames, peak resident memory,
+seconds, MB per frame over the first length, the uint8 video's MB, and the
+peak over the first length's.
+
+The video is handed over as mmdet's data pipeline hands it: all frames,
+uint8, in one tensor (that tensor grows with the length, by 2.8 MB per
+736 x 1280 frame). With --lazy, the frames are made when test_step asks for
+a clip (as a data path reading frames per clip would), so the rows show
+what the model itself holds.
 """
 import argparse
 import json
@@ -21,8 +29,32 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def run_one(config, frames, size, threads):
+class LazyVideo:
+    """``[T, 3, H, W]`` uint8 frames made when sliced (frame ``i`` is the
+    same random image as in the in-memory video)."""
+
+    def __init__(self, frames, h, w):
+        self.shape = (frames, 3, h, w)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        import torch
+        return torch.stack([
+            frame(i, *self.shape[2:])
+            for i in range(*index.indices(self.shape[0]))
+        ])
+
+
+def frame(i, h, w):
     import numpy as np
+    import torch
+    rng = np.random.default_rng(i)
+    return torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8))
+
+
+def run_one(config, frames, size, threads, lazy):
     import torch
     sys.path.insert(0, ROOT)
     from mmdet.registry import MODELS
@@ -37,9 +69,12 @@ def run_one(config, frames, size, threads):
     cfg.model.panoptic_head.ov_classifier_name = None  # random classes
     model = MODELS.build(cfg.model).eval()
     h, w = size
-    rng = np.random.default_rng(0)
-    video = torch.from_numpy(
-        rng.integers(0, 256, (frames, 3, h, w), dtype=np.uint8))
+    if lazy:
+        video = LazyVideo(frames, h, w)
+    else:
+        video = torch.empty((frames, 3, h, w), dtype=torch.uint8)
+        for i in range(frames):
+            video[i] = frame(i, h, w)
     samples = [
         DetDataSample(
             metainfo=dict(
@@ -77,34 +112,43 @@ def main():
     parser.add_argument(
         '--size', type=int, nargs=2, default=[720, 1280], metavar=('H', 'W'))
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument(
+        '--lazy',
+        action='store_true',
+        help='make the frames when test_step asks for a clip')
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        return run_one(args.config, args.frames[0], args.size, args.threads)
+        return run_one(args.config, args.frames[0], args.size, args.threads,
+                       args.lazy)
     rows = []
-    print(f'{"frames":>7} {"peak MB":>9} {"seconds":>9} {"MB/frame":>9}')
+    print(f'{"frames":>7} {"peak MB":>9} {"seconds":>9} {"MB/frame":>9} '
+          f'{"video MB":>9} {"x first":>8}')
     for frames in args.frames:
-        out = subprocess.run([
-            sys.executable, __file__, '--one', '--config', args.config,
-            '--frames',
-            str(frames), '--size', *map(str, args.size), '--threads',
-            str(args.threads)
-        ],
-                             capture_output=True,
-                             text=True,
-                             env=dict(os.environ))
+        out = subprocess.run(
+            [
+                sys.executable, __file__, '--one', '--config', args.config,
+                '--frames',
+                str(frames), '--size', *map(str, args.size), '--threads',
+                str(args.threads)
+            ] + (['--lazy'] if args.lazy else []),
+            capture_output=True,
+            text=True,
+            env=dict(os.environ))
         if out.returncode != 0:
             raise SystemExit(out.stderr[-3000:])
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        growth = ''
+        growth, ratio = '', row['peak_mb'] / rows[0]['peak_mb']
+        video_mb = 0 if args.lazy else \
+            row['frames'] * 3 * args.size[0] * args.size[1] / 2**20
         if len(rows) > 1 and row['frames'] != rows[0]['frames']:
             growth = (row['peak_mb'] - rows[0]['peak_mb']) / (
                 row['frames'] - rows[0]['frames'])
             growth = f'{growth:9.1f}'
         print(
             f'{row["frames"]:>7} {row["peak_mb"]:>9} {row["seconds"]:>9} '
-            f'{growth:>9}',
+            f'{growth:>9} {video_mb:>9.0f} {ratio:>8.2f}',
             flush=True)
 
 

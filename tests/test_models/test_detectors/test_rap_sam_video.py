@@ -118,3 +118,35 @@ def test_dense_masks_are_the_former_evaluations(video_model):
         assert a.masks.dtype == torch.bool and a.masks.shape[1:] == (40, 56)
         for key in ('masks', 'bboxes', 'scores', 'labels', 'instances_id'):
             assert torch.equal(a.get(key), b.get(key)), key
+
+
+class SlicedVideo:
+    """A ``[T, 3, H, W]`` uint8 video that records the frames asked for,
+    as a data path reading frames per clip would give them."""
+
+    def __init__(self, frames):
+        self.frames, self.asked = frames, []
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        self.asked.append((index.start, index.stop))
+        return self.frames[index]
+
+
+def test_frames_are_normalised_one_clip_at_a_time(video_model):
+    import numpy as np
+    from helpers import random_image, video_batch
+    frames = np.stack([random_image(32, 48, seed=s) for s in range(7)])
+    data = video_batch(frames)
+    video = data['inputs'][0] = SlicedVideo(data['inputs'][0])
+    with torch.no_grad():
+        want = video_model.test_step(video_batch(frames))[0]
+        got = video_model.test_step(data)[0]
+    assert video.asked == [(0, 3), (3, 5), (5, 7)]
+    assert len(got) == 7
+    for a, b in zip(got, want):
+        a, b = a.pred_track_instances, b.pred_track_instances
+        assert a.masks == b.masks and len(a.masks) > 0
+        assert torch.equal(a.scores, b.scores)
