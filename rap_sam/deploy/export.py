@@ -11,6 +11,7 @@ other sizes in ONNX Runtime (measured while writing this; the decoders
 were right), and fixed shapes let runtimes plan memory and kernels.
 """
 import copy
+import numbers
 import os
 import os.path as osp
 import shutil
@@ -22,8 +23,8 @@ import torch
 import torch.nn as nn
 
 from rap_sam.utils.user_errors import UserError
-from .deploy_spec import (FORMAT_VERSION, MIN_OPSET, DeploySpec, _onnx_io,
-                          write_spec)
+from .deploy_spec import (FORMAT_VERSION, MIN_OPSET, SPEC_FILE, DeploySpec,
+                          _onnx_io, write_spec)
 from .graphs import BOXES, IMAGE, IMG_SHAPE, build_graphs
 
 #: Graph inputs / outputs whose first or second axis is the prompts.
@@ -89,6 +90,40 @@ def _class_names(model: nn.Module) -> list:
     return names
 
 
+def input_shape(scale: Optional[Tuple[int, int]] = None,
+                shape: Optional[Tuple[int, int]] = None,
+                divisor: int = 1) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """The resize scale ``(w, h)`` and the encoder's input shape ``(H, W)``
+    of an export (see :func:`export_model`'s ``scale`` and ``shape``).
+
+    Raises:
+        ExportError: a size that is not two positive whole numbers, or a
+            scale that does not fit the shape.
+    """
+    for name, value, order in (('--scale', scale, 'W H'), ('--shape', shape,
+                                                           'H W')):
+        if value is None:
+            continue
+        if len(value) != 2 or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                and v >= 1 for v in value):
+            raise ExportError(f'{name} must be two positive whole numbers '
+                              f'{order}, got {tuple(value)}.')
+    divisor = max(int(divisor or 1), 1)
+    if scale is None:
+        scale = (shape[1], shape[0]) if shape is not None else (1333, 800)
+    scale = (int(scale[0]), int(scale[1]))
+    if shape is None:
+        shape = (scale[1], scale[0])
+    pad_shape = (_ceil_to(int(shape[0]),
+                          divisor), _ceil_to(int(shape[1]), divisor))
+    if max(scale) > max(pad_shape) or min(scale) > min(pad_shape):
+        raise ExportError(f'The scale {scale} (w, h) does not fit the input '
+                          f'shape {pad_shape} (H, W): give a larger --shape '
+                          'or a smaller --scale.')
+    return scale, pad_shape
+
+
 def _check_graph_ops(path: str, opset: int) -> None:
     """Every node in ONNX's default domain (no custom operator), the default
     opset at least ``opset``, no Loop (slow in every runtime)."""
@@ -105,6 +140,43 @@ def _check_graph_ops(path: str, opset: int) -> None:
     loops = [n.name for n in model.graph.node if n.op_type == 'Loop']
     if loops:
         raise RuntimeError(f'{path} has Loop nodes {loops[:3]}')
+
+
+def check_export_options(out_dir: str,
+                         dynamic: bool = False,
+                         opset: int = MIN_OPSET,
+                         overwrite: bool = False) -> None:
+    """What :func:`export_model` refuses, checked before any work (the
+    export tool calls it before it builds the model).
+
+    Raises:
+        ExportError: ``dynamic``; an opset below 17; ``out_dir`` being a
+            file, or a non-empty folder without ``overwrite``, or, with
+            ``overwrite``, a non-empty folder that is not an export (no
+            deploy.json): overwrite replaces an export, never other files.
+    """
+    if dynamic:
+        raise ExportError(
+            'Dynamic height and width are not supported (the traced '
+            'backbone is wrong at other sizes): export per shape with '
+            '--shape H W (or --scale W H).')
+    if isinstance(opset,
+                  bool) or not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ExportError(f'opset must be an integer >= {MIN_OPSET}, got '
+                          f'{opset!r}.')
+    out_dir = os.fspath(out_dir)
+    if osp.exists(out_dir) and not osp.isdir(out_dir):
+        raise ExportError(f'{out_dir} is a file, not a folder: choose '
+                          'another --out.')
+    if not osp.isdir(out_dir) or not os.listdir(out_dir):
+        return
+    if not overwrite:
+        raise ExportError(f'{out_dir} is not empty: choose another --out or '
+                          'pass --overwrite to replace it.')
+    if not osp.isfile(osp.join(out_dir, SPEC_FILE)):
+        raise ExportError(
+            f'{out_dir} is not an export folder (no {SPEC_FILE}): '
+            '--overwrite replaces an export only; choose another --out.')
 
 
 def _prepare(model: nn.Module) -> nn.Module:
@@ -150,42 +222,16 @@ def export_model(model: nn.Module,
             docs/deploy.md); False outputs the 256-channel ``features``.
         class_names (list[str], optional): Default: the model's
             ``dataset_meta``.
-        overwrite (bool): Replace an existing non-empty ``out_dir``.
+        overwrite (bool): Replace an existing export in ``out_dir`` (a
+            non-empty folder without deploy.json is never replaced).
 
     Returns:
         DeploySpec: what was written as ``deploy.json``.
     """
-    if dynamic:
-        raise ExportError(
-            'Dynamic height and width are not supported (the traced '
-            'backbone is wrong at other sizes): export per shape with '
-            '--shape H W.')
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ExportError(f'opset must be an integer >= {MIN_OPSET}, got '
-                          f'{opset!r}.')
+    check_export_options(out_dir, dynamic, opset, overwrite)
     out_dir = os.fspath(out_dir)
-    if osp.exists(out_dir) and not osp.isdir(out_dir):
-        raise ExportError(f'{out_dir} is a file, not a folder: choose '
-                          'another --out.')
-    if osp.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise ExportError(f'{out_dir} is not empty: choose another --out or '
-                          'pass --overwrite to replace it.')
-    divisor = int(model.data_preprocessor.pad_size_divisor or 1)
-    if shape is not None:
-        h, w = (int(v) for v in shape)
-        if h < 1 or w < 1:
-            raise ExportError(f'--shape must be two positive integers H W, '
-                              f'got {tuple(shape)}.')
-        scale = scale or (w, h)
-    scale = tuple(int(v) for v in (scale or (1333, 800)))
-    if shape is None:
-        shape = (_ceil_to(max(scale[1], 1),
-                          divisor), _ceil_to(max(scale[0], 1), divisor))
-    pad_shape = (_ceil_to(int(shape[0]),
-                          divisor), _ceil_to(int(shape[1]), divisor))
-    if max(scale) > max(pad_shape) or min(scale) > min(pad_shape):
-        raise ExportError(f'The scale {scale} (w, h) does not fit the input '
-                          f'shape {pad_shape} (H, W).')
+    scale, pad_shape = input_shape(
+        scale, shape, int(model.data_preprocessor.pad_size_divisor or 1))
 
     names = list(class_names) if class_names else _class_names(model)
     if config_name is None and cfg is not None:

@@ -1,0 +1,270 @@
+"""tools/deploy/export.py as the README runs it: a toy model's seeded
+checkpoint exported, the folder run in ONNX Runtime against the torch model
+loaded from the same checkpoint; int8 and a class file; bad inputs are
+one-line errors that leave the files alone."""
+import importlib.util
+import json
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from helpers import (REPO, config_path, load_config, random_class_embeddings,
+                     randomize_)
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmengine.runner import save_checkpoint
+
+from rap_sam.deploy.deploy_spec import read_deploy_spec
+from rap_sam.utils.class_embeddings import class_embedding_path
+from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
+                                           DEFAULT_CLIP_PRETRAINED)
+from rap_sam.utils.text_classifier import vocabulary_name
+from rap_sam.utils.user_errors import UserError
+
+TOY = 'rap_sam/toy_eval_coco.py'
+# The toy model's classifier: 133 COCO classes, 64-d embeddings.
+TOY_EMBEDDINGS = 'toy_CocoPanopticOVDataset'
+
+
+def run_tool(*args):
+    return subprocess.run(
+        [sys.executable, 'tools/deploy/export.py', *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600)
+
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    """A seeded toy checkpoint and the class-embedding folder its config
+    reads (as tools/toy_train_eval.py writes them)."""
+    root = tmp_path_factory.mktemp('toy')
+    embd = root / 'embd'
+    embd.mkdir()
+    torch.save(
+        random_class_embeddings(133, dim=64, seed=3),
+        embd / f'{TOY_EMBEDDINGS}.pth')
+    cfg = load_config(TOY)
+    cfg.model.panoptic_head.ov_classifier_dir = str(embd)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    randomize_(model, 0)
+    ckpt = root / 'toy.pth'
+    save_checkpoint(dict(state_dict=model.state_dict()), str(ckpt))
+    options = [
+        '--cfg-options', f'model.panoptic_head.ov_classifier_dir={embd}'
+    ]
+    return model.eval(), str(ckpt), options
+
+
+@pytest.fixture(scope='module')
+def exported(toy, tmp_path_factory):
+    _, ckpt, options = toy
+    out = tmp_path_factory.mktemp('exports') / 'toy'
+    proc = run_tool(
+        config_path(TOY), '--checkpoint', ckpt, '--out', out, '--scale', 64,
+        64, *options)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    return str(out), proc
+
+
+def sessions(out):
+    spec = read_deploy_spec(out)
+    return spec, {
+        name:
+        ort.InferenceSession(
+            osp.join(out, file), providers=['CPUExecutionProvider'])
+        for name, file in spec.graph_files.items()
+    }
+
+
+def test_export_runs_in_onnxruntime(toy, exported):
+    """The folder holds the three graphs and deploy.json; ONNX Runtime
+    gives the checkpoint's model's panoptic and prompt outputs."""
+    model, _, _ = toy
+    out, proc = exported
+    assert sorted(os.listdir(out)) == [
+        'deploy.json', 'image_encoder.onnx', 'panoptic_decoder.onnx',
+        'prompt_decoder.onnx'
+    ]
+    assert out in proc.stdout
+    spec, sess = sessions(out)
+    assert spec['config'] == 'toy_eval_coco.py'
+    assert spec['precision'] == 'fp32' and spec['dynamic'] is False
+    assert spec['preprocess']['scale'] == [64, 64]
+    assert spec['preprocess']['pad_shape'] == [64, 64]
+    assert spec['classes'][:2] == ['person', 'bicycle']
+    assert len(spec['classes']) == 133 and spec['num_things'] == 80
+
+    image, meta = spec.image_preprocessor()(
+        cv2.imread(osp.join(REPO, 'demo', 'demo.jpg')))
+    feats = dict(
+        zip(spec.feature_names,
+            sess['image_encoder'].run(None, {'image': image})))
+    with torch.no_grad():
+        ref = model.extract_feat(torch.from_numpy(image))
+        cls, masks, _, _ = model.panoptic_head.predict(ref, [DetDataSample()])
+    close = dict(rtol=1e-3, atol=1e-4)
+    got_cls, got_masks = sess['panoptic_decoder'].run(None, feats)
+    assert got_cls.shape == (1, 30, 134)
+    torch.testing.assert_close(torch.from_numpy(got_cls), cls, **close)
+    torch.testing.assert_close(torch.from_numpy(got_masks), masks, **close)
+    h, w = meta['img_shape'][:2]
+    p_cls, p_masks, p_iou = sess['prompt_decoder'].run(
+        None,
+        dict(
+            feats,
+            boxes=np.array([[2., 2., 8., 8.], [0., 0., w, h]], np.float32),
+            img_shape=np.array([h, w], spec.img_shape_dtype)))
+    assert p_cls.shape == (1, 2, 134) and p_iou.shape == (1, 2, 1)
+    assert p_masks.shape == (1, 2, 16, 16)
+
+
+@pytest.fixture
+def class_file(tmp_path):
+    """A class file and what tools/gen_cls.py would have cached for it
+    (no CLIP weights here: seeded 64-d stand-ins under its content name)."""
+    classes = ['coffee cup,mug', 'saucer', 'table,desk']
+    path = tmp_path / 'classes.txt'
+    path.write_text('\n'.join(classes) + '\n')
+    cached = class_embedding_path(
+        vocabulary_name(classes, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED))
+    torch.save(random_class_embeddings(3, 2, dim=64, seed=5), cached)
+    yield str(path)
+    os.remove(cached)
+
+
+def test_int8_with_a_class_file_over_an_earlier_export(toy, exported,
+                                                       class_file, tmp_path):
+    _, ckpt, options = toy
+    out = tmp_path / 'toy'
+    shutil.copytree(exported[0], out)
+    calib = tmp_path / 'calib'
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(
+            str(calib / f'{i}.jpg'),
+            rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    proc = run_tool(
+        config_path(TOY), '--checkpoint', ckpt, '--out', out, '--scale', 64,
+        64, '--precision', 'int8', '--calib', calib, '--classes', class_file,
+        '--num-things', 2, '--overwrite', *options)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spec, sess = sessions(str(out))
+    assert spec.precision == 'int8'
+    assert spec['classes'] == ['coffee cup', 'saucer', 'table']
+    assert spec['num_things'] == 2
+    # No fp32 folder is left beside the int8 one.
+    assert sorted(os.listdir(tmp_path)) == ['calib', 'classes.txt', 'toy']
+    image = np.zeros(
+        spec['graphs']['image_encoder']['inputs']['image']['shape'],
+        np.float32)
+    feats = dict(
+        zip(spec.feature_names,
+            sess['image_encoder'].run(None, {'image': image})))
+    cls, _ = sess['panoptic_decoder'].run(None, feats)
+    assert cls.shape == (1, 30, 4)  # 3 classes and the background
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'export_tool', osp.join(REPO, 'tools', 'deploy', 'export.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Bad inputs, checked before the model is built: (options, message).
+BAD = {
+    'missing config': (['--config', 'absent.py'], 'Config file not found'),
+    'missing checkpoint': (['--checkpoint',
+                            'absent.pth'], 'Checkpoint file not found: '),
+    'out not empty': ([], 'is not empty: choose another --out or pass '
+                      '--overwrite'),
+    'overwrite not an export':
+    (['--overwrite'], 'is not an export folder (no deploy.json)'),
+    'int8 without calib':
+    (['--precision', 'int8'], 'int8 quantization needs calibration images'),
+    'calib not found': (['--precision', 'int8', '--calib',
+                         'absent'], 'Calibration folder not found'),
+    'calib without int8': (['--calib', '.'], '--calib is for --precision '
+                           'int8'),
+    'dynamic': (['--dynamic'], 'export per shape with --shape H W'),
+    'num-things alone': (['--num-things',
+                          '2'], '--num-things goes with --classes FILE'),
+    'class file not found': (['--classes',
+                              'absent.txt'], 'Class file not found'),
+    'scale larger than shape':
+    (['--scale', '128', '128', '--shape', '64',
+      '64'], 'does not fit the input shape'),
+}
+# Run as subprocesses (the rest in-process: each start costs seconds).
+BAD_COMMANDS = ('missing config', 'missing checkpoint', 'out not empty',
+                'int8 without calib')
+
+
+def bad_command(case, tmp_path):
+    options, message = BAD[case]
+    out = tmp_path / 'out'
+    if case.startswith(('out', 'overwrite')):
+        out.mkdir()
+        (out / 'keep.txt').write_text('mine')
+    config = config_path(TOY)
+    if options[:1] == ['--config']:
+        config, options = str(tmp_path / options[1]), options[2:]
+    options = [
+        str(tmp_path / o) if o.startswith('absent') else o for o in options
+    ]
+    return [config, '--out', str(out), *options], message
+
+
+def assert_untouched(tmp_path, before):
+    assert sorted(os.listdir(tmp_path)) == before
+    out = tmp_path / 'out'
+    if out.exists():
+        assert os.listdir(out) == ['keep.txt']
+        assert (out / 'keep.txt').read_text() == 'mine'
+
+
+@pytest.mark.parametrize('case', BAD_COMMANDS)
+def test_bad_input_is_one_line_and_leaves_files(case, tmp_path):
+    argv, message = bad_command(case, tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    proc = run_tool(*argv)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), proc.stderr
+    assert message in lines[0]
+    assert_untouched(tmp_path, before)
+
+
+@pytest.mark.parametrize('case', sorted(set(BAD) - set(BAD_COMMANDS)))
+def test_bad_input_messages(case, tmp_path):
+    argv, message = bad_command(case, tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(UserError) as err:
+        load_tool().main(argv)
+    assert message in str(err.value) and '\n' not in str(err.value)
+    assert_untouched(tmp_path, before)
+
+
+def test_unsupported_dynamic_keeps_an_export(exported, tmp_path):
+    """A refused export over an earlier one leaves it byte for byte."""
+    out = tmp_path / 'toy'
+    shutil.copytree(exported[0], out)
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    proc = run_tool(config_path(TOY), '--out', out, '--dynamic', '--overwrite')
+    assert proc.returncode == 2 and 'export per shape' in proc.stderr
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+    json.loads((out / 'deploy.json').read_text())

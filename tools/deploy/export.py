@@ -1,0 +1,268 @@
+"""Export RAP-SAM to ONNX (standard operators): three graphs and deploy.json.
+
+    python tools/deploy/export.py CONFIG [--checkpoint CKPT] --out DIR
+        [--shape H W | --scale W H] [--dynamic]
+        [--precision fp32|bf16|int8] [--calib DIR_OF_IMAGES]
+        [--classes FILE [--num-things N] [--clip-checkpoint CLIP.bin]]
+        [--trust-checkpoint] [--overwrite] [--cfg-options k=v ...]
+
+Writes ``image_encoder.onnx``, ``panoptic_decoder.onnx``,
+``prompt_decoder.onnx`` and ``deploy.json`` to DIR (see
+:mod:`rap_sam.deploy.export`). The export is per shape: images are resized
+to fit ``--scale`` (default: the config's test scale) and padded to
+``--shape`` (default: the scale rounded up to the size divisor).
+``--precision int8`` quantizes the fp32 export, calibrated on the images in
+``--calib``; ``bf16`` marks the graphs for OpenVINO's bfloat16 inference
+(:mod:`rap_sam.deploy.quantize`). Run the folder with
+``RapSAMPredictor.from_export(DIR, backend='onnxruntime'|'openvino')``.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import shutil
+import sys
+import tempfile
+import warnings
+
+from mmengine.config import DictAction
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
+
+
+class ExportArgumentError(UserError):
+    """Options of the export tool that do not go together."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='a RAP-SAM eval config')
+    parser.add_argument(
+        '--checkpoint',
+        help='model weights (without: random weights, for trying the tool)')
+    parser.add_argument('--out', required=True, help='the export folder')
+    size = parser.add_argument_group('input size (per-shape export)')
+    size.add_argument(
+        '--scale',
+        type=int,
+        nargs=2,
+        metavar=('W', 'H'),
+        help='images are resized to fit W x H, keeping their aspect ratio '
+        '(default: the config\'s test scale)')
+    size.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='the image encoder\'s input, resized images zero-padded to it '
+        '(default: the scale rounded up to the size divisor)')
+    parser.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='free height and width (not supported: export per shape)')
+    parser.add_argument(
+        '--precision',
+        default='fp32',
+        choices=['fp32', 'bf16', 'int8'],
+        help='fp32 (exact, default); bf16 (OpenVINO) and int8 (calibrated '
+        'on --calib) are approximate')
+    parser.add_argument(
+        '--calib', help='int8: a folder of typical images to calibrate on')
+    parser.add_argument(
+        '--classes',
+        help='a text file, one class a line (synonyms comma-separated): '
+        'the vocabulary baked into the decoders instead of the config\'s')
+    parser.add_argument(
+        '--num-things',
+        type=int,
+        help='with --classes: the first N classes are things, the rest '
+        'stuff (default: all things)')
+    parser.add_argument(
+        '--clip-checkpoint',
+        help='with --classes: a local OpenCLIP checkpoint to encode them')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load a checkpoint that pickles objects beyond tensors (only '
+        'from a source you trust)')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an earlier export in --out')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value')
+    return parser.parse_args(argv)
+
+
+def check_args(args) -> None:
+    """Every option checked before the (slow) model is built."""
+    from rap_sam.deploy.export import check_export_options
+    if args.calib is not None and args.precision != 'int8':
+        raise ExportArgumentError(
+            '--calib is for --precision int8 (calibration images); drop it '
+            f'or export int8 (asked: {args.precision}).')
+    if args.precision == 'int8':
+        from rap_sam.deploy.calibration import calibration_images
+        calibration_images(args.calib)  # a usable folder, or its error
+    if args.classes is None:
+        for name in ('num_things', 'clip_checkpoint'):
+            if getattr(args, name) is not None:
+                raise ExportArgumentError(
+                    f'--{name.replace("_", "-")} goes with --classes FILE.')
+    elif not osp.isfile(args.classes):
+        raise ExportArgumentError(f'Class file not found: {args.classes}')
+    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
+        raise ExportArgumentError(
+            f'Checkpoint file not found: {args.checkpoint}')
+    check_export_options(args.out, args.dynamic, overwrite=args.overwrite)
+
+
+def load_config(args):
+    from rap_sam.utils.config_file import read_config
+    cfg = read_config(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if not isinstance(cfg.get('model'), dict) or \
+            'panoptic_head' not in cfg.model:
+        raise ExportArgumentError(
+            f'{args.config} is not a RAP-SAM config (no '
+            'model.panoptic_head): use one of configs/rap_sam/.')
+    # Weights come from the checkpoint; no pretrained backbone download.
+    cfg.model.backbone.init_cfg = None
+    return cfg
+
+
+def build_model(cfg, args):
+    """The model as the config builds it, with the checkpoint's weights
+    and the vocabulary (``--classes``); returns it and its class names."""
+    from mmdet.registry import MODELS
+    from mmengine.logging import MMLogger
+
+    from rap_sam.apis.predictor import RANDOM_WEIGHTS_WARNING
+    from rap_sam.utils.checkpoint import (load_model_weights,
+                                          trust_all_checkpoints)
+    from rap_sam.utils.class_embeddings import class_embedding_path
+    from rap_sam.visualization import config_dataset_meta
+    head = cfg.model.panoptic_head
+    if args.checkpoint is None:
+        warnings.warn(RANDOM_WEIGHTS_WARNING)
+        name = head.get('ov_classifier_name')
+        if name and not osp.isfile(
+                class_embedding_path(name, head.get('ov_classifier_dir'))):
+            warnings.warn(f'Class-embedding file {name}.pth not found: using '
+                          'random class embeddings as well (see '
+                          'tools/gen_cls.py).')
+            head.ov_classifier_name = None
+    model = MODELS.build(cfg.model)
+    if args.checkpoint is None:
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # no per-parameter init table
+        try:
+            model.init_weights()
+        finally:
+            logger.setLevel(level)
+    else:
+        if args.trust_checkpoint:
+            trust_all_checkpoints()
+        load_model_weights(model, args.checkpoint)
+    if args.classes is not None:
+        return model, use_vocabulary(model, args)
+    meta = config_dataset_meta(cfg, model.num_classes,
+                               model.num_things_classes)
+    return model, list(meta['classes'])
+
+
+def use_vocabulary(model, args) -> list:
+    """Swap the model's classifier for the class file's classes (their
+    CLIP text embeddings, made once and cached, see tools/gen_cls.py)."""
+    from rap_sam.datasets import display_names
+    from rap_sam.models.utils import set_vocabulary
+    from rap_sam.utils.class_embeddings import load_class_embeddings
+    from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
+                                               DEFAULT_CLIP_PRETRAINED)
+    from rap_sam.utils.text_classifier import (read_class_file,
+                                               vocabulary_embeddings)
+    classes = [c.strip() for c in read_class_file(args.classes) if c.strip()]
+    if not classes:
+        raise ExportArgumentError(f'{args.classes} names no class: give one '
+                                  'class a line.')
+    num_things = len(classes) if args.num_things is None else args.num_things
+    if not 0 <= num_things <= len(classes):
+        raise ExportArgumentError(
+            f'--num-things must be between 0 and the number of classes in '
+            f'{args.classes} ({len(classes)}), got {num_things}.')
+    name, _ = vocabulary_embeddings(
+        classes,
+        DEFAULT_CLIP_MODEL,
+        DEFAULT_CLIP_PRETRAINED,
+        checkpoint=args.clip_checkpoint)
+    embeddings = load_class_embeddings(
+        name, embed_dims=model.panoptic_head.classifier.embed_dims)
+    set_vocabulary(model, embeddings, num_things)
+    return display_names(classes)
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    cfg = load_config(args)
+    check_args(args)
+    divisor = cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)
+    from rap_sam.apis.predictor import _test_scale
+    from rap_sam.deploy.export import export_model, input_shape
+    scale = tuple(args.scale) if args.scale else None
+    if scale is None and args.shape is None:
+        scale = _test_scale(cfg)
+    scale, shape = input_shape(scale, args.shape, divisor)
+    model, class_names = build_model(cfg, args)
+    model.eval()
+    out = args.out
+    if args.precision == 'fp32':
+        export_model(
+            model,
+            out,
+            cfg=cfg,
+            scale=scale,
+            shape=shape,
+            class_names=class_names,
+            overwrite=args.overwrite)
+    else:
+        from rap_sam.deploy.quantize import quantize_export
+        parent = osp.dirname(osp.abspath(out))
+        os.makedirs(parent, exist_ok=True)
+        # The fp32 export the approximate one is made from, beside --out
+        # and removed after.
+        work = tempfile.mkdtemp(prefix='.fp32-', dir=parent)
+        try:
+            fp32 = osp.join(work, 'fp32')
+            export_model(
+                model,
+                fp32,
+                cfg=cfg,
+                scale=scale,
+                shape=shape,
+                class_names=class_names)
+            quantize_export(
+                fp32,
+                args.precision,
+                args.calib,
+                out_dir=out,
+                overwrite=args.overwrite)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    files = sorted(os.listdir(out))
+    print(f'{args.precision} export of {osp.basename(args.config)} at '
+          f'{shape[1]}x{shape[0]} (scale {scale[0]}x{scale[1]}) in {out}: '
+          f'{", ".join(files)}')
+    return out
+
+
+if __name__ == '__main__':
+    with cli_errors():
+        main()
