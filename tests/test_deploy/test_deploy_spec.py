@@ -1,0 +1,296 @@
+"""deploy.json: the validator's one-line messages, write/read round trip,
+the graph check on small ONNX files, and no torch import."""
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import onnx
+import pytest
+from helpers import REPO
+from onnx import TensorProto, helper
+
+from rap_sam.deploy.deploy_spec import (SPEC_FILE, DeployFolderError,
+                                        DeploySpec, read_deploy_spec,
+                                        validate_spec, write_spec)
+
+FEATURE = [1, 2, 2, 8]
+
+
+def io(**tensors):
+    return {
+        name: dict(shape=shape, dtype=dtype)
+        for name, (shape, dtype) in tensors.items()
+    }
+
+
+def graph_entries():
+    """The three graphs' inputs and outputs as an export of a 64 x 64 input
+    writes them (8 classes, 4 queries, prompts free)."""
+    feature = io(basis=(FEATURE, 'float32'))
+    return dict(
+        image_encoder=dict(
+            file='image_encoder.onnx',
+            inputs=io(image=([1, 3, 64, 64], 'float32')),
+            outputs=feature),
+        panoptic_decoder=dict(
+            file='panoptic_decoder.onnx',
+            inputs=feature,
+            outputs=io(
+                cls_logits=([1, 4, 9], 'float32'),
+                mask_logits=([1, 4, 16, 16], 'float32'))),
+        prompt_decoder=dict(
+            file='prompt_decoder.onnx',
+            inputs=dict(
+                feature,
+                **io(boxes=(['N', 4], 'float32'), img_shape=([2], 'int64'))),
+            outputs=io(
+                cls_logits=([1, 'N', 9], 'float32'),
+                mask_logits=([1, 'N', 16, 16], 'float32'),
+                iou=([1, 'N', 1], 'float32'))))
+
+
+def make_spec():
+    return dict(
+        format_version=1,
+        config='toy_eval_coco.py',
+        precision='fp32',
+        opset=17,
+        dynamic=False,
+        low_rank=True,
+        preprocess=dict(
+            scale=[64, 64],
+            keep_ratio=True,
+            pad_shape=[64, 64],
+            size_divisor=32,
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            bgr_to_rgb=True,
+            pad_value=0.0),
+        classes=[f'class_{i}' for i in range(8)],
+        num_things=5,
+        test_cfg=dict(object_mask_thr=0.8, iou_thr=0.8),
+        graphs=graph_entries())
+
+
+_TYPES = {'float32': TensorProto.FLOAT, 'int64': TensorProto.INT64}
+
+
+def onnx_graph(entry):
+    """A small ONNX model with the entry's inputs and outputs (each output
+    made from the first input by Shape / Cast / Expand, so the file is
+    valid; only its interface matters here)."""
+    inputs = [
+        helper.make_tensor_value_info(n, _TYPES[i['dtype']], i['shape'])
+        for n, i in entry['inputs'].items()
+    ]
+    outputs = [
+        helper.make_tensor_value_info(n, _TYPES[o['dtype']], o['shape'])
+        for n, o in entry['outputs'].items()
+    ]
+    first = inputs[0].name
+    nodes = [
+        helper.make_node('ReduceSum', [first], ['total'], keepdims=0),
+        helper.make_node('Cast', ['total'], ['scalar'], to=TensorProto.FLOAT)
+    ]
+    for i, out in enumerate(outputs):
+        shape = [
+            d if isinstance(d, int) else 1
+            for d in entry['outputs'][out.name]['shape']
+        ]
+        nodes += [
+            helper.make_node(
+                'Constant', [], [f'shape{i}'],
+                value=helper.make_tensor(f'shape{i}_v', TensorProto.INT64,
+                                         [len(shape)], shape)),
+            helper.make_node('Expand', ['scalar', f'shape{i}'], [out.name])
+        ]
+    graph = helper.make_graph(nodes, 'g', inputs, outputs)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid('', 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture
+def folder(tmp_path):
+    spec = make_spec()
+    for entry in spec['graphs'].values():
+        onnx.save(onnx_graph(entry), str(tmp_path / entry['file']))
+    write_spec(str(tmp_path), spec)
+    return tmp_path
+
+
+def test_write_read_round_trip(folder):
+    spec = read_deploy_spec(str(folder))
+    with open(folder / SPEC_FILE) as f:
+        assert json.load(f) == make_spec() == spec.data
+    assert spec.precision == 'fp32'
+    assert spec.graph_files == {
+        n: f'{n}.onnx'
+        for n in ('image_encoder', 'panoptic_decoder', 'prompt_decoder')
+    }
+    assert spec.feature_names == ['basis']
+    assert spec.input_names('prompt_decoder') == [
+        'basis', 'boxes', 'img_shape'
+    ]
+    assert spec.output_names('prompt_decoder') == [
+        'cls_logits', 'mask_logits', 'iou'
+    ]
+    assert spec.img_shape_dtype == 'int64'
+    assert spec.pad_shape == [64, 64]
+    int8 = spec.with_precision('int8', ['image_encoder'], calibration=4)
+    assert spec.precision == 'fp32'  # a copy
+    int8.write(str(folder))
+    again = read_deploy_spec(str(folder))
+    assert again.precision == 'int8'
+    assert again['quantized_graphs'] == ['image_encoder']
+    assert again['calibration_images'] == 4
+    assert not os.path.exists(folder / (SPEC_FILE + '.tmp'))
+
+
+def _set(path, value):
+
+    def change(spec):
+        *keys, last = path.split('.')
+        target = spec
+        for key in keys:
+            target = target[key]
+        if value is KeyError:
+            del target[last]
+        else:
+            target[last] = value
+
+    return change
+
+
+# A broken spec: (change, words of the message).
+BROKEN = {
+    'format version':
+    (_set('format_version',
+          2), 'format_version 2; this version of rap_sam reads 1'),
+    'missing key': (_set('classes', KeyError), 'has no "classes"'),
+    'bool as int': (_set('opset', True), '"opset" must be int, got True'),
+    'precision': (_set('precision', 'fp16'), 'precision must be one of'),
+    'old opset': (_set('opset', 13), 'opset 13 is below 17'),
+    'preprocess key': (_set('preprocess.mean',
+                            KeyError), '"preprocess" has no "mean"'),
+    'zero std':
+    (_set('preprocess.std',
+          [1.0, 0.0, 1.0]), '"preprocess.std" must be 3 numbers > 0'),
+    'scale': (_set('preprocess.scale',
+                   [64]), '"preprocess.scale" must be 2 numbers'),
+    'no classes': (_set('classes', []), '"classes" must be a non-empty'),
+    'num_things': (_set('num_things', 9), '"num_things" must be between 0 '
+                   'and the number of classes (8), got 9'),
+    'graph missing': (_set('graphs.prompt_decoder',
+                           KeyError), '"graphs" has no "prompt_decoder"'),
+    'file outside': (_set('graphs.image_encoder.file', '../x.onnx'),
+                     'must be a file name in the export folder'),
+    'bad shape': (_set('graphs.image_encoder.inputs.image.shape',
+                       [1, -3]), 'must be a list of sizes'),
+    'no outputs': (_set('graphs.panoptic_decoder.outputs', {}),
+                   '"graphs.panoptic_decoder.outputs" must map names'),
+}
+
+
+@pytest.mark.parametrize('case', list(BROKEN))
+def test_validator_names_the_problem(case):
+    change, words = BROKEN[case]
+    spec = make_spec()
+    change(spec)
+    with pytest.raises(DeployFolderError) as err:
+        validate_spec(spec, 'some/deploy.json')
+    message = str(err.value)
+    assert message.startswith('some/deploy.json')
+    assert words in message and '\n' not in message
+    with pytest.raises(DeployFolderError):
+        DeploySpec(spec)
+
+
+def test_writer_refuses_a_broken_spec(tmp_path):
+    spec = make_spec()
+    spec['num_things'] = -1
+    with pytest.raises(DeployFolderError, match='num_things'):
+        write_spec(str(tmp_path), spec)
+    assert os.listdir(tmp_path) == []
+
+
+def test_reader_names_the_file(folder, tmp_path):
+    missing = tmp_path / 'nothing'
+    with pytest.raises(DeployFolderError, match='Export folder not found'):
+        read_deploy_spec(str(missing))
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(
+            DeployFolderError, match=f'{empty}/deploy.json not found'):
+        read_deploy_spec(str(empty))
+    spec_file = folder / SPEC_FILE
+    good = spec_file.read_text()
+    spec_file.write_text(good[:-20])
+    with pytest.raises(DeployFolderError, match='deploy.json is not valid'):
+        read_deploy_spec(str(folder))
+    spec_file.write_text(good)
+    os.remove(folder / 'panoptic_decoder.onnx')
+    for check in (True, False):  # a missing file is found either way
+        with pytest.raises(
+                DeployFolderError, match='panoptic_decoder.onnx not found'):
+            read_deploy_spec(str(folder), check_graphs=check)
+
+
+def _write_graph(folder, name, entry):
+    onnx.save(onnx_graph(entry), str(folder / f'{name}.onnx'))
+
+
+def test_graph_that_disagrees_is_named(folder):
+    entries = graph_entries()
+    # Another export's encoder (another input shape).
+    entry = copy.deepcopy(entries['image_encoder'])
+    entry['inputs']['image']['shape'] = [1, 3, 96, 64]
+    _write_graph(folder, 'image_encoder', entry)
+    with pytest.raises(DeployFolderError) as err:
+        read_deploy_spec(str(folder))
+    assert 'image_encoder.onnx: input "image" has shape [1, 3, 96, 64]' in \
+        str(err.value)
+    read_deploy_spec(str(folder), check_graphs=False)  # files only
+    _write_graph(folder, 'image_encoder', entries['image_encoder'])
+    # Other output names.
+    entry = copy.deepcopy(entries['panoptic_decoder'])
+    entry['outputs']['scores'] = entry['outputs'].pop('cls_logits')
+    _write_graph(folder, 'panoptic_decoder', entry)
+    with pytest.raises(
+            DeployFolderError,
+            match='panoptic_decoder.onnx: the graph\'s outputs'):
+        read_deploy_spec(str(folder))
+    _write_graph(folder, 'panoptic_decoder', entries['panoptic_decoder'])
+    # img_shape as float.
+    entry = copy.deepcopy(entries['prompt_decoder'])
+    entry['inputs']['img_shape']['dtype'] = 'float32'
+    _write_graph(folder, 'prompt_decoder', entry)
+    with pytest.raises(
+            DeployFolderError,
+            match='prompt_decoder.onnx: input "img_shape" is '
+            'float32, deploy.json says int64'):
+        read_deploy_spec(str(folder))
+    (folder / 'prompt_decoder.onnx').write_bytes(b'not a graph')
+    with pytest.raises(
+            DeployFolderError,
+            match='prompt_decoder.onnx is not a readable ONNX'):
+        read_deploy_spec(str(folder))
+
+
+def test_reads_without_torch(folder):
+    """A deployment without PyTorch reads and checks a folder."""
+    code = ('import sys; sys.modules["torch"] = None\n'
+            'from rap_sam.deploy.deploy_spec import read_deploy_spec\n'
+            f'spec = read_deploy_spec({str(folder)!r})\n'
+            'print(spec.precision, spec.feature_names[0])\n'
+            'assert sys.modules["torch"] is None\n')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ['fp32', 'basis']
