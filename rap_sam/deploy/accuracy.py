@@ -64,18 +64,50 @@ def grid_clicks(width: int, height: int, grid: int = 4) -> np.ndarray:
     return np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
 
 
+def panoptic_segments(pan_seg: torch.Tensor, num_classes: int):
+    """The segments of a panoptic map ``[H, W]`` (``label + id *
+    INSTANCE_OFFSET``; ``num_classes`` is void) as ``InstanceData`` with
+    ``masks`` and ``labels``."""
+    from mmengine.structures import InstanceData
+    pan_seg = pan_seg.cpu()
+    ids = [
+        i for i in torch.unique(pan_seg).tolist()
+        if i % INSTANCE_OFFSET != num_classes
+    ]
+    masks = torch.stack([pan_seg == i for i in ids]) if ids else \
+        torch.zeros((0, ) + tuple(pan_seg.shape), dtype=torch.bool)
+    labels = torch.tensor([i % INSTANCE_OFFSET for i in ids], dtype=torch.long)
+    return InstanceData(masks=masks, labels=labels)
+
+
 def compare_on_photo(ref_predictor,
                      test_predictor,
                      img: np.ndarray,
                      grid: int = 4,
-                     iou_thr: float = 0.5) -> dict:
-    """One photo through both predictors: the panoptic image (thing
-    instances matched by :func:`match_instances`, panoptic class agreement)
-    and ``grid x grid`` clicks (mean and min IoU of each click's mask in
-    the two)."""
+                     iou_thr: float = 0.5,
+                     score_thr: float = 0.5) -> dict:
+    """One photo through both predictors.
+
+    Returns:
+        dict: ``segments``: :func:`match_instances` of the panoptic
+        segments (things and stuff, what a user sees); ``instances``: of
+        the thing instances scoring >= ``score_thr`` in ``ref``, each
+        looked for among all of ``test``'s (so a score moving across the
+        threshold does not count as lost); ``panoptic_agreement``;
+        ``click_mean_iou`` / ``click_min_iou``: IoU of each of ``grid x
+        grid`` clicks' masks in the two.
+    """
     ref = ref_predictor.segment_image(img)
     test = test_predictor.segment_image(img)
-    result = match_instances(ref.pred_instances, test.pred_instances, iou_thr)
+    num_classes = len(ref_predictor.class_names)
+    result = dict(
+        segments=match_instances(
+            panoptic_segments(ref.pred_panoptic_seg.sem_seg[0], num_classes),
+            panoptic_segments(test.pred_panoptic_seg.sem_seg[0], num_classes),
+            iou_thr))
+    confident = ref.pred_instances[ref.pred_instances.scores >= score_thr]
+    result['instances'] = match_instances(confident, test.pred_instances,
+                                          iou_thr)
     result['panoptic_agreement'] = panoptic_class_agreement(
         ref.pred_panoptic_seg.sem_seg[0], test.pred_panoptic_seg.sem_seg[0])
     clicks = grid_clicks(img.shape[1], img.shape[0], grid)
@@ -163,21 +195,27 @@ def _instances(**fields):
     return InstanceData(**fields)
 
 
-def summarize_photos(results: Sequence[dict]) -> dict:
-    """Totals over :func:`compare_on_photo` results."""
-    ref = sum(r['ref'] for r in results)
-    kept = sum(r['kept'] for r in results)
-    weights = [r['kept'] for r in results]
+def _summarize_matches(matches: Sequence[dict]) -> dict:
+    ref = sum(m['ref'] for m in matches)
+    kept = sum(m['kept'] for m in matches)
     return dict(
-        photos=len(results),
-        instances_fp32=ref,
-        instances_test=sum(r['test'] for r in results),
+        ref=ref,
+        test=sum(m['test'] for m in matches),
         kept=kept,
         kept_fraction=kept / ref if ref else 1.0,
+        # Averaged per matched instance, not per photo.
         mean_iou=float(
-            np.average([r['mean_iou']
-                        for r in results], weights=weights)) if kept else 1.0,
-        min_iou=min(r['min_iou'] for r in results),
+            np.average([m['mean_iou'] for m in matches],
+                       weights=[m['kept'] for m in matches])) if kept else 1.0,
+        min_iou=min(m['min_iou'] for m in matches))
+
+
+def summarize_photos(results: Sequence[dict]) -> dict:
+    """Totals over :func:`compare_on_photo` results."""
+    return dict(
+        photos=len(results),
+        segments=_summarize_matches([r['segments'] for r in results]),
+        instances=_summarize_matches([r['instances'] for r in results]),
         panoptic_agreement=float(
             np.mean([r['panoptic_agreement'] for r in results])),
         click_mean_iou=float(np.mean([r['click_mean_iou'] for r in results])),
@@ -187,17 +225,21 @@ def summarize_photos(results: Sequence[dict]) -> dict:
 def photo_table(rows: List[dict]) -> str:
     """A markdown table of :func:`summarize_photos` rows (each with a
     ``mode`` key)."""
-    head = ('| mode | photos | instances fp32 -> mode | kept (same label, '
-            'IoU >= 0.5) | matched mask IoU mean / min | panoptic pixels '
-            'same class | click mask IoU mean / min |\n'
-            '|---|---|---|---|---|---|---|')
-    lines = [head]
+    lines = [
+        '| mode | photos | panoptic segments kept | their mask IoU mean / '
+        'min | confident instances kept | their mask IoU mean / min | '
+        'pixels of the same class | click mask IoU mean / min |',
+        '|---|---|---|---|---|---|---|---|'
+    ]
+
+    def kept(m):
+        return (f"{m['kept']} / {m['ref']} ({100 * m['kept_fraction']:.1f} "
+                f"%) | {m['mean_iou']:.4f} / {m['min_iou']:.4f}")
+
     for r in rows:
         lines.append(
-            f"| {r['mode']} | {r['photos']} | {r['instances_fp32']} -> "
-            f"{r['instances_test']} | {r['kept']} "
-            f"({100 * r['kept_fraction']:.1f} %) | "
-            f"{r['mean_iou']:.4f} / {r['min_iou']:.4f} | "
+            f"| {r['mode']} | {r['photos']} | {kept(r['segments'])} | "
+            f"{kept(r['instances'])} | "
             f"{100 * r['panoptic_agreement']:.2f} % | "
             f"{r['click_mean_iou']:.4f} / {r['click_min_iou']:.4f} |")
     return '\n'.join(lines)

@@ -6,6 +6,7 @@ from mmengine.structures import InstanceData
 
 from rap_sam.deploy.accuracy import (grid_clicks, mask_iou_matrix,
                                      match_instances, panoptic_class_agreement,
+                                     panoptic_segments, photo_table,
                                      summarize_photos)
 
 
@@ -56,34 +57,48 @@ def test_panoptic_class_agreement_ignores_instance_ids():
     assert panoptic_class_agreement(ref, test) == 0.75
 
 
+def test_panoptic_segments():
+    void = 5
+    pan = torch.tensor([[1 + 1 * INSTANCE_OFFSET, 1 + 2 * INSTANCE_OFFSET],
+                        [3, void]])
+    segments = panoptic_segments(pan, num_classes=void)
+    assert segments.labels.tolist() == [3, 1, 1]
+    assert segments.masks.flatten(1).tolist() == [[0, 0, 1, 0], [1, 0, 0, 0],
+                                                  [0, 1, 0, 0]]
+    assert len(panoptic_segments(torch.full((2, 2), void), void)) == 0
+
+
 def test_grid_clicks_and_summary():
     np.testing.assert_allclose(
         grid_clicks(100, 50, 2),
         [[25, 12.5], [75, 12.5], [25, 37.5], [75, 37.5]])
+    matches = [
+        dict(ref=4, test=4, kept=3, mean_iou=0.9, min_iou=0.8),
+        dict(ref=2, test=1, kept=1, mean_iou=0.5, min_iou=0.5),
+    ]
     rows = [
         dict(
-            ref=4,
-            test=4,
-            kept=3,
-            mean_iou=0.9,
-            min_iou=0.8,
+            segments=matches[0],
+            instances=matches[1],
             panoptic_agreement=0.9,
             click_mean_iou=0.95,
             click_min_iou=0.7),
         dict(
-            ref=2,
-            test=1,
-            kept=1,
-            mean_iou=0.5,
-            min_iou=0.5,
+            segments=matches[1],
+            instances=matches[1],
             panoptic_agreement=0.7,
             click_mean_iou=0.85,
             click_min_iou=0.6),
     ]
     summary = summarize_photos(rows)
-    assert summary['kept'] == 4 and summary['instances_fp32'] == 6
-    np.testing.assert_allclose(summary['kept_fraction'], 4 / 6)
+    segments = summary['segments']
+    assert segments['kept'] == 4 and segments['ref'] == 6
+    np.testing.assert_allclose(segments['kept_fraction'], 4 / 6)
     # Matched IoU averaged per matched instance, not per photo.
-    np.testing.assert_allclose(summary['mean_iou'], (3 * 0.9 + 0.5) / 4)
-    assert summary['min_iou'] == 0.5 and summary['click_min_iou'] == 0.6
+    np.testing.assert_allclose(segments['mean_iou'], (3 * 0.9 + 0.5) / 4)
+    assert segments['min_iou'] == 0.5 and summary['click_min_iou'] == 0.6
+    assert summary['instances']['kept'] == 2
     np.testing.assert_allclose(summary['panoptic_agreement'], 0.8)
+    table = photo_table([dict(mode='onnxruntime:int8', **summary)])
+    assert '| onnxruntime:int8 | 2 | 4 / 6 (66.7 %) | 0.8000 / 0.5000 |' \
+        in table
