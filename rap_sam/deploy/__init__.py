@@ -1,8 +1,20 @@
-"""Deployment: the inference switch (:func:`prepare`), export and runtimes."""
-from .prepare import MODES, PRECISIONS, DeployModeError, prepare
-from .reference import ReferenceFusionHead, to_reference
+"""Deployment: the inference switch (:func:`prepare`), export and runtimes.
 
-__all__ = [
-    'MODES', 'PRECISIONS', 'DeployModeError', 'prepare', 'ReferenceFusionHead',
-    'to_reference'
-]
+Without torch (a deployment that runs exported graphs) only the torch-free
+modules (``backends``, ``deploy_spec``) can be imported, and this package's
+torch side is not loaded.
+"""
+try:
+    import torch  # noqa: F401
+except ImportError:
+    torch = None
+
+__all__ = []
+if torch is not None:
+    from .prepare import MODES, PRECISIONS, DeployModeError, prepare
+    from .reference import ReferenceFusionHead, to_reference
+
+    __all__ += [
+        'MODES', 'PRECISIONS', 'DeployModeError', 'prepare',
+        'ReferenceFusionHead', 'to_reference'
+    ]

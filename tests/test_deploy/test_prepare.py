@@ -42,6 +42,14 @@ def reference(model_and_data):
     return prepare(copy.deepcopy(model), 'reference')
 
 
+@pytest.fixture(scope='module')
+def reference_outputs(model_and_data, reference):
+    """The reference's tensor outputs, computed once (mmcv's scalar CPU
+    kernel is slow)."""
+    _, img = model_and_data
+    return tensor_outputs(reference, img)
+
+
 def tensor_outputs(model, img, prompts=None):
     data = model.data_preprocessor(image_batch([img], prompts))
     with torch.no_grad():
@@ -59,7 +67,7 @@ def assert_same_outputs(ours, ref, tol=1e-3):
             assert rel_err(a, b) < tol
 
 
-def test_reference_mode(model_and_data, reference):
+def test_reference_mode(model_and_data, reference, reference_outputs):
     model, img = model_and_data
     assert reference.neck.dcn_impl == 'mmcv'
     assert isinstance(reference.panoptic_fusion_head, ReferenceFusionHead)
@@ -68,11 +76,11 @@ def test_reference_mode(model_and_data, reference):
     assert reference.deploy_setting == dict(
         mode='reference', precision='fp32', compile=False)
     # The model as built computes the reference's numbers.
-    assert_same_outputs(
-        tensor_outputs(model, img), tensor_outputs(reference, img))
+    assert_same_outputs(tensor_outputs(model, img), reference_outputs)
 
 
-def test_fast_mode_keeps_the_reference_outputs(model_and_data, reference):
+def test_fast_mode_keeps_the_reference_outputs(model_and_data, reference,
+                                               reference_outputs):
     model, img = model_and_data
     fast = prepare(copy.deepcopy(model), 'fast')
     assert batch_norms(fast) == []
@@ -80,8 +88,7 @@ def test_fast_mode_keeps_the_reference_outputs(model_and_data, reference):
     assert fast.neck.dcn_impl == 'auto'
     assert fast.backbone.conv1.weight.is_contiguous(
         memory_format=torch.channels_last)
-    assert_same_outputs(
-        tensor_outputs(fast, img), tensor_outputs(reference, img))
+    assert_same_outputs(tensor_outputs(fast, img), reference_outputs)
     with torch.no_grad():
         got = fast.test_step(image_batch([img]))[0]
         want = reference.test_step(image_batch([img]))[0]
@@ -107,7 +114,7 @@ def test_fast_mode_input_is_channels_last(model_and_data):
     assert isinstance(feats, LowRankFeatureMap)
 
 
-def test_export_mode(model_and_data, reference):
+def test_export_mode(model_and_data, reference_outputs):
     model, img = model_and_data
     exported = prepare(copy.deepcopy(model), 'export')
     assert exported.neck.dcn_impl == 'onnx'
@@ -118,8 +125,7 @@ def test_export_mode(model_and_data, reference):
     with torch.no_grad():
         feats = exported.extract_feat(data['inputs'])
     assert type(feats) is torch.Tensor and feats.is_contiguous()
-    assert_same_outputs(
-        tensor_outputs(exported, img), tensor_outputs(reference, img))
+    assert_same_outputs(tensor_outputs(exported, img), reference_outputs)
 
 
 @pytest.mark.parametrize('prompts', [False, True])
@@ -151,7 +157,8 @@ def test_bf16_gives_fp32_outputs_near_fp32(model_and_data, reference, prompts):
         assert 'pred_panoptic_seg' in result
 
 
-def test_compile_keeps_outputs_and_the_global_flag(model_and_data, reference):
+def test_compile_keeps_outputs_and_the_global_flag(model_and_data,
+                                                   reference_outputs):
     """compile=True: inductor with frozen weights over backbone and neck,
     the freezing asked per compile (inductor's process-wide flag is left
     as it was)."""
@@ -168,7 +175,7 @@ def test_compile_keeps_outputs_and_the_global_flag(model_and_data, reference):
         assert inductor_config.freezing == freezing
     finally:
         torch._dynamo.reset()
-    assert_same_outputs(ours, tensor_outputs(reference, img))
+    assert_same_outputs(ours, reference_outputs)
 
 
 def test_prepared_once(model_and_data):
@@ -205,3 +212,20 @@ def test_bad_settings(model_and_data, kwargs, words):
 def test_not_a_rap_sam_model():
     with pytest.raises(DeployModeError, match='got Sequential'):
         prepare(nn.Sequential())
+
+
+def test_package_imports_without_torch():
+    """A deployment without torch imports rap_sam.deploy's runtime side;
+    prepare (the torch side) is then simply absent."""
+    import subprocess
+    import sys
+    code = ('import sys; sys.modules["torch"] = None\n'
+            'import rap_sam.deploy as d, rap_sam.deploy.deploy_spec\n'
+            'print(hasattr(d, "prepare"))')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == 'False'
