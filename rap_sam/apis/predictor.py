@@ -1,4 +1,5 @@
 """Load RAP-SAM once; segment images, videos and click / box prompts."""
+import hashlib
 import logging
 import numbers
 import os
@@ -73,6 +74,43 @@ def _load_config(config) -> Config:
     return cfg
 
 
+def _palette(count: int) -> list:
+    """Seeded colours for classes without a dataset palette."""
+    rng = np.random.default_rng(0)
+    return [
+        tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(count)
+    ]
+
+
+#: The export cache of runtime backends (RapSAMPredictor(backend=...)).
+EXPORT_CACHE_ENV = 'RAP_SAM_EXPORT_CACHE'
+DEFAULT_EXPORT_CACHE = osp.join('~', '.cache', 'rap_sam', 'exports')
+
+
+def _export_key(model, cfg: Config, scale) -> str:
+    """A hash of what an export depends on: every weight and buffer (the
+    vocabulary's too), the model config, the scale, the exporter's versions
+    and the package's code (an edited model or exporter exports anew)."""
+    import onnx
+    digest = hashlib.sha256()
+    package = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    for folder, dirs, files in sorted(os.walk(package)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith('.py'):
+                with open(osp.join(folder, name), 'rb') as f:
+                    digest.update(f.read())
+    digest.update(
+        repr((cfg.model.to_dict()
+              if hasattr(cfg.model, 'to_dict') else dict(cfg.model),
+              tuple(scale), torch.__version__, onnx.__version__)).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
 def _available_devices() -> List[str]:
     devices = ['cpu']
     if torch.cuda.is_available():
@@ -126,6 +164,41 @@ def _check_scale(scale, max_pixels: int) -> Tuple[int, int]:
     return width, height
 
 
+#: Where the model runs: the PyTorch model itself, or its exported graphs
+#: on a runtime (rap_sam.deploy.backends).
+BACKENDS = ('torch', 'onnxruntime', 'openvino')
+#: Precisions per backend. bf16 and fp16 are torch.autocast (bf16 on CPUs
+#: with AVX-512 BF16 / AMX, fp16 on GPUs), bf16 is OpenVINO's inference
+#: precision; int8 runs graphs quantized from an fp32 export
+#: (tools/deploy/export.py --precision int8 --calib DIR), so it comes from
+#: an export folder (from_export). Approximate, opt-in.
+PRECISIONS = {
+    'torch': ('fp32', 'bf16', 'fp16'),
+    'onnxruntime': ('fp32', 'int8'),
+    'openvino': ('fp32', 'bf16', 'int8'),
+}
+
+
+def _check_backend(backend, precision) -> None:
+    if backend not in BACKENDS:
+        raise InputError(f'backend must be one of {", ".join(BACKENDS)}, '
+                         f'got {backend!r}.')
+    known = sorted({p for ps in PRECISIONS.values() for p in ps})
+    if precision not in known:
+        raise InputError(f'precision must be one of {", ".join(known)}, '
+                         f'got {precision!r}.')
+    if precision not in PRECISIONS[backend]:
+        others = [b for b in BACKENDS if precision in PRECISIONS[b]]
+        raise InputError(
+            f'The {backend} backend runs {", ".join(PRECISIONS[backend])}, '
+            f'not {precision}; {precision} runs on {", ".join(others)}.')
+
+
+def _check_threads(num_threads) -> Optional[int]:
+    return None if num_threads is None else check_int(num_threads,
+                                                      'num_threads')
+
+
 # A prompt batch's float masks at the original size are at most this many
 # values (256 MB), so a batch on a large image holds fewer prompts.
 PROMPT_BATCH_PIXELS = 64 * 2**20
@@ -177,6 +250,22 @@ class RapSAMPredictor:
         prompt_batch_size (int): Prompts decoded together by
             :meth:`predict_prompts` at most (64); more prompts run in
             batches, with the same results, so memory stays bounded.
+        backend (str): ``'torch'`` (the model itself), ``'onnxruntime'``
+            or ``'openvino'``: the model is exported (standard ONNX graphs,
+            ``rap_sam.deploy``) into a cache folder keyed by its weights,
+            config and scale (``RAP_SAM_EXPORT_CACHE``, default
+            ``~/.cache/rap_sam/exports``) and run there on the CPU; the
+            results are made by the same post-processing code. To run a
+            folder exported beforehand, without config or checkpoint, use
+            :meth:`from_export`. Videos run on torch only.
+        precision (str): ``'fp32'`` (exact: every backend gives the torch
+            model's results to float rounding); ``'bf16'`` (torch autocast,
+            or OpenVINO's bfloat16 inference) and ``'fp16'`` (torch
+            autocast, GPUs) are approximate and opt-in. ``'int8'`` needs
+            calibration images: export with ``tools/deploy/export.py
+            --precision int8 --calib DIR`` and use :meth:`from_export`.
+        num_threads (int, optional): Threads of a runtime backend (its
+            default, all cores, when None); torch keeps its own setting.
 
     Raises:
         InputError: a missing or unreadable config or checkpoint file, a
@@ -194,10 +283,34 @@ class RapSAMPredictor:
                  clip_checkpoint: Optional[str] = None,
                  optimize: bool = True,
                  max_pixels: Optional[int] = None,
-                 prompt_batch_size: int = 64):
+                 prompt_batch_size: int = 64,
+                 backend: str = 'torch',
+                 precision: str = 'fp32',
+                 num_threads: Optional[int] = None):
         # Every keyword is checked before the (slow) model is built.
         cfg = _load_config(config)
+        _check_backend(backend, precision)
+        if backend != 'torch' and precision == 'int8':
+            raise InputError(
+                'int8 needs calibration images: export with '
+                'tools/deploy/export.py CONFIG --checkpoint CKPT --out DIR '
+                '--precision int8 --calib DIR_OF_IMAGES, then use '
+                f'RapSAMPredictor.from_export(DIR, backend={backend!r}).')
+        num_threads = _check_threads(num_threads)
+        if backend == 'torch' and precision != 'fp32' and optimize is False:
+            raise InputError(f'precision {precision!r} is an optimisation: '
+                             'it needs optimize=True.')
+        if backend != 'torch':
+            if device is not None and str(device) != 'cpu':
+                raise InputError(
+                    f'The {backend} backend runs on the CPU (device '
+                    f'{str(device)!r} given); use backend=\'torch\' for '
+                    'GPUs.')
+            device = 'cpu'
         self.device = _check_device(device)
+        self.backend = backend
+        self.precision = precision
+        self.runtime = None  # DeployedModel on a runtime backend
         self.max_pixels = max_pixels_limit(max_pixels)
         if scale is not None:
             scale = _check_scale(scale, self.max_pixels)
@@ -247,11 +360,114 @@ class RapSAMPredictor:
             self.dataset_meta = config_dataset_meta(
                 cfg, self.model.num_classes, self.model.num_things_classes)
         self.model.to(self.device).eval()
-        if optimize:
-            from rap_sam.models.utils.inference_mode import \
-                optimize_for_inference
-            optimize_for_inference(self.model)
         self.scale = tuple(scale) if scale else _test_scale(cfg)
+        if backend == 'torch':
+            self._prepare(optimize, precision)
+        else:
+            from rap_sam.deploy.backends import DeployedModel
+            from rap_sam.deploy.backends.post_processor import \
+                RapSAMPostProcessor
+            export_dir = self._cached_export()
+            self.runtime = DeployedModel(export_dir, backend, precision,
+                                         num_threads)
+            # The same post-processing, without the network's weights.
+            self.model = RapSAMPostProcessor.from_model(self.model)
+        self._init_pipeline()
+
+    def _prepare(self, optimize: bool, precision: str) -> None:
+        from rap_sam.deploy import prepare
+        prepare(
+            self.model,
+            'fast' if optimize else 'reference',
+            precision=precision if optimize else 'fp32')
+        head = self.model.panoptic_fusion_head
+        if not optimize and hasattr(head, 'segments'):
+            # The reference fusion head leaves its segment table out (the
+            # reference code has none); the predictor's results carry it.
+            head.segments = True
+
+    def _cached_export(self) -> str:
+        """Export the model (fp32, standard ONNX graphs) into a folder of
+        the export cache named by a hash of its config, weights and scale,
+        or reuse that folder."""
+        from rap_sam.deploy.export import export_model
+        root = osp.expanduser(
+            os.environ.get(EXPORT_CACHE_ENV, DEFAULT_EXPORT_CACHE))
+        folder = osp.join(root, _export_key(self.model, self.cfg, self.scale))
+        if osp.isfile(osp.join(folder, 'deploy.json')):
+            return folder
+        # export_model writes beside the folder and renames it into place:
+        # an interrupted export never looks like a finished one.
+        export_model(
+            self.model,
+            folder,
+            cfg=self.cfg,
+            scale=self.scale,
+            class_names=self.dataset_meta['classes'],
+            overwrite=True)
+        return folder
+
+    @classmethod
+    def from_export(cls,
+                    export_dir: str,
+                    backend: str = 'onnxruntime',
+                    precision: Optional[str] = None,
+                    num_threads: Optional[int] = None,
+                    max_pixels: Optional[int] = None,
+                    prompt_batch_size: int = 64) -> 'RapSAMPredictor':
+        """A predictor on a folder written by ``tools/deploy/export.py``
+        (graphs and deploy.json): no config or checkpoint is read, the
+        class names, scale, normalisation and thresholds are the folder's.
+
+        Args:
+            export_dir (str): The export folder.
+            backend (str): ``'onnxruntime'`` or ``'openvino'``.
+            precision (str, optional): The folder's (deploy.json) by
+                default; ``'bf16'`` may be asked of an fp32 folder on
+                OpenVINO.
+            num_threads (int, optional): Threads per graph.
+            max_pixels, prompt_batch_size: as for the constructor.
+
+        Raises:
+            InputError: a bad keyword; the export reader's UserError for a
+                missing folder, deploy.json or graph, or a graph whose
+                inputs or outputs do not match deploy.json (naming the
+                file).
+        """
+        from rap_sam.deploy.backends import DeployedModel
+        from rap_sam.deploy.backends.post_processor import RapSAMPostProcessor
+        if backend == 'torch':
+            raise InputError('from_export runs an export folder on a runtime '
+                             '(onnxruntime or openvino); for torch give the '
+                             'config and checkpoint to RapSAMPredictor.')
+        _check_backend(backend, 'fp32' if precision is None else precision)
+        if not isinstance(export_dir, (str, os.PathLike)):
+            raise InputError('export_dir must be a folder path, got '
+                             f'{type(export_dir).__name__}.')
+        self = cls.__new__(cls)
+        self.max_pixels = max_pixels_limit(max_pixels)
+        self.prompt_batch_size = check_int(prompt_batch_size,
+                                           'prompt_batch_size')
+        self.runtime = DeployedModel(export_dir, backend, precision,
+                                     _check_threads(num_threads))
+        runtime = self.runtime
+        self.device = torch.device('cpu')
+        self.backend = backend
+        self.precision = runtime.precision
+        self.cfg = None
+        names, things = runtime.class_names, runtime.num_things
+        self.model = RapSAMPostProcessor(things,
+                                         len(names) - things, runtime.test_cfg)
+        self.dataset_meta = dict(
+            classes=names,
+            thing_classes=names[:things],
+            stuff_classes=names[things:],
+            palette=_palette(len(names)))
+        self.scale = tuple(self.runtime.scale)
+        self._init_pipeline()
+        return self
+
+    def _init_pipeline(self) -> None:
         self.resize = Resize(scale=self.scale, keep_ratio=True)
         self.pipeline = Compose([
             dict(type='mmdet.LoadImageFromNDArray'), self.resize,
@@ -316,14 +532,11 @@ class RapSAMPredictor:
             name, embed_dims=head.classifier.embed_dims)
         set_vocabulary(self.model, embeddings, num_things)
         names = display_names(classes)
-        rng = np.random.default_rng(0)
         return dict(
             classes=names,
             thing_classes=names[:num_things],
             stuff_classes=names[num_things:],
-            palette=[
-                tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in names
-            ])
+            palette=_palette(len(names)))
 
     @property
     def class_names(self) -> List[str]:
@@ -334,11 +547,22 @@ class RapSAMPredictor:
         return dict(
             inputs=[data['inputs']], data_samples=[data['data_samples']])
 
+    def _runtime_sample(self, meta: dict) -> DetDataSample:
+        return DetDataSample(metainfo=dict(meta, img_id=0))
+
     @torch.no_grad()
     def segment_image(self, img: Union[str, np.ndarray]) -> DetDataSample:
         """Panoptic segments (``pred_panoptic_seg``, with ``segments``) and
         thing instances (``pred_instances``) at the image's own size."""
-        return self.model.test_step(self._batch(self.read_image(img)))[0]
+        img = self.read_image(img)
+        if self.runtime is None:
+            return self.model.test_step(self._batch(img))[0]
+        image, meta = self.runtime.preprocess(img)
+        cls_logits, mask_logits = self.runtime.decode_panoptic(
+            self.runtime.encode(image))
+        return self.model.panoptic(
+            torch.from_numpy(cls_logits), torch.from_numpy(mask_logits),
+            [self._runtime_sample(meta)])[0]
 
     # ------------------------------------------------------------------
     # prompts
@@ -348,11 +572,17 @@ class RapSAMPredictor:
         """Run the backbone and neck once on ``img``; every following
         :meth:`predict_prompts` reuses these features."""
         img = self.read_image(img)
-        data = self.model.data_preprocessor(self._batch(img), False)
-        feats = self.model.extract_feat(data['inputs'])
+        if self.runtime is None:
+            data = self.model.data_preprocessor(self._batch(img), False)
+            feats = self.model.extract_feat(data['inputs'])
+            metainfo = data['data_samples'][0].metainfo
+        else:
+            image, metainfo = self.runtime.preprocess(img)
+            feats = self.runtime.encode(image)
+            metainfo = dict(metainfo, img_id=0)
         self._image = dict(
             feats=feats,
-            metainfo=data['data_samples'][0].metainfo,
+            metainfo=metainfo,
             height=img.shape[0],
             width=img.shape[1])
 
@@ -370,6 +600,10 @@ class RapSAMPredictor:
             raise InputError('No image yet: call set_image(img) first.')
         points, boxes = check_prompts(points, boxes, self._image['width'],
                                       self._image['height'])
+        if self.runtime is not None:
+            return torch.from_numpy(
+                self.runtime.prompt_boxes(points, boxes,
+                                          self._image['metainfo']))
         # Users give original-image pixels; the model's are the resized
         # image's, whose factors Resize recorded as (w_scale, h_scale).
         sx, sy = self._image['metainfo']['scale_factor'][:2]
@@ -427,8 +661,7 @@ class RapSAMPredictor:
         for start in range(0, len(prompts), size):
             sample = DetDataSample(metainfo=self._image['metainfo'])
             sample.gt_instances_collected = prompts[start:start + size]
-            result = self.model.predict_from_feats(self._image['feats'],
-                                                   [sample])[0]
+            result = self._decode_prompts(sample)
             pred = result.pred_instances
             if masks is None:  # filled in place: no second copy to concat
                 masks = pred.masks.new_empty((len(prompts), ) +
@@ -440,6 +673,17 @@ class RapSAMPredictor:
         result.pred_instances = InstanceData.cat(parts)
         result.pred_instances.masks = masks
         return result
+
+    def _decode_prompts(self, sample: DetDataSample) -> DetDataSample:
+        if self.runtime is None:
+            return self.model.predict_from_feats(self._image['feats'],
+                                                 [sample])[0]
+        boxes = sample.gt_instances_collected.point_coords
+        cls_logits, mask_logits, iou = self.runtime.decode_prompts(
+            self._image['feats'], boxes.numpy(), sample.metainfo)
+        return self.model.prompts(
+            torch.from_numpy(cls_logits), torch.from_numpy(mask_logits),
+            torch.from_numpy(iou), [sample])[0]
 
     # ------------------------------------------------------------------
     # videos
@@ -473,6 +717,11 @@ class RapSAMPredictor:
             ``scores``, ``bboxes``) carry ``instances_id``: one id per track
             through the whole video.
         """
+        if self.runtime is not None:
+            raise InputError(
+                f'Videos run on the torch backend only (the export has no '
+                f'clip graph); this predictor runs {self.backend}: use '
+                "RapSAMPredictor(config, weights, backend='torch').")
         # Checked now, not when the first frame is asked for.
         chunk_frames = check_int(chunk_frames, 'chunk_frames')
         if score_thr is not None:

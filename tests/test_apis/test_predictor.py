@@ -42,6 +42,25 @@ def _broken_config(tmp_path):
     (lambda d: COCO, dict(optimize='no'), 'optimize must be True or False'),
     (lambda d: COCO, dict(weights='no/such/none.pth'),
      'Checkpoint file not found: .*none.pth'),
+    (lambda d: COCO, dict(backend='tensorrt'),
+     "backend must be one of torch, onnxruntime, openvino, got 'tensorrt'"),
+    (lambda d: COCO, dict(precision='fp64'),
+     "precision must be one of bf16, fp16, fp32, int8, got 'fp64'"),
+    (lambda d: COCO, dict(backend='onnxruntime', precision='bf16'),
+     'The onnxruntime backend runs fp32, int8, not bf16; bf16 runs on '
+     'torch, openvino'),
+    (lambda d: COCO, dict(precision='int8'),
+     'The torch backend runs fp32, bf16, fp16, not int8; int8 runs on '
+     'onnxruntime, openvino'),
+    (lambda d: COCO, dict(backend='openvino', precision='int8'),
+     r'int8 needs calibration images: export with tools/deploy/export.py .*'
+     r"from_export\(DIR, backend='openvino'\)"),
+    (lambda d: COCO, dict(backend='onnxruntime', device='cuda'),
+     "The onnxruntime backend runs on the CPU \\(device 'cuda' given\\)"),
+    (lambda d: COCO, dict(backend='openvino',
+                          num_threads=0), 'num_threads must be >= 1, got 0'),
+    (lambda d: COCO, dict(precision='bf16', optimize=False),
+     "precision 'bf16' is an optimisation: it needs optimize=True"),
 ])
 def test_bad_arguments_are_explained(tmp_path, make, kwargs, message):
     kwargs.setdefault('device', 'cpu')
@@ -57,3 +76,14 @@ def test_cuda_without_a_gpu_names_the_devices(monkeypatch):
             match="Device 'cuda' is not available "
             r'\(PyTorch sees 0 CUDA GPUs\); available here: cpu'):
         RapSAMPredictor(COCO, device='cuda')
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(backend='torch'), 'from_export runs an export folder on a runtime'),
+    (dict(backend='openvino', precision='fp16'),
+     'The openvino backend runs fp32, bf16, int8, not fp16'),
+    (dict(num_threads='2'), 'num_threads must be a whole number'),
+])
+def test_bad_from_export_arguments(tmp_path, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        RapSAMPredictor.from_export(str(tmp_path), **kwargs)

@@ -1,7 +1,7 @@
 """An export folder run by a runtime: image in, decoder logits out, in
 numpy (no torch)."""
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -47,6 +47,9 @@ class DeployedModel:
                  num_threads: Optional[int] = None):
         from ..deploy_spec import read_deploy_spec
         export_dir = os.fspath(export_dir)
+        # Checked whole (files there, inputs and outputs as listed) before
+        # any graph is loaded: a wrong file is named, not a runtime's
+        # shape error at the first image.
         self.spec = spec = read_deploy_spec(export_dir)
         if precision is None:
             precision = spec.precision
@@ -66,6 +69,20 @@ class DeployedModel:
             num_threads=num_threads,
             graph_files=spec.graph_files)
         self.preprocessor = spec.image_preprocessor()
+
+    @property
+    def class_names(self) -> List[str]:
+        return list(self.spec['classes'])
+
+    @property
+    def num_things(self) -> int:
+        """The first ``num_things`` classes are things."""
+        return self.spec['num_things']
+
+    @property
+    def test_cfg(self) -> dict:
+        """The fusion head's thresholds (the model's ``test_cfg``)."""
+        return dict(self.spec['test_cfg'])
 
     @property
     def scale(self) -> Tuple[int, int]:
@@ -95,10 +112,13 @@ class DeployedModel:
         """``boxes`` ``[N, 4]`` in the resized image's pixels (clicks as
         :meth:`prompt_boxes` makes them) -> ``cls_logits`` ``[1, N, K + 1]``,
         ``mask_logits`` ``[1, N, h, w]``, ``iou`` ``[1, N, 1]``."""
+        spec = self.spec
         feeds = dict(features)
-        feeds[self.spec.boxes_input] = np.asarray(boxes, np.float32)
-        feeds[self.spec.img_shape_input] = np.asarray(
-            meta['img_shape'][:2], self.spec.img_shape_dtype)
+        feeds[spec.boxes_input] = np.asarray(boxes, np.float32)
+        if spec.img_shape_input in spec.input_names('prompt_decoder'):
+            # The resized image's (h, w), which boxes are normalised by.
+            feeds[spec.img_shape_input] = np.asarray(meta['img_shape'][:2],
+                                                     spec.img_shape_dtype)
         out = self.backend.run('prompt_decoder', feeds)
         return out['cls_logits'], out['mask_logits'], out['iou']
 
