@@ -87,3 +87,22 @@ def test_cuda_without_a_gpu_names_the_devices(monkeypatch):
 def test_bad_from_export_arguments(tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message):
         RapSAMPredictor.from_export(str(tmp_path), **kwargs)
+
+
+def test_reference_mode_gives_the_fast_results(weights, predictor, photo):
+    """optimize=False runs prepare(model, 'reference') (mmcv's kernel,
+    unfolded BN, full-size fusion) and still reports the segment table."""
+    reference = RapSAMPredictor(
+        COCO, weights, 'cpu', scale=(96, 64), optimize=False)
+    assert reference.model.deploy_setting['mode'] == 'reference'
+    reference.model.panoptic_fusion_head.test_cfg.update(
+        predictor.model.panoptic_fusion_head.test_cfg)
+    result = reference.segment_image(photo)
+    expected = predictor.segment_image(photo)
+    assert expected.pred_panoptic_seg.segments, 'compare non-empty results'
+    assert [(s['id'], s['label'], s['area'])
+            for s in result.pred_panoptic_seg.segments] == \
+        [(s['id'], s['label'], s['area'])
+         for s in expected.pred_panoptic_seg.segments]
+    assert torch.equal(result.pred_panoptic_seg.sem_seg,
+                       expected.pred_panoptic_seg.sem_seg)
