@@ -2,13 +2,14 @@
 ``deploy.json`` (see :mod:`rap_sam.deploy.graphs` and
 :mod:`rap_sam.deploy.deploy_spec`).
 
-Export is per shape: the image encoder takes one padded input shape
-``(H, W)`` (every image is resized to fit the scale, keeping its aspect
-ratio, and zero-padded to it; ``deploy.json`` says so with ``"dynamic":
-false``). The number of prompts is free. Dynamic height and width are not
-offered: traced with free sizes, the backbone's graph gave wrong values at
-other sizes in ONNX Runtime (measured while writing this; the decoders
-were right), and fixed shapes let runtimes plan memory and kernels.
+Export is per shape by default: the image encoder takes one padded input
+shape ``(H, W)`` (every image is resized to fit the scale, keeping its
+aspect ratio, and zero-padded to it; ``deploy.json`` says ``"dynamic":
+false``), which lets runtimes plan memory and kernels once. With
+``dynamic=True`` height and width are free (``"H"``, ``"W"`` and the map's
+``"h"``, ``"w"`` in deploy.json): images are padded to the size divisor
+only, so portrait and landscape photos both fit. The number of prompts is
+always free.
 """
 import copy
 import numbers
@@ -25,7 +26,8 @@ import torch.nn as nn
 from rap_sam.utils.user_errors import UserError
 from .deploy_spec import (FORMAT_VERSION, MIN_OPSET, SPEC_FILE, DeploySpec,
                           _onnx_io, write_spec)
-from .graphs import BOXES, IMAGE, IMG_SHAPE, build_graphs
+from .graphs import (BOXES, DENSE_FEATURES, IMAGE, IMG_SHAPE,
+                     LOW_RANK_FEATURES, MASK_LOGITS, build_graphs)
 
 #: Graph inputs / outputs whose first or second axis is the prompts.
 _PROMPT_AXES = {
@@ -143,23 +145,17 @@ def _check_graph_ops(path: str, opset: int) -> None:
 
 
 def check_export_options(out_dir: str,
-                         dynamic: bool = False,
                          opset: int = MIN_OPSET,
                          overwrite: bool = False) -> None:
     """What :func:`export_model` refuses, checked before any work (the
     export tool calls it before it builds the model).
 
     Raises:
-        ExportError: ``dynamic``; an opset below 17; ``out_dir`` being a
+        ExportError: an opset below 17; ``out_dir`` being a
             file, or a non-empty folder without ``overwrite``, or, with
             ``overwrite``, a non-empty folder that is not an export (no
             deploy.json): overwrite replaces an export, never other files.
     """
-    if dynamic:
-        raise ExportError(
-            'Dynamic height and width are not supported (the traced '
-            'backbone is wrong at other sizes): export per shape with '
-            '--shape H W (or --scale W H).')
     if isinstance(opset,
                   bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise ExportError(f'opset must be an integer >= {MIN_OPSET}, got '
@@ -213,8 +209,9 @@ def export_model(model: nn.Module,
             (1333, 800).
         shape (tuple, optional): ``(H, W)`` of the encoder's input; default
             ``scale`` rounded up to the size divisor.
-        dynamic (bool): Free height and width: not supported (see the
-            module docstring); raises :class:`ExportError`.
+        dynamic (bool): Free height and width: images are padded to the
+            size divisor only, and the graphs take any multiple of it
+            (``shape`` is then only the traced size).
         opset (int): ONNX opset, at least 17.
         low_rank (bool): The encoder outputs the neck's aggregated map
             (``basis``) and the decoders apply its last 1x1 conv, about
@@ -228,7 +225,7 @@ def export_model(model: nn.Module,
     Returns:
         DeploySpec: what was written as ``deploy.json``.
     """
-    check_export_options(out_dir, dynamic, opset, overwrite)
+    check_export_options(out_dir, opset, overwrite)
     out_dir = os.fspath(out_dir)
     scale, pad_shape = input_shape(
         scale, shape, int(model.data_preprocessor.pad_size_divisor or 1))
@@ -243,13 +240,13 @@ def export_model(model: nn.Module,
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix='.export-', dir=parent)
     try:
-        io_specs = _export_graphs(graphs, work, pad_shape, opset)
+        io_specs = _export_graphs(graphs, work, pad_shape, opset, dynamic)
         spec = dict(
             format_version=FORMAT_VERSION,
             config=config_name or '',
             precision='fp32',
             opset=opset,
-            dynamic=False,
+            dynamic=bool(dynamic),
             low_rank=bool(low_rank),
             preprocess=_preprocess(prepared, scale, pad_shape),
             classes=names,
@@ -272,8 +269,31 @@ def export_model(model: nn.Module,
     return DeploySpec(spec)
 
 
-def _export_graphs(graphs: dict, work: str, pad_shape: Tuple[int, int],
-                   opset: int) -> dict:
+def _free_axes(names: Sequence[str], prompts: bool,
+               dynamic: bool) -> Optional[dict]:
+    """The free axes of each named graph input / output: the prompts
+    (``N``) and, dynamic, the image's ``H``, ``W`` and the map's ``h``,
+    ``w``."""
+    axes = {}
+    for name in names:
+        free = dict(_PROMPT_AXES.get(name, {})) if prompts else {}
+        if dynamic:
+            if name == IMAGE:
+                free.update({2: 'H', 3: 'W'})
+            elif name == MASK_LOGITS:
+                free.update({2: 'h', 3: 'w'})
+            elif name in (DENSE_FEATURES, LOW_RANK_FEATURES):
+                free.update({1: 'h', 2: 'w'})
+        if free:
+            axes[name] = free
+    return axes or None
+
+
+def _export_graphs(graphs: dict,
+                   work: str,
+                   pad_shape: Tuple[int, int],
+                   opset: int,
+                   dynamic: bool = False) -> dict:
     """Trace and write the three graphs; their deploy.json entries."""
     import onnx
     encoder = graphs['image_encoder']
@@ -287,15 +307,16 @@ def _export_graphs(graphs: dict, work: str, pad_shape: Tuple[int, int],
     boxes = torch.tensor([[4., 4., 10., 10.], [0., 0., w / 2, h / 2]])
     img_shape = torch.tensor([h, w], dtype=torch.int64)
     jobs = [
-        ('image_encoder', encoder, (image, ), [IMAGE], [feature], None),
+        ('image_encoder', encoder, (image, ), [IMAGE], [feature], False),
         ('panoptic_decoder', graphs['panoptic_decoder'], (features, ),
-         [feature], graphs['panoptic_decoder'].output_names, None),
+         [feature], graphs['panoptic_decoder'].output_names, False),
         ('prompt_decoder', graphs['prompt_decoder'],
          (features, boxes, img_shape), [feature, BOXES, IMG_SHAPE],
-         graphs['prompt_decoder'].output_names, _PROMPT_AXES),
+         graphs['prompt_decoder'].output_names, True),
     ]
     entries = {}
-    for name, module, args, inputs, outputs, axes in jobs:
+    for name, module, args, inputs, outputs, prompts in jobs:
+        axes = _free_axes(inputs + outputs, prompts, dynamic)
         path = osp.join(work, f'{name}.onnx')
         with torch.no_grad(), warnings.catch_warnings():
             # The tracer's notes on Python-side checks (channel counts,
@@ -319,9 +340,9 @@ def _export_graphs(graphs: dict, work: str, pad_shape: Tuple[int, int],
         # The exporter names the free axes of outputs it cannot size; all
         # but the prompts' are fixed by the input shape.
         for out, result in zip(outputs, results):
+            free = (axes or {}).get(out, {})
             io['outputs'][out]['shape'] = [
-                d if d == 'N' else int(size)
-                for d, size in zip(io['outputs'][out]['shape'], result.shape)
+                free.get(i, int(size)) for i, size in enumerate(result.shape)
             ]
         entries[name] = dict(file=f'{name}.onnx', **io)
     return entries

@@ -125,3 +125,43 @@ def test_bad_folders_name_the_file(toy, tmp_path):
         read_deploy_spec(str(broken))
     with pytest.raises(DeployFolderError, match='not found'):
         read_deploy_spec(str(tmp_path / 'nothing'))
+
+
+def test_dynamic_export_at_other_sizes(toy, tmp_path):
+    """--dynamic: one export runs landscape and portrait inputs (padded to
+    the size divisor only) with the torch model's outputs."""
+    model, _ = toy
+    out = str(tmp_path / 'dynamic')
+    export_model(model, out, scale=(64, 64), dynamic=True)
+    spec = read_deploy_spec(out)
+    assert spec['dynamic'] is True and spec.pad_shape is None
+    assert spec['graphs']['image_encoder']['inputs']['image']['shape'] == [
+        1, 3, 'H', 'W'
+    ]
+    sess = {
+        n:
+        ort.InferenceSession(
+            osp.join(out, f), providers=['CPUExecutionProvider'])
+        for n, f in spec.graph_files.items()
+    }
+    close = dict(rtol=1e-3, atol=1e-4)
+    for h, w in ((96, 128), (128, 64)):
+        image = torch.randn(
+            1, 3, h, w, generator=torch.Generator().manual_seed(h))
+        feats = dict(
+            zip(spec.feature_names,
+                sess['image_encoder'].run(None, {'image': image.numpy()})))
+        with torch.no_grad():
+            cls, masks, _, _ = model.panoptic_head.predict(
+                model.extract_feat(image), [DetDataSample()])
+        o_cls, o_masks = sess['panoptic_decoder'].run(None, feats)
+        assert o_masks.shape == (1, cls.shape[1], h // 4, w // 4)
+        torch.testing.assert_close(torch.from_numpy(o_cls), cls, **close)
+        torch.testing.assert_close(torch.from_numpy(o_masks), masks, **close)
+        _, p_masks, _ = sess['prompt_decoder'].run(
+            None,
+            dict(
+                feats,
+                boxes=np.array([[4., 4., 20., 30.]], np.float32),
+                img_shape=np.array([h, w], spec.img_shape_dtype)))
+        assert p_masks.shape == (1, 1, h // 4, w // 4)

@@ -199,7 +199,6 @@ BAD = {
                          'absent'], 'Calibration folder not found'),
     'calib without int8': (['--calib', '.'], '--calib is for --precision '
                            'int8'),
-    'dynamic': (['--dynamic'], 'export per shape with --shape H W'),
     'num-things alone': (['--num-things',
                           '2'], '--num-things goes with --classes FILE'),
     'class file not found': (['--classes',
@@ -259,12 +258,13 @@ def test_bad_input_messages(case, tmp_path):
     assert_untouched(tmp_path, before)
 
 
-def test_unsupported_dynamic_keeps_an_export(exported, tmp_path):
+def test_refused_export_keeps_an_export(exported, tmp_path):
     """A refused export over an earlier one leaves it byte for byte."""
     out = tmp_path / 'toy'
     shutil.copytree(exported[0], out)
     before = {f: (out / f).read_bytes() for f in os.listdir(out)}
-    proc = run_tool(config_path(TOY), '--out', out, '--dynamic', '--overwrite')
-    assert proc.returncode == 2 and 'export per shape' in proc.stderr
+    proc = run_tool(
+        config_path(TOY), '--out', out, '--precision', 'int8', '--overwrite')
+    assert proc.returncode == 2 and '--calib DIR' in proc.stderr
     assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
     json.loads((out / 'deploy.json').read_text())

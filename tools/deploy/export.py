@@ -8,9 +8,10 @@
 
 Writes ``image_encoder.onnx``, ``panoptic_decoder.onnx``,
 ``prompt_decoder.onnx`` and ``deploy.json`` to DIR (see
-:mod:`rap_sam.deploy.export`). The export is per shape: images are resized
-to fit ``--scale`` (default: the config's test scale) and padded to
-``--shape`` (default: the scale rounded up to the size divisor).
+:mod:`rap_sam.deploy.export`). Images are resized to fit ``--scale``
+(default: the config's test scale) and padded to ``--shape`` (default: the
+scale rounded up to the size divisor), or with ``--dynamic`` to the size
+divisor only (the graphs take any height and width).
 ``--precision int8`` quantizes the fp32 export, calibrated on the images in
 ``--calib``; ``bf16`` marks the graphs for OpenVINO's bfloat16 inference
 (:mod:`rap_sam.deploy.quantize`). Run the folder with
@@ -62,7 +63,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--dynamic',
         action='store_true',
-        help='free height and width (not supported: export per shape)')
+        help='free height and width: images padded to the size divisor '
+        'only (default: one input shape, --shape)')
     parser.add_argument(
         '--precision',
         default='fp32',
@@ -120,7 +122,7 @@ def check_args(args) -> None:
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):
         raise ExportArgumentError(
             f'Checkpoint file not found: {args.checkpoint}')
-    check_export_options(args.out, args.dynamic, overwrite=args.overwrite)
+    check_export_options(args.out, overwrite=args.overwrite)
 
 
 def load_config(args):
@@ -230,6 +232,7 @@ def main(argv=None) -> str:
             cfg=cfg,
             scale=scale,
             shape=shape,
+            dynamic=args.dynamic,
             class_names=class_names,
             overwrite=args.overwrite)
     else:
@@ -247,6 +250,7 @@ def main(argv=None) -> str:
                 cfg=cfg,
                 scale=scale,
                 shape=shape,
+                dynamic=args.dynamic,
                 class_names=class_names)
             quantize_export(
                 fp32,
