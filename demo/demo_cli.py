@@ -18,9 +18,11 @@ from rap_sam.utils.user_errors import cli_errors as user_errors  # noqa
 
 def base_parser(doc: str,
                 inputs_help: Optional[str] = None,
-                inputs_optional: bool = False) -> argparse.ArgumentParser:
+                inputs_optional: bool = False,
+                backends: bool = True) -> argparse.ArgumentParser:
     """Options every demo takes; with ``inputs_help``, also the positional
-    INPUTS (which may be left out with ``inputs_optional``) and CONFIG."""
+    INPUTS (which may be left out with ``inputs_optional``) and CONFIG;
+    with ``backends``, the runtime options."""
     parser = argparse.ArgumentParser(
         description=doc.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +65,24 @@ def base_parser(doc: str,
         help='load --weights even if it holds objects outside the safe '
         'allow-list (unpickling can run code: only for files from a source '
         'you trust)')
+    if backends:
+        parser.add_argument(
+            '--backend',
+            choices=('torch', 'onnxruntime', 'openvino'),
+            default='torch',
+            help='run on PyTorch, or export once (cached) and run on ONNX '
+            'Runtime or OpenVINO (CPU); see docs/deploy.md')
+        parser.add_argument(
+            '--precision',
+            choices=('fp32', 'bf16'),
+            default='fp32',
+            help='bf16 is approximate and opt-in (torch autocast or '
+            "OpenVINO's bf16; int8: tools/deploy/export.py)")
+        parser.add_argument(
+            '--threads',
+            type=int,
+            default=None,
+            help='threads per graph for onnxruntime / openvino')
     if inputs_help:
         parser.add_argument(
             '--overwrite',
@@ -80,6 +100,12 @@ def load_predictor(args,
     config = config or args.config
     if args.trust_checkpoint:
         trust_all_checkpoints()
+    if getattr(args, 'backend', 'torch') != 'torch' or getattr(
+            args, 'precision', 'fp32') != 'fp32':
+        kwargs.update(
+            backend=args.backend,
+            precision=args.precision,
+            num_threads=args.threads)
     return RapSAMPredictor(config, args.weights, args.device, args.scale,
                            **kwargs)
 

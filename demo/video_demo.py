@@ -46,7 +46,8 @@ def parse_args(argv=None):
     parser = base_parser(
         __doc__,
         'a video file or a folder of frames (or --camera / --stream)',
-        inputs_optional=True)
+        inputs_optional=True,
+        backends=False)  # videos run on torch
     live = parser.add_mutually_exclusive_group()
     live.add_argument(
         '--camera',
