@@ -19,13 +19,13 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 from rap_sam.datasets import display_names
-from rap_sam.models.utils import clicks_to_boxes
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
 from rap_sam.utils.config_file import ConfigFileError, read_config
 from rap_sam.visualization import config_dataset_meta
 from .inputs import (InputError, check_int, check_number, check_pixels,
                      check_prompts, max_pixels_limit, read_image)
+from .prompt_tracking import scale_prompts, track_prompt
 from .video import track_video
 
 RANDOM_WEIGHTS_WARNING = (
@@ -606,10 +606,9 @@ class RapSAMPredictor:
                                           self._image['metainfo']))
         # Users give original-image pixels; the model's are the resized
         # image's, whose factors Resize recorded as (w_scale, h_scale).
-        sx, sy = self._image['metainfo']['scale_factor'][:2]
-        points = torch.from_numpy(points) * torch.tensor([sx, sy])
-        boxes = torch.from_numpy(boxes) * torch.tensor([sx, sy, sx, sy])
-        return torch.cat([clicks_to_boxes(points), boxes]).to(self.device)
+        return scale_prompts(points, boxes,
+                             self._image['metainfo']['scale_factor'],
+                             self.device)
 
     @torch.no_grad()
     def predict_prompts(self,
@@ -717,16 +716,86 @@ class RapSAMPredictor:
             ``scores``, ``bboxes``) carry ``instances_id``: one id per track
             through the whole video.
         """
-        if self.runtime is not None:
-            raise InputError(
-                f'Videos run on the torch backend only (the export has no '
-                f'clip graph); this predictor runs {self.backend}: use '
-                "RapSAMPredictor(config, weights, backend='torch').")
+        self._check_video_backend()
         # Checked now, not when the first frame is asked for.
         chunk_frames = check_int(chunk_frames, 'chunk_frames')
         if score_thr is not None:
             score_thr = check_number(score_thr, 'score_thr')
         return track_video(self, video, chunk_frames, score_thr)
+
+    def _check_video_backend(self) -> None:
+        if self.runtime is not None:
+            raise InputError(
+                f'Videos run on the torch backend only (the export has no '
+                f'clip graph); this predictor runs {self.backend}: use '
+                "RapSAMPredictor(config, weights, backend='torch').")
+
+    def iter_track_prompt(
+            self,
+            video,
+            frame_index: int,
+            points: Optional[Sequence] = None,
+            boxes: Optional[Sequence] = None,
+            chunk_frames: int = 30
+    ) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
+        """Click-to-track: the objects prompted on one frame, followed
+        through the whole video (before that frame and after it), yielding
+        ``(frame, result)`` per frame in frame order.
+
+        Each prompt (a click or a box, as for :meth:`predict_prompts`) is
+        one object. On the prompted frame its mask is the prompt decoder's
+        (:meth:`predict_prompts` on that frame); the object query whose mask
+        there overlaps it most is the object's track, whose mask is given in
+        every other frame (RAP-SAM's clip linking, as :meth:`iter_video`
+        links; see :mod:`rap_sam.apis.prompt_tracking`). Frames are read a
+        chunk at a time; a prompt after the first clip (5 frames; 3 for a
+        video of at most 15 frames) makes the video be read twice, and an
+        iterator of frames is read into a list first.
+
+        Args:
+            video: A video file, a folder of frames, a ``[T, H, W, 3]``
+                array, a list or an iterator of frames (BGR), as
+                :func:`rap_sam.apis.inputs.iter_frames` reads them; not a
+                camera or a stream.
+            frame_index (int): The prompted frame (0 is the first).
+            points: ``[N, 2]`` clicks (x, y) in the frame's pixels.
+            boxes: ``[M, 4]`` boxes (x1, y1, x2, y2) in the frame's pixels.
+            chunk_frames (int): Frames read and decoded together.
+
+        Yields:
+            The BGR frame and a ``DetDataSample`` whose
+            ``pred_track_instances`` hold one object per prompt (points
+            first, then boxes, in the order given): ``masks`` (bool, at the
+            frame's size), ``bboxes``, ``labels`` and ``scores`` (the
+            prompt's class on the prompted frame), ``instances_id`` (1, 2,
+            ... in prompt order), ``query_indices`` (its track) and
+            ``match_ious`` (the IoU of the prompt's mask with the track's
+            on the prompted frame, at feature resolution: low when no
+            track follows the prompted object).
+
+        Raises:
+            InputError: a bad ``frame_index`` (negative, past the last
+                frame), no prompt, a click outside the frame or an empty
+                box, a camera or stream, and what :meth:`iter_video`
+                refuses.
+        """
+        self._check_video_backend()
+        return track_prompt(self, video, frame_index, points, boxes,
+                            chunk_frames)
+
+    def track_prompt(self,
+                     video,
+                     frame_index: int,
+                     points: Optional[Sequence] = None,
+                     boxes: Optional[Sequence] = None,
+                     chunk_frames: int = 30) -> List[DetDataSample]:
+        """:meth:`iter_track_prompt`'s results as a list, one per frame:
+        ``result.pred_track_instances.masks[i]`` is prompt ``i``'s object
+        in that frame."""
+        return [
+            result for _, result in self.iter_track_prompt(
+                video, frame_index, points, boxes, chunk_frames)
+        ]
 
     def segment_video(
             self,
