@@ -1,0 +1,109 @@
+"""tools/analysis/track_prompt_eval.py as a user runs it: toy videos
+written by the tool, the toy architecture with seeded weights, per-object
+per-frame IoUs and their mean; bad arguments end in one line."""
+import importlib.util
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import REPO, randomize_
+from mmdet.registry import MODELS
+
+from rap_sam.testing.toy_datasets import uncompressed_rle
+from rap_sam.utils.config_file import read_config
+
+TOOL = 'tools/analysis/track_prompt_eval.py'
+CONFIG = 'configs/rap_sam/toy_eval_yt19.py'
+
+
+def _load(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    """A seeded toy video checkpoint and its class embeddings."""
+    root = tmp_path_factory.mktemp('toy')
+    _load('tools/toy_train_eval.py', 'toy_train_eval') \
+        .write_toy_class_embeddings(str(root / 'embd'))
+    cfg = read_config(osp.join(REPO, CONFIG))
+    cfg.model.panoptic_head.ov_classifier_dir = str(root / 'embd')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    randomize_(model, 0)
+    torch.save({'state_dict': model.state_dict()}, root / 'toy.pth')
+    return root
+
+
+def _run(args):
+    return subprocess.run(
+        [sys.executable, TOOL] + args,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600)
+
+
+def test_toy_videos_scored(toy, tmp_path):
+    out = tmp_path / 'track.json'
+    data = tmp_path / 'val'
+    proc = _run([
+        CONFIG,
+        str(toy / 'toy.pth'), '--data-root',
+        str(data), '--toy-videos', '2', '--scale', '64', '64', '--out',
+        str(out), '--cfg-options',
+        f'model.panoptic_head.ov_classifier_dir={toy}/embd'
+    ])
+    assert proc.returncode == 0, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert 'click-to-track:' in proc.stdout
+    report = json.loads(out.read_text())
+    ann = json.loads((data / 'valid.json').read_text())
+    lengths = {v['id']: v['length'] for v in ann['videos']}
+    records = report['objects']
+    assert len(records) == len(ann['annotations']) > 0
+    for record in records:
+        assert len(record['ious']) == lengths[record['video_id']]
+        assert all(0 <= iou <= 1 for iou in record['ious'])
+        assert 0 <= record['match_iou'] <= 1
+        assert record['frame'] == 0  # toy objects are in every frame
+    every = [iou for r in records for iou in r['ious']]
+    summary = report['summary']
+    assert summary['frames'] == len(every)
+    assert summary['mean_iou'] == pytest.approx(np.mean(every), abs=1e-4)
+    assert summary['prompted_frame_iou'] == pytest.approx(
+        np.mean([r['ious'][r['frame']] for r in records]), abs=1e-4)
+    assert f"mean IoU {summary['mean_iou']:.4f}" in proc.stdout
+
+
+def test_mask_decoding_and_iou():
+    tool = _load(TOOL, 'track_prompt_eval')
+    mask = np.zeros((6, 5), bool)
+    mask[1:4, 2:5] = True
+    assert np.array_equal(tool.decode(uncompressed_rle(mask), 6, 5), mask)
+    assert not tool.decode(None, 6, 5).any()
+    half = mask.copy()
+    half[1:4, 4] = False
+    assert tool.mask_iou(half, mask) == pytest.approx(6 / 9)
+    assert tool.mask_iou(np.zeros_like(mask), np.zeros_like(mask)) == 1.0
+    assert tool.mask_iou(mask, np.zeros_like(mask)) == 0.0
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--data-root', '/nonexistent/val'], 'Annotation file not found'),
+    (['--data-root', '{tmp}', '--toy-videos', '0'], '--toy-videos must be'),
+])
+def test_bad_arguments_one_line(toy, tmp_path, args, words):
+    args = [a.replace('{tmp}', str(tmp_path)) for a in args]
+    proc = _run([CONFIG, str(toy / 'toy.pth')] + args)
+    assert proc.returncode == 2
+    assert 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith('error: ')
+    assert words in proc.stderr
