@@ -5,13 +5,22 @@
   random weights), :func:`build_mask2former` (mmdet's own Mask2Former R50
   panoptic, the comparison), :func:`build_variant` (a variant of RAP-SAM
   from its inference setting, through :func:`rap_sam.deploy.prepare`);
+- backends: :func:`variants` and :func:`skip_reason` (which (backend,
+  precision) pairs a run times, and why the others cannot run here),
+  :class:`RuntimeExports` (the export folders a run's ONNX Runtime and
+  OpenVINO variants read: fp32, and int8 calibrated on
+  :func:`write_calibration_images`), :class:`DeployedRunner`;
 - inputs: :func:`load_image`, :func:`image_data`, :func:`video_data`,
   :func:`click_boxes`, :func:`preprocess`;
-- timing: :class:`Runner` (one model's ``predict`` end to end and per
-  stage through forward hooks), :func:`time_interleaved` (every runner once
-  per round, so load on the machine falls on all alike);
+- timing: :class:`Runner` (one model's preprocessing and ``predict`` end
+  to end and per stage through forward hooks), :class:`DeployedRunner`
+  (an export folder on a runtime with the same torch post-processing, as
+  :class:`rap_sam.apis.RapSAMPredictor` runs it), :func:`time_interleaved`
+  (every runner once per round, so load on the machine falls on all
+  alike), :func:`time_clicks` (a click decoded on cached features);
 - complexity: :func:`count_flops`, :func:`peak_memory_mb`;
-- agreement: :func:`compare_results`, :func:`head_output_error`;
+- agreement: :func:`compare_results`, :func:`head_output_error` (any two
+  runners, torch or runtime);
 - the machine: :func:`machine_info`, :func:`load_average`,
   :func:`tune_cpu_allocator`.
 """
@@ -24,7 +33,7 @@ import platform
 import statistics
 import time
 import warnings
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,7 +41,10 @@ import torch.nn as nn
 
 from .prepare import prepare
 
-STAGES = ('backbone', 'neck', 'head', 'post', 'e2e')
+STAGES = ('pre', 'backbone', 'neck', 'encoder', 'head', 'post', 'e2e')
+#: Where a variant runs: the torch model, or its export on a runtime.
+BACKENDS = ('torch', 'onnxruntime', 'openvino')
+RUNTIMES = ('onnxruntime', 'openvino')
 MASK2FORMER_CONFIG = (
     'mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py')
 DEMO_IMAGE = osp.join(
@@ -117,17 +129,19 @@ def build_mask2former(seed: int) -> nn.Module:
 
 
 class Variant(NamedTuple):
-    """An inference setting of RAP-SAM, as :func:`rap_sam.deploy.prepare`
-    takes it."""
+    """An inference setting of RAP-SAM: a mode of
+    :func:`rap_sam.deploy.prepare` on the torch backend, or the model's
+    export (``mode='export'``) on a runtime backend."""
     mode: str
     precision: str = 'fp32'
     compile: bool = False
+    backend: str = 'torch'
 
     @property
     def name(self) -> str:
-        """``'reference'``, ``'fast'``, ``'fast-bf16'``,
-        ``'fast-compile'`` ..."""
-        parts = [self.mode]
+        """``'reference'``, ``'fast'``, ``'fast-bf16'``, ``'fast-compile'``,
+        ``'onnxruntime'``, ``'openvino-int8'`` ..."""
+        parts = [self.mode if self.backend == 'torch' else self.backend]
         if self.precision != 'fp32':
             parts.append(self.precision)
         if self.compile:
@@ -137,23 +151,182 @@ class Variant(NamedTuple):
 
 def variants(modes: Sequence[str],
              precisions: Sequence[str] = ('fp32', ),
-             compile: bool = False) -> List[Variant]:
-    """The variants a benchmark run times: each of ``modes`` in fp32, the
-    fast mode in every other precision, and with ``compile`` the fp32 fast
-    mode compiled too."""
-    out = [Variant(m) for m in modes if m != 'fast']
-    for precision in precisions:
-        if precision != 'fp32' or 'fast' in modes:
-            out.append(Variant('fast', precision))
-    if compile:
-        out.append(Variant('fast', 'fp32', True))
+             compile: bool = False,
+             backends: Sequence[str] = BACKENDS[:1]) -> List[Variant]:
+    """Every variant a benchmark run asks for, runnable here or not (see
+    :func:`skip_reason`): on torch each of ``modes`` in fp32, the fast mode
+    in every other precision, and with ``compile`` the fp32 fast mode
+    compiled too; on each runtime backend the export in every precision."""
+    out = []
+    for backend in backends:
+        if backend != 'torch':
+            out += [Variant('export', p, False, backend) for p in precisions]
+            continue
+        out += [Variant(m) for m in modes if m != 'fast']
+        for precision in precisions:
+            if precision != 'fp32' or 'fast' in modes:
+                out.append(Variant('fast', precision))
+        if compile:
+            out.append(Variant('fast', 'fp32', True))
     return out
 
 
+def skip_reason(variant: Variant,
+                device: Union[str, torch.device] = 'cpu',
+                task: str = 'image',
+                machine: Optional[dict] = None) -> Optional[str]:
+    """Why ``variant`` cannot run in this benchmark (None when it can):
+    a combination that does not exist, a runtime that is not installed, a
+    CPU without the instructions a precision needs."""
+    machine = machine or {}
+    device = torch.device(device)
+    if variant.backend == 'torch':
+        if variant.precision == 'int8':
+            return (
+                'torch has no int8 path here: int8 is post-training static '
+                'quantization of the ONNX export (onnxruntime, openvino)')
+        return None
+    if variant.backend not in RUNTIMES:
+        return f'unknown backend {variant.backend!r}'
+    if device.type != 'cpu':
+        return (f'the {variant.backend} backend runs on the CPU here '
+                f'(device {device})')
+    if task == 'video':
+        return 'the export has no clip graph: videos run on torch only'
+    from .backends import BACKENDS as RUNTIME_CLASSES
+    from .backends import BackendError, import_runtime
+    runtime = RUNTIME_CLASSES[variant.backend]
+    if variant.precision not in runtime.precisions:
+        if variant.backend == 'onnxruntime' and variant.precision == 'bf16':
+            return ('ONNX Runtime has no bfloat16 CPU kernels (MatMul, Conv, '
+                    'Softmax ...): bf16 runs on openvino and torch')
+        return (f'{variant.backend} runs {", ".join(runtime.precisions)}, '
+                f'not {variant.precision}')
+    if variant.precision == 'bf16' and machine and not (
+            machine.get('avx512_bf16') or machine.get('amx_bf16')):
+        # OpenVINO would quietly compute in fp32: not a bf16 figure.
+        return ('this CPU has neither AVX-512 BF16 nor AMX: OpenVINO would '
+                'run fp32')
+    module = dict(onnxruntime='onnxruntime', openvino='openvino')
+    try:
+        import_runtime(module[variant.backend], module[variant.backend],
+                       variant.backend)
+    except BackendError as err:
+        return str(err)
+    return None
+
+
 def build_variant(model: nn.Module, variant: Variant) -> nn.Module:
-    """A prepared copy of ``model`` (which stays as it is)."""
+    """A prepared copy of ``model`` (which stays as it is); torch variants
+    only (runtime variants: :class:`RuntimeExports`)."""
+    if variant.backend != 'torch':
+        raise ValueError(f'{variant.name} runs an export, not a torch model: '
+                         'use RuntimeExports')
     return prepare(
         copy.deepcopy(model), variant.mode, variant.precision, variant.compile)
+
+
+#: skimage's sample photos used to calibrate int8 (shipped with
+#: scikit-image, no download), besides demo/demo.jpg.
+CALIBRATION_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'camera')
+
+
+def write_calibration_images(folder: str) -> List[str]:
+    """Write int8 calibration photos to ``folder``: demo/demo.jpg and
+    scikit-image's sample photos (:data:`CALIBRATION_PHOTOS`, those this
+    scikit-image has). Returns what was written, as labels."""
+    import cv2
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    if osp.isfile(DEMO_IMAGE):
+        img = cv2.imread(DEMO_IMAGE)
+        if img is not None:
+            cv2.imwrite(osp.join(folder, 'demo.jpg'), img)
+            written.append('demo/demo.jpg')
+    try:
+        import skimage.data
+    except ImportError:
+        return written
+    for name in CALIBRATION_PHOTOS:
+        try:
+            img = getattr(skimage.data, name)()
+        except Exception:  # noqa: BLE001  (a photo this version lacks)
+            continue
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        cv2.imwrite(
+            osp.join(folder, f'{name}.png'),
+            np.ascontiguousarray(img[..., 2::-1]))  # RGB -> BGR
+        written.append(f'skimage.data.{name}')
+    return written
+
+
+class RuntimeExports:
+    """The export folders a run's runtime variants read, made once from the
+    benchmarked model: fp32 (per shape, at the benchmark's input shape) and,
+    when an int8 variant runs, int8 quantized from it (the image encoder;
+    :func:`rap_sam.deploy.quantize.quantize_export`), calibrated on
+    ``calib_dir`` or on :func:`write_calibration_images`. bf16 reads the
+    fp32 folder (a runtime setting).
+
+    Args:
+        model (nn.Module): The model as built (a copy is prepared for
+            export; ``model`` stays as it is).
+        shape (tuple): ``(h, w)`` of the benchmark's image.
+        work_dir (str): Where the folders are written (a temporary folder).
+        notes (list): What was done is appended here, for the report.
+        calib_dir (str, optional): int8 calibration images.
+    """
+
+    def __init__(self,
+                 model: nn.Module,
+                 shape: Tuple[int, int],
+                 work_dir: str,
+                 notes: List[str],
+                 calib_dir: Optional[str] = None):
+        self.model = model
+        self.shape = tuple(shape)
+        self.work_dir = work_dir
+        self.notes = notes
+        self.calib_dir = calib_dir
+        self.seconds: Dict[str, float] = {}
+        self._dirs: Dict[str, str] = {}
+
+    def folder(self, precision: str) -> str:
+        """The export folder a ``precision`` variant reads."""
+        key = 'int8' if precision == 'int8' else 'fp32'
+        if key in self._dirs:
+            return self._dirs[key]
+        start = time.perf_counter()
+        if key == 'fp32':
+            from .export import export_model
+            path = osp.join(self.work_dir, 'export_fp32')
+            export_model(self.model, path, shape=self.shape)
+            self.notes.append(
+                f'runtime variants run an fp32 ONNX export made now at '
+                f'{self.shape[0]}x{self.shape[1]} (per shape; bf16 is '
+                "OpenVINO's inference precision on it)")
+        else:
+            from .quantize import quantize_export
+            calib = self.calib_dir
+            if calib is None:
+                calib = osp.join(self.work_dir, 'calibration')
+                labels = write_calibration_images(calib)
+                source = ', '.join(labels)
+            else:
+                source = calib
+            path = quantize_export(
+                self.folder('fp32'),
+                'int8',
+                calib,
+                out_dir=osp.join(self.work_dir, 'export_int8'))
+            self.notes.append(
+                'int8: static QDQ quantization of the image encoder '
+                '(decoders fp32), MinMax ranges calibrated on '
+                f'{source} (written to a temporary folder)')
+        self.seconds[key] = time.perf_counter() - start
+        self._dirs[key] = path
+        return path
 
 
 # ----------------------------------------------------------------------
@@ -273,14 +446,41 @@ class StageTimer:
         self.totals = {}
 
 
-class Runner:
-    """One timed model: a callable run on prepared data, and its stages."""
+def _stage_times(totals: Dict[str, float], start: float, pre: float,
+                 end: float) -> Dict[str, float]:
+    """Per-stage seconds of one run: ``pre`` (preprocessing), the stages
+    timed in ``totals``, ``encoder`` (backbone and neck, or the encoder
+    graph), ``post`` (the rest of the run: post-processing) and ``e2e``."""
+    stages = dict(totals)
+    stages['pre'] = pre - start
+    stages['e2e'] = end - start
+    if 'encoder' not in stages:
+        stages['encoder'] = stages.get('backbone', 0.) + stages.get('neck', 0.)
+    stages['post'] = stages['e2e'] - stages['pre'] - stages[
+        'encoder'] - stages.get('head', 0.)
+    return stages
 
-    def __init__(self, name: str, model: nn.Module, data: dict,
+
+class Runner:
+    """One timed torch model: its data preprocessor and ``predict`` end to
+    end, and its stages (forward hooks).
+
+    Args:
+        name (str): The variant's name.
+        model (nn.Module): RAP-SAM (prepared) or Mask2Former.
+        raw (dict): The unprocessed batch (:func:`image_data` ...); every
+            run preprocesses a copy of it, timed.
+        device (torch.device): Where the model is.
+        task (str): ``'image'``, ``'prompt'`` (the samples carry clicks:
+            ``features`` and ``decode`` are timed apart) or ``'video'``.
+    """
+
+    def __init__(self, name: str, model: nn.Module, raw: dict,
                  device: torch.device, task: str):
         self.name = name
         self.model = model
-        self.data = data
+        self.raw = raw
+        self.data = preprocess(model, raw, device)
         self.task = task
         self.clock = Clock(device)
         self.timer = StageTimer(self.clock)
@@ -291,31 +491,37 @@ class Runner:
         self.timer.attach(model.panoptic_head, 'head')
         self.times: Dict[str, List[float]] = {}
         self.last = None
-        self.feats = None
+        self._clicks = None
+
+    def _batch(self) -> dict:
+        # The preprocessor makes new tensors but writes into the samples
+        # (and predict adds its results to them): fresh samples per run.
+        return dict(
+            inputs=list(self.raw['inputs']),
+            data_samples=copy.deepcopy(self.raw['data_samples']))
 
     def run(self, record: bool = True):
-        data = self.data
+        batch = self._batch()
         self.timer.reset()
         with torch.inference_mode():
             start = self.clock()
+            data = self.model.data_preprocessor(batch, False)
+            inputs, samples = data['inputs'], data['data_samples']
+            pre = self.clock()
             if self.task == 'prompt':
-                feats = self.model.extract_feat(data['inputs'])
+                feats = self.model.extract_feat(inputs)
                 mid = self.clock()
-                out = self.model.predict_from_feats(feats,
-                                                    data['data_samples'])
+                out = self.model.predict_from_feats(feats, samples)
                 end = self.clock()
                 extra = dict(features=mid - start, decode=end - mid)
             else:
-                out = self.model.predict(data['inputs'], data['data_samples'])
+                out = self.model.predict(inputs, samples)
                 end = self.clock()
                 extra = {}
         self.last = out
         if not record:
             return
-        stages = dict(self.timer.totals)
-        stages['e2e'] = end - start
-        stages['post'] = stages['e2e'] - sum(
-            stages.get(s, 0.) for s in ('backbone', 'neck', 'head'))
+        stages = _stage_times(self.timer.totals, start, pre, end)
         stages.update(extra)
         for key, value in stages.items():
             self.times.setdefault(key, []).append(value)
@@ -323,20 +529,153 @@ class Runner:
     def medians(self) -> Dict[str, float]:
         return {k: statistics.median(v) for k, v in self.times.items()}
 
-    def decode_only(self, repeats: int) -> List[float]:
-        """Prompt decodes on features computed once (cached)."""
+    def head_outputs(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The head's class and mask logits (fp32) on the benchmark's
+        input: what an export's decoder outputs."""
         with torch.inference_mode():
             feats = self.model.extract_feat(self.data['inputs'])
-            times = []
-            for _ in range(repeats + 1):
-                start = self.clock()
-                self.model.predict_from_feats(feats, self.data['data_samples'])
-                times.append(self.clock() - start)
-        return times[1:]
+            cls, masks, _, _ = self.model.predict_head(
+                feats, self.data['data_samples'])
+        return cls.float(), masks.float()
+
+    def set_clicks(self, boxes: Optional[torch.Tensor]) -> None:
+        """Cache the image's features for :meth:`click`: decoding
+        ``boxes`` (clicks as 6-px boxes at the input's scale), or the
+        samples' own prompts (``--task prompt``) when None."""
+        from mmdet.structures import DetDataSample
+        from mmengine.structures import InstanceData
+        samples = self.data['data_samples']
+        if boxes is not None:
+            sample = DetDataSample(metainfo=samples[0].metainfo)
+            sample.gt_instances_collected = InstanceData(
+                point_coords=boxes.to(self.data['inputs'].device),
+                pb_labels=torch.ones(len(boxes), dtype=torch.long))
+            samples = [sample]
+        with torch.inference_mode():
+            self._clicks = (self.model.extract_feat(self.data['inputs']),
+                            samples)
+
+    def click(self) -> float:
+        """Seconds to decode the cached prompts on the cached features,
+        post-processing included."""
+        feats, samples = self._clicks
+        with torch.inference_mode():
+            start = self.clock()
+            self.model.predict_from_feats(feats, samples)
+            return self.clock() - start
 
 
-def time_interleaved(runners: Sequence['Runner'], warmup: int,
-                     repeats: int) -> None:
+class DeployedRunner:
+    """An export folder on a runtime, timed as
+    :class:`rap_sam.apis.RapSAMPredictor` runs it: numpy / OpenCV
+    preprocessing, the encoder and decoder graphs, and the torch model's
+    own post-processing (:class:`RapSAMPostProcessor`, the same code as
+    the torch variants').
+
+    Args:
+        name (str): The variant's name.
+        model (DeployedModel): The export on its runtime.
+        post (RapSAMPostProcessor): The post-processing.
+        img (np.ndarray): The BGR uint8 image.
+        task (str): ``'image'`` or ``'prompt'``.
+        boxes (torch.Tensor, optional): ``--task prompt``: the prompts,
+            ``[N, 4]`` at the input's scale.
+    """
+
+    def __init__(self,
+                 name: str,
+                 model,
+                 post,
+                 img: np.ndarray,
+                 task: str,
+                 boxes: Optional[torch.Tensor] = None):
+        self.name = name
+        self.model = model
+        self.post = post
+        self.img = img
+        self.task = task
+        self.boxes = boxes
+        self.clock = Clock(torch.device('cpu'))
+        self.times: Dict[str, List[float]] = {}
+        self.last = None
+        self._clicks = None
+
+    def _sample(self, meta: dict, boxes: Optional[torch.Tensor] = None):
+        from mmdet.structures import DetDataSample
+        from mmengine.structures import InstanceData
+        sample = DetDataSample(metainfo=dict(meta, img_id=0))
+        if boxes is not None:
+            sample.gt_instances_collected = InstanceData(
+                point_coords=boxes,
+                pb_labels=torch.ones(len(boxes), dtype=torch.long))
+        return sample
+
+    def _decode(self, feats, meta, boxes=None):
+        """-> (head outputs as tensors, results); the decoder graph, then
+        the post-processing."""
+        sample = self._sample(meta, boxes)
+        if boxes is None:
+            cls, masks = self.model.decode_panoptic(feats)
+            mid = self.clock()
+            cls, masks = torch.from_numpy(cls), torch.from_numpy(masks)
+            out = self.post.panoptic(cls, masks, [sample])
+        else:
+            cls, masks, iou = self.model.decode_prompts(
+                feats, boxes.numpy(), meta)
+            mid = self.clock()
+            cls, masks = torch.from_numpy(cls), torch.from_numpy(masks)
+            out = self.post.prompts(cls, masks, torch.from_numpy(iou),
+                                    [sample])
+        return mid, out
+
+    def run(self, record: bool = True):
+        boxes = self.boxes if self.task == 'prompt' else None
+        with torch.inference_mode():
+            start = self.clock()
+            image, meta = self.model.preprocess(self.img)
+            pre = self.clock()
+            feats = self.model.encode(image)
+            encoded = self.clock()
+            decoded, out = self._decode(feats, meta, boxes)
+            end = self.clock()
+        self.last = out
+        if not record:
+            return
+        stages = _stage_times(
+            dict(encoder=encoded - pre, head=decoded - encoded), start, pre,
+            end)
+        if self.task == 'prompt':
+            stages.update(features=encoded - start, decode=end - encoded)
+        for key, value in stages.items():
+            self.times.setdefault(key, []).append(value)
+
+    medians = Runner.medians
+
+    def head_outputs(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        image, meta = self.model.preprocess(self.img)
+        feats = self.model.encode(image)
+        if self.task == 'prompt':
+            cls, masks, _ = self.model.decode_prompts(feats,
+                                                      self.boxes.numpy(), meta)
+        else:
+            cls, masks = self.model.decode_panoptic(feats)
+        return torch.from_numpy(cls), torch.from_numpy(masks)
+
+    def set_clicks(self, boxes: Optional[torch.Tensor]) -> None:
+        image, meta = self.model.preprocess(self.img)
+        boxes = self.boxes if boxes is None else boxes
+        self._clicks = (self.model.encode(image), meta, boxes)
+
+    def click(self) -> float:
+        feats, meta, boxes = self._clicks
+        with torch.inference_mode():
+            start = self.clock()
+            self._decode(feats, meta, boxes)
+            return self.clock() - start
+
+
+def time_interleaved(runners: Sequence[Union[Runner, DeployedRunner]],
+                     warmup: int, repeats: int) -> None:
     """``warmup`` untimed runs of each, then ``repeats`` rounds of one
     timed run of each."""
     for runner in runners:
@@ -345,6 +684,21 @@ def time_interleaved(runners: Sequence['Runner'], warmup: int,
     for _ in range(repeats):
         for runner in runners:
             runner.run()
+
+
+def time_clicks(runners: Sequence[Union[Runner, DeployedRunner]],
+                boxes: Optional[torch.Tensor], repeats: int) -> None:
+    """Prompt decoding on cached features (SAM-style interactive use):
+    per runner, features computed once, then one untimed decode and
+    ``repeats`` interleaved rounds of one timed decode of ``boxes`` (the
+    samples' own prompts when None), post-processing included; the
+    seconds go to ``runner.times['decode_cached']``."""
+    for runner in runners:
+        runner.set_clicks(boxes)
+        runner.click()
+    for _ in range(repeats):
+        for runner in runners:
+            runner.times.setdefault('decode_cached', []).append(runner.click())
 
 
 # ----------------------------------------------------------------------
@@ -391,7 +745,10 @@ def peak_memory_mb(runner: Runner, device: torch.device) -> Optional[float]:
     """Peak tensor memory of one predict beyond what was allocated before
     it: the CUDA allocator's peak on GPUs; on CPUs the running sum of the
     allocations and frees the torch profiler records, in time order (op
-    granularity)."""
+    granularity). None for a runtime (the profiler does not see its
+    allocations)."""
+    if isinstance(runner, DeployedRunner):
+        return None
     if device.type == 'cuda':
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
@@ -439,17 +796,11 @@ def compare_results(ours, reference) -> dict:
     return out
 
 
-def head_output_error(model, reference, data) -> dict:
-    """Largest error of the head's class scores and mask logits relative
-    to the reference's magnitudes (both fed the same preprocessed input)."""
-    with torch.inference_mode():
-        outs = []
-        for m in (model, reference):
-            inputs = data['inputs']
-            feats = m.extract_feat(inputs)
-            cls, masks, _, _ = m.predict_head(feats, data['data_samples'])
-            outs.append((cls.float(), masks.float()))
-    (ca, ma), (cb, mb) = outs
+def head_output_error(ours, reference) -> dict:
+    """Largest error of the head's class and mask logits relative to the
+    reference's magnitudes, both runners (torch or runtime) fed the same
+    image."""
+    (ca, ma), (cb, mb) = ours.head_outputs(), reference.head_outputs()
     return dict(
         class_logits_rel_err=((ca - cb).abs().max() /
                               cb.abs().max().clamp(min=1e-6)).item(),
@@ -522,7 +873,8 @@ def load_average() -> Optional[List[float]]:
 def speedups(medians: Dict[str, Dict[str, float]]) -> Dict[str, float]:
     """Speed ratios from each variant's median stage times: every variant
     against ``reference`` end to end, and against ``mask2former`` end to
-    end and over the network's forward (backbone, neck, head)."""
+    end and over the network's forward (encoder and head: backbone, neck
+    and decoder)."""
     ratios = {}
     if 'reference' in medians:
         for name, med in medians.items():
@@ -531,11 +883,12 @@ def speedups(medians: Dict[str, Dict[str, float]]) -> Dict[str, float]:
                     'e2e'] / med['e2e']
     if 'mask2former' in medians:
         m2f = medians['mask2former']
-        m2f_fwd = m2f.get('backbone', 0) + m2f.get('head', 0)
+        # Mask2Former's pixel decoder is in its head.
+        m2f_fwd = m2f.get('encoder', 0.) + m2f.get('head', 0.)
         for name, med in medians.items():
             if name == 'mask2former':
                 continue
-            fwd = sum(med.get(s, 0.) for s in ('backbone', 'neck', 'head'))
+            fwd = med.get('encoder', 0.) + med.get('head', 0.)
             ratios[f'{name}_vs_mask2former_e2e'] = m2f['e2e'] / med['e2e']
             ratios[f'{name}_vs_mask2former_forward'] = m2f_fwd / fwd
     return ratios

@@ -32,12 +32,14 @@ def test_image_with_mask2former(tmp_path):
     report, printed = run_report(tmp_path, COCO, *SMALL, '--threads', '1',
                                  '--compare', 'mask2former', '--accuracy')
     assert report['variants'].keys() == {'reference', 'fast', 'mask2former'}
+    assert report['skipped'] == {}
     assert report['task'] == 'image' and report['shape'] == [64, 96]
     assert report['machine']['threads'] == 1
     assert len(report['load_average_before']) == 3
     for name, entry in report['variants'].items():
         med = entry['median_s']
-        assert {'backbone', 'head', 'post', 'e2e'} <= med.keys()
+        assert {'pre', 'backbone', 'encoder', 'head', 'post',
+                'e2e'} <= med.keys()
         assert all(v >= 0 for k, v in med.items() if k != 'post')
         assert entry['fps'] > 0
         assert entry['params_m'] > 30
@@ -51,25 +53,84 @@ def test_image_with_mask2former(tmp_path):
         'fast_vs_reference_e2e', 'fast_vs_mask2former_e2e',
         'fast_vs_mask2former_forward'
     } <= report['speedup'].keys()
-    acc = report['accuracy_vs_reference']['fast']
+    # A click decoded on cached features, for RAP-SAM only.
+    assert 'decode_cached' in report['variants']['fast']['median_s']
+    assert 'decode_cached' not in report['variants']['mask2former']['median_s']
+    assert report['agreement']['baseline'] == 'reference'
+    acc = report['agreement']['variants']['fast']
     assert acc['mask_logits_rel_err'] < 1e-4
     assert acc['panoptic_pixel_agreement'] > 0.999
     for word in ('backbone', 'e2e', 'FPS', 'GFLOPs', 'speedup',
-                 'fast_vs_mask2former_e2e', 'load average'):
+                 'x Mask2Former', 'fast_vs_mask2former_e2e', 'load average',
+                 'agreement fast vs reference'):
         assert word in printed
 
 
+def test_runtime_backends_in_every_precision(tmp_path):
+    """Every (backend, precision) asked for is timed or skipped with its
+    reason; the runtimes' outputs are compared with the torch model's."""
+    report, printed = run_report(tmp_path, COCO, *SMALL, '--threads', '1',
+                                 '--variants', 'fast', '--backend', 'torch',
+                                 'onnxruntime', 'openvino', '--precision',
+                                 'fp32', 'bf16', 'int8', '--no-flops',
+                                 '--no-memory')
+    asked = {
+        'fast', 'fast-bf16', 'fast-int8', 'onnxruntime', 'onnxruntime-bf16',
+        'onnxruntime-int8', 'openvino', 'openvino-bf16', 'openvino-int8'
+    }
+    timed, skipped = report['variants'].keys(), report['skipped'].keys()
+    assert timed | skipped == asked and not timed & skipped
+    assert {
+        'fast', 'onnxruntime', 'openvino', 'onnxruntime-int8', 'openvino-int8'
+    } <= timed
+    assert 'no bfloat16' in report['skipped']['onnxruntime-bf16']
+    assert 'no int8 path' in report['skipped']['fast-int8']
+    if not (report['machine']['avx512_bf16'] or report['machine']['amx_bf16']):
+        assert 'openvino-bf16' in skipped
+    for name in skipped:
+        assert f'skipped {name}: ' in printed
+    header = next(line for line in printed.splitlines()
+                  if line.startswith('stage'))
+    for name in timed:
+        med = report['variants'][name]['median_s']
+        assert {'pre', 'encoder', 'head', 'post', 'e2e',
+                'decode_cached'} <= med.keys()
+        assert report['variants'][name]['outputs']['instances'] > 0
+        assert name in header.split()
+    # The calibration photos are said, and which graph int8 quantizes.
+    assert 'calibrated on demo/demo.jpg, skimage.data.' in printed
+    agreement = report['agreement']
+    assert agreement['baseline'] == 'fast'
+    assert agreement['variants'].keys() == timed - {'fast', 'fast-bf16'}
+    for name in ('onnxruntime', 'openvino'):  # fp32: exact to rounding
+        acc = agreement['variants'][name]
+        assert acc['class_logits_rel_err'] < 1e-3
+        assert acc['mask_logits_rel_err'] < 1e-3
+        assert acc['panoptic_pixel_agreement'] > 0.999
+        assert acc['instance_labels_equal']
+    for name in ('onnxruntime-int8', 'openvino-int8'):  # approximate
+        acc = agreement['variants'][name]
+        assert 1e-4 < acc['mask_logits_rel_err'] < 0.5
+        assert acc['mask_sign_agreement'] > 0.9
+        assert f'agreement {name} vs fast: ' in printed
+
+
 def test_prompt_task_in_two_precisions(tmp_path):
-    """--dtype is still accepted (the former name of --precision)."""
+    """--dtype is still accepted (the former name of --precision); the
+    prompt decoder on a runtime is timed the same way."""
     report, printed = run_report(tmp_path, COCO.replace('coco', 'prompt'),
                                  *SMALL, '--task', 'prompt', '--num-prompts',
                                  '3', '--variants', 'fast', '--dtype', 'fp32',
-                                 'bf16', '--no-flops', '--no-memory')
-    assert report['variants'].keys() == {'fast', 'fast-bf16'}
+                                 'bf16', '--backend', 'torch', 'onnxruntime',
+                                 '--no-flops', '--no-memory')
+    assert report['variants'].keys() == {'fast', 'fast-bf16', 'onnxruntime'}
+    assert report['skipped'].keys() == {'onnxruntime-bf16'}
     for entry in report['variants'].values():
         med = entry['median_s']
         assert {'features', 'decode', 'decode_cached', 'e2e'} <= med.keys()
         assert entry['outputs']['instances'] == 3
+    acc = report['agreement']['variants']['onnxruntime']
+    assert acc['instances'] == [3, 3] and acc['mask_logits_rel_err'] < 1e-3
     assert 'decode_cached' in printed
 
 
@@ -86,6 +147,8 @@ def test_bad_arguments_end_in_one_line():
         ([COCO, '--task', 'prompt', '--compare',
           'mask2former'], '--compare mask2former needs --task image'),
         ([COCO, '--repeats', '0'], '--repeats must be positive'),
+        ([COCO, *SMALL, '--variants', 'fast', '--precision', 'int8'],
+         'error: Nothing to time: every variant asked for is skipped'),
         (['configs/rap_sam/missing.py', *SMALL,
           '--no-flops'], 'error: Config file not found'),
     ):

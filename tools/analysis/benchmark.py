@@ -4,13 +4,17 @@
 Every variant runs in the same process on the same preprocessed input,
 interleaved (one run of each variant per round) so that load on the machine
 falls on all of them alike; the figures are medians over the rounds after a
-warm-up. Times are end to end through ``model.predict`` (network and
-post-processing; the data preprocessor is not timed), and per stage:
-``backbone``, ``neck``, ``head`` (the decoder) and ``post`` (everything
-else in ``predict``: mask upsampling and panoptic / instance fusion).
+warm-up. Times are end to end, as ``RapSAMPredictor`` runs an image once
+it is read: preprocessing (normalisation and padding), network and
+post-processing, and per stage: ``pre``, ``backbone``, ``neck``,
+``encoder`` (backbone and neck, or the encoder graph), ``head`` (the
+decoder) and ``post`` (mask upsampling and panoptic / instance fusion,
+the same torch code for every backend). ``decode_cached`` is one click
+(``--task prompt``: the ``--num-prompts`` clicks) decoded on cached
+features, post-processing included.
 
-A variant is an inference setting of :func:`rap_sam.deploy.prepare` (the
-library, :mod:`rap_sam.deploy.benchmark`, does the measuring):
+A torch variant is an inference setting of :func:`rap_sam.deploy.prepare`
+(the library, :mod:`rap_sam.deploy.benchmark`, does the measuring):
 
 - ``reference``: what the reference code computes (mmcv's deformable-conv
   kernel, BatchNorms as layers, NCHW, every mask upsampled to full size
@@ -23,6 +27,17 @@ library, :mod:`rap_sam.deploy.benchmark`, does the measuring):
 - ``fast-compile`` (``--compile``): ``fast`` with backbone and neck through
   ``torch.compile``.
 
+``--backend onnxruntime openvino`` adds the model's ONNX export (made in a
+temporary folder at the input shape) on each runtime, in each
+``--precision``: ``onnxruntime``, ``openvino``, ``openvino-bf16``
+(OpenVINO's bf16 inference precision), ``onnxruntime-int8`` and
+``openvino-int8`` (the image encoder quantized, static QDQ, calibrated on
+``--calib DIR`` or on demo/demo.jpg and scikit-image's sample photos).
+Combinations that cannot run here (ONNX Runtime has no bf16; torch has no
+int8; bf16 on a CPU without AVX-512 BF16 / AMX ...) are listed as skipped,
+with the reason. Runtime variants are compared with the torch fp32 one
+(``agreement``: logits' relative error, panoptic pixels, instances).
+
 ``--compare mask2former`` adds mmdet's own Mask2Former R50 panoptic model
 (built from the config file shipped with mmdet, random weights) to the same
 rounds and prints the speed ratios.
@@ -32,6 +47,11 @@ Examples::
     # CPU, the issue's setting (2 threads, 800x1344, random weights)
     python tools/analysis/benchmark.py configs/rap_sam/eval_rap_sam_coco.py \\
         --shape 800 1344 --threads 2 --compare mask2former --out bench.json
+    # every backend and precision against Mask2Former, in one run
+    python tools/analysis/benchmark.py configs/rap_sam/eval_rap_sam_coco.py \\
+        --shape 800 1344 --threads 2 --variants fast \\
+        --backend torch onnxruntime openvino --precision fp32 bf16 int8 \\
+        --compare mask2former --no-memory
     # prompt decode after cached features
     python tools/analysis/benchmark.py \\
         configs/rap_sam/eval_rap_sam_prompt.py --task prompt --shape 800 1344
@@ -42,8 +62,8 @@ Examples::
 import argparse
 import json
 import os.path as osp
-import statistics
 import sys
+import tempfile
 
 import torch
 
@@ -79,15 +99,28 @@ def parse_args(argv=None):
         nargs='+',
         default=['reference', 'fast'],
         choices=('reference', 'fast'),
-        help='inference modes timed in fp32 (rap_sam.deploy.prepare)')
+        help='torch inference modes timed in fp32 (rap_sam.deploy.prepare)')
+    parser.add_argument(
+        '--backend',
+        nargs='+',
+        default=['torch'],
+        choices=('torch', 'onnxruntime', 'openvino'),
+        help='where RAP-SAM runs: the torch model, or its ONNX export on '
+        'ONNX Runtime / OpenVINO (default: torch)')
     parser.add_argument(
         '--precision',
         '--dtype',
         dest='precision',
         nargs='+',
         default=['fp32'],
-        choices=('fp32', 'bf16', 'fp16'),
-        help='precisions of the fast mode (bf16 / fp16 = autocast)')
+        choices=('fp32', 'bf16', 'fp16', 'int8'),
+        help='precisions: the torch fast mode (bf16 / fp16 = autocast) and '
+        'each runtime (bf16, int8)')
+    parser.add_argument(
+        '--calib',
+        metavar='DIR',
+        help='int8 calibration images (default: demo/demo.jpg and '
+        "scikit-image's sample photos, written to a temporary folder)")
     parser.add_argument(
         '--compile',
         action='store_true',
@@ -116,6 +149,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--num-frames', type=int, default=5, help='frames for --task video')
     parser.add_argument(
+        '--no-clicks',
+        action='store_true',
+        help='--task image: skip timing a click on cached features')
+    parser.add_argument(
         '--tune-malloc',
         action='store_true',
         help='keep freed memory in the process (glibc mallopt); applies '
@@ -127,7 +164,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--accuracy',
         action='store_true',
-        help='compare every variant\'s outputs with the reference\'s')
+        help='compare every variant\'s outputs with the torch fp32 one '
+        '(reference if timed, else fast); always done for runtime variants')
     parser.add_argument(
         '--image', help='image file (default: demo/demo.jpg, or noise)')
     parser.add_argument('--seed', type=int, default=0)
@@ -146,9 +184,12 @@ def parse_args(argv=None):
 
 def format_table(report: dict) -> str:
     names = list(report['variants'])
-    keys = ['backbone', 'neck', 'head', 'post', 'e2e']
+    keys = ['pre', 'backbone', 'neck', 'encoder', 'head', 'post', 'e2e']
     if report['task'] == 'prompt':
-        keys += ['features', 'decode', 'decode_cached']
+        keys += ['features', 'decode']
+    if any('decode_cached' in e['median_s']
+           for e in report['variants'].values()):
+        keys.append('decode_cached')
     width = max(12, *(len(n) + 2 for n in names))
     lines = [
         'stage (median s)'.ljust(18) + ''.join(n.rjust(width) for n in names)
@@ -159,7 +200,8 @@ def format_table(report: dict) -> str:
             value = report['variants'][name]['median_s'].get(key)
             row += ('-' if value is None else f'{value:.4f}').rjust(width)
         lines.append(row)
-    for label, field in (('FPS', 'fps'), ('params (M)', 'params_m'),
+    for label, field in (('FPS', 'fps'), ('x Mask2Former', 'vs_mask2former'),
+                         ('params (M)', 'params_m'),
                          ('GFLOPs', 'gflops_total'), ('peak mem (MiB)',
                                                       'peak_memory_mb')):
         row = label.ljust(18)
@@ -171,7 +213,57 @@ def format_table(report: dict) -> str:
     return '\n'.join(lines)
 
 
-def run(args, command: str) -> dict:
+def build_runners(args, bench, base, img, device, notes, work_dir):
+    """The runners of this run (torch variants, runtime variants, then
+    Mask2Former) and the variants skipped, by name, with the reason."""
+    from rap_sam.deploy.backends import DeployedModel
+    from rap_sam.deploy.backends.post_processor import RapSAMPostProcessor
+
+    boxes = None
+    if args.task == 'image':
+        raw = bench.image_data(img)
+    elif args.task == 'prompt':
+        boxes = bench.click_boxes(*args.shape, args.num_prompts)
+        raw = bench.image_data(img, boxes)
+    else:
+        raw = bench.video_data(img, args.num_frames)
+
+    machine = bench.machine_info(device)
+    runners, skipped, models = {}, {}, {}
+    exports = bench.RuntimeExports(base, args.shape, work_dir, notes,
+                                   args.calib)
+    post = None
+    for variant in bench.variants(args.variants, args.precision, args.compile,
+                                  args.backend):
+        reason = bench.skip_reason(variant, device, args.task, machine)
+        if reason:
+            skipped[variant.name] = reason
+            continue
+        if variant.backend == 'torch':
+            model = bench.build_variant(base, variant)
+            models[variant.name] = model
+            runners[variant.name] = bench.Runner(variant.name, model, raw,
+                                                 device, args.task)
+            continue
+        post = post or RapSAMPostProcessor.from_model(base)
+        deployed = DeployedModel(
+            exports.folder(variant.precision), variant.backend,
+            variant.precision, args.threads)
+        models[variant.name] = post
+        runners[variant.name] = bench.DeployedRunner(variant.name, deployed,
+                                                     post, img, args.task,
+                                                     boxes)
+    if args.compare == 'mask2former':
+        model = bench.build_mask2former(args.seed).to(device)
+        models['mask2former'] = model
+        runners['mask2former'] = bench.Runner('mask2former', model, raw,
+                                              device, args.task)
+    for key, seconds in exports.seconds.items():
+        notes.append(f'{key} export made in {seconds:.1f} s (not timed)')
+    return runners, skipped, models, machine, raw
+
+
+def run(args, command: str, work_dir: str) -> dict:
     from rap_sam.deploy import benchmark as bench
 
     device = torch.device(args.device)
@@ -190,74 +282,70 @@ def run(args, command: str) -> dict:
     base = bench.build_rap_sam(args.config, args.checkpoint, args.seed,
                                notes).to(device)
     img = bench.load_image(args.shape, args.image, args.seed)
-    if args.task == 'image':
-        raw = bench.image_data(img)
-    elif args.task == 'prompt':
-        raw = bench.image_data(
-            img, bench.click_boxes(*args.shape, args.num_prompts))
-    else:
-        raw = bench.video_data(img, args.num_frames)
+    runners, skipped, models, machine, raw = build_runners(
+        args, bench, base, img, device, notes, work_dir)
+    if not runners:
+        from rap_sam.utils.user_errors import UserError
+        raise UserError('Nothing to time: every variant asked for is '
+                        'skipped here (' +
+                        '; '.join(f'{k}: {v}'
+                                  for k, v in skipped.items()) + ').')
 
-    models = {
-        v.name: bench.build_variant(base, v)
-        for v in bench.variants(args.variants, args.precision, args.compile)
-    }
-    if args.compare == 'mask2former':
-        models['mask2former'] = bench.build_mask2former(args.seed).to(device)
-    runners = {
-        name:
-        bench.Runner(name, model, bench.preprocess(model, raw, device), device,
-                     args.task)
-        for name, model in models.items()
-    }
-
+    rap_sam_runners = [r for n, r in runners.items() if n != 'mask2former']
     load_before = bench.load_average()
     bench.time_interleaved(list(runners.values()), warmup, repeats)
+    if args.task == 'prompt':
+        bench.time_clicks(rap_sam_runners, None, repeats)
+    elif args.task == 'image' and not args.no_clicks:
+        bench.time_clicks(rap_sam_runners, bench.click_boxes(*args.shape, 1),
+                          repeats)
     load_after = bench.load_average()
 
-    first = next(iter(runners.values()))
+    rap_sam_data = bench.preprocess(base, raw, device)
     report = dict(
         config=args.config,
         checkpoint=args.checkpoint,
         task=args.task,
         shape=list(args.shape),
-        padded_shape=list(first.data['inputs'].shape[-2:]),
+        padded_shape=list(rap_sam_data['inputs'].shape[-2:]),
         device=str(device),
         warmup=warmup,
         repeats=repeats,
-        machine=bench.machine_info(device),
+        machine=machine,
         load_average_before=load_before,
         load_average_after=load_after,
         command=command,
         notes=notes,
+        skipped=skipped,
         variants={})
 
     flops = {}
+    base_params = round(sum(p.numel() for p in base.parameters()) / 1e6, 3)
     for name, runner in runners.items():
         med = runner.medians()
-        entry = dict(
-            median_s=med,
-            samples_s=runner.times,
-            params_m=round(
-                sum(p.numel() for p in models[name].parameters()) / 1e6, 3))
-        if args.task == 'prompt':
-            decodes = runner.decode_only(repeats)
-            med['decode_cached'] = statistics.median(decodes)
-            entry['samples_s']['decode_cached'] = decodes
+        entry = dict(median_s=med, samples_s=runner.times)
+        is_torch = isinstance(runner, bench.Runner)
+        if is_torch:
+            entry['params_m'] = round(
+                sum(p.numel() for p in models[name].parameters()) / 1e6, 3)
+        else:
+            # The weights exported (BN folded), counted on the model.
+            entry['params_m'] = base_params
         frames = args.num_frames if args.task == 'video' else 1
         entry['fps'] = frames / med['e2e']
         if not args.no_flops:
-            # Counted on the model as built (prepare does not change the
-            # arithmetic the counter sees).
+            # Counted on the model as built (prepare and export do not
+            # change the arithmetic the counter sees).
             kind = 'mask2former' if name == 'mask2former' else 'rap_sam'
             if kind not in flops:
-                inputs = runner.data['inputs']
+                model = models[name] if kind == 'mask2former' else base
+                data = runner.data if kind == 'mask2former' else rap_sam_data
+                inputs = data['inputs']
                 if inputs.dim() == 5:
                     inputs = inputs.flatten(0, 1)
                 try:
-                    flops[kind] = bench.count_flops(
-                        models[name] if kind == 'mask2former' else base,
-                        inputs, runner.data['data_samples'])
+                    flops[kind] = bench.count_flops(model, inputs,
+                                                    data['data_samples'])
                 except Exception as e:  # noqa: BLE001
                     flops[kind] = None
                     notes.append(f'GFLOPs of {kind} not counted: {e!r}')
@@ -272,17 +360,38 @@ def run(args, command: str) -> dict:
         name: e['median_s']
         for name, e in report['variants'].items()
     })
+    for name, entry in report['variants'].items():
+        ratio = report['speedup'].get(f'{name}_vs_mask2former_e2e')
+        if ratio is not None:
+            entry['vs_mask2former'] = ratio
+    if not args.no_memory and any(not isinstance(r, bench.Runner)
+                                  for r in runners.values()):
+        notes.append('peak memory of runtime variants not measured (the '
+                     'torch profiler does not see their allocations)')
 
-    if args.accuracy and 'reference' in runners:
-        ref = runners['reference']
-        report['accuracy_vs_reference'] = {
-            name:
-            dict(
-                bench.compare_results(runner.last, ref.last),
-                **bench.head_output_error(runner.model, ref.model, ref.data))
-            for name, runner in runners.items()
-            if name not in ('reference', 'mask2former')
-        }
+    baseline = next((n for n in ('reference', 'fast') if n in runners), None)
+    runtimes = [
+        n for n, r in runners.items() if not isinstance(r, bench.Runner)
+    ]
+    if baseline and (args.accuracy or runtimes):
+        ref = runners[baseline]
+        compared = [
+            n for n in runners
+            if n not in (baseline,
+                         'mask2former') and (args.accuracy or n in runtimes)
+        ]
+        report['agreement'] = dict(
+            baseline=baseline,
+            variants={
+                name:
+                dict(
+                    bench.compare_results(runners[name].last, ref.last),
+                    **bench.head_output_error(runners[name], ref))
+                for name in compared
+            })
+    elif runtimes:
+        notes.append('agreement not measured: time the torch fp32 model too '
+                     '(--backend torch, --variants fast)')
     return report
 
 
@@ -299,12 +408,16 @@ def print_report(report: dict) -> None:
           f'{report["load_average_after"]}')
     for note in report['notes']:
         print(f'note: {note}')
+    for name, reason in report['skipped'].items():
+        print(f'skipped {name}: {reason}')
     print(format_table(report))
     for key, value in report['speedup'].items():
         print(f'speedup {key}: {value:.2f}x')
-    for name, acc in report.get('accuracy_vs_reference', {}).items():
-        print(f'accuracy {name} vs reference: '
-              f'{json.dumps(acc, sort_keys=True)}')
+    agreement = report.get('agreement')
+    if agreement:
+        for name, acc in agreement['variants'].items():
+            print(f'agreement {name} vs {agreement["baseline"]}: '
+                  f'{json.dumps(acc, sort_keys=True)}')
 
 
 def main(argv=None) -> dict:
@@ -317,7 +430,8 @@ def main(argv=None) -> dict:
     with cli_errors():
         if args.threads:
             torch.set_num_threads(args.threads)
-        report = run(args, command)
+        with tempfile.TemporaryDirectory(prefix='rap_sam_bench_') as work:
+            report = run(args, command, work)
         print_report(report)
         if args.out:
             make_out_dir(osp.dirname(osp.abspath(args.out)))
