@@ -4,6 +4,8 @@
         [--out-dir DIR] [--score-thr T] [--chunk-frames N] [--fps F]
     python demo/video_demo.py --camera 0 CONFIG [...] [--show]
     python demo/video_demo.py --stream rtsp://HOST/PATH CONFIG [...] [--show]
+    python demo/video_demo.py VIDEO_OR_FRAME_DIR CONFIG --frame K \
+        --points X,Y [X,Y ...] --boxes X1,Y1,X2,Y2 [...] [...]
 
 CONFIG is normally configs/rap_sam/eval_rap_sam_yt19.py. Writes DIR/NAME.mp4
 (each track in its own colour, labelled with its id and class) and
@@ -15,6 +17,16 @@ once complete. When a frame fails part-way (a frame of another size, an
 unreadable image in a folder), the frames before it are still written, the
 json saying "complete": false and why ("error"), and the run ends with the
 message (exit status 2).
+
+Click-to-track (``--points`` / ``--boxes``, on frame ``--frame K``, 0 by
+default, in that frame's pixels): each prompt is one object, followed
+through the whole video, before frame K and after it
+(``RapSAMPredictor.iter_track_prompt``); only these objects are drawn and
+listed (ids 1, 2, ... in prompt order: points first, then boxes), and the
+json also holds the prompts and, per object, ``match_iou``: how well a
+track of the model matched the prompt's mask on frame K (low: no track
+follows that object). ``--score-thr`` does not apply: every prompted
+object is drawn.
 
 A camera (``--camera N``) or a network stream (``--stream URL``, anything
 OpenCV's FFmpeg reads) is segmented live, a few frames at a time
@@ -31,10 +43,12 @@ import time
 from typing import Callable, Iterator, Optional
 
 import cv2
-from demo_cli import base_parser, load_predictor, predictor_kwargs, user_errors
+from demo_cli import (base_parser, load_predictor, numbers, predictor_kwargs,
+                      user_errors)
 from tqdm import tqdm
 
-from rap_sam.apis import InputError, RapSAMPredictor, iter_frames
+from rap_sam.apis import (InputError, RapSAMPredictor, check_prompts,
+                          iter_frames)
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
                                         discard, make_out_dir, result_stems,
@@ -80,12 +94,44 @@ def parse_args(argv=None):
         default=None,
         help="output frame rate (default: the video's, or "
         '10 for a folder of frames)')
+    parser.add_argument(
+        '--frame',
+        type=int,
+        default=None,
+        metavar='K',
+        help='click-to-track: the frame the prompts are on (default 0)')
+    parser.add_argument(
+        '--points',
+        nargs='+',
+        default=[],
+        type=numbers(2, 'A point'),
+        metavar='X,Y',
+        help='click-to-track: objects clicked on frame K')
+    parser.add_argument(
+        '--boxes',
+        nargs='+',
+        default=[],
+        type=numbers(4, 'A box'),
+        metavar='X1,Y1,X2,Y2',
+        help='click-to-track: objects boxed on frame K')
     # Intermixed: `VIDEO --camera 0 CONFIG` must not take VIDEO as CONFIG.
     args = parser.parse_intermixed_args(argv)
     live_source = args.camera if args.camera is not None else args.stream
     if (args.inputs is None) == (live_source is None):
         parser.error('give a video file or frame folder, or --camera N, or '
                      '--stream URL (one of them)')
+    args.prompted = bool(args.points or args.boxes)
+    if args.prompted and live_source is not None:
+        parser.error('--points / --boxes track objects through a recorded '
+                     'video (a file or frame folder), not a camera or stream')
+    if args.frame is not None and not args.prompted:
+        parser.error('--frame K needs the objects to track on it: --points '
+                     'X,Y ... and/or --boxes X1,Y1,X2,Y2 ...')
+    if args.frame is None:
+        args.frame = 0
+    elif args.frame < 0:
+        parser.error(f'--frame must be 0 or more (0 is the first frame), '
+                     f'got {args.frame}')
     if args.chunk_frames is None:
         args.chunk_frames = 5 if live_source is not None else 30
     return args
@@ -160,11 +206,15 @@ def track_video_to_files(predictor: RapSAMPredictor,
                          fps: Optional[float] = None,
                          writers=(('mp4', 'mp4v'), ),
                          progress: Optional[Callable] = None,
-                         on_frame: Optional[Callable] = None) -> dict:
+                         on_frame: Optional[Callable] = None,
+                         results: Optional[Iterator] = None,
+                         extra: Optional[dict] = None) -> dict:
     """Segment ``video`` and write ``stem.{ext}`` annotated videos (one per
     ``(ext, fourcc)`` in ``writers``) and ``stem.json``; returns the json's
     content. ``progress(done, total)`` is called after each frame, and
-    ``on_frame(drawn_frame)`` with each drawing.
+    ``on_frame(drawn_frame)`` with each drawing. ``results``: the
+    ``(frame, result)`` pairs to write instead of ``iter_video``'s (the
+    tracks of prompted objects), and ``extra``: what the json says besides.
 
     Each file appears only once complete. When the video fails part-way (a
     bad frame, Ctrl+C), the frames done so far are still written, the json
@@ -177,8 +227,9 @@ def track_video_to_files(predictor: RapSAMPredictor,
     names = predictor.class_names
     tracks, opened, count, size = {}, [], 0, None
     try:
-        for frame, result in predictor.iter_video(video, chunk_frames,
-                                                  score_thr):
+        if results is None:
+            results = predictor.iter_video(video, chunk_frames, score_thr)
+        for frame, result in results:
             if size is None:
                 size = (frame.shape[1], frame.shape[0])
                 _open_writers(opened, stem, writers, fps, size)
@@ -220,7 +271,8 @@ def track_video_to_files(predictor: RapSAMPredictor,
         height=size[1],
         num_frames=count,
         complete=error is None,
-        tracks=sorted(tracks.values(), key=lambda t: t['id']))
+        tracks=sorted(tracks.values(), key=lambda t: t['id']),
+        **(extra or {}))
     if error is not None:
         info['error'] = str(error) or type(error).__name__
     write_json(f'{stem}.json', info)
@@ -273,6 +325,29 @@ def _live_main(args, source) -> None:
           f"{len(info['tracks'])} tracks -> {stem}.mp4/.json")
 
 
+def prompt_tracks(predictor: RapSAMPredictor, args) -> tuple:
+    """The prompted objects' ``(frame, result)`` pairs, and what the json
+    says of the prompts: each prompt and, per object, ``match_iou``."""
+    prompts = [dict(type='point', xy=p) for p in args.points] + \
+        [dict(type='box', xyxy=b) for b in args.boxes]
+    pairs = predictor.iter_track_prompt(args.inputs, args.frame, args.points,
+                                        args.boxes, args.chunk_frames)
+
+    for i, prompt in enumerate(prompts):
+        prompt['id'] = i + 1  # the object's track id
+
+    def results():
+        for frame, result in pairs:
+            # The same in every frame; known once the prompted frame is
+            # decoded, and in the json (written after the frames) by then.
+            match = result.pred_track_instances.match_ious.tolist()
+            for prompt, iou in zip(prompts, match):
+                prompt['match_iou'] = round(iou, 4)
+            yield frame, result
+
+    return results(), dict(prompt_frame=args.frame, prompts=prompts)
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors():
@@ -285,7 +360,11 @@ def main(argv=None):
             show = None
         if not osp.exists(args.inputs):
             raise InputError(f'No such video or folder: {args.inputs}')
-        next(iter_frames(args.inputs))  # unreadable? say so before loading
+        # Unreadable, or a prompt off the frame? Said before loading.
+        first = next(iter_frames(args.inputs))
+        if args.prompted:
+            check_prompts(args.points, args.boxes, first.shape[1],
+                          first.shape[0])
         predictor = load_predictor(args, **predictor_kwargs(args))
         stem = result_stems([args.inputs], args.out_dir)[0]
         make_out_dir(args.out_dir)
@@ -297,6 +376,9 @@ def main(argv=None):
             bar.total = total
             bar.update(1)
 
+        results, extra = None, None
+        if args.prompted:
+            results, extra = prompt_tracks(predictor, args)
         try:
             info = track_video_to_files(
                 predictor,
@@ -306,7 +388,9 @@ def main(argv=None):
                 args.chunk_frames,
                 args.fps,
                 progress=progress,
-                on_frame=show)
+                on_frame=show,
+                results=results,
+                extra=extra)
         finally:
             bar.close()
     print(f"{info['num_frames']} frames, {len(info['tracks'])} tracks -> "

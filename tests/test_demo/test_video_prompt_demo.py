@@ -1,0 +1,102 @@
+"""demo/video_demo.py --frame K --points/--boxes run as a user runs it: the
+prompted objects tracked through a video (before and after frame K), only
+they drawn and listed, the json's masks those of track_prompt; bad
+prompts and frame numbers end in one ``error:`` line and write nothing."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+from helpers import REPO
+
+from rap_sam.apis import RapSAMPredictor, iter_frames
+
+YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
+
+
+def run(*args):
+    return subprocess.run([sys.executable, 'demo/video_demo.py', *args],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+
+
+def test_prompted_objects_tracked(small_video, weights, tmp_path):
+    out = tmp_path / 'out'
+    proc = run(small_video, YT19, '--weights', weights, '--scale', '96', '64',
+               '--frame', '2', '--points', '40,30', '--boxes', '5,5,50,50',
+               '--out-dir', str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert '4 frames, 2 tracks' in proc.stdout
+    info = json.loads((out / 'pan.json').read_text())
+    assert info['complete'] and info['num_frames'] == 4
+    assert info['prompt_frame'] == 2
+    assert [(p['id'], p['type']) for p in info['prompts']] == [(1, 'point'),
+                                                               (2, 'box')]
+    assert info['prompts'][0]['xy'] == [40, 30]
+    assert all(0 <= p['match_iou'] <= 1 for p in info['prompts'])
+    assert [t['id'] for t in info['tracks']] == [1, 2]
+
+    predictor = RapSAMPredictor(YT19, weights, 'cpu', scale=(96, 64))
+    frames = list(iter_frames(small_video))
+    expected = predictor.track_prompt(
+        frames, 2, points=[[40, 30]], boxes=[[5, 5, 50, 50]])
+    for track in info['tracks']:
+        assert [f['frame'] for f in track['frames']] == [0, 1, 2, 3]
+        for record, result in zip(track['frames'], expected):
+            rle = dict(record['segmentation'])
+            rle['counts'] = rle['counts'].encode()
+            mask = mask_util.decode(rle).astype(bool)
+            want = result.pred_track_instances.masks[track['id'] - 1]
+            assert np.array_equal(mask, want.numpy())
+        assert track['label'] == int(
+            expected[2].pred_track_instances.labels[track['id'] - 1])
+
+    cap = cv2.VideoCapture(str(out / 'pan.mp4'))
+    count = 0
+    ok, frame = cap.read()
+    while ok:
+        assert frame.shape == (64, 96, 3)
+        count += 1
+        ok, frame = cap.read()
+    assert count == 4
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--points', '500,10'], 'outside the image'),
+    (['--frame', '9', '--points', '10,10'], 'past the video'),
+    (['--boxes', '30,30,20,40'], 'x2 > x1'),
+])
+def test_bad_prompt_one_line(small_video, weights, tmp_path, args, words):
+    out = tmp_path / 'out'
+    proc = run(small_video, YT19, '--weights', weights, '--scale', '96', '64',
+               '--out-dir', str(out), *args)
+    assert proc.returncode == 2
+    assert 'Traceback' not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and words in last, proc.stderr
+    assert not list(out.glob('pan*'))
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--frame', '1'], '--frame K needs'),
+    (['--frame', '-1', '--points', '1,1'], '--frame must be 0 or more'),
+    (['--points', '1'], 'A point must be 2'),
+])
+def test_bad_arguments(small_video, args, words):
+    proc = run(small_video, YT19, *args)
+    assert proc.returncode == 2
+    assert 'Traceback' not in proc.stderr
+    assert words in proc.stderr
+
+
+def test_live_source_refused():
+    proc = run('--camera', '0', YT19, '--points', '1,1')
+    assert proc.returncode == 2
+    assert 'not a camera or stream' in proc.stderr
+    assert 'Traceback' not in proc.stderr
