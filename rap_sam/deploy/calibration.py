@@ -100,6 +100,11 @@ class FeedsReader(CalibrationDataReader):
     def rewind(self) -> None:
         self._iter = iter(self._feeds)
 
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Read only feeds ``[start_index, end_index)`` (ONNX Runtime's
+        strided calibration, which frees each stride's activations)."""
+        self._iter = iter(self._feeds[start_index:end_index])
+
 
 def read_calibration_image(path: str) -> np.ndarray:
     """The BGR image at ``path``; an unreadable file is a

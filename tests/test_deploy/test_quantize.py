@@ -128,6 +128,37 @@ def test_int8_graph_is_qdq_standard_onnx(fp32_dir, int8_dir):
     assert digest['image_encoder.onnx'] != fp32['image_encoder.onnx']
 
 
+def test_int8_backbone_only(fp32_dir, calib_dir, tmp_path):
+    out = quantize_export(
+        fp32_dir,
+        'int8',
+        calib_dir,
+        out_dir=str(tmp_path / 'int8'),
+        modules=['backbone'])
+    graph = onnx.load(osp.join(out, 'image_encoder.onnx')).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    quantized = {
+        node.name.split('/')[1]
+        for node in graph.node
+        if node.op_type == 'Conv' and node.input[1] in producer
+    }
+    kept = {
+        node.name.split('/')[1]
+        for node in graph.node
+        if node.op_type == 'Conv' and node.input[1] not in producer
+    }
+    assert quantized == {'backbone'}
+    assert kept and 'backbone' not in kept  # the neck's convs stay fp32
+    with pytest.raises(QuantizeError, match='no layer of head'):
+        quantize_export(
+            fp32_dir,
+            'int8',
+            calib_dir,
+            out_dir=str(tmp_path / 'x'),
+            modules=['head'])
+    assert not osp.exists(tmp_path / 'x')
+
+
 def _relative_error(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 

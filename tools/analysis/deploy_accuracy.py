@@ -72,6 +72,11 @@ def parse_args(argv=None):
         help='graphs to quantize (default: rap_sam.deploy.quantize.'
         'DEFAULT_INT8_GRAPHS)')
     parser.add_argument(
+        '--int8-modules',
+        nargs='+',
+        help='quantize only these modules\' layers (backbone, neck, '
+        'panoptic_head; default all)')
+    parser.add_argument(
         '--scale',
         type=int,
         nargs=2,
@@ -211,6 +216,7 @@ def run(args, modes, options) -> dict:
             args.calib,
             out_dir=osp.join(args.work_dir, 'int8'),
             graphs=args.int8_graphs,
+            modules=args.int8_modules,
             overwrite=True)
         print(
             f'int8 export: {exports["int8"]} ({time.time() - start:.0f} '
