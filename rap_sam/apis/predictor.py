@@ -14,6 +14,7 @@ from mmcv.transforms import Compose
 from mmdet.datasets.transforms import PackDetInputs, Resize
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
+from mmdet.structures.mask import encode_mask_results
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
@@ -26,7 +27,7 @@ from rap_sam.visualization import config_dataset_meta
 from .inputs import (InputError, check_int, check_number, check_pixels,
                      check_prompts, max_pixels_limit, read_image)
 from .prompt_tracking import scale_prompts, track_prompt
-from .video import track_video
+from .video import clip_linker, track_video
 
 RANDOM_WEIGHTS_WARNING = (
     '\n' + '!' * 72 + '\n'
@@ -797,14 +798,61 @@ class RapSAMPredictor:
                 video, frame_index, points, boxes, chunk_frames)
         ]
 
-    def segment_video(
-            self,
-            video,
-            chunk_frames: int = 30,
-            score_thr: Optional[float] = None) -> List[DetDataSample]:
-        """:meth:`iter_video`'s results as a list, one per frame. All
-        masks stay in memory: use :meth:`iter_video` for long videos."""
-        return [
-            result
-            for _, result in self.iter_video(video, chunk_frames, score_thr)
-        ]
+    def stream(
+        self,
+        source,
+        score_thr: Optional[float] = None,
+        chunk_frames: Optional[int] = None
+    ) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
+        """:meth:`iter_video` for live sources: a camera index, a stream URL
+        (anything OpenCV's FFmpeg reads), or any source :meth:`iter_video`
+        takes, segmented one clip of the model's linker at a time (5 frames
+        for the released video model), so each frame's result comes at most
+        one clip after the frame, memory does not grow with the stream's
+        length and track ids stay the same through the whole stream.
+
+        Args:
+            source: A camera index (``0``), a stream URL
+                (``rtsp://...``, ``http://...``), a video file, a frame
+                folder, an array, a list or an iterator of frames.
+            score_thr (float, optional): As for :meth:`iter_video`.
+            chunk_frames (int, optional): Frames segmented together, the
+                latency; default the linker's clip size.
+
+        Yields:
+            ``(frame, result)`` as :meth:`iter_video`.
+        """
+        self._check_video_backend()
+        if chunk_frames is None:
+            chunk_frames = clip_linker(self.model).clip_size
+        return self.iter_video(source, chunk_frames, score_thr)
+
+    def segment_video(self,
+                      video,
+                      chunk_frames: int = 30,
+                      score_thr: Optional[float] = None,
+                      rle_masks: bool = False) -> List[DetDataSample]:
+        """:meth:`iter_video`'s results as a list, one per frame.
+
+        Args:
+            video, chunk_frames, score_thr: As for :meth:`iter_video`.
+            rle_masks (bool): Each frame's ``masks`` as a list of COCO RLEs
+                (dicts with ``size`` and ``counts``, as
+                ``pycocotools.mask.encode`` writes them; ``decode`` gives
+                the bool masks back, lossless), encoded as soon as the frame
+                is done. Dense masks of every frame stay in memory (100
+                instances of a 640 x 360 frame are 22 MB), RLEs take a few
+                kB per instance, so with ``rle_masks=True`` a long video's
+                results fit in memory; or use :meth:`iter_video`.
+        """
+        if not isinstance(rle_masks, bool):
+            raise InputError('rle_masks must be True or False, got '
+                             f'{rle_masks!r}.')
+        results = []
+        for _, result in self.iter_video(video, chunk_frames, score_thr):
+            if rle_masks:
+                instances = result.pred_track_instances
+                instances.masks = encode_mask_results(
+                    instances.masks.cpu().numpy())
+            results.append(result)
+        return results

@@ -1,9 +1,15 @@
-"""Peak memory of one API call: ``segment_image`` on a large image, or
-``predict_prompts`` with many prompts.
+"""Peak memory of one API call: ``segment_image`` on a large image,
+``predict_prompts`` with many prompts, or ``segment_video`` on a long video.
 
     python tools/analysis/api_memory.py image --size 4000 3000 --scale 320
     python tools/analysis/api_memory.py prompts --num 1000 --size 512 512 \
         --batch-size 64
+    python tools/analysis/api_memory.py video --frames 600 --size 128 72 \
+        [--rle-masks] [--chunk-frames 30]
+
+The video is a camera pan over demo/demo.jpg, made frame by frame as a file
+would be read (the input is not held), segmented with the YouTube-VIS
+config; every instance is kept (score_thr None).
 
 Random weights and random class embeddings (memory does not depend on
 them), one process per call (run it once per setting so peaks don't mix).
@@ -28,13 +34,14 @@ from rap_sam.apis import RapSAMPredictor  # noqa: E402
 from rap_sam.utils.user_errors import cli_errors  # noqa: E402
 
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
+VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('task', choices=['image', 'prompts'])
+    parser.add_argument('task', choices=['image', 'prompts', 'video'])
     parser.add_argument(
         '--size',
         type=int,
@@ -55,7 +62,28 @@ def parse_args(argv=None):
         type=int,
         default=None,
         help='prompts decoded at a time (default: the predictor\'s)')
+    parser.add_argument(
+        '--frames', type=int, default=60, help='video frames (task video)')
+    parser.add_argument(
+        '--chunk-frames',
+        type=int,
+        default=30,
+        help='frames segmented together (task video)')
+    parser.add_argument(
+        '--rle-masks',
+        action='store_true',
+        help='segment_video(rle_masks=True) (task video)')
     return parser.parse_args(argv)
+
+
+def pan(width: int, height: int, frames: int):
+    """``frames`` frames of a pan over demo.jpg, made one at a time."""
+    import cv2
+    photo = cv2.imread(osp.join(REPO, 'demo', 'demo.jpg'))
+    photo = cv2.resize(photo, (2 * width, height))
+    for t in range(frames):
+        x = int(width * (t % 100) / 100)
+        yield np.ascontiguousarray(photo[:, x:x + width])
 
 
 def peak_mb() -> float:
@@ -66,7 +94,7 @@ def main(argv=None):
     args = parse_args(argv)
     w, h = args.size
     scale = args.scale or max(w, h)
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(VIDEO_CONFIG if args.task == 'video' else CONFIG)
     cfg.model.panoptic_head.ov_classifier_name = None  # random classes
     warnings.simplefilter('ignore')
     with cli_errors():
@@ -74,7 +102,7 @@ def main(argv=None):
             cfg,
             device='cpu',
             scale=(scale, scale),
-            max_pixels=max(w * h, 1),
+            max_pixels=max(w * h, scale * scale),
             prompt_batch_size=args.batch_size or 64)
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -84,6 +112,16 @@ def main(argv=None):
         before, start = peak_mb(), time.perf_counter()
         result = predictor.segment_image(img)
         what = f'{len(result.pred_instances)} instances'
+    elif args.task == 'video':
+        predictor.segment_video(pan(w, h, 2), rle_masks=args.rle_masks)
+        before, start = peak_mb(), time.perf_counter()
+        result = predictor.segment_video(
+            pan(w, h, args.frames),
+            args.chunk_frames,
+            rle_masks=args.rle_masks)
+        kept = sum(len(r.pred_track_instances) for r in result)
+        what = (f'{args.frames} frames, {kept} instances kept, masks '
+                f'{"RLE" if args.rle_masks else "dense"}')
     else:
         predictor.set_image(img)
         predictor.predict_prompts(points=[[1, 1]])
