@@ -196,10 +196,9 @@ def track_prompt(
         boxes=None,
         chunk_frames: int = 30) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
     """See :meth:`RapSAMPredictor.iter_track_prompt`."""
-    if isinstance(
-            frame_index,
-            bool) or not isinstance(frame_index,
-                                    (int, np.integer)) or frame_index < 0:
+    whole = isinstance(
+        frame_index, (int, np.integer)) and not isinstance(frame_index, bool)
+    if not whole or frame_index < 0:
         raise InputError('frame_index must be a whole number >= 0 (the '
                          f'prompted frame, 0 is the first), got '
                          f'{frame_index!r}.')
