@@ -4,9 +4,12 @@
 ``quantize_static``: QDQ format (QuantizeLinear / DequantizeLinear pairs
 around the weights and activations of Conv, MatMul ...; standard ONNX, so
 OpenVINO runs it with its own int8 kernels too), int8 weights per output
-channel, int8 activations whose ranges cover :data:`CALIB_PERCENTILE` of
-the values seen on a folder of calibration images preprocessed exactly as
-deploy.json says.
+channel, int8 activations whose ranges are those seen on a folder of
+calibration images preprocessed exactly as deploy.json says: their min and
+max (``calibration='minmax'``, the default: memory does not grow with the
+images) or :data:`CALIB_PERCENTILE` of their values
+(``calibration='percentile'``: less loss on the toy model, but every
+activation of every image is held in memory).
 
 ``bf16`` needs no new graph: it is a compile-time choice of the runtime
 (OpenVINO's ``INFERENCE_PRECISION_HINT``; torch's autocast). ONNX Runtime
@@ -35,16 +38,18 @@ DEFAULT_INT8_GRAPHS = ('image_encoder', )
 
 #: Calibration images used at most (spread over the folder): activation
 #: ranges settle after a few dozen images, and each costs an fp32 run of
-#: every graph quantized. Percentile calibration keeps every activation of
-#: every image in memory until it computes the ranges (histogramming one
-#: image at a time, ONNX Runtime's strided mode, lost 2.4 PQ points on the
-#: toy model instead of 0.6), so large inputs want fewer images.
+#: every graph quantized.
 DEFAULT_MAX_CALIB_IMAGES = 32
 
-#: Activation ranges cover this percentile of the calibration images'
-#: values (of their absolute values, ONNX Runtime's percentile
-#: calibration). On the toy model's val set it loses less PQ than the
-#: whole range (min / max): -0.6 against -1.7 points (docs/deploy.md).
+#: Activation range calibrations: ``'minmax'`` keeps a running min and
+#: max per tensor (memory independent of the images); ``'percentile'``
+#: covers :data:`CALIB_PERCENTILE` of the values, which on the toy model's
+#: val set lost 0.6 PQ points against min / max's 1.7, but ONNX Runtime
+#: holds every activation of every calibration image until it computes
+#: them: 2.3 GB per image for the R50 encoder at 512 x 864 (measured), so
+#: give it a few images at most on large inputs (max_calib_images).
+#: (Histogramming one image at a time, its strided mode, lost 2.4 points.)
+CALIBRATIONS = ('minmax', 'percentile')
 CALIB_PERCENTILE = 99.99
 
 
@@ -59,6 +64,7 @@ def quantize_export(export_dir: str,
                     out_dir: Optional[str] = None,
                     graphs: Optional[Sequence[str]] = None,
                     modules: Optional[Sequence[str]] = None,
+                    calibration: str = 'minmax',
                     max_calib_images: int = DEFAULT_MAX_CALIB_IMAGES,
                     overwrite: bool = False) -> str:
     """Make the ``precision`` variant of the fp32 export in ``export_dir``.
@@ -80,6 +86,8 @@ def quantize_export(export_dir: str,
             these modules of the model (``'backbone'``, ``'neck'``,
             ``'panoptic_head'``: the prefixes of their weights' names);
             default all layers of the graphs quantized.
+        calibration (str): int8: ``'minmax'`` or ``'percentile'`` activation
+            ranges (see :data:`CALIBRATIONS`).
         max_calib_images (int): Calibration images used at most.
         overwrite (bool): Replace a non-empty ``out_dir``.
 
@@ -115,6 +123,10 @@ def quantize_export(export_dir: str,
                 max_calib_images, int) or max_calib_images < 1:
             raise QuantizeError('max_calib_images must be a whole number >= '
                                 f'1, got {max_calib_images!r}.')
+        if calibration not in CALIBRATIONS:
+            raise QuantizeError(
+                f'calibration must be one of {", ".join(CALIBRATIONS)}, got '
+                f'{calibration!r}.')
         images = calibration_images(calib_dir, max_calib_images)
         graphs = tuple(DEFAULT_INT8_GRAPHS if graphs is None else graphs)
         unknown = sorted(set(graphs) - set(spec.graph_names))
@@ -133,7 +145,7 @@ def quantize_export(export_dir: str,
     try:
         if precision == 'int8':
             quantized = _quantize_int8(export_dir, spec, work, images, graphs,
-                                       modules)
+                                       modules, calibration)
         else:
             quantized = ()
         for name in spec.graph_names:
@@ -177,7 +189,8 @@ def _check_out_dir(export_dir: str, out_dir: str, overwrite: bool) -> None:
             'replacing it; choose another folder.')
 
 
-def _quantize_int8(export_dir, spec, work, images, graphs, modules) -> tuple:
+def _quantize_int8(export_dir, spec, work, images, graphs, modules,
+                   calibration) -> tuple:
     """Quantize ``graphs`` into ``work``; returns their names."""
     from .calibration import graph_feeds
     feeds = graph_feeds(export_dir, images)
@@ -186,7 +199,8 @@ def _quantize_int8(export_dir, spec, work, images, graphs, modules) -> tuple:
             osp.join(export_dir, spec.graph_files[name]),
             osp.join(work, spec.graph_files[name]),
             feeds[name],
-            modules=modules)
+            modules=modules,
+            calibration=calibration)
     return tuple(graphs)
 
 
@@ -194,10 +208,12 @@ def quantize_graph(src: str,
                    dst: str,
                    feeds: Sequence[Callable[[], Mapping[str, np.ndarray]]],
                    per_channel: bool = True,
-                   modules: Optional[Sequence[str]] = None) -> None:
+                   modules: Optional[Sequence[str]] = None,
+                   calibration: str = 'minmax') -> None:
     """Static QDQ int8 quantization of the ONNX graph ``src`` into ``dst``,
-    calibrated (percentile) on ``feeds`` (thunks, each giving one run's inputs
-    by name; inputs the graph does not take are dropped). ``modules``:
+    its activation ranges calibrated (``'minmax'`` or ``'percentile'``) on
+    ``feeds`` (thunks, each giving one run's inputs by name; inputs the
+    graph does not take are dropped). ``modules``:
     quantize only the nodes with a weight of these modules (named
     ``module.`` ... as the exporter keeps parameter names)."""
     import onnx
@@ -237,5 +253,8 @@ def quantize_graph(src: str,
             nodes_to_quantize=nodes,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.Percentile,
+            # minmax: the calibration graph reduces each tensor to its min
+            # and max as it runs.
+            calibrate_method=CalibrationMethod.Percentile
+            if calibration == 'percentile' else CalibrationMethod.MinMax,
             extra_options=dict(CalibPercentile=CALIB_PERCENTILE))

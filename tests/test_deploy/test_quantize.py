@@ -84,15 +84,26 @@ def _digest(folder):
 
 
 @pytest.fixture(scope='module')
-def int8_dir(fp32_dir, calib_dir, tmp_path_factory):
+def int8_dirs(fp32_dir, calib_dir, tmp_path_factory):
+    """An int8 export per calibration (min / max, percentile)."""
     before = _digest(fp32_dir)
-    out = quantize_export(
-        fp32_dir,
-        'int8',
-        calib_dir,
-        out_dir=str(tmp_path_factory.mktemp('q') / 'int8'))
+    dirs = {
+        calibration:
+        quantize_export(
+            fp32_dir,
+            'int8',
+            calib_dir,
+            out_dir=str(tmp_path_factory.mktemp('q') / calibration),
+            calibration=calibration)
+        for calibration in ('minmax', 'percentile')
+    }
     assert _digest(fp32_dir) == before  # the fp32 export is untouched
-    return out
+    return dirs
+
+
+@pytest.fixture(scope='module')
+def int8_dir(int8_dirs):
+    return int8_dirs['minmax']
 
 
 def test_int8_graph_is_qdq_standard_onnx(fp32_dir, int8_dir):
@@ -163,8 +174,9 @@ def _relative_error(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+@pytest.mark.parametrize('calibration', ['minmax', 'percentile'])
 @pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
-def test_int8_close_to_fp32(fp32_dir, int8_dir, backend):
+def test_int8_close_to_fp32(fp32_dir, int8_dirs, backend, calibration):
     """On a photo not in the calibration set, the int8 encoder's features
     are within 10 % (relative L2) of fp32's and correlate at >= 0.99, and
     the decoders' mask logits fed with them keep their sign on >= 95 % of
@@ -172,7 +184,7 @@ def test_int8_close_to_fp32(fp32_dir, int8_dir, backend):
     test_bad_ranges_fail_the_bound) gives errors of order 1."""
     photo = _photos()[4]
     ref = DeployedModel(fp32_dir, backend, 'fp32')
-    test = DeployedModel(int8_dir, backend, 'int8')
+    test = DeployedModel(int8_dirs[calibration], backend, 'int8')
     image, meta = ref.preprocess(photo)
     ref_feats = ref.encode(image)
     test_feats = test.encode(image)
@@ -280,6 +292,13 @@ def test_output_folder_checks(fp32_dir, calib_dir, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['bf16', 'taken']  # no temp left
     with pytest.raises(QuantizeError, match='precision must be one of'):
         quantize_export(fp32_dir, 'fp16', out_dir=str(tmp_path / 'x'))
+    with pytest.raises(QuantizeError, match='calibration must be one of'):
+        quantize_export(
+            fp32_dir,
+            'int8',
+            calib_dir,
+            out_dir=str(tmp_path / 'z'),
+            calibration='entropy')
     with pytest.raises(QuantizeError, match='No graph named'):
         quantize_export(
             fp32_dir,

@@ -1,9 +1,10 @@
 """How much the approximate deploy modes (int8, bf16) change the outputs.
 
     python tools/analysis/deploy_accuracy.py CONFIG --checkpoint CKPT
-        --calib DIR_OF_IMAGES [--modes onnxruntime:int8 openvino:int8
-        openvino:bf16 torch:bf16] [--photos IMG ...] [--eval-configs CFG ...]
-        [--scale W H] [--work-dir DIR] [--cfg-options k=v ...]
+        --calib DIR_OF_IMAGES [--calibration minmax|percentile]
+        [--modes onnxruntime:int8 openvino:int8 openvino:bf16 torch:bf16]
+        [--photos IMG ...] [--eval-configs CFG ...] [--scale W H]
+        [--work-dir DIR] [--cfg-options k=v ...]
 
 Exports the model (fp32, at ``--scale`` or the config's test scale), makes
 the int8 export from it (calibrated on ``--calib``), then, for each mode
@@ -71,6 +72,16 @@ def parse_args(argv=None):
         nargs='+',
         help='graphs to quantize (default: rap_sam.deploy.quantize.'
         'DEFAULT_INT8_GRAPHS)')
+    parser.add_argument(
+        '--calibration',
+        choices=['minmax', 'percentile'],
+        default='minmax',
+        help='int8 activation ranges (rap_sam.deploy.quantize.CALIBRATIONS)')
+    parser.add_argument(
+        '--max-calib-images',
+        type=int,
+        default=32,
+        help='calibration images used at most (spread over the folder)')
     parser.add_argument(
         '--int8-modules',
         nargs='+',
@@ -217,6 +228,8 @@ def run(args, modes, options) -> dict:
             out_dir=osp.join(args.work_dir, 'int8'),
             graphs=args.int8_graphs,
             modules=args.int8_modules,
+            calibration=args.calibration,
+            max_calib_images=args.max_calib_images,
             overwrite=True)
         print(
             f'int8 export: {exports["int8"]} ({time.time() - start:.0f} '
