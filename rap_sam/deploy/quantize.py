@@ -127,6 +127,13 @@ def quantize_export(export_dir: str,
             raise QuantizeError(
                 f'calibration must be one of {", ".join(CALIBRATIONS)}, got '
                 f'{calibration!r}.')
+        if calibration == 'percentile' and spec['dynamic']:
+            # ONNX Runtime stacks every image's activations, which differ in
+            # shape when the input size is free.
+            raise QuantizeError(
+                f'{export_dir} is a dynamic-shape export: percentile '
+                'calibration needs a fixed-shape one (export with --shape); '
+                'or use calibration minmax.')
         images = calibration_images(calib_dir, max_calib_images)
         graphs = tuple(DEFAULT_INT8_GRAPHS if graphs is None else graphs)
         unknown = sorted(set(graphs) - set(spec.graph_names))

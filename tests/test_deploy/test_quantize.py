@@ -309,6 +309,25 @@ def test_output_folder_checks(fp32_dir, calib_dir, tmp_path):
     assert _digest(fp32_dir) == before
 
 
+def test_percentile_needs_a_fixed_shape(fp32_dir, calib_dir, tmp_path):
+    """ONNX Runtime's percentile calibration stacks the activations of all
+    images, which a dynamic-shape export gives in several shapes."""
+    import json
+    import shutil
+    dynamic = tmp_path / 'dynamic'
+    shutil.copytree(fp32_dir, dynamic)
+    spec = json.load(open(dynamic / 'deploy.json'))
+    spec['dynamic'] = True
+    json.dump(spec, open(dynamic / 'deploy.json', 'w'))
+    with pytest.raises(QuantizeError, match='needs a fixed-shape one'):
+        quantize_export(
+            str(dynamic),
+            'int8',
+            calib_dir,
+            out_dir=str(tmp_path / 'int8'),
+            calibration='percentile')
+
+
 def test_calibration_images_spread_over_the_folder(tmp_path):
     for i in range(10):
         cv2.imwrite(
