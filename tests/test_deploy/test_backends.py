@@ -88,6 +88,33 @@ def test_openvino_outputs_are_not_overwritten_by_the_next_run(toy_dir):
 
 
 @pytest.mark.parametrize('name', sorted(BACKENDS))
+def test_outputs_keep_the_graphs_names(tmp_path, name):
+    """A graph output that copies an inner tensor (as the exporter writes
+    ``cls_logits = Identity(/head/.../Mul_output_0)``) is handed out under
+    the graph's name: OpenVINO's compiled model knows both names."""
+    image = helper.make_tensor_value_info('image', TensorProto.FLOAT,
+                                          [1, 3, 'H', 'W'])
+    outputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 'H', 'W'])
+        for n in ('feat', 'copy')
+    ]
+    two = helper.make_tensor('two', TensorProto.FLOAT, [], [2.0])
+    _save(
+        helper.make_graph([
+            helper.make_node('Mul', ['image', 'two'], ['/inner/Mul_0']),
+            helper.make_node('Identity', ['/inner/Mul_0'], ['copy']),
+            helper.make_node('Neg', ['/inner/Mul_0'], ['feat']),
+        ], 'encoder', [image], outputs, [two]),
+        str(tmp_path / 'image_encoder.onnx'))
+    backend = build_backend(name, str(tmp_path))
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2)
+    out = backend.run('image_encoder', dict(image=x))
+    assert sorted(out) == ['copy', 'feat']
+    np.testing.assert_array_equal(out['copy'], 2 * x)
+    np.testing.assert_array_equal(out['feat'], -2 * x)
+
+
+@pytest.mark.parametrize('name', sorted(BACKENDS))
 def test_fp32_is_not_computed_in_bf16(toy_dir, name):
     """OpenVINO computes in bf16 by default where the CPU has it; fp32
     must not: 1 + 2^-10 is lost in bf16 (8 bits of mantissa)."""

@@ -32,21 +32,26 @@ class OpenVINOBackend(BaseBackend):
         }
         if self.num_threads is not None:
             config['INFERENCE_NUM_THREADS'] = self.num_threads
-        compiled = self._core.compile_model(
-            self._core.read_model(path), 'CPU', config)
-        return compiled, compiled.create_infer_request()
+        model = self._core.read_model(path)
+        # The graph's own names, taken before compiling: the compiled
+        # model merges a graph output with the tensor it copies
+        # (cls_logits with '/head/classifier_1/Mul_output_0'), and
+        # get_any_name() may then answer with the inner one.
+        inputs = [port.get_any_name() for port in model.inputs]
+        outputs = [port.get_any_name() for port in model.outputs]
+        compiled = self._core.compile_model(model, 'CPU', config)
+        return compiled, compiled.create_infer_request(), inputs, outputs
 
     def _input_names(self, session) -> list:
-        return [port.get_any_name() for port in session[0].inputs]
+        return session[2]
 
     def _run(self, session, feeds: Dict[str,
                                         np.ndarray]) -> Dict[str, np.ndarray]:
-        compiled, request = session
+        compiled, request, _, names = session
         request.infer(feeds)
         # The request's output buffers are reused by its next inference:
         # hand out copies.
         return {
-            port.get_any_name():
-            np.array(request.get_tensor(port).data, copy=True)
-            for port in compiled.outputs
+            name: np.array(request.get_tensor(port).data, copy=True)
+            for name, port in zip(names, compiled.outputs)
         }
