@@ -199,6 +199,9 @@ BAD = {
                          'absent'], 'Calibration folder not found'),
     'calib without int8': (['--calib', '.'], '--calib is for --precision '
                            'int8'),
+    'percentile without int8':
+    (['--calibration', 'percentile'], '--calibration percentile is for '
+     '--precision int8 on a fixed-shape export'),
     'num-things alone': (['--num-things',
                           '2'], '--num-things goes with --classes FILE'),
     'class file not found': (['--classes',

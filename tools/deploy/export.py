@@ -3,6 +3,7 @@
     python tools/deploy/export.py CONFIG [--checkpoint CKPT] --out DIR
         [--shape H W | --scale W H] [--dynamic]
         [--precision fp32|bf16|int8] [--calib DIR_OF_IMAGES]
+        [--calibration minmax|percentile]
         [--classes FILE [--num-things N] [--clip-checkpoint CLIP.bin]]
         [--trust-checkpoint] [--overwrite] [--cfg-options k=v ...]
 
@@ -74,6 +75,14 @@ def parse_args(argv=None):
     parser.add_argument(
         '--calib', help='int8: a folder of typical images to calibrate on')
     parser.add_argument(
+        '--calibration',
+        default='minmax',
+        choices=['minmax', 'percentile'],
+        help='int8 activation ranges: min/max (default; memory independent '
+        'of the images) or the 99.99th percentile (less accuracy lost, but '
+        'ONNX Runtime holds every activation of every image: use few '
+        'images on large inputs, fixed-shape exports only)')
+    parser.add_argument(
         '--classes',
         help='a text file, one class a line (synonyms comma-separated): '
         'the vocabulary baked into the decoders instead of the config\'s')
@@ -112,6 +121,11 @@ def check_args(args) -> None:
     if args.precision == 'int8':
         from rap_sam.deploy.calibration import calibration_images
         calibration_images(args.calib)  # a usable folder, or its error
+    if args.calibration == 'percentile' and (args.precision != 'int8'
+                                             or args.dynamic):
+        raise ExportArgumentError(
+            '--calibration percentile is for --precision int8 on a '
+            'fixed-shape export (without --dynamic); use minmax otherwise.')
     if args.classes is None:
         for name in ('num_things', 'clip_checkpoint'):
             if getattr(args, name) is not None:
@@ -257,6 +271,7 @@ def main(argv=None) -> str:
                 args.precision,
                 args.calib,
                 out_dir=out,
+                calibration=args.calibration,
                 overwrite=args.overwrite)
         finally:
             shutil.rmtree(work, ignore_errors=True)
