@@ -51,14 +51,15 @@ def _run(args):
         timeout=600)
 
 
-def test_toy_videos_scored(toy, tmp_path):
+@pytest.mark.parametrize('prompt_frame', ['first', 'last'])
+def test_toy_videos_scored(toy, tmp_path, prompt_frame):
     out = tmp_path / 'track.json'
     data = tmp_path / 'val'
     proc = _run([
         CONFIG,
         str(toy / 'toy.pth'), '--data-root',
         str(data), '--toy-videos', '2', '--scale', '64', '64', '--out',
-        str(out), '--cfg-options',
+        str(out), '--prompt-frame', prompt_frame, '--cfg-options',
         f'model.panoptic_head.ov_classifier_dir={toy}/embd'
     ])
     assert proc.returncode == 0, proc.stderr
@@ -73,7 +74,9 @@ def test_toy_videos_scored(toy, tmp_path):
         assert len(record['ious']) == lengths[record['video_id']]
         assert all(0 <= iou <= 1 for iou in record['ious'])
         assert 0 <= record['match_iou'] <= 1
-        assert record['frame'] == 0  # toy objects are in every frame
+        # Toy objects are in every frame.
+        assert record['frame'] == (0 if prompt_frame == 'first' else
+                                   lengths[record['video_id']] - 1)
     every = [iou for r in records for iou in r['ious']]
     summary = report['summary']
     assert summary['frames'] == len(every)

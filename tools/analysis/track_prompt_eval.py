@@ -2,12 +2,13 @@
 
     python tools/analysis/track_prompt_eval.py CONFIG CHECKPOINT \
         --data-root DIR [--ann-file valid.json] [--img-prefix valid/JPEGImages]
-        [--toy-videos N] [--seed S] [--scale W H] [--chunk-frames N]
-        [--out FILE] [--cfg-options k=v ...]
+        [--toy-videos N] [--seed S] [--prompt-frame first|last]
+        [--scale W H] [--chunk-frames N] [--out FILE] [--cfg-options k=v ...]
 
 Every object of a YouTube-VIS format annotation file is prompted by one
-click on the first frame it appears in (its mask's point farthest from the
-border, as the click mIoU metric clicks) and followed through its video
+click on the first frame it appears in (``--prompt-frame last``: the last,
+so the track runs backward; its mask's point farthest from the border, as
+the click mIoU metric clicks) and followed through its video
 with ``RapSAMPredictor.track_prompt``; each of the video's frames scores
 the IoU of the tracked mask with the object's ground truth there (1 when
 both are empty). Prints the mean over all (object, frame) pairs, on the
@@ -74,6 +75,12 @@ def parse_args(argv=None):
         default=TOY_VAL_SEED,
         help=f'seed of the toy videos (default {TOY_VAL_SEED})')
     parser.add_argument(
+        '--prompt-frame',
+        choices=['first', 'last'],
+        default='first',
+        help='click each object on the first (default) or last frame it is '
+        'in')
+    parser.add_argument(
         '--scale',
         type=int,
         nargs=2,
@@ -126,24 +133,29 @@ def read_annotations(path: str) -> dict:
     return dict(videos=videos, objects=objects)
 
 
-def evaluate_video(predictor, frames, video: dict, objects: list,
-                   chunk_frames: int) -> list:
-    """Per object: its prompted frame, click, per-frame IoUs and the match
-    IoU. Objects first seen on the same frame are prompted together (one
-    click each, one object each)."""
+def evaluate_video(predictor,
+                   frames,
+                   video: dict,
+                   objects: list,
+                   chunk_frames: int,
+                   prompt_frame: str = 'first') -> list:
+    """Per object: its prompted frame (the first or the last it is in),
+    click, per-frame IoUs and the match IoU. Objects prompted on the same
+    frame are prompted together (one click each, one object each)."""
     from rap_sam.datasets.transforms import farthest_point
     height, width = video['height'], video['width']
     by_frame = {}
     for obj in objects:
         masks = [decode(s, height, width) for s in obj['segmentations']]
-        first = next((t for t, m in enumerate(masks) if m.any()), None)
-        if first is not None:
-            by_frame.setdefault(first, []).append((obj, masks))
+        present = [t for t, m in enumerate(masks) if m.any()]
+        if present:
+            frame = present[0 if prompt_frame == 'first' else -1]
+            by_frame.setdefault(frame, []).append((obj, masks))
     records = []
-    for first, group in sorted(by_frame.items()):
-        clicks = [farthest_point(masks[first]) for _, masks in group]
+    for frame, group in sorted(by_frame.items()):
+        clicks = [farthest_point(masks[frame]) for _, masks in group]
         results = predictor.track_prompt(
-            frames, first, points=clicks, chunk_frames=chunk_frames)
+            frames, frame, points=clicks, chunk_frames=chunk_frames)
         for i, (obj, masks) in enumerate(group):
             pred = [
                 r.pred_track_instances.masks[i].cpu().numpy() for r in results
@@ -154,7 +166,7 @@ def evaluate_video(predictor, frames, video: dict, objects: list,
                     video_id=video['id'],
                     annotation_id=obj['id'],
                     category_id=obj['category_id'],
-                    frame=first,
+                    frame=frame,
                     click=[int(c) for c in clicks[i]],
                     match_iou=round(float(track.match_ious[i]), 4),
                     ious=[
@@ -215,7 +227,7 @@ def main(argv=None):
                     predictor.max_pixels) for name in video['file_names']
             ]
             records += evaluate_video(predictor, frames, video, video_objects,
-                                      args.chunk_frames)
+                                      args.chunk_frames, args.prompt_frame)
         result = summary(records)
         result['seconds'] = round(time.time() - start, 1)
     print(f"click-to-track: {result['objects']} objects, {result['frames']} "
