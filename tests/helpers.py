@@ -117,3 +117,41 @@ def random_image(h, w, seed=0):
     import numpy as np
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------
+# deformable convolutions (tests/test_ops)
+# ----------------------------------------------------------------------
+def assert_rel_close(actual, expected, rel=1e-5):
+    """Max error within ``rel`` of the expected tensor's largest value."""
+    assert actual.shape == expected.shape
+    scale = expected.abs().max().clamp(min=1e-6)
+    err = (actual - expected).abs().max()
+    assert err <= rel * scale, f'max error {err:.3g}, scale {scale:.3g}'
+
+
+def seeded_deform_conv(cin, cout, k, stride, padding, dilation, groups, dg,
+                       bias, seed):
+    """mmcv's ModulatedDeformConv2d (the reference kernel) with seeded
+    N(0, 1) weights."""
+    from mmcv.ops import ModulatedDeformConv2d
+    torch.manual_seed(seed)
+    conv = ModulatedDeformConv2d(
+        cin,
+        cout,
+        k,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        deform_groups=dg,
+        bias=bias)
+    with torch.no_grad():
+        conv.weight.normal_()
+        if bias:
+            conv.bias.normal_()
+    return conv
+
+
+def conv_out_size(size, k, s, p, d):
+    return (size + 2 * p - (d * (k - 1) + 1)) // s + 1

@@ -3,7 +3,7 @@ ModulatedDeformConv2d (the reference CPU kernel), on random inputs and
 offsets that reach far outside the image."""
 import pytest
 import torch
-from mmcv.ops import ModulatedDeformConv2d
+from helpers import assert_rel_close, conv_out_size, seeded_deform_conv
 
 from rap_sam.models.layers import DeformUpsampleLayer
 from rap_sam.models.necks import LiteDeformNeck
@@ -11,37 +11,6 @@ from rap_sam.ops import (DeformConvImplError, deform_im2col,
                          modulated_deform_conv2d,
                          modulated_deform_conv2d_torch, use_mmcv_kernel)
 from rap_sam.utils import UserError
-
-
-def assert_close(actual, expected, rel=1e-5):
-    assert actual.shape == expected.shape
-    scale = expected.abs().max().clamp(min=1e-6)
-    err = (actual - expected).abs().max()
-    assert err <= rel * scale, f'max error {err:.3g}, scale {scale:.3g}'
-
-
-def mmcv_conv(cin, cout, k, stride, padding, dilation, groups, dg, bias, seed):
-    torch.manual_seed(seed)
-    conv = ModulatedDeformConv2d(
-        cin,
-        cout,
-        k,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        deform_groups=dg,
-        bias=bias)
-    with torch.no_grad():
-        conv.weight.normal_()
-        if bias:
-            conv.bias.normal_()
-    return conv
-
-
-def out_size(size, k, s, p, d):
-    return (size + 2 * p - (d * (k - 1) + 1)) // s + 1
-
 
 CASES = [
     # batch, cin, cout, H, W, kernel, stride, pad, dilation, groups, dg, bias
@@ -58,10 +27,13 @@ CASES = [
 @pytest.mark.parametrize('offset_scale', [0.5, 4.0, 30.0])
 def test_matches_mmcv(case, offset_scale):
     b, cin, cout, h, w, k, s, p, d, groups, dg, bias = case
-    conv = mmcv_conv(cin, cout, k, s, p, d, groups, dg, bias, seed=len(case))
+    conv = seeded_deform_conv(
+        cin, cout, k, s, p, d, groups, dg, bias, seed=len(case))
     kh, kw = conv.kernel_size
-    ho = out_size(h, kh, conv.stride[0], conv.padding[0], conv.dilation[0])
-    wo = out_size(w, kw, conv.stride[1], conv.padding[1], conv.dilation[1])
+    ho = conv_out_size(h, kh, conv.stride[0], conv.padding[0],
+                       conv.dilation[0])
+    wo = conv_out_size(w, kw, conv.stride[1], conv.padding[1],
+                       conv.dilation[1])
     g = torch.Generator().manual_seed(int(offset_scale * 10) + b)
     x = torch.randn(b, cin, h, w, generator=g)
     # Offsets up to many pixels: taps beyond the border by less and more
@@ -75,14 +47,14 @@ def test_matches_mmcv(case, offset_scale):
                                                conv.bias, conv.stride,
                                                conv.padding, conv.dilation,
                                                conv.groups, conv.deform_groups)
-    assert_close(actual, expected)
+    assert_rel_close(actual, expected)
 
 
 def test_border_cases_exactly():
     """Taps at exactly -1, at the size, at integer and half positions and
     far outside, in each direction: mmcv reads zero at and beyond one pixel
     outside, interpolates with zero neighbours inside that band."""
-    conv = mmcv_conv(3, 2, 3, 1, 1, 1, 1, 1, False, seed=7)
+    conv = seeded_deform_conv(3, 2, 3, 1, 1, 1, 1, 1, False, seed=7)
     h, w = 5, 6
     x = torch.randn(1, 3, h, w)
     values = torch.tensor([
@@ -96,7 +68,7 @@ def test_border_cases_exactly():
         expected = conv(x, offset, mask)
         actual = modulated_deform_conv2d_torch(x, offset, mask, conv.weight,
                                                None, 1, 1, 1, 1, 1)
-    assert_close(actual, expected)
+    assert_rel_close(actual, expected)
     # Everything far outside reads zero.
     far = torch.full((1, 18, h, w), 1e4)
     assert modulated_deform_conv2d_torch(x, far, mask, conv.weight, None, 1,
@@ -109,7 +81,7 @@ def test_zero_offsets_are_a_regular_conv():
     offset = torch.zeros(2, 18, 6, 7)
     mask = torch.ones(2, 9, 6, 7)
     out = modulated_deform_conv2d_torch(x, offset, mask, weight, None, 1, 1)
-    assert_close(out, torch.nn.functional.conv2d(x, weight, padding=1))
+    assert_rel_close(out, torch.nn.functional.conv2d(x, weight, padding=1))
 
 
 def test_im2col_layout_and_memory_formats():
@@ -139,7 +111,7 @@ def test_upsample_layer_paths_agree_with_mmcv(impl):
         expected = layer(x)
         layer.dcn_impl = impl
         actual = layer(x)
-    assert_close(actual, expected)
+    assert_rel_close(actual, expected)
     assert actual.shape == (2, 8, 18, 24)
 
 
@@ -173,7 +145,7 @@ def test_impl_is_a_constructor_argument():
 
 
 def test_dispatch_matches_both_paths():
-    conv = mmcv_conv(4, 3, 3, 1, 1, 1, 1, 1, True, seed=3)
+    conv = seeded_deform_conv(4, 3, 3, 1, 1, 1, 1, 1, True, seed=3)
     x = torch.randn(1, 4, 6, 6)
     offset = torch.randn(1, 18, 6, 6) * 2
     mask = torch.rand(1, 9, 6, 6)
@@ -181,7 +153,8 @@ def test_dispatch_matches_both_paths():
     with torch.no_grad():
         expected = modulated_deform_conv2d(*args, impl='mmcv')
         for impl in ('torch', 'onnx', 'auto'):
-            assert_close(modulated_deform_conv2d(*args, impl=impl), expected)
+            assert_rel_close(
+                modulated_deform_conv2d(*args, impl=impl), expected)
         with pytest.raises(DeformConvImplError):
             modulated_deform_conv2d(*args, impl='fast')
 
@@ -197,4 +170,4 @@ def test_low_precision_runs():
     half = modulated_deform_conv2d_torch(x.bfloat16(), offset.bfloat16(),
                                          mask.bfloat16(), weight, None, 1, 1)
     assert half.dtype == torch.bfloat16
-    assert_close(half.float(), full, rel=5e-2)
+    assert_rel_close(half.float(), full, rel=5e-2)
