@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from rap_sam.utils.user_errors import UserError
 from .prepare import prepare
 
 STAGES = ('pre', 'backbone', 'neck', 'encoder', 'head', 'post', 'e2e')
@@ -261,6 +262,11 @@ def write_calibration_images(folder: str) -> List[str]:
     return written
 
 
+class ExportFailed(RuntimeError):
+    """An export a runtime variant needs could not be made on this
+    machine (the variant is skipped, with this message)."""
+
+
 class RuntimeExports:
     """The export folders a run's runtime variants read, made once from the
     benchmarked model: fp32 (per shape, at the benchmark's input shape) and,
@@ -291,12 +297,35 @@ class RuntimeExports:
         self.calib_dir = calib_dir
         self.seconds: Dict[str, float] = {}
         self._dirs: Dict[str, str] = {}
+        self._failed: Dict[str, Exception] = {}
 
     def folder(self, precision: str) -> str:
-        """The export folder a ``precision`` variant reads."""
+        """The export folder a ``precision`` variant reads.
+
+        Raises:
+            UserError: a bad calibration folder.
+            ExportFailed: the export or quantization failed here (e.g. out
+                of memory: ONNX Runtime's calibration keeps every
+                activation of an 800x1344 encoder pass, over 16 GB); a
+                second call raises it again without retrying.
+        """
         key = 'int8' if precision == 'int8' else 'fp32'
+        if key in self._failed:
+            raise self._failed[key]
         if key in self._dirs:
             return self._dirs[key]
+        try:
+            return self._make(key)
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001  (a runtime's own types)
+            lines = str(err).strip().splitlines() or ['']
+            self._failed[key] = ExportFailed(
+                f'the {key} export failed here: {type(err).__name__}: '
+                f'{lines[-1][:200]}')
+            raise self._failed[key] from err
+
+    def _make(self, key: str) -> str:
         start = time.perf_counter()
         if key == 'fp32':
             from .export import export_model
@@ -771,13 +800,18 @@ def peak_memory_mb(runner: Runner, device: torch.device) -> Optional[float]:
 # agreement of a variant with another
 # ----------------------------------------------------------------------
 def compare_results(ours, reference) -> dict:
-    """Agreement of predictions: panoptic pixels, instance labels / masks,
-    prompt masks."""
+    """Agreement of predictions: panoptic pixels (the same id, and the same
+    class), instances (in the same order: labels, scores, masks; and
+    matched one to one by mask IoU, as
+    :func:`rap_sam.deploy.accuracy.match_instances` does for approximate
+    modes, whose instances may change order)."""
+    from .accuracy import match_instances, panoptic_class_agreement
     out = {}
     a, b = ours[0], reference[0]
     if 'pred_panoptic_seg' in b:
         pa, pb = a.pred_panoptic_seg.sem_seg, b.pred_panoptic_seg.sem_seg
         out['panoptic_pixel_agreement'] = (pa == pb).float().mean().item()
+        out['panoptic_class_agreement'] = panoptic_class_agreement(pb, pa)
     if 'pred_instances' in b:
         ia, ib = a.pred_instances, b.pred_instances
         out['instances'] = [len(ia), len(ib)]
@@ -793,6 +827,10 @@ def compare_results(ours, reference) -> dict:
             out['instance_mask_iou_min'] = iou.min().item()
             out['instance_mask_pixel_agreement'] = (
                 ma == mb).float().mean().item()
+        if len(ib) > 0 and 'labels' in ib:
+            match = match_instances(ib, ia)
+            out['instances_kept'] = match['kept']
+            out['kept_mask_iou_mean'] = match['mean_iou']
     return out
 
 

@@ -245,10 +245,14 @@ def build_runners(args, bench, base, img, device, notes, work_dir):
             runners[variant.name] = bench.Runner(variant.name, model, raw,
                                                  device, args.task)
             continue
+        try:
+            folder = exports.folder(variant.precision)
+        except bench.ExportFailed as err:
+            skipped[variant.name] = str(err)
+            continue
         post = post or RapSAMPostProcessor.from_model(base)
-        deployed = DeployedModel(
-            exports.folder(variant.precision), variant.backend,
-            variant.precision, args.threads)
+        deployed = DeployedModel(folder, variant.backend, variant.precision,
+                                 args.threads)
         models[variant.name] = post
         runners[variant.name] = bench.DeployedRunner(variant.name, deployed,
                                                      post, img, args.task,
