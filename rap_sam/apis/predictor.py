@@ -746,10 +746,11 @@ class RapSAMPredictor:
         Each prompt (a click or a box, as for :meth:`predict_prompts`) is
         one object. On the prompted frame its mask is the prompt decoder's
         (:meth:`predict_prompts` on that frame); the object query whose mask
-        there overlaps it most is the object's track, whose mask is given in
-        every other frame (RAP-SAM's clip linking, as :meth:`iter_video`
-        links; see :mod:`rap_sam.apis.prompt_tracking`). Frames are read a
-        chunk at a time; a prompt after the first clip (5 frames; 3 for a
+        there overlaps it most (IoU times the query's class score) is the
+        object's track, whose mask is given in every other frame (RAP-SAM's
+        clip linking, as :meth:`iter_video` links; see
+        :mod:`rap_sam.apis.prompt_tracking`). Frames are read a chunk at a
+        time; a prompt after the first clip (5 frames; 3 for a
         video of at most 15 frames) makes the video be read twice, and an
         iterator of frames is read into a list first.
 

@@ -7,8 +7,10 @@ answered in two steps, both with the model's own outputs:
 
 1. on the prompted frame, the prompt decoder gives the prompt's mask (what
    ``predict_prompts`` gives on that image), and the object query whose
-   mask on that frame overlaps it most (IoU at feature resolution) is the
-   prompted object's track;
+   mask on that frame overlaps it most (IoU at feature resolution, times
+   the query's foreground class score: of two queries on one object, the
+   duplicate scored as background is not the track that followed it) is
+   the prompted object's track;
 2. that track's mask is read in every frame, before the prompted frame as
    after it: the linker orders every clip's queries by the first clip's,
    so a query is one object from the first frame to the last.
@@ -23,7 +25,7 @@ frame to choose the track, a second that gives the results; the linking is
 deterministic, so both passes see the same tracks).
 """
 from collections.abc import Iterator as IteratorABC
-from typing import Iterator, List, NamedTuple, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -48,6 +50,7 @@ class LinkedClip(NamedTuple):
     samples: list
     feats: FeatureMap
     masks: Tensor
+    cls_scores: Tensor
 
     def __contains__(self, index: int) -> bool:
         return self.start <= index < self.start + len(self.frames)
@@ -93,9 +96,10 @@ def linked_clips(predictor, video, chunk_frames: int) -> Iterator[LinkedClip]:
                 len(frames), whole_video=start == 0 and not more):
             clip = [TrackDataSample(video_data_samples=samples[s:e])]
             feats = model.extract_feat(inputs[:, s:e])
-            _, masks, _ = linker.link(*model._clip_outputs(feats, clip))
+            cls_scores, masks, _ = linker.link(
+                *model._clip_outputs(feats, clip))
             yield LinkedClip(start + s, frames[s:e], samples[s:e], feats,
-                             masks[0])
+                             masks[0], cls_scores[0])
         start += len(frames)
 
 
@@ -125,12 +129,17 @@ def _valid(masks: Tensor, metainfo: dict) -> Tensor:
     return masks[..., :-(-h * img_h // pad_h), :-(-w * img_w // pad_w)]
 
 
-def match_tracks(prompt_masks: Tensor, query_masks: Tensor) -> tuple:
-    """Per prompt, the query whose mask overlaps the prompt's most.
+def match_tracks(prompt_masks: Tensor,
+                 query_masks: Tensor,
+                 query_scores: Optional[Tensor] = None) -> tuple:
+    """Per prompt, the query whose mask overlaps the prompt's most, its
+    IoU weighted by ``query_scores`` when given.
 
     Args:
         prompt_masks (Tensor): ``[P, h, w]`` prompt mask logits.
         query_masks (Tensor): ``[N, h, w]`` the queries' on the same frame.
+        query_scores (Tensor, optional): ``[N]`` how sure the model is that
+            each query is an object.
 
     Returns:
         tuple: ``[P]`` query indices and their IoUs (ties: the lowest
@@ -141,8 +150,9 @@ def match_tracks(prompt_masks: Tensor, query_masks: Tensor) -> tuple:
     inter = prompts @ queries.T
     union = prompts.sum(1, keepdim=True) + queries.sum(1) - inter
     ious = inter / union.clamp(min=1)
-    best, index = ious.max(1)
-    return index, best
+    ranks = ious if query_scores is None else ious * query_scores
+    index = ranks.argmax(1)
+    return index, ious.gather(1, index[:, None])[:, 0]
 
 
 def find_target(model, clip: LinkedClip, frame_index: int,
@@ -152,9 +162,13 @@ def find_target(model, clip: LinkedClip, frame_index: int,
     sample = clip.samples[t]
     cls_scores, masks, ious, _ = model.predict_head(
         frame_features(clip.feats, t), [_prompt_sample(sample, boxes)])
+    # Several queries can cover one object in a clip (the duplicates a
+    # set-prediction model scores as background); the one the model is
+    # sure of is the track that has followed the object from clip to clip.
+    objectness = clip.cls_scores.softmax(-1)[:, :-1].max(-1).values
     queries, match_ious = match_tracks(
         _valid(masks[0], sample.metainfo),
-        _valid(clip.masks[:, t], sample.metainfo))
+        _valid(clip.masks[:, t], sample.metainfo), objectness)
     return PromptTarget(cls_scores, masks, ious, queries, match_ious)
 
 

@@ -43,11 +43,16 @@ def test_match_tracks_known_answer():
     prompt[1, 2:, :] = 1  # 8 pixels
     queries = -torch.ones(3, 4, 4)
     queries[0, :2, :] = 1  # 8 pixels, 4 shared with prompt 0
-    queries[1, :2, :1] = 1  # 2 pixels inside prompt 0
+    queries[1, 0, 0] = 1  # 1 pixel inside prompt 0
     queries[2, 3:, :] = 1  # 4 pixels inside prompt 1
     index, iou = match_tracks(prompt, queries)
     assert index.tolist() == [0, 2]
     assert torch.allclose(iou, torch.tensor([0.5, 0.5]))
+    # A query the model thinks background loses to a sure one that
+    # overlaps less; the IoU given is the chosen query's.
+    index, iou = match_tracks(prompt, queries, torch.tensor([0.1, 0.9, 1.]))
+    assert index.tolist() == [1, 2]
+    assert torch.allclose(iou, torch.tensor([0.25, 0.5]))
 
 
 def test_one_mask_per_frame_in_frame_order(video_predictor, frames):
