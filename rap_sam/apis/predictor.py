@@ -238,7 +238,7 @@ class RapSAMPredictor:
         clip_checkpoint (str, optional): With ``classes``: a local OpenCLIP
             checkpoint to encode them with.
         optimize (bool): Apply the exact inference optimisations
-            (:func:`rap_sam.models.utils.optimize_for_inference`: BatchNorms
+            (:func:`rap_sam.deploy.prepare` in ``'fast'`` mode: BatchNorms
             folded, channels-last, low-rank neck output), which give the
             same outputs to float rounding, faster; False runs the model
             as built (the reference's computation).
@@ -388,7 +388,8 @@ class RapSAMPredictor:
             head.segments = True
 
     def _cached_export(self) -> str:
-        """Export the model (fp32, standard ONNX graphs) into a folder of
+        """Export the model (fp32, standard ONNX graphs, free height and
+        width) into a folder of
         the export cache named by a hash of its config, weights and scale,
         or reuse that folder."""
         from rap_sam.deploy.export import export_model
@@ -398,12 +399,15 @@ class RapSAMPredictor:
         if osp.isfile(osp.join(folder, 'deploy.json')):
             return folder
         # export_model writes beside the folder and renames it into place:
-        # an interrupted export never looks like a finished one.
+        # an interrupted export never looks like a finished one. Free height
+        # and width: every aspect ratio is padded as the torch model pads
+        # it, so the results are the torch model's.
         export_model(
             self.model,
             folder,
             cfg=self.cfg,
             scale=self.scale,
+            dynamic=True,
             class_names=self.dataset_meta['classes'],
             overwrite=True)
         return folder
