@@ -836,7 +836,7 @@ class RapSAMPredictor:
                       video,
                       chunk_frames: int = 30,
                       score_thr: Optional[float] = None,
-                      rle_masks: bool = False) -> List[DetDataSample]:
+                      rle_masks: bool = True) -> List[DetDataSample]:
         """:meth:`iter_video`'s results as a list, one per frame.
 
         Args:
@@ -845,10 +845,11 @@ class RapSAMPredictor:
                 (dicts with ``size`` and ``counts``, as
                 ``pycocotools.mask.encode`` writes them; ``decode`` gives
                 the bool masks back, lossless), encoded as soon as the frame
-                is done. Dense masks of every frame stay in memory (100
-                instances of a 640 x 360 frame are 22 MB), RLEs take a few
-                kB per instance, so with ``rle_masks=True`` a long video's
-                results fit in memory; or use :meth:`iter_video`.
+                is done (the default): RLEs take a few kB per instance, so
+                a long video's results fit in memory. ``False`` keeps dense
+                bool masks, which all stay in memory (100 instances of a
+                640 x 360 frame are 22 MB); :meth:`iter_video` hands them
+                out a chunk at a time instead.
         """
         if not isinstance(rle_masks, bool):
             raise InputError('rle_masks must be True or False, got '

@@ -27,7 +27,7 @@ def tracks(video_predictor, frames) -> list:
         video_predictor.model.panoptic_head.num_queries *
         video_predictor.model.num_classes)
     try:
-        results = video_predictor.segment_video(frames)
+        results = video_predictor.segment_video(frames, rle_masks=False)
     finally:
         test_cfg['max_per_image'] = kept
     return [

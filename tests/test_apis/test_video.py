@@ -38,7 +38,7 @@ def reference_batch(frames, scale):
 
 
 def test_short_video_matches_test_step(video_predictor, frames):
-    results = video_predictor.segment_video(frames)
+    results = video_predictor.segment_video(frames, rle_masks=False)
     with torch.no_grad():
         expected = video_predictor.model.test_step(
             reference_batch(frames, video_predictor.scale))[0]
@@ -67,7 +67,7 @@ def test_long_video_is_read_in_chunks(video_predictor, frames):
     rest = [r for _, r in results]
     assert len(rest) == 4
 
-    whole = video_predictor.segment_video(frames[:2])
+    whole = video_predictor.segment_video(frames[:2], rle_masks=False)
     assert torch.equal(first.pred_track_instances.masks,
                        whole[0].pred_track_instances.masks)
     # A track id means one class for the whole video.
@@ -80,7 +80,8 @@ def test_long_video_is_read_in_chunks(video_predictor, frames):
 
 
 def test_score_threshold_drops_instances(video_predictor, frames):
-    results = video_predictor.segment_video(frames[:2], score_thr=0.25)
+    results = video_predictor.segment_video(
+        frames[:2], score_thr=0.25, rle_masks=False)
     for result in results:
         assert bool((result.pred_track_instances.scores >= 0.25).all())
 
@@ -96,9 +97,10 @@ def test_file_folder_and_array_inputs(video_predictor, frames, tmp_path):
         writer.write(frame)
     writer.release()
 
-    from_array = video_predictor.segment_video(list(frames[:2]))
-    from_folder = video_predictor.segment_video(str(folder))
-    from_file = video_predictor.segment_video(path)
+    from_array = video_predictor.segment_video(
+        list(frames[:2]), rle_masks=False)
+    from_folder = video_predictor.segment_video(str(folder), rle_masks=False)
+    from_file = video_predictor.segment_video(path, rle_masks=False)
     assert len(from_array) == len(from_folder) == len(from_file) == 2
     for a, b in zip(from_array, from_folder):
         assert torch.equal(a.pred_track_instances.masks,
@@ -153,8 +155,8 @@ def test_a_single_image_is_not_a_video(video_predictor, frames):
 
 
 def test_float_frames_give_the_uint8_result(video_predictor, frames):
-    expected = video_predictor.segment_video(frames[:2])
-    got = video_predictor.segment_video(frames[:2] / 255.)
+    expected = video_predictor.segment_video(frames[:2], rle_masks=False)
+    got = video_predictor.segment_video(frames[:2] / 255., rle_masks=False)
     for a, b in zip(got, expected):
         assert torch.equal(a.pred_track_instances.masks,
                            b.pred_track_instances.masks)
