@@ -304,6 +304,14 @@ def run(args, command: str, work_dir: str) -> dict:
         bench.time_clicks(rap_sam_runners, bench.click_boxes(*args.shape, 1),
                           repeats)
     load_after = bench.load_average()
+    cores = machine.get('cpu_cores') or 0
+    busiest = max((load_before or [0])[0], (load_after or [0])[0])
+    if cores and busiest > cores:
+        # Fine-grained parallel work (post-processing: many small ops)
+        # suffers most when its threads are descheduled at each barrier.
+        notes.append(f'the machine was busy (load average {busiest:.1f} on '
+                     f'{cores} cores): times are inflated unevenly, compare '
+                     'ratios within a run and rerun when it is idle')
 
     rap_sam_data = bench.preprocess(base, raw, device)
     report = dict(
