@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import os
 import os.path as osp
+import queue
 import re
 import tempfile
 import threading
@@ -225,31 +226,69 @@ class RapSAMApp:
             self._video = self._video_factory()
         return self._video
 
-    def track(self, video, score_thr: float, progress=None):
+    def iter_track(self, video, score_thr: float, progress=None):
+        """Track instances in ``video``, yielding the page's video outputs
+        as the frames are done: ``(None, None, status, latest drawn frame
+        (RGB))`` while it runs, then ``(webm, [mp4, json], summary, last
+        frame)``."""
         if not video:
             raise gr.Error('Upload a video first.', print_exception=False)
         folder = osp.join(self.out_dir, uuid.uuid4().hex[:8])
         stem = osp.join(folder, osp.splitext(osp.basename(video))[0])
+        drawn, outcome, counts = queue.Queue(), {}, {}
 
         def report(done, total):
+            counts.update(done=done, total=total)
             if progress is not None and total:
                 progress((done, total), unit='frames')
 
-        try:
-            make_out_dir(folder)
-            with self.lock:
-                info = track_video_to_files(
-                    self.video_predictor(),
-                    video,
-                    stem,
-                    score_thr,
-                    writers=(('webm', 'VP80'), ('mp4', 'mp4v')),
-                    progress=report)
-        except UserError as err:
-            raise _user_error(err)
+        def work():
+            # The model runs here; the page is fed from the queue.
+            try:
+                make_out_dir(folder)
+                with self.lock:
+                    outcome['info'] = track_video_to_files(
+                        self.video_predictor(),
+                        video,
+                        stem,
+                        score_thr,
+                        writers=(('webm', 'VP80'), ('mp4', 'mp4v')),
+                        progress=report,
+                        on_frame=drawn.put)
+            except BaseException as err:  # handed to the request below
+                outcome['error'] = err
+            finally:
+                drawn.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        latest, finished = None, False
+        while not finished:
+            frame = drawn.get()
+            finished = frame is None
+            # Show the newest frame: skip those drawn while the page was
+            # being updated (None, the end, comes last).
+            while not finished and not drawn.empty():
+                newer = drawn.get()
+                finished = newer is None
+                frame = frame if finished else newer
+            if frame is not None:
+                latest = np.ascontiguousarray(frame[..., ::-1])
+                yield (None, None, f"{counts.get('done', 0)} frames done",
+                       latest)
+        error = outcome.get('error')
+        if isinstance(error, UserError):
+            raise _user_error(error)
+        if error is not None:
+            raise error
+        info = outcome['info']
         text = (f"**{info['num_frames']} frames, {len(info['tracks'])} "
                 f'tracks** scoring at least {score_thr:g}.')
-        return f'{stem}.webm', [f'{stem}.mp4', f'{stem}.json'], text
+        yield (f'{stem}.webm', [f'{stem}.mp4', f'{stem}.json'], text, latest)
+
+    def track(self, video, score_thr: float, progress=None):
+        """:meth:`iter_track`'s result: ``(webm, [mp4, json], summary)``."""
+        *_, last = self.iter_track(video, score_thr, progress)
+        return last[:3]
 
 
 def _prompt_table(records) -> str:
@@ -318,6 +357,10 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
             with gr.Row():
                 vid_in = gr.Video(
                     label='Video', sources=['upload'], elem_id='video-input')
+                vid_live = gr.Image(
+                    label='Tracks as they come',
+                    interactive=False,
+                    elem_id='video-live')
                 vid_out = gr.Video(
                     label='Tracks', interactive=False, elem_id='video-output')
             thr = gr.Slider(
@@ -334,10 +377,10 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
                 label='Annotated mp4 and tracks json', elem_id='video-files')
 
             def on_track(video, score_thr, progress=gr.Progress()):
-                return app.track(video, score_thr, progress)
+                yield from app.iter_track(video, score_thr, progress)
 
             vid_btn.click(on_track, [vid_in, thr],
-                          [vid_out, vid_files, vid_status])
+                          [vid_out, vid_files, vid_status, vid_live])
     return ui
 
 

@@ -97,6 +97,19 @@ def test_video_tab(app, small_video, tmp_path):
         app.track(str(broken), 0.5)
 
 
+def test_video_tab_shows_frames_as_they_come(app, small_video):
+    updates = list(app.iter_track(small_video, 0.0))
+    *running, final = updates
+    assert running, 'frames are shown before the video is done'
+    for video, files, status, frame in running:
+        assert video is None and files is None
+        assert status.endswith('frames done')
+        assert frame.shape == (64, 96, 3) and frame.dtype == np.uint8
+    webm, files, text, last = final
+    assert webm.endswith('.webm') and '4 frames' in text
+    np.testing.assert_array_equal(last, running[-1][3])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
