@@ -19,10 +19,10 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
-from rap_sam.datasets import display_names
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
-from rap_sam.utils.config_file import ConfigFileError, read_config
+from rap_sam.utils.config_file import (ConfigFileError, config_test_scale,
+                                       read_config)
 from rap_sam.visualization import config_dataset_meta
 from .inputs import (InputError, check_int, check_number, check_pixels,
                      check_prompts, max_pixels_limit, read_image)
@@ -35,26 +35,6 @@ RANDOM_WEIGHTS_WARNING = (
     '!!  shows that the pipeline works, not what the model can do. Pass the\n'
     '!!  released rapsam_r50_12e.pth (or your own checkpoint) for real '
     'masks.\n' + '!' * 72)
-
-
-def _find_scale(steps) -> Optional[tuple]:
-    for step in steps or []:
-        kind = step.get('type')
-        name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
-        if name.split('.')[-1] == 'Resize':
-            return tuple(step['scale'])
-        # Video pipelines nest the per-frame steps (TransformBroadcaster).
-        found = _find_scale(step.get('transforms'))
-        if found:
-            return found
-    return None
-
-
-def _test_scale(cfg: Config, default=(1333, 800)) -> tuple:
-    """The ``Resize`` scale (w, h) of the config's test pipeline."""
-    pipeline = cfg.get('test_dataloader', {}).get('dataset',
-                                                  {}).get('pipeline', [])
-    return _find_scale(pipeline) or default
 
 
 def _load_config(config) -> Config:
@@ -361,7 +341,7 @@ class RapSAMPredictor:
             self.dataset_meta = config_dataset_meta(
                 cfg, self.model.num_classes, self.model.num_things_classes)
         self.model.to(self.device).eval()
-        self.scale = tuple(scale) if scale else _test_scale(cfg)
+        self.scale = tuple(scale) if scale else config_test_scale(cfg)
         if backend == 'torch':
             self._prepare(optimize, precision)
         else:
@@ -503,12 +483,8 @@ class RapSAMPredictor:
 
     def _use_vocabulary(self, classes, num_things, clip_checkpoint) -> dict:
         """Swap the model's classifier for the user's classes."""
-        from rap_sam.models.utils import set_vocabulary
-        from rap_sam.utils.class_embeddings import load_class_embeddings
-        from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
-                                                   DEFAULT_CLIP_PRETRAINED)
-        from rap_sam.utils.text_classifier import (read_class_file,
-                                                   vocabulary_embeddings)
+        from rap_sam.models.utils import VocabularyError, use_vocabulary
+        from rap_sam.utils.text_classifier import read_class_file
         if isinstance(classes, str):
             if not osp.isfile(classes):
                 raise InputError(f'Class file not found: {classes}')
@@ -518,25 +494,16 @@ class RapSAMPredictor:
             raise InputError('classes must be a list of class names '
                              '(strings) or a class file path, got '
                              f'{classes!r}.')
-        classes = [c.strip() for c in classes if c.strip()]
-        if not classes:
+        if not any(c.strip() for c in classes):
             raise InputError('The vocabulary is empty: give at least one '
                              'class name.')
-        if num_things is None:
-            num_things = len(classes)
-        elif check_int(num_things, 'num_things', 0) > len(classes):
-            raise InputError(f'num_things must be at most the number of '
-                             f'classes ({len(classes)}), got {num_things}.')
-        name, _ = vocabulary_embeddings(
-            classes,
-            DEFAULT_CLIP_MODEL,
-            DEFAULT_CLIP_PRETRAINED,
-            checkpoint=clip_checkpoint)
-        head = self.model.panoptic_head
-        embeddings = load_class_embeddings(
-            name, embed_dims=head.classifier.embed_dims)
-        set_vocabulary(self.model, embeddings, num_things)
-        names = display_names(classes)
+        if num_things is not None:
+            check_int(num_things, 'num_things', 0)
+        try:
+            names, num_things = use_vocabulary(self.model, classes, num_things,
+                                               clip_checkpoint)
+        except VocabularyError as err:
+            raise InputError(str(err)) from err
         return dict(
             classes=names,
             thing_classes=names[:num_things],

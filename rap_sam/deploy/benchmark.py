@@ -305,9 +305,10 @@ class RuntimeExports:
         Raises:
             UserError: a bad calibration folder.
             ExportFailed: the export or quantization failed here (e.g. out
-                of memory: ONNX Runtime's calibration keeps every
-                activation of an 800x1344 encoder pass, over 16 GB); a
-                second call raises it again without retrying.
+                of memory: measured with percentile calibration, which
+                holds every activation of every image, over 22 GB at
+                800x1344); a second call raises it again without
+                retrying.
         """
         key = 'int8' if precision == 'int8' else 'fp32'
         if key in self._failed:

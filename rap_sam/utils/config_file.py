@@ -1,7 +1,7 @@
 """Reading a user's config file, with a message when it cannot be read."""
 import os
 import os.path as osp
-from typing import Union
+from typing import Optional, Tuple, Union
 
 from mmengine.config import Config
 
@@ -24,3 +24,23 @@ def read_config(path: Union[str, os.PathLike]) -> Config:
         first_line = (str(err).strip().splitlines() or [''])[0]
         raise ConfigFileError(f'Cannot read the config {path}: '
                               f'{type(err).__name__}: {first_line}') from err
+
+
+def _resize_scale(steps) -> Optional[tuple]:
+    for step in steps or []:
+        kind = step.get('type')
+        name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+        if name.split('.')[-1] == 'Resize':
+            return tuple(step['scale'])
+        # Video pipelines nest the per-frame steps (TransformBroadcaster).
+        found = _resize_scale(step.get('transforms'))
+        if found:
+            return found
+    return None
+
+
+def config_test_scale(cfg: Config, default: Tuple[int, int] = (1333, 800)):
+    """The ``Resize`` scale ``(w, h)`` of the config's test pipeline."""
+    pipeline = cfg.get('test_dataloader', {}).get('dataset',
+                                                  {}).get('pipeline', [])
+    return _resize_scale(pipeline) or default

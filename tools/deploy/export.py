@@ -189,40 +189,20 @@ def build_model(cfg, args):
             trust_all_checkpoints()
         load_model_weights(model, args.checkpoint)
     if args.classes is not None:
-        return model, use_vocabulary(model, args)
+        return model, use_class_file(model, args)
     meta = config_dataset_meta(cfg, model.num_classes,
                                model.num_things_classes)
     return model, list(meta['classes'])
 
 
-def use_vocabulary(model, args) -> list:
-    """Swap the model's classifier for the class file's classes (their
-    CLIP text embeddings, made once and cached, see tools/gen_cls.py)."""
-    from rap_sam.datasets import display_names
-    from rap_sam.models.utils import set_vocabulary
-    from rap_sam.utils.class_embeddings import load_class_embeddings
-    from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
-                                               DEFAULT_CLIP_PRETRAINED)
-    from rap_sam.utils.text_classifier import (read_class_file,
-                                               vocabulary_embeddings)
-    classes = [c.strip() for c in read_class_file(args.classes) if c.strip()]
-    if not classes:
-        raise ExportArgumentError(f'{args.classes} names no class: give one '
-                                  'class a line.')
-    num_things = len(classes) if args.num_things is None else args.num_things
-    if not 0 <= num_things <= len(classes):
-        raise ExportArgumentError(
-            f'--num-things must be between 0 and the number of classes in '
-            f'{args.classes} ({len(classes)}), got {num_things}.')
-    name, _ = vocabulary_embeddings(
-        classes,
-        DEFAULT_CLIP_MODEL,
-        DEFAULT_CLIP_PRETRAINED,
-        checkpoint=args.clip_checkpoint)
-    embeddings = load_class_embeddings(
-        name, embed_dims=model.panoptic_head.classifier.embed_dims)
-    set_vocabulary(model, embeddings, num_things)
-    return display_names(classes)
+def use_class_file(model, args) -> list:
+    """Swap the model's classifier for the class file's classes; returns
+    their display names."""
+    from rap_sam.models.utils import use_vocabulary
+    from rap_sam.utils.text_classifier import read_class_file
+    names, _ = use_vocabulary(model, read_class_file(args.classes),
+                              args.num_things, args.clip_checkpoint)
+    return names
 
 
 def main(argv=None) -> str:
@@ -230,11 +210,11 @@ def main(argv=None) -> str:
     cfg = load_config(args)
     check_args(args)
     divisor = cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)
-    from rap_sam.apis.predictor import _test_scale
     from rap_sam.deploy.export import export_model, input_shape
+    from rap_sam.utils.config_file import config_test_scale
     scale = tuple(args.scale) if args.scale else None
     if scale is None and args.shape is None:
-        scale = _test_scale(cfg)
+        scale = config_test_scale(cfg)
     scale, shape = input_shape(scale, args.shape, divisor)
     model, class_names = build_model(cfg, args)
     model.eval()

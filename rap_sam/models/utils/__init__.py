@@ -1,9 +1,10 @@
 from .fold_batch_norm import fold_batch_norms, fold_conv_bn
 from .prompts import CLICK_RADIUS, clicks_to_boxes
 from .video_clips import match_queries, split_video
-from .vocabulary import set_vocabulary
+from .vocabulary import VocabularyError, set_vocabulary, use_vocabulary
 
 __all__ = [
     'CLICK_RADIUS', 'clicks_to_boxes', 'fold_batch_norms', 'fold_conv_bn',
-    'match_queries', 'set_vocabulary', 'split_video'
+    'match_queries', 'set_vocabulary', 'split_video', 'use_vocabulary',
+    'VocabularyError'
 ]
