@@ -282,11 +282,12 @@ def _capture_frames(cap, name: str, path: Optional[str],
     """Frames of an opened ``cv2.VideoCapture``; ``path`` is the file's,
     for its MJPEG frame sizes (None for live sources)."""
     sizes = iter(())
+    subject = name[:1].upper() + name[1:]  # begins check_pixels' message
     try:
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if width and height:
-            check_pixels(width, height, name, max_pixels)
+            check_pixels(width, height, subject, max_pixels)
         # OpenCV scales every frame to the first one's size without a word;
         # for MJPEG each packet's JPEG header tells the true size.
         if path is not None and _fourcc(cap) == 'MJPG':
