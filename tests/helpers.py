@@ -6,6 +6,7 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 
 import rap_sam  # noqa: F401  (registers modules)
+from rap_sam.testing import randomize_  # noqa: F401  (the tests' weights)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -45,28 +46,6 @@ def build_model(name: str = 'rap_sam/eval_rap_sam_coco.py', seed: int = 0):
     model = MODELS.build(cfg.model)
     randomize_(model, seed)
     return model.eval()
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every parameter and BN statistic seeded random values of a
-    sensible scale, so outputs depend on all weights (zero-initialised
-    offsets or biases would hide bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            if not p.is_floating_point():
-                continue
-            if name.endswith('running_var'):
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            elif name.endswith('running_mean'):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-            elif p.dim() <= 1:
-                p.copy_(
-                    torch.randn(p.shape, generator=g) * 0.1 +
-                    (1.0 if name.endswith('weight') else 0.0))
-            else:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
 
 
 def image_batch(images, prompts=None):

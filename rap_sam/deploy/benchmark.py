@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from rap_sam.testing.seeded_weights import randomize_
 from rap_sam.utils.user_errors import UserError
 from .prepare import prepare
 
@@ -56,27 +57,6 @@ DEMO_IMAGE = osp.join(
 # ----------------------------------------------------------------------
 # models
 # ----------------------------------------------------------------------
-def randomize_(model: nn.Module, seed: int = 0) -> None:
-    """Seeded random weights of a sensible scale (BN statistics included),
-    as the tests use, so that every layer matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            if not p.is_floating_point():
-                continue
-            if name.endswith('running_var'):
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            elif name.endswith('running_mean'):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-            elif p.dim() <= 1:
-                p.copy_(
-                    torch.randn(p.shape, generator=g) * 0.1 +
-                    (1.0 if name.endswith('weight') else 0.0))
-            else:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
-
-
 def build_rap_sam(config: str,
                   checkpoint: Optional[str] = None,
                   seed: int = 0,
