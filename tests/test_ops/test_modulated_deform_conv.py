@@ -10,6 +10,7 @@ from rap_sam.models.necks import LiteDeformNeck
 from rap_sam.ops import (DeformConvImplError, deform_im2col,
                          modulated_deform_conv2d,
                          modulated_deform_conv2d_torch, use_mmcv_kernel)
+from rap_sam.ops.onnx_deform_conv import modulated_deform_conv2d_onnx
 from rap_sam.utils import UserError
 
 CASES = [
@@ -50,10 +51,15 @@ def test_matches_mmcv(case, offset_scale):
     assert_rel_close(actual, expected)
 
 
-def test_border_cases_exactly():
+@pytest.mark.parametrize('impl', ['torch', 'onnx'])
+def test_border_cases_exactly(impl):
     """Taps at exactly -1, at the size, at integer and half positions and
     far outside, in each direction: mmcv reads zero at and beyond one pixel
-    outside, interpolates with zero neighbours inside that band."""
+    outside, interpolates with zero neighbours inside that band. For the
+    gather + GEMM version and the standard-ONNX-operator one."""
+    deform_conv = dict(
+        torch=modulated_deform_conv2d_torch,
+        onnx=modulated_deform_conv2d_onnx)[impl]
     conv = seeded_deform_conv(3, 2, 3, 1, 1, 1, 1, 1, False, seed=7)
     h, w = 5, 6
     x = torch.randn(1, 3, h, w)
@@ -66,13 +72,11 @@ def test_border_cases_exactly():
     mask = torch.rand(1, 9, h, w, generator=g)
     with torch.no_grad():
         expected = conv(x, offset, mask)
-        actual = modulated_deform_conv2d_torch(x, offset, mask, conv.weight,
-                                               None, 1, 1, 1, 1, 1)
+        actual = deform_conv(x, offset, mask, conv.weight, None, 1, 1, 1, 1, 1)
     assert_rel_close(actual, expected)
     # Everything far outside reads zero.
     far = torch.full((1, 18, h, w), 1e4)
-    assert modulated_deform_conv2d_torch(x, far, mask, conv.weight, None, 1,
-                                         1).abs().max() == 0
+    assert deform_conv(x, far, mask, conv.weight, None, 1, 1).abs().max() == 0
 
 
 def test_zero_offsets_are_a_regular_conv():
