@@ -19,6 +19,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
+from rap_sam.deploy.backends import BACKENDS as RUNTIME_BACKENDS
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
 from rap_sam.utils.config_file import (ConfigFileError, config_test_scale,
@@ -147,16 +148,18 @@ def _check_scale(scale, max_pixels: int) -> Tuple[int, int]:
 
 #: Where the model runs: the PyTorch model itself, or its exported graphs
 #: on a runtime (rap_sam.deploy.backends).
-BACKENDS = ('torch', 'onnxruntime', 'openvino')
+BACKENDS = ('torch', ) + tuple(RUNTIME_BACKENDS)
 #: Precisions per backend. bf16 and fp16 are torch.autocast (bf16 on CPUs
-#: with AVX-512 BF16 / AMX, fp16 on GPUs), bf16 is OpenVINO's inference
-#: precision; int8 runs graphs quantized from an fp32 export
-#: (tools/deploy/export.py --precision int8 --calib DIR), so it comes from
-#: an export folder (from_export). Approximate, opt-in.
+#: with AVX-512 BF16 / AMX, fp16 on GPUs); each runtime says what it runs
+#: (bf16 is OpenVINO's inference precision; int8 runs graphs quantized from
+#: an fp32 export, tools/deploy/export.py --precision int8 --calib DIR, so
+#: it comes from an export folder, from_export). Approximate, opt-in.
 PRECISIONS = {
     'torch': ('fp32', 'bf16', 'fp16'),
-    'onnxruntime': ('fp32', 'int8'),
-    'openvino': ('fp32', 'bf16', 'int8'),
+    **{
+        name: cls.precisions
+        for name, cls in RUNTIME_BACKENDS.items()
+    }
 }
 
 
