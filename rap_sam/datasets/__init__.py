@@ -11,6 +11,8 @@ from .transforms import (ClipFrameSample, FilterSmallSegments,
                          ImageAsClip, LoadPanopticSegments,
                          LoadPanopticTrainAnnotations, PackPromptInputs,
                          PackPromptTrainInputs, farthest_point)
+from .transforms.lazy_video import LazyVideo
+from .transforms.pack_lazy_track_inputs import PackLazyTrackInputs
 from .youtube_vis_ov import YouTubeVISOVDataset
 
 __all__ = [
@@ -22,5 +24,5 @@ __all__ = [
     'ConcatOVDataset', 'JointClassSpace', 'merge_class_spaces',
     'SourceAspectRatioBatchSampler', 'ClipFrameSample', 'FilterSmallSegments',
     'GenerateTrainPrompts', 'ImageAsClip', 'LoadPanopticTrainAnnotations',
-    'PackPromptTrainInputs'
+    'PackPromptTrainInputs', 'LazyVideo', 'PackLazyTrackInputs'
 ]

@@ -3,12 +3,11 @@
 # (1280, 736) keep-ratio. The valid split has no public annotations, so the
 # metric only writes the server's results json (+ zip); set
 # format_only=False to compute AP on a split with annotations.
-from mmcv.transforms import LoadImageFromFile, TransformBroadcaster
-from mmdet.datasets.transforms import (LoadTrackAnnotations, PackTrackInputs,
-                                       Resize)
+from mmcv.transforms import LoadImageFromFile
+from mmdet.datasets.transforms import Resize
 from mmengine.dataset import DefaultSampler
 
-from rap_sam.datasets import YouTubeVISOVDataset
+from rap_sam.datasets import PackLazyTrackInputs, YouTubeVISOVDataset
 from rap_sam.evaluation import YouTubeVISMetricCompat
 
 data_root = 'data/youtube_vis_2019/'
@@ -16,15 +15,19 @@ dataset_version = '2019'
 backend_args = None
 image_size = (1280, 736)
 
+# The frames are read one clip at a time by the model (PackLazyTrackInputs
+# hands it a LazyVideo running these transforms), not the whole video by the
+# dataloader: the evaluation's memory does not grow with the video's length.
+# The results are those of TransformBroadcaster(LoadImageFromFile, Resize,
+# LoadTrackAnnotations) + PackTrackInputs, byte for byte; the ground truth
+# the metric reads is in each frame's metainfo ('instances').
 test_pipeline = [
     dict(
-        type=TransformBroadcaster,
+        type=PackLazyTrackInputs,
         transforms=[
             dict(type=LoadImageFromFile, backend_args=backend_args),
             dict(type=Resize, scale=image_size, keep_ratio=True),
-            dict(type=LoadTrackAnnotations, with_mask=True),
         ]),
-    dict(type=PackTrackInputs),
 ]
 test_dataloader = dict(
     batch_size=1,

@@ -7,7 +7,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList, TrackDataSample
 from torch import Tensor
 
-from ..tracking import ClipLinker
+from ..tracking import ClipLinker, QueryMaskSpill
 from .rap_sam import RapSAM
 
 
@@ -23,14 +23,16 @@ class RapSAMVideo(RapSAM):
 
     The instance results (``test_cfg.instance_on`` without ``panoptic_on``,
     the YouTube-VIS evaluation) are made in memory that does not grow with
-    the video's length beyond the results themselves: ``test_step``
-    normalises the frames one clip at a time, and each clip's frames are
-    post-processed as soon as the clip is linked, every query's mask
-    encoded as a COCO RLE with its box and mask score; once the whole
+    the video's length beyond the results themselves: ``test_step`` reads
+    (a :class:`~rap_sam.datasets.LazyVideo` from the yt19 pipeline) or
+    slices the frames and normalises them one clip at a time, and each
+    clip's frames are post-processed as soon as the clip is linked, every
+    query's mask encoded as a COCO RLE with its box and mask score, the
+    RLEs spilt to a temporary file (:class:`QueryMaskSpill`); once the whole
     video's class scores are known, each frame's instances are picked from
-    these. The results are those of fusing the whole video's logits at the
-    end (what is kept is exactly what the fusion head would compute then).
-    The uint8 video the dataloader hands over is still held whole.
+    these and only their RLEs read back. The results are those of fusing
+    the whole video's logits at the end (what is kept is exactly what the
+    fusion head would compute then).
 
     Panoptic video results need the whole video's class scores before any
     frame can be painted, so with ``panoptic_on`` the clips' mask logits at
@@ -68,8 +70,19 @@ class RapSAMVideo(RapSAM):
             return super().test_step(data)
 
         def clip(start: int, end: int) -> tuple:
+            inputs = []
+            for video, sample in zip(data['inputs'], samples):
+                if not hasattr(video, 'read_clip'):
+                    inputs.append(video[start:end])
+                    continue
+                # A LazyVideo (the yt19 data path): the frames are read
+                # now, and their sizes known.
+                frames, metas = video.read_clip(start, end)
+                for frame, meta in zip(sample[start:end], metas):
+                    frame.set_metainfo(meta)
+                inputs.append(frames)
             data_clip = dict(
-                inputs=[video[start:end] for video in data['inputs']],
+                inputs=inputs,
                 data_samples=[
                     TrackDataSample(video_data_samples=s[start:end])
                     for s in samples
@@ -103,13 +116,44 @@ class RapSAMVideo(RapSAM):
         results are written in those, which replace ``samples``'
         frames."""
         linker = self.clip_linker()
-        fusion = self.panoptic_fusion_head
         streamed = self.test_cfg.get('instance_on', False) and \
             not self.test_cfg.get('panoptic_on', True)
+        if not streamed:
+            return self._predict_video_logits(linker, clip, num_frames,
+                                              samples, rescale)
+        with QueryMaskSpill() as spill:
+            return self._predict_video_streamed(linker, clip, num_frames,
+                                                samples, rescale, spill)
+
+    def _predict_video_logits(self, linker: ClipLinker, clip: Callable,
+                              num_frames: int, samples: List[TrackDataSample],
+                              rescale: bool) -> SampleList:
+        """Every clip's mask logits kept to the end (panoptic results)."""
         frames: List[list] = [[] for _ in samples]
-        # Without streaming: every clip's logits; with it: every frame's
-        # query masks (RLEs, boxes, mask scores), per video.
         kept: list = []
+        for start, end in linker.clips(num_frames):
+            inputs, clip_samples = clip(start, end)
+            for video, clip_sample in zip(frames, clip_samples):
+                video.extend(clip_sample.video_data_samples)
+            _, masks, _ = linker.link(
+                *self._clip_outputs(self.extract_feat(inputs), clip_samples))
+            del inputs
+            kept.append(masks.cpu())
+        for sample, video in zip(samples, frames):
+            sample.video_data_samples = video
+        cls_scores, ious = linker.scores()
+        return self.predict_frames(cls_scores, torch.cat(kept, dim=2), ious,
+                                   samples, rescale)
+
+    def _predict_video_streamed(self, linker: ClipLinker, clip: Callable,
+                                num_frames: int,
+                                samples: List[TrackDataSample], rescale: bool,
+                                spill: QueryMaskSpill) -> SampleList:
+        """Each frame's query masks made as soon as its clip is linked, their
+        RLEs spilt to disk until the video's classes choose the
+        instances."""
+        fusion = self.panoptic_fusion_head
+        frames: List[list] = [[] for _ in samples]
         for start, end in linker.clips(num_frames):
             inputs, clip_samples = clip(start, end)
             for video, clip_sample in zip(frames, clip_samples):
@@ -117,28 +161,24 @@ class RapSAMVideo(RapSAM):
             cls_scores, masks, _ = linker.link(
                 *self._clip_outputs(self.extract_feat(inputs), clip_samples))
             del inputs
-            if not streamed:
-                kept.append(masks.cpu())
-                continue
             size = tuple(clip_samples[0][0].metainfo['batch_input_shape'])
             for t in range(end - start):
-                kept.append([
-                    fusion.predict_query_masks(
-                        masks[b, :, t].to(cls_scores.device),
-                        sample[t].metainfo, size, rescale)
-                    for b, sample in enumerate(clip_samples)
-                ])
+                for b, sample in enumerate(clip_samples):
+                    spill.add(
+                        fusion.predict_query_masks(
+                            masks[b, :, t].to(cls_scores.device),
+                            sample[t].metainfo, size, rescale))
         for sample, video in zip(samples, frames):
             sample.video_data_samples = video
-        cls_scores, ious = linker.scores()
-        if not streamed:
-            return self.predict_frames(cls_scores, torch.cat(kept, dim=2),
-                                       ious, samples, rescale)
+        cls_scores, _ = linker.scores()
         selections = [fusion.select_instances(c) for c in cls_scores]
         dense = not self.test_cfg.get('rle_masks', False)
-        for t, frame in enumerate(kept):
-            for b, query_masks in enumerate(frame):
-                instances = fusion.gather_instances(selections[b], query_masks)
+        for t in range(num_frames):
+            for b, selection in enumerate(selections):
+                index = t * len(samples) + b
+                instances = fusion.gather_instances(
+                    selection, spill.get(index, selection.query_indices))
+                spill.drop(index)
                 # Instance ranking depends on the video's classes only, so
                 # rank r is the same track in every frame.
                 instances.instances_id = torch.arange(
@@ -148,7 +188,6 @@ class RapSAMVideo(RapSAM):
                                                    samples[b][t], rescale,
                                                    instances.labels.device)
                 samples[b][t].pred_track_instances = instances
-            kept[t] = None  # the frame's query masks are done with
         return samples
 
     @staticmethod

@@ -1,3 +1,4 @@
 from .clip_linker import ClipLinker
+from .query_mask_spill import QueryMaskSpill
 
-__all__ = ['ClipLinker']
+__all__ = ['ClipLinker', 'QueryMaskSpill']

@@ -8,6 +8,9 @@ import hashlib
 import pytest
 import torch
 from helpers import build_model, load_config
+from mmcv.transforms import LoadImageFromFile, TransformBroadcaster
+from mmdet.datasets.transforms import (LoadTrackAnnotations, PackTrackInputs,
+                                       Resize)
 from mmdet.registry import DATASETS, METRICS
 from mmdet.structures import TrackDataSample
 from mmengine.dataset import pseudo_collate
@@ -58,9 +61,29 @@ def video_model():
     return build_model('rap_sam/eval_rap_sam_yt19.py')
 
 
-def results_json(model, root, prefix, step, num_frames, num_videos):
+# The data path as it was: every frame loaded and packed in one tensor.
+WHOLE_VIDEO_PIPELINE = [
+    dict(
+        type=TransformBroadcaster,
+        transforms=[
+            dict(type=LoadImageFromFile),
+            dict(type=Resize, scale=(64, 48), keep_ratio=True),
+            dict(type=LoadTrackAnnotations, with_mask=True),
+        ]),
+    dict(type=PackTrackInputs),
+]
+
+
+def results_json(model,
+                 root,
+                 prefix,
+                 step,
+                 num_frames,
+                 num_videos,
+                 pipeline=None):
     """The server file the yt19 config's metric writes for toy videos of
-    ``num_frames`` (resized to 64 x 48 at most), predicted by ``step``."""
+    ``num_frames`` (resized to 64 x 48 at most), predicted by ``step``
+    from the samples of ``pipeline`` (the config's by default)."""
     make_youtube_vis(
         root,
         num_videos=num_videos,
@@ -70,6 +93,8 @@ def results_json(model, root, prefix, step, num_frames, num_videos):
     cfg = load_config('rap_sam/eval_rap_sam_yt19.py')
     cfg.test_dataloader.dataset.data_root = root
     cfg.test_dataloader.dataset.pipeline[0].transforms[1].scale = (64, 48)
+    if pipeline is not None:
+        cfg.test_dataloader.dataset.pipeline = pipeline
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     cfg.test_evaluator.outfile_prefix = prefix
     metric = METRICS.build(cfg.test_evaluator)
@@ -94,7 +119,8 @@ def test_results_file_is_the_former_evaluations(video_model, tmp_path,
                                                 num_frames, num_videos):
     root = str(tmp_path / 'data') + '/'
     want = results_json(video_model, root, str(tmp_path / 'former'),
-                        former_test_step, num_frames, num_videos)
+                        former_test_step, num_frames, num_videos,
+                        WHOLE_VIDEO_PIPELINE)
     got = results_json(video_model, root, str(tmp_path / 'now'),
                        lambda m, d: m.test_step(d), num_frames, num_videos)
     assert b'segmentations' in want
