@@ -29,15 +29,15 @@ from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
-from mmdet.structures import DetDataSample, TrackDataSample
+from mmdet.structures import DetDataSample
 from mmdet.structures.mask import mask2bbox
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from rap_sam.models.layers import FeatureMap, LowRankFeatureMap
+from rap_sam.models.layers import FeatureMap
 from rap_sam.models.utils import clicks_to_boxes
 from .inputs import InputError, check_int, check_prompts, iter_frames
-from .video import _chunks, _clip_batch, clip_linker
+from .video import clip_linker, link_chunk, video_chunks
 
 
 class LinkedClip(NamedTuple):
@@ -83,32 +83,13 @@ def linked_clips(predictor, video, chunk_frames: int) -> Iterator[LinkedClip]:
     """The video's clips as :func:`rap_sam.apis.video.track_video` cuts
     and links them (the same chunks, clips and track order)."""
     model = predictor.model
-    linker, start = clip_linker(model), 0
-    for frames, more in _chunks(
-            iter_frames(video, predictor.max_pixels), chunk_frames):
-        if start == 0:
-            predictor.check_resizable(*frames[0].shape[:2])
-        data = model.data_preprocessor(
-            _clip_batch(predictor, frames, start), False)
-        inputs, samples = data['inputs'], data['data_samples'][0]
-        linker.new_window()
-        for s, e in linker.clips(
-                len(frames), whole_video=start == 0 and not more):
-            clip = [TrackDataSample(video_data_samples=samples[s:e])]
-            feats = model.extract_feat(inputs[:, s:e])
-            cls_scores, masks, _ = linker.link(
-                *model._clip_outputs(feats, clip))
-            yield LinkedClip(start + s, frames[s:e], samples[s:e], feats,
-                             masks[0], cls_scores[0])
-        start += len(frames)
-
-
-def frame_features(feats: FeatureMap, t: int) -> FeatureMap:
-    """Frame ``t``'s features ``[1, C, h, w]`` of a clip's map."""
-    if isinstance(feats, LowRankFeatureMap):
-        return LowRankFeatureMap(feats.basis[t:t + 1], feats.weight,
-                                 feats.bias)
-    return feats[t:t + 1]
+    linker = clip_linker(model)
+    for chunk in video_chunks(predictor, video, chunk_frames):
+        samples = chunk.samples[0]
+        for s, e, feats, outputs in link_chunk(model, linker, chunk):
+            cls_scores, masks, _ = outputs
+            yield LinkedClip(chunk.start + s, chunk.frames[s:e], samples[s:e],
+                             feats, masks[0], cls_scores[0])
 
 
 def _prompt_sample(sample, boxes: Tensor) -> DetDataSample:
@@ -161,7 +142,7 @@ def find_target(model, clip: LinkedClip, frame_index: int,
     t = frame_index - clip.start
     sample = clip.samples[t]
     cls_scores, masks, ious, _ = model.predict_head(
-        frame_features(clip.feats, t), [_prompt_sample(sample, boxes)])
+        clip.feats[t:t + 1], [_prompt_sample(sample, boxes)])
     # Several queries can cover one object in a clip (the duplicates a
     # set-prediction model scores as background); the one the model is
     # sure of is the track that has followed the object from clip to clip.

@@ -1,13 +1,15 @@
 """Video instance segmentation in bounded memory: frames are read, resized
 and segmented one chunk at a time, and the model's clip-to-clip query
 matching carries on from chunk to chunk, so tracks keep their ids."""
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 from mmdet.structures import DetDataSample, TrackDataSample
+from torch import Tensor
 
 from rap_sam.models.detectors import RapSAMVideo
+from rap_sam.models.layers import FeatureMap
 from rap_sam.models.tracking import ClipLinker
 from .inputs import check_int, iter_frames
 
@@ -43,6 +45,61 @@ def _clip_batch(predictor, frames: List[np.ndarray], start: int) -> dict:
         data_samples=[TrackDataSample(video_data_samples=samples)])
 
 
+class VideoChunk(NamedTuple):
+    """Consecutive frames of a video, ready for the model.
+
+    Attributes:
+        start (int): The first frame's index in the video.
+        frames (list[np.ndarray]): The frames as read (original size).
+        inputs (Tensor): ``[1, T, 3, H, W]``, resized as the predictor
+            resizes and through the model's data preprocessor.
+        samples (list[TrackDataSample]): The preprocessor's samples: one
+            video of ``T`` frames.
+        more (bool): Whether frames follow this chunk.
+    """
+    start: int
+    frames: List[np.ndarray]
+    inputs: Tensor
+    samples: list
+    more: bool
+
+    @property
+    def whole_video(self) -> bool:
+        """The chunk is the whole video: the model's own cut applies."""
+        return self.start == 0 and not self.more
+
+
+def video_chunks(predictor, video, chunk_frames: int) -> Iterator[VideoChunk]:
+    """``video`` read ``chunk_frames`` frames at a time (in bounded memory),
+    each chunk resized and preprocessed for ``predictor.model``. The first
+    frame's size is checked before the model runs."""
+    model, start = predictor.model, 0
+    for frames, more in _chunks(
+            iter_frames(video, predictor.max_pixels), chunk_frames):
+        if start == 0:
+            predictor.check_resizable(*frames[0].shape[:2])
+        data = model.data_preprocessor(
+            _clip_batch(predictor, frames, start), False)
+        yield VideoChunk(start, frames, data['inputs'], data['data_samples'],
+                         more)
+        start += len(frames)
+
+
+def link_chunk(
+        model, linker: ClipLinker,
+        chunk: VideoChunk) -> Iterator[Tuple[int, int, FeatureMap, tuple]]:
+    """The clips of ``chunk``, cut as the model cuts them, each linked to
+    the tracks so far: ``(start, end, features, outputs)`` per clip, with
+    the clip's frames ``chunk.frames[start:end]``, the neck's features
+    ``[T, C, h, w]`` and :meth:`ClipLinker.link`'s outputs (class scores,
+    mask logits and IoUs of every query, in track order)."""
+    linker.new_window()
+    for s, e in linker.clips(len(chunk.frames), whole_video=chunk.whole_video):
+        clip = [TrackDataSample(video_data_samples=chunk.samples[0][s:e])]
+        feats = model.extract_feat(chunk.inputs[:, s:e])
+        yield s, e, feats, linker.link(*model._clip_outputs(feats, clip))
+
+
 def clip_linker(model) -> ClipLinker:
     """The model's linker; a model without clips of its own (an image
     config) links with :class:`ClipLinker`'s defaults, which are those of
@@ -62,35 +119,25 @@ def track_video(
     """See :meth:`RapSAMPredictor.iter_video`."""
     chunk_frames = check_int(chunk_frames, 'chunk_frames')
     model = predictor.model
-    linker, start = clip_linker(model), 0
-    stream = iter_frames(video, predictor.max_pixels)
-    for frames, more in _chunks(stream, chunk_frames):
-        if start == 0:
-            predictor.check_resizable(*frames[0].shape[:2])
-        data = model.data_preprocessor(
-            _clip_batch(predictor, frames, start), False)
-        inputs, samples = data['inputs'], data['data_samples']
+    linker = clip_linker(model)
+    for chunk in video_chunks(predictor, video, chunk_frames):
         # A video read in one chunk is cut as the model cuts it
         # (test_step); the classes are a chunk's: results come out chunk by
         # chunk, and the tracks carry on.
-        linker.new_window()
-        masks = []
-        for s, e in linker.clips(
-                len(frames), whole_video=start == 0 and not more):
-            clip = [TrackDataSample(video_data_samples=samples[0][s:e])]
-            _, clip_masks, _ = linker.link(
-                *model._clip_outputs(model.extract_feat(inputs[:, s:e]), clip))
-            masks.append(clip_masks.cpu())
+        masks = [
+            clip_masks.cpu()
+            for _, _, _, (_, clip_masks,
+                          _) in link_chunk(model, linker, chunk)
+        ]
         cls_mean, iou_mean = linker.scores()
         results = model.predict_frames(cls_mean, torch.cat(masks, dim=2),
-                                       iou_mean, samples, True)
+                                       iou_mean, chunk.samples, True)
         first = results[0][0].pred_track_instances
         ids = linker.track_ids(first.query_indices, first.labels)
-        for frame, result in zip(frames, results[0]):
+        for frame, result in zip(chunk.frames, results[0]):
             instances = result.pred_track_instances
             instances.instances_id = ids.to(instances.labels.device)
             if score_thr is not None:
                 result.pred_track_instances = instances[instances.scores >=
                                                         score_thr]
             yield frame, result
-        start += len(frames)

@@ -52,6 +52,28 @@ def test_short_video_matches_test_step(video_predictor, frames):
         assert torch.allclose(got.scores, want.scores)
 
 
+def test_video_chunks_are_the_model_inputs(video_predictor, frames):
+    """What track_video and track_prompt read: the frames in order, each
+    chunk as the data preprocessor makes the reference batch."""
+    from rap_sam.apis.video import video_chunks
+    chunks = list(video_chunks(video_predictor, frames, 2))
+    assert [(c.start, len(c.frames), c.more)
+            for c in chunks] == [(0, 2, True), (2, 2, True), (4, 1, False)]
+    assert not any(c.whole_video for c in chunks)
+    assert np.array_equal(
+        np.stack([f for c in chunks for f in c.frames]), frames)
+    model = video_predictor.model
+    with torch.no_grad():
+        want = model.data_preprocessor(
+            reference_batch(frames, video_predictor.scale), False)
+    got = torch.cat([c.inputs for c in chunks], dim=1)
+    assert torch.equal(got, want['inputs'])
+    assert [s.frame_id for c in chunks
+            for s in c.samples[0]] == [0, 1, 2, 3, 4]
+    (whole, ) = video_chunks(video_predictor, frames, 30)
+    assert whole.whole_video and len(whole.frames) == 5
+
+
 def test_long_video_is_read_in_chunks(video_predictor, frames):
     read = []
 

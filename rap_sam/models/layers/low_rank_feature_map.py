@@ -21,6 +21,7 @@ a broadcast add. The results equal the dense map's to float rounding
 :func:`project` and :func:`weighted_sum` accept either a dense ``[B, C, H,
 W]`` tensor or a :class:`LowRankFeatureMap`, so the decoder has one code path.
 """
+from numbers import Integral
 from typing import Tuple, Union
 
 import torch
@@ -77,6 +78,25 @@ class LowRankFeatureMap:
     @property
     def dtype(self) -> torch.dtype:
         return self.basis.dtype
+
+    def __getitem__(self, index) -> 'LowRankFeatureMap':
+        """The maps ``index`` picks from the batch, as ``[B, C, H, W]``
+        tensor indexing picks them (``feats[t:t + 1]`` is frame ``t`` of a
+        clip's map).
+
+        Args:
+            index (slice | list | Tensor): Batch entries; a slice or a
+                sequence of indices, so the result keeps four dimensions
+                (a single int would drop the batch one, which a map cannot
+                do).
+        """
+        if isinstance(index, (Integral, tuple)) or index is None or \
+                index is Ellipsis or (isinstance(index, Tensor)
+                                      and index.dim() != 1):
+            raise TypeError('a LowRankFeatureMap is indexed along its batch '
+                            'with a slice or a 1-D sequence of indices '
+                            f'(e.g. feats[t:t + 1]), got {index!r}')
+        return LowRankFeatureMap(self.basis[index], self.weight, self.bias)
 
     def _weight_parts(self) -> Tuple[Tensor, Tensor, Tensor]:
         """The weight's columns for ``g``, ``x`` and ``y``."""

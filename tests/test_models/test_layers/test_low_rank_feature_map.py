@@ -53,6 +53,26 @@ def test_products_equal_the_dense_map(maps, n):
     assert rel_err(masked_sum(low_rank, masks), masked_sum(full, masks)) < 1e-5
 
 
+@pytest.mark.parametrize(
+    'index', [slice(1, 2), slice(0, 2), [1, 0],
+              torch.tensor([1])])
+def test_indexing_the_batch_is_the_dense_maps(maps, index):
+    low_rank, full = maps
+    picked = low_rank[index]
+    assert isinstance(picked, LowRankFeatureMap)
+    assert torch.allclose(picked.dense(), full[index], atol=1e-6)
+    g = torch.Generator().manual_seed(1)
+    queries = torch.randn(picked.shape[0], 3, 10, generator=g)
+    assert rel_err(project(picked, queries), project(full[index],
+                                                     queries)) < 1e-5
+
+
+@pytest.mark.parametrize('index', [0, (0, 1), None, torch.tensor(0)])
+def test_indexing_that_drops_the_batch_is_refused(maps, index):
+    with pytest.raises(TypeError, match='indexed along its batch'):
+        maps[0][index]
+
+
 def test_wrong_weight_width():
     with pytest.raises(ValueError, match='does not map 6 channels'):
         LowRankFeatureMap(
