@@ -113,12 +113,16 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
 
     def project(self, queries: Tensor) -> Tensor:
         b, h, w, _ = self.rows.shape
+        # Queries first: the product comes out as [B, N, P], the layout of
+        # the masks, and ONNX Runtime reads the rows as the transposed
+        # operand of one MatMul (no [P, N] result to transpose: a copy per
+        # projection, 8 x P floats for the prompt adapter's scores).
         if self.weight is None:
-            out = self._flat() @ queries.transpose(1, 2)  # [B, P, N]
-            return out.transpose(1, 2).reshape(b, -1, h, w)
+            return (queries @ self._flat().transpose(1, 2)).reshape(
+                b, -1, h, w)
         w_g, w_x, w_y = self._weight_parts()
-        out = (self._flat() @ (queries @ w_g).transpose(1, 2)).transpose(
-            1, 2).reshape(b, -1, h, w)
+        out = ((queries @ w_g) @ self._flat().transpose(1, 2)).reshape(
+            b, -1, h, w)
         xs, ys = self._coords()
         row = (queries @ w_x) * xs + (queries @ self.bias)[..., None]
         col = (queries @ w_y) * ys
@@ -179,12 +183,15 @@ class SelfAttention(nn.Module):
                 attn_mask: Optional[Tensor] = None) -> Tuple[Tensor, None]:
         mha = self.mha
         heads = mha.num_heads
-        d = mha.embed_dim // heads
-        batch = query.shape[1]
-        # Self-attention only (the decoder's use): key and value are the
-        # query.
-        q, k, v = F.linear(query, mha.in_proj_weight, mha.in_proj_bias).chunk(
-            3, dim=-1)
+        c = mha.embed_dim
+        d = c // heads
+        # The batch is a constant of a graph (one image), so the reshapes
+        # below take numbers, not shape computations: only the length is
+        # free (-1). Self-attention only (the decoder's use): key and value
+        # are the query.
+        batch = int(query.shape[1])
+        q, k, v = F.linear(query, mha.in_proj_weight,
+                           mha.in_proj_bias).split([c, c, c], dim=-1)
 
         def split(x: Tensor) -> Tensor:  # [L, B, C] -> [B * heads, L, d]
             return x.reshape(-1, batch * heads, d).transpose(0, 1)
@@ -193,7 +200,7 @@ class SelfAttention(nn.Module):
         if attn_mask is not None:
             scores = scores.masked_fill(attn_mask, float('-inf'))
         out = scores.softmax(-1) @ split(v)  # [B * heads, L, d]
-        out = out.transpose(0, 1).reshape(-1, batch, mha.embed_dim)
+        out = out.transpose(0, 1).reshape(-1, batch, c)
         return mha.out_proj(out), None
 
 

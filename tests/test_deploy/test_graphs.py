@@ -1,0 +1,78 @@
+"""The export graphs' restatements of the head's products equal the
+originals: the map as pixel rows (:class:`PixelRowsFeatureMap`) against
+the dense map and :class:`LowRankFeatureMap`, and the free-length
+:class:`SelfAttention` against ``nn.MultiheadAttention``."""
+import pytest
+import torch
+import torch.nn as nn
+
+from rap_sam.deploy.graphs import PixelRowsFeatureMap, SelfAttention
+from rap_sam.models.layers import (LowRankFeatureMap, masked_sum, project,
+                                   weighted_sum)
+
+
+def _rel_err(actual, expected):
+    return float((actual - expected).abs().max() / expected.abs().max())
+
+
+@pytest.fixture
+def maps():
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(1, 6, 5, 7, generator=g)  # [B, C', H, W]
+    weight = torch.randn(10, 8, generator=g)  # C = 10 from C' + 2
+    bias = torch.randn(10, generator=g)
+    low_rank = LowRankFeatureMap(basis, weight, bias)
+    rows = basis.permute(0, 2, 3, 1).contiguous()
+    return dict(
+        low_rank=low_rank,
+        dense=low_rank.dense(),
+        rows_low_rank=PixelRowsFeatureMap(rows, weight, bias),
+        rows_dense=PixelRowsFeatureMap(low_rank.dense().permute(
+            0, 2, 3, 1).contiguous()))
+
+
+@pytest.mark.parametrize('name', ['rows_low_rank', 'rows_dense'])
+def test_pixel_rows_products_equal_the_dense_map(maps, name):
+    rows, dense = maps[name], maps['dense']
+    g = torch.Generator().manual_seed(1)
+    queries = torch.randn(1, 3, 10, generator=g)
+    weights = torch.rand(1, 3, 5, 7, generator=g)
+    masks = weights > 0.5
+    assert rows.shape == dense.shape == (1, 10, 5, 7)
+    got = project(rows, queries)
+    assert got.shape == (1, 3, 5, 7)
+    assert _rel_err(got, project(dense, queries)) < 1e-5
+    assert _rel_err(weighted_sum(rows, weights), weighted_sum(dense,
+                                                              weights)) < 1e-5
+    assert _rel_err(masked_sum(rows, masks), masked_sum(dense, masks)) < 1e-5
+    # One query: the projection keeps its query axis.
+    assert project(rows, queries[:, :1]).shape == (1, 1, 5, 7)
+
+
+def test_pixel_rows_equal_the_low_rank_map(maps):
+    rows, low_rank = maps['rows_low_rank'], maps['low_rank']
+    queries = torch.randn(1, 2, 10, generator=torch.Generator().manual_seed(2))
+    assert _rel_err(project(rows, queries), project(low_rank, queries)) < 1e-5
+    torch.testing.assert_close(rows.dense(), low_rank.dense())
+
+
+@pytest.mark.parametrize('length', [1, 3])
+@pytest.mark.parametrize('masked', [False, True])
+def test_self_attention_equals_multihead_attention(length, masked):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4).eval()
+    query = torch.randn(length, 1, 16)
+    mask = None
+    if masked:
+        # Each query sees itself and the ones before it.
+        mask = torch.ones(length, length, dtype=torch.bool).triu(1)
+    with torch.no_grad():
+        want = mha(query, query, query, attn_mask=mask)[0]
+        got, weights = SelfAttention(mha)(query, query, query, attn_mask=mask)
+    assert weights is None
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_self_attention_refuses_what_it_does_not_compute():
+    with pytest.raises(ValueError, match='sequence-first'):
+        SelfAttention(nn.MultiheadAttention(16, 4, batch_first=True))
