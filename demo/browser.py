@@ -78,3 +78,79 @@ def click_image(driver, elem_id: str, x: float, y: float) -> None:
 def open_tab(driver, label: str) -> None:
     buttons = driver.find_elements(By.CSS_SELECTOR, 'button[role=tab]')
     next(b for b in buttons if b.text.strip() == label).click()
+
+
+# ----------------------------------------------------------------------
+# the web demo (demo/web_server.py + demo/web/): the browser test and
+# tools/analysis/browser_click_benchmark.py
+# ----------------------------------------------------------------------
+def serve_web_demo(args, log_path: str, env=None, timeout: float = 600):
+    """Start ``demo/web_server.py ARGS`` (with ``--port`` among them) as
+    a subprocess, its output in ``log_path``; ``(process, url)`` once it
+    serves. A server that exits first raises RuntimeError with its log."""
+    import os.path as osp
+    import re
+    import subprocess
+    import sys
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    log = open(log_path, 'w')
+    proc = subprocess.Popen(
+        [sys.executable, osp.join('demo', 'web_server.py')] + list(args),
+        cwd=repo,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT)
+    log.close()
+
+    def url():
+        if proc.poll() is not None:
+            return 'exited'
+        with open(log_path) as f:
+            found = re.search(r'Serving .* on (http://\S+)', f.read())
+        return found and found.group(1)
+
+    try:
+        found = wait_until(url, timeout, 'the web demo server')
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if found == 'exited':
+        with open(log_path) as f:
+            raise RuntimeError('The web demo server exited with status '
+                               f'{proc.returncode}:\n{f.read()}')
+    return proc, found
+
+
+def page_data(driver, key: str):
+    """``document.body.dataset[key]``: the web demo's state (``ready``,
+    ``busy``, ``masks``, ``image``)."""
+    return driver.execute_script('return document.body.dataset[arguments[0]]',
+                                 key)
+
+
+def wait_web_idle(driver, timeout: float = 120, what: str = 'the page'):
+    """Wait until the web demo has started and is not encoding or
+    decoding."""
+    wait_until(
+        lambda: page_data(driver, 'ready') == 'yes' and page_data(
+            driver, 'busy') == 'no', timeout, what)
+
+
+def open_in_web_demo(driver, path: str, timeout: float = 120) -> None:
+    """Open an image file in the web demo, as its "Open image" button
+    does, and wait until it is encoded (or refused)."""
+    driver.find_element(By.ID, 'file-input').send_keys(path)
+    time.sleep(0.1)  # the change event sets the page busy
+    wait_web_idle(driver, timeout, f'{path} to be encoded')
+
+
+def add_web_prompt(driver, prompt: dict, timeout: float = 120):
+    """Decode one prompt (``{'kind': 'click', 'x': .., 'y': ..}`` or
+    ``{'kind': 'box', 'box': [x1, y1, x2, y2]}``, original pixels) in the
+    page, as a mouse click or drag does; its ``decodeMs`` (measured in the
+    page), ``postMs`` and ``iou``, or None when the page refused it."""
+    driver.set_script_timeout(timeout)
+    return driver.execute_async_script(
+        'const done = arguments[arguments.length - 1];'
+        'window.rapSam.addPrompt(arguments[0]).then(done);', prompt)

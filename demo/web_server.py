@@ -1,0 +1,318 @@
+"""RAP-SAM's interactive demo in the browser: the server encodes each image
+once, the page (demo/web/) runs the prompt decoder itself, in
+onnxruntime-web, so every click answers without a round trip.
+
+    python demo/web_server.py --weights rapsam_r50_12e.pth [--port 8000]
+    python demo/web_server.py --export exports/coco        # an export folder
+
+then open http://127.0.0.1:8000. Routes:
+
+    GET  /                          the page (demo/web/index.html)
+    GET  /<file>                    the page's files (demo/web/*.js, *.css)
+    GET  /ort/<file>                onnxruntime-web from the local npm install
+                                    (demo/web/node_modules, `make web-deps`)
+    GET  /api/config                what the page needs from deploy.json
+    GET  /model/prompt_decoder.onnx the export's prompt decoder
+    POST /api/encode                an image file's bytes -> its features
+                                    (rap_sam.deploy.feature_message)
+
+Bad input (not an image, too many pixels, too many bytes) is an HTTP 4xx
+with a one-line JSON ``{"error": ...}``, logged as one line.
+"""
+import json
+import os
+import os.path as osp
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from demo_cli import REPO, base_parser, load_predictor, user_errors
+
+from rap_sam.apis import InputError, RapSAMPredictor
+from rap_sam.apis.inputs import check_pixels, image_size
+from rap_sam.deploy.backends.deployed_model import CLICK_RADIUS
+from rap_sam.deploy.feature_message import encode_features
+
+WEB_DIR = osp.join(REPO, 'demo', 'web')
+ORT_DIR = osp.join(WEB_DIR, 'node_modules', 'onnxruntime-web', 'dist')
+DEFAULT_CONFIG = osp.join(REPO, 'configs', 'rap_sam', 'eval_rap_sam_coco.py')
+#: The scale images are resized to fit by default: the real-time preset
+#: (docs/deploy.md), where a click decodes in the browser within the
+#: 50 ms goal on 2 cores (800 x 1333 takes about 2.5x longer).
+DEFAULT_SCALE = (864, 512)
+#: Upload size limit: a 40-megapixel JPEG is about 20 MB.
+MAX_UPLOAD_BYTES = 64 * 2**20
+TYPES = {
+    '.html': 'text/html; charset=utf-8',
+    '.js': 'text/javascript; charset=utf-8',
+    '.mjs': 'text/javascript; charset=utf-8',
+    '.css': 'text/css; charset=utf-8',
+    '.wasm': 'application/wasm',
+    '.png': 'image/png',
+    '.onnx': 'application/octet-stream',
+}
+# Cross-origin isolation (COOP + COEP) lets onnxruntime-web use
+# SharedArrayBuffer, i.e. threads.
+ISOLATION_HEADERS = {
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Embedder-Policy': 'require-corp',
+    'Cross-Origin-Resource-Policy': 'same-origin',
+}
+
+
+class HTTPError(Exception):
+    """A request the server refuses: its status and one-line message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class WebDemo:
+    """What the routes serve: the predictor's encoder and export, the
+    page's files and the feature messages."""
+
+    def __init__(self, predictor: RapSAMPredictor, half: bool = True):
+        self.predictor = predictor
+        self.runtime = predictor.runtime
+        self.half = half
+        # One image encoded at a time: the runtime already uses every core
+        # it was given, and two large images at once would double memory.
+        self.lock = threading.Lock()
+
+    @property
+    def decoder_path(self) -> str:
+        spec = self.runtime.spec
+        return osp.join(self.runtime.export_dir,
+                        spec.graph_file('prompt_decoder'))
+
+    def config(self) -> dict:
+        spec = self.runtime.spec
+        return dict(
+            decoder_url='/model/prompt_decoder.onnx',
+            feature_names=spec.feature_names,
+            boxes_input=spec.boxes_input,
+            img_shape_input=(spec.img_shape_input if spec.img_shape_input
+                             in spec.input_names('prompt_decoder') else None),
+            img_shape_dtype=spec.img_shape_dtype,
+            outputs=spec.output_names('prompt_decoder'),
+            click_radius=CLICK_RADIUS,
+            scale=list(self.runtime.scale),
+            max_pixels=self.predictor.max_pixels,
+            max_upload_bytes=MAX_UPLOAD_BYTES,
+            classes=self.runtime.class_names)
+
+    def encode(self, data: bytes) -> bytes:
+        """An image file's bytes -> its feature message."""
+        limit = self.predictor.max_pixels
+        try:
+            width, height = image_size(data, limit)
+        except InputError as err:
+            # Not an image; or one beyond PIL's own ceiling, whose header
+            # gives no size, only that it is too large.
+            raise HTTPError(413 if 'megapixels' in str(err) else 400, str(err))
+        try:
+            check_pixels(width, height, 'The image', limit)
+        except InputError as err:
+            raise HTTPError(413, str(err))
+        try:
+            img = self.predictor.read_image(data)
+        except InputError as err:  # a corrupt file past its header
+            raise HTTPError(400, str(err))
+        with self.lock:
+            image, meta = self.runtime.preprocess(img)
+            features = self.runtime.encode(image)
+        return encode_features(features, meta, half=self.half)
+
+    @staticmethod
+    def static_file(path: str) -> str:
+        """The file a GET path names, or HTTPError 404."""
+        if path in ('', '/'):
+            path = '/index.html'
+        name = osp.basename(path)
+        if path.startswith('/ort/'):
+            folder = ORT_DIR
+            if not osp.isdir(folder):
+                raise HTTPError(
+                    404, 'onnxruntime-web is not installed: run `make '
+                    'web-deps` (npm ci in demo/web).')
+        else:
+            folder = WEB_DIR
+        # One level only, known types only: nothing else is served.
+        if path.count('/') != (2 if folder == ORT_DIR else 1) or \
+                osp.splitext(name)[1] not in TYPES or name.startswith('.'):
+            raise HTTPError(404, f'No such page: {path}')
+        full = osp.join(folder, name)
+        if not osp.isfile(full):
+            raise HTTPError(404, f'No such page: {path}')
+        return full
+
+
+def make_handler(demo: WebDemo):
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = 'RapSAMWebDemo'
+        protocol_version = 'HTTP/1.1'
+
+        def log_message(self, fmt, *args):  # one line per request
+            sys.stderr.write('%s %s\n' % (self.address_string(), fmt % args))
+
+        def send_body(self,
+                      status: int,
+                      body: bytes,
+                      content_type: str,
+                      extra: dict = None) -> None:
+            self.send_response(status)
+            self.send_header('Content-Type', content_type)
+            self.send_header('Content-Length', str(len(body)))
+            self.send_header('Cache-Control', 'no-store')
+            for key, value in {**ISOLATION_HEADERS, **(extra or {})}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != 'HEAD':
+                self.wfile.write(body)
+
+        def send_json(self, status: int, value: dict) -> None:
+            self.send_body(status,
+                           json.dumps(value).encode(), 'application/json')
+
+        def send_error_message(self, err: HTTPError) -> None:
+            self.log_message('"%s" %d %s', self.requestline, err.status,
+                             str(err))
+            self.send_json(err.status, dict(error=str(err)))
+
+        def log_request(self, code='-', size='-'):
+            if isinstance(code, int) and code >= 400:
+                return  # send_error_message logged it with its reason
+            super().log_request(code, size)
+
+        def do_GET(self):
+            path = urllib.parse.urlsplit(self.path).path
+            try:
+                if path == '/api/config':
+                    return self.send_json(200, demo.config())
+                if path == '/model/prompt_decoder.onnx':
+                    try:
+                        with open(demo.decoder_path, 'rb') as f:
+                            body = f.read()
+                    except OSError:
+                        raise HTTPError(
+                            404, 'The prompt decoder is missing: '
+                            f'{demo.decoder_path} cannot be read (re-export '
+                            'the model or restart the server).')
+                    return self.send_body(200, body, TYPES['.onnx'])
+                full = demo.static_file(path)
+                with open(full, 'rb') as f:
+                    body = f.read()
+                self.send_body(200, body, TYPES[osp.splitext(full)[1]])
+            except HTTPError as err:
+                self.send_error_message(err)
+
+        do_HEAD = do_GET
+
+        def do_POST(self):
+            path = urllib.parse.urlsplit(self.path).path
+            try:
+                if path != '/api/encode':
+                    raise HTTPError(404, f'No such route: POST {path}')
+                try:
+                    length = int(self.headers.get('Content-Length', ''))
+                except ValueError:
+                    raise HTTPError(
+                        411, 'Send the image with a '
+                        'Content-Length header.')
+                if length > MAX_UPLOAD_BYTES:
+                    # Not read: the connection closes after the answer.
+                    self.close_connection = True
+                    raise HTTPError(
+                        413, f'The upload is {length / 2**20:.1f} MB, above '
+                        f'the limit of {MAX_UPLOAD_BYTES // 2**20} MB: '
+                        'downscale the image.')
+                data = self.rfile.read(length)
+                body = demo.encode(data)
+                self.send_body(200, body, 'application/octet-stream')
+            except HTTPError as err:
+                self.send_error_message(err)
+
+    return Handler
+
+
+def parse_args(argv=None):
+    parser = base_parser(__doc__, backends=False)
+    parser.add_argument(
+        '--config',
+        default=DEFAULT_CONFIG,
+        help='an eval config under configs/rap_sam (with --weights)')
+    parser.add_argument(
+        '--export',
+        default=None,
+        help='an export folder (tools/deploy/export.py) instead of '
+        'config and weights')
+    parser.add_argument('--host', default='127.0.0.1')
+    parser.add_argument('--port', type=int, default=8000)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help="the image encoder's threads (default: all cores)")
+    parser.add_argument(
+        '--float32',
+        action='store_true',
+        help='send features as float32 (default float16: half the bytes, '
+        'masks within IoU 0.999)')
+    return parser.parse_args(argv)
+
+
+def build_demo(args) -> WebDemo:
+    if args.export:
+        if args.weights or args.scale or args.classes:
+            raise InputError('--export runs an export folder as it is: '
+                             'leave out --weights, --scale and --classes '
+                             '(export again to change them).')
+        predictor = RapSAMPredictor.from_export(
+            args.export, 'onnxruntime', num_threads=args.threads)
+    else:
+        args.backend, args.precision = 'onnxruntime', 'fp32'
+        if args.scale is None:
+            args.scale = DEFAULT_SCALE
+        if args.device not in (None, 'cpu'):
+            raise InputError('The web demo encodes on the CPU (ONNX '
+                             f'Runtime); --device {args.device} is not used.')
+        args.device = 'cpu'
+        from demo_cli import predictor_kwargs
+        predictor = load_predictor(args, args.config, **predictor_kwargs(args))
+    return WebDemo(predictor, half=not args.float32)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors():
+        demo = build_demo(args)
+        try:
+            server = ThreadingHTTPServer((args.host, args.port),
+                                         make_handler(demo))
+        except OSError as err:
+            raise InputError(f'Cannot listen on {args.host}:{args.port} '
+                             f'({err.strerror}): choose another --port.')
+    if not osp.isdir(ORT_DIR):
+        print(
+            'warning: onnxruntime-web is not installed; run `make '
+            'web-deps` (npm ci in demo/web) or the page cannot decode.',
+            file=sys.stderr)
+    host, port = server.server_address[:2]
+    print(
+        f'Serving the RAP-SAM web demo on http://{host}:{port} '
+        f'(export: {demo.runtime.export_dir})',
+        flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == '__main__':
+    os.environ.setdefault('PYTHONUNBUFFERED', '1')
+    main()

@@ -1,0 +1,279 @@
+"""The browser demo: demo/web_server.py as a subprocess (the README's
+command line) and its page in headless Chromium, whose prompt decoder runs
+in onnxruntime-web; the page's masks against ``predict_prompts``."""
+import json
+import os
+import os.path as osp
+import shutil
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from browser import (add_web_prompt, chromium_paths, open_in_web_demo,
+                     page_data, serve_web_demo, start_browser, text_of,
+                     wait_until, wait_web_idle)
+from helpers import REPO
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+
+from rap_sam.apis import RapSAMPredictor
+
+ORT_DIST = osp.join(REPO, 'demo', 'web', 'node_modules', 'onnxruntime-web',
+                    'dist')
+SCALE = (96, 64)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width x height`` pixels (its header only)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data)))
+
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IEND', b'')
+
+
+@pytest.fixture(scope='module')
+def server(weights, tmp_path_factory):
+    """The server on seeded weights at a small scale, its export in a
+    temporary cache; yields a dict (url, port, log, proc, env, export)."""
+    root = tmp_path_factory.mktemp('web')
+    env = dict(os.environ, RAP_SAM_EXPORT_CACHE=str(root / 'cache'))
+    port = _free_port()
+    args = [
+        '--weights', weights, '--scale', *map(str, SCALE), '--port',
+        str(port), '--threads', '1'
+    ]
+    log = str(root / 'server.log')
+    proc, url = serve_web_demo(args, log, env)
+    with open(log) as f:
+        export = f.read().split('(export: ')[1].split(')')[0]
+    info = dict(
+        url=url,
+        port=port,
+        log=log,
+        proc=proc,
+        env=env,
+        export=export,
+        root=root)
+    yield info
+    info['proc'].kill()
+    info['proc'].wait()
+
+
+@pytest.fixture(scope='module')
+def predictor(server):
+    """The Python API on the server's export."""
+    return RapSAMPredictor.from_export(server['export'], 'onnxruntime')
+
+
+def _get(url: str, data: bytes = None):
+    """(status, headers, body) of a request, 4xx answers included."""
+    try:
+        with urllib.request.urlopen(
+                urllib.request.Request(url, data=data), timeout=60) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def test_routes_and_bad_requests(server, small_photo):
+    url = server['url']
+    status, headers, body = _get(url + '/')
+    assert status == 200 and b'<canvas id="mask-canvas">' in body
+    # What crossOriginIsolated (onnxruntime-web's threads) needs.
+    assert headers['Cross-Origin-Opener-Policy'] == 'same-origin'
+    assert headers['Cross-Origin-Embedder-Policy'] == 'require-corp'
+    config = json.loads(_get(url + '/api/config')[2])
+    assert config['feature_names'] == ['basis']
+    assert config['img_shape_dtype'] == 'int64'
+    assert config['scale'] == list(SCALE) and config['click_radius'] == 3
+    status, _, body = _get(url + config['decoder_url'])
+    with open(osp.join(server['export'], 'prompt_decoder.onnx'), 'rb') as f:
+        assert status == 200 and body == f.read()
+    if osp.isdir(ORT_DIST):
+        status, headers, body = _get(url + '/ort/ort-wasm-simd-threaded.wasm')
+        assert status == 200 and body[:4] == b'\x00asm'
+        assert headers['Content-Type'] == 'application/wasm'
+    with open(small_photo, 'rb') as f:
+        status, headers, body = _get(url + '/api/encode', f.read())
+    assert status == 200 and body[:8] == b'RSAMFEAT'
+    for path in ('/setup.py', '/node_modules/x.js', '/ort/../package.json',
+                 '/nothing.html'):
+        status, _, body = _get(url + path)
+        assert status == 404 and 'No such page' in json.loads(body)['error']
+    for data, code, message in [
+        (b'just some notes\n', 400, 'Cannot read the uploaded data as an '
+         'image'),
+        (_png_header(10000, 10000), 413, 'The image is 10000 x 10000 pixels '
+         '(100.0 megapixels), above the limit'),
+        (_png_header(20000, 20000), 413, 'megapixels'),
+    ]:
+        status, headers, body = _get(url + '/api/encode', data)
+        assert status == code, body
+        assert headers['Content-Type'] == 'application/json'
+        error = json.loads(body)['error']
+        assert message in error and '\n' not in error
+    with open(server['log']) as f:
+        log = f.read()
+    assert 'Traceback' not in log
+    assert '"POST /api/encode HTTP/1.1" 413 The image is 10000' in log
+
+
+def _require_browser():
+    if chromium_paths() is None:
+        pytest.skip('chromium / chromedriver not installed '
+                    '(apt-get install chromium chromium-driver)')
+    if not osp.isdir(ORT_DIST):
+        pytest.skip('onnxruntime-web not installed: make web-deps '
+                    '(npm ci in demo/web)')
+
+
+@pytest.fixture(scope='module')
+def driver(server):
+    _require_browser()
+    driver = start_browser(900, 700)
+    yield driver
+    driver.quit()
+
+
+def _page_mask(driver, i: int) -> np.ndarray:
+    runs = driver.execute_script('return window.rapSam.maskRuns(arguments[0])',
+                                 i)
+    values = np.arange(len(runs['counts'])) % 2
+    flat = np.repeat(values, runs['counts']).astype(bool)
+    return flat.reshape(runs['height'], runs['width']), runs['iou']
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return 1.0 if union == 0 else (a & b).sum() / union
+
+
+def _message(driver) -> str:
+    box = driver.find_element(By.ID, 'message')
+    return box.text if box.is_displayed() else ''
+
+
+def _mouse_on_image(driver, x: float, y: float):
+    """ActionChains at image pixel (x, y) of the shown canvas."""
+    canvas = driver.find_element(By.ID, 'mask-canvas')
+    width = driver.execute_script('return arguments[0].width', canvas)
+    rect = canvas.rect
+    scale = rect['width'] / width
+    return ActionChains(driver).move_to_element_with_offset(
+        canvas, round((x + 0.5) * scale - rect['width'] / 2),
+        round((y + 0.5) * scale - rect['height'] / 2))
+
+
+def test_click_and_box_in_the_browser_equal_predict_prompts(
+        server, driver, predictor, small_photo):
+    driver.get(server['url'])
+    wait_web_idle(driver, what='the prompt decoder to load')
+    assert _message(driver) == ''
+    assert driver.execute_script('return window.crossOriginIsolated')
+    open_in_web_demo(driver, small_photo)
+    assert 'Click an object' in text_of(driver, 'status'), _message(driver)
+    # A click, then a dragged box, with the mouse.
+    _mouse_on_image(driver, 40, 30).click().perform()
+    wait_until(lambda: page_data(driver, 'masks') == '1', what='a mask')
+    _mouse_on_image(driver, 70, 20).click_and_hold().move_by_offset(
+        60, 55).release().perform()
+    wait_until(lambda: page_data(driver, 'masks') == '2', what='a box mask')
+    prompts = driver.execute_script('return window.rapSam.prompts()')
+    assert [p['kind'] for p in prompts] == ['click', 'box']
+    click, box = prompts
+    assert abs(click['x'] - 40) <= 1 and abs(click['y'] - 30) <= 1
+    assert box['box'][2] - box['box'][0] >= 50
+    predictor.set_image(small_photo)
+    expected = predictor.predict_prompts(
+        points=[[click['x'], click['y']]], boxes=[box['box']]).pred_instances
+    masks = [_page_mask(driver, i) for i in range(2)]
+    for i, (mask, iou) in enumerate(masks):
+        ref = expected.masks[i].numpy()
+        assert mask.shape == ref.shape == (100, 150)
+        assert _iou(mask, ref) >= 0.99, (i, _iou(mask, ref))
+        assert iou == pytest.approx(float(expected.iou_scores[i]), abs=2e-3)
+    assert any(0 < m.sum() < m.size for m, _ in masks)  # masks, not blanks
+    # The decode time, measured in the page.
+    shown = text_of(driver, 'decode-time')
+    ms = float(
+        driver.find_element(By.ID, 'decode-time').get_attribute('data-ms'))
+    assert ms > 0 and shown.startswith(f'{ms:.1f} ms')
+    times = driver.execute_script('return window.rapSam.decodeTimes()')
+    assert len(times) == 2 and all(t > 0 for t in times)
+    # Undo and clear.
+    driver.find_element(By.ID, 'undo-button').click()
+    assert page_data(driver, 'masks') == '1'
+    assert len(driver.find_elements(By.CSS_SELECTOR, '#mask-list li')) == 1
+    driver.find_element(By.ID, 'clear-button').click()
+    assert page_data(driver, 'masks') == '0'
+    assert not driver.find_element(By.ID, 'clear-button').is_enabled()
+
+
+def _works_again(driver, path: str, x: int = 20, y: int = 20) -> None:
+    """An image opens and a click gets a mask: the page still works."""
+    open_in_web_demo(driver, path)
+    assert 'Click an object' in text_of(driver, 'status'), _message(driver)
+    result = add_web_prompt(driver, dict(kind='click', x=x, y=y))
+    assert result is not None and result['decodeMs'] > 0, _message(driver)
+    assert _message(driver) == ''
+
+
+def test_bad_inputs_are_messages_and_the_page_keeps_working(
+        server, driver, small_photo):
+    root = server['root']
+    driver.get(server['url'])
+    wait_web_idle(driver)
+    notes = root / 'notes.png'
+    notes.write_bytes(b'just some notes\n')
+    huge = root / 'huge.png'
+    huge.write_bytes(_png_header(10000, 10000))
+    for path, message in [(notes, 'Cannot read the uploaded data as an '
+                           'image'),
+                          (huge, '100.0 megapixels), above the limit')]:
+        open_in_web_demo(driver, str(path))
+        assert message in _message(driver)
+        _works_again(driver, small_photo)
+
+    # The decoder file missing: a message at start, at each click, and
+    # clicks work again once it is back.
+    decoder = osp.join(server['export'], 'prompt_decoder.onnx')
+    shutil.move(decoder, decoder + '.away')
+    try:
+        driver.get(server['url'])
+        wait_web_idle(driver)
+        assert 'Cannot load the prompt decoder: The prompt decoder is ' \
+               'missing' in _message(driver)
+        open_in_web_demo(driver, small_photo)
+        assert add_web_prompt(driver, dict(kind='click', x=5, y=5)) is None
+        assert 'Cannot load the prompt decoder' in _message(driver)
+    finally:
+        shutil.move(decoder + '.away', decoder)
+    assert add_web_prompt(driver, dict(kind='click', x=5, y=5)) is not None
+    assert page_data(driver, 'masks') == '1' and _message(driver) == ''
+
+    # The server down, then back (on the same port, from its export).
+    server['proc'].kill()
+    server['proc'].wait()
+    open_in_web_demo(driver, small_photo)
+    assert 'Cannot reach the server' in _message(driver)
+    assert page_data(driver, 'masks') == '1'  # the image and its mask stay
+    server['proc'], _ = serve_web_demo(
+        ['--export', server['export'], '--port',
+         str(server['port'])], server['log'] + '.2', server['env'])
+    _works_again(driver, small_photo)
+    for log in (server['log'], server['log'] + '.2'):
+        with open(log) as f:
+            assert 'Traceback' not in f.read()
