@@ -10,7 +10,7 @@ pin     = $(shell grep -E '^$(1)==' requirements.txt)
 # Installed with --no-deps (their needs are listed in requirements.txt).
 NODEPS  := mmdet==|panopticapi-lite==|open_clip_torch==|timm==|torchvision==
 
-.PHONY: all env demo test lint format clean-env
+.PHONY: all env demo web web-deps test lint format clean-env
 
 all: test
 
@@ -40,10 +40,26 @@ $(STAMP)-browser:
 	  || echo "WARNING: could not install chromium: the browser test will be SKIPPED"; fi
 	touch $@
 
+# onnxruntime-web for the browser demo, from demo/web/package-lock.json
+# (never committed; the server serves it from there). Without npm the
+# browser demo's test is SKIPPED, as without chromium.
+WEB_STAMP := demo/web/node_modules/.stamp
+$(WEB_STAMP): demo/web/package.json demo/web/package-lock.json
+	@if command -v npm >/dev/null && (cd demo/web && npm ci --ignore-scripts --no-audit --no-fund); \
+	then touch $@; \
+	else echo "WARNING: could not install onnxruntime-web (npm ci in demo/web): the browser demo's test will be SKIPPED"; fi
+
+web-deps: $(WEB_STAMP)
+
+# The browser demo (demo/web_server.py): `make web WEIGHTS=rapsam_r50_12e.pth`.
+WEIGHTS ?=
+web: env $(WEB_STAMP)
+	$(PY) demo/web_server.py $(if $(WEIGHTS),--weights $(WEIGHTS))
+
 demo: env
 	$(PY) demo/demo.py demo/demo.jpg configs/rap_sam/eval_rap_sam_coco.py --out-dir outputs/demo
 
-test: env $(STAMP)-browser
+test: env $(STAMP)-browser $(WEB_STAMP)
 	$(PY) -m pytest -q tests
 
 # flake8, isort and yapf with the settings in setup.cfg; `make format` fixes.
