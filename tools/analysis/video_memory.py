@@ -1,21 +1,26 @@
 """Peak memory (and time) of evaluating one synthetic video, by length.
 
-    python tools/analysis/video_memory.py --frames 30 300 \
-        [--config configs/rap_sam/eval_rap_sam_yt19.py] [--size 736 1280] \
-        [--lazy]
+    python tools/analysis/video_memory.py --frames 30 300 --dataset \
+        [--config configs/rap_sam/eval_rap_sam_yt19.py] [--size 720 1280]
+    python tools/analysis/video_memory.py --frames 30 300 [--lazy]
 
-Each length runs in its own process (so peaks don't mix) through the
-model's test_step with random weights and random frames of --size (720 x
-1280 is the YouTube-VIS frame size, padded to 736 x 1280 by the yt19
-pipeline), and prints one row per length: frames, peak resident memory,
-seconds, MB per frame over the first length, the uint8 video's MB, and the
-peak over the first length's.
+Each length runs in its own process (so peaks don't mix), with random
+weights and random frames of --size (720 x 1280 is the YouTube-VIS frame
+size, padded to 736 x 1280 by the yt19 pipeline), and prints one row per
+length: frames, peak resident memory, seconds, MB per frame over the first
+length, the uint8 video's MB, and the peak over the first length's.
 
-The video is handed over as mmdet's data pipeline hands it: all frames,
-uint8, in one tensor (that tensor grows with the length, by 2.8 MB per
-736 x 1280 frame). With --lazy, the frames are made when test_step asks for
-a clip (as a data path reading frames per clip would), so the rows show
-what the model itself holds.
+With --dataset, the real data path: one video of that length is written in
+the official YouTube-VIS layout (valid.json with ``annotations: null``,
+valid/JPEGImages/<video>/<frame>.jpg) with a seeded checkpoint, and
+``tools/test.py CONFIG CKPT`` evaluates it with the config's dataloader (2
+persistent workers) and metric; the peak is that of the largest process
+(the main one, where the model runs), the time that of the whole command.
+
+Without it, the model's test_step on a video handed over as mmdet's
+former pipeline did: all frames, uint8, in one tensor (growing by 2.8 MB
+per 736 x 1280 frame); with --lazy, the frames are made when test_step asks
+for a clip.
 """
 import argparse
 import json
@@ -103,6 +108,89 @@ def run_one(config, frames, size, threads, lazy):
                 seconds=round(seconds, 1))))
 
 
+def write_video_dataset(root, frames, h, w):
+    """One video of ``frames`` random ``h`` x ``w`` JPEGs in the official
+    YouTube-VIS 2019 valid layout."""
+    import cv2
+
+    from rap_sam.datasets import YOUTUBE_VIS_2019_CLASSES
+    name = 'video0001'
+    os.makedirs(osp.join(root, 'valid/JPEGImages', name), exist_ok=True)
+    file_names = []
+    for i in range(frames):
+        file_names.append(f'{name}/{5 * i:05d}.jpg')
+        image = frame(i, h, w).numpy().transpose(1, 2, 0)
+        cv2.imwrite(osp.join(root, 'valid/JPEGImages', file_names[-1]), image)
+    with open(osp.join(root, 'valid.json'), 'w') as f:
+        json.dump(
+            dict(
+                videos=[
+                    dict(
+                        id=1,
+                        width=w,
+                        height=h,
+                        length=frames,
+                        file_names=file_names)
+                ],
+                annotations=None,
+                categories=[
+                    dict(id=i + 1, name=n, supercategory='object')
+                    for i, n in enumerate(YOUTUBE_VIS_2019_CLASSES)
+                ]), f)
+
+
+def run_dataset(config, frames, size, threads):
+    """tools/test.py on a written video: peak RSS of its largest
+    process."""
+    import tempfile
+
+    import torch
+    sys.path.insert(0, ROOT)
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    from rap_sam.testing import randomize_
+    with tempfile.TemporaryDirectory() as tmp:
+        root = osp.join(tmp, 'data') + '/'
+        write_video_dataset(root, frames, *size)
+        cfg = Config.fromfile(config)
+        cfg.model.backbone.init_cfg = None
+        cfg.model.panoptic_head.ov_classifier_name = None  # random classes
+        model = MODELS.build(cfg.model)
+        randomize_(model, seed=0)
+        ckpt = osp.join(tmp, 'random.pth')
+        torch.save(dict(state_dict=model.state_dict()), ckpt)
+        del model
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        start = time.perf_counter()
+        out = subprocess.run([
+            sys.executable,
+            osp.join(ROOT, 'tools/test.py'), config, ckpt, '--work-dir',
+            osp.join(tmp, 'work'), '--cfg-options',
+            f'test_dataloader.dataset.data_root={root}',
+            'model.panoptic_head.ov_classifier_name=None',
+            'model.backbone.init_cfg=None',
+            f'test_evaluator.outfile_prefix={tmp}/results'
+        ],
+                             cwd=ROOT,
+                             capture_output=True,
+                             text=True,
+                             env=env)
+        seconds = time.perf_counter() - start
+        if out.returncode != 0:
+            raise SystemExit(out.stderr[-3000:])
+        with open(osp.join(tmp, 'results.json')) as f:
+            results = json.load(f)
+        assert all(len(r['segmentations']) == frames for r in results)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        json.dumps(
+            dict(
+                frames=frames,
+                peak_mb=round(peak_mb),
+                seconds=round(seconds, 1))))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
@@ -116,8 +204,15 @@ def main():
         '--lazy',
         action='store_true',
         help='make the frames when test_step asks for a clip')
+    parser.add_argument(
+        '--dataset',
+        action='store_true',
+        help='write a YouTube-VIS video and run tools/test.py on it')
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one and args.dataset:
+        return run_dataset(args.config, args.frames[0], args.size,
+                           args.threads)
     if args.one:
         return run_one(args.config, args.frames[0], args.size, args.threads,
                        args.lazy)
@@ -131,7 +226,8 @@ def main():
                 '--frames',
                 str(frames), '--size', *map(str, args.size), '--threads',
                 str(args.threads)
-            ] + (['--lazy'] if args.lazy else []),
+            ] + (['--lazy'] if args.lazy else []) +
+            (['--dataset'] if args.dataset else []),
             capture_output=True,
             text=True,
             env=dict(os.environ))
@@ -140,7 +236,7 @@ def main():
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
         growth, ratio = '', row['peak_mb'] / rows[0]['peak_mb']
-        video_mb = 0 if args.lazy else \
+        video_mb = 0 if args.lazy or args.dataset else \
             row['frames'] * 3 * args.size[0] * args.size[1] / 2**20
         if len(rows) > 1 and row['frames'] != rows[0]['frames']:
             growth = (row['peak_mb'] - rows[0]['peak_mb']) / (
