@@ -8,7 +8,10 @@ Each length runs in its own process (so peaks don't mix), with random
 weights and random frames of --size (720 x 1280 is the YouTube-VIS frame
 size, padded to 736 x 1280 by the yt19 pipeline), and prints one row per
 length: frames, peak resident memory, seconds, MB per frame over the first
-length, the uint8 video's MB, and the peak over the first length's.
+length, the uint8 video's MB, the peak over the first length's and, with
+--dataset, the MB of the results' RLE masks (which the metric holds until
+it writes the json; random weights make them noise, far larger than a
+trained model's).
 
 With --dataset, the real data path: one video of that length is written in
 the official YouTube-VIS layout (valid.json with ``annotations: null``,
@@ -182,13 +185,19 @@ def run_dataset(config, frames, size, threads):
         with open(osp.join(tmp, 'results.json')) as f:
             results = json.load(f)
         assert all(len(r['segmentations']) == frames for r in results)
+        # The results' masks are held until the json is written: with
+        # random weights they are noise, far larger than a trained model's.
+        results_mb = sum(
+            len(rle['counts']) for r in results
+            for rle in r['segmentations'] if rle) / 2**20
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         json.dumps(
             dict(
                 frames=frames,
                 peak_mb=round(peak_mb),
-                seconds=round(seconds, 1))))
+                seconds=round(seconds, 1),
+                results_mb=round(results_mb))))
 
 
 def main():
@@ -218,7 +227,8 @@ def main():
                        args.lazy)
     rows = []
     print(f'{"frames":>7} {"peak MB":>9} {"seconds":>9} {"MB/frame":>9} '
-          f'{"video MB":>9} {"x first":>8}')
+          f'{"video MB":>9} {"x first":>8}' +
+          (f' {"masks MB":>9}' if args.dataset else ''))
     for frames in args.frames:
         out = subprocess.run(
             [
@@ -244,7 +254,8 @@ def main():
             growth = f'{growth:9.1f}'
         print(
             f'{row["frames"]:>7} {row["peak_mb"]:>9} {row["seconds"]:>9} '
-            f'{growth:>9} {video_mb:>9.0f} {ratio:>8.2f}',
+            f'{growth:>9} {video_mb:>9.0f} {ratio:>8.2f}' +
+            (f' {row["results_mb"]:>9}' if args.dataset else ''),
             flush=True)
 
 
