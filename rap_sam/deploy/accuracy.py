@@ -2,13 +2,30 @@
 fp32: per photo (instances kept, mask IoU of matched instances, panoptic
 pixels with the same class, prompt mask IoU) and on a labelled dataset
 (any test config's metric: PQ, click mIoU ...), each computed through
-:class:`rap_sam.apis.RapSAMPredictor`, the way a user runs the model."""
-from typing import Dict, List, Optional, Sequence
+:class:`rap_sam.apis.RapSAMPredictor`, the way a user runs the model.
+
+:func:`compare_modes` is the whole measurement
+(``tools/analysis/deploy_accuracy.py`` reports it): the fp32 export, the
+int8 one made from it, then each mode against fp32 of the same backend.
+"""
+import os.path as osp
+import time
+import warnings
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from scipy.optimize import linear_sum_assignment
+
+from rap_sam.utils.user_errors import UserError
+
+#: scikit-image's real photos (``skimage.data``), beside demo/demo.jpg.
+SKIMAGE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
+DEFAULT_MODES = ('onnxruntime:int8', 'openvino:int8', 'openvino:bf16')
+#: The metrics shown in the dataset table, when the evaluator reports them.
+KEY_METRICS = ('coco_panoptic/PQ', 'coco_panoptic/SQ', 'coco_panoptic/RQ',
+               'coco_sam/mIoU', 'coco_sam/mIoU_things', 'coco_sam/mIoU_stuff')
 
 
 def mask_iou_matrix(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -243,3 +260,253 @@ def photo_table(rows: List[dict]) -> str:
             f"{100 * r['panoptic_agreement']:.2f} % | "
             f"{r['click_mean_iou']:.4f} / {r['click_min_iou']:.4f} |")
     return '\n'.join(lines)
+
+
+def dataset_table(metrics: Dict[Tuple[str, str, str], dict]) -> str:
+    """A markdown table of test-set metrics keyed by ``(backend,
+    precision, eval config name)``: one row per config and
+    :data:`KEY_METRICS` entry it reports, one column per backend and
+    precision, in the order first seen."""
+    cols = []
+    for b, p, _ in metrics:
+        if (b, p) not in cols:
+            cols.append((b, p))
+    lines = [
+        '| eval config | metric | ' + ' | '.join(f'{b}:{p}'
+                                                 for b, p in cols) + ' |',
+        '|---|---|' + '---|' * len(cols)
+    ]
+    for name in sorted({n for _, _, n in metrics}):
+        keys = [
+            k for k in KEY_METRICS if any(
+                k in m for (_, _, n), m in metrics.items() if n == name)
+        ]
+        for key in keys:
+            cells = []
+            for b, p in cols:
+                value = metrics.get((b, p, name), {}).get(key)
+                cells.append('' if value is None else f'{value:.4g}')
+            lines.append(f'| {name} | {key} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+# ----------------------------------------------------------------------
+# the whole measurement
+# ----------------------------------------------------------------------
+def parse_modes(modes: Sequence[str]) -> List[Tuple[str, str]]:
+    """``BACKEND:PRECISION`` strings as ``(backend, precision)``; a mode
+    that cannot be compared with fp32 is a :class:`UserError`."""
+    parsed = []
+    for mode in modes:
+        backend, _, precision = mode.partition(':')
+        if backend not in ('torch', 'onnxruntime', 'openvino') or \
+                precision not in ('bf16', 'int8'):
+            raise UserError(
+                f'--modes takes BACKEND:PRECISION (backend torch, '
+                f'onnxruntime or openvino; precision bf16 or int8), got '
+                f'{mode!r}.')
+        if (backend, precision) == ('torch', 'int8'):
+            raise UserError('int8 runs on onnxruntime or openvino (an '
+                            'int8 export), not on torch.')
+        parsed.append((backend, precision))
+    return parsed
+
+
+def check_inputs(modes: Sequence[Tuple[str, str]],
+                 calib: Optional[str]) -> None:
+    """What can be checked before the (slow) export: an int8 mode needs a
+    folder of calibration images."""
+    if any(precision == 'int8' for _, precision in modes):
+        from .calibration import calibration_images
+        calibration_images(calib)
+
+
+def parse_cfg_options(pairs: Sequence[str]) -> dict:
+    """``k=v`` strings as mmengine's ``DictAction`` parses them."""
+    from mmengine.config import DictAction
+    options = {}
+    for pair in pairs:
+        key, _, value = pair.partition('=')
+        options[key] = DictAction._parse_iterable(value)
+    return options
+
+
+def load_config(path: str, options: dict, only_existing: bool = False):
+    """The config at ``path`` with ``options`` merged; ``only_existing``:
+    those whose key it has (an evaluator option of one test config does not
+    fit another's evaluator)."""
+    from rap_sam.utils.config_file import read_config
+    cfg = read_config(path)
+    if only_existing:
+        options = {k: v for k, v in options.items() if _has_key(cfg, k)}
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+def _has_key(cfg, dotted: str) -> bool:
+    node = cfg
+    for part in dotted.split('.'):
+        if isinstance(node, (list, tuple)):
+            if not part.isdigit() or int(part) >= len(node):
+                return False
+            node = node[int(part)]
+        elif hasattr(node, 'keys') and part in node:
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def load_photos(paths: Optional[Sequence[str]] = None) -> dict:
+    """BGR images by file name: ``paths``, or demo/demo.jpg and
+    :data:`SKIMAGE_PHOTOS`."""
+    import cv2
+
+    from rap_sam.apis import read_image
+    from .benchmark import DEMO_IMAGE
+    if paths:
+        return {osp.basename(p): read_image(p) for p in paths}
+    photos = {'demo.jpg': read_image(DEMO_IMAGE)}
+    import skimage.data
+    for name in SKIMAGE_PHOTOS:
+        rgb = getattr(skimage.data, name)()
+        photos[name] = cv2.cvtColor(rgb[..., :3], cv2.COLOR_RGB2BGR)
+    return photos
+
+
+def load_model(cfg, checkpoint: str) -> torch.nn.Module:
+    """The model as built, with the checkpoint's weights."""
+    from mmdet.registry import MODELS
+
+    from rap_sam.utils.checkpoint import load_model_weights
+    cfg = cfg.copy()
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    load_model_weights(model, checkpoint)
+    return model.eval()
+
+
+def compare_modes(config: str,
+                  checkpoint: str,
+                  modes: Sequence[Tuple[str, str]],
+                  work_dir: str,
+                  calib: Optional[str] = None,
+                  cfg_options: Optional[dict] = None,
+                  scale: Optional[Tuple[int, int]] = None,
+                  photos: Optional[Sequence[str]] = None,
+                  eval_configs: Sequence[str] = (),
+                  max_images: Optional[int] = None,
+                  int8_graphs: Optional[Sequence[str]] = None,
+                  int8_modules: Optional[Sequence[str]] = None,
+                  calibration: str = 'minmax',
+                  max_calib_images: int = 32,
+                  log: Callable[[str], None] = print) -> dict:
+    """Each mode ``(backend, precision)`` against ``backend`` in fp32.
+
+    Exports the model (fp32, at ``scale`` or the config's test scale) to
+    ``WORK_DIR/fp32`` and, for int8 modes, quantizes it to
+    ``WORK_DIR/int8`` (calibrated on ``calib``; both replaced). Then per
+    mode: :func:`compare_on_photo` on each of ``photos`` (default
+    :func:`load_photos`) and :func:`evaluate_predictor` on each of
+    ``eval_configs`` (``cfg_options`` apply to ``config``, and to each eval
+    config those whose key it has). ``log`` gets progress lines.
+
+    Returns:
+        dict: the report: ``config``, ``checkpoint``, ``scale``, ``calib``,
+        ``photos``, per mode its photos, photo summary and dataset metrics
+        (``fp32`` and ``mode``), ``photo_table`` and, with eval configs,
+        ``dataset_table`` (markdown).
+    """
+    from rap_sam.apis import RapSAMPredictor
+    from .export import export_model
+    from .quantize import quantize_export
+    options = cfg_options or {}
+    cfg = load_config(config, options)
+    fp32_dir = osp.join(work_dir, 'fp32')
+    start = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the random-weights banner
+        torch_fp32 = RapSAMPredictor(cfg, checkpoint, 'cpu', scale=scale)
+    # The predictor's model is prepared for torch ('fast'); the exporter
+    # prepares its own, from the model as built.
+    export_model(
+        load_model(cfg, checkpoint),
+        fp32_dir,
+        cfg=cfg,
+        scale=torch_fp32.scale,
+        class_names=torch_fp32.class_names,
+        overwrite=True)
+    log(f'fp32 export: {fp32_dir} ({time.time() - start:.0f} s)')
+    exports = {'fp32': fp32_dir}
+    if any(p == 'int8' for _, p in modes):
+        start = time.time()
+        exports['int8'] = quantize_export(
+            fp32_dir,
+            'int8',
+            calib,
+            out_dir=osp.join(work_dir, 'int8'),
+            graphs=int8_graphs,
+            modules=int8_modules,
+            calibration=calibration,
+            max_calib_images=max_calib_images,
+            overwrite=True)
+        log(f'int8 export: {exports["int8"]} ({time.time() - start:.0f} s)')
+
+    predictors = {('torch', 'fp32'): torch_fp32}
+
+    def predictor(backend, precision):
+        key = (backend, precision)
+        if key not in predictors:
+            if backend == 'torch':
+                predictors[key] = RapSAMPredictor(
+                    cfg, checkpoint, 'cpu', scale=scale, precision=precision)
+            else:
+                folder = exports['int8' if precision == 'int8' else 'fp32']
+                predictors[key] = RapSAMPredictor.from_export(
+                    folder, backend=backend, precision=precision)
+        return predictors[key]
+
+    images = load_photos(photos)
+    eval_cfgs = {
+        osp.basename(p): load_config(p, options, only_existing=True)
+        for p in eval_configs
+    }
+    report = dict(
+        config=config,
+        checkpoint=checkpoint,
+        scale=list(torch_fp32.scale),
+        calib=calib,
+        photos=sorted(images),
+        modes={})
+    metrics_cache = {}
+
+    def metrics(backend, precision, name):
+        key = (backend, precision, name)
+        if key not in metrics_cache:
+            metrics_cache[key] = evaluate_predictor(
+                predictor(backend, precision), eval_cfgs[name], max_images)
+        return metrics_cache[key]
+
+    rows = []
+    for backend, precision in modes:
+        mode = f'{backend}:{precision}'
+        start = time.time()
+        per_photo = {
+            name:
+            compare_on_photo(
+                predictor(backend, 'fp32'), predictor(backend, precision), img)
+            for name, img in images.items()
+        }
+        summary = dict(mode=mode, **summarize_photos(list(per_photo.values())))
+        rows.append(summary)
+        entry = dict(photos=per_photo, photo_summary=summary, datasets={})
+        for name in eval_cfgs:
+            before = metrics(backend, 'fp32', name)
+            after = metrics(backend, precision, name)
+            entry['datasets'][name] = dict(fp32=before, mode=after)
+        report['modes'][mode] = entry
+        log(f'{mode}: {time.time() - start:.0f} s')
+    report['photo_table'] = photo_table(rows)
+    if eval_cfgs:
+        report['dataset_table'] = dataset_table(metrics_cache)
+    return report

@@ -1,13 +1,17 @@
 """Known answers for the agreement measures of rap_sam.deploy.accuracy."""
 import numpy as np
+import pytest
 import torch
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmengine.structures import InstanceData
 
-from rap_sam.deploy.accuracy import (grid_clicks, mask_iou_matrix,
-                                     match_instances, panoptic_class_agreement,
-                                     panoptic_segments, photo_table,
+from rap_sam.deploy.accuracy import (dataset_table, grid_clicks,
+                                     mask_iou_matrix, match_instances,
+                                     panoptic_class_agreement,
+                                     panoptic_segments, parse_cfg_options,
+                                     parse_modes, photo_table,
                                      summarize_photos)
+from rap_sam.utils.user_errors import UserError
 
 
 def _masks():
@@ -102,3 +106,41 @@ def test_grid_clicks_and_summary():
     table = photo_table([dict(mode='onnxruntime:int8', **summary)])
     assert '| onnxruntime:int8 | 2 | 4 / 6 (66.7 %) | 0.8000 / 0.5000 |' \
         in table
+
+
+def test_parse_modes_and_options():
+    assert parse_modes(['onnxruntime:int8',
+                        'torch:bf16']) == [('onnxruntime', 'int8'),
+                                           ('torch', 'bf16')]
+    for bad, message in [('torch:int8', 'int8 runs on onnxruntime'),
+                         ('onnxruntime', 'BACKEND:PRECISION'),
+                         ('tensorrt:int8', 'BACKEND:PRECISION'),
+                         ('openvino:fp32', 'BACKEND:PRECISION')]:
+        with pytest.raises(UserError, match=message):
+            parse_modes([bad])
+    assert parse_cfg_options(['a.b=1', 'c=[1,2]', 'd=x']) == {
+        'a.b': 1,
+        'c': [1, 2],
+        'd': 'x'
+    }
+
+
+def test_dataset_table_known_answer():
+    metrics = {
+        ('onnxruntime', 'fp32', 'coco.py'): {
+            'coco_panoptic/PQ': 53.17,
+            'other': 1.0
+        },
+        ('onnxruntime', 'int8', 'coco.py'): {
+            'coco_panoptic/PQ': 51.52
+        },
+        ('onnxruntime', 'fp32', 'prompt.py'): {
+            'coco_sam/mIoU': 0.82031
+        },
+    }
+    assert dataset_table(metrics).splitlines() == [
+        '| eval config | metric | onnxruntime:fp32 | onnxruntime:int8 |',
+        '|---|---|---|---|',
+        '| coco.py | coco_panoptic/PQ | 53.17 | 51.52 |',
+        '| prompt.py | coco_sam/mIoU | 0.8203 |  |',
+    ]
