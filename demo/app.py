@@ -6,8 +6,12 @@ Opens a gradio app on http://127.0.0.1:7860 with three tabs. Images and
 prompts use --config (COCO classes), videos --video-config (YouTube-VIS
 classes); both load the same --weights. The image features of the prompt
 tab are computed once per uploaded image, so each click runs the decoder
-only. Bad input (an unreadable file, an image too large, an empty video,
-...) is shown as a message in the page. One request runs at a time; at most
+only. The video tab tracks every instance, or only the objects clicked on
+one frame (before that frame and after it: ``iter_track_prompt``); either
+way the annotated frames are shown as they are done, then the video, an
+mp4 and a json as demo/video_demo.py writes them. Bad input (an unreadable
+file, an image too large, an empty video, a frame past the end ...) is
+shown as a message in the page. One request runs at a time; at most
 --max-queue wait (more are told the queue is full), and uploads larger than
 --max-file-size are refused.
 """
@@ -20,6 +24,7 @@ import re
 import tempfile
 import threading
 import uuid
+from typing import Optional
 
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
 
@@ -28,9 +33,11 @@ import gradio.component_meta as gradio_component_meta  # noqa: E402
 import numpy as np  # noqa: E402
 from demo_cli import load_predictor  # noqa: E402
 from demo_cli import REPO, base_parser, predictor_kwargs, user_errors
-from video_demo import track_video_to_files  # noqa: E402
+from video_demo import source_info  # noqa: E402
+from video_demo import prompt_tracks, track_video_to_files
 
-from rap_sam.apis import RapSAMPredictor, read_image  # noqa: E402
+from rap_sam.apis import RapSAMPredictor  # noqa: E402
+from rap_sam.apis import InputError, check_prompts, iter_frames, read_image
 from rap_sam.apis.visualization import draw_panoptic  # noqa
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
                                         panoptic_segments, prompt_records)
@@ -116,6 +123,7 @@ class RapSAMApp:
         # One model call at a time: gradio runs handlers in threads, and the
         # prompt tab's cached features belong to one image.
         self.lock = threading.Lock()
+        self._factory_lock = threading.Lock()
         self._image_key = None
 
     # prompt tab ------------------------------------------------------
@@ -143,25 +151,31 @@ class RapSAMApp:
         return image, ('Click on the image to add a point (or choose "box" '
                        'and click two corners).'), state
 
-    def click(self, image, state: dict, mode: str, x: float, y: float):
-        """Add the clicked point (or box corner) and predict every prompt."""
-        if image is None:
-            raise gr.Error('Upload an image first.', print_exception=False)
+    @staticmethod
+    def add_click(state: dict, mode: str, x: float, y: float) -> tuple:
+        """``state`` with the click added: a point, or a box corner (a box
+        takes two clicks, its corners in any order); and a note for the
+        page when the click is a first corner."""
         state = dict(
             state, points=list(state['points']), boxes=list(state['boxes']))
         if mode == 'box':
             if state['corner'] is None:
                 state['corner'] = (x, y)
-                return self.render_prompts(
-                    image, state, 'First corner set: '
-                    'click the opposite corner.')
+                return state, 'First corner set: click the opposite corner.'
             (x0, y0), state['corner'] = state['corner'], None
             state['boxes'].append(
                 [min(x0, x), min(y0, y),
                  max(x0, x), max(y0, y)])
         else:
             state['points'].append([x, y])
-        return self.render_prompts(image, state)
+        return state, ''
+
+    def click(self, image, state: dict, mode: str, x: float, y: float):
+        """Add the clicked point (or box corner) and predict every prompt."""
+        if image is None:
+            raise gr.Error('Upload an image first.', print_exception=False)
+        state, note = self.add_click(state, mode, x, y)
+        return self.render_prompts(image, state, note)
 
     def clear(self, image, state: dict):
         state = self.new_prompts(state.get('key'))
@@ -222,19 +236,19 @@ class RapSAMApp:
 
     # video tab -------------------------------------------------------
     def video_predictor(self) -> RapSAMPredictor:
-        if self._video is None:
-            self._video = self._video_factory()
+        with self._factory_lock:
+            if self._video is None:
+                self._video = self._video_factory()
         return self._video
 
-    def iter_track(self, video, score_thr: float, progress=None):
-        """Track instances in ``video``, yielding the page's video outputs
-        as the frames are done: ``(None, None, status, latest drawn frame
-        (RGB))`` while it runs, then ``(webm, [mp4, json], summary, last
-        frame)``."""
-        if not video:
-            raise gr.Error('Upload a video first.', print_exception=False)
+    def _iter_to_files(self, video, name: str, write, summary, progress):
+        """Run ``write(predictor, stem, progress, on_frame)`` (a call of
+        :func:`track_video_to_files`) in a thread, yielding the page's video
+        outputs as frames are drawn: ``(None, None, status, latest drawn
+        frame (RGB))`` while it runs, then ``(webm, [mp4, json],
+        summary(info), last frame)``."""
         folder = osp.join(self.out_dir, uuid.uuid4().hex[:8])
-        stem = osp.join(folder, osp.splitext(osp.basename(video))[0])
+        stem = osp.join(folder, name)
         drawn, outcome, counts = queue.Queue(), {}, {}
 
         def report(done, total):
@@ -247,14 +261,8 @@ class RapSAMApp:
             try:
                 make_out_dir(folder)
                 with self.lock:
-                    outcome['info'] = track_video_to_files(
-                        self.video_predictor(),
-                        video,
-                        stem,
-                        score_thr,
-                        writers=(('webm', 'VP80'), ('mp4', 'mp4v')),
-                        progress=report,
-                        on_frame=drawn.put)
+                    outcome['info'] = write(self.video_predictor(), stem,
+                                            report, drawn.put)
             except BaseException as err:  # handed to the request below
                 outcome['error'] = err
             finally:
@@ -280,15 +288,213 @@ class RapSAMApp:
             raise _user_error(error)
         if error is not None:
             raise error
-        info = outcome['info']
-        text = (f"**{info['num_frames']} frames, {len(info['tracks'])} "
-                f'tracks** scoring at least {score_thr:g}.')
-        yield (f'{stem}.webm', [f'{stem}.mp4', f'{stem}.json'], text, latest)
+        yield (f'{stem}.webm', [f'{stem}.mp4', f'{stem}.json'],
+               summary(outcome['info']), latest)
+
+    def iter_track(self, video, score_thr: float, progress=None):
+        """Track instances in ``video``, yielding the page's video outputs
+        as the frames are done: ``(None, None, status, latest drawn frame
+        (RGB))`` while it runs, then ``(webm, [mp4, json], summary, last
+        frame)``."""
+        if not video:
+            raise gr.Error('Upload a video first.', print_exception=False)
+
+        def write(predictor, stem, report, on_frame):
+            return track_video_to_files(
+                predictor,
+                video,
+                stem,
+                score_thr,
+                writers=WRITERS,
+                progress=report,
+                on_frame=on_frame)
+
+        def summary(info):
+            return (f"**{info['num_frames']} frames, {len(info['tracks'])} "
+                    f'tracks** scoring at least {score_thr:g}.')
+
+        yield from self._iter_to_files(video, _video_name(video), write,
+                                       summary, progress)
 
     def track(self, video, score_thr: float, progress=None):
         """:meth:`iter_track`'s result: ``(webm, [mp4, json], summary)``."""
         *_, last = self.iter_track(video, score_thr, progress)
         return last[:3]
+
+    # click-to-track (video tab) ----------------------------------------
+    @staticmethod
+    def new_clicks(frame: int = 0, image=None) -> dict:
+        """Clicks on frame ``frame`` of a video (``image``: that frame,
+        RGB)."""
+        return dict(points=[], boxes=[], corner=None, frame=frame, image=image)
+
+    def _read_frame(self, video, frame: int) -> np.ndarray:
+        """Frame ``frame`` of ``video``, RGB."""
+        frames = iter_frames(video, self.video_predictor().max_pixels)
+        count = 0
+        for image in frames:
+            if count == frame:
+                frames.close()
+                return _rgb_to_bgr(image)
+            count += 1
+        raise InputError(f'Frame {frame} is past the video\'s last frame (it '
+                         f'has {count} frames; 0 is the first).')
+
+    def load_video(self, video):
+        """A new video: its frame count for the frame picker, frame 0 to
+        click on.
+
+        Returns:
+            tuple: the frame to show, the picker's new range, a note and
+            the clicks' state.
+        """
+        if not video:
+            return (None, _frame_picker(1),
+                    'Upload a video to click on its objects.',
+                    self.new_clicks())
+        try:
+            image = self._read_frame(video, 0)
+        except UserError as err:
+            raise _user_error(err)
+        count = source_info(video)[1] or self._count_frames(video)
+        state = self.new_clicks(0, image)
+        note = self._clicks_note(state, count)
+        return image, _frame_picker(count), note, state
+
+    def _count_frames(self, video) -> int:
+        """For a folder of frames, or a file whose container does not say."""
+        return sum(1 for _ in iter_frames(video,
+                                          self.video_predictor().max_pixels))
+
+    def show_frame(self, video, frame, state: dict):
+        """Frame ``frame`` to click on (the clicks of another frame are
+        forgotten)."""
+        if not video:
+            raise gr.Error('Upload a video first.', print_exception=False)
+        frame = int(frame)
+        if frame == state.get('frame') and state.get('image') is not None:
+            return self.render_clicks(state)
+        try:
+            image = self._read_frame(video, frame)
+        except UserError as err:
+            raise _user_error(err)
+        return self.render_clicks(self.new_clicks(frame, image))
+
+    def click_frame(self, state: dict, mode: str, x: float, y: float):
+        """Add a click on the shown frame: a point, or a box corner."""
+        image = state.get('image')
+        if image is None:
+            raise gr.Error('Upload a video first.', print_exception=False)
+        try:
+            # Said now, not after the video has been read.
+            check_prompts([[x, y]], [], image.shape[1], image.shape[0])
+        except UserError as err:
+            raise _user_error(err)
+        state, note = self.add_click(state, mode, x, y)
+        return self.render_clicks(state, note)
+
+    def clear_clicks(self, state: dict):
+        return self.render_clicks(
+            self.new_clicks(state.get('frame', 0), state.get('image')))
+
+    @staticmethod
+    def _clicks_note(state: dict, count: Optional[int] = None) -> str:
+        num = len(state['points']) + len(state['boxes'])
+        where = f"frame {state['frame']}" + (f' of {count}' if count else '')
+        if not num:
+            return (f'Click the objects to track on {where} (or choose '
+                    '"box" and click two corners), then "Track clicked '
+                    'objects".')
+        return (f'**{num} object{"s" * (num != 1)}** clicked on {where}: '
+                '"Track clicked objects" follows them through the video.')
+
+    def render_clicks(self, state: dict, note: str = ''):
+        """The frame with its clicks drawn (each in its object's track
+        colour), a note, and the state."""
+        image = state.get('image')
+        if image is None:
+            return None, 'Upload a video to click on its objects.', state
+        points, boxes = state['points'], state['boxes']
+        # Track ids follow the predictor's order: points, then boxes.
+        colors = [id_color(i + 1) for i in range(len(points) + len(boxes))]
+        if state['corner'] is not None:
+            points = points + [list(state['corner'])]
+            colors = colors[:len(state['points'])] + [
+                (255, 255, 255)
+            ] + colors[len(state['points']):]
+        shown = draw_prompts(_rgb_to_bgr(image), points, boxes, colors)
+        text = '\n\n'.join(filter(None, [self._clicks_note(state), note]))
+        return _rgb_to_bgr(shown), text, state
+
+    def iter_track_clicks(self, video, state: dict, progress=None):
+        """Follow the objects clicked on one frame through ``video``
+        (before that frame and after it), yielding the page's outputs as
+        :meth:`iter_track` does; the files are video_demo.py's
+        ``--frame K --points ... --boxes ...`` ones."""
+        if not video:
+            raise gr.Error('Upload a video first.', print_exception=False)
+        points, boxes = state['points'], state['boxes']
+        if not points and not boxes:
+            raise gr.Error(
+                'Click on the frame to choose the objects to track '
+                'first.',
+                print_exception=False)
+        frame = state['frame']
+
+        def write(predictor, stem, report, on_frame):
+            results, extra = prompt_tracks(predictor, video, frame, points,
+                                           boxes)
+            return track_video_to_files(
+                predictor,
+                video,
+                stem,
+                writers=WRITERS,
+                progress=report,
+                on_frame=on_frame,
+                results=results,
+                extra=extra)
+
+        yield from self._iter_to_files(video,
+                                       _video_name(video) + '_clicked', write,
+                                       _track_table, progress)
+
+    def track_clicks(self, video, state: dict, progress=None):
+        """:meth:`iter_track_clicks`' result: ``(webm, [mp4, json],
+        summary)``."""
+        *_, last = self.iter_track_clicks(video, state, progress)
+        return last[:3]
+
+
+# The page plays the webm (Chromium and Firefox play VP8; OpenCV writes no
+# H.264); the mp4 is for download.
+WRITERS = (('webm', 'VP80'), ('mp4', 'mp4v'))
+
+
+def _frame_picker(count: int) -> gr.Slider:
+    """The frame slider's update for a video of ``count`` frames (a slider
+    needs two values: one frame shows 0..1, fixed)."""
+    return gr.Slider(
+        minimum=0, maximum=max(count - 1, 1), value=0, interactive=count > 1)
+
+
+def _video_name(video: str) -> str:
+    return osp.splitext(osp.basename(video))[0]
+
+
+def _track_table(info: dict) -> str:
+    """The clicked objects' summary: per object its prompt, class and how
+    well a track matched it on the clicked frame."""
+    classes = {t['id']: t['category'] for t in info['tracks']}
+    rows = [
+        f"| {p['id']} | {p['type']} | {classes.get(p['id'], '-')} "
+        f"| {p.get('match_iou', 0):.2f} |" for p in info['prompts']
+    ]
+    num = len(info['prompts'])
+    return '\n'.join([
+        f"**{info['num_frames']} frames, {num} object{'s' * (num != 1)}** "
+        f"clicked on frame {info['prompt_frame']}.", '',
+        '| # | prompt | class | match IoU |', '|---|---|---|---|'
+    ] + rows)
 
 
 def _prompt_table(records) -> str:
@@ -354,33 +560,85 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
             pan_table = gr.Markdown(elem_id='panoptic-status')
             pan_btn.click(app.panoptic, pan_in, [pan_out, pan_table])
         with gr.Tab('Video instances', id='video'):
+            clicks = gr.State(app.new_clicks())
             with gr.Row():
                 vid_in = gr.Video(
                     label='Video', sources=['upload'], elem_id='video-input')
+                with gr.Column():
+                    track_canvas = gr.Image(
+                        label='Click the objects to track',
+                        interactive=False,
+                        format='png',
+                        elem_id='track-canvas')
+                    track_frame = gr.Slider(
+                        0,
+                        1,
+                        value=0,
+                        interactive=False,
+                        step=1,
+                        label='Frame to click on (0 is the first)',
+                        elem_id='track-frame')
+                    with gr.Row():
+                        track_mode = gr.Radio(['point', 'box'],
+                                              value='point',
+                                              label='A click adds a',
+                                              elem_id='track-mode')
+                        track_clear = gr.Button(
+                            'Clear clicks', elem_id='track-clear')
+                    track_note = gr.Markdown(
+                        'Upload a video to click on its objects.',
+                        elem_id='track-status')
+            with gr.Row():
+                thr = gr.Slider(
+                    0,
+                    1,
+                    value=0.5,
+                    step=0.05,
+                    label='Show instances scoring at least',
+                    elem_id='video-thr')
+                vid_btn = gr.Button(
+                    'Track all instances',
+                    variant='primary',
+                    elem_id='video-run')
+                track_btn = gr.Button(
+                    'Track clicked objects',
+                    variant='primary',
+                    elem_id='track-run')
+            with gr.Row():
                 vid_live = gr.Image(
                     label='Tracks as they come',
                     interactive=False,
                     elem_id='video-live')
                 vid_out = gr.Video(
                     label='Tracks', interactive=False, elem_id='video-output')
-            thr = gr.Slider(
-                0,
-                1,
-                value=0.5,
-                step=0.05,
-                label='Show instances scoring at least',
-                elem_id='video-thr')
-            vid_btn = gr.Button(
-                'Track', variant='primary', elem_id='video-run')
             vid_status = gr.Markdown(elem_id='video-status')
             vid_files = gr.File(
                 label='Annotated mp4 and tracks json', elem_id='video-files')
+            outputs = [vid_out, vid_files, vid_status, vid_live]
 
             def on_track(video, score_thr, progress=gr.Progress()):
                 yield from app.iter_track(video, score_thr, progress)
 
-            vid_btn.click(on_track, [vid_in, thr],
-                          [vid_out, vid_files, vid_status, vid_live])
+            def on_track_clicks(video, state, progress=gr.Progress()):
+                yield from app.iter_track_clicks(video, state, progress)
+
+            def on_frame_click(st, md, evt: gr.SelectData):
+                return app.click_frame(st, md, *evt.index[:2])
+
+            vid_in.change(app.load_video, vid_in,
+                          [track_canvas, track_frame, track_note, clicks])
+            # 'always_last': dragging the slider reads only the frame it
+            # stops on, not every frame it passes.
+            track_frame.input(
+                app.show_frame, [vid_in, track_frame, clicks],
+                [track_canvas, track_note, clicks],
+                trigger_mode='always_last')
+            track_canvas.select(on_frame_click, [clicks, track_mode],
+                                [track_canvas, track_note, clicks])
+            track_clear.click(app.clear_clicks, clicks,
+                              [track_canvas, track_note, clicks])
+            vid_btn.click(on_track, [vid_in, thr], outputs)
+            track_btn.click(on_track_clicks, [vid_in, clicks], outputs)
     return ui
 
 

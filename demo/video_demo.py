@@ -325,13 +325,20 @@ def _live_main(args, source) -> None:
           f"{len(info['tracks'])} tracks -> {stem}.mp4/.json")
 
 
-def prompt_tracks(predictor: RapSAMPredictor, args) -> tuple:
-    """The prompted objects' ``(frame, result)`` pairs, and what the json
-    says of the prompts: each prompt and, per object, ``match_iou``."""
-    prompts = [dict(type='point', xy=p) for p in args.points] + \
-        [dict(type='box', xyxy=b) for b in args.boxes]
-    pairs = predictor.iter_track_prompt(args.inputs, args.frame, args.points,
-                                        args.boxes, args.chunk_frames)
+def prompt_tracks(predictor: RapSAMPredictor,
+                  video,
+                  frame: int,
+                  points=(),
+                  boxes=(),
+                  chunk_frames: int = 30) -> tuple:
+    """The prompted objects' ``(frame, result)`` pairs
+    (``iter_track_prompt``'s), and what the json says of the prompts: each
+    prompt and, per object, ``match_iou``."""
+    points, boxes = [list(p) for p in points], [list(b) for b in boxes]
+    prompts = [dict(type='point', xy=p) for p in points] + \
+        [dict(type='box', xyxy=b) for b in boxes]
+    pairs = predictor.iter_track_prompt(video, frame, points, boxes,
+                                        chunk_frames)
 
     for i, prompt in enumerate(prompts):
         prompt['id'] = i + 1  # the object's track id
@@ -345,7 +352,7 @@ def prompt_tracks(predictor: RapSAMPredictor, args) -> tuple:
                 prompt['match_iou'] = round(iou, 4)
             yield frame, result
 
-    return results(), dict(prompt_frame=args.frame, prompts=prompts)
+    return results(), dict(prompt_frame=frame, prompts=prompts)
 
 
 def main(argv=None):
@@ -378,7 +385,9 @@ def main(argv=None):
 
         results, extra = None, None
         if args.prompted:
-            results, extra = prompt_tracks(predictor, args)
+            results, extra = prompt_tracks(predictor, args.inputs, args.frame,
+                                           args.points, args.boxes,
+                                           args.chunk_frames)
         try:
             info = track_video_to_files(
                 predictor,

@@ -1,5 +1,6 @@
 """The web app: its handlers on good and bad input, and the prompt tab in
 headless Chromium (upload an image, click, see the mask)."""
+import json
 import re
 import socket
 import urllib.request
@@ -7,10 +8,11 @@ import urllib.request
 import cv2
 import gradio as gr
 import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 from helpers import config_path
 
-from rap_sam.apis import RapSAMPredictor
+from rap_sam.apis import RapSAMPredictor, iter_frames
 
 
 @pytest.fixture(scope='module')
@@ -108,6 +110,105 @@ def test_video_tab_shows_frames_as_they_come(app, small_video):
     webm, files, text, last = final
     assert webm.endswith('.webm') and '4 frames' in text
     np.testing.assert_array_equal(last, running[-1][3])
+
+
+def _frames_rgb(video):
+    return [f[..., ::-1] for f in iter_frames(video)]
+
+
+def test_click_to_track(app, small_video):
+    """Pick a frame, click a point and draw a box on it, track: the files
+    are video_demo.py's, the masks track_prompt's."""
+    shown, picker, note, state = app.load_video(small_video)
+    frames = _frames_rgb(small_video)
+    assert np.array_equal(shown, frames[0])
+    assert picker.maximum == 3 and picker.value == 0
+    assert 'frame 0 of 4' in note
+    shown, note, state = app.show_frame(small_video, 2, state)
+    assert state['frame'] == 2 and np.array_equal(shown, frames[2])
+    shown, note, state = app.click_frame(state, 'point', 40, 30)
+    assert '**1 object**' in note and state['points'] == [[40, 30]]
+    assert not np.array_equal(shown, frames[2])  # the click is drawn
+    _, note, state = app.click_frame(state, 'box', 50, 50)
+    assert 'opposite corner' in note and state['boxes'] == []
+    _, note, state = app.click_frame(state, 'box', 5, 5)
+    assert state['boxes'] == [[5, 5, 50, 50]] and '**2 objects**' in note
+
+    updates = list(app.iter_track_clicks(small_video, state))
+    *running, (webm, files, text, last) = updates
+    assert running and all(u[0] is None and u[3].shape == (64, 96, 3)
+                           for u in running)
+    assert webm.endswith('pan_clicked.webm')
+    assert '**4 frames, 2 objects** clicked on frame 2' in text
+    assert re.search(r'^\| 1 \| point \| .+ \| \d\.\d\d \|$', text, re.M)
+    info = json.loads(open(files[1]).read())
+    assert info['prompt_frame'] == 2 and info['complete']
+    assert [p['type'] for p in info['prompts']] == ['point', 'box']
+    expected = app.video_predictor().track_prompt(
+        small_video, 2, points=[[40, 30]], boxes=[[5, 5, 50, 50]])
+    for track in info['tracks']:
+        assert [f['frame'] for f in track['frames']] == [0, 1, 2, 3]
+        for record, result in zip(track['frames'], expected):
+            rle = dict(
+                record['segmentation'],
+                counts=record['segmentation']['counts'].encode())
+            want = result.pred_track_instances.masks[track['id'] - 1]
+            assert np.array_equal(mask_util.decode(rle), want.numpy())
+    cap = cv2.VideoCapture(files[0])
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    assert count == 4
+
+    shown, note, state = app.clear_clicks(state)
+    assert state['points'] == [] and np.array_equal(shown, frames[2])
+
+
+def test_click_to_track_bad_input(app, small_video, tmp_path):
+    _, _, _, state = app.load_video(small_video)
+    with pytest.raises(gr.Error, match='Upload a video'):
+        app.track_clicks(None, state)
+    with pytest.raises(gr.Error, match='Upload a video'):
+        app.show_frame(None, 0, state)
+    with pytest.raises(gr.Error, match='Upload a video'):
+        app.click_frame(app.new_clicks(), 'point', 1, 1)
+    with pytest.raises(gr.Error, match='Click on the frame'):
+        app.track_clicks(small_video, state)
+    with pytest.raises(
+            gr.Error,
+            match='Frame 9 is past the video.s last frame '
+            r'\(it has 4 frames'):
+        app.show_frame(small_video, 9, state)
+    with pytest.raises(gr.Error, match='outside the image'):
+        app.click_frame(state, 'point', 500, 10)
+    # A frame number past the end reaches the tracker (a file's frame
+    # count is the container's word): its message, and no files.
+    late = dict(state, frame=7, points=[[10, 10]])
+    with pytest.raises(gr.Error, match='frame_index 7 is past'):
+        app.track_clicks(small_video, late)
+    empty = str(tmp_path / 'empty.mp4')  # a header, no frames
+    cv2.VideoWriter(empty, cv2.VideoWriter_fourcc(*'mp4v'), 5,
+                    (96, 64)).release()
+    with pytest.raises(gr.Error, match='Cannot open .*empty.mp4 as a video'):
+        app.load_video(empty)
+    (tmp_path / 'frames').mkdir()
+    with pytest.raises(gr.Error, match='No images .* in the folder'):
+        app.load_video(str(tmp_path / 'frames'))
+    assert app.load_video(None)[3] == app.new_clicks()
+
+
+def test_frame_picker_of_a_frame_folder(app, tmp_path, small_photo):
+    """A folder's frames are counted; one frame leaves nothing to pick."""
+    photo = cv2.imread(small_photo)
+    for n in (1, 3):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        for i in range(n):
+            cv2.imwrite(str(folder / f'{i}.png'), photo)
+        shown, picker, note, _ = app.load_video(str(folder))
+        assert np.array_equal(shown, photo[..., ::-1])
+        assert f'frame 0 of {n}' in note
+        assert (picker.maximum, picker.interactive) == (max(n - 1, 1), n > 1)
 
 
 def _free_port() -> int:
