@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
+import torch
 from mmdet.datasets import YouTubeVISDataset
 from mmdet.registry import DATASETS
 from mmdet.structures import TrackDataSample
 from mmengine.config import Config
 
 from rap_sam.datasets import (DatasetContentError, DatasetLayoutError,
-                              SampleLoadError, YouTubeVISOVDataset)
+                              LazyVideo, SampleLoadError, YouTubeVISOVDataset)
 from rap_sam.datasets.youtube_vis_format import official_to_coco_video
 from rap_sam.testing import make_youtube_vis
 
@@ -124,15 +125,21 @@ def test_config_gives_whole_videos(toy):
     h, w = video['height'], video['width']
     scale = min(1280 / max(h, w), 736 / min(h, w))
     shape = (int(h * scale + 0.5), int(w * scale + 0.5))
-    assert sample['inputs'].shape == (4, 3, *shape)
+    # The frames are read when the model asks for a clip.
+    assert isinstance(sample['inputs'], LazyVideo)
+    assert len(sample['inputs']) == 4
     samples = sample['data_samples']
     assert isinstance(samples, TrackDataSample) and len(samples) == 4
     for t, frame in enumerate(samples):
         assert frame.frame_id == t and frame.video_id == video['id']
-        assert frame.ori_shape == (h, w) and frame.img_shape == shape
+        assert frame.ori_shape == (h, w) and 'img_shape' not in frame
         assert frame.ori_video_length == 4
         present = sum(tr['masks'][t] is not None for tr in video['tracks'])
-        assert len(frame.instances) == len(frame.gt_instances) == present
+        assert len(frame.instances) == present
+    frames, metas = sample['inputs'].read_clip(1, 3)
+    assert frames.shape == (2, 3, *shape) and frames.dtype == torch.uint8
+    assert [m['img_shape'] for m in metas] == [shape, shape]
+    assert [m['ori_shape'] for m in metas] == [(h, w), (h, w)]
 
 
 def test_missing_root_file_and_frame(toy, tmp_path):

@@ -176,3 +176,37 @@ def test_frames_are_normalised_one_clip_at_a_time(video_model):
         a, b = a.pred_track_instances, b.pred_track_instances
         assert a.masks == b.masks and len(a.masks) > 0
         assert torch.equal(a.scores, b.scores)
+
+
+def test_spilt_masks_file_is_removed(video_model, monkeypatch):
+    """Every query's RLEs go to a temporary file while the video runs; it is
+    closed (and so gone) after the video, also when the video fails."""
+    import tempfile
+
+    import numpy as np
+    from helpers import random_image, video_batch
+
+    from rap_sam.models.tracking import query_mask_spill
+    opened, make = [], tempfile.TemporaryFile
+
+    def temporary_file():
+        opened.append(make())
+        return opened[-1]
+
+    monkeypatch.setattr(query_mask_spill.tempfile, 'TemporaryFile',
+                        temporary_file)
+    frames = np.stack([random_image(32, 48, seed=s) for s in range(4)])
+    with torch.no_grad():
+        out = video_model.test_step(video_batch(frames))[0]
+    assert len(out) == 4 and len(opened) == 1
+    assert opened[0].closed
+    fusion = video_model.panoptic_fusion_head
+
+    def fail(*args):
+        raise RuntimeError('failed mid-video')
+
+    monkeypatch.setattr(fusion, 'gather_instances', fail)
+    with pytest.raises(RuntimeError, match='failed mid-video'):
+        with torch.no_grad():
+            video_model.test_step(video_batch(frames))
+    assert len(opened) == 2 and opened[1].closed
