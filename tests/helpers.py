@@ -6,7 +6,8 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 
 import rap_sam  # noqa: F401  (registers modules)
-from rap_sam.testing import randomize_  # noqa: F401  (the tests' weights)
+# The tests' weights and batches, shared with the benchmark.
+from rap_sam.testing import image_batch, randomize_, video_batch  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -46,50 +47,6 @@ def build_model(name: str = 'rap_sam/eval_rap_sam_coco.py', seed: int = 0):
     model = MODELS.build(cfg.model)
     randomize_(model, seed)
     return model.eval()
-
-
-def image_batch(images, prompts=None):
-    """A ``test_step`` batch of BGR uint8 images ``[H, W, 3]`` (no resize:
-    ``ori_shape == img_shape``), each optionally with prompt boxes."""
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
-    inputs, samples = [], []
-    for i, img in enumerate(images):
-        h, w = img.shape[:2]
-        inputs.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
-        sample = DetDataSample(
-            metainfo=dict(
-                img_id=i,
-                img_shape=(h, w),
-                ori_shape=(h, w),
-                scale_factor=(1., 1.)))
-        if prompts is not None:
-            boxes = torch.as_tensor(prompts[i], dtype=torch.float32)
-            sample.gt_instances_collected = InstanceData(
-                point_coords=boxes,
-                pb_labels=torch.ones(len(boxes), dtype=torch.long))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def video_batch(frames):
-    """A ``test_step`` batch of one clip: ``frames`` is [T, H, W, 3] BGR."""
-    from mmdet.structures import DetDataSample, TrackDataSample
-    t, h, w = frames.shape[:3]
-    samples = [
-        DetDataSample(
-            metainfo=dict(
-                img_id=i,
-                frame_id=i,
-                video_length=t,
-                img_shape=(h, w),
-                ori_shape=(h, w),
-                scale_factor=(1., 1.))) for i in range(t)
-    ]
-    inputs = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
-    return dict(
-        inputs=[inputs],
-        data_samples=[TrackDataSample(video_data_samples=samples)])
 
 
 def random_image(h, w, seed=0):

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from rap_sam.testing.data_batches import image_batch, video_batch
 from rap_sam.testing.seeded_weights import randomize_
 from rap_sam.utils.user_errors import UserError
 from .prepare import prepare
@@ -358,41 +359,15 @@ def load_image(shape: Tuple[int, int],
 
 
 def image_data(img: np.ndarray, prompts: Optional[torch.Tensor] = None):
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
-    h, w = img.shape[:2]
-    sample = DetDataSample(
-        metainfo=dict(
-            img_id=0,
-            img_shape=(h, w),
-            ori_shape=(h, w),
-            scale_factor=(1., 1.)))
-    if prompts is not None:
-        sample.gt_instances_collected = InstanceData(
-            point_coords=prompts,
-            pb_labels=torch.ones(len(prompts), dtype=torch.long))
-    return dict(
-        inputs=[torch.from_numpy(img).permute(2, 0, 1).contiguous()],
-        data_samples=[sample])
+    """One image's ``test_step`` batch, with ``prompts`` (boxes) if given."""
+    return image_batch([img], None if prompts is None else [prompts])
 
 
 def video_data(img: np.ndarray, num_frames: int):
-    from mmdet.structures import DetDataSample, TrackDataSample
-    h, w = img.shape[:2]
-    frames = np.stack([np.roll(img, 8 * t, axis=1) for t in range(num_frames)])
-    samples = [
-        DetDataSample(
-            metainfo=dict(
-                img_id=t,
-                frame_id=t,
-                video_length=num_frames,
-                img_shape=(h, w),
-                ori_shape=(h, w),
-                scale_factor=(1., 1.))) for t in range(num_frames)
-    ]
-    return dict(
-        inputs=[torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()],
-        data_samples=[TrackDataSample(video_data_samples=samples)])
+    """A clip of ``num_frames`` frames, ``img`` shifted 8 px further right
+    in each (so the frames differ)."""
+    return video_batch(
+        np.stack([np.roll(img, 8 * t, axis=1) for t in range(num_frames)]))
 
 
 def click_boxes(h: int, w: int, num: int) -> torch.Tensor:
