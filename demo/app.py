@@ -24,7 +24,6 @@ import re
 import tempfile
 import threading
 import uuid
-from typing import Optional
 
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
 
@@ -323,10 +322,16 @@ class RapSAMApp:
 
     # click-to-track (video tab) ----------------------------------------
     @staticmethod
-    def new_clicks(frame: int = 0, image=None) -> dict:
-        """Clicks on frame ``frame`` of a video (``image``: that frame,
-        RGB)."""
-        return dict(points=[], boxes=[], corner=None, frame=frame, image=image)
+    def new_clicks(frame: int = 0, image=None, count=None) -> dict:
+        """Clicks on frame ``frame`` of a video of ``count`` frames
+        (``image``: that frame, RGB)."""
+        return dict(
+            points=[],
+            boxes=[],
+            corner=None,
+            frame=frame,
+            image=image,
+            count=count)
 
     def _read_frame(self, video, frame: int) -> np.ndarray:
         """Frame ``frame`` of ``video``, RGB."""
@@ -357,8 +362,8 @@ class RapSAMApp:
         except UserError as err:
             raise _user_error(err)
         count = source_info(video)[1] or self._count_frames(video)
-        state = self.new_clicks(0, image)
-        note = self._clicks_note(state, count)
+        state = self.new_clicks(0, image, count)
+        note = self._clicks_note(state)
         return image, _frame_picker(count), note, state
 
     def _count_frames(self, video) -> int:
@@ -378,7 +383,8 @@ class RapSAMApp:
             image = self._read_frame(video, frame)
         except UserError as err:
             raise _user_error(err)
-        return self.render_clicks(self.new_clicks(frame, image))
+        return self.render_clicks(
+            self.new_clicks(frame, image, state.get('count')))
 
     def click_frame(self, state: dict, mode: str, x: float, y: float):
         """Add a click on the shown frame: a point, or a box corner."""
@@ -395,10 +401,12 @@ class RapSAMApp:
 
     def clear_clicks(self, state: dict):
         return self.render_clicks(
-            self.new_clicks(state.get('frame', 0), state.get('image')))
+            self.new_clicks(
+                state.get('frame', 0), state.get('image'), state.get('count')))
 
     @staticmethod
-    def _clicks_note(state: dict, count: Optional[int] = None) -> str:
+    def _clicks_note(state: dict) -> str:
+        count = state.get('count')
         num = len(state['points']) + len(state['boxes'])
         where = f"frame {state['frame']}" + (f' of {count}' if count else '')
         if not num:

@@ -167,7 +167,9 @@ def source_info(video) -> tuple:
         fps, count = cap.get(cv2.CAP_PROP_FPS), cap.get(
             cv2.CAP_PROP_FRAME_COUNT)
         cap.release()
-        return (fps if 0 < fps < 1000 else None), (int(count) or None)
+        # OpenCV says -1 (or 0) when the container does not tell.
+        return (fps if 0 < fps < 1000 else None), (
+            int(count) if count > 0 else None)
     if isinstance(video, str) and osp.isdir(video):
         return None, None
     return None, (len(video) if hasattr(video, '__len__') else None)

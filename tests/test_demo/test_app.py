@@ -258,6 +258,93 @@ def test_prompt_tab_in_a_browser(app, small_photo, rgb):
         ui.close()
 
 
+def pick_slider_value(driver, elem_id: str, value) -> None:
+    """Type ``value`` into slider ``#elem_id``'s number box (what a user
+    does for an exact frame; dragging lands on it too)."""
+    from browser import wait_until
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    field = wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR,
+                                    f'#{elem_id} input[type=number]'),
+        what=f'the number box of #{elem_id}')
+    field.clear()
+    field.send_keys(str(value), Keys.TAB)
+
+
+@pytest.fixture(scope='module')
+def small_webm(small_video, tmp_path_factory):
+    """small_video as VP8 webm: what Chromium plays (it plays no mp4v)."""
+    path = str(tmp_path_factory.mktemp('webm') / 'pan.webm')
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'VP80'), 5,
+                             (96, 64))
+    for frame in iter_frames(small_video):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_click_to_track_in_a_browser(app, small_webm):
+    """Upload a video, pick frame 2, click on it, track: the page shows
+    the tracked frames and the result's video."""
+    from browser import (chromium_paths, click_image, open_tab, shown_image,
+                         start_browser, text_of, upload, wait_until)
+    if chromium_paths() is None:
+        pytest.skip('chromium / chromedriver not installed '
+                    '(apt-get install chromium chromium-driver)')
+    from app import launch
+    from selenium.webdriver.common.by import By
+    port = _free_port()
+    ui = launch(app, '127.0.0.1', port)
+    driver = None
+    try:
+        driver = start_browser(1100, 1000)
+        driver.get(f'http://127.0.0.1:{port}')
+        wait_until(
+            lambda: open_tab(driver, 'Video instances') is None,
+            what='the tabs')
+        upload(driver, 'video-input', small_webm)
+        wait_until(
+            lambda: 'frame 0 of 4' in text_of(driver, 'track-status'),
+            what='the first frame to click on')
+        pick_slider_value(driver, 'track-frame', 2)
+        wait_until(
+            lambda: 'frame 2 of' in text_of(driver, 'track-status'),
+            what='frame 2')
+        src = shown_image(driver, 'track-canvas').get_attribute('src')
+        frame = cv2.imdecode(
+            np.frombuffer(
+                urllib.request.urlopen(src, timeout=10).read(), np.uint8),
+            cv2.IMREAD_COLOR)
+        assert np.array_equal(frame, list(iter_frames(small_webm))[2])
+        click_image(driver, 'track-canvas', 40, 30)
+        wait_until(
+            lambda: '1 object' in text_of(driver, 'track-status'),
+            what='the click')
+        driver.find_element(By.ID, 'track-run').click()
+        wait_until(
+            lambda: '4 frames, 1 object clicked on frame 2' in text_of(
+                driver, 'video-status'),
+            timeout=120,
+            what='the track')
+        table = text_of(driver, 'video-status')
+        assert re.search(r'^1 point .* \d\.\d\d$', table, re.M), table
+        # The tracked frames were shown as they came, then the video.
+        live = shown_image(driver, 'video-live').get_attribute('src')
+        drawn = cv2.imdecode(
+            np.frombuffer(
+                urllib.request.urlopen(live, timeout=10).read(), np.uint8),
+            cv2.IMREAD_COLOR)
+        assert drawn.shape == (64, 96, 3)
+        video = wait_until(lambda: driver.find_element(
+            By.CSS_SELECTOR, '#video-output video').get_attribute('src'))
+        assert 'pan_clicked.webm' in video
+    finally:
+        if driver is not None:
+            driver.quit()
+        ui.close()
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims ``width x height`` pixels (header only, no data):
     what a decompression bomb looks like to a reader of headers."""
