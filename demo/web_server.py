@@ -171,7 +171,10 @@ def make_handler(demo: WebDemo):
                 self.send_header(key, value)
             self.end_headers()
             if self.command != 'HEAD':
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except ConnectionError:  # the page went away meanwhile
+                    self.close_connection = True
 
         def send_json(self, status: int, value: dict) -> None:
             self.send_body(status,

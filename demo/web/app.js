@@ -359,6 +359,7 @@ window.rapSam = {
   addPrompt,
   prompts: () => state.masks.map((m) => m.prompt),
   decodeTimes: () => state.times.slice(),
+  scale: () => (state.config ? state.config.scale : null),
   crossOriginIsolated: () => window.crossOriginIsolated,
   numThreads: () => (state.ort ? state.ort.env.wasm.numThreads : null),
   // Mask i at the original size as run lengths of 0s and 1s, row-major,

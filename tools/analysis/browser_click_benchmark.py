@@ -1,0 +1,178 @@
+"""Decode time per click of the browser demo, measured in headless Chromium.
+
+    python tools/analysis/browser_click_benchmark.py \
+        [--weights CKPT | --export DIR] [--scale 864 512 1333 800] \
+        [--threads 1 2] [--clicks 30] [--image demo/demo.jpg] \
+        [--screenshot assets/web_demo.png]
+
+For each scale, demo/web_server.py is started (a subprocess, as a user
+starts it) and the page opened in headless Chromium (Debian's chromium and
+chromedriver, demo/browser.py); the image is encoded once, then --clicks
+clicks at seeded random pixels are decoded by the page itself
+(onnxruntime-web, wasm) for each --threads (its ``?threads=N``), after
+--warmup clicks that are not counted. Printed per row: the median and 90th
+percentile of the decode time (``session.run``, measured with
+performance.now() in the page) and of the mask's upsampling to the image
+(the model's post-processing, in JavaScript). Without --weights the server
+runs random weights (their time is the trained model's) with its export in
+a temporary folder. --screenshot saves the page with a few masks drawn.
+"""
+import argparse
+import os
+import os.path as osp
+import socket
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'demo'))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--weights', default=None)
+    parser.add_argument(
+        '--export',
+        default=None,
+        help='an export folder instead (its own scale: no --scale)')
+    parser.add_argument(
+        '--scale',
+        type=int,
+        nargs='+',
+        default=[864, 512],
+        help='W H pairs (default: the server default, 864 512)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        nargs='+',
+        default=[1],
+        help="onnxruntime-web's threads in the page (1 = the default on a "
+        '2-core machine)')
+    parser.add_argument('--clicks', type=int, default=30)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--image', default=osp.join(ROOT, 'demo', 'demo.jpg'))
+    parser.add_argument('--screenshot', default=None)
+    args = parser.parse_args()
+    if len(args.scale) % 2:
+        parser.error('--scale takes W H pairs')
+    if args.export:
+        args.scale = [None, None]  # the export's
+    return args
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def measure(driver, url, image, threads, clicks, warmup, rng):
+    from browser import add_web_prompt, open_in_web_demo, wait_web_idle
+    driver.get(f'{url}/?threads={threads}')
+    wait_web_idle(driver, 300, 'the prompt decoder to load')
+    open_in_web_demo(driver, image, 300)
+    width, height = driver.execute_script(
+        'const c = document.getElementById("mask-canvas");'
+        'return [c.width, c.height];')
+    runs = []
+    for i in range(warmup + clicks):
+        x, y = int(rng.integers(width)), int(rng.integers(height))
+        result = add_web_prompt(driver, dict(kind='click', x=x, y=y), 300)
+        if result is None:
+            message = driver.find_element('id', 'message').text
+            raise RuntimeError(f'The page refused a click: {message}')
+        if i >= warmup:
+            runs.append((result['decodeMs'], result['postMs']))
+        # One mask on the page at a time: drawing many would be timed too.
+        driver.execute_script('document.getElementById("undo-button")'
+                              '.click()')
+    return np.array(runs), (
+        width,
+        height), driver.execute_script('return window.rapSam.numThreads()')
+
+
+def screenshot(driver, url, image, path, rng):
+    from browser import add_web_prompt, open_in_web_demo, wait_web_idle
+    driver.get(url)
+    wait_web_idle(driver, 300)
+    open_in_web_demo(driver, image, 300)
+    width, height = driver.execute_script(
+        'const c = document.getElementById("mask-canvas");'
+        'return [c.width, c.height];')
+    add_web_prompt(driver, dict(kind='click', x=width // 4, y=height // 2))
+    add_web_prompt(
+        driver,
+        dict(
+            kind='box',
+            box=[width // 2, height // 4, width * 9 // 10, height * 3 // 4]))
+    driver.save_screenshot(path)
+    # 256 colours: a third of the bytes, for the README.
+    from PIL import Image
+    with Image.open(path) as shot:
+        shot.convert('RGB').quantize(256).save(path, optimize=True)
+
+
+def main():
+    args = parse_args()
+    from browser import chromium_paths, serve_web_demo, start_browser
+    if chromium_paths() is None:
+        sys.exit('error: chromium / chromedriver not found (apt-get install '
+                 'chromium chromium-driver)')
+    rng = np.random.default_rng(0)
+    tmp = tempfile.TemporaryDirectory()
+    env = dict(os.environ)
+    if args.weights is None:
+        env['RAP_SAM_EXPORT_CACHE'] = osp.join(tmp.name, 'cache')
+    driver = start_browser(1200, 640)
+    # A shared machine's other jobs slow every figure: say how busy it was.
+    print('load average before: %.1f' % os.getloadavg()[0])
+    print(
+        f'{"scale":>10} {"image":>9} {"threads":>7} {"decode ms median":>16} '
+        f'{"p90":>6} {"upsample ms median":>18} {"p90":>6}')
+    try:
+        pairs = list(zip(args.scale[0::2], args.scale[1::2]))
+        for n, (w, h) in enumerate(pairs):
+            port = _free_port()
+            server_args = ['--port', str(port)]
+            if args.export:
+                server_args += ['--export', args.export]
+            else:
+                server_args += ['--scale', str(w), str(h)]
+            if args.weights:
+                server_args += ['--weights', args.weights]
+            log = osp.join(tmp.name, f'server{n}.log')
+            proc, url = serve_web_demo(server_args, log, env)
+            try:
+                for threads in args.threads:
+                    runs, size, used = measure(driver, url, args.image,
+                                               threads, args.clicks,
+                                               args.warmup, rng)
+                    dec, post = runs[:, 0], runs[:, 1]
+                    if args.export:
+                        w, h = driver.execute_script(
+                            'return window.rapSam.scale()')
+                    print(
+                        f'{w:>5}x{h:<4} {size[0]:>4}x{size[1]:<4} '
+                        f'{used:>7} {np.median(dec):>16.1f} '
+                        f'{np.percentile(dec, 90):>6.1f} '
+                        f'{np.median(post):>18.1f} '
+                        f'{np.percentile(post, 90):>6.1f}',
+                        flush=True)
+                if args.screenshot and n == 0:
+                    screenshot(driver, url, args.image, args.screenshot, rng)
+                    print(f'screenshot: {args.screenshot}')
+            finally:
+                proc.kill()
+                proc.wait()
+    finally:
+        driver.quit()
+        tmp.cleanup()
+    print('load average after: %.1f' % os.getloadavg()[0])
+
+
+if __name__ == '__main__':
+    main()
