@@ -135,6 +135,41 @@ def test_youtube_vis_server_json(tmp_path, ytvis):
     assert osp.isfile(prefix + '.submission_file.zip')
 
 
+def test_youtube_vis_with_the_configs_workers(tmp_path, ytvis):
+    """The README's command with the config's loader (2 persistent workers
+    send each video's LazyVideo to the main process, which reads the
+    frames per clip): the results file is byte for byte the one of loading
+    in the main process."""
+    root, config, ckpt = ytvis
+    scale = {
+        'test_dataloader.dataset.pipeline.0.transforms.1.scale': '(128,96)'
+    }
+    run_tool(
+        config, ckpt, tmp_path / 'work0',
+        loader_options(
+            root,
+            dict(scale, **{'test_evaluator.outfile_prefix':
+                           f'{tmp_path}/r0'})))
+    proc = subprocess.run(
+        [
+            sys.executable, 'tools/test.py',
+            config_path(config), ckpt, '--work-dir',
+            str(tmp_path / 'work2'), '--cfg-options',
+            f'test_dataloader.dataset.data_root={root}',
+            f'test_evaluator.outfile_prefix={tmp_path}/r2'
+        ] + [f'{k}={v}' for k, v in scale.items()],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    with open(f'{tmp_path}/r0.json', 'rb') as f0, \
+            open(f'{tmp_path}/r2.json', 'rb') as f2:
+        want, got = f0.read(), f2.read()
+    assert b'segmentations' in want and got == want
+
+
 def test_checkpoint_with_wrong_keys_is_listed(tmp_path, coco_root):
     config = 'rap_sam/eval_rap_sam_coco.py'
     state = build_model(config).state_dict()
