@@ -1,7 +1,8 @@
 """Peak memory (and time) of evaluating one synthetic video, by length.
 
     python tools/analysis/video_memory.py --frames 30 300 --dataset \
-        [--config configs/rap_sam/eval_rap_sam_yt19.py] [--size 720 1280]
+        [--config configs/rap_sam/eval_rap_sam_yt19.py] [--size 720 1280] \
+        [--scale 320 184]
     python tools/analysis/video_memory.py --frames 30 300 [--lazy]
 
 Each length runs in its own process (so peaks don't mix), with random
@@ -142,7 +143,7 @@ def write_video_dataset(root, frames, h, w):
                 ]), f)
 
 
-def run_dataset(config, frames, size, threads):
+def run_dataset(config, frames, size, threads, scale=None):
     """tools/test.py on a written video: peak RSS of its largest
     process."""
     import tempfile
@@ -166,19 +167,23 @@ def run_dataset(config, frames, size, threads):
         del model
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         start = time.perf_counter()
-        out = subprocess.run([
-            sys.executable,
-            osp.join(ROOT, 'tools/test.py'), config, ckpt, '--work-dir',
-            osp.join(tmp, 'work'), '--cfg-options',
-            f'test_dataloader.dataset.data_root={root}',
-            'model.panoptic_head.ov_classifier_name=None',
-            'model.backbone.init_cfg=None',
-            f'test_evaluator.outfile_prefix={tmp}/results'
-        ],
-                             cwd=ROOT,
-                             capture_output=True,
-                             text=True,
-                             env=env)
+        out = subprocess.run(
+            [
+                sys.executable,
+                osp.join(ROOT, 'tools/test.py'), config, ckpt, '--work-dir',
+                osp.join(tmp, 'work'), '--cfg-options',
+                f'test_dataloader.dataset.data_root={root}',
+                'model.panoptic_head.ov_classifier_name=None',
+                'model.backbone.init_cfg=None',
+                f'test_evaluator.outfile_prefix={tmp}/results'
+            ] + ([
+                'test_dataloader.dataset.pipeline.0.transforms.1.scale='
+                f'({scale[0]},{scale[1]})'
+            ] if scale else []),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env)
         seconds = time.perf_counter() - start
         if out.returncode != 0:
             raise SystemExit(out.stderr[-3000:])
@@ -217,11 +222,18 @@ def main():
         '--dataset',
         action='store_true',
         help='write a YouTube-VIS video and run tools/test.py on it')
+    parser.add_argument(
+        '--scale',
+        type=int,
+        nargs=2,
+        metavar=('W', 'H'),
+        help='with --dataset: the Resize scale instead of the config\'s '
+        '(1280, 736), for quicker runs on small frames')
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one and args.dataset:
         return run_dataset(args.config, args.frames[0], args.size,
-                           args.threads)
+                           args.threads, args.scale)
     if args.one:
         return run_one(args.config, args.frames[0], args.size, args.threads,
                        args.lazy)
@@ -237,7 +249,8 @@ def main():
                 str(frames), '--size', *map(str, args.size), '--threads',
                 str(args.threads)
             ] + (['--lazy'] if args.lazy else []) +
-            (['--dataset'] if args.dataset else []),
+            (['--dataset'] if args.dataset else []) +
+            (['--scale', *map(str, args.scale)] if args.scale else []),
             capture_output=True,
             text=True,
             env=dict(os.environ))
