@@ -38,6 +38,10 @@ class YouTubeVISOVDataset(YouTubeVISDataset):
 
     In test mode one sample is a whole video (mmdet's video-level test mode
     with ``DefaultSampler``); ``TrackImgSampler`` would give single frames.
+    With :class:`PackLazyTrackInputs` (the yt19 config) the sample holds
+    the frames' paths and the model reads them one clip at a time
+    (:class:`LazyVideo`, which names an unreadable frame as this class
+    does).
     """
     # set again per instance by set_dataset_classes; here for class access
     METAINFO = dict(classes=YOUTUBE_VIS_2019_CLASSES)
