@@ -473,6 +473,9 @@ class RapSAMApp:
         return last[:3]
 
 
+# Pixels: the video tab's input and results fit one screen.
+VIDEO_HEIGHT = 320
+
 # The page plays the webm (Chromium and Firefox play VP8; OpenCV writes no
 # H.264); the mp4 is for download.
 WRITERS = (('webm', 'VP80'), ('mp4', 'mp4v'))
@@ -571,7 +574,10 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
             clicks = gr.State(app.new_clicks())
             with gr.Row():
                 vid_in = gr.Video(
-                    label='Video', sources=['upload'], elem_id='video-input')
+                    label='Video',
+                    sources=['upload'],
+                    height=VIDEO_HEIGHT,
+                    elem_id='video-input')
                 with gr.Column():
                     track_canvas = gr.Image(
                         label='Click the objects to track',
@@ -616,9 +622,13 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
                 vid_live = gr.Image(
                     label='Tracks as they come',
                     interactive=False,
+                    height=VIDEO_HEIGHT,
                     elem_id='video-live')
                 vid_out = gr.Video(
-                    label='Tracks', interactive=False, elem_id='video-output')
+                    label='Tracks',
+                    interactive=False,
+                    height=VIDEO_HEIGHT,
+                    elem_id='video-output')
             vid_status = gr.Markdown(elem_id='video-status')
             vid_files = gr.File(
                 label='Annotated mp4 and tracks json', elem_id='video-files')

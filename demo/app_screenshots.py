@@ -1,10 +1,13 @@
 """Screenshots of the web app's three tabs, taken in headless Chromium.
 
-    python demo/app_screenshots.py [--weights CKPT] [--out-dir assets]
+    python demo/app_screenshots.py [--weights CKPT] [--out-dir assets] \
+        [--shots prompts panoptic video track]
 
 Runs the app on 127.0.0.1, uploads scikit-image's sample photos (CC0 /
 public domain) and a short clip panning over one, clicks and draws a box,
-and writes OUT/app_{prompts,panoptic,video}.png (palette PNGs, small).
+tracks the clip's instances, then clicks an object on frame 6 of the clip
+and tracks it, and writes OUT/app_{prompts,panoptic,video,track}.png
+(palette PNGs, small); --shots takes only some of them.
 """
 import argparse
 import os
@@ -24,6 +27,8 @@ from selenium.webdriver.common.keys import Keys
 from skimage import data as samples
 
 from rap_sam.apis import RapSAMPredictor
+
+SHOTS = ('prompts', 'panoptic', 'video', 'track')
 
 
 def sample_files(folder: str) -> dict:
@@ -45,6 +50,24 @@ def sample_files(folder: str) -> dict:
     return paths
 
 
+def pick_slider_value(driver, elem_id: str, value) -> None:
+    """Type ``value`` into slider ``#elem_id``'s number box (what a user
+    does for an exact value)."""
+    field = wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR,
+                                    f'#{elem_id} input[type=number]'),
+        what=f'the number box of #{elem_id}')
+    field.clear()
+    field.send_keys(str(value), Keys.TAB)
+
+
+def show_video_at(driver, elem_id: str, seconds: float) -> None:
+    """Show the frame at ``seconds`` of video component ``#elem_id``."""
+    driver.execute_script(
+        'document.querySelector(arguments[0]).currentTime = arguments[1];',
+        f'#{elem_id} video', seconds)
+
+
 def save_small(driver, path: str) -> None:
     """The page as a palette PNG (photos in screenshots compress badly)."""
     raw = path + '.raw.png'
@@ -52,6 +75,73 @@ def save_small(driver, path: str) -> None:
     Image.open(raw).convert('RGB').quantize(128).save(path, optimize=True)
     os.remove(raw)
     print(f'{path}: {osp.getsize(path) // 1024} KB')
+
+
+def prompt_tab(driver, files: dict, out_dir: str) -> None:
+    upload(driver, 'prompt-input', files['cat'])
+    wait_until(lambda: 'Click' in text_of(driver, 'prompt-status'))
+    for n, (x, y) in enumerate([(300, 120), (110, 240)], 1):
+        click_image(driver, 'prompt-canvas', x, y)
+        wait_until(lambda: f'{n} prompt' in text_of(driver, 'prompt-status'))
+    driver.find_element(By.XPATH,
+                        "//*[@id='mode']//label[contains(., 'box')]").click()
+    click_image(driver, 'prompt-canvas', 20, 20)
+    wait_until(lambda: 'opposite' in text_of(driver, 'prompt-status'))
+    click_image(driver, 'prompt-canvas', 200, 150)
+    wait_until(lambda: '3 prompts' in text_of(driver, 'prompt-status'))
+    save_small(driver, osp.join(out_dir, 'app_prompts.png'))
+
+
+def open_tab_when_ready(driver, label: str) -> None:
+    """Open tab ``label`` once the page has drawn its tabs."""
+    wait_until(lambda: open_tab(driver, label) is None, what='the tabs')
+
+
+def panoptic_tab(driver, files: dict, out_dir: str) -> None:
+    open_tab_when_ready(driver, 'Panoptic image')
+    upload(driver, 'panoptic-input', files['street'])
+    wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR, '#panoptic-input img'))
+    driver.find_element(By.ID, 'panoptic-run').click()
+    wait_until(
+        lambda: 'segment' in text_of(driver, 'panoptic-status'), timeout=180)
+    save_small(driver, osp.join(out_dir, 'app_panoptic.png'))
+
+
+def video_tab(driver, files: dict, args) -> None:
+    # Tall enough for the whole tab: the frame to click, the results and
+    # their summary.
+    driver.set_window_size(1200, 1450)
+    open_tab_when_ready(driver, 'Video instances')
+    upload(driver, 'video-input', files['clip'])
+    wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR, '#video-input video'))
+    wait_until(lambda: 'frame 0 of 12' in text_of(driver, 'track-status'))
+    if 'video' in args.shots:
+        if args.video_thr is not None:
+            pick_slider_value(driver, 'video-thr', args.video_thr)
+        driver.find_element(By.ID, 'video-run').click()
+        wait_until(
+            lambda: 'tracks' in text_of(driver, 'video-status'), timeout=300)
+        wait_until(lambda: driver.find_element(By.CSS_SELECTOR,
+                                               '#video-output video'))
+        show_video_at(driver, 'video-output', 0.7)  # a frame mid-clip
+        save_small(driver, osp.join(args.out_dir, 'app_video.png'))
+    if 'track' in args.shots:
+        # The cup on frame 6, then the track through all 12 frames.
+        pick_slider_value(driver, 'track-frame', 6)
+        wait_until(lambda: 'frame 6 of' in text_of(driver, 'track-status'))
+        click_image(driver, 'track-canvas', 225, 150)
+        wait_until(lambda: '1 object' in text_of(driver, 'track-status'))
+        driver.find_element(By.ID, 'track-run').click()
+        wait_until(
+            lambda: '1 object clicked on frame 6' in text_of(
+                driver, 'video-status'),
+            timeout=300)
+        wait_until(lambda: 'clicked' in driver.find_element(
+            By.CSS_SELECTOR, '#video-output video').get_attribute('src'))
+        show_video_at(driver, 'video-output', 0.3)  # before frame 6
+        save_small(driver, osp.join(args.out_dir, 'app_track.png'))
 
 
 def main(argv=None):
@@ -65,6 +155,12 @@ def main(argv=None):
         type=float,
         default=None,
         help="set the video tab's score threshold")
+    parser.add_argument(
+        '--shots',
+        nargs='+',
+        choices=SHOTS,
+        default=SHOTS,
+        help='which screenshots to take (default: all)')
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -81,48 +177,12 @@ def main(argv=None):
     driver = start_browser(1200, 900)
     try:
         driver.get(f'http://127.0.0.1:{port}')
-        upload(driver, 'prompt-input', files['cat'])
-        wait_until(lambda: 'Click' in text_of(driver, 'prompt-status'))
-        for n, (x, y) in enumerate([(300, 120), (110, 240)], 1):
-            click_image(driver, 'prompt-canvas', x, y)
-            wait_until(
-                lambda: f'{n} prompt' in text_of(driver, 'prompt-status'))
-        driver.find_element(
-            By.XPATH, "//*[@id='mode']//label[contains(., 'box')]").click()
-        click_image(driver, 'prompt-canvas', 20, 20)
-        wait_until(lambda: 'opposite' in text_of(driver, 'prompt-status'))
-        click_image(driver, 'prompt-canvas', 200, 150)
-        wait_until(lambda: '3 prompts' in text_of(driver, 'prompt-status'))
-        save_small(driver, osp.join(args.out_dir, 'app_prompts.png'))
-
-        open_tab(driver, 'Panoptic image')
-        upload(driver, 'panoptic-input', files['street'])
-        wait_until(lambda: driver.find_element(By.CSS_SELECTOR,
-                                               '#panoptic-input img'))
-        driver.find_element(By.ID, 'panoptic-run').click()
-        wait_until(
-            lambda: 'segment' in text_of(driver, 'panoptic-status'),
-            timeout=180)
-        save_small(driver, osp.join(args.out_dir, 'app_panoptic.png'))
-
-        open_tab(driver, 'Video instances')
-        upload(driver, 'video-input', files['clip'])
-        wait_until(
-            lambda: driver.find_element(By.CSS_SELECTOR, '#video-input video'))
-        if args.video_thr is not None:
-            field = driver.find_element(By.CSS_SELECTOR,
-                                        '#video-thr input[type=number]')
-            field.clear()
-            field.send_keys(str(args.video_thr), Keys.TAB)
-        driver.find_element(By.ID, 'video-run').click()
-        wait_until(
-            lambda: 'frames' in text_of(driver, 'video-status'), timeout=300)
-        wait_until(lambda: driver.find_element(By.CSS_SELECTOR,
-                                               '#video-output video'))
-        driver.execute_script(  # show a frame from the middle of the clip
-            "const v = document.querySelector('#video-output video');"
-            'v.currentTime = 0.7;')
-        save_small(driver, osp.join(args.out_dir, 'app_video.png'))
+        if 'prompts' in args.shots:
+            prompt_tab(driver, files, args.out_dir)
+        if 'panoptic' in args.shots:
+            panoptic_tab(driver, files, args.out_dir)
+        if 'video' in args.shots or 'track' in args.shots:
+            video_tab(driver, files, args)
     except Exception:
         driver.save_screenshot(osp.join(work, 'failed.png'))
         print(f"page at the failure: {osp.join(work, 'failed.png')}")

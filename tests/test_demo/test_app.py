@@ -258,20 +258,6 @@ def test_prompt_tab_in_a_browser(app, small_photo, rgb):
         ui.close()
 
 
-def pick_slider_value(driver, elem_id: str, value) -> None:
-    """Type ``value`` into slider ``#elem_id``'s number box (what a user
-    does for an exact frame; dragging lands on it too)."""
-    from browser import wait_until
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    field = wait_until(
-        lambda: driver.find_element(By.CSS_SELECTOR,
-                                    f'#{elem_id} input[type=number]'),
-        what=f'the number box of #{elem_id}')
-    field.clear()
-    field.send_keys(str(value), Keys.TAB)
-
-
 @pytest.fixture(scope='module')
 def small_webm(small_video, tmp_path_factory):
     """small_video as VP8 webm: what Chromium plays (it plays no mp4v)."""
@@ -287,12 +273,13 @@ def small_webm(small_video, tmp_path_factory):
 def test_click_to_track_in_a_browser(app, small_webm):
     """Upload a video, pick frame 2, click on it, track: the page shows
     the tracked frames and the result's video."""
-    from browser import (chromium_paths, click_image, open_tab, shown_image,
+    from browser import (chromium_paths, click_image, shown_image,
                          start_browser, text_of, upload, wait_until)
     if chromium_paths() is None:
         pytest.skip('chromium / chromedriver not installed '
                     '(apt-get install chromium chromium-driver)')
     from app import launch
+    from app_screenshots import open_tab_when_ready, pick_slider_value
     from selenium.webdriver.common.by import By
     port = _free_port()
     ui = launch(app, '127.0.0.1', port)
@@ -300,9 +287,7 @@ def test_click_to_track_in_a_browser(app, small_webm):
     try:
         driver = start_browser(1100, 1000)
         driver.get(f'http://127.0.0.1:{port}')
-        wait_until(
-            lambda: open_tab(driver, 'Video instances') is None,
-            what='the tabs')
+        open_tab_when_ready(driver, 'Video instances')
         upload(driver, 'video-input', small_webm)
         wait_until(
             lambda: 'frame 0 of 4' in text_of(driver, 'track-status'),
