@@ -221,6 +221,20 @@ def test_click_and_box_in_the_browser_equal_predict_prompts(
     driver.find_element(By.ID, 'clear-button').click()
     assert page_data(driver, 'masks') == '0'
     assert not driver.find_element(By.ID, 'clear-button').is_enabled()
+    # An image dropped on the page opens as one opened with the button.
+    with open(small_photo, 'rb') as f:
+        data = list(f.read())
+    driver.execute_script(
+        'const t = new DataTransfer();'
+        't.items.add(new File([new Uint8Array(arguments[0])], "dropped.png",'
+        ' {type: "image/png"}));'
+        'document.getElementById("stage").dispatchEvent(new DragEvent('
+        '"drop", {dataTransfer: t, bubbles: true, cancelable: true}));', data)
+    wait_until(
+        lambda: page_data(driver, 'image') == 'dropped.png',
+        what='the dropped image')
+    wait_web_idle(driver)
+    assert text_of(driver, 'status').startswith('dropped.png: 150 x 100')
 
 
 def _works_again(driver, path: str, x: int = 20, y: int = 20) -> None:
