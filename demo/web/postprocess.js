@@ -23,11 +23,12 @@ function axisWeights(inSize, outSize, count) {
 }
 
 // src [inH, inW] resized to [outH, outW] (of which the first rows x cols
-// are computed), as F.interpolate(mode='bilinear', align_corners=False).
-function bilinear(src, inH, inW, outH, outW, rows, cols) {
+// are computed), as F.interpolate(mode='bilinear', align_corners=False);
+// with binary, the values' > 0 as bytes (no float copy of a large image).
+function bilinear(src, inH, inW, outH, outW, rows, cols, binary = false) {
   const ys = axisWeights(inH, outH, rows);
   const xs = axisWeights(inW, outW, cols);
-  const out = new Float32Array(rows * cols);
+  const out = binary ? new Uint8Array(rows * cols) : new Float32Array(rows * cols);
   for (let y = 0; y < rows; y++) {
     const r0 = ys.i0[y] * inW;
     const r1 = ys.i1[y] * inW;
@@ -38,8 +39,9 @@ function bilinear(src, inH, inW, outH, outW, rows, cols) {
       const b = xs.i1[x];
       const wx1 = xs.w1[x];
       const wx0 = 1 - wx1;
-      out[y * cols + x] = wy0 * (wx0 * src[r0 + a] + wx1 * src[r0 + b]) +
+      const v = wy0 * (wx0 * src[r0 + a] + wx1 * src[r0 + b]) +
         wy1 * (wx0 * src[r1 + a] + wx1 * src[r1 + b]);
+      out[y * cols + x] = binary ? v > 0 : v;
     }
   }
   return out;
@@ -52,10 +54,7 @@ export function promptMask(logits, h4, w4, meta) {
   const [h, w] = meta.img_shape;
   const [H, W] = meta.ori_shape;
   const padded = bilinear(logits, h4, w4, padH, padW, h, w); // cropped
-  const full = bilinear(padded, h, w, H, W, H, W);
-  const mask = new Uint8Array(H * W);
-  for (let i = 0; i < mask.length; i++) mask[i] = full[i] > 0 ? 1 : 0;
-  return mask;
+  return bilinear(padded, h, w, H, W, H, W, true);
 }
 
 // A click (x, y) and boxes in original pixels -> the decoder's box in the

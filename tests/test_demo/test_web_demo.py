@@ -321,3 +321,51 @@ def test_click_benchmark(server, tmp_path):
     assert 0 < median <= p90
     with open(shot, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.parametrize('ori_shape', [(100, 150), (101, 149), (40, 200)])
+def test_page_post_processing_is_the_models(ori_shape):
+    """demo/web/postprocess.js (run by node) against RapSAM.add_prompt_preds
+    on the same logits: the same mask pixels."""
+    import subprocess
+
+    import torch
+    from mmdet.structures import DetDataSample
+
+    from rap_sam.deploy.backends import ImagePreprocessor
+    from rap_sam.deploy.backends.post_processor import RapSAMPostProcessor
+    node = shutil.which('node')
+    if node is None:
+        pytest.skip('node not installed')
+    h, w = ori_shape
+    _, meta = ImagePreprocessor(
+        SCALE, [0] * 3, [1] * 3, size_divisor=32)(
+            np.zeros((h, w, 3), np.uint8))
+    pad_h, pad_w = meta['batch_input_shape']
+    logits = torch.from_numpy(
+        np.random.default_rng(h).normal(
+            0, 2, (1, 2, pad_h // 4, pad_w // 4)).astype(np.float32))
+    sample = DetDataSample(metainfo=meta)
+    expected = RapSAMPostProcessor(1, 0).prompts(
+        torch.zeros(1, 2, 2), logits, torch.zeros(1, 2, 1),
+        [sample])[0].pred_instances.masks.numpy()
+    script = ('import("./demo/web/postprocess.js").then((m) => {'
+              'const [logits, h4, w4, meta] = JSON.parse(process.argv[1]);'
+              'const out = logits.map((l) => Array.from(m.promptMask('
+              'Float32Array.from(l), h4, w4, meta)));'
+              'console.log(JSON.stringify(out)); });')
+    arg = json.dumps([
+        logits[0].flatten(1).tolist(), pad_h // 4, pad_w // 4, {
+            k: list(meta[k])
+            for k in ('batch_input_shape', 'img_shape', 'ori_shape')
+        }
+    ])
+    result = subprocess.run([node, '-e', script, arg],
+                            cwd=REPO,
+                            capture_output=True,
+                            text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    got = np.array(json.loads(result.stdout), bool).reshape(expected.shape)
+    assert 0 < expected.sum() < expected.size
+    assert (got != expected).sum() == 0
