@@ -18,6 +18,7 @@ import tempfile
 import cv2
 import demo_cli  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
+import torch
 from app import CONFIG, VIDEO_CONFIG, RapSAMApp, launch
 from browser import (click_image, open_tab, start_browser, text_of, upload,
                      wait_until)
@@ -163,6 +164,9 @@ def main(argv=None):
         help='which screenshots to take (default: all)')
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
+    # Without --weights the model (and any missing class embeddings) are
+    # random: seeded, so that a retake shows the same masks.
+    torch.manual_seed(0)
 
     def predictor(config):
         return RapSAMPredictor(config, args.weights, 'cpu', args.scale)
