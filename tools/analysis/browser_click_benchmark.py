@@ -127,7 +127,7 @@ def main():
     env = dict(os.environ)
     if args.weights is None:
         env['RAP_SAM_EXPORT_CACHE'] = osp.join(tmp.name, 'cache')
-    driver = start_browser(1200, 640)
+    driver = start_browser(1200, 780)
     # A shared machine's other jobs slow every figure: say how busy it was.
     print('load average before: %.1f' % os.getloadavg()[0])
     print(
