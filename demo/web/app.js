@@ -78,8 +78,10 @@ async function loadDecoder() {
   } catch (err) {
     throw new Error(`Cannot load the prompt decoder: ${err.message}`);
   }
+  // ?opt=disabled|basic|extended|all (the default): for the benchmark.
+  const level = new URLSearchParams(location.search).get('opt') || 'all';
   state.session = await state.ort.InferenceSession.create(bytes, {
-    executionProviders: ['wasm'], graphOptimizationLevel: 'all',
+    executionProviders: ['wasm'], graphOptimizationLevel: level,
   });
   return state.session;
 }

@@ -2,14 +2,15 @@
 
     python tools/analysis/browser_click_benchmark.py \
         [--weights CKPT | --export DIR] [--scale 864 512 1333 800] \
-        [--threads 1 2] [--clicks 30] [--image demo/demo.jpg] \
-        [--screenshot assets/web_demo.png]
+        [--threads 1 2] [--graph-opt all basic] [--clicks 30] \
+        [--image demo/demo.jpg] [--screenshot assets/web_demo.png]
 
 For each scale, demo/web_server.py is started (a subprocess, as a user
 starts it) and the page opened in headless Chromium (Debian's chromium and
 chromedriver, demo/browser.py); the image is encoded once, then --clicks
 clicks at seeded random pixels are decoded by the page itself
-(onnxruntime-web, wasm) for each --threads (its ``?threads=N``), after
+(onnxruntime-web, wasm) for each --threads (its ``?threads=N``) and
+--graph-opt (its session's graphOptimizationLevel, ``?opt=``), after
 --warmup clicks that are not counted. Printed per row: the median and 90th
 percentile of the decode time (``session.run``, measured with
 performance.now() in the page) and of the mask's upsampling to the image
@@ -18,6 +19,7 @@ runs random weights (their time is the trained model's) with its export in
 a temporary folder. --screenshot saves the page with a few masks drawn.
 """
 import argparse
+import itertools
 import os
 import os.path as osp
 import socket
@@ -52,6 +54,12 @@ def parse_args():
         default=[1],
         help="onnxruntime-web's threads in the page (1 = the default on a "
         '2-core machine)')
+    parser.add_argument(
+        '--graph-opt',
+        nargs='+',
+        default=['all'],
+        choices=('disabled', 'basic', 'extended', 'all'),
+        help="onnxruntime-web's graphOptimizationLevel (default all)")
     parser.add_argument('--clicks', type=int, default=30)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--image', default=osp.join(ROOT, 'demo', 'demo.jpg'))
@@ -70,9 +78,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure(driver, url, image, threads, clicks, warmup, rng):
+def measure(driver, url, image, threads, opt, clicks, warmup, rng):
     from browser import add_web_prompt, open_in_web_demo, wait_web_idle
-    driver.get(f'{url}/?threads={threads}')
+    driver.get(f'{url}/?threads={threads}&opt={opt}')
     wait_web_idle(driver, 300, 'the prompt decoder to load')
     open_in_web_demo(driver, image, 300)
     width, height = driver.execute_script(
@@ -132,7 +140,7 @@ def main():
     print('load average before: %.1f' % os.getloadavg()[0])
     print(
         f'{"scale":>10} {"image":>9} {"threads":>7} {"decode ms median":>16} '
-        f'{"p90":>6} {"upsample ms median":>18} {"p90":>6}')
+        f'{"p90":>6} {"upsample ms median":>18} {"p90":>6} {"graph opt":>9}')
     try:
         pairs = list(zip(args.scale[0::2], args.scale[1::2]))
         for n, (w, h) in enumerate(pairs):
@@ -147,9 +155,10 @@ def main():
             log = osp.join(tmp.name, f'server{n}.log')
             proc, url = serve_web_demo(server_args, log, env)
             try:
-                for threads in args.threads:
+                for threads, opt in itertools.product(args.threads,
+                                                      args.graph_opt):
                     runs, size, used = measure(driver, url, args.image,
-                                               threads, args.clicks,
+                                               threads, opt, args.clicks,
                                                args.warmup, rng)
                     dec, post = runs[:, 0], runs[:, 1]
                     if args.export:
@@ -160,7 +169,7 @@ def main():
                         f'{used:>7} {np.median(dec):>16.1f} '
                         f'{np.percentile(dec, 90):>6.1f} '
                         f'{np.median(post):>18.1f} '
-                        f'{np.percentile(post, 90):>6.1f}',
+                        f'{np.percentile(post, 90):>6.1f} {opt:>9}',
                         flush=True)
                 if args.screenshot and n == 0:
                     screenshot(driver, url, args.image, args.screenshot, rng)
