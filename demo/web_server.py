@@ -1,6 +1,7 @@
-"""RAP-SAM's interactive demo in the browser: the server encodes each image
-once, the page (demo/web/) runs the prompt decoder itself, in
-onnxruntime-web, so every click answers without a round trip.
+"""The browser demo's server: each image is encoded here, once.
+
+The page (demo/web/) runs the prompt decoder itself, in onnxruntime-web, so
+every click answers without a round trip.
 
     python demo/web_server.py --weights rapsam_r50_12e.pth [--port 8000]
     python demo/web_server.py --export exports/coco        # an export folder

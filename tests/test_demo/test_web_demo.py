@@ -369,3 +369,26 @@ def test_page_post_processing_is_the_models(ori_shape):
     got = np.array(json.loads(result.stdout), bool).reshape(expected.shape)
     assert 0 < expected.sum() < expected.size
     assert (got != expected).sum() == 0
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--export', 'no/such/folder'], 'Export folder not found: no/such'),
+    (['--export', '{export}', '--scale', '64', '64'
+      ], '--export runs an export folder as it is'),
+    (['--export', '{export}', '--port', '{port}'], 'Cannot listen on '
+     '127.0.0.1:{port}'),
+])
+def test_bad_options_are_one_line_errors(server, args, message):
+    import subprocess
+    import sys
+    args = [a.format(**server) for a in args]
+    result = subprocess.run(
+        [sys.executable, 'demo/web_server.py'] + args,
+        cwd=REPO,
+        env=server['env'],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert result.returncode == 2
+    assert f'error: {message.format(**server)}' in result.stderr
+    assert 'Traceback' not in result.stderr
