@@ -1,6 +1,6 @@
-"""Driving the web app in headless Chromium (Debian's chromium and
-chromium-driver, through selenium): used by the browser test and by
-app_screenshots.py."""
+"""Driving the web app and the browser demo in headless Chromium (Debian's
+chromium and chromium-driver, through selenium): used by the browser
+tests, app_screenshots.py and tools/analysis/browser_click_benchmark.py."""
 import shutil
 import time
 
