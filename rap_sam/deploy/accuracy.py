@@ -400,6 +400,7 @@ def compare_modes(config: str,
                   int8_modules: Optional[Sequence[str]] = None,
                   calibration: str = 'minmax',
                   max_calib_images: int = 32,
+                  num_threads: Optional[int] = None,
                   log: Callable[[str], None] = print) -> dict:
     """Each mode ``(backend, precision)`` against ``backend`` in fp32.
 
@@ -409,7 +410,9 @@ def compare_modes(config: str,
     mode: :func:`compare_on_photo` on each of ``photos`` (default
     :func:`load_photos`) and :func:`evaluate_predictor` on each of
     ``eval_configs`` (``cfg_options`` apply to ``config``, and to each eval
-    config those whose key it has). ``log`` gets progress lines.
+    config those whose key it has). ``num_threads`` is each runtime
+    backend's thread count (default the runtime's own). ``log`` gets
+    progress lines.
 
     Returns:
         dict: the report: ``config``, ``checkpoint``, ``scale``, ``calib``,
@@ -463,7 +466,10 @@ def compare_modes(config: str,
             else:
                 folder = exports['int8' if precision == 'int8' else 'fp32']
                 predictors[key] = RapSAMPredictor.from_export(
-                    folder, backend=backend, precision=precision)
+                    folder,
+                    backend=backend,
+                    precision=precision,
+                    num_threads=num_threads)
         return predictors[key]
 
     images = load_photos(photos)

@@ -60,7 +60,8 @@ def test_int8_against_fp32_on_photo_and_test_sets(toy):
     proc = _run([
         CONFIG, '--checkpoint',
         str(toy / 'toy.pth'), '--calib',
-        str(toy / 'calib'), '--modes', 'onnxruntime:int8', '--photos',
+        str(toy / 'calib'), '--modes', 'onnxruntime:int8', '--threads', '1',
+        '--photos',
         str(toy / 'photo.jpg'), '--eval-configs', CONFIG,
         'configs/rap_sam/toy_eval_prompt.py', '--work-dir',
         str(toy / 'work'), '--cfg-options',

@@ -89,7 +89,11 @@ def parse_args(argv=None):
         metavar=('W', 'H'),
         help='export and resize scale (default: the config\'s test scale)')
     parser.add_argument(
-        '--threads', type=int, default=None, help='runtime threads')
+        '--threads',
+        type=int,
+        default=None,
+        help='threads of each ONNX Runtime / OpenVINO graph (default: the '
+        'runtime\'s own)')
     parser.add_argument(
         '--work-dir',
         default='work_dirs/deploy_accuracy',
@@ -121,6 +125,7 @@ def main(argv=None):
             int8_modules=args.int8_modules,
             calibration=args.calibration,
             max_calib_images=args.max_calib_images,
+            num_threads=args.threads,
             log=lambda line: print(line, flush=True))
         print('\nAgainst fp32 of the same backend, on photos '
               f'({", ".join(report["photos"])}):\n')
