@@ -84,6 +84,12 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
         """``[B, C', H, W]`` (a view)."""
         return self.rows.permute(0, 3, 1, 2)
 
+    def __getitem__(self, index) -> 'PixelRowsFeatureMap':
+        # The rows keep the batch first, so the parent's batch indexing
+        # applies to them; the conv may be already applied (weight None).
+        self._check_batch_index(index)
+        return PixelRowsFeatureMap(self.rows[index], self.weight, self.bias)
+
     @property
     def shape(self) -> torch.Size:
         b, h, w, c = self.rows.shape

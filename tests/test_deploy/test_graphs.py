@@ -56,6 +56,20 @@ def test_pixel_rows_equal_the_low_rank_map(maps):
     torch.testing.assert_close(rows.dense(), low_rank.dense())
 
 
+@pytest.mark.parametrize('name', ['rows_low_rank', 'rows_dense'])
+def test_pixel_rows_index_their_batch(maps, name):
+    rows = maps[name]
+    two = PixelRowsFeatureMap(
+        torch.cat([rows.rows, rows.rows.flip(1)]), rows.weight, rows.bias)
+    dense = two.dense()
+    for index in (slice(1, 2), [1, 0], torch.tensor([1])):
+        picked = two[index]
+        assert isinstance(picked, PixelRowsFeatureMap)
+        torch.testing.assert_close(picked.dense(), dense[index])
+    with pytest.raises(TypeError, match='indexed along its batch'):
+        two[0]
+
+
 @pytest.mark.parametrize('length', [1, 3])
 @pytest.mark.parametrize('masked', [False, True])
 def test_self_attention_equals_multihead_attention(length, masked):

@@ -90,13 +90,17 @@ class LowRankFeatureMap:
                 (a single int would drop the batch one, which a map cannot
                 do).
         """
+        self._check_batch_index(index)
+        return LowRankFeatureMap(self.basis[index], self.weight, self.bias)
+
+    @staticmethod
+    def _check_batch_index(index) -> None:
         if isinstance(index, (Integral, tuple)) or index is None or \
                 index is Ellipsis or (isinstance(index, Tensor)
                                       and index.dim() != 1):
             raise TypeError('a LowRankFeatureMap is indexed along its batch '
                             'with a slice or a 1-D sequence of indices '
                             f'(e.g. feats[t:t + 1]), got {index!r}')
-        return LowRankFeatureMap(self.basis[index], self.weight, self.bias)
 
     def _weight_parts(self) -> Tuple[Tensor, Tensor, Tensor]:
         """The weight's columns for ``g``, ``x`` and ``y``."""
