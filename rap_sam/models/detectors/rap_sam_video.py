@@ -125,22 +125,32 @@ class RapSAMVideo(RapSAM):
             return self._predict_video_streamed(linker, clip, num_frames,
                                                 samples, rescale, spill)
 
-    def _predict_video_logits(self, linker: ClipLinker, clip: Callable,
-                              num_frames: int, samples: List[TrackDataSample],
-                              rescale: bool) -> SampleList:
-        """Every clip's mask logits kept to the end (panoptic results)."""
+    def _linked_clips(self, linker: ClipLinker, clip: Callable,
+                      num_frames: int, samples: List[TrackDataSample]):
+        """Each clip through the network and the linker: ``(start, end,
+        clip_samples, cls_scores, masks)``; once the clips are done,
+        ``samples``' frames are the clips' samples (which carry the
+        metainfo the data preprocessor set)."""
         frames: List[list] = [[] for _ in samples]
-        kept: list = []
         for start, end in linker.clips(num_frames):
             inputs, clip_samples = clip(start, end)
             for video, clip_sample in zip(frames, clip_samples):
                 video.extend(clip_sample.video_data_samples)
-            _, masks, _ = linker.link(
+            cls_scores, masks, _ = linker.link(
                 *self._clip_outputs(self.extract_feat(inputs), clip_samples))
             del inputs
-            kept.append(masks.cpu())
+            yield start, end, clip_samples, cls_scores, masks
         for sample, video in zip(samples, frames):
             sample.video_data_samples = video
+
+    def _predict_video_logits(self, linker: ClipLinker, clip: Callable,
+                              num_frames: int, samples: List[TrackDataSample],
+                              rescale: bool) -> SampleList:
+        """Every clip's mask logits kept to the end (panoptic results)."""
+        kept = [
+            masks.cpu() for _, _, _, _, masks in self._linked_clips(
+                linker, clip, num_frames, samples)
+        ]
         cls_scores, ious = linker.scores()
         return self.predict_frames(cls_scores, torch.cat(kept, dim=2), ious,
                                    samples, rescale)
@@ -153,14 +163,8 @@ class RapSAMVideo(RapSAM):
         RLEs spilt to disk until the video's classes choose the
         instances."""
         fusion = self.panoptic_fusion_head
-        frames: List[list] = [[] for _ in samples]
-        for start, end in linker.clips(num_frames):
-            inputs, clip_samples = clip(start, end)
-            for video, clip_sample in zip(frames, clip_samples):
-                video.extend(clip_sample.video_data_samples)
-            cls_scores, masks, _ = linker.link(
-                *self._clip_outputs(self.extract_feat(inputs), clip_samples))
-            del inputs
+        for start, end, clip_samples, cls_scores, masks in self._linked_clips(
+                linker, clip, num_frames, samples):
             size = tuple(clip_samples[0][0].metainfo['batch_input_shape'])
             for t in range(end - start):
                 for b, sample in enumerate(clip_samples):
@@ -168,8 +172,6 @@ class RapSAMVideo(RapSAM):
                         fusion.predict_query_masks(
                             masks[b, :, t].to(cls_scores.device),
                             sample[t].metainfo, size, rescale))
-        for sample, video in zip(samples, frames):
-            sample.video_data_samples = video
         cls_scores, _ = linker.scores()
         selections = [fusion.select_instances(c) for c in cls_scores]
         dense = not self.test_cfg.get('rle_masks', False)
