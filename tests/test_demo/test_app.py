@@ -1,5 +1,6 @@
 """The web app: its handlers on good and bad input, and the prompt tab in
 headless Chromium (upload an image, click, see the mask)."""
+import contextlib
 import json
 import re
 import socket
@@ -217,9 +218,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_prompt_tab_in_a_browser(app, small_photo, rgb):
-    from browser import (chromium_paths, click_image, shown_image,
-                         start_browser, text_of, upload, wait_until)
+@contextlib.contextmanager
+def _app_in_browser(app, width: int, height: int):
+    """The app served on a free port, opened in headless Chromium; skips
+    when chromium or its driver is missing."""
+    from browser import chromium_paths, start_browser
     if chromium_paths() is None:
         pytest.skip('chromium / chromedriver not installed '
                     '(apt-get install chromium chromium-driver)')
@@ -228,8 +231,18 @@ def test_prompt_tab_in_a_browser(app, small_photo, rgb):
     ui = launch(app, '127.0.0.1', port)
     driver = None
     try:
-        driver = start_browser(1100, 800)
+        driver = start_browser(width, height)
         driver.get(f'http://127.0.0.1:{port}')
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()
+        ui.close()
+
+
+def test_prompt_tab_in_a_browser(app, small_photo, rgb):
+    from browser import click_image, shown_image, text_of, upload, wait_until
+    with _app_in_browser(app, 1100, 800) as driver:
         upload(driver, 'prompt-input', small_photo)
         wait_until(
             lambda: 'Click on the image' in text_of(driver, 'prompt-status'),
@@ -252,10 +265,6 @@ def test_prompt_tab_in_a_browser(app, small_photo, rgb):
             np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
         assert overlay.shape == rgb.shape
         assert (np.abs(overlay.astype(int) - rgb).sum(-1) > 30).mean() > 0.01
-    finally:
-        if driver is not None:
-            driver.quit()
-        ui.close()
 
 
 @pytest.fixture(scope='module')
@@ -273,20 +282,10 @@ def small_webm(small_video, tmp_path_factory):
 def test_click_to_track_in_a_browser(app, small_webm):
     """Upload a video, pick frame 2, click on it, track: the page shows
     the tracked frames and the result's video."""
-    from browser import (chromium_paths, click_image, shown_image,
-                         start_browser, text_of, upload, wait_until)
-    if chromium_paths() is None:
-        pytest.skip('chromium / chromedriver not installed '
-                    '(apt-get install chromium chromium-driver)')
-    from app import launch
     from app_screenshots import open_tab_when_ready, pick_slider_value
+    from browser import click_image, shown_image, text_of, upload, wait_until
     from selenium.webdriver.common.by import By
-    port = _free_port()
-    ui = launch(app, '127.0.0.1', port)
-    driver = None
-    try:
-        driver = start_browser(1100, 1000)
-        driver.get(f'http://127.0.0.1:{port}')
+    with _app_in_browser(app, 1100, 1000) as driver:
         open_tab_when_ready(driver, 'Video instances')
         upload(driver, 'video-input', small_webm)
         wait_until(
@@ -324,10 +323,6 @@ def test_click_to_track_in_a_browser(app, small_webm):
         video = wait_until(lambda: driver.find_element(
             By.CSS_SELECTOR, '#video-output video').get_attribute('src'))
         assert 'pan_clicked.webm' in video
-    finally:
-        if driver is not None:
-            driver.quit()
-        ui.close()
 
 
 def _png_header(width: int, height: int) -> bytes:
