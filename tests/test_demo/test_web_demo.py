@@ -323,6 +323,28 @@ def test_click_benchmark(server, tmp_path):
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
+def test_click_benchmark_says_why_the_server_did_not_start(tmp_path):
+    """A server that cannot start (here: no such export folder) ends the
+    benchmark with the server's one-line error, status 2."""
+    import subprocess
+    import sys
+    _require_browser()
+    result = subprocess.run([
+        sys.executable, 'tools/analysis/browser_click_benchmark.py',
+        '--export',
+        str(tmp_path / 'missing')
+    ],
+                            cwd=REPO,
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert 'Traceback' not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error:'), result.stderr
+    assert 'missing' in lines[0]
+
+
 @pytest.mark.parametrize('ori_shape', [(100, 150), (101, 149), (40, 200)])
 def test_page_post_processing_is_the_models(ori_shape):
     """demo/web/postprocess.js (run by node) against RapSAM.add_prompt_preds

@@ -124,12 +124,17 @@ def screenshot(driver, url, image, path, rng):
         shot.convert('RGB').quantize(256).save(path, optimize=True)
 
 
+def _fail(message: str) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
 def main():
     args = parse_args()
     from browser import chromium_paths, serve_web_demo, start_browser
     if chromium_paths() is None:
-        sys.exit('error: chromium / chromedriver not found (apt-get install '
-                 'chromium chromium-driver)')
+        _fail('error: chromium / chromedriver not found (apt-get install '
+              'chromium chromium-driver)')
     rng = np.random.default_rng(0)
     tmp = tempfile.TemporaryDirectory()
     env = dict(os.environ)
@@ -153,7 +158,16 @@ def main():
             if args.weights:
                 server_args += ['--weights', args.weights]
             log = osp.join(tmp.name, f'server{n}.log')
-            proc, url = serve_web_demo(server_args, log, env)
+            try:
+                proc, url = serve_web_demo(server_args, log, env)
+            except RuntimeError as err:
+                # The server's own `error:` line says what to fix (a
+                # missing checkpoint, class embeddings, ...).
+                said = [
+                    line for line in str(err).splitlines()
+                    if line.startswith('error:')
+                ]
+                _fail(said[-1] if said else f'error: {err}')
             try:
                 for threads, opt in itertools.product(args.threads,
                                                       args.graph_opt):
