@@ -20,11 +20,10 @@ import demo_cli  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
 from app import CONFIG, VIDEO_CONFIG, RapSAMApp, launch
-from browser import (click_image, open_tab, start_browser, text_of, upload,
-                     wait_until)
+from browser import (click_image, open_tab_when_ready, pick_slider_value,
+                     show_video_at, start_browser, text_of, upload, wait_until)
 from PIL import Image
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from skimage import data as samples
 
 from rap_sam.apis import RapSAMPredictor
@@ -51,24 +50,6 @@ def sample_files(folder: str) -> dict:
     return paths
 
 
-def pick_slider_value(driver, elem_id: str, value) -> None:
-    """Type ``value`` into slider ``#elem_id``'s number box (what a user
-    does for an exact value)."""
-    field = wait_until(
-        lambda: driver.find_element(By.CSS_SELECTOR,
-                                    f'#{elem_id} input[type=number]'),
-        what=f'the number box of #{elem_id}')
-    field.clear()
-    field.send_keys(str(value), Keys.TAB)
-
-
-def show_video_at(driver, elem_id: str, seconds: float) -> None:
-    """Show the frame at ``seconds`` of video component ``#elem_id``."""
-    driver.execute_script(
-        'document.querySelector(arguments[0]).currentTime = arguments[1];',
-        f'#{elem_id} video', seconds)
-
-
 def save_small(driver, path: str) -> None:
     """The page as a palette PNG (photos in screenshots compress badly)."""
     raw = path + '.raw.png'
@@ -91,11 +72,6 @@ def prompt_tab(driver, files: dict, out_dir: str) -> None:
     click_image(driver, 'prompt-canvas', 200, 150)
     wait_until(lambda: '3 prompts' in text_of(driver, 'prompt-status'))
     save_small(driver, osp.join(out_dir, 'app_prompts.png'))
-
-
-def open_tab_when_ready(driver, label: str) -> None:
-    """Open tab ``label`` once the page has drawn its tabs."""
-    wait_until(lambda: open_tab(driver, label) is None, what='the tabs')
 
 
 def panoptic_tab(driver, files: dict, out_dir: str) -> None:

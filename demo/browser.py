@@ -8,6 +8,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 
 def chromium_paths():
@@ -78,6 +79,29 @@ def click_image(driver, elem_id: str, x: float, y: float) -> None:
 def open_tab(driver, label: str) -> None:
     buttons = driver.find_elements(By.CSS_SELECTOR, 'button[role=tab]')
     next(b for b in buttons if b.text.strip() == label).click()
+
+
+def open_tab_when_ready(driver, label: str) -> None:
+    """Open tab ``label`` once the page has drawn its tabs."""
+    wait_until(lambda: open_tab(driver, label) is None, what='the tabs')
+
+
+def pick_slider_value(driver, elem_id: str, value) -> None:
+    """Type ``value`` into slider ``#elem_id``'s number box (what a user
+    does for an exact value)."""
+    field = wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR,
+                                    f'#{elem_id} input[type=number]'),
+        what=f'the number box of #{elem_id}')
+    field.clear()
+    field.send_keys(str(value), Keys.TAB)
+
+
+def show_video_at(driver, elem_id: str, seconds: float) -> None:
+    """Show the frame at ``seconds`` of video component ``#elem_id``."""
+    driver.execute_script(
+        'document.querySelector(arguments[0]).currentTime = arguments[1];',
+        f'#{elem_id} video', seconds)
 
 
 # ----------------------------------------------------------------------

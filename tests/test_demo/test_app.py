@@ -282,8 +282,8 @@ def small_webm(small_video, tmp_path_factory):
 def test_click_to_track_in_a_browser(app, small_webm):
     """Upload a video, pick frame 2, click on it, track: the page shows
     the tracked frames and the result's video."""
-    from app_screenshots import open_tab_when_ready, pick_slider_value
-    from browser import click_image, shown_image, text_of, upload, wait_until
+    from browser import (click_image, open_tab_when_ready, pick_slider_value,
+                         shown_image, text_of, upload, wait_until)
     from selenium.webdriver.common.by import By
     with _app_in_browser(app, 1100, 1000) as driver:
         open_tab_when_ready(driver, 'Video instances')
