@@ -48,16 +48,12 @@ class LazyVideo:
         for frame in self.frames[start:end]:
             try:
                 results = self.transforms(dict(frame))
+                if results is None:
+                    raise RuntimeError('a frame transform dropped the frame')
             except Exception as err:
                 raise sample_load_error(f'video {self.video_id}',
                                         f'(frame {frame.get("frame_id")})',
                                         [frame.get('img_path')], err) from err
-            if results is None:
-                raise sample_load_error(
-                    f'video {self.video_id}',
-                    f'(frame {frame.get("frame_id")})',
-                    [frame.get('img_path')],
-                    RuntimeError('a frame transform dropped the frame'))
             images.append(results.pop('img'))
             metas.append({
                 key: results[key]
