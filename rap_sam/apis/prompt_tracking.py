@@ -37,7 +37,7 @@ from torch import Tensor
 from rap_sam.models.layers import FeatureMap
 from rap_sam.models.utils import clicks_to_boxes
 from .inputs import InputError, check_int, check_prompts, iter_frames
-from .video import clip_linker, link_chunk, video_chunks
+from .video import clip_linker, video_chunks
 
 
 class LinkedClip(NamedTuple):
@@ -85,11 +85,11 @@ def linked_clips(predictor, video, chunk_frames: int) -> Iterator[LinkedClip]:
     model = predictor.model
     linker = clip_linker(model)
     for chunk in video_chunks(predictor, video, chunk_frames):
-        samples = chunk.samples[0]
-        for s, e, feats, outputs in link_chunk(model, linker, chunk):
+        for s, e, samples, feats, outputs in chunk.link(model, linker):
             cls_scores, masks, _ = outputs
-            yield LinkedClip(chunk.start + s, chunk.frames[s:e], samples[s:e],
-                             feats, masks[0], cls_scores[0])
+            yield LinkedClip(chunk.start + s, chunk.frames[s:e],
+                             samples[0].video_data_samples, feats, masks[0],
+                             cls_scores[0])
 
 
 def _prompt_sample(sample, boxes: Tensor) -> DetDataSample:

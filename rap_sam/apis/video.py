@@ -9,7 +9,6 @@ from mmdet.structures import DetDataSample, TrackDataSample
 from torch import Tensor
 
 from rap_sam.models.detectors import RapSAMVideo
-from rap_sam.models.layers import FeatureMap
 from rap_sam.models.tracking import ClipLinker
 from .inputs import check_int, iter_frames
 
@@ -68,6 +67,22 @@ class VideoChunk(NamedTuple):
         """The chunk is the whole video: the model's own cut applies."""
         return self.start == 0 and not self.more
 
+    def clip(self, start: int, end: int) -> Tuple[Tensor, list]:
+        """Frames ``start:end`` of the chunk: their model inputs and samples
+        (what :meth:`ClipLinker.link_clips` reads a clip with)."""
+        return self.inputs[:, start:end], [
+            TrackDataSample(video_data_samples=s[start:end])
+            for s in self.samples
+        ]
+
+    def link(self, model, linker: ClipLinker) -> Iterator[tuple]:
+        """The chunk's clips, cut as the model cuts them, each linked to the
+        tracks so far (a new window of ``linker``): ``(start, end, samples,
+        feats, outputs)`` per clip as :meth:`ClipLinker.link_clips` gives
+        them, the clip's frames being ``self.frames[start:end]``."""
+        return linker.link_clips(model, self.clip, len(self.frames),
+                                 self.whole_video)
+
 
 def video_chunks(predictor, video, chunk_frames: int) -> Iterator[VideoChunk]:
     """``video`` read ``chunk_frames`` frames at a time (in bounded memory),
@@ -83,21 +98,6 @@ def video_chunks(predictor, video, chunk_frames: int) -> Iterator[VideoChunk]:
         yield VideoChunk(start, frames, data['inputs'], data['data_samples'],
                          more)
         start += len(frames)
-
-
-def link_chunk(
-        model, linker: ClipLinker,
-        chunk: VideoChunk) -> Iterator[Tuple[int, int, FeatureMap, tuple]]:
-    """The clips of ``chunk``, cut as the model cuts them, each linked to
-    the tracks so far: ``(start, end, features, outputs)`` per clip, with
-    the clip's frames ``chunk.frames[start:end]``, the neck's features
-    ``[T, C, h, w]`` and :meth:`ClipLinker.link`'s outputs (class scores,
-    mask logits and IoUs of every query, in track order)."""
-    linker.new_window()
-    for s, e in linker.clips(len(chunk.frames), whole_video=chunk.whole_video):
-        clip = [TrackDataSample(video_data_samples=chunk.samples[0][s:e])]
-        feats = model.extract_feat(chunk.inputs[:, s:e])
-        yield s, e, feats, linker.link(*model._clip_outputs(feats, clip))
 
 
 def clip_linker(model) -> ClipLinker:
@@ -126,8 +126,7 @@ def track_video(
         # chunk, and the tracks carry on.
         masks = [
             clip_masks.cpu()
-            for _, _, _, (_, clip_masks,
-                          _) in link_chunk(model, linker, chunk)
+            for *_, (_, clip_masks, _) in chunk.link(model, linker)
         ]
         cls_mean, iou_mean = linker.scores()
         results = model.predict_frames(cls_mean, torch.cat(masks, dim=2),

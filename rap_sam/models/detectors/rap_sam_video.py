@@ -88,6 +88,11 @@ class RapSAMVideo(RapSAM):
                     for s in samples
                 ])
             data_clip = self.data_preprocessor(data_clip, False)
+            # The preprocessor's samples (new objects, with the metainfo it
+            # set) are the frames the results go in.
+            for sample, clip_sample in zip(samples, data_clip['data_samples']):
+                sample.video_data_samples[start:end] = \
+                    clip_sample.video_data_samples
             return data_clip['inputs'], data_clip['data_samples']
 
         return self._predict_video(clip, len(samples[0]), samples, True)
@@ -111,10 +116,8 @@ class RapSAMVideo(RapSAM):
     def _predict_video(self, clip: Callable[[int, int], tuple],
                        num_frames: int, samples: List[TrackDataSample],
                        rescale: bool) -> SampleList:
-        """``clip(start, end)`` gives a clip's model inputs and samples
-        (the frames' samples as the data preprocessor left them); the
-        results are written in those, which replace ``samples``'
-        frames."""
+        """``clip(start, end)`` gives a clip's model inputs and samples,
+        which are ``samples``' frames (the results are written in these)."""
         linker = self.clip_linker()
         streamed = self.test_cfg.get('instance_on', False) and \
             not self.test_cfg.get('panoptic_on', True)
@@ -125,31 +128,14 @@ class RapSAMVideo(RapSAM):
             return self._predict_video_streamed(linker, clip, num_frames,
                                                 samples, rescale, spill)
 
-    def _linked_clips(self, linker: ClipLinker, clip: Callable,
-                      num_frames: int, samples: List[TrackDataSample]):
-        """Each clip through the network and the linker: ``(start, end,
-        clip_samples, cls_scores, masks)``; once the clips are done,
-        ``samples``' frames are the clips' samples (which carry the
-        metainfo the data preprocessor set)."""
-        frames: List[list] = [[] for _ in samples]
-        for start, end in linker.clips(num_frames):
-            inputs, clip_samples = clip(start, end)
-            for video, clip_sample in zip(frames, clip_samples):
-                video.extend(clip_sample.video_data_samples)
-            cls_scores, masks, _ = linker.link(
-                *self._clip_outputs(self.extract_feat(inputs), clip_samples))
-            del inputs
-            yield start, end, clip_samples, cls_scores, masks
-        for sample, video in zip(samples, frames):
-            sample.video_data_samples = video
-
     def _predict_video_logits(self, linker: ClipLinker, clip: Callable,
                               num_frames: int, samples: List[TrackDataSample],
                               rescale: bool) -> SampleList:
         """Every clip's mask logits kept to the end (panoptic results)."""
         kept = [
-            masks.cpu() for _, _, _, _, masks in self._linked_clips(
-                linker, clip, num_frames, samples)
+            masks.cpu()
+            for _, _, _, _, (_, masks,
+                             _) in linker.link_clips(self, clip, num_frames)
         ]
         cls_scores, ious = linker.scores()
         return self.predict_frames(cls_scores, torch.cat(kept, dim=2), ious,
@@ -163,8 +149,11 @@ class RapSAMVideo(RapSAM):
         RLEs spilt to disk until the video's classes choose the
         instances."""
         fusion = self.panoptic_fusion_head
-        for start, end, clip_samples, cls_scores, masks in self._linked_clips(
-                linker, clip, num_frames, samples):
+        for start, end, clip_samples, _, outputs in linker.link_clips(
+                self, clip, num_frames):
+            # Rebinding ``_`` drops the clip's features before its masks
+            # are post-processed.
+            cls_scores, masks, _ = outputs
             size = tuple(clip_samples[0][0].metainfo['batch_input_shape'])
             for t in range(end - start):
                 for b, sample in enumerate(clip_samples):

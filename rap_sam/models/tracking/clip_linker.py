@@ -1,4 +1,4 @@
-from typing import List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -46,6 +46,43 @@ class ClipLinker:
         short = whole_video and num_frames <= self.small_video_frames
         return split_video(num_frames,
                            self.clip_size_small if short else self.clip_size)
+
+    def link_clips(self,
+                   model,
+                   clip: Callable[[int, int], tuple],
+                   num_frames: int,
+                   whole_video: bool = True) -> Iterator[tuple]:
+        """A new window of ``num_frames`` frames through ``model``, clip by
+        clip as :meth:`clips` cuts it, each clip linked to the tracks so far
+        (the evaluation's whole video and the API's chunks both go through
+        here).
+
+        Args:
+            model (RapSAM): Gives a clip's features (``extract_feat``) and
+                outputs (``_clip_outputs``).
+            clip (Callable): ``clip(start, end)`` gives those frames' model
+                inputs ``[B, T, 3, H, W]`` (preprocessed) and their
+                ``TrackDataSample`` s, read when asked for.
+            num_frames (int): Frames in the window.
+            whole_video (bool): Whether the window is the whole video.
+
+        Yields:
+            tuple: ``(start, end, samples, feats, outputs)`` per clip: its
+            frames, its samples, the neck's features (``extract_feat``'s,
+            ``[B * T, C, h, w]``) and :meth:`link`'s outputs (class logits,
+            mask logits and IoUs of every query, in track order). The
+            window's means are :meth:`scores` once the clips are done.
+        """
+        self.new_window()
+        for start, end in self.clips(num_frames, whole_video):
+            # Nothing of a clip stays referenced here once it is handed
+            # out: the caller decides how long its features live (the
+            # evaluation drops them at once, click-to-track keeps them).
+            yield (start, end) + self._link_clip(model, *clip(start, end))
+
+    def _link_clip(self, model, inputs: Tensor, samples: list) -> tuple:
+        feats = model.extract_feat(inputs)
+        return samples, feats, self.link(*model._clip_outputs(feats, samples))
 
     def new_window(self) -> None:
         """Start new class and IoU sums; the tracks carry on."""
