@@ -22,7 +22,11 @@
 - agreement: :func:`compare_results`, :func:`head_output_error` (any two
   runners, torch or runtime);
 - the machine: :func:`machine_info`, :func:`load_average`,
-  :func:`tune_cpu_allocator`.
+  :func:`tune_cpu_allocator`;
+- the machine's limit: :func:`measure_roofline` (its matrix-multiply
+  peak with the run's threads, per precision) and :func:`roofline_bounds`
+  (the network's floor at that peak, and the largest speed-up over
+  Mask2Former it allows).
 """
 import copy
 import ctypes
@@ -446,6 +450,17 @@ def _stage_times(totals: Dict[str, float], start: float, pre: float,
     return stages
 
 
+def _click_parts(total: float, head: Optional[float]) -> Dict[str, float]:
+    """A click's seconds, and its decoder and post-processing parts when
+    the decoder was timed (a click with no prompt runs no head)."""
+    if head is None:
+        return dict(decode_cached=total)
+    return dict(
+        decode_cached=total,
+        decode_cached_head=head,
+        decode_cached_post=total - head)
+
+
 class Runner:
     """One timed torch model: its data preprocessor and ``predict`` end to
     end, and its stages (forward hooks).
@@ -540,14 +555,18 @@ class Runner:
             self._clicks = (self.model.extract_feat(self.data['inputs']),
                             samples)
 
-    def click(self) -> float:
-        """Seconds to decode the cached prompts on the cached features,
-        post-processing included."""
+    def click(self) -> Dict[str, float]:
+        """Seconds to decode the cached prompts on the cached features:
+        ``decode_cached`` (the whole click), split into
+        ``decode_cached_head`` (the head, timed by its forward hook) and
+        ``decode_cached_post`` (the rest: post-processing)."""
         feats, samples = self._clicks
+        self.timer.reset()
         with torch.inference_mode():
             start = self.clock()
             self.model.predict_from_feats(feats, samples)
-            return self.clock() - start
+            total = self.clock() - start
+        return _click_parts(total, self.timer.totals.get('head'))
 
 
 class DeployedRunner:
@@ -651,12 +670,15 @@ class DeployedRunner:
         boxes = self.boxes if boxes is None else boxes
         self._clicks = (self.model.encode(image), meta, boxes)
 
-    def click(self) -> float:
+    def click(self) -> Dict[str, float]:
+        """As :meth:`Runner.click`: the decoder graph, then the
+        post-processing."""
         feats, meta, boxes = self._clicks
         with torch.inference_mode():
             start = self.clock()
-            self._decode(feats, meta, boxes)
-            return self.clock() - start
+            mid, _ = self._decode(feats, meta, boxes)
+            total = self.clock() - start
+        return _click_parts(total, mid - start)
 
 
 def time_interleaved(runners: Sequence[Union[Runner, DeployedRunner]],
@@ -677,13 +699,17 @@ def time_clicks(runners: Sequence[Union[Runner, DeployedRunner]],
     per runner, features computed once, then one untimed decode and
     ``repeats`` interleaved rounds of one timed decode of ``boxes`` (the
     samples' own prompts when None), post-processing included; the
-    seconds go to ``runner.times['decode_cached']``."""
+    seconds go to ``runner.times['decode_cached']``, and its parts to
+    ``'decode_cached_head'`` (the head or the decoder graph) and
+    ``'decode_cached_post'`` (post-processing), which add up to it run by
+    run."""
     for runner in runners:
         runner.set_clicks(boxes)
         runner.click()
     for _ in range(repeats):
         for runner in runners:
-            runner.times.setdefault('decode_cached', []).append(runner.click())
+            for key, value in runner.click().items():
+                runner.times.setdefault(key, []).append(value)
 
 
 # ----------------------------------------------------------------------
@@ -905,4 +931,123 @@ def summarise(model: nn.Module, results) -> dict:
     for key in ('pred_instances', 'pred_track_instances'):
         if key in sample:
             out['instances'] = len(sample.get(key))
+    return out
+
+
+# ----------------------------------------------------------------------
+# the machine's limit: how fast the network could be here at best
+# ----------------------------------------------------------------------
+#: Matrix products ``(m, k, n)`` timed for the roofline: a square GEMM,
+#: and the neck's 3x3 convolution at 800x1344 as an im2col product
+#: (200 * 336 stride-4 pixels x 9 * 128 inputs -> 128 outputs); GPUs also
+#: get a larger square, which a 2048 one does not fill.
+ROOFLINE_SHAPES = ((2048, 2048, 2048), (67200, 1152, 128))
+ROOFLINE_SHAPES_CUDA = ((8192, 8192, 8192), ) + ROOFLINE_SHAPES
+ROOFLINE_DTYPES = dict(
+    fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)
+
+
+def matmul_throughput(device: Union[str, torch.device],
+                      precision: str = 'fp32',
+                      shapes: Optional[Sequence[Tuple[int, int, int]]] = None,
+                      repeats: int = 3) -> Dict[str, float]:
+    """GMAC/s of ``torch.mm`` in ``precision`` on ``device`` with the
+    threads torch uses now, per shape ``'MxKxN'``: the best of ``repeats``
+    timed products after an untimed one (the best, as a peak is what the
+    machine can do, not what load leaves of it)."""
+    device = torch.device(device)
+    if shapes is None:
+        shapes = (
+            ROOFLINE_SHAPES_CUDA if device.type == 'cuda' else ROOFLINE_SHAPES)
+    dtype = ROOFLINE_DTYPES[precision]
+    clock = Clock(device)
+    gen = torch.Generator().manual_seed(0)
+    out = {}
+    for m, k, n in shapes:
+        a = torch.randn(m, k, generator=gen).to(device, dtype)
+        b = torch.randn(k, n, generator=gen).to(device, dtype)
+        c = torch.empty(m, n, device=device, dtype=dtype)
+        torch.mm(a, b, out=c)
+        best = float('inf')
+        for _ in range(repeats):
+            start = clock()
+            torch.mm(a, b, out=c)
+            best = min(best, clock() - start)
+        out[f'{m}x{k}x{n}'] = m * k * n / 1e9 / best
+        del a, b, c
+    return out
+
+
+def measure_roofline(device: Union[str, torch.device],
+                     precisions: Sequence[str] = ('fp32', ),
+                     repeats: int = 3) -> dict:
+    """The machine's matrix-multiply peak (:func:`matmul_throughput`, best
+    over the shapes) in fp32 and in each of ``precisions`` that
+    ``torch.mm`` has (bf16, fp16); a precision without one (int8) or whose
+    product fails on this device is listed in ``'skipped'`` with the
+    reason."""
+    device = torch.device(device)
+    gmacs, skipped = {}, {}
+    for precision in dict.fromkeys(('fp32', *precisions)):
+        if precision not in ROOFLINE_DTYPES:
+            skipped[precision] = (
+                f'no {precision} torch.mm to measure its peak with')
+            continue
+        try:
+            gmacs[precision] = matmul_throughput(
+                device, precision, repeats=repeats)
+        except RuntimeError as err:  # a dtype this device has no mm for
+            lines = str(err).strip().splitlines() or ['']
+            skipped[precision] = f'torch.mm failed: {lines[0][:200]}'
+    return dict(
+        device=str(device),
+        threads=torch.get_num_threads(),
+        repeats=repeats,
+        gmac_per_s=gmacs,
+        peak_gmac_per_s={
+            p: max(v.values())
+            for p, v in gmacs.items()
+        },
+        skipped=skipped)
+
+
+def roofline_bounds(measured: dict, model_gmac: Optional[float],
+                    precisions: Dict[str, str],
+                    medians: Dict[str, Dict[str, float]]) -> dict:
+    """What the peaks in ``measured`` (:func:`measure_roofline`) allow:
+    the network's floor in each precision (``model_gmac`` / peak: the
+    fastest the encoder and decoder can be when every multiply-add runs at
+    the peak) and, per variant (``precisions``: name -> precision), the
+    floor against its measured network time and, when ``medians`` holds
+    ``'mask2former'``, the largest speed-up over it this machine allows:
+    Mask2Former's end to end over (floor + the variant's measured
+    preprocessing and post-processing), next to the measured one.
+
+    ``model_gmac`` None (not counted): every floor is unknown."""
+    peaks = measured['peak_gmac_per_s']
+    out = dict(measured, model_gmac=model_gmac, floor_s=None, variants={})
+    if model_gmac is not None:
+        out['floor_s'] = {p: model_gmac / peak for p, peak in peaks.items()}
+    m2f = medians.get('mask2former')
+    for name, precision in precisions.items():
+        med = medians[name]
+        entry = dict(
+            precision=precision,
+            network_s=med.get('encoder', 0.) + med.get('head', 0.))
+        floor = (out['floor_s'] or {}).get(precision)
+        if floor is None:
+            entry['floor_s'] = None
+            entry['why_no_floor'] = (
+                "the model's GMAC were not counted (--no-flops)"
+                if model_gmac is None else measured['skipped'].get(
+                    precision, f'no {precision} peak measured'))
+            out['variants'][name] = entry
+            continue
+        entry['floor_s'] = floor
+        entry['network_vs_floor'] = entry['network_s'] / floor
+        entry['bound_s'] = floor + med.get('pre', 0.) + med.get('post', 0.)
+        if m2f is not None:
+            entry['max_vs_mask2former'] = m2f['e2e'] / entry['bound_s']
+            entry['vs_mask2former'] = m2f['e2e'] / med['e2e']
+        out['variants'][name] = entry
     return out

@@ -6,6 +6,8 @@ import os.path as osp
 import subprocess
 import sys
 
+from pytest import approx
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join('tools', 'analysis', 'benchmark.py')
 COCO = osp.join('configs', 'rap_sam', 'eval_rap_sam_coco.py')
@@ -26,6 +28,43 @@ def run_report(tmp_path, *args):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     return json.loads(out.read_text()), proc.stdout
+
+
+def assert_click_split(entry):
+    """A click's decoder and post-processing add up to it, run by run."""
+    samples = entry['samples_s']
+    assert len(samples['decode_cached']) >= 1
+    for total, head, post in zip(
+            samples['decode_cached'],
+            samples['decode_cached_head'],
+            samples['decode_cached_post'],
+            strict=True):
+        assert 0 < head <= total and post >= 0
+        assert head + post == approx(total, rel=1e-9)
+    med = entry['median_s']
+    assert {'decode_cached_head', 'decode_cached_post'} <= med.keys()
+
+
+def assert_roofline(report, precisions):
+    """The machine's peak per precision (the best of its shapes), and the
+    floor = the model's GMAC (its FLOP count) / peak."""
+    roof = report['roofline']
+    assert roof['device'] == 'cpu'
+    assert roof['threads'] == report['machine']['threads']
+    for precision in set(precisions.values()):
+        shapes = roof['gmac_per_s'][precision]
+        assert shapes.keys() == {'2048x2048x2048', '67200x1152x128'}
+        assert all(v > 0 for v in shapes.values())
+        assert roof['peak_gmac_per_s'][precision] == max(shapes.values())
+    gmac = roof['model_gmac']
+    assert gmac == report['variants']['fast']['gflops_total']
+    for precision, floor in roof['floor_s'].items():
+        assert floor == approx(gmac / roof['peak_gmac_per_s'][precision])
+    assert roof['variants'].keys() == precisions.keys()
+    for name, precision in precisions.items():
+        entry = roof['variants'][name]
+        assert entry['precision'] == precision
+        assert entry['floor_s'] == roof['floor_s'][precision]
 
 
 def test_image_with_mask2former(tmp_path):
@@ -56,12 +95,32 @@ def test_image_with_mask2former(tmp_path):
     # A click decoded on cached features, for RAP-SAM only.
     assert 'decode_cached' in report['variants']['fast']['median_s']
     assert 'decode_cached' not in report['variants']['mask2former']['median_s']
+    for name in ('reference', 'fast'):
+        assert_click_split(report['variants'][name])
+    assert_roofline(report, {'reference': 'fp32', 'fast': 'fp32'})
+    roof = report['roofline']
+    m2f_e2e = report['variants']['mask2former']['median_s']['e2e']
+    for name in ('reference', 'fast'):
+        entry, med = roof['variants'][name], report['variants'][name][
+            'median_s']
+        bound = roof['floor_s']['fp32'] + med['pre'] + med['post']
+        assert entry['bound_s'] == approx(bound)
+        assert entry['max_vs_mask2former'] == approx(m2f_e2e / bound)
+        assert entry['vs_mask2former'] == approx(
+            report['variants'][name]['vs_mask2former'])
+        assert entry['network_vs_floor'] == approx(
+            (med['encoder'] + med['head']) / roof['floor_s']['fp32'])
+        assert (f'roofline: {name} can be at most '
+                f'{entry["max_vs_mask2former"]:.2f}x Mask2Former') in printed
+    assert f'RAP-SAM counts {roof["model_gmac"]:.1f} GMAC' in printed
     assert report['agreement']['baseline'] == 'reference'
     acc = report['agreement']['variants']['fast']
     assert acc['mask_logits_rel_err'] < 1e-4
     assert acc['panoptic_pixel_agreement'] > 0.999
     for word in ('backbone', 'e2e', 'FPS', 'GFLOPs', 'speedup',
-                 'x Mask2Former', 'fast_vs_mask2former_e2e', 'load average',
+                 'x Mask2Former', 'max x Mask2Former', 'network floor (s)',
+                 'decode_cached_head', 'decode_cached_post',
+                 'fast_vs_mask2former_e2e', 'load average',
                  'agreement fast vs reference'):
         assert word in printed
 
@@ -74,6 +133,16 @@ def test_runtime_backends_in_every_precision(tmp_path):
                                  'onnxruntime', 'openvino', '--precision',
                                  'fp32', 'bf16', 'int8', '--no-flops',
                                  '--no-memory')
+    # The peak in each precision torch.mm has; without a FLOP count the
+    # floor is unknown, and said so.
+    roof = report['roofline']
+    assert roof['gmac_per_s'].keys() == {'fp32', 'bf16'}
+    assert 'no int8 torch.mm' in roof['skipped']['int8']
+    assert roof['model_gmac'] is None and roof['floor_s'] is None
+    assert "the network's floor is unknown" in printed
+    for name, entry in roof['variants'].items():
+        assert entry['floor_s'] is None and 'not counted' in entry[
+            'why_no_floor']
     asked = {
         'fast', 'fast-bf16', 'fast-int8', 'onnxruntime', 'onnxruntime-bf16',
         'onnxruntime-int8', 'openvino', 'openvino-bf16', 'openvino-int8'
@@ -91,10 +160,12 @@ def test_runtime_backends_in_every_precision(tmp_path):
         assert f'skipped {name}: ' in printed
     header = next(line for line in printed.splitlines()
                   if line.startswith('stage'))
+    assert roof['variants'].keys() == timed
     for name in timed:
         med = report['variants'][name]['median_s']
         assert {'pre', 'encoder', 'head', 'post', 'e2e',
                 'decode_cached'} <= med.keys()
+        assert_click_split(report['variants'][name])
         assert report['variants'][name]['outputs']['instances'] > 0
         assert name in header.split()
     # The calibration photos are said, and which graph int8 quantizes.
@@ -126,22 +197,25 @@ def test_prompt_task_in_two_precisions(tmp_path):
                                  *SMALL, '--task', 'prompt', '--num-prompts',
                                  '3', '--variants', 'fast', '--dtype', 'fp32',
                                  'bf16', '--backend', 'torch', 'onnxruntime',
-                                 '--no-flops', '--no-memory')
+                                 '--no-flops', '--no-memory', '--no-roofline')
     assert report['variants'].keys() == {'fast', 'fast-bf16', 'onnxruntime'}
     assert report['skipped'].keys() == {'onnxruntime-bf16'}
     for entry in report['variants'].values():
         med = entry['median_s']
         assert {'features', 'decode', 'decode_cached', 'e2e'} <= med.keys()
+        assert_click_split(entry)
         assert entry['outputs']['instances'] == 3
     acc = report['agreement']['variants']['onnxruntime']
     assert acc['instances'] == [3, 3] and acc['mask_logits_rel_err'] < 1e-3
     assert 'decode_cached' in printed
+    assert 'roofline' not in report and 'roofline' not in printed
 
 
 def test_video_task(tmp_path):
-    report, _ = run_report(tmp_path, COCO.replace('coco', 'yt19'), *SMALL,
-                           '--task', 'video', '--num-frames', '2',
-                           '--variants', 'reference', '--no-memory')
+    report, _ = run_report(tmp_path, COCO.replace('coco',
+                                                  'yt19'), *SMALL, '--task',
+                           'video', '--num-frames', '2', '--variants',
+                           'reference', '--no-memory', '--no-roofline')
     entry = report['variants']['reference']
     assert entry['fps'] > 0 and entry['gflops']['total'] > 0
 

@@ -11,7 +11,17 @@ post-processing, and per stage: ``pre``, ``backbone``, ``neck``,
 decoder) and ``post`` (mask upsampling and panoptic / instance fusion,
 the same torch code for every backend). ``decode_cached`` is one click
 (``--task prompt``: the ``--num-prompts`` clicks) decoded on cached
-features, post-processing included.
+features, post-processing included, split into ``decode_cached_head``
+(the head, or the decoder graph) and ``decode_cached_post``.
+
+The roofline (skip it with ``--no-roofline``) states what this machine
+allows: ``torch.mm``'s best throughput with the run's threads and device
+(fp32, and bf16 / fp16 where asked), the model's GMAC (the FLOP count,
+one multiply-add each), the network's floor per precision (GMAC / peak:
+the fastest encoder and decoder can be) and, with ``--compare
+mask2former``, the largest speed-up over Mask2Former the floor allows
+(Mask2Former's end to end over floor + the variant's measured
+preprocessing and post-processing), next to the measured one.
 
 A torch variant is an inference setting of :func:`rap_sam.deploy.prepare`
 (the library, :mod:`rap_sam.deploy.benchmark`, does the measuring):
@@ -162,6 +172,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--no-memory', action='store_true', help='skip the peak-memory run')
     parser.add_argument(
+        '--no-roofline',
+        action='store_true',
+        help="skip measuring the machine's matrix-multiply peak and the "
+        'floor it sets')
+    parser.add_argument(
         '--accuracy',
         action='store_true',
         help='compare every variant\'s outputs with the torch fp32 one '
@@ -187,30 +202,74 @@ def format_table(report: dict) -> str:
     keys = ['pre', 'backbone', 'neck', 'encoder', 'head', 'post', 'e2e']
     if report['task'] == 'prompt':
         keys += ['features', 'decode']
-    if any('decode_cached' in e['median_s']
-           for e in report['variants'].values()):
-        keys.append('decode_cached')
+    keys += [
+        k
+        for k in ('decode_cached', 'decode_cached_head', 'decode_cached_post')
+        if any(k in e['median_s'] for e in report['variants'].values())
+    ]
     width = max(12, *(len(n) + 2 for n in names))
     lines = [
-        'stage (median s)'.ljust(18) + ''.join(n.rjust(width) for n in names)
+        'stage (median s)'.ljust(20) + ''.join(n.rjust(width) for n in names)
     ]
     for key in keys:
-        row = key.ljust(18)
+        row = key.ljust(20)
         for name in names:
             value = report['variants'][name]['median_s'].get(key)
             row += ('-' if value is None else f'{value:.4f}').rjust(width)
         lines.append(row)
-    for label, field in (('FPS', 'fps'), ('x Mask2Former', 'vs_mask2former'),
-                         ('params (M)', 'params_m'),
-                         ('GFLOPs', 'gflops_total'), ('peak mem (MiB)',
-                                                      'peak_memory_mb')):
-        row = label.ljust(18)
+    roof = (report.get('roofline') or {}).get('variants', {})
+    rows = [('FPS', 'fps', '.2f'), ('x Mask2Former', 'vs_mask2former', '.2f')]
+    if roof:
+        rows += [('max x Mask2Former', 'max_vs_mask2former', '.2f'),
+                 ('network floor (s)', 'floor_s', '.4f'),
+                 ('network / floor', 'network_vs_floor', '.2f')]
+    rows += [('params (M)', 'params_m', '.2f'),
+             ('GFLOPs', 'gflops_total', '.2f'),
+             ('peak mem (MiB)', 'peak_memory_mb', '.2f')]
+    for label, field, spec in rows:
+        row = label.ljust(20)
         for name in names:
-            value = report['variants'][name].get(field)
-            row += ('-' if value is None else (f'{value:.2f}' if isinstance(
-                value, float) else str(value))).rjust(width)
+            entry = report['variants'][name]
+            value = entry.get(field, roof.get(name, {}).get(field))
+            row += ('-' if value is None else
+                    (format(value, spec)
+                     if isinstance(value, float) else str(value))).rjust(width)
         lines.append(row)
     return '\n'.join(lines)
+
+
+def roofline_lines(roof: dict) -> list:
+    """The roofline's measurements and what they allow, in words."""
+    lines = []
+    for precision, shapes in roof['gmac_per_s'].items():
+        each = ', '.join(f'{k}: {v:.1f}' for k, v in shapes.items())
+        lines.append(
+            f'roofline: torch.mm {precision} on {roof["device"]}, '
+            f'threads={roof["threads"]}, best of {roof["repeats"]}: peak '
+            f'{roof["peak_gmac_per_s"][precision]:.1f} GMAC/s ({each})')
+    for precision, reason in roof['skipped'].items():
+        lines.append(f'roofline: no {precision} peak: {reason}')
+    if roof['floor_s'] is None:
+        lines.append("roofline: the network's floor is unknown: the model's "
+                     'GMAC were not counted (--no-flops)')
+        return lines
+    floors = ', '.join(f'{v:.4f} s in {p}' for p, v in roof['floor_s'].items())
+    lines.append(
+        f'roofline: RAP-SAM counts {roof["model_gmac"]:.1f} GMAC (ops the '
+        'counter cannot see count zero), so its network (encoder and '
+        f'decoder) takes at least {floors} here')
+    for name, entry in roof['variants'].items():
+        if 'max_vs_mask2former' in entry:
+            lines.append(
+                f'roofline: {name} can be at most '
+                f'{entry["max_vs_mask2former"]:.2f}x Mask2Former end to end '
+                f'on this machine (floor {entry["floor_s"]:.4f} s + its '
+                'measured pre- and post-processing); measured '
+                f'{entry["vs_mask2former"]:.2f}x')
+        elif entry['floor_s'] is None:
+            lines.append(
+                f'roofline: {name}: no floor ({entry["why_no_floor"]})')
+    return lines
 
 
 def build_runners(args, bench, base, img, device, notes, work_dir):
@@ -304,6 +363,9 @@ def run(args, command: str, work_dir: str) -> dict:
         bench.time_clicks(rap_sam_runners, bench.click_boxes(*args.shape, 1),
                           repeats)
     load_after = bench.load_average()
+    measured = None
+    if not args.no_roofline:
+        measured = bench.measure_roofline(device, args.precision)
     cores = machine.get('cpu_cores') or 0
     busiest = max((load_before or [0])[0], (load_after or [0])[0])
     if cores and busiest > cores:
@@ -376,6 +438,19 @@ def run(args, command: str, work_dir: str) -> dict:
         ratio = report['speedup'].get(f'{name}_vs_mask2former_e2e')
         if ratio is not None:
             entry['vs_mask2former'] = ratio
+    if measured is not None:
+        precisions = {
+            v.name: v.precision
+            for v in bench.variants(args.variants, args.precision,
+                                    args.compile, args.backend)
+            if v.name in runners
+        }
+        gmac = (flops.get('rap_sam') or {}).get('total')
+        report['roofline'] = bench.roofline_bounds(
+            measured, gmac, precisions, {
+                n: e['median_s']
+                for n, e in report['variants'].items()
+            })
     if not args.no_memory and any(not isinstance(r, bench.Runner)
                                   for r in runners.values()):
         notes.append('peak memory of runtime variants not measured (the '
@@ -425,6 +500,8 @@ def print_report(report: dict) -> None:
     print(format_table(report))
     for key, value in report['speedup'].items():
         print(f'speedup {key}: {value:.2f}x')
+    if report.get('roofline'):
+        print('\n'.join(roofline_lines(report['roofline'])))
     agreement = report.get('agreement')
     if agreement:
         for name, acc in agreement['variants'].items():
