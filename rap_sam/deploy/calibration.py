@@ -7,6 +7,7 @@ from typing import Callable, Iterable, Iterator, List, Mapping, Optional
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
+from onnxruntime.quantization.calibrate import HistogramCollector
 
 from rap_sam.apis.inputs import IMAGE_EXTS, read_image
 from rap_sam.models.utils.prompts import CLICK_RADIUS
@@ -150,3 +151,133 @@ def graph_feeds(export_dir: str, images: List[str]) -> dict:
         name: [lambda path=path, make=make: make(path) for path in images]
         for name, make in makers.items()
     }
+
+
+def percentile_ranges(model_path: str,
+                      reader: CalibrationDataReader,
+                      percentile: float,
+                      work_dir: str,
+                      extra_options: Optional[dict] = None):
+    """ONNX Runtime's percentile calibration of the ONNX graph at
+    ``model_path`` on the feeds of ``reader``, in memory independent of
+    their number; returns its ``TensorsData`` (the activation ranges), for
+    ``quantize_static``'s calibration cache.
+
+    ONNX Runtime's ``PercentileCalibrater`` keeps every activation of every
+    feed and histograms them all at once (2048 bins over ``[min, max]`` of
+    ``|x|``); its incremental merge instead fixes the bins' width on the
+    first feed, which changes the ranges. Here two passes over the feeds,
+    each holding one feed's activations at a time, give the same
+    histograms: the first finds each tensor's ``|x|`` range over all feeds,
+    the second adds up each feed's histogram over that range (counts over
+    fixed bins add exactly). So the ranges, and the quantized graph, are
+    ONNX Runtime's to the bit, and the feeds may differ in shape (a
+    dynamic-shape export). The graph runs twice per feed.
+
+    Args:
+        model_path (str): The (pre-processed) fp32 graph.
+        reader (CalibrationDataReader): The feeds; rewound between passes.
+        percentile (float): The share of ``|x|`` covered, in percent.
+        work_dir (str): A folder for the graph with its activations as
+            outputs.
+        extra_options (dict, optional): Calibrator options as
+            ``quantize_static`` passes them (``num_bins``, ``symmetric``).
+    """
+    from pathlib import Path
+
+    from onnxruntime.quantization.calibrate import (CalibrationMethod,
+                                                    TensorsData,
+                                                    create_calibrator)
+    from onnxruntime.quantization.registry import (QDQRegistry,
+                                                   QLinearOpsRegistry)
+
+    options = dict(extra_options or {}, percentile=percentile)
+    # The tensors quantize_static calibrates: inputs and outputs of every
+    # op type it can quantize.
+    calibrator = create_calibrator(
+        Path(model_path),
+        list(set(QLinearOpsRegistry) | set(QDQRegistry)),
+        augmented_model_path=osp.join(work_dir, 'augmented.onnx'),
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options=options)
+    if not calibrator.symmetric:
+        # The asymmetric collector merges by widening its bins, which
+        # depends on the order of the feeds: not reproduced here.
+        raise ValueError('percentile_ranges histograms |x| only '
+                         '(symmetric=True, ONNX Runtime\'s default).')
+    session = calibrator.infer_session
+    names = [
+        out.name for out in session.get_outputs()
+        if out.name in calibrator.tensors_to_calibrate
+    ]
+    inputs = {i.name for i in session.get_inputs()}
+
+    def activations():
+        """Per feed, (name, activation) for each calibrated tensor."""
+        reader.rewind()
+        count = 0
+        for feed in iter(reader.get_next, None):
+            outputs = session.run(names, feed)
+            count += 1
+            for name, array in zip(names, outputs):
+                # A graph input returned as an output may share the feed's
+                # buffer (onnxruntime issue 21922): ONNX Runtime copies it.
+                yield name, array.copy() if name in inputs else array
+            del outputs
+        if not count:
+            raise ValueError('No data is collected.')
+
+    # Pass 1: per tensor, min and max of x (the ranges' clamp) and of |x|
+    # (the histograms' span), as ONNX Runtime finds them on all feeds.
+    spans = {}
+    for name, array in activations():
+        if not array.size:
+            zero = np.array(0, dtype=array.dtype)
+            stats = [zero, zero, None, None]
+        else:
+            absolute = np.absolute(array)
+            stats = [
+                np.nanmin(array),
+                np.nanmax(array),
+                absolute.min(),
+                absolute.max()
+            ]
+            del absolute
+        old = spans.setdefault(name, stats)
+        if old is not stats:
+            old[:2] = min(old[0], stats[0]), max(old[1], stats[1])
+            if old[2] is None:
+                old[2:] = stats[2:]
+            elif stats[2] is not None:
+                old[2:] = min(old[2], stats[2]), max(old[3], stats[3])
+    # Pass 2: one histogram per tensor over the span of |x| on all feeds.
+    bins = calibrator.num_bins
+    hists = {}
+    for name, array in activations():
+        low, high = spans[name][2:]
+        if low is None:
+            continue
+        counts, edges = np.histogram(
+            np.absolute(array), bins, range=(low, high))
+        if name in hists:
+            hists[name][0] += counts
+        else:
+            hists[name] = [counts, edges.astype(array.dtype)]
+    for name, (low, high, abs_low, _) in spans.items():
+        if abs_low is None:  # empty on every feed, as ONNX Runtime does it
+            counts, edges = np.histogram(np.zeros(0, low.dtype), bins)
+            hists[name] = [counts, edges.astype(low.dtype)]
+        hists[name] += [low, high]
+    collector = HistogramCollector(
+        method='percentile',
+        symmetric=True,
+        num_bins=bins,
+        num_quantized_bins=calibrator.num_quantized_bins,
+        percentile=calibrator.percentile,
+        scenario=calibrator.scenario)
+    collector.histogram_dict = {
+        name: tuple(value)
+        for name, value in hists.items()
+    }
+    return TensorsData(CalibrationMethod.Percentile,
+                       collector.compute_collection_result())

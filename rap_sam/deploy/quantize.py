@@ -6,10 +6,10 @@ around the weights and activations of Conv, MatMul ...; standard ONNX, so
 OpenVINO runs it with its own int8 kernels too), int8 weights per output
 channel, int8 activations whose ranges are those seen on a folder of
 calibration images preprocessed exactly as deploy.json says: their min and
-max (``calibration='minmax'``, the default: memory does not grow with the
-images) or :data:`CALIB_PERCENTILE` of their values
-(``calibration='percentile'``: less loss on the toy model, but every
-activation of every image is held in memory).
+max (``calibration='minmax'``, the default) or :data:`CALIB_PERCENTILE` of
+their absolute values (``calibration='percentile'``: less loss on the toy
+model, twice the calibration runs). Neither's memory grows with the number
+of images.
 
 ``bf16`` needs no new graph: it is a compile-time choice of the runtime
 (OpenVINO's ``INFERENCE_PRECISION_HINT``; torch's autocast). ONNX Runtime
@@ -42,13 +42,14 @@ DEFAULT_INT8_GRAPHS = ('image_encoder', )
 DEFAULT_MAX_CALIB_IMAGES = 32
 
 #: Activation range calibrations: ``'minmax'`` keeps a running min and
-#: max per tensor (memory independent of the images); ``'percentile'``
-#: covers :data:`CALIB_PERCENTILE` of the values, which on the toy model's
-#: val set lost 0.6 PQ points against min / max's 1.7, but ONNX Runtime
-#: holds every activation of every calibration image until it computes
-#: them: 2.3 GB per image for the R50 encoder at 512 x 864 (measured), so
-#: give it a few images at most on large inputs (max_calib_images).
-#: (Histogramming one image at a time, its strided mode, lost 2.4 points.)
+#: max per tensor; ``'percentile'`` covers :data:`CALIB_PERCENTILE` of the
+#: values' magnitudes, which on the toy model's val set lost 0.6 PQ points
+#: against min / max's 1.7. Percentile ranges are ONNX Runtime's, computed
+#: one image at a time in two passes
+#: (:func:`~rap_sam.deploy.calibration.percentile_ranges`) rather than by
+#: its calibrator, which holds every activation of every image (2.3 GB per
+#: image for the R50 encoder at 512 x 864); its incremental histograms,
+#: which fix the bins on the first image, lost 2.4 points.
 CALIBRATIONS = ('minmax', 'percentile')
 CALIB_PERCENTILE = 99.99
 
@@ -127,13 +128,6 @@ def quantize_export(export_dir: str,
             raise QuantizeError(
                 f'calibration must be one of {", ".join(CALIBRATIONS)}, got '
                 f'{calibration!r}.')
-        if calibration == 'percentile' and spec['dynamic']:
-            # ONNX Runtime stacks every image's activations, which differ in
-            # shape when the input size is free.
-            raise QuantizeError(
-                f'{export_dir} is a dynamic-shape export: percentile '
-                'calibration needs a fixed-shape one (export with --shape); '
-                'or use calibration minmax.')
         images = calibration_images(calib_dir, max_calib_images)
         graphs = tuple(DEFAULT_INT8_GRAPHS if graphs is None else graphs)
         unknown = sorted(set(graphs) - set(spec.graph_names))
@@ -251,6 +245,19 @@ def quantize_graph(src: str,
                 raise QuantizeError(
                     f'{src} has no layer of {", ".join(modules)}: name '
                     'modules of the model (backbone, neck, panoptic_head).')
+        options = dict(CalibPercentile=CALIB_PERCENTILE)
+        cache = None
+        if calibration == 'percentile':
+            # ONNX Runtime's own percentile calibration holds every
+            # activation of every feed; percentile_ranges computes the same
+            # ranges one feed at a time, handed over as a calibration cache.
+            from onnxruntime.quantization.calibrate import save_tensors_data
+
+            from .calibration import percentile_ranges
+            ranges = percentile_ranges(prepared, reader, CALIB_PERCENTILE, tmp)
+            cache = osp.join(tmp, 'ranges.json')
+            save_tensors_data(ranges, cache)
+            reader = None
         quantize_static(
             prepared,
             dst,
@@ -264,4 +271,5 @@ def quantize_graph(src: str,
             # and max as it runs.
             calibrate_method=CalibrationMethod.Percentile
             if calibration == 'percentile' else CalibrationMethod.MinMax,
-            extra_options=dict(CalibPercentile=CALIB_PERCENTILE))
+            calibration_cache_path=cache,
+            extra_options=options)

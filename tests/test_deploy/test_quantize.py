@@ -309,23 +309,85 @@ def test_output_folder_checks(fp32_dir, calib_dir, tmp_path):
     assert _digest(fp32_dir) == before
 
 
-def test_percentile_needs_a_fixed_shape(fp32_dir, calib_dir, tmp_path):
-    """ONNX Runtime's percentile calibration stacks the activations of all
-    images, which a dynamic-shape export gives in several shapes."""
-    import json
-    import shutil
-    dynamic = tmp_path / 'dynamic'
-    shutil.copytree(fp32_dir, dynamic)
-    spec = json.load(open(dynamic / 'deploy.json'))
-    spec['dynamic'] = True
-    json.dump(spec, open(dynamic / 'deploy.json', 'w'))
-    with pytest.raises(QuantizeError, match='needs a fixed-shape one'):
-        quantize_export(
-            str(dynamic),
-            'int8',
-            calib_dir,
-            out_dir=str(tmp_path / 'int8'),
-            calibration='percentile')
+def _onnxruntime_percentile(src, dst, feeds):
+    """ONNX Runtime's own percentile calibration (every activation of every
+    image held at once), as quantize_graph called it before."""
+    import tempfile
+
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from rap_sam.deploy.calibration import FeedsReader
+    from rap_sam.deploy.quantize import CALIB_PERCENTILE
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = osp.join(tmp, 'prepared.onnx')
+        quant_pre_process(src, prepared, skip_symbolic_shape=True)
+        graph = onnx.load(prepared).graph
+        weights = {init.name for init in graph.initializer}
+        reader = FeedsReader(
+            feeds, [i.name for i in graph.input if i.name not in weights])
+        quantize_static(
+            prepared,
+            dst,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options=dict(CalibPercentile=CALIB_PERCENTILE))
+
+
+def test_percentile_is_onnxruntimes_in_bounded_memory(fp32_dir, calib_dir,
+                                                      int8_dirs, tmp_path):
+    """Percentile calibration one image at a time (two passes) makes ONNX
+    Runtime's all-images-at-once graph byte for byte; on fewer images the
+    graph differs (the comparison sees the calibration)."""
+    from rap_sam.deploy.calibration import graph_feeds
+    feeds = graph_feeds(fp32_dir,
+                        calibration_images(calib_dir))['image_encoder']
+    assert len(feeds) == 4
+    src = osp.join(fp32_dir, 'image_encoder.onnx')
+    ours = osp.join(int8_dirs['percentile'], 'image_encoder.onnx')
+    theirs = str(tmp_path / 'onnxruntime.onnx')
+    _onnxruntime_percentile(src, theirs, feeds)
+    assert open(ours, 'rb').read() == open(theirs, 'rb').read()
+    _onnxruntime_percentile(src, theirs, feeds[:1])
+    assert open(ours, 'rb').read() != open(theirs, 'rb').read()
+
+
+def test_percentile_on_a_dynamic_export(toy_model, calib_dir, tmp_path):
+    """A dynamic-shape export's images differ in shape, which ONNX
+    Runtime's percentile calibration cannot stack; one image at a time it
+    calibrates, and the int8 encoder stays close to fp32 on a photo of yet
+    another shape."""
+    from rap_sam.deploy.deploy_spec import read_deploy_spec
+    from rap_sam.deploy.export import export_model
+    model, cfg = toy_model
+    fp32 = str(tmp_path / 'fp32')
+    export_model(model, fp32, cfg=cfg, scale=SCALE, dynamic=True)
+    out = quantize_export(
+        fp32,
+        'int8',
+        calib_dir,
+        out_dir=str(tmp_path / 'int8'),
+        calibration='percentile')
+    spec = read_deploy_spec(out)
+    assert spec['dynamic'] and spec.precision == 'int8'
+    ref = DeployedModel(fp32, 'onnxruntime', 'fp32')
+    test = DeployedModel(out, 'onnxruntime', 'int8')
+    shapes = {
+        ref.preprocess(cv2.imread(path))[0].shape
+        for path in calibration_images(calib_dir)
+    }
+    assert len(shapes) > 1  # the calibration images differ in shape
+    image, _ = ref.preprocess(_photos()[4][:100])  # a wide strip
+    assert image.shape not in shapes
+    (name, value), = ref.encode(image).items()
+    got = test.encode(image)[name]
+    assert got.shape == value.shape
+    assert _relative_error(got, value) < 0.1
 
 
 def test_calibration_images_spread_over_the_folder(tmp_path):
