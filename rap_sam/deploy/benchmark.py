@@ -961,11 +961,11 @@ def matmul_throughput(device: Union[str, torch.device],
             ROOFLINE_SHAPES_CUDA if device.type == 'cuda' else ROOFLINE_SHAPES)
     dtype = ROOFLINE_DTYPES[precision]
     clock = Clock(device)
-    gen = torch.Generator().manual_seed(0)
     out = {}
     for m, k, n in shapes:
-        a = torch.randn(m, k, generator=gen).to(device, dtype)
-        b = torch.randn(k, n, generator=gen).to(device, dtype)
+        # The values do not matter, only that they are finite and dense.
+        a = torch.randn(m, k, device=device).to(dtype)
+        b = torch.randn(k, n, device=device).to(dtype)
         c = torch.empty(m, n, device=device, dtype=dtype)
         torch.mm(a, b, out=c)
         best = float('inf')
@@ -1038,7 +1038,8 @@ def roofline_bounds(measured: dict, model_gmac: Optional[float],
         if floor is None:
             entry['floor_s'] = None
             entry['why_no_floor'] = (
-                "the model's GMAC were not counted (--no-flops)"
+                "the model's GMAC were not counted (--no-flops, or the "
+                'count failed)'
                 if model_gmac is None else measured['skipped'].get(
                     precision, f'no {precision} peak measured'))
             out['variants'][name] = entry

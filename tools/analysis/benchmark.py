@@ -251,7 +251,8 @@ def roofline_lines(roof: dict) -> list:
         lines.append(f'roofline: no {precision} peak: {reason}')
     if roof['floor_s'] is None:
         lines.append("roofline: the network's floor is unknown: the model's "
-                     'GMAC were not counted (--no-flops)')
+                     'GMAC were not counted (--no-flops, or the count '
+                     'failed: see the notes)')
         return lines
     floors = ', '.join(f'{v:.4f} s in {p}' for p, v in roof['floor_s'].items())
     lines.append(
