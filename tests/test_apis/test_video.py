@@ -74,6 +74,35 @@ def test_video_chunks_are_the_model_inputs(video_predictor, frames):
     assert whole.whole_video and len(whole.frames) == 5
 
 
+def test_chunk_is_linked_clip_by_clip(video_predictor, frames):
+    """VideoChunk.link: the clips the model cuts (a whole short video in
+    clips of 3, a chunk of a longer one in clips of 5), each with its frames'
+    samples, features and outputs."""
+    from rap_sam.apis.video import clip_linker, video_chunks
+    model = video_predictor.model
+    linker = clip_linker(model)
+    (whole, ) = video_chunks(video_predictor, frames, 30)
+    with torch.no_grad():
+        clips = list(whole.link(model, linker))
+    assert [(s, e) for s, e, *_ in clips] == [(0, 3), (3, 5)]
+    for s, e, samples, feats, (cls_scores, masks, ious) in clips:
+        assert len(samples) == 1
+        assert samples[0].video_data_samples == \
+            whole.samples[0].video_data_samples[s:e]
+        assert feats.shape[0] == e - s
+        num_queries = cls_scores.shape[1]
+        assert masks.shape[:3] == (1, num_queries, e - s)
+        assert ious.shape == (1, num_queries, 1)
+    assert linker.num_clips == 2
+    chunk = next(
+        video_chunks(video_predictor, np.concatenate([frames] * 3), 10))
+    assert not chunk.whole_video
+    with torch.no_grad():
+        assert [(s, e) for s, e, *_ in chunk.link(model, linker)] == [(0, 5),
+                                                                      (5, 10)]
+    assert linker.num_clips == 2  # a new window
+
+
 def test_long_video_is_read_in_chunks(video_predictor, frames):
     read = []
 
