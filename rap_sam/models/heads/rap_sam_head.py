@@ -1,12 +1,11 @@
+import math
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks.transformer import MultiheadAttention
-from mmdet.models.layers import coordinate_to_encoding
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList, TrackDataSample
-from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmdet.utils import OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
@@ -97,6 +96,8 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         # clicks and boxes alike.
         self.pb_embedding = nn.Embedding(2, feat_channels)
         self.pos_linear = nn.Linear(2 * feat_channels, feat_channels)
+        # The box encoding's frequencies, by device (constants).
+        self._pos_frequencies = {}
         self.mask_heads = nn.ModuleList(
             DecoderStage(feat_channels, cls_embed_dims)
             for _ in range(num_stages))
@@ -129,9 +130,10 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
 
     def prompt_queries(self,
                        batch_data_samples: SampleList,
-                       eps: float = 1e-5) -> Tuple[Tensor, Tensor]:
-        """Queries for the prompts of each sample, and the self-attention
-        mask that keeps prompts from seeing each other.
+                       eps: float = 1e-5) -> Tensor:
+        """Queries for the prompts of each sample, ``[B, N * T, C]`` for N
+        prompts of T mask tokens (:meth:`prompt_attn_mask` keeps prompts
+        from seeing each other).
 
         Each sample's ``gt_instances_collected.point_coords`` holds N boxes
         (x1, y1, x2, y2) in ``img_shape`` pixels (a click is its 6-px box);
@@ -150,23 +152,48 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         scale = boxes.new_tensor(
             [[[s.metainfo['img_shape'][1], s.metainfo['img_shape'][0]] * 2]
              for s in batch_data_samples])
-        boxes = bbox_xyxy_to_cxcywh(boxes / scale).clamp(eps, 1 - eps)
-        # 4 coordinates x num_feats sines/cosines = the 2C inputs of
-        # pos_linear; mmdet's default (128) is that for the released C=256.
-        pos = self.pos_linear(
-            coordinate_to_encoding(
-                boxes, num_feats=self.pos_linear.in_features // 4))
+        pos = self.pos_linear(self.box_encoding(boxes / scale, eps))
         labels = torch.stack([p.pb_labels for p in prompts]).long()
         queries = self.pb_embedding(labels) + pos
+        if self.num_mask_tokens == 1:
+            return queries + self.mask_tokens.weight
         queries = queries.repeat_interleave(self.num_mask_tokens, 1)
-        queries = queries + self.mask_tokens.weight.repeat(1, boxes.size(1), 1)
+        return queries + self.mask_tokens.weight.repeat(1, boxes.size(1), 1)
 
-        # The mask tokens of one prompt see each other, never other prompts.
+    def prompt_attn_mask(self, num_prompts: int,
+                         device: torch.device) -> Tensor:
+        """``[N * T, N * T]`` bool self-attention mask (True = blocked):
+        the mask tokens of one prompt see each other, never other
+        prompts."""
         owner = torch.arange(
-            boxes.size(1),
-            device=boxes.device).repeat_interleave(self.num_mask_tokens)
-        attn_mask = owner[:, None] != owner[None, :]
-        return queries, attn_mask
+            num_prompts, device=device).repeat_interleave(self.num_mask_tokens)
+        return owner[:, None] != owner[None, :]
+
+    def box_encoding(self, boxes: Tensor, eps: float = 1e-5) -> Tensor:
+        """Normalised (x1, y1, x2, y2) boxes ``[B, N, 4]`` -> ``[B, N,
+        2C]``: mmdet's ``coordinate_to_encoding`` of their (cx, cy, w, h),
+        clamped to ``[eps, 1 - eps]`` (the pos_linear's inputs).
+
+        The same element-wise operations as mmdet's, on the four
+        coordinates at once and with its frequencies computed once (a
+        click runs it every time).
+        """
+        # 4 coordinates x num_feats sines/cosines = the 2C inputs of
+        # pos_linear; mmdet's default (128) is that for the released C=256.
+        num_feats = self.pos_linear.in_features // 4
+        dim_t = self._pos_frequencies.get(boxes.device)
+        if dim_t is None or dim_t.numel() != num_feats:
+            dim_t = torch.arange(
+                num_feats, dtype=torch.float32, device=boxes.device)
+            dim_t = 10000**(2 * (dim_t // 2) / num_feats)
+            self._pos_frequencies[boxes.device] = dim_t
+        lo, hi = boxes[..., :2], boxes[..., 2:]
+        # mmdet's bbox_xyxy_to_cxcywh, in its order (y, x, w, h) of the
+        # encoding's four parts.
+        coords = torch.cat([((lo + hi) / 2).flip(-1), hi - lo], dim=-1)
+        pos = (coords.clamp(eps, 1 - eps) * (2 * math.pi))[..., None] / dim_t
+        return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()),
+                           dim=-1).flatten(2)
 
     # ------------------------------------------------------------------
     # forward
@@ -174,7 +201,7 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
     def forward(self,
                 x: FeatureMap,
                 batch_data_samples: SampleList,
-                all_stage_masks: bool = True) -> HeadOutputs:
+                all_stages: bool = True) -> HeadOutputs:
         """
         Args:
             x (Tensor | LowRankFeatureMap): Neck features ``[B * T, C, H,
@@ -182,10 +209,15 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
             batch_data_samples (list): ``DetDataSample`` for images (with
                 ``gt_instances_collected`` for prompts) or
                 ``TrackDataSample`` for clips.
-            all_stage_masks (bool): With False, the last stage's mask
-                logits are left out when the adapter does not read them
-                (prompts: it attends to the map instead), saving a pass
-                over the map; ``predict`` only needs the adapter's.
+            all_stages (bool): With False, only what :meth:`predict`
+                returns is computed (the lists then hold the adapter's
+                outputs last, and no stage outputs that nothing reads): no
+                stage's class scores for object queries (the adapter has
+                its own), only the last stage's for prompts (the adapter's
+                are those), no stage IoUs for prompts and the last one's
+                for object queries, and no last-stage masks for prompts
+                (the adapter attends to the map instead): a pass over the
+                map and most of a stage's small products saved.
 
         Returns:
             tuple: per-output lists of class scores, mask logits and IoU
@@ -206,11 +238,16 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
                                           (batch_size, num_frames)).transpose(
                                               1, 2).flatten(2, 3)
 
+        attn_mask = None
+        # One mask token per prompt: each query sees only itself.
+        isolated = prompt_mode and self.num_mask_tokens == 1
         if prompt_mode:
-            queries, attn_mask = self.prompt_queries(batch_data_samples)
+            queries = self.prompt_queries(batch_data_samples)
+            if not isolated:
+                attn_mask = self.prompt_attn_mask(
+                    queries.size(1) // self.num_mask_tokens, queries.device)
         else:
             queries = self.kernels.weight[None].expand(batch_size, -1, -1)
-            attn_mask = None
 
         def frames(masks: Tensor) -> Tensor:
             return masks.unflatten(2,
@@ -219,14 +256,25 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         all_cls, all_masks, all_ious = [], [], []
         masks = project(features, queries)
         for i, stage in enumerate(self.mask_heads):
-            with_masks = all_stage_masks or not prompt_mode or \
-                i < len(self.mask_heads) - 1
-            cls_embed, masks, ious, queries = stage(features, queries, masks,
-                                                    attn_mask, with_masks)
-            all_cls.append(self.classifier(cls_embed) / self.temperature)
+            last = i == len(self.mask_heads) - 1
+            with_masks = all_stages or not (prompt_mode and last)
+            with_cls = all_stages or (prompt_mode and last)
+            with_iou = all_stages or (not prompt_mode and last)
+            cls_embed, masks, ious, queries = stage(
+                features,
+                queries,
+                masks,
+                attn_mask,
+                with_masks=with_masks,
+                with_cls=with_cls,
+                with_iou=with_iou,
+                isolated=isolated)
+            if with_cls:
+                all_cls.append(self.classifier(cls_embed) / self.temperature)
             if with_masks:
                 all_masks.append(frames(masks))
-            all_ious.append(ious)
+            if with_iou:
+                all_ious.append(ious)
 
         if prompt_mode:
             queries = self.prompt_norm(
@@ -250,5 +298,5 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         ``[B, N, C]``. Upsampling is left to the consumer, which may need
         only some of the masks."""
         all_cls, all_masks, all_ious, queries = self(
-            x, batch_data_samples, all_stage_masks=False)
+            x, batch_data_samples, all_stages=False)
         return all_cls[-1], all_masks[-1], all_ious[-1], queries

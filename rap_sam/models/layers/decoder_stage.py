@@ -1,6 +1,7 @@
 from typing import Optional, Tuple
 
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import FFN
 from torch import Tensor
 
@@ -21,6 +22,16 @@ def _mlp(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
         nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
         nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
         nn.Linear(hidden, out_channels))
+
+
+def _value_attention(attn: nn.Module, queries: Tensor) -> Tensor:
+    """``attn(q, q, q)`` when each query may attend to itself only: the
+    softmax over one key is 1, so the output is the query's value,
+    projected (no query / key projections, no scores)."""
+    c = queries.shape[-1]
+    value = F.linear(queries, attn.in_proj_weight[2 * c:],
+                     attn.in_proj_bias[2 * c:])
+    return attn.out_proj(value)
 
 
 class DecoderStage(nn.Module):
@@ -63,8 +74,11 @@ class DecoderStage(nn.Module):
         queries: Tensor,
         mask_logits: Tensor,
         self_attn_mask: Optional[Tensor] = None,
-        with_masks: bool = True
-    ) -> Tuple[Tensor, Optional[Tensor], Tensor, Tensor]:
+        with_masks: bool = True,
+        with_cls: bool = True,
+        with_iou: bool = True,
+        isolated: bool = False
+    ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor], Tensor]:
         """
         Args:
             features (Tensor | LowRankFeatureMap): [B, C, H, W] (a clip's
@@ -74,6 +88,12 @@ class DecoderStage(nn.Module):
             self_attn_mask (Tensor, optional): [N, N] bool, True = blocked.
             with_masks (bool): Whether to compute the new mask logits (a
                 pass over the whole map; None is returned without).
+            with_cls, with_iou (bool): Whether to compute the class
+                embeddings and the IoU predictions (None without): inference
+                reads them from one stage only.
+            isolated (bool): Each query attends to itself only (prompts of
+                one mask token each), whatever ``self_attn_mask`` says: the
+                self-attention is then the projected value of each query.
 
         Returns:
             tuple: class embeddings [B, N, D], mask logits [B, N, H, W],
@@ -83,18 +103,30 @@ class DecoderStage(nn.Module):
         pooled = masked_sum(features, mask_logits > 0)
         queries = self.kernel_update(pooled, queries)
 
-        q = queries.transpose(0, 1)
-        q = q + self.s_atten(q, q, q, attn_mask=self_attn_mask)[0]
-        queries = self.ffn_norm(self.ffn(self.s_atten_norm(q.transpose(0, 1))))
+        # Attention dropout (none in the released model) would act on the
+        # one weight of 1.
+        if isolated and not (self.training
+                             and getattr(self.s_atten, 'dropout', 0)):
+            q = queries + _value_attention(self.s_atten, queries)
+        else:
+            q = queries.transpose(0, 1)
+            q = q + self.s_atten(q, q, q, attn_mask=self_attn_mask)[0]
+            q = q.transpose(0, 1)
+        queries = self.ffn_norm(self.ffn(self.s_atten_norm(q)))
 
-        cls_feat = queries
-        for layer in self.cls_fcs:
-            cls_feat = layer(cls_feat)
-        mask_feat = queries
-        for layer in self.mask_fcs:
-            mask_feat = layer(mask_feat)
-
-        mask_logits = project(features,
-                              self.fc_mask(mask_feat)) if with_masks else None
-        return (self.cls_proj(cls_feat), mask_logits,
-                self.iou_embed(mask_feat), queries)
+        cls_embed = None
+        if with_cls:
+            cls_embed = queries
+            for layer in self.cls_fcs:
+                cls_embed = layer(cls_embed)
+            cls_embed = self.cls_proj(cls_embed)
+        mask_logits = ious = None
+        if with_masks or with_iou:
+            mask_feat = queries
+            for layer in self.mask_fcs:
+                mask_feat = layer(mask_feat)
+            if with_masks:
+                mask_logits = project(features, self.fc_mask(mask_feat))
+            if with_iou:
+                ious = self.iou_embed(mask_feat)
+        return cls_embed, mask_logits, ious, queries
