@@ -13,6 +13,11 @@ from rap_sam.apis.inputs import IMAGE_EXTS, read_image
 from rap_sam.models.utils.prompts import CLICK_RADIUS
 from rap_sam.utils.user_errors import UserError
 
+#: Activation bytes one calibration run returns, about: percentile
+#: calibration runs the graph in stages of this size (see
+#: :func:`percentile_ranges`).
+STAGE_BYTES = 256 << 20
+
 
 class CalibrationError(UserError):
     """A calibration folder that is missing, not a folder, or holds no
@@ -157,7 +162,8 @@ def percentile_ranges(model_path: str,
                       reader: CalibrationDataReader,
                       percentile: float,
                       work_dir: str,
-                      extra_options: Optional[dict] = None):
+                      extra_options: Optional[dict] = None,
+                      stage_bytes: int = STAGE_BYTES):
     """ONNX Runtime's percentile calibration of the ONNX graph at
     ``model_path`` on the feeds of ``reader``, in memory independent of
     their number; returns its ``TensorsData`` (the activation ranges), for
@@ -174,6 +180,11 @@ def percentile_ranges(model_path: str,
     ONNX Runtime's to the bit, and the feeds may differ in shape (a
     dynamic-shape export). The graph runs twice per feed.
 
+    ONNX Runtime also keeps every activation a run returns until the run
+    ends, so the graph runs in consecutive stages (cut where about
+    ``stage_bytes`` of activations are returned), each returning its own
+    activations and those later stages take: one run holds one stage's.
+
     Args:
         model_path (str): The (pre-processed) fp32 graph.
         reader (CalibrationDataReader): The feeds; rewound between passes.
@@ -182,50 +193,89 @@ def percentile_ranges(model_path: str,
             outputs.
         extra_options (dict, optional): Calibrator options as
             ``quantize_static`` passes them (``num_bins``, ``symmetric``).
+        stage_bytes (int): Activation bytes returned per stage, about
+            (estimated on the first feed's shapes).
     """
     from pathlib import Path
 
+    import onnx
+    import onnxruntime as ort
     from onnxruntime.quantization.calibrate import (CalibrationMethod,
-                                                    TensorsData,
-                                                    create_calibrator)
+                                                    PercentileCalibrater,
+                                                    TensorsData)
     from onnxruntime.quantization.registry import (QDQRegistry,
                                                    QLinearOpsRegistry)
 
     options = dict(extra_options or {}, percentile=percentile)
-    # The tensors quantize_static calibrates: inputs and outputs of every
-    # op type it can quantize.
-    calibrator = create_calibrator(
+    # As create_calibrator makes it (its defaults), without the graph
+    # returning all activations at once that it would add.
+    calibrator = PercentileCalibrater(
         Path(model_path),
-        list(set(QLinearOpsRegistry) | set(QDQRegistry)),
         augmented_model_path=osp.join(work_dir, 'augmented.onnx'),
-        calibrate_method=CalibrationMethod.Percentile,
-        extra_options=options)
+        symmetric=options.get('symmetric', True),
+        num_bins=options.get('num_bins', 2048),
+        percentile=options['percentile'])
     if not calibrator.symmetric:
         # The asymmetric collector merges by widening its bins, which
         # depends on the order of the feeds: not reproduced here.
         raise ValueError('percentile_ranges histograms |x| only '
                          '(symmetric=True, ONNX Runtime\'s default).')
-    session = calibrator.infer_session
-    names = [
-        out.name for out in session.get_outputs()
-        if out.name in calibrator.tensors_to_calibrate
-    ]
-    inputs = {i.name for i in session.get_inputs()}
+    model = calibrator.model  # shape-inferred, as the calibrator runs it
+    calibrator.op_types_to_calibrate = list(
+        set(QLinearOpsRegistry) | set(QDQRegistry))
+    # The tensors quantize_static calibrates: inputs and outputs of every
+    # op type it can quantize.
+    calibrated, _ = calibrator.select_tensors_to_calibrate(model)
+    reader.rewind()
+    first = reader.get_next()
+    if first is None:
+        raise ValueError('No data is collected.')
+    stages = _stages(model, calibrated, first, stage_bytes)
+    del first
+    runs = []
+    for index, (nodes, outputs) in enumerate(stages):
+        if not outputs:
+            continue  # nothing calibrated or taken later
+        path = osp.join(work_dir, f'stage{index}.onnx')
+        onnx.save(_stage_model(model, nodes, outputs), path)
+        session_options = ort.SessionOptions()
+        # As ONNX Runtime's calibrator runs it: every node as it is.
+        session_options.graph_optimization_level = \
+            ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        # Each session's arena would keep its stage's peak for good: the
+        # stages' peaks would add up to the whole graph's.
+        session_options.enable_cpu_mem_arena = False
+        session = ort.InferenceSession(
+            path, session_options, providers=['CPUExecutionProvider'])
+        runs.append((session, [i.name for i in session.get_inputs()], outputs))
+    del model, calibrator.model  # the sessions hold the weights
+    # The last stage that takes each tensor (a graph input: any stage).
+    last_use = {
+        name: index
+        for index, (_, inputs, _) in enumerate(runs)
+        for name in inputs
+    }
 
     def activations():
         """Per feed, (name, activation) for each calibrated tensor."""
         reader.rewind()
-        count = 0
         for feed in iter(reader.get_next, None):
-            outputs = session.run(names, feed)
-            count += 1
-            for name, array in zip(names, outputs):
-                # A graph input returned as an output may share the feed's
-                # buffer (onnxruntime issue 21922): ONNX Runtime copies it.
-                yield name, array.copy() if name in inputs else array
-            del outputs
-        if not count:
-            raise ValueError('No data is collected.')
+            live = dict(feed)
+            for name, array in feed.items():
+                if name in calibrated:
+                    yield name, array
+            for index, (session, inputs, outputs) in enumerate(runs):
+                values = session.run(outputs,
+                                     {name: live[name]
+                                      for name in inputs})
+                for name, array in zip(outputs, values):
+                    if last_use.get(name, -1) > index:
+                        live[name] = array
+                    if name in calibrated:
+                        yield name, array
+                del values
+                for name in [n for n in live if last_use.get(n, -1) <= index]:
+                    del live[name]
 
     # Pass 1: per tensor, min and max of x (the ranges' clamp) and of |x|
     # (the histograms' span), as ONNX Runtime finds them on all feeds.
@@ -281,3 +331,119 @@ def percentile_ranges(model_path: str,
     }
     return TensorsData(CalibrationMethod.Percentile,
                        collector.compute_collection_result())
+
+
+def _stages(model, calibrated, feed: Mapping[str, np.ndarray],
+            stage_bytes: int) -> List[tuple]:
+    """Cut ``model``'s nodes (in their topological order) into consecutive
+    stages returning about ``stage_bytes`` of ``calibrated`` tensors each
+    (sizes from shape inference on ``feed``'s shapes); per stage its nodes
+    and the tensors it returns: its calibrated ones and those later stages
+    take. Cuts only where every tensor crossing has a known type."""
+    import onnx
+    graph = model.graph
+    if any(
+            attr.type in (onnx.AttributeProto.GRAPH,
+                          onnx.AttributeProto.GRAPHS) for node in graph.node
+            for attr in node.attribute):
+        # A subgraph reads outer tensors without naming them as inputs.
+        return [(list(graph.node), _stage_outputs(graph.node, calibrated, ()))]
+    sizes = _tensor_bytes(model, feed)
+    typed = {vi.name
+             for vi in graph.value_info
+             } | {vi.name
+                  for vi in graph.input} | {vi.name
+                                            for vi in graph.output}
+    last = {}
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            last[name] = index
+    for out in graph.output:
+        last[out.name] = len(graph.node)
+    stages, start, held = [], 0, 0
+    for index, node in enumerate(graph.node):
+        held += sum(
+            sizes.get(name, 0) for name in node.output if name in calibrated)
+        if held < stage_bytes or index + 1 == len(graph.node):
+            continue
+        crossing = {
+            name
+            for n in graph.node[:index + 1]
+            for name in n.output if last.get(name, -1) > index
+        }
+        if not crossing <= typed:
+            continue
+        nodes = list(graph.node[start:index + 1])
+        stages.append((nodes, _stage_outputs(nodes, calibrated, crossing)))
+        start, held = index + 1, 0
+    nodes = list(graph.node[start:])
+    stages.append((nodes, _stage_outputs(nodes, calibrated, ())))
+    return stages
+
+
+def _stage_outputs(nodes, calibrated, crossing) -> List[str]:
+    """What a stage of ``nodes`` returns: the tensors it makes that are
+    calibrated or ``crossing`` to later stages."""
+    return [
+        name for node in nodes for name in node.output
+        if name and (name in calibrated or name in crossing)
+    ]
+
+
+def _stage_model(model, nodes, outputs):
+    """``nodes`` of ``model`` as a model of their own, taking what they
+    read from outside them and returning ``outputs``."""
+    import onnx
+    graph = model.graph
+    made = {name for node in nodes for name in node.output}
+    read = list(
+        dict.fromkeys(name for node in nodes for name in node.input
+                      if name and name not in made))
+    weights = {init.name: init for init in graph.initializer}
+    types = {
+        vi.name: vi
+        for vi in [*graph.value_info, *graph.input, *graph.output]
+    }
+    stage = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            nodes, graph.name,
+            [types[name] for name in read if name not in weights],
+            [types[name] for name in outputs],
+            [weights[name] for name in read if name in weights]),
+        opset_imports=model.opset_import,
+        ir_version=model.ir_version)
+    stage.functions.extend(model.functions)
+    return stage
+
+
+def _tensor_bytes(model, feed: Mapping[str, np.ndarray]) -> dict:
+    """Bytes of each tensor of ``model`` whose shape inference gives a
+    size, the graph's inputs shaped as in ``feed``."""
+    import onnx
+
+    def sizes(graph):
+        found = {}
+        for vi in [*graph.value_info, *graph.output]:
+            tensor = vi.type.tensor_type
+            dims = [dim.dim_value for dim in tensor.shape.dim]
+            if tensor.HasField('shape') and all(
+                    dim.HasField('dim_value') for dim in tensor.shape.dim):
+                itemsize = onnx.helper.tensor_dtype_to_np_dtype(
+                    tensor.elem_type).itemsize
+                found[vi.name] = int(np.prod(dims)) * itemsize
+        return found
+
+    found = sizes(model.graph)
+    if len(found) < len(model.graph.value_info) + len(model.graph.output):
+        # Free sizes (a dynamic-shape export): inferred on the feed's.
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        for vi in probe.graph.input:
+            if vi.name in feed:
+                shape = vi.type.tensor_type.shape
+                del shape.dim[:]
+                for size in feed[vi.name].shape:
+                    shape.dim.add().dim_value = size
+        del probe.graph.value_info[:]
+        found.update(sizes(onnx.shape_inference.infer_shapes(probe).graph))
+    return found
