@@ -102,6 +102,9 @@ def prepare(model: nn.Module,
             precision=precision)
         if mode == 'export':
             model.neck.dcn_impl = 'onnx'
+        else:
+            # After the channels-last conversion, which would undo it.
+            model.neck.deconv.gemm_weight_layout()
         if compile:
             # Freezing per compile (not inductor's process-wide flag):
             # weights become constants that oneDNN prepacks once.

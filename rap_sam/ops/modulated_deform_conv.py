@@ -81,8 +81,8 @@ def _deform_sampling(x: Tensor, offset: Tensor, mask: Optional[Tensor],
     Returns:
         tuple: ``index`` and ``weights`` ``[B, Ho, Wo, taps, dg, 4]`` (the
         four bilinear neighbours as rows of ``table``, their bilinear
-        weights times the modulation) and ``table``, the zero-bordered
-        input as rows ``[B * (H + 2) * (W + 2) * dg, C / dg]``.
+        weights times the modulation; 0 for a neighbour outside the image)
+        and ``table``, the input as rows ``[B * H * W * dg, C / dg]``.
     """
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(stride)
@@ -111,35 +111,46 @@ def _deform_sampling(x: Tensor, offset: Tensor, mask: Optional[Tensor],
     base_x = (torch.arange(wo, device=dev) * sw - pw)[:, None] + tap_x
     y = off[0].add_(base_y.float()[None, :, None, :, None])
     x_ = off[1].add_(base_x.float()[None, None, :, :, None])
-    # The input gets a border of zeros, so a neighbour outside the image
-    # reads zero: positions are clamped into [-1, size] (outside that band
-    # every neighbour is outside, and a clamped position still has only
-    # outside neighbours with non-zero weight), and the low neighbour to
-    # size - 1 (its weight is then 0).
+    # A neighbour outside the image reads zero (its weight becomes 0 and
+    # its row index is clamped into the image, so the input needs no
+    # zero border: one copy less, and the project-first GEMM projects only
+    # real pixels). Positions are clamped into [-1, size] (outside that
+    # band every neighbour is outside, and a clamped position still has
+    # only outside neighbours with non-zero weight), and the low neighbour
+    # to size - 1 (its weight is then 0).
     y = y.clamp_(-1, h)
     x_ = x_.clamp_(-1, w)
     y0 = y.floor().clamp_(max=h - 1)
     x0 = x_.floor().clamp_(max=w - 1)
     ly = y.sub_(y0)
     lx = x_.sub_(x0)
-    hy = 1 - ly
-    hx = 1 - lx
+    # Weight 0 for the rows and columns outside: y0 = -1, y0 + 1 = h.
+    hy = (1 - ly).mul_(y0 >= 0)
+    ly = ly.mul_(y0 < h - 1)
+    hx = (1 - lx).mul_(x0 >= 0)
+    lx = lx.mul_(x0 < w - 1)
     if mask is not None:
         m = mask.float().view(b, dg, taps, ho, wo).permute(0, 3, 4, 2, 1)
         hy = hy.mul_(m)
         ly = ly.mul_(m)
     weights = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], dim=-1)
-    # Row of padded pixel (b, y + 1, x + 1), group g, in the table
-    # [B * (H + 2) * (W + 2) * dg, C / dg].
-    hp, wp = h + 2, w + 2
-    row = y0.to(torch.int64).add_(1).mul_(wp).add_(x0.to(torch.int64) + 1)
-    row = row.add_(torch.arange(b, device=dev).view(b, 1, 1, 1, 1) * (hp * wp))
-    corners = torch.tensor([0, 1, wp, wp + 1], device=dev)
-    index = (row[..., None] + corners) * dg
+    # Row of pixel (b, y, x), group g, in the table [B * H * W * dg, C / dg];
+    # outside neighbours clamped to a pixel inside (weight 0).
+    y0 = y0.to(torch.int64)
+    x0 = x0.to(torch.int64)
+    row_lo = y0.clamp(min=0).mul_(w)
+    row_hi = y0.add_(1).clamp_(max=h - 1).mul_(w)
+    col_lo = x0.clamp(min=0)
+    col_hi = x0.add_(1).clamp_(max=w - 1)
+    index = torch.stack(
+        [row_lo + col_lo, row_lo + col_hi, row_hi + col_lo, row_hi + col_hi],
+        dim=-1).add_(
+            torch.arange(b, device=dev).view(b, 1, 1, 1, 1, 1) * (h * w))
+    index = index.mul_(dg)
     if dg > 1:
         index = index + torch.arange(dg, device=dev)[:, None]
-    table = F.pad(x.permute(0, 2, 3, 1),
-                  (0, 0, 1, 1, 1, 1)).reshape(b * hp * wp * dg, c // dg)
+    # A view when x is channels-last.
+    table = x.permute(0, 2, 3, 1).reshape(b * h * w * dg, c // dg)
     return index, weights.to(table.dtype), table
 
 
@@ -190,9 +201,10 @@ def _deform_conv_project_first(x: Tensor, offset: Tensor, mask: Tensor,
     ho, wo = offset.shape[-2:]
     index, weights, table = _deform_sampling(x, offset, mask, (kh, kw), 1,
                                              padding, dilation, 1)
-    # [C, taps * Cout], column (tap, cout).
-    w = weight.to(table.dtype).view(cout, c, taps).permute(1, 2, 0)
-    projected = (table @ w.reshape(c, taps * cout)).view(-1, cout)
+    # [C, taps * Cout], column (tap, cout): a view of a weight stored as
+    # [C, kh, kw, Cout] (see :func:`gemm_weight_layout`), else a copy.
+    w = weight.to(table.dtype).permute(1, 2, 3, 0).reshape(c, taps * cout)
+    projected = (table @ w).view(-1, cout)
     tap = torch.arange(taps, device=x.device).view(taps, 1, 1)
     rows = index * taps + tap  # row (pixel, tap) of `projected`
     out = F.embedding_bag(
@@ -203,6 +215,16 @@ def _deform_conv_project_first(x: Tensor, offset: Tensor, mask: Tensor,
     if bias is not None:
         out = out + bias.to(out.dtype)
     return out.view(b, ho, wo, cout).permute(0, 3, 1, 2)
+
+
+def gemm_weight_layout(weight: Tensor) -> Tensor:
+    """``weight`` ``[Cout, C, kh, kw]`` with the same values, stored as
+    ``[C, kh, kw, Cout]``: the matrix ``[C, kh * kw * Cout]`` that
+    :func:`modulated_deform_conv2d_torch` projects with when it projects
+    first, read without a per-call transpose (for the neck's first step a
+    copy of 18 MB that cannot stream, as long as a cheap step). Any
+    other layout gives the same results."""
+    return weight.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)
 
 
 def modulated_deform_conv2d_torch(x: Tensor,

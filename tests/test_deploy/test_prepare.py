@@ -113,6 +113,16 @@ def test_fast_mode_input_is_channels_last(model_and_data):
     assert seen == [True]
     assert isinstance(feats, LowRankFeatureMap)
 
+    # The deformable convs' weights stay [Cout, C, 3, 3] but are stored as
+    # the [C, 3, 3, Cout] matrix the gather + GEMM multiplies by; the
+    # other 4-d weights stay channels-last.
+    for layer in fast.neck.deconv.deform_layers():
+        weight = layer.dcn.weight
+        assert weight.permute(1, 2, 3, 0).is_contiguous()
+        assert weight.shape[2:] == (3, 3)
+        assert layer.up_sample.weight.is_contiguous(
+            memory_format=torch.channels_last)
+
 
 def test_export_mode(model_and_data, reference_outputs):
     model, img = model_and_data

@@ -7,6 +7,7 @@ from mmcv.ops import ModulatedDeformConv2d
 from torch import Tensor
 
 from rap_sam.ops import check_deform_conv_impl, modulated_deform_conv2d
+from rap_sam.ops.modulated_deform_conv import gemm_weight_layout
 from ..utils.fold_batch_norm import fold_conv_bn
 
 
@@ -80,8 +81,13 @@ class DeformUpsampleLayer(nn.Module):
                                     dcn.stride, dcn.padding, dcn.dilation,
                                     dcn.groups, dcn.deform_groups,
                                     self.dcn_impl)
-        x = self.relu(self.dcn_bn(x))
-        return self.relu(self.up_bn(self.up_sample(x)))
+        if torch.is_grad_enabled():
+            x = self.relu(self.dcn_bn(x))
+            return self.relu(self.up_bn(self.up_sample(x)))
+        # Without autograd the ReLUs overwrite their inputs (fresh outputs):
+        # no new buffer, so no page faults on one as large as the output.
+        x = self.dcn_bn(x).relu_()
+        return self.up_bn(self.up_sample(x)).relu_()
 
     def switch_to_deploy(self) -> None:
         """Fold both BatchNorms into the convs before them (their running
@@ -98,6 +104,16 @@ class DeformUpsampleLayer(nn.Module):
                 continue
             fold_conv_bn(getattr(self, conv_name), bn)
             setattr(self, bn_name, nn.Identity())
+
+    def gemm_weight_layout(self) -> None:
+        """Store the deformable conv's weight as ``[C, kh, kw, Cout]`` (the
+        same values and shape), the matrix the gather + GEMM implementation
+        multiplies by, so that it is not transposed at every call
+        (:func:`rap_sam.ops.modulated_deform_conv.gemm_weight_layout`).
+        Only speed depends on it: a later ``.to(memory_format=...)`` that
+        relays the weight out gives the same results."""
+        weight = self.dcn.weight
+        weight.data = gemm_weight_layout(weight.data)
 
 
 def bilinear_kernel(shape) -> Tensor:

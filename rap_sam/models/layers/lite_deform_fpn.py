@@ -65,12 +65,25 @@ class LiteDeformFPN(nn.Module):
         for layer in self.deform_layers():
             layer.switch_to_deploy()
 
+    def gemm_weight_layout(self) -> None:
+        """Lay the deformable convs' weights out for the gather + GEMM
+        implementation (:meth:`DeformUpsampleLayer.gemm_weight_layout`)."""
+        for layer in self.deform_layers():
+            layer.gemm_weight_layout()
+
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """Backbone features at strides 4, 8, 16, 32 -> [B, agg, H/4, W/4]."""
         x5 = self.lateral_conv0(feats[3])
-        x4 = self.lateral_conv1(feats[2]) + self.deform_conv1(x5)
-        x3 = self.lateral_conv2(feats[1]) + self.deform_conv2(x4)
-        x2 = self.lateral_conv3(feats[0]) + self.deform_conv3(x3)
+        if torch.is_grad_enabled():
+            x4 = self.lateral_conv1(feats[2]) + self.deform_conv1(x5)
+            x3 = self.lateral_conv2(feats[1]) + self.deform_conv2(x4)
+            x2 = self.lateral_conv3(feats[0]) + self.deform_conv3(x3)
+        else:
+            # Without autograd, into the lateral conv's fresh output (its
+            # memory format, as the sum above): no new buffer per level.
+            x4 = self.lateral_conv1(feats[2]).add_(self.deform_conv1(x5))
+            x3 = self.lateral_conv2(feats[1]).add_(self.deform_conv2(x4))
+            x2 = self.lateral_conv3(feats[0]).add_(self.deform_conv3(x3))
 
         def up(x: Tensor, scale: int) -> Tensor:
             return F.interpolate(
