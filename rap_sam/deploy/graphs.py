@@ -78,6 +78,7 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
         self.rows = rows
         self.weight = weight
         self.bias = bias
+        self._cache = {}
 
     @property
     def basis(self) -> Tensor:
@@ -106,8 +107,9 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
         return self.rows.dtype
 
     def _coords(self) -> Tuple[Tensor, Tensor]:
-        h, w = self.rows.shape[1:3]
-        return coordinate_channels(h, w, self.rows)
+        return self._cached(
+            'coords',
+            lambda: coordinate_channels(*self.rows.shape[1:3], self.rows))
 
     def _flat(self) -> Tensor:  # [B, P, C']
         return self.rows.flatten(1, 2)
@@ -126,12 +128,14 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
         if self.weight is None:
             return (queries @ self._flat().transpose(1, 2)).reshape(
                 b, -1, h, w)
-        w_g, w_x, w_y = self._weight_parts()
-        out = ((queries @ w_g) @ self._flat().transpose(1, 2)).reshape(
+        c = self.rows.shape[3]
+        # [W_g^T q, w_x . q, w_y . q, q . b] in one product.
+        terms = queries @ self._augmented_weight()
+        out = (terms[..., :c] @ self._flat().transpose(1, 2)).reshape(
             b, -1, h, w)
         xs, ys = self._coords()
-        row = (queries @ w_x) * xs + (queries @ self.bias)[..., None]
-        col = (queries @ w_y) * ys
+        row = terms[..., c, None] * xs + terms[..., c + 2, None]
+        col = terms[..., c + 1, None] * ys
         return out + row[:, :, None, :] + col[:, :, :, None]
 
     def weighted_sum(self, weights: Tensor) -> Tensor:
@@ -181,6 +185,20 @@ class SelfAttention(nn.Module):
             raise ValueError('only packed, sequence-first attention without '
                              'extra key / value biases is supported')
         self.mha = mha
+
+    # The wrapped module's parameters, for the stages' shortcut when each
+    # query attends to itself only (DecoderStage(isolated=True)).
+    @property
+    def in_proj_weight(self) -> Tensor:
+        return self.mha.in_proj_weight
+
+    @property
+    def in_proj_bias(self) -> Tensor:
+        return self.mha.in_proj_bias
+
+    @property
+    def out_proj(self) -> nn.Module:
+        return self.mha.out_proj
 
     def forward(self,
                 query: Tensor,

@@ -7,8 +7,12 @@ the pixels where a mask is on). Two layouts of the work are faster than the
 ``einsum`` that states them, for pixel-major (channels-last) maps and a few
 queries, as with prompts:
 
-- logits as one tall product ``[P, C] x [C, N]``: MKL is slow at the
-  few-row product ``[N, C] x [C, P]``;
+- logits as one product of the vectors with the pixel rows,
+  ``[N, C] x [C, P]`` (the rows transposed, a view): it writes the
+  ``[N, P]`` layout of the result directly. Measured on a 2-core Xeon
+  (torch 2.13, 1 thread, P = 128 x 216, C = 128): 2.0 ms for 8 vectors
+  against 5.5 ms for the tall product ``[P, C] x [C, N]`` and its
+  transposed copy; the same for one vector;
 - pooling under a binary mask as a gather of the masked pixels' rows
   (``embedding_bag``, split in as many bags as threads): it reads only the
   pixels under the mask, where the dense product reads every pixel and
@@ -44,8 +48,8 @@ def pixel_products(vectors: Tensor, maps: Tensor) -> Tensor:
     n = vectors.shape[1]
     if not _few(n, maps):
         return torch.einsum('bnc,bchw->bnhw', vectors, maps)
-    out = torch.matmul(_pixel_rows(maps), vectors.transpose(1, 2))
-    return out.transpose(1, 2).contiguous().view(b, n, h, w)
+    return torch.matmul(vectors,
+                        _pixel_rows(maps).transpose(1, 2)).view(b, n, h, w)
 
 
 def masked_pixel_sums(masks: Tensor, maps: Tensor) -> Tensor:

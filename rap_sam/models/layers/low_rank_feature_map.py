@@ -65,6 +65,7 @@ class LowRankFeatureMap:
         self.basis = basis
         self.weight = weight
         self.bias = bias
+        self._cache = {}
 
     @property
     def shape(self) -> torch.Size:
@@ -93,6 +94,14 @@ class LowRankFeatureMap:
         self._check_batch_index(index)
         return LowRankFeatureMap(self.basis[index], self.weight, self.bias)
 
+    def _cached(self, key: str, make):
+        """What ``make()`` returns, computed once per map: a map is decoded
+        many times (every click on an image), its coordinates and weights
+        stay."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
     @staticmethod
     def _check_batch_index(index) -> None:
         if isinstance(index, (Integral, tuple)) or index is None or \
@@ -102,13 +111,16 @@ class LowRankFeatureMap:
                             'with a slice or a 1-D sequence of indices '
                             f'(e.g. feats[t:t + 1]), got {index!r}')
 
-    def _weight_parts(self) -> Tuple[Tensor, Tensor, Tensor]:
-        """The weight's columns for ``g``, ``x`` and ``y``."""
-        return self.weight.split([self.basis.shape[1], 1, 1], dim=1)
+    def _augmented_weight(self) -> Tensor:
+        """``[W_g, w_x, w_y, b]``, ``[C, C' + 3]``: one product with the
+        queries gives every term of a projection."""
+        return self._cached(
+            'weight', lambda: torch.cat([self.weight, self.bias[:, None]], 1))
 
     def _coords(self) -> Tuple[Tensor, Tensor]:
-        h, w = self.basis.shape[-2:]
-        return coordinate_channels(h, w, self.basis)
+        return self._cached(
+            'coords',
+            lambda: coordinate_channels(*self.basis.shape[-2:], self.basis))
 
     def dense(self) -> Tensor:
         """The map itself, ``[B, C, H, W]``, as the neck computes it."""
@@ -118,12 +130,14 @@ class LowRankFeatureMap:
 
     def project(self, queries: Tensor) -> Tensor:
         """``[B, N, C]`` -> ``[B, N, H, W]``: ``q . f_p`` at every pixel."""
-        w_g, w_x, w_y = self._weight_parts()
-        out = pixel_products(queries @ w_g, self.basis)
+        c = self.basis.shape[1]
+        # [W_g^T q, w_x . q, w_y . q, q . b] in one product.
+        terms = queries @ self._augmented_weight()
+        out = pixel_products(terms[..., :c], self.basis)
         xs, ys = self._coords()
         # Rank-one coordinate terms; the constant q . b rides on the x row.
-        row = (queries @ w_x) * xs + (queries @ self.bias)[..., None]
-        col = (queries @ w_y) * ys
+        row = terms[..., c, None] * xs + terms[..., c + 2, None]
+        col = terms[..., c + 1, None] * ys
         return out.add_(row[:, :, None, :]).add_(col[:, :, :, None])
 
     def weighted_sum(self, weights: Tensor) -> Tensor:
@@ -138,13 +152,17 @@ class LowRankFeatureMap:
             masked_pixel_sums(masks, self.basis), masks.to(self.dtype))
 
     def _sum(self, pooled_basis: Tensor, weights: Tensor) -> Tensor:
-        w_g, w_x, w_y = self._weight_parts()
         xs, ys = self._coords()
-        along_x = weights.sum(2) @ xs  # [B, N]
+        along_w = weights.sum(2)  # [B, N, W]
+        along_x = along_w @ xs  # [B, N]
         along_y = weights.sum(3) @ ys
-        total = weights.sum((2, 3))
-        return (pooled_basis @ w_g.t() + along_x[..., None] * w_x[:, 0] +
-                along_y[..., None] * w_y[:, 0] + total[..., None] * self.bias)
+        total = along_w.sum(2)
+        # [sum a g, sum a x, sum a y, sum a] through [W_g, w_x, w_y, b].
+        stats = torch.cat([
+            pooled_basis, along_x[..., None], along_y[..., None], total[...,
+                                                                        None]
+        ], -1)
+        return stats @ self._augmented_weight().t()
 
 
 FeatureMap = Union[Tensor, LowRankFeatureMap]
