@@ -6,8 +6,8 @@ the bags (one iteration per output tap: slow in every runtime), and mmcv's
 op has no ONNX form at all (a custom operator). This version computes the
 same thing with ops every ONNX runtime has and runs fast:
 
-- sampling positions, bilinear weights and the zero-bordered input table
-  as the gather + GEMM version computes them, written without in-place
+- sampling positions, bilinear weights and the input table as the gather
+  + GEMM version computes them, written without in-place
   ops or tensors built from sizes so dynamic sizes survive tracing;
 - each of the four bilinear neighbours is one ``Gather`` of table rows
   (``index_select``), weighted by a broadcast ``Mul`` and summed with
@@ -40,9 +40,9 @@ def _sampling(x: Tensor, offset: Tensor, mask: Tensor, kernel_size: IntPair,
     """Where every deformed tap reads, with which weights.
 
     mmcv's semantics, as :mod:`rap_sam.ops.modulated_deform_conv` states
-    them: the input gets a one-pixel border of zeros, positions are clamped
-    into ``[-1, size]`` (beyond, every neighbour is outside) and the low
-    neighbour to ``size - 1``. Written with tensor sizes and arithmetic only
+    them: a neighbour outside the image reads zero (weight 0), positions
+    are clamped into ``[-1, size]`` (beyond, every neighbour is outside)
+    and the low neighbour to ``size - 1``. Written with tensor sizes and arithmetic only
     (no ``torch.tensor`` of sizes, no in-place ops) so a traced graph keeps
     dynamic heights and widths.
 
@@ -51,8 +51,8 @@ def _sampling(x: Tensor, offset: Tensor, mask: Tensor, kernel_size: IntPair,
     Returns:
         tuple: ``index`` and ``weights`` ``[B, Ho, Wo, taps, dg, 4]`` (rows
         of ``table`` for the four bilinear neighbours; their bilinear
-        weights times the modulation) and ``table``, the zero-bordered
-        input as rows ``[B * (H + 2) * (W + 2) * dg, C / dg]``.
+        weights times the modulation, 0 outside the image) and ``table``,
+        the input as rows ``[B * H * W * dg, C / dg]``.
     """
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(stride)
@@ -83,21 +83,32 @@ def _sampling(x: Tensor, offset: Tensor, mask: Tensor, kernel_size: IntPair,
     x0 = x_.floor().clamp(max=w - 1)
     ly = y - y0
     lx = x_ - x0
-    hy = 1 - ly
-    hx = 1 - lx
+    # A neighbour outside the image weighs 0 and reads a clamped pixel
+    # inside, so the input needs no zero border (no Pad copy, and the
+    # project-first MatMul projects only real pixels).
+    hy = (1 - ly) * (y0 >= 0).to(ly.dtype)
+    ly = ly * (y0 < h - 1).to(ly.dtype)
+    hx = (1 - lx) * (x0 >= 0).to(lx.dtype)
+    lx = lx * (x0 < w - 1).to(lx.dtype)
     m = mask.float().reshape(b, dg, taps, ho, wo).permute(0, 3, 4, 2, 1)
     hy = hy * m
     ly = ly * m
     weights = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], dim=-1)
-    # Row of padded pixel (b, y + 1, x + 1), group g.
-    hp, wp = h + 2, w + 2
-    row = (y0.long() + 1) * wp + x0.long() + 1
-    row = row + (torch.arange(b, device=dev) * (hp * wp)).view(b, 1, 1, 1, 1)
-    index = torch.stack([row, row + 1, row + wp, row + wp + 1], dim=-1) * dg
+    # Row of pixel (b, y, x), group g, in [B * H * W * dg, C / dg].
+    y0 = y0.long()
+    x0 = x0.long()
+    row_lo = y0.clamp(min=0) * w
+    row_hi = (y0 + 1).clamp(max=h - 1) * w
+    col_lo = x0.clamp(min=0)
+    col_hi = (x0 + 1).clamp(max=w - 1)
+    index = torch.stack(
+        [row_lo + col_lo, row_lo + col_hi, row_hi + col_lo, row_hi + col_hi],
+        dim=-1) + (torch.arange(b, device=dev) *
+                   (h * w)).view(b, 1, 1, 1, 1, 1)
+    index = index * dg
     if dg > 1:
         index = index + torch.arange(dg, device=dev).view(dg, 1)
-    table = torch.nn.functional.pad(x.permute(0, 2, 3, 1),
-                                    (0, 0, 1, 1, 1, 1)).reshape(-1, c // dg)
+    table = x.permute(0, 2, 3, 1).reshape(-1, c // dg)
     return index, weights.to(table.dtype), table
 
 
