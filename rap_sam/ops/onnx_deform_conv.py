@@ -42,9 +42,9 @@ def _sampling(x: Tensor, offset: Tensor, mask: Tensor, kernel_size: IntPair,
     mmcv's semantics, as :mod:`rap_sam.ops.modulated_deform_conv` states
     them: a neighbour outside the image reads zero (weight 0), positions
     are clamped into ``[-1, size]`` (beyond, every neighbour is outside)
-    and the low neighbour to ``size - 1``. Written with tensor sizes and arithmetic only
-    (no ``torch.tensor`` of sizes, no in-place ops) so a traced graph keeps
-    dynamic heights and widths.
+    and the low neighbour to ``size - 1``. Written with tensor sizes and
+    arithmetic only (no ``torch.tensor`` of sizes, no in-place ops) so a
+    traced graph keeps dynamic heights and widths.
 
     ``table_channels`` is ``C`` (given, as a traced size is not an int).
 
