@@ -52,6 +52,14 @@ def pixel_products(vectors: Tensor, maps: Tensor) -> Tensor:
                         _pixel_rows(maps).transpose(1, 2)).view(b, n, h, w)
 
 
+def weighted_pixel_sums(weights: Tensor, maps: Tensor) -> Tensor:
+    """The pixels of ``maps`` ``[B, C, H, W]`` summed with each of
+    ``weights`` ``[B, N, H, W]``: ``[B, N, C]``."""
+    if not _few(weights.shape[1], maps):
+        return torch.einsum('bnhw,bchw->bnc', weights, maps)
+    return torch.matmul(weights.flatten(2), _pixel_rows(maps))
+
+
 def masked_pixel_sums(masks: Tensor, maps: Tensor) -> Tensor:
     """The pixels of ``maps`` ``[B, C, H, W]`` summed where each of
     ``masks`` (bool ``[B, N, H, W]``) is on: ``[B, N, C]``."""

@@ -243,10 +243,13 @@ class RapSAM(MaskFormer):
         for i, sample in enumerate(samples):
             h, w = sample.metainfo['img_shape'][:2]
             mask = masks[i, :, :h, :w]
-            if rescale:
+            ori_shape = tuple(sample.metainfo['ori_shape'][:2])
+            # To the same size, bilinear interpolation is the identity
+            # (weights 1 and 0): skipped, the same masks without a pass.
+            if rescale and ori_shape != (h, w):
                 mask = F.interpolate(
                     mask[None],
-                    size=sample.metainfo['ori_shape'][:2],
+                    size=ori_shape,
                     mode='bilinear',
                     align_corners=False)[0]
             sample.pred_instances = InstanceData(

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rap_sam.ops import masked_pixel_sums, pixel_products
+from rap_sam.ops.pixel_products import (masked_pixel_sums, pixel_products,
+                                        weighted_pixel_sums)
 
 
 def coordinate_channels(h: int, w: int, like: Tensor) -> Tuple[Tensor, Tensor]:
@@ -142,8 +143,7 @@ class LowRankFeatureMap:
 
     def weighted_sum(self, weights: Tensor) -> Tensor:
         """``[B, N, H, W]`` -> ``[B, N, C]``: ``sum_p a_p f_p``."""
-        return self._sum(
-            torch.einsum('bnhw,bchw->bnc', weights, self.basis), weights)
+        return self._sum(weighted_pixel_sums(weights, self.basis), weights)
 
     def masked_sum(self, masks: Tensor) -> Tensor:
         """Bool ``[B, N, H, W]`` -> ``[B, N, C]``: the pixels under each
@@ -186,7 +186,7 @@ def weighted_sum(features: FeatureMap, weights: Tensor) -> Tensor:
     """Pixels summed with weights ``[B, N, H, W]``: ``[B, N, C]``."""
     if isinstance(features, LowRankFeatureMap):
         return features.weighted_sum(weights)
-    return torch.einsum('bnhw,bchw->bnc', weights, features)
+    return weighted_pixel_sums(weights, features)
 
 
 def masked_sum(features: FeatureMap, masks: Tensor) -> Tensor:

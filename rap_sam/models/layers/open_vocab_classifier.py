@@ -73,6 +73,9 @@ class OpenVocabClassifier(nn.Module):
 
     def forward(self, cls_embed: Tensor) -> Tensor:
         """[..., D] query embeddings -> [..., K + 1] scaled cosine scores."""
-        scores = torch.einsum('...c,ckp->...kp',
-                              F.normalize(cls_embed, dim=-1), self.fc_cls)
-        return scores.max(-1).values * self.logit_scale.exp()
+        # One product with every synonym of every class ([D, (K + 1) * P]
+        # columns): a MatMul node in a graph, not an Einsum.
+        d, k, p = self.fc_cls.shape
+        scores = F.normalize(cls_embed, dim=-1) @ self.fc_cls.view(d, k * p)
+        scores = scores.unflatten(-1, (k, p)).max(-1).values
+        return scores * self.logit_scale.exp()

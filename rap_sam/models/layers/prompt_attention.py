@@ -59,15 +59,20 @@ def attend_to_feature_map(attn: nn.Module, queries: Tensor,
     d = c // heads
     w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
     b_q, _, b_v = mha.in_proj_bias.chunk(3)
-    q = F.linear(queries, w_q, b_q).view(b, n, heads, d) * d**-0.5
-    # Queries brought to the feature space, one per head: [B, N * heads, C].
-    q = torch.einsum('bnhd,hdc->bnhc', q,
-                     w_k.view(heads, d, c)).reshape(b, n * heads, c)
+    q = F.linear(queries, w_q, b_q) * d**-0.5
+    # Queries brought to the feature space, one per head: [B, N * heads,
+    # C]; per head a [B * N, d] x [d, C] product (MatMul nodes in a graph,
+    # where an einsum is an Einsum node, slower on ONNX Runtime).
+    q = torch.matmul(
+        q.view(b * n, heads, d).transpose(0, 1), w_k.view(heads, d, c))
+    q = q.transpose(0, 1).reshape(b, n * heads, c)
     h, w = features.shape[-2:]
     weights = project(features, q).flatten(2).softmax(-1)  # [B, N*h, P]
     context = weighted_sum(features, weights.view(b, -1, h, w))
-    out = torch.einsum('bnhc,hdc->bnhd', context.view(b, n, heads, c),
-                       w_v.view(heads, d, c)) + b_v.view(heads, d)
-    out = mha.out_proj(out.reshape(b, n, c))
+    out = torch.matmul(
+        context.view(b * n, heads, c).transpose(0, 1),
+        w_v.view(heads, d, c).transpose(1, 2))  # [heads, B * N, d]
+    out = out.transpose(0, 1).reshape(b, n, c) + b_v
+    out = mha.out_proj(out)
     # mmcv adds the residual after its (eval-time identity) dropouts.
     return queries + attn.dropout_layer(attn.proj_drop(out))
