@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from rap_sam.ops import masked_pixel_sums, pixel_products
+from rap_sam.ops.pixel_products import weighted_pixel_sums
 
 
 def channels_last(x):
@@ -22,6 +23,18 @@ def test_pixel_products(n, layout):
     out = pixel_products(vectors, maps)
     assert out.shape == (2, n, 7, 9) and out.is_contiguous()
     want = torch.einsum('bnc,bchw->bnhw', vectors, maps)
+    assert rel_err(out, want) < 1e-5
+
+
+@pytest.mark.parametrize('n', [1, 8, 16, 40])
+@pytest.mark.parametrize('layout', [channels_last, torch.Tensor.contiguous])
+def test_weighted_pixel_sums(n, layout):
+    g = torch.Generator().manual_seed(n)
+    maps = layout(torch.randn(2, 24, 7, 9, generator=g))
+    weights = torch.rand(2, n, 7, 9, generator=g)
+    out = weighted_pixel_sums(weights, maps)
+    assert out.shape == (2, n, 24)
+    want = torch.einsum('bnhw,bchw->bnc', weights, maps)
     assert rel_err(out, want) < 1e-5
 
 

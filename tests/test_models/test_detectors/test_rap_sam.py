@@ -4,6 +4,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import build_model, image_batch, random_image, video_batch
 
 from rap_sam.models.utils import clicks_to_boxes
@@ -187,3 +188,64 @@ def test_logit_scale_multiplies_the_cosine_scores(model):
     for sharp, soft_scores in zip(sharp_cls, soft_cls):
         torch.testing.assert_close(
             soft_scores * 10, sharp, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize('prompts', [None, 1, 3])
+def test_predict_head_equals_the_full_forward(model, prompts):
+    """predict computes only the outputs it returns (no stage classes or
+    IoUs nobody reads, no last-stage masks for prompts): they equal the
+    full forward's."""
+    img = random_image(64, 96, seed=4)
+    boxes = None
+    if prompts:
+        boxes = [
+            torch.tensor([[20., 5., 90., 60.], [3., 3., 9., 9.],
+                          [40., 30., 46., 36.]])[:prompts]
+        ]
+    data = model.data_preprocessor(image_batch([img], boxes))
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+        full = model.panoptic_head(feats, data['data_samples'])
+        fast = model.predict_head(feats, data['data_samples'])
+    for got, want in zip(fast,
+                         (full[0][-1], full[1][-1], full[2][-1], full[3])):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_box_encoding_is_mmdets_of_the_box_centre_and_size(model):
+    from mmdet.models.layers import coordinate_to_encoding
+    from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
+    head = model.panoptic_head
+    g = torch.Generator().manual_seed(0)
+    corners = torch.rand(2, 5, 2, 2, generator=g).sort(2).values
+    boxes = corners.transpose(2, 3).flatten(2)  # x1 < x2, y1 < y2
+    boxes[0, 0] = torch.tensor([0., 0., 1., 1.])  # clamped at both ends
+    want = coordinate_to_encoding(
+        bbox_xyxy_to_cxcywh(boxes).clamp(1e-5, 1 - 1e-5), num_feats=128)
+    got = head.box_encoding(boxes)
+    assert got.shape == (2, 5, 512)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('ori_shape', [(64, 96), (100, 150)])
+def test_prompt_masks_are_the_logits_upsampled_and_thresholded(
+        model, ori_shape):
+    """add_prompt_preds against the interpolations written out (the one to
+    a size the mask already has is skipped: the same masks)."""
+    from mmdet.structures import DetDataSample
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 2, 16, 32, generator=g)  # padded to 64 x 128
+    meta = dict(
+        batch_input_shape=(64, 128), img_shape=(64, 96), ori_shape=ori_shape)
+    sample = DetDataSample(metainfo=meta)
+    model.add_prompt_preds(
+        torch.randn(1, 2, 134, generator=g), logits, torch.rand(1, 2, 1),
+        [sample], True)
+    up = F.interpolate(
+        logits, size=(64, 128), mode='bilinear',
+        align_corners=False)[:, :, :64, :96]
+    want = F.interpolate(
+        up, size=ori_shape, mode='bilinear', align_corners=False)[0] > 0
+    got = sample.pred_instances.masks
+    assert got.shape == (2, *ori_shape)
+    assert torch.equal(got, want)
