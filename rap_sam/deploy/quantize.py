@@ -44,12 +44,13 @@ DEFAULT_MAX_CALIB_IMAGES = 32
 #: Activation range calibrations: ``'minmax'`` keeps a running min and
 #: max per tensor; ``'percentile'`` covers :data:`CALIB_PERCENTILE` of the
 #: values' magnitudes, which on the toy model's val set lost 0.6 PQ points
-#: against min / max's 1.7. Percentile ranges are ONNX Runtime's, computed
-#: one image at a time in two passes
+#: against min / max's 1.7. Percentile ranges are ONNX Runtime's to the
+#: bit, computed one image at a time in two passes and the graph in stages
 #: (:func:`~rap_sam.deploy.calibration.percentile_ranges`) rather than by
-#: its calibrator, which holds every activation of every image (2.3 GB per
-#: image for the R50 encoder at 512 x 864); its incremental histograms,
-#: which fix the bins on the first image, lost 2.4 points.
+#: its calibrator, which holds every activation of every image (R50
+#: encoder at 512 x 864: 3.5 GB peak with 1 image, 1.8 GB now with 1 to 8);
+#: ONNX Runtime's incremental histograms, which fix the bins on the first
+#: image, lost 2.4 points.
 CALIBRATIONS = ('minmax', 'percentile')
 CALIB_PERCENTILE = 99.99
 
