@@ -28,9 +28,12 @@ def _value_attention(attn: nn.Module, queries: Tensor) -> Tensor:
     """``attn(q, q, q)`` when each query may attend to itself only: the
     softmax over one key is 1, so the output is the query's value,
     projected (no query / key projections, no scores)."""
-    c = queries.shape[-1]
-    value = F.linear(queries, attn.in_proj_weight[2 * c:],
-                     attn.in_proj_bias[2 * c:])
+    # chunk, not a slice at the queries' width: a traced graph keeps the
+    # weight's value rows a constant (a slice by a traced size is a Slice
+    # and a Transpose of the weight per run).
+    value = F.linear(queries,
+                     attn.in_proj_weight.chunk(3)[2],
+                     attn.in_proj_bias.chunk(3)[2])
     return attn.out_proj(value)
 
 
