@@ -3,6 +3,7 @@ import torch.nn as nn
 
 from rap_sam.models.detectors import RapSAM
 from rap_sam.models.detectors.rap_sam import AUTOCAST_DTYPES
+from rap_sam.models.utils.fuse_conv_relu import fuse_conv_relu
 from rap_sam.utils.user_errors import UserError
 from .reference import to_reference
 
@@ -52,7 +53,10 @@ def prepare(model: nn.Module,
       features, every mask upsampled before mmdet's fusion): see
       :mod:`rap_sam.deploy.reference`. The baseline of the benchmark and of
       the equivalence tests.
-    - ``'fast'``: BatchNorms folded into the convs, channels-last memory,
+    - ``'fast'``: BatchNorms folded into the convs, channels-last memory
+      (the deformable convs' weights laid out for their GEMM), in fp32
+      without compile the backbone's ReLUs and residual sums fused into its
+      convs (oneDNN on CPUs, :mod:`rap_sam.models.utils.fuse_conv_relu`),
       the neck's low-rank output, the deformable convs as the config says
       (``'auto'``: gather + GEMM on CPUs, mmcv's kernel on GPUs). The same
       outputs as ``'reference'`` to float rounding. ``precision='bf16'``
@@ -105,6 +109,9 @@ def prepare(model: nn.Module,
         else:
             # After the channels-last conversion, which would undo it.
             model.neck.deconv.gemm_weight_layout()
+            if precision == 'fp32' and not compile:
+                # Inductor fuses by itself; autocast needs the plain ops.
+                fuse_conv_relu(model.backbone)
         if compile:
             # Freezing per compile (not inductor's process-wide flag):
             # weights become constants that oneDNN prepacks once.

@@ -9,10 +9,12 @@ import pytest
 import torch
 import torch.nn as nn
 from helpers import REPO, build_model, image_batch
+from mmdet.models.backbones.resnet import Bottleneck
 
 from rap_sam.deploy import (DeployModeError, ReferenceFusionHead, prepare,
                             to_reference)
 from rap_sam.models.layers import LowRankFeatureMap
+from rap_sam.models.utils.fuse_conv_relu import FusedBottleneck
 from rap_sam.utils import UserError
 
 
@@ -122,6 +124,10 @@ def test_fast_mode_input_is_channels_last(model_and_data):
         assert weight.shape[2:] == (3, 3)
         assert layer.up_sample.weight.is_contiguous(
             memory_format=torch.channels_last)
+    # fp32 without compile: the backbone's convs carry its ReLUs.
+    blocks = [m for m in fast.backbone.modules() if isinstance(m, Bottleneck)]
+    assert len(blocks) == 16
+    assert all(type(m) is FusedBottleneck for m in blocks)
 
 
 def test_export_mode(model_and_data, reference_outputs):
@@ -147,6 +153,8 @@ def test_bf16_gives_fp32_outputs_near_fp32(model_and_data, reference, prompts):
     half = prepare(copy.deepcopy(model), 'fast', precision='bf16')
     assert half.precision == 'bf16'
     assert all('forward' not in vars(m) for m in half.modules())
+    # Autocast needs mmdet's plain ops, not the fused oneDNN ones.
+    assert not any(type(m) is FusedBottleneck for m in half.modules())
     boxes = [torch.tensor([[40., 30., 46., 36.]])] if prompts else None
     data = model.data_preprocessor(image_batch([img], boxes))
     with torch.no_grad():
@@ -179,6 +187,8 @@ def test_compile_keeps_outputs_and_the_global_flag(model_and_data,
     counters.clear()
     try:
         compiled = prepare(copy.deepcopy(model), 'fast', compile=True)
+        # Inductor fuses the ReLUs itself.
+        assert not any(type(m) is FusedBottleneck for m in compiled.modules())
         ours = tensor_outputs(compiled, img)
         # backbone and neck each became a compiled graph
         assert counters['stats']['unique_graphs'] >= 2

@@ -1,0 +1,110 @@
+"""oneDNN conv + ReLU fusion of the folded ResNet: the same outputs as
+mmdet's forward, which still runs wherever the fused kernel does not apply
+(autograd, autocast, training, unfolded blocks)."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from mmdet.models import ResNet
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
+
+from rap_sam.models.utils import fold_batch_norms
+from rap_sam.models.utils.fuse_conv_relu import (FusedBasicBlock,
+                                                 FusedBottleneck,
+                                                 FusedStemResNet,
+                                                 fuse_conv_relu)
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp(min=1e-6)).item()
+
+
+def folded_resnet(depth, **kwargs):
+    torch.manual_seed(0)
+    model = ResNet(
+        depth,
+        out_indices=(0, 1, 2, 3),
+        base_channels=8,
+        stem_channels=8,
+        **kwargs)
+    model.eval()  # mmdet's ResNet.train returns None
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2)
+                m.bias.normal_()
+    fold_batch_norms(model)
+    return model
+
+
+@pytest.mark.parametrize('depth,blocks,block_type', [(50, 16, FusedBottleneck),
+                                                     (18, 8, FusedBasicBlock)])
+@pytest.mark.parametrize('channels_last', [True, False])
+def test_fused_resnet_keeps_outputs(depth, blocks, block_type, channels_last):
+    plain = folded_resnet(depth)
+    fused = copy.deepcopy(plain)
+    assert fuse_conv_relu(fused) == blocks + 1  # and the stem
+    assert type(fused) is FusedStemResNet
+    assert sum(type(m) is block_type for m in fused.modules()) == blocks
+    assert fused.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(2, 3, 64, 96)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        plain.to(memory_format=torch.channels_last)
+        fused.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = plain(x)
+        got = fused(x)
+    assert len(got) == 4
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        assert rel_err(a, b) < 1e-6
+        assert a.min() == 0  # the last ReLU ran
+        if channels_last:
+            assert a.is_contiguous(memory_format=torch.channels_last)
+    # Fusing again finds nothing left to switch.
+    assert fuse_conv_relu(fused) == 0
+
+
+def test_mmdet_forward_where_the_fused_kernel_does_not_apply():
+    plain = folded_resnet(50)
+    fused = copy.deepcopy(plain)
+    fuse_conv_relu(fused)
+    x = torch.randn(1, 3, 32, 64)
+    # Autograd: mmdet's forward, gradients flow.
+    got = fused(x)
+    want = plain(x)
+    assert got[-1].requires_grad
+    assert torch.equal(got[-1], want[-1])
+    got[-1].sum().backward()
+    assert fused.conv1.weight.grad is not None
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        got = fused(x)
+        want = plain(x)
+    assert got[-1].dtype == torch.bfloat16
+    assert torch.equal(got[-1], want[-1])
+    # A hook on a conv: mmdet's forward runs it.
+    seen = []
+    fused.layer1[0].conv2.register_forward_hook(
+        lambda m, args, out: seen.append(out.shape))
+    fused.conv1.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].shape))
+    with torch.no_grad():
+        got = fused(x)
+        want = plain(x)
+    assert seen == [(1, 3, 32, 64), (1, 8, 8, 16)]
+    assert rel_err(got[-1], want[-1]) < 1e-6
+
+
+def test_only_folded_plain_blocks_are_fused():
+    model = ResNet(18, base_channels=8, stem_channels=8)
+    model.eval()
+    assert fuse_conv_relu(model) == 0  # BatchNorms not folded
+    assert type(model.layer1[0]) is BasicBlock
+    deep = folded_resnet(50, deep_stem=True)
+    assert fuse_conv_relu(deep) == 16  # the blocks, not the deep stem
+    assert type(deep) is ResNet
+    assert type(deep.layer1[0]) is FusedBottleneck
+    assert issubclass(FusedBottleneck, Bottleneck)
