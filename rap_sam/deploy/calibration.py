@@ -1,6 +1,7 @@
 """Calibration data for int8 post-training quantization: a folder of
 images, preprocessed as the export's deploy.json says, and the feeds each
-graph of an export folder takes on them."""
+graph of an export folder takes on them; percentile activation ranges
+computed on them in memory independent of their number."""
 import os
 import os.path as osp
 from typing import Callable, Iterable, Iterator, List, Mapping, Optional
@@ -189,8 +190,7 @@ def percentile_ranges(model_path: str,
         model_path (str): The (pre-processed) fp32 graph.
         reader (CalibrationDataReader): The feeds; rewound between passes.
         percentile (float): The share of ``|x|`` covered, in percent.
-        work_dir (str): A folder for the graph with its activations as
-            outputs.
+        work_dir (str): A folder for the stages' graphs.
         extra_options (dict, optional): Calibrator options as
             ``quantize_static`` passes them (``num_bins``, ``symmetric``).
         stage_bytes (int): Activation bytes returned per stage, about
