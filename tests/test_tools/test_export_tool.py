@@ -201,7 +201,7 @@ BAD = {
                            'int8'),
     'percentile without int8':
     (['--calibration', 'percentile'], '--calibration percentile is for '
-     '--precision int8 on a fixed-shape export'),
+     '--precision int8; drop it'),
     'num-things alone': (['--num-things',
                           '2'], '--num-things goes with --classes FILE'),
     'class file not found': (['--classes',

@@ -78,10 +78,9 @@ def parse_args(argv=None):
         '--calibration',
         default='minmax',
         choices=['minmax', 'percentile'],
-        help='int8 activation ranges: min/max (default; memory independent '
-        'of the images) or the 99.99th percentile (less accuracy lost, but '
-        'ONNX Runtime holds every activation of every image: use few '
-        'images on large inputs, fixed-shape exports only)')
+        help='int8 activation ranges: min/max (default) or the 99.99th '
+        'percentile (less accuracy lost; the encoder runs twice per image); '
+        'both in memory independent of the number of images')
     parser.add_argument(
         '--classes',
         help='a text file, one class a line (synonyms comma-separated): '
@@ -121,11 +120,10 @@ def check_args(args) -> None:
     if args.precision == 'int8':
         from rap_sam.deploy.calibration import calibration_images
         calibration_images(args.calib)  # a usable folder, or its error
-    if args.calibration == 'percentile' and (args.precision != 'int8'
-                                             or args.dynamic):
+    if args.calibration == 'percentile' and args.precision != 'int8':
         raise ExportArgumentError(
-            '--calibration percentile is for --precision int8 on a '
-            'fixed-shape export (without --dynamic); use minmax otherwise.')
+            '--calibration percentile is for --precision int8; drop it or '
+            f'export int8 (asked: {args.precision}).')
     if args.classes is None:
         for name in ('num_things', 'clip_checkpoint'):
             if getattr(args, name) is not None:
