@@ -96,8 +96,16 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         # clicks and boxes alike.
         self.pb_embedding = nn.Embedding(2, feat_channels)
         self.pos_linear = nn.Linear(2 * feat_channels, feat_channels)
-        # The box encoding's frequencies, by device (constants).
-        self._pos_frequencies = {}
+        # The box encoding's frequencies (mmdet's coordinate_to_encoding
+        # computes them per call): 4 coordinates x num_feats sines /
+        # cosines are the 2C inputs of pos_linear (mmdet's default 128 is
+        # that for the released C = 256).
+        num_feats = self.pos_linear.in_features // 4
+        dim_t = torch.arange(num_feats, dtype=torch.float32)
+        self.register_buffer(
+            'pos_frequencies',
+            10000**(2 * (dim_t // 2) / num_feats),
+            persistent=False)
         self.mask_heads = nn.ModuleList(
             DecoderStage(feat_channels, cls_embed_dims)
             for _ in range(num_stages))
@@ -178,20 +186,12 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         coordinates at once and with its frequencies computed once (a
         click runs it every time).
         """
-        # 4 coordinates x num_feats sines/cosines = the 2C inputs of
-        # pos_linear; mmdet's default (128) is that for the released C=256.
-        num_feats = self.pos_linear.in_features // 4
-        dim_t = self._pos_frequencies.get(boxes.device)
-        if dim_t is None or dim_t.numel() != num_feats:
-            dim_t = torch.arange(
-                num_feats, dtype=torch.float32, device=boxes.device)
-            dim_t = 10000**(2 * (dim_t // 2) / num_feats)
-            self._pos_frequencies[boxes.device] = dim_t
         lo, hi = boxes[..., :2], boxes[..., 2:]
         # mmdet's bbox_xyxy_to_cxcywh, in its order (y, x, w, h) of the
         # encoding's four parts.
         coords = torch.cat([((lo + hi) / 2).flip(-1), hi - lo], dim=-1)
-        pos = (coords.clamp(eps, 1 - eps) * (2 * math.pi))[..., None] / dim_t
+        pos = (coords.clamp(eps, 1 - eps) *
+               (2 * math.pi))[..., None] / self.pos_frequencies
         return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()),
                            dim=-1).flatten(2)
 
