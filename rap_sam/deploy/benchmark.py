@@ -24,7 +24,8 @@
 - the machine: :func:`machine_info`, :func:`load_average`,
   :func:`tune_cpu_allocator`;
 - the machine's limit: :func:`measure_roofline` (its matrix-multiply
-  peak with the run's threads, per precision) and :func:`roofline_bounds`
+  peak with the run's threads, per precision; :func:`best_of_rooflines`
+  combines several) and :func:`roofline_bounds`
   (the network's floor at that peak, and the largest speed-up over
   Mask2Former it allows).
 """
@@ -1011,6 +1012,25 @@ def measure_roofline(device: Union[str, torch.device],
         skipped=skipped)
 
 
+def best_of_rooflines(runs: Sequence[dict]) -> dict:
+    """Several :func:`measure_roofline` runs of one benchmark (before and
+    after its timed rounds) as one: each shape's best throughput, so that
+    load on the machine at one moment does not lower the peak."""
+    out = copy.deepcopy(runs[0])
+    for run in runs[1:]:
+        for precision, shapes in run['gmac_per_s'].items():
+            best = out['gmac_per_s'].setdefault(precision, {})
+            for shape, value in shapes.items():
+                best[shape] = max(best.get(shape, 0.), value)
+            out['skipped'].pop(precision, None)
+    out['repeats'] = sum(run['repeats'] for run in runs)
+    out['peak_gmac_per_s'] = {
+        p: max(v.values())
+        for p, v in out['gmac_per_s'].items()
+    }
+    return out
+
+
 def roofline_bounds(measured: dict, model_gmac: Optional[float],
                     precisions: Dict[str, str],
                     medians: Dict[str, Dict[str, float]]) -> dict:
@@ -1023,9 +1043,18 @@ def roofline_bounds(measured: dict, model_gmac: Optional[float],
     Mask2Former's end to end over (floor + the variant's measured
     preprocessing and post-processing), next to the measured one.
 
+    A variant whose network ran faster than the floor shows that the peak
+    was measured low (other jobs took the cores while ``torch.mm`` ran):
+    it is named in ``'below_floor'``, and the bounds are then no limits.
+
     ``model_gmac`` None (not counted): every floor is unknown."""
     peaks = measured['peak_gmac_per_s']
-    out = dict(measured, model_gmac=model_gmac, floor_s=None, variants={})
+    out = dict(
+        measured,
+        model_gmac=model_gmac,
+        floor_s=None,
+        variants={},
+        below_floor=[])
     if model_gmac is not None:
         out['floor_s'] = {p: model_gmac / peak for p, peak in peaks.items()}
     m2f = medians.get('mask2former')
@@ -1046,6 +1075,8 @@ def roofline_bounds(measured: dict, model_gmac: Optional[float],
             continue
         entry['floor_s'] = floor
         entry['network_vs_floor'] = entry['network_s'] / floor
+        if entry['network_s'] < floor:
+            out['below_floor'].append(name)
         entry['bound_s'] = floor + med.get('pre', 0.) + med.get('post', 0.)
         if m2f is not None:
             entry['max_vs_mask2former'] = m2f['e2e'] / entry['bound_s']

@@ -56,6 +56,11 @@ def assert_roofline(report, precisions):
         assert shapes.keys() == {'2048x2048x2048', '67200x1152x128'}
         assert all(v > 0 for v in shapes.values())
         assert roof['peak_gmac_per_s'][precision] == max(shapes.values())
+    assert roof['repeats'] == 6  # best of 3, before and after the rounds
+    assert roof['below_floor'] == [
+        n for n, e in roof['variants'].items()
+        if e['floor_s'] is not None and e['network_s'] < e['floor_s']
+    ]
     gmac = roof['model_gmac']
     assert gmac == report['variants']['fast']['gflops_total']
     for precision, floor in roof['floor_s'].items():
@@ -234,3 +239,54 @@ def test_bad_arguments_end_in_one_line():
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert words in proc.stderr
         assert 'Traceback' not in proc.stderr
+
+
+def test_roofline_known_answer():
+    """The library's arithmetic on given peaks and times: the best of two
+    measurements per shape, floor = GMAC / peak, the bound on the speed-up
+    over Mask2Former, and a network faster than its floor called out."""
+    from rap_sam.deploy.benchmark import best_of_rooflines, roofline_bounds
+    runs = [
+        dict(
+            device='cpu',
+            threads=2,
+            repeats=3,
+            gmac_per_s=dict(fp32=dict(square=100., tall=50.)),
+            skipped=dict(bf16='torch.mm failed: x')),
+        dict(
+            device='cpu',
+            threads=2,
+            repeats=3,
+            gmac_per_s=dict(
+                fp32=dict(square=80., tall=60.), bf16=dict(square=200.)),
+            skipped={})
+    ]
+    measured = best_of_rooflines(runs)
+    assert measured['gmac_per_s'] == dict(
+        fp32=dict(square=100., tall=60.), bf16=dict(square=200.))
+    assert measured['peak_gmac_per_s'] == dict(fp32=100., bf16=200.)
+    assert measured['repeats'] == 6 and measured['skipped'] == {}
+    medians = {
+        'fast': dict(pre=0.1, encoder=1.5, head=0.5, post=0.4, e2e=2.5),
+        'openvino': dict(pre=0.1, encoder=1.0, head=0.2, post=0.4, e2e=1.7),
+        'openvino-int8': dict(pre=0.1, encoder=0.5, post=0.4, e2e=1.0),
+        'mask2former': dict(pre=0.1, encoder=2., head=7., post=0.9, e2e=10.)
+    }
+    roof = roofline_bounds(
+        measured, 150.,
+        dict(fast='fp32', openvino='fp32', **{'openvino-int8': 'int8'}),
+        medians)
+    assert roof['floor_s'] == approx(dict(fp32=1.5, bf16=0.75))
+    fast = roof['variants']['fast']
+    assert fast['network_s'] == approx(2.0)
+    assert fast['network_vs_floor'] == approx(2.0 / 1.5)
+    assert fast['bound_s'] == approx(2.0)  # 1.5 + 0.1 + 0.4
+    assert fast['max_vs_mask2former'] == approx(5.0)
+    assert fast['vs_mask2former'] == approx(4.0)
+    assert roof['below_floor'] == ['openvino']
+    int8 = roof['variants']['openvino-int8']
+    assert int8['floor_s'] is None and 'no int8 peak' in int8['why_no_floor']
+    # Without a FLOP count nothing is bounded.
+    unknown = roofline_bounds(measured, None, dict(fast='fp32'), medians)
+    assert unknown['floor_s'] is None
+    assert 'not counted' in unknown['variants']['fast']['why_no_floor']
