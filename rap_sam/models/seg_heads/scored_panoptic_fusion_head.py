@@ -16,31 +16,58 @@ class _Claims:
     owner's ``p >= 0.5`` there, and each query's ``p >= 0.5`` area. Queries
     must come in their order (ascending index), as ``argmax`` scans them."""
 
+    #: Below this many pixels a float sum of 1.0s is an exact count (and
+    #: 5x faster than summing bools, which takes a casting loop).
+    exact_float_count = 2**24
+
     def __init__(self, scores: Tensor, num_pixels: int):
         self.scores = scores
         self.num_pixels = num_pixels
         self.best: Optional[Tensor] = None
         self.owner = torch.zeros(
             num_pixels, dtype=torch.long, device=scores.device)
+        # The owner's p >= 0.5 as 1.0 / 0.0 (see foreground_mask).
         self.owner_foreground: Optional[Tensor] = None
         self.own_area: List[int] = []
+        # Scratch tensors reused from query to query.
+        self._weighted: Optional[Tensor] = None
+        self._foreground: Optional[Tensor] = None
+        self._better: Optional[Tensor] = None
 
     def add(self, probs: Tensor) -> None:
         """The next kept query's probabilities, ``[H * W]``."""
         k = len(self.own_area)
-        # The same float product as mmdet's scores.view(-1, 1, 1) * masks.
-        weighted = self.scores[k] * probs
-        foreground = probs >= 0.5
-        self.own_area.append(int(foreground.sum()))
         if self.best is None:
-            self.best = weighted
-            self.owner_foreground = foreground
+            # The same float product as mmdet's scores.view(-1, 1, 1) *
+            # masks.
+            self.best = self.scores[k] * probs
+            self.owner_foreground = torch.ge(
+                probs, 0.5, out=torch.empty_like(probs))
+            self.own_area.append(self._count(self.owner_foreground))
+            self._weighted = torch.empty_like(probs)
+            self._foreground = torch.empty_like(probs)
+            self._better = torch.empty_like(probs, dtype=torch.bool)
             return
-        better = weighted > self.best
+        weighted = torch.mul(self.scores[k], probs, out=self._weighted)
+        foreground = torch.ge(probs, 0.5, out=self._foreground)
+        self.own_area.append(self._count(foreground))
+        better = torch.gt(weighted, self.best, out=self._better)
         torch.maximum(self.best, weighted, out=self.best)
         self.owner.masked_fill_(better, k)
-        self.owner_foreground = torch.where(better, foreground,
-                                            self.owner_foreground)
+        torch.where(
+            better,
+            foreground,
+            self.owner_foreground,
+            out=self.owner_foreground)
+
+    def foreground_mask(self) -> Tensor:
+        """The owner's ``p >= 0.5`` per pixel, as bools."""
+        return self.owner_foreground.bool()
+
+    def _count(self, ones: Tensor) -> int:
+        if ones.numel() < self.exact_float_count:
+            return int(ones.sum())
+        return int(ones.count_nonzero())
 
 
 @MODELS.register_module()
@@ -162,9 +189,9 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                 sorted(kept_set | set(unique_row)), single_pair):
             # Full-size temporaries are reused from chunk to chunk.
             buf = buffers.setdefault(len(chunk), {})
-            logits = self._resize(mask_pred[chunk], size, meta, rescale, buf)
-            probs = torch.sigmoid(
-                logits, out=self._buffer(buf, 'probs', logits.shape, logits))
+            logits = self._resize(
+                self._rows(mask_pred, chunk), size, meta, rescale, buf)
+            probs = self._sigmoid(logits, buf)
             for i, q in enumerate(chunk):
                 if q in kept_set:
                     claims.add(probs[i].view(-1))
@@ -172,15 +199,18 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             if rows:
                 positive, sums, pixels, boxes = self._mask_stats(
                     logits, probs, buf, single_pair)
-                src = torch.tensor(rows, device=device)
-                dst = torch.tensor([unique_row[chunk[i]] for i in rows],
-                                   device=device)
+                if len(rows) < len(chunk):
+                    sums, pixels, boxes = sums[rows], pixels[rows], boxes[rows]
+                # Both are sorted: a chunk's instance queries are
+                # consecutive unique queries.
+                first = unique_row[chunk[rows[0]]]
+                dst = slice(first, first + len(rows))
                 for i in rows:
                     for pair in pair_rows[unique_row[chunk[i]]]:
                         binary[pair].copy_(positive[i])
-                mask_sums[dst] = sums[src]
-                counts[dst] = pixels[src]
-                bboxes[dst] = boxes[src]
+                mask_sums[dst] = sums
+                counts[dst] = pixels
+                bboxes[dst] = boxes
 
         result = dict()
         if panoptic_on:
@@ -198,29 +228,41 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             result['ins_results'] = instances
         return result
 
+    def _sigmoid(self, logits: Tensor, buf: dict) -> Tensor:
+        """A chunk's probabilities, written where :meth:`_mask_stats` sums
+        them (the second half of its ``stats`` buffer)."""
+        stats = self._buffer(buf, 'stats', (2, ) + tuple(logits.shape), logits)
+        return torch.sigmoid(logits, out=stats[1])
+
     def _mask_stats(self, logits: Tensor, probs: Tensor, buf: dict,
                     single_pair: bool) -> Tuple[Tensor, ...]:
         """A chunk's binary masks, mask-score sums, pixel counts and boxes,
-        from its logits and probabilities (``probs`` is overwritten)."""
+        from its logits and probabilities from :meth:`_sigmoid` (which
+        are overwritten)."""
         # Whole-chunk operations (few, large ones: each is a fork-join of
-        # the thread pool).
+        # the thread pool, which costs more than the work on a loaded
+        # machine).
         # mmdet's sigmoid * (logits > 0).float(), in place (the float mask
         # made directly: bool operands take PyTorch's slow casting loops,
         # 10-30x slower here). The bool mask is a copy of the float one: a
         # comparison writing bools is 5x slower than a float -> bool copy.
-        ones = torch.gt(
-            logits,
-            0,
-            out=self._buffer(buf, 'positive_float', logits.shape, logits))
+        stats = self._buffer(buf, 'stats', (2, ) + tuple(logits.shape), logits)
+        assert probs.data_ptr() == stats[1].data_ptr()
+        ones = torch.gt(logits, 0, out=stats[0])
         positive = self._buffer(buf, 'positive', logits.shape, logits,
                                 torch.bool).copy_(ones)
         masked = probs.mul_(ones)
         n = len(logits)
-        if n == 1 and not single_pair:
-            masked = masked.expand(2, -1, -1)
-        sums = masked.flatten(1).sum(1)[:n]
-        # Sums of 1.0s are exact integers below 2^24 in any order.
-        pixels = ones.flatten(1).sum(1)
+        if single_pair:
+            # mmdet's lone row, which its reduction splits between threads.
+            sums = masked.flatten(1).sum(1)
+            pixels = ones.flatten(1).sum(1)
+        else:
+            # Pixel counts and mask sums in one reduction: each of >= 2
+            # rows is summed on its own, in mmdet's order (sums of 1.0s
+            # are exact integers below 2^24 in any order).
+            both = stats.view(2 * n, -1).sum(1)
+            pixels, sums = both[:n], both[n:]
         return positive, sums, pixels, self._boxes(positive)
 
     def _chunks(self, queries: List[int], single: bool) -> List[List[int]]:
@@ -262,9 +304,9 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         buffers: Dict[int, dict] = {}
         for chunk in self._chunks(list(range(num)), False):
             buf = buffers.setdefault(len(chunk), {})
-            logits = self._resize(mask_pred[chunk], size, meta, rescale, buf)
-            probs = torch.sigmoid(
-                logits, out=self._buffer(buf, 'probs', logits.shape, logits))
+            logits = self._resize(
+                self._rows(mask_pred, chunk), size, meta, rescale, buf)
+            probs = self._sigmoid(logits, buf)
             positive, chunk_sums, pixels, boxes = self._mask_stats(
                 logits, probs, buf, False)
             masks.extend(encode_mask_results(positive.cpu().numpy()))
@@ -398,13 +440,26 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             masks[:, None], (out_h, out_w), False, None, None, out=out)[:, 0]
 
     @staticmethod
+    def _rows(masks: Tensor, rows: List[int]) -> Tensor:
+        """``masks[rows]``, a view (no copy) for consecutive rows."""
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            return masks[rows[0]:rows[0] + len(rows)]
+        return masks[rows]
+
+    @staticmethod
     def _boxes(masks: Tensor) -> Tensor:
         """mmdet's ``mask2bbox`` (tight boxes of the true pixels, zeros for
         an empty mask), vectorised."""
         n, h, w = masks.shape
         as_bytes = masks.view(torch.uint8)
-        cols = as_bytes.amax(dim=1)  # [n, w]
         rows = as_bytes.amax(dim=2)  # [n, h]
+        # Columns only over the rows some mask has pixels in: objects are
+        # often a small part of the image.
+        used = rows.amax(0).nonzero()
+        if len(used) == 0:
+            return masks.new_zeros((n, 4), dtype=torch.float)
+        top, bottom = int(used[0]), int(used[-1]) + 1
+        cols = as_bytes[:, top:bottom].amax(dim=1)  # [n, w]
         x0 = cols.argmax(1)
         x1 = w - cols.flip(1).argmax(1)
         y0 = rows.argmax(1)
@@ -463,7 +518,7 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                 segment_ids, dtype=torch.int32, device=device)[owner]
             painted = segment_map != background
             if filter_low_score:
-                painted &= claims.owner_foreground
+                painted &= claims.foreground_mask()
             panoptic = torch.where(painted, segment_map,
                                    panoptic.view(-1)).view(h, w)
 
