@@ -5,6 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..utils.fuse_conv_relu import conv2d_add_, fusable_input
 from .deform_upsample_layer import DeformUpsampleLayer
 
 
@@ -71,13 +72,30 @@ class LiteDeformFPN(nn.Module):
         for layer in self.deform_layers():
             layer.gemm_weight_layout()
 
+    def _lateral_add(self, x: Tensor, level: int, feat: Tensor) -> Tensor:
+        """``x + lateral_conv{level}(feat)``, into ``x`` when it is
+        channels-last (else a new tensor)."""
+        conv = getattr(self, f'lateral_conv{level}')
+        if x.is_contiguous(memory_format=torch.channels_last):
+            return conv2d_add_(x, conv, feat)
+        return conv(feat).add_(x)
+
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """Backbone features at strides 4, 8, 16, 32 -> [B, agg, H/4, W/4]."""
         x5 = self.lateral_conv0(feats[3])
+        fuse = not torch.is_grad_enabled() and all(
+            fusable_input(f) and f.is_contiguous(
+                memory_format=torch.channels_last) for f in feats)
         if torch.is_grad_enabled():
             x4 = self.lateral_conv1(feats[2]) + self.deform_conv1(x5)
             x3 = self.lateral_conv2(feats[1]) + self.deform_conv2(x4)
             x2 = self.lateral_conv3(feats[0]) + self.deform_conv3(x3)
+        elif fuse:
+            # The lateral convs add into the deformable steps' (fresh,
+            # channels-last) outputs as oneDNN post-ops: a + b == b + a.
+            x4 = self._lateral_add(self.deform_conv1(x5), 1, feats[2])
+            x3 = self._lateral_add(self.deform_conv2(x4), 2, feats[1])
+            x2 = self._lateral_add(self.deform_conv3(x3), 3, feats[0])
         else:
             # Without autograd, into the lateral conv's fresh output (its
             # memory format, as the sum above): no new buffer per level.
@@ -93,5 +111,9 @@ class LiteDeformFPN(nn.Module):
         # one stride-4 buffer instead of a new one per term.
         out = up(self.conv_a5(x5), 8)
         out.add_(up(self.conv_a4(x4), 4)).add_(up(self.conv_a3(x3), 2))
-        out.add_(self.conv_a2(x2)).add_(self.bias)
+        if fuse and out.is_contiguous(memory_format=torch.channels_last):
+            conv2d_add_(out, self.conv_a2, x2)
+        else:
+            out.add_(self.conv_a2(x2))
+        out.add_(self.bias)
         return self.output_conv(out)

@@ -49,6 +49,15 @@ def conv2d_relu(conv: nn.Conv2d, x: Tensor, residual: Tensor = None) -> Tensor:
         x, residual, *args, 'add', None, 'relu', [], None)
 
 
+def conv2d_add_(other: Tensor, conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``other += conv(x)`` in one oneDNN call (``conv(x)`` is never
+    written out); returns ``other``. Both channels-last, and
+    :func:`fusable_input` must hold for ``x``."""
+    return torch.ops.mkldnn._convolution_pointwise_.binary(
+        other, x, conv.weight, conv.bias, conv.padding, conv.stride,
+        conv.dilation, conv.groups, 'add', None, None, [], None)
+
+
 def _plain_conv(conv: nn.Module) -> bool:
     return type(conv) is nn.Conv2d and conv.padding_mode == 'zeros' and \
         not isinstance(conv.padding, str)
