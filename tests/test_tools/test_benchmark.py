@@ -145,6 +145,8 @@ def test_runtime_backends_in_every_precision(tmp_path):
     assert 'no int8 torch.mm' in roof['skipped']['int8']
     assert roof['model_gmac'] is None and roof['floor_s'] is None
     assert "the network's floor is unknown" in printed
+    assert 'network floor (s)' in printed
+    assert 'max x Mask2Former' not in printed  # no --compare
     for name, entry in roof['variants'].items():
         assert entry['floor_s'] is None and 'not counted' in entry[
             'why_no_floor']
