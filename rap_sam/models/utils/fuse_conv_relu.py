@@ -24,10 +24,12 @@ from torch import Tensor
 
 def fusable_input(x: Tensor) -> bool:
     """Whether oneDNN's fused conv applies to ``x`` (and autograd and
-    autocast, which it does not know, are off)."""
+    autocast, which it does not know, are off; so is ONNX tracing, which
+    has no form for it)."""
     return (x.device.type == 'cpu' and x.dtype == torch.float32
             and x.dim() == 4 and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled('cpu')
+            and not torch.jit.is_tracing()
             and torch.backends.mkldnn.is_available())
 
 

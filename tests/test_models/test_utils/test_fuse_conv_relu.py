@@ -85,6 +85,12 @@ def test_mmdet_forward_where_the_fused_kernel_does_not_apply():
         want = plain(x)
     assert got[-1].dtype == torch.bfloat16
     assert torch.equal(got[-1], want[-1])
+    # Traced (torch.onnx.export): mmdet's forward, standard operators.
+    with torch.no_grad():  # as export traces
+        graph = torch.jit.trace(fused, x, check_trace=False).inlined_graph
+    kinds = {node.kind() for node in graph.nodes()}
+    assert 'aten::_convolution' in kinds
+    assert not any(k.startswith('mkldnn::') for k in kinds)
     # A hook on a conv: mmdet's forward runs it.
     seen = []
     fused.layer1[0].conv2.register_forward_hook(
