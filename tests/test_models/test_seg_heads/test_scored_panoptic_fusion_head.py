@@ -197,3 +197,50 @@ def test_many_queries_at_scale(chunk_size):
     want = ref.predict(cls, masks, samples, rescale=True)[0]
     assert_same(got, want)
     assert len(want['ins_results']) > 30
+
+
+def test_boxes_are_mmdets_mask2bbox():
+    """Boxes from the rows in use: empty masks, pixels on every border,
+    masks in disjoint bands of rows, and no pixel at all."""
+    from mmdet.structures.mask import mask2bbox
+    masks = torch.zeros(7, 37, 53, dtype=torch.bool)
+    masks[1, 0, 0] = True  # top left corner
+    masks[2, 36, 52] = True  # bottom right corner
+    masks[3] = True  # everything
+    masks[4, 3:6, 10:40] = True  # a band at the top ...
+    masks[5, 30:33, 2:9] = True  # ... and one at the bottom
+    masks[6] = torch.rand(
+        37, 53, generator=torch.Generator().manual_seed(0)) > 0.97
+    boxes = ScoredPanopticFusionHead._boxes(masks)
+    assert torch.equal(boxes, mask2bbox(masks))
+    assert boxes[4].tolist() == [10, 3, 40, 6]
+    assert boxes[0].tolist() == [0, 0, 0, 0]
+    nothing = torch.zeros(3, 37, 53, dtype=torch.bool)
+    assert torch.equal(
+        ScoredPanopticFusionHead._boxes(nothing), torch.zeros(3, 4))
+    assert torch.equal(
+        ScoredPanopticFusionHead._boxes(masks[4:6]), mask2bbox(masks[4:6]))
+
+
+def test_panoptic_areas_counted_on_large_images(monkeypatch):
+    """Above 2^24 pixels a float sum of 1.0s is no longer an exact count:
+    the areas are counted as bools there, with the same result."""
+    from rap_sam.models.seg_heads import scored_panoptic_fusion_head as mod
+    ours, ref = heads(object_mask_thr=0.3)
+    cls, masks = random_outputs(1, 30, 13, 16, 24, seed=2)
+    samples = [sample((60, 90), (120, 180), (64, 96))]
+    want = ref.predict(cls, masks, samples, rescale=True)[0]
+    counted = []
+    count = mod._Claims._count
+
+    def spy(self, ones):
+        counted.append(self.exact_float_count)
+        return count(self, ones)
+
+    monkeypatch.setattr(mod._Claims, '_count', spy)
+    for threshold in (2**24, 0):
+        monkeypatch.setattr(mod._Claims, 'exact_float_count', threshold)
+        got = ours.predict(cls, masks, samples, rescale=True)[0]
+        assert_same(got, want)
+    assert set(counted) == {2**24, 0}
+    assert len(want['pan_results'].segments) > 0
