@@ -21,6 +21,11 @@ from mmdet.models.backbones import ResNet
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor
 
+#: oneDNN's fused convs (private to torch, inductor's kernels): a torch
+#: without them runs mmdet's forward.
+ONEDNN_FUSION = torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, '_convolution_pointwise_')
+
 
 def fusable_input(x: Tensor) -> bool:
     """Whether oneDNN's fused conv applies to ``x`` (and autograd and
@@ -29,8 +34,7 @@ def fusable_input(x: Tensor) -> bool:
     return (x.device.type == 'cpu' and x.dtype == torch.float32
             and x.dim() == 4 and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled('cpu')
-            and not torch.jit.is_tracing()
-            and torch.backends.mkldnn.is_available())
+            and not torch.jit.is_tracing() and ONEDNN_FUSION)
 
 
 def _hooked(*modules: nn.Module) -> bool:
