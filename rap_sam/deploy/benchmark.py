@@ -291,9 +291,7 @@ class RuntimeExports:
         Raises:
             UserError: a bad calibration folder.
             ExportFailed: the export or quantization failed here (e.g. out
-                of memory: measured with percentile calibration, which
-                holds every activation of every image, over 22 GB at
-                800x1344); a second call raises it again without
+                of memory); a second call raises it again without
                 retrying.
         """
         key = 'int8' if precision == 'int8' else 'fp32'
