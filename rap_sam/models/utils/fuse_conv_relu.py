@@ -15,16 +15,42 @@ autograd or autocast, and runs mmdet's forward otherwise (also when a
 forward hook is registered on one of the block's convs). Parameters and
 state-dict keys are unchanged.
 """
+import functools
+
 import torch
 import torch.nn as nn
 from mmdet.models.backbones import ResNet
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor
 
-#: oneDNN's fused convs (private to torch, inductor's kernels): a torch
-#: without them runs mmdet's forward.
-ONEDNN_FUSION = torch.backends.mkldnn.is_available() and hasattr(
-    torch.ops.mkldnn, '_convolution_pointwise_')
+
+@functools.lru_cache(maxsize=None)
+def onednn_fusion_works() -> bool:
+    """Whether oneDNN's fused convs (private to torch: inductor's kernels)
+    exist in this torch and give the unfused results on this CPU, tried
+    once on a tiny conv: a build or CPU where they are missing or raise
+    runs mmdet's forward instead of failing."""
+    if not (torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, '_convolution_pointwise_')):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    with torch.no_grad():
+        for param in conv.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator))
+        x, other = (
+            torch.randn(1, 8, 5, 7, generator=generator).contiguous(
+                memory_format=torch.channels_last) for _ in range(2))
+        want = conv(x)
+        try:
+            got = (conv2d_relu(conv, x), conv2d_relu(conv, x, other),
+                   conv2d_add_(other.clone(), conv, x))
+        except RuntimeError:
+            return False
+    return all(
+        torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+        for a, b in zip(got, (want.relu(),
+                              (want + other).relu(), want + other)))
 
 
 def fusable_input(x: Tensor) -> bool:
@@ -34,7 +60,7 @@ def fusable_input(x: Tensor) -> bool:
     return (x.device.type == 'cpu' and x.dtype == torch.float32
             and x.dim() == 4 and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled('cpu')
-            and not torch.jit.is_tracing() and ONEDNN_FUSION)
+            and not torch.jit.is_tracing() and onednn_fusion_works())
 
 
 def _hooked(*modules: nn.Module) -> bool:

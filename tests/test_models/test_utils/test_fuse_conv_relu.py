@@ -114,3 +114,28 @@ def test_only_folded_plain_blocks_are_fused():
     assert type(deep) is ResNet
     assert type(deep.layer1[0]) is FusedBottleneck
     assert issubclass(FusedBottleneck, Bottleneck)
+
+
+def test_mmdet_forward_where_onednn_cannot_fuse(monkeypatch):
+    from rap_sam.models.utils import fuse_conv_relu as module
+    assert module.onednn_fusion_works()  # on the CPUs the suite runs on
+    plain = folded_resnet(50)
+    fused = copy.deepcopy(plain)
+    fuse_conv_relu(fused)
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError('no post-op fusion here')
+
+    # A torch build or CPU whose fused convs raise: found once, then
+    # mmdet's forward runs (no error, the same outputs).
+    monkeypatch.setattr(module, 'conv2d_relu', unsupported)
+    module.onednn_fusion_works.cache_clear()
+    try:
+        assert not module.onednn_fusion_works()
+        x = torch.randn(1, 3, 32, 64)
+        with torch.no_grad():
+            got = fused(x)
+            want = plain(x)
+        assert torch.equal(got[-1], want[-1])
+    finally:
+        module.onednn_fusion_works.cache_clear()
