@@ -128,14 +128,8 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
         if self.weight is None:
             return (queries @ self._flat().transpose(1, 2)).reshape(
                 b, -1, h, w)
-        c = self.rows.shape[3]
-        # [W_g^T q, w_x . q, w_y . q, q . b] in one product.
-        terms = queries @ self._augmented_weight()
-        out = (terms[..., :c] @ self._flat().transpose(1, 2)).reshape(
-            b, -1, h, w)
-        xs, ys = self._coords()
-        row = terms[..., c, None] * xs + terms[..., c + 2, None]
-        col = terms[..., c + 1, None] * ys
+        q_basis, row, col = self._projection_terms(queries)
+        out = (q_basis @ self._flat().transpose(1, 2)).reshape(b, -1, h, w)
         return out + row[:, :, None, :] + col[:, :, :, None]
 
     def weighted_sum(self, weights: Tensor) -> Tensor:

@@ -129,16 +129,23 @@ class LowRankFeatureMap:
             with_coordinates(self.basis), self.weight[:, :, None, None],
             self.bias)
 
-    def project(self, queries: Tensor) -> Tensor:
-        """``[B, N, C]`` -> ``[B, N, H, W]``: ``q . f_p`` at every pixel."""
-        c = self.basis.shape[1]
+    def _projection_terms(self,
+                          queries: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """A projection's parts: the queries in the basis' space ``[B, N,
+        C']`` and its rank-one coordinate terms, a row ``[B, N, W]`` and a
+        column ``[B, N, H]`` (the constant ``q . b`` rides on the row)."""
+        c = self.weight.shape[1] - 2
         # [W_g^T q, w_x . q, w_y . q, q . b] in one product.
         terms = queries @ self._augmented_weight()
-        out = pixel_products(terms[..., :c], self.basis)
         xs, ys = self._coords()
-        # Rank-one coordinate terms; the constant q . b rides on the x row.
         row = terms[..., c, None] * xs + terms[..., c + 2, None]
         col = terms[..., c + 1, None] * ys
+        return terms[..., :c], row, col
+
+    def project(self, queries: Tensor) -> Tensor:
+        """``[B, N, C]`` -> ``[B, N, H, W]``: ``q . f_p`` at every pixel."""
+        q_basis, row, col = self._projection_terms(queries)
+        out = pixel_products(q_basis, self.basis)
         return out.add_(row[:, :, None, :]).add_(col[:, :, :, None])
 
     def weighted_sum(self, weights: Tensor) -> Tensor:
