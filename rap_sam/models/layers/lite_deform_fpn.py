@@ -72,36 +72,34 @@ class LiteDeformFPN(nn.Module):
         for layer in self.deform_layers():
             layer.gemm_weight_layout()
 
-    def _lateral_add(self, x: Tensor, level: int, feat: Tensor) -> Tensor:
-        """``x + lateral_conv{level}(feat)``, into ``x`` when it is
-        channels-last (else a new tensor)."""
-        conv = getattr(self, f'lateral_conv{level}')
-        if x.is_contiguous(memory_format=torch.channels_last):
+    @staticmethod
+    def _add_conv(x: Tensor, conv: nn.Conv2d, feat: Tensor,
+                  fuse: bool) -> Tensor:
+        """``conv(feat) + x`` (in ``conv(feat)``'s memory format, which
+        the later ops' summation order follows). Without autograd into a
+        fresh tensor: into ``x`` as a oneDNN post-op when ``fuse`` and
+        ``x`` is channels-last (``conv(feat)`` never written out), else
+        into ``conv(feat)``."""
+        if torch.is_grad_enabled():
+            return conv(feat) + x
+        if fuse and x.is_contiguous(memory_format=torch.channels_last):
             return conv2d_add_(x, conv, feat)
         return conv(feat).add_(x)
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """Backbone features at strides 4, 8, 16, 32 -> [B, agg, H/4, W/4]."""
         x5 = self.lateral_conv0(feats[3])
-        fuse = not torch.is_grad_enabled() and all(
+        # The oneDNN post-op sums apply to channels-last CPU features
+        # (a + b == b + a: the same sums as the plain ones).
+        fuse = all(
             fusable_input(f) and f.is_contiguous(
                 memory_format=torch.channels_last) for f in feats)
-        if torch.is_grad_enabled():
-            x4 = self.lateral_conv1(feats[2]) + self.deform_conv1(x5)
-            x3 = self.lateral_conv2(feats[1]) + self.deform_conv2(x4)
-            x2 = self.lateral_conv3(feats[0]) + self.deform_conv3(x3)
-        elif fuse:
-            # The lateral convs add into the deformable steps' (fresh,
-            # channels-last) outputs as oneDNN post-ops: a + b == b + a.
-            x4 = self._lateral_add(self.deform_conv1(x5), 1, feats[2])
-            x3 = self._lateral_add(self.deform_conv2(x4), 2, feats[1])
-            x2 = self._lateral_add(self.deform_conv3(x3), 3, feats[0])
-        else:
-            # Without autograd, into the lateral conv's fresh output (its
-            # memory format, as the sum above): no new buffer per level.
-            x4 = self.lateral_conv1(feats[2]).add_(self.deform_conv1(x5))
-            x3 = self.lateral_conv2(feats[1]).add_(self.deform_conv2(x4))
-            x2 = self.lateral_conv3(feats[0]).add_(self.deform_conv3(x3))
+        x4 = self._add_conv(
+            self.deform_conv1(x5), self.lateral_conv1, feats[2], fuse)
+        x3 = self._add_conv(
+            self.deform_conv2(x4), self.lateral_conv2, feats[1], fuse)
+        x2 = self._add_conv(
+            self.deform_conv3(x3), self.lateral_conv3, feats[0], fuse)
 
         def up(x: Tensor, scale: int) -> Tensor:
             return F.interpolate(
