@@ -19,6 +19,7 @@ from mmdet.evaluation.functional import INSTANCE_OFFSET
 from scipy.optimize import linear_sum_assignment
 
 from rap_sam.utils.user_errors import UserError
+from .quantize import DEFAULT_CALIBRATION
 
 #: scikit-image's real photos (``skimage.data``), beside demo/demo.jpg.
 SKIMAGE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
@@ -398,7 +399,7 @@ def compare_modes(config: str,
                   max_images: Optional[int] = None,
                   int8_graphs: Optional[Sequence[str]] = None,
                   int8_modules: Optional[Sequence[str]] = None,
-                  calibration: str = 'minmax',
+                  calibration: str = DEFAULT_CALIBRATION,
                   max_calib_images: int = 32,
                   num_threads: Optional[int] = None,
                   log: Callable[[str], None] = print) -> dict:

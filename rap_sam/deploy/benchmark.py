@@ -268,6 +268,10 @@ class RuntimeExports:
         work_dir (str): Where the folders are written (a temporary folder).
         notes (list): What was done is appended here, for the report.
         calib_dir (str, optional): int8 calibration images.
+        calibration (str, optional): int8 activation ranges,
+            ``'minmax'`` or ``'percentile'``
+            (:data:`rap_sam.deploy.quantize.CALIBRATIONS`); default the
+            export tool's, :data:`rap_sam.deploy.quantize.DEFAULT_CALIBRATION`.
     """
 
     def __init__(self,
@@ -275,12 +279,20 @@ class RuntimeExports:
                  shape: Tuple[int, int],
                  work_dir: str,
                  notes: List[str],
-                 calib_dir: Optional[str] = None):
+                 calib_dir: Optional[str] = None,
+                 calibration: Optional[str] = None):
+        from .quantize import CALIBRATIONS, DEFAULT_CALIBRATION
+        calibration = calibration or DEFAULT_CALIBRATION
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f'calibration must be one of '
+                             f'{", ".join(CALIBRATIONS)}, got '
+                             f'{calibration!r}')
         self.model = model
         self.shape = tuple(shape)
         self.work_dir = work_dir
         self.notes = notes
         self.calib_dir = calib_dir
+        self.calibration = calibration
         self.seconds: Dict[str, float] = {}
         self._dirs: Dict[str, str] = {}
         self._failed: Dict[str, Exception] = {}
@@ -333,11 +345,12 @@ class RuntimeExports:
                 self.folder('fp32'),
                 'int8',
                 calib,
-                out_dir=osp.join(self.work_dir, 'export_int8'))
+                out_dir=osp.join(self.work_dir, 'export_int8'),
+                calibration=self.calibration)
             self.notes.append(
                 'int8: static QDQ quantization of the image encoder '
-                '(decoders fp32), MinMax ranges calibrated on '
-                f'{source} (written to a temporary folder)')
+                f'(decoders fp32), {self.calibration} activation ranges '
+                f'calibrated on {source} (written to a temporary folder)')
         self.seconds[key] = time.perf_counter() - start
         self._dirs[key] = path
         return path

@@ -52,6 +52,9 @@ DEFAULT_MAX_CALIB_IMAGES = 32
 #: ONNX Runtime's incremental histograms, which fix the bins on the first
 #: image, lost 2.4 points.
 CALIBRATIONS = ('minmax', 'percentile')
+#: What :func:`quantize_export` and ``tools/deploy/export.py`` calibrate
+#: with unless told.
+DEFAULT_CALIBRATION = 'minmax'
 CALIB_PERCENTILE = 99.99
 
 
@@ -66,7 +69,7 @@ def quantize_export(export_dir: str,
                     out_dir: Optional[str] = None,
                     graphs: Optional[Sequence[str]] = None,
                     modules: Optional[Sequence[str]] = None,
-                    calibration: str = 'minmax',
+                    calibration: str = DEFAULT_CALIBRATION,
                     max_calib_images: int = DEFAULT_MAX_CALIB_IMAGES,
                     overwrite: bool = False) -> str:
     """Make the ``precision`` variant of the fp32 export in ``export_dir``.

@@ -6,6 +6,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 from pytest import approx
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -130,14 +131,21 @@ def test_image_with_mask2former(tmp_path):
         assert word in printed
 
 
-def test_runtime_backends_in_every_precision(tmp_path):
+@pytest.fixture(scope='module')
+def every_precision(tmp_path_factory):
+    """One run of every backend and precision, int8 with percentile
+    ranges: (report, printed)."""
+    return run_report(
+        tmp_path_factory.mktemp('every'), COCO, *SMALL, '--threads', '1',
+        '--variants', 'fast', '--backend', 'torch', 'onnxruntime', 'openvino',
+        '--precision', 'fp32', 'bf16', 'int8', '--calibration', 'percentile',
+        '--no-flops', '--no-memory')
+
+
+def test_runtime_backends_in_every_precision(every_precision):
     """Every (backend, precision) asked for is timed or skipped with its
     reason; the runtimes' outputs are compared with the torch model's."""
-    report, printed = run_report(tmp_path, COCO, *SMALL, '--threads', '1',
-                                 '--variants', 'fast', '--backend', 'torch',
-                                 'onnxruntime', 'openvino', '--precision',
-                                 'fp32', 'bf16', 'int8', '--no-flops',
-                                 '--no-memory')
+    report, printed = every_precision
     # The peak in each precision torch.mm has; without a FLOP count the
     # floor is unknown, and said so.
     roof = report['roofline']
@@ -176,7 +184,8 @@ def test_runtime_backends_in_every_precision(tmp_path):
         assert report['variants'][name]['outputs']['instances'] > 0
         assert name in header.split()
     # The calibration photos are said, and which graph int8 quantizes.
-    assert 'calibrated on demo/demo.jpg, skimage.data.' in printed
+    assert ('percentile activation ranges calibrated on demo/demo.jpg, '
+            'skimage.data.') in printed
     agreement = report['agreement']
     assert agreement['baseline'] == 'fast'
     assert agreement['variants'].keys() == timed - {'fast', 'fast-bf16'}
@@ -195,6 +204,38 @@ def test_runtime_backends_in_every_precision(tmp_path):
         assert acc['mask_sign_agreement'] > 0.9
         assert 0 <= acc['instances_kept'] <= acc['instances'][1]
         assert f'agreement {name} vs fast: ' in printed
+
+
+def int8_row(printed):
+    return next(line for line in printed.splitlines()
+                if line.startswith('int8 calibration')).split()[2:]
+
+
+def test_int8_calibration_choice(every_precision, tmp_path):
+    """--calibration reaches the quantization: the default (the export
+    tool's, minmax) and percentile give the same seeded model, image and
+    calibration photos different int8 outputs; the table says which."""
+    percentile, printed = every_precision
+    assert int8_row(printed) == [
+        'percentile' if name.endswith('-int8') else '-'
+        for name in percentile['variants']
+    ]
+    report, printed = run_report(tmp_path, COCO, *SMALL, '--threads', '1',
+                                 '--variants', 'fast', '--backend', 'torch',
+                                 'openvino', '--precision', 'fp32', 'int8',
+                                 '--no-flops', '--no-memory', '--no-roofline',
+                                 '--no-clicks')
+    assert int8_row(printed) == ['-', '-', 'minmax']
+    assert report['variants']['openvino-int8']['calibration'] == 'minmax'
+    assert 'calibration' not in report['variants']['openvino']
+    assert 'minmax activation ranges calibrated on' in printed
+    minmax = report['agreement']['variants']
+    others = percentile['agreement']['variants']
+    # fp32 is the same computation in both runs; int8 is not.
+    assert minmax['openvino']['mask_logits_rel_err'] == approx(
+        others['openvino']['mask_logits_rel_err'], rel=1e-3)
+    assert minmax['openvino-int8']['mask_logits_rel_err'] != approx(
+        others['openvino-int8']['mask_logits_rel_err'], rel=1e-3)
 
 
 def test_prompt_task_in_two_precisions(tmp_path):

@@ -43,7 +43,10 @@ temporary folder at the input shape) on each runtime, in each
 ``--precision``: ``onnxruntime``, ``openvino``, ``openvino-bf16``
 (OpenVINO's bf16 inference precision), ``onnxruntime-int8`` and
 ``openvino-int8`` (the image encoder quantized, static QDQ, calibrated on
-``--calib DIR`` or on demo/demo.jpg and scikit-image's sample photos).
+``--calib DIR`` or on demo/demo.jpg and scikit-image's sample photos, with
+``--calibration`` ranges: ``minmax``, the export tool's default, or
+``percentile``, the one within the accuracy goal on the toy model; the
+table's ``int8 calibration`` row says which).
 Combinations that cannot run here (ONNX Runtime has no bf16; torch has no
 int8; bf16 on a CPU without AVX-512 BF16 / AMX ...) are listed as skipped,
 with the reason. Runtime variants are compared with the torch fp32 one
@@ -84,6 +87,7 @@ if REPO not in sys.path:
 
 
 def parse_args(argv=None):
+    from rap_sam.deploy.quantize import CALIBRATIONS, DEFAULT_CALIBRATION
     parser = argparse.ArgumentParser(
         description='Benchmark RAP-SAM (and mmdet Mask2Former) inference',
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -132,6 +136,13 @@ def parse_args(argv=None):
         metavar='DIR',
         help='int8 calibration images (default: demo/demo.jpg and '
         "scikit-image's sample photos, written to a temporary folder)")
+    parser.add_argument(
+        '--calibration',
+        choices=CALIBRATIONS,
+        default=DEFAULT_CALIBRATION,
+        help='int8 activation ranges, as tools/deploy/export.py takes them: '
+        f'{" or ".join(CALIBRATIONS)} (default {DEFAULT_CALIBRATION}, the '
+        "export tool's)")
     parser.add_argument(
         '--compile',
         action='store_true',
@@ -225,6 +236,9 @@ def format_table(report: dict) -> str:
     if roof:
         rows += [('network floor (s)', 'floor_s', '.4f'),
                  ('network / floor', 'network_vs_floor', '.2f')]
+    if any('calibration' in e for e in report['variants'].values()):
+        # int8's accuracy depends on it (docs/deploy.md, Measured accuracy).
+        rows.append(('int8 calibration', 'calibration', None))
     rows += [('params (M)', 'params_m', '.2f'),
              ('GFLOPs', 'gflops_total', '.2f'),
              ('peak mem (MiB)', 'peak_memory_mb', '.2f')]
@@ -300,7 +314,7 @@ def build_runners(args, bench, base, img, device, notes, work_dir):
     machine = bench.machine_info(device)
     runners, skipped, models = {}, {}, {}
     exports = bench.RuntimeExports(base, args.shape, work_dir, notes,
-                                   args.calib)
+                                   args.calib, args.calibration)
     post = None
     for variant in bench.variants(args.variants, args.precision, args.compile,
                                   args.backend):
@@ -454,6 +468,10 @@ def run(args, command: str, work_dir: str) -> dict:
         ratio = report['speedup'].get(f'{name}_vs_mask2former_e2e')
         if ratio is not None:
             entry['vs_mask2former'] = ratio
+    for variant in bench.variants(args.variants, args.precision, args.compile,
+                                  args.backend):
+        if variant.precision == 'int8' and variant.name in runners:
+            report['variants'][variant.name]['calibration'] = args.calibration
     if measured is not None:
         precisions = {
             v.name: v.precision

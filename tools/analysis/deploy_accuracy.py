@@ -34,6 +34,7 @@ sys.path.insert(0, REPO)
 
 def parse_args(argv=None):
     from rap_sam.deploy.accuracy import DEFAULT_MODES
+    from rap_sam.deploy.quantize import CALIBRATIONS, DEFAULT_CALIBRATION
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='the model config')
     parser.add_argument(
@@ -69,8 +70,8 @@ def parse_args(argv=None):
         'DEFAULT_INT8_GRAPHS)')
     parser.add_argument(
         '--calibration',
-        choices=['minmax', 'percentile'],
-        default='minmax',
+        choices=CALIBRATIONS,
+        default=DEFAULT_CALIBRATION,
         help='int8 activation ranges (rap_sam.deploy.quantize.CALIBRATIONS)')
     parser.add_argument(
         '--max-calib-images',

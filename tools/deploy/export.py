@@ -40,6 +40,7 @@ class ExportArgumentError(UserError):
 
 
 def parse_args(argv=None):
+    from rap_sam.deploy.quantize import CALIBRATIONS, DEFAULT_CALIBRATION
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='a RAP-SAM eval config')
     parser.add_argument(
@@ -76,8 +77,8 @@ def parse_args(argv=None):
         '--calib', help='int8: a folder of typical images to calibrate on')
     parser.add_argument(
         '--calibration',
-        default='minmax',
-        choices=['minmax', 'percentile'],
+        default=DEFAULT_CALIBRATION,
+        choices=CALIBRATIONS,
         help='int8 activation ranges: min/max (default) or the 99.99th '
         'percentile (less accuracy lost; the encoder runs twice per image); '
         'both in memory independent of the number of images')
