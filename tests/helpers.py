@@ -91,3 +91,50 @@ def seeded_deform_conv(cin, cout, k, stride, padding, dilation, groups, dg,
 
 def conv_out_size(size, k, s, p, d):
     return (size + 2 * p - (d * (k - 1) + 1)) // s + 1
+
+
+# ----------------------------------------------------------------------
+# command-line tools refusing bad input (tests/test_demo, tests/test_tools,
+# tests/test_training)
+# ----------------------------------------------------------------------
+def _exit_and_stderr(result) -> str:
+    return (f'exit status {result.returncode}, stderr:\n'
+            f'{result.stderr[-4000:]}')
+
+
+def assert_user_error(result, *fragments: str) -> str:
+    """The line of a command that refused its input as the tools do
+    (``rap_sam.utils.user_errors.cli_errors``): exit status 2, no traceback,
+    and stderr nothing but one line ``error: ...`` holding each of
+    ``fragments``; that line is returned for further checks.
+
+    ``result`` is a ``subprocess.CompletedProcess`` run with ``text=True``,
+    or anything with its ``returncode`` and ``stderr``.
+    """
+    shown = _exit_and_stderr(result)
+    assert result.returncode == 2, shown
+    assert 'Traceback' not in result.stderr, shown
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), (
+        'stderr is not one `error: ` line; ' + shown)
+    missing = [f for f in fragments if f not in lines[0]]
+    assert not missing, f'{missing} not in the error line; {shown}'
+    return lines[0]
+
+
+def assert_usage_error(result, *fragments: str) -> str:
+    """The same for a command line argparse refuses: exit status 2, no
+    traceback, stderr the usage text then one ``PROG: error: ...`` line
+    holding each of ``fragments`` (returned)."""
+    import re
+    shown = _exit_and_stderr(result)
+    assert result.returncode == 2, shown
+    assert 'Traceback' not in result.stderr, shown
+    assert result.stderr.startswith('usage: '), shown
+    last = result.stderr.splitlines()[-1]
+    assert re.match(
+        r'\S+: error: ',
+        last), ('stderr does not end in one `PROG: error: ` line; ' + shown)
+    missing = [f for f in fragments if f not in last]
+    assert not missing, f'{missing} not in the error line; {shown}'
+    return last

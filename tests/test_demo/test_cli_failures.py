@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, assert_user_error
 
 COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
@@ -28,18 +28,6 @@ def run(script, *args, env=None):
                               **os.environ,
                               **env
                           })
-
-
-def error_line(proc) -> str:
-    """The one ``error:`` line of a run that failed as a user error."""
-    assert 'Traceback' not in proc.stderr, proc.stderr
-    assert proc.returncode == 2, proc.stderr
-    lines = [
-        line for line in proc.stderr.splitlines() if line.startswith('error: ')
-    ]
-    assert len(lines) == 1, proc.stderr
-    assert proc.stderr.rstrip().endswith(lines[0])  # nothing after it
-    return lines[0]
 
 
 def snapshot(folder) -> dict:
@@ -83,12 +71,11 @@ def test_bad_model_options_are_one_line_messages(files, small_photo, args,
         args = args[:-1] + ['cuda:99']
         message = "Device 'cuda:99' is not available"
     args = [a.format(d=files, photo=small_photo) for a in args]
-    line = error_line(run('demo', *args))
-    assert message.format(d=files) in line
+    assert_user_error(run('demo', *args), message.format(d=files))
 
 
 def test_out_dir_that_is_a_file(files, small_photo, weights):
-    line = error_line(
+    line = assert_user_error(
         run('demo', small_photo, COCO, '--weights', weights, *SMALL,
             '--out-dir', str(files / 'a_file')))
     assert line == (f'error: The output folder {files}/a_file is a file: '
@@ -97,7 +84,7 @@ def test_out_dir_that_is_a_file(files, small_photo, weights):
 
 
 def test_thin_image_is_a_message(files, weights, tmp_path):
-    line = error_line(
+    line = assert_user_error(
         run('demo', str(files / 'thin.png'), COCO, '--weights', weights,
             *SMALL, '--out-dir', str(tmp_path)))
     assert 'The image is 5000 x 1 pixels, too thin' in line
@@ -115,7 +102,7 @@ def test_thin_image_is_a_message(files, weights, tmp_path):
 def test_bad_class_files(tmp_path, small_photo, weights, content, message):
     classes = tmp_path / 'classes.txt'
     classes.write_bytes(content)
-    line = error_line(
+    line = assert_user_error(
         run('demo', small_photo, COCO, '--weights', weights, '--classes',
             str(classes), '--out-dir', str(tmp_path / 'out')))
     assert f'The class file {classes} ' in line and message in line
@@ -129,7 +116,7 @@ def test_bad_class_embedding_file(tmp_path, small_photo, weights, content,
                                   message):
     path = tmp_path / 'convnext_large_d_320_CocoPanopticOVDataset.pth'
     path.write_bytes(content)
-    line = error_line(
+    line = assert_user_error(
         run('demo',
             small_photo,
             COCO,
@@ -147,7 +134,7 @@ def test_never_writes_over_the_input(tmp_path, small_photo, weights):
     photo.write_bytes(open(small_photo, 'rb').read())
     before = snapshot(tmp_path)
     for extra in ([], ['--overwrite']):
-        line = error_line(
+        line = assert_user_error(
             run('demo', str(photo), COCO, '--weights', weights, *SMALL,
                 '--out-dir', str(tmp_path), *extra))
         assert line == (f'error: The result {tmp_path}/photo.png would '
@@ -176,7 +163,7 @@ def test_same_stem_inputs_and_earlier_results(tmp_path, small_photo, weights):
         str(out)
     ]
 
-    line = error_line(run('demo', *args))
+    line = assert_user_error(run('demo', *args))
     assert line == (f'error: {out}/pic_jpg.json already exists: pass '
                     '--overwrite to replace earlier results, or choose '
                     'another output folder.')
@@ -208,10 +195,16 @@ def test_video_failing_part_way_keeps_the_frames_done(tmp_path, small_photo,
         cv2.imwrite(str(frames / f'{t:03d}.png'), img[:64, 8 * t:8 * t + 96])
     (frames / '003.png').write_bytes(b'a corrupt frame')
     cv2.imwrite(str(frames / '004.png'), img[:64, :96])
-    line = error_line(
-        run('video_demo', str(frames), YT19, '--weights', weights, '--scale',
-            '64', '48', '--chunk-frames', '1', '--score-thr', '0', '--out-dir',
-            str(out)))
+    proc = run('video_demo', str(frames), YT19, '--weights', weights,
+               '--scale', '64', '48', '--chunk-frames', '1', '--score-thr',
+               '0', '--out-dir', str(out))
+    # The frames' progress bar (tqdm: on stderr, each state after a '\r'),
+    # then the one error line.
+    *progress, last = proc.stderr.splitlines()
+    assert all(p.startswith('frames: ') for p in progress if p), proc.stderr
+    line = assert_user_error(
+        subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout,
+                                    last + '\n'))
     assert f'Cannot read {frames}/003.png as an image' in line
     # The frames segmented before the bad one (the reader looks one frame
     # ahead, so the frame just before it may not be among them).
@@ -252,7 +245,7 @@ def test_trust_checkpoint_loads_what_the_allow_list_refuses(
     common = ['--weights', str(ckpt), '--device', 'cpu', *SMALL]
     if script != 'app':
         common += ['--out-dir', str(tmp_path / 'out')]
-    line = error_line(run(script, *args, *common))
+    line = assert_user_error(run(script, *args, *common))
     assert 'argparse.Namespace' in line and '--trust-checkpoint' in line
     if script == 'app':
         # Trusted, the app would start serving: the option is all to see.
@@ -265,5 +258,6 @@ def test_trust_checkpoint_loads_what_the_allow_list_refuses(
 
 
 def test_app_with_a_missing_checkpoint_does_not_start():
-    line = error_line(run('app', '--weights', 'rapsam_r50_12e.pth'))
-    assert 'Checkpoint file not found: rapsam_r50_12e.pth' in line
+    assert_user_error(
+        run('app', '--weights', 'rapsam_r50_12e.pth'),
+        'Checkpoint file not found: rapsam_r50_12e.pth')
