@@ -72,6 +72,49 @@ class _Claims:
         return ones.count_nonzero(1).tolist()
 
 
+class _SumWindow:
+    """The sums over a full-size mask of a mask that is zero outside a band
+    of rows, in the order PyTorch sums the full row, reading only an
+    aligned window around the band.
+
+    PyTorch sums a contiguous row (one row per thread when there are
+    several) as ``Vectorized`` lanes, four at a time, in a cascade whose
+    partial sums move up a level every 16, 16**2 and 16**3 steps (16 for
+    any row under 2**23 elements). Zeros add nothing to any partial sum,
+    so a window starting at a multiple of ``16**3 * 4`` vectors, all zeros
+    before it, and ending at such a multiple (or the row's end), summed as
+    a row of its own, goes through the same additions in the same order.
+    """
+
+    #: 16**3 steps of four 16-lane vectors: a multiple of the cascade's
+    #: largest block for 16- and 8-lane vectors (AVX-512, AVX2, NEON).
+    alignment = 16**3 * 4 * 16
+    #: Rows longer than this use another cascade (``level_power`` above 4).
+    max_elements = 2**23
+
+    def __init__(self, like: Tensor, h: int, w: int):
+        self.width = w
+        self.numel = h * w
+        # Pixel counts (1.0s) and masked probabilities, zero outside the
+        # current band.
+        self.zeros = like.new_zeros((2, self.numel))
+
+    def sums(self, y0: int, ones: Tensor, probs: Tensor) -> Tensor:
+        """Pixel count and probability sum of a mask whose rows from ``y0``
+        on are ``ones`` and ``probs`` (flat, whole rows) and zero
+        elsewhere, as the full-size ``[2, h * w]`` row sums would be."""
+        start = y0 * self.width
+        end = start + len(ones)
+        a = start // self.alignment * self.alignment
+        b = min(-(-end // self.alignment) * self.alignment, self.numel)
+        band = self.zeros[:, start:end]
+        band[0].copy_(ones)
+        band[1].copy_(probs)
+        both = self.zeros[:, a:b].sum(1)
+        band.zero_()
+        return both
+
+
 @MODELS.register_module()
 class ScoredPanopticFusionHead(MaskFormerFusionHead):
     """mmdet's MaskFormer fusion, taking mask logits at feature resolution,
@@ -186,9 +229,31 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         # reduction splits (another summation order). Chunks of >= 2 rows
         # reproduce the former, a lone row the latter.
         single_pair = selection is not None and len(selection[2]) == 1
+        # Instance queries outside the panoptic claim whose masks span few
+        # rows: those rows only (the panoptic claim reads every pixel).
+        bands = {} if single_pair else self._bands(
+            mask_pred, [q for q in unique
+                        if q not in kept_set], size, meta, rescale)
+        if bands:
+            window = _SumWindow(mask_pred, h, w)
+            band_buf: dict = {}
+        for q, band in bands.items():
+            u = unique_row[q]
+            positive, sums, pixels, boxes = self._band_stats(
+                mask_pred[q], band, size, meta, window, band_buf)
+            y0, y1 = band[2:]
+            for pair in pair_rows[u]:
+                binary[pair, :y0].zero_()
+                binary[pair, y1:].zero_()
+                if positive is not None:
+                    binary[pair, y0:y1].copy_(positive)
+            mask_sums[u] = sums
+            counts[u] = pixels
+            bboxes[u] = boxes
         buffers: Dict[int, dict] = {}
         for chunk in self._chunks(
-                sorted(kept_set | set(unique_row)), single_pair):
+                sorted(kept_set | (set(unique_row) - set(bands))),
+                single_pair):
             # Full-size temporaries are reused from chunk to chunk.
             buf = buffers.setdefault(len(chunk), {})
             logits = self._resize(
@@ -203,10 +268,7 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                     logits, probs, buf, single_pair)
                 if len(rows) < len(chunk):
                     sums, pixels, boxes = sums[rows], pixels[rows], boxes[rows]
-                # Both are sorted: a chunk's instance queries are
-                # consecutive unique queries.
-                first = unique_row[chunk[rows[0]]]
-                dst = slice(first, first + len(rows))
+                dst = [unique_row[chunk[i]] for i in rows]
                 for i in rows:
                     for pair in pair_rows[unique_row[chunk[i]]]:
                         binary[pair].copy_(positive[i])
@@ -369,6 +431,129 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         max_per_image = self.test_cfg.get('max_per_image', 100)
         return max_per_image <= self.num_things_classes or \
             self.num_things_classes < self.num_classes
+
+    # ------------------------------------------------------------------
+    # row bands: instance masks that span few rows
+    # ------------------------------------------------------------------
+    #: An instance query is processed on its rows only when they are at
+    #: most this fraction of the image's (else the full-size chunks do it).
+    band_fraction = 0.5
+    #: Sigmoids are taken in pieces of this many elements (a multiple of
+    #: 32, under PyTorch's 32768-element grain): one thread each, with no
+    #: scalar tail, so every pixel gets the vectorised kernel, as in
+    #: mmdet's full-size call (the scalar one differs in the last bit).
+    sigmoid_piece = 32736
+
+    def _bands(self, mask_pred: Tensor, queries: List[int],
+               size: Tuple[int, int], meta: dict,
+               rescale: bool) -> Dict[int, Tuple[int, int, int, int]]:
+        """The instance queries to compute on a band of rows:
+        ``{query: (c0, c1, y0, y1)}``, the logit rows ``c0..c1`` whose
+        upsampling gives the image rows ``y0:y1`` outside which the mask
+        is empty (``y0 == y1``: empty everywhere).
+
+        A pixel is in a mask when its upsampled logit is > 0; bilinear
+        weights are >= 0, so a row interpolated from two rows <= 0 is <= 0
+        and only the rows next to positive logit rows can hold the mask.
+        Upsampling a crop of the logits with one more row above and below
+        gives those rows bit for bit when the scale is a power of two (its
+        source coordinates, ``(y + 0.5) / r - 0.5``, are exact, so a crop's
+        differ from the full call's by a whole number of rows) and the
+        width is the same (the same kernel on the same row layout; an
+        output under 129 pixels wide could take PyTorch's other kernel).
+        A resize to an ``ori_shape`` other than ``img_shape`` is not
+        translation invariant: such images keep the full-size path."""
+        if not queries or mask_pred.device.type != 'cpu':
+            return {}
+        h_l, w_l = mask_pred.shape[-2:]
+        pad_h, pad_w = size
+        img_h, img_w = meta['img_shape'][:2]
+        if rescale and tuple(meta['ori_shape'][:2]) != (img_h, img_w):
+            return {}
+        if img_h * img_w > _SumWindow.max_elements:
+            return {}
+        if (h_l, w_l) == (pad_h, pad_w):
+            ratio = 1
+        else:
+            ratio = pad_h // h_l
+            if ratio * h_l != pad_h or ratio & (ratio - 1) or pad_w <= 128:
+                return {}
+        rows = (self._rows(mask_pred, queries) > 0).any(2)  # [n, h_l]
+        found = rows.any(1).tolist()
+        first = rows.byte().argmax(1).tolist()
+        last = (h_l - 1 - rows.flip(1).byte().argmax(1)).tolist()
+        bands = {}
+        for q, any_row, f, l in zip(queries, found, first, last):
+            if not any_row:
+                bands[q] = (0, -1, 0, 0)
+                continue
+            if ratio == 1:
+                c0, c1, y0, y1 = f, l, f, l + 1
+            else:
+                c0, c1 = max(f - 1, 0), min(l + 1, h_l - 1)
+                y0, y1 = ratio * c0, ratio * (c1 + 1)
+            y1 = min(y1, img_h)
+            if y1 <= y0:
+                bands[q] = (0, -1, 0, 0)
+            elif y1 - y0 <= self.band_fraction * img_h:
+                bands[q] = (c0, c1, y0, y1)
+        return bands
+
+    def _band_stats(
+            self, mask_pred: Tensor, band: Tuple[int, int, int, int],
+            size: Tuple[int, int], meta: dict, window: _SumWindow,
+            buf: dict) -> Tuple[Optional[Tensor], Tensor, Tensor, Tensor]:
+        """One query's binary mask on its band (None when empty), mask
+        score sum, pixel count and box, equal to :meth:`_mask_stats`'s on
+        the full-size mask."""
+        c0, c1, y0, y1 = band
+        if y1 <= y0:
+            zero = mask_pred.new_zeros(())
+            return None, zero, zero, mask_pred.new_zeros(4)
+        img_w = meta['img_shape'][1]
+        if tuple(mask_pred.shape) == tuple(size):
+            logits = mask_pred[y0:y1, :img_w]
+        else:
+            ratio = size[0] // mask_pred.shape[0]
+            shape = (1, 1, ratio * (c1 - c0 + 1), size[1])
+            out = self._flat(buf, 'upsampled', shape, mask_pred)
+            up = torch._C._nn.upsample_bilinear2d(
+                mask_pred[None, None, c0:c1 + 1],
+                shape[2:],
+                False,
+                None,
+                None,
+                out=out)
+            logits = up[0, 0, y0 - ratio * c0:y1 - ratio * c0, :img_w]
+        n = logits.numel()
+        padded = -(-n // 32) * 32
+        flat = self._flat(buf, 'logits', (padded, ), mask_pred)
+        flat[:n].view_as(logits).copy_(logits)
+        flat[n:].zero_()
+        ones = torch.gt(
+            flat, 0, out=self._flat(buf, 'ones', (padded, ), mask_pred))
+        probs = self._flat(buf, 'probs', (padded, ), mask_pred)
+        for i in range(0, padded, self.sigmoid_piece):
+            j = min(i + self.sigmoid_piece, padded)
+            torch.sigmoid(flat[i:j], out=probs[i:j])
+        probs.mul_(ones)
+        pixels, sums = window.sums(y0, ones[:n], probs[:n])
+        positive = ones[:n].view_as(logits).bool()
+        boxes = self._boxes(positive[None])[0]
+        if pixels > 0:
+            boxes[1::2] += y0
+        return positive, sums, pixels, boxes
+
+    @staticmethod
+    def _flat(buffers: dict, name: str, shape, like: Tensor) -> Tensor:
+        """A ``shape`` view of a buffer that grows to the largest asked."""
+        numel = 1
+        for d in shape:
+            numel *= d
+        buf = buffers.get(name)
+        if buf is None or buf.numel() < numel:
+            buf = buffers[name] = like.new_empty(max(numel, 1))
+        return buf[:numel].view(shape)
 
     # ------------------------------------------------------------------
     # selection and resizing

@@ -1,0 +1,190 @@
+"""Instance masks that span few rows are computed on those rows only; the
+results must stay exactly mmdet's (rap_sam.deploy.ReferenceFusionHead:
+every mask upsampled, then MaskFormerFusionHead)."""
+import pytest
+import torch
+from mmdet.structures import DetDataSample
+from test_scored_panoptic_fusion_head import assert_same
+
+from rap_sam.deploy import ReferenceFusionHead
+from rap_sam.models.seg_heads import ScoredPanopticFusionHead
+from rap_sam.models.seg_heads.scored_panoptic_fusion_head import _SumWindow
+from rap_sam.testing.fusion_outputs import object_like_outputs
+
+THINGS, STUFF = 8, 5
+
+
+def heads(**test_cfg):
+    cfg = dict(panoptic_on=True, instance_on=True, max_per_image=40)
+    cfg.update(test_cfg)
+    kwargs = dict(
+        num_things_classes=THINGS, num_stuff_classes=STUFF, test_cfg=cfg)
+    return ScoredPanopticFusionHead(**kwargs), ReferenceFusionHead(
+        segments=True, **kwargs)
+
+
+def sample(img_shape, ori_shape, pad_shape):
+    return DetDataSample(
+        metainfo=dict(
+            img_shape=img_shape,
+            ori_shape=ori_shape,
+            batch_input_shape=pad_shape,
+            pad_shape=pad_shape,
+            scale_factor=(1., 1.)))
+
+
+def ellipse(h, w, cy, cx, ry, rx, sharp=2.):
+    """Logits positive inside an ellipse (a signed distance, about)."""
+    ys = torch.arange(h, dtype=torch.float32)[:, None]
+    xs = torch.arange(w, dtype=torch.float32)[None, :]
+    r = torch.sqrt(((ys - cy) / ry)**2 + ((xs - cx) / rx)**2)
+    return (1 - r) * min(ry, rx) * sharp
+
+
+def edge_case_outputs(h, w, seed=0):
+    """Object-like outputs plus the band's edge cases as instance
+    candidates: objects on the top and bottom rows, one-row objects, an
+    empty mask, a mask over most rows."""
+    cls, masks = object_like_outputs((h, w),
+                                     num_queries=24,
+                                     num_things_classes=THINGS,
+                                     num_stuff_classes=STUFF,
+                                     num_confident=4,
+                                     num_empty=3,
+                                     seed=seed)
+    special = [
+        ellipse(h, w, 0, w / 3, 2, 5),  # touches the top
+        ellipse(h, w, h - 1, w / 2, 3, 8),  # touches the bottom
+        ellipse(h, w, -1.5, w / 4, 2, 9),  # only its lowest row is inside
+        ellipse(h, w, h + 0.5, w / 5, 1.5, 9),  # its top row only
+        torch.full((h, w), -3.),  # empty
+        ellipse(h, w, h / 2, w / 2, h * 0.45, w / 3),  # most rows
+    ]
+    one_row = torch.full((h, w), -4.)
+    one_row[h // 3, w // 4:w // 2] = 1.5  # a line one logit row high
+    special.append(one_row)
+    single = torch.full((h, w), -4.)
+    single[h // 2 + 1, w // 2] = 0.25  # one positive logit
+    special.append(single)
+    for i, m in enumerate(special):
+        masks[0, 4 + i] = m
+        # Instance candidates: likely enough for the top pairs, not
+        # confident enough for the panoptic filter.
+        cls[0, 4 + i, i % THINGS] = 3.
+    return cls, masks
+
+
+# img_shape, ori_shape, padded, mask size, rescale
+CASES = [
+    ((160, 256), (160, 256), (160, 256), (40, 64), True),
+    ((150, 250), (150, 250), (160, 256), (40, 64), True),
+    ((150, 250), (300, 500), (160, 256), (40, 64), False),
+    ((148, 252), (148, 252), (160, 256), (20, 32), False),
+    ((140, 250), (140, 250), (144, 256), (144, 256), True),
+    ((150, 250), (97, 161), (160, 256), (40, 64), True),
+    ((120, 192), (120, 192), (120, 192), (40, 64), True),
+]
+
+
+@pytest.fixture
+def one_thread():
+    """One thread: PyTorch's sigmoid then takes its scalar kernel (last
+    bit different) only at the end of the whole call, in mmdet's call too,
+    rather than at each thread's share's end."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_bands_same_as_mmdet(case, one_thread):
+    img_shape, ori_shape, pad, mask_hw, rescale = case
+    ours, ref = heads()
+    cls, masks = edge_case_outputs(*mask_hw)
+    samples = [sample(img_shape, ori_shape, pad)]
+    got = ours.predict(cls, masks, samples, rescale=rescale)[0]
+    want = ref.predict(cls, masks, samples, rescale=rescale)[0]
+    assert_same(got, want)
+    instances = want['ins_results']
+    queries = sorted(set(got['ins_results'].query_indices.tolist()))
+    bands = ours._bands(masks[0], queries, pad, samples[0].metainfo, rescale)
+    ratio = pad[0] / mask_hw[0]
+    if (ori_shape != img_shape and rescale) or ratio not in (1, 2, 4, 8):
+        # A resize to another size, or by a scale whose source rows are
+        # not exact, keeps the full-size path.
+        assert bands == {}
+        return
+    # Not vacuous: bands of every kind were taken, and masks are found.
+    assert any(y1 > y0 for _, _, y0, y1 in bands.values())
+    assert any(y1 == y0 for _, _, y0, y1 in bands.values())
+    assert any(y0 == 0 for _, _, y0, y1 in bands.values() if y1 > y0)
+    assert any(y1 == img_shape[0] for _, _, _, y1 in bands.values())
+    assert len(bands) < len(queries)  # the big mask: full size
+    assert instances.masks.flatten(1).any(1).sum() >= 8
+    # Bands take the vectorised sigmoid on every pixel, as mmdet's call
+    # does on all but its last: mask scores are bit for bit.
+    assert torch.equal(got['ins_results'].scores, instances.scores)
+
+
+def test_band_results_equal_the_full_size_path(one_thread):
+    """The same head with bands off: every output bit for bit."""
+    ours, _ = heads()
+    full, _ = heads()
+    full.band_fraction = -1
+    cls, masks = edge_case_outputs(40, 64, seed=1)
+    samples = [sample((160, 256), (160, 256), (160, 256))]
+    got = ours.predict(cls, masks, samples, rescale=True)[0]
+    want = full.predict(cls, masks, samples, rescale=True)[0]
+    for key in want['ins_results'].keys():
+        assert torch.equal(got['ins_results'].get(key),
+                           want['ins_results'].get(key)), key
+    assert torch.equal(got['pan_results'].sem_seg, want['pan_results'].sem_seg)
+
+
+@pytest.mark.parametrize('test_cfg', [
+    dict(panoptic_on=False),
+    dict(object_mask_thr=0.99),
+    dict(max_per_image=1),
+    dict(max_per_image=3),
+])
+def test_bands_other_settings(test_cfg):
+    """No kept panoptic query, a single pair, few pairs."""
+    ours, ref = heads(**test_cfg)
+    cls, masks = edge_case_outputs(40, 64, seed=2)
+    # The best pair: a small object.
+    cls[0, 5, 2] = 30.
+    samples = [sample((160, 256), (160, 256), (160, 256))]
+    got = ours.predict(cls, masks, samples, rescale=True)[0]
+    want = ref.predict(cls, masks, samples, rescale=True)[0]
+    assert_same(got, want)
+    assert len(want['ins_results']) >= 1
+
+
+def test_dense_masks_keep_the_full_size_path():
+    """Random weights' masks cover most rows: no band."""
+    ours, _ = heads()
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randn(10, 40, 64, generator=g)
+    meta = dict(img_shape=(160, 256), ori_shape=(160, 256))
+    assert ours._bands(masks, list(range(10)), (160, 256), meta, True) == {}
+
+
+@pytest.mark.parametrize('h, w', [(800, 1344), (427, 640), (397, 660),
+                                  (37, 55)])
+def test_sum_window_is_the_full_row_sum(h, w):
+    """A band's sums over an aligned window are the full-size row sums,
+    bit for bit."""
+    g = torch.Generator().manual_seed(h)
+    window = _SumWindow(torch.zeros(1), h, w)
+    for y0, y1 in [(0, 1), (h // 3, h // 3 + 7), (h // 2, h), (0, h),
+                   (h - 1, h)]:
+        probs = torch.rand(y1 - y0, w, generator=g) * 0.5 + 0.5
+        ones = (torch.rand(y1 - y0, w, generator=g) > 0.3).float()
+        probs *= ones
+        full = torch.zeros(2, h, w)
+        full[0, y0:y1], full[1, y0:y1] = ones, probs
+        want = full.view(2, -1).sum(1)
+        got = window.sums(y0, ones.flatten(), probs.flatten())
+        assert torch.equal(got, want)
+        assert not window.zeros.any()  # left zero for the next band
