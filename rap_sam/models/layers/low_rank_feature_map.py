@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rap_sam.ops.pixel_products import (masked_pixel_sums, pixel_products,
-                                        weighted_pixel_sums)
+from rap_sam.ops.pixel_products import (MAX_VECTORS, masked_pixel_sums,
+                                        pixel_products, weighted_pixel_sums)
 
 
 def coordinate_channels(h: int, w: int, like: Tensor) -> Tuple[Tensor, Tensor]:
@@ -155,8 +155,29 @@ class LowRankFeatureMap:
     def masked_sum(self, masks: Tensor) -> Tensor:
         """Bool ``[B, N, H, W]`` -> ``[B, N, C]``: the pixels under each
         mask summed."""
-        return self._sum(
-            masked_pixel_sums(masks, self.basis), masks.to(self.dtype))
+        return self._sum(self._masked_basis_sum(masks), masks.to(self.dtype))
+
+    def _masked_basis_sum(self, masks: Tensor) -> Tensor:
+        """``sum_p m_p g_p``, ``[B, N, C']``.
+
+        A few masks are summed by gathering the pixels under them
+        (:func:`masked_pixel_sums`), which costs what they cover. A mask
+        over more than half the map is the map's total (once per map)
+        minus the pixels off it: the same sum, and never more than half
+        the map gathered (a click's first masks often cover most of it).
+        """
+        b, n, h, w = masks.shape
+        basis = self.basis
+        if n > MAX_VECTORS or basis.requires_grad or \
+                not basis.is_contiguous(memory_format=torch.channels_last) \
+                or torch.jit.is_tracing():
+            return masked_pixel_sums(masks, basis)
+        flip = masks.sum((2, 3)) * 2 > h * w  # [B, N]
+        if not bool(flip.any()):
+            return masked_pixel_sums(masks, basis)
+        off = masked_pixel_sums(masks ^ flip[..., None, None], basis)
+        total = self._cached('pixel_total', lambda: basis.sum((2, 3)))
+        return torch.where(flip[..., None], total[:, None] - off, off)
 
     def _sum(self, pooled_basis: Tensor, weights: Tensor) -> Tensor:
         xs, ys = self._coords()

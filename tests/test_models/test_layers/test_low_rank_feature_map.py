@@ -53,6 +53,49 @@ def test_products_equal_the_dense_map(maps, n):
     assert rel_err(masked_sum(low_rank, masks), masked_sum(full, masks)) < 1e-5
 
 
+def test_masked_sum_gathers_at_most_half_the_map(monkeypatch):
+    """Masks over most of the map are summed as the map's total minus the
+    pixels off them: the dense map's sums, never more than half the
+    pixels gathered, and each mask's sum the same alone as in a batch
+    (the predictor decodes prompts in batches)."""
+    import rap_sam.models.layers.low_rank_feature_map as lrfm
+    g = torch.Generator().manual_seed(3)
+    basis = torch.randn(
+        2, 6, 8, 9, generator=g).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(10, 8, generator=g)
+    bias = torch.randn(10, generator=g)
+    low_rank = LowRankFeatureMap(basis, weight, bias)
+    full = low_rank.dense()
+    pixels = 8 * 9
+    masks = torch.zeros(2, 5, pixels, dtype=torch.bool)
+    masks[:, 1] = True  # all on
+    masks[:, 2, 1:] = True  # all but one
+    masks[:, 3, :pixels // 2] = True  # half: gathered as it is
+    masks[:, 4, 5] = True  # one pixel
+    masks[1] = masks[1].flip(-1)
+    masks = masks.view(2, 5, 8, 9)
+    want = masked_sum(full, masks)
+    gathered = []
+    real = lrfm.masked_pixel_sums
+
+    def spy(m, maps):
+        gathered.append(m.sum((2, 3)))
+        return real(m, maps)
+
+    monkeypatch.setattr(lrfm, 'masked_pixel_sums', spy)
+    got = masked_sum(low_rank, masks)
+    assert rel_err(got, want) < 1e-5
+    assert torch.equal(got[:, 0], torch.zeros(2, 10))
+    assert torch.equal(gathered[-1],
+                       torch.tensor([[0, 0, 1, 36, 1]]).expand(2, -1))
+    # Bit for bit in the map's basis (the product through the conv's
+    # weight that follows rounds by the batch's shape, as before).
+    pooled = low_rank._masked_basis_sum(masks)
+    for i in range(5):
+        assert torch.equal(
+            low_rank._masked_basis_sum(masks[:, i:i + 1]), pooled[:, i:i + 1])
+
+
 @pytest.mark.parametrize(
     'index', [slice(1, 2), slice(0, 2), [1, 0],
               torch.tensor([1])])
