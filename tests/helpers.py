@@ -112,8 +112,8 @@ def assert_user_error(result, *fragments: str) -> str:
     or anything with its ``returncode`` and ``stderr``.
     """
     shown = _exit_and_stderr(result)
-    assert result.returncode == 2, shown
-    assert 'Traceback' not in result.stderr, shown
+    assert result.returncode == 2, 'exit status is not 2; ' + shown
+    assert 'Traceback' not in result.stderr, 'a traceback; ' + shown
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), (
         'stderr is not one `error: ` line; ' + shown)
@@ -128,8 +128,8 @@ def assert_usage_error(result, *fragments: str) -> str:
     holding each of ``fragments`` (returned)."""
     import re
     shown = _exit_and_stderr(result)
-    assert result.returncode == 2, shown
-    assert 'Traceback' not in result.stderr, shown
+    assert result.returncode == 2, 'exit status is not 2; ' + shown
+    assert 'Traceback' not in result.stderr, 'a traceback; ' + shown
     assert result.stderr.startswith('usage: '), shown
     last = result.stderr.splitlines()[-1]
     assert re.match(

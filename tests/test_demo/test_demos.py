@@ -1,14 +1,30 @@
 """The three command-line demos end to end on small inputs (in-process,
 seeded weights, a small --scale), and their messages for bad input."""
+import importlib
 import json
 import os.path as osp
+import re
+import subprocess
 
 import cv2
 import pytest
-from helpers import config_path
+from helpers import assert_usage_error, assert_user_error, config_path
 
 COCO = config_path('rap_sam/eval_rap_sam_coco.py')
 YT19 = config_path('rap_sam/eval_rap_sam_yt19.py')
+
+
+def run_main(script, args, capsys) -> subprocess.CompletedProcess:
+    """A demo's ``main(args)`` in this process, ended as it would end the
+    process (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        importlib.import_module(script).main(args)
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def test_image_demo_writes_png_and_json(weights, small_photo, tmp_path):
@@ -114,29 +130,24 @@ def test_video_demo_takes_a_folder_of_frames(weights, small_photo, tmp_path):
 ])
 def test_bad_input_is_a_message(weights, small_photo, tmp_path, capsys, script,
                                 args, message):
-    import importlib
     (tmp_path / 'empty.mp4').write_bytes(b'')
     (tmp_path / 'notes.txt').write_text('not media')
     args = [a.format(tmp=tmp_path, photo=small_photo) for a in args]
     config = YT19 if script == 'video_demo' else COCO
-    with pytest.raises(SystemExit) as exit_info:
-        importlib.import_module(script).main(args[:1] + [
-            config, '--weights', weights, '--scale', '64', '64', '--out-dir',
-            str(tmp_path / 'out')
-        ] + args[1:])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith('error: ')
-    import re
-    assert re.search(message, err)
+    line = assert_user_error(
+        run_main(
+            script, args[:1] + [
+                config, '--weights', weights, '--scale', '64', '64',
+                '--out-dir',
+                str(tmp_path / 'out')
+            ] + args[1:], capsys))
+    assert re.search(message, line)
 
 
 def test_malformed_point_is_an_argparse_error(capsys):
-    import prompt_demo
-    with pytest.raises(SystemExit):
-        prompt_demo.main(['x.jpg', COCO, '--points', '3,a'])
-    assert "A point must be 2 comma-separated numbers, got '3,a'" in \
-        capsys.readouterr().err
+    assert_usage_error(
+        run_main('prompt_demo', ['x.jpg', COCO, '--points', '3,a'], capsys),
+        "A point must be 2 comma-separated numbers, got '3,a'")
 
 
 def test_full_disk_keeps_earlier_results_whole(weights, small_photo, tmp_path,
@@ -147,7 +158,6 @@ def test_full_disk_keeps_earlier_results_whole(weights, small_photo, tmp_path,
     import errno
     import os
 
-    import demo
     from rap_sam.utils import output_files
 
     def full_disk(path, mode='r', *args, **kwargs):
@@ -165,15 +175,13 @@ def test_full_disk_keeps_earlier_results_whole(weights, small_photo, tmp_path,
     out.mkdir()
     (out / 'coffee.png').write_bytes(b'earlier drawing')
     monkeypatch.setattr(output_files, 'open', full_disk, raising=False)
-    with pytest.raises(SystemExit) as exit_info:
-        demo.main([
+    assert assert_user_error(
+        run_main('demo', [
             small_photo, COCO, '--weights', weights, '--scale', '64', '64',
             '--out-dir',
             str(out), '--overwrite'
-        ])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        f'error: Cannot write {out}/coffee.png: No space left on device; '
-        'free some space or choose another output folder.')
+        ], capsys)) == (
+            f'error: Cannot write {out}/coffee.png: No space left on device; '
+            'free some space or choose another output folder.')
     assert os.listdir(out) == ['coffee.png']
     assert (out / 'coffee.png').read_bytes() == b'earlier drawing'
