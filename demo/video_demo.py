@@ -379,9 +379,14 @@ def main(argv=None):
         make_out_dir(args.out_dir)
         check_outputs([f'{stem}.mp4', f'{stem}.json'], [args.inputs],
                       args.overwrite)
-        bar = tqdm(desc='frames', unit='frame')
+        bar = None
 
         def progress(done, total):
+            # Opened with the first frame: an error found while reading the
+            # video (a prompt past its end) stays the only line on stderr.
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(desc='frames', unit='frame')
             bar.total = total
             bar.update(1)
 
@@ -403,7 +408,8 @@ def main(argv=None):
                 results=results,
                 extra=extra)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
     print(f"{info['num_frames']} frames, {len(info['tracks'])} tracks -> "
           f'{stem}.mp4/.json')
 
