@@ -1,5 +1,6 @@
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmdet.evaluation.functional import INSTANCE_OFFSET
@@ -216,11 +217,6 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         img_h, img_w = meta['img_shape'][:2]
         h, w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
         claims = _Claims(scores[keep], h * w) if panoptic_on else None
-        # Written in place, one row per pair: no full-size copy at the end.
-        binary = torch.empty(
-            (len(selection[2]) if selection is not None else 0, h, w),
-            dtype=torch.bool,
-            device=device)
         mask_sums = mask_pred.new_empty(len(unique))
         counts = mask_pred.new_empty(len(unique))
         bboxes = torch.empty((len(unique), 4), device=device)
@@ -234,18 +230,23 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         bands = {} if single_pair else self._bands(
             mask_pred, [q for q in unique
                         if q not in kept_set], size, meta, rescale)
+        # Written in place, one row per pair: no full-size copy at the end.
+        shape = (len(selection[2]) if selection is not None else 0, h, w)
         if bands:
+            # Zeros from calloc: the pages of a band mask's other rows are
+            # never written (nor faulted in) here.
+            binary = torch.from_numpy(np.zeros(shape, dtype=bool))
             window = _SumWindow(mask_pred, h, w)
             band_buf: dict = {}
+        else:
+            binary = torch.empty(shape, dtype=torch.bool, device=device)
         for q, band in bands.items():
             u = unique_row[q]
             positive, sums, pixels, boxes = self._band_stats(
                 mask_pred[q], band, size, meta, window, band_buf)
-            y0, y1 = band[2:]
-            for pair in pair_rows[u]:
-                binary[pair, :y0].zero_()
-                binary[pair, y1:].zero_()
-                if positive is not None:
+            if positive is not None:
+                y0, y1 = band[2:]
+                for pair in pair_rows[u]:
                     binary[pair, y0:y1].copy_(positive)
             mask_sums[u] = sums
             counts[u] = pixels
