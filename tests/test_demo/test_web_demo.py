@@ -14,7 +14,7 @@ import pytest
 from browser import (add_web_prompt, chromium_paths, open_in_web_demo,
                      page_data, serve_web_demo, start_browser, text_of,
                      wait_until, wait_web_idle)
-from helpers import REPO
+from helpers import REPO, assert_user_error
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
@@ -338,11 +338,7 @@ def test_click_benchmark_says_why_the_server_did_not_start(tmp_path):
                             capture_output=True,
                             text=True,
                             timeout=300)
-    assert result.returncode == 2, result.stderr
-    assert 'Traceback' not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error:'), result.stderr
-    assert 'missing' in lines[0]
+    assert_user_error(result, 'missing')
 
 
 @pytest.mark.parametrize('ori_shape', [(100, 150), (101, 149), (40, 200)])
@@ -411,6 +407,4 @@ def test_bad_options_are_one_line_errors(server, args, message):
         capture_output=True,
         text=True,
         timeout=300)
-    assert result.returncode == 2
-    assert f'error: {message.format(**server)}' in result.stderr
-    assert 'Traceback' not in result.stderr
+    assert_user_error(result, f'error: {message.format(**server)}')
