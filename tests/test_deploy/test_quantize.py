@@ -131,6 +131,33 @@ def test_int8_graph_is_qdq_standard_onnx(fp32_dir, int8_dir):
         if node.op_type == 'Conv':
             assert inits[weight.input[1]].dims[0] == \
                 inits[weight.input[0]].dims[0] > 1
+        if node.op_type == 'ConvTranspose':
+            # OpenVINO runs it in int8 only without an activation zero
+            # point (else in fp32): uint8 from 0, the ReLU's range.
+            zero = inits[data.input[2]]
+            assert zero.data_type == onnx.TensorProto.UINT8
+            assert onnx.numpy_helper.to_array(zero) == 0
+    assert {n.op_type for n in products} == {'Conv', 'ConvTranspose', 'MatMul'}
+    # A deformable conv's GEMM is int8, its sampling (the gathers of the
+    # GEMM's rows and their bilinear sums) fp32: no QuantizeLinear after
+    # them, no DequantizeLinear before them.
+    consumers = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    scopes = tuple(
+        n.name.rsplit('/', 1)[0] + '/' for n in products
+        if n.op_type == 'MatMul')
+    sampling = [
+        n for n in nodes
+        if n.name.startswith(scopes) and n.op_type in ('Gather', 'Mul', 'Add',
+                                                       'ReduceSum')
+    ]
+    assert len(sampling) > 10
+    for node in sampling:
+        assert 'QuantizeLinear' not in consumers.get(node.output[0], [])
+        assert all(producer[i].op_type != 'DequantizeLinear'
+                   for i in node.input if i in producer)
     # The decoders are the fp32 ones, byte for byte.
     digest = _digest(int8_dir)
     fp32 = _digest(fp32_dir)
@@ -311,7 +338,8 @@ def test_output_folder_checks(fp32_dir, calib_dir, tmp_path):
 
 def _onnxruntime_percentile(src, dst, feeds):
     """ONNX Runtime's own percentile calibration (every activation of every
-    image held at once), as quantize_graph called it before."""
+    image held at once), with quantize_graph's choices of what to quantize
+    and how."""
     import tempfile
 
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat,
@@ -319,7 +347,9 @@ def _onnxruntime_percentile(src, dst, feeds):
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from rap_sam.deploy.calibration import FeedsReader
-    from rap_sam.deploy.quantize import CALIB_PERCENTILE
+    from rap_sam.deploy.quantize import (CALIB_PERCENTILE,
+                                         float_sampling_nodes,
+                                         zero_point_free_inputs)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = osp.join(tmp, 'prepared.onnx')
         quant_pre_process(src, prepared, skip_symbolic_shape=True)
@@ -335,8 +365,11 @@ def _onnxruntime_percentile(src, dst, feeds):
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=float_sampling_nodes(graph),
             calibrate_method=CalibrationMethod.Percentile,
-            extra_options=dict(CalibPercentile=CALIB_PERCENTILE))
+            extra_options=dict(
+                CalibPercentile=CALIB_PERCENTILE,
+                TensorQuantOverrides=zero_point_free_inputs(graph)))
 
 
 def test_percentile_is_onnxruntimes_in_bounded_memory(fp32_dir, calib_dir,
