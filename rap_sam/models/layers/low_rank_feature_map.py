@@ -172,12 +172,19 @@ class LowRankFeatureMap:
                 not basis.is_contiguous(memory_format=torch.channels_last) \
                 or torch.jit.is_tracing():
             return masked_pixel_sums(masks, basis)
-        flip = masks.sum((2, 3)) * 2 > h * w  # [B, N]
-        if not bool(flip.any()):
-            return masked_pixel_sums(masks, basis)
-        off = masked_pixel_sums(masks ^ flip[..., None, None], basis)
+        on = masks.sum((2, 3))  # [B, N]
+        flip = on * 2 > h * w
+        flipped = bool(flip.any())
+        if flipped:
+            masks = masks ^ flip[..., None, None]
+        if bool((torch.where(flip, h * w - on, on) > 0).any()):
+            pooled = masked_pixel_sums(masks, basis)
+        else:  # every mask empty or full: nothing to gather
+            pooled = basis.new_zeros(b, n, basis.shape[1])
+        if not flipped:
+            return pooled
         total = self._cached('pixel_total', lambda: basis.sum((2, 3)))
-        return torch.where(flip[..., None], total[:, None] - off, off)
+        return torch.where(flip[..., None], total[:, None] - pooled, pooled)
 
     def _sum(self, pooled_basis: Tensor, weights: Tensor) -> Tensor:
         xs, ys = self._coords()

@@ -88,9 +88,16 @@ def test_masked_sum_gathers_at_most_half_the_map(monkeypatch):
     assert torch.equal(got[:, 0], torch.zeros(2, 10))
     assert torch.equal(gathered[-1],
                        torch.tensor([[0, 0, 1, 36, 1]]).expand(2, -1))
+    # Masks only empty or full: nothing to gather, the sum is the total.
+    calls = len(gathered)
+    edge = masked_sum(low_rank, masks[:, :2])
+    assert len(gathered) == calls
+    assert torch.equal(edge[:, 0], torch.zeros(2, 10))
+    assert rel_err(edge[:, 1], full.sum((2, 3))) < 1e-5
     # Bit for bit in the map's basis (the product through the conv's
     # weight that follows rounds by the batch's shape, as before).
     pooled = low_rank._masked_basis_sum(masks)
+    assert torch.equal(low_rank._masked_basis_sum(masks[:, :2]), pooled[:, :2])
     for i in range(5):
         assert torch.equal(
             low_rank._masked_basis_sum(masks[:, i:i + 1]), pooled[:, i:i + 1])
