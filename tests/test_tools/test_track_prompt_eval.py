@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, randomize_
+from helpers import REPO, assert_user_error, randomize_
 from mmdet.registry import MODELS
 
 from rap_sam.testing.toy_datasets import uncompressed_rle
@@ -105,8 +105,4 @@ def test_mask_decoding_and_iou():
 ])
 def test_bad_arguments_one_line(toy, tmp_path, args, words):
     args = [a.replace('{tmp}', str(tmp_path)) for a in args]
-    proc = _run([CONFIG, str(toy / 'toy.pth')] + args)
-    assert proc.returncode == 2
-    assert 'Traceback' not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith('error: ')
-    assert words in proc.stderr
+    assert_user_error(_run([CONFIG, str(toy / 'toy.pth')] + args), words)
