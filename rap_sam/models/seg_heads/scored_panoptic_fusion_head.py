@@ -139,7 +139,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     - the panoptic painting and the segment table are computed for all
       segments at once (bincount, gather) instead of a loop of full-image
       passes per segment;
-    - a resize to the same size (the identity) is skipped.
+    - a resize to the same size (the identity) is skipped;
+    - an instance query outside the panoptic claim whose mask spans at most
+      ``band_fraction`` of the image's rows is upsampled, thresholded and
+      summed on those rows only (:meth:`_bands`: exact where the
+      upsampling's scale is a power of two and there is no resize to
+      another ``ori_shape``), its mask written into calloc'ed zeros.
 
     Masks are resized with the same calls on the same values, so every
     pixel is the same number; reductions keep mmdet's tensor shapes where
@@ -464,21 +469,11 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         output under 129 pixels wide could take PyTorch's other kernel).
         A resize to an ``ori_shape`` other than ``img_shape`` is not
         translation invariant: such images keep the full-size path."""
-        if not queries or mask_pred.device.type != 'cpu':
+        ratio = self._crop_ratio(mask_pred, size, meta, rescale)
+        if not queries or ratio is None:
             return {}
-        h_l, w_l = mask_pred.shape[-2:]
-        pad_h, pad_w = size
-        img_h, img_w = meta['img_shape'][:2]
-        if rescale and tuple(meta['ori_shape'][:2]) != (img_h, img_w):
-            return {}
-        if img_h * img_w > _SumWindow.max_elements:
-            return {}
-        if (h_l, w_l) == (pad_h, pad_w):
-            ratio = 1
-        else:
-            ratio = pad_h // h_l
-            if ratio * h_l != pad_h or ratio & (ratio - 1) or pad_w <= 128:
-                return {}
+        h_l = mask_pred.shape[-2]
+        img_h = meta['img_shape'][0]
         rows = (self._rows(mask_pred, queries) > 0).any(2)  # [n, h_l]
         found = rows.any(1).tolist()
         first = rows.byte().argmax(1).tolist()
@@ -500,6 +495,57 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                 bands[q] = (c0, c1, y0, y1)
         return bands
 
+    @staticmethod
+    def _crop_ratio(mask_pred: Tensor, size: Tuple[int, int], meta: dict,
+                    rescale: bool) -> Optional[int]:
+        """The upsampling's scale ``r`` (1: none) where row crops of the
+        logits give the full call's rows bit for bit (see :meth:`_bands`),
+        else None: a CPU tensor, a power-of-two scale, outputs over 128
+        pixels wide, no resize to another ``ori_shape``."""
+        if mask_pred.device.type != 'cpu':
+            return None
+        h_l, w_l = mask_pred.shape[-2:]
+        pad_h, pad_w = size
+        img_h, img_w = meta['img_shape'][:2]
+        if rescale and tuple(meta['ori_shape'][:2]) != (img_h, img_w):
+            return None
+        if img_h * img_w > _SumWindow.max_elements:
+            return None
+        if (h_l, w_l) == (pad_h, pad_w):
+            return 1
+        ratio = pad_h // h_l
+        if ratio * h_l != pad_h or ratio & (ratio - 1) or pad_w <= 128:
+            return None
+        return ratio
+
+    def _crop_upsample(self, mask_pred: Tensor, y0: int, y1: int, c0: int,
+                       c1: int, size: Tuple[int, int], img_w: int,
+                       buf: dict) -> Tensor:
+        """Rows ``y0:y1`` (within the image) of ``[n, h, w]`` logits
+        upsampled to ``size``, from their rows ``c0..c1``."""
+        if tuple(mask_pred.shape[-2:]) == tuple(size):
+            return mask_pred[:, y0:y1, :img_w]
+        ratio = size[0] // mask_pred.shape[-2]
+        shape = (1, len(mask_pred), ratio * (c1 - c0 + 1), size[1])
+        out = self._flat(buf, 'upsampled', shape, mask_pred)
+        up = torch._C._nn.upsample_bilinear2d(
+            mask_pred[None, :, c0:c1 + 1],
+            shape[2:],
+            False,
+            None,
+            None,
+            out=out)
+        return up[0, :, y0 - ratio * c0:y1 - ratio * c0, :img_w]
+
+    def _vector_sigmoid(self, flat: Tensor, out: Tensor) -> Tensor:
+        """``sigmoid`` of a contiguous tensor whose size is a multiple of
+        32, with PyTorch's vectorised kernel on every element (see
+        ``sigmoid_piece``)."""
+        for i in range(0, len(flat), self.sigmoid_piece):
+            j = min(i + self.sigmoid_piece, len(flat))
+            torch.sigmoid(flat[i:j], out=out[i:j])
+        return out
+
     def _band_stats(
             self, mask_pred: Tensor, band: Tuple[int, int, int, int],
             size: Tuple[int, int], meta: dict, window: _SumWindow,
@@ -512,20 +558,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             zero = mask_pred.new_zeros(())
             return None, zero, zero, mask_pred.new_zeros(4)
         img_w = meta['img_shape'][1]
-        if tuple(mask_pred.shape) == tuple(size):
-            logits = mask_pred[y0:y1, :img_w]
-        else:
-            ratio = size[0] // mask_pred.shape[0]
-            shape = (1, 1, ratio * (c1 - c0 + 1), size[1])
-            out = self._flat(buf, 'upsampled', shape, mask_pred)
-            up = torch._C._nn.upsample_bilinear2d(
-                mask_pred[None, None, c0:c1 + 1],
-                shape[2:],
-                False,
-                None,
-                None,
-                out=out)
-            logits = up[0, 0, y0 - ratio * c0:y1 - ratio * c0, :img_w]
+        logits = self._crop_upsample(mask_pred[None], y0, y1, c0, c1, size,
+                                     img_w, buf)[0]
         n = logits.numel()
         padded = -(-n // 32) * 32
         flat = self._flat(buf, 'logits', (padded, ), mask_pred)
@@ -533,10 +567,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         flat[n:].zero_()
         ones = torch.gt(
             flat, 0, out=self._flat(buf, 'ones', (padded, ), mask_pred))
-        probs = self._flat(buf, 'probs', (padded, ), mask_pred)
-        for i in range(0, padded, self.sigmoid_piece):
-            j = min(i + self.sigmoid_piece, padded)
-            torch.sigmoid(flat[i:j], out=probs[i:j])
+        probs = self._vector_sigmoid(
+            flat, self._flat(buf, 'probs', (padded, ), mask_pred))
         probs.mul_(ones)
         pixels, sums = window.sums(y0, ones[:n], probs[:n])
         positive = ones[:n].view_as(logits).bool()
