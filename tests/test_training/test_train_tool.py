@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import assert_user_error
 from training_helpers import REPO
 
 TOY = 'configs/rap_sam/toy_rap_sam_train.py'
@@ -19,14 +20,6 @@ def _train(*args, cwd=REPO):
                           capture_output=True,
                           text=True,
                           timeout=300)
-
-
-def _error_line(result) -> str:
-    assert result.returncode == 2, result.stderr
-    assert 'Traceback' not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith('error: '), result.stderr
-    return lines[-1]
 
 
 @pytest.fixture(scope='module')
@@ -58,6 +51,6 @@ def notes(tmp_path_factory):
 def test_user_errors_are_one_line(case, args, message, notes, tmp_path):
     args = [a.format(notes=notes) for a in args]
     result = _train(*args, '--work-dir', str(tmp_path / 'work'))
-    assert _error_line(result).startswith(message.format(notes=notes))
+    assert assert_user_error(result).startswith(message.format(notes=notes))
     # nothing was trained or written
     assert not osp.exists(tmp_path / 'work')
