@@ -10,7 +10,9 @@ queries confident (panoptic segments, things and stuff) and the rest
 unsure (instance candidates only).
 """
 import math
-from typing import Tuple
+import statistics
+import time
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -52,6 +54,7 @@ def object_like_outputs(mask_size: Tuple[int, int] = (200, 336),
         return lo + (hi - lo) * float(torch.rand((), generator=g))
 
     masks = torch.empty(num_queries, h, w)
+    noise = torch.randn(num_queries, h, w, generator=g) * 0.5
     cls = torch.randn(num_queries, num_classes + 1, generator=g)
     num_stuff = num_confident // 4 if num_stuff_classes else 0
     for q in range(num_queries):
@@ -68,8 +71,8 @@ def object_like_outputs(mask_size: Tuple[int, int] = (200, 336),
         b = math.sqrt(area * h * w / math.pi / aspect)  # semi-axis in y
         cx, cy = uniform(0, w), uniform(0, h)
         r = torch.sqrt(((xs - cx) / a)**2 + ((ys - cy) / b)**2)
-        # A signed distance in pixels (about), positive inside.
-        masks[q] = (1 - r) * min(a, b) * 2
+        # A signed distance in pixels (about), positive inside, with noise.
+        masks[q] = (1 - r) * min(a, b) * 2 + noise[q]
         if q >= num_queries - num_empty:
             masks[q] = -masks[q].abs() - 1
         if q < num_confident:
@@ -78,5 +81,131 @@ def object_like_outputs(mask_size: Tuple[int, int] = (200, 336),
             cls[q, label] = 12.
         else:
             cls[q, -1] = 2.  # unsure: background is the likeliest class
-    masks += torch.randn(num_queries, h, w, generator=g) * 0.5
     return cls[None], masks[None]
+
+
+def random_outputs(mask_size: Tuple[int, int] = (200, 336),
+                   num_queries: int = 100,
+                   num_classes: int = 133,
+                   seed: int = 0) -> Tuple[Tensor, Tensor]:
+    """Outputs like a randomly initialised head's: normal logits, so every
+    mask covers about half the image and no class is confident."""
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.randn(1, num_queries, num_classes + 1, generator=g)
+    masks = torch.randn(1, num_queries, *mask_size, generator=g)
+    return cls, masks
+
+
+#: The fusion head variants :func:`time_fusion_heads` compares.
+FUSION_VARIANTS = ('reference', 'full', 'bands')
+
+
+def time_fusion_heads(shape: Tuple[int, int],
+                      outputs: Sequence[str] = ('objects', 'random'),
+                      repeats: int = 7,
+                      warmup: int = 1,
+                      seed: int = 0) -> List[Dict]:
+    """Time the post-processing (the fusion head) on seeded head outputs
+    for a ``shape`` input (padded, image and original size alike; mask
+    logits at a quarter of it), COCO's classes and the COCO eval config's
+    ``test_cfg`` (panoptic and instance results).
+
+    Variants, run interleaved (one run of each per round) so that load on
+    the machine falls on all alike; the times are medians over the rounds:
+
+    - ``reference``: mmdet's ``MaskFormerFusionHead`` on every mask
+      upsampled (``rap_sam.deploy.ReferenceFusionHead``);
+    - ``full``: ``ScoredPanopticFusionHead`` with row bands off (every mask
+      it reads at full size);
+    - ``bands``: ``ScoredPanopticFusionHead`` as configured.
+
+    Args:
+        shape (tuple): ``(H, W)``, multiples of 4.
+        outputs (Sequence[str]): ``objects`` (:func:`object_like_outputs`,
+            like a trained model's) and / or ``random`` (like random
+            weights').
+        repeats (int): Timed rounds.
+        warmup (int): Untimed rounds first.
+        seed (int): Seed of the outputs.
+
+    Returns:
+        list[dict]: Per kind of outputs: ``outputs``, ``segments``,
+        ``instances``, ``band_queries`` (instance queries computed on
+        bands), ``median_s`` (per variant), ``samples_s`` and ``identical``
+        (every variant's results equal the reference's: panoptic, masks,
+        boxes and labels bit for bit, scores within 1e-6).
+    """
+    from mmdet.structures import DetDataSample
+
+    from rap_sam.apis.inputs import InputError
+    from rap_sam.deploy import ReferenceFusionHead
+    from rap_sam.models.seg_heads import ScoredPanopticFusionHead
+    h, w = shape
+    if h <= 0 or w <= 0 or h % 4 or w % 4:
+        raise InputError(f'--shape {h} {w}: give positive multiples of 4 '
+                         '(the mask logits are a quarter of the input)')
+    unknown = sorted(set(outputs) - {'objects', 'random'})
+    if unknown:
+        raise InputError(f'unknown outputs {unknown}: choose objects and / '
+                         'or random')
+    kwargs = dict(
+        num_things_classes=80,
+        num_stuff_classes=53,
+        test_cfg=dict(panoptic_on=True, instance_on=True))
+    heads = dict(
+        reference=ReferenceFusionHead(segments=True, **kwargs),
+        full=ScoredPanopticFusionHead(**kwargs),
+        bands=ScoredPanopticFusionHead(**kwargs))
+    heads['full'].band_fraction = -1
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            batch_input_shape=(h, w),
+            pad_shape=(h, w)))
+    results = []
+    for kind in outputs:
+        make = object_like_outputs if kind == 'objects' else random_outputs
+        cls, masks = make((h // 4, w // 4), seed=seed)
+        samples: Dict[str, List[float]] = {v: [] for v in heads}
+        got = {}
+        for r in range(warmup + repeats):
+            for name, head in heads.items():
+                start = time.perf_counter()
+                got[name] = head.predict(cls, masks, [sample], rescale=True)[0]
+                if r >= warmup:
+                    samples[name].append(time.perf_counter() - start)
+        want = got['reference']
+        instances = want['ins_results']
+        queries = sorted(
+            set(got['bands']['ins_results'].query_indices.tolist()))
+        kept = set(heads['bands']._panoptic_queries(
+            cls[0])[1].nonzero()[:, 0].tolist())
+        bands = heads['bands']._bands(masks[0],
+                                      [q for q in queries if q not in kept],
+                                      (h, w), sample.metainfo, True)
+        results.append(
+            dict(
+                outputs=kind,
+                segments=len(want['pan_results'].segments),
+                instances=len(instances),
+                band_queries=len(bands),
+                median_s={
+                    v: statistics.median(t)
+                    for v, t in samples.items()
+                },
+                samples_s=samples,
+                identical=all(
+                    _same_results(got[v], want) for v in ('full', 'bands'))))
+    return results
+
+
+def _same_results(ours: dict, theirs: dict) -> bool:
+    a, b = ours['pan_results'], theirs['pan_results']
+    if not torch.equal(a.sem_seg, b.sem_seg) or a.segments != b.segments:
+        return False
+    a, b = ours['ins_results'], theirs['ins_results']
+    for key in ('masks', 'bboxes', 'labels'):
+        if not torch.equal(a.get(key), b.get(key)):
+            return False
+    return torch.allclose(a.scores, b.scores, rtol=1e-6, atol=1e-9)

@@ -1,0 +1,55 @@
+"""tools/analysis/postprocess_benchmark.py run as its docstring runs it (a
+subprocess): a tiny run's report and table, never its timings; bad
+arguments end in one line."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+from helpers import assert_usage_error, assert_user_error
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join('tools', 'analysis', 'postprocess_benchmark.py')
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, TOOL, *args],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+
+
+def test_report_and_table(tmp_path):
+    out = tmp_path / 'post.json'
+    proc = run_tool('--shape', '128', '192', '--repeats', '1', '--warmup', '0',
+                    '--threads', '1', '--out', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    report = json.loads(out.read_text())
+    assert report['shape'] == [128, 192] and report['threads'] == 1
+    by_kind = {r['outputs']: r for r in report['results']}
+    assert set(by_kind) == {'objects', 'random'}
+    for r in by_kind.values():
+        assert r['identical'] is True
+        assert set(r['median_s']) == {'reference', 'full', 'bands'}
+        assert all(len(t) == 1 for t in r['samples_s'].values())
+        assert r['instances'] > 0
+    # Object-like outputs take bands and make panoptic segments; random
+    # ones cover most rows: no band.
+    assert by_kind['objects']['band_queries'] > 0
+    assert by_kind['objects']['segments'] > 0
+    assert by_kind['random']['band_queries'] == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith('post-processing at 128x192, 1 threads')
+    assert lines[2].split()[0] == 'objects' and lines[2].split()[-1] == 'yes'
+
+
+def test_bad_shape_is_one_line():
+    assert_user_error(
+        run_tool('--shape', '130', '192'), '--shape 130 192', 'multiples of 4')
+
+
+def test_bad_arguments_are_usage_errors():
+    assert_usage_error(run_tool('--repeats', '0'), '--repeats')
+    assert_usage_error(run_tool('--outputs', 'trained'), '--outputs')

@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Speed of the post-processing (the fusion head: mask upsampling, panoptic
+and instance results), the part every backend shares, on seeded head
+outputs: ``objects`` (masks like a trained model's: ellipses of COCO-like
+sizes, a few confident queries) and ``random`` (like random weights': every
+mask over half the image, no confident query).
+
+Variants run interleaved in one process (medians over the rounds):
+``reference`` (mmdet's MaskFormerFusionHead on every mask upsampled),
+``full`` (ScoredPanopticFusionHead with row bands off) and ``bands`` (as
+configured: instance masks that span few rows computed on those rows).
+``identical`` says every variant's results equal the reference's.
+
+Example::
+
+    python tools/analysis/postprocess_benchmark.py --shape 800 1344 \\
+        --threads 2 --repeats 9
+"""
+import argparse
+import json
+import os
+
+import torch
+
+from rap_sam.utils.user_errors import cli_errors
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=(800, 1344),
+        metavar=('H', 'W'),
+        help='input size, multiples of 4 (default: 800 1344)')
+    parser.add_argument(
+        '--outputs',
+        nargs='+',
+        default=['objects', 'random'],
+        choices=('objects', 'random'),
+        help='kinds of head outputs (default: both)')
+    parser.add_argument(
+        '--threads', type=int, default=None, help='CPU threads')
+    parser.add_argument('--repeats', type=int, default=7, help='timed rounds')
+    parser.add_argument(
+        '--warmup', type=int, default=1, help='untimed rounds first')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', help='write the report as JSON here')
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error('--repeats must be >= 1 and --warmup >= 0')
+    if args.threads is not None and args.threads < 1:
+        parser.error('--threads must be >= 1')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with cli_errors():
+        from rap_sam.testing.fusion_outputs import time_fusion_heads
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        results = time_fusion_heads(
+            tuple(args.shape),
+            args.outputs,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            seed=args.seed)
+        load = os.getloadavg()
+        h, w = args.shape
+        print(f'post-processing at {h}x{w}, {torch.get_num_threads()} '
+              f'threads, load average {load[0]:.2f} {load[1]:.2f} '
+              f'{load[2]:.2f}')
+        print(f'{"outputs":<8} {"segments":>8} {"instances":>9} '
+              f'{"bands":>5} {"reference":>10} {"full":>8} {"bands":>8} '
+              f'{"full/bands":>10} {"identical":>9}')
+        for r in results:
+            t = r['median_s']
+            print(f'{r["outputs"]:<8} {r["segments"]:>8} {r["instances"]:>9} '
+                  f'{r["band_queries"]:>5} {t["reference"] * 1e3:>8.1f}ms '
+                  f'{t["full"] * 1e3:>6.1f}ms {t["bands"] * 1e3:>6.1f}ms '
+                  f'{t["full"] / t["bands"]:>10.2f} '
+                  f'{"yes" if r["identical"] else "NO":>9}')
+        if args.out:
+            report = dict(
+                shape=list(args.shape),
+                threads=torch.get_num_threads(),
+                load_average=list(load),
+                results=results)
+            with open(args.out, 'w') as f:
+                json.dump(report, f, indent=1)
+    return results
+
+
+if __name__ == '__main__':
+    main()
