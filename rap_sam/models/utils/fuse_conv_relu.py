@@ -14,6 +14,12 @@ subclasses whose forward fuses when it runs on a CPU in float32 without
 autograd or autocast, and runs mmdet's forward otherwise (also when a
 forward hook is registered on one of the block's convs). Parameters and
 state-dict keys are unchanged.
+
+A stage's first ``Bottleneck`` adds a 1x1 downsample of its input to its
+last 1x1 conv: ``conv3(out) + downsample(x)`` is one 1x1 conv of
+``[out, x]`` (concatenated channels, ``x`` subsampled by the downsample's
+stride) with the two weights side by side, so the shortcut is never
+written out and read back (the same products; the sums in another order).
 """
 import functools
 
@@ -99,17 +105,68 @@ def _folded(module: nn.Module, names) -> bool:
     return all(isinstance(getattr(module, n), nn.Identity) for n in names)
 
 
+def _plain_1x1(conv: nn.Module) -> bool:
+    return _plain_conv(conv) and conv.kernel_size == (1, 1) and \
+        conv.padding == (0, 0) and conv.dilation == (1, 1) and \
+        conv.groups == 1 and conv.bias is not None
+
+
+def _merged_shortcut(block: Bottleneck):
+    """The plain 1x1 conv of ``block``'s downsample (mmdet's ``conv, norm``
+    with the norm folded), or None when it has none that
+    :class:`FusedBottleneck` can merge into ``conv3``."""
+    downsample = block.downsample
+    if not (isinstance(downsample, nn.Sequential) and len(downsample) == 2
+            and isinstance(downsample[1], nn.Identity)):
+        return None
+    conv = downsample[0]
+    return conv if _plain_1x1(conv) and _plain_1x1(block.conv3) else None
+
+
 class FusedBottleneck(Bottleneck):
-    """mmdet's ``Bottleneck`` (folded) with fused conv + ReLU steps."""
+    """mmdet's ``Bottleneck`` (folded) with fused conv + ReLU steps; a 1x1
+    downsample shortcut is merged into ``conv3``."""
 
     def forward(self, x: Tensor) -> Tensor:
+        shortcut = _merged_shortcut(self)
         if self.training or not fusable_input(x) or _hooked(
-                self.conv1, self.conv2, self.conv3):
+                self.conv1, self.conv2, self.conv3,
+                *([]
+                  if self.downsample is None else self.downsample.modules())):
             return super().forward(x)
         out = conv2d_relu(self.conv1, x)
         out = conv2d_relu(self.conv2, out)
+        if shortcut is not None:
+            return self._conv3_with_shortcut(out, x, shortcut)
         identity = x if self.downsample is None else self.downsample(x)
         return conv2d_relu(self.conv3, out, identity)
+
+    def _conv3_with_shortcut(self, out: Tensor, x: Tensor,
+                             shortcut: nn.Conv2d) -> Tensor:
+        """``relu(conv3(out) + shortcut(x))`` as one 1x1 conv of the
+        concatenated channels."""
+        weight, bias = self._merged_weights(shortcut)
+        sh, sw = shortcut.stride
+        inputs = torch.cat([out, x[:, :, ::sh, ::sw]], dim=1)
+        return torch.ops.mkldnn._convolution_pointwise(inputs, weight, bias,
+                                                       [0, 0], [1, 1], [1, 1],
+                                                       1, 'relu', [], None)
+
+    def _merged_weights(self, shortcut: nn.Conv2d):
+        """``[conv3.weight, shortcut.weight]`` side by side and the summed
+        biases, made once and remade when a weight changes (a new tensor or
+        an in-place update, e.g. ``load_state_dict``). A plain attribute,
+        not a buffer: no state-dict keys."""
+        tensors = (self.conv3.weight, self.conv3.bias, shortcut.weight,
+                   shortcut.bias)
+        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        cached = self.__dict__.get('_merged_conv3')
+        if cached is None or cached[0] != key:
+            weight = torch.cat([self.conv3.weight, shortcut.weight], dim=1)
+            cached = (key, weight.detach(),
+                      (self.conv3.bias + shortcut.bias).detach())
+            self.__dict__['_merged_conv3'] = cached
+        return cached[1], cached[2]
 
 
 class FusedBasicBlock(BasicBlock):

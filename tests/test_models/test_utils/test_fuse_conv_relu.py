@@ -139,3 +139,57 @@ def test_mmdet_forward_where_onednn_cannot_fuse(monkeypatch):
         assert torch.equal(got[-1], want[-1])
     finally:
         module.onednn_fusion_works.cache_clear()
+
+
+@pytest.mark.parametrize('channels_last', [True, False])
+def test_downsample_shortcut_merged_into_conv3(channels_last):
+    """A stage's first block runs conv3 and its 1x1 downsample as one conv
+    of the concatenated channels (strides 1 and 2), remade when the
+    weights change; hooks on the downsample get mmdet's forward."""
+    plain = folded_resnet(50)
+    fused = copy.deepcopy(plain)
+    fuse_conv_relu(fused)
+    firsts = [getattr(fused, f'layer{i}')[0] for i in (1, 2, 3, 4)]
+    assert [b.downsample[0].stride for b in firsts] == [(1, 1)] + [(2, 2)] * 3
+    x = torch.randn(1, 3, 64, 96)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        plain.to(memory_format=torch.channels_last)
+        fused.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = plain(x)
+        got = fused(x)
+    for a, b in zip(got, want):
+        assert rel_err(a, b) < 1e-6
+        assert a.is_contiguous(memory_format=torch.channels_last
+                               if channels_last else torch.contiguous_format)
+    for block in firsts:
+        _, weight, bias = block._merged_conv3
+        cout, cmid = block.conv3.weight.shape[:2]
+        assert weight.shape == (cout, cmid + block.downsample[0].in_channels,
+                                1, 1)
+        assert torch.equal(bias, block.conv3.bias + block.downsample[0].bias)
+    assert '_merged_conv3' not in fused.layer1[1].__dict__  # no downsample
+    assert fused.state_dict().keys() == plain.state_dict().keys()
+
+    # New weights (load_state_dict copies in place): the merged weights
+    # follow them.
+    other = folded_resnet(50)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1.5)
+        if channels_last:
+            other.to(memory_format=torch.channels_last)
+        fused.load_state_dict(other.state_dict())
+        want = other(x)
+        got = fused(x)
+    for a, b in zip(got, want):
+        assert rel_err(a, b) < 1e-6
+
+    # A hook on the downsample conv: mmdet's forward calls it.
+    seen = []
+    fused.layer2[0].downsample[0].register_forward_hook(
+        lambda m, args, out: seen.append(out.shape))
+    with torch.no_grad():
+        fused(x)
+    assert seen == [(1, 64, 8, 12)]
