@@ -128,15 +128,15 @@ def test_int8_graph_is_qdq_standard_onnx(fp32_dir, int8_dir):
         assert data.op_type == weight.op_type == 'DequantizeLinear'
         assert producer[data.input[0]].op_type == 'QuantizeLinear'
         assert inits[weight.input[0]].data_type == onnx.TensorProto.INT8
+        # uint8 activations (U8S8): ONNX Runtime's x86 int8 kernels.
+        assert inits[data.input[2]].data_type == onnx.TensorProto.UINT8
         if node.op_type == 'Conv':
             assert inits[weight.input[1]].dims[0] == \
                 inits[weight.input[0]].dims[0] > 1
         if node.op_type == 'ConvTranspose':
             # OpenVINO runs it in int8 only without an activation zero
             # point (else in fp32): uint8 from 0, the ReLU's range.
-            zero = inits[data.input[2]]
-            assert zero.data_type == onnx.TensorProto.UINT8
-            assert onnx.numpy_helper.to_array(zero) == 0
+            assert onnx.numpy_helper.to_array(inits[data.input[2]]) == 0
     assert {n.op_type for n in products} == {'Conv', 'ConvTranspose', 'MatMul'}
     # A deformable conv's GEMM is int8, its sampling (the gathers of the
     # GEMM's rows and their bilinear sums) fp32: no QuantizeLinear after
@@ -363,7 +363,7 @@ def _onnxruntime_percentile(src, dst, feeds):
             reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=float_sampling_nodes(graph),
             calibrate_method=CalibrationMethod.Percentile,
