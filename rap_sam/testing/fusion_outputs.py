@@ -131,7 +131,10 @@ def time_fusion_heads(shape: Tuple[int, int],
     Returns:
         list[dict]: Per kind of outputs: ``outputs``, ``segments``,
         ``instances``, ``band_queries`` (instance queries computed on
-        bands), ``median_s`` (per variant), ``samples_s`` and ``identical``
+        bands), ``median_s`` (per variant), ``samples_s``,
+        ``median_cpu_s`` (the process's CPU time, all threads: on a loaded
+        machine, where waiting for a core swamps the wall time, the work
+        done) and ``identical``
         (every variant's results equal the reference's: panoptic, masks,
         boxes and labels bit for bit, scores within 1e-6).
     """
@@ -168,13 +171,15 @@ def time_fusion_heads(shape: Tuple[int, int],
         make = object_like_outputs if kind == 'objects' else random_outputs
         cls, masks = make((h // 4, w // 4), seed=seed)
         samples: Dict[str, List[float]] = {v: [] for v in heads}
+        cpu: Dict[str, List[float]] = {v: [] for v in heads}
         got = {}
         for r in range(warmup + repeats):
             for name, head in heads.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 got[name] = head.predict(cls, masks, [sample], rescale=True)[0]
                 if r >= warmup:
                     samples[name].append(time.perf_counter() - start)
+                    cpu[name].append(time.process_time() - start_cpu)
         want = got['reference']
         instances = want['ins_results']
         queries = sorted(
@@ -195,6 +200,10 @@ def time_fusion_heads(shape: Tuple[int, int],
                     for v, t in samples.items()
                 },
                 samples_s=samples,
+                median_cpu_s={
+                    v: statistics.median(t)
+                    for v, t in cpu.items()
+                },
                 identical=all(
                     _same_results(got[v], want) for v in ('full', 'bands'))))
     return results

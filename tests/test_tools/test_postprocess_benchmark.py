@@ -33,6 +33,7 @@ def test_report_and_table(tmp_path):
     for r in by_kind.values():
         assert r['identical'] is True
         assert set(r['median_s']) == {'reference', 'full', 'bands'}
+        assert set(r['median_cpu_s']) == set(r['median_s'])
         assert all(len(t) == 1 for t in r['samples_s'].values())
         assert r['instances'] > 0
     # Object-like outputs take bands and make panoptic segments; random

@@ -9,7 +9,9 @@ Variants run interleaved in one process (medians over the rounds):
 ``reference`` (mmdet's MaskFormerFusionHead on every mask upsampled),
 ``full`` (ScoredPanopticFusionHead with row bands off) and ``bands`` (as
 configured: instance masks that span few rows computed on those rows).
-``identical`` says every variant's results equal the reference's.
+``identical`` says every variant's results equal the reference's. ``cpu
+full/bands`` is the ratio of the process's CPU times: on a loaded machine,
+waiting for a core swamps the wall times; CPU time is the work done.
 
 Example::
 
@@ -76,13 +78,14 @@ def main(argv=None):
               f'{load[2]:.2f}')
         print(f'{"outputs":<8} {"segments":>8} {"instances":>9} '
               f'{"bands":>5} {"reference":>10} {"full":>8} {"bands":>8} '
-              f'{"full/bands":>10} {"identical":>9}')
+              f'{"full/bands":>10} {"cpu full/bands":>14} {"identical":>9}')
         for r in results:
-            t = r['median_s']
+            t, c = r['median_s'], r['median_cpu_s']
             print(f'{r["outputs"]:<8} {r["segments"]:>8} {r["instances"]:>9} '
                   f'{r["band_queries"]:>5} {t["reference"] * 1e3:>8.1f}ms '
                   f'{t["full"] * 1e3:>6.1f}ms {t["bands"] * 1e3:>6.1f}ms '
                   f'{t["full"] / t["bands"]:>10.2f} '
+                  f'{c["full"] / c["bands"]:>14.2f} '
                   f'{"yes" if r["identical"] else "NO":>9}')
         if args.out:
             report = dict(
