@@ -474,7 +474,9 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             return {}
         h_l = mask_pred.shape[-2]
         img_h = meta['img_shape'][0]
-        rows = (self._rows(mask_pred, queries) > 0).any(2)  # [n, h_l]
+        # Rows with a positive logit, [n, h_l] (a row max: one read, no
+        # copy of the selected masks, no bool pass).
+        rows = mask_pred.amax(-1)[queries] > 0
         found = rows.any(1).tolist()
         first = rows.byte().argmax(1).tolist()
         last = (h_l - 1 - rows.flip(1).byte().argmax(1)).tolist()
