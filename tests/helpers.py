@@ -1,5 +1,6 @@
 """Shared builders for the tests."""
 import os.path as osp
+import re
 
 import torch
 from mmdet.registry import MODELS
@@ -124,17 +125,20 @@ def assert_user_error(result, *fragments: str) -> str:
 
 def assert_usage_error(result, *fragments: str) -> str:
     """The same for a command line argparse refuses: exit status 2, no
-    traceback, stderr the usage text then one ``PROG: error: ...`` line
-    holding each of ``fragments`` (returned)."""
-    import re
+    traceback, and stderr argparse's usage text (its first line
+    ``usage: ...``, the others indented) then one ``PROG: error: ...`` line
+    holding each of ``fragments``; that line is returned."""
     shown = _exit_and_stderr(result)
     assert result.returncode == 2, 'exit status is not 2; ' + shown
     assert 'Traceback' not in result.stderr, 'a traceback; ' + shown
-    assert result.stderr.startswith('usage: '), shown
-    last = result.stderr.splitlines()[-1]
-    assert re.match(
-        r'\S+: error: ',
-        last), ('stderr does not end in one `PROG: error: ` line; ' + shown)
+    lines = result.stderr.splitlines()
+    usage_then_error = (
+        len(lines) >= 2 and lines[0].startswith('usage: ')
+        and all(line.startswith(' ') for line in lines[1:-1])
+        and re.match(r'\S+: error: ', lines[-1]))
+    assert usage_then_error, (
+        'stderr is not the usage then one `PROG: error: ` line; ' + shown)
+    last = lines[-1]
     missing = [f for f in fragments if f not in last]
     assert not missing, f'{missing} not in the error line; {shown}'
     return last
