@@ -3,8 +3,7 @@ results must stay exactly mmdet's (rap_sam.deploy.ReferenceFusionHead:
 every mask upsampled, then MaskFormerFusionHead)."""
 import pytest
 import torch
-from mmdet.structures import DetDataSample
-from test_scored_panoptic_fusion_head import assert_same
+from test_scored_panoptic_fusion_head import assert_same, sample
 
 from rap_sam.deploy import ReferenceFusionHead
 from rap_sam.models.seg_heads import ScoredPanopticFusionHead
@@ -21,16 +20,6 @@ def heads(**test_cfg):
         num_things_classes=THINGS, num_stuff_classes=STUFF, test_cfg=cfg)
     return ScoredPanopticFusionHead(**kwargs), ReferenceFusionHead(
         segments=True, **kwargs)
-
-
-def sample(img_shape, ori_shape, pad_shape):
-    return DetDataSample(
-        metainfo=dict(
-            img_shape=img_shape,
-            ori_shape=ori_shape,
-            batch_input_shape=pad_shape,
-            pad_shape=pad_shape,
-            scale_factor=(1., 1.)))
 
 
 def ellipse(h, w, cy, cx, ry, rx, sharp=2.):
