@@ -54,3 +54,15 @@ def test_bad_shape_is_one_line():
 def test_bad_arguments_are_usage_errors():
     assert_usage_error(run_tool('--repeats', '0'), '--repeats')
     assert_usage_error(run_tool('--outputs', 'trained'), '--outputs')
+
+
+def test_unwritable_out_is_one_line_before_timing(tmp_path):
+    """--out in a folder that cannot be made (a file is in the way) is said
+    in one line, and nothing is written."""
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('kept')
+    proc = run_tool('--shape', '128', '192', '--repeats', '1', '--out',
+                    str(blocker / 'post.json'))
+    assert_user_error(proc, 'is a file')
+    assert proc.stdout == ''
+    assert blocker.read_text() == 'kept'

@@ -21,9 +21,11 @@ Example::
 import argparse
 import json
 import os
+import os.path as osp
 
 import torch
 
+from rap_sam.utils.output_files import make_out_dir, write_bytes
 from rap_sam.utils.user_errors import cli_errors
 
 
@@ -63,6 +65,9 @@ def main(argv=None):
     args = parse_args(argv)
     with cli_errors():
         from rap_sam.testing.fusion_outputs import time_fusion_heads
+        if args.out:
+            # Checked before the timing, not after it.
+            make_out_dir(osp.dirname(osp.abspath(args.out)))
         if args.threads:
             torch.set_num_threads(args.threads)
         results = time_fusion_heads(
@@ -93,8 +98,7 @@ def main(argv=None):
                 threads=torch.get_num_threads(),
                 load_average=list(load),
                 results=results)
-            with open(args.out, 'w') as f:
-                json.dump(report, f, indent=1)
+            write_bytes(args.out, json.dumps(report, indent=1).encode('utf-8'))
     return results
 
 
