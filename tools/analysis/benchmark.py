@@ -423,6 +423,11 @@ def run(args, command: str, work_dir: str) -> dict:
         skipped=skipped,
         variants={})
 
+    precisions = {
+        v.name: v.precision
+        for v in bench.variants(args.variants, args.precision, args.compile,
+                                args.backend) if v.name in runners
+    }
     flops = {}
     base_params = round(sum(p.numel() for p in base.parameters()) / 1e6, 3)
     for name, runner in runners.items():
@@ -437,6 +442,8 @@ def run(args, command: str, work_dir: str) -> dict:
             entry['params_m'] = base_params
         frames = args.num_frames if args.task == 'video' else 1
         entry['fps'] = frames / med['e2e']
+        if precisions.get(name) == 'int8':
+            entry['calibration'] = args.calibration
         if not args.no_flops:
             # Counted on the model as built (prepare and export do not
             # change the arithmetic the counter sees).
@@ -468,17 +475,7 @@ def run(args, command: str, work_dir: str) -> dict:
         ratio = report['speedup'].get(f'{name}_vs_mask2former_e2e')
         if ratio is not None:
             entry['vs_mask2former'] = ratio
-    for variant in bench.variants(args.variants, args.precision, args.compile,
-                                  args.backend):
-        if variant.precision == 'int8' and variant.name in runners:
-            report['variants'][variant.name]['calibration'] = args.calibration
     if measured is not None:
-        precisions = {
-            v.name: v.precision
-            for v in bench.variants(args.variants, args.precision,
-                                    args.compile, args.backend)
-            if v.name in runners
-        }
         gmac = (flops.get('rap_sam') or {}).get('total')
         report['roofline'] = bench.roofline_bounds(
             measured, gmac, precisions, {
