@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from rap_sam.apis import (InputError, RapSAMPredictor, check_prompts,
                           iter_frames)
+from rap_sam.apis.prompt_tracking import FramePastEndError
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
                                         discard, make_out_dir, result_stems,
@@ -391,11 +392,11 @@ def main(argv=None):
             bar.update(1)
 
         results, extra = None, None
-        if args.prompted:
-            results, extra = prompt_tracks(predictor, args.inputs, args.frame,
-                                           args.points, args.boxes,
-                                           args.chunk_frames)
         try:
+            if args.prompted:
+                results, extra = prompt_tracks(predictor, args.inputs,
+                                               args.frame, args.points,
+                                               args.boxes, args.chunk_frames)
             info = track_video_to_files(
                 predictor,
                 args.inputs,
@@ -407,6 +408,10 @@ def main(argv=None):
                 on_frame=show,
                 results=results,
                 extra=extra)
+        except FramePastEndError as err:
+            # Found while the video is read (a file's length is known once
+            # read): said with the option the user typed.
+            raise err.named('--frame') from None
         finally:
             if bar is not None:
                 bar.close()

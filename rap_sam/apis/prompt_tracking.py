@@ -40,6 +40,31 @@ from .inputs import InputError, check_int, check_prompts, iter_frames
 from .video import clip_linker, video_chunks
 
 
+class FramePastEndError(InputError):
+    """The prompted frame is past the video's last frame. The message names
+    the frame the way its caller was given it: ``frame_index`` to the API,
+    the option a command-line user typed (:meth:`named`)."""
+
+    def __init__(self,
+                 frame_index: int,
+                 num_frames: int,
+                 argument: str = 'frame_index'):
+        self.frame_index, self.num_frames = frame_index, num_frames
+        self.argument = argument
+        super().__init__(f"{argument} {frame_index} is past the video's "
+                         f'last frame (it has {num_frames} frames; 0 is the '
+                         'first).')
+
+    def __reduce__(self):
+        # Exception pickles its message alone; __init__ takes the parts.
+        return type(self), (self.frame_index, self.num_frames, self.argument)
+
+    def named(self, argument: str) -> 'FramePastEndError':
+        """The same error, its message naming the frame ``argument`` (e.g.
+        ``--frame``)."""
+        return type(self)(self.frame_index, self.num_frames, argument)
+
+
 class LinkedClip(NamedTuple):
     """One linked clip: its first frame's index in the video, its frames,
     their samples (as the data preprocessor left them), the neck's features
@@ -208,9 +233,7 @@ def track_prompt(
         video = list(video)  # read twice below; a list holds its frames
     if hasattr(video, '__len__') and not isinstance(video, str) and \
             frame_index >= len(video):
-        raise InputError(f'frame_index {frame_index} is past the video\'s '
-                         f'last frame (it has {len(video)} frames; 0 is the '
-                         'first).')
+        raise FramePastEndError(frame_index, len(video))
     # Checked on the first frame (iter_frames keeps the size), before the
     # model runs.
     first = next(iter_frames(video, predictor.max_pixels))
@@ -237,9 +260,7 @@ def _track(predictor, video, frame_index: int, points: np.ndarray,
             first = clip if clip.start == 0 else None
             break
     if target is None:
-        raise InputError(f'frame_index {frame_index} is past the video\'s '
-                         f'last frame (it has {seen} frames; 0 is the '
-                         'first).')
+        raise FramePastEndError(frame_index, seen)
     if first is None:
         # Earlier clips were given up on: the second pass.
         clips.close()

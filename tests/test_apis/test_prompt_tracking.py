@@ -1,13 +1,15 @@
 """track_prompt: a prompt on one frame, the object's mask in every frame
 (forward and backward), the prompted frame answered as predict_prompts
 answers it, and bad prompts or frame indices explained."""
+import pickle
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
 from rap_sam.apis import InputError
-from rap_sam.apis.prompt_tracking import match_tracks
+from rap_sam.apis.prompt_tracking import FramePastEndError, match_tracks
 
 
 @pytest.fixture(scope='module')
@@ -158,6 +160,34 @@ def test_frame_index_past_the_end_of_a_folder(video_predictor, frames,
     message = _one_line_error(lambda: video_predictor.track_prompt(
         str(tmp_path), 7, points=[[10, 10]]))
     assert 'frame_index 7' in message and 'it has 5 frames' in message
+
+
+@pytest.mark.parametrize('as_folder', [False, True])
+def test_frame_past_the_end_named_by_the_caller(video_predictor, frames,
+                                                tmp_path, as_folder):
+    """The API says ``frame_index``; a command line re-words the same error
+    with its option (``named``), as demo/video_demo.py does with --frame.
+    An array's length is checked before the model runs, a folder's once it
+    is read."""
+    video = frames
+    if as_folder:
+        for i, frame in enumerate(frames):
+            cv2.imwrite(str(tmp_path / f'{i:05d}.png'), frame)
+        video = str(tmp_path)
+    with pytest.raises(FramePastEndError) as info:
+        video_predictor.track_prompt(video, 6, points=[[10, 10]])
+    err = info.value
+    assert isinstance(err, InputError)
+    assert (err.frame_index, err.num_frames) == (6, 5)
+    assert str(err) == ("frame_index 6 is past the video's last frame (it "
+                        'has 5 frames; 0 is the first).')
+    named = err.named('--frame')
+    assert type(named) is FramePastEndError
+    assert str(named) == ("--frame 6 is past the video's last frame (it has "
+                          '5 frames; 0 is the first).')
+    # Picklable with its parts (as errors leave worker processes).
+    again = pickle.loads(pickle.dumps(named))
+    assert str(again) == str(named) and again.num_frames == 5
 
 
 @pytest.mark.parametrize(
