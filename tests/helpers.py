@@ -1,6 +1,10 @@
 """Shared builders for the tests."""
+import os
 import os.path as osp
 import re
+import subprocess
+import sys
+from typing import Optional
 
 import torch
 from mmdet.registry import MODELS
@@ -98,6 +102,43 @@ def conv_out_size(size, k, s, p, d):
 # command-line tools refusing bad input (tests/test_demo, tests/test_tools,
 # tests/test_training)
 # ----------------------------------------------------------------------
+# ----------------------------------------------------------------------
+# command-line tools and demos, and their refusing bad input
+# (tests/test_demo, tests/test_tools, tests/test_training)
+# ----------------------------------------------------------------------
+def run_script(path: str,
+               *args,
+               env: Optional[dict] = None,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python PATH ARGS...`` as the README runs it: this interpreter, from
+    the repository root, stdout and stderr captured as text. A ``.sh`` script
+    runs under ``bash``, ``PYTHON`` naming this interpreter (the variable
+    tools/dist_launch.sh runs Python with).
+
+    ``args`` are made strings (paths, numbers); ``env`` holds variables set
+    over this process's environment, a value of ``None`` removing one
+    (``DISPLAY=None``: no display).
+    """
+    base = dict(os.environ)
+    if path.endswith('.sh'):
+        command = ['bash', path]
+        base['PYTHON'] = sys.executable
+    else:
+        command = [sys.executable, path]
+    for name, value in (env or {}).items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = str(value)
+    return subprocess.run(
+        command + [str(a) for a in args],
+        cwd=REPO,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout)
+
+
 def _exit_and_stderr(result) -> str:
     return (f'exit status {result.returncode}, stderr:\n'
             f'{result.stderr[-4000:]}')

@@ -3,33 +3,24 @@ prompted objects tracked through a video (before and after frame K), only
 they drawn and listed, the json's masks those of track_prompt; bad
 prompts and frame numbers end in one ``error:`` line and write nothing."""
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-from helpers import REPO, assert_usage_error, assert_user_error
+from helpers import assert_usage_error, assert_user_error, run_script
 
 from rap_sam.apis import RapSAMPredictor, iter_frames
 
+DEMO = 'demo/video_demo.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
-
-
-def run(*args):
-    return subprocess.run([sys.executable, 'demo/video_demo.py', *args],
-                          cwd=REPO,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
 
 
 def test_prompted_objects_tracked(small_video, weights, tmp_path):
     out = tmp_path / 'out'
-    proc = run(small_video, YT19, '--weights', weights, '--scale', '96', '64',
-               '--frame', '2', '--points', '40,30', '--boxes', '5,5,50,50',
-               '--out-dir', str(out))
+    proc = run_script(DEMO, small_video, YT19, '--weights', weights, '--scale',
+                      '96', '64', '--frame', '2', '--points', '40,30',
+                      '--boxes', '5,5,50,50', '--out-dir', str(out))
     assert proc.returncode == 0, proc.stderr
     assert 'Traceback' not in proc.stderr
     assert '4 frames, 2 tracks' in proc.stdout
@@ -67,16 +58,20 @@ def test_prompted_objects_tracked(small_video, weights, tmp_path):
     assert count == 4
 
 
-@pytest.mark.parametrize('args, words', [
-    (['--points', '500,10'], 'outside the image'),
-    (['--frame', '9', '--points', '10,10'], 'past the video'),
-    (['--boxes', '30,30,20,40'], 'x2 > x1'),
-])
+@pytest.mark.parametrize(
+    'args, words',
+    [
+        (['--points', '500,10'], 'outside the image'),
+        # The option typed, not the API's frame_index.
+        (['--frame', '9', '--points', '10,10'],
+         "error: --frame 9 is past the video's last frame (it has 4 frames"),
+        (['--boxes', '30,30,20,40'], 'x2 > x1'),
+    ])
 def test_bad_prompt_one_line(small_video, weights, tmp_path, args, words):
     out = tmp_path / 'out'
-    proc = run(small_video, YT19, '--weights', weights, '--scale', '96', '64',
-               '--out-dir', str(out), *args)
-    assert_user_error(proc, words)
+    proc = run_script(DEMO, small_video, YT19, '--weights', weights, '--scale',
+                      '96', '64', '--out-dir', str(out), *args)
+    assert 'frame_index' not in assert_user_error(proc, words)
     assert not list(out.glob('pan*'))
 
 
@@ -86,10 +81,10 @@ def test_bad_prompt_one_line(small_video, weights, tmp_path, args, words):
     (['--points', '1'], 'A point must be 2'),
 ])
 def test_bad_arguments(small_video, args, words):
-    assert_usage_error(run(small_video, YT19, *args), words)
+    assert_usage_error(run_script(DEMO, small_video, YT19, *args), words)
 
 
 def test_live_source_refused():
     assert_usage_error(
-        run('--camera', '0', YT19, '--points', '1,1'),
+        run_script(DEMO, '--camera', '0', YT19, '--points', '1,1'),
         'not a camera or stream')
