@@ -10,6 +10,8 @@ from mmdet.structures.mask import encode_mask_results
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
+from .bilinear_rows import BilinearRows
+
 
 class _Claims:
     """mmdet's panoptic claim of pixels, built one kept query at a time:
@@ -143,8 +145,9 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     - an instance query outside the panoptic claim whose mask spans at most
       ``band_fraction`` of the image's rows is upsampled, thresholded and
       summed on those rows only (:meth:`_bands`: exact where the
-      upsampling's scale is a power of two and there is no resize to
-      another ``ori_shape``), its mask written into calloc'ed zeros.
+      upsampling's scale is a power of two; a resize to another
+      ``ori_shape`` is computed from the top down to the band's last row),
+      its mask written into calloc'ed zeros.
 
     Masks are resized with the same calls on the same values, so every
     pixel is the same number; reductions keep mmdet's tensor shapes where
@@ -245,10 +248,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             band_buf: dict = {}
         else:
             binary = torch.empty(shape, dtype=torch.bool, device=device)
+        rows = self._band_plan(mask_pred, size, meta, rescale)[1] \
+            if bands else None
         for q, band in bands.items():
             u = unique_row[q]
             positive, sums, pixels, boxes = self._band_stats(
-                mask_pred[q], band, size, meta, window, band_buf)
+                mask_pred[q], band, size, meta, window, band_buf, rows)
             if positive is not None:
                 y0, y1 = band[2:]
                 for pair in pair_rows[u]:
@@ -455,10 +460,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                rescale: bool) -> Dict[int, Tuple[int, int, int, int]]:
         """The instance queries to compute on a band of rows:
         ``{query: (c0, c1, y0, y1)}``, the logit rows ``c0..c1`` whose
-        upsampling gives the image rows ``y0:y1`` outside which the mask
+        upsampling gives the result's rows ``y0:y1`` outside which the mask
         is empty (``y0 == y1``: empty everywhere).
 
-        A pixel is in a mask when its upsampled logit is > 0; bilinear
+        A pixel is in a mask when its resized logit is > 0; bilinear
         weights are >= 0, so a row interpolated from two rows <= 0 is <= 0
         and only the rows next to positive logit rows can hold the mask.
         Upsampling a crop of the logits with one more row above and below
@@ -467,13 +472,19 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         differ from the full call's by a whole number of rows) and the
         width is the same (the same kernel on the same row layout; an
         output under 129 pixels wide could take PyTorch's other kernel).
-        A resize to an ``ori_shape`` other than ``img_shape`` is not
-        translation invariant: such images keep the full-size path."""
-        ratio = self._crop_ratio(mask_pred, size, meta, rescale)
-        if not queries or ratio is None:
+
+        A resize to another ``ori_shape`` is not translation invariant (its
+        source rows are rounded products): there the band's rows come from
+        a resize of the image's top rows to the result's top rows, with the
+        full resize's scale (:meth:`_band_resize`), and ``c0..c1`` are the
+        logit rows of the image rows that band reads."""
+        plan = self._band_plan(mask_pred, size, meta, rescale)
+        if not queries or plan is None:
             return {}
+        ratio, resize = plan
         h_l = mask_pred.shape[-2]
         img_h = meta['img_shape'][0]
+        out_h = resize.out_size if resize is not None else img_h
         # Rows with a positive logit, [n, h_l] (a row max: one read, no
         # copy of the selected masks, no bool pass).
         rows = mask_pred.amax(-1)[queries] > 0
@@ -491,34 +502,55 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                 c0, c1 = max(f - 1, 0), min(l + 1, h_l - 1)
                 y0, y1 = ratio * c0, ratio * (c1 + 1)
             y1 = min(y1, img_h)
+            if resize is not None:
+                # The image rows y0:y1 hold the mask: the result's rows
+                # that read them, and the logit rows of all they read.
+                y0, y1 = resize.reading(y0, y1)
+                if y1 > y0:
+                    q0, q1 = resize.read_by(y0, y1)
+                    c0, c1 = (q0, q1 -
+                              1) if ratio == 1 else (max(q0 // ratio - 1, 0),
+                                                     min((q1 - 1) // ratio +
+                                                         1, h_l - 1))
             if y1 <= y0:
                 bands[q] = (0, -1, 0, 0)
-            elif y1 - y0 <= self.band_fraction * img_h:
+            elif y1 - y0 <= self.band_fraction * out_h:
                 bands[q] = (c0, c1, y0, y1)
         return bands
 
-    @staticmethod
-    def _crop_ratio(mask_pred: Tensor, size: Tuple[int, int], meta: dict,
-                    rescale: bool) -> Optional[int]:
-        """The upsampling's scale ``r`` (1: none) where row crops of the
-        logits give the full call's rows bit for bit (see :meth:`_bands`),
-        else None: a CPU tensor, a power-of-two scale, outputs over 128
-        pixels wide, no resize to another ``ori_shape``."""
+    def _band_plan(
+            self, mask_pred: Tensor, size: Tuple[int, int], meta: dict,
+            rescale: bool) -> Optional[Tuple[int, Optional[BilinearRows]]]:
+        """Where bands give the full-size path's rows bit for bit (see
+        :meth:`_bands`): the upsampling's scale ``r`` (1: none) and the
+        rows of the resize to ``ori_shape`` (None: none), else None. Bands
+        need a CPU tensor, a power-of-two scale and outputs over 128 pixels
+        wide; a resize to ``ori_shape`` also needs an output whose height
+        and width add up to over 128 (PyTorch's generic kernel, the one
+        :meth:`_band_resize` reproduces) and a scale that a
+        ``scales_h`` argument gives exactly."""
         if mask_pred.device.type != 'cpu':
             return None
         h_l, w_l = mask_pred.shape[-2:]
         pad_h, pad_w = size
         img_h, img_w = meta['img_shape'][:2]
+        out_h, out_w = img_h, img_w
+        resize = None
         if rescale and tuple(meta['ori_shape'][:2]) != (img_h, img_w):
-            return None
-        if img_h * img_w > _SumWindow.max_elements:
+            out_h, out_w = meta['ori_shape'][:2]
+            if out_h + out_w <= 128:
+                return None
+            resize = BilinearRows(img_h, out_h)
+            if not resize.identity and resize.scale_argument() is None:
+                return None
+        if out_h * out_w > _SumWindow.max_elements:
             return None
         if (h_l, w_l) == (pad_h, pad_w):
-            return 1
+            return 1, resize
         ratio = pad_h // h_l
         if ratio * h_l != pad_h or ratio & (ratio - 1) or pad_w <= 128:
             return None
-        return ratio
+        return ratio, resize
 
     def _crop_upsample(self, mask_pred: Tensor, y0: int, y1: int, c0: int,
                        c1: int, size: Tuple[int, int], img_w: int,
@@ -539,6 +571,64 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             out=out)
         return up[0, :, y0 - ratio * c0:y1 - ratio * c0, :img_w]
 
+    def _band_resize(self, mask_pred: Tensor, band: Tuple[int, int, int, int],
+                     size: Tuple[int, int], meta: dict, resize: BilinearRows,
+                     buf: dict) -> Tensor:
+        """Rows ``y0:y1`` of one query's ``[h, w]`` logits resized to the
+        padded size, cropped to the image and resized to ``ori_shape``,
+        bit for bit the full-size path's.
+
+        aten's source row of output row ``y`` is a rounded product of
+        ``y + 0.5``: a resize of a crop of rows would round other products.
+        So the resize starts at the top, as the full one does: the image's
+        top rows to the result's top ``y1`` rows (or more: at least 129
+        with the width, the generic kernel the full resize takes), with the
+        full resize's scale passed as ``scales_h`` (from the sizes aten
+        would compute another). Only the image rows that band reads are
+        computed; the rows above them, read by the result's rows above the
+        band, hold anything finite. A resize to the same height copies
+        rows: there the crop starts at the band."""
+        c0, c1, y0, y1 = band
+        img_h, img_w = meta['img_shape'][:2]
+        out_h, out_w = meta['ori_shape'][:2]
+        q0, q1 = resize.read_by(y0, y1)
+        # The generic kernel, as in the full resize (see _band_plan).
+        min_rows = 129 - out_w
+        if resize.identity:
+            q0, q1 = y0, y1
+            start = max(min(y0, y1 - min_rows), 0)
+            stop = min(max(y1, start + min_rows), out_h)
+            rows_in, rows_out = stop, stop
+        else:
+            start = 0
+            rows_in = q1
+            rows_out = min(max(y1, min_rows), out_h)
+            if rows_in == rows_out:
+                # aten copies rows when the sizes are equal, whatever the
+                # scale: one more row (finite, never read by the band).
+                if rows_in < img_h:
+                    rows_in += 1
+                else:
+                    rows_out += 1
+        image = buf.get('image_rows')
+        if image is None or image.numel() < rows_in * img_w:
+            # Zeros once: the rows no band writes stay finite.
+            image = buf['image_rows'] = mask_pred.new_zeros(rows_in * img_w)
+        image = image[:rows_in * img_w].view(1, 1, rows_in, img_w)
+        image[0, 0, q0:q1].copy_(
+            self._crop_upsample(mask_pred[None], q0, q1, c0, c1, size, img_w,
+                                buf)[0])
+        out = self._flat(buf, 'resized', (1, 1, rows_out - start, out_w),
+                         mask_pred)
+        torch._C._nn.upsample_bilinear2d(
+            image[:, :, start:],
+            out.shape[2:],
+            False,
+            resize.scale_argument(),
+            None,
+            out=out)
+        return out[0, 0, y0 - start:y1 - start]
+
     def _vector_sigmoid(self, flat: Tensor, out: Tensor) -> Tensor:
         """``sigmoid`` of a contiguous tensor whose size is a multiple of
         32, with PyTorch's vectorised kernel on every element (see
@@ -549,19 +639,30 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         return out
 
     def _band_stats(
-            self, mask_pred: Tensor, band: Tuple[int, int, int, int],
-            size: Tuple[int, int], meta: dict, window: _SumWindow,
-            buf: dict) -> Tuple[Optional[Tensor], Tensor, Tensor, Tensor]:
+        self,
+        mask_pred: Tensor,
+        band: Tuple[int, int, int, int],
+        size: Tuple[int, int],
+        meta: dict,
+        window: _SumWindow,
+        buf: dict,
+        resize: Optional[BilinearRows] = None
+    ) -> Tuple[Optional[Tensor], Tensor, Tensor, Tensor]:
         """One query's binary mask on its band (None when empty), mask
         score sum, pixel count and box, equal to :meth:`_mask_stats`'s on
-        the full-size mask."""
+        the full-size mask (``resize``: the rows of the resize to
+        ``ori_shape``, if any)."""
         c0, c1, y0, y1 = band
         if y1 <= y0:
             zero = mask_pred.new_zeros(())
             return None, zero, zero, mask_pred.new_zeros(4)
-        img_w = meta['img_shape'][1]
-        logits = self._crop_upsample(mask_pred[None], y0, y1, c0, c1, size,
-                                     img_w, buf)[0]
+        if resize is None:
+            img_w = meta['img_shape'][1]
+            logits = self._crop_upsample(mask_pred[None], y0, y1, c0, c1, size,
+                                         img_w, buf)[0]
+        else:
+            logits = self._band_resize(mask_pred, band, size, meta, resize,
+                                       buf)
         n = logits.numel()
         padded = -(-n // 32) * 32
         flat = self._flat(buf, 'logits', (padded, ), mask_pred)
@@ -647,8 +748,18 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         if tuple(masks.shape[-2:]) != tuple(size):
             # F.interpolate's kernel, writing into a buffer.
             out = self._buffer(buffers, 'padded', (1, n) + tuple(size), masks)
-            masks = torch._C._nn.upsample_bilinear2d(
-                masks[None], tuple(size), False, None, None, out=out)[0]
+            # Three channels on one thread take PyTorch's image kernel
+            # (other last bits): a chunk of three is resized as 2 + 1.
+            parts = [(0, 2), (2, 3)] if n == 3 else [(0, n)]
+            for i, j in parts:
+                torch._C._nn.upsample_bilinear2d(
+                    masks[None, i:j],
+                    tuple(size),
+                    False,
+                    None,
+                    None,
+                    out=out[:, i:j])
+            masks = out[0]
         masks = masks[:, :img_h, :img_w]
         if not rescale:
             return masks

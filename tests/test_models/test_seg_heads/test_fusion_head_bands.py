@@ -7,6 +7,7 @@ from test_scored_panoptic_fusion_head import assert_same, sample
 
 from rap_sam.deploy import ReferenceFusionHead
 from rap_sam.models.seg_heads import ScoredPanopticFusionHead
+from rap_sam.models.seg_heads.bilinear_rows import BilinearRows
 from rap_sam.models.seg_heads.scored_panoptic_fusion_head import _SumWindow
 from rap_sam.testing.fusion_outputs import object_like_outputs
 
@@ -70,8 +71,19 @@ CASES = [
     ((150, 250), (300, 500), (160, 256), (40, 64), False),
     ((148, 252), (148, 252), (160, 256), (20, 32), False),
     ((140, 250), (140, 250), (144, 256), (144, 256), True),
-    ((150, 250), (97, 161), (160, 256), (40, 64), True),
     ((120, 192), (120, 192), (120, 192), (40, 64), True),
+    # Resized to the original size: down, up, odd sizes, one side only.
+    ((150, 250), (97, 161), (160, 256), (40, 64), True),
+    ((150, 250), (300, 500), (160, 256), (40, 64), True),
+    ((148, 252), (223, 379), (160, 256), (20, 32), True),
+    ((140, 250), (140, 311), (144, 256), (144, 256), True),
+    ((150, 250), (151, 250), (160, 256), (40, 64), True),
+    ((128, 200), (427, 640), (128, 224), (32, 56), True),
+    ((160, 256), (37, 250), (160, 256), (40, 64), True),
+    ((157, 253), (81, 127), (160, 256), (40, 64), True),
+    # A ratio that is not a power of two: the full-size path.
+    ((120, 192), (120, 192), (120, 192), (40, 64), True),
+    ((120, 192), (333, 517), (120, 192), (40, 64), True),
 ]
 
 
@@ -99,21 +111,71 @@ def test_bands_same_as_mmdet(case, one_thread):
     queries = sorted(set(got['ins_results'].query_indices.tolist()))
     bands = ours._bands(masks[0], queries, pad, samples[0].metainfo, rescale)
     ratio = pad[0] / mask_hw[0]
-    if (ori_shape != img_shape and rescale) or ratio not in (1, 2, 4, 8):
-        # A resize to another size, or by a scale whose source rows are
-        # not exact, keeps the full-size path.
+    if ratio not in (1, 2, 4, 8):
+        # A scale whose source rows are not exact keeps the full-size
+        # path.
         assert bands == {}
         return
+    out_h = ori_shape[0] if rescale else img_shape[0]
     # Not vacuous: bands of every kind were taken, and masks are found.
     assert any(y1 > y0 for _, _, y0, y1 in bands.values())
     assert any(y1 == y0 for _, _, y0, y1 in bands.values())
     assert any(y0 == 0 for _, _, y0, y1 in bands.values() if y1 > y0)
-    assert any(y1 == img_shape[0] for _, _, _, y1 in bands.values())
+    assert any(y1 == out_h for _, _, _, y1 in bands.values())
     assert len(bands) < len(queries)  # the big mask: full size
     assert instances.masks.flatten(1).any(1).sum() >= 8
     # Bands take the vectorised sigmoid on every pixel, as mmdet's call
     # does on all but its last: mask scores are bit for bit.
     assert torch.equal(got['ins_results'].scores, instances.scores)
+
+
+@pytest.mark.parametrize('ori_shape', [(97, 161), (301, 499), (150, 311),
+                                       (333, 250), (81, 127), (41, 100)])
+@pytest.mark.parametrize('seed', [3, 4])
+def test_resized_bands_same_as_mmdet(ori_shape, seed, one_thread):
+    """More original sizes and outputs, resized from a 150x250 image:
+    every result bit for bit mmdet's, mask scores included."""
+    ours, ref = heads()
+    cls, masks = edge_case_outputs(40, 64, seed=seed)
+    samples = [sample((150, 250), ori_shape, (160, 256))]
+    got = ours.predict(cls, masks, samples, rescale=True)[0]
+    want = ref.predict(cls, masks, samples, rescale=True)[0]
+    assert_same(got, want)
+    assert torch.equal(got['ins_results'].scores, want['ins_results'].scores)
+    queries = sorted(set(got['ins_results'].query_indices.tolist()))
+    bands = ours._bands(masks[0], queries, (160, 256), samples[0].metainfo,
+                        True)
+    assert sum(y1 > y0 for _, _, y0, y1 in bands.values()) >= 8
+
+
+@pytest.mark.parametrize('ori_shape', [(60, 68), (30, 90)])
+def test_tiny_resized_outputs_keep_the_full_size_path(ori_shape, one_thread):
+    """An original size whose height and width add up to at most 128 takes
+    PyTorch's other resize kernel: no band, results mmdet's."""
+    ours, ref = heads()
+    cls, masks = edge_case_outputs(40, 64)
+    samples = [sample((150, 250), ori_shape, (160, 256))]
+    assert ours._bands(masks[0], list(range(12)), (160, 256),
+                       samples[0].metainfo, True) == {}
+    assert_same(
+        ours.predict(cls, masks, samples, rescale=True)[0],
+        ref.predict(cls, masks, samples, rescale=True)[0])
+
+
+def test_scale_without_exact_argument_keeps_the_full_size_path(
+        monkeypatch, one_thread):
+    """Where no ``scales_h`` gives the resize's scale (none found for sizes
+    up to 2048), no band: results mmdet's."""
+    ours, ref = heads()
+    cls, masks = edge_case_outputs(40, 64)
+    samples = [sample((150, 250), (97, 161), (160, 256))]
+    meta = samples[0].metainfo
+    assert ours._bands(masks[0], list(range(12)), (160, 256), meta, True)
+    monkeypatch.setattr(BilinearRows, 'scale_argument', lambda self: None)
+    assert ours._bands(masks[0], list(range(12)), (160, 256), meta, True) == {}
+    assert_same(
+        ours.predict(cls, masks, samples, rescale=True)[0],
+        ref.predict(cls, masks, samples, rescale=True)[0])
 
 
 def test_band_results_equal_the_full_size_path(one_thread):

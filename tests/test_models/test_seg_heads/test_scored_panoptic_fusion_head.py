@@ -244,3 +244,35 @@ def test_panoptic_areas_counted_on_large_images(monkeypatch):
         assert_same(got, want)
     assert set(counted) == {2**24, 0}
     assert len(want['pan_results'].segments) > 0
+
+
+def test_chunk_of_three_resized_as_alone():
+    """Three masks on one thread would take PyTorch's image kernel (other
+    last bits than mmdet's resize of all queries): each mask's resize is
+    the one it gets alone."""
+    head = ScoredPanopticFusionHead(
+        num_things_classes=3, num_stuff_classes=2, test_cfg=dict())
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randn(3, 40, 64, generator=g) * 5
+    meta = dict(img_shape=(150, 250), ori_shape=(333, 250))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        got = head._resize(masks, (160, 256), meta, True)
+        alone = [
+            head._resize(masks[[i]], (160, 256), meta, True)[0]
+            for i in range(3)
+        ]
+        plain = F.interpolate(
+            masks[None], size=(160, 256), mode='bilinear')[0, :, :150, :250]
+    finally:
+        torch.set_num_threads(threads)
+    for i in range(3):
+        assert torch.equal(got[i], alone[i])
+    # Not vacuous: PyTorch's call on the three differs.
+    assert not torch.equal(
+        plain,
+        torch.stack([
+            F.interpolate(masks[None, [i]], size=(160, 256),
+                          mode='bilinear')[0, 0, :150, :250] for i in range(3)
+        ]))
