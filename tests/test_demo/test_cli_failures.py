@@ -5,29 +5,16 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, assert_user_error
+from helpers import assert_user_error, run_script
 
 COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
 SMALL = ['--scale', '64', '64']
-
-
-def run(script, *args, env=None):
-    return subprocess.run([sys.executable, f'demo/{script}.py', *args],
-                          cwd=REPO,
-                          capture_output=True,
-                          text=True,
-                          timeout=600,
-                          env=None if env is None else {
-                              **os.environ,
-                              **env
-                          })
 
 
 def snapshot(folder) -> dict:
@@ -71,13 +58,14 @@ def test_bad_model_options_are_one_line_messages(files, small_photo, args,
         args = args[:-1] + ['cuda:99']
         message = "Device 'cuda:99' is not available"
     args = [a.format(d=files, photo=small_photo) for a in args]
-    assert_user_error(run('demo', *args), message.format(d=files))
+    assert_user_error(
+        run_script('demo/demo.py', *args), message.format(d=files))
 
 
 def test_out_dir_that_is_a_file(files, small_photo, weights):
     line = assert_user_error(
-        run('demo', small_photo, COCO, '--weights', weights, *SMALL,
-            '--out-dir', str(files / 'a_file')))
+        run_script('demo/demo.py', small_photo, COCO, '--weights', weights,
+                   *SMALL, '--out-dir', str(files / 'a_file')))
     assert line == (f'error: The output folder {files}/a_file is a file: '
                     'choose a folder (it is created if missing).')
     assert (files / 'a_file').read_text() == 'x'
@@ -85,8 +73,8 @@ def test_out_dir_that_is_a_file(files, small_photo, weights):
 
 def test_thin_image_is_a_message(files, weights, tmp_path):
     line = assert_user_error(
-        run('demo', str(files / 'thin.png'), COCO, '--weights', weights,
-            *SMALL, '--out-dir', str(tmp_path)))
+        run_script('demo/demo.py', str(files / 'thin.png'), COCO, '--weights',
+                   weights, *SMALL, '--out-dir', str(tmp_path)))
     assert 'The image is 5000 x 1 pixels, too thin' in line
     assert os.listdir(tmp_path) == []
 
@@ -103,8 +91,9 @@ def test_bad_class_files(tmp_path, small_photo, weights, content, message):
     classes = tmp_path / 'classes.txt'
     classes.write_bytes(content)
     line = assert_user_error(
-        run('demo', small_photo, COCO, '--weights', weights, '--classes',
-            str(classes), '--out-dir', str(tmp_path / 'out')))
+        run_script('demo/demo.py', small_photo, COCO, '--weights',
+                   weights, '--classes', str(classes), '--out-dir',
+                   str(tmp_path / 'out')))
     assert f'The class file {classes} ' in line and message in line
     assert not (tmp_path / 'out').exists()
 
@@ -117,7 +106,8 @@ def test_bad_class_embedding_file(tmp_path, small_photo, weights, content,
     path = tmp_path / 'convnext_large_d_320_CocoPanopticOVDataset.pth'
     path.write_bytes(content)
     line = assert_user_error(
-        run('demo',
+        run_script(
+            'demo/demo.py',
             small_photo,
             COCO,
             '--weights',
@@ -135,8 +125,8 @@ def test_never_writes_over_the_input(tmp_path, small_photo, weights):
     before = snapshot(tmp_path)
     for extra in ([], ['--overwrite']):
         line = assert_user_error(
-            run('demo', str(photo), COCO, '--weights', weights, *SMALL,
-                '--out-dir', str(tmp_path), *extra))
+            run_script('demo/demo.py', str(photo), COCO, '--weights', weights,
+                       *SMALL, '--out-dir', str(tmp_path), *extra))
         assert line == (f'error: The result {tmp_path}/photo.png would '
                         f'replace the input {photo}: choose another output '
                         'folder.')
@@ -163,13 +153,13 @@ def test_same_stem_inputs_and_earlier_results(tmp_path, small_photo, weights):
         str(out)
     ]
 
-    line = assert_user_error(run('demo', *args))
+    line = assert_user_error(run_script('demo/demo.py', *args))
     assert line == (f'error: {out}/pic_jpg.json already exists: pass '
                     '--overwrite to replace earlier results, or choose '
                     'another output folder.')
     assert snapshot(out) == {out.relative_to(out) / 'pic_jpg.json': b'earlier'}
 
-    proc = run('demo', *args, '--overwrite')
+    proc = run_script('demo/demo.py', *args, '--overwrite')
     assert proc.returncode == 0 and 'Traceback' not in proc.stderr, \
         proc.stderr
     assert f'skipping {folder}/broken.jpg: Cannot read' in proc.stdout
@@ -195,9 +185,9 @@ def test_video_failing_part_way_keeps_the_frames_done(tmp_path, small_photo,
         cv2.imwrite(str(frames / f'{t:03d}.png'), img[:64, 8 * t:8 * t + 96])
     (frames / '003.png').write_bytes(b'a corrupt frame')
     cv2.imwrite(str(frames / '004.png'), img[:64, :96])
-    proc = run('video_demo', str(frames), YT19, '--weights', weights,
-               '--scale', '64', '48', '--chunk-frames', '1', '--score-thr',
-               '0', '--out-dir', str(out))
+    proc = run_script('demo/video_demo.py', str(frames), YT19, '--weights',
+                      weights, '--scale', '64', '48', '--chunk-frames', '1',
+                      '--score-thr', '0', '--out-dir', str(out))
     # The frames' progress bar (tqdm: on stderr, each state after a '\r'),
     # then the one error line.
     *progress, last = proc.stderr.splitlines()
@@ -225,10 +215,10 @@ def test_video_failing_part_way_keeps_the_frames_done(tmp_path, small_photo,
 
 
 @pytest.mark.parametrize('script, args', [
-    ('demo', ['{photo}', COCO]),
-    ('prompt_demo', ['{photo}', COCO, '--points', '10,10']),
-    ('video_demo', ['{video}', YT19]),
-    ('app', []),
+    ('demo/demo.py', ['{photo}', COCO]),
+    ('demo/prompt_demo.py', ['{photo}', COCO, '--points', '10,10']),
+    ('demo/video_demo.py', ['{video}', YT19]),
+    ('demo/app.py', []),
 ])
 def test_trust_checkpoint_loads_what_the_allow_list_refuses(
         tmp_path, small_photo, small_video, weights, script, args):
@@ -243,21 +233,21 @@ def test_trust_checkpoint_loads_what_the_allow_list_refuses(
             meta=dict(args=argparse.Namespace(lr=0.1))), ckpt)
     args = [a.format(photo=small_photo, video=small_video) for a in args]
     common = ['--weights', str(ckpt), '--device', 'cpu', *SMALL]
-    if script != 'app':
+    if script != 'demo/app.py':
         common += ['--out-dir', str(tmp_path / 'out')]
-    line = assert_user_error(run(script, *args, *common))
+    line = assert_user_error(run_script(script, *args, *common))
     assert 'argparse.Namespace' in line and '--trust-checkpoint' in line
-    if script == 'app':
+    if script == 'demo/app.py':
         # Trusted, the app would start serving: the option is all to see.
-        help_text = run(script, '--help').stdout
+        help_text = run_script(script, '--help').stdout
         assert '--trust-checkpoint' in help_text
         return
-    proc = run(script, *args, *common, '--trust-checkpoint')
+    proc = run_script(script, *args, *common, '--trust-checkpoint')
     assert proc.returncode == 0, proc.stderr
     assert os.listdir(tmp_path / 'out')
 
 
 def test_app_with_a_missing_checkpoint_does_not_start():
     assert_user_error(
-        run('app', '--weights', 'rapsam_r50_12e.pth'),
+        run_script('demo/app.py', '--weights', 'rapsam_r50_12e.pth'),
         'Checkpoint file not found: rapsam_r50_12e.pth')

@@ -6,25 +6,15 @@ import functools
 import http.server
 import json
 import re
-import subprocess
-import sys
 import threading
 
 import cv2
 import numpy as np
 import pytest
-from helpers import REPO, assert_usage_error, assert_user_error
+from helpers import assert_usage_error, assert_user_error, run_script
 
+DEMO = 'demo/video_demo.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
-
-
-def run(*args, env=None):
-    return subprocess.run([sys.executable, 'demo/video_demo.py', *args],
-                          cwd=REPO,
-                          capture_output=True,
-                          text=True,
-                          timeout=600,
-                          env=env)
 
 
 @pytest.fixture
@@ -43,9 +33,9 @@ def stream_url(small_video, tmp_path):
 
 def test_stream_is_segmented_live(stream_url, weights, tmp_path):
     out = tmp_path / 'out'
-    proc = run('--stream', stream_url, YT19, '--weights', weights,
-               '--scale', '96', '64', '--chunk-frames', '2', '--out-dir',
-               str(out), '--score-thr', '0')
+    proc = run_script(DEMO, '--stream', stream_url, YT19, '--weights', weights,
+                      '--scale', '96', '64', '--chunk-frames', '2',
+                      '--out-dir', str(out), '--score-thr', '0')
     assert proc.returncode == 0, proc.stderr
     assert 'Traceback' not in proc.stderr
     latencies = re.findall(r'frame (\d+): (\d+) ms from capture to result',
@@ -68,7 +58,8 @@ def test_stream_is_segmented_live(stream_url, weights, tmp_path):
 
 
 def test_missing_camera_is_reported_before_the_model_loads(tmp_path):
-    proc = run('--camera', '7', YT19, '--out-dir', str(tmp_path / 'o'))
+    proc = run_script(DEMO, '--camera', '7', YT19, '--out-dir',
+                      str(tmp_path / 'o'))
     assert assert_user_error(proc) == (
         'error: Cannot open camera 7 (no such '
         'camera, or another program is using it).')
@@ -79,16 +70,16 @@ def test_missing_camera_is_reported_before_the_model_loads(tmp_path):
                          [[YT19], ['pan.mp4', '--camera', '0', YT19],
                           ['--camera', '0', '--stream', 'x://y', YT19]])
 def test_exactly_one_source(args):
-    line = assert_usage_error(run(*args))
+    line = assert_usage_error(run_script(DEMO, *args))
     assert 'one of them' in line or 'not allowed with' in line
 
 
 def test_show_needs_a_display(tmp_path):
-    env = {
-        k: v
-        for k, v in __import__('os').environ.items()
-        if k not in ('DISPLAY', 'WAYLAND_DISPLAY')
-    }
-    proc = run(
-        '--stream', 'http://127.0.0.1:9/none.mp4', YT19, '--show', env=env)
+    proc = run_script(
+        DEMO,
+        '--stream',
+        'http://127.0.0.1:9/none.mp4',
+        YT19,
+        '--show',
+        env=dict(DISPLAY=None, WAYLAND_DISPLAY=None))
     assert assert_user_error(proc).startswith('error: --show needs a display')
