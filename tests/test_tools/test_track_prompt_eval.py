@@ -4,13 +4,11 @@ per-frame IoUs and their mean; bad arguments end in one line."""
 import importlib.util
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, assert_user_error, randomize_
+from helpers import REPO, assert_user_error, randomize_, run_script
 from mmdet.registry import MODELS
 
 from rap_sam.testing.toy_datasets import uncompressed_rle
@@ -42,26 +40,15 @@ def toy(tmp_path_factory):
     return root
 
 
-def _run(args):
-    return subprocess.run(
-        [sys.executable, TOOL] + args,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600)
-
-
 @pytest.mark.parametrize('prompt_frame', ['first', 'last'])
 def test_toy_videos_scored(toy, tmp_path, prompt_frame):
     out = tmp_path / 'track.json'
     data = tmp_path / 'val'
-    proc = _run([
-        CONFIG,
-        str(toy / 'toy.pth'), '--data-root',
-        str(data), '--toy-videos', '2', '--scale', '64', '64', '--out',
-        str(out), '--prompt-frame', prompt_frame, '--cfg-options',
-        f'model.panoptic_head.ov_classifier_dir={toy}/embd'
-    ])
+    proc = run_script(TOOL, CONFIG, toy / 'toy.pth', '--data-root', str(data),
+                      '--toy-videos', '2', '--scale', '64', '64', '--out',
+                      str(out), '--prompt-frame', prompt_frame,
+                      '--cfg-options',
+                      f'model.panoptic_head.ov_classifier_dir={toy}/embd')
     assert proc.returncode == 0, proc.stderr
     assert 'Traceback' not in proc.stderr
     assert 'click-to-track:' in proc.stdout
@@ -105,4 +92,4 @@ def test_mask_decoding_and_iou():
 ])
 def test_bad_arguments_one_line(toy, tmp_path, args, words):
     args = [a.replace('{tmp}', str(tmp_path)) for a in args]
-    assert_user_error(_run([CONFIG, str(toy / 'toy.pth')] + args), words)
+    assert_user_error(run_script(TOOL, CONFIG, toy / 'toy.pth', *args), words)
