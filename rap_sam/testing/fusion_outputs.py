@@ -12,7 +12,7 @@ unsure (instance candidates only).
 import math
 import statistics
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -100,15 +100,18 @@ def random_outputs(mask_size: Tuple[int, int] = (200, 336),
 FUSION_VARIANTS = ('reference', 'full', 'bands')
 
 
-def time_fusion_heads(shape: Tuple[int, int],
-                      outputs: Sequence[str] = ('objects', 'random'),
-                      repeats: int = 7,
-                      warmup: int = 1,
-                      seed: int = 0) -> List[Dict]:
+def time_fusion_heads(
+        shape: Tuple[int, int],
+        outputs: Sequence[str] = ('objects', 'random'),
+        repeats: int = 7,
+        warmup: int = 1,
+        seed: int = 0,
+        ori_shape: Optional[Tuple[int, int]] = None) -> List[Dict]:
     """Time the post-processing (the fusion head) on seeded head outputs
-    for a ``shape`` input (padded, image and original size alike; mask
-    logits at a quarter of it), COCO's classes and the COCO eval config's
-    ``test_cfg`` (panoptic and instance results).
+    for a ``shape`` input (padded and image size alike; mask logits at a
+    quarter of it; results resized to ``ori_shape``, by default the same),
+    COCO's classes and the COCO eval config's ``test_cfg`` (panoptic and
+    instance results).
 
     Variants, run interleaved (one run of each per round) so that load on
     the machine falls on all alike; the times are medians over the rounds:
@@ -127,6 +130,9 @@ def time_fusion_heads(shape: Tuple[int, int],
         repeats (int): Timed rounds.
         warmup (int): Untimed rounds first.
         seed (int): Seed of the outputs.
+        ori_shape (tuple, optional): ``(H, W)`` of the original image, the
+            results' size (a photo's, which the results are resized back
+            to).
 
     Returns:
         list[dict]: Per kind of outputs: ``outputs``, ``segments``,
@@ -147,6 +153,9 @@ def time_fusion_heads(shape: Tuple[int, int],
     if h <= 0 or w <= 0 or h % 4 or w % 4:
         raise InputError(f'--shape {h} {w}: give positive multiples of 4 '
                          '(the mask logits are a quarter of the input)')
+    ori_h, ori_w = (h, w) if ori_shape is None else ori_shape
+    if ori_h <= 0 or ori_w <= 0:
+        raise InputError(f'--ori-shape {ori_h} {ori_w}: give positive sizes')
     unknown = sorted(set(outputs) - {'objects', 'random'})
     if unknown:
         raise InputError(f'unknown outputs {unknown}: choose objects and / '
@@ -163,7 +172,7 @@ def time_fusion_heads(shape: Tuple[int, int],
     sample = DetDataSample(
         metainfo=dict(
             img_shape=(h, w),
-            ori_shape=(h, w),
+            ori_shape=(ori_h, ori_w),
             batch_input_shape=(h, w),
             pad_shape=(h, w)))
     results = []

@@ -66,3 +66,26 @@ def test_unwritable_out_is_one_line_before_timing(tmp_path):
     assert_user_error(proc, 'is a file')
     assert proc.stdout == ''
     assert blocker.read_text() == 'kept'
+
+
+def test_resized_to_original_size(tmp_path):
+    """--ori-shape: results resized to a photo's size, as the API's are;
+    bands are taken and the results are still mmdet's."""
+    out = tmp_path / 'post.json'
+    proc = run_tool('--shape', '128', '192', '--ori-shape', '97', '161',
+                    '--outputs', 'objects', '--repeats', '1', '--warmup', '0',
+                    '--threads', '1', '--out', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report['shape'] == [128, 192]
+    assert report['ori_shape'] == [97, 161]
+    result, = report['results']
+    assert result['identical'] is True
+    assert result['band_queries'] > 0 and result['instances'] > 0
+    assert proc.stdout.splitlines()[0].startswith(
+        'post-processing at 128x192 resized to 97x161, 1 threads')
+
+
+def test_bad_ori_shape_is_one_line():
+    assert_user_error(
+        run_tool('--ori-shape', '0', '161'), '--ori-shape 0 161', 'positive')

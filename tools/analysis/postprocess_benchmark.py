@@ -13,10 +13,13 @@ configured: instance masks that span few rows computed on those rows).
 full/bands`` is the ratio of the process's CPU times: on a loaded machine,
 waiting for a core swamps the wall times; CPU time is the work done.
 
-Example::
+Example (``--ori-shape``: results resized to a photo's size, as the API,
+the demo and COCO evaluation resize them)::
 
     python tools/analysis/postprocess_benchmark.py --shape 800 1344 \\
         --threads 2 --repeats 9
+    python tools/analysis/postprocess_benchmark.py --shape 800 1088 \\
+        --ori-shape 480 653 --threads 2 --repeats 9
 """
 import argparse
 import json
@@ -40,6 +43,14 @@ def parse_args(argv=None):
         default=(800, 1344),
         metavar=('H', 'W'),
         help='input size, multiples of 4 (default: 800 1344)')
+    parser.add_argument(
+        '--ori-shape',
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=('H', 'W'),
+        help='original image size the results are resized to, as a '
+        "photo's are (default: the input size, no resize)")
     parser.add_argument(
         '--outputs',
         nargs='+',
@@ -75,10 +86,14 @@ def main(argv=None):
             args.outputs,
             repeats=args.repeats,
             warmup=args.warmup,
-            seed=args.seed)
+            seed=args.seed,
+            ori_shape=tuple(args.ori_shape) if args.ori_shape else None)
         load = os.getloadavg()
         h, w = args.shape
-        print(f'post-processing at {h}x{w}, {torch.get_num_threads()} '
+        ori_h, ori_w = args.ori_shape or args.shape
+        resized = f' resized to {ori_h}x{ori_w}' if args.ori_shape else ''
+        print(f'post-processing at {h}x{w}{resized}, '
+              f'{torch.get_num_threads()} '
               f'threads, load average {load[0]:.2f} {load[1]:.2f} '
               f'{load[2]:.2f}')
         print(f'{"outputs":<8} {"segments":>8} {"instances":>9} '
@@ -95,6 +110,7 @@ def main(argv=None):
         if args.out:
             report = dict(
                 shape=list(args.shape),
+                ori_shape=[ori_h, ori_w],
                 threads=torch.get_num_threads(),
                 load_average=list(load),
                 results=results)
