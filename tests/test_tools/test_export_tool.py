@@ -7,8 +7,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -16,7 +14,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from helpers import (REPO, config_path, load_config, random_class_embeddings,
-                     randomize_)
+                     randomize_, run_script)
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.runner import save_checkpoint
@@ -28,18 +26,10 @@ from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
 from rap_sam.utils.text_classifier import vocabulary_name
 from rap_sam.utils.user_errors import UserError
 
+TOOL = 'tools/deploy/export.py'
 TOY = 'rap_sam/toy_eval_coco.py'
 # The toy model's classifier: 133 COCO classes, 64-d embeddings.
 TOY_EMBEDDINGS = 'toy_CocoPanopticOVDataset'
-
-
-def run_tool(*args):
-    return subprocess.run(
-        [sys.executable, 'tools/deploy/export.py', *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600)
 
 
 @pytest.fixture(scope='module')
@@ -69,9 +59,8 @@ def toy(tmp_path_factory):
 def exported(toy, tmp_path_factory):
     _, ckpt, options = toy
     out = tmp_path_factory.mktemp('exports') / 'toy'
-    proc = run_tool(
-        config_path(TOY), '--checkpoint', ckpt, '--out', out, '--scale', 64,
-        64, *options)
+    proc = run_script(TOOL, config_path(TOY), '--checkpoint', ckpt, '--out',
+                      out, '--scale', 64, 64, *options)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     return str(out), proc
@@ -155,10 +144,10 @@ def test_int8_with_a_class_file_over_an_earlier_export(toy, exported,
         cv2.imwrite(
             str(calib / f'{i}.jpg'),
             rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
-    proc = run_tool(
-        config_path(TOY), '--checkpoint', ckpt, '--out', out, '--scale', 64,
-        64, '--precision', 'int8', '--calib', calib, '--classes', class_file,
-        '--num-things', 2, '--overwrite', *options)
+    proc = run_script(TOOL, config_path(TOY), '--checkpoint', ckpt, '--out',
+                      out, '--scale', 64, 64, '--precision', 'int8', '--calib',
+                      calib, '--classes', class_file, '--num-things', 2,
+                      '--overwrite', *options)
     assert proc.returncode == 0, proc.stderr[-3000:]
     spec, sess = sessions(str(out))
     assert spec.precision == 'int8'
@@ -242,7 +231,7 @@ def assert_untouched(tmp_path, before):
 def test_bad_input_is_one_line_and_leaves_files(case, tmp_path):
     argv, message = bad_command(case, tmp_path)
     before = sorted(os.listdir(tmp_path))
-    proc = run_tool(*argv)
+    proc = run_script(TOOL, *argv)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -266,8 +255,8 @@ def test_refused_export_keeps_an_export(exported, tmp_path):
     out = tmp_path / 'toy'
     shutil.copytree(exported[0], out)
     before = {f: (out / f).read_bytes() for f in os.listdir(out)}
-    proc = run_tool(
-        config_path(TOY), '--out', out, '--precision', 'int8', '--overwrite')
+    proc = run_script(TOOL, config_path(TOY), '--out', out, '--precision',
+                      'int8', '--overwrite')
     assert proc.returncode == 2 and '--calib DIR' in proc.stderr
     assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
     json.loads((out / 'deploy.json').read_text())
