@@ -20,6 +20,16 @@ a broadcast add. The results equal the dense map's to float rounding
 
 :func:`project` and :func:`weighted_sum` accept either a dense ``[B, C, H,
 W]`` tensor or a :class:`LowRankFeatureMap`, so the decoder has one code path.
+
+A few vectors at a time (prompts: a click is one query, the prompt
+adapter eight) are taken against the map's pixel table ``[g_p; x_p; y_p;
+1]`` (``C' + 3`` columns, made once per map and kept with it): a
+projection is then one product ``(W_aug^T q) . [g_p; x_p; y_p; 1]`` and a
+(masked) sum one pass that yields ``sum a g``, ``sum a x``, ``sum a y`` and
+``sum a`` together, with no coordinate terms added over the map
+afterwards (two passes per projection, two per sum, each a small
+operation whose call costs more than its arithmetic at a click's size).
+The same sums in another order (float rounding).
 """
 from numbers import Integral
 from typing import Tuple, Union
@@ -67,6 +77,12 @@ class LowRankFeatureMap:
         self.weight = weight
         self.bias = bias
         self._cache = {}
+
+    #: Whether products with a few vectors go through the pixel table
+    #: (:meth:`pixel_table`); False keeps the basis with the coordinate
+    #: terms added over the map (the path before the table, kept for
+    #: comparisons).
+    use_pixel_table = True
 
     @property
     def shape(self) -> torch.Size:
@@ -123,6 +139,28 @@ class LowRankFeatureMap:
             'coords',
             lambda: coordinate_channels(*self.basis.shape[-2:], self.basis))
 
+    def pixel_table(self) -> Tensor:
+        """``[g_p; x_p; y_p; 1]`` for every pixel, ``[B, C' + 3, H, W]``
+        channels-last (so pixel ``p``'s ``C' + 3`` values are one row of
+        ``[B, H * W, C' + 3]``); made once per map."""
+        return self._cached('pixel_table', self._make_pixel_table)
+
+    def _make_pixel_table(self) -> Tensor:
+        b, c, h, w = self.basis.shape
+        xs, ys = self._coords()
+        coords = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1)
+        rows = torch.cat([
+            self.basis.permute(0, 2, 3, 1),
+            coords.expand(b, -1, -1, -1),
+            self.basis.new_ones(b, h, w, 1)
+        ], -1)
+        return rows.permute(0, 3, 1, 2)
+
+    def _use_table(self, num_vectors: int) -> bool:
+        return (self.use_pixel_table and num_vectors <= MAX_VECTORS
+                and not self.basis.requires_grad
+                and not torch.jit.is_tracing())
+
     def dense(self) -> Tensor:
         """The map itself, ``[B, C, H, W]``, as the neck computes it."""
         return F.conv2d(
@@ -144,21 +182,31 @@ class LowRankFeatureMap:
 
     def project(self, queries: Tensor) -> Tensor:
         """``[B, N, C]`` -> ``[B, N, H, W]``: ``q . f_p`` at every pixel."""
+        if self._use_table(queries.shape[1]):
+            return pixel_products(queries @ self._augmented_weight(),
+                                  self.pixel_table())
         q_basis, row, col = self._projection_terms(queries)
         out = pixel_products(q_basis, self.basis)
         return out.add_(row[:, :, None, :]).add_(col[:, :, :, None])
 
     def weighted_sum(self, weights: Tensor) -> Tensor:
         """``[B, N, H, W]`` -> ``[B, N, C]``: ``sum_p a_p f_p``."""
+        if self._use_table(weights.shape[1]):
+            return weighted_pixel_sums(
+                weights, self.pixel_table()) @ self._augmented_weight().t()
         return self._sum(weighted_pixel_sums(weights, self.basis), weights)
 
     def masked_sum(self, masks: Tensor) -> Tensor:
         """Bool ``[B, N, H, W]`` -> ``[B, N, C]``: the pixels under each
         mask summed."""
+        if self._use_table(masks.shape[1]):
+            return self._masked_basis_sum(
+                masks, 'table') @ self._augmented_weight().t()
         return self._sum(self._masked_basis_sum(masks), masks.to(self.dtype))
 
-    def _masked_basis_sum(self, masks: Tensor) -> Tensor:
-        """``sum_p m_p g_p``, ``[B, N, C']``.
+    def _masked_basis_sum(self, masks: Tensor, of: str = 'basis') -> Tensor:
+        """``sum_p m_p g_p``, ``[B, N, C']`` (``of='table'``: the pixel
+        table's rows summed, ``[B, N, C' + 3]``).
 
         A few masks are summed by gathering the pixels under them
         (:func:`masked_pixel_sums`), which costs what they cover. A mask
@@ -167,11 +215,13 @@ class LowRankFeatureMap:
         the map gathered (a click's first masks often cover most of it).
         """
         b, n, h, w = masks.shape
-        basis = self.basis
+        basis = self.pixel_table() if of == 'table' else self.basis
         if n > MAX_VECTORS or basis.requires_grad or \
                 not basis.is_contiguous(memory_format=torch.channels_last) \
                 or torch.jit.is_tracing():
             return masked_pixel_sums(masks, basis)
+        if b * n == 1:
+            return self._single_masked_sum(masks, basis, of)
         on = masks.sum((2, 3))  # [B, N]
         flip = on * 2 > h * w
         flipped = bool(flip.any())
@@ -183,8 +233,34 @@ class LowRankFeatureMap:
             pooled = basis.new_zeros(b, n, basis.shape[1])
         if not flipped:
             return pooled
-        total = self._cached('pixel_total', lambda: basis.sum((2, 3)))
+        total = self._cached(f'{of}_total', lambda: basis.sum((2, 3)))
         return torch.where(flip[..., None], total[:, None] - pooled, pooled)
+
+    def _single_masked_sum(self, mask: Tensor, basis: Tensor,
+                           of: str) -> Tensor:
+        """:meth:`_masked_basis_sum` of one mask (a click) with a third of
+        the calls: the same pixels gathered in the same bags as
+        :func:`masked_pixel_sums`, so the same sums bit for bit."""
+        h, w = mask.shape[-2:]
+        c = basis.shape[1]
+        flat = mask.reshape(-1)
+        on = int(flat.sum())
+        flip = on * 2 > h * w
+        count = h * w - on if flip else on
+        if count == 0:
+            pooled = basis.new_zeros(1, 1, c)
+        else:
+            index = (flat.logical_not() if flip else flat).nonzero().view(-1)
+            parts = max(torch.get_num_threads(), 1)
+            offsets = torch.tensor([count * k // parts for k in range(parts)],
+                                   device=basis.device)
+            rows = basis.permute(0, 2, 3, 1).reshape(h * w, c)
+            pooled = F.embedding_bag(
+                index, rows, offsets, mode='sum').sum(0).view(1, 1, c)
+        if not flip:
+            return pooled
+        total = self._cached(f'{of}_total', lambda: basis.sum((2, 3)))
+        return total[:, None] - pooled
 
     def _sum(self, pooled_basis: Tensor, weights: Tensor) -> Tensor:
         xs, ys = self._coords()

@@ -187,3 +187,59 @@ def test_optimized_model_clip():
     assert got[1].shape == want[1].shape and got[1].dim() == 5
     for a, b in zip(got, want):
         assert rel_err(a, b) < 1e-3
+
+
+@pytest.mark.parametrize('n', [1, 8])
+def test_pixel_table_products_equal_the_basis_ones(maps, n):
+    """A few vectors go through the pixel table [g; x; y; 1]: the sums of
+    the path without it (coordinate terms added over the map), to float
+    rounding; the table is made once per map."""
+    low_rank, full = maps
+    plain = LowRankFeatureMap(low_rank.basis, low_rank.weight, low_rank.bias)
+    plain.use_pixel_table = False
+    g = torch.Generator().manual_seed(n)
+    queries = torch.randn(2, n, 10, generator=g)
+    weights = torch.rand(2, n, 5, 7, generator=g)
+    masks = weights > 0.3
+    table = low_rank.pixel_table()
+    assert table.shape == (2, 9, 5, 7)
+    assert table.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(table[:, :6], low_rank.basis)
+    assert torch.equal(table[:, 8], torch.ones(2, 5, 7))
+    assert torch.equal(table[:, 6:8], with_coordinates(low_rank.basis)[:, 6:])
+    for op, arg in ((project, queries), (weighted_sum, weights), (masked_sum,
+                                                                  masks)):
+        got, want = op(low_rank, arg), op(plain, arg)
+        assert rel_err(got, want) < 1e-5, op
+        assert rel_err(got, op(full, arg)) < 1e-5, op
+    assert low_rank.pixel_table() is table
+    assert 'pixel_table' not in plain._cache
+
+
+@pytest.mark.parametrize('threads', [1, 2])
+def test_one_mask_sums_the_pixels_of_the_batched_gather(threads):
+    """A click's single mask takes a shorter path: the same pixels in the
+    same bags as a batch of masks, so the same sums bit for bit, summed
+    from the pixels off the mask when it covers more than half."""
+    g = torch.Generator().manual_seed(4)
+    basis = torch.randn(
+        1, 6, 8, 9, generator=g).contiguous(memory_format=torch.channels_last)
+    low_rank = LowRankFeatureMap(basis, torch.randn(10, 8, generator=g),
+                                 torch.randn(10, generator=g))
+    full = low_rank.dense()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for frac in (0., 0.02, 0.4, 0.5, 0.8, 1.):
+            mask = torch.rand(1, 1, 8, 9, generator=g) < frac
+            for of in ('basis', 'table'):
+                got = low_rank._masked_basis_sum(mask, of)
+                batched = low_rank._masked_basis_sum(
+                    mask.repeat(1, 2, 1, 1), of)
+                assert torch.equal(got, batched[:, :1]), (frac, of)
+            want = masked_sum(full, mask)
+            scale = full.abs().sum()
+            assert ((masked_sum(low_rank, mask) - want).abs().max() /
+                    scale) < 1e-6
+    finally:
+        torch.set_num_threads(before)
