@@ -4,14 +4,14 @@ import glob
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, assert_user_error, build_model, config_path
+from helpers import (REPO, assert_user_error, build_model, config_path,
+                     run_script)
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import save_checkpoint
 
@@ -150,18 +150,11 @@ def test_youtube_vis_with_the_configs_workers(tmp_path, ytvis):
             root,
             dict(scale, **{'test_evaluator.outfile_prefix':
                            f'{tmp_path}/r0'})))
-    proc = subprocess.run(
-        [
-            sys.executable, 'tools/test.py',
-            config_path(config), ckpt, '--work-dir',
-            str(tmp_path / 'work2'), '--cfg-options',
-            f'test_dataloader.dataset.data_root={root}',
-            f'test_evaluator.outfile_prefix={tmp_path}/r2'
-        ] + [f'{k}={v}' for k, v in scale.items()],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600)
+    proc = run_script('tools/test.py', config_path(config), ckpt, '--work-dir',
+                      tmp_path / 'work2', '--cfg-options',
+                      f'test_dataloader.dataset.data_root={root}',
+                      f'test_evaluator.outfile_prefix={tmp_path}/r2',
+                      *[f'{k}={v}' for k, v in scale.items()])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     with open(f'{tmp_path}/r0.json', 'rb') as f0, \
@@ -199,28 +192,18 @@ def test_dist_test_one_cpu_process(tmp_path, coco_root):
             'test_evaluator.seg_prefix':
             coco_root + 'annotations/panoptic_val2017/',
         })
-    env = dict(os.environ, PORT='29577', PYTHON=sys.executable)
-    proc = subprocess.run([
-        'bash',
-        osp.join(REPO, 'tools', 'dist_test.sh'),
-        config_path(config), ckpt, '1', '--work-dir',
-        str(tmp_path / 'work'), '--cfg-options', *options
-    ],
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
+    proc = run_script(
+        'tools/dist_test.sh',
+        config_path(config),
+        ckpt,
+        '1',
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        *options,
+        env=dict(PORT='29577'))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'coco_panoptic/PQ' in proc.stdout + proc.stderr
-
-
-def run_script(args, cwd=REPO):
-    """``python tools/test.py ...`` as the README runs it."""
-    return subprocess.run([sys.executable, 'tools/test.py', *args],
-                          cwd=cwd,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
 
 
 def test_show_dir_draws_with_mmdet_visualizer(tmp_path, coco_root):
@@ -237,11 +220,9 @@ def test_show_dir_draws_with_mmdet_visualizer(tmp_path, coco_root):
             # Random weights are never 0.8 sure: segments to draw.
             'model.test_cfg.object_mask_thr': 0.3,
         })
-    proc = run_script([
-        config_path(config), ckpt, '--work-dir',
-        str(tmp_path / 'work'), '--show-dir', 'shown', '--cfg-options',
-        *options
-    ])
+    proc = run_script('tools/test.py', config_path(config), ckpt, '--work-dir',
+                      tmp_path / 'work', '--show-dir', 'shown',
+                      '--cfg-options', *options)
     assert proc.returncode == 0, proc.stderr[-3000:]
     drawn = sorted(glob.glob(str(tmp_path / 'work' / '*' / 'shown' / '*')))
     images = sorted(glob.glob(coco_root + 'val2017/*.jpg'))
@@ -264,7 +245,8 @@ def test_missing_file_is_one_line(tmp_path, which):
         config = str(tmp_path / 'absent.py')
     else:
         ckpt = str(tmp_path / 'absent.pth')
-    proc = run_script([config, ckpt, '--work-dir', str(tmp_path / 'work')])
+    proc = run_script('tools/test.py', config, ckpt, '--work-dir',
+                      tmp_path / 'work')
     name = config if which == 'config' else ckpt
     assert assert_user_error(proc).startswith(
         f'error: {which.capitalize()} file not found: {name}')
