@@ -20,6 +20,7 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 from rap_sam.deploy.backends import BACKENDS as RUNTIME_BACKENDS
+from rap_sam.models.layers import LowRankFeatureMap
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
 from rap_sam.utils.config_file import (ConfigFileError, config_test_scale,
@@ -551,6 +552,10 @@ class RapSAMPredictor:
             data = self.model.data_preprocessor(self._batch(img), False)
             feats = self.model.extract_feat(data['inputs'])
             metainfo = data['data_samples'][0].metainfo
+            if isinstance(feats, LowRankFeatureMap):
+                # Made here, once, rather than by the first click: every
+                # click's products with the map read it.
+                feats.pixel_table()
         else:
             image, metainfo = self.runtime.preprocess(img)
             feats = self.runtime.encode(image)

@@ -106,3 +106,26 @@ def test_reference_mode_gives_the_fast_results(weights, predictor, photo):
          for s in expected.pred_panoptic_seg.segments]
     assert torch.equal(result.pred_panoptic_seg.sem_seg,
                        expected.pred_panoptic_seg.sem_seg)
+
+
+def test_set_image_makes_the_pixel_table_the_clicks_read(predictor, photo):
+    """The map's pixel table is made by set_image, not by the first click;
+    clicks read it and give what the path without it gives."""
+    from rap_sam.models.layers import LowRankFeatureMap
+    predictor.set_image(photo)
+    feats = predictor._image['feats']
+    assert isinstance(feats, LowRankFeatureMap)
+    table = feats._cache['pixel_table']
+    first = predictor.predict_prompts(points=[[70, 40]], boxes=[10, 5, 90, 60])
+    assert feats.pixel_table() is table
+    feats.use_pixel_table = False
+    try:
+        plain = predictor.predict_prompts(
+            points=[[70, 40]], boxes=[10, 5, 90, 60])
+    finally:
+        feats.use_pixel_table = True
+    got, want = first.pred_instances, plain.pred_instances
+    assert got.masks.shape == (2, 100, 150)
+    assert (got.masks != want.masks).float().mean() < 1e-3
+    torch.testing.assert_close(
+        got.iou_scores, want.iou_scores, rtol=1e-5, atol=1e-6)
