@@ -8,7 +8,9 @@ ROOT/youtube_vis_2019: YouTube-VIS 2019 (official train.json + frames).
 Unlike ``rap_sam.testing``'s toy data (random colours, for format tests),
 a class here always looks the same (its colour and shape), so a model can
 learn it: the data of the toy training run (``tools/toy_train_eval.py``).
-Images are square (192-288 px).
+Images are square (192-288 px). Each dataset folder gets a file TOY_DATA;
+a folder that holds other files and no TOY_DATA (a real dataset, say) is
+refused rather than overwritten.
 """
 import argparse
 import json
@@ -24,6 +26,11 @@ from rap_sam.testing.coco_panoptic_categories import coco_panoptic_categories
 from rap_sam.testing.toy_datasets import (YTVIS_2019_NAMES, mask_bbox,
                                           panoptic_split_dirs, shape_mask,
                                           track_annotation, write_panoptic_png)
+from rap_sam.utils.output_files import make_out_dir
+from rap_sam.utils.user_errors import UserError, cli_errors
+
+#: The file that marks a folder as this tool's (rewritten on every run).
+MARKER = 'TOY_DATA'
 
 # BGR colour and shape per class; classes in both datasets look alike.
 COCO_THINGS = {
@@ -63,6 +70,24 @@ def _boxes(rng, height, width, count):
         y1 = int(rng.integers(0, height - h))
         boxes.append((x1, y1, x1 + w, y1 + h))
     return boxes
+
+
+def claim_folder(root: str) -> None:
+    """Make ``root`` a toy dataset folder, refusing one that holds files
+    this tool did not write: the toy annotation files have the official
+    names (panoptic_train2017.json, train.json, ...), so pointed at a real
+    dataset they would replace its files."""
+    marker = osp.join(root, MARKER)
+    if osp.isdir(root) and os.listdir(root) and not osp.isfile(marker):
+        raise UserError(
+            f'{root} holds files that tools/make_toy_data.py did not write '
+            f'(no {MARKER} file), and toy data would overwrite them: give '
+            'an empty or new folder (or delete this one if it is toy data '
+            'from an older version).')
+    make_out_dir(root)
+    with open(marker, 'w') as f:
+        f.write('Toy data written by tools/make_toy_data.py; the tool may '
+                'rewrite this folder.\n')
 
 
 def _write_json(path, content):
@@ -108,6 +133,7 @@ def _coco_image(rng):
 
 
 def make_toy_coco(root, splits, seed=0):
+    claim_folder(root)
     rng = np.random.default_rng(seed)
     for s, (split, count) in enumerate(splits.items()):
         img_dir, seg_dir = panoptic_split_dirs(root, split)
@@ -140,6 +166,7 @@ def make_toy_coco(root, splits, seed=0):
 
 
 def make_toy_ytvis(root, num_videos, seed=0, split='train'):
+    claim_folder(root)
     rng = np.random.default_rng(seed)
     videos, anns = [], []
     for v in range(num_videos):
@@ -202,16 +229,30 @@ def make_toy_data(root, coco_train=64, coco_val=16, videos=24, seed=0):
     make_toy_ytvis(osp.join(root, 'youtube_vis_2019'), videos, seed + 1)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'expected a whole number >= 1, got {text!r}')
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('root')
-    parser.add_argument('--coco-train', type=int, default=64)
-    parser.add_argument('--coco-val', type=int, default=16)
-    parser.add_argument('--videos', type=int, default=24)
+    parser.add_argument('--coco-train', type=positive_int, default=64)
+    parser.add_argument('--coco-val', type=positive_int, default=16)
+    parser.add_argument('--videos', type=positive_int, default=24)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
-    make_toy_data(args.root, args.coco_train, args.coco_val, args.videos,
-                  args.seed)
+    with cli_errors():
+        make_out_dir(args.root)
+        make_toy_data(args.root, args.coco_train, args.coco_val, args.videos,
+                      args.seed)
 
 
 if __name__ == '__main__':

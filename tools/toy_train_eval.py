@@ -27,6 +27,11 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(REPO, 'tools'))
+from make_toy_data import make_toy_data, positive_int  # noqa: E402
+
+from rap_sam.utils.output_files import make_out_dir  # noqa: E402
+from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE  # noqa: E402
+from rap_sam.utils.user_errors import cli_errors
 
 TOY_VOCABULARIES = ('toy_Concat_CocoPanopticOVDataset_YouTubeVISDataset_2019',
                     'toy_CocoPanopticOVDataset', 'toy_YouTubeVISDataset_2019')
@@ -106,7 +111,17 @@ def toy_train_options(root: str) -> list:
 
 def _run(cmd, env):
     print('+', ' '.join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO, env=env)
+    status = subprocess.run(cmd, cwd=REPO, env=env).returncode
+    if status == USER_ERROR_EXIT_CODE:
+        # The tool has said what was wrong, in one line, on stderr.
+        raise SystemExit(status)
+    if status:
+        print(
+            f'error: {cmd[1]} failed with exit status {status}; its output '
+            'above says why.',
+            file=sys.stderr,
+            flush=True)
+        raise SystemExit(status)
 
 
 def _metrics(work_dir: str) -> dict:
@@ -124,11 +139,11 @@ def main(argv=None):
         help='data, embeddings, checkpoints and logs')
     parser.add_argument(
         '--epochs',
-        type=int,
+        type=positive_int,
         help='override max_epochs (the lr step moves along with it)')
     parser.add_argument(
         '--threads',
-        type=int,
+        type=positive_int,
         default=1,
         help='torch threads per process (default 1: on a shared 2-core '
         'machine a second OpenMP thread waits on busy cores more than it '
@@ -137,9 +152,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.time()
     root = osp.join(REPO, args.root) if not osp.isabs(args.root) else args.root
-    from make_toy_data import make_toy_data
-    make_toy_data(osp.join(root, 'data'))
-    write_toy_class_embeddings(osp.join(root, 'embd'))
+    with cli_errors():
+        make_out_dir(root)
+        make_toy_data(osp.join(root, 'data'))
+        write_toy_class_embeddings(osp.join(root, 'embd'))
 
     py = sys.executable
     threads = str(args.threads)

@@ -1,0 +1,90 @@
+"""tools/make_toy_data.py and tools/toy_train_eval.py as a user runs them:
+the toy data is rewritten in its own folders only, and bad arguments or a
+failed step end in one line instead of a traceback."""
+import json
+import os
+import os.path as osp
+
+import pytest
+
+from tests.helpers import assert_usage_error, assert_user_error, run_script
+
+SMALL = ('--coco-train', 1, '--coco-val', 1, '--videos', 1)
+
+
+def _files(root):
+    """Every file under ``root`` (relative path -> bytes)."""
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = osp.join(folder, name)
+            with open(path, 'rb') as f:
+                found[osp.relpath(path, root)] = f.read()
+    return found
+
+
+def test_toy_data_is_written_and_rewritten_in_its_own_folders(tmp_path):
+    root = tmp_path / 'toy'
+    first = run_script('tools/make_toy_data.py', root, *SMALL)
+    assert first.returncode == 0, first.stderr
+    written = _files(root)
+    with open(root / 'coco' / 'annotations' / 'panoptic_train2017.json') as f:
+        assert len(json.load(f)['images']) == 1
+    with open(root / 'youtube_vis_2019' / 'train.json') as f:
+        assert len(json.load(f)['videos']) == 1
+    assert 'coco/TOY_DATA' in written
+    assert 'youtube_vis_2019/TOY_DATA' in written
+
+    # Its own folders are rewritten (the same seed gives the same bytes).
+    again = run_script('tools/make_toy_data.py', root, *SMALL)
+    assert again.returncode == 0, again.stderr
+    assert _files(root) == written
+
+
+def test_toy_data_refuses_a_folder_it_did_not_write(tmp_path):
+    """Pointed at a real dataset, the toy files (official names) would
+    replace its annotations: refused, nothing changed."""
+    real = tmp_path / 'data' / 'coco' / 'annotations'
+    real.mkdir(parents=True)
+    (real / 'panoptic_train2017.json').write_text('{"real": true}')
+    result = run_script('tools/make_toy_data.py', tmp_path / 'data', *SMALL)
+    line = assert_user_error(result, str(tmp_path / 'data' / 'coco'),
+                             'TOY_DATA', 'empty or new folder')
+    assert 'did not write' in line
+    assert _files(tmp_path / 'data') == {
+        osp.join('coco', 'annotations', 'panoptic_train2017.json'):
+        b'{"real": true}'
+    }
+
+
+@pytest.mark.parametrize('tool', ['make_toy_data', 'toy_train_eval'])
+def test_a_root_that_is_a_file_is_refused(tmp_path, tool):
+    blocker = tmp_path / 'blocker'
+    blocker.write_text('keep me')
+    args = [blocker] if tool == 'make_toy_data' else ['--root', blocker]
+    result = run_script(f'tools/{tool}.py', *args)
+    assert_user_error(result, str(blocker), 'is a file')
+    assert blocker.read_text() == 'keep me'
+
+
+@pytest.mark.parametrize('tool, args, option', [
+    ('make_toy_data', ['ROOT', '--coco-train', '0'], '--coco-train'),
+    ('make_toy_data', ['ROOT', '--videos', '-1'], '--videos'),
+    ('toy_train_eval', ['--root', 'ROOT', '--epochs', '0'], '--epochs'),
+    ('toy_train_eval', ['--root', 'ROOT', '--threads', 'two'], '--threads'),
+])
+def test_counts_below_one_are_refused(tmp_path, tool, args, option):
+    args = [str(tmp_path / 'out') if a == 'ROOT' else a for a in args]
+    result = run_script(f'tools/{tool}.py', *args)
+    assert_usage_error(result, option, 'whole number >= 1')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_failed_training_step_ends_in_its_one_line(tmp_path):
+    """tools/train.py refuses a malformed --cfg-options item in one line;
+    the toy run stops there with that line alone, not a traceback of the
+    subprocess call."""
+    result = run_script('tools/toy_train_eval.py', '--root', tmp_path / 'toy',
+                        '--cfg-options', 'not_a_key_value')
+    assert_user_error(result, '--cfg-options', 'key=value')
+    assert not (tmp_path / 'toy' / 'eval_coco').exists()
