@@ -77,6 +77,7 @@ CASES = [
     ((150, 250), (300, 500), (160, 256), (40, 64), True),
     ((148, 252), (223, 379), (160, 256), (20, 32), True),
     ((140, 250), (140, 311), (144, 256), (144, 256), True),
+    ((140, 250), (97, 173), (144, 256), (144, 256), True),
     ((150, 250), (151, 250), (160, 256), (40, 64), True),
     ((128, 200), (427, 640), (128, 224), (32, 56), True),
     ((160, 256), (37, 250), (160, 256), (40, 64), True),
@@ -239,3 +240,35 @@ def test_sum_window_is_the_full_row_sum(h, w):
         got = window.sums(y0, ones.flatten(), probs.flatten())
         assert torch.equal(got, want)
         assert not window.zeros.any()  # left zero for the next band
+
+
+@pytest.mark.parametrize('img_shape, ori_shape', [((150, 250), (97, 161)),
+                                                  ((150, 250), (300, 500)),
+                                                  ((150, 250), (150, 311)),
+                                                  ((149, 250), (451, 250)),
+                                                  ((150, 250), (40, 100))])
+def test_band_resize_rows_are_the_full_resize_rows(img_shape, ori_shape,
+                                                   one_thread):
+    """Any band of rows of a dense mask, at the top, the bottom, one row
+    high or most of the image (and where the top input and output rows
+    would be as many, which aten copies), bit for bit the full resize's
+    rows."""
+    ours, _ = heads()
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 40, 64, generator=g) * 4
+    meta = dict(img_shape=img_shape, ori_shape=ori_shape)
+    full = ours._resize(logits, (160, 256), meta, True)[0]
+    ratio, resize = ours._band_plan(logits, (160, 256), meta, True)
+    out_h = ori_shape[0]
+    bands = {(0, 1), (0, out_h), (out_h - 1, out_h), (out_h // 3, out_h // 2)}
+    bands |= {(y, y + 3) for y in range(0, out_h - 3, 7)}
+    clashes = 0
+    for y0, y1 in sorted(bands):
+        q0, q1 = resize.read_by(y0, y1)
+        c0, c1 = max(q0 // ratio - 1, 0), min((q1 - 1) // ratio + 1, 39)
+        clashes += q1 == max(y1, 129 - ori_shape[1])
+        got = ours._band_resize(logits[0], (c0, c1, y0, y1), (160, 256), meta,
+                                resize, {})
+        assert torch.equal(got, full[y0:y1]), (y0, y1)
+    if ori_shape == (451, 250):
+        assert clashes > 0
