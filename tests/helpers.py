@@ -1,4 +1,5 @@
 """Shared builders for the tests."""
+import importlib.util
 import os
 import os.path as osp
 import re
@@ -51,6 +52,33 @@ def build_model(name: str = 'rap_sam/eval_rap_sam_coco.py', seed: int = 0):
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     randomize_(model, seed)
+    return model.eval()
+
+
+def load_tool(path: str):
+    """A script of the repository (``tools/toy_train_eval.py``) as a module:
+    tools/ is not a package."""
+    name = osp.splitext(path)[0].replace('/', '_')
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def toy_checkpoint(root, name: str, seed: int = 0):
+    """A toy config's model (``name`` under configs/) with seeded random
+    weights, saved as ROOT/toy.pth beside the toy class embeddings it reads,
+    ROOT/embd (tools/toy_train_eval.py's); returns the model (eval mode).
+    Tools take them with ``--cfg-options
+    model.panoptic_head.ov_classifier_dir=ROOT/embd``."""
+    embd = osp.join(root, 'embd')
+    load_tool('tools/toy_train_eval.py').write_toy_class_embeddings(embd)
+    cfg = load_config(name)
+    cfg.model.panoptic_head.ov_classifier_dir = embd
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    randomize_(model, seed)
+    torch.save({'state_dict': model.state_dict()}, osp.join(root, 'toy.pth'))
     return model.eval()
 
 
@@ -142,6 +170,16 @@ def run_script(path: str,
 def _exit_and_stderr(result) -> str:
     return (f'exit status {result.returncode}, stderr:\n'
             f'{result.stderr[-4000:]}')
+
+
+def assert_ran(result) -> str:
+    """A command that did its work: exit status 0 and no traceback on
+    stderr (a warning's or a worker's would say something went wrong);
+    its stdout is returned for further checks."""
+    shown = _exit_and_stderr(result)
+    assert result.returncode == 0, 'exit status is not 0; ' + shown
+    assert 'Traceback' not in result.stderr, 'a traceback; ' + shown
+    return result.stdout
 
 
 def assert_user_error(result, *fragments: str) -> str:

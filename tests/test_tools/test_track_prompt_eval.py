@@ -1,42 +1,25 @@
 """tools/analysis/track_prompt_eval.py as a user runs it: toy videos
 written by the tool, the toy architecture with seeded weights, per-object
 per-frame IoUs and their mean; bad arguments end in one line."""
-import importlib.util
 import json
-import os.path as osp
 
 import numpy as np
 import pytest
-import torch
-from helpers import REPO, assert_user_error, randomize_, run_script
-from mmdet.registry import MODELS
+from helpers import (assert_ran, assert_user_error, load_tool, run_script,
+                     toy_checkpoint)
 
 from rap_sam.testing.toy_datasets import uncompressed_rle
-from rap_sam.utils.config_file import read_config
 
 TOOL = 'tools/analysis/track_prompt_eval.py'
-CONFIG = 'configs/rap_sam/toy_eval_yt19.py'
-
-
-def _load(path: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+TOY = 'rap_sam/toy_eval_yt19.py'
+CONFIG = f'configs/{TOY}'
 
 
 @pytest.fixture(scope='module')
 def toy(tmp_path_factory):
     """A seeded toy video checkpoint and its class embeddings."""
     root = tmp_path_factory.mktemp('toy')
-    _load('tools/toy_train_eval.py', 'toy_train_eval') \
-        .write_toy_class_embeddings(str(root / 'embd'))
-    cfg = read_config(osp.join(REPO, CONFIG))
-    cfg.model.panoptic_head.ov_classifier_dir = str(root / 'embd')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    randomize_(model, 0)
-    torch.save({'state_dict': model.state_dict()}, root / 'toy.pth')
+    toy_checkpoint(root, TOY)
     return root
 
 
@@ -49,8 +32,7 @@ def test_toy_videos_scored(toy, tmp_path, prompt_frame):
                       str(out), '--prompt-frame', prompt_frame,
                       '--cfg-options',
                       f'model.panoptic_head.ov_classifier_dir={toy}/embd')
-    assert proc.returncode == 0, proc.stderr
-    assert 'Traceback' not in proc.stderr
+    assert_ran(proc)
     assert 'click-to-track:' in proc.stdout
     report = json.loads(out.read_text())
     ann = json.loads((data / 'valid.json').read_text())
@@ -74,7 +56,7 @@ def test_toy_videos_scored(toy, tmp_path, prompt_frame):
 
 
 def test_mask_decoding_and_iou():
-    tool = _load(TOOL, 'track_prompt_eval')
+    tool = load_tool(TOOL)
     mask = np.zeros((6, 5), bool)
     mask[1:4, 2:5] = True
     assert np.array_equal(tool.decode(uncompressed_rle(mask), 6, 5), mask)
