@@ -2,7 +2,6 @@
 checkpoint exported, the folder run in ONNX Runtime against the torch model
 loaded from the same checkpoint; int8 and a class file; bad inputs are
 one-line errors that leave the files alone."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -13,11 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import (REPO, config_path, load_config, random_class_embeddings,
-                     randomize_, run_script)
-from mmdet.registry import MODELS
+from helpers import (REPO, assert_ran, config_path, load_tool,
+                     random_class_embeddings, run_script, toy_checkpoint)
 from mmdet.structures import DetDataSample
-from mmengine.runner import save_checkpoint
 
 from rap_sam.deploy.deploy_spec import read_deploy_spec
 from rap_sam.utils.class_embeddings import class_embedding_path
@@ -28,8 +25,6 @@ from rap_sam.utils.user_errors import UserError
 
 TOOL = 'tools/deploy/export.py'
 TOY = 'rap_sam/toy_eval_coco.py'
-# The toy model's classifier: 133 COCO classes, 64-d embeddings.
-TOY_EMBEDDINGS = 'toy_CocoPanopticOVDataset'
 
 
 @pytest.fixture(scope='module')
@@ -37,22 +32,12 @@ def toy(tmp_path_factory):
     """A seeded toy checkpoint and the class-embedding folder its config
     reads (as tools/toy_train_eval.py writes them)."""
     root = tmp_path_factory.mktemp('toy')
-    embd = root / 'embd'
-    embd.mkdir()
-    torch.save(
-        random_class_embeddings(133, dim=64, seed=3),
-        embd / f'{TOY_EMBEDDINGS}.pth')
-    cfg = load_config(TOY)
-    cfg.model.panoptic_head.ov_classifier_dir = str(embd)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    randomize_(model, 0)
-    ckpt = root / 'toy.pth'
-    save_checkpoint(dict(state_dict=model.state_dict()), str(ckpt))
+    model = toy_checkpoint(root, TOY)
+    ckpt, embd = root / 'toy.pth', root / 'embd'
     options = [
         '--cfg-options', f'model.panoptic_head.ov_classifier_dir={embd}'
     ]
-    return model.eval(), str(ckpt), options
+    return model, str(ckpt), options
 
 
 @pytest.fixture(scope='module')
@@ -61,8 +46,7 @@ def exported(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp('exports') / 'toy'
     proc = run_script(TOOL, config_path(TOY), '--checkpoint', ckpt, '--out',
                       out, '--scale', 64, 64, *options)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'Traceback' not in proc.stderr
+    assert_ran(proc)
     return str(out), proc
 
 
@@ -148,7 +132,7 @@ def test_int8_with_a_class_file_over_an_earlier_export(toy, exported,
                       out, '--scale', 64, 64, '--precision', 'int8', '--calib',
                       calib, '--classes', class_file, '--num-things', 2,
                       '--overwrite', *options)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_ran(proc)
     spec, sess = sessions(str(out))
     assert spec.precision == 'int8'
     assert spec['classes'] == ['coffee cup', 'saucer', 'table']
@@ -163,14 +147,6 @@ def test_int8_with_a_class_file_over_an_earlier_export(toy, exported,
             sess['image_encoder'].run(None, {'image': image})))
     cls, _ = sess['panoptic_decoder'].run(None, feats)
     assert cls.shape == (1, 30, 4)  # 3 classes and the background
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_tool', osp.join(REPO, 'tools', 'deploy', 'export.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # Bad inputs, checked before the model is built: (options, message).
@@ -245,7 +221,7 @@ def test_bad_input_messages(case, tmp_path):
     argv, message = bad_command(case, tmp_path)
     before = sorted(os.listdir(tmp_path))
     with pytest.raises(UserError) as err:
-        load_tool().main(argv)
+        load_tool(TOOL).main(argv)
     assert message in str(err.value) and '\n' not in str(err.value)
     assert_untouched(tmp_path, before)
 
