@@ -636,6 +636,12 @@ class RapSAMPredictor:
             point_coords=prompt_boxes,
             pb_labels=torch.ones(
                 len(prompt_boxes), dtype=torch.long, device=self.device))
+        if len(prompts) <= size:
+            # One batch (a click): its result as it is, without copying
+            # the masks into a joint tensor.
+            sample = DetDataSample(metainfo=self._image['metainfo'])
+            sample.gt_instances_collected = prompts
+            return self._decode_prompts(sample)
         masks, parts, result = None, [], None
         for start in range(0, len(prompts), size):
             sample = DetDataSample(metainfo=self._image['metainfo'])
