@@ -102,19 +102,21 @@ class _SumWindow:
         # current band.
         self.zeros = like.new_zeros((2, self.numel))
 
-    def sums(self, y0: int, ones: Tensor, probs: Tensor) -> Tensor:
-        """Pixel count and probability sum of a mask whose rows from ``y0``
-        on are ``ones`` and ``probs`` (flat, whole rows) and zero
-        elsewhere, as the full-size ``[2, h * w]`` row sums would be."""
-        start = y0 * self.width
-        end = start + len(ones)
+    def sums(self, y0: int, x0: int, ones: Tensor, probs: Tensor) -> Tensor:
+        """Pixel count and probability sum of a mask that is ``ones`` and
+        ``probs`` (``[rows, columns]``) from row ``y0`` and column ``x0``
+        on and zero elsewhere, as the full-size ``[2, h * w]`` row sums
+        would be."""
+        y1, x1 = y0 + ones.shape[0], x0 + ones.shape[1]
+        start = y0 * self.width + x0
+        end = (y1 - 1) * self.width + x1
         a = start // self.alignment * self.alignment
         b = min(-(-end // self.alignment) * self.alignment, self.numel)
-        band = self.zeros[:, start:end]
-        band[0].copy_(ones)
-        band[1].copy_(probs)
+        window = self.zeros.view(2, -1, self.width)[:, y0:y1, x0:x1]
+        window[0].copy_(ones)
+        window[1].copy_(probs)
         both = self.zeros[:, a:b].sum(1)
-        band.zero_()
+        window.zero_()
         return both
 
 
@@ -144,10 +146,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     - a resize to the same size (the identity) is skipped;
     - an instance query outside the panoptic claim whose mask spans at most
       ``band_fraction`` of the image's rows is upsampled, thresholded and
-      summed on those rows only (:meth:`_bands`: exact where the
-      upsampling's scale is a power of two; a resize to another
-      ``ori_shape`` is computed from the top down to the band's last row),
-      its mask written into calloc'ed zeros.
+      summed on the rows and columns it spans only (:meth:`_bands`: exact
+      where the upsampling's scale is a power of two; a resize to another
+      ``ori_shape`` is computed from the top left corner to the window's
+      far corner), its mask written into calloc'ed zeros.
 
     Masks are resized with the same calls on the same values, so every
     pixel is the same number; reductions keep mmdet's tensor shapes where
@@ -248,16 +250,16 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             band_buf: dict = {}
         else:
             binary = torch.empty(shape, dtype=torch.bool, device=device)
-        rows = self._band_plan(mask_pred, size, meta, rescale)[1] \
+        resize = self._band_plan(mask_pred, size, meta, rescale)[1] \
             if bands else None
         for q, band in bands.items():
             u = unique_row[q]
             positive, sums, pixels, boxes = self._band_stats(
-                mask_pred[q], band, size, meta, window, band_buf, rows)
+                mask_pred[q], band, size, window, band_buf, resize)
             if positive is not None:
-                y0, y1 = band[2:]
+                y0, y1, x0, x1 = band[2:4] + band[6:]
                 for pair in pair_rows[u]:
-                    binary[pair, y0:y1].copy_(positive)
+                    binary[pair, y0:y1, x0:x1].copy_(positive)
             mask_sums[u] = sums
             counts[u] = pixels
             bboxes[u] = boxes
@@ -444,7 +446,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             self.num_things_classes < self.num_classes
 
     # ------------------------------------------------------------------
-    # row bands: instance masks that span few rows
+    # bands: instance masks that span few rows (computed on a window of
+    # the rows and columns they span)
     # ------------------------------------------------------------------
     #: An instance query is processed on its rows only when they are at
     #: most this fraction of the image's (else the full-size chunks do it).
@@ -455,80 +458,115 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     #: mmdet's full-size call (the scalar one differs in the last bit).
     sigmoid_piece = 32736
 
-    def _bands(self, mask_pred: Tensor, queries: List[int],
-               size: Tuple[int, int], meta: dict,
-               rescale: bool) -> Dict[int, Tuple[int, int, int, int]]:
-        """The instance queries to compute on a band of rows:
-        ``{query: (c0, c1, y0, y1)}``, the logit rows ``c0..c1`` whose
-        upsampling gives the result's rows ``y0:y1`` outside which the mask
-        is empty (``y0 == y1``: empty everywhere).
+    def _bands(self, mask_pred: Tensor, queries: List[int], size: Tuple[int,
+                                                                        int],
+               meta: dict, rescale: bool) -> Dict[int, Tuple[int, ...]]:
+        """The instance queries to compute on a window of rows and columns:
+        ``{query: (c0, c1, y0, y1, d0, d1, x0, x1)}``, the logit rows
+        ``c0..c1`` and columns ``d0..d1`` whose upsampling gives the
+        result's rows ``y0:y1`` and columns ``x0:x1``, outside which the
+        mask is empty (``y0 == y1``: empty everywhere).
 
         A pixel is in a mask when its resized logit is > 0; bilinear
-        weights are >= 0, so a row interpolated from two rows <= 0 is <= 0
-        and only the rows next to positive logit rows can hold the mask.
-        Upsampling a crop of the logits with one more row above and below
-        gives those rows bit for bit when the scale is a power of two (its
-        source coordinates, ``(y + 0.5) / r - 0.5``, are exact, so a crop's
-        differ from the full call's by a whole number of rows) and the
-        width is the same (the same kernel on the same row layout; an
-        output under 129 pixels wide could take PyTorch's other kernel).
+        weights are >= 0, so a pixel interpolated from pixels <= 0 is <= 0
+        and only the rows and columns next to positive logit rows and
+        columns can hold the mask. Upsampling a crop of the logits with
+        one more row and column on each side gives those pixels bit for bit
+        when the scale is a power of two (its source coordinates,
+        ``(y + 0.5) / r - 0.5``, are exact, so a crop's differ from the
+        full call's by a whole number of rows) and the crop's output has
+        over 128 rows and columns together (PyTorch's generic kernel, as
+        the full call's; :meth:`_crop_upsample` adds columns where needed).
 
         A resize to another ``ori_shape`` is not translation invariant (its
-        source rows are rounded products): there the band's rows come from
-        a resize of the image's top rows to the result's top rows, with the
-        full resize's scale (:meth:`_band_resize`), and ``c0..c1`` are the
-        logit rows of the image rows that band reads."""
+        source rows are rounded products): there the window comes from a
+        resize of the image's top left corner (:meth:`_band_resize`), and
+        ``c0..c1``, ``d0..d1`` are the logit rows and columns of the image
+        pixels that window reads."""
         plan = self._band_plan(mask_pred, size, meta, rescale)
         if not queries or plan is None:
             return {}
         ratio, resize = plan
-        h_l = mask_pred.shape[-2]
-        img_h = meta['img_shape'][0]
-        out_h = resize.out_size if resize is not None else img_h
-        # Rows with a positive logit, [n, h_l] (a row max: one read, no
-        # copy of the selected masks, no bool pass).
+        h_l, w_l = mask_pred.shape[-2:]
+        img_h, img_w = meta['img_shape'][:2]
+        rows_resize, cols_resize = resize or (None, None)
+        out_h = rows_resize.out_size if resize else img_h
+        # Rows and columns with a positive logit, [n, h_l] and [n, w_l]
+        # (row and column maxima: no copy of the selected masks, no bool
+        # pass).
         rows = mask_pred.amax(-1)[queries] > 0
+        cols = mask_pred.amax(-2)[queries] > 0
         found = rows.any(1).tolist()
         first = rows.byte().argmax(1).tolist()
         last = (h_l - 1 - rows.flip(1).byte().argmax(1)).tolist()
+        first_col = cols.byte().argmax(1).tolist()
+        last_col = (w_l - 1 - cols.flip(1).byte().argmax(1)).tolist()
+        empty = (0, -1, 0, 0, 0, -1, 0, 0)
         bands = {}
-        for q, any_row, f, l in zip(queries, found, first, last):
-            if not any_row:
-                bands[q] = (0, -1, 0, 0)
+        for i, q in enumerate(queries):
+            if not found[i]:
+                bands[q] = empty
                 continue
-            if ratio == 1:
-                c0, c1, y0, y1 = f, l, f, l + 1
-            else:
-                c0, c1 = max(f - 1, 0), min(l + 1, h_l - 1)
-                y0, y1 = ratio * c0, ratio * (c1 + 1)
-            y1 = min(y1, img_h)
-            if resize is not None:
-                # The image rows y0:y1 hold the mask: the result's rows
-                # that read them, and the logit rows of all they read.
-                y0, y1 = resize.reading(y0, y1)
-                if y1 > y0:
-                    q0, q1 = resize.read_by(y0, y1)
-                    c0, c1 = (q0, q1 -
-                              1) if ratio == 1 else (max(q0 // ratio - 1, 0),
-                                                     min((q1 - 1) // ratio +
-                                                         1, h_l - 1))
-            if y1 <= y0:
-                bands[q] = (0, -1, 0, 0)
-            elif y1 - y0 <= self.band_fraction * out_h:
-                bands[q] = (c0, c1, y0, y1)
+            row_band = self._axis_band(first[i], last[i], h_l, ratio, img_h,
+                                       rows_resize)
+            col_band = self._axis_band(first_col[i], last_col[i], w_l, ratio,
+                                       img_w, cols_resize)
+            if row_band is None or col_band is None:
+                bands[q] = empty
+            elif row_band[3] - row_band[2] <= self.band_fraction * out_h:
+                bands[q] = row_band + col_band
         return bands
 
+    @staticmethod
+    def _axis_band(
+            first: int, last: int, n_l: int, ratio: int, n_img: int,
+            resize: Optional[BilinearRows]
+    ) -> Optional[Tuple[int, int, int, int]]:
+        """Along one axis, a mask whose logits are positive at ``first``
+        .. ``last`` only: ``(c0, c1, y0, y1)``, the logit indices that give
+        the result's indices ``y0:y1`` outside which the mask is empty
+        (None: empty everywhere). See :meth:`_bands`."""
+        if ratio == 1:
+            c0, c1, y0, y1 = first, last, first, last + 1
+        else:
+            c0, c1 = max(first - 1, 0), min(last + 1, n_l - 1)
+            y0, y1 = ratio * c0, ratio * (c1 + 1)
+        y1 = min(y1, n_img)
+        if resize is not None and y1 > y0:
+            # The image's y0:y1 hold the mask: the result's indices that
+            # read them, and the logit indices of all those read.
+            y0, y1 = resize.reading(y0, y1)
+            if y1 > y0:
+                q0, q1 = resize.read_by(y0, y1)
+                c0, c1 = (q0,
+                          q1 - 1) if ratio == 1 else (max(q0 // ratio - 1, 0),
+                                                      min((q1 - 1) // ratio +
+                                                          1, n_l - 1))
+        return (c0, c1, y0, y1) if y1 > y0 else None
+
+    @staticmethod
+    def _widen(d0: int, d1: int, n: int, length: int) -> Tuple[int, int]:
+        """``d0..d1`` grown to ``length`` indices within ``0..n - 1`` (or
+        all of them), the end first."""
+        missing = length - (d1 - d0 + 1)
+        if missing > 0:
+            d1 = min(d1 + missing, n - 1)
+            d0 = max(d0 - (length - (d1 - d0 + 1)), 0)
+        return d0, d1
+
     def _band_plan(
-            self, mask_pred: Tensor, size: Tuple[int, int], meta: dict,
-            rescale: bool) -> Optional[Tuple[int, Optional[BilinearRows]]]:
-        """Where bands give the full-size path's rows bit for bit (see
+        self, mask_pred: Tensor, size: Tuple[int,
+                                             int], meta: dict, rescale: bool
+    ) -> Optional[Tuple[int, Optional[Tuple[BilinearRows, BilinearRows]]]]:
+        """Where bands give the full-size path's pixels bit for bit (see
         :meth:`_bands`): the upsampling's scale ``r`` (1: none) and the
-        rows of the resize to ``ori_shape`` (None: none), else None. Bands
-        need a CPU tensor, a power-of-two scale and outputs over 128 pixels
-        wide; a resize to ``ori_shape`` also needs an output whose height
-        and width add up to over 128 (PyTorch's generic kernel, the one
-        :meth:`_band_resize` reproduces) and a scale that a
-        ``scales_h`` argument gives exactly."""
+        rows and columns of the resize to ``ori_shape`` (None: none), else
+        None. Bands need a CPU tensor, a power-of-two scale and outputs
+        over 128 pixels wide; a resize to ``ori_shape`` also needs an
+        output whose height and width add up to over 128 (PyTorch's
+        generic kernel, the one :meth:`_band_resize` reproduces) and
+        scales that ``scales_h`` and ``scales_w`` arguments give
+        exactly."""
         if mask_pred.device.type != 'cpu':
             return None
         h_l, w_l = mask_pred.shape[-2:]
@@ -540,94 +578,117 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             out_h, out_w = meta['ori_shape'][:2]
             if out_h + out_w <= 128:
                 return None
-            resize = BilinearRows(img_h, out_h)
-            if not resize.identity and resize.scale_argument() is None:
+            resize = (BilinearRows(img_h, out_h), BilinearRows(img_w, out_w))
+            if any(not axis.identity and axis.scale_argument() is None
+                   for axis in resize):
                 return None
         if out_h * out_w > _SumWindow.max_elements:
             return None
         if (h_l, w_l) == (pad_h, pad_w):
             return 1, resize
         ratio = pad_h // h_l
-        if ratio * h_l != pad_h or ratio & (ratio - 1) or pad_w <= 128:
+        if ratio * h_l != pad_h or ratio * w_l != pad_w or \
+                ratio & (ratio - 1) or pad_w <= 128:
             return None
         return ratio, resize
 
-    def _crop_upsample(self, mask_pred: Tensor, y0: int, y1: int, c0: int,
-                       c1: int, size: Tuple[int, int], img_w: int,
-                       buf: dict) -> Tensor:
-        """Rows ``y0:y1`` (within the image) of ``[n, h, w]`` logits
-        upsampled to ``size``, from their rows ``c0..c1``."""
+    def _crop_upsample(self, mask_pred: Tensor, c0: int, c1: int, d0: int,
+                       d1: int, size: Tuple[int, int],
+                       buf: dict) -> Tuple[Tensor, int, int]:
+        """Rows ``c0..c1`` and columns ``d0..d1`` (or more columns) of one
+        query's ``[h, w]`` logits upsampled to ``size``'s scale: that part
+        of the padded-size logits, and the padded-size row and column it
+        starts at."""
         if tuple(mask_pred.shape[-2:]) == tuple(size):
-            return mask_pred[:, y0:y1, :img_w]
+            return mask_pred[c0:c1 + 1, d0:d1 + 1], c0, d0
         ratio = size[0] // mask_pred.shape[-2]
-        shape = (1, len(mask_pred), ratio * (c1 - c0 + 1), size[1])
+        # PyTorch's generic kernel, as in the full call: over 128 output
+        # rows and columns together (see _band_plan).
+        d0, d1 = self._widen(d0, d1, mask_pred.shape[-1],
+                             -(-129 // ratio) - (c1 - c0 + 1))
+        shape = (1, 1, ratio * (c1 - c0 + 1), ratio * (d1 - d0 + 1))
         out = self._flat(buf, 'upsampled', shape, mask_pred)
         up = torch._C._nn.upsample_bilinear2d(
-            mask_pred[None, :, c0:c1 + 1],
+            mask_pred[None, None, c0:c1 + 1, d0:d1 + 1],
             shape[2:],
             False,
             None,
             None,
             out=out)
-        return up[0, :, y0 - ratio * c0:y1 - ratio * c0, :img_w]
+        return up[0, 0], ratio * c0, ratio * d0
 
-    def _band_resize(self, mask_pred: Tensor, band: Tuple[int, int, int, int],
-                     size: Tuple[int, int], meta: dict, resize: BilinearRows,
+    @staticmethod
+    def _prefix(axis: BilinearRows, y0: int, y1: int,
+                length: int) -> Tuple[int, int, int, int, int]:
+        """Along one axis of :meth:`_band_resize`: ``(start, n_in, n_out,
+        q0, q1)``, a resize of the input's ``start:n_in`` to the output's
+        ``start:n_out`` whose ``y0:y1`` are the full resize's (at least
+        ``length`` long, within the output), from the input's exact
+        ``q0:q1``."""
+        if axis.identity:
+            start = max(min(y0, y1 - length), 0)
+            stop = min(max(y1, start + length), axis.out_size)
+            return start, stop, stop, y0, y1
+        q0, q1 = axis.read_by(y0, y1)
+        n_in, n_out = q1, min(max(y1, length), axis.out_size)
+        if n_in == n_out:
+            # aten copies when the sizes are equal, whatever the scale:
+            # one more index (finite, never read by y0:y1).
+            if n_in < axis.in_size:
+                n_in += 1
+            else:
+                n_out += 1
+        return 0, n_in, n_out, q0, q1
+
+    def _band_resize(self, mask_pred: Tensor, band: Tuple[int, ...],
+                     size: Tuple[int, int], resize: Tuple[BilinearRows,
+                                                          BilinearRows],
                      buf: dict) -> Tensor:
-        """Rows ``y0:y1`` of one query's ``[h, w]`` logits resized to the
-        padded size, cropped to the image and resized to ``ori_shape``,
-        bit for bit the full-size path's.
+        """Rows ``y0:y1`` and columns ``x0:x1`` of one query's ``[h, w]``
+        logits resized to the padded size, cropped to the image and
+        resized to ``ori_shape``, bit for bit the full-size path's.
 
         aten's source row of output row ``y`` is a rounded product of
-        ``y + 0.5``: a resize of a crop of rows would round other products.
-        So the resize starts at the top, as the full one does: the image's
-        top rows to the result's top ``y1`` rows (or more: at least 129
-        with the width, the generic kernel the full resize takes), with the
-        full resize's scale passed as ``scales_h`` (from the sizes aten
-        would compute another). Only the image rows that band reads are
-        computed; the rows above them, read by the result's rows above the
-        band, hold anything finite. A resize to the same height copies
-        rows: there the crop starts at the band."""
-        c0, c1, y0, y1 = band
-        img_h, img_w = meta['img_shape'][:2]
-        out_h, out_w = meta['ori_shape'][:2]
-        q0, q1 = resize.read_by(y0, y1)
-        # The generic kernel, as in the full resize (see _band_plan).
-        min_rows = 129 - out_w
-        if resize.identity:
-            q0, q1 = y0, y1
-            start = max(min(y0, y1 - min_rows), 0)
-            stop = min(max(y1, start + min_rows), out_h)
-            rows_in, rows_out = stop, stop
-        else:
-            start = 0
-            rows_in = q1
-            rows_out = min(max(y1, min_rows), out_h)
-            if rows_in == rows_out:
-                # aten copies rows when the sizes are equal, whatever the
-                # scale: one more row (finite, never read by the band).
-                if rows_in < img_h:
-                    rows_in += 1
-                else:
-                    rows_out += 1
-        image = buf.get('image_rows')
-        if image is None or image.numel() < rows_in * img_w:
-            # Zeros once: the rows no band writes stay finite.
-            image = buf['image_rows'] = mask_pred.new_zeros(rows_in * img_w)
-        image = image[:rows_in * img_w].view(1, 1, rows_in, img_w)
-        image[0, 0, q0:q1].copy_(
-            self._crop_upsample(mask_pred[None], q0, q1, c0, c1, size, img_w,
-                                buf)[0])
-        out = self._flat(buf, 'resized', (1, 1, rows_out - start, out_w),
-                         mask_pred)
+        ``y + 0.5`` (columns alike): a resize of a crop would round other
+        products. So the resize starts at the top left corner, as the full
+        one does: the image's top left corner to the result's, down to
+        ``y1`` and right to ``x1`` (or more: at least 129 rows and columns
+        together, the generic kernel the full resize takes), with the full
+        resize's scales passed as ``scales_h`` and ``scales_w`` (from the
+        sizes aten would compute others). Only the image pixels that
+        window reads are computed; the others, read by the result's pixels
+        outside the window, hold anything finite. A resize to the same
+        height (or width) copies rows (columns): there the crop starts at
+        the window."""
+        c0, c1, y0, y1, d0, d1, x0, x1 = band
+        rows, cols = resize
+        col_plan = self._prefix(cols, x0, x1, 0)
+        row_plan = self._prefix(rows, y0, y1,
+                                129 - (col_plan[2] - col_plan[0]))
+        if row_plan[2] - row_plan[0] + col_plan[2] - col_plan[0] < 129:
+            col_plan = self._prefix(cols, x0, x1,
+                                    129 - (row_plan[2] - row_plan[0]))
+        r_start, r_in, r_out, q0, q1 = row_plan
+        c_start, c_in, c_out, p0, p1 = col_plan
+        image = buf.get('image')
+        if image is None or image.numel() < r_in * c_in:
+            # Zeros once: the pixels no band writes stay finite.
+            image = buf['image'] = mask_pred.new_zeros(r_in * c_in)
+        image = image[:r_in * c_in].view(1, 1, r_in, c_in)
+        up, top, left = self._crop_upsample(mask_pred, c0, c1, d0, d1, size,
+                                            buf)
+        image[0, 0, q0:q1, p0:p1].copy_(up[q0 - top:q1 - top,
+                                           p0 - left:p1 - left])
+        out = self._flat(buf, 'resized',
+                         (1, 1, r_out - r_start, c_out - c_start), mask_pred)
         torch._C._nn.upsample_bilinear2d(
-            image[:, :, start:],
+            image[:, :, r_start:, c_start:],
             out.shape[2:],
             False,
-            resize.scale_argument(),
-            None,
+            rows.scale_argument(),
+            cols.scale_argument(),
             out=out)
-        return out[0, 0, y0 - start:y1 - start]
+        return out[0, 0, y0 - r_start:y1 - r_start, x0 - c_start:x1 - c_start]
 
     def _vector_sigmoid(self, flat: Tensor, out: Tensor) -> Tensor:
         """``sigmoid`` of a contiguous tensor whose size is a multiple of
@@ -641,28 +702,26 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     def _band_stats(
         self,
         mask_pred: Tensor,
-        band: Tuple[int, int, int, int],
+        band: Tuple[int, ...],
         size: Tuple[int, int],
-        meta: dict,
         window: _SumWindow,
         buf: dict,
-        resize: Optional[BilinearRows] = None
+        resize: Optional[Tuple[BilinearRows, BilinearRows]] = None
     ) -> Tuple[Optional[Tensor], Tensor, Tensor, Tensor]:
-        """One query's binary mask on its band (None when empty), mask
+        """One query's binary mask on its window (None when empty), mask
         score sum, pixel count and box, equal to :meth:`_mask_stats`'s on
-        the full-size mask (``resize``: the rows of the resize to
-        ``ori_shape``, if any)."""
-        c0, c1, y0, y1 = band
+        the full-size mask (``resize``: the rows and columns of the resize
+        to ``ori_shape``, if any)."""
+        c0, c1, y0, y1, d0, d1, x0, x1 = band
         if y1 <= y0:
             zero = mask_pred.new_zeros(())
             return None, zero, zero, mask_pred.new_zeros(4)
         if resize is None:
-            img_w = meta['img_shape'][1]
-            logits = self._crop_upsample(mask_pred[None], y0, y1, c0, c1, size,
-                                         img_w, buf)[0]
+            up, top, left = self._crop_upsample(mask_pred, c0, c1, d0, d1,
+                                                size, buf)
+            logits = up[y0 - top:y1 - top, x0 - left:x1 - left]
         else:
-            logits = self._band_resize(mask_pred, band, size, meta, resize,
-                                       buf)
+            logits = self._band_resize(mask_pred, band, size, resize, buf)
         n = logits.numel()
         padded = -(-n // 32) * 32
         flat = self._flat(buf, 'logits', (padded, ), mask_pred)
@@ -673,11 +732,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         probs = self._vector_sigmoid(
             flat, self._flat(buf, 'probs', (padded, ), mask_pred))
         probs.mul_(ones)
-        pixels, sums = window.sums(y0, ones[:n], probs[:n])
-        positive = ones[:n].view_as(logits).bool()
+        ones, probs = ones[:n].view_as(logits), probs[:n].view_as(logits)
+        pixels, sums = window.sums(y0, x0, ones, probs)
+        positive = ones.bool()
         boxes = self._boxes(positive[None])[0]
         if pixels > 0:
-            boxes[1::2] += y0
+            boxes += boxes.new_tensor([x0, y0, x0, y0])
         return positive, sums, pixels, boxes
 
     @staticmethod

@@ -56,6 +56,8 @@ def edge_case_outputs(h, w, seed=0):
     single = torch.full((h, w), -4.)
     single[h // 2 + 1, w // 2] = 0.25  # one positive logit
     special.append(single)
+    special.append(ellipse(h, w, h / 4, 0, 4, 2))  # touches the left
+    special.append(ellipse(h, w, h * 0.7, w - 1, 3, 3))  # and the right
     for i, m in enumerate(special):
         masks[0, 4 + i] = m
         # Instance candidates: likely enough for the top pairs, not
@@ -117,12 +119,16 @@ def test_bands_same_as_mmdet(case, one_thread):
         # path.
         assert bands == {}
         return
-    out_h = ori_shape[0] if rescale else img_shape[0]
-    # Not vacuous: bands of every kind were taken, and masks are found.
-    assert any(y1 > y0 for _, _, y0, y1 in bands.values())
-    assert any(y1 == y0 for _, _, y0, y1 in bands.values())
-    assert any(y0 == 0 for _, _, y0, y1 in bands.values() if y1 > y0)
-    assert any(y1 == out_h for _, _, _, y1 in bands.values())
+    out_h, out_w = ori_shape if rescale else img_shape
+    windows = [b[2:4] + b[6:] for b in bands.values()]
+    # Not vacuous: windows of every kind were taken, and masks are found.
+    assert any(y1 > y0 for y0, y1, _, _ in windows)
+    assert any(y1 == y0 for y0, y1, _, _ in windows)
+    assert any(y0 == 0 for y0, y1, _, _ in windows if y1 > y0)
+    assert any(y1 == out_h for _, y1, _, _ in windows)
+    assert any(x0 == 0 for y0, y1, x0, _ in windows if y1 > y0)
+    assert any(x1 == out_w for _, _, _, x1 in windows)
+    assert any(0 < x0 and x1 < out_w for _, _, x0, x1 in windows)
     assert len(bands) < len(queries)  # the big mask: full size
     assert instances.masks.flatten(1).any(1).sum() >= 8
     # Bands take the vectorised sigmoid on every pixel, as mmdet's call
@@ -146,7 +152,7 @@ def test_resized_bands_same_as_mmdet(ori_shape, seed, one_thread):
     queries = sorted(set(got['ins_results'].query_indices.tolist()))
     bands = ours._bands(masks[0], queries, (160, 256), samples[0].metainfo,
                         True)
-    assert sum(y1 > y0 for _, _, y0, y1 in bands.values()) >= 8
+    assert sum(b[3] > b[2] for b in bands.values()) >= 8
 
 
 @pytest.mark.parametrize('ori_shape', [(60, 68), (30, 90)])
@@ -229,15 +235,17 @@ def test_sum_window_is_the_full_row_sum(h, w):
     bit for bit."""
     g = torch.Generator().manual_seed(h)
     window = _SumWindow(torch.zeros(1), h, w)
-    for y0, y1 in [(0, 1), (h // 3, h // 3 + 7), (h // 2, h), (0, h),
-                   (h - 1, h)]:
-        probs = torch.rand(y1 - y0, w, generator=g) * 0.5 + 0.5
-        ones = (torch.rand(y1 - y0, w, generator=g) > 0.3).float()
+    for y0, y1, x0, x1 in [(0, 1, 0, w), (h // 3, h // 3 + 7, 0, w),
+                           (h // 2, h, 0, w), (0, h, 0, w), (h - 1, h, 0, w),
+                           (h // 3, h // 2, w // 3, w // 2), (0, 1, 0, 1),
+                           (h - 1, h, w - 1, w), (0, h, w // 2, w)]:
+        probs = torch.rand(y1 - y0, x1 - x0, generator=g) * 0.5 + 0.5
+        ones = (torch.rand(y1 - y0, x1 - x0, generator=g) > 0.3).float()
         probs *= ones
         full = torch.zeros(2, h, w)
-        full[0, y0:y1], full[1, y0:y1] = ones, probs
+        full[0, y0:y1, x0:x1], full[1, y0:y1, x0:x1] = ones, probs
         want = full.view(2, -1).sum(1)
-        got = window.sums(y0, ones.flatten(), probs.flatten())
+        got = window.sums(y0, x0, ones, probs)
         assert torch.equal(got, want)
         assert not window.zeros.any()  # left zero for the next band
 
@@ -246,29 +254,34 @@ def test_sum_window_is_the_full_row_sum(h, w):
                                                   ((150, 250), (300, 500)),
                                                   ((150, 250), (150, 311)),
                                                   ((149, 250), (451, 250)),
-                                                  ((150, 250), (40, 100))])
-def test_band_resize_rows_are_the_full_resize_rows(img_shape, ori_shape,
-                                                   one_thread):
-    """Any band of rows of a dense mask, at the top, the bottom, one row
-    high or most of the image (and where the top input and output rows
-    would be as many, which aten copies), bit for bit the full resize's
-    rows."""
+                                                  ((150, 250), (40, 100)),
+                                                  ((150, 250), (37, 451))])
+def test_band_resize_is_the_full_resize(img_shape, ori_shape, one_thread):
+    """Any window of a dense mask, at the corners, one pixel, most of the
+    image (and where the top left input and output corners would be as
+    large, which aten copies), bit for bit the full resize's pixels."""
     ours, _ = heads()
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(1, 40, 64, generator=g) * 4
     meta = dict(img_shape=img_shape, ori_shape=ori_shape)
     full = ours._resize(logits, (160, 256), meta, True)[0]
     ratio, resize = ours._band_plan(logits, (160, 256), meta, True)
-    out_h = ori_shape[0]
-    bands = {(0, 1), (0, out_h), (out_h - 1, out_h), (out_h // 3, out_h // 2)}
-    bands |= {(y, y + 3) for y in range(0, out_h - 3, 7)}
+    spans = []
+    for n in ori_shape:
+        spans.append({(0, 1), (0, n), (n - 1, n), (n // 3, n // 2)}
+                     | {(y, y + 3)
+                        for y in range(0, n - 3, max(n // 9, 1))})
     clashes = 0
-    for y0, y1 in sorted(bands):
-        q0, q1 = resize.read_by(y0, y1)
-        c0, c1 = max(q0 // ratio - 1, 0), min((q1 - 1) // ratio + 1, 39)
-        clashes += q1 == max(y1, 129 - ori_shape[1])
-        got = ours._band_resize(logits[0], (c0, c1, y0, y1), (160, 256), meta,
-                                resize, {})
-        assert torch.equal(got, full[y0:y1]), (y0, y1)
+    for y0, y1 in sorted(spans[0]):
+        for x0, x1 in sorted(spans[1]):
+            band = ()
+            for axis, (i0, i1), n_l in zip(resize, [(y0, y1), (x0, x1)],
+                                           (40, 64)):
+                q0, q1 = axis.read_by(i0, i1)
+                band += (max(q0 // ratio - 1,
+                             0), min((q1 - 1) // ratio + 1, n_l - 1), i0, i1)
+                clashes += not axis.identity and q1 == i1
+            got = ours._band_resize(logits[0], band, (160, 256), resize, {})
+            assert torch.equal(got, full[y0:y1, x0:x1]), band
     if ori_shape == (451, 250):
         assert clashes > 0
