@@ -144,9 +144,9 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
       segments at once (bincount, gather) instead of a loop of full-image
       passes per segment;
     - a resize to the same size (the identity) is skipped;
-    - an instance query outside the panoptic claim whose mask spans at most
-      ``band_fraction`` of the image's rows is upsampled, thresholded and
-      summed on the rows and columns it spans only (:meth:`_bands`: exact
+    - an instance query outside the panoptic claim whose mask spans rows
+      and columns that make at most ``band_fraction`` of the image is
+      upsampled, thresholded and summed on those only (:meth:`_bands`: exact
       where the upsampling's scale is a power of two; a resize to another
       ``ori_shape`` is computed from the top left corner to the window's
       far corner), its mask written into calloc'ed zeros.
@@ -446,11 +446,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             self.num_things_classes < self.num_classes
 
     # ------------------------------------------------------------------
-    # bands: instance masks that span few rows (computed on a window of
-    # the rows and columns they span)
+    # bands: instance masks computed on the window of rows and columns
+    # they span
     # ------------------------------------------------------------------
-    #: An instance query is processed on its rows only when they are at
-    #: most this fraction of the image's (else the full-size chunks do it).
+    #: An instance query is processed on the rows and columns it spans only
+    #: when they make at most this fraction of the image (else the
+    #: full-size chunks do it).
     band_fraction = 0.5
     #: Sigmoids are taken in pieces of this many elements (a multiple of
     #: 32, under PyTorch's 32768-element grain): one thread each, with no
@@ -490,7 +491,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         h_l, w_l = mask_pred.shape[-2:]
         img_h, img_w = meta['img_shape'][:2]
         rows_resize, cols_resize = resize or (None, None)
-        out_h = rows_resize.out_size if resize else img_h
+        out_h, out_w = (rows_resize.out_size,
+                        cols_resize.out_size) if resize else (img_h, img_w)
         # Rows and columns with a positive logit, [n, h_l] and [n, w_l]
         # (row and column maxima: no copy of the selected masks, no bool
         # pass).
@@ -513,7 +515,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                                        img_w, cols_resize)
             if row_band is None or col_band is None:
                 bands[q] = empty
-            elif row_band[3] - row_band[2] <= self.band_fraction * out_h:
+            elif (row_band[3] - row_band[2]) * (col_band[3] - col_band[2]) \
+                    <= self.band_fraction * out_h * out_w:
                 bands[q] = row_band + col_band
         return bands
 

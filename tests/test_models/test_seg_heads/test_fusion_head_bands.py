@@ -285,3 +285,21 @@ def test_band_resize_is_the_full_resize(img_shape, ori_shape, one_thread):
             assert torch.equal(got, full[y0:y1, x0:x1]), band
     if ori_shape == (451, 250):
         assert clashes > 0
+
+
+@pytest.mark.parametrize('ori_shape', [(150, 250), (97, 161)])
+def test_tall_thin_mask_takes_a_band(ori_shape, one_thread):
+    """A mask over every row but few columns spans little of the image: it
+    is computed on its window, and the results are mmdet's."""
+    ours, ref = heads()
+    cls, masks = edge_case_outputs(40, 64)
+    masks[0, 5] = ellipse(40, 64, 20, 30, 30, 3)
+    samples = [sample((150, 250), ori_shape, (160, 256))]
+    bands = ours._bands(masks[0], [5], (160, 256), samples[0].metainfo, True)
+    _, _, y0, y1, _, _, x0, x1 = bands[5]
+    assert (y0, y1) == (0, ori_shape[0]) and x1 - x0 < ori_shape[1] / 4
+    got = ours.predict(cls, masks, samples, rescale=True)[0]
+    want = ref.predict(cls, masks, samples, rescale=True)[0]
+    assert_same(got, want)
+    assert torch.equal(got['ins_results'].scores, want['ins_results'].scores)
+    assert 5 in got['ins_results'].query_indices.tolist()
