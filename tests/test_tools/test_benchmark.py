@@ -3,31 +3,20 @@ tiny smoke runs (small inputs, one round), the report's fields and the
 printed table, never its timings; bad arguments end in one line."""
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
+from helpers import assert_ran, run_script
 from pytest import approx
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join('tools', 'analysis', 'benchmark.py')
 COCO = osp.join('configs', 'rap_sam', 'eval_rap_sam_coco.py')
 SMALL = ['--shape', '64', '96', '--warmup', '0', '--repeats', '1']
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, TOOL, *args],
-                          cwd=ROOT,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
-
-
 def run_report(tmp_path, *args):
     out = tmp_path / 'report.json'
-    proc = run_tool(*args, '--out', str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'Traceback' not in proc.stderr
+    proc = run_script(TOOL, *args, '--out', str(out))
+    assert_ran(proc)
     return json.loads(out.read_text()), proc.stdout
 
 
@@ -278,7 +267,7 @@ def test_bad_arguments_end_in_one_line():
         (['configs/rap_sam/missing.py', *SMALL,
           '--no-flops'], 'error: Config file not found'),
     ):
-        proc = run_tool(*args)
+        proc = run_script(TOOL, *args)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert words in proc.stderr
         assert 'Traceback' not in proc.stderr
