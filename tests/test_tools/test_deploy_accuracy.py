@@ -1,23 +1,19 @@
 """tools/analysis/deploy_accuracy.py as a user runs it: the toy
 architecture with seeded weights, int8 on ONNX Runtime against fp32, on a
 photo and on a tiny COCO panoptic val set (PQ and click mIoU)."""
-import importlib.util
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import cv2
 import pytest
-import torch
-from helpers import REPO, randomize_
-from mmdet.registry import MODELS
+from helpers import (REPO, assert_ran, assert_user_error, run_script,
+                     toy_checkpoint)
 
 from rap_sam.testing import make_coco_panoptic
-from rap_sam.utils.config_file import read_config
 
 TOOL = 'tools/analysis/deploy_accuracy.py'
-CONFIG = 'configs/rap_sam/toy_eval_coco.py'
+TOY = 'rap_sam/toy_eval_coco.py'
+CONFIG = f'configs/{TOY}'
 
 
 @pytest.fixture(scope='module')
@@ -25,18 +21,8 @@ def toy(tmp_path_factory):
     """A seeded toy checkpoint, its class embeddings, a 2-image COCO
     panoptic val set and a calibration folder."""
     root = tmp_path_factory.mktemp('toy')
-    spec = importlib.util.spec_from_file_location(
-        'toy_train_eval', osp.join(REPO, 'tools', 'toy_train_eval.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    tool.write_toy_class_embeddings(str(root / 'embd'))
+    toy_checkpoint(root, TOY)
     make_coco_panoptic(str(root / 'coco'), num_images=2)
-    cfg = read_config(osp.join(REPO, CONFIG))
-    cfg.model.panoptic_head.ov_classifier_dir = str(root / 'embd')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    randomize_(model, 0)
-    torch.save({'state_dict': model.state_dict()}, root / 'toy.pth')
     calib = root / 'calib'
     calib.mkdir()
     photo = cv2.imread(osp.join(REPO, 'demo', 'demo.jpg'))
@@ -46,31 +32,18 @@ def toy(tmp_path_factory):
     return root
 
 
-def _run(args):
-    return subprocess.run(
-        [sys.executable, TOOL] + args,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600)
-
-
 def test_int8_against_fp32_on_photo_and_test_sets(toy):
     coco = toy / 'coco'
-    proc = _run([
-        CONFIG, '--checkpoint',
-        str(toy / 'toy.pth'), '--calib',
+    proc = run_script(
+        TOOL, CONFIG, '--checkpoint', str(toy / 'toy.pth'), '--calib',
         str(toy / 'calib'), '--modes', 'onnxruntime:int8', '--threads', '1',
-        '--photos',
-        str(toy / 'photo.jpg'), '--eval-configs', CONFIG,
-        'configs/rap_sam/toy_eval_prompt.py', '--work-dir',
+        '--photos', str(toy / 'photo.jpg'), '--eval-configs',
+        CONFIG, 'configs/rap_sam/toy_eval_prompt.py', '--work-dir',
         str(toy / 'work'), '--cfg-options',
         f'model.panoptic_head.ov_classifier_dir={toy / "embd"}',
         f'test_dataloader.dataset.data_root={coco}/',
-        f'test_evaluator.seg_prefix={coco}/annotations/panoptic_val2017/'
-    ])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'Traceback' not in proc.stderr
+        f'test_evaluator.seg_prefix={coco}/annotations/panoptic_val2017/')
+    assert_ran(proc)
     assert '| onnxruntime:int8 | 1 |' in proc.stdout
     report = json.load(open(toy / 'work' / 'deploy_accuracy.json'))
     assert report['scale'] == [128, 128]
@@ -106,14 +79,10 @@ def test_bad_input_is_one_line(toy, tmp_path, case):
         args += ['--calib', str(tmp_path)]
     if case == 'bad_mode':
         args += ['--calib', str(toy / 'calib'), '--modes', 'torch:int8']
-    proc = _run(args)
-    assert proc.returncode == 2
-    assert 'Traceback' not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: ')
-    assert {
-        'no_calib': 'needs calibration images',
-        'empty_calib': 'No images in the calibration folder',
-        'bad_mode': 'int8 runs on onnxruntime or openvino',
-    }[case] in last
+    assert_user_error(
+        run_script(TOOL, *args), {
+            'no_calib': 'needs calibration images',
+            'empty_calib': 'No images in the calibration folder',
+            'bad_mode': 'int8 runs on onnxruntime or openvino',
+        }[case])
     assert not osp.exists(tmp_path / 'work')  # failed before any export
