@@ -127,10 +127,6 @@ def conv_out_size(size, k, s, p, d):
 
 
 # ----------------------------------------------------------------------
-# command-line tools refusing bad input (tests/test_demo, tests/test_tools,
-# tests/test_training)
-# ----------------------------------------------------------------------
-# ----------------------------------------------------------------------
 # command-line tools and demos, and their refusing bad input
 # (tests/test_demo, tests/test_tools, tests/test_training)
 # ----------------------------------------------------------------------
