@@ -118,8 +118,8 @@ def time_fusion_heads(
 
     - ``reference``: mmdet's ``MaskFormerFusionHead`` on every mask
       upsampled (``rap_sam.deploy.ReferenceFusionHead``);
-    - ``full``: ``ScoredPanopticFusionHead`` with row bands off (every mask
-      it reads at full size);
+    - ``full``: ``ScoredPanopticFusionHead`` with bands off (every mask it
+      reads at full size);
     - ``bands``: ``ScoredPanopticFusionHead`` as configured.
 
     Args:
@@ -137,12 +137,12 @@ def time_fusion_heads(
     Returns:
         list[dict]: Per kind of outputs: ``outputs``, ``segments``,
         ``instances``, ``band_queries`` (instance queries computed on
-        bands), ``median_s`` (per variant), ``samples_s``,
-        ``median_cpu_s`` (the process's CPU time, all threads: on a loaded
-        machine, where waiting for a core swamps the wall time, the work
-        done) and ``identical``
-        (every variant's results equal the reference's: panoptic, masks,
-        boxes and labels bit for bit, scores within 1e-6).
+        the window of rows and columns they span), ``median_s`` (per
+        variant), ``samples_s``, ``median_cpu_s`` (the process's CPU time,
+        all threads: on a loaded machine, where waiting for a core swamps
+        the wall time, the work done) and ``identical`` (every variant's
+        results equal the reference's: panoptic, masks, boxes and labels
+        bit for bit, scores within 1e-6).
     """
     from mmdet.structures import DetDataSample
 

@@ -7,8 +7,10 @@ mask over half the image, no confident query).
 
 Variants run interleaved in one process (medians over the rounds):
 ``reference`` (mmdet's MaskFormerFusionHead on every mask upsampled),
-``full`` (ScoredPanopticFusionHead with row bands off) and ``bands`` (as
-configured: instance masks that span few rows computed on those rows).
+``full`` (ScoredPanopticFusionHead with bands off) and ``bands`` (as
+configured: instance masks computed on the window of rows and columns they
+span, when it is at most half the image; the ``bands`` column counts
+them).
 ``identical`` says every variant's results equal the reference's. ``cpu
 full/bands`` is the ratio of the process's CPU times: on a loaded machine,
 waiting for a core swamps the wall times; CPU time is the work done.
