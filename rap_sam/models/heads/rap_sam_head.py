@@ -3,7 +3,6 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import MultiheadAttention
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList, TrackDataSample
@@ -123,11 +122,6 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         self.loss_mask = MODELS.build(loss_mask) if loss_mask else None
         self.loss_dice = MODELS.build(loss_dice) if loss_dice else None
         self.init_training(train_cfg)
-
-    #: Whether :meth:`predict` decodes prompts of one mask token each
-    #: through :meth:`_predict_isolated_prompts` (the same outputs, fewer
-    #: calls); False runs the stages module by module, as training does.
-    fuse_isolated_prompts = True
 
     # ------------------------------------------------------------------
     # queries
@@ -255,11 +249,6 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         else:
             queries = self.kernels.weight[None].expand(batch_size, -1, -1)
 
-        if isolated and self.fuse_isolated_prompts and not all_stages and \
-                not self.training and \
-                not torch.jit.is_tracing():
-            return self._predict_isolated_prompts(features, queries)
-
         def frames(masks: Tensor) -> Tensor:
             return masks.unflatten(2,
                                    (num_frames, -1)) if num_frames else masks
@@ -300,33 +289,6 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
         masks = project(features, queries)
         all_masks.append(frames(masks))
         return all_cls, all_masks, all_ious, queries
-
-    def _predict_isolated_prompts(self, features: FeatureMap,
-                                  queries: Tensor) -> HeadOutputs:
-        """:meth:`forward` with ``all_stages=False`` in eval mode for
-        prompts of one mask token each (a click, a box): the same outputs
-        from the same float operations, with the stages' query updates and
-        the small heads called as functions (:meth:`DecoderStage.
-        update_isolated`), not module by module. A click's queries are one
-        vector, so its fixed cost is in calls, not arithmetic."""
-        all_masks = []
-        masks = project(features, queries)
-        last = len(self.mask_heads) - 1
-        for i, stage in enumerate(self.mask_heads):
-            queries = stage.update_isolated(
-                masked_sum(features, masks > 0), queries)
-            if i < last:
-                masks = project(features, stage.mask_embedding(queries))
-                all_masks.append(masks)
-        cls = self.classifier(stage.class_embedding(queries)) / \
-            self.temperature
-        norm = self.prompt_norm
-        queries = F.layer_norm(
-            attend_to_feature_map(self.prompt_attn, queries, features),
-            norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-        ious = F.linear(queries, self.prompt_iou.weight, self.prompt_iou.bias)
-        all_masks.append(project(features, queries))
-        return [cls, cls], all_masks, [ious], queries
 
     def predict(self, x: FeatureMap,
                 batch_data_samples: SampleList) -> Tuple[Tensor, ...]:

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import FFN
 from torch import Tensor
 
-from .kernel_updator import KernelUpdator, _layer_norm, _linear
+from .kernel_updator import KernelUpdator
 from .low_rank_feature_map import FeatureMap, masked_sum, project
 
 
@@ -22,19 +22,6 @@ def _mlp(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
         nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
         nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
         nn.Linear(hidden, out_channels))
-
-
-def _mlp_functional(layers: nn.Module, x: Tensor) -> Tensor:
-    """``layers(x)`` for :func:`_mlp` / :func:`_linear_ln_relu` layers
-    without module calls."""
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            x = _linear(layer, x)
-        elif isinstance(layer, nn.LayerNorm):
-            x = _layer_norm(layer, x)
-        else:  # the ReLUs
-            x = F.relu(x)
-    return x
 
 
 def _value_attention(attn: nn.Module, queries: Tensor) -> Tensor:
@@ -146,46 +133,3 @@ class DecoderStage(nn.Module):
             if with_iou:
                 ious = self.iou_embed(mask_feat)
         return cls_embed, mask_logits, ious, queries
-
-    # ------------------------------------------------------------------
-    # isolated queries in eval mode, without module calls
-    # ------------------------------------------------------------------
-    def update_isolated(self, pooled: Tensor, queries: Tensor) -> Tensor:
-        """:meth:`forward`'s query update in eval mode for queries that
-        attend to themselves only (``isolated=True``), from the pooled
-        features: the same float operations, bit for bit, called as
-        functions (a click's queries are one vector each, and a module
-        call, mmcv's FFN's argument check above all, costs more than its
-        product).
-
-        Args:
-            pooled (Tensor): ``masked_sum(features, mask_logits > 0)``,
-                ``[B, N, C]``.
-            queries (Tensor): ``[B, N, C]``.
-
-        Returns:
-            Tensor: The updated queries ``[B, N, C]``.
-        """
-        queries = self.kernel_update.forward_functional(pooled, queries)
-        attn = self.s_atten
-        value = F.linear(queries,
-                         attn.in_proj_weight.chunk(3)[2],
-                         attn.in_proj_bias.chunk(3)[2])
-        q = queries + _linear(attn.out_proj, value)
-        x = _layer_norm(self.s_atten_norm, q)
-        # mmcv's FFN: Linear, its activation (ReLU), Linear, the identity
-        # added; its dropouts are identities in eval mode.
-        (fc1, _, _), fc2 = self.ffn.layers[0], self.ffn.layers[1]
-        out = _linear(fc2, F.relu(_linear(fc1, x)))
-        return _layer_norm(self.ffn_norm, x + out)
-
-    def mask_embedding(self, queries: Tensor) -> Tensor:
-        """The vectors whose products with the map are :meth:`forward`'s
-        mask logits, ``[B, N, C]`` (no module calls)."""
-        return _linear(self.fc_mask, _mlp_functional(self.mask_fcs, queries))
-
-    def class_embedding(self, queries: Tensor) -> Tensor:
-        """:meth:`forward`'s class embeddings ``[B, N, D]`` (no module
-        calls)."""
-        return _mlp_functional(self.cls_proj,
-                               _mlp_functional(self.cls_fcs, queries))

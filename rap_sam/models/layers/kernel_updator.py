@@ -1,5 +1,4 @@
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -58,42 +57,3 @@ class KernelUpdator(nn.Module):
 
         features = update_gate * param_out + input_gate * input_out
         return self.activation(self.fc_norm(self.fc_layer(features)))
-
-    def forward_functional(self, update_feature: Tensor,
-                           input_feature: Tensor) -> Tensor:
-        """:meth:`forward`'s float operations, called as functions of the
-        submodules' parameters rather than through the submodules (the
-        same results, bit for bit, and no hooks): for a click, whose
-        queries are one vector, each module call costs about what its
-        product does."""
-        c = self.feat_channels
-        dyn, inp = self.dynamic_layer, self.input_layer
-        param_in, param_out = F.linear(update_feature, dyn.weight,
-                                       dyn.bias).split(c, -1)
-        input_in, input_out = F.linear(input_feature, inp.weight,
-                                       inp.bias).split(c, -1)
-
-        gate_feats = input_in * param_in
-        input_gate = _layer_norm(self.input_norm_in,
-                                 _linear(self.input_gate,
-                                         gate_feats)).sigmoid()
-        update_gate = _layer_norm(self.norm_in,
-                                  _linear(self.update_gate,
-                                          gate_feats)).sigmoid()
-        param_out = _layer_norm(self.norm_out, param_out)
-        input_out = _layer_norm(self.input_norm_out, input_out)
-
-        features = update_gate * param_out + input_gate * input_out
-        return F.relu(
-            _layer_norm(self.fc_norm, _linear(self.fc_layer, features)))
-
-
-def _linear(layer: nn.Linear, x: Tensor) -> Tensor:
-    """``layer(x)`` without the module call."""
-    return F.linear(x, layer.weight, layer.bias)
-
-
-def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
-    """``norm(x)`` without the module call."""
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias,
-                        norm.eps)

@@ -1,6 +1,7 @@
-"""A click decoded on cached features: the fused inference path (stages
-called as functions, the map's pixel table) gives the module-by-module
-path's outputs."""
+"""A click decoded on cached features: the stages run as modules (the one
+implementation training runs too) and the map's products with its few
+vectors go through the pixel table, whose outputs are the plain path's to
+float rounding; training never takes the table."""
 import copy
 
 import pytest
@@ -9,6 +10,7 @@ from helpers import build_model, image_batch
 
 from rap_sam.deploy import prepare
 from rap_sam.models.layers import DecoderStage, LowRankFeatureMap
+from rap_sam.ops.pixel_products import MAX_VECTORS
 
 
 def rel_err(a, b):
@@ -46,45 +48,64 @@ def _plain(feats):
     return plain
 
 
+def _spy(monkeypatch):
+    """Records each stage call and each map's choice of the pixel table."""
+    stages, tables = [], []
+    real_forward, real_use = DecoderStage.forward, \
+        LowRankFeatureMap._use_table
+
+    def forward(self, *args, **kwargs):
+        stages.append(kwargs.get('isolated'))
+        return real_forward(self, *args, **kwargs)
+
+    def use_table(self, num_vectors):
+        tables.append(real_use(self, num_vectors))
+        return tables[-1]
+
+    monkeypatch.setattr(DecoderStage, 'forward', forward)
+    monkeypatch.setattr(LowRankFeatureMap, '_use_table', use_table)
+    return stages, tables
+
+
 @pytest.mark.parametrize('count', [1, 3])
-def test_fused_prompt_decode_is_the_module_path(clicked, count, monkeypatch):
+def test_prompt_decode_on_the_pixel_table_is_the_plain_path(
+        clicked, count, monkeypatch):
     model, feats, samples = clicked
     samples = _samples(samples, count)
     head = model.panoptic_head
-    calls = []
-    real = DecoderStage.forward
-
-    def counted(self, *args, **kwargs):
-        calls.append(1)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(DecoderStage, 'forward', counted)
+    stages, tables = _spy(monkeypatch)
     with torch.no_grad():
-        fused = head.predict(feats, samples)
-        assert not calls  # the fused path ran
-        monkeypatch.setattr(head, 'fuse_isolated_prompts', False)
-        modules = head.predict(feats, samples)
-        assert len(calls) == 3
-        # And the path before the pixel table too.
-        before = head.predict(_plain(feats), samples)
-    assert fused[1].shape == (1, count, 24, 32)
-    for a, b in zip(fused, modules):
-        assert torch.equal(a, b)
-    for a, b in zip(fused, before):
+        got = head.predict(feats, samples)
+        # Three stages as modules, each query attending to itself only.
+        assert stages == [True] * 3
+        # On the table: the first mask, two stages' sums and masks, the
+        # last stage's sum, then the adapter's attention (a product and a
+        # sum with a vector per head and prompt: the table takes a few) and
+        # its mask.
+        heads = head.prompt_attn.attn.num_heads
+        adapter = [count * heads <= MAX_VECTORS] * 2
+        assert tables == [True] * 6 + adapter + [True]
+        stages.clear(), tables.clear()
+        want = head.predict(_plain(feats), samples)
+        assert stages == [True] * 3
+        assert tables and not any(tables)
+    assert got[1].shape == (1, count, 24, 32)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
         assert rel_err(a, b) < 1e-5
+    # Not the same floats: the table sums in another order.
+    assert not torch.equal(got[1], want[1])
     # Masks equal but for logits within rounding of zero.
-    flipped = (fused[1] > 0) != (before[1] > 0)
-    assert (before[1][flipped].abs() < 1e-4 * before[1].abs().max()).all()
+    flipped = (got[1] > 0) != (want[1] > 0)
+    assert (want[1][flipped].abs() < 1e-4 * want[1].abs().max()).all()
 
 
-def test_clicks_predicted_through_the_fused_path(clicked, monkeypatch):
-    """The whole click (post-processing included) as before: the same
-    masks but for ties, IoU scores and classes to 1e-5."""
+def test_clicks_predicted_on_the_pixel_table(clicked):
+    """The whole click (post-processing included) as on the plain map: the
+    same masks but for ties, IoU scores and classes to 1e-5."""
     model, feats, samples = clicked
     with torch.no_grad():
         got = model.predict_from_feats(feats, copy.deepcopy(samples))[0]
-        monkeypatch.setattr(model.panoptic_head, 'fuse_isolated_prompts',
-                            False)
         want = model.predict_from_feats(_plain(feats),
                                         copy.deepcopy(samples))[0]
     got, want = got.pred_instances, want.pred_instances
@@ -96,15 +117,34 @@ def test_clicks_predicted_through_the_fused_path(clicked, monkeypatch):
     assert torch.equal(got.labels, want.labels)
 
 
-def test_training_runs_the_modules(clicked, monkeypatch):
-    """Training (and all_stages=True) keeps the module-by-module path."""
+def test_training_keeps_its_numerics(clicked, monkeypatch):
+    """With gradients (training) the map never takes the pixel table: the
+    prompt decode is the plain path's, bit for bit, outputs and
+    gradients."""
     model, feats, samples = clicked
     head = model.panoptic_head
-
-    def fail(*args, **kwargs):
-        raise AssertionError('fused path taken')
-
-    monkeypatch.setattr(head, '_predict_isolated_prompts', fail)
-    with torch.no_grad():
-        outputs = head(feats, _samples(samples, 1), all_stages=True)
-    assert len(outputs[1]) == 4  # three stages and the adapter
+    samples = _samples(samples, 3)
+    stages, tables = _spy(monkeypatch)
+    results = []
+    head.train()
+    try:
+        for use_table in (True, False):
+            basis = feats.basis.detach().clone().requires_grad_()
+            features = LowRankFeatureMap(basis, feats.weight, feats.bias)
+            features.use_pixel_table = use_table
+            head.zero_grad()
+            torch.manual_seed(0)
+            cls, masks, ious, queries = head(features, samples)
+            assert len(masks) == 4  # three stages and the adapter
+            total = sum(x.sum() for x in cls + masks + ious) + queries.sum()
+            total.backward()
+            results.append(
+                [x.detach() for x in cls + masks + ious] +
+                [basis.grad, head.mask_heads[0].fc_mask.weight.grad])
+    finally:
+        head.eval()
+    assert stages == [True] * 6
+    assert tables and not any(tables)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    assert results[0][-1].abs().sum() > 0

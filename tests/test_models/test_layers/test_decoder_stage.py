@@ -73,27 +73,3 @@ def test_isolated_in_training_has_the_same_gradients():
     c = 32
     assert torch.count_nonzero(grads[1][:2 * c]) == 0
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize('num_queries', [1, 3])
-def test_functional_parts_are_forward_bit_for_bit(num_queries):
-    """The module-free inference parts (a click's decode) compute the
-    same floats as forward(isolated=True), in the same order."""
-    from rap_sam.models.layers import masked_sum, project
-    stage = _stage(2)
-    features, queries, masks = _inputs(num_queries)
-    with torch.no_grad():
-        cls, logits, _, out = stage(
-            features, queries, masks, isolated=True, with_iou=False)
-        pooled = masked_sum(features, masks > 0)
-        updated = stage.update_isolated(pooled, queries)
-        assert torch.equal(updated, out)
-        assert torch.equal(stage.class_embedding(updated), cls)
-        assert torch.equal(
-            project(features, stage.mask_embedding(updated)), logits)
-        kernel = stage.kernel_update
-        assert torch.equal(
-            kernel.forward_functional(pooled, queries),
-            kernel(pooled, queries))
-    # Not an identity: the update moved the queries.
-    assert not torch.allclose(updated, queries, atol=1e-2)
