@@ -36,7 +36,8 @@ from video_demo import source_info  # noqa: E402
 from video_demo import prompt_tracks, track_video_to_files
 
 from rap_sam.apis import RapSAMPredictor  # noqa: E402
-from rap_sam.apis import InputError, check_prompts, iter_frames, read_image
+from rap_sam.apis import check_prompts, iter_frames, read_image
+from rap_sam.apis.prompt_tracking import FramePastEndError  # noqa: E402
 from rap_sam.apis.visualization import draw_panoptic  # noqa
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
                                         panoptic_segments, prompt_records)
@@ -342,8 +343,7 @@ class RapSAMApp:
                 frames.close()
                 return _rgb_to_bgr(image)
             count += 1
-        raise InputError(f'Frame {frame} is past the video\'s last frame (it '
-                         f'has {count} frames; 0 is the first).')
+        raise FramePastEndError(frame, count, 'Frame')
 
     def load_video(self, video):
         """A new video: its frame count for the frame picker, frame 0 to
@@ -450,17 +450,22 @@ class RapSAMApp:
         frame = state['frame']
 
         def write(predictor, stem, report, on_frame):
-            results, extra = prompt_tracks(predictor, video, frame, points,
-                                           boxes)
-            return track_video_to_files(
-                predictor,
-                video,
-                stem,
-                writers=WRITERS,
-                progress=report,
-                on_frame=on_frame,
-                results=results,
-                extra=extra)
+            # The page calls it Frame, not the API's frame_index (raised up
+            # front, or once a file's frames run out).
+            try:
+                results, extra = prompt_tracks(predictor, video, frame, points,
+                                               boxes)
+                return track_video_to_files(
+                    predictor,
+                    video,
+                    stem,
+                    writers=WRITERS,
+                    progress=report,
+                    on_frame=on_frame,
+                    results=results,
+                    extra=extra)
+            except FramePastEndError as err:
+                raise err.named('Frame') from None
 
         yield from self._iter_to_files(video,
                                        _video_name(video) + '_clicked', write,

@@ -185,7 +185,7 @@ def test_click_to_track_bad_input(app, small_video, tmp_path):
     # A frame number past the end reaches the tracker (a file's frame
     # count is the container's word): its message, and no files.
     late = dict(state, frame=7, points=[[10, 10]])
-    with pytest.raises(gr.Error, match='frame_index 7 is past'):
+    with pytest.raises(gr.Error, match='Frame 7 is past'):
         app.track_clicks(small_video, late)
     empty = str(tmp_path / 'empty.mp4')  # a header, no frames
     cv2.VideoWriter(empty, cv2.VideoWriter_fourcc(*'mp4v'), 5,
