@@ -2,30 +2,22 @@
 subprocess): a tiny run's report and table, never its timings; bad
 arguments end in one line."""
 import json
-import os.path as osp
-import subprocess
-import sys
 
-from helpers import assert_usage_error, assert_user_error
+from helpers import (assert_ran, assert_usage_error, assert_user_error,
+                     run_script)
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join('tools', 'analysis', 'postprocess_benchmark.py')
+TOOL = 'tools/analysis/postprocess_benchmark.py'
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, TOOL, *args],
-                          cwd=ROOT,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
+    return run_script(TOOL, *args)
 
 
 def test_report_and_table(tmp_path):
     out = tmp_path / 'post.json'
     proc = run_tool('--shape', '128', '192', '--repeats', '1', '--warmup', '0',
                     '--threads', '1', '--out', str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'Traceback' not in proc.stderr
+    assert_ran(proc)
     report = json.loads(out.read_text())
     assert report['shape'] == [128, 192] and report['threads'] == 1
     by_kind = {r['outputs']: r for r in report['results']}
@@ -75,7 +67,7 @@ def test_resized_to_original_size(tmp_path):
     proc = run_tool('--shape', '128', '192', '--ori-shape', '97', '161',
                     '--outputs', 'objects', '--repeats', '1', '--warmup', '0',
                     '--threads', '1', '--out', str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_ran(proc)
     report = json.loads(out.read_text())
     assert report['shape'] == [128, 192]
     assert report['ori_shape'] == [97, 161]

@@ -6,8 +6,7 @@ import os
 import os.path as osp
 
 import pytest
-
-from tests.helpers import assert_usage_error, assert_user_error, run_script
+from helpers import assert_usage_error, assert_user_error, run_script
 
 SMALL = ('--coco-train', 1, '--coco-val', 1, '--videos', 1)
 
