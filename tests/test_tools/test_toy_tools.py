@@ -56,7 +56,8 @@ def test_toy_data_refuses_a_folder_it_did_not_write(tmp_path):
     }
 
 
-@pytest.mark.parametrize('tool', ['make_toy_data', 'toy_train_eval'])
+@pytest.mark.parametrize(
+    'tool', ['make_toy_data', 'toy_train_eval', 'analysis/kill_resume'])
 def test_a_root_that_is_a_file_is_refused(tmp_path, tool):
     blocker = tmp_path / 'blocker'
     blocker.write_text('keep me')
@@ -71,6 +72,7 @@ def test_a_root_that_is_a_file_is_refused(tmp_path, tool):
     ('make_toy_data', ['ROOT', '--videos', '-1'], '--videos'),
     ('toy_train_eval', ['--root', 'ROOT', '--epochs', '0'], '--epochs'),
     ('toy_train_eval', ['--root', 'ROOT', '--threads', 'two'], '--threads'),
+    ('analysis/kill_resume', ['--root', 'ROOT', '--videos', '0'], '--videos'),
 ])
 def test_counts_below_one_are_refused(tmp_path, tool, args, option):
     args = [str(tmp_path / 'out') if a == 'ROOT' else a for a in args]

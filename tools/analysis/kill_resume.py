@@ -37,6 +37,7 @@ from collections import OrderedDict
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(REPO, 'tools'))
+from make_toy_data import positive_int  # noqa: E402
 
 SAVING = 'Saving checkpoint at'
 TRAINING = 'Epoch(train)'
@@ -46,15 +47,15 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--kills', type=int, default=20)
     parser.add_argument('--seed', type=int, default=0, help='kill moments')
-    parser.add_argument('--epochs', type=int, default=8)
+    parser.add_argument('--epochs', type=positive_int, default=8)
     parser.add_argument(
         '--coco-train',
-        type=int,
+        type=positive_int,
         default=8,
         help='toy COCO training images (the toy run has 64)')
     parser.add_argument(
         '--videos',
-        type=int,
+        type=positive_int,
         default=4,
         help='toy YouTube-VIS videos (the toy run has 24)')
     parser.add_argument(
@@ -167,12 +168,17 @@ def main(argv=None):
     from make_toy_data import make_toy_data
     from toy_train_eval import (epoch_options, toy_train_options,
                                 write_toy_class_embeddings)
-    make_toy_data(
-        osp.join(root, 'data'),
-        coco_train=args.coco_train,
-        coco_val=1,
-        videos=args.videos)
-    write_toy_class_embeddings(osp.join(root, 'embd'))
+
+    from rap_sam.utils.output_files import make_out_dir
+    from rap_sam.utils.user_errors import cli_errors
+    with cli_errors():
+        make_out_dir(root)
+        make_toy_data(
+            osp.join(root, 'data'),
+            coco_train=args.coco_train,
+            coco_val=1,
+            videos=args.videos)
+        write_toy_class_embeddings(osp.join(root, 'embd'))
     options = epoch_options(args.epochs) + [
         'default_hooks.checkpoint.interval=1',
         'train_dataloader.num_workers=0',
