@@ -27,6 +27,7 @@ from rap_sam.testing.toy_datasets import (YTVIS_2019_NAMES, mask_bbox,
                                           panoptic_split_dirs, shape_mask,
                                           track_annotation, write_panoptic_png)
 from rap_sam.utils.output_files import make_out_dir
+from rap_sam.utils.runner_cli import positive_int
 from rap_sam.utils.user_errors import UserError, cli_errors
 
 #: The file that marks a folder as this tool's (rewritten on every run).
@@ -227,18 +228,6 @@ def make_toy_data(root, coco_train=64, coco_val=16, videos=24, seed=0):
         osp.join(root, 'coco'), dict(train2017=coco_train, val2017=coco_val),
         seed)
     make_toy_ytvis(osp.join(root, 'youtube_vis_2019'), videos, seed + 1)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f'expected a whole number >= 1, got {text!r}')
-    return value
 
 
 def main(argv=None):

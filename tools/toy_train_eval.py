@@ -27,9 +27,10 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(REPO, 'tools'))
-from make_toy_data import make_toy_data, positive_int  # noqa: E402
+from make_toy_data import make_toy_data  # noqa: E402
 
 from rap_sam.utils.output_files import make_out_dir  # noqa: E402
+from rap_sam.utils.runner_cli import positive_int  # noqa: E402
 from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE  # noqa: E402
 from rap_sam.utils.user_errors import cli_errors
 

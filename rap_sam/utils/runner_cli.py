@@ -1,5 +1,6 @@
-"""Command-line handling shared by tools/train.py and tools/test.py, the two
-tools that build mmengine's Runner from a config."""
+"""Command-line handling shared by the tools: the options of tools/train.py
+and tools/test.py, the two that build mmengine's Runner from a config, and
+argparse types."""
 import argparse
 import os
 import os.path as osp
@@ -57,3 +58,15 @@ def apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs',
         osp.splitext(osp.basename(args.config))[0])
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'expected a whole number >= 1, got {text!r}')
+    return value

@@ -37,7 +37,7 @@ from collections import OrderedDict
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(REPO, 'tools'))
-from make_toy_data import positive_int  # noqa: E402
+from rap_sam.utils.runner_cli import positive_int  # noqa: E402
 
 SAVING = 'Saving checkpoint at'
 TRAINING = 'Epoch(train)'

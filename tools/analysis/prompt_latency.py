@@ -24,6 +24,8 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 from rap_sam.apis import RapSAMPredictor, read_image  # noqa: E402
+from rap_sam.utils.runner_cli import positive_int  # noqa: E402
+from rap_sam.utils.user_errors import cli_errors  # noqa: E402
 
 
 def median_seconds(fn, runs: int, device) -> float:
@@ -48,19 +50,20 @@ def main(argv=None):
     parser.add_argument('--weights', default=None)
     parser.add_argument('--image', default=osp.join(REPO, 'demo/demo.jpg'))
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--runs', type=positive_int, default=5)
     parser.add_argument(
         '--prompts',
-        type=int,
+        type=positive_int,
         nargs='+',
         default=[1, 10],
         help='prompt counts to time (clicks on a grid)')
     args = parser.parse_args(argv)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the random-weights banner
-        predictor = RapSAMPredictor(args.config, args.weights, args.device)
-    img = read_image(args.image)
+    with cli_errors():
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # the random-weights banner
+            predictor = RapSAMPredictor(args.config, args.weights, args.device)
+        img = read_image(args.image)
     h, w = img.shape[:2]
     device = predictor.device
 

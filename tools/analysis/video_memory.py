@@ -36,6 +36,11 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+from rap_sam.utils.config_file import read_config  # noqa: E402
+from rap_sam.utils.runner_cli import positive_int  # noqa: E402
+from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE  # noqa: E402
+from rap_sam.utils.user_errors import cli_errors
 
 
 class LazyVideo:
@@ -185,6 +190,9 @@ def run_dataset(config, frames, size, threads, scale=None):
             text=True,
             env=env)
         seconds = time.perf_counter() - start
+        if out.returncode == USER_ERROR_EXIT_CODE:
+            sys.stderr.write(out.stderr)  # its one line
+            raise SystemExit(out.returncode)
         if out.returncode != 0:
             raise SystemExit(out.stderr[-3000:])
         with open(osp.join(tmp, 'results.json')) as f:
@@ -210,10 +218,15 @@ def main():
     parser.add_argument(
         '--config',
         default=osp.join(ROOT, 'configs/rap_sam/eval_rap_sam_yt19.py'))
-    parser.add_argument('--frames', type=int, nargs='+', default=[5, 15, 30])
     parser.add_argument(
-        '--size', type=int, nargs=2, default=[720, 1280], metavar=('H', 'W'))
-    parser.add_argument('--threads', type=int, default=2)
+        '--frames', type=positive_int, nargs='+', default=[5, 15, 30])
+    parser.add_argument(
+        '--size',
+        type=positive_int,
+        nargs=2,
+        default=[720, 1280],
+        metavar=('H', 'W'))
+    parser.add_argument('--threads', type=positive_int, default=2)
     parser.add_argument(
         '--lazy',
         action='store_true',
@@ -224,19 +237,21 @@ def main():
         help='write a YouTube-VIS video and run tools/test.py on it')
     parser.add_argument(
         '--scale',
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=('W', 'H'),
         help='with --dataset: the Resize scale instead of the config\'s '
         '(1280, 736), for quicker runs on small frames')
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one and args.dataset:
-        return run_dataset(args.config, args.frames[0], args.size,
-                           args.threads, args.scale)
-    if args.one:
-        return run_one(args.config, args.frames[0], args.size, args.threads,
-                       args.lazy)
+    with cli_errors():
+        read_config(args.config)  # a bad one is said before any run
+        if args.one and args.dataset:
+            return run_dataset(args.config, args.frames[0], args.size,
+                               args.threads, args.scale)
+        if args.one:
+            return run_one(args.config, args.frames[0], args.size,
+                           args.threads, args.lazy)
     rows = []
     print(f'{"frames":>7} {"peak MB":>9} {"seconds":>9} {"MB/frame":>9} '
           f'{"video MB":>9} {"x first":>8}' +
@@ -254,6 +269,9 @@ def main():
             capture_output=True,
             text=True,
             env=dict(os.environ))
+        if out.returncode == USER_ERROR_EXIT_CODE:
+            sys.stderr.write(out.stderr)  # its one line
+            raise SystemExit(out.returncode)
         if out.returncode != 0:
             raise SystemExit(out.stderr[-3000:])
         row = json.loads(out.stdout.strip().splitlines()[-1])
