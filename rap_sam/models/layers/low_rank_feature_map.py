@@ -220,8 +220,6 @@ class LowRankFeatureMap:
                 not basis.is_contiguous(memory_format=torch.channels_last) \
                 or torch.jit.is_tracing():
             return masked_pixel_sums(masks, basis)
-        if b * n == 1:
-            return self._single_masked_sum(masks, basis, of)
         on = masks.sum((2, 3))  # [B, N]
         flip = on * 2 > h * w
         flipped = bool(flip.any())
@@ -235,32 +233,6 @@ class LowRankFeatureMap:
             return pooled
         total = self._cached(f'{of}_total', lambda: basis.sum((2, 3)))
         return torch.where(flip[..., None], total[:, None] - pooled, pooled)
-
-    def _single_masked_sum(self, mask: Tensor, basis: Tensor,
-                           of: str) -> Tensor:
-        """:meth:`_masked_basis_sum` of one mask (a click) with a third of
-        the calls: the same pixels gathered in the same bags as
-        :func:`masked_pixel_sums`, so the same sums bit for bit."""
-        h, w = mask.shape[-2:]
-        c = basis.shape[1]
-        flat = mask.reshape(-1)
-        on = int(flat.sum())
-        flip = on * 2 > h * w
-        count = h * w - on if flip else on
-        if count == 0:
-            pooled = basis.new_zeros(1, 1, c)
-        else:
-            index = (flat.logical_not() if flip else flat).nonzero().view(-1)
-            parts = max(torch.get_num_threads(), 1)
-            offsets = torch.tensor([count * k // parts for k in range(parts)],
-                                   device=basis.device)
-            rows = basis.permute(0, 2, 3, 1).reshape(h * w, c)
-            pooled = F.embedding_bag(
-                index, rows, offsets, mode='sum').sum(0).view(1, 1, c)
-        if not flip:
-            return pooled
-        total = self._cached(f'{of}_total', lambda: basis.sum((2, 3)))
-        return total[:, None] - pooled
 
     def _sum(self, pooled_basis: Tensor, weights: Tensor) -> Tensor:
         xs, ys = self._coords()

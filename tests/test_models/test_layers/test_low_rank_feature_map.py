@@ -218,9 +218,10 @@ def test_pixel_table_products_equal_the_basis_ones(maps, n):
 
 @pytest.mark.parametrize('threads', [1, 2])
 def test_one_mask_sums_the_pixels_of_the_batched_gather(threads):
-    """A click's single mask takes a shorter path: the same pixels in the
-    same bags as a batch of masks, so the same sums bit for bit, summed
-    from the pixels off the mask when it covers more than half."""
+    """A click's single mask takes a shorter path in masked_pixel_sums: the
+    same pixels in the same bags as a batch of masks, so the same sums bit
+    for bit, summed from the pixels off the mask when it covers more than
+    half."""
     g = torch.Generator().manual_seed(4)
     basis = torch.randn(
         1, 6, 8, 9, generator=g).contiguous(memory_format=torch.channels_last)
