@@ -43,6 +43,16 @@ from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE  # noqa: E402
 from rap_sam.utils.user_errors import cli_errors
 
 
+def _exit_if_failed(out: subprocess.CompletedProcess) -> None:
+    """Stop when a run this tool started failed: with that run's one line
+    for an input it refused, with the end of its stderr for a crash."""
+    if out.returncode == USER_ERROR_EXIT_CODE:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(out.returncode)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+
+
 class LazyVideo:
     """``[T, 3, H, W]`` uint8 frames made when sliced (frame ``i`` is the
     same random image as in the in-memory video)."""
@@ -190,11 +200,7 @@ def run_dataset(config, frames, size, threads, scale=None):
             text=True,
             env=env)
         seconds = time.perf_counter() - start
-        if out.returncode == USER_ERROR_EXIT_CODE:
-            sys.stderr.write(out.stderr)  # its one line
-            raise SystemExit(out.returncode)
-        if out.returncode != 0:
-            raise SystemExit(out.stderr[-3000:])
+        _exit_if_failed(out)
         with open(osp.join(tmp, 'results.json')) as f:
             results = json.load(f)
         assert all(len(r['segmentations']) == frames for r in results)
@@ -245,13 +251,13 @@ def main():
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     with cli_errors():
-        read_config(args.config)  # a bad one is said before any run
         if args.one and args.dataset:
             return run_dataset(args.config, args.frames[0], args.size,
                                args.threads, args.scale)
         if args.one:
             return run_one(args.config, args.frames[0], args.size,
                            args.threads, args.lazy)
+        read_config(args.config)  # a bad one is said before any run
     rows = []
     print(f'{"frames":>7} {"peak MB":>9} {"seconds":>9} {"MB/frame":>9} '
           f'{"video MB":>9} {"x first":>8}' +
@@ -269,11 +275,7 @@ def main():
             capture_output=True,
             text=True,
             env=dict(os.environ))
-        if out.returncode == USER_ERROR_EXIT_CODE:
-            sys.stderr.write(out.stderr)  # its one line
-            raise SystemExit(out.returncode)
-        if out.returncode != 0:
-            raise SystemExit(out.stderr[-3000:])
+        _exit_if_failed(out)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
         growth, ratio = '', row['peak_mb'] / rows[0]['peak_mb']
