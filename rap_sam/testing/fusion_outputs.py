@@ -195,9 +195,10 @@ def time_fusion_heads(
             set(got['bands']['ins_results'].query_indices.tolist()))
         kept = set(heads['bands']._panoptic_queries(
             cls[0])[1].nonzero()[:, 0].tolist())
-        bands = heads['bands']._bands(masks[0],
-                                      [q for q in queries if q not in kept],
-                                      (h, w), sample.metainfo, True)
+        head = heads['bands']
+        bands = head._bands(
+            masks[0], [q for q in queries if q not in kept], sample.metainfo,
+            head._band_plan(masks[0], (h, w), sample.metainfo, True))
         results.append(
             dict(
                 outputs=kind,

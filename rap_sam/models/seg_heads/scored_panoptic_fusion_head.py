@@ -237,9 +237,11 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         single_pair = selection is not None and len(selection[2]) == 1
         # Instance queries outside the panoptic claim whose masks span few
         # rows: those rows only (the panoptic claim reads every pixel).
-        bands = {} if single_pair else self._bands(
-            mask_pred, [q for q in unique
-                        if q not in kept_set], size, meta, rescale)
+        plan = None if single_pair else self._band_plan(
+            mask_pred, size, meta, rescale)
+        bands = self._bands(mask_pred,
+                            [q for q in unique if q not in kept_set], meta,
+                            plan)
         # Written in place, one row per pair: no full-size copy at the end.
         shape = (len(selection[2]) if selection is not None else 0, h, w)
         if bands:
@@ -250,8 +252,7 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             band_buf: dict = {}
         else:
             binary = torch.empty(shape, dtype=torch.bool, device=device)
-        resize = self._band_plan(mask_pred, size, meta, rescale)[1] \
-            if bands else None
+        resize = plan[1] if bands else None
         for q, band in bands.items():
             u = unique_row[q]
             positive, sums, pixels, boxes = self._band_stats(
@@ -459,10 +460,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     #: mmdet's full-size call (the scalar one differs in the last bit).
     sigmoid_piece = 32736
 
-    def _bands(self, mask_pred: Tensor, queries: List[int], size: Tuple[int,
-                                                                        int],
-               meta: dict, rescale: bool) -> Dict[int, Tuple[int, ...]]:
-        """The instance queries to compute on a window of rows and columns:
+    def _bands(
+        self, mask_pred: Tensor, queries: List[int], meta: dict,
+        plan: Optional[Tuple[int, Optional[Tuple[BilinearRows, BilinearRows]]]]
+    ) -> Dict[int, Tuple[int, ...]]:
+        """The instance queries to compute on a window of rows and columns
+        under ``plan`` (:meth:`_band_plan`; None: none):
         ``{query: (c0, c1, y0, y1, d0, d1, x0, x1)}``, the logit rows
         ``c0..c1`` and columns ``d0..d1`` whose upsampling gives the
         result's rows ``y0:y1`` and columns ``x0:x1``, outside which the
@@ -484,7 +487,6 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         resize of the image's top left corner (:meth:`_band_resize`), and
         ``c0..c1``, ``d0..d1`` are the logit rows and columns of the image
         pixels that window reads."""
-        plan = self._band_plan(mask_pred, size, meta, rescale)
         if not queries or plan is None:
             return {}
         ratio, resize = plan

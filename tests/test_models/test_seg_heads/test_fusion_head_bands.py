@@ -23,6 +23,13 @@ def heads(**test_cfg):
         segments=True, **kwargs)
 
 
+def _bands(head, mask_pred, queries, size, meta, rescale):
+    """The instance queries ``head`` computes on windows, as its predict
+    plans them."""
+    return head._bands(mask_pred, queries, meta,
+                       head._band_plan(mask_pred, size, meta, rescale))
+
+
 def ellipse(h, w, cy, cx, ry, rx, sharp=2.):
     """Logits positive inside an ellipse (a signed distance, about)."""
     ys = torch.arange(h, dtype=torch.float32)[:, None]
@@ -112,7 +119,7 @@ def test_bands_same_as_mmdet(case, one_thread):
     assert_same(got, want)
     instances = want['ins_results']
     queries = sorted(set(got['ins_results'].query_indices.tolist()))
-    bands = ours._bands(masks[0], queries, pad, samples[0].metainfo, rescale)
+    bands = _bands(ours, masks[0], queries, pad, samples[0].metainfo, rescale)
     ratio = pad[0] / mask_hw[0]
     if ratio not in (1, 2, 4, 8):
         # A scale whose source rows are not exact keeps the full-size
@@ -150,8 +157,8 @@ def test_resized_bands_same_as_mmdet(ori_shape, seed, one_thread):
     assert_same(got, want)
     assert torch.equal(got['ins_results'].scores, want['ins_results'].scores)
     queries = sorted(set(got['ins_results'].query_indices.tolist()))
-    bands = ours._bands(masks[0], queries, (160, 256), samples[0].metainfo,
-                        True)
+    bands = _bands(ours, masks[0], queries, (160, 256), samples[0].metainfo,
+                   True)
     assert sum(b[3] > b[2] for b in bands.values()) >= 8
 
 
@@ -162,8 +169,8 @@ def test_tiny_resized_outputs_keep_the_full_size_path(ori_shape, one_thread):
     ours, ref = heads()
     cls, masks = edge_case_outputs(40, 64)
     samples = [sample((150, 250), ori_shape, (160, 256))]
-    assert ours._bands(masks[0], list(range(12)), (160, 256),
-                       samples[0].metainfo, True) == {}
+    assert _bands(ours, masks[0], list(range(12)), (160, 256),
+                  samples[0].metainfo, True) == {}
     assert_same(
         ours.predict(cls, masks, samples, rescale=True)[0],
         ref.predict(cls, masks, samples, rescale=True)[0])
@@ -177,9 +184,10 @@ def test_scale_without_exact_argument_keeps_the_full_size_path(
     cls, masks = edge_case_outputs(40, 64)
     samples = [sample((150, 250), (97, 161), (160, 256))]
     meta = samples[0].metainfo
-    assert ours._bands(masks[0], list(range(12)), (160, 256), meta, True)
+    assert _bands(ours, masks[0], list(range(12)), (160, 256), meta, True)
     monkeypatch.setattr(BilinearRows, 'scale_argument', lambda self: None)
-    assert ours._bands(masks[0], list(range(12)), (160, 256), meta, True) == {}
+    assert _bands(ours, masks[0], list(range(12)), (160, 256), meta,
+                  True) == {}
     assert_same(
         ours.predict(cls, masks, samples, rescale=True)[0],
         ref.predict(cls, masks, samples, rescale=True)[0])
@@ -225,7 +233,7 @@ def test_dense_masks_keep_the_full_size_path():
     g = torch.Generator().manual_seed(0)
     masks = torch.randn(10, 40, 64, generator=g)
     meta = dict(img_shape=(160, 256), ori_shape=(160, 256))
-    assert ours._bands(masks, list(range(10)), (160, 256), meta, True) == {}
+    assert _bands(ours, masks, list(range(10)), (160, 256), meta, True) == {}
 
 
 @pytest.mark.parametrize('h, w', [(800, 1344), (427, 640), (397, 660),
@@ -295,7 +303,7 @@ def test_tall_thin_mask_takes_a_band(ori_shape, one_thread):
     cls, masks = edge_case_outputs(40, 64)
     masks[0, 5] = ellipse(40, 64, 20, 30, 30, 3)
     samples = [sample((150, 250), ori_shape, (160, 256))]
-    bands = ours._bands(masks[0], [5], (160, 256), samples[0].metainfo, True)
+    bands = _bands(ours, masks[0], [5], (160, 256), samples[0].metainfo, True)
     _, _, y0, y1, _, _, x0, x1 = bands[5]
     assert (y0, y1) == (0, ori_shape[0]) and x1 - x0 < ori_shape[1] / 4
     got = ours.predict(cls, masks, samples, rescale=True)[0]
