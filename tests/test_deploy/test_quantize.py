@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import REPO, randomize_
+from helpers import REPO, load_tool, randomize_
 from mmdet.registry import MODELS
 
 from rap_sam.deploy.backends import DeployedModel
@@ -32,22 +32,12 @@ def _photos():
     return photos
 
 
-def _toy_tool():
-    """tools/toy_train_eval.py as a module (its toy class embeddings)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'toy_train_eval', osp.join(REPO, 'tools', 'toy_train_eval.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def toy_model(tmp_path_factory):
     """The toy architecture with seeded random weights and toy class
     embeddings."""
     embd = tmp_path_factory.mktemp('embd')
-    _toy_tool().write_toy_class_embeddings(str(embd))
+    load_tool('tools/toy_train_eval.py').write_toy_class_embeddings(str(embd))
     cfg = read_config(osp.join(REPO, 'configs/rap_sam/toy_eval_coco.py'))
     cfg.model.panoptic_head.ov_classifier_dir = str(embd)
     torch.manual_seed(0)

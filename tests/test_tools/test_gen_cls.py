@@ -1,5 +1,4 @@
 """tools/gen_cls.py with a tiny random OpenCLIP (no downloads)."""
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -8,7 +7,7 @@ import sys
 import pytest
 import torch
 from helpers import TINY_CLIP_CFG as TINY
-from helpers import assert_user_error
+from helpers import assert_user_error, load_tool
 from mmdet.registry import DATASETS
 from mmengine.dataset import BaseDataset, RepeatDataset
 
@@ -43,15 +42,7 @@ class TinyVersionedDataset(BaseDataset):
         super().__init__(**kwargs)
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'gen_cls', osp.join(ROOT, 'tools', 'gen_cls.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen_cls = _load_tool()
+gen_cls = load_tool('tools/gen_cls.py')
 
 
 @pytest.fixture(scope='module')

@@ -1,17 +1,15 @@
 """Helpers of the training tests: tools loaded as modules and the toy
 recipe's config shrunk for quick runs."""
-import importlib.util
 import os.path as osp
+
+import helpers
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``tools/NAME.py`` as a module."""
+    return helpers.load_tool(f'tools/{name}.py')
 
 
 def _resize_pipelines(node, size):
