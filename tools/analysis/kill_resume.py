@@ -27,6 +27,7 @@ import json
 import os
 import os.path as osp
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,15 +38,47 @@ from collections import OrderedDict
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(REPO, 'tools'))
-from rap_sam.utils.runner_cli import positive_int  # noqa: E402
+from make_toy_data import make_toy_data
+from toy_train_eval import (epoch_options, toy_train_options,
+                            write_toy_class_embeddings)
+
+from rap_sam.engine import is_complete_checkpoint
+from rap_sam.utils.checkpoint import load_local_checkpoint
+from rap_sam.utils.output_files import make_out_dir, output_error, write_json
+from rap_sam.utils.runner_cli import positive_int
+from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
+                                       cli_errors)
 
 SAVING = 'Saving checkpoint at'
 TRAINING = 'Epoch(train)'
 
+#: What the tool writes under --root, all of it replaced by a later call: a
+#: folder holding anything else is someone's, and is refused.
+OWN_ENTRIES = frozenset({
+    'data', 'embd', 'uninterrupted', 'killed', 'ref.log', 'killed.log',
+    'uninterrupted.json'
+})
+
+#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
+#: as shells report it.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+
+
+def seconds(text: str) -> float:
+    """argparse type: a number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f'expected a number of seconds >= 0, got {text!r}')
+    return value
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--kills', type=int, default=20)
+    parser.add_argument('--kills', type=positive_int, default=20)
     parser.add_argument('--seed', type=int, default=0, help='kill moments')
     parser.add_argument('--epochs', type=positive_int, default=8)
     parser.add_argument(
@@ -60,7 +93,7 @@ def parse_args(argv=None):
         help='toy YouTube-VIS videos (the toy run has 24)')
     parser.add_argument(
         '--save-window',
-        type=float,
+        type=seconds,
         default=0.04,
         help='kills aimed at a save land up to this many seconds after its '
         'temporary file appears (writing the toy checkpoint, fsync and '
@@ -137,7 +170,6 @@ def left_in_save(work_dir, since):
 
 def last_checkpoint(work_dir):
     """(the file last_checkpoint names or None, whether it is complete)."""
-    from rap_sam.engine import is_complete_checkpoint
     path = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(path):
         return None, True
@@ -148,7 +180,6 @@ def last_checkpoint(work_dir):
 
 def weight_differences(a_path, b_path):
     """Max |a - b| per group of tensors (first two parts of the key)."""
-    from rap_sam.utils.checkpoint import load_local_checkpoint
     a = load_local_checkpoint(a_path, 'cpu')['state_dict']
     b = load_local_checkpoint(b_path, 'cpu')['state_dict']
     if set(a) != set(b):
@@ -162,23 +193,76 @@ def weight_differences(a_path, b_path):
     return groups
 
 
+def claim_root(root: str) -> None:
+    """Make ``root`` this tool's folder: a new or empty one, or an earlier
+    call's (nothing but :data:`OWN_ENTRIES`), whose runs are replaced."""
+    if osp.isdir(root):
+        others = sorted(set(os.listdir(root)) - OWN_ENTRIES)
+        if others:
+            raise UserError(
+                f'{root} holds files this tool did not write ({others[0]}'
+                f'{f" and {len(others) - 1} more" if len(others) > 1 else ""}'
+                ') and its runs replace the folders in it: give an empty or '
+                'new --root.')
+    make_out_dir(root)
+
+
+def read_reference(path: str, options: list):
+    """The uninterrupted run an earlier call recorded with the same
+    options, or None."""
+    try:
+        with open(path) as f:
+            reference = json.load(f)
+        if reference['options'] == options:
+            return reference
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none, or not this tool's: run it again
+    return None
+
+
+def failed_run(log: str, code: int, what: str) -> UserError:
+    """The line tools/train.py refused its input with (exit status 2), or
+    where to read why the run failed."""
+    if code == USER_ERROR_EXIT_CODE:
+        with open(log) as f:
+            said = [
+                line[len('error: '):].strip() for line in f
+                if line.startswith('error: ')
+            ]
+        if said:
+            return UserError(said[-1])
+    return UserError(f'{what} failed (exit status {code}): see {log}.')
+
+
 def main(argv=None):
     args = parse_args(argv)
-    root = args.root if osp.isabs(args.root) else osp.join(REPO, args.root)
-    from make_toy_data import make_toy_data
-    from toy_train_eval import (epoch_options, toy_train_options,
-                                write_toy_class_embeddings)
+    runs = []  # the training processes started, to stop on Ctrl+C
+    try:
+        with cli_errors():
+            return run_benchmark(args, runs)
+    except KeyboardInterrupt:
+        # The trainings run in their own session (their loader workers die
+        # with them), so the terminal's Ctrl+C does not reach them.
+        for run in runs:
+            if run.proc.poll() is None:
+                run.kill()
+        print(
+            'error: interrupted (Ctrl+C); the training it had started is '
+            'stopped. Run the command again to start over.',
+            file=sys.stderr,
+            flush=True)
+        raise SystemExit(INTERRUPTED_EXIT_CODE)
 
-    from rap_sam.utils.output_files import make_out_dir
-    from rap_sam.utils.user_errors import cli_errors
-    with cli_errors():
-        make_out_dir(root)
-        make_toy_data(
-            osp.join(root, 'data'),
-            coco_train=args.coco_train,
-            coco_val=1,
-            videos=args.videos)
-        write_toy_class_embeddings(osp.join(root, 'embd'))
+
+def run_benchmark(args, runs: list) -> int:
+    root = args.root if osp.isabs(args.root) else osp.join(REPO, args.root)
+    claim_root(root)
+    make_toy_data(
+        osp.join(root, 'data'),
+        coco_train=args.coco_train,
+        coco_val=1,
+        videos=args.videos)
+    write_toy_class_embeddings(osp.join(root, 'embd'))
     options = epoch_options(args.epochs) + [
         'default_hooks.checkpoint.interval=1',
         'train_dataloader.num_workers=0',
@@ -191,40 +275,43 @@ def main(argv=None):
         OMP_NUM_THREADS='1',
         MKL_NUM_THREADS='1')
 
-    def command(work_dir, resume):
-        return [
-            sys.executable, 'tools/train.py',
-            'configs/rap_sam/toy_rap_sam_train.py', '--work-dir', work_dir
-        ] + (['--resume'] if resume else []) + ['--cfg-options'] + options
+    def start(work_dir, resume, log):
+        runs.append(
+            Training([
+                sys.executable, 'tools/train.py',
+                'configs/rap_sam/toy_rap_sam_train.py', '--work-dir', work_dir
+            ] + (['--resume'] if resume else []) + ['--cfg-options'] + options,
+                     env, log))
+        return runs[-1]
 
     final = f'epoch_{args.epochs}.pth'
     ref_dir = osp.join(root, 'uninterrupted')
     run_dir = osp.join(root, 'killed')
     ref_info = osp.join(root, 'uninterrupted.json')
     reference = None
-    if args.keep_reference and osp.isfile(ref_info) and osp.isfile(
-            osp.join(ref_dir, final)):
-        with open(ref_info) as f:
-            reference = json.load(f)
-        if reference['options'] != options:
-            reference = None
+    if args.keep_reference and osp.isfile(osp.join(ref_dir, final)):
+        reference = read_reference(ref_info, options)
     for work_dir in (run_dir, ) if reference else (ref_dir, run_dir):
-        subprocess.run(['rm', '-rf', work_dir], check=True)
-        os.makedirs(work_dir)
+        try:
+            if osp.lexists(work_dir):
+                shutil.rmtree(work_dir)
+            os.makedirs(work_dir)
+        except OSError as err:
+            raise output_error(work_dir, err) from err
 
     if reference is None:
         print(f'uninterrupted run ({args.epochs} epochs) ...', flush=True)
         ref_log = osp.join(root, 'ref.log')
         open(ref_log, 'w').close()
-        ref = Training(command(ref_dir, False), env, ref_log)
-        if ref.wait() != 0:
-            raise SystemExit(f'the uninterrupted run failed: {root}/ref.log')
+        ref = start(ref_dir, False, ref_log)
+        code = ref.wait()
+        if code != 0:
+            raise failed_run(ref_log, code, 'The uninterrupted run')
         reference = dict(
             options=options,
             total=time.time() - ref.start,
             startup=ref.first_iter or 0.0)
-        with open(ref_info, 'w') as f:
-            json.dump(reference, f)
+        write_json(ref_info, reference)
     total, startup = reference['total'], reference['startup']
     epoch_time = (total - startup) / args.epochs
     print(
@@ -238,9 +325,12 @@ def main(argv=None):
     failures, finished, mid_save = [], False, 0
     for i in range(args.kills):
         at_save = i % 2 == 1
-        run = Training(command(run_dir, i > 0), env, log)
+        run = start(run_dir, i > 0, log)
         if at_save:
-            run.save_event.wait()  # set, or never if the process ends
+            # Until a save begins, or the output ends (a run that failed
+            # or finished): the reader sets the event before it ends.
+            while not run.save_event.wait(0.05) and run.reader.is_alive():
+                pass
             run.wait_for_write(run_dir)
             delay = rng.uniform(0, args.save_window)
             what = f'{delay:.2f} s into a checkpoint write'
@@ -277,7 +367,7 @@ def main(argv=None):
                             f'see {log}')
             break
     if not finished and not failures:
-        run = Training(command(run_dir, True), env, log)
+        run = start(run_dir, True, log)
         code = run.wait()
         finished = code == 0
         if not finished:
