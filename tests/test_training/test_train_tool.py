@@ -1,25 +1,11 @@
 """tools/train.py as a user runs it: mistakes end with one line
 ``error: ...`` and exit status 2, never a traceback."""
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
-from helpers import assert_user_error
-from training_helpers import REPO
+from helpers import assert_user_error, run_script
 
 TOY = 'configs/rap_sam/toy_rap_sam_train.py'
-
-
-def _train(*args, cwd=REPO):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, 'tools/train.py', *args],
-                          cwd=cwd,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
 
 
 @pytest.fixture(scope='module')
@@ -50,7 +36,8 @@ def notes(tmp_path_factory):
     ])
 def test_user_errors_are_one_line(case, args, message, notes, tmp_path):
     args = [a.format(notes=notes) for a in args]
-    result = _train(*args, '--work-dir', str(tmp_path / 'work'))
+    result = run_script(
+        'tools/train.py', *args, '--work-dir', tmp_path / 'work', timeout=300)
     assert assert_user_error(result).startswith(message.format(notes=notes))
     # nothing was trained or written
     assert not osp.exists(tmp_path / 'work')
