@@ -9,17 +9,15 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import torch
-from helpers import REPO, load_tool, randomize_
-from mmdet.registry import MODELS
+from helpers import REPO, load_config, toy_checkpoint
 
 from rap_sam.deploy.backends import DeployedModel
 from rap_sam.deploy.calibration import CalibrationError, calibration_images
 from rap_sam.deploy.quantize import QuantizeError, quantize_export
-from rap_sam.utils.config_file import read_config
 from rap_sam.utils.user_errors import UserError
 
 SCALE = (96, 64)  # (w, h): small, and not square
+TOY = 'rap_sam/toy_eval_coco.py'
 
 
 def _photos():
@@ -35,15 +33,10 @@ def _photos():
 @pytest.fixture(scope='module')
 def toy_model(tmp_path_factory):
     """The toy architecture with seeded random weights and toy class
-    embeddings."""
-    embd = tmp_path_factory.mktemp('embd')
-    load_tool('tools/toy_train_eval.py').write_toy_class_embeddings(str(embd))
-    cfg = read_config(osp.join(REPO, 'configs/rap_sam/toy_eval_coco.py'))
-    cfg.model.panoptic_head.ov_classifier_dir = str(embd)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    randomize_(model, 0)
-    return model.eval(), cfg
+    embeddings, and its config (the export records its name)."""
+    root = tmp_path_factory.mktemp('toy')
+    model = toy_checkpoint(str(root), TOY)
+    return model, load_config(TOY)
 
 
 @pytest.fixture(scope='module')
