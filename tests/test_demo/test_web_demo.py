@@ -14,7 +14,7 @@ import pytest
 from browser import (add_web_prompt, chromium_paths, open_in_web_demo,
                      page_data, serve_web_demo, start_browser, text_of,
                      wait_until, wait_web_idle)
-from helpers import REPO, assert_user_error
+from helpers import REPO, assert_ran, assert_user_error, run_script
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
@@ -23,6 +23,7 @@ from rap_sam.apis import RapSAMPredictor
 ORT_DIST = osp.join(REPO, 'demo', 'web', 'node_modules', 'onnxruntime-web',
                     'dist')
 SCALE = (96, 64)
+BENCHMARK = 'tools/analysis/browser_click_benchmark.py'
 
 
 def _free_port() -> int:
@@ -47,9 +48,12 @@ def _png_header(width: int, height: int) -> bytes:
 @pytest.fixture(scope='module')
 def server(weights, tmp_path_factory):
     """The server on seeded weights at a small scale, its export in a
-    temporary cache; yields a dict (url, port, log, proc, env, export)."""
+    temporary cache; yields a dict (url, port, log, proc, export, root,
+    env: the server's environment, cache: the variable it adds, for
+    run_script)."""
     root = tmp_path_factory.mktemp('web')
-    env = dict(os.environ, RAP_SAM_EXPORT_CACHE=str(root / 'cache'))
+    cache = dict(RAP_SAM_EXPORT_CACHE=str(root / 'cache'))
+    env = dict(os.environ, **cache)
     port = _free_port()
     args = [
         '--weights', weights, '--scale', *map(str, SCALE), '--port',
@@ -65,6 +69,7 @@ def server(weights, tmp_path_factory):
         log=log,
         proc=proc,
         env=env,
+        cache=cache,
         export=export,
         root=root)
     yield info
@@ -109,10 +114,16 @@ def test_routes_and_bad_requests(server, small_photo):
     with open(small_photo, 'rb') as f:
         status, headers, body = _get(url + '/api/encode', f.read())
     assert status == 200 and body[:8] == b'RSAMFEAT'
-    for path in ('/setup.py', '/node_modules/x.js', '/ort/../package.json',
-                 '/nothing.html'):
+    # Without onnxruntime-web every /ort/ path is refused with how to
+    # install it.
+    ort_refusal = ('No such page' if osp.isdir(ORT_DIST) else
+                   'onnxruntime-web is not installed: run `make web-deps`')
+    for path, message in [('/setup.py', 'No such page'),
+                          ('/node_modules/x.js', 'No such page'),
+                          ('/ort/../package.json', ort_refusal),
+                          ('/nothing.html', 'No such page')]:
         status, _, body = _get(url + path)
-        assert status == 404 and 'No such page' in json.loads(body)['error']
+        assert status == 404 and message in json.loads(body)['error'], body
     for data, code, message in [
         (b'just some notes\n', 400, 'Cannot read the uploaded data as an '
          'image'),
@@ -297,26 +308,24 @@ def test_bad_inputs_are_messages_and_the_page_keeps_working(
 def test_click_benchmark(server, tmp_path):
     """tools/analysis/browser_click_benchmark.py as the README runs it, on
     the server fixture's export."""
-    import subprocess
-    import sys
     _require_browser()
     shot = tmp_path / 'web_demo.png'
-    result = subprocess.run([
-        sys.executable, 'tools/analysis/browser_click_benchmark.py',
-        '--export', server['export'], '--clicks', '3', '--warmup', '1',
-        '--screenshot',
-        str(shot)
-    ],
-                            cwd=REPO,
-                            env=server['env'],
-                            capture_output=True,
-                            text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr
+    stdout = assert_ran(
+        run_script(
+            BENCHMARK,
+            '--export',
+            server['export'],
+            '--clicks',
+            3,
+            '--warmup',
+            1,
+            '--screenshot',
+            shot,
+            env=server['cache']))
     # The export's scale, demo.jpg (600 x 400), one thread.
-    row = next(line.split() for line in result.stdout.splitlines()
+    row = next(line.split() for line in stdout.splitlines()
                if line.strip().startswith('96x64'))
-    assert row[1:3] == ['600x400', '1'], result.stdout
+    assert row[1:3] == ['600x400', '1'], stdout
     median, p90 = (float(v) for v in row[3:5])
     assert 0 < median <= p90
     with open(shot, 'rb') as f:
@@ -326,18 +335,9 @@ def test_click_benchmark(server, tmp_path):
 def test_click_benchmark_says_why_the_server_did_not_start(tmp_path):
     """A server that cannot start (here: no such export folder) ends the
     benchmark with the server's one-line error, status 2."""
-    import subprocess
-    import sys
     _require_browser()
-    result = subprocess.run([
-        sys.executable, 'tools/analysis/browser_click_benchmark.py',
-        '--export',
-        str(tmp_path / 'missing')
-    ],
-                            cwd=REPO,
-                            capture_output=True,
-                            text=True,
-                            timeout=300)
+    result = run_script(
+        BENCHMARK, '--export', tmp_path / 'missing', timeout=300)
     assert_user_error(result, 'missing')
 
 
@@ -397,14 +397,7 @@ def test_page_post_processing_is_the_models(ori_shape):
      '127.0.0.1:{port}'),
 ])
 def test_bad_options_are_one_line_errors(server, args, message):
-    import subprocess
-    import sys
     args = [a.format(**server) for a in args]
-    result = subprocess.run(
-        [sys.executable, 'demo/web_server.py'] + args,
-        cwd=REPO,
-        env=server['env'],
-        capture_output=True,
-        text=True,
-        timeout=300)
+    result = run_script(
+        'demo/web_server.py', *args, env=server['cache'], timeout=300)
     assert_user_error(result, f'error: {message.format(**server)}')
