@@ -3,7 +3,8 @@
     python tools/analysis/track_prompt_eval.py CONFIG CHECKPOINT \
         --data-root DIR [--ann-file valid.json] [--img-prefix valid/JPEGImages]
         [--toy-videos N] [--seed S] [--prompt-frame first|last]
-        [--scale W H] [--chunk-frames N] [--out FILE] [--cfg-options k=v ...]
+        [--scale W H] [--chunk-frames N] [--out FILE [--overwrite]]
+        [--cfg-options k=v ...]
 
 Every object of a YouTube-VIS format annotation file is prompted by one
 click on the first frame it appears in (``--prompt-frame last``: the last,
@@ -13,7 +14,7 @@ with ``RapSAMPredictor.track_prompt``; each of the video's frames scores
 the IoU of the tracked mask with the object's ground truth there (1 when
 both are empty). Prints the mean over all (object, frame) pairs, on the
 prompted frames and on the others, and writes the per-object figures to
-``--out`` (json).
+``--out`` (json; an existing file is replaced only with ``--overwrite``).
 
 ``--toy-videos N`` first writes N toy videos unseen in training (the toy
 recipe's generator, tools/make_toy_data.py, with another seed) as
@@ -27,8 +28,8 @@ recipe's generator, tools/make_toy_data.py, with another seed) as
 """
 import argparse
 import json
-import os
 import os.path as osp
+import signal
 import sys
 import time
 import warnings
@@ -42,10 +43,16 @@ import numpy as np  # noqa: E402
 import pycocotools.mask as mask_util  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
+from rap_sam.utils.output_files import check_outputs, make_out_dir, write_bytes
+from rap_sam.utils.runner_cli import positive_int
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 #: Seed of the toy validation videos (the toy training videos use 1).
 TOY_VAL_SEED = 1000
+
+#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
+#: as shells report it.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 
 def parse_args(argv=None):
@@ -66,7 +73,7 @@ def parse_args(argv=None):
         help='frame folder under --data-root (default valid/JPEGImages)')
     parser.add_argument(
         '--toy-videos',
-        type=int,
+        type=positive_int,
         metavar='N',
         help='first write N toy videos unseen in training under --data-root')
     parser.add_argument(
@@ -82,12 +89,16 @@ def parse_args(argv=None):
         'in')
     parser.add_argument(
         '--scale',
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=('W', 'H'),
         help="resize scale (default: the config's test scale)")
-    parser.add_argument('--chunk-frames', type=int, default=30)
+    parser.add_argument('--chunk-frames', type=positive_int, default=30)
     parser.add_argument('--out', help='per-object results (json)')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an existing --out (without it the tool refuses to)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
@@ -115,7 +126,15 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.logical_and(pred, gt).sum() / union)
 
 
+def _require(entry: dict, *keys: str) -> None:
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        raise KeyError(missing[0])
+
+
 def read_annotations(path: str) -> dict:
+    """Videos by id and the objects of a YouTube-VIS annotation file, each
+    object's video listed and one segmentation per frame of it."""
     if not osp.isfile(path):
         raise UserError(f'Annotation file not found: {path} (give '
                         '--data-root and --ann-file, or --toy-videos N to '
@@ -125,9 +144,24 @@ def read_annotations(path: str) -> dict:
             ann = json.load(f)
         videos = {v['id']: v for v in ann['videos']}
         objects = ann['annotations']
+        for video in videos.values():
+            _require(video, 'width', 'height', 'file_names')
+        for obj in objects or ():
+            _require(obj, 'id', 'category_id', 'video_id', 'segmentations')
+            if obj['video_id'] not in videos:
+                raise ValueError(f'annotation {obj["id"]} is of video '
+                                 f'{obj["video_id"]}, which is not listed')
+            frames = len(videos[obj['video_id']]['file_names'])
+            if len(obj['segmentations']) != frames:
+                raise ValueError(
+                    f'annotation {obj["id"]} has '
+                    f'{len(obj["segmentations"])} segmentations for '
+                    f'{frames} frames')
     except (ValueError, KeyError, TypeError) as err:
+        what = f'no {err}' if isinstance(err, KeyError) else str(err)
         raise UserError(f'{path} is not a YouTube-VIS annotation file '
-                        f'(videos and annotations): {err}')
+                        f'(videos, and annotations with a segmentation per '
+                        f'frame of their video): {what}.')
     if not objects:
         raise UserError(f'{path} has no annotations to prompt.')
     return dict(videos=videos, objects=objects)
@@ -189,56 +223,88 @@ def summary(records: list) -> dict:
         match_iou=float(np.mean([r['match_iou'] for r in records])))
 
 
+def check_out(path: str, overwrite: bool) -> None:
+    """Refuse, before any work, an --out that cannot be written or that
+    would replace a file without --overwrite."""
+    if osp.isdir(path):
+        raise UserError(f'--out {path} is a folder: give a file name, e.g. '
+                        f'{osp.join(path, "track_prompt_eval.json")}.')
+    make_out_dir(osp.dirname(osp.abspath(path)))
+    check_outputs([path], [], overwrite)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    with cli_errors():
-        from rap_sam.apis import RapSAMPredictor, read_image
-        from rap_sam.utils.config_file import read_config
-        if args.toy_videos is not None:
-            if args.toy_videos < 1:
-                raise UserError('--toy-videos must be at least 1, got '
-                                f'{args.toy_videos}.')
-            from make_toy_data import make_toy_ytvis
-            split = args.ann_file.rsplit('.', 1)[0]
-            if args.img_prefix != f'{split}/JPEGImages':
-                raise UserError('--toy-videos writes NAME.json and '
-                                'NAME/JPEGImages: give --img-prefix '
-                                f'{split}/JPEGImages.')
-            make_toy_ytvis(args.data_root, args.toy_videos, args.seed, split)
-        ann = read_annotations(osp.join(args.data_root, args.ann_file))
-        cfg = read_config(args.config)
-        cfg.merge_from_dict(args.cfg_options)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            predictor = RapSAMPredictor(
-                cfg,
-                args.checkpoint,
-                'cpu',
-                scale=tuple(args.scale) if args.scale else None)
-        objects = {}
-        for obj in ann['objects']:
-            objects.setdefault(obj['video_id'], []).append(obj)
-        start, records = time.time(), []
-        for video_id, video_objects in sorted(objects.items()):
-            video = ann['videos'][video_id]
-            frames = [
-                read_image(
-                    osp.join(args.data_root, args.img_prefix, name),
-                    predictor.max_pixels) for name in video['file_names']
-            ]
-            records += evaluate_video(predictor, frames, video, video_objects,
-                                      args.chunk_frames, args.prompt_frame)
-        result = summary(records)
-        result['seconds'] = round(time.time() - start, 1)
+    try:
+        with cli_errors():
+            return evaluate(args)
+    except KeyboardInterrupt:
+        print(
+            'error: interrupted (Ctrl+C); nothing was written to --out.',
+            file=sys.stderr,
+            flush=True)
+        raise SystemExit(INTERRUPTED_EXIT_CODE)
+
+
+def evaluate(args) -> dict:
+    from make_toy_data import make_toy_ytvis
+
+    from rap_sam.apis import RapSAMPredictor, read_image
+    from rap_sam.utils.config_file import read_config
+    if args.out:
+        check_out(args.out, args.overwrite)
+    if osp.isfile(args.data_root):
+        raise UserError(f'--data-root {args.data_root} is a file: give the '
+                        'folder that holds the annotation file and frames.')
+    split = args.ann_file.rsplit('.', 1)[0]
+    if args.toy_videos and args.img_prefix != f'{split}/JPEGImages':
+        raise UserError('--toy-videos writes NAME.json and NAME/JPEGImages: '
+                        f'give --img-prefix {split}/JPEGImages.')
+    ann_file = osp.join(args.data_root, args.ann_file)
+    # Without toy videos to write, a bad file is said before the model is
+    # built.
+    ann = None if args.toy_videos else read_annotations(ann_file)
+    cfg = read_config(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        predictor = RapSAMPredictor(
+            cfg,
+            args.checkpoint,
+            'cpu',
+            scale=tuple(args.scale) if args.scale else None)
+    if args.toy_videos:
+        make_toy_ytvis(args.data_root, args.toy_videos, args.seed, split)
+        ann = read_annotations(ann_file)
+    objects = {}
+    for obj in ann['objects']:
+        objects.setdefault(obj['video_id'], []).append(obj)
+    start, records = time.time(), []
+    for video_id, video_objects in sorted(objects.items()):
+        video = ann['videos'][video_id]
+        frames = [
+            read_image(
+                osp.join(args.data_root, args.img_prefix, name),
+                predictor.max_pixels) for name in video['file_names']
+        ]
+        records += evaluate_video(predictor, frames, video, video_objects,
+                                  args.chunk_frames, args.prompt_frame)
+    if not records:
+        raise UserError(f'No annotated object of {args.ann_file} is in any '
+                        'frame (every segmentation is empty): nothing to '
+                        'prompt.')
+    result = summary(records)
+    result['seconds'] = round(time.time() - start, 1)
     print(f"click-to-track: {result['objects']} objects, {result['frames']} "
           f"object-frames: mean IoU {result['mean_iou']:.4f} (prompted "
           f"frame {result['prompted_frame_iou']:.4f}, other frames "
           f"{result['other_frames_iou'] or 0:.4f}); track match IoU "
           f"{result['match_iou']:.4f}; {result['seconds']} s")
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(dict(summary=result, objects=records), f, indent=1)
+        write_bytes(
+            args.out,
+            json.dumps(dict(summary=result, objects=records),
+                       indent=1).encode('utf-8'))
         print(f'written: {args.out}')
     return result
 
