@@ -31,6 +31,7 @@ import json
 import os
 import os.path as osp
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -39,16 +40,32 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from rap_sam.utils.config_file import read_config  # noqa: E402
 from rap_sam.utils.runner_cli import positive_int  # noqa: E402
-from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE  # noqa: E402
-from rap_sam.utils.user_errors import cli_errors
+from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
+                                       cli_errors)
+
+#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
+#: as shells report it.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 
-def _exit_if_failed(out: subprocess.CompletedProcess) -> None:
+def _exit_if_failed(out: subprocess.CompletedProcess, frames: int) -> None:
     """Stop when a run this tool started failed: with that run's one line
-    for an input it refused, with the end of its stderr for a crash."""
+    for an input it refused, one line for a run that ran out of memory or
+    was killed (the kernel's out-of-memory killer sends SIGKILL), the end of
+    its stderr for a crash."""
     if out.returncode == USER_ERROR_EXIT_CODE:
         sys.stderr.write(out.stderr)
         raise SystemExit(out.returncode)
+    # numpy's MemoryError, torch's allocator's RuntimeError
+    out_of_memory = any(
+        text in out.stderr
+        for text in ('MemoryError', "can't allocate memory"))
+    if out.returncode < 0 or out_of_memory:
+        how = ('ran out of memory' if out.returncode > 0 else
+               f'was killed by {signal.Signals(-out.returncode).name} (out '
+               'of memory, if nobody else sent it)')
+        raise UserError(f'The run of {frames} frames {how}: choose fewer '
+                        '--frames or a smaller --size.')
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
 
@@ -200,7 +217,7 @@ def run_dataset(config, frames, size, threads, scale=None):
             text=True,
             env=env)
         seconds = time.perf_counter() - start
-        _exit_if_failed(out)
+        _exit_if_failed(out, frames)
         with open(osp.join(tmp, 'results.json')) as f:
             results = json.load(f)
         assert all(len(r['segmentations']) == frames for r in results)
@@ -250,6 +267,11 @@ def main():
         '(1280, 736), for quicker runs on small frames')
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scale and not args.dataset:
+        parser.error('--scale applies to --dataset runs only')
+    if args.lazy and args.dataset:
+        parser.error('--lazy applies to runs without --dataset (the '
+                     "dataset's loader reads the frames as they are needed)")
     with cli_errors():
         if args.one and args.dataset:
             return run_dataset(args.config, args.frames[0], args.size,
@@ -258,6 +280,16 @@ def main():
             return run_one(args.config, args.frames[0], args.size,
                            args.threads, args.lazy)
         read_config(args.config)  # a bad one is said before any run
+        try:
+            measure(args)
+        except KeyboardInterrupt:
+            # The runs, in the same process group, got the signal too.
+            print('error: interrupted (Ctrl+C).', file=sys.stderr, flush=True)
+            raise SystemExit(INTERRUPTED_EXIT_CODE)
+
+
+def measure(args) -> None:
+    """A run per length, one row each."""
     rows = []
     print(f'{"frames":>7} {"peak MB":>9} {"seconds":>9} {"MB/frame":>9} '
           f'{"video MB":>9} {"x first":>8}' +
@@ -275,7 +307,7 @@ def main():
             capture_output=True,
             text=True,
             env=dict(os.environ))
-        _exit_if_failed(out)
+        _exit_if_failed(out, frames)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
         growth, ratio = '', row['peak_mb'] / rows[0]['peak_mb']
