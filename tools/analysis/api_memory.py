@@ -19,6 +19,7 @@ model and image already held.
 import argparse
 import os.path as osp
 import resource
+import signal
 import sys
 import time
 import warnings
@@ -31,7 +32,12 @@ import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from rap_sam.apis import RapSAMPredictor  # noqa: E402
-from rap_sam.utils.user_errors import cli_errors  # noqa: E402
+from rap_sam.utils.runner_cli import positive_int
+from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
+
+#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
+#: as shells report it.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
 VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
@@ -44,29 +50,35 @@ def parse_args(argv=None):
     parser.add_argument('task', choices=['image', 'prompts', 'video'])
     parser.add_argument(
         '--size',
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=('W', 'H'),
         default=(512, 512),
         help='image size')
     parser.add_argument(
         '--scale',
-        type=int,
+        type=positive_int,
         default=None,
         help='the model sees the image resized to fit SCALE x SCALE '
         '(default: the image size)')
     parser.add_argument(
-        '--num', type=int, default=1000, help='prompts (task prompts)')
+        '--num',
+        type=positive_int,
+        default=1000,
+        help='prompts (task prompts)')
     parser.add_argument(
         '--batch-size',
-        type=int,
+        type=positive_int,
         default=None,
         help='prompts decoded at a time (default: the predictor\'s)')
     parser.add_argument(
-        '--frames', type=int, default=60, help='video frames (task video)')
+        '--frames',
+        type=positive_int,
+        default=60,
+        help='video frames (task video)')
     parser.add_argument(
         '--chunk-frames',
-        type=int,
+        type=positive_int,
         default=30,
         help='frames segmented together (task video)')
     parser.add_argument(
@@ -92,20 +104,41 @@ def peak_mb() -> float:
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        with cli_errors():
+            try:
+                measure(args)
+            except MemoryError as err:
+                raise UserError(f'Out of memory ({err}): choose a smaller '
+                                '--size, or fewer --num or --frames.')
+            except RuntimeError as err:
+                if "can't allocate memory" not in str(err):
+                    raise
+                raise UserError('Out of memory (torch could not allocate '
+                                'a tensor): choose a smaller --size, or '
+                                'fewer --num or --frames.')
+    except KeyboardInterrupt:
+        print('error: interrupted (Ctrl+C).', file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT_CODE)
+
+
+def measure(args) -> None:
+    """Make the predictor and the input, run the call, print the line."""
     w, h = args.size
     scale = args.scale or max(w, h)
     cfg = Config.fromfile(VIDEO_CONFIG if args.task == 'video' else CONFIG)
     cfg.model.panoptic_head.ov_classifier_name = None  # random classes
     warnings.simplefilter('ignore')
-    with cli_errors():
-        predictor = RapSAMPredictor(
-            cfg,
-            device='cpu',
-            scale=(scale, scale),
-            max_pixels=max(w * h, scale * scale),
-            prompt_batch_size=args.batch_size or 64)
+    # Made first: a size too large for memory is said before the model is
+    # built.
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    predictor = RapSAMPredictor(
+        cfg,
+        device='cpu',
+        scale=(scale, scale),
+        max_pixels=max(w * h, scale * scale),
+        prompt_batch_size=args.batch_size or 64)
     if args.task == 'image':
         # A small call first, so that one-off allocations are not counted.
         predictor.segment_image(img[:64, :64])
