@@ -98,6 +98,28 @@ def test_fp32_logits_match_torch(predictor, runtime_predictor, photo):
     assert_close(iou, ref_iou)
 
 
+def test_one_click_matches_torch(predictor, runtime_predictor, photo):
+    """A click (one prompt: OpenVINO's one-prompt model, see
+    OpenVINOBackend) gives the torch head's logits, before and after a
+    batch of several prompts on the same features."""
+    runtime = runtime_predictor.runtime
+    image, meta = runtime.preprocess(photo)
+    features = runtime.encode(image)
+    predictor.set_image(photo)
+    click = predictor.prompt_boxes(POINTS[1:2])
+    batch = predictor.prompt_boxes(POINTS, BOXES)
+    ref = torch_logits(predictor, photo, click)
+    for boxes in (click, batch, click):
+        got = runtime.decode_prompts(features, boxes.numpy(), meta)
+        if len(boxes) == 1:
+            for actual, expected in zip(got, ref):
+                assert_close(actual, expected)
+    if runtime_predictor.backend == 'openvino':
+        assert runtime.backend.compiled_for('prompt_decoder') == [
+            'free', 'one'
+        ]
+
+
 def test_segment_image_matches_torch(predictor, runtime_predictor, photo):
     expected = predictor.segment_image(photo)
     result = runtime_predictor.segment_image(photo)
