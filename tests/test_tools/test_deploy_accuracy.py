@@ -1,13 +1,18 @@
 """tools/analysis/deploy_accuracy.py as a user runs it: the toy
 architecture with seeded weights, int8 on ONNX Runtime against fp32, on a
-photo and on a tiny COCO panoptic val set (PQ and click mIoU)."""
+photo and on a tiny COCO panoptic val set (PQ and click mIoU); bad input
+ends in one line before any export.
+
+Costs about 3 minutes on a busy 2-core machine: the comparison run, then
+about 10 s (a process start) for each refusal."""
 import json
+import os
 import os.path as osp
 
 import cv2
 import pytest
-from helpers import (REPO, assert_ran, assert_user_error, run_script,
-                     toy_checkpoint)
+from helpers import (REPO, assert_ran, assert_usage_error, assert_user_error,
+                     load_tool, run_script, toy_checkpoint)
 
 from rap_sam.testing import make_coco_panoptic
 
@@ -66,23 +71,70 @@ def test_int8_against_fp32_on_photo_and_test_sets(toy):
     # The fp32 export is left beside the int8 one.
     assert osp.isfile(toy / 'work' / 'fp32' / 'image_encoder.onnx')
     assert osp.isfile(toy / 'work' / 'int8' / 'image_encoder.onnx')
+    # The report was written whole, under a temporary name first.
+    assert not [n for n in os.listdir(toy / 'work') if n.startswith('.')]
 
 
-@pytest.mark.parametrize('case', ['no_calib', 'empty_calib', 'bad_mode'])
-def test_bad_input_is_one_line(toy, tmp_path, case):
-    args = [
-        CONFIG, '--checkpoint',
-        str(toy / 'toy.pth'), '--work-dir',
-        str(tmp_path / 'work')
-    ]
-    if case == 'empty_calib':
-        args += ['--calib', str(tmp_path)]
-    if case == 'bad_mode':
-        args += ['--calib', str(toy / 'calib'), '--modes', 'torch:int8']
+@pytest.mark.parametrize('case', [
+    'no_calib', 'empty_calib', 'bad_mode', 'no_photo', 'no_eval_config',
+    'work_dir_is_a_file', 'override_without_value'
+])
+def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
+    """Each is said before the exports, which take minutes at full size
+    (the photos, eval configs and overrides were read after them)."""
+    work = tmp_path / 'work'
+    if case == 'work_dir_is_a_file':
+        work.write_text('keep me')
+    args = [CONFIG, '--checkpoint', str(toy / 'toy.pth'), '--work-dir', work]
+    if case not in ('no_calib', 'empty_calib', 'bad_mode'):
+        args += ['--calib', toy / 'calib', '--modes', 'onnxruntime:int8']
+    args += {
+        'empty_calib': ['--calib', str(tmp_path)],
+        'bad_mode': ['--calib',
+                     str(toy / 'calib'), '--modes', 'torch:int8'],
+        'no_photo': ['--photos', tmp_path / 'no.jpg'],
+        'no_eval_config': ['--eval-configs', tmp_path / 'no.py'],
+        'override_without_value': ['--cfg-options', 'model.test_cfg'],
+    }.get(case, [])
     assert_user_error(
-        run_script(TOOL, *args), {
-            'no_calib': 'needs calibration images',
-            'empty_calib': 'No images in the calibration folder',
-            'bad_mode': 'int8 runs on onnxruntime or openvino',
+        run_script(TOOL, *args), *{
+            'no_calib': ['needs calibration images'],
+            'empty_calib': ['No images in the calibration folder'],
+            'bad_mode': ['int8 runs on onnxruntime or openvino'],
+            'no_photo': ['Image not found', 'no.jpg'],
+            'no_eval_config': ['Config file not found', 'no.py'],
+            'work_dir_is_a_file': [str(work), 'is a file'],
+            'override_without_value':
+            ["--cfg-options takes key=value items, got 'model.test_cfg'"],
         }[case])
-    assert not osp.exists(tmp_path / 'work')  # failed before any export
+    if case == 'work_dir_is_a_file':
+        assert work.read_text() == 'keep me'
+    else:  # failed before any export
+        assert not osp.exists(work / 'fp32')
+
+
+@pytest.mark.parametrize(
+    'option', ['--threads', '--max-images', '--max-calib-images', '--scale'])
+def test_counts_below_one_are_usage_errors(option):
+    args = [option, '0'] + (['64'] if option == '--scale' else [])
+    assert_usage_error(
+        run_script(TOOL, CONFIG, '--checkpoint', 'x.pth', *args), option,
+        'whole number >= 1')
+
+
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
+    """Ctrl+C during the exports or the comparison (KeyboardInterrupt) ends
+    the tool with one line and the shell's status for it, 128 + SIGINT."""
+    tool = load_tool(TOOL)
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tool, 'compare', interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        tool.main([CONFIG, '--checkpoint', 'x.pth'])
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err.splitlines() == [
+        'error: interrupted (Ctrl+C); the exports in --work-dir may be '
+        'incomplete, the next run replaces them.'
+    ]

@@ -24,12 +24,18 @@ figures to ``WORK_DIR/deploy_accuracy.json``.
 """
 import argparse
 import json
-import os
 import os.path as osp
+import signal
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
+from rap_sam.utils.runner_cli import positive_int
+from rap_sam.utils.user_errors import UserError, cli_errors
+
+#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
+#: as shells report it.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 
 def parse_args(argv=None):
@@ -61,7 +67,7 @@ def parse_args(argv=None):
         'test_evaluator)')
     parser.add_argument(
         '--max-images',
-        type=int,
+        type=positive_int,
         help='evaluate the first N images of each eval config only')
     parser.add_argument(
         '--int8-graphs',
@@ -75,7 +81,7 @@ def parse_args(argv=None):
         help='int8 activation ranges (rap_sam.deploy.quantize.CALIBRATIONS)')
     parser.add_argument(
         '--max-calib-images',
-        type=int,
+        type=positive_int,
         default=32,
         help='calibration images used at most (spread over the folder)')
     parser.add_argument(
@@ -85,13 +91,13 @@ def parse_args(argv=None):
         'panoptic_head; default all)')
     parser.add_argument(
         '--scale',
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=('W', 'H'),
         help='export and resize scale (default: the config\'s test scale)')
     parser.add_argument(
         '--threads',
-        type=int,
+        type=positive_int,
         default=None,
         help='threads of each ONNX Runtime / OpenVINO graph (default: the '
         'runtime\'s own)')
@@ -103,41 +109,69 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def check_before_export(args) -> None:
+    """What would otherwise fail after the exports (minutes at full size):
+    the work dir, the photos, the eval configs, the config overrides."""
+    from rap_sam.apis import read_image
+    from rap_sam.utils.config_file import read_config
+    from rap_sam.utils.output_files import make_out_dir
+    bad = [item for item in args.cfg_options if '=' not in item]
+    if bad:
+        raise UserError(f'--cfg-options takes key=value items, got '
+                        f'{bad[0]!r}.')
+    make_out_dir(args.work_dir)
+    for path in args.photos or ():
+        read_image(path)
+    for path in args.eval_configs:
+        read_config(path)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        with cli_errors():
+            compare(args)
+    except KeyboardInterrupt:
+        print(
+            'error: interrupted (Ctrl+C); the exports in --work-dir may be '
+            'incomplete, the next run replaces them.',
+            file=sys.stderr,
+            flush=True)
+        raise SystemExit(INTERRUPTED_EXIT_CODE)
+
+
+def compare(args) -> None:
     from rap_sam.deploy.accuracy import (check_inputs, compare_modes,
                                          parse_cfg_options, parse_modes)
-    from rap_sam.utils.user_errors import cli_errors
-    with cli_errors():
-        modes = parse_modes(args.modes)
-        check_inputs(modes, args.calib)
-        report = compare_modes(
-            args.config,
-            args.checkpoint,
-            modes,
-            args.work_dir,
-            calib=args.calib,
-            cfg_options=parse_cfg_options(args.cfg_options),
-            scale=tuple(args.scale) if args.scale else None,
-            photos=args.photos,
-            eval_configs=args.eval_configs,
-            max_images=args.max_images,
-            int8_graphs=args.int8_graphs,
-            int8_modules=args.int8_modules,
-            calibration=args.calibration,
-            max_calib_images=args.max_calib_images,
-            num_threads=args.threads,
-            log=lambda line: print(line, flush=True))
-        print('\nAgainst fp32 of the same backend, on photos '
-              f'({", ".join(report["photos"])}):\n')
-        print(report['photo_table'])
-        if 'dataset_table' in report:
-            print('\nTest-set metrics:\n')
-            print(report['dataset_table'])
-    os.makedirs(args.work_dir, exist_ok=True)
+    from rap_sam.utils.output_files import write_bytes
+    modes = parse_modes(args.modes)
+    check_inputs(modes, args.calib)
+    check_before_export(args)
+    report = compare_modes(
+        args.config,
+        args.checkpoint,
+        modes,
+        args.work_dir,
+        calib=args.calib,
+        cfg_options=parse_cfg_options(args.cfg_options),
+        scale=tuple(args.scale) if args.scale else None,
+        photos=args.photos,
+        eval_configs=args.eval_configs,
+        max_images=args.max_images,
+        int8_graphs=args.int8_graphs,
+        int8_modules=args.int8_modules,
+        calibration=args.calibration,
+        max_calib_images=args.max_calib_images,
+        num_threads=args.threads,
+        log=lambda line: print(line, flush=True))
+    print('\nAgainst fp32 of the same backend, on photos '
+          f'({", ".join(report["photos"])}):\n')
+    print(report['photo_table'])
+    if 'dataset_table' in report:
+        print('\nTest-set metrics:\n')
+        print(report['dataset_table'])
     out = osp.join(args.work_dir, 'deploy_accuracy.json')
-    with open(out, 'w') as f:
-        json.dump(report, f, indent=1)
+    write_bytes(out, json.dumps(report, indent=1).encode('utf-8'))
     print(f'written: {out}')
 
 
