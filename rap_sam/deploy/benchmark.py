@@ -705,13 +705,24 @@ def time_interleaved(runners: Sequence[Union[Runner, DeployedRunner]],
             runner.run()
 
 
+#: Seconds between two timed clicks: a user's clicks are that far apart
+#: at least, and the thread pools of the runner before (OpenMP's, ONNX
+#: Runtime's) stop spinning on the cores meanwhile instead of slowing the
+#: next runner's click (measured: 1-30 ms of CPU spun in the 50 ms after
+#: a run).
+CLICK_PAUSE_S = 0.05
+
+
 def time_clicks(runners: Sequence[Union[Runner, DeployedRunner]],
-                boxes: Optional[torch.Tensor], repeats: int) -> None:
+                boxes: Optional[torch.Tensor],
+                repeats: int,
+                pause: float = CLICK_PAUSE_S) -> None:
     """Prompt decoding on cached features (SAM-style interactive use):
     per runner, features computed once, then one untimed decode and
     ``repeats`` interleaved rounds of one timed decode of ``boxes`` (the
-    samples' own prompts when None), post-processing included; the
-    seconds go to ``runner.times['decode_cached']``, and its parts to
+    samples' own prompts when None), post-processing included, each
+    ``pause`` seconds after the one before; the seconds go to
+    ``runner.times['decode_cached']``, and its parts to
     ``'decode_cached_head'`` (the head or the decoder graph) and
     ``'decode_cached_post'`` (post-processing), which add up to it run by
     run."""
@@ -720,6 +731,7 @@ def time_clicks(runners: Sequence[Union[Runner, DeployedRunner]],
         runner.click()
     for _ in range(repeats):
         for runner in runners:
+            time.sleep(pause)
             for key, value in runner.click().items():
                 runner.times.setdefault(key, []).append(value)
 

@@ -326,3 +326,31 @@ def test_roofline_known_answer():
     unknown = roofline_bounds(measured, None, dict(fast='fp32'), medians)
     assert unknown['floor_s'] is None
     assert 'not counted' in unknown['variants']['fast']['why_no_floor']
+
+
+def test_clicks_are_paused_and_interleaved(monkeypatch):
+    """time_clicks: one untimed click per runner, then rounds of one timed
+    click each, every timed click ``pause`` seconds after the one before
+    (a user's pace, and the other runner's threads settle)."""
+    from rap_sam.deploy import benchmark as bench
+    events = []
+    monkeypatch.setattr(bench.time, 'sleep', lambda s: events.append(s))
+
+    class Clicker:
+
+        def __init__(self, name):
+            self.name, self.times = name, {}
+
+        def set_clicks(self, boxes):
+            events.append((self.name, 'set', boxes))
+
+        def click(self):
+            events.append((self.name, 'click'))
+            return dict(decode_cached=0.5)
+
+    a, b = Clicker('a'), Clicker('b')
+    bench.time_clicks([a, b], 'boxes', repeats=2, pause=0.25)
+    assert events == [('a', 'set', 'boxes'), ('a', 'click'),
+                      ('b', 'set', 'boxes'), ('b', 'click')
+                      ] + [0.25, ('a', 'click'), 0.25, ('b', 'click')] * 2
+    assert a.times == b.times == dict(decode_cached=[0.5, 0.5])
