@@ -3,7 +3,8 @@
     python tools/analysis/browser_click_benchmark.py \
         [--weights CKPT | --export DIR] [--scale 864 512 1333 800] \
         [--threads 1 2] [--graph-opt all basic] [--clicks 30] \
-        [--image demo/demo.jpg] [--screenshot assets/web_demo.png]
+        [--image demo/demo.jpg] [--screenshot assets/web_demo.png \
+        [--overwrite]]
 
 For each scale, demo/web_server.py is started (a subprocess, as a user
 starts it) and the page opened in headless Chromium (Debian's chromium and
@@ -16,12 +17,16 @@ percentile of the decode time (``session.run``, measured with
 performance.now() in the page) and of the mask's upsampling to the image
 (the model's post-processing, in JavaScript). Without --weights the server
 runs random weights (their time is the trained model's) with its export in
-a temporary folder. --screenshot saves the page with a few masks drawn.
+a temporary folder. --screenshot saves the page with a few masks drawn
+(an existing file is replaced only with --overwrite). Everything it needs
+(the files named, Chromium and chromedriver, onnxruntime-web) is checked
+before the browser starts; what is missing is said in one line.
 """
 import argparse
 import itertools
 import os
 import os.path as osp
+import signal
 import socket
 import sys
 import tempfile
@@ -29,10 +34,35 @@ import tempfile
 import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'demo'))
+from rap_sam.utils.output_files import (atomic_output, check_outputs,
+                                        make_out_dir)
+from rap_sam.utils.runner_cli import positive_int
+from rap_sam.utils.user_errors import UserError, cli_errors
+
+#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
+#: as shells report it.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+
+#: onnxruntime-web, which the page decodes with (demo/web_server.py's).
+ORT_DIR = osp.join(ROOT, 'demo', 'web', 'node_modules', 'onnxruntime-web',
+                   'dist')
 
 
-def parse_args():
+def count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f'expected a whole number >= 0, got {text!r}')
+    return value
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,13 +73,13 @@ def parse_args():
         help='an export folder instead (its own scale: no --scale)')
     parser.add_argument(
         '--scale',
-        type=int,
+        type=positive_int,
         nargs='+',
-        default=[864, 512],
+        default=None,
         help='W H pairs (default: the server default, 864 512)')
     parser.add_argument(
         '--threads',
-        type=int,
+        type=positive_int,
         nargs='+',
         default=[1],
         help="onnxruntime-web's threads in the page (1 = the default on a "
@@ -60,16 +90,63 @@ def parse_args():
         default=['all'],
         choices=('disabled', 'basic', 'extended', 'all'),
         help="onnxruntime-web's graphOptimizationLevel (default all)")
-    parser.add_argument('--clicks', type=int, default=30)
-    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--clicks', type=positive_int, default=30)
+    parser.add_argument('--warmup', type=count, default=3)
     parser.add_argument('--image', default=osp.join(ROOT, 'demo', 'demo.jpg'))
     parser.add_argument('--screenshot', default=None)
-    args = parser.parse_args()
-    if len(args.scale) % 2:
-        parser.error('--scale takes W H pairs')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an existing --screenshot (without it the tool '
+        'refuses to)')
+    args = parser.parse_args(argv)
     if args.export:
+        if args.scale or args.weights:
+            parser.error('--export runs at the scale and with the weights '
+                         'it was exported with: leave out --scale and '
+                         '--weights')
         args.scale = [None, None]  # the export's
+    elif args.scale is None:
+        args.scale = [864, 512]
+    elif len(args.scale) % 2:
+        parser.error('--scale takes W H pairs')
     return args
+
+
+def check_inputs(args) -> None:
+    """Refuse, before Chromium or a server starts, what would fail later:
+    the files named, where the screenshot goes, what the page needs."""
+    from rap_sam.apis import read_image
+    if args.weights and not osp.isfile(args.weights):
+        raise UserError(f'Checkpoint file not found: {args.weights}.')
+    if args.export and not osp.isdir(args.export):
+        raise UserError(f'--export {args.export} is not a folder: give the '
+                        'folder tools/deploy/export.py wrote.')
+    # The server runs from the repository root.
+    for name in ('weights', 'export'):
+        if getattr(args, name):
+            setattr(args, name, osp.abspath(getattr(args, name)))
+    read_image(args.image)
+    # The page's file input takes absolute paths only.
+    args.image = osp.abspath(args.image)
+    if args.screenshot:
+        if osp.isdir(args.screenshot):
+            raise UserError(f'--screenshot {args.screenshot} is a folder: '
+                            'give a file name (.png).')
+        make_out_dir(osp.dirname(osp.abspath(args.screenshot)))
+        check_outputs([args.screenshot], [args.image], args.overwrite)
+    if not osp.isdir(ORT_DIR):
+        raise UserError('onnxruntime-web is not installed, and the page '
+                        'decodes with it: run `make web-deps` (npm ci in '
+                        'demo/web).')
+    try:
+        from browser import chromium_paths
+    except ImportError as err:
+        raise UserError(f'Cannot drive a browser: {err} (install the '
+                        "project's requirements: make env).")
+    if chromium_paths() is None:
+        raise UserError('chromium / chromedriver not found: install them '
+                        '(apt-get install chromium chromium-driver).')
 
 
 def _free_port() -> int:
@@ -92,7 +169,7 @@ def measure(driver, url, image, threads, opt, clicks, warmup, rng):
         result = add_web_prompt(driver, dict(kind='click', x=x, y=y), 300)
         if result is None:
             message = driver.find_element('id', 'message').text
-            raise RuntimeError(f'The page refused a click: {message}')
+            raise UserError(f'The page refused a click: {message}')
         if i >= warmup:
             runs.append((result['decodeMs'], result['postMs']))
         # One mask on the page at a time: drawing many would be timed too.
@@ -117,30 +194,40 @@ def screenshot(driver, url, image, path, rng):
         dict(
             kind='box',
             box=[width // 2, height // 4, width * 9 // 10, height * 3 // 4]))
-    driver.save_screenshot(path)
     # 256 colours: a third of the bytes, for the README.
     from PIL import Image
-    with Image.open(path) as shot:
-        shot.convert('RGB').quantize(256).save(path, optimize=True)
+    with atomic_output(path) as tmp:
+        driver.save_screenshot(tmp)
+        with Image.open(tmp) as shot:
+            small = shot.convert('RGB').quantize(256)
+        small.save(tmp, optimize=True)
 
 
-def _fail(message: str) -> None:
-    print(message, file=sys.stderr)
-    sys.exit(2)
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        with cli_errors():
+            check_inputs(args)
+            benchmark(args)
+    except KeyboardInterrupt:
+        print('error: interrupted (Ctrl+C).', file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT_CODE)
 
 
-def main():
-    args = parse_args()
-    from browser import chromium_paths, serve_web_demo, start_browser
-    if chromium_paths() is None:
-        _fail('error: chromium / chromedriver not found (apt-get install '
-              'chromium chromium-driver)')
+def benchmark(args) -> None:
+    from browser import serve_web_demo, start_browser
     rng = np.random.default_rng(0)
     tmp = tempfile.TemporaryDirectory()
     env = dict(os.environ)
     if args.weights is None:
         env['RAP_SAM_EXPORT_CACHE'] = osp.join(tmp.name, 'cache')
-    driver = start_browser(1200, 780)
+    try:
+        driver = start_browser(1200, 780)
+    except Exception as err:  # selenium's, with the driver's log after
+        tmp.cleanup()
+        first = (getattr(err, 'msg', None) or str(err)).strip()
+        raise UserError('Chromium did not start: '
+                        f'{first.splitlines()[0] if first else err!r}')
     # A shared machine's other jobs slow every figure: say how busy it was.
     print('load average before: %.1f' % os.getloadavg()[0])
     print(
@@ -164,10 +251,11 @@ def main():
                 # The server's own `error:` line says what to fix (a
                 # missing checkpoint, class embeddings, ...).
                 said = [
-                    line for line in str(err).splitlines()
+                    line[len('error:'):].strip()
+                    for line in str(err).splitlines()
                     if line.startswith('error:')
                 ]
-                _fail(said[-1] if said else f'error: {err}')
+                raise UserError(said[-1] if said else str(err))
             try:
                 for threads, opt in itertools.product(args.threads,
                                                       args.graph_opt):
@@ -191,8 +279,15 @@ def main():
             finally:
                 proc.kill()
                 proc.wait()
+    except TimeoutError as err:
+        raise UserError(f'{err} (the page did not answer: run the server, '
+                        'demo/web_server.py, by hand and open it to see '
+                        'why).')
     finally:
-        driver.quit()
+        try:
+            driver.quit()
+        except Exception:  # noqa: BLE001
+            pass  # on Ctrl+C, chromedriver has had the signal too
         tmp.cleanup()
     print('load average after: %.1f' % os.getloadavg()[0])
 
