@@ -338,7 +338,10 @@ def is_stream_url(source) -> bool:
 def _open_quietly(*args) -> cv2.VideoCapture:
     """``cv2.VideoCapture(*args)`` without OpenCV's log lines: each backend
     it tries on a missing camera prints its own warning, and the user is
-    told once, by :class:`InputError`."""
+    told once, by :class:`InputError`. FFmpeg, which opens streams, logs
+    on its own (``Failed to resolve hostname ...``) unless its level is set
+    before its first use in the process (a level the user set is kept)."""
+    os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
     logging = cv2.utils.logging
     level = logging.getLogLevel()
     logging.setLogLevel(logging.LOG_LEVEL_SILENT)

@@ -66,6 +66,18 @@ def test_missing_camera_is_reported_before_the_model_loads(tmp_path):
     assert not (tmp_path / 'o').exists()
 
 
+def test_unreachable_stream_is_one_line(tmp_path):
+    """Nothing from FFmpeg's own log (``[tcp @ ...] Failed to resolve
+    hostname``) beside the error line."""
+    proc = run_script(DEMO, '--stream', 'rtsp://no-such-host.invalid/live',
+                      YT19, '--out-dir', str(tmp_path / 'o'))
+    assert assert_user_error(proc) == (
+        'error: Cannot open the stream rtsp://no-such-host.invalid/live '
+        '(unreachable, not a video stream, or a protocol OpenCV cannot '
+        'read).')
+    assert not (tmp_path / 'o').exists()
+
+
 @pytest.mark.parametrize('args',
                          [[YT19], ['pan.mp4', '--camera', '0', YT19],
                           ['--camera', '0', '--stream', 'x://y', YT19]])
