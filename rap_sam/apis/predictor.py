@@ -309,7 +309,10 @@ class RapSAMPredictor:
                 raise InputError('weights must be a checkpoint file path, '
                                  f'got {type(weights).__name__}.')
             if not osp.isfile(weights):
-                raise InputError(f'Checkpoint file not found: {weights}')
+                raise InputError(
+                    f'Checkpoint file not found: {weights} (give the path of '
+                    'a .pth file, e.g. the released rapsam_r50_12e.pth, or '
+                    'leave weights / --weights out for random weights).')
         cfg.model.backbone.init_cfg = None
         head = cfg.model.panoptic_head
         if weights is None:

@@ -41,7 +41,9 @@ def _broken_config(tmp_path):
     (lambda d: COCO, dict(prompt_batch_size='64'), 'prompt_batch_size'),
     (lambda d: COCO, dict(optimize='no'), 'optimize must be True or False'),
     (lambda d: COCO, dict(weights='no/such/none.pth'),
-     'Checkpoint file not found: .*none.pth'),
+     r'^Checkpoint file not found: no/such/none.pth \(give the path of a '
+     r'\.pth file, e\.g\. the released rapsam_r50_12e\.pth, or leave '
+     r'weights / --weights out for random weights\)\.$'),
     (lambda d: COCO, dict(backend='tensorrt'),
      "backend must be one of torch, onnxruntime, openvino, got 'tensorrt'"),
     (lambda d: COCO, dict(precision='fp64'),
