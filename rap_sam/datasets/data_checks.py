@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import os.path as osp
+import re
 from typing import Iterable, List, Optional
 
 import cv2
@@ -65,17 +66,40 @@ def is_local(path: Optional[str]) -> bool:
     return bool(path) and '://' not in str(path)
 
 
+def layout_line(layout: str) -> str:
+    """``layout`` (a dataset's multi-line picture of its folder, first line
+    the data root) as one line: the tools report an error in one line."""
+    items = []
+    for line in layout.splitlines()[1:]:
+        for item in re.split(r'\s{2,}', line.strip()):
+            if item.startswith('(') and items:
+                items[-1] += f' {item}'
+            elif item:
+                items.append(item)
+    return ', '.join(items)
+
+
+def data_root_hint(data_root: Optional[str]) -> str:
+    """What to do about a data root that is not where the config says."""
+    root = str(data_root or 'data/DATASET/').rstrip('/') or '/'
+    return (f'link your copy there (ln -s /path/to/{osp.basename(root)} '
+            f'{root}) or point the config at it, e.g. --cfg-options '
+            'test_dataloader.dataset.data_root=DIR/ (see data/README.md)')
+
+
 def check_annotation_file(ann_file: str, data_root: Optional[str],
                           layout: str) -> None:
     """Raise :class:`DatasetLayoutError` when the data root or the annotation
-    file is missing, quoting the expected ``layout``."""
-    hint = f'Expected layout:\n{layout}\nSee data/README.md.'
+    file is missing, naming what ``layout`` expects under the data root."""
+    expected = layout_line(layout)
     if is_local(data_root) and not osp.isdir(data_root):
         raise DatasetLayoutError(
-            f"Data root '{data_root}' does not exist. {hint}")
+            f"Data root '{data_root}' does not exist (it should hold "
+            f'{expected}); {data_root_hint(data_root)}')
     if is_local(ann_file) and not osp.isfile(ann_file):
         raise DatasetLayoutError(
-            f"Annotation file '{ann_file}' not found. {hint}")
+            f"Annotation file '{ann_file}' not found. Expected layout: "
+            f'{expected}; check data_root and ann_file (see data/README.md)')
 
 
 def check_files_exist(paths: Iterable[str], what: str, ann_file: str,
@@ -98,8 +122,9 @@ def check_files_exist(paths: Iterable[str], what: str, ann_file: str,
     limit = ('' if tolerance is None else
              f' (training skips samples with missing files while they are '
              f'at most {tolerance:.0%} of them)')
-    raise DatasetLayoutError(f'{summary}{limit}. Expected layout:\n{layout}'
-                             '\nSee data/README.md.')
+    raise DatasetLayoutError(
+        f'{summary}{limit}. Expected layout: {layout_line(layout)}; check '
+        "the dataset's data_root and data_prefix (see data/README.md)")
 
 
 _PNG_END = b'\x00\x00\x00\x00IEND\xaeB`\x82'
