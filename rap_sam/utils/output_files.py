@@ -9,7 +9,12 @@ The demos and the web app write their results through these helpers:
 - :func:`result_stems` gives inputs that share a stem (``pic.jpg``,
   ``pic.png``) distinct result names (``pic_jpg``, ``pic_png``);
 - :func:`check_outputs` refuses, before any work, to write over an input, or
-  over an earlier result unless asked to;
+  over an earlier result unless asked to; without ``overwrite`` the results
+  it checked are then published without replacing anything, so that a run
+  writing to the same folder meanwhile (same names, no ``--overwrite``)
+  makes this one fail with a message instead of silently replacing its
+  results, and the files of a pair (``NAME.png`` and ``NAME.json``) never
+  come from two runs;
 - file-system failures (the folder is a file, read-only, the disk is full)
   become :class:`OutputError`, a one-line message for the user.
 """
@@ -20,7 +25,7 @@ import os
 import os.path as osp
 import uuid
 from collections import Counter
-from typing import Iterator, List, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -87,14 +92,88 @@ def discard(tmp: str) -> None:
         os.remove(tmp)
 
 
+#: The results :func:`check_outputs` cleared without ``overwrite`` (absolute
+#: paths), each mapped to its pair's record of what this process published:
+#: ``{path: (st_dev, st_ino)}``, shared by the paths of one stem.
+_GUARDED: Dict[str, Dict[str, Tuple[int, int]]] = {}
+
+# os.link's errors where the file system has no hard links (FAT, exFAT, some
+# network and FUSE file systems; Linux says EPERM).
+_NO_HARD_LINKS = {
+    errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP,
+    getattr(errno, 'ENOTSUP', errno.EOPNOTSUPP)
+}
+
+
+def _identity(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _publish_new(tmp: str, path: str) -> None:
+    """Give ``tmp`` the name ``path`` only if nothing has it yet.
+
+    Raises:
+        FileExistsError: ``path`` exists; ``tmp`` is left as it is.
+    """
+    try:
+        # A hard link never replaces a name: the check and the publishing
+        # are one step, which no other process can come between.
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        if err.errno not in _NO_HARD_LINKS:
+            raise
+    else:
+        discard(tmp)
+        return
+    # No hard links here: reserve the name with an empty file (O_EXCL is
+    # atomic too), then move the result over the reservation.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        reserved = os.fstat(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        if _identity(path) == (reserved.st_dev, reserved.st_ino):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise
+
+
+def _withdraw(published: Dict[str, Tuple[int, int]]) -> None:
+    """Remove the files of a pair that this process published, each only
+    while it is still the one it published (a run with ``--overwrite`` may
+    have replaced it since: that file is the other run's to keep)."""
+    for path, identity in list(published.items()):
+        if _identity(path) == identity:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    published.clear()
+
+
 def commit(tmp: str, path: str) -> None:
     """Move the complete file ``tmp`` to ``path`` in one step.
 
+    A result that :func:`check_outputs` cleared without ``overwrite`` does
+    not replace a file that appeared at ``path`` since (another run's); then
+    the file of its pair that this process already published is removed as
+    well, so that the pair is never mixed. Anything else replaces ``path``.
+
     Raises:
         OutputError: ``tmp`` is missing or empty (a writer that failed
-            silently, e.g. OpenCV's on a full disk), or syncing or renaming
-            failed; ``tmp`` is removed and ``path`` is as it was.
+            silently, e.g. OpenCV's on a full disk), syncing or renaming
+            failed, or ``path`` appeared meanwhile; ``tmp`` is removed and
+            ``path`` is as it was.
     """
+    key = osp.abspath(path)
+    published = _GUARDED.get(key)
     try:
         if not osp.isfile(tmp) or osp.getsize(tmp) == 0:
             raise OutputError(f'Cannot write {path}: nothing was written '
@@ -108,7 +187,22 @@ def commit(tmp: str, path: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        identity = _identity(tmp)
+        if published is None or (key in published
+                                 and _identity(key) == published[key]):
+            os.replace(tmp, path)
+        else:
+            _publish_new(tmp, path)
+        if published is not None:
+            published[key] = identity
+    except FileExistsError as err:
+        discard(tmp)
+        if published is not None:
+            _withdraw(published)
+        raise OutputError(
+            f'{path} appeared while this run was working (another run '
+            'writing to the same folder?): choose another output folder or '
+            'pass --overwrite.') from err
     except OSError as err:
         discard(tmp)
         if isinstance(err, OutputError):
@@ -199,6 +293,11 @@ def check_outputs(outputs: Sequence[str],
     """Refuse to write over an input, or over an earlier result unless
     ``overwrite``.
 
+    Without ``overwrite``, :func:`commit` (and so every writer here) then
+    publishes each of ``outputs`` only if its name is still free, and
+    treats the outputs that share a stem (``NAME.png``, ``NAME.json``) as
+    one pair.
+
     Raises:
         OutputError: an output is one of ``inputs`` (whatever
             ``overwrite`` says), or exists and ``overwrite`` is False.
@@ -216,3 +315,10 @@ def check_outputs(outputs: Sequence[str],
         raise OutputError(
             f'{existing[0]} already exists{others}: pass --overwrite to '
             'replace earlier results, or choose another output folder.')
+    pairs: Dict[str, Dict[str, Tuple[int, int]]] = {}
+    for out in outputs:
+        key = osp.abspath(out)
+        if overwrite:
+            _GUARDED.pop(key, None)
+        else:
+            _GUARDED[key] = pairs.setdefault(osp.splitext(key)[0], {})

@@ -2,6 +2,7 @@
 input or earlier result written over, file-system failures as messages."""
 import errno
 import json
+import multiprocessing
 import os
 
 import cv2
@@ -10,9 +11,9 @@ import pytest
 
 from rap_sam.utils import output_files
 from rap_sam.utils.output_files import (OutputError, atomic_output,
-                                        check_outputs, make_out_dir,
-                                        result_stems, write_bytes, write_image,
-                                        write_json)
+                                        check_outputs, commit, make_out_dir,
+                                        result_stems, temp_path, write_bytes,
+                                        write_image, write_json)
 from rap_sam.utils.user_errors import UserError
 
 
@@ -158,3 +159,170 @@ def test_earlier_results_need_overwrite(tmp_path):
         'replace earlier results, or choose another output folder.')
     check_outputs(outputs, [], overwrite=True)
     check_outputs([str(tmp_path / 'c.png')], [], overwrite=False)
+
+
+def _appeared(path) -> str:
+    return (f'{path} appeared while this run was working (another run '
+            'writing to the same folder?): choose another output folder or '
+            'pass --overwrite.')
+
+
+def _pair(folder, stem):
+    return [str(folder / f'{stem}.png'), str(folder / f'{stem}.json')]
+
+
+def test_a_result_that_appeared_while_working_is_not_replaced(tmp_path):
+    png, js = _pair(tmp_path, 'pic')
+    check_outputs([png, js], [], overwrite=False)
+    # Another run, checked at the same time, publishes first.
+    (tmp_path / 'pic.png').write_bytes(b'the other run')
+    with pytest.raises(OutputError) as err:
+        write_image(png, np.zeros((4, 4, 3), np.uint8))
+    assert str(err.value) == _appeared(png)
+    assert isinstance(err.value, UserError)
+    assert (tmp_path / 'pic.png').read_bytes() == b'the other run'
+    assert os.listdir(tmp_path) == ['pic.png']  # no temp file left
+
+
+def test_a_pair_is_never_mixed_and_earlier_pairs_stay(tmp_path):
+    a_png, a_js = _pair(tmp_path, 'a')
+    b_png, b_js = _pair(tmp_path, 'b')
+    check_outputs([a_png, a_js, b_png, b_js], [], overwrite=False)
+    write_bytes(a_png, b'mine a')
+    write_json(a_js, 'mine a')
+    write_bytes(b_png, b'mine b')
+    (tmp_path / 'b.json').write_text('"theirs b"')
+    with pytest.raises(OutputError) as err:
+        write_json(b_js, 'mine b')
+    assert str(err.value) == _appeared(b_js)
+    # This run's b.png goes: b.png beside the other run's b.json would
+    # mix two runs' results.
+    assert sorted(os.listdir(tmp_path)) == ['a.json', 'a.png', 'b.json']
+    assert (tmp_path / 'b.json').read_text() == '"theirs b"'
+    assert (tmp_path / 'a.png').read_bytes() == b'mine a'
+    assert json.loads((tmp_path / 'a.json').read_text()) == 'mine a'
+
+
+def test_only_this_runs_own_file_is_removed(tmp_path):
+    png, js = _pair(tmp_path, 'pic')
+    check_outputs([png, js], [], overwrite=False)
+    write_bytes(png, b'mine')
+    # A run with --overwrite replaces both (its png, then its json comes
+    # before ours).
+    theirs = tmp_path / '.theirs'
+    theirs.write_bytes(b'theirs')
+    os.replace(theirs, png)
+    (tmp_path / 'pic.json').write_text('"theirs"')
+    with pytest.raises(OutputError, match='appeared while this run'):
+        write_json(js, 'mine')
+    assert (tmp_path / 'pic.png').read_bytes() == b'theirs'
+    assert (tmp_path / 'pic.json').read_text() == '"theirs"'
+    assert sorted(os.listdir(tmp_path)) == ['pic.json', 'pic.png']
+
+
+def test_with_overwrite_a_result_that_appeared_is_replaced(tmp_path):
+    png, js = _pair(tmp_path, 'pic')
+    check_outputs([png, js], [], overwrite=False)
+    check_outputs([png, js], [], overwrite=True)  # the next run says so
+    (tmp_path / 'pic.png').write_bytes(b'the other run')
+    write_bytes(png, b'mine')
+    write_json(js, 'mine')
+    assert (tmp_path / 'pic.png').read_bytes() == b'mine'
+    assert sorted(os.listdir(tmp_path)) == ['pic.json', 'pic.png']
+
+
+def test_a_run_may_replace_its_own_result(tmp_path):
+    png, _ = _pair(tmp_path, 'pic')
+    check_outputs([png], [], overwrite=False)
+    write_bytes(png, b'first')
+    write_bytes(png, b'second')
+    assert (tmp_path / 'pic.png').read_bytes() == b'second'
+    assert os.listdir(tmp_path) == ['pic.png']
+
+
+def test_files_not_checked_are_replaced_as_before(tmp_path):
+    path = tmp_path / 'report.json'
+    path.write_text('"old"')
+    write_json(str(path), 'new')
+    assert json.loads(path.read_text()) == 'new'
+
+
+def test_a_video_committed_by_hand_is_guarded_too(tmp_path):
+    mp4, js = str(tmp_path / 'clip.mp4'), str(tmp_path / 'clip.json')
+    check_outputs([mp4, js], [], overwrite=False)
+    tmp = temp_path(mp4)
+    with open(tmp, 'wb') as f:
+        f.write(b'frames')
+    (tmp_path / 'clip.mp4').write_bytes(b'the other run')
+    with pytest.raises(OutputError, match='clip.mp4 appeared while'):
+        commit(tmp, mp4)
+    assert os.listdir(tmp_path) == ['clip.mp4']
+    assert (tmp_path / 'clip.mp4').read_bytes() == b'the other run'
+
+
+@pytest.mark.parametrize(
+    'code', [errno.EPERM, errno.EOPNOTSUPP], ids=['EPERM', 'EOPNOTSUPP'])
+def test_without_hard_links_the_name_is_reserved(tmp_path, monkeypatch, code):
+
+    def no_links(src, dst, *args, **kwargs):
+        raise OSError(code, os.strerror(code), src)
+
+    monkeypatch.setattr(os, 'link', no_links)
+    png, js = _pair(tmp_path, 'pic')
+    check_outputs([png, js], [], overwrite=False)
+    write_bytes(png, b'mine')
+    assert (tmp_path / 'pic.png').read_bytes() == b'mine'
+    (tmp_path / 'pic.json').write_text('"theirs"')
+    with pytest.raises(OutputError) as err:
+        write_json(js, 'mine')
+    assert str(err.value) == _appeared(js)
+    assert os.listdir(tmp_path) == ['pic.json']
+    assert (tmp_path / 'pic.json').read_text() == '"theirs"'
+
+
+def _race_run(folder, name, stems, barrier):
+    """One run of the race test: check, wait for the other, write the
+    pairs in ``stems``' order, stop at the first error (as demo.py does)."""
+    outputs = [p for stem in sorted(stems) for p in _pair(folder, stem)]
+    check_outputs(outputs, [], overwrite=False)
+    barrier.wait(timeout=60)
+    try:
+        for stem in stems:
+            png, js = _pair(folder, stem)
+            write_bytes(png, name.encode())
+            write_json(js, name)
+    except OutputError as err:
+        (folder.parent / f'{name}.err').write_text(str(err))
+        raise SystemExit(2)
+
+
+def test_two_processes_writing_to_one_folder(tmp_path):
+    folder = tmp_path / 'out'
+    folder.mkdir()
+    stems = [f'pic{i:02d}' for i in range(40)]
+    # fork: the children have the helpers loaded (no second torch import).
+    ctx = multiprocessing.get_context('fork')
+    barrier = ctx.Barrier(2)
+    runs = [
+        ctx.Process(target=_race_run, args=(folder, 'A', stems, barrier)),
+        ctx.Process(
+            target=_race_run, args=(folder, 'B', stems[::-1], barrier))
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(60)
+    codes = [run.exitcode for run in runs]
+    # Writing from both ends, they meet: the one that finds the other's
+    # result fails with the message (both may), none replaces the other's.
+    assert set(codes) <= {0, 2} and 2 in codes, codes
+    for name, code in zip('AB', codes):
+        err = tmp_path / f'{name}.err'
+        assert err.exists() == (code == 2)
+        if code == 2:
+            assert 'appeared while this run was working' in err.read_text()
+    assert sorted(os.listdir(folder)) == sorted(
+        p.split('/')[-1] for stem in stems for p in _pair(folder, stem))
+    for stem in stems:
+        writer = (folder / f'{stem}.png').read_bytes().decode()
+        assert json.loads((folder / f'{stem}.json').read_text()) == writer
