@@ -83,8 +83,9 @@ def data_root_hint(data_root: Optional[str]) -> str:
     """What to do about a data root that is not where the config says."""
     root = str(data_root or 'data/DATASET/').rstrip('/') or '/'
     return (f'link your copy there (ln -s /path/to/{osp.basename(root)} '
-            f'{root}) or point the config at it, e.g. --cfg-options '
-            'test_dataloader.dataset.data_root=DIR/ (see data/README.md)')
+            f'{root}) or point the dataset\'s data_root at it with '
+            '--cfg-options (tools/test.py: '
+            'test_dataloader.dataset.data_root=DIR/; see data/README.md)')
 
 
 def check_annotation_file(ann_file: str, data_root: Optional[str],
