@@ -1,12 +1,16 @@
 """Encode a dataset's class names into an open-vocabulary classifier file.
 
     python tools/gen_cls.py CONFIG [--checkpoint CLIP.bin] [--out PATH]
-        [--classes FILE] [--model NAME] [--pretrained TAG] [--split test]
+        [--classes FILE] [--model NAME] [--pretrained TAG] [--split SPLIT]
 
 Writes ``[num_classes, max_synonyms, dim]`` to
 ``~/.cache/embd/{model}_{dataset}.pth`` (``RAP_SAM_EMBD_DIR`` moves it), the
-name a head's ``ov_classifier_name`` reads. With ``--classes`` the vocabulary
-is the file's and the name is fixed by its content.
+name a head's ``ov_classifier_name`` reads. The dataset is the config's test
+dataset, or its training dataset when it has no test one (a training
+config's joint class space). With ``--classes`` the vocabulary is the file's
+and the name is fixed by its content. The class names are read before the
+CLIP weights are looked for, so a config that names no classes says so
+before any weights are fetched.
 """
 import argparse
 import os.path as osp
@@ -63,9 +67,9 @@ def parse_args(argv=None):
         f'{DEFAULT_CLIP_PRETRAINED})')
     parser.add_argument(
         '--split',
-        default='test',
         choices=['train', 'val', 'test'],
-        help='which dataloader\'s dataset names the classes')
+        help='which dataloader\'s dataset names the classes (default: test '
+        'when the config has a test_dataloader.dataset, else train)')
     parser.add_argument('--batch-size', type=int, default=256)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
@@ -94,6 +98,41 @@ def head_num_classes(cfg):
     return head['num_things_classes'] + head.get('num_stuff_classes', 0)
 
 
+def default_split(cfg) -> str:
+    """'test' where the config has a test dataset, else 'train': a training
+    config's head reads the classifier of its training datasets."""
+    loader = cfg.get('test_dataloader')
+    return 'test' if loader and 'dataset' in loader else 'train'
+
+
+def vocabulary(cfg, args, model_name, pretrained, checkpoint, logger):
+    """``(classes, name)``: the class names to encode and the file name."""
+    if args.classes:
+        classes = read_class_file(args.classes)
+        weights = pretrained if checkpoint is None else osp.abspath(checkpoint)
+        return classes, vocabulary_name(classes, model_name, weights)
+    split = args.split or default_split(cfg)
+    loader = cfg.get(f'{split}_dataloader')
+    if (not loader or 'dataset' not in loader) and not args.split:
+        raise GenClsConfigError(
+            f'{args.config} has neither a test_dataloader.dataset nor a '
+            'train_dataloader.dataset to take class names from: give '
+            '--classes FILE or --split val.')
+    if not loader or 'dataset' not in loader:
+        raise GenClsConfigError(
+            f'{args.config} has no {split}_dataloader.dataset to take class '
+            'names from: choose another --split or give --classes FILE.')
+    dataset_name, classes = dataset_vocabulary(loader['dataset'])
+    logger.info(f'class names of the {split} dataset {dataset_name}')
+    expected = head_num_classes(cfg)
+    if expected is not None and expected != len(classes):
+        logger.warning(
+            f'{dataset_name} has {len(classes)} classes but the config\'s '
+            f'head has {expected}: the file fits a head of '
+            f'{len(classes)} classes.')
+    return classes, f'{model_name}_{dataset_name}'
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = read_config(args.config)
@@ -102,6 +141,10 @@ def main(argv=None):
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     logger = MMLogger.get_instance('gen_cls')
     model_name, model_cfg, pretrained, checkpoint = clip_spec(cfg, args)
+    # Before the weights: a config without class names should not send the
+    # user to fetch gigabytes first.
+    classes, name = vocabulary(cfg, args, model_name, pretrained, checkpoint,
+                               logger)
     ckpt = resolve_clip_checkpoint(model_name, pretrained, checkpoint)
     if ckpt is None:
         raise ClipWeightsNotFoundError(
@@ -109,30 +152,11 @@ def main(argv=None):
             '--checkpoint was given: random weights make no classifier; '
             'pass --checkpoint PATH (a local OpenCLIP file) or --pretrained '
             'TAG.')
-
-    if args.classes:
-        classes = read_class_file(args.classes)
-        weights = pretrained if checkpoint is None else osp.abspath(checkpoint)
-        name = vocabulary_name(classes, model_name, weights)
-    else:
-        loader = cfg.get(f'{args.split}_dataloader')
-        if not loader or 'dataset' not in loader:
-            raise GenClsConfigError(
-                f'{args.config} has no {args.split}_dataloader.dataset to '
-                'take class names from: choose another --split or give '
-                '--classes FILE.')
-        dataset_name, classes = dataset_vocabulary(loader['dataset'])
-        name = f'{model_name}_{dataset_name}'
-        expected = head_num_classes(cfg)
-        if expected is not None and expected != len(classes):
-            logger.warning(
-                f'{dataset_name} has {len(classes)} classes but the config\'s '
-                f'head has {expected}: the file fits a head of '
-                f'{len(classes)} classes.')
     out = args.out or class_embedding_path(name)
     logger.info(f'{len(classes)} classes; CLIP {model_name} from {ckpt}')
 
-    model = build_clip_model(model_name, model_cfg, ckpt)
+    model = build_clip_model(
+        model_name, model_cfg, ckpt, pretrained=pretrained)
     tokenizer = build_clip_tokenizer(model_name, model_cfg)
     embeddings = encode_class_names(
         model, tokenizer, classes, batch_size=args.batch_size, logger=logger)

@@ -11,7 +11,11 @@ load custom C++ ops" error) and imports it again. Where torchvision's ops load
 (a matching build, e.g. on a GPU machine), nothing is changed.
 
 Weights are never downloaded here: a pretrained tag is looked up in local
-files only (see :func:`resolve_clip_checkpoint`).
+files only (see :func:`resolve_clip_checkpoint`). A checkpoint is read with
+the checks of :mod:`rap_sam.utils.checkpoint` (weights only; a truncated or
+damaged file is one line naming it) and compared with the model before
+loading, so that the weights of another model are one line too, not
+torch's list of every key.
 """
 import copy
 import glob
@@ -42,6 +46,10 @@ _schema_libs = []  # the definitions live as long as their Library object
 
 class ClipWeightsNotFoundError(UserError, FileNotFoundError):
     """No local file holds the OpenCLIP weights asked for."""
+
+
+class ClipCheckpointError(UserError, ValueError):
+    """A local file is not a readable checkpoint of the OpenCLIP model."""
 
 
 def _declare_torchvision_op(name: str) -> None:
@@ -126,7 +134,8 @@ def clip_model_config(model_name: str, model_cfg: Optional[dict] = None):
 
 def build_clip_model(model_name: str = DEFAULT_CLIP_MODEL,
                      model_cfg: Optional[dict] = None,
-                     checkpoint: Optional[str] = None):
+                     checkpoint: Optional[str] = None,
+                     pretrained: Optional[str] = None):
     """An OpenCLIP model in eval mode without gradients.
 
     Args:
@@ -134,18 +143,171 @@ def build_clip_model(model_name: str = DEFAULT_CLIP_MODEL,
         model_cfg: an OpenCLIP architecture dict (``embed_dim``,
             ``vision_cfg``, ``text_cfg``) used instead of the named one.
         checkpoint: a local OpenCLIP checkpoint; random weights when None.
+        pretrained: the tag ``checkpoint`` was resolved from; only names
+            the file to fetch when ``checkpoint`` holds other weights.
+
+    Raises:
+        ClipCheckpointError: ``checkpoint`` is empty, truncated, damaged,
+            not a torch file, or holds the weights of another model.
     """
     open_clip = import_open_clip()
     cfg = clip_model_config(model_name, model_cfg)
+    # The file first: it is checked in seconds, a large model takes longer
+    # to build.
+    state = None if checkpoint is None else read_clip_state_dict(
+        checkpoint, model_name, pretrained)
     if 'timm_model_name' in cfg.get('vision_cfg', {}):
         cfg['vision_cfg']['timm_model_pretrained'] = False  # no downloads
     text_cfg = cfg.get('text_cfg', {})
     custom_text = cfg.pop('custom_text', False) or 'hf_model_name' in text_cfg
     model_cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
     model = model_cls(**cfg)
-    if checkpoint is not None:
-        open_clip.load_checkpoint(model, checkpoint)
+    if state is not None:
+        load_clip_state_dict(model, state, checkpoint, model_name, pretrained)
     return model.eval().requires_grad_(False)
+
+
+def _read_safetensors(path: str) -> dict:
+    from .checkpoint import CheckpointFileError
+    if osp.getsize(path) == 0:
+        raise CheckpointFileError(
+            f'{path} is empty (0 bytes), not a checkpoint: the download or '
+            'copy was probably interrupted; fetch the file again')
+    from safetensors.torch import load_file
+    try:
+        return load_file(path, device='cpu')
+    except MemoryError:
+        raise
+    except Exception as err:  # safetensors' own error for a cut header
+        reason = ' '.join(str(err).split())[:200] or type(err).__name__
+        raise CheckpointFileError(
+            f'{path} is a truncated or damaged checkpoint ({reason}); fetch '
+            'the file again') from err
+
+
+def read_clip_state_dict(path: str,
+                         model_name: Optional[str] = None,
+                         pretrained: Optional[str] = None) -> dict:
+    """The weights in a local OpenCLIP checkpoint (``.bin``/``.pth`` or
+    ``.safetensors``), unwrapped as OpenCLIP's ``load_state_dict`` does.
+    ``model_name``/``pretrained`` only name the expected file in errors.
+
+    Raises:
+        ClipCheckpointError: the file is missing, empty, truncated, damaged
+            or not a torch file (the words of
+            :class:`~rap_sam.utils.checkpoint.CheckpointFileError`, and which
+            file was expected), or it holds no dict of tensors.
+        UnsafeCheckpointError: it holds objects a weights-only load refuses.
+    """
+    from .checkpoint import CheckpointFileError, load_local_checkpoint
+    try:
+        if str(path).endswith('.safetensors'):
+            state = _read_safetensors(path)
+        else:
+            state = load_local_checkpoint(path, map_location='cpu')
+    except CheckpointFileError as err:
+        raise ClipCheckpointError(
+            f'{err} (expected: {expected_clip_file(model_name, pretrained)})'
+        ) from err
+    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
+        state = state['state_dict']
+    if not isinstance(state, dict) or not state:
+        what = ('no weights'
+                if isinstance(state, dict) else f'a {type(state).__name__}')
+        raise ClipCheckpointError(
+            f'{path} holds {what}, not the weights of an OpenCLIP model: '
+            f'pass {expected_clip_file(model_name, pretrained)}')
+    if all(str(k).startswith('module.') for k in state):
+        state = {k[len('module.'):]: v for k, v in state.items()}
+    return state
+
+
+def expected_clip_file(model_name: Optional[str],
+                       pretrained: Optional[str] = None) -> str:
+    """Words naming the checkpoint file of ``model_name``/``pretrained``."""
+    if model_name is None:
+        return 'an OpenCLIP checkpoint'
+    if pretrained and not osp.isfile(pretrained):
+        hub_id = _hf_hub_id(model_name, pretrained)
+        where = f' from https://huggingface.co/{hub_id}' if hub_id else ''
+        return (f'the {CHECKPOINT_NAMES[0]} of OpenCLIP {model_name!r} '
+                f'{pretrained!r}{where}')
+    return f'a checkpoint of OpenCLIP {model_name!r}'
+
+
+def _fit_to_model(model, state: dict) -> dict:
+    """OpenCLIP's own adjustments before loading (``load_checkpoint``):
+    older layouts, a scalar ``logit_scale``, resized position
+    embeddings."""
+    open_clip = import_open_clip()
+    state = open_clip.convert.convert_state_dict(model, dict(state))
+    if 'positional_embedding' in state and not hasattr(model,
+                                                       'positional_embedding'):
+        state = open_clip.model.convert_to_custom_text_state_dict(state)
+    for key in ('logit_scale', 'logit_bias'):
+        own = getattr(model, key, None)
+        if own is not None and isinstance(state.get(key), torch.Tensor) \
+                and state[key].ndim != own.ndim:
+            state[key] = state[key].reshape(own.shape)
+    if getattr(model, 'logit_bias', None) is not None \
+            and 'logit_bias' not in state and 'logit_scale' in state:
+        state['logit_bias'] = torch.zeros_like(state['logit_scale'])
+    state.pop('text.transformer.embeddings.position_ids', None)
+    for resize in (open_clip.model.resize_pos_embed,
+                   open_clip.model.resize_text_pos_embed):
+        try:
+            resize(state, model)
+        except (AssertionError, RuntimeError, ValueError):
+            pass  # another model's embeddings: the shape check names them
+    return state
+
+
+def load_clip_state_dict(model,
+                         state: dict,
+                         path: str,
+                         model_name: str,
+                         pretrained: Optional[str] = None) -> None:
+    """Load ``state`` (read from ``path``) into ``model``, strictly.
+
+    Raises:
+        ClipCheckpointError: a weight is missing, unexpected or shaped
+            otherwise; the message counts them and names the first.
+    """
+    expected = model.state_dict()
+    not_ours = f'{path} is not an OpenCLIP {model_name!r} checkpoint'
+    fetch = f'pass {expected_clip_file(model_name, pretrained)}'
+    try:
+        state = _fit_to_model(model, state)
+    except Exception as err:  # another model's position embeddings...
+        raise ClipCheckpointError(
+            f'{not_ours} ({type(err).__name__} while adapting it: '
+            f'{" ".join(str(err).split())[:120]}): {fetch}') from err
+    missing = [k for k in expected if k not in state]
+    wrong = []
+    for key, value in state.items():
+        if key not in expected:
+            continue
+        there = (
+            tuple(value.shape) if isinstance(value, torch.Tensor) else
+            f'a {type(value).__name__}')
+        if there != tuple(expected[key].shape):
+            wrong.append((key, there, tuple(expected[key].shape)))
+    unexpected = [k for k in state if k not in expected]
+    total = len(expected)
+    if missing:
+        reason = (f'{len(missing)} of {total} keys missing, e.g. '
+                  f'{missing[0]}')
+    elif wrong:
+        key, there, here = wrong[0]
+        reason = (f'{len(wrong)} of {total} weights shaped otherwise, e.g. '
+                  f'{key} {there} there, {here} here')
+    elif unexpected:
+        reason = (f'{len(unexpected)} keys this model does not have, e.g. '
+                  f'{unexpected[0]}')
+    else:
+        model.load_state_dict(state, strict=True)
+        return
+    raise ClipCheckpointError(f'{not_ours} ({reason}): {fetch}')
 
 
 def build_clip_tokenizer(model_name: str = DEFAULT_CLIP_MODEL,
