@@ -181,16 +181,12 @@ def test_checkpoint_with_wrong_keys_is_listed(tmp_path, coco_root):
 
 
 def test_dist_test_one_cpu_process(tmp_path, coco_root):
-    """torchrun with one process, gloo on CPU."""
+    """torchrun with one process, gloo on CPU; the data root alone is given
+    (the tool's --help example): the metric reads that root's PNGs."""
     config = 'rap_sam/eval_rap_sam_coco.py'
     ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
     options = loader_options(
-        coco_root, {
-            'test_dataloader.dataset.pipeline.1.scale':
-            '(128,96)',
-            'test_evaluator.seg_prefix':
-            coco_root + 'annotations/panoptic_val2017/',
-        })
+        coco_root, {'test_dataloader.dataset.pipeline.1.scale': '(128,96)'})
     proc = run_script(
         'tools/dist_test.sh',
         config_path(config),
@@ -203,6 +199,63 @@ def test_dist_test_one_cpu_process(tmp_path, coco_root):
         env=dict(PORT='29577'))
     assert_ran(proc)
     assert 'coco_panoptic/PQ' in proc.stdout + proc.stderr
+    assert f'test_evaluator.seg_prefix={coco_root}annotations/' \
+        'panoptic_val2017/ (the dataset\'s data_root + data_prefix.seg)' \
+        in proc.stdout
+
+
+def test_missing_seg_prefix_is_one_line(tmp_path, coco_root):
+    config, ckpt = config_path('rap_sam/eval_rap_sam_coco.py'), __file__
+    absent = str(tmp_path / 'pngs') + '/'
+    proc = run_script(
+        'tools/test.py', config, ckpt, '--work-dir', tmp_path / 'work',
+        '--cfg-options',
+        *loader_options(coco_root, {'test_evaluator.seg_prefix': absent}))
+    assert assert_user_error(proc) == (
+        f'error: test_evaluator.seg_prefix {absent} is not a folder (the '
+        'panoptic PNGs of the test annotations); pass --cfg-options '
+        'test_evaluator.seg_prefix=DIR/, e.g. '
+        f'{coco_root}annotations/panoptic_val2017/')
+    assert not osp.exists(tmp_path / 'work')
+
+
+def test_missing_data_root_is_one_line(tmp_path):
+    config = 'rap_sam/eval_rap_sam_coco.py'
+    ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
+    root = str(tmp_path / 'coco') + '/'
+    proc = run_script('tools/test.py', config_path(config), ckpt, '--work-dir',
+                      tmp_path / 'work', '--cfg-options',
+                      *loader_options(root, {}))
+    assert assert_user_error(proc).startswith(
+        f"error: Data root '{root}' does not exist (it should hold "
+        'val2017/*.jpg, train2017/*.jpg, annotations/panoptic_val2017.json, '
+        f'annotations/panoptic_val2017/*.png (RGB-encoded segment ids), '
+        'annotations/panoptic_train2017.json, .../panoptic_train2017/*.png); '
+        f'link your copy there (ln -s /path/to/coco {root[:-1]})')
+
+
+def test_youtube_vis_results_are_kept_per_run(tmp_path, ytvis, monkeypatch):
+    """The config's fixed outfile_prefix (work_dirs/youtube_vis_2019/results
+    under the current folder) is replaced by WORK_DIR/TIMESTAMP/results: a
+    second run writes beside the first run's files, not over them."""
+    root, config, ckpt = ytvis
+    monkeypatch.chdir(tmp_path)
+    options = loader_options(
+        root,
+        {'test_dataloader.dataset.pipeline.0.transforms.1.scale': '(128,96)'})
+    written = []
+    for _ in range(2):
+        run_tool(config, ckpt, tmp_path / 'work', options)
+        files = sorted(glob.glob(str(tmp_path / 'work' / '*' / 'results.*')))
+        written.append([f for f in files if f not in sum(written, [])])
+    assert not osp.exists(tmp_path / 'work_dirs')
+    first, second = written
+    for files in written:
+        assert [osp.basename(f) for f in files] == \
+            ['results.json', 'results.submission_file.zip']
+    assert osp.dirname(first[0]) != osp.dirname(second[0])
+    with open(first[0]) as f1, open(second[0]) as f2:
+        assert json.load(f1) == json.load(f2) != []
 
 
 def test_show_dir_draws_with_mmdet_visualizer(tmp_path, coco_root):
