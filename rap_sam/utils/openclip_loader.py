@@ -302,8 +302,8 @@ def load_clip_state_dict(model,
         reason = (f'{len(wrong)} of {total} weights shaped otherwise, e.g. '
                   f'{key} {there} there, {here} here')
     elif unexpected:
-        reason = (f'{len(unexpected)} keys this model does not have, e.g. '
-                  f'{unexpected[0]}')
+        reason = (f'{len(unexpected)} of its {len(state)} keys are not '
+                  f'the model\'s, e.g. {unexpected[0]}')
     else:
         model.load_state_dict(state, strict=True)
         return
