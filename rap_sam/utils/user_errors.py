@@ -5,9 +5,11 @@ prompt, a checkpoint, a config, a class list) raises a subclass of
 :class:`UserError` whose message names the problem and what to do. The API
 lets it propagate; each command-line tool runs under :func:`cli_errors`,
 which prints ``error: <message>`` and exits with status 2 instead of a stack
-trace.
+trace; a Ctrl+C is one line too (``error: interrupted (Ctrl+C)``), with the
+exit status a shell reports for it.
 """
 import contextlib
+import signal
 import sys
 
 
@@ -26,10 +28,24 @@ def report_user_error(err: BaseException) -> None:
     raise SystemExit(USER_ERROR_EXIT_CODE)
 
 
+#: What a shell reports for a program ended by Ctrl+C (128 + SIGINT), so a
+#: script can tell an interrupted run from a refused one.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+
+
 @contextlib.contextmanager
-def cli_errors():
-    """Run a tool's body; a :class:`UserError` ends it with a message."""
+def cli_errors(interrupted: str = ''):
+    """Run a tool's body; a :class:`UserError` ends it with a message, a
+    Ctrl+C with ``error: interrupted (Ctrl+C)`` and ``interrupted`` (what
+    the tool leaves behind, if anything needs saying) and status 130. A
+    tool that must stop what it started catches ``KeyboardInterrupt``
+    inside, stops it, and raises it again."""
     try:
         yield
     except UserError as err:
         report_user_error(err)
+    except KeyboardInterrupt:
+        note = f'; {interrupted}' if interrupted else ''
+        print(
+            f'error: interrupted (Ctrl+C){note}.', file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT_CODE)

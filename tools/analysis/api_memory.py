@@ -19,7 +19,6 @@ model and image already held.
 import argparse
 import os.path as osp
 import resource
-import signal
 import sys
 import time
 import warnings
@@ -34,10 +33,6 @@ from mmengine.config import Config  # noqa: E402
 from rap_sam.apis import RapSAMPredictor  # noqa: E402
 from rap_sam.utils.runner_cli import positive_int
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
-
-#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
-#: as shells report it.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
 VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
@@ -104,22 +99,18 @@ def peak_mb() -> float:
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        with cli_errors():
-            try:
-                measure(args)
-            except MemoryError as err:
-                raise UserError(f'Out of memory ({err}): choose a smaller '
-                                '--size, or fewer --num or --frames.')
-            except RuntimeError as err:
-                if "can't allocate memory" not in str(err):
-                    raise
-                raise UserError('Out of memory (torch could not allocate '
-                                'a tensor): choose a smaller --size, or '
-                                'fewer --num or --frames.')
-    except KeyboardInterrupt:
-        print('error: interrupted (Ctrl+C).', file=sys.stderr, flush=True)
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+    with cli_errors():
+        try:
+            measure(args)
+        except MemoryError as err:
+            raise UserError(f'Out of memory ({err}): choose a smaller '
+                            '--size, or fewer --num or --frames.')
+        except RuntimeError as err:
+            if "can't allocate memory" not in str(err):
+                raise
+            raise UserError('Out of memory (torch could not allocate '
+                            'a tensor): choose a smaller --size, or '
+                            'fewer --num or --frames.')
 
 
 def measure(args) -> None:

@@ -26,7 +26,6 @@ import argparse
 import itertools
 import os
 import os.path as osp
-import signal
 import socket
 import sys
 import tempfile
@@ -40,10 +39,6 @@ from rap_sam.utils.output_files import (atomic_output, check_outputs,
                                         make_out_dir)
 from rap_sam.utils.runner_cli import positive_int
 from rap_sam.utils.user_errors import UserError, cli_errors
-
-#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
-#: as shells report it.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 #: onnxruntime-web, which the page decodes with (demo/web_server.py's).
 ORT_DIR = osp.join(ROOT, 'demo', 'web', 'node_modules', 'onnxruntime-web',
@@ -205,13 +200,9 @@ def screenshot(driver, url, image, path, rng):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        with cli_errors():
-            check_inputs(args)
-            benchmark(args)
-    except KeyboardInterrupt:
-        print('error: interrupted (Ctrl+C).', file=sys.stderr, flush=True)
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+    with cli_errors():
+        check_inputs(args)
+        benchmark(args)
 
 
 def benchmark(args) -> None:

@@ -25,17 +25,12 @@ figures to ``WORK_DIR/deploy_accuracy.json``.
 import argparse
 import json
 import os.path as osp
-import signal
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 from rap_sam.utils.runner_cli import positive_int
 from rap_sam.utils.user_errors import UserError, cli_errors
-
-#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
-#: as shells report it.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 
 def parse_args(argv=None):
@@ -128,16 +123,9 @@ def check_before_export(args) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        with cli_errors():
-            compare(args)
-    except KeyboardInterrupt:
-        print(
-            'error: interrupted (Ctrl+C); the exports in --work-dir may be '
-            'incomplete, the next run replaces them.',
-            file=sys.stderr,
-            flush=True)
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+    with cli_errors('the exports in --work-dir may be incomplete, the next '
+                    'run replaces them'):
+        compare(args)
 
 
 def compare(args) -> None:

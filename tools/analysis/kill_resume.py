@@ -59,10 +59,6 @@ OWN_ENTRIES = frozenset({
     'uninterrupted.json'
 })
 
-#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
-#: as shells report it.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
-
 
 def seconds(text: str) -> float:
     """argparse type: a number of seconds >= 0."""
@@ -237,21 +233,17 @@ def failed_run(log: str, code: int, what: str) -> UserError:
 def main(argv=None):
     args = parse_args(argv)
     runs = []  # the training processes started, to stop on Ctrl+C
-    try:
-        with cli_errors():
+    with cli_errors('the training it had started is stopped. Run the '
+                    'command again to start over'):
+        try:
             return run_benchmark(args, runs)
-    except KeyboardInterrupt:
-        # The trainings run in their own session (their loader workers die
-        # with them), so the terminal's Ctrl+C does not reach them.
-        for run in runs:
-            if run.proc.poll() is None:
-                run.kill()
-        print(
-            'error: interrupted (Ctrl+C); the training it had started is '
-            'stopped. Run the command again to start over.',
-            file=sys.stderr,
-            flush=True)
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+        except KeyboardInterrupt:
+            # The trainings run in their own session (their loader workers
+            # die with them), so the terminal's Ctrl+C does not reach them.
+            for run in runs:
+                if run.proc.poll() is None:
+                    run.kill()
+            raise
 
 
 def run_benchmark(args, runs: list) -> int:

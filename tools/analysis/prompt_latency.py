@@ -12,7 +12,6 @@ timed calls after one warm-up call each.
 """
 import argparse
 import os.path as osp
-import signal
 import statistics
 import sys
 import time
@@ -27,10 +26,6 @@ sys.path.insert(0, REPO)
 from rap_sam.apis import RapSAMPredictor, read_image  # noqa: E402
 from rap_sam.utils.runner_cli import positive_int  # noqa: E402
 from rap_sam.utils.user_errors import cli_errors  # noqa: E402
-
-#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
-#: as shells report it.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 
 def median_seconds(fn, runs: int, device) -> float:
@@ -63,12 +58,8 @@ def main(argv=None):
         default=[1, 10],
         help='prompt counts to time (clicks on a grid)')
     args = parser.parse_args(argv)
-    try:
-        with cli_errors():
-            return measure(args)
-    except KeyboardInterrupt:
-        print('error: interrupted (Ctrl+C).', file=sys.stderr, flush=True)
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+    with cli_errors():
+        return measure(args)
 
 
 def measure(args) -> float:

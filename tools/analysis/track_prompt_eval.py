@@ -29,7 +29,6 @@ recipe's generator, tools/make_toy_data.py, with another seed) as
 import argparse
 import json
 import os.path as osp
-import signal
 import sys
 import time
 import warnings
@@ -49,10 +48,6 @@ from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 #: Seed of the toy validation videos (the toy training videos use 1).
 TOY_VAL_SEED = 1000
-
-#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
-#: as shells report it.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 
 def parse_args(argv=None):
@@ -235,15 +230,8 @@ def check_out(path: str, overwrite: bool) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        with cli_errors():
-            return evaluate(args)
-    except KeyboardInterrupt:
-        print(
-            'error: interrupted (Ctrl+C); nothing was written to --out.',
-            file=sys.stderr,
-            flush=True)
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+    with cli_errors('nothing was written to --out'):
+        return evaluate(args)
 
 
 def evaluate(args) -> dict:

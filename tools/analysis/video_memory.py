@@ -43,10 +43,6 @@ from rap_sam.utils.runner_cli import positive_int  # noqa: E402
 from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
                                        cli_errors)
 
-#: The exit status of a command its user stopped with Ctrl+C (128 + SIGINT),
-#: as shells report it.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
-
 
 def _exit_if_failed(out: subprocess.CompletedProcess, frames: int) -> None:
     """Stop when a run this tool started failed: with that run's one line
@@ -280,12 +276,8 @@ def main():
             return run_one(args.config, args.frames[0], args.size,
                            args.threads, args.lazy)
         read_config(args.config)  # a bad one is said before any run
-        try:
-            measure(args)
-        except KeyboardInterrupt:
-            # The runs, in the same process group, got the signal too.
-            print('error: interrupted (Ctrl+C).', file=sys.stderr, flush=True)
-            raise SystemExit(INTERRUPTED_EXIT_CODE)
+        # On Ctrl+C the runs, in the same process group, get it too.
+        measure(args)
 
 
 def measure(args) -> None:
