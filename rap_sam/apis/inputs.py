@@ -199,6 +199,9 @@ def image_size(source: ImageSource,
     :class:`InputError` naming ``max_pixels``'s limit."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        if osp.isdir(path):
+            raise InputError(f'{path} is a folder, not an image file: give '
+                             'the path of one image.')
         if not osp.isfile(path):
             raise InputError(f'Image not found: {path}')
         return _header_size(path, path, max_pixels)

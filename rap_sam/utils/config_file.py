@@ -16,6 +16,10 @@ def read_config(path: Union[str, os.PathLike]) -> Config:
     """``Config.fromfile(path)``; a missing or broken file raises
     :class:`ConfigFileError` with a one-line message."""
     path = os.fspath(path)
+    if osp.isdir(path):
+        raise ConfigFileError(f'{path} is a folder, not a config file: give '
+                              'a .py config, e.g. '
+                              'configs/rap_sam/eval_rap_sam_coco.py.')
     if not osp.isfile(path):
         raise ConfigFileError(f'Config file not found: {path}')
     try:

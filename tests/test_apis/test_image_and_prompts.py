@@ -141,6 +141,7 @@ def test_prompts_need_an_image(weights):
 
 @pytest.mark.parametrize('make, message', [
     (lambda d: str(d / 'missing.jpg'), 'Image not found'),
+    (lambda d: str(d), 'is a folder, not an image file'),
     (lambda d: _write(d / 'notes.jpg', b'not an image'), 'Cannot read'),
     (lambda d: _write(d / 'empty.png', b''), 'Cannot read'),
     (lambda d: np.zeros((4, 4, 2), np.uint8), r'has shape \(4, 4, 2\)'),

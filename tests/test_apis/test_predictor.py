@@ -23,6 +23,7 @@ def _broken_config(tmp_path):
 
 @pytest.mark.parametrize('make, kwargs, message', [
     (lambda d: str(d / 'missing.py'), {}, 'Config file not found: .*missing'),
+    (lambda d: str(d), {}, 'is a folder, not a config file: give a .py'),
     (_broken_config, {}, 'Cannot read the config .*broken.py: SyntaxError'),
     (_not_rap_sam_config, {}, 'not a RAP-SAM config'),
     (lambda d: 3, {}, 'config must be a config file path'),
