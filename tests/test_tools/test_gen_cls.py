@@ -7,12 +7,13 @@ import sys
 import pytest
 import torch
 from helpers import TINY_CLIP_CFG as TINY
-from helpers import assert_user_error, load_tool
+from helpers import assert_ran, assert_user_error, load_tool, run_script
 from mmdet.registry import DATASETS
 from mmengine.dataset import BaseDataset, RepeatDataset
 
 from rap_sam.utils.class_embeddings import (ClassEmbeddingError,
                                             load_class_embeddings)
+from rap_sam.utils.config_file import read_config
 from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
                                            build_clip_model,
                                            build_clip_tokenizer)
@@ -62,19 +63,22 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _config(tmp_path, num_classes=3, backbone=None):
+def _config(tmp_path, num_classes=3, backbone=None, splits=('test', )):
     backbone = backbone or dict(
         type='OpenCLIPBackbone',
         model_name='tiny_clip',
         model_cfg=TINY,
         pretrained=None)
+    datasets = dict(
+        test="dict(type='TinyOVDataset', ann_file='absent.json', "
+        "pipeline=[dict(type='LoadImageFromFile')])",
+        train="dict(type='TinyVersionedDataset', ann_file='absent.json')")
     path = tmp_path / 'cfg.py'
     path.write_text(
         f'model = dict(backbone={backbone!r}, panoptic_head=dict('
-        f'num_things_classes={num_classes - 1}, num_stuff_classes=1))\n'
-        "test_dataloader = dict(dataset=dict(type='TinyOVDataset', "
-        "ann_file='absent.json', "
-        "pipeline=[dict(type='LoadImageFromFile')]))\n")
+        f'num_things_classes={num_classes - 1}, num_stuff_classes=1))\n' +
+        ''.join(f'{split}_dataloader = dict(dataset={datasets[split]})\n'
+                for split in splits))
     return str(path)
 
 
@@ -300,3 +304,184 @@ def test_tool_input_errors(tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
     message = message.format(tmp=tmp_path)
     assert assert_user_error(_finish(_run_tool(args, tmp_path))) == message
+
+
+def test_split_defaults_to_test_else_train(clip, env):
+    """--split: the test dataset where the config has one, else the
+    training dataset (a training config's head reads its classes)."""
+    _, _, ckpt = clip
+    for sub in ('both', 'train'):
+        (env / sub).mkdir()
+    both = _config(env / 'both', splits=('train', 'test'))
+    assert gen_cls.main([both, '--checkpoint', ckpt]) == str(
+        env / 'embd' / 'tiny_clip_TinyOVDataset.pth')
+    assert gen_cls.main([both, '--checkpoint', ckpt, '--split', 'train'
+                         ]) == str(env / 'embd' / 'tiny_clip_TinyVIS_2019.pth')
+    train_only = _config(env / 'train', splits=('train', ))
+    out = gen_cls.main(
+        [train_only, '--checkpoint', ckpt, '--out',
+         str(env / 'train.pth')])
+    assert torch.load(out, weights_only=True).shape == (2, 1, 32)
+    with pytest.raises(gen_cls.GenClsConfigError) as exc:
+        gen_cls.main([train_only, '--checkpoint', ckpt, '--split', 'test'])
+    assert str(exc.value) == (
+        f'{train_only} has no test_dataloader.dataset to take class names '
+        'from: choose another --split or give --classes FILE.')
+
+
+def _tool_env(tmp_path):
+    """The README's ``PYTHONPATH='.'``, empty weight and output folders."""
+    return dict(
+        PYTHONPATH='.',
+        HOME=tmp_path / 'home',
+        RAP_SAM_EMBD_DIR=tmp_path / 'embd',
+        RAP_SAM_CLIP_DIR=None,
+        HF_HUB_CACHE=None,
+        HF_HOME=None)
+
+
+def _cfg_options(prefix, value):
+    """``--cfg-options`` setting the nested dict ``value`` at ``prefix``."""
+    if isinstance(value, dict):
+        return [
+            opt for key, sub in value.items()
+            for opt in _cfg_options(f'{prefix}.{key}', sub)
+        ]
+    return [f'{prefix}={value}']
+
+
+def test_seed_command_on_the_training_config(clip, tmp_path):
+    """The seed's ``python tools/gen_cls.py
+    configs/rap_sam/rap_sam_convl_12e_adaptor.py`` reads the training
+    datasets' joint classes (the config has no test dataset) and writes the
+    file its head loads. A tiny OpenCLIP stands in for ConvNeXt-L: same
+    model name, so the same file name."""
+    model, tokenizer, ckpt = clip
+    config = 'configs/rap_sam/rap_sam_convl_12e_adaptor.py'
+    stdout = assert_ran(
+        run_script(
+            'tools/gen_cls.py',
+            config,
+            '--checkpoint',
+            ckpt,
+            '--cfg-options',
+            *_cfg_options('model.backbone.model_cfg', TINY),
+            env=_tool_env(tmp_path)))
+    cfg = read_config(config)
+    head = cfg.model.panoptic_head
+    name = head.ov_classifier_name
+    assert name == ('convnext_large_d_320_Concat_CocoPanopticOVDataset_'
+                    'YouTubeVISDataset_2019')
+    assert ('class names of the train dataset Concat_CocoPanopticOVDataset_'
+            'YouTubeVISDataset_2019') in stdout
+    assert os.listdir(tmp_path / 'embd') == [f'{name}.pth']
+    num_classes = head.num_things_classes + head.num_stuff_classes
+    emb = load_class_embeddings(
+        name, str(tmp_path / 'embd'), num_classes=num_classes, embed_dims=32)
+    _, classes = dataset_vocabulary(cfg.train_dataloader.dataset)
+    assert len(classes) == num_classes == 155
+    with torch.no_grad():
+        for cls in (0, num_classes - 1):
+            torch.testing.assert_close(
+                emb[cls, 0],
+                _reference_embedding(model, tokenizer,
+                                     split_synonyms(classes[cls])[0]),
+                atol=1e-5,
+                rtol=1e-5)
+
+
+def test_no_class_names_is_said_before_the_weights(tmp_path):
+    """A config without datasets says so, not that several GB of CLIP
+    weights are missing."""
+    backbone = dict(
+        type='OpenCLIPBackbone',
+        model_name='convnext_large_d_320',
+        init_cfg=dict(
+            type='clip_pretrain', checkpoint='laion2b_s29b_b131k_ft_soup'))
+    config = _config(tmp_path, backbone=backbone, splits=())
+    line = assert_user_error(
+        run_script('tools/gen_cls.py', config, env=_tool_env(tmp_path)))
+    assert line == (
+        f'error: {config} has neither a test_dataloader.dataset nor a '
+        'train_dataloader.dataset to take class names from: give --classes '
+        'FILE or --split val.')
+
+
+FEMTO = dict(
+    TINY,
+    vision_cfg=dict(TINY['vision_cfg'], timm_model_name='convnext_femto'))
+
+
+@pytest.mark.parametrize('kind', ['truncated', 'other model', 'not clip'])
+def test_bad_checkpoint_is_one_line(clip, tmp_path, kind):
+    """A damaged or wrong CLIP checkpoint: one line naming it and what to
+    pass, and nothing written."""
+    model, _, ckpt = clip
+    path = tmp_path / 'clip.pth'
+    state = model.state_dict()
+    head = f"error: {path} is not an OpenCLIP 'tiny_clip' checkpoint"
+    fetch = "pass a checkpoint of OpenCLIP 'tiny_clip'"
+    if kind == 'truncated':
+        with open(ckpt, 'rb') as f:
+            data = f.read()
+        path.write_bytes(data[:len(data) // 2])
+        expected = (f'error: {path} is a truncated or damaged checkpoint '
+                    '(its zip archive is cut short or corrupted); fetch the '
+                    "file again (expected: a checkpoint of OpenCLIP "
+                    "'tiny_clip')")
+    elif kind == 'other model':
+        other = build_clip_model('femto', FEMTO).state_dict()
+        torch.save(other, path)
+        wrong = sum(other[k].shape != v.shape for k, v in state.items())
+        expected = (f'{head} ({wrong} of {len(state)} weights shaped '
+                    'otherwise, e.g. visual.trunk.stem.0.weight '
+                    f'(48, 3, 4, 4) there, (40, 3, 4, 4) here): {fetch}')
+    else:
+        torch.save({'state_dict': {
+            'backbone.conv.weight': torch.zeros(1)
+        }}, path)
+        expected = (f'{head} ({len(state)} of {len(state)} keys missing, '
+                    f'e.g. positional_embedding): {fetch}')
+    vocab = tmp_path / 'vocab.txt'
+    vocab.write_text('cat\n')
+    result = run_script(
+        'tools/gen_cls.py',
+        _config(tmp_path),
+        '--checkpoint',
+        path,
+        '--classes',
+        vocab,
+        '--out',
+        tmp_path / 'out' / 'cls.pth',
+        env=_tool_env(tmp_path))
+    assert assert_user_error(result) == expected
+    assert not (tmp_path / 'out').exists()
+    assert not (tmp_path / 'embd').exists()
+
+
+def test_reported_command_with_a_truncated_checkpoint(clip, tmp_path):
+    """The audit's command: the expected file is named with its source."""
+    _, _, ckpt = clip
+    with open(ckpt, 'rb') as f:
+        data = f.read()
+    cut = tmp_path / 'clip.pth'
+    cut.write_bytes(data[:-100])
+    out = tmp_path / 'x.pth'
+    line = assert_user_error(
+        run_script(
+            'tools/gen_cls.py',
+            'configs/rap_sam/rap_sam_r50_12e_adaptor.py',
+            '--split',
+            'train',
+            '--checkpoint',
+            cut,
+            '--out',
+            out,
+            env=_tool_env(tmp_path)))
+    assert line == (
+        f'error: {cut} is a truncated or damaged checkpoint (its zip '
+        'archive is cut short or corrupted); fetch the file again (expected: '
+        "the open_clip_pytorch_model.bin of OpenCLIP 'convnext_large_d_320' "
+        "'laion2b_s29b_b131k_ft_soup' from https://huggingface.co/laion/"
+        'CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup)')
+    assert not out.exists()
