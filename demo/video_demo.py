@@ -194,10 +194,18 @@ def _finish_videos(opened, keep: bool) -> None:
     remove them."""
     for _, _, out in opened:
         out.release()
-    for path, tmp, _ in opened:
-        if keep:
-            commit(tmp, path)
-        else:
+    done = 0
+    try:
+        for path, tmp, _ in opened:
+            if keep:
+                commit(tmp, path)
+            else:
+                discard(tmp)
+            done += 1
+    finally:
+        # A commit that failed (a full disk, a name another run took)
+        # leaves no temporary file of the writers after it.
+        for _, tmp, _ in opened[done:]:
             discard(tmp)
 
 

@@ -185,3 +185,31 @@ def test_full_disk_keeps_earlier_results_whole(weights, small_photo, tmp_path,
             'free some space or choose another output folder.')
     assert os.listdir(out) == ['coffee.png']
     assert (out / 'coffee.png').read_bytes() == b'earlier drawing'
+
+
+def test_failed_video_commit_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Several writers (the app writes mp4 and webm): when the first
+    commit fails, the others' temporary files are removed too."""
+    video_demo = importlib.import_module('video_demo')
+    from rap_sam.utils.output_files import OutputError
+
+    class Writer:
+        released = False
+
+        def release(self):
+            self.released = True
+
+    opened = []
+    for ext in ('mp4', 'webm'):
+        tmp = tmp_path / f'.clip.{ext}.part'
+        tmp.write_bytes(b'frames')
+        opened.append((str(tmp_path / f'clip.{ext}'), str(tmp), Writer()))
+
+    def refuse(tmp, path):
+        raise OutputError(f'{path} appeared while this run was working')
+
+    monkeypatch.setattr(video_demo, 'commit', refuse)
+    with pytest.raises(OutputError, match='clip.mp4 appeared'):
+        video_demo._finish_videos(opened, keep=True)
+    assert all(w.released for _, _, w in opened)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
