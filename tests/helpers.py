@@ -163,6 +163,20 @@ def run_script(path: str,
         timeout=timeout)
 
 
+def start_in_terminal(path: str, *args) -> subprocess.Popen:
+    """``python PATH ARGS...`` started as a terminal starts a command: the
+    leader of its own process group (so ``os.killpg(proc.pid, SIGINT)`` is
+    a Ctrl+C), from the repository root, stdout and stderr piped as
+    text."""
+    return subprocess.Popen(
+        [sys.executable, path] + [str(a) for a in args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True)
+
+
 def _exit_and_stderr(result) -> str:
     return (f'exit status {result.returncode}, stderr:\n'
             f'{result.stderr[-4000:]}')

@@ -9,12 +9,11 @@ Costs about 60 s on a 2-core machine, most of it importing the tool (torch,
 mmengine) and two starts of tools/train.py."""
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from helpers import REPO, assert_usage_error, assert_user_error, run_script
+from helpers import (assert_usage_error, assert_user_error, run_script,
+                     start_in_terminal)
 
 TOOL = 'tools/analysis/kill_resume.py'
 
@@ -75,13 +74,7 @@ def test_ctrl_c_stops_the_training_in_one_line(tmp_path):
     """Ctrl+C in a terminal signals the foreground process group: the tool,
     not the training it started in a session of its own."""
     root = tmp_path / 'kr'
-    proc = subprocess.Popen([sys.executable, TOOL, '--root',
-                             str(root)],
-                            cwd=REPO,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
-                            text=True,
-                            start_new_session=True)
+    proc = start_in_terminal(TOOL, '--root', root)
     try:
         assert 'uninterrupted run' in proc.stdout.readline()
         end = time.time() + 60

@@ -7,13 +7,11 @@ Costs about 2 minutes on a busy 2-core machine (load 5), the --dataset run
 a third of it."""
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from helpers import (REPO, assert_ran, assert_usage_error, assert_user_error,
-                     run_script)
+from helpers import (assert_ran, assert_usage_error, assert_user_error,
+                     run_script, start_in_terminal)
 
 TOOL = 'tools/analysis/video_memory.py'
 
@@ -64,13 +62,7 @@ def test_a_run_out_of_memory_is_one_line():
 def test_ctrl_c_is_one_line():
     """Ctrl+C in a terminal signals the whole foreground process group:
     the tool and the run it waits for."""
-    proc = subprocess.Popen(
-        [sys.executable, TOOL, '--frames', '50', '--size', '360', '640'],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True)
+    proc = start_in_terminal(TOOL, '--frames', 50, '--size', 360, 640)
     try:
         assert proc.stdout.readline().split()[0] == 'frames'  # the header
         time.sleep(1)  # the run is under way
