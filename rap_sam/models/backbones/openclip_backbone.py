@@ -7,11 +7,10 @@ from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 
-from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
-                                           DEFAULT_CLIP_PRETRAINED,
-                                           build_clip_model, clip_model_config,
-                                           import_open_clip,
-                                           resolve_clip_checkpoint)
+from rap_sam.utils.openclip_loader import (
+    DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, ClipCheckpointError,
+    build_clip_model, clip_model_config, expected_clip_file,
+    read_clip_state_dict, resolve_clip_checkpoint)
 
 # Checkpoint prefix -> module here; the names (stem, layer1-4, norm_pre,
 # head.0/1) are those of the reference's RAP-SAM checkpoints.
@@ -99,7 +98,9 @@ class OpenCLIPBackbone(BaseModule):
                                        self.checkpoint)
         if path is None:
             return super().init_weights()
-        state = import_open_clip().factory.load_state_dict(path)
+        # A truncated, damaged or foreign file is one line naming the file
+        # to fetch (ClipCheckpointError), not torch's traceback.
+        state = read_clip_state_dict(path, self.model_name, self.pretrained)
         own = self.state_dict()
         mapped = {}
         for key, value in state.items():
@@ -108,15 +109,18 @@ class OpenCLIPBackbone(BaseModule):
                     mapped[dst + key[len(src):]] = value
         for key, value in mapped.items():
             if key in own and own[key].shape != value.shape:
-                raise ValueError(
+                raise ClipCheckpointError(
                     f'{path} does not fit OpenCLIP {self.model_name!r}: '
                     f'{key} is {tuple(value.shape)} there and '
-                    f'{tuple(own[key].shape)} here.')
+                    f'{tuple(own[key].shape)} here; pass '
+                    f'{expected_clip_file(self.model_name, self.pretrained)}.')
         missing = sorted(set(own) - set(mapped))
         if missing:
-            raise ValueError(f'{path} lacks {len(missing)} image-tower '
-                             f'weights of {self.model_name!r}, e.g. '
-                             f'{missing[:3]}: not a checkpoint of it.')
+            raise ClipCheckpointError(
+                f'{path} lacks {len(missing)} image-tower weights of '
+                f'{self.model_name!r}, e.g. {missing[:3]}: not a checkpoint '
+                f'of it; pass '
+                f'{expected_clip_file(self.model_name, self.pretrained)}.')
         self.load_state_dict(mapped, strict=True)
         self._is_init = True
         MMLogger.get_current_instance().info(

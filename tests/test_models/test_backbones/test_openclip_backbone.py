@@ -5,7 +5,8 @@ from helpers import TINY_CLIP_CFG as TINY
 from mmdet.registry import MODELS
 
 import rap_sam.models.backbones.openclip_backbone  # noqa: F401 (registers)
-from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
+from rap_sam.utils.openclip_loader import (ClipCheckpointError,
+                                           ClipWeightsNotFoundError,
                                            build_clip_model)
 
 
@@ -104,3 +105,23 @@ def test_config_errors():
         text_cfg=dict(width=32, heads=2, layers=1))
     with pytest.raises(ValueError, match='ConvNeXt'):
         _build(model_cfg=vit)
+
+
+def test_damaged_checkpoint_is_one_line(tmp_path):
+    """A cut file (a download that stopped) is the loader's one line, not
+    torch's traceback; a file of another model says what to pass."""
+    torch.manual_seed(1)
+    path = tmp_path / 'clip.pth'
+    torch.save(build_clip_model('tiny_clip', TINY).state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(
+            ClipCheckpointError,
+            match='truncated or damaged checkpoint') as exc:
+        _build(checkpoint=str(path)).init_weights()
+    assert '\n' not in str(exc.value)
+    torch.save({'visual.proj': torch.zeros(3)}, path)
+    with pytest.raises(
+            ClipCheckpointError,
+            match='lacks .* image-tower weights .*; pass'):
+        _build(checkpoint=str(path)).init_weights()
