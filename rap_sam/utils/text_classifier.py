@@ -207,7 +207,8 @@ def vocabulary_embeddings(class_names: Sequence[str],
     path = class_embedding_path(name, root)
     if not osp.isfile(path):
         ckpt = resolve_clip_checkpoint(model_name, pretrained, checkpoint)
-        model = build_clip_model(model_name, model_cfg, ckpt)
+        model = build_clip_model(
+            model_name, model_cfg, ckpt, pretrained=pretrained)
         tokenizer = build_clip_tokenizer(model_name, model_cfg)
         save_class_embeddings(
             encode_class_names(model, tokenizer, class_names), path)
