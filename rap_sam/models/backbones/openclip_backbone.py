@@ -7,10 +7,11 @@ from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 
-from rap_sam.utils.openclip_loader import (
-    DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, ClipCheckpointError,
-    build_clip_model, clip_model_config, expected_clip_file,
-    read_clip_state_dict, resolve_clip_checkpoint)
+from rap_sam.utils import openclip_loader
+from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
+                                           DEFAULT_CLIP_PRETRAINED,
+                                           build_clip_model, clip_model_config,
+                                           resolve_clip_checkpoint)
 
 # Checkpoint prefix -> module here; the names (stem, layer1-4, norm_pre,
 # head.0/1) are those of the reference's RAP-SAM checkpoints.
@@ -100,7 +101,8 @@ class OpenCLIPBackbone(BaseModule):
             return super().init_weights()
         # A truncated, damaged or foreign file is one line naming the file
         # to fetch (ClipCheckpointError), not torch's traceback.
-        state = read_clip_state_dict(path, self.model_name, self.pretrained)
+        state = openclip_loader.read_clip_state_dict(path, self.model_name,
+                                                     self.pretrained)
         own = self.state_dict()
         mapped = {}
         for key, value in state.items():
@@ -109,22 +111,26 @@ class OpenCLIPBackbone(BaseModule):
                     mapped[dst + key[len(src):]] = value
         for key, value in mapped.items():
             if key in own and own[key].shape != value.shape:
-                raise ClipCheckpointError(
+                raise openclip_loader.ClipCheckpointError(
                     f'{path} does not fit OpenCLIP {self.model_name!r}: '
                     f'{key} is {tuple(value.shape)} there and '
                     f'{tuple(own[key].shape)} here; pass '
-                    f'{expected_clip_file(self.model_name, self.pretrained)}.')
+                    f'{self._expected_file()}.')
         missing = sorted(set(own) - set(mapped))
         if missing:
-            raise ClipCheckpointError(
+            raise openclip_loader.ClipCheckpointError(
                 f'{path} lacks {len(missing)} image-tower weights of '
                 f'{self.model_name!r}, e.g. {missing[:3]}: not a checkpoint '
                 f'of it; pass '
-                f'{expected_clip_file(self.model_name, self.pretrained)}.')
+                f'{self._expected_file()}.')
         self.load_state_dict(mapped, strict=True)
         self._is_init = True
         MMLogger.get_current_instance().info(
             f'OpenCLIPBackbone: loaded {self.model_name} weights from {path}')
+
+    def _expected_file(self) -> str:
+        return openclip_loader.expected_clip_file(self.model_name,
+                                                  self.pretrained)
 
     def train(self, mode: bool = True):
         return super().train(mode and not self.fix)
