@@ -203,9 +203,7 @@ def _check_file(filename: str) -> str:
             f'cannot read checkpoint {filename}: {err.strerror or err}'
         ) from err
     if not head:
-        raise CheckpointFileError(
-            f'{filename} is empty (0 bytes), not a checkpoint: the download '
-            'or copy was probably interrupted; fetch the file again')
+        raise empty_file_error(filename)
     if head.startswith(_ZIP_MAGICS):
         return 'zip'
     if head.startswith(_LEGACY_MAGIC):
@@ -213,12 +211,21 @@ def _check_file(filename: str) -> str:
     if any(
             magic.startswith(head)
             for magic in _ZIP_MAGICS + (_LEGACY_MAGIC, )):
-        raise _damaged(filename, f'only {len(head)} bytes')
+        raise damaged_file_error(filename, f'only {len(head)} bytes')
     raise CheckpointFileError(
         f'{filename} is not a PyTorch checkpoint: {_describe_foreign(head)}')
 
 
-def _damaged(filename: str, err) -> CheckpointFileError:
+def empty_file_error(filename: str) -> CheckpointFileError:
+    """The error for a checkpoint file of 0 bytes (any format)."""
+    return CheckpointFileError(
+        f'{filename} is empty (0 bytes), not a checkpoint: the download '
+        'or copy was probably interrupted; fetch the file again')
+
+
+def damaged_file_error(filename: str, err) -> CheckpointFileError:
+    """The error for a checkpoint file cut short or corrupted (any
+    format); ``err`` is the reader's exception or the reason in words."""
     if isinstance(err, zipfile.BadZipFile):
         reason = 'its zip archive is cut short or corrupted'
     elif isinstance(err, BaseException):
@@ -272,7 +279,7 @@ def _check_zip_records(filename: str) -> None:
     except Exception as err:
         # zipfile's BadZipFile for a cut archive, pickletools' ValueError
         # for a damaged data.pkl...
-        raise _damaged(filename, err) from err
+        raise damaged_file_error(filename, err) from err
     bombs = sorted(set(names) & _MEMORY_BOMB_GLOBALS)
     if bombs:
         raise UnsafeCheckpointError(
@@ -320,7 +327,7 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
         raise
     except pickle.UnpicklingError as err:
         if trusted:
-            raise _damaged(filename, err) from err
+            raise damaged_file_error(filename, err) from err
         names = _unsafe_names(filename)
         raise UnsafeCheckpointError(
             f'{filename} holds objects that rap_sam does not load by '
@@ -338,7 +345,7 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
         # torch reports a cut or corrupted file as whichever error its
         # reader hit first: miniz's RuntimeError, EOFError, struct.error,
         # numpy's ValueError for a short buffer...
-        raise _damaged(filename, err) from err
+        raise damaged_file_error(filename, err) from err
 
 
 CheckpointLoader.register_scheme(

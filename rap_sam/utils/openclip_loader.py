@@ -168,11 +168,9 @@ def build_clip_model(model_name: str = DEFAULT_CLIP_MODEL,
 
 
 def _read_safetensors(path: str) -> dict:
-    from .checkpoint import CheckpointFileError
+    from .checkpoint import damaged_file_error, empty_file_error
     if osp.getsize(path) == 0:
-        raise CheckpointFileError(
-            f'{path} is empty (0 bytes), not a checkpoint: the download or '
-            'copy was probably interrupted; fetch the file again')
+        raise empty_file_error(path)
     from safetensors.torch import load_file
     try:
         return load_file(path, device='cpu')
@@ -180,9 +178,7 @@ def _read_safetensors(path: str) -> dict:
         raise
     except Exception as err:  # safetensors' own error for a cut header
         reason = ' '.join(str(err).split())[:200] or type(err).__name__
-        raise CheckpointFileError(
-            f'{path} is a truncated or damaged checkpoint ({reason}); fetch '
-            'the file again') from err
+        raise damaged_file_error(path, reason) from err
 
 
 def read_clip_state_dict(path: str,
