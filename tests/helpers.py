@@ -30,6 +30,17 @@ TINY_CLIP_CFG = dict(
         context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
 
 
+def tiny_clip_checkpoint(folder, seed: int = 0, name: str = 'tiny_clip.pth'):
+    """A seeded tiny OpenCLIP (:data:`TINY_CLIP_CFG`) and the path of its
+    state dict saved in ``folder``: ``(model, path)``."""
+    from rap_sam.utils.openclip_loader import build_clip_model
+    torch.manual_seed(seed)
+    model = build_clip_model('tiny_clip', TINY_CLIP_CFG)
+    path = osp.join(str(folder), name)
+    torch.save(model.state_dict(), path)
+    return model, path
+
+
 def random_class_embeddings(num_classes, num_synonyms=3, dim=768, seed=0):
     g = torch.Generator().manual_seed(seed)
     emb = torch.randn(num_classes, num_synonyms, dim, generator=g)

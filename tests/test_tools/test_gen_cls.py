@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 from helpers import TINY_CLIP_CFG as TINY
-from helpers import assert_ran, assert_user_error, load_tool, run_script
+from helpers import (assert_ran, assert_user_error, load_tool, run_script,
+                     tiny_clip_checkpoint)
 from mmdet.registry import DATASETS
 from mmengine.dataset import BaseDataset, RepeatDataset
 
@@ -48,11 +49,8 @@ gen_cls = load_tool('tools/gen_cls.py')
 
 @pytest.fixture(scope='module')
 def clip(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_clip_model('tiny_clip', TINY)
-    path = tmp_path_factory.mktemp('clip') / 'tiny_clip.pth'
-    torch.save(model.state_dict(), path)
-    return model, build_clip_tokenizer('tiny_clip', TINY), str(path)
+    model, path = tiny_clip_checkpoint(tmp_path_factory.mktemp('clip'))
+    return model, build_clip_tokenizer('tiny_clip', TINY), path
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """Reading OpenCLIP checkpoints: a tiny random OpenCLIP, no downloads."""
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import TINY_CLIP_CFG as TINY
+from helpers import tiny_clip_checkpoint
 from safetensors.torch import save_file
 
 from rap_sam.utils.openclip_loader import (ClipCheckpointError,
@@ -15,11 +18,8 @@ TINY_FILE = "(expected: a checkpoint of OpenCLIP 'tiny_clip')"
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_clip_model('tiny_clip', TINY)
-    path = tmp_path_factory.mktemp('clip') / 'tiny_clip.pth'
-    torch.save(model.state_dict(), path)
-    return model, path
+    model, path = tiny_clip_checkpoint(tmp_path_factory.mktemp('clip'))
+    return model, Path(path)
 
 
 def _build(path):
