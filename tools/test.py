@@ -8,11 +8,12 @@ wrongly shaped key is listed and the run stops before evaluating. A missing
 file or a wrong option ends the run with one ``error: ...`` line (exit 2).
 
 A ``test_dataloader.dataset.data_root`` given with ``--cfg-options`` also
-moves the evaluator's ``seg_prefix`` (COCO panoptic PNGs) unless that is
-given too. Result files the config names at a fixed place (YouTube-VIS's
-``outfile_prefix``) go to the run's WORK_DIR/TIMESTAMP instead, so that a
-second run does not replace them; a given ``test_evaluator.outfile_prefix``
-is used as it is.
+moves the test evaluator's ``seg_prefix`` (COCO panoptic PNGs) unless that
+is given too, and a ``val_dataloader`` one the val evaluator's
+(:func:`rap_sam.utils.data_root.tie_seg_prefixes`). Result files the config
+names at a fixed place (YouTube-VIS's ``outfile_prefix``) go to the run's
+WORK_DIR/TIMESTAMP instead, so that a second run does not replace them; a
+given ``test_evaluator.outfile_prefix`` is used as it is.
 """
 import argparse
 import os.path as osp
@@ -20,7 +21,6 @@ import sys
 
 from mmdet.visualization import DetLocalVisualizer
 from mmengine.config import Config
-from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
@@ -29,6 +29,7 @@ import rap_sam  # noqa: E402,F401  (registers modules and the loader)
 from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       load_model_weights,
                                       trust_all_checkpoints)
+from rap_sam.utils.data_root import option_given, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.runner_cli import (apply_overrides, load_config,
                                       parse_runner_args)
@@ -66,50 +67,11 @@ def parse_args(argv=None):
 
 def _given(args, field: str) -> bool:
     """Whether --cfg-options set the test evaluator's ``field``."""
-    return any(key == 'test_evaluator' or (
-        key.startswith('test_evaluator.') and key.split('.')[-1] == field)
-               for key in args.cfg_options or {})
-
-
-def _metric_cfgs(cfg: Config) -> list:
-    evaluator = cfg.get('test_evaluator') or []
-    return list(evaluator) if isinstance(evaluator, (list, tuple)) \
-        else [evaluator]
+    return option_given(args.cfg_options or {}, 'test', field)
 
 
 def _is_local(path) -> bool:
     return isinstance(path, str) and '://' not in path
-
-
-def tie_seg_prefix(cfg: Config, args) -> None:
-    """Make the evaluator read the panoptic PNGs of the data root in use.
-
-    The config spells ``seg_prefix`` out from its own data root, so a data
-    root given on the command line alone would leave the metric reading the
-    PNGs of the default one (a FileNotFoundError at the first batch).
-    """
-    dataset = cfg.test_dataloader.dataset
-    data_root = dataset.get('data_root')
-    seg = (dataset.get('data_prefix') or {}).get('seg')
-    moved = 'test_dataloader.dataset.data_root' in (args.cfg_options or {})
-    for metric in _metric_cfgs(cfg):
-        if 'seg_prefix' not in metric:
-            continue
-        if moved and seg and not _given(args, 'seg_prefix'):
-            metric.seg_prefix = osp.join(data_root, seg)
-            print_log(
-                f'test_evaluator.seg_prefix={metric.seg_prefix} (the '
-                'dataset\'s data_root + data_prefix.seg)',
-                logger='current')
-        prefix = metric.seg_prefix
-        if _is_local(data_root) and not osp.isdir(data_root):
-            continue  # the dataset names its missing root and layout
-        if _is_local(prefix) and not osp.isdir(prefix):
-            raise EvalArgumentError(
-                f'test_evaluator.seg_prefix {prefix} is not a folder (the '
-                'panoptic PNGs of the test annotations); pass --cfg-options '
-                f'test_evaluator.seg_prefix=DIR/, e.g. '
-                f'{osp.join(data_root or "DATA_ROOT", seg or "")}')
 
 
 def own_result_files(runner, args) -> None:
@@ -139,7 +101,7 @@ def build_cfg(args) -> Config:
             f'--out must name a .pkl or .pickle file, not {args.out}')
     setup_cpu_distributed(cfg, args.launcher)
     apply_overrides(cfg, args)
-    tie_seg_prefix(cfg, args)
+    tie_seg_prefixes(cfg, args.cfg_options, check=('test', ))
     # Weights come from the checkpoint, not from ImageNet init.
     cfg.model.backbone.init_cfg = None
     # Loaded strictly below, with a readable error, instead of the runner's

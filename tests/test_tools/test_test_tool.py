@@ -21,6 +21,8 @@ from rap_sam.utils.checkpoint import CheckpointMismatchError
 sys.path.insert(0, osp.join(REPO, 'tools'))
 import test as test_tool  # noqa: E402
 
+TOY_COCO = 'rap_sam/toy_eval_coco.py'
+
 
 def seeded_checkpoint(path, config):
     model = build_model(config, seed=0)
@@ -303,3 +305,59 @@ def test_missing_file_is_one_line(tmp_path, which):
     assert assert_user_error(proc).startswith(
         f'error: {which.capitalize()} file not found: {name}')
     assert not osp.exists(tmp_path / 'work')
+
+
+def _dumped_config(work_dir, name):
+    """The config the Runner wrote into the work dir, as it ran."""
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(work_dir, name))
+
+
+def test_each_evaluator_follows_its_own_data_root(tmp_path, coco_root):
+    """Moving the test and the val dataloaders' data roots moves each
+    evaluator's seg_prefix (logged); the run reads the moved root's PNGs.
+    A data root the command line does not move keeps the config's."""
+    from helpers import toy_checkpoint
+    toy_checkpoint(str(tmp_path), TOY_COCO)
+    other = str(tmp_path / 'other') + '/'
+    work = tmp_path / 'work'
+    proc = run_script(
+        'tools/test.py', config_path(TOY_COCO), tmp_path / 'toy.pth',
+        '--work-dir', work, '--cfg-options',
+        f'model.panoptic_head.ov_classifier_dir={tmp_path}/embd',
+        *loader_options(coco_root,
+                        {'val_dataloader.dataset.data_root': other}))
+    stdout = assert_ran(proc)
+    assert 'coco_panoptic/PQ' in stdout
+    moved_test = f'{coco_root}annotations/panoptic_val2017/'
+    moved_val = f'{other}annotations/panoptic_val2017/'
+    for loop, prefix in (('test', moved_test), ('val', moved_val)):
+        assert (f'{loop}_evaluator.seg_prefix={prefix} (the dataset\'s '
+                'data_root + data_prefix.seg)') in stdout
+    cfg = _dumped_config(work, 'toy_eval_coco.py')
+    assert cfg.test_evaluator.seg_prefix == moved_test
+    assert cfg.val_evaluator.seg_prefix == moved_val
+    assert cfg.val_dataloader.dataset.data_root == other
+
+    # Only the val root moved: the test evaluator keeps the config's.
+    cfg = test_tool.build_cfg(
+        test_tool.parse_args([
+            config_path(TOY_COCO), __file__, '--work-dir',
+            str(work), '--cfg-options',
+            f'val_dataloader.dataset.data_root={other}'
+        ]))
+    assert cfg.test_evaluator.seg_prefix == \
+        'work_dirs/toy/data/coco/annotations/panoptic_val2017/'
+    assert cfg.val_evaluator.seg_prefix == moved_val
+
+
+def test_a_given_seg_prefix_wins_over_the_data_root(tmp_path, coco_root):
+    given = coco_root + 'annotations/panoptic_val2017/'
+    cfg = test_tool.build_cfg(
+        test_tool.parse_args([
+            config_path(TOY_COCO), __file__, '--work-dir',
+            str(tmp_path), '--cfg-options',
+            'test_dataloader.dataset.data_root=/elsewhere/',
+            f'test_evaluator.seg_prefix={given}'
+        ]))
+    assert cfg.test_evaluator.seg_prefix == given
