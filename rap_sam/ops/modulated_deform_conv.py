@@ -73,10 +73,25 @@ def use_mmcv_kernel(x: Tensor, impl: str = 'auto') -> bool:
     return impl == 'mmcv' or (impl == 'auto' and x.is_cuda)
 
 
-def _deform_sampling(x: Tensor, offset: Tensor, mask: Optional[Tensor],
-                     kernel_size: IntPair, stride: IntPair, padding: IntPair,
-                     dilation: IntPair, deform_groups: int):
+def deform_sampling(x: Tensor,
+                    offset: Tensor,
+                    mask: Optional[Tensor],
+                    kernel_size: IntPair,
+                    stride: IntPair,
+                    padding: IntPair,
+                    dilation: IntPair,
+                    deform_groups: int,
+                    table_channels: Optional[int] = None):
     """Where every deformed tap reads and with which weights.
+
+    Written with tensor sizes and out-of-place arithmetic only (no tensors
+    built from sizes, no in-place ops), so that the ONNX version
+    (:mod:`rap_sam.ops.onnx_deform_conv`) traces it with dynamic heights
+    and widths; eager, it costs the same as an in-place version (the
+    sampling tensors are small beside the GEMM).
+
+    ``table_channels`` is ``C``, given when tracing (a traced size is not
+    an int).
 
     Returns:
         tuple: ``index`` and ``weights`` ``[B, Ho, Wo, taps, dg, 4]`` (the
@@ -88,13 +103,14 @@ def _deform_sampling(x: Tensor, offset: Tensor, mask: Optional[Tensor],
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
     dh, dw = _pair(dilation)
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     ho, wo = offset.shape[-2:]
     taps = kh * kw
     dg = deform_groups
+    c = x.shape[1] if table_channels is None else table_channels
     if c % dg:
         raise ValueError(f'{c} channels do not split into {dg} groups')
-    if offset.shape[1] != dg * 2 * taps:
+    if not torch.jit.is_tracing() and offset.shape[1] != dg * 2 * taps:
         raise ValueError(f'offset needs {dg * 2 * taps} channels, got '
                          f'{offset.shape[1]}')
 
@@ -103,14 +119,17 @@ def _deform_sampling(x: Tensor, offset: Tensor, mask: Optional[Tensor],
     # in float32 whatever the input dtype, as mmcv adds the integer base
     # position and the offset in the offset's precision.
     dev = offset.device
-    off = offset.float().view(b, dg, taps, 2, ho, wo).permute(
-        3, 0, 4, 5, 2, 1).contiguous()  # [2, B, Ho, Wo, taps, dg]
-    tap_y = (torch.arange(kh, device=dev) * dh).repeat_interleave(kw)
-    tap_x = (torch.arange(kw, device=dev) * dw).repeat(kh)
-    base_y = (torch.arange(ho, device=dev) * sh - ph)[:, None] + tap_y
-    base_x = (torch.arange(wo, device=dev) * sw - pw)[:, None] + tap_x
-    y = off[0].add_(base_y.float()[None, :, None, :, None])
-    x_ = off[1].add_(base_x.float()[None, None, :, :, None])
+    # [B, dg, taps, 2, Ho, Wo] -> (dy, dx) each [B, Ho, Wo, taps, dg].
+    off = offset.float().reshape(b, dg, taps, 2, ho,
+                                 wo).permute(3, 0, 4, 5, 2, 1)
+    tap_y = torch.arange(kh, device=dev).view(kh, 1).expand(kh, kw)
+    tap_x = torch.arange(kw, device=dev).view(1, kw).expand(kh, kw)
+    base_y = (torch.arange(ho, device=dev) * sh - ph).view(ho, 1) + \
+        (tap_y * dh).reshape(1, taps)  # [Ho, taps]
+    base_x = (torch.arange(wo, device=dev) * sw - pw).view(wo, 1) + \
+        (tap_x * dw).reshape(1, taps)  # [Wo, taps]
+    y = off[0] + base_y.float().view(1, ho, 1, taps, 1)
+    x_ = off[1] + base_x.float().view(1, 1, wo, taps, 1)
     # A neighbour outside the image reads zero (its weight becomes 0 and
     # its row index is clamped into the image, so the input needs no
     # zero border: one copy less, and the project-first GEMM projects only
@@ -118,39 +137,39 @@ def _deform_sampling(x: Tensor, offset: Tensor, mask: Optional[Tensor],
     # band every neighbour is outside, and a clamped position still has
     # only outside neighbours with non-zero weight), and the low neighbour
     # to size - 1 (its weight is then 0).
-    y = y.clamp_(-1, h)
-    x_ = x_.clamp_(-1, w)
-    y0 = y.floor().clamp_(max=h - 1)
-    x0 = x_.floor().clamp_(max=w - 1)
-    ly = y.sub_(y0)
-    lx = x_.sub_(x0)
+    y = y.clamp(-1, h)
+    x_ = x_.clamp(-1, w)
+    y0 = y.floor().clamp(max=h - 1)
+    x0 = x_.floor().clamp(max=w - 1)
+    ly = y - y0
+    lx = x_ - x0
     # Weight 0 for the rows and columns outside: y0 = -1, y0 + 1 = h.
-    hy = (1 - ly).mul_(y0 >= 0)
-    ly = ly.mul_(y0 < h - 1)
-    hx = (1 - lx).mul_(x0 >= 0)
-    lx = lx.mul_(x0 < w - 1)
+    hy = (1 - ly) * (y0 >= 0).to(ly.dtype)
+    ly = ly * (y0 < h - 1).to(ly.dtype)
+    hx = (1 - lx) * (x0 >= 0).to(lx.dtype)
+    lx = lx * (x0 < w - 1).to(lx.dtype)
     if mask is not None:
-        m = mask.float().view(b, dg, taps, ho, wo).permute(0, 3, 4, 2, 1)
-        hy = hy.mul_(m)
-        ly = ly.mul_(m)
+        m = mask.float().reshape(b, dg, taps, ho, wo).permute(0, 3, 4, 2, 1)
+        hy = hy * m
+        ly = ly * m
     weights = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], dim=-1)
     # Row of pixel (b, y, x), group g, in the table [B * H * W * dg, C / dg];
     # outside neighbours clamped to a pixel inside (weight 0).
-    y0 = y0.to(torch.int64)
-    x0 = x0.to(torch.int64)
-    row_lo = y0.clamp(min=0).mul_(w)
-    row_hi = y0.add_(1).clamp_(max=h - 1).mul_(w)
+    y0 = y0.long()
+    x0 = x0.long()
+    row_lo = y0.clamp(min=0) * w
+    row_hi = (y0 + 1).clamp(max=h - 1) * w
     col_lo = x0.clamp(min=0)
-    col_hi = x0.add_(1).clamp_(max=w - 1)
+    col_hi = (x0 + 1).clamp(max=w - 1)
     index = torch.stack(
         [row_lo + col_lo, row_lo + col_hi, row_hi + col_lo, row_hi + col_hi],
-        dim=-1).add_(
-            torch.arange(b, device=dev).view(b, 1, 1, 1, 1, 1) * (h * w))
-    index = index.mul_(dg)
+        dim=-1) + (torch.arange(b, device=dev) *
+                   (h * w)).view(b, 1, 1, 1, 1, 1)
+    index = index * dg
     if dg > 1:
-        index = index + torch.arange(dg, device=dev)[:, None]
+        index = index + torch.arange(dg, device=dev).view(dg, 1)
     # A view when x is channels-last.
-    table = x.permute(0, 2, 3, 1).reshape(b * h * w * dg, c // dg)
+    table = x.permute(0, 2, 3, 1).reshape(-1, c // dg)
     return index, weights.to(table.dtype), table
 
 
@@ -174,9 +193,9 @@ def deform_im2col(x: Tensor,
         Tensor: ``[B * Ho * Wo, kh * kw * C]``, row ``(b, ho, wo)``, column
         ``(tap, c)`` (channels-last im2col).
     """
-    index, weights, table = _deform_sampling(x, offset, mask, kernel_size,
-                                             stride, padding, dilation,
-                                             deform_groups)
+    index, weights, table = deform_sampling(x, offset, mask, kernel_size,
+                                            stride, padding, dilation,
+                                            deform_groups)
     cols = F.embedding_bag(
         index.view(-1, 4),
         table,
@@ -199,8 +218,8 @@ def _deform_conv_project_first(x: Tensor, offset: Tensor, mask: Tensor,
     taps = kh * kw
     b = x.shape[0]
     ho, wo = offset.shape[-2:]
-    index, weights, table = _deform_sampling(x, offset, mask, (kh, kw), 1,
-                                             padding, dilation, 1)
+    index, weights, table = deform_sampling(x, offset, mask, (kh, kw), 1,
+                                            padding, dilation, 1)
     # [C, taps * Cout], column (tap, cout): a view of a weight stored as
     # [C, kh, kw, Cout] (see :func:`gemm_weight_layout`), else a copy.
     w = weight.to(table.dtype).permute(1, 2, 3, 0).reshape(c, taps * cout)

@@ -6,9 +6,9 @@ the bags (one iteration per output tap: slow in every runtime), and mmcv's
 op has no ONNX form at all (a custom operator). This version computes the
 same thing with ops every ONNX runtime has and runs fast:
 
-- sampling positions, bilinear weights and the input table as the gather
-  + GEMM version computes them, written without in-place
-  ops or tensors built from sizes so dynamic sizes survive tracing;
+- sampling positions, bilinear weights and the input table from the
+  gather + GEMM version's own :func:`deform_sampling` (which traces with
+  dynamic sizes);
 - each of the four bilinear neighbours is one ``Gather`` of table rows
   (``index_select``), weighted by a broadcast ``Mul`` and summed with
   ``Add``, so there is no ``Loop``, no ``ScatterND`` and no custom op;
@@ -30,86 +30,9 @@ import torch
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
+from .modulated_deform_conv import deform_sampling
+
 IntPair = Union[int, Tuple[int, int]]
-
-
-def _sampling(x: Tensor, offset: Tensor, mask: Tensor, kernel_size: IntPair,
-              stride: IntPair, padding: IntPair, dilation: IntPair,
-              deform_groups: int,
-              table_channels: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Where every deformed tap reads, with which weights.
-
-    mmcv's semantics, as :mod:`rap_sam.ops.modulated_deform_conv` states
-    them: a neighbour outside the image reads zero (weight 0), positions
-    are clamped into ``[-1, size]`` (beyond, every neighbour is outside)
-    and the low neighbour to ``size - 1``. Written with tensor sizes and
-    arithmetic only (no ``torch.tensor`` of sizes, no in-place ops) so a
-    traced graph keeps dynamic heights and widths.
-
-    ``table_channels`` is ``C`` (given, as a traced size is not an int).
-
-    Returns:
-        tuple: ``index`` and ``weights`` ``[B, Ho, Wo, taps, dg, 4]`` (rows
-        of ``table`` for the four bilinear neighbours; their bilinear
-        weights times the modulation, 0 outside the image) and ``table``,
-        the input as rows ``[B * H * W * dg, C / dg]``.
-    """
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-    b, _, h, w = x.shape
-    ho, wo = offset.shape[-2:]
-    taps = kh * kw
-    dg = deform_groups
-    c = table_channels
-    if c % dg:
-        raise ValueError(f'{c} channels do not split into {dg} groups')
-    dev = offset.device
-    # [B, dg, taps, 2, Ho, Wo] -> (dy, dx) each [B, Ho, Wo, taps, dg].
-    off = offset.float().reshape(b, dg, taps, 2, ho,
-                                 wo).permute(3, 0, 4, 5, 2, 1)
-    tap_y = torch.arange(kh, device=dev).view(kh, 1).expand(kh, kw)
-    tap_x = torch.arange(kw, device=dev).view(1, kw).expand(kh, kw)
-    base_y = (torch.arange(ho, device=dev) * sh - ph).view(ho, 1) + \
-        (tap_y * dh).reshape(1, taps)  # [Ho, taps]
-    base_x = (torch.arange(wo, device=dev) * sw - pw).view(wo, 1) + \
-        (tap_x * dw).reshape(1, taps)  # [Wo, taps]
-    y = off[0] + base_y.float().view(1, ho, 1, taps, 1)
-    x_ = off[1] + base_x.float().view(1, 1, wo, taps, 1)
-    y = y.clamp(-1, h)
-    x_ = x_.clamp(-1, w)
-    y0 = y.floor().clamp(max=h - 1)
-    x0 = x_.floor().clamp(max=w - 1)
-    ly = y - y0
-    lx = x_ - x0
-    # A neighbour outside the image weighs 0 and reads a clamped pixel
-    # inside, so the input needs no zero border (no Pad copy, and the
-    # project-first MatMul projects only real pixels).
-    hy = (1 - ly) * (y0 >= 0).to(ly.dtype)
-    ly = ly * (y0 < h - 1).to(ly.dtype)
-    hx = (1 - lx) * (x0 >= 0).to(lx.dtype)
-    lx = lx * (x0 < w - 1).to(lx.dtype)
-    m = mask.float().reshape(b, dg, taps, ho, wo).permute(0, 3, 4, 2, 1)
-    hy = hy * m
-    ly = ly * m
-    weights = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], dim=-1)
-    # Row of pixel (b, y, x), group g, in [B * H * W * dg, C / dg].
-    y0 = y0.long()
-    x0 = x0.long()
-    row_lo = y0.clamp(min=0) * w
-    row_hi = (y0 + 1).clamp(max=h - 1) * w
-    col_lo = x0.clamp(min=0)
-    col_hi = (x0 + 1).clamp(max=w - 1)
-    index = torch.stack(
-        [row_lo + col_lo, row_lo + col_hi, row_hi + col_lo, row_hi + col_hi],
-        dim=-1) + (torch.arange(b, device=dev) *
-                   (h * w)).view(b, 1, 1, 1, 1, 1)
-    index = index * dg
-    if dg > 1:
-        index = index + torch.arange(dg, device=dev).view(dg, 1)
-    table = x.permute(0, 2, 3, 1).reshape(-1, c // dg)
-    return index, weights.to(table.dtype), table
 
 
 def _weighted_rows(table: Tensor, index: Tensor, weights: Tensor) -> Tensor:
@@ -162,8 +85,9 @@ def modulated_deform_conv2d_onnx(x: Tensor,
                              f'channels, got {offset.shape[1]}')
     b = x.shape[0]
     ho, wo = offset.shape[-2:]
-    index, weights, table = _sampling(x, offset, mask, (kh, kw), stride,
-                                      padding, dilation, deform_groups, c)
+    index, weights, table = deform_sampling(x, offset, mask, (kh, kw), stride,
+                                            padding, dilation, deform_groups,
+                                            c)
     weight = weight.to(table.dtype)
     if groups == 1 and deform_groups == 1 and _pair(stride) == (1, 1) \
             and cout <= c:
