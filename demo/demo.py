@@ -15,16 +15,7 @@ to end and says so loudly.
 import os
 import os.path as osp
 
-from demo_cli import base_parser, load_predictor, predictor_kwargs, user_errors
-from tqdm import tqdm
-
-from rap_sam.apis import InputError
-from rap_sam.apis.inputs import IMAGE_EXTS, check_number
-from rap_sam.apis.visualization import draw_panoptic, panoptic_segments
-from rap_sam.utils.output_files import (OutputError, check_outputs,
-                                        make_out_dir, result_stems,
-                                        write_image, write_json)
-from rap_sam.utils.user_errors import UserError
+from demo_cli import base_parser, guard_interrupts
 
 
 def parse_args(argv=None):
@@ -37,6 +28,24 @@ def parse_args(argv=None):
         help='keep segments whose class score exceeds this (the config\'s '
         'object_mask_thr, 0.8, by default)')
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    guard_interrupts()
+    parse_args()
+
+from demo_cli import load_predictor, predictor_kwargs, user_errors
+from tqdm import tqdm
+
+from rap_sam.apis import InputError
+from rap_sam.apis.inputs import IMAGE_EXTS, check_number
+from rap_sam.apis.visualization import draw_panoptic, panoptic_segments
+from rap_sam.utils.output_files import (OutputError, check_outputs,
+                                        make_out_dir, result_stems,
+                                        write_image, write_json)
+from rap_sam.utils.user_errors import UserError
 
 
 def list_images(inputs: str):

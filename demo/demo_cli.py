@@ -1,7 +1,12 @@
 """What the demo scripts share: the repository on sys.path, the common
-arguments, and bad input ending the run with a message, not a traceback."""
+arguments, and bad input ending the run with a message, not a traceback.
+
+Only the standard library is imported at the top: a demo parses its
+arguments before rap_sam imports torch and mmdet (seconds), so ``--help``
+and a mistyped option answer at once."""
 import argparse
 import os.path as osp
+import runpy
 import sys
 from typing import Optional
 
@@ -9,11 +14,22 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from rap_sam.apis import InputError, RapSAMPredictor  # noqa: E402
-from rap_sam.apis.inputs import parse_numbers  # noqa: E402
-from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
-from rap_sam.utils.text_classifier import read_class_file  # noqa: E402
-from rap_sam.utils.user_errors import cli_errors as user_errors  # noqa
+
+def guard_interrupts() -> None:
+    """A Ctrl+C while the demo starts (importing torch) prints one line and
+    exits with status 130, as :func:`user_errors` does once it runs; see
+    rap_sam/utils/interrupt_guard.py (run by its path: importing it would
+    import rap_sam, torch and mmdet first)."""
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+
+
+def user_errors(interrupted: str = ''):
+    """:func:`rap_sam.utils.user_errors.cli_errors`, imported when the
+    demo's arguments are parsed."""
+    from rap_sam.utils.user_errors import cli_errors
+    return cli_errors(interrupted)
 
 
 def base_parser(doc: str,
@@ -92,11 +108,11 @@ def base_parser(doc: str,
     return parser
 
 
-def load_predictor(args,
-                   config: Optional[str] = None,
-                   **kwargs) -> RapSAMPredictor:
-    """The predictor the parsed arguments ask for (``config`` instead of
-    ``args.config`` when given)."""
+def load_predictor(args, config: Optional[str] = None, **kwargs):
+    """The :class:`~rap_sam.apis.RapSAMPredictor` the parsed arguments ask
+    for (``config`` instead of ``args.config`` when given)."""
+    from rap_sam.apis import RapSAMPredictor
+    from rap_sam.utils.checkpoint import trust_all_checkpoints
     config = config or args.config
     if args.trust_checkpoint:
         trust_all_checkpoints()
@@ -114,6 +130,7 @@ def predictor_kwargs(args) -> dict:
     """The predictor's vocabulary options from the parsed arguments; the
     class file is read here, so a bad one is reported before the model
     loads."""
+    from rap_sam.utils.text_classifier import read_class_file
     classes = args.classes
     if classes is not None:
         classes = read_class_file(classes)
@@ -124,6 +141,10 @@ def numbers(count: int, what: str):
     """An argparse ``type``: ``"x,y"``-style text -> ``count`` floats."""
 
     def parse(text: str):
+        # Imported only when the option is given: parsing the others
+        # stays free of torch.
+        from rap_sam.apis import InputError
+        from rap_sam.apis.inputs import parse_numbers
         try:
             return parse_numbers(text, count, what)
         except InputError as err:

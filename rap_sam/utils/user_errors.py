@@ -9,8 +9,10 @@ trace; a Ctrl+C is one line too (``error: interrupted (Ctrl+C)``), with the
 exit status a shell reports for it.
 """
 import contextlib
-import signal
 import sys
+
+from .interrupt_guard import (INTERRUPTED_EXIT_CODE, interrupted_message,
+                              release)
 
 
 class UserError(Exception):
@@ -28,24 +30,22 @@ def report_user_error(err: BaseException) -> None:
     raise SystemExit(USER_ERROR_EXIT_CODE)
 
 
-#: What a shell reports for a program ended by Ctrl+C (128 + SIGINT), so a
-#: script can tell an interrupted run from a refused one.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
-
-
 @contextlib.contextmanager
 def cli_errors(interrupted: str = ''):
     """Run a tool's body; a :class:`UserError` ends it with a message, a
     Ctrl+C with ``error: interrupted (Ctrl+C)`` and ``interrupted`` (what
     the tool leaves behind, if anything needs saying) and status 130. A
     tool that must stop what it started catches ``KeyboardInterrupt``
-    inside, stops it, and raises it again."""
+    inside, stops it, and raises it again.
+
+    A Ctrl+C before it starts (while the tool imports torch) is the
+    :mod:`~rap_sam.utils.interrupt_guard`'s; from here on it is a
+    ``KeyboardInterrupt`` again."""
+    release()
     try:
         yield
     except UserError as err:
         report_user_error(err)
     except KeyboardInterrupt:
-        note = f'; {interrupted}' if interrupted else ''
-        print(
-            f'error: interrupted (Ctrl+C){note}.', file=sys.stderr, flush=True)
+        print(interrupted_message(interrupted), file=sys.stderr, flush=True)
         raise SystemExit(INTERRUPTED_EXIT_CODE)
