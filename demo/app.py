@@ -25,13 +25,63 @@ import tempfile
 import threading
 import uuid
 
+from demo_cli import REPO, base_parser, guard_interrupts
+
+CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
+VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
+
+# What one person's request may hold up: requests run one at a time (the
+# model is shared), so a long queue only means long waits.
+MAX_QUEUE = 8
+MAX_FILE_SIZE = '100mb'
+
+
+def file_size(text: str):
+    """An argparse ``type``: a size as gradio takes it (``20mb``, ``500kb``,
+    ``1gb``; a bare number is bytes)."""
+    size = text.strip().lower().replace(' ', '')
+    if size.isdigit() and int(size) > 0:
+        return int(size)
+    if not re.fullmatch(r'[1-9]\d*(b|kb|mb|gb|tb)', size):
+        raise argparse.ArgumentTypeError(
+            f'a size such as 20mb, 500kb or 1gb, got {text!r}')
+    return size
+
+
+def parse_args(argv=None):
+    parser = base_parser(__doc__)
+    parser.add_argument('--config', default=CONFIG)
+    parser.add_argument('--video-config', default=VIDEO_CONFIG)
+    parser.add_argument('--host', default='127.0.0.1')
+    parser.add_argument('--port', type=int, default=7860)
+    parser.add_argument(
+        '--max-queue',
+        type=int,
+        default=MAX_QUEUE,
+        help='requests that may wait while one runs (default %(default)s)')
+    parser.add_argument(
+        '--max-file-size',
+        default=MAX_FILE_SIZE,
+        type=file_size,
+        help='largest upload, e.g. 20mb (default %(default)s)')
+    args = parser.parse_args(argv)
+    if args.max_queue < 1:
+        parser.error('--max-queue must be at least 1')
+    return args
+
+
+if __name__ == '__main__':
+    # Before the imports below (gradio, torch, mmdet: seconds): --help and a
+    # usage error answer at once, and a Ctrl+C meanwhile is one line.
+    guard_interrupts()
+    parse_args()
+
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
 
 import gradio as gr  # noqa: E402
 import gradio.component_meta as gradio_component_meta  # noqa: E402
 import numpy as np  # noqa: E402
-from demo_cli import load_predictor  # noqa: E402
-from demo_cli import REPO, base_parser, predictor_kwargs, user_errors
+from demo_cli import load_predictor, predictor_kwargs, user_errors
 from video_demo import source_info  # noqa: E402
 from video_demo import prompt_tracks, track_video_to_files
 
@@ -44,18 +94,9 @@ from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
 from rap_sam.utils.output_files import OutputError, make_out_dir  # noqa
 from rap_sam.utils.user_errors import UserError  # noqa: E402
 
-CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
-VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
-
 
 def _rgb_to_bgr(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1])
-
-
-# What one person's request may hold up: requests run one at a time (the
-# model is shared), so a long queue only means long waits.
-MAX_QUEUE = 8
-MAX_FILE_SIZE = '100mb'
 
 
 def _user_error(err: UserError) -> gr.Error:
@@ -665,18 +706,6 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
     return ui
 
 
-def file_size(text: str):
-    """An argparse ``type``: a size as gradio takes it (``20mb``, ``500kb``,
-    ``1gb``; a bare number is bytes)."""
-    size = text.strip().lower().replace(' ', '')
-    if size.isdigit() and int(size) > 0:
-        return int(size)
-    if not re.fullmatch(r'[1-9]\d*(b|kb|mb|gb|tb)', size):
-        raise argparse.ArgumentTypeError(
-            f'a size such as 20mb, 500kb or 1gb, got {text!r}')
-    return size
-
-
 def launch(app: RapSAMApp,
            host='127.0.0.1',
            port=7860,
@@ -708,24 +737,7 @@ def launch(app: RapSAMApp,
 
 
 def main(argv=None):
-    parser = base_parser(__doc__)
-    parser.add_argument('--config', default=CONFIG)
-    parser.add_argument('--video-config', default=VIDEO_CONFIG)
-    parser.add_argument('--host', default='127.0.0.1')
-    parser.add_argument('--port', type=int, default=7860)
-    parser.add_argument(
-        '--max-queue',
-        type=int,
-        default=MAX_QUEUE,
-        help='requests that may wait while one runs (default %(default)s)')
-    parser.add_argument(
-        '--max-file-size',
-        default=MAX_FILE_SIZE,
-        type=file_size,
-        help='largest upload, e.g. 20mb (default %(default)s)')
-    args = parser.parse_args(argv)
-    if args.max_queue < 1:
-        parser.error('--max-queue must be at least 1')
+    args = parse_args(argv)
     with user_errors():
         app = RapSAMApp(
             load_predictor(args, args.config, **predictor_kwargs(args)),

@@ -15,8 +15,39 @@ import os.path as osp
 import socket
 import tempfile
 
+# Also puts the repository on sys.path.
+from demo_cli import guard_interrupts
+
+SHOTS = ('prompts', 'panoptic', 'video', 'track')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--weights', default=None)
+    parser.add_argument('--out-dir', default='assets')
+    parser.add_argument(
+        '--scale', type=int, nargs=2, default=(640, 384), metavar=('W', 'H'))
+    parser.add_argument(
+        '--video-thr',
+        type=float,
+        default=None,
+        help="set the video tab's score threshold")
+    parser.add_argument(
+        '--shots',
+        nargs='+',
+        choices=SHOTS,
+        default=SHOTS,
+        help='which screenshots to take (default: all)')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (gradio, torch, mmdet: seconds): --help and a
+    # usage error answer at once, and a Ctrl+C meanwhile is one line.
+    guard_interrupts()
+    parse_args()
+
 import cv2
-import demo_cli  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
 from app import CONFIG, VIDEO_CONFIG, RapSAMApp, launch
@@ -27,8 +58,6 @@ from selenium.webdriver.common.by import By
 from skimage import data as samples
 
 from rap_sam.apis import RapSAMPredictor
-
-SHOTS = ('prompts', 'panoptic', 'video', 'track')
 
 
 def sample_files(folder: str) -> dict:
@@ -122,23 +151,7 @@ def video_tab(driver, files: dict, args) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--weights', default=None)
-    parser.add_argument('--out-dir', default='assets')
-    parser.add_argument(
-        '--scale', type=int, nargs=2, default=(640, 384), metavar=('W', 'H'))
-    parser.add_argument(
-        '--video-thr',
-        type=float,
-        default=None,
-        help="set the video tab's score threshold")
-    parser.add_argument(
-        '--shots',
-        nargs='+',
-        choices=SHOTS,
-        default=SHOTS,
-        help='which screenshots to take (default: all)')
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     # Without --weights the model (and any missing class embeddings) are
     # random: seeded, so that a retake shows the same masks.

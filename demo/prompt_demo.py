@@ -10,16 +10,7 @@ prompt: the prompt, class, class score, predicted IoU, area, box, COCO RLE).
 Results of an earlier run are not replaced without --overwrite, the input is
 never written over, and each file appears only once complete.
 """
-import numpy as np
-from demo_cli import (base_parser, load_predictor, numbers, predictor_kwargs,
-                      user_errors)
-
-from rap_sam.apis import read_image
-from rap_sam.apis.inputs import check_prompts
-from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
-                                        prompt_records)
-from rap_sam.utils.output_files import (check_outputs, make_out_dir,
-                                        result_stems, write_image, write_json)
+from demo_cli import base_parser, guard_interrupts, numbers
 
 
 def parse_args(argv=None):
@@ -38,6 +29,23 @@ def parse_args(argv=None):
         metavar='X1,Y1,X2,Y2')
     parser.add_argument('--out-dir', default='outputs/prompt_demo')
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    guard_interrupts()
+    parse_args()
+
+import numpy as np
+from demo_cli import load_predictor, predictor_kwargs, user_errors
+
+from rap_sam.apis import read_image
+from rap_sam.apis.inputs import check_prompts
+from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
+                                        prompt_records)
+from rap_sam.utils.output_files import (check_outputs, make_out_dir,
+                                        result_stems, write_image, write_json)
 
 
 def main(argv=None):

@@ -42,19 +42,7 @@ import sys
 import time
 from typing import Callable, Iterator, Optional
 
-import cv2
-from demo_cli import (base_parser, load_predictor, numbers, predictor_kwargs,
-                      user_errors)
-from tqdm import tqdm
-
-from rap_sam.apis import (InputError, RapSAMPredictor, check_prompts,
-                          iter_frames)
-from rap_sam.apis.prompt_tracking import FramePastEndError
-from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
-from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
-                                        discard, make_out_dir, result_stems,
-                                        temp_path, write_json)
-from rap_sam.utils.user_errors import UserError
+from demo_cli import base_parser, guard_interrupts, numbers
 
 
 def parse_args(argv=None):
@@ -136,6 +124,26 @@ def parse_args(argv=None):
     if args.chunk_frames is None:
         args.chunk_frames = 5 if live_source is not None else 30
     return args
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    guard_interrupts()
+    parse_args()
+
+import cv2
+from demo_cli import load_predictor, predictor_kwargs, user_errors
+from tqdm import tqdm
+
+from rap_sam.apis import (InputError, RapSAMPredictor, check_prompts,
+                          iter_frames)
+from rap_sam.apis.prompt_tracking import FramePastEndError
+from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
+from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
+                                        discard, make_out_dir, result_stems,
+                                        temp_path, write_json)
+from rap_sam.utils.user_errors import UserError
 
 
 def timed_frames(frames, arrivals: list) -> Iterator:

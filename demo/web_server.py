@@ -28,16 +28,52 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from demo_cli import REPO, base_parser, load_predictor, user_errors
+from demo_cli import REPO, base_parser, guard_interrupts
+
+WEB_DIR = osp.join(REPO, 'demo', 'web')
+ORT_DIR = osp.join(WEB_DIR, 'node_modules', 'onnxruntime-web', 'dist')
+DEFAULT_CONFIG = osp.join(REPO, 'configs', 'rap_sam', 'eval_rap_sam_coco.py')
+
+
+def parse_args(argv=None):
+    parser = base_parser(__doc__, backends=False)
+    parser.add_argument(
+        '--config',
+        default=DEFAULT_CONFIG,
+        help='an eval config under configs/rap_sam (with --weights)')
+    parser.add_argument(
+        '--export',
+        default=None,
+        help='an export folder (tools/deploy/export.py) instead of '
+        'config and weights')
+    parser.add_argument('--host', default='127.0.0.1')
+    parser.add_argument('--port', type=int, default=8000)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help="the image encoder's threads (default: all cores)")
+    parser.add_argument(
+        '--float32',
+        action='store_true',
+        help='send features as float32 (default float16: half the bytes, '
+        'masks within IoU 0.999)')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    guard_interrupts()
+    parse_args()
+
+from demo_cli import load_predictor, user_errors
 
 from rap_sam.apis import InputError, RapSAMPredictor
 from rap_sam.apis.inputs import check_pixels, image_size
 from rap_sam.deploy.backends.deployed_model import CLICK_RADIUS
 from rap_sam.deploy.feature_message import encode_features
 
-WEB_DIR = osp.join(REPO, 'demo', 'web')
-ORT_DIR = osp.join(WEB_DIR, 'node_modules', 'onnxruntime-web', 'dist')
-DEFAULT_CONFIG = osp.join(REPO, 'configs', 'rap_sam', 'eval_rap_sam_coco.py')
 #: The scale images are resized to fit by default: the real-time preset
 #: (docs/deploy.md), where a click decodes in the browser within the
 #: 50 ms goal on 2 cores (800 x 1333 takes about 2.5x longer).
@@ -240,32 +276,6 @@ def make_handler(demo: WebDemo):
                 self.send_error_message(err)
 
     return Handler
-
-
-def parse_args(argv=None):
-    parser = base_parser(__doc__, backends=False)
-    parser.add_argument(
-        '--config',
-        default=DEFAULT_CONFIG,
-        help='an eval config under configs/rap_sam (with --weights)')
-    parser.add_argument(
-        '--export',
-        default=None,
-        help='an export folder (tools/deploy/export.py) instead of '
-        'config and weights')
-    parser.add_argument('--host', default='127.0.0.1')
-    parser.add_argument('--port', type=int, default=8000)
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help="the image encoder's threads (default: all cores)")
-    parser.add_argument(
-        '--float32',
-        action='store_true',
-        help='send features as float32 (default float16: half the bytes, '
-        'masks within IoU 0.999)')
-    return parser.parse_args(argv)
 
 
 def build_demo(args) -> WebDemo:
