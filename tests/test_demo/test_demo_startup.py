@@ -1,0 +1,131 @@
+"""The demos start as a user starts them: ``--help`` and a usage error
+answer before torch, mmdet or gradio are imported, and a Ctrl+C while they
+import is the one line every tool ends a Ctrl+C with, exit status 130."""
+import os
+import signal
+import time
+
+import pytest
+from helpers import assert_usage_error, run_script, start_in_terminal
+
+COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
+YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
+# What takes seconds to import; none of it is needed to parse arguments.
+HEAVY = {'torch', 'mmdet', 'mmengine', 'mmcv', 'rap_sam', 'gradio', 'cv2'}
+INTERRUPTED = 'error: interrupted (Ctrl+C).\n'
+
+
+def run_logging_imports(script: str, *args):
+    """:func:`run_script` with Python's import log on (what ``-X
+    importtime`` turns on): the result, its stderr without the log, and the
+    top-level names of the modules the run imported."""
+    result = run_script(script, *args, env=dict(PYTHONPROFILEIMPORTTIME=1))
+    lines = result.stderr.splitlines(keepends=True)
+    log = [line for line in lines if line.startswith('import time:')]
+    # The log's first line is its header: "self [us] | cumulative | ...".
+    assert log and 'imported package' in log[0], result.stderr[-2000:]
+    result.stderr = ''.join(line for line in lines if line not in log)
+    imported = {line.rsplit('|', 1)[1].strip() for line in log[1:]}
+    return result, {name.split('.')[0] for name in imported}
+
+
+def interrupt_while_importing(script: str, *args, module: str = 'torch'):
+    """Start ``script`` as a terminal does, send the Ctrl+C of a terminal
+    (SIGINT to its process group) as soon as ``module``'s shared libraries
+    are mapped into it (its import under way), and return the exit status
+    and stderr."""
+    proc = start_in_terminal(script, *args)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert proc.poll() is None, (
+                f'{script} ended before importing {module}: '
+                f'{proc.communicate()[1][-2000:]}')
+            with open(f'/proc/{proc.pid}/maps') as maps:
+                if f'/{module}/' in maps.read():
+                    break
+            assert time.monotonic() < deadline, f'{module} never imported'
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    return proc.returncode, stderr
+
+
+# Each demo's own options, said by its --help.
+HELP = {
+    'demo/demo.py': [
+        'usage: demo.py', '--score-thr SCORE_THR', '--backend '
+        '{torch,onnxruntime,openvino}', 'inputs config'
+    ],
+    'demo/prompt_demo.py':
+    ['usage: prompt_demo.py', '--points X,Y [X,Y ...]', '--out-dir OUT_DIR'],
+    'demo/video_demo.py':
+    ['usage: video_demo.py', '--camera N', '--stream URL', '--frame K'],
+    'demo/app.py': [
+        'usage: app.py', '--video-config VIDEO_CONFIG', '--max-file-size '
+        'MAX_FILE_SIZE', 'default 100mb'
+    ],
+    'demo/web_server.py':
+    ['usage: web_server.py', '--export EXPORT', '--float32'],
+    'demo/app_screenshots.py':
+    ['usage: app_screenshots.py', '--shots {prompts,panoptic,video,track}'],
+}
+
+
+@pytest.mark.parametrize('script', sorted(HELP))
+def test_help_imports_no_heavy_module(script):
+    result, imported = run_logging_imports(script, '--help')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ''
+    for fragment in HELP[script]:
+        assert fragment in result.stdout
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+
+
+# Each script's command line (split at spaces) and its usage error.
+USAGE_ERRORS = [
+    ('demo/demo.py', '', 'the following arguments are required: inputs, '
+     'config'),
+    ('demo/prompt_demo.py', 'x.jpg', 'the following arguments are '
+     'required: config'),
+    ('demo/video_demo.py', COCO, 'give a video file or frame folder, or '
+     '--camera N, or --stream URL (one of them)'),
+    ('demo/video_demo.py', f'v.mp4 {YT19} --frame 2', '--frame K needs the '
+     'objects to track on it'),
+    ('demo/app.py', '--max-queue 0', '--max-queue must be at least 1'),
+    ('demo/app.py', '--max-file-size 2pc', 'a size such as 20mb, 500kb or '
+     "1gb, got '2pc'"),
+    ('demo/web_server.py', '--port http', 'argument --port: invalid int '
+     "value: 'http'"),
+    ('demo/app_screenshots.py', '--shots all', 'argument --shots: invalid '
+     "choice: 'all'"),
+]
+
+
+@pytest.mark.parametrize('script, args, message', USAGE_ERRORS)
+def test_usage_error_imports_no_heavy_module(script, args, message):
+    result, imported = run_logging_imports(script, *args.split())
+    assert_usage_error(result, message)
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+
+
+# Command lines that run past the imports (split at spaces).
+STARTS = [
+    ('demo/demo.py', f'demo/demo.jpg {COCO} --device cpu'),
+    # Parsing --points imports rap_sam: the guard is in place before.
+    ('demo/prompt_demo.py', f'demo/demo.jpg {COCO} --points 10,10'),
+    ('demo/video_demo.py', f'demo/demo.jpg {YT19} --device cpu'),
+    ('demo/app.py', '--device cpu'),
+    ('demo/web_server.py', ''),
+    ('demo/app_screenshots.py', ''),
+]
+
+
+@pytest.mark.parametrize('script, args', STARTS)
+def test_ctrl_c_while_importing_is_one_line(script, args):
+    code, stderr = interrupt_while_importing(script, *args.split())
+    assert (code, stderr) == (130, INTERRUPTED)
