@@ -9,8 +9,11 @@ from the checkpoint the work dir's ``last_checkpoint`` names, or, when that
 file is missing or truncated, from the newest complete checkpoint
 (:class:`~rap_sam.engine.AtomicCheckpointHook`); with a path, from that file
 (weights, optimizer, schedulers and iteration). Checkpoints load back under
-torch >= 2.6 through rap_sam's weights-only loader. Mistakes in the command
-line end with a one-line ``error: ...`` and exit status 2.
+torch >= 2.6 through rap_sam's weights-only loader. A
+``val_dataloader.dataset.data_root`` given with ``--cfg-options`` (a recipe
+with a val loop) also moves the val evaluator's ``seg_prefix``, as
+tools/test.py does for the test one. Mistakes in the command line end with a
+one-line ``error: ...`` and exit status 2.
 """
 import argparse
 import os.path as osp
@@ -25,6 +28,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
 from rap_sam.engine import is_complete_checkpoint  # noqa: E402
 from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
+from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.runner_cli import (apply_overrides, load_config,
                                       parse_runner_args)
@@ -76,6 +80,11 @@ def build_cfg(args) -> Config:
         raise TrainArgumentError(
             f'--cfg-options {" ".join(_option_items(args))} do not fit '
             f'{args.config}: {type(err).__name__}: {err}') from err
+    # A recipe with a val loop validates on the PNGs of its val data root.
+    tie_seg_prefixes(
+        cfg,
+        args.cfg_options,
+        check=('val', ) if loop_runs(cfg, 'val') else ())
     if not torch.cuda.is_available():
         # SyncBN needs GPUs; CPU processes talk through gloo, set up before
         # mmengine's init_dist (which calls torch.cuda.set_device).

@@ -1,9 +1,11 @@
 """tools/train.py as a user runs it: mistakes end with one line
 ``error: ...`` and exit status 2, never a traceback."""
 import os.path as osp
+import re
+import shutil
 
 import pytest
-from helpers import assert_user_error, run_script
+from helpers import REPO, assert_ran, assert_user_error, run_script
 
 TOY = 'configs/rap_sam/toy_rap_sam_train.py'
 
@@ -40,4 +42,92 @@ def test_user_errors_are_one_line(case, args, message, notes, tmp_path):
         'tools/train.py', *args, '--work-dir', tmp_path / 'work', timeout=300)
     assert assert_user_error(result).startswith(message.format(notes=notes))
     # nothing was trained or written
+    assert not osp.exists(tmp_path / 'work')
+
+
+# A user's recipe with a val loop: the toy recipe on COCO panoptic alone
+# (so that the model's classes are the val set's), validated as
+# configs/rap_sam/toy_eval_coco.py evaluates.
+VAL_RECIPE = '''from mmengine.config import read_base
+from mmengine.runner import ValLoop
+
+with read_base():
+    from .toy_rap_sam_train import *  # noqa: F401,F403
+    from .toy_eval_coco import val_dataloader, val_evaluator  # noqa: F401
+
+coco_classes = dict(num_things_classes=80, num_stuff_classes=53)
+model.panoptic_head.update(
+    ov_classifier_name='toy_CocoPanopticOVDataset',
+    loss_cls=dict(class_weight=[1.0] * 133 + [0.1]),
+    **coco_classes)
+model.panoptic_fusion_head.update(**coco_classes)
+train_dataloader.dataset.update(data_tags=('coco', ), datasets=[coco])
+val_cfg = dict(type=ValLoop)
+'''
+
+
+@pytest.fixture(scope='module')
+def val_recipe(tmp_path_factory):
+    """The configs folder copied (the recipe imports its neighbours) with
+    the val recipe beside the toy one."""
+    configs = tmp_path_factory.mktemp('recipe') / 'configs'
+    shutil.copytree(osp.join(REPO, 'configs'), configs)
+    path = configs / 'rap_sam' / 'toy_train_val.py'
+    path.write_text(VAL_RECIPE)
+    return str(path)
+
+
+def _toy_options(root):
+    return [
+        f'model.panoptic_head.ov_classifier_dir={root}/embd',
+        f'train_dataloader.dataset.datasets.0.data_root={root}/data/coco/',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1'
+    ]
+
+
+def test_val_loop_reads_the_moved_data_roots_pngs(val_recipe, toy_root,
+                                                  tmp_path):
+    """--cfg-options val_dataloader.dataset.data_root=DIR/ moves the val
+    evaluator's seg_prefix along (logged): the epoch's validation reads
+    DIR's panoptic PNGs, not the config's root's (absent here)."""
+    coco = f'{toy_root}/data/coco/'
+    result = run_script(
+        'tools/train.py',
+        val_recipe,
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        *_toy_options(toy_root),
+        f'val_dataloader.dataset.data_root={coco}',
+        timeout=900)
+    stdout = assert_ran(result)
+    assert (f'val_evaluator.seg_prefix={coco}annotations/panoptic_val2017/ '
+            '(the dataset\'s data_root + data_prefix.seg)') in stdout
+    assert re.search(r'Epoch\(val\) \[1\]\[\d+/\d+\].*coco_panoptic/PQ: ',
+                     stdout)
+
+
+def test_a_missing_val_seg_prefix_is_one_line_before_training(
+        val_recipe, toy_root, tmp_path):
+    """A val_evaluator.seg_prefix given (it wins over the data root) that
+    is not a folder: said before the epoch, not when the validation reads
+    the PNGs."""
+    coco = f'{toy_root}/data/coco/'
+    absent = f'{tmp_path}/pngs/'
+    result = run_script(
+        'tools/train.py',
+        val_recipe,
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        *_toy_options(toy_root),
+        f'val_dataloader.dataset.data_root={coco}',
+        f'val_evaluator.seg_prefix={absent}',
+        timeout=300)
+    assert assert_user_error(result) == (
+        f'error: val_evaluator.seg_prefix {absent} is not a folder (the '
+        'panoptic PNGs of the val annotations); pass --cfg-options '
+        'val_evaluator.seg_prefix=DIR/, e.g. '
+        f'{coco}annotations/panoptic_val2017/')
     assert not osp.exists(tmp_path / 'work')
