@@ -16,18 +16,46 @@ import argparse
 import json
 import os
 import os.path as osp
+import runpy
 import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def positive_int(text: str) -> int:
+    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
+    option given: ``--help`` and a usage error need no torch."""
+    from rap_sam.utils.runner_cli import positive_int
+    return positive_int(text)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('root')
+    parser.add_argument('--coco-train', type=positive_int, default=64)
+    parser.add_argument('--coco-val', type=positive_int, default=16)
+    parser.add_argument('--videos', type=positive_int, default=24)
+    parser.add_argument('--seed', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from rap_sam.testing.coco_panoptic_categories import coco_panoptic_categories
 from rap_sam.testing.toy_datasets import (YTVIS_2019_NAMES, mask_bbox,
                                           panoptic_split_dirs, shape_mask,
                                           track_annotation, write_panoptic_png)
 from rap_sam.utils.output_files import make_out_dir
-from rap_sam.utils.runner_cli import positive_int
 from rap_sam.utils.user_errors import UserError, cli_errors
 
 #: The file that marks a folder as this tool's (rewritten on every run).
@@ -231,13 +259,7 @@ def make_toy_data(root, coco_train=64, coco_val=16, videos=24, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('root')
-    parser.add_argument('--coco-train', type=positive_int, default=64)
-    parser.add_argument('--coco-val', type=positive_int, default=16)
-    parser.add_argument('--videos', type=positive_int, default=24)
-    parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     with cli_errors():
         make_out_dir(args.root)
         make_toy_data(args.root, args.coco_train, args.coco_val, args.videos,

@@ -27,11 +27,9 @@ import argparse
 import json
 import os
 import os.path as osp
+import runpy
 
-import torch
-
-from rap_sam.utils.output_files import make_out_dir, write_bytes
-from rap_sam.utils.user_errors import cli_errors
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
@@ -72,6 +70,20 @@ def parse_args(argv=None):
     if args.threads is not None and args.threads < 1:
         parser.error('--threads must be >= 1')
     return args
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch: seconds): --help and a usage error
+    # answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
+import torch
+
+from rap_sam.utils.output_files import make_out_dir, write_bytes
+from rap_sam.utils.user_errors import cli_errors
 
 
 def main(argv=None):

@@ -31,6 +31,7 @@ import json
 import os
 import os.path as osp
 import resource
+import runpy
 import signal
 import subprocess
 import sys
@@ -38,8 +39,63 @@ import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
+
+
+def positive_int(text: str) -> int:
+    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
+    option given: ``--help`` and a usage error need no torch."""
+    from rap_sam.utils.runner_cli import positive_int
+    return positive_int(text)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--config',
+        default=osp.join(ROOT, 'configs/rap_sam/eval_rap_sam_yt19.py'))
+    parser.add_argument(
+        '--frames', type=positive_int, nargs='+', default=[5, 15, 30])
+    parser.add_argument(
+        '--size',
+        type=positive_int,
+        nargs=2,
+        default=[720, 1280],
+        metavar=('H', 'W'))
+    parser.add_argument('--threads', type=positive_int, default=2)
+    parser.add_argument(
+        '--lazy',
+        action='store_true',
+        help='make the frames when test_step asks for a clip')
+    parser.add_argument(
+        '--dataset',
+        action='store_true',
+        help='write a YouTube-VIS video and run tools/test.py on it')
+    parser.add_argument(
+        '--scale',
+        type=positive_int,
+        nargs=2,
+        metavar=('W', 'H'),
+        help='with --dataset: the Resize scale instead of the config\'s '
+        '(1280, 736), for quicker runs on small frames')
+    parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.scale and not args.dataset:
+        parser.error('--scale applies to --dataset runs only')
+    if args.lazy and args.dataset:
+        parser.error('--lazy applies to runs without --dataset (the '
+                     "dataset's loader reads the frames as they are needed)")
+    return args
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(ROOT, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
 from rap_sam.utils.config_file import read_config  # noqa: E402
-from rap_sam.utils.runner_cli import positive_int  # noqa: E402
 from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
                                        cli_errors)
 
@@ -233,41 +289,7 @@ def run_dataset(config, frames, size, threads, scale=None):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        '--config',
-        default=osp.join(ROOT, 'configs/rap_sam/eval_rap_sam_yt19.py'))
-    parser.add_argument(
-        '--frames', type=positive_int, nargs='+', default=[5, 15, 30])
-    parser.add_argument(
-        '--size',
-        type=positive_int,
-        nargs=2,
-        default=[720, 1280],
-        metavar=('H', 'W'))
-    parser.add_argument('--threads', type=positive_int, default=2)
-    parser.add_argument(
-        '--lazy',
-        action='store_true',
-        help='make the frames when test_step asks for a clip')
-    parser.add_argument(
-        '--dataset',
-        action='store_true',
-        help='write a YouTube-VIS video and run tools/test.py on it')
-    parser.add_argument(
-        '--scale',
-        type=positive_int,
-        nargs=2,
-        metavar=('W', 'H'),
-        help='with --dataset: the Resize scale instead of the config\'s '
-        '(1280, 736), for quicker runs on small frames')
-    parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.scale and not args.dataset:
-        parser.error('--scale applies to --dataset runs only')
-    if args.lazy and args.dataset:
-        parser.error('--lazy applies to runs without --dataset (the '
-                     "dataset's loader reads the frames as they are needed)")
+    args = parse_args()
     with cli_errors():
         if args.one and args.dataset:
             return run_dataset(args.config, args.frames[0], args.size,
