@@ -19,6 +19,7 @@ model and image already held.
 import argparse
 import os.path as osp
 import resource
+import runpy
 import sys
 import time
 import warnings
@@ -27,15 +28,15 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-import numpy as np  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-
-from rap_sam.apis import RapSAMPredictor  # noqa: E402
-from rap_sam.utils.runner_cli import positive_int
-from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
-
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
 VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
+
+
+def positive_int(text: str) -> int:
+    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
+    option given: ``--help`` and a usage error need no torch."""
+    from rap_sam.utils.runner_cli import positive_int
+    return positive_int(text)
 
 
 def parse_args(argv=None):
@@ -81,6 +82,21 @@ def parse_args(argv=None):
         action='store_true',
         help='segment_video(rle_masks=True) (task video)')
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
+import numpy as np
+from mmengine.config import Config
+
+from rap_sam.apis import RapSAMPredictor
+from rap_sam.utils.user_errors import UserError, cli_errors
 
 
 def pan(width: int, height: int, frames: int):

@@ -12,20 +12,55 @@ timed calls after one warm-up call each.
 """
 import argparse
 import os.path as osp
+import runpy
 import statistics
 import sys
 import time
 import warnings
 
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+
+def positive_int(text: str) -> int:
+    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
+    option given: ``--help`` and a usage error need no torch."""
+    from rap_sam.utils.runner_cli import positive_int
+    return positive_int(text)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--config',
+        default=osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py'))
+    parser.add_argument('--weights', default=None)
+    parser.add_argument('--image', default=osp.join(REPO, 'demo/demo.jpg'))
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--runs', type=positive_int, default=5)
+    parser.add_argument(
+        '--prompts',
+        type=positive_int,
+        nargs='+',
+        default=[1, 10],
+        help='prompt counts to time (clicks on a grid)')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
 import mmcv
 import numpy as np
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
-from rap_sam.apis import RapSAMPredictor, read_image  # noqa: E402
-from rap_sam.utils.runner_cli import positive_int  # noqa: E402
-from rap_sam.utils.user_errors import cli_errors  # noqa: E402
+from rap_sam.apis import RapSAMPredictor, read_image
+from rap_sam.utils.user_errors import cli_errors
 
 
 def median_seconds(fn, runs: int, device) -> float:
@@ -43,21 +78,7 @@ def median_seconds(fn, runs: int, device) -> float:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        '--config',
-        default=osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py'))
-    parser.add_argument('--weights', default=None)
-    parser.add_argument('--image', default=osp.join(REPO, 'demo/demo.jpg'))
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--runs', type=positive_int, default=5)
-    parser.add_argument(
-        '--prompts',
-        type=positive_int,
-        nargs='+',
-        default=[1, 10],
-        help='prompt counts to time (clicks on a grid)')
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     with cli_errors():
         return measure(args)
 
