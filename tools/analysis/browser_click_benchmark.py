@@ -26,23 +26,25 @@ import argparse
 import itertools
 import os
 import os.path as osp
+import runpy
 import socket
 import sys
 import tempfile
 
-import numpy as np
-
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'demo'))
-from rap_sam.utils.output_files import (atomic_output, check_outputs,
-                                        make_out_dir)
-from rap_sam.utils.runner_cli import positive_int
-from rap_sam.utils.user_errors import UserError, cli_errors
 
 #: onnxruntime-web, which the page decodes with (demo/web_server.py's).
 ORT_DIR = osp.join(ROOT, 'demo', 'web', 'node_modules', 'onnxruntime-web',
                    'dist')
+
+
+def positive_int(text: str) -> int:
+    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
+    option given: ``--help`` and a usage error need no torch."""
+    from rap_sam.utils.runner_cli import positive_int
+    return positive_int(text)
 
 
 def count(text: str) -> int:
@@ -106,6 +108,21 @@ def parse_args(argv=None):
     elif len(args.scale) % 2:
         parser.error('--scale takes W H pairs')
     return args
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(ROOT, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
+import numpy as np
+
+from rap_sam.utils.output_files import (atomic_output, check_outputs,
+                                        make_out_dir)
+from rap_sam.utils.user_errors import UserError, cli_errors
 
 
 def check_inputs(args) -> None:

@@ -29,6 +29,7 @@ recipe's generator, tools/make_toy_data.py, with another seed) as
 import argparse
 import json
 import os.path as osp
+import runpy
 import sys
 import time
 import warnings
@@ -38,22 +39,23 @@ for path in (REPO, osp.join(REPO, 'tools')):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-import numpy as np  # noqa: E402
-import pycocotools.mask as mask_util  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from rap_sam.utils.output_files import check_outputs, make_out_dir, write_bytes
-from rap_sam.utils.runner_cli import positive_int
-from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
-
 #: Seed of the toy validation videos (the toy training videos use 1).
 TOY_VAL_SEED = 1000
+
+
+def positive_int(text: str) -> int:
+    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
+    option given: ``--help`` and a usage error need no torch."""
+    from rap_sam.utils.runner_cli import positive_int
+    return positive_int(text)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    # mmengine's config module, not rap_sam (torch): under a second.
+    from mmengine.config import DictAction
     parser.add_argument('config', help='a video config (RapSAMVideo)')
     parser.add_argument('checkpoint')
     parser.add_argument(
@@ -97,6 +99,21 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
+import numpy as np
+import pycocotools.mask as mask_util
+
+from rap_sam.utils.output_files import check_outputs, make_out_dir, write_bytes
+from rap_sam.utils.user_errors import UserError, cli_errors
 
 
 def decode(segmentation, height: int, width: int) -> np.ndarray:
