@@ -9,7 +9,18 @@ they printed them, and the launcher adds one line saying which processes
 failed and exits with their status.
 """
 import logging
+import os.path as osp
+import runpy
 import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+if __name__ == '__main__':
+    # Before torch imports (seconds; torchrun's parser is torch's): a Ctrl+C
+    # meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run

@@ -76,18 +76,21 @@ Examples::
 import argparse
 import json
 import os.path as osp
+import runpy
 import sys
 import tempfile
-
-import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+#: rap_sam.deploy.quantize's calibrations, written out: importing it would
+#: import torch before the arguments are parsed (a test checks they agree).
+CALIBRATIONS = ('minmax', 'percentile')
+DEFAULT_CALIBRATION = 'minmax'
+
 
 def parse_args(argv=None):
-    from rap_sam.deploy.quantize import CALIBRATIONS, DEFAULT_CALIBRATION
     parser = argparse.ArgumentParser(
         description='Benchmark RAP-SAM (and mmdet Mask2Former) inference',
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -207,6 +210,17 @@ def parse_args(argv=None):
     if min(args.shape) < 32:
         parser.error('--shape H W must be at least 32 32')
     return args
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
+import torch
 
 
 def format_table(report: dict) -> str:

@@ -22,25 +22,24 @@ import argparse
 import logging
 import os
 import os.path as osp
+import runpy
 import shutil
 import sys
 import tempfile
 import warnings
 
-from mmengine.config import DictAction
-
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
-
-
-class ExportArgumentError(UserError):
-    """Options of the export tool that do not go together."""
+#: rap_sam.deploy.quantize's calibrations, written out: importing it would
+#: import torch before the arguments are parsed (a test checks they agree).
+CALIBRATIONS = ('minmax', 'percentile')
+DEFAULT_CALIBRATION = 'minmax'
 
 
 def parse_args(argv=None):
-    from rap_sam.deploy.quantize import CALIBRATIONS, DEFAULT_CALIBRATION
+    # mmengine's config module, not rap_sam (torch): under a second.
+    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='a RAP-SAM eval config')
     parser.add_argument(
@@ -109,6 +108,21 @@ def parse_args(argv=None):
         action=DictAction,
         help='override config settings, key=value')
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
+from rap_sam.utils.user_errors import UserError, cli_errors
+
+
+class ExportArgumentError(UserError):
+    """Options of the export tool that do not go together."""
 
 
 def check_args(args) -> None:
