@@ -1,0 +1,94 @@
+"""The tools start as a user starts them: ``--help`` and a usage error
+answer before torch, mmdet or rap_sam are imported, and a Ctrl+C while they
+import is the one line every tool ends a Ctrl+C with, exit status 130."""
+import pytest
+from helpers import assert_usage_error, load_tool
+from test_demo.test_demo_startup import (INTERRUPTED,
+                                         interrupt_while_importing,
+                                         run_logging_imports)
+
+# mmengine's config module (DictAction) is allowed: under a second.
+HEAVY = {'torch', 'mmdet', 'mmcv', 'rap_sam', 'cv2'}
+
+# Each tool's command line (split at spaces), its usage error, and an
+# option its --help shows.
+USAGE_ERRORS = [
+    ('tools/deploy/export.py', 'cfg.py', 'the following arguments are '
+     'required: --out', '--calibration {minmax,percentile}'),
+    ('tools/make_toy_data.py', '', 'the following arguments are required: '
+     'root', '--coco-train COCO_TRAIN'),
+    ('tools/analysis/benchmark.py', 'cfg.py --task all', "argument --task: "
+     "invalid choice: 'all'", '--calibration {minmax,percentile}'),
+    ('tools/analysis/postprocess_benchmark.py', '--repeats 0', '--repeats '
+     'must be >= 1 and --warmup >= 0', '--ori-shape H W'),
+    ('tools/analysis/api_memory.py', 'audio', "argument task: invalid "
+     "choice: 'audio'", '--rle-masks'),
+    ('tools/analysis/video_memory.py', '--lazy --dataset', '--lazy applies '
+     'to runs without --dataset', '--frames FRAMES [FRAMES ...]'),
+    ('tools/analysis/prompt_latency.py', '--device', 'argument --device: '
+     'expected one argument', '--prompts PROMPTS [PROMPTS ...]'),
+    ('tools/analysis/track_prompt_eval.py', 'cfg.py ckpt.pth', 'the '
+     'following arguments are required: --data-root', '--cfg-options'),
+    ('tools/analysis/browser_click_benchmark.py', '--export x --weights w',
+     '--export runs at the scale and with the weights it was exported '
+     'with', '--graph-opt {disabled,basic,extended,all}'),
+]
+
+
+@pytest.mark.parametrize('tool, args, message, option', USAGE_ERRORS)
+def test_help_and_usage_error_import_no_heavy_module(tool, args, message,
+                                                     option):
+    result, imported = run_logging_imports(tool, '--help')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ''
+    assert result.stdout.startswith('usage: ') and option in result.stdout
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+
+    result, imported = run_logging_imports(tool, *args.split())
+    assert_usage_error(result, message)
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+
+
+def test_an_option_checked_by_rap_sam_is_still_a_usage_error():
+    """positive_int is imported when an option needs it: same message."""
+    result, _ = run_logging_imports('tools/make_toy_data.py', 'root',
+                                    '--videos', '0')
+    assert_usage_error(
+        result, "argument --videos: expected a whole number "
+        ">= 1, got '0'")
+
+
+@pytest.mark.parametrize(
+    'tool', ['tools/deploy/export.py', 'tools/analysis/benchmark.py'])
+def test_calibrations_written_out_are_quantize_s(tool):
+    from rap_sam.deploy import quantize
+    module = load_tool(tool)
+    assert module.CALIBRATIONS == quantize.CALIBRATIONS
+    assert module.DEFAULT_CALIBRATION == quantize.DEFAULT_CALIBRATION
+
+
+# Command lines that run past the imports (split at spaces).
+STARTS = [
+    ('tools/deploy/export.py', 'configs/rap_sam/eval_rap_sam_coco.py --out '
+     '{tmp}/export'),
+    ('tools/make_toy_data.py', '{tmp}/toy'),
+    ('tools/dist_run.py', '--nproc-per-node 1 tools/test.py'),
+    ('tools/analysis/benchmark.py', 'configs/rap_sam/eval_rap_sam_coco.py'),
+    ('tools/analysis/postprocess_benchmark.py', ''),
+    ('tools/analysis/api_memory.py', 'image'),
+    ('tools/analysis/video_memory.py', '--frames 2'),
+    ('tools/analysis/prompt_latency.py', ''),
+    ('tools/analysis/track_prompt_eval.py', 'cfg.py ckpt.pth --data-root '
+     '{tmp}/data'),
+    ('tools/analysis/browser_click_benchmark.py', ''),
+]
+
+
+@pytest.mark.parametrize('tool, args', STARTS)
+def test_ctrl_c_while_importing_is_one_line(tool, args, tmp_path):
+    code, stderr = interrupt_while_importing(
+        tool,
+        *args.format(tmp=tmp_path).split())
+    assert (code, stderr) == (130, INTERRUPTED)
+    # Interrupted before it started its work: nothing written.
+    assert list(tmp_path.iterdir()) == []
