@@ -112,7 +112,9 @@ def toy_train_options(root: str) -> list:
 
 def _run(cmd, env):
     print('+', ' '.join(cmd), flush=True)
-    status = subprocess.run(cmd, cwd=REPO, env=env).returncode
+    # From the user's folder, as the tool itself: relative paths in
+    # --cfg-options mean what they would in a tools/train.py command there.
+    status = subprocess.run(cmd, env=env).returncode
     if status == USER_ERROR_EXIT_CODE:
         # The tool has said what was wrong, in one line, on stderr.
         raise SystemExit(status)
@@ -137,7 +139,8 @@ def main(argv=None):
     parser.add_argument(
         '--root',
         default='work_dirs/toy',
-        help='data, embeddings, checkpoints and logs')
+        help='data, embeddings, checkpoints and logs (a relative path is '
+        'under the current folder)')
     parser.add_argument(
         '--epochs',
         type=positive_int,
@@ -152,7 +155,7 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', default=[])
     args = parser.parse_args(argv)
     start = time.time()
-    root = osp.join(REPO, args.root) if not osp.isabs(args.root) else args.root
+    root = osp.abspath(args.root)
     with cli_errors():
         make_out_dir(root)
         make_toy_data(osp.join(root, 'data'))
@@ -171,7 +174,9 @@ def main(argv=None):
     options += toy_train_options(root)
     train_dir = osp.join(root, 'train')
     _run([
-        py, 'tools/train.py', 'configs/rap_sam/toy_rap_sam_train.py',
+        py,
+        osp.join(REPO, 'tools', 'train.py'),
+        osp.join(REPO, 'configs', 'rap_sam', 'toy_rap_sam_train.py'),
         '--work-dir', train_dir, '--cfg-options'
     ] + options, env)
     with open(osp.join(train_dir, 'last_checkpoint')) as f:
@@ -189,7 +194,9 @@ def main(argv=None):
                                 f'{root}/data/coco/annotations/'
                                 'panoptic_val2017/')
         _run([
-            py, 'tools/test.py', f'configs/rap_sam/toy_eval_{name}.py',
+            py,
+            osp.join(REPO, 'tools', 'test.py'),
+            osp.join(REPO, 'configs', 'rap_sam', f'toy_eval_{name}.py'),
             checkpoint, '--work-dir', work_dir, '--cfg-options'
         ] + eval_options, env)
         results.update(_metrics(work_dir))

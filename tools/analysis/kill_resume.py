@@ -99,7 +99,11 @@ def parse_args(argv=None):
         action='store_true',
         help='reuse the uninterrupted run of an earlier call with the same '
         'options')
-    parser.add_argument('--root', default='work_dirs/kill_resume')
+    parser.add_argument(
+        '--root',
+        default='work_dirs/kill_resume',
+        help='data, runs and logs (a relative path is under the current '
+        'folder)')
     parser.add_argument('--cfg-options', nargs='+', default=[])
     return parser.parse_args(argv)
 
@@ -114,7 +118,6 @@ class Training:
         self.save_event = threading.Event()
         self.proc = subprocess.Popen(
             cmd,
-            cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -247,7 +250,7 @@ def main(argv=None):
 
 
 def run_benchmark(args, runs: list) -> int:
-    root = args.root if osp.isabs(args.root) else osp.join(REPO, args.root)
+    root = osp.abspath(args.root)
     claim_root(root)
     make_toy_data(
         osp.join(root, 'data'),
@@ -270,8 +273,10 @@ def run_benchmark(args, runs: list) -> int:
     def start(work_dir, resume, log):
         runs.append(
             Training([
-                sys.executable, 'tools/train.py',
-                'configs/rap_sam/toy_rap_sam_train.py', '--work-dir', work_dir
+                sys.executable,
+                osp.join(REPO, 'tools', 'train.py'),
+                osp.join(REPO, 'configs', 'rap_sam', 'toy_rap_sam_train.py'),
+                '--work-dir', work_dir
             ] + (['--resume'] if resume else []) + ['--cfg-options'] + options,
                      env, log))
         return runs[-1]
