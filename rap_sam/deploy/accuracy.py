@@ -19,7 +19,7 @@ from mmdet.evaluation.functional import INSTANCE_OFFSET
 from scipy.optimize import linear_sum_assignment
 
 from rap_sam.utils.user_errors import UserError
-from .quantize import DEFAULT_CALIBRATION
+from .quantize import DEFAULT_CALIBRATION, check_int8_modules
 
 #: scikit-image's real photos (``skimage.data``), beside demo/demo.jpg.
 SKIMAGE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
@@ -314,9 +314,12 @@ def parse_modes(modes: Sequence[str]) -> List[Tuple[str, str]]:
 
 
 def check_inputs(modes: Sequence[Tuple[str, str]],
-                 calib: Optional[str]) -> None:
+                 calib: Optional[str],
+                 int8_modules: Optional[Sequence[str]] = None) -> None:
     """What can be checked before the (slow) export: an int8 mode needs a
-    folder of calibration images."""
+    folder of calibration images, and ``int8_modules`` must name modules of
+    the model (:data:`~rap_sam.deploy.quantize.INT8_MODULES`)."""
+    check_int8_modules(int8_modules, '--int8-modules')
     if any(precision == 'int8' for _, precision in modes):
         from .calibration import calibration_images
         calibration_images(calib)
@@ -424,6 +427,7 @@ def compare_modes(config: str,
     from rap_sam.apis import RapSAMPredictor
     from .export import export_model
     from .quantize import quantize_export
+    int8_modules = check_int8_modules(int8_modules, 'int8_modules')
     options = cfg_options or {}
     cfg = load_config(config, options)
     fp32_dir = osp.join(work_dir, 'fp32')

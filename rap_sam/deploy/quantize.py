@@ -71,6 +71,11 @@ CALIB_PERCENTILE = 99.99
 #: activations there); OpenVINO runs both alike.
 ACTIVATION_TYPE = 'QUInt8'
 
+#: The model's modules with weights, which ``modules`` of
+#: :func:`quantize_export` choose from (the first part of the exported
+#: weights' names).
+INT8_MODULES = ('backbone', 'neck', 'panoptic_head')
+
 
 class QuantizeError(UserError):
     """A precision that cannot be made, or an output folder that cannot be
@@ -102,9 +107,10 @@ def quantize_export(export_dir: str,
             decoders' products of two activations lose more, see
             docs/deploy.md).
         modules (list[str], optional): int8: quantize only the layers of
-            these modules of the model (``'backbone'``, ``'neck'``,
-            ``'panoptic_head'``: the prefixes of their weights' names);
-            default all layers of the graphs quantized.
+            these modules of the model (of :data:`INT8_MODULES`:
+            ``'backbone'``, ``'neck'``, ``'panoptic_head'``, the prefixes of
+            their weights' names); default all layers of the graphs
+            quantized.
         calibration (str): int8: ``'minmax'`` or ``'percentile'`` activation
             ranges (see :data:`CALIBRATIONS`).
         max_calib_images (int): Calibration images used at most.
@@ -114,7 +120,8 @@ def quantize_export(export_dir: str,
         str: ``out_dir``.
 
     Raises:
-        QuantizeError: an unknown precision or graph, ``out_dir`` being the
+        QuantizeError: an unknown precision, graph or module (before any
+            work), ``out_dir`` being the
             fp32 folder, a non-empty ``out_dir`` without ``overwrite``.
         CalibrationError: int8 without a usable calibration folder.
         UserError: an export folder that is missing or invalid (the
@@ -125,6 +132,8 @@ def quantize_export(export_dir: str,
         raise QuantizeError(
             f'precision must be one of {", ".join(APPROXIMATE_PRECISIONS)} '
             f'to make from an fp32 export, got {precision!r}.')
+    if precision == 'int8':
+        modules = check_int8_modules(modules)
     export_dir = os.fspath(export_dir)
     spec = read_deploy_spec(export_dir)
     if spec.precision != 'fp32':
@@ -183,6 +192,28 @@ def quantize_export(export_dir: str,
         if osp.isdir(work):
             shutil.rmtree(work, ignore_errors=True)
     return out_dir
+
+
+def check_int8_modules(modules: Optional[Sequence[str]],
+                       option: str = 'modules') -> Optional[tuple]:
+    """``modules`` as a tuple (``None`` stays ``None``: all layers), each
+    one of :data:`INT8_MODULES`; said before any work, since a name that
+    fits no layer would only show after the calibration runs, and beside a
+    valid one not at all. ``option`` names the argument in the message.
+
+    Raises:
+        QuantizeError: an unknown name, or none.
+    """
+    if modules is None:
+        return None
+    modules = (modules, ) if isinstance(modules, str) else tuple(modules)
+    unknown = [m for m in modules if m not in INT8_MODULES]
+    if unknown or not modules:
+        what = (f'no module {", ".join(repr(m) for m in unknown)} in the '
+                'model' if unknown else 'no module named')
+        raise QuantizeError(
+            f'{option}: {what}; choose from {", ".join(INT8_MODULES)}.')
+    return modules
 
 
 def _check_out_dir(export_dir: str, out_dir: str, overwrite: bool) -> None:

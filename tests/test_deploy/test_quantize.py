@@ -13,7 +13,8 @@ from helpers import REPO, load_config, toy_checkpoint
 
 from rap_sam.deploy.backends import DeployedModel
 from rap_sam.deploy.calibration import CalibrationError, calibration_images
-from rap_sam.deploy.quantize import QuantizeError, quantize_export
+from rap_sam.deploy.quantize import (INT8_MODULES, QuantizeError,
+                                     quantize_export)
 from rap_sam.utils.user_errors import UserError
 
 SCALE = (96, 64)  # (w, h): small, and not square
@@ -170,13 +171,51 @@ def test_int8_backbone_only(fp32_dir, calib_dir, tmp_path):
     }
     assert quantized == {'backbone'}
     assert kept and 'backbone' not in kept  # the neck's convs stay fp32
-    with pytest.raises(QuantizeError, match='no layer of head'):
+    # A module of the model whose layers are in another graph.
+    with pytest.raises(QuantizeError, match='no layer of panoptic_head'):
         quantize_export(
             fp32_dir,
             'int8',
             calib_dir,
             out_dir=str(tmp_path / 'x'),
-            modules=['head'])
+            modules=['panoptic_head'])
+    assert not osp.exists(tmp_path / 'x')
+
+
+def test_int8_modules_are_the_models_modules_with_weights(toy_model):
+    model, _ = toy_model
+    with_weights = [
+        name for name, child in model.named_children()
+        if next(child.parameters(), None) is not None
+    ]
+    assert tuple(with_weights) == INT8_MODULES
+
+
+@pytest.mark.parametrize('modules, named', [
+    (['bakcbone'], "'bakcbone'"),
+    (['backbone', 'head', 'nek'], "'head', 'nek'"),
+    ([], 'no module'),
+])
+def test_unknown_int8_modules_are_refused_before_any_work(
+        fp32_dir, tmp_path, monkeypatch, modules, named):
+    """Said before the calibration images are read (each costs an fp32
+    run of the graphs), with the names to choose from."""
+    import rap_sam.deploy.calibration as calibration
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError('calibration images were read')
+
+    monkeypatch.setattr(calibration, 'calibration_images', no_calibration)
+    with pytest.raises(QuantizeError) as err:
+        quantize_export(
+            fp32_dir,
+            'int8',
+            str(tmp_path / 'no_calib'),
+            out_dir=str(tmp_path / 'x'),
+            modules=modules)
+    assert named in str(err.value)
+    assert str(
+        err.value).endswith('choose from backbone, neck, panoptic_head.')
     assert not osp.exists(tmp_path / 'x')
 
 

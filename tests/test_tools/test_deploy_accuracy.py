@@ -77,7 +77,7 @@ def test_int8_against_fp32_on_photo_and_test_sets(toy):
 
 @pytest.mark.parametrize('case', [
     'no_calib', 'empty_calib', 'bad_mode', 'no_photo', 'no_eval_config',
-    'work_dir_is_a_file', 'override_without_value'
+    'work_dir_is_a_file', 'override_without_value', 'misspelt_int8_module'
 ])
 def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
     """Each is said before the exports, which take minutes at full size
@@ -95,6 +95,11 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
         'no_photo': ['--photos', tmp_path / 'no.jpg'],
         'no_eval_config': ['--eval-configs', tmp_path / 'no.py'],
         'override_without_value': ['--cfg-options', 'model.test_cfg'],
+        # the class embeddings found: only the module name is wrong
+        'misspelt_int8_module': [
+            '--int8-modules', 'neck', 'bakcbone', '--cfg-options',
+            f'model.panoptic_head.ov_classifier_dir={toy / "embd"}'
+        ],
     }.get(case, [])
     assert_user_error(
         run_script(TOOL, *args), *{
@@ -106,6 +111,10 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
             'work_dir_is_a_file': [str(work), 'is a file'],
             'override_without_value':
             ["--cfg-options takes key=value items, got 'model.test_cfg'"],
+            'misspelt_int8_module': [
+                "--int8-modules: no module 'bakcbone' in the model; choose "
+                'from backbone, neck, panoptic_head.'
+            ],
         }[case])
     if case == 'work_dir_is_a_file':
         assert work.read_text() == 'keep me'

@@ -35,7 +35,8 @@ from rap_sam.utils.user_errors import UserError, cli_errors
 
 def parse_args(argv=None):
     from rap_sam.deploy.accuracy import DEFAULT_MODES
-    from rap_sam.deploy.quantize import CALIBRATIONS, DEFAULT_CALIBRATION
+    from rap_sam.deploy.quantize import (CALIBRATIONS, DEFAULT_CALIBRATION,
+                                         INT8_MODULES)
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='the model config')
     parser.add_argument(
@@ -82,8 +83,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--int8-modules',
         nargs='+',
-        help='quantize only these modules\' layers (backbone, neck, '
-        'panoptic_head; default all)')
+        help='quantize only these modules\' layers '
+        f'({", ".join(INT8_MODULES)}; default all)')
     parser.add_argument(
         '--scale',
         type=positive_int,
@@ -133,7 +134,7 @@ def compare(args) -> None:
                                          parse_cfg_options, parse_modes)
     from rap_sam.utils.output_files import write_bytes
     modes = parse_modes(args.modes)
-    check_inputs(modes, args.calib)
+    check_inputs(modes, args.calib, args.int8_modules)
     check_before_export(args)
     report = compare_modes(
         args.config,
