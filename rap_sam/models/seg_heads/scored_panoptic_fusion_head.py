@@ -11,6 +11,7 @@ from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
 from .bilinear_rows import BilinearRows
+from .chunk_pool import InOrder, run_chunks
 
 
 class _Claims:
@@ -140,6 +141,11 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
       masks, mask scores and boxes are taken while it is in cache; the
       panoptic claim (an argmax over the kept queries) is accumulated query
       by query, so no stack of full-size masks is ever held;
+    - on a CPU the chunks are shared among as many Python threads as
+      PyTorch has intra-op threads, each running its operations on one
+      core (:mod:`.chunk_pool`), rather than every operation forking and
+      joining all cores: the same operations, so the same results, without
+      a barrier per operation (which a loaded machine turns into waiting);
     - the panoptic painting and the segment table are computed for all
       segments at once (bincount, gather) instead of a loop of full-image
       passes per segment;
@@ -167,6 +173,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     #: keep a chunk's buffers within a 32 MiB L3 cache (measured on 2
     #: cores, 97 masks: 0.47-0.49 s at 2, 0.55-0.63 s at 8).
     chunk_size = 2
+    #: Threads the chunks are shared among (:mod:`.chunk_pool`), each
+    #: running its operations single-threaded; None: one per PyTorch
+    #: intra-op thread (CPU only).
+    chunk_workers: Optional[int] = None
 
     def predict(self,
                 mask_cls_results: Tensor,
@@ -248,15 +258,18 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             # Zeros from calloc: the pages of a band mask's other rows are
             # never written (nor faulted in) here.
             binary = torch.from_numpy(np.zeros(shape, dtype=bool))
-            window = _SumWindow(mask_pred, h, w)
-            band_buf: dict = {}
         else:
             binary = torch.empty(shape, dtype=torch.bool, device=device)
         resize = plan[1] if bands else None
-        for q, band in bands.items():
+
+        def band_work(index: int, item: Tuple[int, Tuple[int, ...]],
+                      buffers: dict, in_order: InOrder) -> None:
+            q, band = item
+            if 'window' not in buffers:
+                buffers['window'] = _SumWindow(mask_pred, h, w)
             u = unique_row[q]
             positive, sums, pixels, boxes = self._band_stats(
-                mask_pred[q], band, size, window, band_buf, resize)
+                mask_pred[q], band, size, buffers['window'], buffers, resize)
             if positive is not None:
                 y0, y1, x0, x1 = band[2:4] + band[6:]
                 for pair in pair_rows[u]:
@@ -264,10 +277,13 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             mask_sums[u] = sums
             counts[u] = pixels
             bboxes[u] = boxes
-        buffers: Dict[int, dict] = {}
-        for chunk in self._chunks(
-                sorted(kept_set | (set(unique_row) - set(bands))),
-                single_pair):
+            in_order.done(index)
+
+        run_chunks(
+            list(bands.items()), band_work, device, self._workers(single_pair))
+
+        def chunk_work(index: int, chunk: List[int], buffers: dict,
+                       in_order: InOrder) -> None:
             # Full-size temporaries are reused from chunk to chunk.
             buf = buffers.setdefault(len(chunk), {})
             logits = self._resize(
@@ -275,7 +291,9 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             probs = self._sigmoid(logits, buf)
             kept_rows = [i for i, q in enumerate(chunk) if q in kept_set]
             if kept_rows:
+                in_order.wait(index)
                 claims.add(self._rows(probs.flatten(1), kept_rows))
+            in_order.done(index)
             rows = [i for i, q in enumerate(chunk) if q in unique_row]
             if rows:
                 positive, sums, pixels, boxes = self._mask_stats(
@@ -289,6 +307,11 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                 mask_sums[dst] = sums
                 counts[dst] = pixels
                 bboxes[dst] = boxes
+
+        run_chunks(
+            self._chunks(
+                sorted(kept_set | (set(unique_row) - set(bands))),
+                single_pair), chunk_work, device, self._workers(single_pair))
 
         result = dict()
         if panoptic_on:
@@ -343,6 +366,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             pixels, sums = both[:n], both[n:]
         return positive, sums, pixels, self._boxes(positive)
 
+    def _workers(self, single_pair: bool) -> Optional[int]:
+        """Chunk workers for :meth:`predict`: a lone pair's sum is split
+        between PyTorch's threads as mmdet's is, so it stays in the
+        caller."""
+        return 1 if single_pair else self.chunk_workers
+
     def _chunks(self, queries: List[int], single: bool) -> List[List[int]]:
         """Groups of ``chunk_size`` queries in order, none of one row unless
         there is one query in all (``single``: each query alone)."""
@@ -379,18 +408,27 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         sums, counts = mask_pred.new_empty(num), mask_pred.new_empty(num)
         alone_sums = mask_pred.new_empty(num) if alone else None
         single_sums = mask_pred.new_empty(num) if alone else None
-        buffers: Dict[int, dict] = {}
-        for chunk in self._chunks(list(range(num)), False):
+        chunks = self._chunks(list(range(num)), False)
+        chunk_masks: List[list] = [[] for _ in chunks]
+
+        def chunk_work(index: int, chunk: List[int], buffers: dict,
+                       in_order: InOrder) -> None:
             buf = buffers.setdefault(len(chunk), {})
             logits = self._resize(
                 self._rows(mask_pred, chunk), size, meta, rescale, buf)
             probs = self._sigmoid(logits, buf)
             positive, chunk_sums, pixels, boxes = self._mask_stats(
                 logits, probs, buf, False)
-            masks.extend(encode_mask_results(positive.cpu().numpy()))
+            chunk_masks[index] = encode_mask_results(positive.cpu().numpy())
             sums[chunk] = chunk_sums
             counts[chunk] = pixels
             bboxes[chunk] = boxes
+            in_order.done(index)
+
+        run_chunks(chunks, chunk_work, mask_pred.device, self.chunk_workers)
+        for chunk_rles in chunk_masks:
+            masks.extend(chunk_rles)
+        buffers: Dict[int, dict] = {}
         if alone:
             # predict() resizes a lone query by itself: another layout,
             # another sigmoid kernel, another summation order.

@@ -1,0 +1,129 @@
+"""Chunks of masks processed by a few Python threads, one core each.
+
+The fusion head's work is a series of memory-bound passes over full-size
+masks (resize, sigmoid, threshold, sums), a few masks at a time. Each pass
+split across PyTorch's intra-op threads is a fork-join of the OpenMP pool
+per operation, which on a loaded machine costs more than the pass (a
+thread that misses the barrier stalls all of them). Giving each thread
+whole chunks instead, every operation single-threaded, keeps the cores
+busy without a barrier per operation: the same operations on the same
+values, so the same results (row sums, resizes and element-wise passes do
+not depend on the thread count).
+"""
+import threading
+from typing import Callable, List, Optional, Sequence
+
+import torch
+
+
+class _Aborted(RuntimeError):
+    """A wait ended by another chunk's failure."""
+
+
+class InOrder:
+    """Lets chunks run a step strictly in chunk order (the panoptic claim
+    is an argmax that scans the queries in order) while the rest of their
+    work runs in any order."""
+
+    def __init__(self):
+        self._next = 0
+        self._finished = set()
+        self._failed = False
+        self._cond = threading.Condition()
+
+    def wait(self, index: int) -> None:
+        """Block until every chunk before ``index`` has called
+        :meth:`done`."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._next == index or self._failed)
+            if self._failed:
+                raise _Aborted('another chunk failed')
+
+    def done(self, index: int) -> None:
+        """Chunk ``index`` is past its ordered step (or has none)."""
+        with self._cond:
+            self._finished.add(index)
+            while self._next in self._finished:
+                self._finished.discard(self._next)
+                self._next += 1
+            self._cond.notify_all()
+
+    def fail(self) -> None:
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()
+
+
+def num_chunk_workers(device: torch.device, num_chunks: int) -> int:
+    """How many threads :func:`run_chunks` uses: one per intra-op thread on
+    a CPU, never more than the chunks; one (the caller) on other
+    devices, whose kernels run asynchronously anyway."""
+    if torch.device(device).type != 'cpu':
+        return 1
+    return max(1, min(torch.get_num_threads(), num_chunks))
+
+
+def run_chunks(chunks: Sequence,
+               work: Callable[[int, object, dict, InOrder], None],
+               device: torch.device,
+               workers: Optional[int] = None) -> None:
+    """Call ``work(index, chunk, buffers, in_order)`` for every chunk.
+
+    With one worker the chunks run in the caller, in order. With more,
+    worker ``k`` takes chunks ``k, k + n, ...`` on a thread of its own
+    whose PyTorch operations run single-threaded; ``buffers`` is a dict
+    private to the worker (for scratch tensors reused across its chunks),
+    and ``in_order`` orders a step across chunks (:class:`InOrder`: every
+    chunk must call ``done(index)``). The caller's grad and inference
+    modes apply in the workers. The first exception raised in a worker is
+    raised here once every worker has stopped.
+    """
+    if workers is None:
+        workers = num_chunk_workers(device, len(chunks))
+    in_order = InOrder()
+    if workers <= 1:
+        buffers: dict = {}
+        for index, chunk in enumerate(chunks):
+            work(index, chunk, buffers, in_order)
+        return
+
+    threads = torch.get_num_threads()
+    grad = torch.is_grad_enabled()
+    inference = torch.is_inference_mode_enabled()
+    errors: List[BaseException] = []
+    # Each worker sets its own thread count; PyTorch keeps the last count
+    # set as the default for threads that start later, so it is put back
+    # as soon as every worker has set its own.
+    started = threading.Barrier(workers + 1)
+
+    def worker(k: int) -> None:
+        # A thread takes PyTorch's default count at its first use of it:
+        # first that, then its own count, or the default set back below
+        # would win.
+        torch.get_num_threads()
+        torch.set_num_threads(1)
+        started.wait()
+        buffers: dict = {}
+        try:
+            with torch.inference_mode(inference), \
+                    torch.set_grad_enabled(grad):
+                for index in range(k, len(chunks), workers):
+                    work(index, chunks[index], buffers, in_order)
+        except BaseException as error:  # re-raised in the caller
+            errors.append(error)
+            in_order.fail()
+
+    pool = [
+        threading.Thread(target=worker, args=(k, ), daemon=True)
+        for k in range(workers)
+    ]
+    for thread in pool:
+        thread.start()
+    started.wait()
+    torch.set_num_threads(threads)
+    for thread in pool:
+        thread.join()
+    if errors:
+        # The original failure, not the waits it broke.
+        raise next((e for e in errors if not isinstance(e, _Aborted)),
+                   errors[0])

@@ -1,0 +1,156 @@
+"""The fusion head's chunks shared among threads: every chunk done once,
+each worker single-threaded, the ordered step in chunk order, the caller's
+modes and thread count kept, a worker's error raised; and the head's
+results with several workers equal mmdet's, bit for bit the one-worker
+results."""
+import random
+import threading
+import time
+
+import pytest
+import torch
+from mmdet.structures import DetDataSample
+from test_scored_panoptic_fusion_head import assert_same
+
+from rap_sam.deploy import ReferenceFusionHead
+from rap_sam.models.seg_heads import ScoredPanopticFusionHead
+from rap_sam.models.seg_heads.chunk_pool import num_chunk_workers, run_chunks
+from rap_sam.testing.fusion_outputs import object_like_outputs, random_outputs
+
+
+@pytest.mark.parametrize('workers', [1, 2, 3])
+def test_every_chunk_once_in_order_where_asked(workers):
+    chunks = list(range(17))
+    done = []
+    ordered = []
+    threads_seen = set()
+    names = set()
+    rng = random.Random(0)
+    delays = [rng.random() * 0.003 for _ in chunks]
+
+    def work(index, chunk, buffers, in_order):
+        threads_seen.add(torch.get_num_threads())
+        names.add(threading.current_thread().name)
+        buffers.setdefault('mine', []).append(chunk)
+        time.sleep(delays[index])
+        if chunk % 3 == 0:
+            # Only some chunks have an ordered step; all call done().
+            in_order.wait(index)
+            ordered.append(chunk)
+        in_order.done(index)
+        done.append(chunk)
+
+    before = torch.get_num_threads()
+    run_chunks(chunks, work, torch.device('cpu'), workers)
+    assert sorted(done) == chunks
+    assert ordered == [c for c in chunks if c % 3 == 0]
+    assert torch.get_num_threads() == before
+    if workers > 1:
+        assert threads_seen == {1}
+        assert len(names) == workers
+    else:
+        assert names == {threading.current_thread().name}
+
+
+def test_later_threads_get_the_callers_thread_count():
+    threads = torch.get_num_threads()
+    run_chunks([0, 1], lambda i, c, b, o: o.done(i), torch.device('cpu'), 2)
+    seen = []
+    thread = threading.Thread(
+        target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert seen == [threads]
+
+
+def test_worker_error_is_raised_once_all_stop():
+
+    def work(index, chunk, buffers, in_order):
+        if chunk == 4:
+            raise ValueError('chunk 4 is bad')
+        # Waits on chunk 4's ordered step, which never comes.
+        in_order.wait(index)
+        in_order.done(index)
+
+    with pytest.raises(ValueError, match='chunk 4 is bad'):
+        run_chunks(list(range(9)), work, torch.device('cpu'), 2)
+
+
+def test_caller_modes_hold_in_workers():
+    with torch.inference_mode():
+        target = torch.zeros(6)
+
+        def work(index, chunk, buffers, in_order):
+            # An in-place write to an inference tensor needs inference mode.
+            target[chunk] += chunk + 1
+            in_order.done(index)
+
+        run_chunks(list(range(6)), work, torch.device('cpu'), 3)
+    assert target.tolist() == [1, 2, 3, 4, 5, 6]
+
+    seen = []
+    with torch.no_grad():
+        run_chunks([0, 1], lambda i, c, b, o:
+                   (seen.append(torch.is_grad_enabled()), o.done(i)),
+                   torch.device('cpu'), 2)
+    assert seen == [False, False]
+
+
+def test_worker_count():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert num_chunk_workers(torch.device('cpu'), 10) == 2
+        assert num_chunk_workers(torch.device('cpu'), 1) == 1
+        assert num_chunk_workers(torch.device('meta'), 10) == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _head_pair(workers):
+    kwargs = dict(
+        num_things_classes=80,
+        num_stuff_classes=53,
+        test_cfg=dict(panoptic_on=True, instance_on=True))
+    ours = ScoredPanopticFusionHead(**kwargs)
+    ours.chunk_workers = workers
+    return ours, ReferenceFusionHead(segments=True, **kwargs)
+
+
+@pytest.mark.parametrize('outputs', ['objects', 'random'])
+@pytest.mark.parametrize('shapes', [((96, 160), (96, 160)),
+                                    ((96, 160), (61, 97))])
+def test_head_with_workers_is_mmdet(outputs, shapes):
+    (h, w), (oh, ow) = shapes
+    make = object_like_outputs if outputs == 'objects' else random_outputs
+    cls, masks = make((h // 4, w // 4), seed=3)
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(oh, ow),
+            batch_input_shape=(h, w),
+            pad_shape=(h, w)))
+    pooled, reference = _head_pair(3)
+    alone, _ = _head_pair(1)
+    got = pooled.predict(cls, masks, [sample], rescale=True)[0]
+    assert_same(got, reference.predict(cls, masks, [sample], rescale=True)[0])
+    want = alone.predict(cls, masks, [sample], rescale=True)[0]
+    assert torch.equal(got['pan_results'].sem_seg, want['pan_results'].sem_seg)
+    for key in ('masks', 'bboxes', 'labels', 'scores'):
+        assert torch.equal(got['ins_results'].get(key),
+                           want['ins_results'].get(key)), key
+    if outputs == 'objects':
+        # The case has panoptic segments (the ordered claims ran).
+        assert len(got['pan_results'].segments) > 0
+
+
+def test_query_masks_with_workers_are_the_same():
+    cls, masks = object_like_outputs((24, 40), seed=1)
+    meta = dict(img_shape=(96, 160), ori_shape=(96, 160))
+    pooled, _ = _head_pair(3)
+    alone, _ = _head_pair(1)
+    a = pooled.predict_query_masks(masks[0], meta, (96, 160), False)
+    b = alone.predict_query_masks(masks[0], meta, (96, 160), False)
+    assert a.masks == b.masks
+    assert torch.equal(a.bboxes, b.bboxes)
+    assert torch.equal(a.mask_scores, b.mask_scores)
