@@ -2,6 +2,7 @@
 
     python tools/gen_cls.py CONFIG [--checkpoint CLIP.bin] [--out PATH]
         [--classes FILE] [--model NAME] [--pretrained TAG] [--split SPLIT]
+        [--trust-checkpoint]
 
 Writes ``[num_classes, max_synonyms, dim]`` to
 ``~/.cache/embd/{model}_{dataset}.pth`` (``RAP_SAM_EMBD_DIR`` moves it), the
@@ -23,6 +24,7 @@ from mmengine.registry import init_default_scope
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import rap_sam.datasets  # noqa: E402,F401 (registers the OV datasets)
+from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
 from rap_sam.utils.class_embeddings import class_embedding_path  # noqa: E402
 from rap_sam.utils.config_file import read_config  # noqa: E402
 # yapf: disable
@@ -51,6 +53,11 @@ def parse_args(argv=None):
         help='config naming the CLIP backbone and '
         'the dataset whose classes are encoded')
     parser.add_argument('--checkpoint', help='local OpenCLIP checkpoint file')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load the checkpoint with weights_only=False (only for files '
+        'from a source you trust)')
     parser.add_argument('--out', help='output file (default: the cache)')
     parser.add_argument(
         '--classes',
@@ -135,6 +142,8 @@ def vocabulary(cfg, args, model_name, pretrained, checkpoint, logger):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.trust_checkpoint:
+        trust_all_checkpoints()
     cfg = read_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -147,3 +147,34 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
         'error: interrupted (Ctrl+C); the exports in --work-dir may be '
         'incomplete, the next run replaces them.'
     ]
+
+
+def test_trust_checkpoint_is_the_refusals_advice(toy, tmp_path):
+    """A checkpoint holding an object a weights-only load refuses: the
+    error's advice (--trust-checkpoint) is an option of the tool, and with
+    it the file is read (here its weights then hold a NaN: said in one line
+    too, before any export)."""
+    import datetime
+
+    import torch
+    state = torch.load(toy / 'toy.pth', weights_only=True)['state_dict']
+    diverged = sorted(k for k, v in state.items() if v.is_floating_point())[0]
+    state[diverged] = torch.full_like(state[diverged], float('nan'))
+    ckpt = tmp_path / 'with_timing.pth'
+    torch.save(
+        dict(state_dict=state, elapsed=datetime.timedelta(seconds=3)), ckpt)
+    work = tmp_path / 'work'
+    args = [
+        CONFIG, '--checkpoint', ckpt, '--modes', 'torch:bf16', '--photos',
+        toy / 'photo.jpg', '--work-dir', work, '--cfg-options',
+        f'model.panoptic_head.ov_classifier_dir={toy / "embd"}'
+    ]
+    assert_user_error(
+        run_script(TOOL, *args), str(ckpt), 'datetime.timedelta',
+        'pass --trust-checkpoint')
+    assert assert_user_error(run_script(
+        TOOL, *args, '--trust-checkpoint')) == (
+            f'error: {ckpt} holds NaN or infinite weights in 1 tensor(s): '
+            f'{diverged}; the run that wrote it probably diverged: use an '
+            'earlier checkpoint')
+    assert not osp.exists(work / 'fp32')

@@ -1,4 +1,5 @@
 """tools/gen_cls.py with a tiny random OpenCLIP (no downloads)."""
+import datetime
 import os
 import os.path as osp
 import subprocess
@@ -483,3 +484,36 @@ def test_reported_command_with_a_truncated_checkpoint(clip, tmp_path):
         "'laion2b_s29b_b131k_ft_soup' from https://huggingface.co/laion/"
         'CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup)')
     assert not out.exists()
+
+
+def test_unsafe_checkpoint_loads_with_trust_checkpoint(clip, tmp_path):
+    """A CLIP checkpoint holding an object a weights-only load refuses:
+    the error's advice (--trust-checkpoint) is an option of the tool, and
+    with it the file loads and the classifier is written."""
+    model, tokenizer, _ = clip
+    path = tmp_path / 'clip_with_timing.pth'
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            elapsed=datetime.timedelta(seconds=3)), path)
+    vocab = tmp_path / 'vocab.txt'
+    vocab.write_text('cat\nsofa,couch\n')
+    out = tmp_path / 'out' / 'cls.pth'
+    args = [
+        _config(tmp_path), '--checkpoint', path, '--classes', vocab, '--out',
+        out
+    ]
+    refused = run_script('tools/gen_cls.py', *args, env=_tool_env(tmp_path))
+    assert_user_error(refused, str(path), 'datetime.timedelta',
+                      'pass --trust-checkpoint')
+    assert not (tmp_path / 'out').exists()
+    assert_ran(
+        run_script(
+            'tools/gen_cls.py',
+            *args,
+            '--trust-checkpoint',
+            env=_tool_env(tmp_path)))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            torch.load(out, weights_only=True),
+            encode_class_names(model, tokenizer, ['cat', 'sofa,couch']))

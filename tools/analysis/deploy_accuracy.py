@@ -4,7 +4,7 @@
         --calib DIR_OF_IMAGES [--calibration minmax|percentile]
         [--modes onnxruntime:int8 openvino:int8 openvino:bf16 torch:bf16]
         [--photos IMG ...] [--eval-configs CFG ...] [--scale W H]
-        [--work-dir DIR] [--cfg-options k=v ...]
+        [--work-dir DIR] [--trust-checkpoint] [--cfg-options k=v ...]
 
 A report over :func:`rap_sam.deploy.accuracy.compare_modes`, which does the
 measuring. Exports the model (fp32, at ``--scale`` or the config's test
@@ -43,6 +43,11 @@ def parse_args(argv=None):
         '--checkpoint',
         required=True,
         help='the weights (every variant must load the same ones)')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load the checkpoint with weights_only=False (only for files '
+        'from a source you trust)')
     parser.add_argument(
         '--calib', help='a folder of calibration images (int8 modes)')
     parser.add_argument(
@@ -124,6 +129,9 @@ def check_before_export(args) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.trust_checkpoint:
+        from rap_sam.utils.checkpoint import trust_all_checkpoints
+        trust_all_checkpoints()
     with cli_errors('the exports in --work-dir may be incomplete, the next '
                     'run replaces them'):
         compare(args)
