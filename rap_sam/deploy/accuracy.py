@@ -315,11 +315,20 @@ def parse_modes(modes: Sequence[str]) -> List[Tuple[str, str]]:
 
 def check_inputs(modes: Sequence[Tuple[str, str]],
                  calib: Optional[str],
-                 int8_modules: Optional[Sequence[str]] = None) -> None:
+                 int8_modules: Optional[Sequence[str]] = None,
+                 int8_graphs: Optional[Sequence[str]] = None) -> None:
     """What can be checked before the (slow) export: an int8 mode needs a
-    folder of calibration images, and ``int8_modules`` must name modules of
-    the model (:data:`~rap_sam.deploy.quantize.INT8_MODULES`)."""
+    folder of calibration images, ``int8_modules`` must name modules of
+    the model (:data:`~rap_sam.deploy.quantize.INT8_MODULES`) and
+    ``int8_graphs`` graphs of an export
+    (:data:`~rap_sam.deploy.deploy_spec.GRAPH_NAMES`)."""
+    from .deploy_spec import GRAPH_NAMES
     check_int8_modules(int8_modules, '--int8-modules')
+    unknown = [g for g in int8_graphs or () if g not in GRAPH_NAMES]
+    if unknown:
+        raise UserError(
+            f'--int8-graphs: no graph {", ".join(repr(g) for g in unknown)} '
+            f'in an export; choose from {", ".join(GRAPH_NAMES)}.')
     if any(precision == 'int8' for _, precision in modes):
         from .calibration import calibration_images
         calibration_images(calib)

@@ -77,7 +77,8 @@ def test_int8_against_fp32_on_photo_and_test_sets(toy):
 
 @pytest.mark.parametrize('case', [
     'no_calib', 'empty_calib', 'bad_mode', 'no_photo', 'no_eval_config',
-    'work_dir_is_a_file', 'override_without_value', 'misspelt_int8_module'
+    'work_dir_is_a_file', 'override_without_value', 'misspelt_int8_module',
+    'misspelt_int8_graph'
 ])
 def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
     """Each is said before the exports, which take minutes at full size
@@ -95,7 +96,12 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
         'no_photo': ['--photos', tmp_path / 'no.jpg'],
         'no_eval_config': ['--eval-configs', tmp_path / 'no.py'],
         'override_without_value': ['--cfg-options', 'model.test_cfg'],
-        # the class embeddings found: only the module name is wrong
+        # the class embeddings found: only the graph's or module's name is
+        # wrong
+        'misspelt_int8_graph': [
+            '--int8-graphs', 'image_encoder', 'prompt_decodr', '--cfg-options',
+            f'model.panoptic_head.ov_classifier_dir={toy / "embd"}'
+        ],
         'misspelt_int8_module': [
             '--int8-modules', 'neck', 'bakcbone', '--cfg-options',
             f'model.panoptic_head.ov_classifier_dir={toy / "embd"}'
@@ -111,6 +117,10 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
             'work_dir_is_a_file': [str(work), 'is a file'],
             'override_without_value':
             ["--cfg-options takes key=value items, got 'model.test_cfg'"],
+            'misspelt_int8_graph': [
+                "--int8-graphs: no graph 'prompt_decodr' in an export; "
+                'choose from image_encoder, panoptic_decoder, prompt_decoder.'
+            ],
             'misspelt_int8_module': [
                 "--int8-modules: no module 'bakcbone' in the model; choose "
                 'from backbone, neck, panoptic_head.'
