@@ -374,8 +374,9 @@ def state_dict_from_checkpoint(
 def check_state_dict(model: torch.nn.Module,
                      state_dict: dict,
                      source: str = 'checkpoint') -> None:
-    """Raise :class:`CheckpointMismatchError` listing every missing,
-    unexpected and wrongly shaped key."""
+    """Raise :class:`CheckpointMismatchError` naming how many keys are
+    missing, unexpected and wrongly shaped, with the first few of each, on
+    one line (another model's checkpoint misses hundreds)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -384,16 +385,21 @@ def check_state_dict(model: torch.nn.Module,
         f'{tuple(expected[k].shape)}' for k, v in state_dict.items() if
         k in expected and hasattr(v, 'shape') and v.shape != expected[k].shape
     ]
+    shown = 3
     problems = []
     for title, keys in (('missing keys', missing),
                         ('unexpected keys', unexpected), ('shape mismatches',
                                                           wrong_shape)):
         if keys:
-            problems.append(f'{len(keys)} {title}:\n  ' + '\n  '.join(keys))
+            more = f', and {len(keys) - shown} more' \
+                if len(keys) > shown else ''
+            problems.append(f'{len(keys)} {title} '
+                            f'({", ".join(keys[:shown])}{more})')
     if problems:
         raise CheckpointMismatchError(
-            f'{source} does not fit {type(model).__name__}:\n' +
-            '\n'.join(problems))
+            f'{source} does not fit {type(model).__name__}: ' +
+            '; '.join(problems) + ': give the config the checkpoint was '
+            'made with, or weights made for this config')
 
 
 def _tensor_nbytes(tensor: torch.Tensor) -> int:

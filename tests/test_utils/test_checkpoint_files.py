@@ -20,7 +20,7 @@ from rap_sam.utils.checkpoint import (TRUST_ENV, CheckpointFileError,
                                       CheckpointNotFoundError,
                                       NonFiniteWeightsError,
                                       UnsafeCheckpointError, check_finite,
-                                      load_model_weights)
+                                      check_state_dict, load_model_weights)
 from rap_sam.utils.user_errors import UserError
 
 
@@ -386,3 +386,24 @@ def test_check_finite_finds_every_non_finite_value(dtype, bad):
     broken[6, 4] = float(bad)
     with pytest.raises(NonFiniteWeightsError, match='in 1 tensor'):
         check_finite(dict(w=good, broken=broken))
+
+
+def test_mismatch_is_one_line_with_counts_and_first_keys():
+    model = toy_model()
+    state = {f'other.{i}.weight': torch.zeros(1) for i in range(40)}
+    state['0.weight'] = torch.zeros(7, 7)
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_state_dict(model, state, 'other.pth')
+    message = str(info.value)
+    assert '\n' not in message
+    missing = [k for k in model.state_dict() if k != '0.weight']
+    assert message.startswith(
+        f'other.pth does not fit Sequential: {len(missing)} missing keys '
+        f'({", ".join(missing[:3])}')
+    assert '40 unexpected keys (other.0.weight, other.1.weight, ' \
+        'other.2.weight, and 37 more)' in message
+    shape = tuple(model.state_dict()['0.weight'].shape)
+    assert f'1 shape mismatches (0.weight: checkpoint (7, 7) vs model ' \
+        f'{shape})' in message
+    assert message.endswith('give the config the checkpoint was made with, '
+                            'or weights made for this config')
