@@ -144,9 +144,11 @@ def conv_out_size(size, k, s, p, d):
 def run_script(path: str,
                *args,
                env: Optional[dict] = None,
-               timeout: float = 600) -> subprocess.CompletedProcess:
+               timeout: float = 600,
+               cwd: Optional[str] = None) -> subprocess.CompletedProcess:
     """``python PATH ARGS...`` as the README runs it: this interpreter, from
-    the repository root, stdout and stderr captured as text. A ``.sh`` script
+    the repository root (or from ``cwd``, ``PATH`` still under the
+    repository), stdout and stderr captured as text. A ``.sh`` script
     runs under ``bash``, ``PYTHON`` naming this interpreter (the variable
     tools/dist_launch.sh runs Python with).
 
@@ -155,6 +157,8 @@ def run_script(path: str,
     (``DISPLAY=None``: no display).
     """
     base = dict(os.environ)
+    if cwd is not None:
+        path = osp.join(REPO, path)
     if path.endswith('.sh'):
         command = ['bash', path]
         base['PYTHON'] = sys.executable
@@ -167,7 +171,7 @@ def run_script(path: str,
             base[name] = str(value)
     return subprocess.run(
         command + [str(a) for a in args],
-        cwd=REPO,
+        cwd=REPO if cwd is None else cwd,
         env=base,
         capture_output=True,
         text=True,

@@ -5,8 +5,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import subprocess
-import sys
 
 import pytest
 from helpers import REPO, assert_usage_error, assert_user_error, run_script
@@ -94,18 +92,6 @@ def test_a_failed_training_step_ends_in_its_one_line(tmp_path):
     assert not (tmp_path / 'toy' / 'eval_coco').exists()
 
 
-def run_from(cwd, tool, *args):
-    """``python /path/to/repo/tools/TOOL.py ARGS...`` started in ``cwd``,
-    not in the repository (run_script starts tools from its root)."""
-    return subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', f'{tool}.py')] +
-        [str(a) for a in args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600)
-
-
 @pytest.mark.parametrize('tool', ['toy_train_eval', 'analysis/kill_resume'])
 def test_a_relative_root_is_under_the_current_folder(tmp_path, tool):
     """Run from another folder, ``--root NAME`` is ./NAME there, as every
@@ -114,8 +100,13 @@ def test_a_relative_root_is_under_the_current_folder(tmp_path, tool):
     written.)"""
     name = f'root_{tmp_path.name}'  # unique, should it land in the repo
     try:
-        result = run_from(tmp_path, tool, '--root', name, '--cfg-options',
-                          'not_a_key_value')
+        result = run_script(
+            f'tools/{tool}.py',
+            '--root',
+            name,
+            '--cfg-options',
+            'not_a_key_value',
+            cwd=tmp_path)
         assert_user_error(result, '--cfg-options', 'key=value')
         for data in ('coco', 'youtube_vis_2019'):
             assert (tmp_path / name / 'data' / data / 'TOY_DATA').is_file()
