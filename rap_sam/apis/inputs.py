@@ -127,13 +127,59 @@ def _pixels_to_uint8(img: np.ndarray, what: str) -> np.ndarray:
     return np.rint(img).astype(np.uint8)
 
 
-def as_bgr_image(img: np.ndarray,
+def _pil_pixels(img: Image.Image, what: str,
+                max_pixels: Optional[int]) -> Tuple[np.ndarray, str]:
+    """The pixels of a PIL image (RGB order) as an array for
+    :func:`as_bgr_image`: BGR for colour modes, ``[H, W]`` for grey ones;
+    16-bit (``I;16``), 32-bit integer (``I``) and float (``F``) data as
+    they are, for the dtype rules. Returns the array and ``what`` naming
+    the mode where those rules may refuse it."""
+    width, height = img.size
+    if width and height:
+        # From the header alone: a file opened by Image.open is not
+        # decoded yet, and the check must come before its pixels are.
+        check_pixels(width, height, f'The {what}', max_pixels)
+    mode = img.mode
+    try:
+        if mode in ('I', 'F') or mode.startswith('I;16'):
+            array = np.asarray(img)
+            # 'I;16B' is big-endian, which the dtype rules do not match.
+            native = array.astype(array.dtype.newbyteorder('='), copy=False)
+            return native, f'{what} (PIL mode {mode})'
+        if mode in ('L', 'RGB'):
+            array = np.asarray(img)
+        elif mode in ('1', 'LA'):
+            array = np.asarray(img.convert('L'))  # '1' as 0 and 255
+        elif mode == 'La':  # premultiplied: PIL converts it only to 'LA'
+            array = np.asarray(img.convert('LA').convert('L'))
+        else:
+            # Palettes by way of RGBA: PIL warns when convert('RGB') drops
+            # a palette's transparency, which is dropped here anyway.
+            array = np.asarray(
+                img.convert('RGBA' if mode in ('P', 'PA') else 'RGB'))[..., :3]
+    except (OSError, SyntaxError, ValueError) as err:
+        # What PIL raises on a damaged file or a mode it cannot convert.
+        raise InputError(
+            f'Cannot read the {what} (a PIL image in mode {mode}): PIL could '
+            f'not decode its pixels ({err}); convert it to RGB yourself, or '
+            'pass the file\'s path if the file is damaged.') from None
+    return (array[..., ::-1] if array.ndim == 3 else array), what
+
+
+def as_bgr_image(img: Union[np.ndarray, Image.Image],
                  what: str = 'image',
                  max_pixels: Optional[int] = None) -> np.ndarray:
-    """A uint8 ``[H, W, 3]`` array from a colour, grayscale or RGBA one.
+    """A uint8 ``[H, W, 3]`` array from a colour, grayscale or RGBA one,
+    or from a PIL image.
 
     Shapes: ``[H, W]`` and ``[H, W, 1]`` are grayscale (repeated to three
     channels), ``[H, W, 3]`` is BGR, ``[H, W, 4]`` BGRA (alpha dropped).
+
+    A PIL image is RGB, whatever array libraries make of it: colour modes
+    (``RGB``, ``RGBA``, ``P``, ``PA``, ``CMYK``, ``YCbCr`` ...) are
+    converted to RGB by PIL (alpha dropped) and then to BGR, grey ones
+    (``L``, ``LA``, ``1``) by PIL to ``L``; ``I;16`` (16-bit), ``I``
+    (32-bit) and ``F`` (float) keep their values for the dtype rules below.
 
     Pixel values, by dtype:
 
@@ -148,6 +194,8 @@ def as_bgr_image(img: np.ndarray,
     ranges, NaN or infinity) raises :class:`InputError`, as does an image
     above the pixel limit (:func:`max_pixels_limit`).
     """
+    if isinstance(img, Image.Image):
+        img, what = _pil_pixels(img, what, max_pixels)
     img = np.asarray(img)
     if img.dtype == bool or not np.issubdtype(img.dtype, np.number):
         raise InputError(f'The {what} is not an array of pixel values '
@@ -227,9 +275,9 @@ def check_image_size(source: ImageSource,
 
 def read_image(img: Union[ImageSource, np.ndarray],
                max_pixels: Optional[int] = None) -> np.ndarray:
-    """A BGR uint8 image ``[H, W, 3]`` from a path, an encoded file's bytes
-    or an array (taken as BGR, OpenCV's order; converted as
-    :func:`as_bgr_image` says).
+    """A BGR uint8 image ``[H, W, 3]`` from a path, an encoded file's bytes,
+    an array (taken as BGR, OpenCV's order) or a PIL image (RGB); arrays
+    and PIL images are converted as :func:`as_bgr_image` says.
 
     Files are checked against the pixel limit (``max_pixels``, see
     :func:`max_pixels_limit`) from their header before they are decoded.
@@ -388,6 +436,11 @@ def _folder_frames(path: str,
 
 
 def _array_frames(video, max_pixels: Optional[int]) -> Iterator[np.ndarray]:
+    if isinstance(video, Image.Image):
+        raise InputError(
+            'A single image is not a video: use segment_image, or pass a '
+            'list of frames (of an animated image: [f.copy() for f in '
+            'PIL.ImageSequence.Iterator(img)]).')
     if isinstance(video, np.ndarray) and video.ndim != 4:
         raise InputError(
             f'A video array must be [T, H, W, 3] (or [T, H, W, 1] / '
@@ -395,6 +448,9 @@ def _array_frames(video, max_pixels: Optional[int]) -> Iterator[np.ndarray]:
             'segment_image, for grayscale frames pass a list of [H, W] '
             'arrays.')
     for index, frame in enumerate(video):
+        if isinstance(frame, Image.Image):  # RGB: as_bgr_image converts it
+            yield as_bgr_image(frame, 'video frame', max_pixels)
+            continue
         frame = np.asarray(frame)
         if frame.ndim == 2 and frame.shape[1] in (3, 4):
             # The rows of a single [H, W, 3] image, each taken as a frame.
@@ -416,9 +472,9 @@ def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
             stream URL (``rtsp://...``, ``http://...``: anything OpenCV's
             FFmpeg reads; opening and each read time out after
             :data:`STREAM_TIMEOUT_MS`), a ``[T, H, W, 3]`` array or a
-            sequence (or iterator) of ``[H, W, 3]`` arrays (BGR; converted
-            as :func:`as_bgr_image` says). A single ``[H, W, 3]`` image is
-            refused: it is not a video.
+            sequence (or iterator) of ``[H, W, 3]`` arrays (BGR) or PIL
+            images (RGB), converted as :func:`as_bgr_image` says. A single
+            ``[H, W, 3]`` array or PIL image is refused: it is not a video.
         max_pixels (int, optional): The pixel limit per frame (see
             :func:`max_pixels_limit`).
 
