@@ -14,6 +14,11 @@ is given too, and a ``val_dataloader`` one the val evaluator's
 names at a fixed place (YouTube-VIS's ``outfile_prefix``) go to the run's
 WORK_DIR/TIMESTAMP instead, so that a second run does not replace them; a
 given ``test_evaluator.outfile_prefix`` is used as it is.
+
+The work dir is created before any work (one line if it is a file or cannot
+be created) and held by this run: two runs in one work dir would share one
+WORK_DIR/TIMESTAMP when started in the same second, so a second evaluation,
+or a training, into it stops with one line naming this one's PID.
 """
 import argparse
 import os.path as osp
@@ -31,8 +36,8 @@ from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       trust_all_checkpoints)
 from rap_sam.utils.data_root import option_given, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
-from rap_sam.utils.runner_cli import (apply_overrides, load_config,
-                                      parse_runner_args)
+from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
+                                      load_config, parse_runner_args)
 from rap_sam.utils.user_errors import UserError, cli_errors
 from rap_sam.visualization import RapSAMLocalVisualizer
 
@@ -128,17 +133,18 @@ def main(argv=None):
     if args.trust_checkpoint:
         trust_all_checkpoints()
     cfg = build_cfg(args)
-    runner = Runner.from_cfg(cfg)
-    model = runner.model.module if is_model_wrapper(
-        runner.model) else runner.model
-    load_model_weights(model, args.checkpoint)
-    own_result_files(runner, args)
-    if args.out:
-        from mmdet.evaluation import DumpDetResults
-        runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
-    metrics = runner.test()
-    close_distributed()
+    with claim_work_dir(cfg, args.launcher, 'evaluation'):
+        runner = Runner.from_cfg(cfg)
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        load_model_weights(model, args.checkpoint)
+        own_result_files(runner, args)
+        if args.out:
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(
+                DumpDetResults(out_file_path=args.out))
+        metrics = runner.test()
+        close_distributed()
     runner.logger.info(f'Metrics are in {runner.log_dir}')
     return metrics
 

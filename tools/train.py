@@ -14,6 +14,11 @@ torch >= 2.6 through rap_sam's weights-only loader. A
 with a val loop) also moves the val evaluator's ``seg_prefix``, as
 tools/test.py does for the test one. Mistakes in the command line end with a
 one-line ``error: ...`` and exit status 2.
+
+The work dir is created before any work (one line if it is a file or cannot
+be created) and held by this run: a second run into it, a training or a
+tools/test.py evaluation, stops with one line naming this one's PID. A
+killed run leaves no lock behind (:mod:`rap_sam.utils.work_dir_lock`).
 """
 import argparse
 import os.path as osp
@@ -30,8 +35,8 @@ from rap_sam.engine import is_complete_checkpoint  # noqa: E402
 from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
 from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
-from rap_sam.utils.runner_cli import (apply_overrides, load_config,
-                                      parse_runner_args)
+from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
+                                      load_config, parse_runner_args)
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 
@@ -151,12 +156,14 @@ def main(argv=None):
         args = parse_args(argv)
         if args.trust_checkpoint:
             trust_all_checkpoints()
-        runner = Runner.from_cfg(build_cfg(args))
-        try:
-            runner.train()
-        except UserError as err:
-            raise _one_line(err) from err
-        close_distributed()
+        cfg = build_cfg(args)
+        with claim_work_dir(cfg, args.launcher, 'training'):
+            runner = Runner.from_cfg(cfg)
+            try:
+                runner.train()
+            except UserError as err:
+                raise _one_line(err) from err
+            close_distributed()
         return runner
 
 

@@ -2,13 +2,22 @@
 and tools/test.py, the two that build mmengine's Runner from a config, and
 argparse types."""
 import argparse
+import contextlib
 import os
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
 from .config_file import read_config
+from .work_dir_lock import holding_work_dir
+
+# The variable each launcher gives a process its global rank in.
+_RANK_VARIABLES = {
+    'pytorch': 'RANK',
+    'slurm': 'SLURM_PROCID',
+    'mpi': 'OMPI_COMM_WORLD_RANK',
+}
 
 
 def parse_runner_args(parser: argparse.ArgumentParser,
@@ -58,6 +67,32 @@ def apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs',
         osp.splitext(osp.basename(args.config))[0])
+
+
+def launched_rank(launcher: str) -> int:
+    """This process's global rank under ``--launcher``, from the launcher's
+    environment (the process group may not exist yet): 0 for ``none``."""
+    variable = _RANK_VARIABLES.get(launcher)
+    try:
+        return int(os.environ.get(variable, 0)) if variable else 0
+    except ValueError:
+        return 0
+
+
+@contextlib.contextmanager
+def claim_work_dir(cfg: Config, launcher: str, kind: str) -> Iterator[None]:
+    """Create ``cfg.work_dir`` and hold it for the body: a work dir that is
+    a file, cannot be created or is held by another run (another training
+    or evaluation) is one line before the Runner writes anything.
+
+    Every process of a launched run creates the folder (each would fail
+    alike); only rank 0 takes the lock, so that the ranks of one run never
+    refuse each other. ``kind`` (``'training'``, ``'evaluation'``) names
+    this run to a run refused meanwhile.
+    """
+    with holding_work_dir(
+            cfg.work_dir, kind, lock=launched_rank(launcher) == 0):
+        yield
 
 
 def positive_int(text: str) -> int:
