@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import os.path as osp
+import subprocess
 import sys
 
 import cv2
@@ -361,3 +362,52 @@ def test_a_given_seg_prefix_wins_over_the_data_root(tmp_path, coco_root):
             f'test_evaluator.seg_prefix={given}'
         ]))
     assert cfg.test_evaluator.seg_prefix == given
+
+
+def test_a_work_dir_that_is_a_file_is_one_line(tmp_path, coco_root):
+    config, ckpt = config_path('rap_sam/eval_rap_sam_coco.py'), __file__
+    path = tmp_path / 'f'
+    path.write_text('x\n')
+    proc = run_script('tools/test.py', config, ckpt, '--work-dir', path,
+                      '--cfg-options', *loader_options(coco_root, {}))
+    assert assert_user_error(proc) == (
+        f'error: The work dir {path} is a file: give --work-dir a folder (it '
+        'is created if missing), or move the file away.')
+    assert path.read_text() == 'x\n'
+
+
+def test_an_evaluation_into_a_held_work_dir_is_refused(tmp_path, coco_root):
+    """Two runs in one work dir started in the same second would write one
+    WORK_DIR/TIMESTAMP (log, metrics, result files): while a run (here a
+    training) holds it, an evaluation ends with one line naming it and
+    writes nothing."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    holder = subprocess.Popen([
+        sys.executable, '-c', 'import sys, time\n'
+        'from rap_sam.utils.work_dir_lock import lock_work_dir\n'
+        'lock = lock_work_dir(sys.argv[1], "training")\n'
+        'print("locked", flush=True)\n'
+        'time.sleep(600)\n',
+        str(work)
+    ],
+                              cwd=REPO,
+                              stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == 'locked\n'
+        with open(work / '.lock') as f:
+            before = f.read()
+        proc = run_script('tools/test.py',
+                          config_path('rap_sam/eval_rap_sam_coco.py'),
+                          __file__, '--work-dir', work, '--cfg-options',
+                          *loader_options(coco_root, {}))
+        assert assert_user_error(proc) == (
+            f'error: {work} is in use by a training (PID {holder.pid}): '
+            'wait for it or choose another --work-dir.')
+        assert os.listdir(work) == ['.lock']
+        with open(work / '.lock') as f:
+            assert f.read() == before
+    finally:
+        holder.kill()
+        holder.wait()

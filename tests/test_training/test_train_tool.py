@@ -1,8 +1,12 @@
 """tools/train.py as a user runs it: mistakes end with one line
 ``error: ...`` and exit status 2, never a traceback."""
+import glob
+import os
 import os.path as osp
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 from helpers import REPO, assert_ran, assert_user_error, run_script
@@ -131,3 +135,84 @@ def test_a_missing_val_seg_prefix_is_one_line_before_training(
         'val_evaluator.seg_prefix=DIR/, e.g. '
         f'{coco}annotations/panoptic_val2017/')
     assert not osp.exists(tmp_path / 'work')
+
+
+# A process that takes the work dir argv[1] for a run of kind argv[2] as the
+# tools do, says so, and sleeps.
+HOLDER = '''import sys, time
+from rap_sam.utils.work_dir_lock import lock_work_dir
+lock = lock_work_dir(sys.argv[1], sys.argv[2])
+print('locked', flush=True)
+time.sleep(600)
+'''
+
+
+def _hold(work_dir, kind='training'):
+    proc = subprocess.Popen(
+        [sys.executable, '-c', HOLDER,
+         str(work_dir), kind],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True)
+    assert proc.stdout.readline() == 'locked\n'
+    return proc
+
+
+def _snapshot(folder):
+    """Every file under ``folder`` with its bytes."""
+    found = {}
+    for d, _, files in os.walk(folder):
+        for name in files:
+            path = osp.join(d, name)
+            with open(path, 'rb') as f:
+                found[osp.relpath(path, folder)] = f.read()
+    return found
+
+
+def test_a_work_dir_that_is_a_file_is_one_line(tmp_path):
+    path = tmp_path / 'f'
+    path.write_text('x\n')
+    result = run_script('tools/train.py', TOY, '--work-dir', path, timeout=300)
+    assert assert_user_error(result) == (
+        f'error: The work dir {path} is a file: give --work-dir a folder (it '
+        'is created if missing), or move the file away.')
+    assert path.read_text() == 'x\n'
+
+
+def test_a_work_dir_that_cannot_be_created_is_one_line(tmp_path):
+    (tmp_path / 'f').write_text('x\n')
+    result = run_script(
+        'tools/train.py',
+        TOY,
+        '--work-dir',
+        tmp_path / 'f' / 'work',
+        timeout=300)
+    assert assert_user_error(result) == (
+        f'error: Cannot create the work dir {tmp_path}/f/work: '
+        f'{tmp_path}/f is a file; choose another --work-dir.')
+
+
+def test_a_second_training_into_a_held_work_dir_is_refused(tmp_path):
+    """Another run holds the work dir: this one ends with one line naming
+    it and writes nothing; once the holder is killed (SIGKILL, no cleanup),
+    a training goes past the lock (its log folder appears)."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    holder = _hold(work)
+    try:
+        before = _snapshot(work)
+        result = run_script(
+            'tools/train.py', TOY, '--work-dir', work, timeout=300)
+        assert assert_user_error(result) == (
+            f'error: {work} is in use by another training (PID '
+            f'{holder.pid}): wait for it or choose another --work-dir.')
+        assert _snapshot(work) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # The toy recipe's class embeddings are not there: the run stops at
+    # them, after the Runner made its log folder.
+    result = run_script('tools/train.py', TOY, '--work-dir', work, timeout=300)
+    assert_user_error(result, 'Class-embedding file not found')
+    logs = glob.glob(str(work / '*' / '*.log'))
+    assert len(logs) == 1
