@@ -303,6 +303,34 @@ def read_image(img: Union[ImageSource, np.ndarray],
 # ----------------------------------------------------------------------
 # videos
 # ----------------------------------------------------------------------
+def open_video_quietly(source, *args) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(source, *args)`` without the log lines of OpenCV
+    and FFmpeg, for every video file, camera and stream the API opens: the
+    user is told once, by :class:`InputError`.
+
+    - Each backend tried on a missing camera prints its own warning.
+    - FFmpeg logs on its own (``moov atom not found`` for an empty or
+      damaged mp4, ``Failed to resolve hostname`` for a stream) unless its
+      level is set before its first use in the process; a level the user
+      set (``OPENCV_FFMPEG_LOGLEVEL``) is kept.
+    - A file FFmpeg cannot open goes on to OpenCV's own AVI reader, which
+      prints to stderr whatever the log level (``Unexpected element``), so
+      a file without a backend given is opened by FFmpeg alone where
+      OpenCV has it: FFmpeg reads whatever files the others read.
+    """
+    os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
+    if (not args and isinstance(source, str) and not is_stream_url(source)
+            and cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)):
+        args = (cv2.CAP_FFMPEG, )
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(source, *args)
+    finally:
+        logging.setLogLevel(level)
+
+
 def _fourcc(cap) -> str:
     code = int(cap.get(cv2.CAP_PROP_FOURCC))
     return ''.join(chr((code >> 8 * i) & 0xFF) for i in range(4))
@@ -311,7 +339,7 @@ def _fourcc(cap) -> str:
 def _packet_sizes(path: str) -> Iterator[Optional[Tuple[int, int]]]:
     """``(width, height)`` of each frame of an MJPEG video, from the JPEG
     header of each packet (None where it cannot be read)."""
-    cap = cv2.VideoCapture(path)
+    cap = open_video_quietly(path)
     try:
         if not cap.set(cv2.CAP_PROP_FORMAT, -1):  # raw packets
             return
@@ -368,11 +396,12 @@ def _capture_frames(cap, name: str, path: Optional[str],
 
 def _video_file_frames(path: str,
                        max_pixels: Optional[int]) -> Iterator[np.ndarray]:
-    cap = cv2.VideoCapture(path)
+    cap = open_video_quietly(path)
     if not cap.isOpened():
         cap.release()
         raise InputError(f'Cannot open {path} as a video (not a video '
-                         'file, or a codec OpenCV cannot read).')
+                         'file, a damaged one, or a codec OpenCV cannot '
+                         'read).')
     return _capture_frames(cap, f'the video {path}', path, max_pixels)
 
 
@@ -386,29 +415,13 @@ def is_stream_url(source) -> bool:
     return isinstance(source, str) and '://' in source
 
 
-def _open_quietly(*args) -> cv2.VideoCapture:
-    """``cv2.VideoCapture(*args)`` without OpenCV's log lines: each backend
-    it tries on a missing camera prints its own warning, and the user is
-    told once, by :class:`InputError`. FFmpeg, which opens streams, logs
-    on its own (``Failed to resolve hostname ...``) unless its level is set
-    before its first use in the process (a level the user set is kept)."""
-    os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
-    logging = cv2.utils.logging
-    level = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    try:
-        return cv2.VideoCapture(*args)
-    finally:
-        logging.setLogLevel(level)
-
-
 def _live_frames(source: Union[int, str],
                  max_pixels: Optional[int]) -> Iterator[np.ndarray]:
     """Frames of a camera (its index) or a stream URL, until it ends."""
     if isinstance(source, str):
         name = f'the stream {source}'
         # Without timeouts an unreachable host blocks for minutes.
-        cap = _open_quietly(source, cv2.CAP_ANY, [
+        cap = open_video_quietly(source, cv2.CAP_ANY, [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS
         ])
@@ -416,7 +429,7 @@ def _live_frames(source: Union[int, str],
                 'cannot read')
     else:
         name = f'camera {source}'
-        cap = _open_quietly(source)
+        cap = open_video_quietly(source)
         hint = 'no such camera, or another program is using it'
     if not cap.isOpened():
         cap.release()

@@ -1,12 +1,18 @@
 """Input conversion rules and refusals of rap_sam.apis.inputs: images by
 dtype, the pixel limit read from file headers, video arrays and files, and
 prompt shapes. No model runs here."""
+import ast
+import os
+import os.path as osp
 import struct
+import subprocess
+import sys
 import zlib
 
 import cv2
 import numpy as np
 import pytest
+from helpers import REPO
 
 from rap_sam.apis import InputError, check_image_size, read_image
 from rap_sam.apis.inputs import (DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, check_int,
@@ -241,6 +247,91 @@ def test_video_files_above_the_pixel_limit_are_refused(tmp_path):
             'pixels .* above the limit'):
         list(iter_frames(path, max_pixels=64 * 48 - 1))
     assert len(list(iter_frames(path, max_pixels=64 * 48))) == 1
+
+
+def _mp4(path, frames=20):
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*'mp4v'), 10, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), 10 * i, np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+_READ_VIDEOS = """
+import sys
+from rap_sam.apis import InputError
+from rap_sam.apis.inputs import iter_frames
+for path in sys.argv[1:]:
+    try:
+        print(len(list(iter_frames(path))), 'frames')
+    except InputError as err:
+        print('InputError:', err)
+"""
+
+
+def test_damaged_videos_are_one_message_without_ffmpeg_lines(tmp_path):
+    """FFmpeg printed '[mov,mp4,m4a,3gp,3g2,mj2 @ 0x...] moov atom not
+    found' and OpenCV's AVI reader 'Unexpected element. Expected: LIST'
+    before the InputError; a fresh process, as a user's, prints neither."""
+    mp4 = _mp4(tmp_path / 'good.mp4')
+    avi = _mjpeg_avi(tmp_path / 'good.avi')
+    (tmp_path / 'empty.mp4').write_bytes(b'')
+    (tmp_path / 'cut.mp4').write_bytes(mp4[:len(mp4) // 2])  # no moov atom
+    (tmp_path / 'cut.avi').write_bytes(avi[:300])  # the header breaks off
+    names = ['empty.mp4', 'cut.mp4', 'cut.avi', 'good.mp4', 'good.avi']
+    result = subprocess.run(
+        [sys.executable, '-c', _READ_VIDEOS] +
+        [str(tmp_path / n) for n in names],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ''
+    refusal = ('InputError: Cannot open {} as a video (not a video file, a '
+               'damaged one, or a codec OpenCV cannot read).')
+    assert result.stdout.splitlines() == [
+        refusal.format(tmp_path / 'empty.mp4'),
+        refusal.format(tmp_path / 'cut.mp4'),
+        refusal.format(tmp_path / 'cut.avi'), '20 frames', '20 frames'
+    ]
+
+
+def _mjpeg_avi(path):
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*'MJPG'), 10, (64, 48))
+    for i in range(20):
+        writer.write(np.full((48, 64, 3), 10 * i, np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+def _video_captures(tree):
+    """The function holding each call of VideoCapture (None: the module)."""
+    owner = {}
+    for func in ast.walk(tree):  # outer functions first, inner ones after
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            owner.update((node, func.name) for node in ast.walk(func))
+    return [
+        owner.get(node) for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and 'VideoCapture' in (
+            getattr(node.func, 'attr', None), getattr(node.func, 'id', None))
+    ]
+
+
+def test_every_video_capture_is_opened_quietly():
+    """One opener for files, cameras and streams: a plain
+    cv2.VideoCapture elsewhere in rap_sam/ would print FFmpeg's lines."""
+    found = []
+    for folder, _, files in os.walk(osp.join(REPO, 'rap_sam')):
+        for name in files:
+            if name.endswith('.py'):
+                path = osp.join(folder, name)
+                with open(path) as f:
+                    found += [(osp.relpath(path, REPO), func)
+                              for func in _video_captures(ast.parse(f.read()))]
+    assert found == [('rap_sam/apis/inputs.py', 'open_video_quietly')]
 
 
 # ----------------------------------------------------------------------
