@@ -6,7 +6,9 @@ checkpoint loader that reads mmengine checkpoints under torch >= 2.6.
 Where torch is not installed (a deployment that runs exported graphs with
 ONNX Runtime or OpenVINO), nothing is registered and only the torch-free
 modules (:mod:`rap_sam.deploy.backends`, :mod:`rap_sam.deploy.deploy_spec`,
-:mod:`rap_sam.utils.user_errors`) can be imported.
+:mod:`rap_sam.utils.user_errors`) can be imported. The entry points run
+:mod:`rap_sam.utils.interrupt_guard` by its path before importing anything
+of the package (its docstring says why).
 """
 try:
     import torch  # noqa: F401
