@@ -551,11 +551,11 @@ def _has_bool(values) -> bool:
 
 
 def _as_rows(values, width: int, what: str) -> np.ndarray:
-    """``[N, width]`` float32 rows. One flat prompt (``width`` numbers) is
+    """``[N, width]`` float64 rows. One flat prompt (``width`` numbers) is
     one row; any other flat list is refused, as its pairing is a guess."""
     example = '[[x, y], ...]' if width == 2 else '[[x1, y1, x2, y2], ...]'
     if values is None:
-        return np.zeros((0, width), dtype=np.float32)
+        return np.zeros((0, width))
     if _has_bool(values):
         raise InputError(f'{what} must be numbers, got booleans: {example}.')
     try:
@@ -566,7 +566,7 @@ def _as_rows(values, width: int, what: str) -> np.ndarray:
     if array.dtype == bool:
         raise InputError(f'{what} must be numbers, got booleans: {example}.')
     if array.size == 0:
-        return np.zeros((0, width), dtype=np.float32)
+        return np.zeros((0, width))
     if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(
             array.dtype, np.floating):
         raise InputError(f'{what} must be numbers, got {values!r}.')
@@ -576,10 +576,14 @@ def _as_rows(values, width: int, what: str) -> np.ndarray:
         raise InputError(f'{what} must be [N, {width}] rows {example} (or '
                          f'one prompt of {width} numbers), got shape '
                          f'{tuple(array.shape)}.')
-    rows = array.astype(np.float32)
-    if not np.isfinite(rows).all():
-        raise InputError(f'{what} contain non-finite numbers.')
-    return rows
+    if not np.isfinite(array).all():
+        raise InputError(f'{what} contain non-finite numbers (NaN or '
+                         'infinity).')
+    # float64, not float32: 1e40 is a number outside the image, which the
+    # geometry checks say, not an overflow to infinity. Only a longdouble
+    # beyond float64 still overflows, to an infinity those checks refuse.
+    with np.errstate(over='ignore'):
+        return array.astype(np.float64)
 
 
 def check_prompts(points, boxes, width: int,
@@ -614,7 +618,8 @@ def check_prompts(points, boxes, width: int,
     boxes = boxes.copy()
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-    return points, boxes
+    # Inside the image now, so float32 holds every value.
+    return points.astype(np.float32), boxes.astype(np.float32)
 
 
 def parse_numbers(text: str, count: int, what: str) -> list:

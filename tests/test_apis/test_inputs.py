@@ -7,6 +7,7 @@ import os.path as osp
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 
 import cv2
@@ -360,6 +361,40 @@ def test_one_flat_prompt_is_one_row():
 def test_ambiguous_prompts_are_refused(points, boxes, message):
     with pytest.raises(InputError, match=message):
         check_prompts(points, boxes, 40, 30)
+
+
+@pytest.mark.parametrize('points, message', [
+    ([[1e40, 5]], r'The point \(1e\+40, 5\) is outside the image, which is '
+     r'40 x 30 pixels\.'),
+    ([[3, -1e300]], r'The point \(3, -1e\+300\) is outside the image'),
+    (np.array([[np.longdouble('1e4000'), 5]]), 'The point .* is outside the '
+     'image'),
+    ([[np.inf, 5]], r'Points \(x, y\) contain non-finite numbers \(NaN or '
+     r'infinity\)\.'),
+    ([[3, float('nan')]], 'non-finite numbers'),
+])
+def test_far_and_non_finite_points_are_told_apart(points, message):
+    """1e40 overflowed float32 to inf: numpy warned 'overflow encountered
+    in cast' and the API called a finite number non-finite."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with pytest.raises(InputError, match=message):
+            check_prompts(points, None, 40, 30)
+
+
+def test_boxes_beyond_float32_are_clipped_to_the_image():
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        points, boxes = check_prompts(
+            None, [[0, 0, 1e40, 1e40], [-1e300, 2, 20, 1e300]], 40, 30)
+    assert boxes.dtype == np.float32 and points.dtype == np.float32
+    assert boxes.tolist() == [[0, 0, 40, 30], [0, 2, 20, 30]]
+    with pytest.raises(
+            InputError,
+            match=r'The box \(1e\+40, 0, 2e\+40, 5\) is outside the image'):
+        check_prompts(None, [[1e40, 0, 2e40, 5]], 40, 30)
+    with pytest.raises(InputError, match='non-finite'):
+        check_prompts(None, [[0, 0, np.inf, 5]], 40, 30)
 
 
 # ----------------------------------------------------------------------
