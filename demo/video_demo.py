@@ -36,6 +36,8 @@ grows as it goes (DIR/camera0.mp4, DIR/stream.mp4) and is complete, with
 its json, when the run stops. ``--show`` also draws the results in a window
 (it needs a display).
 """
+import argparse
+import math
 import os
 import os.path as osp
 import sys
@@ -43,6 +45,22 @@ import time
 from typing import Callable, Iterator, Optional
 
 from demo_cli import base_parser, guard_interrupts, numbers
+
+# The mp4v writer's timebase: OpenCV's writer loops without end on an
+# infinite rate, and FFmpeg refuses rates past this one.
+MAX_FPS = 1000
+
+
+def frame_rate(text: str) -> float:
+    """An argparse ``type``: a frame rate in (0, :data:`MAX_FPS`]."""
+    try:
+        fps = float(text)
+    except ValueError:
+        fps = math.nan
+    if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise argparse.ArgumentTypeError(
+            f'a frame rate above 0 and at most {MAX_FPS}, got {text!r}')
+    return fps
 
 
 def parse_args(argv=None):
@@ -79,7 +97,7 @@ def parse_args(argv=None):
         'or stream the latency (default 30, live 5)')
     parser.add_argument(
         '--fps',
-        type=float,
+        type=frame_rate,
         default=None,
         help="output frame rate (default: the video's, or "
         '10 for a folder of frames)')
@@ -138,6 +156,7 @@ from tqdm import tqdm
 
 from rap_sam.apis import (InputError, RapSAMPredictor, check_prompts,
                           iter_frames)
+from rap_sam.apis.inputs import open_video_quietly
 from rap_sam.apis.prompt_tracking import FramePastEndError
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
@@ -172,7 +191,7 @@ def show_window(title: str) -> Callable:
 def source_info(video) -> tuple:
     """``(fps, frame count)`` of a video file, when OpenCV knows them."""
     if isinstance(video, str) and osp.isfile(video):
-        cap = cv2.VideoCapture(video)
+        cap = open_video_quietly(video)
         fps, count = cap.get(cv2.CAP_PROP_FPS), cap.get(
             cv2.CAP_PROP_FRAME_COUNT)
         cap.release()
@@ -242,7 +261,13 @@ def track_video_to_files(predictor: RapSAMPredictor,
     first frame, nothing is written.
     """
     source_fps, total = source_info(video)
-    fps = fps or source_fps or 10.0
+    if fps is None:
+        fps = source_fps or 10.0
+    elif not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        # Checked here too for callers other than the command line: the
+        # writer would hang (inf) or fail only after the whole video.
+        raise InputError(f'The frame rate must be above 0 and at most '
+                         f'{MAX_FPS}, got {fps}.')
     names = predictor.class_names
     tracks, opened, count, size = {}, [], 0, None
     try:
@@ -335,7 +360,7 @@ def _live_main(args, source) -> None:
             stem,
             args.score_thr,
             args.chunk_frames,
-            args.fps or 10.0,
+            10.0 if args.fps is None else args.fps,
             progress=progress,
             on_frame=show)
     except KeyboardInterrupt:

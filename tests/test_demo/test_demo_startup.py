@@ -96,6 +96,11 @@ USAGE_ERRORS = [
      '--camera N, or --stream URL (one of them)'),
     ('demo/video_demo.py', f'v.mp4 {YT19} --frame 2', '--frame K needs the '
      'objects to track on it'),
+    # inf made OpenCV's writer loop for ever; 0 was taken as "not given";
+    # the others failed only after segmenting the whole video.
+    *[('demo/video_demo.py', f'v.mp4 {YT19} --fps {fps}', 'argument --fps: '
+       f"a frame rate above 0 and at most 1000, got '{fps}'")
+      for fps in ('inf', '0', '-1', 'nan', '1e9', '1000.5', 'fast')],
     ('demo/app.py', '--max-queue 0', '--max-queue must be at least 1'),
     ('demo/app.py', '--max-file-size 2pc', 'a size such as 20mb, 500kb or '
      "1gb, got '2pc'"),

@@ -144,6 +144,46 @@ def test_bad_input_is_a_message(weights, small_photo, tmp_path, capsys, script,
     assert re.search(message, line)
 
 
+@pytest.mark.parametrize('fps', [0, -1.0, float('inf'), float('nan'), 1e9])
+def test_video_writer_refuses_a_bad_frame_rate_before_any_frame(
+        tmp_path, small_video, fps):
+    """Callers other than the command line (the app) are checked too, before
+    the model is asked for anything (``predictor`` is not used)."""
+    video_demo = importlib.import_module('video_demo')
+    from rap_sam.apis import InputError
+    with pytest.raises(InputError) as info:
+        video_demo.track_video_to_files(
+            None, small_video, str(tmp_path / 'pan'), fps=fps)
+    assert str(info.value) == ('The frame rate must be above 0 and at most '
+                               f'1000, got {fps}.')
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('text, fps', [('1000', 1000.0), ('0.5', 0.5),
+                                       ('25', 25.0)])
+def test_fps_option_takes_rates_up_to_1000(text, fps):
+    assert importlib.import_module('video_demo').frame_rate(text) == fps
+
+
+def test_source_info_of_a_damaged_video_prints_nothing(tmp_path):
+    """FFmpeg's own `moov atom not found` line stays off stderr (its log
+    level is set once per process, so this runs in a fresh one)."""
+    import sys
+
+    from helpers import REPO
+    damaged = tmp_path / 'damaged.mp4'
+    damaged.write_bytes(b'\x00\x00\x00\x18ftypmp42' + bytes(64))
+    code = ('import sys; sys.path.insert(0, "demo"); import video_demo; '
+            f'print(video_demo.source_info({str(damaged)!r}))')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, '(None, None)\n',
+                                                           '')
+
+
 def test_malformed_point_is_an_argparse_error(capsys):
     assert_usage_error(
         run_main('prompt_demo', ['x.jpg', COCO, '--points', '3,a'], capsys),
