@@ -474,6 +474,14 @@ def _array_frames(video, max_pixels: Optional[int]) -> Iterator[np.ndarray]:
         yield as_bgr_image(frame, 'video frame', max_pixels)
 
 
+def _iterable(video) -> bool:
+    try:
+        iter(video)  # also the sequences iterated by __getitem__ alone
+    except TypeError:
+        return False
+    return True
+
+
 def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
                 max_pixels: Optional[int] = None) -> Iterator[np.ndarray]:
     """BGR uint8 frames, read lazily so that long videos never sit in
@@ -515,7 +523,8 @@ def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
         name = path
     elif video is None:
         raise InputError('No video given.')
-    elif isinstance(video, (bytes, bytearray, memoryview, numbers.Number)):
+    elif isinstance(video, (bytes, bytearray, memoryview, numbers.Number)) \
+            or not (_iterable(video) or isinstance(video, Image.Image)):
         raise InputError('A video is a file, a folder of frames, a camera '
                          'index, a stream URL, a [T, H, W, 3] array or a '
                          f'list of frames, got {type(video).__name__}.')

@@ -197,6 +197,12 @@ def test_a_single_image_is_not_a_video(img):
         list(iter_frames(img.tolist()))
     with pytest.raises(InputError, match='got bytes'):
         list(iter_frames(b'\x00' * 10))
+    with pytest.raises(
+            InputError,
+            match=r'^A video is a file, a folder of frames, a camera index, '
+            r'a stream URL, a \[T, H, W, 3\] array or a list of frames, got '
+            r'object\.$'):
+        list(iter_frames(object()))  # was a TypeError: not iterable
 
 
 def test_video_frames_follow_the_image_rules(img):
