@@ -192,6 +192,19 @@ def make_handler(demo: WebDemo):
         server_version = 'RapSAMWebDemo'
         protocol_version = 'HTTP/1.1'
 
+        def parse_request(self) -> bool:
+            self.body_read = False
+            return super().parse_request()
+
+        def body_unread(self) -> bool:
+            """Whether the request came with a body this handler has not
+            read: left on the connection, it would be parsed as the next
+            request."""
+            if self.body_read:
+                return False
+            length = self.headers.get('Content-Length', '0').strip()
+            return (length != '0' or 'Transfer-Encoding' in self.headers)
+
         def log_message(self, fmt, *args):  # one line per request
             sys.stderr.write('%s %s\n' % (self.address_string(), fmt % args))
 
@@ -204,6 +217,9 @@ def make_handler(demo: WebDemo):
             self.send_header('Content-Type', content_type)
             self.send_header('Content-Length', str(len(body)))
             self.send_header('Cache-Control', 'no-store')
+            if self.body_unread():
+                self.close_connection = True
+                self.send_header('Connection', 'close')
             for key, value in {**ISOLATION_HEADERS, **(extra or {})}.items():
                 self.send_header(key, value)
             self.end_headers()
@@ -262,14 +278,18 @@ def make_handler(demo: WebDemo):
                     raise HTTPError(
                         411, 'Send the image with a '
                         'Content-Length header.')
+                if length < 0:
+                    raise HTTPError(
+                        400, f'Content-Length {length} is negative: send '
+                        "the image's size in bytes.")
                 if length > MAX_UPLOAD_BYTES:
                     # Not read: the connection closes after the answer.
-                    self.close_connection = True
                     raise HTTPError(
                         413, f'The upload is {length / 2**20:.1f} MB, above '
                         f'the limit of {MAX_UPLOAD_BYTES // 2**20} MB: '
                         'downscale the image.')
                 data = self.rfile.read(length)
+                self.body_read = True
                 body = demo.encode(data)
                 self.send_body(200, body, 'application/octet-stream')
             except HTTPError as err:

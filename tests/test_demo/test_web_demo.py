@@ -142,6 +142,79 @@ def test_routes_and_bad_requests(server, small_photo):
     assert '"POST /api/encode HTTP/1.1" 413 The image is 10000' in log
 
 
+def _raw_exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` as it is on a new connection and return all the
+    server sends until it closes the connection (or 30 s pass)."""
+    with socket.create_connection(('127.0.0.1', port), timeout=30) as s:
+        s.sendall(request)
+        answer = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return answer
+            answer += chunk
+
+
+def _answers(raw: bytes) -> list:
+    """``(status, json body)`` of each HTTP answer in ``raw``."""
+    answers = []
+    while raw:
+        head, raw = raw.split(b'\r\n\r\n', 1)
+        lines = head.decode().split('\r\n')
+        headers = dict(line.split(': ', 1) for line in lines[1:])
+        length = int(headers['Content-Length'])
+        answers.append((int(lines[0].split()[1]), json.loads(raw[:length])))
+        raw = raw[length:]
+    return answers
+
+
+def test_raw_requests_with_bad_or_unread_bodies(server):
+    """A negative Content-Length is a 400 (it had been a traceback in the
+    log and no answer); an error answer to a request whose body is left
+    unread closes the connection, so the body is not taken for the next
+    request (``Bad request syntax ('x')`` in the log)."""
+    with open(server['log']) as f:
+        before = len(f.read())
+    port = server['port']
+    negative = (b'POST /api/encode HTTP/1.1\r\nHost: x\r\n'
+                b'Content-Length: -5\r\n\r\n')
+    assert _answers(_raw_exchange(port, negative)) == [
+        (400,
+         dict(error='Content-Length -5 is negative: send the image\'s '
+              'size in bytes.'))
+    ]
+    # Two requests on one connection, the first with a body no route reads:
+    # the answer to it is the only one, and the connection is closed.
+    body_then_next = (b'POST /nowhere HTTP/1.1\r\nHost: x\r\n'
+                      b'Content-Length: 1\r\n\r\nx'
+                      b'GET /api/config HTTP/1.1\r\nHost: x\r\n\r\n')
+    assert _answers(_raw_exchange(port, body_then_next)) == [
+        (404, dict(error='No such route: POST /nowhere'))
+    ]
+    # A GET carrying a body (which nothing reads) is served, then closed.
+    get_with_body = (b'GET /api/config HTTP/1.1\r\nHost: x\r\n'
+                     b'Content-Length: 1\r\n\r\nx'
+                     b'GET /api/config HTTP/1.1\r\nHost: x\r\n\r\n')
+    [(status, _)] = _answers(_raw_exchange(port, get_with_body))
+    assert status == 200
+    # Keep-alive still works where the body is read.
+    two_configs = (b'GET /api/config HTTP/1.1\r\nHost: x\r\n\r\n'
+                   b'GET /api/config HTTP/1.1\r\nHost: x\r\n'
+                   b'Connection: close\r\n\r\n')
+    assert [a[0]
+            for a in _answers(_raw_exchange(port, two_configs))] == [200, 200]
+    with open(server['log']) as f:
+        log = f.read()[before:].splitlines()
+    assert [line.split(' ', 1)[1] for line in log if ' 4' in line] == [
+        '"POST /api/encode HTTP/1.1" 400 Content-Length -5 is negative: '
+        "send the image's size in bytes.",
+        '"POST /nowhere HTTP/1.1" 404 No such route: POST /nowhere',
+    ]
+    assert not [
+        line for line in log if 'Traceback' in line or 'Bad request' in line
+    ], log
+
+
 def _require_browser():
     if chromium_paths() is None:
         pytest.skip('chromium / chromedriver not installed '
