@@ -273,7 +273,7 @@ def check_image_size(source: ImageSource,
     return width, height
 
 
-def read_image(img: Union[ImageSource, np.ndarray],
+def read_image(img: Union[ImageSource, np.ndarray, Image.Image],
                max_pixels: Optional[int] = None) -> np.ndarray:
     """A BGR uint8 image ``[H, W, 3]`` from a path, an encoded file's bytes,
     an array (taken as BGR, OpenCV's order) or a PIL image (RGB); arrays
@@ -316,7 +316,8 @@ def open_video_quietly(source, *args) -> cv2.VideoCapture:
     - A file FFmpeg cannot open goes on to OpenCV's own AVI reader, which
       prints to stderr whatever the log level (``Unexpected element``), so
       a file without a backend given is opened by FFmpeg alone where
-      OpenCV has it: FFmpeg reads whatever files the others read.
+      OpenCV has it (it reads the files those do: MJPEG AVI, image
+      sequences).
     """
     os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
     if (not args and isinstance(source, str) and not is_stream_url(source)
@@ -590,7 +591,8 @@ def _as_rows(values, width: int, what: str) -> np.ndarray:
                          'infinity).')
     # float64, not float32: 1e40 is a number outside the image, which the
     # geometry checks say, not an overflow to infinity. Only a longdouble
-    # beyond float64 still overflows, to an infinity those checks refuse.
+    # beyond float64 still overflows, to an infinity those checks take as
+    # any far value (a point refused, a box clipped).
     with np.errstate(over='ignore'):
         return array.astype(np.float64)
 

@@ -39,7 +39,9 @@ def test_a_red_pil_image_is_red(mode, value):
 
 def test_a_pil_image_keeps_its_pixels_in_place():
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), np.uint8)
-    assert np.array_equal(read_image(Image.fromarray(rgb)), rgb[..., ::-1])
+    bgr = read_image(Image.fromarray(rgb))
+    assert np.array_equal(bgr, rgb[..., ::-1])
+    bgr[0, 0] = 0  # a copy of its own, not PIL's read-only buffer
     rgba = np.concatenate([rgb, np.full((5, 7, 1), 9, np.uint8)], -1)
     assert np.array_equal(read_image(Image.fromarray(rgba)), rgb[..., ::-1])
 
