@@ -24,6 +24,12 @@ SHOTS = ('prompts', 'panoptic', 'video', 'track')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--weights', default=None)
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load --weights even if it holds objects outside the safe '
+        'allow-list (unpickling can run code: only for files from a '
+        'source you trust)')
     parser.add_argument('--out-dir', default='assets')
     parser.add_argument(
         '--scale', type=int, nargs=2, default=(640, 384), metavar=('W', 'H'))
@@ -152,6 +158,9 @@ def video_tab(driver, files: dict, args) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.trust_checkpoint:
+        from rap_sam.utils.checkpoint import trust_all_checkpoints
+        trust_all_checkpoints()
     os.makedirs(args.out_dir, exist_ok=True)
     # Without --weights the model (and any missing class embeddings) are
     # random: seeded, so that a retake shows the same masks.

@@ -71,8 +71,10 @@ HELP = {
     ],
     'demo/web_server.py':
     ['usage: web_server.py', '--export EXPORT', '--float32'],
-    'demo/app_screenshots.py':
-    ['usage: app_screenshots.py', '--shots {prompts,panoptic,video,track}'],
+    'demo/app_screenshots.py': [
+        'usage: app_screenshots.py', '--shots {prompts,panoptic,video,track}',
+        '--trust-checkpoint'
+    ],
 }
 
 

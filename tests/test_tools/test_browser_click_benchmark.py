@@ -109,6 +109,40 @@ def test_missing_onnxruntime_web_is_one_line(tmp_path, monkeypatch, capsys):
         'with it: run `make web-deps` (npm ci in demo/web).\n')
 
 
+@pytest.mark.parametrize('trust', [[], ['--trust-checkpoint']])
+def test_trust_checkpoint_is_passed_to_the_server(tmp_path, monkeypatch,
+                                                  trust):
+    """The server loads --weights, so it gets --trust-checkpoint too (its
+    refusal of the checkpoint would say to pass it); the server's own
+    `error:` line is the tool's."""
+    import sys
+    import types
+    tool = load_tool(TOOL)
+    started = []
+
+    class Driver:
+
+        def quit(self):
+            pass
+
+    def serve_web_demo(args, log, env):
+        started.append(args)
+        raise RuntimeError('the server exited:\nerror: refused here')
+
+    browser = types.ModuleType('browser')
+    browser.start_browser = lambda width, height: Driver()
+    browser.serve_web_demo = serve_web_demo
+    monkeypatch.setitem(sys.modules, 'browser', browser)
+    ckpt = str(tmp_path / 'odd.pth')
+    args = tool.parse_args(['--weights', ckpt, *trust])
+    with pytest.raises(tool.UserError, match='^refused here$'):
+        tool.benchmark(args)
+    assert len(started) == 1
+    assert started[0][2:] == [
+        '--scale', '864', '512', '--weights', ckpt, *trust
+    ]
+
+
 def test_ctrl_c_is_one_line(monkeypatch, capsys):
     """Ctrl+C while measuring (KeyboardInterrupt) ends the tool with one
     line and the shell's status for it, 128 + SIGINT."""

@@ -49,6 +49,25 @@ def test_help_and_usage_error_import_no_heavy_module(tool, args, message,
     assert not HEAVY & imported, sorted(HEAVY & imported)
 
 
+# The tools that load a checkpoint the allow-list may refuse, whose error
+# says to pass --trust-checkpoint (tools/analysis/track_prompt_eval.py's is
+# run end to end in test_track_prompt_eval.py).
+@pytest.mark.parametrize('tool, weights', [
+    ('tools/analysis/benchmark.py', '--checkpoint'),
+    ('tools/analysis/track_prompt_eval.py', 'CHECKPOINT'),
+    ('tools/analysis/prompt_latency.py', '--weights'),
+    ('tools/analysis/browser_click_benchmark.py', '--weights'),
+    ('demo/app_screenshots.py', '--weights'),
+])
+def test_help_lists_trust_checkpoint(tool, weights):
+    result, imported = run_logging_imports(tool, '--help')
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = ' '.join(result.stdout.split())
+    assert (f'--trust-checkpoint load {weights} even if it holds objects '
+            'outside the safe allow-list') in text
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+
+
 def test_an_option_checked_by_rap_sam_is_still_a_usage_error():
     """positive_int is imported when an option needs it: same message."""
     result, _ = run_logging_imports('tools/make_toy_data.py', 'root',

@@ -67,6 +67,34 @@ def test_toy_videos_scored(toy, tmp_path, prompt_frame):
     assert f"mean IoU {summary['mean_iou']:.4f}" in proc.stdout
 
 
+def test_unsafe_checkpoint_loads_with_trust_checkpoint(toy, tmp_path):
+    """A checkpoint holding an object outside the allow-list is refused
+    with the advice to pass --trust-checkpoint, which the tool takes."""
+    import argparse
+
+    import torch
+    ckpt = tmp_path / 'odd.pth'
+    torch.save(
+        dict(
+            state_dict=torch.load(toy / 'toy.pth')['state_dict'],
+            meta=dict(args=argparse.Namespace(lr=0.1))), ckpt)
+    out = tmp_path / 'track.json'
+    args = [
+        CONFIG, ckpt, '--data-root', tmp_path / 'val', '--toy-videos', '1',
+        '--scale', '64', '64', '--out', out, '--cfg-options',
+        f'model.panoptic_head.ov_classifier_dir={toy}/embd'
+    ]
+    assert_user_error(
+        run_script(TOOL, *args), str(ckpt), 'argparse.Namespace',
+        '--trust-checkpoint')
+    assert not out.exists()
+    proc = run_script(TOOL, *args, '--trust-checkpoint')
+    assert_ran(proc)
+    report = json.loads(out.read_text())
+    assert report['summary']['frames'] > 0
+    assert f"mean IoU {report['summary']['mean_iou']:.4f}" in proc.stdout
+
+
 def test_mask_decoding_and_iou():
     tool = load_tool(TOOL)
     mask = np.zeros((6, 5), bool)

@@ -98,6 +98,12 @@ def parse_args(argv=None):
     parser.add_argument('config', help='RAP-SAM config file')
     parser.add_argument('--checkpoint', help='weights (random if omitted)')
     parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load --checkpoint even if it holds objects outside the safe '
+        'allow-list (unpickling can run code: only for files from a '
+        'source you trust)')
+    parser.add_argument(
         '--task', choices=('image', 'video', 'prompt'), default='image')
     parser.add_argument(
         '--shape',
@@ -562,6 +568,9 @@ def main(argv=None) -> dict:
     command = ' '.join([osp.basename(sys.argv[0])] +
                        (argv if argv is not None else sys.argv[1:]))
     with cli_errors():
+        if args.trust_checkpoint:
+            from rap_sam.utils.checkpoint import trust_all_checkpoints
+            trust_all_checkpoints()
         if args.threads:
             torch.set_num_threads(args.threads)
         with tempfile.TemporaryDirectory(prefix='rap_sam_bench_') as work:

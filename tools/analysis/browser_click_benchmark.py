@@ -65,6 +65,12 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--weights', default=None)
     parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load --weights even if it holds objects outside the safe '
+        'allow-list (unpickling can run code: only for files from a '
+        'source you trust)')
+    parser.add_argument(
         '--export',
         default=None,
         help='an export folder instead (its own scale: no --scale)')
@@ -252,6 +258,8 @@ def benchmark(args) -> None:
                 server_args += ['--scale', str(w), str(h)]
             if args.weights:
                 server_args += ['--weights', args.weights]
+            if args.trust_checkpoint:
+                server_args.append('--trust-checkpoint')
             log = osp.join(tmp.name, f'server{n}.log')
             try:
                 proc, url = serve_web_demo(server_args, log, env)

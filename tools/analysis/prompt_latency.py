@@ -35,6 +35,12 @@ def parse_args(argv=None):
         '--config',
         default=osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py'))
     parser.add_argument('--weights', default=None)
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load --weights even if it holds objects outside the safe '
+        'allow-list (unpickling can run code: only for files from a '
+        'source you trust)')
     parser.add_argument('--image', default=osp.join(REPO, 'demo/demo.jpg'))
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--runs', type=positive_int, default=5)
@@ -79,6 +85,9 @@ def median_seconds(fn, runs: int, device) -> float:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.trust_checkpoint:
+        from rap_sam.utils.checkpoint import trust_all_checkpoints
+        trust_all_checkpoints()
     with cli_errors():
         return measure(args)
 

@@ -59,6 +59,12 @@ def parse_args(argv=None):
     parser.add_argument('config', help='a video config (RapSAMVideo)')
     parser.add_argument('checkpoint')
     parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load CHECKPOINT even if it holds objects outside the safe '
+        'allow-list (unpickling can run code: only for files from a '
+        'source you trust)')
+    parser.add_argument(
         '--data-root', required=True, help='the YouTube-VIS folder')
     parser.add_argument(
         '--ann-file',
@@ -247,6 +253,9 @@ def check_out(path: str, overwrite: bool) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.trust_checkpoint:
+        from rap_sam.utils.checkpoint import trust_all_checkpoints
+        trust_all_checkpoints()
     with cli_errors('nothing was written to --out'):
         return evaluate(args)
 
