@@ -3,8 +3,10 @@ import importlib.util
 import os
 import os.path as osp
 import re
+import signal
 import subprocess
 import sys
+import time
 from typing import Optional
 
 import torch
@@ -246,3 +248,43 @@ def assert_usage_error(result, *fragments: str) -> str:
     missing = [f for f in fragments if f not in last]
     assert not missing, f'{missing} not in the error line; {shown}'
     return last
+
+
+def run_logging_imports(script: str, *args):
+    """:func:`run_script` with Python's import log on (what ``-X
+    importtime`` turns on): the result, its stderr without the log, and the
+    top-level names of the modules the run imported."""
+    result = run_script(script, *args, env=dict(PYTHONPROFILEIMPORTTIME=1))
+    lines = result.stderr.splitlines(keepends=True)
+    log = [line for line in lines if line.startswith('import time:')]
+    # The log's first line is its header: "self [us] | cumulative | ...".
+    assert log and 'imported package' in log[0], result.stderr[-2000:]
+    result.stderr = ''.join(line for line in lines if line not in log)
+    imported = {line.rsplit('|', 1)[1].strip() for line in log[1:]}
+    return result, {name.split('.')[0] for name in imported}
+
+
+def interrupt_while_importing(script: str, *args, module: str = 'torch'):
+    """Start ``script`` as a terminal does, send the Ctrl+C of a terminal
+    (SIGINT to its process group) as soon as ``module``'s shared libraries
+    are mapped into it (its import under way), and return the exit status
+    and stderr."""
+    proc = start_in_terminal(script, *args)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert proc.poll() is None, (
+                f'{script} ended before importing {module}: '
+                f'{proc.communicate()[1][-2000:]}')
+            with open(f'/proc/{proc.pid}/maps') as maps:
+                if f'/{module}/' in maps.read():
+                    break
+            assert time.monotonic() < deadline, f'{module} never imported'
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    return proc.returncode, stderr

@@ -17,22 +17,55 @@ import glob
 import json
 import os
 import os.path as osp
+import runpy
 import subprocess
 import sys
 import time
 import zlib
 
-import torch
-
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(REPO, 'tools'))
-from make_toy_data import make_toy_data  # noqa: E402
+# Run by its path: importing rap_sam would import torch before --help.
+ARG_TYPES = runpy.run_path(osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'))
+positive_int = ARG_TYPES['positive_int']
 
-from rap_sam.utils.output_files import make_out_dir  # noqa: E402
-from rap_sam.utils.runner_cli import positive_int  # noqa: E402
-from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE  # noqa: E402
-from rap_sam.utils.user_errors import cli_errors
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--root',
+        default='work_dirs/toy',
+        help='data, embeddings, checkpoints and logs (a relative path is '
+        'under the current folder)')
+    parser.add_argument(
+        '--epochs',
+        type=positive_int,
+        help='override max_epochs (the lr step moves along with it)')
+    parser.add_argument(
+        '--threads',
+        type=positive_int,
+        default=1,
+        help='torch threads per process (default 1: on a shared 2-core '
+        'machine a second OpenMP thread waits on busy cores more than it '
+        'helps; the data loader worker uses the other core)')
+    parser.add_argument('--cfg-options', nargs='+', default=[])
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
+import torch
+from make_toy_data import make_toy_data
+
+from rap_sam.utils.output_files import make_out_dir
+from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE, cli_errors
 
 TOY_VOCABULARIES = ('toy_Concat_CocoPanopticOVDataset_YouTubeVISDataset_2019',
                     'toy_CocoPanopticOVDataset', 'toy_YouTubeVISDataset_2019')
@@ -135,25 +168,7 @@ def _metrics(work_dir: str) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        '--root',
-        default='work_dirs/toy',
-        help='data, embeddings, checkpoints and logs (a relative path is '
-        'under the current folder)')
-    parser.add_argument(
-        '--epochs',
-        type=positive_int,
-        help='override max_epochs (the lr step moves along with it)')
-    parser.add_argument(
-        '--threads',
-        type=positive_int,
-        default=1,
-        help='torch threads per process (default 1: on a shared 2-core '
-        'machine a second OpenMP thread waits on busy cores more than it '
-        'helps; the data loader worker uses the other core)')
-    parser.add_argument('--cfg-options', nargs='+', default=[])
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     start = time.time()
     root = osp.abspath(args.root)
     with cli_errors():

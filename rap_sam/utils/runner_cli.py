@@ -9,6 +9,8 @@ from typing import Iterator, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
+# Defined torch-free there: tools parse their arguments before torch.
+from .arg_types import non_negative_int, positive_int  # noqa: F401
 from .config_file import read_config
 from .work_dir_lock import holding_work_dir
 
@@ -93,15 +95,3 @@ def claim_work_dir(cfg: Config, launcher: str, kind: str) -> Iterator[None]:
     with holding_work_dir(
             cfg.work_dir, kind, lock=launched_rank(launcher) == 0):
         yield
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f'expected a whole number >= 1, got {text!r}')
-    return value

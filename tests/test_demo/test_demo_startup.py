@@ -1,59 +1,15 @@
 """The demos start as a user starts them: ``--help`` and a usage error
 answer before torch, mmdet or gradio are imported, and a Ctrl+C while they
 import is the one line every tool ends a Ctrl+C with, exit status 130."""
-import os
-import signal
-import time
-
 import pytest
-from helpers import assert_usage_error, run_script, start_in_terminal
+from helpers import (assert_usage_error, interrupt_while_importing,
+                     run_logging_imports)
 
 COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
 # What takes seconds to import; none of it is needed to parse arguments.
 HEAVY = {'torch', 'mmdet', 'mmengine', 'mmcv', 'rap_sam', 'gradio', 'cv2'}
 INTERRUPTED = 'error: interrupted (Ctrl+C).\n'
-
-
-def run_logging_imports(script: str, *args):
-    """:func:`run_script` with Python's import log on (what ``-X
-    importtime`` turns on): the result, its stderr without the log, and the
-    top-level names of the modules the run imported."""
-    result = run_script(script, *args, env=dict(PYTHONPROFILEIMPORTTIME=1))
-    lines = result.stderr.splitlines(keepends=True)
-    log = [line for line in lines if line.startswith('import time:')]
-    # The log's first line is its header: "self [us] | cumulative | ...".
-    assert log and 'imported package' in log[0], result.stderr[-2000:]
-    result.stderr = ''.join(line for line in lines if line not in log)
-    imported = {line.rsplit('|', 1)[1].strip() for line in log[1:]}
-    return result, {name.split('.')[0] for name in imported}
-
-
-def interrupt_while_importing(script: str, *args, module: str = 'torch'):
-    """Start ``script`` as a terminal does, send the Ctrl+C of a terminal
-    (SIGINT to its process group) as soon as ``module``'s shared libraries
-    are mapped into it (its import under way), and return the exit status
-    and stderr."""
-    proc = start_in_terminal(script, *args)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, (
-                f'{script} ended before importing {module}: '
-                f'{proc.communicate()[1][-2000:]}')
-            with open(f'/proc/{proc.pid}/maps') as maps:
-                if f'/{module}/' in maps.read():
-                    break
-            assert time.monotonic() < deadline, f'{module} never imported'
-            time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    return proc.returncode, stderr
-
 
 # Each demo's own options, said by its --help.
 HELP = {

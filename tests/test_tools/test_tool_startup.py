@@ -2,13 +2,12 @@
 answer before torch, mmdet or rap_sam are imported, and a Ctrl+C while they
 import is the one line every tool ends a Ctrl+C with, exit status 130."""
 import pytest
-from helpers import assert_usage_error, load_tool
-from test_demo.test_demo_startup import (INTERRUPTED,
-                                         interrupt_while_importing,
-                                         run_logging_imports)
+from helpers import (assert_usage_error, interrupt_while_importing, load_tool,
+                     run_logging_imports)
 
 # mmengine's config module (DictAction) is allowed: under a second.
 HEAVY = {'torch', 'mmdet', 'mmcv', 'rap_sam', 'cv2'}
+INTERRUPTED = 'error: interrupted (Ctrl+C).\n'
 
 # Each tool's command line (split at spaces), its usage error, and an
 # option its --help shows.
@@ -32,6 +31,11 @@ USAGE_ERRORS = [
     ('tools/analysis/browser_click_benchmark.py', '--export x --weights w',
      '--export runs at the scale and with the weights it was exported '
      'with', '--graph-opt {disabled,basic,extended,all}'),
+    ('tools/toy_train_eval.py', '--epochs 0', "argument --epochs: expected "
+     "a whole number >= 1, got '0'", '--threads THREADS'),
+    ('tools/analysis/kill_resume.py', '--save-window -1', 'argument '
+     "--save-window: expected a number of seconds >= 0, got '-1'",
+     '--keep-reference'),
 ]
 
 
@@ -68,13 +72,20 @@ def test_help_lists_trust_checkpoint(tool, weights):
     assert not HEAVY & imported, sorted(HEAVY & imported)
 
 
-def test_an_option_checked_by_rap_sam_is_still_a_usage_error():
-    """positive_int is imported when an option needs it: same message."""
-    result, _ = run_logging_imports('tools/make_toy_data.py', 'root',
-                                    '--videos', '0')
-    assert_usage_error(
-        result, "argument --videos: expected a whole number "
-        ">= 1, got '0'")
+@pytest.mark.parametrize('tool, args, message', [
+    ('tools/make_toy_data.py', 'root --videos 0', "argument --videos: "
+     "expected a whole number >= 1, got '0'"),
+    ('tools/analysis/kill_resume.py', '--kills x', "argument --kills: "
+     "expected a whole number >= 1, got 'x'"),
+    ('tools/analysis/browser_click_benchmark.py', '--warmup -1', 'argument '
+     "--warmup: expected a whole number >= 0, got '-1'"),
+])
+def test_counts_are_checked_without_torch(tool, args, message):
+    """rap_sam/utils/arg_types.py's types, run by path: rap_sam's message
+    without importing it."""
+    result, imported = run_logging_imports(tool, *args.split())
+    assert_usage_error(result, message)
+    assert not HEAVY & imported, sorted(HEAVY & imported)
 
 
 @pytest.mark.parametrize(
@@ -100,6 +111,9 @@ STARTS = [
     ('tools/analysis/track_prompt_eval.py', 'cfg.py ckpt.pth --data-root '
      '{tmp}/data'),
     ('tools/analysis/browser_click_benchmark.py', ''),
+    ('tools/toy_train_eval.py', '--root {tmp}/toy'),
+    ('tools/analysis/kill_resume.py', '--root {tmp}/kill_resume'),
+    ('tools/analysis/deploy_accuracy.py', 'cfg.py --checkpoint {tmp}/c.pth'),
 ]
 
 

@@ -39,24 +39,10 @@ sys.path.insert(0, osp.join(ROOT, 'demo'))
 ORT_DIR = osp.join(ROOT, 'demo', 'web', 'node_modules', 'onnxruntime-web',
                    'dist')
 
-
-def positive_int(text: str) -> int:
-    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
-    option given: ``--help`` and a usage error need no torch."""
-    from rap_sam.utils.runner_cli import positive_int
-    return positive_int(text)
-
-
-def count(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            f'expected a whole number >= 0, got {text!r}')
-    return value
+# Run by its path: importing rap_sam would import torch before --help.
+ARG_TYPES = runpy.run_path(osp.join(ROOT, 'rap_sam', 'utils', 'arg_types.py'))
+positive_int = ARG_TYPES['positive_int']
+non_negative_int = ARG_TYPES['non_negative_int']
 
 
 def parse_args(argv=None):
@@ -94,7 +80,7 @@ def parse_args(argv=None):
         choices=('disabled', 'basic', 'extended', 'all'),
         help="onnxruntime-web's graphOptimizationLevel (default all)")
     parser.add_argument('--clicks', type=positive_int, default=30)
-    parser.add_argument('--warmup', type=count, default=3)
+    parser.add_argument('--warmup', type=non_negative_int, default=3)
     parser.add_argument('--image', default=osp.join(ROOT, 'demo', 'demo.jpg'))
     parser.add_argument('--screenshot', default=None)
     parser.add_argument(

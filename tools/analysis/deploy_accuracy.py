@@ -25,10 +25,19 @@ figures to ``WORK_DIR/deploy_accuracy.json``.
 import argparse
 import json
 import os.path as osp
+import runpy
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
+if __name__ == '__main__':
+    # First: a Ctrl+C while rap_sam imports torch and mmdet (seconds) is
+    # one line. The options' defaults are rap_sam.deploy's, so --help
+    # waits for them.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+
 from rap_sam.utils.runner_cli import positive_int
 from rap_sam.utils.user_errors import UserError, cli_errors
 

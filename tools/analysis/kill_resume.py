@@ -27,6 +27,7 @@ import json
 import os
 import os.path as osp
 import random
+import runpy
 import shutil
 import signal
 import subprocess
@@ -38,16 +39,9 @@ from collections import OrderedDict
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(REPO, 'tools'))
-from make_toy_data import make_toy_data
-from toy_train_eval import (epoch_options, toy_train_options,
-                            write_toy_class_embeddings)
-
-from rap_sam.engine import is_complete_checkpoint
-from rap_sam.utils.checkpoint import load_local_checkpoint
-from rap_sam.utils.output_files import make_out_dir, output_error, write_json
-from rap_sam.utils.runner_cli import positive_int
-from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
-                                       cli_errors)
+# Run by its path: importing rap_sam would import torch before --help.
+ARG_TYPES = runpy.run_path(osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'))
+positive_int = ARG_TYPES['positive_int']
 
 SAVING = 'Saving checkpoint at'
 TRAINING = 'Epoch(train)'
@@ -106,6 +100,25 @@ def parse_args(argv=None):
         'folder)')
     parser.add_argument('--cfg-options', nargs='+', default=[])
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once, and a Ctrl+C meanwhile is one line.
+    runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+        run_name='__main__')
+    parse_args()
+
+from make_toy_data import make_toy_data
+from toy_train_eval import (epoch_options, toy_train_options,
+                            write_toy_class_embeddings)
+
+from rap_sam.engine import is_complete_checkpoint
+from rap_sam.utils.checkpoint import load_local_checkpoint
+from rap_sam.utils.output_files import make_out_dir, output_error, write_json
+from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
+                                       cli_errors)
 
 
 class Training:

@@ -42,12 +42,9 @@ for path in (REPO, osp.join(REPO, 'tools')):
 #: Seed of the toy validation videos (the toy training videos use 1).
 TOY_VAL_SEED = 1000
 
-
-def positive_int(text: str) -> int:
-    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
-    option given: ``--help`` and a usage error need no torch."""
-    from rap_sam.utils.runner_cli import positive_int
-    return positive_int(text)
+# Run by its path: importing rap_sam would import torch before --help.
+ARG_TYPES = runpy.run_path(osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'))
+positive_int = ARG_TYPES['positive_int']
 
 
 def parse_args(argv=None):

@@ -40,12 +40,9 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-
-def positive_int(text: str) -> int:
-    """:func:`rap_sam.utils.runner_cli.positive_int`, imported only for an
-    option given: ``--help`` and a usage error need no torch."""
-    from rap_sam.utils.runner_cli import positive_int
-    return positive_int(text)
+# Run by its path: importing rap_sam would import torch before --help.
+ARG_TYPES = runpy.run_path(osp.join(ROOT, 'rap_sam', 'utils', 'arg_types.py'))
+positive_int = ARG_TYPES['positive_int']
 
 
 def parse_args(argv=None):
