@@ -15,7 +15,17 @@ before any weights are fetched.
 """
 import argparse
 import os.path as osp
+import runpy
 import sys
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): a Ctrl+C meanwhile
+    # is one line.
+    runpy.run_path(
+        osp.join(
+            osp.dirname(osp.dirname(osp.abspath(__file__))), 'rap_sam',
+            'utils', 'interrupt_guard.py'),
+        run_name='__main__')
 
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger

@@ -22,7 +22,17 @@ killed run leaves no lock behind (:mod:`rap_sam.utils.work_dir_lock`).
 """
 import argparse
 import os.path as osp
+import runpy
 import sys
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): a Ctrl+C meanwhile
+    # is one line.
+    runpy.run_path(
+        osp.join(
+            osp.dirname(osp.dirname(osp.abspath(__file__))), 'rap_sam',
+            'utils', 'interrupt_guard.py'),
+        run_name='__main__')
 
 import torch
 from mmengine.config import Config
