@@ -97,7 +97,7 @@ def random_outputs(mask_size: Tuple[int, int] = (200, 336),
 
 
 #: The fusion head variants :func:`time_fusion_heads` compares.
-FUSION_VARIANTS = ('reference', 'full', 'bands')
+FUSION_VARIANTS = ('reference', 'full', 'bands', 'one_worker')
 
 
 def time_fusion_heads(
@@ -120,7 +120,10 @@ def time_fusion_heads(
       upsampled (``rap_sam.deploy.ReferenceFusionHead``);
     - ``full``: ``ScoredPanopticFusionHead`` with bands off (every mask it
       reads at full size);
-    - ``bands``: ``ScoredPanopticFusionHead`` as configured.
+    - ``bands``: ``ScoredPanopticFusionHead`` as configured;
+    - ``one_worker``: as ``bands``, with its chunks on the calling thread,
+      each operation on all of PyTorch's threads (``chunk_workers = 1``)
+      instead of shared among one-core threads.
 
     Args:
         shape (tuple): ``(H, W)``, multiples of 4.
@@ -167,8 +170,10 @@ def time_fusion_heads(
     heads = dict(
         reference=ReferenceFusionHead(segments=True, **kwargs),
         full=ScoredPanopticFusionHead(**kwargs),
-        bands=ScoredPanopticFusionHead(**kwargs))
+        bands=ScoredPanopticFusionHead(**kwargs),
+        one_worker=ScoredPanopticFusionHead(**kwargs))
     heads['full'].band_fraction = -1
+    heads['one_worker'].chunk_workers = 1
     sample = DetDataSample(
         metainfo=dict(
             img_shape=(h, w),
@@ -215,7 +220,8 @@ def time_fusion_heads(
                     for v, t in cpu.items()
                 },
                 identical=all(
-                    _same_results(got[v], want) for v in ('full', 'bands'))))
+                    _same_results(got[v], want)
+                    for v in ('full', 'bands', 'one_worker'))))
     return results
 
 

@@ -24,7 +24,8 @@ def test_report_and_table(tmp_path):
     assert set(by_kind) == {'objects', 'random'}
     for r in by_kind.values():
         assert r['identical'] is True
-        assert set(r['median_s']) == {'reference', 'full', 'bands'}
+        assert set(
+            r['median_s']) == {'reference', 'full', 'bands', 'one_worker'}
         assert set(r['median_cpu_s']) == set(r['median_s'])
         assert all(len(t) == 1 for t in r['samples_s'].values())
         assert r['instances'] > 0
