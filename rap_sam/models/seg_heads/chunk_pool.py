@@ -54,13 +54,20 @@ class InOrder:
             self._cond.notify_all()
 
 
+#: Workers at most: each holds its own full-size scratch tensors (about
+#: 28 MB for chunks of two 800x1344 masks), so many cores share them as a
+#: few workers of several threads each.
+MAX_CHUNK_WORKERS = 4
+
+
 def num_chunk_workers(device: torch.device, num_chunks: int) -> int:
     """How many threads :func:`run_chunks` uses: one per intra-op thread on
-    a CPU, never more than the chunks; one (the caller) on other
-    devices, whose kernels run asynchronously anyway."""
+    a CPU, at most :data:`MAX_CHUNK_WORKERS` and the number of chunks; one
+    (the caller) on other devices, whose kernels run asynchronously
+    anyway."""
     if torch.device(device).type != 'cpu':
         return 1
-    return max(1, min(torch.get_num_threads(), num_chunks))
+    return max(1, min(torch.get_num_threads(), num_chunks, MAX_CHUNK_WORKERS))
 
 
 def run_chunks(chunks: Sequence,
@@ -69,9 +76,11 @@ def run_chunks(chunks: Sequence,
                workers: Optional[int] = None) -> None:
     """Call ``work(index, chunk, buffers, in_order)`` for every chunk.
 
-    With one worker the chunks run in the caller, in order. With more,
-    worker ``k`` takes chunks ``k, k + n, ...`` on a thread of its own
-    whose PyTorch operations run single-threaded; ``buffers`` is a dict
+    With one worker the chunks run in the caller, in order. With ``n``
+    more, worker ``k`` takes chunks ``k, k + n, ...`` on a thread of its
+    own whose PyTorch operations run on ``threads // n`` threads (one, as
+    long as there are no more PyTorch threads than workers, the case on
+    few cores); ``buffers`` is a dict
     private to the worker (for scratch tensors reused across its chunks),
     and ``in_order`` orders a step across chunks (:class:`InOrder`: every
     chunk must call ``done(index)``). The caller's grad and inference
@@ -101,7 +110,7 @@ def run_chunks(chunks: Sequence,
         # first that, then its own count, or the default set back below
         # would win.
         torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(max(1, threads // workers))
         started.wait()
         buffers: dict = {}
         try:

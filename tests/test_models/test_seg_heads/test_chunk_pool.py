@@ -14,7 +14,8 @@ from test_scored_panoptic_fusion_head import assert_same
 
 from rap_sam.deploy import ReferenceFusionHead
 from rap_sam.models.seg_heads import ScoredPanopticFusionHead
-from rap_sam.models.seg_heads.chunk_pool import num_chunk_workers, run_chunks
+from rap_sam.models.seg_heads.chunk_pool import (MAX_CHUNK_WORKERS,
+                                                 num_chunk_workers, run_chunks)
 from rap_sam.testing.fusion_outputs import object_like_outputs, random_outputs
 
 
@@ -103,6 +104,25 @@ def test_worker_count():
         assert num_chunk_workers(torch.device('cpu'), 10) == 2
         assert num_chunk_workers(torch.device('cpu'), 1) == 1
         assert num_chunk_workers(torch.device('meta'), 10) == 1
+        # Many threads: a few workers (each with its own scratch tensors)
+        # of several threads each.
+        torch.set_num_threads(8)
+        assert num_chunk_workers(torch.device('cpu'), 10) == MAX_CHUNK_WORKERS
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_workers_share_the_threads():
+    threads = torch.get_num_threads()
+    seen = []
+    try:
+        torch.set_num_threads(4)
+        run_chunks(
+            list(range(4)), lambda i, c, b, o:
+            (seen.append(torch.get_num_threads()), o.done(i)),
+            torch.device('cpu'), 2)
+        assert seen == [2, 2, 2, 2]
+        assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(threads)
 
