@@ -54,26 +54,35 @@ class InOrder:
             self._cond.notify_all()
 
 
-#: Workers at most: each holds its own full-size scratch tensors (about
-#: 28 MB for chunks of two 800x1344 masks), so many cores share them as a
-#: few workers of several threads each.
+#: Workers at most: each holds its own full-size scratch tensors, so many
+#: cores share them as a few workers of several threads each.
 MAX_CHUNK_WORKERS = 4
+#: The scratch memory the workers after the first may add together: on a
+#: large photo (12 MP: about 0.6 GB a worker) the chunks stay on one.
+EXTRA_WORKERS_BYTES = 256 * 2**20
 
 
-def num_chunk_workers(device: torch.device, num_chunks: int) -> int:
+def num_chunk_workers(device: torch.device,
+                      num_chunks: int,
+                      bytes_per_worker: int = 0) -> int:
     """How many threads :func:`run_chunks` uses: one per intra-op thread on
-    a CPU, at most :data:`MAX_CHUNK_WORKERS` and the number of chunks; one
-    (the caller) on other devices, whose kernels run asynchronously
-    anyway."""
+    a CPU, at most :data:`MAX_CHUNK_WORKERS`, the number of chunks and
+    what :data:`EXTRA_WORKERS_BYTES` allows for workers of
+    ``bytes_per_worker`` scratch each; one (the caller) on other devices,
+    whose kernels run asynchronously anyway."""
     if torch.device(device).type != 'cpu':
         return 1
-    return max(1, min(torch.get_num_threads(), num_chunks, MAX_CHUNK_WORKERS))
+    by_memory = 1 + EXTRA_WORKERS_BYTES // max(bytes_per_worker, 1)
+    return max(
+        1,
+        min(torch.get_num_threads(), num_chunks, MAX_CHUNK_WORKERS, by_memory))
 
 
 def run_chunks(chunks: Sequence,
                work: Callable[[int, object, dict, InOrder], None],
                device: torch.device,
-               workers: Optional[int] = None) -> None:
+               workers: Optional[int] = None,
+               bytes_per_worker: int = 0) -> None:
     """Call ``work(index, chunk, buffers, in_order)`` for every chunk.
 
     With one worker the chunks run in the caller, in order. With ``n``
@@ -85,10 +94,11 @@ def run_chunks(chunks: Sequence,
     and ``in_order`` orders a step across chunks (:class:`InOrder`: every
     chunk must call ``done(index)``). The caller's grad and inference
     modes apply in the workers. The first exception raised in a worker is
-    raised here once every worker has stopped.
+    raised here once every worker has stopped. ``workers`` None:
+    :func:`num_chunk_workers` for ``bytes_per_worker``.
     """
     if workers is None:
-        workers = num_chunk_workers(device, len(chunks))
+        workers = num_chunk_workers(device, len(chunks), bytes_per_worker)
     in_order = InOrder()
     if workers <= 1:
         buffers: dict = {}

@@ -279,8 +279,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             bboxes[u] = boxes
             in_order.done(index)
 
+        scratch = self._worker_bytes(size, (h, w))
         run_chunks(
-            list(bands.items()), band_work, device, self._workers(single_pair))
+            list(bands.items()), band_work, device, self._workers(single_pair),
+            scratch)
 
         def chunk_work(index: int, chunk: List[int], buffers: dict,
                        in_order: InOrder) -> None:
@@ -311,7 +313,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         run_chunks(
             self._chunks(
                 sorted(kept_set | (set(unique_row) - set(bands))),
-                single_pair), chunk_work, device, self._workers(single_pair))
+                single_pair), chunk_work, device, self._workers(single_pair),
+            scratch)
 
         result = dict()
         if panoptic_on:
@@ -372,6 +375,15 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         caller."""
         return 1 if single_pair else self.chunk_workers
 
+    def _worker_bytes(self, size: Tuple[int, int], out: Tuple[int,
+                                                              int]) -> int:
+        """About the scratch memory of one chunk worker: per mask of a
+        chunk (one more for a chunk of three) the padded-size upsampling
+        and, at the result's size, the resize, sigmoid, binary mask and
+        bool copy; or a band worker's summation window."""
+        padded, pixels = size[0] * size[1], out[0] * out[1]
+        return (self.chunk_size + 1) * (4 * padded + 13 * pixels)
+
     def _chunks(self, queries: List[int], single: bool) -> List[List[int]]:
         """Groups of ``chunk_size`` queries in order, none of one row unless
         there is one query in all (``single``: each query alone)."""
@@ -425,7 +437,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             bboxes[chunk] = boxes
             in_order.done(index)
 
-        run_chunks(chunks, chunk_work, mask_pred.device, self.chunk_workers)
+        run_chunks(
+            chunks, chunk_work, mask_pred.device, self.chunk_workers,
+            self._worker_bytes(size,
+                               meta['ori_shape'][:2] if rescale else size))
         for chunk_rles in chunk_masks:
             masks.extend(chunk_rles)
         buffers: Dict[int, dict] = {}

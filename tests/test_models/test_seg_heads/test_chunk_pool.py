@@ -14,7 +14,8 @@ from test_scored_panoptic_fusion_head import assert_same
 
 from rap_sam.deploy import ReferenceFusionHead
 from rap_sam.models.seg_heads import ScoredPanopticFusionHead
-from rap_sam.models.seg_heads.chunk_pool import (MAX_CHUNK_WORKERS,
+from rap_sam.models.seg_heads.chunk_pool import (EXTRA_WORKERS_BYTES,
+                                                 MAX_CHUNK_WORKERS,
                                                  num_chunk_workers, run_chunks)
 from rap_sam.testing.fusion_outputs import object_like_outputs, random_outputs
 
@@ -104,10 +105,17 @@ def test_worker_count():
         assert num_chunk_workers(torch.device('cpu'), 10) == 2
         assert num_chunk_workers(torch.device('cpu'), 1) == 1
         assert num_chunk_workers(torch.device('meta'), 10) == 1
+        # Large images: the extra workers' scratch memory is bounded.
+        big = EXTRA_WORKERS_BYTES + 1
+        assert num_chunk_workers(torch.device('cpu'), 10, big) == 1
+        assert num_chunk_workers(torch.device('cpu'), 10,
+                                 EXTRA_WORKERS_BYTES) == 2
         # Many threads: a few workers (each with its own scratch tensors)
         # of several threads each.
         torch.set_num_threads(8)
         assert num_chunk_workers(torch.device('cpu'), 10) == MAX_CHUNK_WORKERS
+        assert num_chunk_workers(torch.device('cpu'), 10,
+                                 EXTRA_WORKERS_BYTES) == 2
     finally:
         torch.set_num_threads(threads)
 
@@ -162,6 +170,39 @@ def test_head_with_workers_is_mmdet(outputs, shapes):
     if outputs == 'objects':
         # The case has panoptic segments (the ordered claims ran).
         assert len(got['pan_results'].segments) > 0
+
+
+def test_a_large_photo_keeps_one_worker(monkeypatch):
+    """The results' size decides: masks resized to a 12 MP photo would
+    need about 0.6 GB of scratch per worker."""
+    import rap_sam.models.seg_heads.scored_panoptic_fusion_head as module
+    asked = []
+    real = module.run_chunks
+
+    def spy(chunks, work, device, workers=None, bytes_per_worker=0):
+        if chunks:
+            asked.append(
+                num_chunk_workers(device, len(chunks), bytes_per_worker))
+        return real(chunks, work, device, workers, bytes_per_worker)
+
+    monkeypatch.setattr(module, 'run_chunks', spy)
+    head, _ = _head_pair(None)
+    cls, masks = random_outputs((200, 336), seed=0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for ori_shape, workers in (((800, 1344), 2), ((3000, 4000), 1)):
+            asked.clear()
+            sample = DetDataSample(
+                metainfo=dict(
+                    img_shape=(800, 1344),
+                    ori_shape=ori_shape,
+                    batch_input_shape=(800, 1344),
+                    pad_shape=(800, 1344)))
+            head.predict(cls[:, :4], masks[:, :4], [sample], rescale=True)
+            assert asked and set(asked) == {workers}, ori_shape
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_query_masks_with_workers_are_the_same():
