@@ -10,49 +10,11 @@ busy without a barrier per operation: the same operations on the same
 values, so the same results (row sums, resizes and element-wise passes do
 not depend on the thread count).
 """
+import itertools
 import threading
 from typing import Callable, List, Optional, Sequence
 
 import torch
-
-
-class _Aborted(RuntimeError):
-    """A wait ended by another chunk's failure."""
-
-
-class InOrder:
-    """Lets chunks run a step strictly in chunk order (the panoptic claim
-    is an argmax that scans the queries in order) while the rest of their
-    work runs in any order."""
-
-    def __init__(self):
-        self._next = 0
-        self._finished = set()
-        self._failed = False
-        self._cond = threading.Condition()
-
-    def wait(self, index: int) -> None:
-        """Block until every chunk before ``index`` has called
-        :meth:`done`."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._next == index or self._failed)
-            if self._failed:
-                raise _Aborted('another chunk failed')
-
-    def done(self, index: int) -> None:
-        """Chunk ``index`` is past its ordered step (or has none)."""
-        with self._cond:
-            self._finished.add(index)
-            while self._next in self._finished:
-                self._finished.discard(self._next)
-                self._next += 1
-            self._cond.notify_all()
-
-    def fail(self) -> None:
-        with self._cond:
-            self._failed = True
-            self._cond.notify_all()
-
 
 #: Workers at most: each holds its own full-size scratch tensors, so many
 #: cores share them as a few workers of several threads each.
@@ -79,31 +41,28 @@ def num_chunk_workers(device: torch.device,
 
 
 def run_chunks(chunks: Sequence,
-               work: Callable[[int, object, dict, InOrder], None],
+               work: Callable[[object, dict], None],
                device: torch.device,
                workers: Optional[int] = None,
                bytes_per_worker: int = 0) -> None:
-    """Call ``work(index, chunk, buffers, in_order)`` for every chunk.
+    """Call ``work(chunk, buffers)`` for every chunk, in no set order.
 
     With one worker the chunks run in the caller, in order. With ``n``
-    more, worker ``k`` takes chunks ``k, k + n, ...`` on a thread of its
-    own whose PyTorch operations run on ``threads // n`` threads (one, as
-    long as there are no more PyTorch threads than workers, the case on
-    few cores); ``buffers`` is a dict
-    private to the worker (for scratch tensors reused across its chunks),
-    and ``in_order`` orders a step across chunks (:class:`InOrder`: every
-    chunk must call ``done(index)``). The caller's grad and inference
+    more, each worker takes the next chunk not yet taken, on a thread of
+    its own whose PyTorch operations run on ``threads // n`` threads (one,
+    as long as there are no more PyTorch threads than workers, the case on
+    few cores); ``buffers`` is a dict private to the worker (for scratch
+    tensors reused across its chunks). The caller's grad and inference
     modes apply in the workers. The first exception raised in a worker is
     raised here once every worker has stopped. ``workers`` None:
     :func:`num_chunk_workers` for ``bytes_per_worker``.
     """
     if workers is None:
         workers = num_chunk_workers(device, len(chunks), bytes_per_worker)
-    in_order = InOrder()
     if workers <= 1:
         buffers: dict = {}
-        for index, chunk in enumerate(chunks):
-            work(index, chunk, buffers, in_order)
+        for chunk in chunks:
+            work(chunk, buffers)
         return
 
     threads = torch.get_num_threads()
@@ -114,8 +73,12 @@ def run_chunks(chunks: Sequence,
     # set as the default for threads that start later, so it is put back
     # as soon as every worker has set its own.
     started = threading.Barrier(workers + 1)
+    # Chunks are handed out in order as workers come free (next() on a
+    # count is atomic under the GIL): none waits at the end for another
+    # that drew slower chunks.
+    taken = itertools.count()
 
-    def worker(k: int) -> None:
+    def worker() -> None:
         # A thread takes PyTorch's default count at its first use of it:
         # first that, then its own count, or the default set back below
         # would win.
@@ -126,15 +89,15 @@ def run_chunks(chunks: Sequence,
         try:
             with torch.inference_mode(inference), \
                     torch.set_grad_enabled(grad):
-                for index in range(k, len(chunks), workers):
-                    work(index, chunks[index], buffers, in_order)
+                for index in taken:
+                    if index >= len(chunks) or errors:
+                        break
+                    work(chunks[index], buffers)
         except BaseException as error:  # re-raised in the caller
             errors.append(error)
-            in_order.fail()
 
     pool = [
-        threading.Thread(target=worker, args=(k, ), daemon=True)
-        for k in range(workers)
+        threading.Thread(target=worker, daemon=True) for _ in range(workers)
     ]
     for thread in pool:
         thread.start()
@@ -143,6 +106,4 @@ def run_chunks(chunks: Sequence,
     for thread in pool:
         thread.join()
     if errors:
-        # The original failure, not the waits it broke.
-        raise next((e for e in errors if not isinstance(e, _Aborted)),
-                   errors[0])
+        raise errors[0]

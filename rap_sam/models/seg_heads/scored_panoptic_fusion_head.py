@@ -11,14 +11,18 @@ from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
 from .bilinear_rows import BilinearRows
-from .chunk_pool import InOrder, run_chunks
+from .chunk_pool import run_chunks
 
 
 class _Claims:
     """mmdet's panoptic claim of pixels, built one kept query at a time:
     ``argmax_k score_k * p_k`` per pixel (the first query on ties), the
-    owner's ``p >= 0.5`` there, and each query's ``p >= 0.5`` area. Queries
-    must come in their order (ascending index), as ``argmax`` scans them."""
+    owner's ``p >= 0.5`` there, and each query's ``p >= 0.5`` area.
+
+    The kept queries may be split into parts, each built by its own
+    ``_Claims`` with its queries in ascending order, and the parts merged
+    (:meth:`merge`, in any order): a tie goes to the lower query, so the
+    result is ``argmax``'s whatever the split."""
 
     #: Below this many pixels a float sum of 1.0s is an exact count (and
     #: 5x faster than summing bools, which takes a casting loop).
@@ -28,20 +32,19 @@ class _Claims:
         self.scores = scores
         self.num_pixels = num_pixels
         self.best: Optional[Tensor] = None
-        self.owner = torch.zeros(
-            num_pixels, dtype=torch.long, device=scores.device)
+        self.owner: Optional[Tensor] = None
         # The owner's p >= 0.5 as 1.0 / 0.0 (see foreground_mask).
         self.owner_foreground: Optional[Tensor] = None
-        self.own_area: List[int] = []
+        self.own_area: List[int] = [0] * len(scores)
         # Scratch tensors reused from chunk to chunk, per number of rows.
         self._scratch: Dict[int, Tuple[Tensor, Tensor]] = {}
         self._better: Optional[Tensor] = None
 
-    def add(self, probs: Tensor) -> None:
-        """The next kept queries' probabilities, ``[m, H * W]``, in order
-        (products, thresholds and areas for all ``m`` at once: fewer, larger
-        operations)."""
-        k, m = len(self.own_area), len(probs)
+    def add(self, probs: Tensor, k: int) -> None:
+        """Kept queries ``k .. k + m - 1``'s probabilities, ``[m, H * W]``,
+        after any lower ones of this part (products, thresholds and areas
+        for all ``m`` at once: fewer, larger operations)."""
+        m = len(probs)
         if m not in self._scratch:
             self._scratch[m] = (torch.empty_like(probs),
                                 torch.empty_like(probs))
@@ -49,10 +52,14 @@ class _Claims:
         # The same float products as mmdet's scores.view(-1, 1, 1) * masks.
         torch.mul(self.scores[k:k + m, None], probs, out=weighted)
         torch.ge(probs, 0.5, out=foreground)
-        self.own_area.extend(self._count(foreground))
+        self.own_area[k:k + m] = self._count(foreground)
         for i in range(m):
             if self.best is None:
                 self.best = weighted[i].clone()
+                self.owner = torch.full((self.num_pixels, ),
+                                        k + i,
+                                        dtype=torch.long,
+                                        device=probs.device)
                 self.owner_foreground = foreground[i].clone()
                 self._better = torch.empty_like(self.best, dtype=torch.bool)
                 continue
@@ -64,6 +71,24 @@ class _Claims:
                 foreground[i],
                 self.owner_foreground,
                 out=self.owner_foreground)
+
+    def merge(self, other: '_Claims') -> None:
+        """Take in another part's claims (other kept queries)."""
+        self.own_area = [
+            max(a, b) for a, b in zip(self.own_area, other.own_area)
+        ]
+        if other.best is None:
+            return
+        if self.best is None:
+            self.best, self.owner = other.best, other.owner
+            self.owner_foreground = other.owner_foreground
+            return
+        better = (other.best > self.best) | ((other.best == self.best) &
+                                             (other.owner < self.owner))
+        torch.maximum(self.best, other.best, out=self.best)
+        self.owner = torch.where(better, other.owner, self.owner)
+        self.owner_foreground = torch.where(better, other.owner_foreground,
+                                            self.owner_foreground)
 
     def foreground_mask(self) -> Tensor:
         """The owner's ``p >= 0.5`` per pixel, as bools."""
@@ -146,6 +171,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
       core (:mod:`.chunk_pool`), rather than every operation forking and
       joining all cores: the same operations, so the same results, without
       a barrier per operation (which a loaded machine turns into waiting);
+      each thread claims pixels for its own kept queries and the parts are
+      merged (ties to the lower query, as ``argmax``);
     - the panoptic painting and the segment table are computed for all
       segments at once (bincount, gather) instead of a loop of full-image
       passes per segment;
@@ -262,8 +289,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             binary = torch.empty(shape, dtype=torch.bool, device=device)
         resize = plan[1] if bands else None
 
-        def band_work(index: int, item: Tuple[int, Tuple[int, ...]],
-                      buffers: dict, in_order: InOrder) -> None:
+        def band_work(item: Tuple[int, Tuple[int, ...]],
+                      buffers: dict) -> None:
             q, band = item
             if 'window' not in buffers:
                 buffers['window'] = _SumWindow(mask_pred, h, w)
@@ -277,15 +304,16 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             mask_sums[u] = sums
             counts[u] = pixels
             bboxes[u] = boxes
-            in_order.done(index)
 
-        scratch = self._worker_bytes(size, (h, w))
         run_chunks(
             list(bands.items()), band_work, device, self._workers(single_pair),
-            scratch)
+            self._worker_bytes(size, (h, w)))
 
-        def chunk_work(index: int, chunk: List[int], buffers: dict,
-                       in_order: InOrder) -> None:
+        kept_position = {q: k for k, q in enumerate(kept)}
+        # One part of the claims per worker (see _Claims), merged below.
+        parts: List[_Claims] = []
+
+        def chunk_work(chunk: List[int], buffers: dict) -> None:
             # Full-size temporaries are reused from chunk to chunk.
             buf = buffers.setdefault(len(chunk), {})
             logits = self._resize(
@@ -293,9 +321,14 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             probs = self._sigmoid(logits, buf)
             kept_rows = [i for i, q in enumerate(chunk) if q in kept_set]
             if kept_rows:
-                in_order.wait(index)
-                claims.add(self._rows(probs.flatten(1), kept_rows))
-            in_order.done(index)
+                part = buffers.get('claims')
+                if part is None:
+                    part = buffers['claims'] = _Claims(claims.scores, h * w)
+                    parts.append(part)
+                # A chunk's kept queries follow each other in kept order.
+                part.add(
+                    self._rows(probs.flatten(1), kept_rows),
+                    kept_position[chunk[kept_rows[0]]])
             rows = [i for i, q in enumerate(chunk) if q in unique_row]
             if rows:
                 positive, sums, pixels, boxes = self._mask_stats(
@@ -310,11 +343,15 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                 counts[dst] = pixels
                 bboxes[dst] = boxes
 
+        # Workers take chunks in order, so each part's kept queries come in
+        # ascending order.
         run_chunks(
             self._chunks(
                 sorted(kept_set | (set(unique_row) - set(bands))),
                 single_pair), chunk_work, device, self._workers(single_pair),
-            scratch)
+            self._worker_bytes(size, (h, w)))
+        for part in parts:
+            claims.merge(part)
 
         result = dict()
         if panoptic_on:
@@ -379,10 +416,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
                                                               int]) -> int:
         """About the scratch memory of one chunk worker: per mask of a
         chunk (one more for a chunk of three) the padded-size upsampling
-        and, at the result's size, the resize, sigmoid, binary mask and
-        bool copy; or a band worker's summation window."""
+        and, at the result's size, the resize, sigmoid, binary mask, bool
+        copy and claim scratch; and its part of the panoptic claims."""
         padded, pixels = size[0] * size[1], out[0] * out[1]
-        return (self.chunk_size + 1) * (4 * padded + 13 * pixels)
+        # Plus a part of the panoptic claims (_Claims: best, owner, ...).
+        return (self.chunk_size + 1) * (4 * padded + 21 * pixels) + \
+            17 * pixels
 
     def _chunks(self, queries: List[int], single: bool) -> List[List[int]]:
         """Groups of ``chunk_size`` queries in order, none of one row unless
@@ -423,8 +462,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         chunks = self._chunks(list(range(num)), False)
         chunk_masks: List[list] = [[] for _ in chunks]
 
-        def chunk_work(index: int, chunk: List[int], buffers: dict,
-                       in_order: InOrder) -> None:
+        def chunk_work(item: Tuple[int, List[int]], buffers: dict) -> None:
+            index, chunk = item
             buf = buffers.setdefault(len(chunk), {})
             logits = self._resize(
                 self._rows(mask_pred, chunk), size, meta, rescale, buf)
@@ -435,10 +474,10 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             sums[chunk] = chunk_sums
             counts[chunk] = pixels
             bboxes[chunk] = boxes
-            in_order.done(index)
 
         run_chunks(
-            chunks, chunk_work, mask_pred.device, self.chunk_workers,
+            list(enumerate(chunks)), chunk_work, mask_pred.device,
+            self.chunk_workers,
             self._worker_bytes(size,
                                meta['ori_shape'][:2] if rescale else size))
         for chunk_rles in chunk_masks:

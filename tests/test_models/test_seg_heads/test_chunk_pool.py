@@ -1,8 +1,7 @@
 """The fusion head's chunks shared among threads: every chunk done once,
-each worker single-threaded, the ordered step in chunk order, the caller's
-modes and thread count kept, a worker's error raised; and the head's
-results with several workers equal mmdet's, bit for bit the one-worker
-results."""
+each worker single-threaded with scratch of its own, the caller's modes and
+thread count kept, a worker's error raised; and the head's results with
+several workers equal mmdet's, bit for bit the one-worker results."""
 import random
 import threading
 import time
@@ -21,42 +20,38 @@ from rap_sam.testing.fusion_outputs import object_like_outputs, random_outputs
 
 
 @pytest.mark.parametrize('workers', [1, 2, 3])
-def test_every_chunk_once_in_order_where_asked(workers):
+def test_every_chunk_once(workers):
     chunks = list(range(17))
     done = []
-    ordered = []
     threads_seen = set()
     names = set()
     rng = random.Random(0)
     delays = [rng.random() * 0.003 for _ in chunks]
 
-    def work(index, chunk, buffers, in_order):
+    def work(chunk, buffers):
         threads_seen.add(torch.get_num_threads())
         names.add(threading.current_thread().name)
-        buffers.setdefault('mine', []).append(chunk)
-        time.sleep(delays[index])
-        if chunk % 3 == 0:
-            # Only some chunks have an ordered step; all call done().
-            in_order.wait(index)
-            ordered.append(chunk)
-        in_order.done(index)
+        # A worker's own scratch: never another worker's.
+        owner = buffers.setdefault('owner', threading.current_thread().name)
+        assert owner == threading.current_thread().name
+        time.sleep(delays[chunk])
         done.append(chunk)
 
     before = torch.get_num_threads()
     run_chunks(chunks, work, torch.device('cpu'), workers)
     assert sorted(done) == chunks
-    assert ordered == [c for c in chunks if c % 3 == 0]
     assert torch.get_num_threads() == before
     if workers > 1:
         assert threads_seen == {1}
         assert len(names) == workers
     else:
+        assert done == chunks
         assert names == {threading.current_thread().name}
 
 
 def test_later_threads_get_the_callers_thread_count():
     threads = torch.get_num_threads()
-    run_chunks([0, 1], lambda i, c, b, o: o.done(i), torch.device('cpu'), 2)
+    run_chunks([0, 1], lambda c, b: None, torch.device('cpu'), 2)
     seen = []
     thread = threading.Thread(
         target=lambda: seen.append(torch.get_num_threads()))
@@ -66,34 +61,34 @@ def test_later_threads_get_the_callers_thread_count():
 
 
 def test_worker_error_is_raised_once_all_stop():
+    done = []
 
-    def work(index, chunk, buffers, in_order):
+    def work(chunk, buffers):
         if chunk == 4:
             raise ValueError('chunk 4 is bad')
-        # Waits on chunk 4's ordered step, which never comes.
-        in_order.wait(index)
-        in_order.done(index)
+        time.sleep(0.001)
+        done.append(chunk)
 
     with pytest.raises(ValueError, match='chunk 4 is bad'):
-        run_chunks(list(range(9)), work, torch.device('cpu'), 2)
+        run_chunks(list(range(40)), work, torch.device('cpu'), 2)
+    # The other worker stopped taking chunks soon after.
+    assert len(done) < 39
 
 
 def test_caller_modes_hold_in_workers():
     with torch.inference_mode():
         target = torch.zeros(6)
 
-        def work(index, chunk, buffers, in_order):
+        def work(chunk, buffers):
             # An in-place write to an inference tensor needs inference mode.
             target[chunk] += chunk + 1
-            in_order.done(index)
 
         run_chunks(list(range(6)), work, torch.device('cpu'), 3)
     assert target.tolist() == [1, 2, 3, 4, 5, 6]
 
     seen = []
     with torch.no_grad():
-        run_chunks([0, 1], lambda i, c, b, o:
-                   (seen.append(torch.is_grad_enabled()), o.done(i)),
+        run_chunks([0, 1], lambda c, b: seen.append(torch.is_grad_enabled()),
                    torch.device('cpu'), 2)
     assert seen == [False, False]
 
@@ -126,8 +121,7 @@ def test_workers_share_the_threads():
     try:
         torch.set_num_threads(4)
         run_chunks(
-            list(range(4)), lambda i, c, b, o:
-            (seen.append(torch.get_num_threads()), o.done(i)),
+            list(range(4)), lambda c, b: seen.append(torch.get_num_threads()),
             torch.device('cpu'), 2)
         assert seen == [2, 2, 2, 2]
         assert torch.get_num_threads() == 4
@@ -148,7 +142,16 @@ def _head_pair(workers):
 @pytest.mark.parametrize('outputs', ['objects', 'random'])
 @pytest.mark.parametrize('shapes', [((96, 160), (96, 160)),
                                     ((96, 160), (61, 97))])
-def test_head_with_workers_is_mmdet(outputs, shapes):
+def test_head_with_workers_is_mmdet(outputs, shapes, monkeypatch):
+    from rap_sam.models.seg_heads.scored_panoptic_fusion_head import _Claims
+    merged = []
+    real_merge = _Claims.merge
+
+    def merge(self, other):
+        merged.append(other.best is not None)
+        return real_merge(self, other)
+
+    monkeypatch.setattr(_Claims, 'merge', merge)
     (h, w), (oh, ow) = shapes
     make = object_like_outputs if outputs == 'objects' else random_outputs
     cls, masks = make((h // 4, w // 4), seed=3)
@@ -161,6 +164,7 @@ def test_head_with_workers_is_mmdet(outputs, shapes):
     pooled, reference = _head_pair(3)
     alone, _ = _head_pair(1)
     got = pooled.predict(cls, masks, [sample], rescale=True)[0]
+    claim_parts = sum(merged)
     assert_same(got, reference.predict(cls, masks, [sample], rescale=True)[0])
     want = alone.predict(cls, masks, [sample], rescale=True)[0]
     assert torch.equal(got['pan_results'].sem_seg, want['pan_results'].sem_seg)
@@ -168,8 +172,9 @@ def test_head_with_workers_is_mmdet(outputs, shapes):
         assert torch.equal(got['ins_results'].get(key),
                            want['ins_results'].get(key)), key
     if outputs == 'objects':
-        # The case has panoptic segments (the ordered claims ran).
+        # The case has panoptic segments, claimed in several parts.
         assert len(got['pan_results'].segments) > 0
+        assert claim_parts > 1
 
 
 def test_a_large_photo_keeps_one_worker(monkeypatch):
@@ -215,3 +220,34 @@ def test_query_masks_with_workers_are_the_same():
     assert a.masks == b.masks
     assert torch.equal(a.bboxes, b.bboxes)
     assert torch.equal(a.mask_scores, b.mask_scores)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_claims_in_parts_merge_to_argmax(seed):
+    """Kept queries split into parts (each in ascending order), claimed
+    part by part and merged in any order: mmdet's argmax (first query on
+    ties), its owner's p >= 0.5, and every query's area."""
+    from rap_sam.models.seg_heads.scored_panoptic_fusion_head import _Claims
+    g = torch.Generator().manual_seed(seed)
+    num, pixels = 9, 500
+    # Few distinct values: many ties between queries.
+    scores = torch.randint(1, 4, (num, ), generator=g).float() / 4
+    probs = torch.randint(0, 5, (num, pixels), generator=g).float() / 4
+    weighted = scores[:, None] * probs
+    owner = weighted.argmax(0)
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, num), 3))
+    groups = [list(range(a, b)) for a, b in zip([0] + cuts, cuts + [num])]
+    parts = [_Claims(scores, pixels) for _ in range(2)]
+    for i, group in enumerate(groups):
+        # Parts take groups alternately, each in ascending order.
+        parts[i % 2].add(probs[group], group[0])
+    merged = _Claims(scores, pixels)
+    for part in reversed(parts):
+        merged.merge(part)
+    assert torch.equal(merged.owner, owner)
+    assert torch.equal(merged.best, weighted.max(0).values)
+    assert torch.equal(merged.foreground_mask(), probs[owner,
+                                                       torch.arange(pixels)]
+                       >= 0.5)
+    assert merged.own_area == (probs >= 0.5).sum(1).tolist()
