@@ -10,7 +10,8 @@ Variants run interleaved in one process (medians over the rounds):
 ``full`` (ScoredPanopticFusionHead with bands off) and ``bands`` (as
 configured: instance masks computed on the window of rows and columns they
 span, when it is at most half the image; the ``bands`` column counts
-them).
+them; its chunks shared among one-core threads) and ``1 worker`` (the same
+with its chunks on the calling thread, each operation on all threads).
 ``identical`` says every variant's results equal the reference's. ``cpu
 full/bands`` is the ratio of the process's CPU times: on a loaded machine,
 waiting for a core swamps the wall times; CPU time is the work done.
@@ -112,7 +113,8 @@ def main(argv=None):
               f'{load[2]:.2f}')
         print(f'{"outputs":<8} {"segments":>8} {"instances":>9} '
               f'{"bands":>5} {"reference":>10} {"full":>8} {"bands":>8} '
-              f'{"full/bands":>10} {"cpu full/bands":>14} {"identical":>9}')
+              f'{"full/bands":>10} {"cpu full/bands":>14} '
+              f'{"1 worker":>8} {"1 worker/bands":>14} {"identical":>9}')
         for r in results:
             t, c = r['median_s'], r['median_cpu_s']
             print(f'{r["outputs"]:<8} {r["segments"]:>8} {r["instances"]:>9} '
@@ -120,6 +122,8 @@ def main(argv=None):
                   f'{t["full"] * 1e3:>6.1f}ms {t["bands"] * 1e3:>6.1f}ms '
                   f'{t["full"] / t["bands"]:>10.2f} '
                   f'{c["full"] / c["bands"]:>14.2f} '
+                  f'{t["one_worker"] * 1e3:>6.1f}ms '
+                  f'{t["one_worker"] / t["bands"]:>14.2f} '
                   f'{"yes" if r["identical"] else "NO":>9}')
         if args.out:
             report = dict(
