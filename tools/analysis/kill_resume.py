@@ -122,9 +122,11 @@ from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
 
 
 class Training:
-    """One tools/train.py process, its output teed into ``log``."""
+    """One tools/train.py process, its output teed into ``log``; added to
+    ``started`` as soon as it runs, so that a Ctrl+C at any moment after
+    finds it to stop."""
 
-    def __init__(self, cmd, env, log):
+    def __init__(self, cmd, env, log, started: list):
         self.start = time.time()
         self.first_iter = self.saving = None
         self.saves = []
@@ -136,6 +138,7 @@ class Training:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True)  # its loader workers die with it
+        started.append(self)
         self.reader = threading.Thread(
             target=self._read, args=(log, ), daemon=True)
         self.reader.start()
@@ -284,15 +287,13 @@ def run_benchmark(args, runs: list) -> int:
         MKL_NUM_THREADS='1')
 
     def start(work_dir, resume, log):
-        runs.append(
-            Training([
-                sys.executable,
-                osp.join(REPO, 'tools', 'train.py'),
-                osp.join(REPO, 'configs', 'rap_sam', 'toy_rap_sam_train.py'),
-                '--work-dir', work_dir
-            ] + (['--resume'] if resume else []) + ['--cfg-options'] + options,
-                     env, log))
-        return runs[-1]
+        return Training([
+            sys.executable,
+            osp.join(REPO, 'tools', 'train.py'),
+            osp.join(REPO, 'configs', 'rap_sam', 'toy_rap_sam_train.py'),
+            '--work-dir', work_dir
+        ] + (['--resume'] if resume else []) + ['--cfg-options'] + options,
+                        env, log, runs)
 
     final = f'epoch_{args.epochs}.pth'
     ref_dir = osp.join(root, 'uninterrupted')
