@@ -13,6 +13,7 @@ import io
 import numbers
 import os
 import os.path as osp
+import struct
 import warnings
 from typing import Iterator, Optional, Sequence, Tuple, Union
 
@@ -357,6 +358,140 @@ def _packet_sizes(path: str) -> Iterator[Optional[Tuple[int, int]]]:
         cap.release()
 
 
+# The top-level layout of the containers whose header says how long the
+# file is: RIFF (AVI), ISO BMFF (mp4, mov, m4v, 3gp) and EBML (mkv, webm).
+_BMFF_FIRST_BOXES = (b'ftyp', b'styp', b'moov', b'mdat', b'free', b'skip',
+                     b'wide', b'pnot', b'uuid')
+_EBML_MAGIC = b'\x1a\x45\xdf\xa3'
+
+
+def _riff_ends(f, size: int) -> Iterator[Optional[int]]:
+    pos = 0
+    while pos < size:
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8:
+            yield None  # cut inside a chunk's header
+            return
+        if header[:4] != b'RIFF':  # trailing bytes that are no chunk
+            return
+        end = pos + 8 + struct.unpack('<I', header[4:])[0]
+        yield end
+        pos = end + (end & 1)
+
+
+def _bmff_ends(f, size: int) -> Iterator[Optional[int]]:
+    pos = 0
+    while pos < size:
+        f.seek(pos)
+        header = f.read(16)
+        if len(header) < 8:
+            yield None
+            return
+        length = struct.unpack('>I', header[:4])[0]
+        if length == 1:  # a 64-bit size follows the type
+            if len(header) < 16:
+                yield None
+                return
+            length = struct.unpack('>Q', header[8:16])[0]
+        elif length == 0:  # the box runs to the end of the file
+            return
+        if length < 8:  # not a box: nothing to judge by
+            return
+        yield pos + length
+        pos += length
+
+
+def _ebml_number(f, keep_marker: bool) -> Optional[Tuple[int, bool]]:
+    """An EBML variable-length number (an element's id with its length
+    marker, or a size without it) and whether it is 'unknown' (all ones);
+    None where the file ends inside it, ValueError where no number
+    starts."""
+    first = f.read(1)
+    if not first:
+        return None
+    if not first[0]:
+        raise ValueError('no EBML number starts with a zero byte')
+    length = 9 - first[0].bit_length()
+    rest = f.read(length - 1)
+    if len(rest) < length - 1:
+        return None
+    value = first[0] if keep_marker else first[0] & (0xFF >> length)
+    for byte in rest:
+        value = value << 8 | byte
+    return value, not keep_marker and value == (1 << 7 * length) - 1
+
+
+def _ebml_ends(f, size: int) -> Iterator[Optional[int]]:
+    pos = 0
+    while pos < size:
+        f.seek(pos)
+        try:
+            element = _ebml_number(f, True)
+            length = None if element is None else _ebml_number(f, False)
+        except ValueError:  # no element here: nothing to judge by
+            return
+        if length is None:
+            yield None
+            return
+        if length[1]:  # a size left unknown (a live recording): no end
+            return
+        end = f.tell() + length[0]
+        yield end
+        pos = end
+
+
+def _cut_short(path: str) -> bool:
+    """Whether the file ends before its container says it does (the size
+    of a top-level RIFF chunk, mp4 box or EBML element runs past the end).
+    False for other containers (MPEG-TS, FLV ...), whose headers hold no
+    size."""
+    try:
+        size = osp.getsize(path)
+        with open(path, 'rb') as f:
+            head = f.read(12)
+            if head[:4] == b'RIFF':
+                ends = _riff_ends(f, size)
+            elif head[4:8] in _BMFF_FIRST_BOXES:
+                ends = _bmff_ends(f, size)
+            elif head[:4] == _EBML_MAGIC:
+                ends = _ebml_ends(f, size)
+            else:
+                return False
+            return any(end is None or end > size for end in ends)
+    except OSError:
+        return False
+
+
+def _claimed_frames(cap, path: Optional[str]) -> int:
+    """The frame count the file's header claims; 0 where unknown (a live
+    source, a container that does not say)."""
+    if path is None:
+        return 0
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if count > 0 else 0
+
+
+def _check_whole(path: str, name: str, index: int, claimed: int) -> None:
+    """Refuse a file whose reading stopped at frame ``index`` of the
+    ``claimed`` ones because the file is cut short.
+
+    A count alone does not tell: where the container records none (MPEG-TS
+    and -PS), OpenCV estimates it from the duration (~100 for a whole
+    2-frame .ts file); an mp4 trimmed without re-encoding counts the frames
+    its edit list skips. The header's own size settles it. No tolerance is
+    needed for the rest: for the mp4, avi and mkv files OpenCV writes, its
+    count is exactly the frames read (tests/test_apis/test_video_files.py).
+    """
+    if index < claimed and _cut_short(path):
+        subject = name[:1].upper() + name[1:]
+        raise InputError(
+            f'{subject} is cut short: reading stopped at frame {index} of '
+            f'the {claimed} frames its header claims (the file ends before '
+            'its header says it does: an interrupted copy, download or '
+            'recording); copy or download it again.')
+
+
 def _capture_frames(cap, name: str, path: Optional[str],
                     max_pixels: Optional[int]) -> Iterator[np.ndarray]:
     """Frames of an opened ``cv2.VideoCapture``; ``path`` is the file's,
@@ -372,10 +507,13 @@ def _capture_frames(cap, name: str, path: Optional[str],
         # for MJPEG each packet's JPEG header tells the true size.
         if path is not None and _fourcc(cap) == 'MJPG':
             sizes = _packet_sizes(path)
+        claimed = _claimed_frames(cap, path)
         first, index = None, 0
         while True:
             ok, frame = cap.read()
             if not ok:
+                if path is not None:
+                    _check_whole(path, name, index, claimed)
                 return
             size = next(sizes, None)
             if size is not None:

@@ -10,16 +10,24 @@ from torch import Tensor
 
 from rap_sam.models.detectors import RapSAMVideo
 from rap_sam.models.tracking import ClipLinker
-from .inputs import check_int, iter_frames
+from .inputs import InputError, check_int, iter_frames
 
 
 def _chunks(frames, size: int) -> Iterator[Tuple[list, bool]]:
-    """Lists of up to ``size`` frames, each with whether more follow."""
+    """Lists of up to ``size`` frames, each with whether more follow.
+
+    When a frame cannot be read (a file cut short, a bad frame in a
+    folder), the frames read before it come first, as the video's last
+    chunk: the caller gets their results, then the error."""
     frames = iter(frames)
     chunk, upcoming = [], next(frames, None)
     while upcoming is not None:
         chunk.append(upcoming)
-        upcoming = next(frames, None)
+        try:
+            upcoming = next(frames, None)
+        except InputError as err:
+            yield chunk, False
+            raise err
         if len(chunk) == size or upcoming is None:
             yield chunk, upcoming is not None
             chunk = []

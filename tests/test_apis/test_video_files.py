@@ -1,0 +1,237 @@
+"""Damaged and unusual video files and frame folders, read as a user hands
+them over: a file cut short is an InputError naming the frame where reading
+stopped (after the frames before it, which the predictor still segments),
+while valid files whose container only estimates its frame count read
+whole; odd frame folders are one message each."""
+import json
+import re
+import struct
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from helpers import assert_user_error, run_script
+
+from rap_sam.apis import InputError
+from rap_sam.apis.inputs import iter_frames, open_video_quietly
+
+YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
+
+
+def _write(path, fourcc, count, fps=10, size=(64, 48)):
+    """A video of ``count`` noise frames (each compresses to about the same
+    size, so a file cut in half holds about half the frames)."""
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    for i in range(count):
+        rng = np.random.default_rng(i)
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+def _boxes(data, start, end):
+    pos = start
+    while pos < end:
+        size, kind = struct.unpack('>I4s', data[pos:pos + 8])
+        yield kind, pos, size
+        pos += size
+
+
+def _shift_chunk_offsets(moov, by):
+    moov = bytearray(moov)
+
+    def walk(start, end):
+        for kind, pos, size in _boxes(moov, start, end):
+            if kind in (b'moov', b'trak', b'mdia', b'minf', b'stbl'):
+                walk(pos + 8, pos + size)
+            elif kind == b'stco':
+                count, = struct.unpack('>I', moov[pos + 12:pos + 16])
+                for at in range(pos + 16, pos + 16 + 4 * count, 4):
+                    value, = struct.unpack('>I', moov[at:at + 4])
+                    moov[at:at + 4] = struct.pack('>I', value + by)
+
+    walk(0, len(moov))
+    return bytes(moov)
+
+
+def _faststart(data):
+    """The mp4 with its index (moov) before the frames (mdat), as web and
+    phone videos are laid out: a cut one still opens, claiming every
+    frame."""
+    parts = {
+        kind: data[pos:pos + size]
+        for kind, pos, size in _boxes(data, 0, len(data))
+    }
+    moov, mdat = parts.pop(b'moov'), parts.pop(b'mdat')
+    moov = _shift_chunk_offsets(moov, len(moov))
+    return b''.join(parts.values()) + moov + mdat
+
+
+def _faststart_mp4(path, count):
+    _write(path, 'mp4v', count)
+    path.write_bytes(_faststart(path.read_bytes()))
+    return path.read_bytes()
+
+
+def _read_until_error(path):
+    """The frames read before the InputError, and its message."""
+    frames = []
+    with pytest.raises(InputError) as err:
+        for frame in iter_frames(str(path)):
+            frames.append(frame)
+    return frames, str(err.value)
+
+
+CUT = (r'^The video (?P<path>.+) is cut short: reading stopped at frame '
+       r'(?P<index>\d+) of the (?P<count>\d+) frames its header claims '
+       r'\(the file ends before its header says it does: an interrupted '
+       r'copy, download or recording\); copy or download it again\.$')
+
+
+@pytest.mark.parametrize('name, make', [
+    ('cut.avi', lambda p: _write(p, 'MJPG', 20)),
+    ('cut.mp4', lambda p: _faststart_mp4(p, 20)),
+    ('cut.mkv', lambda p: _write(p, 'MJPG', 20)),
+])
+def test_a_file_cut_short_names_where_reading_stopped(tmp_path, name, make):
+    """An MJPEG avi of 20 frames cut to half its bytes gave 9 frames and
+    no word; mp4 (index first) and mkv the same."""
+    whole = tmp_path / f'whole{name[3:]}'
+    data = make(whole)
+    assert len(list(iter_frames(str(whole)))) == 20  # whole, no error
+    cut = tmp_path / name
+    cut.write_bytes(data[:len(data) // 2])
+    frames, message = _read_until_error(cut)
+    match = re.match(CUT, message)
+    assert match, message
+    assert match['path'] == str(cut) and match['count'] == '20'
+    assert int(match['index']) == len(frames)
+    assert 1 <= len(frames) < 20
+    # What was read before the cut is the video's start, undamaged (the
+    # last frame read may be a partly decoded one).
+    for got, want in zip(frames[:-1], iter_frames(str(whole))):
+        assert np.array_equal(got, want)
+
+
+def test_an_mp4_cut_before_its_index_cannot_be_opened(tmp_path):
+    """OpenCV's writer puts the index last: a cut file has none."""
+    data = _write(tmp_path / 'whole.mp4', 'mp4v', 20)
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(data[:len(data) * 9 // 10])
+    with pytest.raises(InputError) as err:
+        list(iter_frames(str(cut)))
+    assert str(err.value) == (
+        f'Cannot open {cut} as a video (not a video file, a damaged one, or '
+        'a codec OpenCV cannot read).')
+
+
+@pytest.mark.parametrize('fourcc, ext', [('mp4v', 'mp4'), ('MJPG', 'avi'),
+                                         ('XVID', 'avi'), ('MJPG', 'mkv')])
+@pytest.mark.parametrize('count', [1, 2, 7])
+def test_whole_files_read_every_frame_their_header_counts(
+        tmp_path, fourcc, ext, count):
+    """Measured: OpenCV's count of the files its writer makes is exact, so
+    no tolerance is allowed for them."""
+    path = tmp_path / f'clip.{ext}'
+    _write(path, fourcc, count)
+    cap = open_video_quietly(str(path))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == count
+    cap.release()
+    assert len(list(iter_frames(str(path)))) == count
+
+
+def test_an_estimated_frame_count_is_no_damage(tmp_path):
+    """MPEG-TS records no frame count: OpenCV estimates one from the
+    duration, here ~100 for 2 frames. The file is whole, so it reads
+    without an error."""
+    path = tmp_path / 'clip.ts'
+    _write(path, 'mp4v', 2, fps=30000 / 1001)
+    cap = open_video_quietly(str(path))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) > 2  # the premise
+    cap.release()
+    assert len(list(iter_frames(str(path)))) == 2
+
+
+def test_a_truncated_transport_stream_ends_where_its_frames_end(tmp_path):
+    """A format without a size in its header (MPEG-TS) cannot tell a cut
+    from an end: its frames are what the file holds."""
+    data = _write(tmp_path / 'whole.ts', 'mp4v', 20)
+    cut = tmp_path / 'cut.ts'
+    cut.write_bytes(data[:len(data) // 2])
+    assert 1 <= len(list(iter_frames(str(cut)))) < 20
+
+
+# ----------------------------------------------------------------------
+# the predictor and the demo
+# ----------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def cut_avi(tmp_path_factory):
+    """An MJPEG avi of 20 frames cut in half, and how many frames read."""
+    folder = tmp_path_factory.mktemp('cut')
+    data = _write(folder / 'whole.avi', 'MJPG', 20, size=(96, 64))
+    path = folder / 'cut.avi'
+    path.write_bytes(data[:len(data) // 2])
+    return str(path), len(_read_until_error(path)[0])
+
+
+@pytest.mark.parametrize('chunk_frames', [30, 5, 4])
+def test_the_predictor_segments_the_frames_before_the_cut(
+        video_predictor, cut_avi, chunk_frames):
+    """The chunk the cut falls in is segmented too, as the end of the
+    video, before the error."""
+    path, readable = cut_avi
+    got = []
+    stopped = f'stopped at frame {readable} of the 20 frames'
+    with pytest.raises(InputError, match=stopped):
+        for _, result in video_predictor.iter_video(path, chunk_frames):
+            got.append(result)
+    assert len(got) == readable
+    # As if the video were the frames read: the same chunks, the last one
+    # its end.
+    frames, _ = _read_until_error(path)
+    expected = video_predictor.segment_video(
+        frames, chunk_frames, rle_masks=False)
+    for a, b in zip(got, expected):
+        assert torch.equal(a.pred_track_instances.masks,
+                           b.pred_track_instances.masks)
+        assert torch.equal(a.pred_track_instances.instances_id,
+                           b.pred_track_instances.instances_id)
+
+
+def test_stream_and_segment_video_end_with_the_message(video_predictor,
+                                                       cut_avi):
+    path, readable = cut_avi
+    got = []
+    with pytest.raises(InputError, match='is cut short'):
+        for _, result in video_predictor.stream(path):
+            got.append(result)
+    assert len(got) == readable
+    with pytest.raises(InputError, match='is cut short'):
+        video_predictor.segment_video(path)
+
+
+def test_video_demo_keeps_the_frames_before_the_cut(cut_avi, weights,
+                                                    tmp_path):
+    path, readable = cut_avi
+    out = tmp_path / 'out'
+    proc = run_script('demo/video_demo.py', path, YT19, '--weights', weights,
+                      '--scale', '64', '48', '--out-dir', str(out))
+    *progress, last = proc.stderr.splitlines()
+    assert all(p.startswith('frames: ') for p in progress if p), proc.stderr
+    proc.stderr = last + '\n'
+    line = assert_user_error(proc)
+    assert line == (
+        f'error: The video {path} is cut short: reading stopped at frame '
+        f'{readable} of the 20 frames its header claims (the file ends '
+        'before its header says it does: an interrupted copy, download or '
+        'recording); copy or download it again. Stopped: the '
+        f'{readable} frames segmented '
+        f'before it are in {out}/cut.mp4 and {out}/cut.json.')
+    info = json.loads((out / 'cut.json').read_text())
+    assert info['complete'] is False and info['num_frames'] == readable
+    assert info['error'].startswith(f'The video {path} is cut short')
+    cap = cv2.VideoCapture(str(out / 'cut.mp4'))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == readable
+    cap.release()
