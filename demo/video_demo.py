@@ -195,10 +195,11 @@ def source_info(video) -> tuple:
         fps, count = cap.get(cv2.CAP_PROP_FPS), cap.get(
             cv2.CAP_PROP_FRAME_COUNT)
         cap.release()
-        # OpenCV says -1 (or 0) when the container does not tell.
-        return (fps if 0 < fps < 1000 else None), (
+        # OpenCV says -1 (or 0) when the container does not tell; a rate
+        # the writer cannot take (past MAX_FPS) is none to keep.
+        return (fps if 0 < fps <= MAX_FPS else None), (
             int(count) if count > 0 else None)
-    if isinstance(video, str) and osp.isdir(video):
+    if isinstance(video, (str, os.PathLike)):  # a folder, or no file
         return None, None
     return None, (len(video) if hasattr(video, '__len__') else None)
 
@@ -234,6 +235,16 @@ def _finish_videos(opened, keep: bool) -> None:
         # leaves no temporary file of the writers after it.
         for _, tmp, _ in opened[done:]:
             discard(tmp)
+
+
+def error_text(error: BaseException, count: int) -> str:
+    """Why a video stopped after ``count`` frames, in words: the error's
+    message, or for a Ctrl+C or an error without one, what happened."""
+    frames = f'{count} frame{"s" * (count != 1)}'
+    if isinstance(error, KeyboardInterrupt):
+        return f'interrupted (Ctrl+C) after {frames}'
+    return str(error) or (f'stopped after {frames} by '
+                          f'{type(error).__name__} (no message)')
 
 
 def track_video_to_files(predictor: RapSAMPredictor,
@@ -318,7 +329,7 @@ def track_video_to_files(predictor: RapSAMPredictor,
         tracks=sorted(tracks.values(), key=lambda t: t['id']),
         **(extra or {}))
     if error is not None:
-        info['error'] = str(error) or type(error).__name__
+        info['error'] = error_text(error, count)
     write_json(f'{stem}.json', info)
     if error is None:
         return info

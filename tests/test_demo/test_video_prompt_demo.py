@@ -2,14 +2,18 @@
 prompted objects tracked through a video (before and after frame K), only
 they drawn and listed, the json's masks those of track_prompt; bad
 prompts and frame numbers end in one ``error:`` line and write nothing."""
+import importlib
 import json
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
+import torch
 from helpers import (assert_ran, assert_usage_error, assert_user_error,
                      run_script)
+from mmdet.structures import DetDataSample
+from mmengine.structures import InstanceData
 
 from rap_sam.apis import RapSAMPredictor, iter_frames
 
@@ -88,3 +92,66 @@ def test_live_source_refused():
     assert_usage_error(
         run_script(DEMO, '--camera', '0', YT19, '--points', '1,1'),
         'not a camera or stream')
+
+
+# ----------------------------------------------------------------------
+# what the partial json says, and the source's frame rate
+# ----------------------------------------------------------------------
+class _Named:
+    class_names = ['person', 'car']
+
+
+def _one_track(frame):
+    """A result with one track covering the frame's top-left corner."""
+    masks = torch.zeros((1, ) + frame.shape[:2], dtype=torch.bool)
+    masks[0, :8, :8] = True
+    result = DetDataSample()
+    result.pred_track_instances = InstanceData(
+        masks=masks,
+        labels=torch.tensor([1]),
+        scores=torch.tensor([0.75]),
+        instances_id=torch.tensor([3]))
+    return result
+
+
+def _failing_after(count, error):
+    frame = np.zeros((24, 32, 3), np.uint8)
+    for _ in range(count):
+        yield frame, _one_track(frame)
+    raise error
+
+
+@pytest.mark.parametrize('error, text', [
+    (KeyboardInterrupt(), 'interrupted (Ctrl+C) after 2 frames'),
+    (MemoryError(), 'stopped after 2 frames by MemoryError (no message)'),
+    (RuntimeError('CUDA error: device lost'), 'CUDA error: device lost'),
+])
+def test_the_partial_json_says_why_in_words(tmp_path, error, text):
+    """A Ctrl+C was written as "KeyboardInterrupt"."""
+    video_demo = importlib.import_module('video_demo')
+    stem = str(tmp_path / 'clip')
+    with pytest.raises(type(error)):
+        video_demo.track_video_to_files(
+            _Named(), 'clip.mp4', stem, results=_failing_after(2, error))
+    info = json.loads((tmp_path / 'clip.json').read_text())
+    assert info['complete'] is False and info['num_frames'] == 2
+    assert info['error'] == text
+    assert [t['id'] for t in info['tracks']] == [3]
+    assert [f['frame'] for f in info['tracks'][0]['frames']] == [0, 1]
+    assert sorted(p.name
+                  for p in tmp_path.iterdir()) == ['clip.json', 'clip.mp4']
+
+
+@pytest.mark.parametrize('fps', [1000, 999.5, 0.5])
+def test_source_info_takes_the_rates_the_writer_takes(tmp_path, fps):
+    """A 1000 fps video was read as of unknown rate (then written at 10),
+    while --fps 1000 and the writer take it."""
+    path = str(tmp_path / 'fast.avi')
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), fps,
+                             (32, 24))
+    for _ in range(2):
+        writer.write(np.zeros((24, 32, 3), np.uint8))
+    writer.release()
+    video_demo = importlib.import_module('video_demo')
+    assert video_demo.source_info(path) == (fps, 2)
+    assert video_demo.frame_rate(str(fps)) == fps
