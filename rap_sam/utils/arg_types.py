@@ -1,17 +1,28 @@
-"""argparse types the command-line tools share.
+"""What every command-line tool runs first: the interrupt guard, and the
+argparse types and options the tools share.
 
 Only the standard library is imported here, as in interrupt_guard.py: a
 tool parses its arguments before it imports torch and mmdet (seconds), so
 it runs this file by its path rather than importing it, which would first
-run the ``rap_sam`` package's ``__init__``::
+run the ``rap_sam`` package's ``__init__``. One line, before any other
+import of the project::
 
-    ARG_TYPES = runpy.run_path(osp.join(REPO, 'rap_sam/utils/arg_types.py'))
-    positive_int = ARG_TYPES['positive_int']
+    CLI = runpy.run_path(
+        osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+
+``run_name=__name__`` is ``'__main__'`` when the tool runs as a program:
+then a Ctrl+C or a SIGTERM from here on is one line
+(:mod:`~rap_sam.utils.interrupt_guard`); a test that imports the tool
+installs nothing. ``CLI['positive_int']``, ``CLI['add_trust_checkpoint']``
+and the rest are this file's functions.
 
 Code that has imported ``rap_sam`` anyway takes them from
-:mod:`rap_sam.utils.runner_cli`, which re-exports this module's.
+:mod:`rap_sam.utils.runner_cli`, which re-exports this module's types.
 """
 import argparse
+import os.path as osp
+import runpy
+from typing import Optional
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -33,3 +44,25 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number >= 0."""
     return _whole_number(text, 0)
+
+
+def add_trust_checkpoint(parser: argparse.ArgumentParser,
+                         what: str = '--weights',
+                         help: Optional[str] = None) -> None:
+    """``--trust-checkpoint``: load the checkpoint ``what`` names even if
+    rap_sam's allow-list refuses it; the tool calls
+    :func:`rap_sam.utils.checkpoint.trust_all_checkpoints` when it is
+    set. ``help`` replaces the usual text."""
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help=help or f'load {what} even if it holds objects outside the '
+        'safe allow-list (unpickling can run code: only for files from a '
+        'source you trust)')
+
+
+if __name__ == '__main__':
+    # Run by path too, for the reason this file is.
+    runpy.run_path(
+        osp.join(osp.dirname(osp.abspath(__file__)), 'interrupt_guard.py'),
+        run_name='__main__')

@@ -5,14 +5,16 @@ prompt, a checkpoint, a config, a class list) raises a subclass of
 :class:`UserError` whose message names the problem and what to do. The API
 lets it propagate; each command-line tool runs under :func:`cli_errors`,
 which prints ``error: <message>`` and exits with status 2 instead of a stack
-trace; a Ctrl+C is one line too (``error: interrupted (Ctrl+C)``), with the
-exit status a shell reports for it.
+trace; a Ctrl+C is one line too (``error: interrupted (Ctrl+C)``), and so
+is a SIGTERM (``error: terminated (SIGTERM)``), each with the exit status a
+shell reports for it (130, 143).
 """
 import contextlib
 import sys
 
-from .interrupt_guard import (INTERRUPTED_EXIT_CODE, interrupted_message,
-                              release)
+from .interrupt_guard import (INTERRUPTED_EXIT_CODE, TERMINATED_EXIT_CODE,
+                              Terminated, interrupted_message, release,
+                              restore, terminated_message)
 
 
 class UserError(Exception):
@@ -34,18 +36,29 @@ def report_user_error(err: BaseException) -> None:
 def cli_errors(interrupted: str = ''):
     """Run a tool's body; a :class:`UserError` ends it with a message, a
     Ctrl+C with ``error: interrupted (Ctrl+C)`` and ``interrupted`` (what
-    the tool leaves behind, if anything needs saying) and status 130. A
-    tool that must stop what it started catches ``KeyboardInterrupt``
-    inside, stops it, and raises it again.
+    the tool leaves behind, if anything needs saying) and status 130, a
+    SIGTERM (``kill PID``) with ``error: terminated (SIGTERM)``, the same
+    note and status 143. A tool that must stop what it started catches
+    ``KeyboardInterrupt`` inside, stops it, and raises it again: a SIGTERM
+    is a :class:`~rap_sam.utils.interrupt_guard.Terminated`, a
+    ``KeyboardInterrupt`` too, so it goes the same way and every
+    ``finally`` runs.
 
-    A Ctrl+C before it starts (while the tool imports torch) is the
-    :mod:`~rap_sam.utils.interrupt_guard`'s; from here on it is a
+    A Ctrl+C or SIGTERM before it starts (while the tool imports torch) is
+    the :mod:`~rap_sam.utils.interrupt_guard`'s; from here on a Ctrl+C is a
     ``KeyboardInterrupt`` again."""
-    release()
+    previous = release()
     try:
         yield
     except UserError as err:
         report_user_error(err)
+    except Terminated:
+        line = terminated_message(interrupted)
+        if line:
+            print(line, file=sys.stderr, flush=True)
+        raise SystemExit(TERMINATED_EXIT_CODE)
     except KeyboardInterrupt:
         print(interrupted_message(interrupted), file=sys.stderr, flush=True)
         raise SystemExit(INTERRUPTED_EXIT_CODE)
+    finally:
+        restore(previous)

@@ -1,6 +1,8 @@
 """cli_errors: what every command-line tool prints when it stops early,
 and the guard that says the same of a Ctrl+C while a tool starts."""
+import os
 import os.path as osp
+import re
 import runpy
 import signal
 import subprocess
@@ -105,3 +107,192 @@ with cli_errors('the run it started is stopped'):
     assert (result.returncode, result.stdout, result.stderr) == (
         130, 'stopped\n',
         'error: interrupted (Ctrl+C); the run it started is stopped.\n')
+
+
+def test_sigterm_is_one_line_and_status_143(capsys):
+    from rap_sam.utils.interrupt_guard import Terminated
+    with pytest.raises(SystemExit) as exit_:
+        with cli_errors('nothing was written'):
+            raise Terminated()
+    assert exit_.value.code == 143
+    assert capsys.readouterr().err == ('error: terminated (SIGTERM); nothing '
+                                       'was written.\n')
+
+
+def test_sigterm_is_caught_where_ctrl_c_is():
+    """A tool that stops what it started on a Ctrl+C (except
+    KeyboardInterrupt) does so on a SIGTERM too."""
+    from rap_sam.utils.interrupt_guard import Terminated
+    assert issubclass(Terminated, KeyboardInterrupt)
+
+
+def test_guard_run_by_path_makes_sigterm_one_line_without_rap_sam():
+    result = _run_python(f'''
+import os, runpy, signal, sys, time
+runpy.run_path({GUARD!r}, run_name='__main__')
+print(sorted(m for m in ('rap_sam', 'torch') if m in sys.modules))
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+finally:
+    print('finally ran')
+''')
+    assert (result.returncode, result.stdout,
+            result.stderr) == (143, '[]\nfinally ran\n',
+                               'error: terminated (SIGTERM).\n')
+
+
+def test_guard_leaves_an_ignored_sigterm_ignored():
+    result = _run_python(f'''
+import runpy, signal
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+runpy.run_path({GUARD!r}, run_name='__main__')
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)
+''')
+    assert (result.returncode, result.stdout) == (0, 'True\n')
+
+
+# Inside cli_errors, a SIGTERM arrives while an output is being written
+# (its hidden temporary open), after a first output was finished. The
+# script prints the folder's listing from its own finally: what cleanup
+# had left by then.
+WRITING = '''
+import os, runpy, signal, sys, time
+sys.path.insert(0, {repo!r})
+runpy.run_path({guard!r}, run_name='__main__')
+from rap_sam.utils.output_files import atomic_output, write_bytes
+from rap_sam.utils.user_errors import cli_errors
+out = sys.argv[1]
+with cli_errors('the finished results are kept'):
+    write_bytes(os.path.join(out, 'done.json'), b'{{}}')
+    with atomic_output(os.path.join(out, 'half.png')) as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(b'half')
+        print(sorted(os.listdir(out)), flush=True)
+        {send}
+        time.sleep(60)
+'''
+
+
+def _run_writer(tmp_path, send: str, env=None) -> subprocess.CompletedProcess:
+    code = WRITING.format(repo=REPO, guard=GUARD, send=send)
+    return subprocess.run(
+        [sys.executable, '-c', code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, **(env or {})))
+
+
+def test_sigterm_while_writing_leaves_no_temporary(tmp_path):
+    result = _run_writer(tmp_path, 'os.kill(os.getpid(), signal.SIGTERM)')
+    assert (result.returncode, result.stderr) == (
+        143, 'error: terminated (SIGTERM); the finished results are kept.\n')
+    # The temporary was there when the signal came, and is gone.
+    listing = eval(result.stdout)
+    assert len(listing) == 2 and listing[1] == 'done.json'
+    assert re.fullmatch(r'\.half\.png\.[0-9a-f]{8}\.part\.png', listing[0])
+    assert sorted(os.listdir(tmp_path)) == ['done.json']
+    assert (tmp_path / 'done.json').read_bytes() == b'{}'
+
+
+def test_sigterm_from_another_process_while_writing(tmp_path):
+    """``kill PID`` from outside, as a user or a supervisor sends it."""
+    code = WRITING.format(repo=REPO, guard=GUARD, send='')
+    proc = subprocess.Popen(
+        [sys.executable, '-c', code, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True)
+    try:
+        line = proc.stdout.readline()
+        assert '.part.png' in line, proc.communicate(timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, stderr) == (
+        143, 'error: terminated (SIGTERM); the finished results are kept.\n')
+    assert sorted(os.listdir(tmp_path)) == ['done.json']
+
+
+def test_sigterm_under_torchrun_is_silent(tmp_path):
+    """torchrun sends every process a SIGTERM once one has failed: the
+    launcher (tools/dist_run.py) says what happened, the processes clean
+    up without a line each."""
+    result = _run_writer(
+        tmp_path,
+        'os.kill(os.getpid(), signal.SIGTERM)',
+        env=dict(TORCHELASTIC_RUN_ID='none'))
+    assert (result.returncode, result.stderr) == (143, '')
+    assert sorted(os.listdir(tmp_path)) == ['done.json']
+
+
+def test_second_sigterm_during_cleanup_ends_at_once(tmp_path):
+    result = _run_python(f'''
+import os, runpy, signal, sys, time
+sys.path.insert(0, {REPO!r})
+runpy.run_path({GUARD!r}, run_name='__main__')
+from rap_sam.utils.user_errors import cli_errors
+with cli_errors():
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
+    finally:
+        print('cleaning up', flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
+        print('never')
+''')
+    assert (result.returncode, result.stdout,
+            result.stderr) == (-signal.SIGTERM, 'cleaning up\n', '')
+
+
+def test_forked_child_still_dies_of_sigterm():
+    """A process forked inside cli_errors (a data loader worker, a pool)
+    inherits the handler; its parent's SIGTERM still ends it at once,
+    without a KeyboardInterrupt traceback from the child."""
+    result = _run_python(f'''
+import os, runpy, signal, sys, time
+sys.path.insert(0, {REPO!r})
+runpy.run_path({GUARD!r}, run_name='__main__')
+from rap_sam.utils.user_errors import cli_errors
+with cli_errors():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, b'x')
+        try:
+            time.sleep(60)
+        finally:
+            print('child cleanup ran')
+        os._exit(0)
+    os.read(read, 1)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    print(os.WIFSIGNALED(status) and os.WTERMSIG(status))
+''')
+    assert (result.returncode, result.stdout, result.stderr) == (0, '15\n', '')
+
+
+def test_cli_errors_puts_the_sigterm_handler_back():
+    """Past cli_errors nothing would catch the exception a SIGTERM raises
+    inside: the guard's handler (or Python's default) is back."""
+    result = _run_python(f'''
+import runpy, signal, sys
+sys.path.insert(0, {REPO!r})
+runpy.run_path({GUARD!r}, run_name='__main__')
+guard = signal.getsignal(signal.SIGTERM)
+from rap_sam.utils.user_errors import cli_errors
+with cli_errors():
+    inside = signal.getsignal(signal.SIGTERM)
+print(inside is not guard, signal.getsignal(signal.SIGTERM) is guard)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+with cli_errors():
+    pass
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+''')
+    assert (result.returncode, result.stdout,
+            result.stderr) == (0, 'True True\nTrue\n', '')
