@@ -16,7 +16,7 @@ import socket
 import tempfile
 
 # Also puts the repository on sys.path.
-from demo_cli import guard_interrupts
+from demo_cli import add_trust_checkpoint, guard_interrupts
 
 SHOTS = ('prompts', 'panoptic', 'video', 'track')
 
@@ -24,12 +24,7 @@ SHOTS = ('prompts', 'panoptic', 'video', 'track')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--weights', default=None)
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='load --weights even if it holds objects outside the safe '
-        'allow-list (unpickling can run code: only for files from a '
-        'source you trust)')
+    add_trust_checkpoint(parser)
     parser.add_argument('--out-dir', default='assets')
     parser.add_argument(
         '--scale', type=int, nargs=2, default=(640, 384), metavar=('W', 'H'))

@@ -14,15 +14,16 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+_ARG_TYPES = osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py')
+# By its path: importing it would import rap_sam, torch and mmdet first.
+add_trust_checkpoint = runpy.run_path(_ARG_TYPES)['add_trust_checkpoint']
+
 
 def guard_interrupts() -> None:
-    """A Ctrl+C while the demo starts (importing torch) prints one line and
-    exits with status 130, as :func:`user_errors` does once it runs; see
-    rap_sam/utils/interrupt_guard.py (run by its path: importing it would
-    import rap_sam, torch and mmdet first)."""
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+    """A Ctrl+C or SIGTERM while the demo starts (importing torch) prints
+    one line and exits with status 130 or 143, as :func:`user_errors` does
+    once it runs; see rap_sam/utils/interrupt_guard.py."""
+    runpy.run_path(_ARG_TYPES, run_name='__main__')
 
 
 def user_errors(interrupted: str = ''):
@@ -75,12 +76,7 @@ def base_parser(doc: str,
         default=None,
         help='with --classes: the first N classes are things, the rest '
         'stuff (default: all things)')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='load --weights even if it holds objects outside the safe '
-        'allow-list (unpickling can run code: only for files from a source '
-        'you trust)')
+    add_trust_checkpoint(parser)
     if backends:
         parser.add_argument(
             '--backend',

@@ -22,8 +22,10 @@ if [ -z "${PYTHON:-}" ]; then
     [ -x "$ROOT/.venv/bin/python" ] && PYTHON="$ROOT/.venv/bin/python"
 fi
 
+# exec: a SIGTERM to this script's PID (dist_train.sh's too) reaches the
+# launcher, which stops every process cleanly; bash would die alone.
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
-"$PYTHON" "$ROOT/tools/dist_run.py" \
+exec "$PYTHON" "$ROOT/tools/dist_run.py" \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

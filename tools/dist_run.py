@@ -6,37 +6,60 @@ torchrun itself ends a run in which a process failed with its own stack
 trace (``ChildFailedError``), also when the process only reported a user
 error (``error: ...``, exit status 2). Here the processes' messages stay as
 they printed them, and the launcher adds one line saying which processes
-failed and exits with their status.
+failed and exits with their status. The processes torchrun stopped because
+another one failed are not counted as failed.
+
+A Ctrl+C or a SIGTERM (``kill PID``) reaches every process through
+torchrun; each runs its cleanup (its ``finally`` blocks) and the launcher
+ends with one line, ``error: interrupted (Ctrl+C).`` (status 130) or
+``error: terminated (SIGTERM).`` (status 143).
 """
 import logging
 import os.path as osp
 import runpy
+import signal
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-if __name__ == '__main__':
-    # Before torch imports (seconds; torchrun's parser is torch's): a Ctrl+C
-    # meanwhile is one line.
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+# First, by its path (importing rap_sam would import mmdet too): a Ctrl+C
+# or SIGTERM while torch imports (seconds; torchrun's parser is torch's)
+# is one line.
+GUARD = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
+    run_name=__name__)
 
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
+
+# How a process ends when torchrun stops it: through the guard or
+# cli_errors (143), or by the signal itself (before Python started).
+STOPPED = (GUARD['TERMINATED_EXIT_CODE'], -signal.SIGTERM)
+
+
+def failed_processes(failures: dict) -> list:
+    """``[(rank, exit status)]`` of the processes that failed on their
+    own: once one has, torchrun stops the others with a SIGTERM."""
+    failed = sorted((rank, f.exitcode) for rank, f in failures.items())
+    own = [(rank, code) for rank, code in failed if code not in STOPPED]
+    return own or failed
 
 
 def main(argv=None):
     args = parse_args(argv)
     # The agent logs each failure over several lines; the summary below
-    # says the same in one.
-    logging.getLogger('torch.distributed.elastic').setLevel(logging.CRITICAL)
+    # says the same in one. Each of torch's modules sets its logger's own
+    # level, so the parent's alone would not do.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith('torch.distributed.elastic'):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(args)
     except ChildFailedError as err:
-        failures = sorted(err.failures.items())
-        codes = [failure.exitcode for _, failure in failures]
-        ranks = ', '.join(str(rank) for rank, _ in failures)
+        failed = failed_processes(err.failures)
+        codes = [code for _, code in failed]
+        ranks = ', '.join(str(rank) for rank, _ in failed)
         print(
             f'error: process {ranks} of {args.training_script} failed '
             f'(exit status {", ".join(map(str, codes))}); its messages are '
@@ -44,6 +67,20 @@ def main(argv=None):
             file=sys.stderr)
         positive = [code for code in codes if code > 0]
         raise SystemExit(positive[0] if positive else 1)
+    except SignalException as err:
+        # torchrun has stopped the processes (each ran its cleanup); its
+        # own handler raised this in place of a KeyboardInterrupt.
+        sig = signal.Signals(err.sigval)
+        if sig == signal.SIGINT:
+            line = GUARD['interrupted_message']()
+        elif sig == signal.SIGTERM:
+            line = GUARD['terminated_message']()
+        else:  # SIGHUP, SIGQUIT: torchrun handles them alike
+            line = f'error: terminated ({sig.name}).'
+        if line:
+            print(line, file=sys.stderr, flush=True)
+        code = 128 + sig
+        raise SystemExit(code)
 
 
 if __name__ == '__main__':

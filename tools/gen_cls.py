@@ -18,20 +18,18 @@ import os.path as osp
 import runpy
 import sys
 
-if __name__ == '__main__':
-    # Before the imports below (torch, mmdet: seconds): a Ctrl+C meanwhile
-    # is one line.
-    runpy.run_path(
-        osp.join(
-            osp.dirname(osp.dirname(osp.abspath(__file__))), 'rap_sam',
-            'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# First, by its path: a Ctrl+C or SIGTERM while the imports below load torch
+# and mmdet (seconds) is one line.
+CLI = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+add_trust_checkpoint = CLI['add_trust_checkpoint']
 
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 import rap_sam.datasets  # noqa: E402,F401 (registers the OV datasets)
 from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
@@ -63,9 +61,8 @@ def parse_args(argv=None):
         help='config naming the CLIP backbone and '
         'the dataset whose classes are encoded')
     parser.add_argument('--checkpoint', help='local OpenCLIP checkpoint file')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
+    add_trust_checkpoint(
+        parser,
         help='load the checkpoint with weights_only=False (only for files '
         'from a source you trust)')
     parser.add_argument('--out', help='output file (default: the cache)')

@@ -25,21 +25,19 @@ import os.path as osp
 import runpy
 import sys
 
-if __name__ == '__main__':
-    # Before the imports below (torch, mmdet: seconds): a Ctrl+C meanwhile
-    # is one line.
-    runpy.run_path(
-        osp.join(
-            osp.dirname(osp.dirname(osp.abspath(__file__))), 'rap_sam',
-            'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# First, by its path: a Ctrl+C or SIGTERM while the imports below load torch
+# and mmdet (seconds) is one line.
+CLI = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+add_trust_checkpoint = CLI['add_trust_checkpoint']
 
 import torch
 from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper
 from mmengine.runner import Runner
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
 from rap_sam.engine import is_complete_checkpoint  # noqa: E402
 from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
@@ -72,9 +70,8 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='mixed precision (AmpOptimWrapper, dynamic loss scale)')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
+    add_trust_checkpoint(
+        parser,
         help='load the --resume checkpoint with weights_only=False (only '
         'for files from a source you trust)')
     try:

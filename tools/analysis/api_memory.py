@@ -31,9 +31,11 @@ if REPO not in sys.path:
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
 VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
 
-# Run by its path: importing rap_sam would import torch before --help.
-ARG_TYPES = runpy.run_path(osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'))
-positive_int = ARG_TYPES['positive_int']
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
+CLI = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+positive_int = CLI['positive_int']
 
 
 def parse_args(argv=None):
@@ -83,10 +85,7 @@ def parse_args(argv=None):
 
 if __name__ == '__main__':
     # Before the imports below (torch, mmdet: seconds): --help and a usage
-    # error answer at once, and a Ctrl+C meanwhile is one line.
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+    # error answer at once.
     parse_args()
 
 import numpy as np

@@ -84,6 +84,12 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
+CLI = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+add_trust_checkpoint = CLI['add_trust_checkpoint']
+
 #: rap_sam.deploy.quantize's calibrations, written out: importing it would
 #: import torch before the arguments are parsed (a test checks they agree).
 CALIBRATIONS = ('minmax', 'percentile')
@@ -97,12 +103,7 @@ def parse_args(argv=None):
         epilog=__doc__.split('Examples::')[-1])
     parser.add_argument('config', help='RAP-SAM config file')
     parser.add_argument('--checkpoint', help='weights (random if omitted)')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='load --checkpoint even if it holds objects outside the safe '
-        'allow-list (unpickling can run code: only for files from a '
-        'source you trust)')
+    add_trust_checkpoint(parser, '--checkpoint')
     parser.add_argument(
         '--task', choices=('image', 'video', 'prompt'), default='image')
     parser.add_argument(
@@ -220,10 +221,7 @@ def parse_args(argv=None):
 
 if __name__ == '__main__':
     # Before the imports below (torch: seconds): --help and a usage
-    # error answer at once, and a Ctrl+C meanwhile is one line.
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+    # error answer at once.
     parse_args()
 
 import torch

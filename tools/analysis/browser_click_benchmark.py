@@ -39,10 +39,13 @@ sys.path.insert(0, osp.join(ROOT, 'demo'))
 ORT_DIR = osp.join(ROOT, 'demo', 'web', 'node_modules', 'onnxruntime-web',
                    'dist')
 
-# Run by its path: importing rap_sam would import torch before --help.
-ARG_TYPES = runpy.run_path(osp.join(ROOT, 'rap_sam', 'utils', 'arg_types.py'))
-positive_int = ARG_TYPES['positive_int']
-non_negative_int = ARG_TYPES['non_negative_int']
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
+CLI = runpy.run_path(
+    osp.join(ROOT, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+add_trust_checkpoint = CLI['add_trust_checkpoint']
+positive_int = CLI['positive_int']
+non_negative_int = CLI['non_negative_int']
 
 
 def parse_args(argv=None):
@@ -50,12 +53,7 @@ def parse_args(argv=None):
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--weights', default=None)
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='load --weights even if it holds objects outside the safe '
-        'allow-list (unpickling can run code: only for files from a '
-        'source you trust)')
+    add_trust_checkpoint(parser)
     parser.add_argument(
         '--export',
         default=None,
@@ -104,10 +102,7 @@ def parse_args(argv=None):
 
 if __name__ == '__main__':
     # Before the imports below (torch, mmdet: seconds): --help and a usage
-    # error answer at once, and a Ctrl+C meanwhile is one line.
-    runpy.run_path(
-        osp.join(ROOT, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+    # error answer at once.
     parse_args()
 
 import numpy as np

@@ -30,13 +30,12 @@ import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
-if __name__ == '__main__':
-    # First: a Ctrl+C while rap_sam imports torch and mmdet (seconds) is
-    # one line. The options' defaults are rap_sam.deploy's, so --help
-    # waits for them.
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+# First, by its path: a Ctrl+C or SIGTERM while rap_sam imports torch and
+# mmdet (seconds) is one line. The options' defaults are rap_sam.deploy's,
+# so --help waits for them.
+CLI = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+add_trust_checkpoint = CLI['add_trust_checkpoint']
 
 from rap_sam.utils.runner_cli import positive_int
 from rap_sam.utils.user_errors import UserError, cli_errors
@@ -52,9 +51,8 @@ def parse_args(argv=None):
         '--checkpoint',
         required=True,
         help='the weights (every variant must load the same ones)')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
+    add_trust_checkpoint(
+        parser,
         help='load the checkpoint with weights_only=False (only for files '
         'from a source you trust)')
     parser.add_argument(

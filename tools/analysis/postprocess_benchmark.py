@@ -16,6 +16,13 @@ with its chunks on the calling thread, each operation on all threads).
 full/bands`` is the ratio of the process's CPU times: on a loaded machine,
 waiting for a core swamps the wall times; CPU time is the work done.
 
+``--post half`` times the approximate post-processing (``prepare(model,
+post='half')``: the fusion at half the result's size) against the exact
+one instead, interleaved, with how far its results are from the exact
+ones: exact instances (non-empty) kept at IoU >= 0.5 with their label,
+their mean mask IoU, panoptic segments kept, pixels of the same panoptic
+class.
+
 Example (``--ori-shape``: results resized to a photo's size, as the API,
 the demo and COCO evaluation resize them)::
 
@@ -31,6 +38,10 @@ import os.path as osp
 import runpy
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
+runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
 
 
 def parse_args(argv=None):
@@ -65,6 +76,12 @@ def parse_args(argv=None):
         '--warmup', type=int, default=1, help='untimed rounds first')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='write the report as JSON here')
+    parser.add_argument(
+        '--post',
+        choices=('half', ),
+        help='time this approximate post-processing against the exact one '
+        '(and measure how close its results are) instead of the exact '
+        "head's variants")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         parser.error('--repeats must be >= 1 and --warmup >= 0')
@@ -75,16 +92,55 @@ def parse_args(argv=None):
 
 if __name__ == '__main__':
     # Before the imports below (torch: seconds): --help and a usage error
-    # answer at once, and a Ctrl+C meanwhile is one line.
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+    # answer at once.
     parse_args()
 
 import torch
 
 from rap_sam.utils.output_files import make_out_dir, write_bytes
 from rap_sam.utils.user_errors import cli_errors
+
+
+def _post(args):
+    """``--post``: exact against approximate, timed and compared."""
+    from rap_sam.deploy.benchmark import time_post_modes
+    results = time_post_modes(
+        tuple(args.shape),
+        args.outputs,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        seed=args.seed,
+        ori_shape=tuple(args.ori_shape) if args.ori_shape else None,
+        post=args.post)
+    load = os.getloadavg()
+    h, w = args.shape
+    ori_h, ori_w = args.ori_shape or args.shape
+    resized = f' resized to {ori_h}x{ori_w}' if args.ori_shape else ''
+    print(f'post-processing at {h}x{w}{resized}, exact against '
+          f'{args.post}, {torch.get_num_threads()} threads, load average '
+          f'{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}')
+    print(f'{"outputs":<8} {"exact":>8} {args.post:>8} '
+          f'{"exact/" + args.post:>10} {"cpu ratio":>9} '
+          f'{"instances kept":>14} {"mean IoU":>8} {"segments kept":>13} '
+          f'{"panoptic agreement":>18}')
+    for r in results:
+        t, ins, seg = r['median_s'], r['instances'], r['segments']
+        print(f'{r["outputs"]:<8} {t["exact"] * 1e3:>6.1f}ms '
+              f'{t["post"] * 1e3:>6.1f}ms {r["speedup"]:>10.2f} '
+              f'{r["cpu_speedup"]:>9.2f} '
+              f'{ins["kept"]:>7} / {ins["ref"]:<4} {ins["mean_iou"]:>8.4f} '
+              f'{seg["kept"]:>6} / {seg["ref"]:<4} '
+              f'{r["panoptic_agreement"]:>18.4f}')
+    if args.out:
+        report = dict(
+            shape=list(args.shape),
+            ori_shape=[ori_h, ori_w],
+            post=args.post,
+            threads=torch.get_num_threads(),
+            load_average=list(load),
+            results=results)
+        write_bytes(args.out, json.dumps(report, indent=1).encode('utf-8'))
+    return results
 
 
 def main(argv=None):
@@ -96,6 +152,8 @@ def main(argv=None):
             make_out_dir(osp.dirname(osp.abspath(args.out)))
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.post:
+            return _post(args)
         results = time_fusion_heads(
             tuple(args.shape),
             args.outputs,

@@ -21,9 +21,12 @@ import warnings
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-# Run by its path: importing rap_sam would import torch before --help.
-ARG_TYPES = runpy.run_path(osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'))
-positive_int = ARG_TYPES['positive_int']
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
+CLI = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+add_trust_checkpoint = CLI['add_trust_checkpoint']
+positive_int = CLI['positive_int']
 
 
 def parse_args(argv=None):
@@ -32,12 +35,7 @@ def parse_args(argv=None):
         '--config',
         default=osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py'))
     parser.add_argument('--weights', default=None)
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='load --weights even if it holds objects outside the safe '
-        'allow-list (unpickling can run code: only for files from a '
-        'source you trust)')
+    add_trust_checkpoint(parser)
     parser.add_argument('--image', default=osp.join(REPO, 'demo/demo.jpg'))
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--runs', type=positive_int, default=5)
@@ -52,10 +50,7 @@ def parse_args(argv=None):
 
 if __name__ == '__main__':
     # Before the imports below (torch, mmdet: seconds): --help and a usage
-    # error answer at once, and a Ctrl+C meanwhile is one line.
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+    # error answer at once.
     parse_args()
 
 import mmcv

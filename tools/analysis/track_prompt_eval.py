@@ -42,9 +42,12 @@ for path in (REPO, osp.join(REPO, 'tools')):
 #: Seed of the toy validation videos (the toy training videos use 1).
 TOY_VAL_SEED = 1000
 
-# Run by its path: importing rap_sam would import torch before --help.
-ARG_TYPES = runpy.run_path(osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'))
-positive_int = ARG_TYPES['positive_int']
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
+CLI = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+add_trust_checkpoint = CLI['add_trust_checkpoint']
+positive_int = CLI['positive_int']
 
 
 def parse_args(argv=None):
@@ -55,12 +58,7 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     parser.add_argument('config', help='a video config (RapSAMVideo)')
     parser.add_argument('checkpoint')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='load CHECKPOINT even if it holds objects outside the safe '
-        'allow-list (unpickling can run code: only for files from a '
-        'source you trust)')
+    add_trust_checkpoint(parser, 'CHECKPOINT')
     parser.add_argument(
         '--data-root', required=True, help='the YouTube-VIS folder')
     parser.add_argument(
@@ -106,10 +104,7 @@ def parse_args(argv=None):
 
 if __name__ == '__main__':
     # Before the imports below (torch, mmdet: seconds): --help and a usage
-    # error answer at once, and a Ctrl+C meanwhile is one line.
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+    # error answer at once.
     parse_args()
 
 import numpy as np

@@ -31,6 +31,12 @@ import warnings
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
+CLI = runpy.run_path(
+    osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
+add_trust_checkpoint = CLI['add_trust_checkpoint']
+
 #: rap_sam.deploy.quantize's calibrations, written out: importing it would
 #: import torch before the arguments are parsed (a test checks they agree).
 CALIBRATIONS = ('minmax', 'percentile')
@@ -93,9 +99,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--clip-checkpoint',
         help='with --classes: a local OpenCLIP checkpoint to encode them')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
+    add_trust_checkpoint(
+        parser,
         help='load a checkpoint that pickles objects beyond tensors (only '
         'from a source you trust)')
     parser.add_argument(
@@ -112,10 +117,7 @@ def parse_args(argv=None):
 
 if __name__ == '__main__':
     # Before the imports below (torch, mmdet: seconds): --help and a usage
-    # error answer at once, and a Ctrl+C meanwhile is one line.
-    runpy.run_path(
-        osp.join(REPO, 'rap_sam', 'utils', 'interrupt_guard.py'),
-        run_name='__main__')
+    # error answer at once.
     parse_args()
 
 from rap_sam.utils.user_errors import UserError, cli_errors
