@@ -13,6 +13,7 @@ import io
 import numbers
 import os
 import os.path as osp
+import re
 import struct
 import warnings
 from typing import Iterator, Optional, Sequence, Tuple, Union
@@ -253,6 +254,9 @@ def image_size(source: ImageSource,
                              'the path of one image.')
         if not osp.isfile(path):
             raise InputError(f'Image not found: {path}')
+        if not osp.getsize(path):
+            raise InputError(f'Cannot read {path} as an image: the file is '
+                             'empty (0 bytes).')
         return _header_size(path, path, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _header_size(
@@ -576,13 +580,31 @@ def _live_frames(source: Union[int, str],
     return _capture_frames(cap, name, None, max_pixels)
 
 
+def _number_order(name: str) -> tuple:
+    """Sorts ``frame2`` before ``frame10``; zero-padded names keep their
+    order."""
+    parts = re.split(r'(\d+)', name)
+    return [int(p) if i % 2 else p for i, p in enumerate(parts)], name
+
+
+def frame_files(path: str) -> list:
+    """The frames of a folder: its image files in number order
+    (:func:`_number_order`). Hidden files (``.NAME``, such as the
+    ``._NAME`` files macOS leaves beside each file on a USB drive) and
+    folders are no frames."""
+    return sorted(
+        (f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS)
+         and not f.startswith('.') and not osp.isdir(osp.join(path, f))),
+        key=_number_order)
+
+
 def _folder_frames(path: str,
                    max_pixels: Optional[int]) -> Iterator[np.ndarray]:
-    files = sorted(
-        f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
+    files = frame_files(path)
     if not files:
         raise InputError(f'No images ({", ".join(IMAGE_EXTS)}) in the '
-                         f'folder {path}.')
+                         f'folder {path}: a video is a folder of its frames '
+                         'or a video file (give the path of the file).')
     for name in files:
         yield read_image(osp.join(path, name), max_pixels)
 
@@ -628,10 +650,11 @@ def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
 
     Args:
         video: A video file (anything OpenCV reads: mp4, avi, webm ...), a
-            folder of frames (sorted by name), a camera index (``0``), a
-            stream URL (``rtsp://...``, ``http://...``: anything OpenCV's
-            FFmpeg reads; opening and each read time out after
-            :data:`STREAM_TIMEOUT_MS`), a ``[T, H, W, 3]`` array or a
+            folder of frames (its image files in number order: ``2.png``
+            before ``10.png``; hidden files skipped), a camera index
+            (``0``), a stream URL (``rtsp://...``, ``http://...``:
+            anything OpenCV's FFmpeg reads; opening and each read time out
+            after :data:`STREAM_TIMEOUT_MS`), a ``[T, H, W, 3]`` array or a
             sequence (or iterator) of ``[H, W, 3]`` arrays (BGR) or PIL
             images (RGB), converted as :func:`as_bgr_image` says. A single
             ``[H, W, 3]`` array or PIL image is refused: it is not a video.
@@ -643,6 +666,13 @@ def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
     AVI) are checked frame by frame and refused when a size changes, other
     codecs do not tell. A camera or a stream is read until it stops
     delivering frames: a stream that breaks off ends the video there.
+
+    A video file that ends before its container's header says it does (an
+    avi, mp4 or mkv/webm cut short by an interrupted copy, download or
+    recording) raises :class:`InputError` once the frames before the cut
+    are read, naming the frame where reading stopped and the count the
+    header claims. Formats whose header holds no size (MPEG-TS, FLV ...)
+    end where their frames end, as streams do.
     """
     if is_stream_url(video) or (isinstance(video, numbers.Integral)
                                 and not isinstance(video, bool)):

@@ -235,3 +235,108 @@ def test_video_demo_keeps_the_frames_before_the_cut(cut_avi, weights,
     cap = cv2.VideoCapture(str(out / 'cut.mp4'))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == readable
     cap.release()
+
+
+def test_a_stream_that_breaks_off_ends_the_video_there(tmp_path):
+    """Live sources say no frame count: a cut file served over HTTP ends
+    where its frames end, without an error."""
+    import functools
+    import http.server
+    import threading
+
+    data = _faststart_mp4(tmp_path / 'whole.mp4', 20)
+    (tmp_path / 'cut.mp4').write_bytes(data[:len(data) // 2])
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f'http://127.0.0.1:{server.server_address[1]}/cut.mp4'
+        assert 1 <= len(list(iter_frames(url))) < 20
+    finally:
+        server.shutdown()
+
+
+# ----------------------------------------------------------------------
+# frame folders
+# ----------------------------------------------------------------------
+def _frames_folder(path, names, shape=(48, 64, 3)):
+    path.mkdir()
+    for i, name in enumerate(names):
+        cv2.imwrite(str(path / name), np.full(shape, 20 * i, np.uint8))
+    return path
+
+
+def _levels(frames):
+    return [int(f[0, 0, 0]) for f in frames]
+
+
+def test_frames_are_taken_in_number_order(tmp_path):
+    """1.png, 2.png, 10.png were read as 1, 10, 2: a scrambled video."""
+    folder = _frames_folder(tmp_path / 'clip',
+                            ['1.png', '2.png', '10.png', 'frame_9.png'])
+    assert _levels(iter_frames(str(folder))) == [0, 20, 40, 60]
+    padded = _frames_folder(tmp_path / 'padded',
+                            [f'{i:05d}.jpg' for i in range(12)])
+    assert len(list(iter_frames(str(padded)))) == 12
+    assert _levels(iter_frames(str(padded)))[:3] == [0, 20, 40]
+
+
+def test_hidden_files_and_folders_are_not_frames(tmp_path):
+    """macOS leaves '._NAME' files beside each frame copied to a USB drive
+    (not images): they stopped the video at its first frame."""
+    folder = _frames_folder(tmp_path / 'clip', ['0.png', '1.png'])
+    (folder / '._0.png').write_bytes(b'\x00\x05\x16\x07' + bytes(100))
+    (folder / '.thumbnail.jpg').write_bytes(b'')
+    (folder / 'notes.txt').write_text('shot on a tripod')
+    (folder / 'extra.png').mkdir()
+    assert _levels(iter_frames(str(folder))) == [0, 20]
+
+
+def test_an_empty_frame_file_is_named(tmp_path):
+    folder = _frames_folder(tmp_path / 'clip', ['0.png', '2.png'])
+    (folder / '1.png').write_bytes(b'')
+    frames = iter_frames(str(folder))
+    assert next(frames).shape == (48, 64, 3)
+    with pytest.raises(InputError) as err:
+        next(frames)
+    assert str(err.value) == (
+        f'Cannot read {folder}/1.png as an image: the file is empty (0 '
+        'bytes).')
+
+
+def test_a_folder_without_frames_says_what_it_holds(tmp_path):
+    folder = tmp_path / 'videos'
+    folder.mkdir()
+    _write(folder / 'a.mp4', 'mp4v', 2)
+    with pytest.raises(InputError) as err:
+        list(iter_frames(str(folder)))
+    assert str(err.value) == (
+        f'No images (.jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff) in the '
+        f'folder {folder}: a video is a folder of its frames or a video '
+        'file (give the path of the file).')
+
+
+def test_unicode_names_and_a_one_frame_video(tmp_path):
+    folder = _frames_folder(tmp_path / 'vidéo 日本', ['кадр 1.png'])
+    assert _levels(iter_frames(str(folder))) == [0]
+    path = tmp_path / 'été 日本.mp4'
+    _write(path, 'mp4v', 1)
+    assert len(list(iter_frames(str(path)))) == 1
+
+
+def test_video_demo_on_a_one_frame_video_with_a_unicode_name(
+        weights, tmp_path):
+    path = tmp_path / 'un été 日本.mp4'
+    _write(path, 'mp4v', 1, size=(96, 64))
+    out = tmp_path / 'sortie é'
+    proc = run_script('demo/video_demo.py', path, YT19, '--weights', weights,
+                      '--scale', '64', '48', '--out-dir', out)
+    assert proc.returncode == 0, proc.stderr
+    assert '1 frames, ' in proc.stdout
+    info = json.loads((out / 'un été 日本.json').read_text())
+    assert info['complete'] is True and info['num_frames'] == 1
+    assert info['video'] == str(path)
+    assert sorted(
+        p.name for p in out.iterdir()) == ['un été 日本.json', 'un été 日本.mp4']
