@@ -63,6 +63,8 @@ if __name__ == '__main__':
 import torch
 from make_toy_data import make_toy_data
 
+from rap_sam.utils.interrupt_guard import (INTERRUPTED_EXIT_CODE,
+                                           TERMINATED_EXIT_CODE, Terminated)
 from rap_sam.utils.output_files import make_out_dir
 from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE, cli_errors
 
@@ -146,7 +148,19 @@ def _run(cmd, env):
     print('+', ' '.join(cmd), flush=True)
     # From the user's folder, as the tool itself: relative paths in
     # --cfg-options mean what they would in a tools/train.py command there.
-    status = subprocess.run(cmd, env=env).returncode
+    with subprocess.Popen(cmd, env=env) as proc:
+        try:
+            status = proc.wait()
+        except KeyboardInterrupt as stop:
+            # A Ctrl+C reached the tool too (the terminal's process
+            # group); a SIGTERM (kill PID) only this process: pass it on.
+            # Either way the tool runs its cleanup and says so in its line.
+            if isinstance(stop, Terminated):
+                proc.terminate()
+            status = proc.wait()
+            if status not in (INTERRUPTED_EXIT_CODE, TERMINATED_EXIT_CODE):
+                raise
+            raise SystemExit(status)
     if status == USER_ERROR_EXIT_CODE:
         # The tool has said what was wrong, in one line, on stderr.
         raise SystemExit(status)
@@ -175,51 +189,51 @@ def main(argv=None):
         make_toy_data(osp.join(root, 'data'))
         write_toy_class_embeddings(osp.join(root, 'embd'))
 
-    py = sys.executable
-    threads = str(args.threads)
-    env = dict(
-        os.environ,
-        PYTHONPATH=REPO,
-        OMP_NUM_THREADS=threads,
-        MKL_NUM_THREADS=threads)
-    options = list(args.cfg_options)
-    if args.epochs:
-        options += epoch_options(args.epochs)
-    options += toy_train_options(root)
-    train_dir = osp.join(root, 'train')
-    _run([
-        py,
-        osp.join(REPO, 'tools', 'train.py'),
-        osp.join(REPO, 'configs', 'rap_sam', 'toy_rap_sam_train.py'),
-        '--work-dir', train_dir, '--cfg-options'
-    ] + options, env)
-    with open(osp.join(train_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-
-    results = {}
-    for name in ('coco', 'prompt'):
-        work_dir = osp.join(root, f'eval_{name}')
-        eval_options = [
-            f'model.panoptic_head.ov_classifier_dir={root}/embd',
-            f'test_dataloader.dataset.data_root={root}/data/coco/',
-        ]
-        if name == 'coco':
-            eval_options.append('test_evaluator.seg_prefix='
-                                f'{root}/data/coco/annotations/'
-                                'panoptic_val2017/')
+        py = sys.executable
+        threads = str(args.threads)
+        env = dict(
+            os.environ,
+            PYTHONPATH=REPO,
+            OMP_NUM_THREADS=threads,
+            MKL_NUM_THREADS=threads)
+        options = list(args.cfg_options)
+        if args.epochs:
+            options += epoch_options(args.epochs)
+        options += toy_train_options(root)
+        train_dir = osp.join(root, 'train')
         _run([
             py,
-            osp.join(REPO, 'tools', 'test.py'),
-            osp.join(REPO, 'configs', 'rap_sam', f'toy_eval_{name}.py'),
-            checkpoint, '--work-dir', work_dir, '--cfg-options'
-        ] + eval_options, env)
-        results.update(_metrics(work_dir))
-    pq = results.get('coco_panoptic/PQ')
-    miou = results.get('coco_sam/mIoU')
-    print(json.dumps(results, indent=1))
-    print(f'TOY RUN: PQ {pq}, click mIoU {miou}, wall time '
-          f'{time.time() - start:.0f} s')
-    return results
+            osp.join(REPO, 'tools', 'train.py'),
+            osp.join(REPO, 'configs', 'rap_sam', 'toy_rap_sam_train.py'),
+            '--work-dir', train_dir, '--cfg-options'
+        ] + options, env)
+        with open(osp.join(train_dir, 'last_checkpoint')) as f:
+            checkpoint = f.read().strip()
+
+        results = {}
+        for name in ('coco', 'prompt'):
+            work_dir = osp.join(root, f'eval_{name}')
+            eval_options = [
+                f'model.panoptic_head.ov_classifier_dir={root}/embd',
+                f'test_dataloader.dataset.data_root={root}/data/coco/',
+            ]
+            if name == 'coco':
+                eval_options.append('test_evaluator.seg_prefix='
+                                    f'{root}/data/coco/annotations/'
+                                    'panoptic_val2017/')
+            _run([
+                py,
+                osp.join(REPO, 'tools', 'test.py'),
+                osp.join(REPO, 'configs', 'rap_sam', f'toy_eval_{name}.py'),
+                checkpoint, '--work-dir', work_dir, '--cfg-options'
+            ] + eval_options, env)
+            results.update(_metrics(work_dir))
+        pq = results.get('coco_panoptic/PQ')
+        miou = results.get('coco_sam/mIoU')
+        print(json.dumps(results, indent=1))
+        print(f'TOY RUN: PQ {pq}, click mIoU {miou}, wall time '
+              f'{time.time() - start:.0f} s')
+        return results
 
 
 if __name__ == '__main__':
