@@ -4,13 +4,16 @@ and no traceback; inputs and earlier results are never written over."""
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import assert_ran, assert_user_error, run_script
+from helpers import REPO, assert_ran, assert_user_error, run_script
 
 COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
@@ -250,3 +253,51 @@ def test_app_with_a_missing_checkpoint_does_not_start():
     assert_user_error(
         run_script('demo/app.py', '--weights', 'rapsam_r50_12e.pth'),
         'Checkpoint file not found: rapsam_r50_12e.pth')
+
+
+def test_sigterm_mid_folder_keeps_finished_results_only(
+        tmp_path, small_photo, weights):
+    """``kill PID`` while demo.py works through a folder: it stops as on a
+    Ctrl+C, one line and exit status 143 (128 + SIGTERM); the results
+    already written stay whole, and no hidden temporary is left."""
+    folder, out = tmp_path / 'in', tmp_path / 'out'
+    folder.mkdir()
+    img = cv2.imread(small_photo)
+    for i in range(30):
+        cv2.imwrite(str(folder / f'p{i:02d}.png'), img)
+    proc = subprocess.Popen([
+        sys.executable, 'demo/demo.py',
+        str(folder), COCO, '--weights', weights, *SMALL, '--device', 'cpu',
+        '--out-dir',
+        str(out)
+    ],
+                            cwd=REPO,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (out / 'p00.json').exists():
+            assert proc.poll() is None, proc.communicate()[1][-4000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, stderr[-4000:]
+    assert stderr.endswith('\nerror: terminated (SIGTERM).\n'), stderr[-4000:]
+    assert stderr.count('error:') == 1 and 'Traceback' not in stderr
+    names = sorted(os.listdir(out))
+    assert not [n for n in names if n.startswith('.')], names
+    assert 2 <= len(names) < 60, names
+    for name in names:
+        if name.endswith('.json'):
+            assert json.loads(
+                (out /
+                 name).read_text())['image'].endswith(name[:-len('.json')] +
+                                                      '.png')
+        else:
+            assert cv2.imread(str(out / name)).shape == img.shape
