@@ -159,6 +159,7 @@ from rap_sam.apis import (InputError, RapSAMPredictor, check_prompts,
 from rap_sam.apis.inputs import open_video_quietly
 from rap_sam.apis.prompt_tracking import FramePastEndError
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
+from rap_sam.utils.interrupt_guard import Terminated
 from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
                                         discard, make_out_dir, result_stems,
                                         temp_path, write_json)
@@ -239,8 +240,11 @@ def _finish_videos(opened, keep: bool) -> None:
 
 def error_text(error: BaseException, count: int) -> str:
     """Why a video stopped after ``count`` frames, in words: the error's
-    message, or for a Ctrl+C or an error without one, what happened."""
+    message, or for a Ctrl+C, a SIGTERM or an error without a message,
+    what happened."""
     frames = f'{count} frame{"s" * (count != 1)}'
+    if isinstance(error, Terminated):  # a KeyboardInterrupt too
+        return f'terminated (SIGTERM) after {frames}'
     if isinstance(error, KeyboardInterrupt):
         return f'interrupted (Ctrl+C) after {frames}'
     return str(error) or (f'stopped after {frames} by '

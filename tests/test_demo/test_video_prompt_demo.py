@@ -16,6 +16,7 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 from rap_sam.apis import RapSAMPredictor, iter_frames
+from rap_sam.utils.interrupt_guard import Terminated
 
 DEMO = 'demo/video_demo.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
@@ -123,6 +124,7 @@ def _failing_after(count, error):
 
 @pytest.mark.parametrize('error, text', [
     (KeyboardInterrupt(), 'interrupted (Ctrl+C) after 2 frames'),
+    (Terminated(), 'terminated (SIGTERM) after 2 frames'),
     (MemoryError(), 'stopped after 2 frames by MemoryError (no message)'),
     (RuntimeError('CUDA error: device lost'), 'CUDA error: device lost'),
 ])
