@@ -16,11 +16,15 @@ shown as a message in the page. One request runs at a time; at most
 --max-file-size are refused.
 """
 import argparse
+import collections
 import contextlib
+import hashlib
+import json
+import math
 import os
 import os.path as osp
-import queue
 import re
+import socket
 import tempfile
 import threading
 import uuid
@@ -67,6 +71,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.max_queue < 1:
         parser.error('--max-queue must be at least 1')
+    if not 1 <= args.port <= 65535:
+        parser.error(f'--port must be 1 to 65535, got {args.port}')
     return args
 
 
@@ -91,6 +97,7 @@ from rap_sam.apis.prompt_tracking import FramePastEndError  # noqa: E402
 from rap_sam.apis.visualization import draw_panoptic  # noqa
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
                                         panoptic_segments, prompt_records)
+from rap_sam.utils.config_file import read_config  # noqa: E402
 from rap_sam.utils.output_files import OutputError, make_out_dir  # noqa
 from rap_sam.utils.user_errors import UserError  # noqa: E402
 
@@ -99,8 +106,17 @@ def _rgb_to_bgr(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1])
 
 
-def _user_error(err: UserError) -> gr.Error:
-    return gr.Error(str(err), print_exception=False)
+def _page_text(err: UserError, path=None) -> str:
+    """``err``'s message for the page: an upload named as the user named
+    it, not by gradio's copy of it (``/tmp/gradio/<hash>/clip.mp4``)."""
+    text = str(err)
+    if isinstance(path, str) and path:
+        text = text.replace(path, osp.basename(path))
+    return text
+
+
+def _user_error(err: UserError, path=None) -> gr.Error:
+    return gr.Error(_page_text(err, path), print_exception=False)
 
 
 @contextlib.contextmanager
@@ -145,6 +161,47 @@ with _no_type_stub():
             return np.ascontiguousarray(bgr[..., ::-1])
 
 
+class _PageGone(UserError):
+    """The request that asked for a video is gone (its page closed or
+    reloaded): its worker stops instead of holding the model."""
+
+
+def _image_key(image: np.ndarray) -> str:
+    """An image's identity, from its pixels: the prompt tab's features and
+    prompts belong to the image they were made on, whichever request made
+    them (an upload whose own request was refused, a full queue, leaves the
+    page's prompts and the model's features on the image before)."""
+    image = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(image.data.cast('B'), digest_size=16)
+    digest.update(repr((image.shape, image.dtype.str)).encode())
+    return digest.hexdigest()
+
+
+def _frame_number(frame) -> int:
+    """The frame slider's value as a frame index (the page sends whole
+    numbers; a request from elsewhere may not)."""
+    try:
+        number = float(frame)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0 and number.is_integer()):
+        raise gr.Error(
+            f'The frame is a whole number, 0 or more (0 is the first), got '
+            f'{frame!r}.',
+            print_exception=False)
+    return int(number)
+
+
+def _check_click(x, y, width: int, height: int) -> None:
+    """A click (a point or a box corner) inside the image, said as it is
+    made: a corner off the image would otherwise be found only with the
+    box, or not at all."""
+    try:
+        check_prompts([[x, y]], [], width, height)
+    except UserError as err:
+        raise _user_error(err)
+
+
 class RapSAMApp:
     """The app's handlers, kept apart from the layout so tests can call
     them directly.
@@ -156,6 +213,11 @@ class RapSAMApp:
         out_dir (str): Where video results are written.
     """
 
+    # Frames the video tab draws clicks on, for all sessions together: a
+    # session's state holds only where its frame is, so memory does not
+    # grow with the number of visitors; a frame not kept is read again.
+    FRAMES_KEPT = 8
+
     def __init__(self, predictor, video_predictor, out_dir):
         self.predictor = predictor
         self._video_factory = video_predictor
@@ -166,6 +228,8 @@ class RapSAMApp:
         self.lock = threading.Lock()
         self._factory_lock = threading.Lock()
         self._image_key = None
+        self._frames = collections.OrderedDict()
+        self._frames_lock = threading.Lock()
 
     # prompt tab ------------------------------------------------------
     @staticmethod
@@ -183,7 +247,7 @@ class RapSAMApp:
         """A new image: compute its features, forget the prompts."""
         if image is None:
             return None, 'Upload an image.', self.new_prompts()
-        state = self.new_prompts(uuid.uuid4().hex)
+        state = self.new_prompts(_image_key(image))
         try:
             with self.lock:
                 self._ensure_image(image, state['key'])
@@ -196,14 +260,22 @@ class RapSAMApp:
     def add_click(state: dict, mode: str, x: float, y: float) -> tuple:
         """``state`` with the click added: a point, or a box corner (a box
         takes two clicks, its corners in any order); and a note for the
-        page when the click is a first corner."""
+        page when the click is a first corner. A second corner level with
+        the first (no area) is refused, the first kept."""
         state = dict(
             state, points=list(state['points']), boxes=list(state['boxes']))
         if mode == 'box':
             if state['corner'] is None:
                 state['corner'] = (x, y)
                 return state, 'First corner set: click the opposite corner.'
-            (x0, y0), state['corner'] = state['corner'], None
+            x0, y0 = state['corner']
+            if x == x0 or y == y0:
+                raise gr.Error(
+                    f'A box needs its corners apart in x and in y, got '
+                    f'({x0:g}, {y0:g}) and ({x:g}, {y:g}): click the corner '
+                    'opposite the first.',
+                    print_exception=False)
+            state['corner'] = None
             state['boxes'].append(
                 [min(x0, x), min(y0, y),
                  max(x0, x), max(y0, y)])
@@ -215,11 +287,22 @@ class RapSAMApp:
         """Add the clicked point (or box corner) and predict every prompt."""
         if image is None:
             raise gr.Error('Upload an image first.', print_exception=False)
-        state, note = self.add_click(state, mode, x, y)
-        return self.render_prompts(image, state, note)
+        _check_click(x, y, image.shape[1], image.shape[0])
+        key = _image_key(image)
+        note = ''
+        if state.get('key') != key:
+            # The prompts were made on another image (this one's upload
+            # request did not run): they start over on this one.
+            if state['points'] or state['boxes'] or state['corner']:
+                note = 'A new image: the prompts of the one before are gone.'
+            state = self.new_prompts(key)
+        state, click_note = self.add_click(state, mode, x, y)
+        return self.render_prompts(image, state,
+                                   ' '.join(filter(None, [click_note, note])))
 
     def clear(self, image, state: dict):
-        state = self.new_prompts(state.get('key'))
+        key = None if image is None else _image_key(image)
+        state = self.new_prompts(key)
         note = 'Prompts cleared.' if image is not None else 'Upload an image.'
         return image, note, state
 
@@ -287,46 +370,75 @@ class RapSAMApp:
         :func:`track_video_to_files`) in a thread, yielding the page's video
         outputs as frames are drawn: ``(None, None, status, latest drawn
         frame (RGB))`` while it runs, then ``(webm, [mp4, json],
-        summary(info), last frame)``."""
+        summary(info), last frame)``. Closing the generator (the page is
+        gone) stops the thread at its next frame."""
         folder = osp.join(self.out_dir, uuid.uuid4().hex[:8])
         stem = osp.join(folder, name)
-        drawn, outcome, counts = queue.Queue(), {}, {}
+        # Only the newest drawn frame waits for the page: a page slower
+        # than the model (or gone) must not pile up every frame.
+        outcome, counts, newest = {}, {}, {}
+        changed, gone = threading.Condition(), threading.Event()
 
         def report(done, total):
             counts.update(done=done, total=total)
             if progress is not None and total:
                 progress((done, total), unit='frames')
 
+        def on_frame(frame):
+            if gone.is_set():
+                raise _PageGone('The page that asked for this video is '
+                                'gone.')
+            with changed:
+                newest['frame'] = frame
+                changed.notify()
+
         def work():
-            # The model runs here; the page is fed from the queue.
+            # The model runs here; the page is fed from ``newest``.
             try:
                 make_out_dir(folder)
                 with self.lock:
+                    if gone.is_set():
+                        return
                     outcome['info'] = write(self.video_predictor(), stem,
-                                            report, drawn.put)
+                                            report, on_frame)
             except BaseException as err:  # handed to the request below
                 outcome['error'] = err
             finally:
-                drawn.put(None)
+                with changed:
+                    newest['done'] = True
+                    changed.notify()
 
         threading.Thread(target=work, daemon=True).start()
         latest, finished = None, False
-        while not finished:
-            frame = drawn.get()
-            finished = frame is None
-            # Show the newest frame: skip those drawn while the page was
-            # being updated (None, the end, comes last).
-            while not finished and not drawn.empty():
-                newer = drawn.get()
-                finished = newer is None
-                frame = frame if finished else newer
-            if frame is not None:
-                latest = np.ascontiguousarray(frame[..., ::-1])
-                yield (None, None, f"{counts.get('done', 0)} frames done",
-                       latest)
+        try:
+            while not finished:
+                with changed:
+                    changed.wait_for(lambda: newest)
+                    frame = newest.pop('frame', None)
+                    finished = newest.get('done', False)
+                if frame is not None:
+                    latest = np.ascontiguousarray(frame[..., ::-1])
+                    yield (None, None, f"{counts.get('done', 0)} frames done",
+                           latest)
+        finally:
+            gone.set()
         error = outcome.get('error')
+        if isinstance(error, UserError) and osp.isfile(f'{stem}.json'):
+            # Stopped part-way: the frames done are written (video_demo's
+            # files, the json saying "complete": false), so they are
+            # offered with the reason instead of lost behind a message.
+            cause = error.__cause__
+            reason = _page_text(
+                cause if isinstance(cause, UserError) else error, video)
+            with open(f'{stem}.json') as f:
+                count = json.load(f)['num_frames']
+            yield (f'{stem}.webm', [f'{stem}.mp4', f'{stem}.json'],
+                   f"**Stopped after {count} frame{'s' * (count != 1)}**: "
+                   f'{reason} The frames before it are in the files below.',
+                   latest)
+            return
         if isinstance(error, UserError):
-            raise _user_error(error)
+            raise _user_error(error, video)
         if error is not None:
             raise error
         yield (f'{stem}.webm', [f'{stem}.mp4', f'{stem}.json'],
@@ -364,15 +476,17 @@ class RapSAMApp:
 
     # click-to-track (video tab) ----------------------------------------
     @staticmethod
-    def new_clicks(frame: int = 0, image=None, count=None) -> dict:
-        """Clicks on frame ``frame`` of a video of ``count`` frames
-        (``image``: that frame, RGB)."""
+    def new_clicks(video=None, frame: int = 0, size=None, count=None) -> dict:
+        """Clicks on frame ``frame`` of ``video`` (``count`` frames of
+        ``size``, ``(width, height)``); the frame itself is read by
+        :meth:`frame_image`."""
         return dict(
             points=[],
             boxes=[],
             corner=None,
+            video=video,
             frame=frame,
-            image=image,
+            size=size,
             count=count)
 
     def _read_frame(self, video, frame: int) -> np.ndarray:
@@ -385,6 +499,22 @@ class RapSAMApp:
                 return _rgb_to_bgr(image)
             count += 1
         raise FramePastEndError(frame, count, 'Frame')
+
+    def frame_image(self, video, frame: int) -> np.ndarray:
+        """Frame ``frame`` of ``video`` (RGB), from the frames kept for
+        every session (at most :attr:`FRAMES_KEPT`) or read again."""
+        key = (video, frame)
+        with self._frames_lock:
+            if key in self._frames:
+                self._frames.move_to_end(key)
+                return self._frames[key]
+        image = self._read_frame(video, frame)
+        image.setflags(write=False)  # shared by the sessions on it
+        with self._frames_lock:
+            self._frames[key] = image
+            while len(self._frames) > self.FRAMES_KEPT:
+                self._frames.popitem(last=False)
+        return image
 
     def load_video(self, video):
         """A new video: its frame count for the frame picker, frame 0 to
@@ -399,11 +529,12 @@ class RapSAMApp:
                     'Upload a video to click on its objects.',
                     self.new_clicks())
         try:
-            image = self._read_frame(video, 0)
+            image = self.frame_image(video, 0)
+            count = source_info(video)[1] or self._count_frames(video)
         except UserError as err:
-            raise _user_error(err)
-        count = source_info(video)[1] or self._count_frames(video)
-        state = self.new_clicks(0, image, count)
+            raise _user_error(err, video)
+        state = self.new_clicks(video, 0, (image.shape[1], image.shape[0]),
+                                count)
         note = self._clicks_note(state)
         return image, _frame_picker(count), note, state
 
@@ -417,33 +548,32 @@ class RapSAMApp:
         forgotten)."""
         if not video:
             raise gr.Error('Upload a video first.', print_exception=False)
-        frame = int(frame)
-        if frame == state.get('frame') and state.get('image') is not None:
+        frame = _frame_number(frame)
+        same_video = state.get('video') == video
+        if same_video and frame == state.get('frame'):
             return self.render_clicks(state)
         try:
-            image = self._read_frame(video, frame)
+            image = self.frame_image(video, frame)
         except UserError as err:
-            raise _user_error(err)
+            raise _user_error(err, video)
         return self.render_clicks(
-            self.new_clicks(frame, image, state.get('count')))
+            self.new_clicks(video, frame, (image.shape[1], image.shape[0]),
+                            state.get('count') if same_video else None))
 
     def click_frame(self, state: dict, mode: str, x: float, y: float):
         """Add a click on the shown frame: a point, or a box corner."""
-        image = state.get('image')
-        if image is None:
+        if state.get('video') is None:
             raise gr.Error('Upload a video first.', print_exception=False)
-        try:
-            # Said now, not after the video has been read.
-            check_prompts([[x, y]], [], image.shape[1], image.shape[0])
-        except UserError as err:
-            raise _user_error(err)
+        # Said now, not after the video has been read.
+        _check_click(x, y, *state['size'])
         state, note = self.add_click(state, mode, x, y)
         return self.render_clicks(state, note)
 
     def clear_clicks(self, state: dict):
         return self.render_clicks(
             self.new_clicks(
-                state.get('frame', 0), state.get('image'), state.get('count')))
+                state.get('video'), state.get('frame', 0), state.get('size'),
+                state.get('count')))
 
     @staticmethod
     def _clicks_note(state: dict) -> str:
@@ -460,9 +590,13 @@ class RapSAMApp:
     def render_clicks(self, state: dict, note: str = ''):
         """The frame with its clicks drawn (each in its object's track
         colour), a note, and the state."""
-        image = state.get('image')
-        if image is None:
+        video = state.get('video')
+        if video is None:
             return None, 'Upload a video to click on its objects.', state
+        try:
+            image = self.frame_image(video, state['frame'])
+        except UserError as err:
+            raise _user_error(err, video)
         points, boxes = state['points'], state['boxes']
         # Track ids follow the predictor's order: points, then boxes.
         colors = [id_color(i + 1) for i in range(len(points) + len(boxes))]
@@ -487,6 +621,14 @@ class RapSAMApp:
             raise gr.Error(
                 'Click on the frame to choose the objects to track '
                 'first.',
+                print_exception=False)
+        if state.get('video') != video:
+            # This video's upload request did not run (a full queue):
+            # the clicks are on a frame of the video before.
+            raise gr.Error(
+                'The clicks were made on another video: pick a frame of '
+                'this one with the slider (or upload it again), then click '
+                'its objects.',
                 print_exception=False)
         frame = state['frame']
 
@@ -736,9 +878,31 @@ def launch(app: RapSAMApp,
     return ui
 
 
+def _check_address(host: str, port: int) -> None:
+    """Bind ``host:port`` once before the model loads: a taken port or a
+    host that is not this machine's is said at once, with the system's
+    reason (gradio says "Cannot find empty port" whatever it is, after
+    uvicorn's own log line)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            # As uvicorn binds: a port left in TIME_WAIT is free to it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as err:  # socket.gaierror included
+        reason = err.strerror or str(err)
+        raise OutputError(f'Cannot serve on {host}:{port} ({reason}): '
+                          'choose another --port or --host.') from None
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors():
+        _check_address(args.host, args.port)
+        # Read on the first video otherwise: a wrong path would start an
+        # app whose video tab only fails.
+        read_config(args.video_config)
         app = RapSAMApp(
             load_predictor(args, args.config, **predictor_kwargs(args)),
             lambda: load_predictor(args, args.video_config,

@@ -399,9 +399,15 @@ def test_app_errors_are_user_errors(app, tmp_path, small_video):
     frames.mkdir()
     cv2.imwrite(str(frames / '0.png'), np.zeros((40, 60, 3), np.uint8))
     cv2.imwrite(str(frames / '1.png'), np.zeros((30, 60, 3), np.uint8))
-    with pytest.raises(
-            gr.Error, match='all frames of a video must have one size'):
-        app.track(str(frames), 0.5)
+    # Frame 0 was done: its files are offered with the reason.
+    webm, (mp4, json_path), text = app.track(str(frames), 0.5)
+    assert text.startswith('**Stopped after 1 frame**: ')
+    assert 'all frames of a video must have one size' in text
+    info = json.loads(open(json_path).read())
+    assert info['num_frames'] == 1 and info['complete'] is False
+    cap = cv2.VideoCapture(mp4)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 1
+    cap.release()
     (tmp_path / 'a_file').write_text('x')
     broken = RapSAMApp(app.predictor, app.video_predictor,
                        str(tmp_path / 'a_file'))
@@ -409,3 +415,188 @@ def test_app_errors_are_user_errors(app, tmp_path, small_video):
             gr.Error, match='Cannot write .*a_file/.*: Not a '
             'directory'):
         broken.track(small_video, 0.5)
+
+
+# ----------------------------------------------------------------------
+# what a user can get wrong, and two users at once
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize('mode', ['point', 'box'])
+@pytest.mark.parametrize('x, y, message', [
+    (-3, 3, r'The point \(-3, 3\) is outside the image, which is 150 x '
+     '100 pixels'),
+    (500, 10, r'The point \(500, 10\) is outside the image'),
+    (float('nan'), 3, r'non-finite numbers \(NaN or infinity\)'),
+    (2, float('inf'), r'non-finite numbers \(NaN or infinity\)'),
+])
+def test_a_click_off_the_image_is_refused_as_it_is_made(
+        app, rgb, mode, x, y, message):
+    """A box's first corner too (it was kept, and a NaN one failed with a
+    traceback when drawn)."""
+    _, _, state = app.load_image(rgb)
+    with pytest.raises(gr.Error, match=message):
+        app.click(rgb, state, mode, x, y)
+    with pytest.raises(gr.Error, match=message):
+        app.click_frame(
+            app.new_clicks('clip.mp4', 0, (150, 100), 4), mode, x, y)
+
+
+def test_a_box_without_area_keeps_its_first_corner(app, rgb, small_video):
+    _, _, state = app.load_image(rgb)
+    _, _, state = app.click(rgb, state, 'box', 10, 10)
+    for x, y in [(10, 10), (10, 40), (60, 10)]:
+        with pytest.raises(
+                gr.Error,
+                match=r'A box needs its corners apart in x and in y, got '
+                rf'\(10, 10\) and \({x}, {y}\): click the corner opposite'):
+            app.click(rgb, state, 'box', x, y)
+    _, text, state = app.click(rgb, state, 'box', 60, 40)
+    assert state['boxes'] == [[10, 10, 60, 40]] and '**1 prompt**' in text
+    # The video tab took it as a box (to fail only when tracked).
+    _, _, _, clicks = app.load_video(small_video)
+    _, _, clicks = app.click_frame(clicks, 'box', 10, 10)
+    with pytest.raises(gr.Error, match='A box needs its corners apart'):
+        app.click_frame(clicks, 'box', 10, 30)
+    _, _, clicks = app.click_frame(clicks, 'box', 30, 30)
+    assert clicks['boxes'] == [[10, 10, 30, 30]] and clicks['corner'] is None
+
+
+def test_prompts_belong_to_the_image_shown(app, rgb):
+    """The image's upload request did not run (a full queue refuses it):
+    a click uses this image's features, not those of the image before, and
+    the prompts of that one are dropped."""
+    other = np.ascontiguousarray(rgb[::-1, ::-1])
+    _, _, state = app.load_image(rgb)
+    _, _, state = app.click(rgb, state, 'point', 40, 30)
+    shown, text, stale = app.click(other, state, 'point', 100, 70)
+    assert stale['points'] == [[100, 70]]
+    assert text.endswith('A new image: the prompts of the one before are '
+                         'gone.')
+    _, _, fresh = app.load_image(other)
+    want, want_text, _ = app.click(other, fresh, 'point', 100, 70)
+    np.testing.assert_array_equal(shown, want)
+    assert text.startswith(want_text)
+
+
+def test_two_users_at_once_keep_their_own_images(app, rgb):
+    """Two sessions clicking at once (gradio runs handlers in threads):
+    each one's masks are those of its own image alone."""
+    import threading
+    images = [rgb, np.ascontiguousarray(rgb[::-1, ::-1])]
+    clicks = [(40, 30), (120, 80), (75, 50)]
+
+    def session(image):
+        _, _, state = app.load_image(image)
+        shown = []
+        for x, y in clicks:
+            out, _, state = app.click(image, state, 'point', x, y)
+            shown.append(out)
+        return shown
+
+    want = [session(image) for image in images]
+    got, failures = [None, None], []
+
+    def run(i):
+        try:
+            for _ in range(2):
+                got[i] = session(images[i])
+        except BaseException as err:  # reported below
+            failures.append(err)
+
+    threads = [threading.Thread(target=run, args=(i, )) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not failures
+    for i in (0, 1):
+        for a, b in zip(got[i], want[i]):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('frame', [float('nan'), -1, 2.5, 'two'])
+def test_a_frame_number_that_is_none_is_a_message(app, small_video, frame):
+    _, _, _, state = app.load_video(small_video)
+    with pytest.raises(
+            gr.Error,
+            match=r'The frame is a whole number, 0 or more \(0 is the '
+            r'first\), got '):
+        app.show_frame(small_video, frame, state)
+
+
+@pytest.fixture(scope='module')
+def reversed_video(small_video, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('rev') / 'back.mp4')
+    frames = list(iter_frames(small_video))[::-1]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), 5,
+                             (96, 64))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_clicks_belong_to_the_video_they_were_made_on(app, small_video,
+                                                      reversed_video):
+    """Another video's upload request did not run: its tracking does not
+    take the clicks of the video before, and a frame picked shows this
+    video's frame."""
+    _, _, _, state = app.load_video(small_video)
+    _, _, state = app.click_frame(state, 'point', 40, 30)
+    with pytest.raises(
+            gr.Error,
+            match='The clicks were made on another video: pick a frame of '
+            r'this one with the slider \(or upload it again\)'):
+        app.track_clicks(reversed_video, state)
+    shown, note, state = app.show_frame(reversed_video, 0, state)
+    np.testing.assert_array_equal(shown, _frames_rgb(reversed_video)[0])
+    assert state['video'] == reversed_video and state['points'] == []
+    assert 'frame 0 (or choose' in note  # its frame count is not known yet
+
+
+def test_video_sessions_keep_no_frames(app, small_video, reversed_video,
+                                       monkeypatch):
+    """A session's state holds where its frame is, not the frame: the
+    frames kept for drawing clicks are few, for all sessions together,
+    and one let go is read again."""
+    monkeypatch.setattr(app, 'FRAMES_KEPT', 2)
+    states = []
+    for video in (small_video, reversed_video):
+        _, _, _, state = app.load_video(video)
+        for frame in (1, 2, 3):
+            _, _, state = app.show_frame(video, frame, state)
+            states.append(state)
+    assert len(app._frames) == 2
+    for state in states:
+        assert not any(isinstance(v, np.ndarray) for v in state.values())
+    shown, _, _ = app.clear_clicks(states[0])  # small_video's frame 1
+    np.testing.assert_array_equal(shown, _frames_rgb(small_video)[1])
+
+
+def test_a_video_left_by_its_page_stops(app, small_photo, tmp_path):
+    """Closing the request's generator (the page closed or reloaded) stops
+    the tracking at its next frame, and the model is free again."""
+    img = cv2.imread(small_photo)
+    path = str(tmp_path / 'long.mp4')
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), 5,
+                             (96, 64))
+    for t in range(120):
+        writer.write(np.ascontiguousarray(img[18:82, t % 50:t % 50 + 96]))
+    writer.release()
+    done = []
+    run = app.iter_track(path, 0.5, lambda p, unit: done.append(p[0]))
+    next(run)
+    run.close()
+    assert app.lock.acquire(timeout=120)
+    app.lock.release()
+    assert done and max(done) < 120
+
+
+def test_video_messages_name_the_upload_as_the_user_named_it(app, tmp_path):
+    cached = tmp_path / 'gradio-cache-1234'
+    cached.mkdir()
+    (cached / 'holiday.mp4').write_bytes(b'\x00' * 64)
+    for call in (lambda v: app.load_video(v), lambda v: app.track(v, 0.5)):
+        with pytest.raises(gr.Error) as err:
+            call(str(cached / 'holiday.mp4'))
+        assert err.value.message.startswith(
+            'Cannot open holiday.mp4 as a video (not a video file')
