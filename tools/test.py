@@ -26,32 +26,12 @@ import runpy
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# First, by its path: a Ctrl+C or SIGTERM while the imports below load torch
-# and mmdet (seconds) is one line.
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
 CLI = runpy.run_path(
     osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
 add_trust_checkpoint = CLI['add_trust_checkpoint']
-
-from mmdet.visualization import DetLocalVisualizer
-from mmengine.config import Config
-from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
-
-sys.path.insert(0, REPO)
-import rap_sam  # noqa: E402,F401  (registers modules and the loader)
-from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
-                                      load_model_weights,
-                                      trust_all_checkpoints)
-from rap_sam.utils.data_root import option_given, tie_seg_prefixes
-from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
-from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
-                                      load_config, parse_runner_args)
-from rap_sam.utils.user_errors import UserError, cli_errors
-from rap_sam.visualization import RapSAMLocalVisualizer
-
-
-class EvalArgumentError(UserError, ValueError):
-    """A file or option of tools/test.py that cannot be used."""
+parse_runner_args = CLI['parse_runner_args']
 
 
 def parse_args(argv=None):
@@ -75,6 +55,33 @@ def parse_args(argv=None):
         'from a source you trust)')
     return parse_runner_args(parser, argv,
                              'test_dataloader.dataset.data_root=/data/coco/')
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once.
+    parse_args()
+
+from mmdet.visualization import DetLocalVisualizer
+from mmengine.config import Config
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+sys.path.insert(0, REPO)
+import rap_sam  # noqa: E402,F401  (registers modules and the loader)
+from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
+                                      load_model_weights,
+                                      trust_all_checkpoints)
+from rap_sam.utils.data_root import option_given, tie_seg_prefixes
+from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
+from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
+                                      load_config)
+from rap_sam.utils.user_errors import UserError, cli_errors
+from rap_sam.visualization import RapSAMLocalVisualizer
+
+
+class EvalArgumentError(UserError, ValueError):
+    """A file or option of tools/test.py that cannot be used."""
 
 
 def _given(args, field: str) -> bool:

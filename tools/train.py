@@ -26,30 +26,12 @@ import runpy
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# First, by its path: a Ctrl+C or SIGTERM while the imports below load torch
-# and mmdet (seconds) is one line.
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
 CLI = runpy.run_path(
     osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
 add_trust_checkpoint = CLI['add_trust_checkpoint']
-
-import torch
-from mmengine.config import Config
-from mmengine.optim import AmpOptimWrapper
-from mmengine.runner import Runner
-
-sys.path.insert(0, REPO)
-import rap_sam  # noqa: E402,F401  (registers modules and the loader)
-from rap_sam.engine import is_complete_checkpoint  # noqa: E402
-from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
-from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
-from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
-from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
-                                      load_config, parse_runner_args)
-from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
-
-
-class TrainArgumentError(UserError, ValueError):
-    """A config, checkpoint or option given to tools/train.py is wrong."""
+parse_runner_args = CLI['parse_runner_args']
 
 
 def parse_args(argv=None):
@@ -74,12 +56,32 @@ def parse_args(argv=None):
         parser,
         help='load the --resume checkpoint with weights_only=False (only '
         'for files from a source you trust)')
-    try:
-        return parse_runner_args(parser, argv, 'train_dataloader.batch_size=4')
-    except ValueError as err:  # mmengine's DictAction on an item without =
-        raise TrainArgumentError(
-            '--cfg-options takes key=value items, e.g. '
-            f'train_dataloader.batch_size=4 ({err}).') from err
+    return parse_runner_args(parser, argv, 'train_dataloader.batch_size=4')
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once.
+    parse_args()
+
+import torch
+from mmengine.config import Config
+from mmengine.optim import AmpOptimWrapper
+from mmengine.runner import Runner
+
+sys.path.insert(0, REPO)
+import rap_sam  # noqa: E402,F401  (registers modules and the loader)
+from rap_sam.engine import is_complete_checkpoint  # noqa: E402
+from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
+from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
+from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
+from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
+                                      load_config)
+from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
+
+
+class TrainArgumentError(UserError, ValueError):
+    """A config, checkpoint or option given to tools/train.py is wrong."""
 
 
 def build_cfg(args) -> Config:

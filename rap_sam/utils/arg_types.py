@@ -16,13 +16,15 @@ then a Ctrl+C or a SIGTERM from here on is one line
 installs nothing. ``CLI['positive_int']``, ``CLI['add_trust_checkpoint']``
 and the rest are this file's functions.
 
-Code that has imported ``rap_sam`` anyway takes them from
-:mod:`rap_sam.utils.runner_cli`, which re-exports this module's types.
+Code that has imported ``rap_sam`` anyway takes the types from
+:mod:`rap_sam.utils.runner_cli`, which re-exports them.
 """
 import argparse
+import os
 import os.path as osp
 import runpy
-from typing import Optional
+import sys
+from typing import Optional, Sequence
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -59,6 +61,48 @@ def add_trust_checkpoint(parser: argparse.ArgumentParser,
         help=help or f'load {what} even if it holds objects outside the '
         'safe allow-list (unpickling can run code: only for files from a '
         'source you trust)')
+
+
+def parse_runner_args(parser: argparse.ArgumentParser,
+                      argv: Optional[Sequence[str]],
+                      override_example: str) -> argparse.Namespace:
+    """Add the options tools/train.py and tools/test.py end with
+    (``--cfg-options``, ``--launcher``, ``--local_rank``) and parse
+    ``argv``; ``override_example`` is a ``key=value`` shown in the help of
+    ``--cfg-options``. An item without ``=`` ends the tool with one line,
+    ``error: --cfg-options takes key=value items, ...``, and status 2 (what
+    :func:`~rap_sam.utils.user_errors.cli_errors` prints for a user error),
+    also before rap_sam is imported.
+
+    mmengine's config module (no torch, under a second) is imported here
+    for its ``DictAction``, which parses the items as the Runner expects.
+    """
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help=f'override config settings, e.g. {override_example}')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    try:
+        args = parser.parse_args(argv)
+    except ValueError as err:  # DictAction on an item without =
+        print(
+            'error: --cfg-options takes key=value items, e.g. '
+            f'{override_example} ({err}).',
+            file=sys.stderr,
+            flush=True)
+        raise SystemExit(2)
+    # torch.distributed.launch passes the rank as an option, torchrun in the
+    # environment; mmengine reads only the environment.
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 if __name__ == '__main__':
