@@ -13,7 +13,10 @@ from mmdet.models.backbones.resnet import Bottleneck
 
 from rap_sam.deploy import (DeployModeError, ReferenceFusionHead, prepare,
                             to_reference)
+from rap_sam.deploy.prepare import POSTS, use_post
 from rap_sam.models.layers import LowRankFeatureMap
+from rap_sam.models.seg_heads import (HalfResolutionFusionHead,
+                                      ScoredPanopticFusionHead)
 from rap_sam.models.utils.fuse_conv_relu import FusedBottleneck
 from rap_sam.utils import UserError
 
@@ -76,7 +79,7 @@ def test_reference_mode(model_and_data, reference, reference_outputs):
     assert len(batch_norms(reference)) == len(batch_norms(model)) > 50
     assert not reference.neck.low_rank_output
     assert reference.deploy_setting == dict(
-        mode='reference', precision='fp32', compile=False)
+        mode='reference', precision='fp32', compile=False, post='exact')
     # The model as built computes the reference's numbers.
     assert_same_outputs(tensor_outputs(model, img), reference_outputs)
 
@@ -85,6 +88,8 @@ def test_fast_mode_keeps_the_reference_outputs(model_and_data, reference,
                                                reference_outputs):
     model, img = model_and_data
     fast = prepare(copy.deepcopy(model), 'fast')
+    # The exact post-processing by default.
+    assert type(fast.panoptic_fusion_head) is ScoredPanopticFusionHead
     assert batch_norms(fast) == []
     assert fast.neck.low_rank_output and fast.channels_last
     assert fast.neck.dcn_impl == 'auto'
@@ -220,6 +225,9 @@ def test_prepared_once(model_and_data):
     (dict(mode='reference', precision='bf16'), "apply to mode 'fast'"),
     (dict(mode='export', compile=True), "apply to mode 'fast'"),
     (dict(compile='yes'), 'compile must be True or False'),
+    (dict(post='quarter'), "post must be one of exact, half; got 'quarter'"),
+    (dict(mode='reference', post='half'), "apply to mode 'fast'"),
+    (dict(mode='export', post='half'), "apply to mode 'fast'"),
 ])
 def test_bad_settings(model_and_data, kwargs, words):
     model, _ = model_and_data
@@ -227,6 +235,55 @@ def test_bad_settings(model_and_data, kwargs, words):
         prepare(model, **kwargs)
     assert words in str(err.value) and '\n' not in str(err.value)
     assert getattr(model, 'deploy_setting', None) is None  # untouched
+
+
+def test_half_post_reaches_the_fusion_head(model_and_data):
+    """post='half' gives the model the approximate fusion head (same
+    classes and thresholds), whose results have the exact ones' structure
+    and are close to them; use_post switches back and forth."""
+    model, img = model_and_data
+    assert POSTS == ('exact', 'half')
+    half = prepare(copy.deepcopy(model), 'fast', post='half')
+    head = half.panoptic_fusion_head
+    assert type(head) is HalfResolutionFusionHead
+    assert head.test_cfg == model.panoptic_fusion_head.test_cfg
+    assert head.num_things_classes == model.panoptic_fusion_head \
+        .num_things_classes
+    assert half.deploy_setting['post'] == 'half'
+    assert prepare(half, 'fast', post='half') is half
+    with pytest.raises(DeployModeError, match="post='half'"):
+        prepare(half, 'fast')
+    with torch.no_grad():
+        got = half.test_step(image_batch([img]))[0]
+        use_post(half, 'exact')
+        assert type(half.panoptic_fusion_head) is ScoredPanopticFusionHead
+        want = half.test_step(image_batch([img]))[0]
+    pan_got, pan_want = got.pred_panoptic_seg, want.pred_panoptic_seg
+    assert pan_got.sem_seg.shape == pan_want.sem_seg.shape
+    assert (pan_got.sem_seg == pan_want.sem_seg).float().mean() > 0.98
+    a, b = got.pred_instances, want.pred_instances
+    assert set(a.keys()) == set(b.keys()) and len(b) > 10
+    assert a.masks.shape == b.masks.shape and a.masks.dtype == b.masks.dtype
+    assert torch.equal(a.labels, b.labels)
+    assert (a.masks == b.masks).float().mean() > 0.97
+
+
+def test_half_post_refuses_video_models_and_other_heads():
+    video = build_model('rap_sam/eval_rap_sam_yt19.py')
+    with pytest.raises(DeployModeError) as err:
+        prepare(video, 'fast', post='half')
+    assert 'for image models' in str(err.value)
+    assert '\n' not in str(err.value)
+    assert getattr(video, 'deploy_setting', None) is None
+
+    class Holder(nn.Module):
+        panoptic_fusion_head = ReferenceFusionHead()
+
+    with pytest.raises(DeployModeError) as err:
+        use_post(Holder(), 'half')
+    assert str(err.value) == ("post='half' needs a ScoredPanopticFusionHead; "
+                              "the model's fusion head is "
+                              'ReferenceFusionHead.')
 
 
 def test_not_a_rap_sam_model():

@@ -1,0 +1,170 @@
+from typing import List, Tuple
+
+import numpy as np
+import torch
+from mmdet.registry import MODELS
+from mmengine.structures import PixelData
+from torch import Tensor
+
+from .chunk_pool import run_chunks
+from .scored_panoptic_fusion_head import ScoredPanopticFusionHead
+
+#: Per element size, the integer type twice as wide and the factor that
+#: puts a value (>= 0) in both its halves.
+_WIDE = {1: (torch.int16, 0x0101), 4: (torch.int64, 0x100000001)}
+
+
+def _half(n: int) -> int:
+    return (n + 1) // 2
+
+
+class _DirectSums:
+    """Stands in for the exact head's summation windows, which reproduce
+    the full-size mask's summation order: any order does here."""
+
+    @staticmethod
+    def sums(y0: int, x0: int, ones: Tensor, probs: Tensor) -> Tensor:
+        return torch.stack([ones.sum(), probs.sum()])
+
+
+@MODELS.register_module()
+class HalfResolutionFusionHead(ScoredPanopticFusionHead):
+    """An approximate post-processing: :class:`ScoredPanopticFusionHead`'s
+    fusion at half the result's height and width, its masks and panoptic
+    map then repeated 2x2 (nearest) to the result's size.
+
+    Every step of the fusion (the upsampling of the kept masks, their
+    sigmoids and thresholds, the panoptic claims, the mask scores) is a
+    pass over result-size masks; at half the size each pass reads a
+    quarter of the pixels, while the 2x2 repeat of the binary masks and
+    the panoptic map is one copy. The logits are upsampled to half the
+    padded input size (2x of the head's quarter-resolution logits),
+    cropped to half the image and resized to half the result (sizes
+    rounded up), so that a mask boundary moves by at most a pixel of the
+    result.
+
+    The results have the exact head's fields, dtypes and shapes: instance
+    masks and the panoptic map at the result's size, boxes the tight boxes
+    of the repeated masks, segment areas their pixels at the result's size,
+    mask scores (the mean probability over a mask) taken at half size.
+
+    Chosen with ``rap_sam.deploy.prepare(model, post='half')``; the
+    default, ``post='exact'``, keeps :class:`ScoredPanopticFusionHead`.
+    """
+
+    def _predict_one(self, mask_cls: Tensor, mask_pred: Tensor, meta: dict,
+                     size: Tuple[int, int], rescale: bool, panoptic_on: bool,
+                     instance_on: bool) -> dict:
+        img_h, img_w = meta['img_shape'][:2]
+        h, w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
+        half_meta = dict(
+            meta,
+            img_shape=(_half(img_h), _half(img_w)),
+            ori_shape=(_half(h), _half(w)))
+        result = super()._predict_one(mask_cls, mask_pred, half_meta,
+                                      (_half(size[0]), _half(size[1])),
+                                      rescale, panoptic_on, instance_on)
+        if 'pan_results' in result:
+            pan = result['pan_results']
+            segments = pan.segments
+            half_map = pan.sem_seg[0]
+            self._full_areas(half_map, segments, h, w)
+            full_map = half_map.new_empty((1, h, w))
+            self._repeat_2x2(half_map, full_map[0], {})
+            result['pan_results'] = PixelData(sem_seg=full_map)
+            result['pan_results'].set_metainfo(dict(segments=segments))
+        if 'ins_results' in result:
+            instances = result['ins_results']
+            instances.masks = self._repeat_masks(instances.masks,
+                                                 instances.bboxes, h, w)
+            boxes = instances.bboxes * 2
+            boxes[:, 0::2].clamp_(max=w)
+            boxes[:, 1::2].clamp_(max=h)
+            instances.bboxes = boxes
+        return result
+
+    def _band_stats(self, mask_pred, band, size, window, buf, resize=None):
+        return super()._band_stats(mask_pred, band, size, _DirectSums, buf,
+                                   resize)
+
+    @classmethod
+    def _repeat_2x2(cls, src: Tensor, dst: Tensor, buffers: dict) -> None:
+        """Write ``src`` (``[r, c]``, bool or int32, values >= 0) with each
+        value repeated 2x2 into ``dst`` (``[2r, 2c]``, or a row or column
+        less: an odd size's crop).
+
+        Each value is written once as a 16-bit (64-bit) integer holding it
+        in both halves, which doubles the columns; then the rows are
+        copied: two plain passes, where a broadcast copy of single values
+        is several times slower. In place where ``dst`` can be viewed
+        with the wider type, through a scratch buffer otherwise."""
+        wide, both_halves = _WIDE[src.element_size()]
+        r, c = src.shape
+        try:
+            assert tuple(dst.shape) == (2 * r, 2 * c)
+            pairs = dst.view(wide)
+        except (AssertionError, RuntimeError):
+            pairs = None
+        if pairs is None:
+            pairs = cls._flat(buffers, f'pairs{src.dtype}', (4 * r * c, ),
+                              dst).view(2 * r, 2 * c)
+            cls._repeat_2x2(src, pairs, buffers)
+            dst.copy_(pairs[:dst.shape[0], :dst.shape[1]])
+            return
+        pairs[0::2].copy_(src).mul_(both_halves)
+        dst[1::2].copy_(dst[0::2])
+
+    def _repeat_masks(self, small: Tensor, boxes: Tensor, h: int,
+                      w: int) -> Tensor:
+        """Binary masks ``[n, ceil(h / 2), ceil(w / 2)]`` with their tight
+        ``boxes`` -> ``[n, h, w]``, each pixel repeated 2x2: only the boxes
+        are written (into calloc'ed zeros on a CPU: the pages of a small
+        object's other rows are never touched), a mask at a time, shared
+        among the chunk workers."""
+        n = small.shape[0]
+        if small.device.type == 'cpu':
+            out = torch.from_numpy(np.zeros((n, h, w), dtype=bool))
+        else:
+            out = small.new_zeros((n, h, w))
+        corners = boxes.long().tolist()
+
+        def work(i: int, buffers: dict) -> None:
+            x0, y0, x1, y1 = corners[i]
+            if x1 > x0:
+                self._repeat_2x2(
+                    small[i, y0:y1, x0:x1], out[i, 2 * y0:min(2 * y1, h),
+                                                2 * x0:min(2 * x1, w)],
+                    buffers)
+
+        run_chunks(range(n), work, small.device, self.chunk_workers, h * w)
+        return out
+
+    @staticmethod
+    def _full_areas(half_map: Tensor, segments: List[dict], h: int,
+                    w: int) -> None:
+        """Each segment's ``area`` (its pixels in ``half_map``) as its
+        pixels once the map is repeated 2x2 and cropped to ``h x w``: four
+        per pixel, less what an odd size crops off the last row and
+        column."""
+        if not segments:
+            return
+        ids = half_map.new_tensor([s['id'] for s in segments])
+
+        def counts(line: Tensor) -> List[int]:
+            return (line.reshape(-1, 1) == ids).sum(0).tolist()
+
+        cropped = [0] * len(segments)
+        if h % 2:
+            cropped = [
+                a + 2 * b for a, b in zip(cropped, counts(half_map[-1]))
+            ]
+        if w % 2:
+            cropped = [
+                a + 2 * b for a, b in zip(cropped, counts(half_map[:, -1]))
+            ]
+        if h % 2 and w % 2:
+            cropped = [
+                a - b for a, b in zip(cropped, counts(half_map[-1, -1]))
+            ]
+        for segment, crop in zip(segments, cropped):
+            segment['area'] = 4 * segment['area'] - crop
