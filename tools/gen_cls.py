@@ -19,39 +19,19 @@ import runpy
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# First, by its path: a Ctrl+C or SIGTERM while the imports below load torch
-# and mmdet (seconds) is one line.
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
 CLI = runpy.run_path(
     osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
 add_trust_checkpoint = CLI['add_trust_checkpoint']
 
-from mmengine.config import DictAction
-from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
+# mmengine's config module, for DictAction: no torch, under a second.
+from mmengine.config import DictAction  # noqa: E402
 
-sys.path.insert(0, REPO)
-
-import rap_sam.datasets  # noqa: E402,F401 (registers the OV datasets)
-from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
-from rap_sam.utils.class_embeddings import class_embedding_path  # noqa: E402
-from rap_sam.utils.config_file import read_config  # noqa: E402
-# yapf: disable
-from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
-                                           DEFAULT_CLIP_PRETRAINED,
-                                           ClipWeightsNotFoundError,
-                                           build_clip_model,
-                                           build_clip_tokenizer,
-                                           resolve_clip_checkpoint)
-# yapf: enable
-from rap_sam.utils.text_classifier import (dataset_vocabulary,
-                                           encode_class_names, read_class_file,
-                                           save_class_embeddings,
-                                           vocabulary_name)
-from rap_sam.utils.user_errors import UserError, cli_errors
-
-
-class GenClsConfigError(UserError, ValueError):
-    """The config (or an option) gives gen_cls nothing to encode."""
+#: rap_sam.utils.openclip_loader's defaults, written out for --help:
+#: importing it would import torch first (a test checks they agree).
+DEFAULT_CLIP_MODEL = 'convnext_large_d_320'
+DEFAULT_CLIP_PRETRAINED = 'laion2b_s29b_b131k_ft_soup'
 
 
 def parse_args(argv=None):
@@ -87,6 +67,37 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=256)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once.
+    parse_args()
+
+from mmengine.logging import MMLogger
+from mmengine.registry import init_default_scope
+
+sys.path.insert(0, REPO)
+
+import rap_sam.datasets  # noqa: E402,F401 (registers the OV datasets)
+from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
+from rap_sam.utils.class_embeddings import class_embedding_path  # noqa: E402
+from rap_sam.utils.config_file import read_config  # noqa: E402
+# yapf: disable
+from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
+                                           build_clip_model,
+                                           build_clip_tokenizer,
+                                           resolve_clip_checkpoint)
+# yapf: enable
+from rap_sam.utils.text_classifier import (dataset_vocabulary,
+                                           encode_class_names, read_class_file,
+                                           save_class_embeddings,
+                                           vocabulary_name)
+from rap_sam.utils.user_errors import UserError, cli_errors
+
+
+class GenClsConfigError(UserError, ValueError):
+    """The config (or an option) gives gen_cls nothing to encode."""
 
 
 def clip_spec(cfg, args):

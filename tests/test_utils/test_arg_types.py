@@ -2,11 +2,14 @@
 whether a tool runs the file by its path (before torch) or imports
 rap_sam.utils.runner_cli."""
 import argparse
+import os
 import os.path as osp
 import runpy
+import subprocess
+import sys
 
 import pytest
-from helpers import REPO, run_logging_imports
+from helpers import REPO, assert_usage_error, load_tool, run_logging_imports
 
 from rap_sam.utils import arg_types, runner_cli
 
@@ -50,3 +53,115 @@ def test_runs_by_path_without_torch():
     result, imported = run_logging_imports('rap_sam/utils/arg_types.py')
     assert (result.returncode, result.stdout, result.stderr) == (0, '', '')
     assert not {'torch', 'mmengine', 'mmdet', 'rap_sam', 'numpy'} & imported
+
+
+# mmengine's config module (DictAction) is allowed: under a second.
+HEAVY = {'torch', 'mmdet', 'mmcv', 'rap_sam', 'cv2'}
+
+
+# The tools that used to import torch before parsing: each command line's
+# usage error (split at spaces), and an option its --help shows.
+@pytest.mark.parametrize('tool, args, message, option', [
+    ('tools/train.py', '', 'the following arguments are required: config',
+     '--resume [CHECKPOINT]'),
+    ('tools/test.py', 'cfg.py', 'the following arguments are required: '
+     'checkpoint', '--show-dir SHOW_DIR'),
+    ('tools/gen_cls.py', 'cfg.py --split dev', "argument --split: invalid "
+     "choice: 'dev'", '(default: the config backbone\'s, else '
+     'convnext_large_d_320)'),
+    ('tools/analysis/deploy_accuracy.py', 'cfg.py', 'the following '
+     'arguments are required: --checkpoint', '--calibration '
+     '{minmax,percentile}'),
+])
+def test_help_and_usage_error_import_no_heavy_module(tool, args, message,
+                                                     option):
+    result, imported = run_logging_imports(tool, '--help')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ''
+    assert option in ' '.join(result.stdout.split())
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+
+    result, imported = run_logging_imports(tool, *args.split())
+    assert_usage_error(result, message)
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+
+
+@pytest.mark.parametrize('tool, example', [
+    ('tools/train.py', 'train_dataloader.batch_size=4'),
+    ('tools/test.py', 'test_dataloader.dataset.data_root=/data/coco/'),
+])
+def test_option_item_without_value_is_one_line_before_torch(tool, example):
+    result, imported = run_logging_imports(tool, 'cfg.py', 'ckpt.pth',
+                                           '--cfg-options', 'model.test_cfg')
+    assert (result.returncode, result.stderr) == (
+        2, f'error: --cfg-options takes key=value items, e.g. {example} '
+        '(not enough values to unpack (expected 2, got 1)).\n')
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+
+
+def test_parse_runner_args_options(monkeypatch):
+    # Set first, so that the variable the tool sets is undone afterwards.
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.delenv('LOCAL_RANK')
+    parser = argparse.ArgumentParser()
+    args = arg_types.parse_runner_args(
+        parser, ['--cfg-options', 'a.b=1', 'c=x,y', '--local-rank', '3'],
+        'a.b=2')
+    assert args.cfg_options == {'a.b': 1, 'c': ['x', 'y']}
+    assert (args.launcher, args.local_rank) == ('none', 3)
+    assert os.environ['LOCAL_RANK'] == '3'
+
+
+def test_written_out_defaults_are_rap_sams():
+    """What gen_cls and deploy_accuracy write out so as to parse before
+    torch loads."""
+    from rap_sam.deploy import accuracy, quantize
+    from rap_sam.utils import openclip_loader
+    gen_cls = load_tool('tools/gen_cls.py')
+    assert gen_cls.DEFAULT_CLIP_MODEL == openclip_loader.DEFAULT_CLIP_MODEL
+    assert (gen_cls.DEFAULT_CLIP_PRETRAINED ==
+            openclip_loader.DEFAULT_CLIP_PRETRAINED)
+    deploy_accuracy = load_tool('tools/analysis/deploy_accuracy.py')
+    assert deploy_accuracy.DEFAULT_MODES == accuracy.DEFAULT_MODES
+    assert deploy_accuracy.CALIBRATIONS == quantize.CALIBRATIONS
+    assert deploy_accuracy.DEFAULT_CALIBRATION == quantize.DEFAULT_CALIBRATION
+    assert deploy_accuracy.INT8_MODULES == quantize.INT8_MODULES
+
+
+@pytest.mark.parametrize('what, text', [
+    ((), 'load --weights even if it holds objects outside the safe '
+     'allow-list (unpickling can run code: only for files from a source '
+     'you trust)'),
+    (('CHECKPOINT', ), 'load CHECKPOINT even if it holds objects outside '
+     'the safe allow-list (unpickling can run code: only for files from a '
+     'source you trust)'),
+])
+def test_add_trust_checkpoint(what, text):
+    parser = argparse.ArgumentParser()
+    arg_types.add_trust_checkpoint(parser, *what)
+    action = parser._option_string_actions['--trust-checkpoint']
+    assert action.help == text
+    assert parser.parse_args([]).trust_checkpoint is False
+    assert parser.parse_args(['--trust-checkpoint']).trust_checkpoint is True
+
+
+def test_run_as_a_program_it_installs_the_guard():
+    """The one line an entry point runs first: with ``run_name`` its
+    ``__name__``, the guard is in place when that is ``'__main__'``."""
+    code = f'''
+import runpy, signal
+before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+runpy.run_path({PATH!r}, run_name='some_tool')
+assert (signal.getsignal(signal.SIGTERM),
+        signal.getsignal(signal.SIGINT)) == before
+cli = runpy.run_path({PATH!r}, run_name='__main__')
+print(sorted(getattr(signal.getsignal(s), 'rap_sam_interrupt_guard', False)
+             for s in (signal.SIGINT, signal.SIGTERM)),
+      callable(cli['add_trust_checkpoint']))
+'''
+    result = subprocess.run([sys.executable, '-c', code],
+                            capture_output=True,
+                            text=True,
+                            timeout=120)
+    assert (result.returncode, result.stdout,
+            result.stderr) == (0, '[True, True] True\n', '')

@@ -30,21 +30,22 @@ import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
-# First, by its path: a Ctrl+C or SIGTERM while rap_sam imports torch and
-# mmdet (seconds) is one line. The options' defaults are rap_sam.deploy's,
-# so --help waits for them.
+# By its path (importing rap_sam would import torch before --help); run as
+# a program, a Ctrl+C or SIGTERM from here on is one line.
 CLI = runpy.run_path(
     osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
 add_trust_checkpoint = CLI['add_trust_checkpoint']
+positive_int = CLI['positive_int']
 
-from rap_sam.utils.runner_cli import positive_int
-from rap_sam.utils.user_errors import UserError, cli_errors
+#: rap_sam.deploy's defaults and choices, written out: importing it would
+#: import torch before the arguments are parsed (a test checks they agree).
+DEFAULT_MODES = ('onnxruntime:int8', 'openvino:int8', 'openvino:bf16')
+CALIBRATIONS = ('minmax', 'percentile')
+DEFAULT_CALIBRATION = 'minmax'
+INT8_MODULES = ('backbone', 'neck', 'panoptic_head')
 
 
 def parse_args(argv=None):
-    from rap_sam.deploy.accuracy import DEFAULT_MODES
-    from rap_sam.deploy.quantize import (CALIBRATIONS, DEFAULT_CALIBRATION,
-                                         INT8_MODULES)
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='the model config')
     parser.add_argument(
@@ -115,6 +116,14 @@ def parse_args(argv=None):
         help='exports and the json report (the exports are replaced)')
     parser.add_argument('--cfg-options', nargs='+', default=[])
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    # Before the imports below (torch, mmdet: seconds): --help and a usage
+    # error answer at once.
+    parse_args()
+
+from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 
 def check_before_export(args) -> None:
