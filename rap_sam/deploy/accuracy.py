@@ -1,6 +1,7 @@
-"""How far an approximate mode (int8, bf16) moves the model's outputs from
-fp32: per photo (instances kept, mask IoU of matched instances, panoptic
-pixels with the same class, prompt mask IoU) and on a labelled dataset
+"""How far an approximate mode (int8, bf16, the half-resolution
+post-processing) moves the model's outputs from fp32: per photo
+(instances kept, mask IoU of matched instances, panoptic pixels with the
+same class, prompt mask IoU) and on a labelled dataset
 (any test config's metric: PQ, click mIoU ...), each computed through
 :class:`rap_sam.apis.RapSAMPredictor`, the way a user runs the model.
 
@@ -19,6 +20,7 @@ from mmdet.evaluation.functional import INSTANCE_OFFSET
 from scipy.optimize import linear_sum_assignment
 
 from rap_sam.utils.user_errors import UserError
+from .prepare import use_post
 from .quantize import DEFAULT_CALIBRATION, check_int8_modules
 
 #: scikit-image's real photos (``skimage.data``), beside demo/demo.jpg.
@@ -295,22 +297,45 @@ def dataset_table(metrics: Dict[Tuple[str, str, str], dict]) -> str:
 # the whole measurement
 # ----------------------------------------------------------------------
 def parse_modes(modes: Sequence[str]) -> List[Tuple[str, str]]:
-    """``BACKEND:PRECISION`` strings as ``(backend, precision)``; a mode
-    that cannot be compared with fp32 is a :class:`UserError`."""
+    """``BACKEND:PRECISION[:POST]`` strings as ``(backend, setting)``, the
+    setting being ``PRECISION`` or, with an approximate post-processing
+    (:data:`~rap_sam.deploy.prepare.POSTS`), ``PRECISION:POST`` (e.g.
+    ``torch:fp32:half``, ``openvino:int8:half``); a mode that cannot be
+    compared with fp32 is a :class:`UserError`."""
+    from .prepare import POSTS
+    approximate = [p for p in POSTS if p != 'exact']
+    usage = (f'--modes takes BACKEND:PRECISION[:POST] (backend torch, '
+             f'onnxruntime or openvino; precision bf16 or int8, or fp32 '
+             f'with a post; post {" or ".join(approximate)})')
     parsed = []
     for mode in modes:
-        backend, _, precision = mode.partition(':')
-        if backend not in ('torch', 'onnxruntime', 'openvino') or \
-                precision not in ('bf16', 'int8'):
-            raise UserError(
-                f'--modes takes BACKEND:PRECISION (backend torch, '
-                f'onnxruntime or openvino; precision bf16 or int8), got '
-                f'{mode!r}.')
+        parts = mode.split(':')
+        if len(parts) == 2:
+            parts.append('exact')
+        if len(parts) != 3:
+            raise UserError(f'{usage}, got {mode!r}.')
+        backend, precision, post = parts
+        known = (
+            backend in ('torch', 'onnxruntime', 'openvino')
+            and precision in ('fp32', 'bf16', 'int8') and post in POSTS)
+        if not known:
+            raise UserError(f'{usage}, got {mode!r}.')
+        if (precision, post) == ('fp32', 'exact'):
+            raise UserError(f'{usage}, got {mode!r} (fp32 with the exact '
+                            'post-processing is what each mode is '
+                            'compared with).')
         if (backend, precision) == ('torch', 'int8'):
             raise UserError('int8 runs on onnxruntime or openvino (an '
                             'int8 export), not on torch.')
-        parsed.append((backend, precision))
+        parsed.append(
+            (backend, precision if post == 'exact' else f'{precision}:{post}'))
     return parsed
+
+
+def _split_setting(setting: str) -> Tuple[str, str]:
+    """``PRECISION[:POST]`` as ``(precision, post)``."""
+    precision, _, post = setting.partition(':')
+    return precision, post or 'exact'
 
 
 def check_inputs(modes: Sequence[Tuple[str, str]],
@@ -329,7 +354,7 @@ def check_inputs(modes: Sequence[Tuple[str, str]],
         raise UserError(
             f'--int8-graphs: no graph {", ".join(repr(g) for g in unknown)} '
             f'in an export; choose from {", ".join(GRAPH_NAMES)}.')
-    if any(precision == 'int8' for _, precision in modes):
+    if any(_split_setting(setting)[0] == 'int8' for _, setting in modes):
         from .calibration import calibration_images
         calibration_images(calib)
 
@@ -415,7 +440,9 @@ def compare_modes(config: str,
                   max_calib_images: int = 32,
                   num_threads: Optional[int] = None,
                   log: Callable[[str], None] = print) -> dict:
-    """Each mode ``(backend, precision)`` against ``backend`` in fp32.
+    """Each mode ``(backend, setting)`` against ``backend`` in fp32 with
+    the exact post-processing (``setting``: a precision or
+    ``PRECISION:POST``, as :func:`parse_modes` makes them).
 
     Exports the model (fp32, at ``scale`` or the config's test scale) to
     ``WORK_DIR/fp32`` and, for int8 modes, quantizes it to
@@ -455,7 +482,7 @@ def compare_modes(config: str,
         overwrite=True)
     log(f'fp32 export: {fp32_dir} ({time.time() - start:.0f} s)')
     exports = {'fp32': fp32_dir}
-    if any(p == 'int8' for _, p in modes):
+    if any(_split_setting(s)[0] == 'int8' for _, s in modes):
         start = time.time()
         exports['int8'] = quantize_export(
             fp32_dir,
@@ -471,19 +498,30 @@ def compare_modes(config: str,
 
     predictors = {('torch', 'fp32'): torch_fp32}
 
-    def predictor(backend, precision):
-        key = (backend, precision)
+    def predictor(backend, setting):
+        key = (backend, setting)
+        precision, post = _split_setting(setting)
         if key not in predictors:
             if backend == 'torch':
-                predictors[key] = RapSAMPredictor(
-                    cfg, checkpoint, 'cpu', scale=scale, precision=precision)
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    made = RapSAMPredictor(
+                        cfg,
+                        checkpoint,
+                        'cpu',
+                        scale=scale,
+                        precision=precision)
             else:
                 folder = exports['int8' if precision == 'int8' else 'fp32']
-                predictors[key] = RapSAMPredictor.from_export(
+                made = RapSAMPredictor.from_export(
                     folder,
                     backend=backend,
                     precision=precision,
                     num_threads=num_threads)
+            # A predictor of its own: the fp32 one it is compared with
+            # keeps the exact post-processing.
+            predictors[key] = made
+            use_post(made.model, post)
         return predictors[key]
 
     images = load_photos(photos)

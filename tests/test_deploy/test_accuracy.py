@@ -5,7 +5,7 @@ import torch
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmengine.structures import InstanceData
 
-from rap_sam.deploy.accuracy import (dataset_table, grid_clicks,
+from rap_sam.deploy.accuracy import (check_inputs, dataset_table, grid_clicks,
                                      mask_iou_matrix, match_instances,
                                      panoptic_class_agreement,
                                      panoptic_segments, parse_cfg_options,
@@ -112,12 +112,23 @@ def test_parse_modes_and_options():
     assert parse_modes(['onnxruntime:int8',
                         'torch:bf16']) == [('onnxruntime', 'int8'),
                                            ('torch', 'bf16')]
+    # An approximate post-processing, alone (fp32) or with a precision;
+    # the exact one is the plain precision.
+    assert parse_modes(
+        ['torch:fp32:half', 'openvino:int8:half',
+         'torch:bf16:exact']) == [('torch', 'fp32:half'),
+                                  ('openvino', 'int8:half'), ('torch', 'bf16')]
     for bad, message in [('torch:int8', 'int8 runs on onnxruntime'),
+                         ('torch:int8:half', 'int8 runs on onnxruntime'),
                          ('onnxruntime', 'BACKEND:PRECISION'),
                          ('tensorrt:int8', 'BACKEND:PRECISION'),
-                         ('openvino:fp32', 'BACKEND:PRECISION')]:
-        with pytest.raises(UserError, match=message):
+                         ('openvino:fp32', 'what each mode is compared with'),
+                         ('torch:fp32:exact', 'what each mode is compared'),
+                         ('torch:fp32:quarter', 'post half'),
+                         ('torch:bf16:half:x', 'BACKEND:PRECISION')]:
+        with pytest.raises(UserError, match=message) as err:
             parse_modes([bad])
+        assert '\n' not in str(err.value)
     assert parse_cfg_options(['a.b=1', 'c=[1,2]', 'd=x']) == {
         'a.b': 1,
         'c': [1, 2],
@@ -144,3 +155,22 @@ def test_dataset_table_known_answer():
         '| coco.py | coco_panoptic/PQ | 53.17 | 51.52 |',
         '| prompt.py | coco_sam/mIoU | 0.8203 |  |',
     ]
+
+
+def test_post_modes_in_tables_and_input_checks():
+    """A post-processing mode is a column of its own, and an int8 one
+    still needs calibration images before the export."""
+    metrics = {
+        ('torch', 'fp32', 'coco.py'): {
+            'coco_panoptic/PQ': 46.87
+        },
+        ('torch', 'fp32:half', 'coco.py'): {
+            'coco_panoptic/PQ': 46.5
+        },
+    }
+    assert dataset_table(metrics).splitlines()[0] == (
+        '| eval config | metric | torch:fp32 | torch:fp32:half |')
+    check_inputs(parse_modes(['torch:fp32:half']), None)
+    with pytest.raises(UserError) as err:
+        check_inputs(parse_modes(['openvino:int8:half']), None)
+    assert 'calib' in str(err.value).lower()
