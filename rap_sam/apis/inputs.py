@@ -366,7 +366,12 @@ def _packet_sizes(path: str) -> Iterator[Optional[Tuple[int, int]]]:
 # file is: RIFF (AVI), ISO BMFF (mp4, mov, m4v, 3gp) and EBML (mkv, webm).
 _BMFF_FIRST_BOXES = (b'ftyp', b'styp', b'moov', b'mdat', b'free', b'skip',
                      b'wide', b'pnot', b'uuid')
+# The boxes a file has at its top level (ISO 14496-12, QuickTime); other
+# bytes there are data appended to the file, with no size to judge by.
+_BMFF_TOP_LEVEL = _BMFF_FIRST_BOXES + (b'moof', b'mfra', b'meta', b'sidx',
+                                       b'ssix', b'prft', b'emsg', b'pdin')
 _EBML_MAGIC = b'\x1a\x45\xdf\xa3'
+_EBML_TOP_LEVEL = (0x1A45DFA3, 0x18538067)  # the EBML header, a Segment
 
 
 def _riff_ends(f, size: int) -> Iterator[Optional[int]]:
@@ -400,7 +405,7 @@ def _bmff_ends(f, size: int) -> Iterator[Optional[int]]:
             length = struct.unpack('>Q', header[8:16])[0]
         elif length == 0:  # the box runs to the end of the file
             return
-        if length < 8:  # not a box: nothing to judge by
+        if length < 8 or header[4:8] not in _BMFF_TOP_LEVEL:
             return
         yield pos + length
         pos += length
@@ -438,7 +443,9 @@ def _ebml_ends(f, size: int) -> Iterator[Optional[int]]:
         if length is None:
             yield None
             return
-        if length[1]:  # a size left unknown (a live recording): no end
+        if element[0] not in _EBML_TOP_LEVEL or length[1]:
+            # Bytes that are no element of the file's own (trailing data),
+            # or a size left unknown (a live recording): no judge.
             return
         end = f.tell() + length[0]
         yield end

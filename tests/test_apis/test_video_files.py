@@ -14,7 +14,7 @@ import torch
 from helpers import assert_user_error, run_script
 
 from rap_sam.apis import InputError
-from rap_sam.apis.inputs import iter_frames, open_video_quietly
+from rap_sam.apis.inputs import _cut_short, iter_frames, open_video_quietly
 
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
 
@@ -113,6 +113,40 @@ def test_a_file_cut_short_names_where_reading_stopped(tmp_path, name, make):
     # last frame read may be a partly decoded one).
     for got, want in zip(frames[:-1], iter_frames(str(whole))):
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize('ext, make', [
+    ('avi', lambda p: _write(p, 'MJPG', 3)),
+    ('mp4', lambda p: _write(p, 'mp4v', 3)),
+    ('mp4', lambda p: _faststart_mp4(p, 3)),
+    ('mkv', lambda p: _write(p, 'MJPG', 3)),
+])
+def test_a_cut_is_judged_by_the_containers_own_sizes(tmp_path, ext, make):
+    """Cut by one byte, or inside the first header, the file is short;
+    whole, or with bytes after its end that are none of its own (some
+    cameras append data), it is not."""
+    data = make(tmp_path / f'whole.{ext}')
+    judged = {}
+    for name, content in [('whole', data), ('one_byte', data[:-1]),
+                          ('header', data[:14]),
+                          ('trailing', data + b'\x00\x01\x02\x03' * 5),
+                          ('trailing_text', data + b'recorded by CAM-01')]:
+        path = tmp_path / f'{name}.{ext}'
+        path.write_bytes(content)
+        judged[name] = _cut_short(str(path))
+    assert judged == dict(
+        whole=False,
+        one_byte=True,
+        header=True,
+        trailing=False,
+        trailing_text=False)
+
+
+def test_containers_without_sizes_are_not_judged(tmp_path):
+    data = _write(tmp_path / 'whole.ts', 'mp4v', 3)
+    (tmp_path / 'cut.ts').write_bytes(data[:len(data) // 2])
+    assert not _cut_short(str(tmp_path / 'cut.ts'))
+    assert not _cut_short(str(tmp_path / 'missing.avi'))
 
 
 def test_an_mp4_cut_before_its_index_cannot_be_opened(tmp_path):
