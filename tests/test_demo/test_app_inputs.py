@@ -1,0 +1,137 @@
+"""The web app as a user starts it (``python demo/app.py ...``): the
+command-line mistakes it refuses before serving, and the served app's
+answers to bad uploads over HTTP (gradio_client), with nothing but its
+messages reaching the page and no traceback in the server's log."""
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from helpers import (assert_usage_error, assert_user_error, run_script,
+                     start_in_terminal)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_a_port_out_of_range_is_a_usage_error():
+    assert_usage_error(
+        run_script('demo/app.py', '--port', '70000', timeout=120),
+        '--port must be 1 to 65535, got 70000')
+
+
+def test_a_taken_port_is_said_before_the_model_loads():
+    """It read "Cannot find empty port in range: P-P" once the model had
+    loaded; a host that is not this machine's read the same, after
+    uvicorn's own log line."""
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Without the check this run would load the model and serve:
+        # the timeout would fail the test.
+        result = run_script(
+            'demo/app.py', '--device', 'cpu', '--port', port, timeout=120)
+    assert_user_error(
+        result, f'Cannot serve on 127.0.0.1:{port} (Address already in '
+        'use): choose another --port or --host.')
+    port = _free_port()
+    assert_user_error(
+        run_script(
+            'demo/app.py',
+            '--device',
+            'cpu',
+            '--host',
+            '192.0.2.1',  # TEST-NET-1: no machine's address
+            '--port',
+            port,
+            timeout=120),
+        f'Cannot serve on 192.0.2.1:{port} (Cannot assign requested '
+        'address)')
+
+
+def test_a_missing_video_config_is_said_at_start():
+    """It was read on the first video: the app served, and its video tab
+    only failed."""
+    assert_user_error(
+        run_script(
+            'demo/app.py',
+            '--device',
+            'cpu',
+            '--video-config',
+            'configs/rap_sam/no_such.py',
+            '--port',
+            _free_port(),
+            timeout=120), 'Config file not found: configs/rap_sam/no_such.py')
+
+
+@contextlib.contextmanager
+def _served_app(weights):
+    """``python demo/app.py --weights ...`` on a free port; yields its URL
+    and a dict that receives its exit status, stdout and stderr once a
+    Ctrl+C has stopped it."""
+    port = _free_port()
+    proc = start_in_terminal('demo/app.py', '--weights', weights, '--device',
+                             'cpu', '--scale', 96, 64, '--port', port)
+    url = f'http://127.0.0.1:{port}/'
+    ended = {}
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, 'the app did not start'
+                time.sleep(1)
+        yield url, ended
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        ended.update(status=proc.returncode, out=out, err=err)
+
+
+def test_the_served_app_answers_bad_uploads_with_messages(
+        weights, small_photo, tmp_path):
+    """Over HTTP, as the page sends them: the page gets each refusal's
+    message (naming the file as the user named it), the app stays up, and
+    its log holds no traceback."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    (tmp_path / 'notes.png').write_text('not a picture')
+    (tmp_path / 'clip.mp4').write_bytes(b'\x00' * 100)
+    with _served_app(weights) as (url, ended):
+        client = Client(url, verbose=False)
+        for api in ('/load_image', '/panoptic'):
+            with pytest.raises(AppError) as err:
+                client.predict(
+                    handle_file(str(tmp_path / 'notes.png')), api_name=api)
+            assert str(
+                err.value).startswith('Cannot read notes.png as an image')
+        for api, args in (('/load_video', ()), ('/on_track', (0.5, ))):
+            with pytest.raises(AppError) as err:
+                client.predict(
+                    handle_file(str(tmp_path / 'clip.mp4')),
+                    *args,
+                    api_name=api)
+            assert str(err.value).startswith('Cannot open clip.mp4 as a video')
+        # Still up, and good input is served.
+        _, note = client.predict(
+            handle_file(small_photo), api_name='/load_image')
+        assert note.startswith('Click on the image to add a point')
+        client.close()
+    assert 'Traceback' not in ended['err'], ended['err']
+    assert ended['err'].strip() == '', ended['err']
