@@ -57,27 +57,43 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
                      instance_on: bool) -> dict:
         img_h, img_w = meta['img_shape'][:2]
         h, w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
-        half_meta = dict(
-            meta,
-            img_shape=(_half(img_h), _half(img_w)),
-            ori_shape=(_half(h), _half(w)))
+        half_img = (_half(img_h), _half(img_w))
+        half_out = (_half(h), _half(w))
+        if rescale:
+            # An odd image size's half-size crop has half a row (column)
+            # of padding more: resized to the half result's size, the crop
+            # would be stretched by it (1 % on a 128-px input). Resized at
+            # the scale of the image to the result, the extra half row
+            # lands beyond the result and is cropped off below.
+            half_res = tuple(
+                max(round(i2 * o / i), o2)
+                for i2, o, i, o2 in zip(half_img, (h, w), (img_h,
+                                                           img_w), half_out))
+        else:
+            half_res = half_img
+        half_meta = dict(meta, img_shape=half_img, ori_shape=half_res)
         result = super()._predict_one(mask_cls, mask_pred, half_meta,
                                       (_half(size[0]), _half(size[1])),
                                       rescale, panoptic_on, instance_on)
         if 'pan_results' in result:
             pan = result['pan_results']
-            segments = pan.segments
             half_map = pan.sem_seg[0]
-            self._full_areas(half_map, segments, h, w)
+            segments = self._full_areas(half_map, pan.segments, h, w)
             full_map = half_map.new_empty((1, h, w))
-            self._repeat_2x2(half_map, full_map[0], {})
+            self._repeat_2x2(half_map[:half_out[0], :half_out[1]], full_map[0],
+                             {})
             result['pan_results'] = PixelData(sem_seg=full_map)
             result['pan_results'].set_metainfo(dict(segments=segments))
         if 'ins_results' in result:
             instances = result['ins_results']
-            instances.masks = self._repeat_masks(instances.masks,
-                                                 instances.bboxes, h, w)
-            boxes = instances.bboxes * 2
+            boxes = instances.bboxes.clone()
+            boxes[:, 0::2].clamp_(max=half_out[1])
+            boxes[:, 1::2].clamp_(max=half_out[0])
+            # A mask only in the rows (columns) cropped off is empty.
+            empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+            boxes[empty] = 0
+            instances.masks = self._repeat_masks(instances.masks, boxes, h, w)
+            boxes *= 2
             boxes[:, 0::2].clamp_(max=w)
             boxes[:, 1::2].clamp_(max=h)
             instances.bboxes = boxes
@@ -141,30 +157,35 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
 
     @staticmethod
     def _full_areas(half_map: Tensor, segments: List[dict], h: int,
-                    w: int) -> None:
-        """Each segment's ``area`` (its pixels in ``half_map``) as its
-        pixels once the map is repeated 2x2 and cropped to ``h x w``: four
-        per pixel, less what an odd size crops off the last row and
-        column."""
+                    w: int) -> List[dict]:
+        """The segments (``area``: their pixels in ``half_map``) with their
+        pixels once the map is cropped to ``ceil(h / 2) x ceil(w / 2)``,
+        repeated 2x2 and cropped to ``h x w`` (four per pixel, less what an
+        odd size crops off the last row and column); those left with none
+        are dropped."""
         if not segments:
-            return
+            return []
         ids = half_map.new_tensor([s['id'] for s in segments])
 
-        def counts(line: Tensor) -> List[int]:
-            return (line.reshape(-1, 1) == ids).sum(0).tolist()
+        def counts(part: Tensor) -> Tensor:
+            if part.numel() == 0:
+                return ids.new_zeros(len(ids), dtype=torch.long)
+            return (part.reshape(-1, 1) == ids).sum(0)
 
-        cropped = [0] * len(segments)
+        rows, cols = _half(h), _half(w)
+        inside = half_map.new_tensor([s['area'] for s in segments],
+                                     dtype=torch.long)
+        inside -= counts(half_map[rows:]) + counts(half_map[:rows, cols:])
+        kept = half_map[:rows, :cols]
+        area = 4 * inside
         if h % 2:
-            cropped = [
-                a + 2 * b for a, b in zip(cropped, counts(half_map[-1]))
-            ]
+            area -= 2 * counts(kept[-1])
         if w % 2:
-            cropped = [
-                a + 2 * b for a, b in zip(cropped, counts(half_map[:, -1]))
-            ]
+            area -= 2 * counts(kept[:, -1])
         if h % 2 and w % 2:
-            cropped = [
-                a - b for a, b in zip(cropped, counts(half_map[-1, -1]))
-            ]
-        for segment, crop in zip(segments, cropped):
-            segment['area'] = 4 * segment['area'] - crop
+            area += counts(kept[-1, -1:])
+        full = []
+        for segment, pixels in zip(segments, area.tolist()):
+            if pixels > 0:
+                full.append(dict(segment, area=pixels))
+        return full

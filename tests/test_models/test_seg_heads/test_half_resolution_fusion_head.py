@@ -77,16 +77,27 @@ def assert_same_structure(ours, theirs):
     assert torch.equal(ia.query_indices, ib.query_indices)
 
 
-@pytest.mark.parametrize('ori_shape', [None, (97, 161), (200, 301)])
-def test_disk_mask_close_to_exact(ori_shape):
+@pytest.mark.parametrize(
+    'img_shape,ori_shape',
+    [
+        (None, None),
+        (None, (97, 161)),
+        (None, (200, 301)),
+        # An odd image size resized up, as a photo is: the half-size crop
+        # must not stretch the mask.
+        ((85, 128), (427, 640)),
+        ((85, 127), (85, 127)),
+    ])
+def test_disk_mask_close_to_exact(img_shape, ori_shape):
     size = (128, 192)
     exact, half = heads()
     cls, masks = disk_outputs(size)
-    meta = sample(size, ori_shape=ori_shape)
+    meta = sample(size, img_shape=img_shape, ori_shape=ori_shape)
     want, got = run(exact, cls, masks, meta), run(half, cls, masks, meta)
     assert_same_structure(got, want)
-    h, w = ori_shape or size
-    scale = (h / size[0]) * (w / size[1])
+    img_h, img_w = img_shape or size
+    h, w = ori_shape or (img_h, img_w)
+    scale = (h / img_h) * (w / img_w)
     disk = math.pi * 30.**2 * scale
     top = int(want['ins_results'].scores.argmax())
     mask_e = want['ins_results'].masks[top]
