@@ -14,6 +14,7 @@ import numbers
 import os
 import os.path as osp
 import re
+import shlex
 import struct
 import warnings
 from typing import Iterator, Optional, Sequence, Tuple, Union
@@ -483,19 +484,38 @@ def _claimed_frames(cap, path: Optional[str]) -> int:
     return int(count) if count > 0 else 0
 
 
-def _check_whole(path: str, name: str, index: int, claimed: int) -> None:
-    """Refuse a file whose reading stopped at frame ``index`` of the
-    ``claimed`` ones because the file is cut short.
+#: Reads tried past a frame that fails, at least (at most
+#: :data:`_MAX_READS_PAST_FAILURE`, or up to the count the header claims):
+#: a damaged frame fails to decode while the frames after it read again,
+#: one failed read per damaged packet; at the end of a file each read
+#: fails at once.
+_READS_PAST_FAILURE = 16
+_MAX_READS_PAST_FAILURE = 1024
 
-    A count alone does not tell: where the container records none (MPEG-TS
-    and -PS), OpenCV estimates it from the duration (~100 for a whole
-    2-frame .ts file); an mp4 trimmed without re-encoding counts the frames
-    its edit list skips. The header's own size settles it. No tolerance is
-    needed for the rest: for the mp4, avi and mkv files OpenCV writes, its
-    count is exactly the frames read (tests/test_apis/test_video_files.py).
+
+def _check_ended(cap, path: str, name: str, index: int, claimed: int) -> None:
+    """Refuse a file whose reading stopped at frame ``index`` of the
+    ``claimed`` ones (0: unknown) before its end: a frame OpenCV cannot
+    decode with frames after it, or a file cut short.
+
+    A count alone does not tell a cut: where the container records none
+    (MPEG-TS and -PS), OpenCV estimates it from the duration (~100 for a
+    whole 2-frame .ts file); an mp4 trimmed without re-encoding counts the
+    frames its edit list skips. The header's own size settles it. No
+    tolerance is needed for the rest: for the mp4, avi and mkv files
+    OpenCV writes, its count is exactly the frames read
+    (tests/test_apis/test_video_files.py).
     """
+    subject = name[:1].upper() + name[1:]
+    tries = min(
+        max(claimed - index, _READS_PAST_FAILURE), _MAX_READS_PAST_FAILURE)
+    if any(cap.grab() for _ in range(tries)):
+        raise InputError(
+            f'{subject} is damaged at frame {index}: OpenCV cannot decode '
+            'it, while frames after it can be read; copy it again, or '
+            f'repair it by re-encoding (e.g. ffmpeg -i {shlex.quote(path)} '
+            '-c:v libx264 repaired.mp4).')
     if index < claimed and _cut_short(path):
-        subject = name[:1].upper() + name[1:]
         raise InputError(
             f'{subject} is cut short: reading stopped at frame {index} of '
             f'the {claimed} frames its header claims (the file ends before '
@@ -524,7 +544,7 @@ def _capture_frames(cap, name: str, path: Optional[str],
             ok, frame = cap.read()
             if not ok:
                 if path is not None:
-                    _check_whole(path, name, index, claimed)
+                    _check_ended(cap, path, name, index, claimed)
                 return
             size = next(sizes, None)
             if size is not None:
@@ -679,7 +699,9 @@ def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
     recording) raises :class:`InputError` once the frames before the cut
     are read, naming the frame where reading stopped and the count the
     header claims. Formats whose header holds no size (MPEG-TS, FLV ...)
-    end where their frames end, as streams do.
+    end where their frames end, as streams do. A frame OpenCV cannot
+    decode, with frames after it that it can, raises :class:`InputError`
+    naming that frame, once the frames before it are read.
     """
     if is_stream_url(video) or (isinstance(video, numbers.Integral)
                                 and not isinstance(video, bool)):

@@ -149,6 +149,33 @@ def test_containers_without_sizes_are_not_judged(tmp_path):
     assert not _cut_short(str(tmp_path / 'missing.avi'))
 
 
+DAMAGED = (r'^The video (?P<path>.+) is damaged at frame (?P<index>\d+): '
+           r'OpenCV cannot decode it, while frames after it can be read; '
+           r'copy it again, or repair it by re-encoding \(e\.g\. ffmpeg -i '
+           r'(?P=path) -c:v libx264 repaired\.mp4\)\.$')
+
+
+@pytest.mark.parametrize('count, span', [(20, 2000), (60, 20000)])
+def test_damage_in_the_middle_names_the_frame(tmp_path, count, span):
+    """Bytes zeroed a third of the way in: reading stopped there (at frame
+    3 of 20) without a word, though the frames after the damaged ones
+    decode (after 29 failed reads for the 20000 bytes)."""
+    whole = tmp_path / 'whole.mp4'
+    data = bytearray(_write(whole, 'mp4v', count))
+    at = len(data) // 3
+    data[at:at + span] = bytes(span)
+    path = tmp_path / 'mid.mp4'
+    path.write_bytes(data)
+    frames, message = _read_until_error(path)
+    match = re.match(DAMAGED, message)
+    assert match, message
+    assert match['path'] == str(path)
+    assert int(match['index']) == len(frames) and 1 <= len(frames) < count
+    # The damage may begin inside the last frame read.
+    for got, want in zip(frames[:-1], iter_frames(str(whole))):
+        assert np.array_equal(got, want)
+
+
 def test_an_mp4_cut_before_its_index_cannot_be_opened(tmp_path):
     """OpenCV's writer puts the index last: a cut file has none."""
     data = _write(tmp_path / 'whole.mp4', 'mp4v', 20)
