@@ -16,6 +16,7 @@ shown as a message in the page. One request runs at a time; at most
 --max-file-size are refused.
 """
 import argparse
+import base64
 import collections
 import contextlib
 import hashlib
@@ -27,6 +28,7 @@ import re
 import socket
 import tempfile
 import threading
+import urllib.parse
 import uuid
 
 from demo_cli import REPO, base_parser, guard_interrupts
@@ -38,6 +40,11 @@ VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
 # model is shared), so a long queue only means long waits.
 MAX_QUEUE = 8
 MAX_FILE_SIZE = '100mb'
+# gradio's copies of uploads and results (its cache, /tmp/gradio) older
+# than this are deleted, checked hourly, and all of them when the app
+# stops: a server left running must not fill the disk. The videos made are
+# kept in the app's own folder, printed at start.
+CACHE_SECONDS = 24 * 3600
 
 
 def file_size(text: str):
@@ -92,7 +99,7 @@ from video_demo import source_info  # noqa: E402
 from video_demo import prompt_tracks, track_video_to_files
 
 from rap_sam.apis import RapSAMPredictor  # noqa: E402
-from rap_sam.apis import check_prompts, iter_frames, read_image
+from rap_sam.apis import InputError, check_prompts, iter_frames, read_image
 from rap_sam.apis.prompt_tracking import FramePastEndError  # noqa: E402
 from rap_sam.apis.visualization import draw_panoptic  # noqa
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
@@ -146,19 +153,40 @@ with _no_type_stub():
         is_template = True
 
         def preprocess(self, payload):
+            if payload is None:
+                return None
             path = getattr(payload, 'path', None)
-            if payload is None or not path or (payload.url
-                                               or '').startswith('data:'):
-                return super().preprocess(payload)
+            url = getattr(payload, 'url', None) or ''
             try:
-                bgr = read_image(path)
+                if url.startswith('data:'):
+                    # An image sent inline by an API client (the page
+                    # uploads a file): the same checks, on its bytes.
+                    bgr = read_image(_data_url_bytes(url))
+                elif path:
+                    bgr = read_image(path)
+                else:
+                    raise InputError('No image given.')
             except UserError as err:
-                # Name the file the user chose, not gradio's copy of it.
-                name = getattr(payload, 'orig_name',
-                               None) or osp.basename(path)
-                raise gr.Error(
-                    str(err).replace(path, name), print_exception=False)
+                text = str(err)
+                if path:
+                    # The file as the user named it, not gradio's copy.
+                    name = getattr(payload, 'orig_name',
+                                   None) or osp.basename(path)
+                    text = text.replace(path, name)
+                raise gr.Error(text, print_exception=False)
             return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def _data_url_bytes(url: str) -> bytes:
+    """The bytes of a ``data:`` URL (base64 or percent-encoded)."""
+    header, _, data = url.partition(',')
+    if not header.endswith(';base64'):
+        return urllib.parse.unquote_to_bytes(data)
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:  # binascii.Error
+        raise InputError('The image sent is a data: URL whose base64 data '
+                         'is damaged.') from None
 
 
 class _PageGone(UserError):
@@ -710,7 +738,7 @@ def _prompt_table(records) -> str:
 
 
 def build_ui(app: RapSAMApp) -> gr.Blocks:
-    with gr.Blocks(title='RAP-SAM') as ui:
+    with gr.Blocks(title='RAP-SAM', delete_cache=(3600, CACHE_SECONDS)) as ui:
         gr.Markdown('# RAP-SAM: real-time all-purpose segmentation')
         with gr.Tab('Clicks and boxes', id='prompts'):
             state = gr.State(app.new_prompts())
@@ -916,7 +944,8 @@ def main(argv=None):
             raise OutputError(f'Cannot serve on {args.host}:{args.port} '
                               f'({reason}): choose another --port or '
                               '--host.') from err
-    print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C stops it)')
+    print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C stops it); '
+          f'the videos it makes are kept in {app.out_dir}')
     try:
         ui.block_thread()
     finally:

@@ -360,6 +360,37 @@ def test_bad_uploads_show_their_message(tmp_path, data, message):
     assert 'gradio-cache-1234' not in err.value.message
 
 
+@pytest.mark.parametrize('data, message', [
+    (_png_header(20000, 20000), r'more than 179\.0 megapixels'),
+    (_png_header(10000, 10000), r'10000 x 10000 pixels \(100\.0 megapixels'
+     r'\), above the limit'),
+    (b'hello', r'Cannot read the uploaded data as an image'),
+])
+def test_an_image_sent_inline_is_checked_as_an_upload(data, message):
+    """An API client may send an image as a data: URL: gradio's decoder
+    failed on it with a traceback, and decoded a 100-megapixel one."""
+    import base64
+
+    from app import CheckedImage
+    from gradio.data_classes import ImageData
+    url = 'data:image/png;base64,' + base64.b64encode(data).decode()
+    with pytest.raises(gr.Error, match=message):
+        CheckedImage(type='numpy').preprocess(ImageData(url=url))
+    with pytest.raises(gr.Error, match='base64 data is damaged'):
+        CheckedImage(type='numpy').preprocess(ImageData(url=url[:-3] + '!'))
+
+
+def test_an_image_sent_inline_is_read(small_photo):
+    import base64
+
+    from app import CheckedImage
+    from gradio.data_classes import ImageData
+    with open(small_photo, 'rb') as f:
+        url = 'data:image/png;base64,' + base64.b64encode(f.read()).decode()
+    rgb = CheckedImage(type='numpy').preprocess(ImageData(url=url))
+    assert np.array_equal(rgb, cv2.imread(small_photo)[..., ::-1])
+
+
 def test_checked_upload_is_rgb(small_photo):
     from app import CheckedImage
     from gradio.data_classes import ImageData

@@ -4,6 +4,7 @@ answers to bad uploads over HTTP (gradio_client), with nothing but its
 messages reaching the page and no traceback in the server's log."""
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -105,12 +106,18 @@ def _served_app(weights):
 
 
 def test_the_served_app_answers_bad_uploads_with_messages(
-        weights, small_photo, tmp_path):
+        weights, small_photo, small_video, tmp_path, monkeypatch):
     """Over HTTP, as the page sends them: the page gets each refusal's
     message (naming the file as the user named it), the app stays up, and
-    its log holds no traceback."""
+    its log holds no traceback. Stopped, it leaves nothing in gradio's
+    cache (it kept every upload and result before), and the video it made
+    is still in the folder it named at start."""
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
+    cache = tmp_path / 'gradio_cache'
+    monkeypatch.setenv('GRADIO_TEMP_DIR', str(cache))
+    (tmp_path / 'tmp').mkdir()
+    monkeypatch.setenv('TMPDIR', str(tmp_path / 'tmp'))  # the app's folder
     (tmp_path / 'notes.png').write_text('not a picture')
     (tmp_path / 'clip.mp4').write_bytes(b'\x00' * 100)
     with _served_app(weights) as (url, ended):
@@ -132,6 +139,16 @@ def test_the_served_app_answers_bad_uploads_with_messages(
         _, note = client.predict(
             handle_file(small_photo), api_name='/load_image')
         assert note.startswith('Click on the image to add a point')
+        *_, summary, _ = client.predict(
+            handle_file(small_video), 0.5, api_name='/on_track')
+        assert summary.startswith('**4 frames, ')
+        assert any(files for _, _, files in os.walk(cache))
         client.close()
     assert 'Traceback' not in ended['err'], ended['err']
-    assert ended['err'].strip() == '', ended['err']
+    kept = re.search(r'the videos it makes are kept in (\S+)$', ended['out'],
+                     re.M)
+    assert kept, ended['out']
+    assert kept.group(1).startswith(str(tmp_path / 'tmp'))
+    made = [name for _, _, names in os.walk(kept.group(1)) for name in names]
+    assert sorted(made) == ['pan.json', 'pan.mp4', 'pan.webm']
+    assert not [files for _, _, files in os.walk(cache) if files]
