@@ -6,12 +6,14 @@ whole; odd frame folders are one message each."""
 import json
 import re
 import struct
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import assert_user_error, run_script
+from helpers import REPO, assert_user_error, run_script
 
 from rap_sam.apis import InputError
 from rap_sam.apis.inputs import _cut_short, iter_frames, open_video_quietly
@@ -174,6 +176,47 @@ def test_damage_in_the_middle_names_the_frame(tmp_path, count, span):
     # The damage may begin inside the last frame read.
     for got, want in zip(frames[:-1], iter_frames(str(whole))):
         assert np.array_equal(got, want)
+
+
+_READ_VIDEOS = """
+import sys
+from rap_sam.apis import InputError
+from rap_sam.apis.inputs import iter_frames
+for path in sys.argv[1:]:
+    try:
+        print(len(list(iter_frames(path))), 'frames')
+    except InputError as err:
+        print(str(err).split(':')[0].split(' at frame')[0])
+"""
+
+
+def test_damaged_files_print_nothing_but_the_message(tmp_path):
+    """FFmpeg's own lines ('partial file', 'File ended prematurely',
+    'Error at MB') stay off stderr in a user's process."""
+    data = _write(tmp_path / 'w.avi', 'MJPG', 20)
+    (tmp_path / 'cut.avi').write_bytes(data[:len(data) // 2])
+    data = _faststart_mp4(tmp_path / 'w.mp4', 20)
+    (tmp_path / 'cut.mp4').write_bytes(data[:len(data) // 2])
+    data = _write(tmp_path / 'w.mkv', 'MJPG', 20)
+    (tmp_path / 'cut.mkv').write_bytes(data[:len(data) // 2])
+    data = bytearray(_write(tmp_path / 'w2.mp4', 'mp4v', 20))
+    data[len(data) // 3:len(data) // 3 + 2000] = bytes(2000)
+    (tmp_path / 'mid.mp4').write_bytes(data)
+    names = ['cut.avi', 'cut.mp4', 'cut.mkv', 'mid.mp4', 'w.mp4']
+    result = subprocess.run(
+        [sys.executable, '-c', _READ_VIDEOS] +
+        [str(tmp_path / n) for n in names],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO)
+    assert (result.returncode, result.stderr) == (0, '')
+    assert result.stdout.splitlines() == [
+        f'The video {tmp_path}/cut.avi is cut short',
+        f'The video {tmp_path}/cut.mp4 is cut short',
+        f'The video {tmp_path}/cut.mkv is cut short',
+        f'The video {tmp_path}/mid.mp4 is damaged', '20 frames'
+    ]
 
 
 def test_an_mp4_cut_before_its_index_cannot_be_opened(tmp_path):
