@@ -14,9 +14,9 @@ RLE mask). Frames are read and segmented a chunk at a time, so long videos
 run in bounded memory. Results of an earlier run are not replaced without
 --overwrite, the input is never written over, and each file appears only
 once complete. When a frame fails part-way (a frame of another size, an
-unreadable image in a folder), the frames before it are still written, the
-json saying "complete": false and why ("error"), and the run ends with the
-message (exit status 2).
+unreadable image in a folder, a video file cut short or damaged there),
+the frames before it are still written, the json saying "complete": false
+and why ("error"), and the run ends with the message (exit status 2).
 
 Click-to-track (``--points`` / ``--boxes``, on frame ``--frame K``, 0 by
 default, in that frame's pixels): each prompt is one object, followed
