@@ -907,10 +907,10 @@ def launch(app: RapSAMApp,
 
 
 def _check_address(host: str, port: int) -> None:
-    """Bind ``host:port`` once before the model loads: a taken port or a
-    host that is not this machine's is said at once, with the system's
-    reason (gradio says "Cannot find empty port" whatever it is, after
-    uvicorn's own log line)."""
+    """Bind ``host:port`` once before gradio does: a taken port or a host
+    that is not this machine's is said with the system's reason (gradio
+    says "Cannot find empty port" whatever it is, after uvicorn's own log
+    line)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM)[0]
@@ -927,14 +927,16 @@ def _check_address(host: str, port: int) -> None:
 def main(argv=None):
     args = parse_args(argv)
     with user_errors():
-        _check_address(args.host, args.port)
         # Read on the first video otherwise: a wrong path would start an
         # app whose video tab only fails.
         read_config(args.video_config)
+        predictor = load_predictor(args, args.config, **predictor_kwargs(args))
+        # Before the app's folder is made; after the checkpoint, whose
+        # problems are said whatever the port.
+        _check_address(args.host, args.port)
         app = RapSAMApp(
-            load_predictor(args, args.config, **predictor_kwargs(args)),
-            lambda: load_predictor(args, args.video_config,
-                                   **predictor_kwargs(args)),
+            predictor, lambda: load_predictor(args, args.video_config,
+                                              **predictor_kwargs(args)),
             tempfile.mkdtemp(prefix='rap_sam_app_'))
         try:
             ui = launch(app, args.host, args.port, args.max_queue,

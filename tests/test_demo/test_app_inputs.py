@@ -28,18 +28,24 @@ def test_a_port_out_of_range_is_a_usage_error():
         '--port must be 1 to 65535, got 70000')
 
 
-def test_a_taken_port_is_said_before_the_model_loads():
-    """It read "Cannot find empty port in range: P-P" once the model had
-    loaded; a host that is not this machine's read the same, after
-    uvicorn's own log line."""
+def test_a_taken_port_or_a_foreign_host_is_said_with_its_reason(weights):
+    """It read "Cannot find empty port in range: P-P", for a host that is
+    not this machine's too (after uvicorn's own log line)."""
     with socket.socket() as taken:
         taken.bind(('127.0.0.1', 0))
         taken.listen()
         port = taken.getsockname()[1]
-        # Without the check this run would load the model and serve:
-        # the timeout would fail the test.
+        # Were the port not checked this run would serve: the timeout
+        # would fail the test.
         result = run_script(
-            'demo/app.py', '--device', 'cpu', '--port', port, timeout=120)
+            'demo/app.py',
+            '--weights',
+            weights,
+            '--device',
+            'cpu',
+            '--port',
+            port,
+            timeout=120)
     assert_user_error(
         result, f'Cannot serve on 127.0.0.1:{port} (Address already in '
         'use): choose another --port or --host.')
@@ -47,6 +53,8 @@ def test_a_taken_port_is_said_before_the_model_loads():
     assert_user_error(
         run_script(
             'demo/app.py',
+            '--weights',
+            weights,
             '--device',
             'cpu',
             '--host',
