@@ -75,13 +75,16 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
         result = super()._predict_one(mask_cls, mask_pred, half_meta,
                                       (_half(size[0]), _half(size[1])),
                                       rescale, panoptic_on, instance_on)
+        # (half-size source, full-size destination) pairs to repeat 2x2,
+        # shared among the chunk workers, each on one core: the largest,
+        # the panoptic map, first.
+        repeats: List[Tuple[Tensor, Tensor]] = []
         if 'pan_results' in result:
             pan = result['pan_results']
             half_map = pan.sem_seg[0]
             segments = self._full_areas(half_map, pan.segments, h, w)
             full_map = half_map.new_empty((1, h, w))
-            self._repeat_2x2(half_map[:half_out[0], :half_out[1]], full_map[0],
-                             {})
+            repeats.append((half_map[:half_out[0], :half_out[1]], full_map[0]))
             result['pan_results'] = PixelData(sem_seg=full_map)
             result['pan_results'].set_metainfo(dict(segments=segments))
         if 'ins_results' in result:
@@ -92,11 +95,26 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
             # A mask only in the rows (columns) cropped off is empty.
             empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
             boxes[empty] = 0
-            instances.masks = self._repeat_masks(instances.masks, boxes, h, w)
+            small = instances.masks
+            # Only the boxes are written, into calloc'ed zeros on a CPU:
+            # the pages of a small object's other rows are never touched.
+            shape = (len(small), h, w)
+            masks = torch.from_numpy(np.zeros(shape, dtype=bool)) \
+                if small.device.type == 'cpu' else small.new_zeros(shape)
+            for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist()):
+                if x1 > x0:
+                    repeats.append(
+                        (small[i, y0:y1,
+                               x0:x1], masks[i, 2 * y0:min(2 * y1, h),
+                                             2 * x0:min(2 * x1, w)]))
+            instances.masks = masks
             boxes *= 2
             boxes[:, 0::2].clamp_(max=w)
             boxes[:, 1::2].clamp_(max=h)
             instances.bboxes = boxes
+        run_chunks(repeats,
+                   lambda pair, buffers: self._repeat_2x2(*pair, buffers),
+                   mask_pred.device, self.chunk_workers, 4 * h * w)
         return result
 
     def _band_stats(self, mask_pred, band, size, window, buf, resize=None):
@@ -129,31 +147,6 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
             return
         pairs[0::2].copy_(src).mul_(both_halves)
         dst[1::2].copy_(dst[0::2])
-
-    def _repeat_masks(self, small: Tensor, boxes: Tensor, h: int,
-                      w: int) -> Tensor:
-        """Binary masks ``[n, ceil(h / 2), ceil(w / 2)]`` with their tight
-        ``boxes`` -> ``[n, h, w]``, each pixel repeated 2x2: only the boxes
-        are written (into calloc'ed zeros on a CPU: the pages of a small
-        object's other rows are never touched), a mask at a time, shared
-        among the chunk workers."""
-        n = small.shape[0]
-        if small.device.type == 'cpu':
-            out = torch.from_numpy(np.zeros((n, h, w), dtype=bool))
-        else:
-            out = small.new_zeros((n, h, w))
-        corners = boxes.long().tolist()
-
-        def work(i: int, buffers: dict) -> None:
-            x0, y0, x1, y1 = corners[i]
-            if x1 > x0:
-                self._repeat_2x2(
-                    small[i, y0:y1, x0:x1], out[i, 2 * y0:min(2 * y1, h),
-                                                2 * x0:min(2 * x1, w)],
-                    buffers)
-
-        run_chunks(range(n), work, small.device, self.chunk_workers, h * w)
-        return out
 
     @staticmethod
     def _full_areas(half_map: Tensor, segments: List[dict], h: int,
