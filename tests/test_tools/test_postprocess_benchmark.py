@@ -82,3 +82,37 @@ def test_resized_to_original_size(tmp_path):
 def test_bad_ori_shape_is_one_line():
     assert_user_error(
         run_tool('--ori-shape', '0', '161'), '--ori-shape 0 161', 'positive')
+
+
+def test_post_half_against_exact(tmp_path):
+    """--post half: the approximate post-processing timed against the
+    exact one, with how close its results are (never the timings)."""
+    out = tmp_path / 'post.json'
+    proc = run_tool('--shape', '256', '384', '--post', 'half', '--repeats',
+                    '1', '--warmup', '0', '--threads', '1', '--out', str(out))
+    assert_ran(proc)
+    report = json.loads(out.read_text())
+    assert report['post'] == 'half' and report['shape'] == [256, 384]
+    by_kind = {r['outputs']: r for r in report['results']}
+    assert set(by_kind) == {'objects', 'random'}
+    for r in by_kind.values():
+        assert set(r['median_s']) == set(
+            r['median_cpu_s']) == {'exact', 'post'}
+        assert r['speedup'] == r['median_s']['exact'] / r['median_s']['post']
+        assert r['num_instances'] > 0
+    objects = by_kind['objects']
+    # Every exact instance with pixels is found, and every segment.
+    assert 10 < objects['instances']['ref'] == objects['instances']['kept']
+    assert objects['instances']['mean_iou'] > 0.9
+    assert objects['segments']['ref'] == objects['segments']['kept'] > 0
+    assert objects['panoptic_agreement'] > 0.99
+    # Random outputs: no panoptic segment, every pixel void in both.
+    assert by_kind['random']['panoptic_agreement'] == 1.0
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(
+        'post-processing at 256x384, exact against half, 1 threads')
+    assert lines[2].split()[0] == 'objects'
+
+
+def test_bad_post_is_a_usage_error():
+    assert_usage_error(run_tool('--post', 'quarter'), '--post')
