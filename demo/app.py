@@ -12,8 +12,8 @@ way the annotated frames are shown as they are done, then the video, an
 mp4 and a json as demo/video_demo.py writes them. Bad input (an unreadable
 file, an image too large, an empty video, a frame past the end ...) is
 shown as a message in the page. One request runs at a time; at most
---max-queue wait (more are told the queue is full), and uploads larger than
---max-file-size are refused.
+--max-queue wait (more are told the queue is full), uploads larger than
+--max-file-size and videos longer than --max-frames are refused.
 """
 import argparse
 import base64
@@ -39,6 +39,10 @@ VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
 # What one person's request may hold up: requests run one at a time (the
 # model is shared), so a long queue only means long waits.
 MAX_QUEUE = 8
+# The longest video tracked, in frames (100 s at 30 fps): one video holds
+# the model for everyone while it runs, and its tracks sit in memory until
+# the json is written. demo/video_demo.py takes any length.
+MAX_FRAMES = 3000
 MAX_FILE_SIZE = '100mb'
 # gradio's copies of uploads and results (its cache, /tmp/gradio) older
 # than this are deleted, checked hourly, and all of them when the app
@@ -75,9 +79,17 @@ def parse_args(argv=None):
         default=MAX_FILE_SIZE,
         type=file_size,
         help='largest upload, e.g. 20mb (default %(default)s)')
+    parser.add_argument(
+        '--max-frames',
+        type=int,
+        default=MAX_FRAMES,
+        help='longest video the video tab takes, in frames (default '
+        '%(default)s); demo/video_demo.py takes any length')
     args = parser.parse_args(argv)
     if args.max_queue < 1:
         parser.error('--max-queue must be at least 1')
+    if args.max_frames < 1:
+        parser.error('--max-frames must be at least 1')
     if not 1 <= args.port <= 65535:
         parser.error(f'--port must be 1 to 65535, got {args.port}')
     return args
@@ -239,6 +251,9 @@ class RapSAMApp:
         video_predictor (callable): Returns the predictor for videos; called
             once, on the first video.
         out_dir (str): Where video results are written.
+        max_frames (int): Longer videos are refused (a video whose length
+            its file does not say, once this many frames are done: those
+            are kept).
     """
 
     # Frames the video tab draws clicks on, for all sessions together: a
@@ -246,8 +261,13 @@ class RapSAMApp:
     # grow with the number of visitors; a frame not kept is read again.
     FRAMES_KEPT = 8
 
-    def __init__(self, predictor, video_predictor, out_dir):
+    def __init__(self,
+                 predictor,
+                 video_predictor,
+                 out_dir,
+                 max_frames: int = MAX_FRAMES):
         self.predictor = predictor
+        self.max_frames = max_frames
         self._video_factory = video_predictor
         self._video = None
         self.out_dir = out_dir
@@ -472,6 +492,33 @@ class RapSAMApp:
         yield (f'{stem}.webm', [f'{stem}.mp4', f'{stem}.json'],
                summary(outcome['info']), latest)
 
+    def _too_long(self, video, count=None) -> InputError:
+        frames = count or f'more than {self.max_frames}'
+        return InputError(
+            f'{video} has {frames} frames; the app tracks at most '
+            f'{self.max_frames} (--max-frames): cut it shorter, or track it '
+            'with demo/video_demo.py.')
+
+    def _check_length(self, video):
+        """``video``'s frame count when its file says (None when not);
+        refused when above ``max_frames``."""
+        try:
+            count = source_info(video)[1]
+            if count is not None and count > self.max_frames:
+                raise self._too_long(video, count)
+        except UserError as err:
+            raise _user_error(err, video)
+        return count
+
+    def _at_most(self, results, video):
+        """``results`` (``(frame, result)`` pairs) ending with
+        :meth:`_too_long`'s error after ``max_frames``: for a video whose
+        file does not say its length (the frames done are kept)."""
+        for done, pair in enumerate(results):
+            if done == self.max_frames:
+                raise self._too_long(video)
+            yield pair
+
     def iter_track(self, video, score_thr: float, progress=None):
         """Track instances in ``video``, yielding the page's video outputs
         as the frames are done: ``(None, None, status, latest drawn frame
@@ -479,6 +526,7 @@ class RapSAMApp:
         frame)``."""
         if not video:
             raise gr.Error('Upload a video first.', print_exception=False)
+        self._check_length(video)
 
         def write(predictor, stem, report, on_frame):
             return track_video_to_files(
@@ -488,7 +536,9 @@ class RapSAMApp:
                 score_thr,
                 writers=WRITERS,
                 progress=report,
-                on_frame=on_frame)
+                on_frame=on_frame,
+                results=self._at_most(
+                    predictor.iter_video(video, score_thr=score_thr), video))
 
         def summary(info):
             return (f"**{info['num_frames']} frames, {len(info['tracks'])} "
@@ -556,9 +606,10 @@ class RapSAMApp:
             return (None, _frame_picker(1),
                     'Upload a video to click on its objects.',
                     self.new_clicks())
+        count = self._check_length(video)
         try:
             image = self.frame_image(video, 0)
-            count = source_info(video)[1] or self._count_frames(video)
+            count = count or self._count_frames(video)
         except UserError as err:
             raise _user_error(err, video)
         state = self.new_clicks(video, 0, (image.shape[1], image.shape[0]),
@@ -567,9 +618,16 @@ class RapSAMApp:
         return image, _frame_picker(count), note, state
 
     def _count_frames(self, video) -> int:
-        """For a folder of frames, or a file whose container does not say."""
-        return sum(1 for _ in iter_frames(video,
-                                          self.video_predictor().max_pixels))
+        """For a folder of frames, or a file whose container does not say
+        (read up to ``max_frames``, not to the end of a longer one)."""
+        frames = iter_frames(video, self.video_predictor().max_pixels)
+        count = 0
+        for _ in frames:
+            count += 1
+            if count > self.max_frames:
+                frames.close()
+                raise self._too_long(video)
+        return count
 
     def show_frame(self, video, frame, state: dict):
         """Frame ``frame`` to click on (the clicks of another frame are
@@ -658,6 +716,7 @@ class RapSAMApp:
                 'this one with the slider (or upload it again), then click '
                 'its objects.',
                 print_exception=False)
+        self._check_length(video)
         frame = state['frame']
 
         def write(predictor, stem, report, on_frame):
@@ -673,7 +732,7 @@ class RapSAMApp:
                     writers=WRITERS,
                     progress=report,
                     on_frame=on_frame,
-                    results=results,
+                    results=self._at_most(results, video),
                     extra=extra)
             except FramePastEndError as err:
                 raise err.named('Frame') from None
@@ -937,7 +996,7 @@ def main(argv=None):
         app = RapSAMApp(
             predictor, lambda: load_predictor(args, args.video_config,
                                               **predictor_kwargs(args)),
-            tempfile.mkdtemp(prefix='rap_sam_app_'))
+            tempfile.mkdtemp(prefix='rap_sam_app_'), args.max_frames)
         try:
             ui = launch(app, args.host, args.port, args.max_queue,
                         args.max_file_size)

@@ -631,3 +631,37 @@ def test_video_messages_name_the_upload_as_the_user_named_it(app, tmp_path):
             call(str(cached / 'holiday.mp4'))
         assert err.value.message.startswith(
             'Cannot open holiday.mp4 as a video (not a video file')
+
+
+def test_a_video_longer_than_the_limit_is_refused(app, small_video, tmp_path,
+                                                  small_photo, monkeypatch):
+    """From its file's frame count, before anything runs; a video whose
+    file does not say (a folder of frames) is counted up to the limit, and
+    tracked up to it: the frames done are offered, with the reason."""
+    _, _, _, state = app.load_video(small_video)
+    _, _, state = app.click_frame(state, 'point', 40, 30)
+    monkeypatch.setattr(app, 'max_frames', 3)
+    message = ('pan.mp4 has 4 frames; the app tracks at most 3 '
+               '(--max-frames): cut it shorter, or track it with '
+               'demo/video_demo.py.')
+    for call in (app.load_video, lambda v: app.track(v, 0.5),
+                 lambda v: app.track_clicks(v, state)):
+        with pytest.raises(gr.Error) as err:
+            call(small_video)
+        assert err.value.message == message
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    photo = cv2.imread(small_photo)
+    for i in range(5):
+        cv2.imwrite(str(folder / f'{i}.png'), photo)
+    with pytest.raises(gr.Error) as err:
+        app.load_video(str(folder))
+    assert err.value.message.startswith('frames has more than 3 frames; ')
+    webm, (mp4, json_path), text = app.track(str(folder), 0.5)
+    assert text.startswith('**Stopped after 3 frames**: frames has more '
+                           'than 3 frames; the app tracks at most 3')
+    info = json.loads(open(json_path).read())
+    assert info['num_frames'] == 3 and info['complete'] is False
+    cap = cv2.VideoCapture(mp4)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
