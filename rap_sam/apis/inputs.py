@@ -493,10 +493,30 @@ _READS_PAST_FAILURE = 16
 _MAX_READS_PAST_FAILURE = 1024
 
 
+def _frames_follow(cap, index: int, claimed: int) -> bool:
+    """Whether ``cap`` has frames after the one at ``index`` that failed:
+    by reading on, then by seeking a quarter, half and three quarters of
+    the way to the claimed count (a demuxer that lost its way in damaged
+    data ends reading there: an mkv, avi or MPEG-TS; measured, a seek past
+    the end of whole files of those formats finds no frame, whatever
+    count their header claims)."""
+    tries = min(
+        max(claimed - index, _READS_PAST_FAILURE), _MAX_READS_PAST_FAILURE)
+    if any(cap.grab() for _ in range(tries)):
+        return True
+    for probe in sorted(
+        {index + (claimed - index) * q // 4
+         for q in (1, 2, 3)} - {index}):
+        if probe > index and cap.set(cv2.CAP_PROP_POS_FRAMES,
+                                     probe) and cap.grab():
+            return True
+    return False
+
+
 def _check_ended(cap, path: str, name: str, index: int, claimed: int) -> None:
     """Refuse a file whose reading stopped at frame ``index`` of the
-    ``claimed`` ones (0: unknown) before its end: a frame OpenCV cannot
-    decode with frames after it, or a file cut short.
+    ``claimed`` ones (0: unknown) before its end: damaged there (frames
+    after it can be read), or cut short.
 
     A count alone does not tell a cut: where the container records none
     (MPEG-TS and -PS), OpenCV estimates it from the duration (~100 for a
@@ -507,12 +527,10 @@ def _check_ended(cap, path: str, name: str, index: int, claimed: int) -> None:
     (tests/test_apis/test_video_files.py).
     """
     subject = name[:1].upper() + name[1:]
-    tries = min(
-        max(claimed - index, _READS_PAST_FAILURE), _MAX_READS_PAST_FAILURE)
-    if any(cap.grab() for _ in range(tries)):
+    if _frames_follow(cap, index, claimed):
         raise InputError(
-            f'{subject} is damaged at frame {index}: OpenCV cannot decode '
-            'it, while frames after it can be read; copy it again, or '
+            f'{subject} is damaged at frame {index}: OpenCV cannot read on '
+            'from there, though frames after it exist; copy it again, or '
             f'repair it by re-encoding (e.g. ffmpeg -i {shlex.quote(path)} '
             '-c:v libx264 repaired.mp4).')
     if index < claimed and _cut_short(path):
@@ -699,9 +717,10 @@ def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
     recording) raises :class:`InputError` once the frames before the cut
     are read, naming the frame where reading stopped and the count the
     header claims. Formats whose header holds no size (MPEG-TS, FLV ...)
-    end where their frames end, as streams do. A frame OpenCV cannot
-    decode, with frames after it that it can, raises :class:`InputError`
-    naming that frame, once the frames before it are read.
+    end where their frames end, as streams do. A file damaged part-way
+    (OpenCV stops reading at a frame, while frames after it can be read)
+    raises :class:`InputError` naming that frame, once the frames before
+    it are read.
     """
     if is_stream_url(video) or (isinstance(video, numbers.Integral)
                                 and not isinstance(video, bool)):
