@@ -268,6 +268,20 @@ def test_an_estimated_frame_count_is_no_damage(tmp_path):
     assert len(list(iter_frames(str(path)))) == 2
 
 
+@pytest.mark.parametrize('ext, fourcc', [('ts', 'mp4v'), ('mpg', 'mp4v'),
+                                         ('flv', 'FLV1'), ('webm', 'VP80'),
+                                         ('mov', 'mp4v')])
+@pytest.mark.parametrize('fps', [23.976, 25, 59.94])
+@pytest.mark.parametrize('count', [2, 7])
+def test_whole_files_of_other_formats_read_without_error(
+        tmp_path, ext, fourcc, fps, count):
+    """Whatever count their header claims or OpenCV estimates, the seeks
+    that look for frames past where reading stopped find none."""
+    path = tmp_path / f'clip.{ext}'
+    _write(path, fourcc, count, fps)
+    assert len(list(iter_frames(str(path)))) == count
+
+
 def test_a_truncated_transport_stream_ends_where_its_frames_end(tmp_path):
     """A format without a size in its header (MPEG-TS) cannot tell a cut
     from an end: its frames are what the file holds."""
