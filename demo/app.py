@@ -107,6 +107,7 @@ import gradio as gr  # noqa: E402
 import gradio.component_meta as gradio_component_meta  # noqa: E402
 import numpy as np  # noqa: E402
 from demo_cli import load_predictor, predictor_kwargs, user_errors
+from gradio.route_utils import delete_files_created_by_app  # noqa
 from video_demo import source_info  # noqa: E402
 from video_demo import prompt_tracks, track_video_to_files
 
@@ -1011,6 +1012,9 @@ def main(argv=None):
         ui.block_thread()
     finally:
         ui.close()
+        # With a request still running uvicorn's shutdown outlasts gradio's
+        # wait for it, and gradio's own clean-up of its cache never runs.
+        delete_files_created_by_app(ui, age=None)
 
 
 if __name__ == '__main__':

@@ -11,6 +11,8 @@ import subprocess
 import time
 import urllib.request
 
+import cv2
+import numpy as np
 import pytest
 from helpers import (assert_usage_error, assert_user_error, run_script,
                      start_in_terminal)
@@ -79,6 +81,15 @@ def test_a_missing_video_config_is_said_at_start():
             '--port',
             _free_port(),
             timeout=120), 'Config file not found: configs/rap_sam/no_such.py')
+
+
+def _write_video(path: str, photo: str, frames: int) -> None:
+    img = cv2.imread(photo)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), 5,
+                             (96, 64))
+    for t in range(frames):
+        writer.write(np.ascontiguousarray(img[18:82, t % 50:t % 50 + 96]))
+    writer.release()
 
 
 @contextlib.contextmanager
@@ -151,12 +162,21 @@ def test_the_served_app_answers_bad_uploads_with_messages(
             handle_file(small_video), 0.5, api_name='/on_track')
         assert summary.startswith('**4 frames, ')
         assert any(files for _, _, files in os.walk(cache))
-        client.close()
+        # Stopped while a video is being tracked: gradio's clean-up of its
+        # cache was cut short.
+        long_video = str(tmp_path / 'long.mp4')
+        _write_video(long_video, small_photo, 400)
+        running = client.submit(
+            handle_file(long_video), 0.5, api_name='/on_track')
+        deadline = time.monotonic() + 120
+        while running.status().code.name != 'ITERATING':
+            assert time.monotonic() < deadline, running.status()
+            time.sleep(0.5)
     assert 'Traceback' not in ended['err'], ended['err']
     kept = re.search(r'the videos it makes are kept in (\S+)$', ended['out'],
                      re.M)
     assert kept, ended['out']
     assert kept.group(1).startswith(str(tmp_path / 'tmp'))
     made = [name for _, _, names in os.walk(kept.group(1)) for name in names]
-    assert sorted(made) == ['pan.json', 'pan.mp4', 'pan.webm']
+    assert {'pan.json', 'pan.mp4', 'pan.webm'} <= set(made)
     assert not [files for _, _, files in os.walk(cache) if files]
