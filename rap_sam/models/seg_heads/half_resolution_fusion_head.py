@@ -1,4 +1,5 @@
-from typing import List, Tuple
+import threading
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -6,12 +7,16 @@ from mmdet.registry import MODELS
 from mmengine.structures import PixelData
 from torch import Tensor
 
-from .chunk_pool import run_chunks
+from .chunk_pool import MAX_CHUNK_WORKERS, num_chunk_workers, run_chunks
 from .scored_panoptic_fusion_head import ScoredPanopticFusionHead
 
 #: Per element size, the integer type twice as wide and the factor that
 #: puts a value (>= 0) in both its halves.
 _WIDE = {1: (torch.int16, 0x0101), 4: (torch.int64, 0x100000001)}
+
+#: The chunk workers of the prediction running on this thread (see
+#: ``HalfResolutionFusionHead.predict``).
+_CALLER = threading.local()
 
 
 def _half(n: int) -> int:
@@ -51,6 +56,44 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
     Chosen with ``rap_sam.deploy.prepare(model, post='half')``; the
     default, ``post='exact'``, keeps :class:`ScoredPanopticFusionHead`.
     """
+
+    def predict(self,
+                mask_cls_results: Tensor,
+                mask_pred_results: Tensor,
+                batch_data_samples,
+                rescale: bool = False,
+                **kwargs) -> List[dict]:
+        """:class:`ScoredPanopticFusionHead`'s ``predict``, approximate.
+
+        On a CPU with several PyTorch threads, the operations outside the
+        chunks run on one thread and the chunks on as many one-core
+        workers as there were threads (or ``chunk_workers``): at half size
+        each whole-image operation is small, and on a loaded machine a
+        fork-join of all threads per operation costs more than the
+        operation. The caller's thread count is set back on return.
+        """
+        threads = torch.get_num_threads()
+        if mask_pred_results.device.type != 'cpu' or threads == 1:
+            return super().predict(mask_cls_results, mask_pred_results,
+                                   batch_data_samples, rescale, **kwargs)
+        meta = batch_data_samples[0].metainfo
+        size = meta['batch_input_shape']
+        out = meta['ori_shape'][:2] if rescale else meta['img_shape'][:2]
+        _CALLER.workers = self.chunk_workers or num_chunk_workers(
+            mask_pred_results.device, MAX_CHUNK_WORKERS,
+            self._worker_bytes((_half(size[0]), _half(size[1])),
+                               (_half(out[0]), _half(out[1]))))
+        torch.set_num_threads(1)
+        try:
+            return super().predict(mask_cls_results, mask_pred_results,
+                                   batch_data_samples, rescale, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+            _CALLER.workers = None
+
+    def _workers(self, single_pair: bool) -> Optional[int]:
+        # Any summation order does here, a lone pair's too.
+        return getattr(_CALLER, 'workers', None) or self.chunk_workers
 
     def _predict_one(self, mask_cls: Tensor, mask_pred: Tensor, meta: dict,
                      size: Tuple[int, int], rescale: bool, panoptic_on: bool,
@@ -114,7 +157,7 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
             instances.bboxes = boxes
         run_chunks(repeats,
                    lambda pair, buffers: self._repeat_2x2(*pair, buffers),
-                   mask_pred.device, self.chunk_workers, 4 * h * w)
+                   mask_pred.device, self._workers(False), 4 * h * w)
         return result
 
     def _band_stats(self, mask_pred, band, size, window, buf, resize=None):

@@ -214,3 +214,34 @@ def test_empty_results_keep_their_shapes():
     assert_same_structure(got, want)
     assert not got['ins_results'].masks.any()
     assert torch.equal(got['pan_results'].sem_seg, want['pan_results'].sem_seg)
+
+
+def test_threads_give_the_same_results_and_are_set_back():
+    """With several threads the chunks run on one-core workers and the
+    rest on one thread: the same masks and panoptic map as on one thread,
+    scores to float rounding, and the caller's thread count back."""
+    size = (128, 192)
+    cls, masks = object_like_outputs((32, 48),
+                                     num_things_classes=THINGS,
+                                     num_stuff_classes=STUFF,
+                                     num_queries=12,
+                                     num_confident=4,
+                                     num_empty=3,
+                                     seed=2)
+    _, half = heads(object_mask_thr=0.5)
+    meta = sample(size, ori_shape=(101, 151))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run(half, cls, masks, meta)
+        torch.set_num_threads(2)
+        two = run(half, cls, masks, meta)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one['pan_results'].sem_seg, two['pan_results'].sem_seg)
+    assert one['pan_results'].segments == two['pan_results'].segments
+    assert torch.equal(one['ins_results'].masks, two['ins_results'].masks)
+    assert torch.equal(one['ins_results'].bboxes, two['ins_results'].bboxes)
+    torch.testing.assert_close(one['ins_results'].scores,
+                               two['ins_results'].scores)
