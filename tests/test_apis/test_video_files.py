@@ -1,8 +1,9 @@
 """Damaged and unusual video files and frame folders, read as a user hands
-them over: a file cut short is an InputError naming the frame where reading
-stopped (after the frames before it, which the predictor still segments),
-while valid files whose container only estimates its frame count read
-whole; odd frame folders are one message each."""
+them over: a file cut short or damaged part-way is an InputError naming the
+frame where reading stopped (after the frames before it, which the
+predictor and the demo still segment), while whole files whose container
+only estimates its frame count read without one; odd frame folders are
+read in number order or refused in one message."""
 import json
 import re
 import struct
