@@ -161,7 +161,8 @@ from rap_sam.apis.prompt_tracking import FramePastEndError
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 from rap_sam.utils.interrupt_guard import Terminated
 from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
-                                        discard, make_out_dir, result_stems,
+                                        discard, make_out_dir,
+                                        open_video_writer, result_stems,
                                         temp_path, write_json)
 from rap_sam.utils.user_errors import UserError
 
@@ -211,7 +212,7 @@ def _open_writers(opened: list, stem: str, writers, fps: float, size) -> None:
     for ext, fourcc in writers:
         path = f'{stem}.{ext}'
         tmp = temp_path(path)
-        out = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        out = open_video_writer(tmp, fourcc, fps, size)
         opened.append((path, tmp, out))
         if not out.isOpened():
             raise OutputError(f'Cannot write {path} ({fourcc}) with '

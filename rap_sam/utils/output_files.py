@@ -23,6 +23,8 @@ import errno
 import json
 import os
 import os.path as osp
+import sys
+import tempfile
 import uuid
 from collections import Counter
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -251,6 +253,40 @@ def write_image(path: str, img: np.ndarray) -> None:
     if not ok:
         raise OutputError(f'Cannot encode the image for {path}.')
     write_bytes(path, buf.tobytes())
+
+
+#: What OpenCV's FFmpeg writer prints (with fprintf, whatever the log
+#: level) when a codec tag is not its container's usual one, as webm's VP80
+#: is for every file, though the file is written.
+_CODEC_TAG_NOTE = 'OpenCV: FFMPEG: tag '
+
+
+def open_video_writer(path: str, fourcc: str, fps: float,
+                      size: Tuple[int, int]) -> cv2.VideoWriter:
+    """``cv2.VideoWriter`` for ``path`` without OpenCV's codec-tag note on
+    stderr; anything else written to stderr meanwhile is passed on."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to keep clean
+        return cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps,
+                               size)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc),
+                                     fps, size)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        lines = caught.read().decode(errors='replace').splitlines(True)
+    rest = ''.join(
+        line for line in lines if not line.startswith(_CODEC_TAG_NOTE))
+    if rest:
+        sys.stderr.write(rest)
+        sys.stderr.flush()
+    return writer
 
 
 def result_stems(inputs: Sequence[str],

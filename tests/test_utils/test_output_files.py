@@ -326,3 +326,38 @@ def test_two_processes_writing_to_one_folder(tmp_path):
     for stem in stems:
         writer = (folder / f'{stem}.png').read_bytes().decode()
         assert json.loads((folder / f'{stem}.json').read_text()) == writer
+
+
+def test_webm_writer_says_nothing_and_passes_other_stderr_on(tmp_path):
+    """OpenCV's FFmpeg writer prints a codec-tag note for every VP80 webm
+    (with fprintf: its log level does not reach it); the writer opens
+    without it, the file is whole, and stderr written meanwhile by others
+    is kept. In a fresh process: the note is printed once per process."""
+    import subprocess
+    import sys
+    path = str(tmp_path / 'clip.webm')
+    code = ('import sys, numpy as np\n'
+            'from rap_sam.utils.output_files import open_video_writer\n'
+            'sys.stderr.write("before\\n")\n'
+            f'w = open_video_writer({path!r}, "VP80", 5, (96, 64))\n'
+            'assert w.isOpened()\n'
+            'for i in range(5):\n'
+            '    w.write(np.full((64, 96, 3), 40 * i, np.uint8))\n'
+            'w.release()\n'
+            'sys.stderr.write("after\\n")\n')
+    result = subprocess.run([sys.executable, '-c', code],
+                            capture_output=True,
+                            text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == 'before\nafter\n'
+    cap = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    assert len(frames) == 5
+    assert abs(int(frames[4].mean()) - 160) <= 3
