@@ -57,6 +57,9 @@ def _check(model, mode, precision, compile, post) -> None:
         raise DeployModeError(
             f"post={post!r} is for image models; a video model's clip "
             "linker reads every query's exact masks (use post='exact').")
+    if post != 'exact':
+        # Before anything is converted: a refused model stays as it was.
+        post_head(model.panoptic_fusion_head, post)
 
 
 def post_head(head: ScoredPanopticFusionHead,

@@ -268,7 +268,16 @@ def test_half_post_reaches_the_fusion_head(model_and_data):
     assert (a.masks == b.masks).float().mean() > 0.97
 
 
-def test_half_post_refuses_video_models_and_other_heads():
+def test_half_post_refuses_video_models_and_other_heads(model_and_data):
+    other = copy.deepcopy(model_and_data[0])
+    other.panoptic_fusion_head = ReferenceFusionHead.from_head(
+        other.panoptic_fusion_head)
+    with pytest.raises(
+            DeployModeError, match='needs a ScoredPanopticFusionHead'):
+        prepare(other, 'fast', post='half')
+    # Refused before anything was converted.
+    assert getattr(other, 'deploy_setting', None) is None
+    assert len(batch_norms(other)) > 50
     video = build_model('rap_sam/eval_rap_sam_yt19.py')
     with pytest.raises(DeployModeError) as err:
         prepare(video, 'fast', post='half')
