@@ -230,7 +230,8 @@ def _header_size(source, name: str,
     except Image.DecompressionBombError:
         # Beyond PIL's own ceiling its header gives no size, only this.
         raise InputError(
-            f'{name} has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.1f} '
+            f'{name[:1].upper()}{name[1:]} has more than '
+            f'{2 * Image.MAX_IMAGE_PIXELS / 1e6:.1f} '
             f'megapixels (PIL.Image.MAX_IMAGE_PIXELS x 2), above the limit '
             f'of {max_pixels_limit(max_pixels) / 1e6:g} megapixels: '
             'downscale it, or raise the limit (max_pixels= or '

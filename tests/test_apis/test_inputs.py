@@ -135,6 +135,8 @@ def test_huge_images_are_refused_from_the_header(tmp_path, data, size):
             read_image(source)
         assert size in str(err.value) and limit in str(err.value)
         assert 'max_pixels= or RAP_SAM_MAX_PIXELS' in str(err.value)
+        if isinstance(source, bytes):  # a sentence, not a path, begins it
+            assert str(err.value)[:1].isupper()
     assert str(path) in str(
         pytest.raises(InputError, read_image, str(path)).value)
 
