@@ -10,7 +10,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 from onnxruntime.quantization.calibrate import HistogramCollector
 
-from rap_sam.apis.inputs import IMAGE_EXTS, read_image
+from rap_sam.apis.inputs import IMAGE_EXTS, frame_files, read_image
 from rap_sam.models.utils.prompts import CLICK_RADIUS
 from rap_sam.utils.user_errors import UserError
 
@@ -46,10 +46,7 @@ def calibration_images(calib_dir,
         raise CalibrationError(
             f'The calibration images must be a folder, not a file: '
             f'{calib_dir}')
-    files = sorted(
-        osp.join(calib_dir, name) for name in os.listdir(calib_dir)
-        if osp.splitext(name)[1].lower() in IMAGE_EXTS
-        and osp.isfile(osp.join(calib_dir, name)))
+    files = [osp.join(calib_dir, name) for name in frame_files(calib_dir)]
     if not files:
         raise CalibrationError(
             f'No images in the calibration folder {calib_dir} (looked for '

@@ -3,6 +3,7 @@
 the bit, and feeds of several shapes."""
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -12,7 +13,8 @@ from onnxruntime.quantization.calibrate import (CalibrationMethod,
                                                 create_calibrator)
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-from rap_sam.deploy.calibration import FeedsReader, percentile_ranges
+from rap_sam.deploy.calibration import (FeedsReader, calibration_images,
+                                        percentile_ranges)
 
 PERCENTILE = 99.99
 
@@ -131,3 +133,17 @@ def test_percentile_ranges_of_feeds_of_several_shapes(tmp_path):
     for name, (low, high, *hist) in theirs.items():
         assert ours[name].range_value == (low, high), name
         assert [ours[name].hist, ours[name].bins] == hist, name
+
+
+def test_calibration_images_are_the_folders_frames(tmp_path):
+    """The folder's image files in number order, with no hidden file (the
+    ``._NAME`` files macOS leaves on USB drives are no JPEGs) or folder."""
+    img = np.zeros((8, 8, 3), np.uint8)
+    for name in ('p10.jpg', 'p2.png', 'p1.jpg'):
+        cv2.imwrite(str(tmp_path / name), img)
+    (tmp_path / '._p1.jpg').write_bytes(b'\x00\x05\x16\x07')
+    (tmp_path / 'old.jpg').mkdir()
+    (tmp_path / 'notes.txt').write_text('x')
+    assert calibration_images(tmp_path) == [
+        str(tmp_path / name) for name in ('p1.jpg', 'p2.png', 'p10.jpg')
+    ]
