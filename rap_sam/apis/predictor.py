@@ -20,6 +20,7 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 from rap_sam.deploy.backends import BACKENDS as RUNTIME_BACKENDS
+from rap_sam.deploy.prepare import POSTS, use_post
 from rap_sam.models.layers import LowRankFeatureMap
 from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
@@ -164,6 +165,12 @@ PRECISIONS = {
 }
 
 
+def _check_post(post) -> None:
+    if post not in POSTS:
+        raise InputError(f'post must be one of {", ".join(POSTS)}, got '
+                         f'{post!r}.')
+
+
 def _check_backend(backend, precision) -> None:
     if backend not in BACKENDS:
         raise InputError(f'backend must be one of {", ".join(BACKENDS)}, '
@@ -251,6 +258,13 @@ class RapSAMPredictor:
             --precision int8 --calib DIR`` and use :meth:`from_export`.
         num_threads (int, optional): Threads of a runtime backend (its
             default, all cores, when None); torch keeps its own setting.
+        post (str): The post-processing of images: ``'exact'`` (mmdet's
+            fusion results, bit for bit) or ``'half'`` (approximate, opt-in:
+            the fusion at half the result's height and width, masks and
+            panoptic map repeated 2x2; 2-3x faster, see docs/deploy.md).
+            Every backend; ``'half'`` needs ``optimize=True`` on torch and
+            an image config (a video model's clip linker reads exact
+            masks). Clicks and boxes do not pass through it.
 
     Raises:
         InputError: a missing or unreadable config or checkpoint file, a
@@ -271,10 +285,15 @@ class RapSAMPredictor:
                  prompt_batch_size: int = 64,
                  backend: str = 'torch',
                  precision: str = 'fp32',
-                 num_threads: Optional[int] = None):
+                 num_threads: Optional[int] = None,
+                 post: str = 'exact'):
         # Every keyword is checked before the (slow) model is built.
         cfg = _load_config(config)
         _check_backend(backend, precision)
+        _check_post(post)
+        if post != 'exact' and backend == 'torch' and optimize is False:
+            raise InputError(f'post {post!r} is an optimisation: it needs '
+                             'optimize=True.')
         if backend != 'torch' and precision == 'int8':
             raise InputError(
                 'int8 needs calibration images: export with '
@@ -295,6 +314,7 @@ class RapSAMPredictor:
         self.device = _check_device(device)
         self.backend = backend
         self.precision = precision
+        self.post = post
         self.runtime = None  # DeployedModel on a runtime backend
         self.max_pixels = max_pixels_limit(max_pixels)
         if scale is not None:
@@ -350,7 +370,7 @@ class RapSAMPredictor:
         self.model.to(self.device).eval()
         self.scale = tuple(scale) if scale else config_test_scale(cfg)
         if backend == 'torch':
-            self._prepare(optimize, precision)
+            self._prepare(optimize, precision, post)
         else:
             from rap_sam.deploy.backends import DeployedModel
             from rap_sam.deploy.backends.post_processor import \
@@ -360,14 +380,16 @@ class RapSAMPredictor:
                                          num_threads)
             # The same post-processing, without the network's weights.
             self.model = RapSAMPostProcessor.from_model(self.model)
+            use_post(self.model, post)
         self._init_pipeline()
 
-    def _prepare(self, optimize: bool, precision: str) -> None:
+    def _prepare(self, optimize: bool, precision: str, post: str) -> None:
         from rap_sam.deploy import prepare
         prepare(
             self.model,
             'fast' if optimize else 'reference',
-            precision=precision if optimize else 'fp32')
+            precision=precision if optimize else 'fp32',
+            post=post)
         head = self.model.panoptic_fusion_head
         if not optimize and hasattr(head, 'segments'):
             # The reference fusion head leaves its segment table out (the
@@ -406,7 +428,8 @@ class RapSAMPredictor:
                     precision: Optional[str] = None,
                     num_threads: Optional[int] = None,
                     max_pixels: Optional[int] = None,
-                    prompt_batch_size: int = 64) -> 'RapSAMPredictor':
+                    prompt_batch_size: int = 64,
+                    post: str = 'exact') -> 'RapSAMPredictor':
         """A predictor on a folder written by ``tools/deploy/export.py``
         (graphs and deploy.json): no config or checkpoint is read, the
         class names, scale, normalisation and thresholds are the folder's.
@@ -418,7 +441,7 @@ class RapSAMPredictor:
                 default; ``'bf16'`` may be asked of an fp32 folder on
                 OpenVINO.
             num_threads (int, optional): Threads per graph.
-            max_pixels, prompt_batch_size: as for the constructor.
+            max_pixels, prompt_batch_size, post: as for the constructor.
 
         Raises:
             InputError: a bad keyword; the export reader's UserError for a
@@ -433,6 +456,7 @@ class RapSAMPredictor:
                              '(onnxruntime or openvino); for torch give the '
                              'config and checkpoint to RapSAMPredictor.')
         _check_backend(backend, 'fp32' if precision is None else precision)
+        _check_post(post)
         if not isinstance(export_dir, (str, os.PathLike)):
             raise InputError('export_dir must be a folder path, got '
                              f'{type(export_dir).__name__}.')
@@ -448,8 +472,10 @@ class RapSAMPredictor:
         self.precision = runtime.precision
         self.cfg = None
         names, things = runtime.class_names, runtime.num_things
-        self.model = RapSAMPostProcessor(things,
-                                         len(names) - things, runtime.test_cfg)
+        self.model = use_post(
+            RapSAMPostProcessor(things,
+                                len(names) - things, runtime.test_cfg), post)
+        self.post = post
         self.dataset_meta = dict(
             classes=names,
             thing_classes=names[:things],

@@ -11,10 +11,11 @@ except ImportError:
 
 __all__ = []
 if torch is not None:
-    from .prepare import MODES, PRECISIONS, DeployModeError, prepare
+    from .prepare import (MODES, POSTS, PRECISIONS, DeployModeError, prepare,
+                          use_post)
     from .reference import ReferenceFusionHead, to_reference
 
     __all__ += [
-        'MODES', 'PRECISIONS', 'DeployModeError', 'prepare',
-        'ReferenceFusionHead', 'to_reference'
+        'MODES', 'POSTS', 'PRECISIONS', 'DeployModeError', 'prepare',
+        'use_post', 'ReferenceFusionHead', 'to_reference'
     ]

@@ -279,3 +279,25 @@ def test_deploy_json_is_what_the_runtime_reads(export_dir):
         spec = json.load(f)
     assert spec['preprocess']['scale'] == [96, 64]
     assert spec['precision'] == 'fp32'
+
+
+@pytest.mark.parametrize('backend', sorted(BACKENDS))
+def test_half_post_processing_on_a_runtime(export_dir, photo, backend):
+    """post='half' reaches a runtime's post-processing (the same head as
+    torch's); the results keep their shapes."""
+    from rap_sam.models.seg_heads.half_resolution_fusion_head import \
+        HalfResolutionFusionHead
+    runtime = RapSAMPredictor.from_export(
+        export_dir, backend=backend, post='half')
+    assert runtime.post == 'half'
+    assert isinstance(runtime.model.panoptic_fusion_head,
+                      HalfResolutionFusionHead)
+    exact = RapSAMPredictor.from_export(export_dir, backend=backend)
+    assert not isinstance(exact.model.panoptic_fusion_head,
+                          HalfResolutionFusionHead)
+    result, expected = runtime.segment_image(photo), exact.segment_image(photo)
+    assert result.pred_panoptic_seg.sem_seg.shape == (1, 100, 150)
+    assert result.pred_instances.masks.shape == \
+        expected.pred_instances.masks.shape
+    assert torch.equal(result.pred_instances.labels,
+                       expected.pred_instances.labels)
