@@ -118,41 +118,56 @@ def build_mask2former(seed: int) -> nn.Module:
 class Variant(NamedTuple):
     """An inference setting of RAP-SAM: a mode of
     :func:`rap_sam.deploy.prepare` on the torch backend, or the model's
-    export (``mode='export'``) on a runtime backend."""
+    export (``mode='export'``) on a runtime backend, with the
+    post-processing ``post`` (:data:`rap_sam.deploy.prepare.POSTS`)."""
     mode: str
     precision: str = 'fp32'
     compile: bool = False
     backend: str = 'torch'
+    post: str = 'exact'
 
     @property
     def name(self) -> str:
         """``'reference'``, ``'fast'``, ``'fast-bf16'``, ``'fast-compile'``,
-        ``'onnxruntime'``, ``'openvino-int8'`` ..."""
+        ``'onnxruntime'``, ``'openvino-int8'``, ``'openvino-int8-half'``
+        ..."""
         parts = [self.mode if self.backend == 'torch' else self.backend]
         if self.precision != 'fp32':
             parts.append(self.precision)
         if self.compile:
             parts.append('compile')
+        if self.post != 'exact':
+            parts.append(self.post)
         return '-'.join(parts)
 
 
-def variants(modes: Sequence[str],
-             precisions: Sequence[str] = ('fp32', ),
-             compile: bool = False,
-             backends: Sequence[str] = BACKENDS[:1]) -> List[Variant]:
+def variants(
+    modes: Sequence[str],
+    precisions: Sequence[str] = ('fp32', ),
+    compile: bool = False,
+    backends: Sequence[str] = BACKENDS[:1],
+    posts: Sequence[str] = ('exact', )
+) -> List[Variant]:
     """Every variant a benchmark run asks for, runnable here or not (see
     :func:`skip_reason`): on torch each of ``modes`` in fp32, the fast mode
     in every other precision, and with ``compile`` the fp32 fast mode
-    compiled too; on each runtime backend the export in every precision."""
+    compiled too; on each runtime backend the export in every precision;
+    each fast or export variant with every post-processing of ``posts``
+    (the reference mode with the exact one only)."""
     out = []
     for backend in backends:
         if backend != 'torch':
-            out += [Variant('export', p, False, backend) for p in precisions]
+            out += [
+                Variant('export', p, False, backend, post) for p in precisions
+                for post in posts
+            ]
             continue
         out += [Variant(m) for m in modes if m != 'fast']
         for precision in precisions:
             if precision != 'fp32' or 'fast' in modes:
-                out.append(Variant('fast', precision))
+                out += [
+                    Variant('fast', precision, post=post) for post in posts
+                ]
         if compile:
             out.append(Variant('fast', 'fp32', True))
     return out
@@ -210,7 +225,8 @@ def build_variant(model: nn.Module, variant: Variant) -> nn.Module:
         raise ValueError(f'{variant.name} runs an export, not a torch model: '
                          'use RuntimeExports')
     return prepare(
-        copy.deepcopy(model), variant.mode, variant.precision, variant.compile)
+        copy.deepcopy(model), variant.mode, variant.precision, variant.compile,
+        variant.post)
 
 
 #: skimage's sample photos used to calibrate int8 (shipped with

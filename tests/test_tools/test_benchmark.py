@@ -354,3 +354,18 @@ def test_clicks_are_paused_and_interleaved(monkeypatch):
                       ('b', 'set', 'boxes'), ('b', 'click')
                       ] + [0.25, ('a', 'click'), 0.25, ('b', 'click')] * 2
     assert a.times == b.times == dict(decode_cached=[0.5, 0.5])
+
+
+def test_variants_with_each_post_processing():
+    """Each fast and export variant with every post-processing asked for
+    (the reference mode with the exact one); names say which."""
+    from rap_sam.deploy import benchmark as bench
+    found = bench.variants(('reference', 'fast'), ('fp32', 'int8'),
+                           backends=('torch', 'openvino'),
+                           posts=('exact', 'half'))
+    assert [v.name for v in found] == [
+        'reference', 'fast', 'fast-half', 'fast-int8', 'fast-int8-half',
+        'openvino', 'openvino-half', 'openvino-int8', 'openvino-int8-half'
+    ]
+    assert [v.post for v in found if v.precision == 'fp32'
+            ] == ['exact', 'exact', 'half', 'exact', 'half']
