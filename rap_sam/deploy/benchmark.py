@@ -182,6 +182,9 @@ def skip_reason(variant: Variant,
     CPU without the instructions a precision needs."""
     machine = machine or {}
     device = torch.device(device)
+    if variant.post != 'exact' and task == 'video':
+        return (f"post={variant.post!r} is for images: a video model's clip "
+                'linker reads exact per-query masks')
     if variant.backend == 'torch':
         if variant.precision == 'int8':
             return (

@@ -369,3 +369,10 @@ def test_variants_with_each_post_processing():
     ]
     assert [v.post for v in found if v.precision == 'fp32'
             ] == ['exact', 'exact', 'half', 'exact', 'half']
+
+    video = [
+        bench.skip_reason(v, task='video') for v in found
+        if v.backend == 'torch' and v.precision == 'fp32'
+    ]
+    assert video[:2] == [None, None]
+    assert video[2].startswith("post='half' is for images")
