@@ -376,3 +376,21 @@ def test_variants_with_each_post_processing():
     ]
     assert video[:2] == [None, None]
     assert video[2].startswith("post='half' is for images")
+
+
+def test_half_post_processing_variant(tmp_path):
+    """--post exact half times each fast and runtime variant with both
+    post-processings in one run, and --accuracy says how far half moves
+    the results (the head's outputs are the same)."""
+    report, printed = run_report(tmp_path, COCO, *SMALL, '--threads', '1',
+                                 '--variants', 'fast', '--post', 'exact',
+                                 'half', '--accuracy', '--no-roofline',
+                                 '--no-flops', '--no-memory')
+    assert report['variants'].keys() == {'fast', 'fast-half'}
+    assert 'fast-half' in printed
+    agreement = report['agreement']
+    assert agreement['baseline'] == 'fast'
+    half = agreement['variants']['fast-half']
+    assert half['class_logits_rel_err'] == 0
+    assert half['instances'][0] == half['instances'][1] > 0
+    assert 0.5 < half['kept_mask_iou_mean'] < 1

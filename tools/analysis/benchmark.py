@@ -36,7 +36,10 @@ A torch variant is an inference setting of :func:`rap_sam.deploy.prepare`
 - ``fast-bf16``, ``fast-fp16`` (``--precision``): ``fast`` under autocast,
   approximate; ``--accuracy`` reports how far its outputs move;
 - ``fast-compile`` (``--compile``): ``fast`` with backbone and neck through
-  ``torch.compile``.
+  ``torch.compile``;
+- ``fast-half``, ``openvino-int8-half`` ... (``--post exact half``): each
+  fast and runtime variant also with the approximate post-processing
+  (``prepare(post='half')``: the fusion at half the result's size).
 
 ``--backend onnxruntime openvino`` adds the model's ONNX export (made in a
 temporary folder at the input shape) on each runtime, in each
@@ -141,6 +144,14 @@ def parse_args(argv=None):
         choices=('fp32', 'bf16', 'fp16', 'int8'),
         help='precisions: the torch fast mode (bf16 / fp16 = autocast) and '
         'each runtime (bf16, int8)')
+    parser.add_argument(
+        '--post',
+        nargs='+',
+        default=['exact'],
+        choices=('exact', 'half'),
+        help="post-processings of the fast and runtime variants: exact "
+        "(mmdet's results, bit for bit) and half (approximate, opt-in: "
+        "prepare(post='half'))")
     parser.add_argument(
         '--calib',
         metavar='DIR',
@@ -319,6 +330,7 @@ def build_runners(args, bench, base, img, device, notes, work_dir):
     Mask2Former) and the variants skipped, by name, with the reason."""
     from rap_sam.deploy.backends import DeployedModel
     from rap_sam.deploy.backends.post_processor import RapSAMPostProcessor
+    from rap_sam.deploy.prepare import use_post
 
     boxes = None
     if args.task == 'image':
@@ -333,9 +345,9 @@ def build_runners(args, bench, base, img, device, notes, work_dir):
     runners, skipped, models = {}, {}, {}
     exports = bench.RuntimeExports(base, args.shape, work_dir, notes,
                                    args.calib, args.calibration)
-    post = None
+    posts = {}
     for variant in bench.variants(args.variants, args.precision, args.compile,
-                                  args.backend):
+                                  args.backend, args.post):
         reason = bench.skip_reason(variant, device, args.task, machine)
         if reason:
             skipped[variant.name] = reason
@@ -351,7 +363,10 @@ def build_runners(args, bench, base, img, device, notes, work_dir):
         except bench.ExportFailed as err:
             skipped[variant.name] = str(err)
             continue
-        post = post or RapSAMPostProcessor.from_model(base)
+        if variant.post not in posts:
+            posts[variant.post] = use_post(
+                RapSAMPostProcessor.from_model(base), variant.post)
+        post = posts[variant.post]
         deployed = DeployedModel(folder, variant.backend, variant.precision,
                                  args.threads)
         models[variant.name] = post
@@ -444,7 +459,7 @@ def run(args, command: str, work_dir: str) -> dict:
     precisions = {
         v.name: v.precision
         for v in bench.variants(args.variants, args.precision, args.compile,
-                                args.backend) if v.name in runners
+                                args.backend, args.post) if v.name in runners
     }
     flops = {}
     base_params = round(sum(p.numel() for p in base.parameters()) / 1e6, 3)
