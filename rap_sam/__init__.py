@@ -7,8 +7,10 @@ Where torch is not installed (a deployment that runs exported graphs with
 ONNX Runtime or OpenVINO), nothing is registered and only the torch-free
 modules (:mod:`rap_sam.deploy.backends`, :mod:`rap_sam.deploy.deploy_spec`,
 :mod:`rap_sam.utils.user_errors`) can be imported. The entry points run
-:mod:`rap_sam.utils.interrupt_guard` by its path before importing anything
-of the package (its docstring says why).
+:mod:`rap_sam.utils.arg_types` by its path before importing anything of
+the package: it installs the Ctrl+C / SIGTERM guard
+(:mod:`rap_sam.utils.interrupt_guard`, whose docstring says why) and holds
+the argparse pieces they share, all without torch.
 """
 try:
     import torch  # noqa: F401

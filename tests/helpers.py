@@ -264,11 +264,10 @@ def run_logging_imports(script: str, *args):
     return result, {name.split('.')[0] for name in imported}
 
 
-def interrupt_while_importing(script: str, *args, module: str = 'torch'):
-    """Start ``script`` as a terminal does, send the Ctrl+C of a terminal
-    (SIGINT to its process group) as soon as ``module``'s shared libraries
-    are mapped into it (its import under way), and return the exit status
-    and stderr."""
+def _signal_while_importing(script: str, args, module: str, send):
+    """Start ``script`` as a terminal does, call ``send(proc)`` as soon as
+    ``module``'s shared libraries are mapped into it (its import under
+    way), and return the exit status and stderr."""
     proc = start_in_terminal(script, *args)
     try:
         deadline = time.monotonic() + 600
@@ -281,10 +280,24 @@ def interrupt_while_importing(script: str, *args, module: str = 'torch'):
                     break
             assert time.monotonic() < deadline, f'{module} never imported'
             time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGINT)
+        send(proc)
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     return proc.returncode, stderr
+
+
+def interrupt_while_importing(script: str, *args, module: str = 'torch'):
+    """The Ctrl+C of a terminal (SIGINT to the process group) while
+    ``script`` imports ``module``: its exit status and stderr."""
+    return _signal_while_importing(script, args, module,
+                                   lambda p: os.killpg(p.pid, signal.SIGINT))
+
+
+def terminate_while_importing(script: str, *args, module: str = 'torch'):
+    """``kill PID`` (SIGTERM to the process alone) while ``script`` imports
+    ``module``: its exit status and stderr."""
+    return _signal_while_importing(script, args, module,
+                                   lambda p: os.kill(p.pid, signal.SIGTERM))

@@ -5,12 +5,14 @@ import argparse
 import contextlib
 import os
 import os.path as osp
-from typing import Iterator, Optional, Sequence
+from typing import Iterator
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 # Defined torch-free there: tools parse their arguments before torch.
-from .arg_types import non_negative_int, positive_int  # noqa: F401
+from .arg_types import non_negative_int  # noqa: F401
+from .arg_types import parse_runner_args  # noqa: F401
+from .arg_types import positive_int  # noqa: F401
 from .config_file import read_config
 from .work_dir_lock import holding_work_dir
 
@@ -20,34 +22,6 @@ _RANK_VARIABLES = {
     'slurm': 'SLURM_PROCID',
     'mpi': 'OMPI_COMM_WORLD_RANK',
 }
-
-
-def parse_runner_args(parser: argparse.ArgumentParser,
-                      argv: Optional[Sequence[str]],
-                      override_example: str) -> argparse.Namespace:
-    """Add the options both tools end with (``--cfg-options``,
-    ``--launcher``, ``--local_rank``) and parse ``argv``.
-
-    ``override_example`` is a ``key=value`` shown in the help of
-    ``--cfg-options``.
-    """
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help=f'override config settings, e.g. {override_example}')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    # torch.distributed.launch passes the rank as an option, torchrun in the
-    # environment; mmengine reads only the environment.
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
 
 
 def load_config(args: argparse.Namespace) -> Config:

@@ -2,13 +2,9 @@
 answer before torch, mmdet or gradio are imported, and a Ctrl+C while they
 import is the one line every tool ends a Ctrl+C with, exit status 130; a
 SIGTERM (``kill PID``) is one line too, exit status 143."""
-import os
-import signal
-import time
-
 import pytest
 from helpers import (assert_usage_error, interrupt_while_importing,
-                     run_logging_imports, start_in_terminal)
+                     run_logging_imports, terminate_while_importing)
 
 COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
@@ -97,31 +93,6 @@ STARTS = [
 def test_ctrl_c_while_importing_is_one_line(script, args):
     code, stderr = interrupt_while_importing(script, *args.split())
     assert (code, stderr) == (130, INTERRUPTED)
-
-
-def terminate_while_importing(script: str, *args, module: str = 'torch'):
-    """Start ``script``, send its process alone a SIGTERM (``kill PID``)
-    as soon as ``module``'s shared libraries are mapped into it, and return
-    the exit status and stderr."""
-    proc = start_in_terminal(script, *args)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, (
-                f'{script} ended before importing {module}: '
-                f'{proc.communicate()[1][-2000:]}')
-            with open(f'/proc/{proc.pid}/maps') as maps:
-                if f'/{module}/' in maps.read():
-                    break
-            assert time.monotonic() < deadline, f'{module} never imported'
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    return proc.returncode, stderr
 
 
 @pytest.mark.parametrize('script, args', STARTS)

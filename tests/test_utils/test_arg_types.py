@@ -19,6 +19,7 @@ PATH = osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py')
 def test_runner_cli_re_exports_the_same_functions():
     assert runner_cli.positive_int is arg_types.positive_int
     assert runner_cli.non_negative_int is arg_types.non_negative_int
+    assert runner_cli.parse_runner_args is arg_types.parse_runner_args
 
 
 @pytest.mark.parametrize('name, text, value', [

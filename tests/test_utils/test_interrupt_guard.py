@@ -6,38 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from helpers import REPO, start_in_terminal
+from helpers import REPO, terminate_while_importing
 
 TERMINATED = 'error: terminated (SIGTERM).\n'
-
-
-def terminate_while_importing(script: str, *args, module: str = 'torch'):
-    """Start ``script``, send its process alone a SIGTERM as soon as
-    ``module``'s shared libraries are mapped into it, and return the exit
-    status and stderr."""
-    proc = start_in_terminal(script, *args)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, (
-                f'{script} ended before importing {module}: '
-                f'{proc.communicate()[1][-2000:]}')
-            with open(f'/proc/{proc.pid}/maps') as maps:
-                if f'/{module}/' in maps.read():
-                    break
-            assert time.monotonic() < deadline, f'{module} never imported'
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    return proc.returncode, stderr
-
 
 # Command lines that run past the imports (split at spaces).
 STARTS = [
