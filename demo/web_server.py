@@ -339,12 +339,15 @@ def main(argv=None):
         f'Serving the RAP-SAM web demo on http://{host}:{port} '
         f'(export: {demo.runtime.export_dir})',
         flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    # Ctrl+C and SIGTERM (a supervisor's or `docker stop`'s) are how a
+    # server is stopped: both end it quietly, with status 0.
+    with user_errors():
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ import json
 import os
 import os.path as osp
 import shutil
+import signal
 import socket
 import urllib.error
 import urllib.request
@@ -474,3 +475,18 @@ def test_bad_options_are_one_line_errors(server, args, message):
     result = run_script(
         'demo/web_server.py', *args, env=server['cache'], timeout=300)
     assert_user_error(result, f'error: {message.format(**server)}')
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_the_server_quietly(server, tmp_path, sig):
+    """SIGTERM (a supervisor's stop, `docker stop`) and Ctrl+C are how a
+    server is stopped: status 0, no traceback, no error line."""
+    log = str(tmp_path / 'server.log')
+    proc, _ = serve_web_demo(
+        ['--export', server['export'], '--port',
+         str(_free_port())], log, server['env'])
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 0
+    with open(log) as f:
+        text = f.read()
+    assert 'Traceback' not in text and 'error:' not in text
