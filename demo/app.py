@@ -28,6 +28,7 @@ import re
 import socket
 import tempfile
 import threading
+import time
 import urllib.parse
 import uuid
 
@@ -1008,13 +1009,20 @@ def main(argv=None):
                               '--host.') from err
     print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C stops it); '
           f'the videos it makes are kept in {app.out_dir}')
-    try:
-        ui.block_thread()
-    finally:
-        ui.close()
-        # With a request still running uvicorn's shutdown outlasts gradio's
-        # wait for it, and gradio's own clean-up of its cache never runs.
-        delete_files_created_by_app(ui, age=None)
+    # Ctrl+C and SIGTERM (a supervisor's stop, `docker stop`) are how the
+    # app is stopped: both end it quietly, with status 0.
+    with user_errors():
+        try:
+            while True:  # gradio serves on its own threads
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ui.close()
+            # With a request still running uvicorn's shutdown outlasts
+            # gradio's wait for it, and gradio's own clean-up of its cache
+            # never runs.
+            delete_files_created_by_app(ui, age=None)
 
 
 if __name__ == '__main__':

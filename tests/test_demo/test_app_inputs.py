@@ -93,10 +93,11 @@ def _write_video(path: str, photo: str, frames: int) -> None:
 
 
 @contextlib.contextmanager
-def _served_app(weights):
+def _served_app(weights, stop=signal.SIGINT):
     """``python demo/app.py --weights ...`` on a free port; yields its URL
-    and a dict that receives its exit status, stdout and stderr once a
-    Ctrl+C has stopped it."""
+    and a dict that receives its exit status, stdout and stderr once
+    ``stop`` has stopped it: a Ctrl+C (SIGINT to the terminal's process
+    group) or a ``kill PID`` (SIGTERM to the process)."""
     port = _free_port()
     proc = start_in_terminal('demo/app.py', '--weights', weights, '--device',
                              'cpu', '--scale', 96, 64, '--port', port)
@@ -115,7 +116,10 @@ def _served_app(weights):
         yield url, ended
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
+            if stop == signal.SIGINT:
+                os.killpg(proc.pid, stop)
+            else:
+                proc.send_signal(stop)
         try:
             out, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
@@ -180,3 +184,13 @@ def test_the_served_app_answers_bad_uploads_with_messages(
     made = [name for _, _, names in os.walk(kept.group(1)) for name in names]
     assert {'pan.json', 'pan.mp4', 'pan.webm'} <= set(made)
     assert not [files for _, _, files in os.walk(cache) if files]
+
+
+@pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_ends_the_app_quietly(weights, stop):
+    """Ctrl+C and SIGTERM (a supervisor's stop, `docker stop`) are how the
+    app is stopped: status 0, no traceback, no error line."""
+    with _served_app(weights, stop) as (url, ended):
+        urllib.request.urlopen(url, timeout=30).close()
+    assert ended['status'] == 0, ended['err']
+    assert 'Traceback' not in ended['err'] and 'error:' not in ended['err']
