@@ -338,11 +338,13 @@ def track_video_to_files(predictor: RapSAMPredictor,
     write_json(f'{stem}.json', info)
     if error is None:
         return info
-    done = (f'Stopped: the {count} frame{"s" * (count != 1)} segmented '
-            f'before it are in {stem}.{writers[0][0]} and {stem}.json.')
+    kept = (f'the {count} frame{"s" * (count != 1)} segmented before it '
+            f'are in {stem}.{writers[0][0]} and {stem}.json')
     if isinstance(error, UserError):
-        raise InputError(f'{error} {done}') from error
-    print(done, file=sys.stderr)
+        raise InputError(f'{error} Stopped: {kept}.') from error
+    if isinstance(error, KeyboardInterrupt):  # Ctrl+C or SIGTERM: one line
+        raise type(error)(kept) from error
+    print(f'Stopped: {kept}.', file=sys.stderr)
     raise error
 
 

@@ -32,6 +32,14 @@ def report_user_error(err: BaseException) -> None:
     raise SystemExit(USER_ERROR_EXIT_CODE)
 
 
+def _note(stop: KeyboardInterrupt, default: str) -> str:
+    """What a tool leaves behind: said when it raised the interrupt again
+    with it (``raise KeyboardInterrupt(note)``), else ``default``."""
+    if stop.args and isinstance(stop.args[0], str):
+        return stop.args[0]
+    return default
+
+
 @contextlib.contextmanager
 def cli_errors(interrupted: str = ''):
     """Run a tool's body; a :class:`UserError` ends it with a message, a
@@ -39,7 +47,9 @@ def cli_errors(interrupted: str = ''):
     the tool leaves behind, if anything needs saying) and status 130, a
     SIGTERM (``kill PID``) with ``error: terminated (SIGTERM)``, the same
     note and status 143. A tool that must stop what it started catches
-    ``KeyboardInterrupt`` inside, stops it, and raises it again: a SIGTERM
+    ``KeyboardInterrupt`` inside, stops it, and raises it again (raised
+    with a text, ``raise type(stop)(note) from stop``, the text is the note
+    instead: what the tool kept, known only then): a SIGTERM
     is a :class:`~rap_sam.utils.interrupt_guard.Terminated`, a
     ``KeyboardInterrupt`` too, so it goes the same way and every
     ``finally`` runs.
@@ -52,13 +62,16 @@ def cli_errors(interrupted: str = ''):
         yield
     except UserError as err:
         report_user_error(err)
-    except Terminated:
-        line = terminated_message(interrupted)
+    except Terminated as stop:
+        line = terminated_message(_note(stop, interrupted))
         if line:
             print(line, file=sys.stderr, flush=True)
         raise SystemExit(TERMINATED_EXIT_CODE)
-    except KeyboardInterrupt:
-        print(interrupted_message(interrupted), file=sys.stderr, flush=True)
+    except KeyboardInterrupt as stop:
+        print(
+            interrupted_message(_note(stop, interrupted)),
+            file=sys.stderr,
+            flush=True)
         raise SystemExit(INTERRUPTED_EXIT_CODE)
     finally:
         restore(previous)

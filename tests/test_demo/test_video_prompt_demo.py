@@ -132,9 +132,14 @@ def test_the_partial_json_says_why_in_words(tmp_path, error, text):
     """A Ctrl+C was written as "KeyboardInterrupt"."""
     video_demo = importlib.import_module('video_demo')
     stem = str(tmp_path / 'clip')
-    with pytest.raises(type(error)):
+    with pytest.raises(type(error)) as raised:
         video_demo.track_video_to_files(
             _Named(), 'clip.mp4', stem, results=_failing_after(2, error))
+    if isinstance(error, KeyboardInterrupt):
+        # What was kept goes into cli_errors' one line, not a line before.
+        assert raised.value.args == (
+            f'the 2 frames segmented before it are in {stem}.mp4 and '
+            f'{stem}.json', )
     info = json.loads((tmp_path / 'clip.json').read_text())
     assert info['complete'] is False and info['num_frames'] == 2
     assert info['error'] == text

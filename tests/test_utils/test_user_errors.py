@@ -296,3 +296,19 @@ print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
 ''')
     assert (result.returncode, result.stdout,
             result.stderr) == (0, 'True True\nTrue\n', '')
+
+
+def test_an_interrupt_raised_with_a_note_says_it_in_the_one_line(capsys):
+    """A tool that learns what it kept only when stopped raises the
+    interrupt again with it: the note replaces cli_errors' own."""
+    with pytest.raises(SystemExit) as exit_:
+        with cli_errors('nothing written'):
+            raise KeyboardInterrupt('the 2 frames are in out.mp4')
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == (
+        'error: interrupted (Ctrl+C); the 2 frames are in out.mp4.\n')
+    with pytest.raises(SystemExit):
+        with cli_errors('nothing written'):
+            raise KeyboardInterrupt
+    assert capsys.readouterr().err == (
+        'error: interrupted (Ctrl+C); nothing written.\n')
