@@ -1178,49 +1178,22 @@ def time_post_modes(shape: Tuple[int, int],
         post, wall), ``cpu_speedup`` and :func:`post_agreement`'s
         figures.
     """
-    from mmdet.structures import DetDataSample
-
     from rap_sam.apis.inputs import InputError
     from rap_sam.models.seg_heads import ScoredPanopticFusionHead
-    from rap_sam.testing.fusion_outputs import (object_like_outputs,
-                                                random_outputs)
+    from rap_sam.testing.fusion_outputs import (coco_fusion_kwargs,
+                                                fusion_sample, seeded_outputs,
+                                                time_heads)
     from .prepare import POSTS, post_head
     if post not in POSTS or post == 'exact':
         raise InputError(f'--post {post}: choose one of '
                          f'{", ".join(p for p in POSTS if p != "exact")}')
-    h, w = shape
-    if h <= 0 or w <= 0 or h % 4 or w % 4:
-        raise InputError(f'--shape {h} {w}: give positive multiples of 4 '
-                         '(the mask logits are a quarter of the input)')
-    ori_h, ori_w = (h, w) if ori_shape is None else ori_shape
-    if ori_h <= 0 or ori_w <= 0:
-        raise InputError(f'--ori-shape {ori_h} {ori_w}: give positive sizes')
-    kwargs = dict(
-        num_things_classes=80,
-        num_stuff_classes=53,
-        test_cfg=dict(panoptic_on=True, instance_on=True))
-    exact = ScoredPanopticFusionHead(**kwargs)
+    sample = fusion_sample(shape, ori_shape, outputs)
+    exact = ScoredPanopticFusionHead(**coco_fusion_kwargs())
     heads = dict(exact=exact, post=post_head(exact, post))
-    sample = DetDataSample(
-        metainfo=dict(
-            img_shape=(h, w),
-            ori_shape=(ori_h, ori_w),
-            batch_input_shape=(h, w),
-            pad_shape=(h, w)))
     results = []
     for kind in outputs:
-        make = object_like_outputs if kind == 'objects' else random_outputs
-        cls, masks = make((h // 4, w // 4), seed=seed)
-        wall: Dict[str, List[float]] = {v: [] for v in heads}
-        cpu: Dict[str, List[float]] = {v: [] for v in heads}
-        got = {}
-        for r in range(warmup + repeats):
-            for name, head in heads.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                got[name] = head.predict(cls, masks, [sample], rescale=True)[0]
-                if r >= warmup:
-                    wall[name].append(time.perf_counter() - start)
-                    cpu[name].append(time.process_time() - start_cpu)
+        cls, masks = seeded_outputs(kind, shape, seed)
+        got, wall, cpu = time_heads(heads, cls, masks, sample, warmup, repeats)
         med = {v: statistics.median(t) for v, t in wall.items()}
         med_cpu = {v: statistics.median(t) for v, t in cpu.items()}
         results.append(

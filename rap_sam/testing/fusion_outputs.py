@@ -100,6 +100,75 @@ def random_outputs(mask_size: Tuple[int, int] = (200, 336),
 FUSION_VARIANTS = ('reference', 'full', 'bands', 'one_worker')
 
 
+def coco_fusion_kwargs() -> dict:
+    """A timed fusion head's arguments (a fresh dict: heads keep their
+    ``test_cfg``): COCO's classes, panoptic and instance results, as the
+    COCO eval config."""
+    return dict(
+        num_things_classes=80,
+        num_stuff_classes=53,
+        test_cfg=dict(panoptic_on=True, instance_on=True))
+
+
+def fusion_sample(shape: Tuple[int, int],
+                  ori_shape: Optional[Tuple[int, int]] = None,
+                  outputs: Sequence[str] = ('objects', 'random')):
+    """The data sample of a ``shape`` input (padded and image size alike)
+    whose results are resized to ``ori_shape`` (by default the same), for
+    head outputs ``outputs``; a bad size or kind of outputs is an
+    ``InputError`` naming the option."""
+    from mmdet.structures import DetDataSample
+
+    from rap_sam.apis.inputs import InputError
+    h, w = shape
+    if h <= 0 or w <= 0 or h % 4 or w % 4:
+        raise InputError(f'--shape {h} {w}: give positive multiples of 4 '
+                         '(the mask logits are a quarter of the input)')
+    ori_h, ori_w = (h, w) if ori_shape is None else ori_shape
+    if ori_h <= 0 or ori_w <= 0:
+        raise InputError(f'--ori-shape {ori_h} {ori_w}: give positive sizes')
+    unknown = sorted(set(outputs) - {'objects', 'random'})
+    if unknown:
+        raise InputError(f'unknown outputs {unknown}: choose objects and / '
+                         'or random')
+    return DetDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(ori_h, ori_w),
+            batch_input_shape=(h, w),
+            pad_shape=(h, w)))
+
+
+def seeded_outputs(kind: str, shape: Tuple[int, int],
+                   seed: int) -> Tuple[Tensor, Tensor]:
+    """Head outputs of ``kind`` (``objects`` or ``random``) for a ``shape``
+    input: :func:`object_like_outputs` or :func:`random_outputs`."""
+    make = object_like_outputs if kind == 'objects' else random_outputs
+    return make((shape[0] // 4, shape[1] // 4), seed=seed)
+
+
+def time_heads(heads: Dict[str, object], cls: Tensor, masks: Tensor, sample,
+               warmup: int, repeats: int) -> Tuple[dict, dict, dict]:
+    """Run each fusion head on the same outputs, interleaved (one run of
+    each per round, so that load on the machine falls on all alike).
+
+    Returns:
+        tuple: per head name, its last results, and its wall and process
+        CPU times (all threads) of the ``repeats`` rounds after ``warmup``.
+    """
+    got: Dict[str, dict] = {}
+    wall: Dict[str, List[float]] = {v: [] for v in heads}
+    cpu: Dict[str, List[float]] = {v: [] for v in heads}
+    for r in range(warmup + repeats):
+        for name, head in heads.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            got[name] = head.predict(cls, masks, [sample], rescale=True)[0]
+            if r >= warmup:
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    return got, wall, cpu
+
+
 def time_fusion_heads(
         shape: Tuple[int, int],
         outputs: Sequence[str] = ('objects', 'random'),
@@ -147,26 +216,10 @@ def time_fusion_heads(
         results equal the reference's: panoptic, masks, boxes and labels
         bit for bit, scores within 1e-6).
     """
-    from mmdet.structures import DetDataSample
-
-    from rap_sam.apis.inputs import InputError
     from rap_sam.deploy import ReferenceFusionHead
     from rap_sam.models.seg_heads import ScoredPanopticFusionHead
-    h, w = shape
-    if h <= 0 or w <= 0 or h % 4 or w % 4:
-        raise InputError(f'--shape {h} {w}: give positive multiples of 4 '
-                         '(the mask logits are a quarter of the input)')
-    ori_h, ori_w = (h, w) if ori_shape is None else ori_shape
-    if ori_h <= 0 or ori_w <= 0:
-        raise InputError(f'--ori-shape {ori_h} {ori_w}: give positive sizes')
-    unknown = sorted(set(outputs) - {'objects', 'random'})
-    if unknown:
-        raise InputError(f'unknown outputs {unknown}: choose objects and / '
-                         'or random')
-    kwargs = dict(
-        num_things_classes=80,
-        num_stuff_classes=53,
-        test_cfg=dict(panoptic_on=True, instance_on=True))
+    sample = fusion_sample(shape, ori_shape, outputs)
+    kwargs = coco_fusion_kwargs()
     heads = dict(
         reference=ReferenceFusionHead(segments=True, **kwargs),
         full=ScoredPanopticFusionHead(**kwargs),
@@ -174,26 +227,11 @@ def time_fusion_heads(
         one_worker=ScoredPanopticFusionHead(**kwargs))
     heads['full'].band_fraction = -1
     heads['one_worker'].chunk_workers = 1
-    sample = DetDataSample(
-        metainfo=dict(
-            img_shape=(h, w),
-            ori_shape=(ori_h, ori_w),
-            batch_input_shape=(h, w),
-            pad_shape=(h, w)))
     results = []
     for kind in outputs:
-        make = object_like_outputs if kind == 'objects' else random_outputs
-        cls, masks = make((h // 4, w // 4), seed=seed)
-        samples: Dict[str, List[float]] = {v: [] for v in heads}
-        cpu: Dict[str, List[float]] = {v: [] for v in heads}
-        got = {}
-        for r in range(warmup + repeats):
-            for name, head in heads.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                got[name] = head.predict(cls, masks, [sample], rescale=True)[0]
-                if r >= warmup:
-                    samples[name].append(time.perf_counter() - start)
-                    cpu[name].append(time.process_time() - start_cpu)
+        cls, masks = seeded_outputs(kind, shape, seed)
+        got, samples, cpu = time_heads(heads, cls, masks, sample, warmup,
+                                       repeats)
         want = got['reference']
         instances = want['ins_results']
         queries = sorted(
@@ -203,7 +241,7 @@ def time_fusion_heads(
         head = heads['bands']
         bands = head._bands(
             masks[0], [q for q in queries if q not in kept], sample.metainfo,
-            head._band_plan(masks[0], (h, w), sample.metainfo, True))
+            head._band_plan(masks[0], tuple(shape), sample.metainfo, True))
         results.append(
             dict(
                 outputs=kind,
