@@ -9,11 +9,12 @@ Costs about 60 s on a 2-core machine, most of it importing the tool (torch,
 mmengine) and two starts of tools/train.py."""
 import os
 import signal
+import sys
 import time
 
 import pytest
-from helpers import (assert_usage_error, assert_user_error, run_script,
-                     start_in_terminal)
+from helpers import (assert_usage_error, assert_user_error, load_tool,
+                     run_script, start_in_terminal)
 
 TOOL = 'tools/analysis/kill_resume.py'
 
@@ -96,3 +97,25 @@ def test_ctrl_c_stops_the_training_in_one_line(tmp_path):
         'error: interrupted (Ctrl+C); the training it had started is '
         'stopped. Run the command again to start over.'
     ]
+
+
+def test_a_training_stopped_before_its_reader_started_is_waited_for(
+        tmp_path, monkeypatch):
+    """A Ctrl+C while the reader thread starts (Thread.start waits for it)
+    left a Training whose reader wait() could not join: a traceback
+    instead of the one line. Its process is still stopped and waited
+    for."""
+    import threading
+    tool = load_tool(TOOL)
+
+    def interrupted(thread):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, 'start', interrupted)
+    runs = []
+    with pytest.raises(KeyboardInterrupt):
+        tool.Training([sys.executable, '-c', 'import time; time.sleep(60)'],
+                      dict(os.environ), str(tmp_path / 'log'), runs)
+    monkeypatch.undo()
+    assert len(runs) == 1
+    assert runs[0].kill() == -signal.SIGKILL

@@ -130,6 +130,10 @@ class Training:
         self.first_iter = self.saving = None
         self.saves = []
         self.save_event = threading.Event()
+        # Made first, started last: a Ctrl+C at any point finds a reader
+        # for wait() to join or pass over.
+        self.reader = threading.Thread(
+            target=self._read, args=(log, ), daemon=True)
         self.proc = subprocess.Popen(
             cmd,
             env=env,
@@ -138,8 +142,6 @@ class Training:
             text=True,
             start_new_session=True)  # its loader workers die with it
         started.append(self)
-        self.reader = threading.Thread(
-            target=self._read, args=(log, ), daemon=True)
         self.reader.start()
 
     def _read(self, log):
@@ -171,7 +173,13 @@ class Training:
 
     def wait(self):
         code = self.proc.wait()
-        self.reader.join()
+        try:
+            self.reader.join()
+        except RuntimeError:
+            # A Ctrl+C came while the reader was starting: it never ran,
+            # or runs until the pipe closes, a daemon thread that does not
+            # keep the tool alive.
+            pass
         return code
 
 
