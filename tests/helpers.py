@@ -264,6 +264,31 @@ def run_logging_imports(script: str, *args):
     return result, {name.split('.')[0] for name in imported}
 
 
+#: Every tool's command line that runs past its imports (split at spaces;
+#: ``{tmp}`` a folder the test gives), for the start-up tests.
+TOOL_STARTS = [
+    ('tools/train.py', 'configs/rap_sam/toy_rap_sam_train.py --work-dir '
+     '{tmp}/train'),
+    ('tools/test.py', 'cfg.py ckpt.pth --work-dir {tmp}/test'),
+    ('tools/gen_cls.py', 'cfg.py --out {tmp}/cls.pth'),
+    ('tools/dist_run.py', '--nproc-per-node 1 tools/test.py'),
+    ('tools/deploy/export.py', 'configs/rap_sam/eval_rap_sam_coco.py --out '
+     '{tmp}/export'),
+    ('tools/make_toy_data.py', '{tmp}/toy'),
+    ('tools/toy_train_eval.py', '--root {tmp}/toy'),
+    ('tools/analysis/benchmark.py', 'configs/rap_sam/eval_rap_sam_coco.py'),
+    ('tools/analysis/postprocess_benchmark.py', ''),
+    ('tools/analysis/api_memory.py', 'image'),
+    ('tools/analysis/video_memory.py', '--frames 2'),
+    ('tools/analysis/prompt_latency.py', ''),
+    ('tools/analysis/track_prompt_eval.py', 'cfg.py ckpt.pth --data-root '
+     '{tmp}/data'),
+    ('tools/analysis/browser_click_benchmark.py', ''),
+    ('tools/analysis/kill_resume.py', '--root {tmp}/kill_resume'),
+    ('tools/analysis/deploy_accuracy.py', 'cfg.py --checkpoint {tmp}/c.pth'),
+]
+
+
 def _signal_while_importing(script: str, args, module: str, send):
     """Start ``script`` as a terminal does, call ``send(proc)`` as soon as
     ``module``'s shared libraries are mapped into it (its import under

@@ -2,8 +2,8 @@
 answer before torch, mmdet or rap_sam are imported, and a Ctrl+C while they
 import is the one line every tool ends a Ctrl+C with, exit status 130."""
 import pytest
-from helpers import (assert_usage_error, interrupt_while_importing, load_tool,
-                     run_logging_imports)
+from helpers import (TOOL_STARTS, assert_usage_error,
+                     interrupt_while_importing, load_tool, run_logging_imports)
 
 # mmengine's config module (DictAction) is allowed: under a second.
 HEAVY = {'torch', 'mmdet', 'mmcv', 'rap_sam', 'cv2'}
@@ -97,27 +97,7 @@ def test_calibrations_written_out_are_quantize_s(tool):
     assert module.DEFAULT_CALIBRATION == quantize.DEFAULT_CALIBRATION
 
 
-# Command lines that run past the imports (split at spaces).
-STARTS = [
-    ('tools/deploy/export.py', 'configs/rap_sam/eval_rap_sam_coco.py --out '
-     '{tmp}/export'),
-    ('tools/make_toy_data.py', '{tmp}/toy'),
-    ('tools/dist_run.py', '--nproc-per-node 1 tools/test.py'),
-    ('tools/analysis/benchmark.py', 'configs/rap_sam/eval_rap_sam_coco.py'),
-    ('tools/analysis/postprocess_benchmark.py', ''),
-    ('tools/analysis/api_memory.py', 'image'),
-    ('tools/analysis/video_memory.py', '--frames 2'),
-    ('tools/analysis/prompt_latency.py', ''),
-    ('tools/analysis/track_prompt_eval.py', 'cfg.py ckpt.pth --data-root '
-     '{tmp}/data'),
-    ('tools/analysis/browser_click_benchmark.py', ''),
-    ('tools/toy_train_eval.py', '--root {tmp}/toy'),
-    ('tools/analysis/kill_resume.py', '--root {tmp}/kill_resume'),
-    ('tools/analysis/deploy_accuracy.py', 'cfg.py --checkpoint {tmp}/c.pth'),
-]
-
-
-@pytest.mark.parametrize('tool, args', STARTS)
+@pytest.mark.parametrize('tool, args', TOOL_STARTS)
 def test_ctrl_c_while_importing_is_one_line(tool, args, tmp_path):
     code, stderr = interrupt_while_importing(
         tool,

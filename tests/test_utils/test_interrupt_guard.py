@@ -8,35 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, terminate_while_importing
+from helpers import REPO, TOOL_STARTS, terminate_while_importing
 
 TERMINATED = 'error: terminated (SIGTERM).\n'
 
-# Command lines that run past the imports (split at spaces).
-STARTS = [
-    ('tools/train.py', 'configs/rap_sam/toy_rap_sam_train.py --work-dir '
-     '{tmp}/train'),
-    ('tools/test.py', 'cfg.py ckpt.pth --work-dir {tmp}/test'),
-    ('tools/gen_cls.py', 'cfg.py --out {tmp}/cls.pth'),
-    ('tools/dist_run.py', '--nproc-per-node 1 tools/test.py'),
-    ('tools/deploy/export.py', 'configs/rap_sam/eval_rap_sam_coco.py --out '
-     '{tmp}/export'),
-    ('tools/make_toy_data.py', '{tmp}/toy'),
-    ('tools/toy_train_eval.py', '--root {tmp}/toy'),
-    ('tools/analysis/benchmark.py', 'configs/rap_sam/eval_rap_sam_coco.py'),
-    ('tools/analysis/postprocess_benchmark.py', ''),
-    ('tools/analysis/api_memory.py', 'image'),
-    ('tools/analysis/video_memory.py', '--frames 2'),
-    ('tools/analysis/prompt_latency.py', ''),
-    ('tools/analysis/track_prompt_eval.py', 'cfg.py ckpt.pth --data-root '
-     '{tmp}/data'),
-    ('tools/analysis/browser_click_benchmark.py', ''),
-    ('tools/analysis/kill_resume.py', '--root {tmp}/kill_resume'),
-    ('tools/analysis/deploy_accuracy.py', 'cfg.py --checkpoint {tmp}/c.pth'),
-]
 
-
-@pytest.mark.parametrize('tool, args', STARTS)
+@pytest.mark.parametrize('tool, args', TOOL_STARTS)
 def test_sigterm_while_importing_is_one_line(tool, args, tmp_path):
     code, stderr = terminate_while_importing(
         tool,
