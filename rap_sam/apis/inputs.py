@@ -85,6 +85,12 @@ def max_pixels_limit(max_pixels: Optional[int] = None) -> int:
     return value
 
 
+def _sentence_start(name: str) -> str:
+    """``name`` (``'the video x.mp4'``, a path) as the start of a message:
+    its first letter a capital."""
+    return name[:1].upper() + name[1:]
+
+
 def check_pixels(width: int, height: int, what: str,
                  max_pixels: Optional[int]) -> None:
     """Refuse a ``width x height`` image above the pixel limit."""
@@ -230,7 +236,7 @@ def _header_size(source, name: str,
     except Image.DecompressionBombError:
         # Beyond PIL's own ceiling its header gives no size, only this.
         raise InputError(
-            f'{name[:1].upper()}{name[1:]} has more than '
+            f'{_sentence_start(name)} has more than '
             f'{2 * Image.MAX_IMAGE_PIXELS / 1e6:.1f} '
             f'megapixels (PIL.Image.MAX_IMAGE_PIXELS x 2), above the limit '
             f'of {max_pixels_limit(max_pixels) / 1e6:g} megapixels: '
@@ -527,7 +533,7 @@ def _check_ended(cap, path: str, name: str, index: int, claimed: int) -> None:
     OpenCV writes, its count is exactly the frames read
     (tests/test_apis/test_video_files.py).
     """
-    subject = name[:1].upper() + name[1:]
+    subject = _sentence_start(name)
     if _frames_follow(cap, index, claimed):
         raise InputError(
             f'{subject} is damaged at frame {index}: OpenCV cannot read on '
@@ -547,7 +553,7 @@ def _capture_frames(cap, name: str, path: Optional[str],
     """Frames of an opened ``cv2.VideoCapture``; ``path`` is the file's,
     for its MJPEG frame sizes (None for live sources)."""
     sizes = iter(())
-    subject = name[:1].upper() + name[1:]  # begins check_pixels' message
+    subject = _sentence_start(name)  # begins check_pixels' message
     try:
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
