@@ -20,7 +20,6 @@ from mmdet.evaluation.functional import INSTANCE_OFFSET
 from scipy.optimize import linear_sum_assignment
 
 from rap_sam.utils.user_errors import UserError
-from .prepare import use_post
 from .quantize import DEFAULT_CALIBRATION, check_int8_modules
 
 #: scikit-image's real photos (``skimage.data``), beside demo/demo.jpg.
@@ -510,18 +509,19 @@ def compare_modes(config: str,
                         checkpoint,
                         'cpu',
                         scale=scale,
-                        precision=precision)
+                        precision=precision,
+                        post=post)
             else:
                 folder = exports['int8' if precision == 'int8' else 'fp32']
                 made = RapSAMPredictor.from_export(
                     folder,
                     backend=backend,
                     precision=precision,
-                    num_threads=num_threads)
+                    num_threads=num_threads,
+                    post=post)
             # A predictor of its own: the fp32 one it is compared with
             # keeps the exact post-processing.
             predictors[key] = made
-            use_post(made.model, post)
         return predictors[key]
 
     images = load_photos(photos)
