@@ -482,6 +482,15 @@ def _cut_short(path: str) -> bool:
         return False
 
 
+def _is_avi(path: str) -> bool:
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b'RIFF' and head[8:12] == b'AVI '
+
+
 def _claimed_frames(cap, path: Optional[str]) -> int:
     """The frame count the file's header claims; 0 where unknown (a live
     source, a container that does not say)."""
@@ -532,20 +541,33 @@ def _check_ended(cap, path: str, name: str, index: int, claimed: int) -> None:
     tolerance is needed for the rest: for the mp4, avi and mkv files
     OpenCV writes, its count is exactly the frames read
     (tests/test_apis/test_video_files.py).
+
+    An AVI's count is its index's, one entry per frame: fewer frames read
+    from a whole file means frames its demuxer passed over without a word
+    (a frame chunk whose tag is damaged), so every frame after the first
+    one lost was numbered one too early.
     """
     subject = _sentence_start(name)
+    repair = ('copy it again, or repair it by re-encoding (e.g. ffmpeg -i '
+              f'{shlex.quote(path)} -c:v libx264 repaired.mp4)')
     if _frames_follow(cap, index, claimed):
         raise InputError(
             f'{subject} is damaged at frame {index}: OpenCV cannot read on '
-            'from there, though frames after it exist; copy it again, or '
-            f'repair it by re-encoding (e.g. ffmpeg -i {shlex.quote(path)} '
-            '-c:v libx264 repaired.mp4).')
-    if index < claimed and _cut_short(path):
+            f'from there, though frames after it exist; {repair}.')
+    if index >= claimed:
+        return
+    if _cut_short(path):
         raise InputError(
             f'{subject} is cut short: reading stopped at frame {index} of '
             f'the {claimed} frames its header claims (the file ends before '
             'its header says it does: an interrupted copy, download or '
             'recording); copy or download it again.')
+    if _is_avi(path):
+        raise InputError(
+            f'{subject} is damaged: {index} of the {claimed} frames its '
+            'header claims could be read (OpenCV passes over a frame it cannot '
+            'find without a word, so the frames after it were out of place); '
+            f'{repair}.')
 
 
 def _capture_frames(cap, name: str, path: Optional[str],

@@ -189,6 +189,38 @@ def test_damage_in_the_middle_names_the_frame(tmp_path, ext, fourcc, count,
         assert np.array_equal(got, want)
 
 
+LOST = (r'^The video (?P<path>.+) is damaged: (?P<read>\d+) of the '
+        r'(?P<claimed>\d+) frames its header claims could be read \(OpenCV '
+        r'passes over a frame it cannot find without a word, so the frames '
+        r'after it were out of place\); copy it again, or repair it by '
+        r're-encoding \(e\.g\. ffmpeg -i (?P=path) -c:v libx264 '
+        r'repaired\.mp4\)\.$')
+
+
+def test_an_avi_frame_passed_over_is_no_shorter_video(tmp_path):
+    """A frame chunk whose tag is damaged: FFmpeg's AVI demuxer skips it
+    and every read succeeds, 19 frames of 20 with the last 10 each one
+    place early. Only the index's count tells."""
+    whole = tmp_path / 'whole.avi'
+    data = bytearray(_write(whole, 'MJPG', 20))
+    pos = data.index(b'movi')  # the frames' list (00dc: a frame chunk)
+    for _ in range(11):
+        pos = data.index(b'00dc', pos + 1)
+    data[pos:pos + 4] = b'xxxx'
+    path = tmp_path / 'lost.avi'
+    path.write_bytes(data)
+    frames, message = _read_until_error(path)
+    match = re.match(LOST, message)
+    assert match, message
+    assert match['path'] == str(path)
+    assert (int(match['read']), int(match['claimed'])) == (19, 20)
+    expected = list(iter_frames(str(whole)))
+    assert len(frames) == 19
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected[:10]))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(frames[10:], expected[11:]))
+
+
 _READ_VIDEOS = """
 import sys
 from rap_sam.apis import InputError
