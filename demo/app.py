@@ -65,7 +65,11 @@ def file_size(text: str):
 
 
 def parse_args(argv=None):
-    parser = base_parser(__doc__)
+    parser = base_parser(
+        __doc__,
+        post='It applies to the panoptic tab; clicks, boxes and the video '
+        "tab stay exact (a video model's clip linker reads every query's "
+        'exact masks)')
     parser.add_argument('--config', default=CONFIG)
     parser.add_argument('--video-config', default=VIDEO_CONFIG)
     parser.add_argument('--host', default='127.0.0.1')
@@ -985,20 +989,33 @@ def _check_address(host: str, port: int) -> None:
                           'choose another --port or --host.') from None
 
 
+def load_predictors(args) -> tuple:
+    """The image predictor (--config, with --post) and the function
+    building the video predictor (--video-config) on the first video: its
+    post-processing stays exact whatever --post, as the clip linker reads
+    every query's exact masks (and the predictor refuses anything else)."""
+    image = load_predictor(args, args.config, **predictor_kwargs(args))
+
+    def video() -> RapSAMPredictor:
+        return load_predictor(
+            args, args.video_config, post='exact', **predictor_kwargs(args))
+
+    return image, video
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors():
         # Read on the first video otherwise: a wrong path would start an
         # app whose video tab only fails.
         read_config(args.video_config)
-        predictor = load_predictor(args, args.config, **predictor_kwargs(args))
+        predictor, video_predictor = load_predictors(args)
         # Before the app's folder is made; after the checkpoint, whose
         # problems are said whatever the port.
         _check_address(args.host, args.port)
-        app = RapSAMApp(
-            predictor, lambda: load_predictor(args, args.video_config,
-                                              **predictor_kwargs(args)),
-            tempfile.mkdtemp(prefix='rap_sam_app_'), args.max_frames)
+        app = RapSAMApp(predictor, video_predictor,
+                        tempfile.mkdtemp(prefix='rap_sam_app_'),
+                        args.max_frames)
         try:
             ui = launch(app, args.host, args.port, args.max_queue,
                         args.max_file_size)

@@ -2,6 +2,7 @@
 
     python demo/demo.py IMG_OR_DIR CONFIG [--weights CKPT] [--out-dir DIR]
         [--device cpu|cuda] [--scale W H] [--score-thr T] [--overwrite]
+        [--post exact|half]
 
 For each image, writes DIR/NAME.png (the segments drawn over the image) and
 DIR/NAME.json (one entry per segment: class, score, area, box, COCO RLE).
@@ -10,7 +11,8 @@ Results of an earlier run are not replaced without --overwrite, an input is
 never written over, and each file appears only once complete. A folder shows
 a progress bar; images in it that cannot be segmented are skipped with a
 message. Without --weights the model has random weights: it still runs end
-to end and says so loudly.
+to end and says so loudly. --post half is a faster, approximate fusion of
+the masks (opt-in; see docs/deploy.md).
 """
 import os
 import os.path as osp
@@ -19,7 +21,8 @@ from demo_cli import base_parser, guard_interrupts
 
 
 def parse_args(argv=None):
-    parser = base_parser(__doc__, 'an image file or a folder of images')
+    parser = base_parser(
+        __doc__, 'an image file or a folder of images', post=True)
     parser.add_argument('--out-dir', default='outputs/demo')
     parser.add_argument(
         '--score-thr',

@@ -8,7 +8,7 @@ import argparse
 import os.path as osp
 import runpy
 import sys
-from typing import Optional
+from typing import Optional, Union
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
@@ -17,6 +17,8 @@ if REPO not in sys.path:
 _ARG_TYPES = osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py')
 # By its path: importing it would import rap_sam, torch and mmdet first.
 add_trust_checkpoint = runpy.run_path(_ARG_TYPES)['add_trust_checkpoint']
+# rap_sam.deploy.prepare.POSTS, written out: importing it imports torch.
+POSTS = ('exact', 'half')
 
 
 def guard_interrupts() -> None:
@@ -36,10 +38,13 @@ def user_errors(interrupted: str = ''):
 def base_parser(doc: str,
                 inputs_help: Optional[str] = None,
                 inputs_optional: bool = False,
-                backends: bool = True) -> argparse.ArgumentParser:
+                backends: bool = True,
+                post: Union[bool, str] = False) -> argparse.ArgumentParser:
     """Options every demo takes; with ``inputs_help``, also the positional
     INPUTS (which may be left out with ``inputs_optional``) and CONFIG;
-    with ``backends``, the runtime options."""
+    with ``backends``, the runtime options; with ``post``, ``--post`` (for
+    demos that segment whole images: clicks, boxes and videos do not pass
+    through it), a string ``post`` ending its help."""
     parser = argparse.ArgumentParser(
         description=doc.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,6 +100,16 @@ def base_parser(doc: str,
             type=int,
             default=None,
             help='threads per graph for onnxruntime / openvino')
+    if post:
+        parser.add_argument(
+            '--post',
+            choices=POSTS,
+            default='exact',
+            help="post-processing of whole images: 'half' is approximate and "
+            'opt-in (the masks fused at half size: a 2-3x faster '
+            'post-processing on a CPU, a mask edge moving by about a pixel), '
+            'image models only; see docs/deploy.md' +
+            (f'. {post}' if isinstance(post, str) else ''))
     if inputs_help:
         parser.add_argument(
             '--overwrite',
@@ -106,7 +121,8 @@ def base_parser(doc: str,
 
 def load_predictor(args, config: Optional[str] = None, **kwargs):
     """The :class:`~rap_sam.apis.RapSAMPredictor` the parsed arguments ask
-    for (``config`` instead of ``args.config`` when given)."""
+    for (``config`` instead of ``args.config`` when given); ``kwargs`` go
+    to the predictor, a ``post`` among them over ``--post``."""
     from rap_sam.apis import RapSAMPredictor
     from rap_sam.utils.checkpoint import trust_all_checkpoints
     config = config or args.config
@@ -118,6 +134,10 @@ def load_predictor(args, config: Optional[str] = None, **kwargs):
             backend=args.backend,
             precision=args.precision,
             num_threads=args.threads)
+    # Without --post half the predictor keeps its own default; app.py's
+    # video predictor asks for post='exact' whatever --post.
+    if getattr(args, 'post', 'exact') != 'exact':
+        kwargs.setdefault('post', args.post)
     return RapSAMPredictor(config, args.weights, args.device, args.scale,
                            **kwargs)
 
