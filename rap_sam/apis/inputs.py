@@ -565,9 +565,9 @@ def _check_ended(cap, path: str, name: str, index: int, claimed: int) -> None:
     if _is_avi(path):
         raise InputError(
             f'{subject} is damaged: {index} of the {claimed} frames its '
-            'header claims could be read (OpenCV passes over a frame it cannot '
-            'find without a word, so the frames after it were out of place); '
-            f'{repair}.')
+            'header claims could be read (OpenCV passes over a frame it '
+            'cannot find without a word, so the frames after it were out of '
+            f'place); {repair}.')
 
 
 def _capture_frames(cap, name: str, path: Optional[str],
