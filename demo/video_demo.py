@@ -68,7 +68,9 @@ def parse_args(argv=None):
         __doc__,
         'a video file or a folder of frames (or --camera / --stream)',
         inputs_optional=True,
-        backends=False)  # videos run on torch
+        # Videos run on torch; no --post: the clip linker reads every
+        # query's exact masks, and iter_video takes no single image.
+        backends=False)
     live = parser.add_mutually_exclusive_group()
     live.add_argument(
         '--camera',
