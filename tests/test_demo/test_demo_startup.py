@@ -16,7 +16,7 @@ INTERRUPTED = 'error: interrupted (Ctrl+C).\n'
 HELP = {
     'demo/demo.py': [
         'usage: demo.py', '--score-thr SCORE_THR', '--backend '
-        '{torch,onnxruntime,openvino}', 'inputs config'
+        '{torch,onnxruntime,openvino}', 'inputs config', '--post {exact,half}'
     ],
     'demo/prompt_demo.py':
     ['usage: prompt_demo.py', '--points X,Y [X,Y ...]', '--out-dir OUT_DIR'],
@@ -24,7 +24,7 @@ HELP = {
     ['usage: video_demo.py', '--camera N', '--stream URL', '--frame K'],
     'demo/app.py': [
         'usage: app.py', '--video-config VIDEO_CONFIG', '--max-file-size '
-        'MAX_FILE_SIZE', 'default 100mb'
+        'MAX_FILE_SIZE', 'default 100mb', '--post {exact,half}'
     ],
     'demo/web_server.py':
     ['usage: web_server.py', '--export EXPORT', '--float32'],
