@@ -11,7 +11,6 @@ int8 one made from it, then each mode against fp32 of the same backend.
 """
 import os.path as osp
 import time
-import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -467,9 +466,7 @@ def compare_modes(config: str,
     cfg = load_config(config, options)
     fp32_dir = osp.join(work_dir, 'fp32')
     start = time.time()
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the random-weights banner
-        torch_fp32 = RapSAMPredictor(cfg, checkpoint, 'cpu', scale=scale)
+    torch_fp32 = RapSAMPredictor(cfg, checkpoint, 'cpu', scale=scale)
     # The predictor's model is prepared for torch ('fast'); the exporter
     # prepares its own, from the model as built.
     export_model(
@@ -502,15 +499,13 @@ def compare_modes(config: str,
         precision, post = _split_setting(setting)
         if key not in predictors:
             if backend == 'torch':
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    made = RapSAMPredictor(
-                        cfg,
-                        checkpoint,
-                        'cpu',
-                        scale=scale,
-                        precision=precision,
-                        post=post)
+                made = RapSAMPredictor(
+                    cfg,
+                    checkpoint,
+                    'cpu',
+                    scale=scale,
+                    precision=precision,
+                    post=post)
             else:
                 folder = exports['int8' if precision == 'int8' else 'fp32']
                 made = RapSAMPredictor.from_export(

@@ -50,7 +50,7 @@ def test_int8_against_fp32_on_photo_and_test_sets(toy):
         f'test_evaluator.seg_prefix={coco}/annotations/panoptic_val2017/')
     assert_ran(proc)
     assert '| onnxruntime:int8 | 1 |' in proc.stdout
-    report = json.load(open(toy / 'work' / 'deploy_accuracy.json'))
+    report = json.loads((toy / 'work' / 'deploy_accuracy.json').read_text())
     assert report['scale'] == [128, 128]
     entry = report['modes']['onnxruntime:int8']
     summary = entry['photo_summary']
