@@ -212,6 +212,46 @@ class _PageGone(UserError):
     reloaded): its worker stops instead of holding the model."""
 
 
+class _FrameReader:
+    """One video's open reader for the frame picker and the index of its
+    next frame: a frame after the last one asked for is read on from
+    there, so moving the slider forward decodes only the frames between
+    (a seek, ``CAP_PROP_POS_FRAMES``, is not frame-exact for every codec,
+    and tracking starts from the frame shown). An earlier frame starts
+    again from frame 0. Used with :attr:`lock` held: one generator cannot
+    be read by two threads."""
+
+    def __init__(self, video, max_pixels):
+        self.video, self.max_pixels = video, max_pixels
+        self.lock = threading.Lock()
+        self._frames, self.position = None, 0
+
+    def read(self, frame: int) -> np.ndarray:
+        """Frame ``frame`` (BGR), numbered as :func:`iter_frames` yields
+        them; its errors come out as they are, and the reader starts again
+        after one."""
+        if self._frames is None or frame < self.position:
+            self.close()
+            self._frames = iter_frames(self.video, self.max_pixels)
+        try:
+            for image in self._frames:
+                self.position += 1
+                if self.position > frame:
+                    return image
+        except BaseException:
+            self.close()
+            raise
+        count = self.position
+        self.close()
+        raise FramePastEndError(frame, count, 'Frame')
+
+    def close(self) -> None:
+        """Release the video's capture (and file) now."""
+        if self._frames is not None:
+            self._frames.close()
+        self._frames, self.position = None, 0
+
+
 def _image_key(image: np.ndarray) -> str:
     """An image's identity, from its pixels: the prompt tab's features and
     prompts belong to the image they were made on, whichever request made
@@ -266,6 +306,9 @@ class RapSAMApp:
     # session's state holds only where its frame is, so memory does not
     # grow with the number of visitors; a frame not kept is read again.
     FRAMES_KEPT = 8
+    # Videos whose frame picker keeps a reader open where it stopped (each
+    # holds a decoder and its file), the most recently used.
+    READERS_KEPT = 4
 
     def __init__(self,
                  predictor,
@@ -284,6 +327,8 @@ class RapSAMApp:
         self._image_key = None
         self._frames = collections.OrderedDict()
         self._frames_lock = threading.Lock()
+        self._readers = collections.OrderedDict()
+        self._readers_lock = threading.Lock()
 
     # prompt tab ------------------------------------------------------
     @staticmethod
@@ -573,26 +618,61 @@ class RapSAMApp:
             size=size,
             count=count)
 
-    def _read_frame(self, video, frame: int) -> np.ndarray:
-        """Frame ``frame`` of ``video``, RGB."""
-        frames = iter_frames(video, self.video_predictor().max_pixels)
-        count = 0
-        for image in frames:
-            if count == frame:
-                frames.close()
-                return _rgb_to_bgr(image)
-            count += 1
-        raise FramePastEndError(frame, count, 'Frame')
+    def _reader(self, video) -> _FrameReader:
+        """``video``'s reader, made when it has none; the readers of the
+        videos used least recently beyond :attr:`READERS_KEPT` are
+        closed."""
+        max_pixels = self.video_predictor().max_pixels
+        with self._readers_lock:
+            reader = self._readers.get(video)
+            if reader is None:
+                reader = self._readers[video] = _FrameReader(video, max_pixels)
+            self._readers.move_to_end(video)
+            dropped = []
+            while len(self._readers) > self.READERS_KEPT:
+                dropped.append(self._readers.popitem(last=False)[1])
+        for old in dropped:
+            with old.lock:  # after a read it may be doing
+                old.close()
+        return reader
 
-    def frame_image(self, video, frame: int) -> np.ndarray:
-        """Frame ``frame`` of ``video`` (RGB), from the frames kept for
-        every session (at most :attr:`FRAMES_KEPT`) or read again."""
-        key = (video, frame)
+    def close(self) -> None:
+        """Close the frame picker's readers (the app stops)."""
+        with self._readers_lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+        for reader in readers:
+            with reader.lock:
+                reader.close()
+
+    def _kept_frame(self, key):
         with self._frames_lock:
             if key in self._frames:
                 self._frames.move_to_end(key)
                 return self._frames[key]
-        image = self._read_frame(video, frame)
+        return None
+
+    def frame_image(self, video, frame: int) -> np.ndarray:
+        """Frame ``frame`` of ``video`` (RGB), from the frames kept for
+        every session (at most :attr:`FRAMES_KEPT`) or read by the video's
+        reader (frames passed on the way are not kept)."""
+        key = (video, frame)
+        image = self._kept_frame(key)
+        if image is not None:
+            return image
+        reader = self._reader(video)
+        with reader.lock:
+            # Read by another session while this one waited for the lock.
+            image = self._kept_frame(key)
+            if image is not None:
+                return image
+            try:
+                image = _rgb_to_bgr(reader.read(frame))
+            finally:
+                with self._readers_lock:
+                    dropped = self._readers.get(video) is not reader
+                if dropped:  # by another video while this one waited
+                    reader.close()
         image.setflags(write=False)  # shared by the sessions on it
         with self._frames_lock:
             self._frames[key] = image
@@ -1036,6 +1116,7 @@ def main(argv=None):
             pass
         finally:
             ui.close()
+            app.close()
             # With a request still running uvicorn's shutdown outlasts
             # gradio's wait for it, and gradio's own clean-up of its cache
             # never runs.
