@@ -3,6 +3,8 @@
     python demo/demo.py IMG_OR_DIR CONFIG [--weights CKPT] [--out-dir DIR]
         [--device cpu|cuda] [--scale W H] [--score-thr T] [--overwrite]
         [--post exact|half]
+    python demo/demo.py IMG_OR_DIR --export DIR [--backend openvino]
+        [--threads N] [--post exact|half] ...     # an export folder
 
 For each image, writes DIR/NAME.png (the segments drawn over the image) and
 DIR/NAME.json (one entry per segment: class, score, area, box, COCO RLE).
@@ -12,17 +14,19 @@ never written over, and each file appears only once complete. A folder shows
 a progress bar; images in it that cannot be segmented are skipped with a
 message. Without --weights the model has random weights: it still runs end
 to end and says so loudly. --post half is a faster, approximate fusion of
-the masks (opt-in; see docs/deploy.md).
+the masks (opt-in; see docs/deploy.md). --export runs a folder written by
+tools/deploy/export.py (fp32, int8 or bf16) on ONNX Runtime or OpenVINO,
+with the classes and scale it was exported with.
 """
 import os
 import os.path as osp
 
-from demo_cli import base_parser, guard_interrupts
+from demo_cli import base_parser, check_export_args, guard_interrupts
 
 
 def parse_args(argv=None):
     parser = base_parser(
-        __doc__, 'an image file or a folder of images', post=True)
+        __doc__, 'an image file or a folder of images', post=True, export=True)
     parser.add_argument('--out-dir', default='outputs/demo')
     parser.add_argument(
         '--score-thr',
@@ -30,7 +34,9 @@ def parse_args(argv=None):
         default=None,
         help='keep segments whose class score exceeds this (the config\'s '
         'object_mask_thr, 0.8, by default)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_export_args(parser, args)
+    return args
 
 
 if __name__ == '__main__':

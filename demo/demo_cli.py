@@ -8,7 +8,7 @@ import argparse
 import os.path as osp
 import runpy
 import sys
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
@@ -39,12 +39,15 @@ def base_parser(doc: str,
                 inputs_help: Optional[str] = None,
                 inputs_optional: bool = False,
                 backends: bool = True,
-                post: Union[bool, str] = False) -> argparse.ArgumentParser:
+                post: Union[bool, str] = False,
+                export: bool = False) -> argparse.ArgumentParser:
     """Options every demo takes; with ``inputs_help``, also the positional
     INPUTS (which may be left out with ``inputs_optional``) and CONFIG;
     with ``backends``, the runtime options; with ``post``, ``--post`` (for
     demos that segment whole images: clicks, boxes and videos do not pass
-    through it), a string ``post`` ending its help."""
+    through it), a string ``post`` ending its help; with ``export`` (and
+    ``backends``), ``--export DIR`` instead of CONFIG, the demo then calling
+    :func:`check_export_args` on the parsed arguments."""
     parser = argparse.ArgumentParser(
         description=doc.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +55,10 @@ def base_parser(doc: str,
         parser.add_argument(
             'inputs', nargs='?' if inputs_optional else None, help=inputs_help)
         parser.add_argument(
-            'config', help='an eval config under configs/rap_sam')
+            'config',
+            nargs='?' if export else None,
+            help='an eval config under configs/rap_sam' +
+            (' (not with --export)' if export else ''))
     parser.add_argument(
         '--weights',
         help='checkpoint (rapsam_r50_12e.pth); '
@@ -86,20 +92,33 @@ def base_parser(doc: str,
         parser.add_argument(
             '--backend',
             choices=('torch', 'onnxruntime', 'openvino'),
-            default='torch',
+            # None: check_export_args tells a left-out --backend from an
+            # explicit torch, which an export folder cannot run on.
+            default=None if export else 'torch',
             help='run on PyTorch, or export once (cached) and run on ONNX '
-            'Runtime or OpenVINO (CPU); see docs/deploy.md')
+            'Runtime or OpenVINO (CPU); see docs/deploy.md' +
+            (' (default: torch; onnxruntime with --export)' if export else ''))
         parser.add_argument(
             '--precision',
             choices=('fp32', 'bf16'),
-            default='fp32',
+            default=None if export else 'fp32',
             help='bf16 is approximate and opt-in (torch autocast or '
-            "OpenVINO's bf16; int8: tools/deploy/export.py)")
+            "OpenVINO's bf16; int8: tools/deploy/export.py" +
+            (", run with --export; default: fp32, or the export folder's)"
+             if export else ')'))
         parser.add_argument(
             '--threads',
             type=int,
             default=None,
             help='threads per graph for onnxruntime / openvino')
+        if export:
+            parser.add_argument(
+                '--export',
+                metavar='DIR',
+                default=None,
+                help='an export folder (tools/deploy/export.py: fp32, int8 '
+                'or bf16) instead of CONFIG and --weights; its classes and '
+                'scale are fixed (export again to change them)')
     if post:
         parser.add_argument(
             '--post',
@@ -119,12 +138,68 @@ def base_parser(doc: str,
     return parser
 
 
+def _listed(names: List[str]) -> str:
+    return names[0] if len(names) == 1 else \
+        f'{", ".join(names[:-1])} and {names[-1]}'
+
+
+def check_export_args(parser: argparse.ArgumentParser, args) -> None:
+    """CONFIG or ``--export DIR``, and with ``--export`` none of the options
+    an export folder fixes: a usage error otherwise, before the demo imports
+    torch. Fills in the runtime ``--backend`` and ``--precision`` left
+    out: torch and fp32 for CONFIG; onnxruntime and the folder's own
+    precision (None) for ``--export``."""
+    if args.export is None:
+        if args.config is None:
+            parser.error('the following arguments are required: config '
+                         '(or --export DIR, an export folder)')
+        args.backend = args.backend or 'torch'
+        args.precision = args.precision or 'fp32'
+        return
+    if args.config is not None:
+        parser.error(f'give CONFIG ({args.config}) or --export DIR '
+                     f'({args.export}), not both')
+    if args.backend == 'torch':
+        parser.error('--export runs on onnxruntime or openvino: leave out '
+                     '--backend torch')
+    args.backend = args.backend or 'onnxruntime'
+    fixed = [
+        option for option, given in (
+            ('--weights', args.weights is not None),
+            ('--scale', args.scale is not None),
+            ('--classes', args.classes is not None),
+            ('--num-things', args.num_things is not None),
+            ('--trust-checkpoint', args.trust_checkpoint),
+        ) if given
+    ]
+    if fixed:
+        parser.error('--export runs an export folder as it is: leave out '
+                     f'{_listed(fixed)} (export again to change them)')
+    if args.device not in (None, 'cpu'):
+        parser.error(f'--export runs on the CPU ({args.backend}): leave out '
+                     f'--device {args.device}')
+
+
 def load_predictor(args, config: Optional[str] = None, **kwargs):
     """The :class:`~rap_sam.apis.RapSAMPredictor` the parsed arguments ask
-    for (``config`` instead of ``args.config`` when given); ``kwargs`` go
-    to the predictor, a ``post`` among them over ``--post``."""
+    for (``config`` instead of ``args.config`` when given; the export
+    folder of ``--export``); ``kwargs`` go to the predictor, a ``post``
+    among them over ``--post``."""
     from rap_sam.apis import RapSAMPredictor
     from rap_sam.utils.checkpoint import trust_all_checkpoints
+    if getattr(args, 'export', None):
+        # check_export_args refused --classes and --num-things: the
+        # vocabulary is the folder's.
+        kwargs.pop('classes', None)
+        kwargs.pop('num_things', None)
+        if getattr(args, 'post', 'exact') != 'exact':
+            kwargs.setdefault('post', args.post)
+        return RapSAMPredictor.from_export(
+            args.export,
+            args.backend,
+            args.precision,
+            num_threads=args.threads,
+            **kwargs)
     config = config or args.config
     if args.trust_checkpoint:
         trust_all_checkpoints()

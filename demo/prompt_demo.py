@@ -2,19 +2,22 @@
 
     python demo/prompt_demo.py IMG CONFIG [--weights CKPT] \
         --points X,Y [X,Y ...] --boxes X1,Y1,X2,Y2 [...] [--out-dir DIR]
+    python demo/prompt_demo.py IMG --export DIR [--backend openvino] \
+        --points X,Y ...                          # an export folder
 
 Coordinates are in the image's own pixels. Each prompt gives one mask
 (prompts do not influence each other). Writes DIR/NAME_prompts.png (the
 masks, clicks and boxes over the image) and DIR/NAME_prompts.json (per
 prompt: the prompt, class, class score, predicted IoU, area, box, COCO RLE).
 Results of an earlier run are not replaced without --overwrite, the input is
-never written over, and each file appears only once complete.
+never written over, and each file appears only once complete. --export
+runs a folder written by tools/deploy/export.py on ONNX Runtime or OpenVINO.
 """
-from demo_cli import base_parser, guard_interrupts, numbers
+from demo_cli import base_parser, check_export_args, guard_interrupts, numbers
 
 
 def parse_args(argv=None):
-    parser = base_parser(__doc__, 'an image file')
+    parser = base_parser(__doc__, 'an image file', export=True)
     parser.add_argument(
         '--points',
         nargs='+',
@@ -28,7 +31,9 @@ def parse_args(argv=None):
         type=numbers(4, 'A box'),
         metavar='X1,Y1,X2,Y2')
     parser.add_argument('--out-dir', default='outputs/prompt_demo')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_export_args(parser, args)
+    return args
 
 
 if __name__ == '__main__':
