@@ -9,7 +9,7 @@ import shutil
 import cv2
 import pytest
 from helpers import (REPO, assert_ran, assert_usage_error, assert_user_error,
-                     run_script)
+                     load_tool, run_logging_imports, run_script)
 
 DEMO = 'demo/demo.py'
 PROMPT = 'demo/prompt_demo.py'
@@ -145,6 +145,27 @@ def test_refused_before_loading(script, args, message, small_photo, tmp_path):
                       tmp_path / 'out')
     assert_usage_error(proc, message)
     assert not (tmp_path / 'out').exists()
+
+
+def test_refusals_import_no_torch(small_photo, tmp_path):
+    proc, imported = run_logging_imports(DEMO, small_photo, '--export',
+                                         tmp_path, '--weights', 'w.pth')
+    assert_usage_error(proc, 'leave out --weights')
+    assert not {'torch', 'mmdet', 'rap_sam'} & imported
+
+
+def test_options_reach_the_export_predictor(small_photo, int8_export):
+    demo = load_tool('demo/demo.py')
+    args = demo.parse_args([
+        small_photo, '--export',
+        str(int8_export), '--post', 'half', '--threads', '1'
+    ])
+    predictor = demo.load_predictor(args)
+    assert (predictor.backend, predictor.precision) == ('onnxruntime', 'int8')
+    assert predictor.post == 'half'
+    assert predictor.scale == SCALE
+    assert predictor.runtime.export_dir == str(int8_export)
+    assert predictor.runtime.backend.num_threads == 1
 
 
 def test_not_an_export_folder(small_photo, tmp_path):
