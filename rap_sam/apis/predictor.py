@@ -171,7 +171,9 @@ def _check_post(post) -> None:
                          f'{post!r}.')
 
 
-def _check_backend(backend, precision) -> None:
+def _check_backend(backend, precision, backends=BACKENDS) -> None:
+    """``backends``: those the caller can run, named where the precision
+    runs instead."""
     if backend not in BACKENDS:
         raise InputError(f'backend must be one of {", ".join(BACKENDS)}, '
                          f'got {backend!r}.')
@@ -180,7 +182,7 @@ def _check_backend(backend, precision) -> None:
         raise InputError(f'precision must be one of {", ".join(known)}, '
                          f'got {precision!r}.')
     if precision not in PRECISIONS[backend]:
-        others = [b for b in BACKENDS if precision in PRECISIONS[b]]
+        others = [b for b in backends if precision in PRECISIONS[b]]
         raise InputError(
             f'The {backend} backend runs {", ".join(PRECISIONS[backend])}, '
             f'not {precision}; {precision} runs on {", ".join(others)}.')
@@ -455,7 +457,8 @@ class RapSAMPredictor:
             raise InputError('from_export runs an export folder on a runtime '
                              '(onnxruntime or openvino); for torch give the '
                              'config and checkpoint to RapSAMPredictor.')
-        _check_backend(backend, 'fp32' if precision is None else precision)
+        _check_backend(backend, 'fp32' if precision is None else precision,
+                       [b for b in BACKENDS if b != 'torch'])
         _check_post(post)
         if not isinstance(export_dir, (str, os.PathLike)):
             raise InputError('export_dir must be a folder path, got '

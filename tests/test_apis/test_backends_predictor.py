@@ -225,8 +225,19 @@ def test_graph_of_the_wrong_shape_is_named(broken_copy):
 
 def test_precision_the_folder_does_not_have(export_dir):
     with pytest.raises(
-            UserError, match='is a fp32 export; int8 needs a int8 export'):
+            UserError,
+            match=r'is exported in fp32 \(its deploy.json\); int8 needs a '
+            r'folder exported in int8 \(make one with'):
         RapSAMPredictor.from_export(export_dir, precision='int8')
+
+
+def test_a_precision_names_only_runtimes_that_run_exports(export_dir):
+    # torch runs bf16 too, but not an export folder.
+    with pytest.raises(
+            InputError,
+            match=r'^The onnxruntime backend runs fp32, int8, not bf16; bf16 '
+            r'runs on openvino\.$'):
+        RapSAMPredictor.from_export(export_dir, precision='bf16')
 
 
 def test_bf16_on_openvino_stays_close(export_dir, photo):

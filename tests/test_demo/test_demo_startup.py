@@ -16,7 +16,8 @@ INTERRUPTED = 'error: interrupted (Ctrl+C).\n'
 HELP = {
     'demo/demo.py': [
         'usage: demo.py', '--score-thr SCORE_THR', '--backend '
-        '{torch,onnxruntime,openvino}', 'inputs config', '--post {exact,half}'
+        '{torch,onnxruntime,openvino}', 'inputs [config]',
+        '--post {exact,half}', '--export DIR'
     ],
     'demo/prompt_demo.py':
     ['usage: prompt_demo.py', '--points X,Y [X,Y ...]', '--out-dir OUT_DIR'],
@@ -47,8 +48,9 @@ def test_help_imports_no_heavy_module(script):
 
 # Each script's command line (split at spaces) and its usage error.
 USAGE_ERRORS = [
-    ('demo/demo.py', '', 'the following arguments are required: inputs, '
-     'config'),
+    ('demo/demo.py', '', 'the following arguments are required: inputs'),
+    ('demo/demo.py', 'x.jpg', 'the following arguments are required: '
+     'config (or --export DIR, an export folder)'),
     ('demo/prompt_demo.py', 'x.jpg', 'the following arguments are '
      'required: config'),
     ('demo/video_demo.py', COCO, 'give a video file or frame folder, or '

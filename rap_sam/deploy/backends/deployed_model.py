@@ -58,8 +58,9 @@ class DeployedModel:
             hint = (' (make one with tools/deploy/export.py --precision int8 '
                     '--calib DIR_OF_IMAGES)' if precision == 'int8' else '')
             raise BackendError(
-                f'{export_dir} is a {spec.precision} export; {precision} '
-                f'needs a {precision} export{hint}.')
+                f'{export_dir} is exported in {spec.precision} (its '
+                f'deploy.json); {precision} needs a folder exported in '
+                f'{precision}{hint}.')
         self.export_dir = export_dir
         self.precision = precision
         self.backend = build_backend(
