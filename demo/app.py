@@ -1038,16 +1038,20 @@ def launch(app: RapSAMApp,
     """
     ui = build_ui(app)
     ui.queue(default_concurrency_limit=1, max_size=max_queue)
-    ui.launch(
-        server_name=host,
-        server_port=port,
-        prevent_thread_lock=True,
-        allowed_paths=[app.out_dir],
-        max_file_size=max_file_size,
-        # An unexpected failure shows its message, not a bare "Error".
-        show_error=True,
-        quiet=True,
-        **kwargs)
+    try:
+        ui.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            allowed_paths=[app.out_dir],
+            max_file_size=max_file_size,
+            # An unexpected failure shows its message, not a bare "Error".
+            show_error=True,
+            quiet=True,
+            **kwargs)
+    except BaseException:  # a Ctrl+C once uvicorn serves, a taken port
+        ui.close()
+        raise
     return ui
 
 
@@ -1096,31 +1100,40 @@ def main(argv=None):
         app = RapSAMApp(predictor, video_predictor,
                         tempfile.mkdtemp(prefix='rap_sam_app_'),
                         args.max_frames)
+        ui = None
+        announced = False
+        # Ctrl+C and SIGTERM (a supervisor's stop, `docker stop`) are how the
+        # app is stopped: both end it quietly, with status 0, from the moment
+        # gradio starts serving (its page may answer before launch returns).
         try:
-            ui = launch(app, args.host, args.port, args.max_queue,
-                        args.max_file_size)
-        except OSError as err:  # gradio's "Cannot find empty port" and kin
-            reason = str(err).split('. ')[0].rstrip('.')
-            raise OutputError(f'Cannot serve on {args.host}:{args.port} '
-                              f'({reason}): choose another --port or '
-                              '--host.') from err
-    print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C stops it); '
-          f'the videos it makes are kept in {app.out_dir}')
-    # Ctrl+C and SIGTERM (a supervisor's stop, `docker stop`) are how the
-    # app is stopped: both end it quietly, with status 0.
-    with user_errors():
-        try:
+            try:
+                ui = launch(app, args.host, args.port, args.max_queue,
+                            args.max_file_size)
+            except OSError as err:  # gradio's "Cannot find empty port" and kin
+                reason = str(err).split('. ')[0].rstrip('.')
+                raise OutputError(f'Cannot serve on {args.host}:{args.port} '
+                                  f'({reason}): choose another --port or '
+                                  '--host.') from err
+            print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C '
+                  'stops it); the videos it makes are kept in '
+                  f'{app.out_dir}', flush=True)
+            announced = True
             while True:  # gradio serves on its own threads
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
         finally:
-            ui.close()
+            if ui is not None:
+                ui.close()
             app.close()
-            # With a request still running uvicorn's shutdown outlasts
-            # gradio's wait for it, and gradio's own clean-up of its cache
-            # never runs.
-            delete_files_created_by_app(ui, age=None)
+            if ui is not None:
+                # With a request still running uvicorn's shutdown outlasts
+                # gradio's wait for it, and gradio's own clean-up of its
+                # cache never runs.
+                delete_files_created_by_app(ui, age=None)
+            if not announced:  # a folder nobody was told of, still empty
+                with contextlib.suppress(OSError):
+                    os.rmdir(app.out_dir)
 
 
 if __name__ == '__main__':

@@ -194,3 +194,29 @@ def test_a_stop_signal_ends_the_app_quietly(weights, stop):
         urllib.request.urlopen(url, timeout=30).close()
     assert ended['status'] == 0, ended['err']
     assert 'Traceback' not in ended['err'] and 'error:' not in ended['err']
+
+
+def test_a_stop_while_gradio_starts_serving_is_a_stop(tmp_path, monkeypatch,
+                                                      capsys):
+    """Gradio's page answers before its launch returns: a Ctrl+C then is
+    the user's stop too (status 0, not "interrupted"), the server it began
+    is closed, and the app's folder, never announced, is not left behind."""
+    import tempfile
+
+    import app
+    closed = []
+
+    def launch(self, *args, **kwargs):
+        raise KeyboardInterrupt  # once uvicorn serves, before it returns
+
+    monkeypatch.setattr(app, 'load_predictors', lambda args: (None, None))
+    monkeypatch.setattr(app.gr.Blocks, 'launch', launch)
+    monkeypatch.setattr(app.gr.Blocks, 'close',
+                        lambda self: closed.append('page'))
+    monkeypatch.setattr(app.RapSAMApp, 'close',
+                        lambda self: closed.append('app'))
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    app.main(['--device', 'cpu', '--port', str(_free_port())])
+    assert closed == ['page', 'app']
+    assert os.listdir(tmp_path) == []
+    assert capsys.readouterr().err == ''

@@ -189,5 +189,5 @@ def test_precision_the_folder_lacks(small_photo, fp32_export, tmp_path):
                       '--precision', 'bf16', '--out-dir', tmp_path / 'o')
     assert_user_error(
         proc, 'The onnxruntime backend runs fp32, int8, not bf16; bf16 runs '
-        'on torch, openvino.')
+        'on openvino.')
     assert not (tmp_path / 'o').exists()

@@ -139,19 +139,43 @@ def _head_pair(workers):
     return ours, ReferenceFusionHead(segments=True, **kwargs)
 
 
+def _in_lockstep(chunks, work, device, workers=None, bytes_per_worker=0):
+    """:func:`run_chunks` with each round of ``workers`` chunks in hand
+    before any runs: every worker gets a chunk of each round, where on a
+    busy machine one worker could take them all and the claims would be
+    merged from one part only."""
+    if not workers or workers <= 1:
+        return run_chunks(chunks, work, device, workers, bytes_per_worker)
+    rounds = [
+        threading.Barrier(min(workers,
+                              len(chunks) - start), timeout=60)
+        for start in range(0, len(chunks), workers)
+    ]
+    position = {id(chunk): i for i, chunk in enumerate(chunks)}
+
+    def gated(chunk, buffers):
+        # A worker waiting here takes no other chunk: a round's chunks go
+        # to as many workers.
+        rounds[position[id(chunk)] // workers].wait()
+        work(chunk, buffers)
+
+    return run_chunks(chunks, gated, device, workers, bytes_per_worker)
+
+
 @pytest.mark.parametrize('outputs', ['objects', 'random'])
 @pytest.mark.parametrize('shapes', [((96, 160), (96, 160)),
                                     ((96, 160), (61, 97))])
 def test_head_with_workers_is_mmdet(outputs, shapes, monkeypatch):
-    from rap_sam.models.seg_heads.scored_panoptic_fusion_head import _Claims
+    import rap_sam.models.seg_heads.scored_panoptic_fusion_head as module
     merged = []
-    real_merge = _Claims.merge
+    real_merge = module._Claims.merge
 
     def merge(self, other):
         merged.append(other.best is not None)
         return real_merge(self, other)
 
-    monkeypatch.setattr(_Claims, 'merge', merge)
+    monkeypatch.setattr(module._Claims, 'merge', merge)
+    monkeypatch.setattr(module, 'run_chunks', _in_lockstep)
     (h, w), (oh, ow) = shapes
     make = object_like_outputs if outputs == 'objects' else random_outputs
     cls, masks = make((h // 4, w // 4), seed=3)
