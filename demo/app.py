@@ -1114,9 +1114,11 @@ def main(argv=None):
                 raise OutputError(f'Cannot serve on {args.host}:{args.port} '
                                   f'({reason}): choose another --port or '
                                   '--host.') from err
-            print(f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C '
-                  'stops it); the videos it makes are kept in '
-                  f'{app.out_dir}', flush=True)
+            print(
+                f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C '
+                'stops it); the videos it makes are kept in '
+                f'{app.out_dir}',
+                flush=True)
             announced = True
             while True:  # gradio serves on its own threads
                 time.sleep(1)
