@@ -1,6 +1,8 @@
 """RAP-SAM in the browser: clicks and boxes, panoptic images, video tracks.
 
     python demo/app.py [--weights CKPT] [--device cpu] [--port 7860]
+    python demo/app.py --export DIR [--backend openvino] [--threads N]
+        [--post exact|half] ...             # an export folder: no video tab
 
 Opens a gradio app on http://127.0.0.1:7860 with three tabs. Images and
 prompts use --config (COCO classes), videos --video-config (YouTube-VIS
@@ -14,6 +16,9 @@ file, an image too large, an empty video, a frame past the end ...) is
 shown as a message in the page. One request runs at a time; at most
 --max-queue wait (more are told the queue is full), uploads larger than
 --max-file-size and videos longer than --max-frames are refused.
+--export serves the image tabs from a folder written by
+tools/deploy/export.py on ONNX Runtime or OpenVINO; videos are tracked on
+PyTorch only, so that app has no video tab.
 """
 import argparse
 import base64
@@ -32,7 +37,7 @@ import time
 import urllib.parse
 import uuid
 
-from demo_cli import REPO, base_parser, guard_interrupts
+from demo_cli import REPO, base_parser, check_export_args, guard_interrupts
 
 CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_coco.py')
 VIDEO_CONFIG = osp.join(REPO, 'configs/rap_sam/eval_rap_sam_yt19.py')
@@ -69,9 +74,19 @@ def parse_args(argv=None):
         __doc__,
         post='It applies to the panoptic tab; clicks, boxes and the video '
         "tab stay exact (a video model's clip linker reads every query's "
-        'exact masks)')
-    parser.add_argument('--config', default=CONFIG)
-    parser.add_argument('--video-config', default=VIDEO_CONFIG)
+        'exact masks)',
+        export=True)
+    parser.add_argument(
+        '--config',
+        default=None,
+        help='the image tabs\' config (default: '
+        f'{osp.relpath(CONFIG, REPO)}; not with --export)')
+    parser.add_argument(
+        '--video-config',
+        default=None,
+        help='the video tab\'s config (default: '
+        f'{osp.relpath(VIDEO_CONFIG, REPO)}; not with --export, whose app '
+        'has no video tab)')
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=int, default=7860)
     parser.add_argument(
@@ -91,6 +106,13 @@ def parse_args(argv=None):
         help='longest video the video tab takes, in frames (default '
         '%(default)s); demo/video_demo.py takes any length')
     args = parser.parse_args(argv)
+    if args.export is None:
+        args.config = args.config or CONFIG
+        args.video_config = args.video_config or VIDEO_CONFIG
+    check_export_args(parser, args, '--config')
+    if args.export is not None and args.video_config is not None:
+        parser.error('--export serves the image tabs only (videos are '
+                     'tracked on PyTorch): leave out --video-config')
     if args.max_queue < 1:
         parser.error('--max-queue must be at least 1')
     if args.max_frames < 1:
@@ -294,8 +316,9 @@ class RapSAMApp:
 
     Args:
         predictor (RapSAMPredictor): For the prompt and panoptic tabs.
-        video_predictor (callable): Returns the predictor for videos; called
-            once, on the first video.
+        video_predictor (callable | None): Returns the predictor for
+            videos; called once, on the first video. None: no video tab (an
+            export folder's app).
         out_dir (str): Where video results are written.
         max_frames (int): Longer videos are refused (a video whose length
             its file does not say, once this many frames are done: those
@@ -458,7 +481,15 @@ class RapSAMApp:
         return _rgb_to_bgr(shown), table
 
     # video tab -------------------------------------------------------
+    @property
+    def serves_videos(self) -> bool:
+        return self._video_factory is not None
+
     def video_predictor(self) -> RapSAMPredictor:
+        if not self.serves_videos:
+            raise gr.Error(
+                'Videos are tracked on PyTorch only (an export folder has no '
+                'clip graph): start the app without --export to track them.')
         with self._factory_lock:
             if self._video is None:
                 self._video = self._video_factory()
@@ -882,6 +913,95 @@ def _prompt_table(records) -> str:
     ] + rows)
 
 
+def _video_tab(app: RapSAMApp) -> None:
+    """The video tab, inside the app's Blocks."""
+    with gr.Tab('Video instances', id='video'):
+        clicks = gr.State(app.new_clicks())
+        with gr.Row():
+            vid_in = gr.Video(
+                label='Video',
+                sources=['upload'],
+                height=VIDEO_HEIGHT,
+                elem_id='video-input')
+            with gr.Column():
+                track_canvas = gr.Image(
+                    label='Click the objects to track',
+                    interactive=False,
+                    format='png',
+                    elem_id='track-canvas')
+                track_frame = gr.Slider(
+                    0,
+                    1,
+                    value=0,
+                    interactive=False,
+                    step=1,
+                    label='Frame to click on (0 is the first)',
+                    elem_id='track-frame')
+                with gr.Row():
+                    track_mode = gr.Radio(['point', 'box'],
+                                          value='point',
+                                          label='A click adds a',
+                                          elem_id='track-mode')
+                    track_clear = gr.Button(
+                        'Clear clicks', elem_id='track-clear')
+                track_note = gr.Markdown(
+                    'Upload a video to click on its objects.',
+                    elem_id='track-status')
+        with gr.Row():
+            thr = gr.Slider(
+                0,
+                1,
+                value=0.5,
+                step=0.05,
+                label='Show instances scoring at least',
+                elem_id='video-thr')
+            vid_btn = gr.Button(
+                'Track all instances', variant='primary', elem_id='video-run')
+            track_btn = gr.Button(
+                'Track clicked objects',
+                variant='primary',
+                elem_id='track-run')
+        with gr.Row():
+            vid_live = gr.Image(
+                label='Tracks as they come',
+                interactive=False,
+                height=VIDEO_HEIGHT,
+                elem_id='video-live')
+            vid_out = gr.Video(
+                label='Tracks',
+                interactive=False,
+                height=VIDEO_HEIGHT,
+                elem_id='video-output')
+        vid_status = gr.Markdown(elem_id='video-status')
+        vid_files = gr.File(
+            label='Annotated mp4 and tracks json', elem_id='video-files')
+        outputs = [vid_out, vid_files, vid_status, vid_live]
+
+        def on_track(video, score_thr, progress=gr.Progress()):
+            yield from app.iter_track(video, score_thr, progress)
+
+        def on_track_clicks(video, state, progress=gr.Progress()):
+            yield from app.iter_track_clicks(video, state, progress)
+
+        def on_frame_click(st, md, evt: gr.SelectData):
+            return app.click_frame(st, md, *evt.index[:2])
+
+        vid_in.change(app.load_video, vid_in,
+                      [track_canvas, track_frame, track_note, clicks])
+        # 'always_last': dragging the slider reads only the frame it
+        # stops on, not every frame it passes.
+        track_frame.input(
+            app.show_frame, [vid_in, track_frame, clicks],
+            [track_canvas, track_note, clicks],
+            trigger_mode='always_last')
+        track_canvas.select(on_frame_click, [clicks, track_mode],
+                            [track_canvas, track_note, clicks])
+        track_clear.click(app.clear_clicks, clicks,
+                          [track_canvas, track_note, clicks])
+        vid_btn.click(on_track, [vid_in, thr], outputs)
+        track_btn.click(on_track_clicks, [vid_in, clicks], outputs)
+
+
 def build_ui(app: RapSAMApp) -> gr.Blocks:
     with gr.Blocks(title='RAP-SAM', delete_cache=(3600, CACHE_SECONDS)) as ui:
         gr.Markdown('# RAP-SAM: real-time all-purpose segmentation')
@@ -931,93 +1051,14 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
                 'Segment', variant='primary', elem_id='panoptic-run')
             pan_table = gr.Markdown(elem_id='panoptic-status')
             pan_btn.click(app.panoptic, pan_in, [pan_out, pan_table])
-        with gr.Tab('Video instances', id='video'):
-            clicks = gr.State(app.new_clicks())
-            with gr.Row():
-                vid_in = gr.Video(
-                    label='Video',
-                    sources=['upload'],
-                    height=VIDEO_HEIGHT,
-                    elem_id='video-input')
-                with gr.Column():
-                    track_canvas = gr.Image(
-                        label='Click the objects to track',
-                        interactive=False,
-                        format='png',
-                        elem_id='track-canvas')
-                    track_frame = gr.Slider(
-                        0,
-                        1,
-                        value=0,
-                        interactive=False,
-                        step=1,
-                        label='Frame to click on (0 is the first)',
-                        elem_id='track-frame')
-                    with gr.Row():
-                        track_mode = gr.Radio(['point', 'box'],
-                                              value='point',
-                                              label='A click adds a',
-                                              elem_id='track-mode')
-                        track_clear = gr.Button(
-                            'Clear clicks', elem_id='track-clear')
-                    track_note = gr.Markdown(
-                        'Upload a video to click on its objects.',
-                        elem_id='track-status')
-            with gr.Row():
-                thr = gr.Slider(
-                    0,
-                    1,
-                    value=0.5,
-                    step=0.05,
-                    label='Show instances scoring at least',
-                    elem_id='video-thr')
-                vid_btn = gr.Button(
-                    'Track all instances',
-                    variant='primary',
-                    elem_id='video-run')
-                track_btn = gr.Button(
-                    'Track clicked objects',
-                    variant='primary',
-                    elem_id='track-run')
-            with gr.Row():
-                vid_live = gr.Image(
-                    label='Tracks as they come',
-                    interactive=False,
-                    height=VIDEO_HEIGHT,
-                    elem_id='video-live')
-                vid_out = gr.Video(
-                    label='Tracks',
-                    interactive=False,
-                    height=VIDEO_HEIGHT,
-                    elem_id='video-output')
-            vid_status = gr.Markdown(elem_id='video-status')
-            vid_files = gr.File(
-                label='Annotated mp4 and tracks json', elem_id='video-files')
-            outputs = [vid_out, vid_files, vid_status, vid_live]
-
-            def on_track(video, score_thr, progress=gr.Progress()):
-                yield from app.iter_track(video, score_thr, progress)
-
-            def on_track_clicks(video, state, progress=gr.Progress()):
-                yield from app.iter_track_clicks(video, state, progress)
-
-            def on_frame_click(st, md, evt: gr.SelectData):
-                return app.click_frame(st, md, *evt.index[:2])
-
-            vid_in.change(app.load_video, vid_in,
-                          [track_canvas, track_frame, track_note, clicks])
-            # 'always_last': dragging the slider reads only the frame it
-            # stops on, not every frame it passes.
-            track_frame.input(
-                app.show_frame, [vid_in, track_frame, clicks],
-                [track_canvas, track_note, clicks],
-                trigger_mode='always_last')
-            track_canvas.select(on_frame_click, [clicks, track_mode],
-                                [track_canvas, track_note, clicks])
-            track_clear.click(app.clear_clicks, clicks,
-                              [track_canvas, track_note, clicks])
-            vid_btn.click(on_track, [vid_in, thr], outputs)
-            track_btn.click(on_track_clicks, [vid_in, clicks], outputs)
+        if app.serves_videos:
+            _video_tab(app)
+        else:
+            gr.Markdown(
+                'Videos are tracked on PyTorch (an export folder has no '
+                'clip graph): start the app without --export for the video '
+                'tab.',
+                elem_id='no-video-tab')
     return ui
 
 
@@ -1074,11 +1115,14 @@ def _check_address(host: str, port: int) -> None:
 
 
 def load_predictors(args) -> tuple:
-    """The image predictor (--config, with --post) and the function
-    building the video predictor (--video-config) on the first video: its
-    post-processing stays exact whatever --post, as the clip linker reads
-    every query's exact masks (and the predictor refuses anything else)."""
+    """The image predictor (--config or --export, with --post) and the
+    function building the video predictor (--video-config) on the first
+    video: its post-processing stays exact whatever --post, as the clip
+    linker reads every query's exact masks (and the predictor refuses
+    anything else). With --export there is no video predictor (None)."""
     image = load_predictor(args, args.config, **predictor_kwargs(args))
+    if args.export is not None:
+        return image, None
 
     def video() -> RapSAMPredictor:
         return load_predictor(
@@ -1092,7 +1136,8 @@ def main(argv=None):
     with user_errors():
         # Read on the first video otherwise: a wrong path would start an
         # app whose video tab only fails.
-        read_config(args.video_config)
+        if args.video_config is not None:
+            read_config(args.video_config)
         predictor, video_predictor = load_predictors(args)
         # Before the app's folder is made; after the checkpoint, whose
         # problems are said whatever the port.

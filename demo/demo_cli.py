@@ -117,7 +117,7 @@ def base_parser(doc: str,
                 metavar='DIR',
                 default=None,
                 help='an export folder (tools/deploy/export.py: fp32, int8 '
-                'or bf16) instead of CONFIG and --weights; its classes and '
+                'or bf16) instead of a config and --weights; its classes and '
                 'scale are fixed (export again to change them)')
     if post:
         parser.add_argument(
@@ -143,12 +143,15 @@ def _listed(names: List[str]) -> str:
         f'{", ".join(names[:-1])} and {names[-1]}'
 
 
-def check_export_args(parser: argparse.ArgumentParser, args) -> None:
+def check_export_args(parser: argparse.ArgumentParser,
+                      args,
+                      config: str = 'CONFIG') -> None:
     """CONFIG or ``--export DIR``, and with ``--export`` none of the options
     an export folder fixes: a usage error otherwise, before the demo imports
     torch. Fills in the runtime ``--backend`` and ``--precision`` left
     out: torch and fp32 for CONFIG; onnxruntime and the folder's own
-    precision (None) for ``--export``."""
+    precision (None) for ``--export``. ``config``: how the usage names the
+    config (``--config`` where it is an option)."""
     if args.export is None:
         if args.config is None:
             parser.error('the following arguments are required: config '
@@ -157,7 +160,7 @@ def check_export_args(parser: argparse.ArgumentParser, args) -> None:
         args.precision = args.precision or 'fp32'
         return
     if args.config is not None:
-        parser.error(f'give CONFIG ({args.config}) or --export DIR '
+        parser.error(f'give {config} ({args.config}) or --export DIR '
                      f'({args.export}), not both')
     if args.backend == 'torch':
         parser.error('--export runs on onnxruntime or openvino: leave out '

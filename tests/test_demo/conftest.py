@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, build_model
+from helpers import REPO, assert_ran, build_model, run_script
 
 # The demo scripts import their siblings (demo_cli, video_demo) by name.
 sys.path.insert(0, osp.join(REPO, 'demo'))
@@ -40,3 +40,17 @@ def small_video(tmp_path_factory, small_photo):
         writer.write(np.ascontiguousarray(img[18:82, 8 * t:8 * t + 96]))
     writer.release()
     return path
+
+
+@pytest.fixture(scope='session')
+def fp32_export(weights, tmp_path_factory):
+    """An fp32 export of the seeded weights by tools/deploy/export.py, at
+    96 x 64: small, so the export and each run take seconds; small_photo
+    (150 x 100) fits it exactly, so no padding differs between it and the
+    free-shape export a demo caches for --backend onnxruntime."""
+    out = tmp_path_factory.mktemp('export') / 'fp32'
+    assert_ran(
+        run_script('tools/deploy/export.py',
+                   'configs/rap_sam/eval_rap_sam_coco.py', '--checkpoint',
+                   weights, '--out', out, '--scale', 96, 64))
+    return out

@@ -92,15 +92,18 @@ def _write_video(path: str, photo: str, frames: int) -> None:
     writer.release()
 
 
+def _seeded(weights) -> list:
+    return ['--weights', weights, '--device', 'cpu', '--scale', 96, 64]
+
+
 @contextlib.contextmanager
-def _served_app(weights, stop=signal.SIGINT):
-    """``python demo/app.py --weights ...`` on a free port; yields its URL
-    and a dict that receives its exit status, stdout and stderr once
-    ``stop`` has stopped it: a Ctrl+C (SIGINT to the terminal's process
-    group) or a ``kill PID`` (SIGTERM to the process)."""
+def served_app(args, stop=signal.SIGINT):
+    """``python demo/app.py ARGS`` on a free port; yields its URL and a dict
+    that receives its exit status, stdout and stderr once ``stop`` has
+    stopped it: a Ctrl+C (SIGINT to the terminal's process group) or a
+    ``kill PID`` (SIGTERM to the process)."""
     port = _free_port()
-    proc = start_in_terminal('demo/app.py', '--weights', weights, '--device',
-                             'cpu', '--scale', 96, 64, '--port', port)
+    proc = start_in_terminal('demo/app.py', *args, '--port', port)
     url = f'http://127.0.0.1:{port}/'
     ended = {}
     try:
@@ -143,7 +146,7 @@ def test_the_served_app_answers_bad_uploads_with_messages(
     monkeypatch.setenv('TMPDIR', str(tmp_path / 'tmp'))  # the app's folder
     (tmp_path / 'notes.png').write_text('not a picture')
     (tmp_path / 'clip.mp4').write_bytes(b'\x00' * 100)
-    with _served_app(weights) as (url, ended):
+    with served_app(_seeded(weights)) as (url, ended):
         client = Client(url, verbose=False)
         for api in ('/load_image', '/panoptic'):
             with pytest.raises(AppError) as err:
@@ -190,7 +193,7 @@ def test_the_served_app_answers_bad_uploads_with_messages(
 def test_a_stop_signal_ends_the_app_quietly(weights, stop):
     """Ctrl+C and SIGTERM (a supervisor's stop, `docker stop`) are how the
     app is stopped: status 0, no traceback, no error line."""
-    with _served_app(weights, stop) as (url, ended):
+    with served_app(_seeded(weights), stop) as (url, ended):
         urllib.request.urlopen(url, timeout=30).close()
     assert ended['status'] == 0, ended['err']
     assert 'Traceback' not in ended['err'] and 'error:' not in ended['err']

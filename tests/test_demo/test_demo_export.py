@@ -14,20 +14,8 @@ from helpers import (REPO, assert_ran, assert_usage_error, assert_user_error,
 DEMO = 'demo/demo.py'
 PROMPT = 'demo/prompt_demo.py'
 COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
-# Small, so the export and each run take seconds; small_photo (150 x 100)
-# fits it exactly, so no padding differs between the fixed-shape export
-# here and the free-shape one the demo caches for --backend onnxruntime.
+# fp32_export's (conftest.py)
 SCALE = (96, 64)
-
-
-@pytest.fixture(scope='module')
-def fp32_export(weights, tmp_path_factory):
-    """An fp32 export of the seeded weights, by tools/deploy/export.py."""
-    out = tmp_path_factory.mktemp('export') / 'fp32'
-    assert_ran(
-        run_script('tools/deploy/export.py', COCO, '--checkpoint', weights,
-                   '--out', out, '--scale', *SCALE))
-    return out
 
 
 @pytest.fixture(scope='module')
