@@ -34,11 +34,12 @@ $(STAMP)-pkg: $(STAMP)-deps setup.py
 env: $(STAMP)-pkg
 
 # Debian's Chromium and its driver, for the web app's browser test.
+# Stamped only once they are there: a failed install is tried again (and
+# its warning said again) on the next run.
 $(STAMP)-browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
-	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
-	  || echo "WARNING: could not install chromium: the browser test will be SKIPPED"; fi
-	touch $@
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then touch $@; \
+	elif apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; then touch $@; \
+	else echo "WARNING: could not install chromium: the browser test will be SKIPPED"; fi
 
 # onnxruntime-web for the browser demo, from demo/web/package-lock.json
 # (never committed; the server serves it from there). Without npm the
@@ -56,8 +57,9 @@ WEIGHTS ?=
 web: env $(WEB_STAMP)
 	$(PY) demo/web_server.py $(if $(WEIGHTS),--weights $(WEIGHTS))
 
+# outputs/demo is this recipe's own folder: a second run replaces its results.
 demo: env
-	$(PY) demo/demo.py demo/demo.jpg configs/rap_sam/eval_rap_sam_coco.py --out-dir outputs/demo
+	$(PY) demo/demo.py demo/demo.jpg configs/rap_sam/eval_rap_sam_coco.py --out-dir outputs/demo --overwrite
 
 test: env $(STAMP)-browser $(WEB_STAMP)
 	$(PY) -m pytest -q tests

@@ -101,9 +101,15 @@ def own_result_files(runner, args) -> None:
         return
     for metric in runner.test_evaluator.metrics:
         prefix = getattr(metric, 'outfile_prefix', None)
-        if not isinstance(prefix, str) or not _is_local(prefix):
+        # A prefix in a temporary folder of the metric's own (mmdet's when
+        # the config gives none) is deleted with it: nothing to keep.
+        if not isinstance(prefix, str) or not _is_local(prefix) or \
+                getattr(metric, 'tmp_dir', None) is not None:
             continue
         metric.outfile_prefix = osp.join(runner.log_dir, osp.basename(prefix))
+        if getattr(metric, 'seg_out_dir', None) == f'{prefix}.panoptic':
+            # CocoPanopticMetric's PNGs, named from the prefix at its start.
+            metric.seg_out_dir = f'{metric.outfile_prefix}.panoptic'
         runner.logger.info('Result files: '
                            f'{metric.outfile_prefix}.* (the config\'s '
                            f'outfile_prefix {prefix} is shared by all runs)')

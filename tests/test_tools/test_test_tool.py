@@ -82,6 +82,30 @@ def test_coco_panoptic_end_to_end(tmp_path, coco_root):
         if f.endswith('.json')
     ]
     assert any('coco_panoptic/PQ' in open(p).read() for p in saved)
+    # mmdet's metric keeps its files in a temporary folder of its own,
+    # deleted after: no result files to name.
+    logs = glob.glob(str(tmp_path / 'work' / '*' / '*.log'))
+    assert logs and 'Result files' not in open(logs[0]).read()
+
+
+def test_a_config_prefix_moves_under_the_run(tmp_path):
+    """CocoPanopticMetric's json and its PNG folder alike."""
+    from types import SimpleNamespace
+
+    from mmdet.evaluation import CocoPanopticMetric
+    mine = CocoPanopticMetric(outfile_prefix='work_dirs/coco/results')
+    own = CocoPanopticMetric()  # mmdet's temporary folder
+    own_prefix = own.outfile_prefix
+    logged = []
+    runner = SimpleNamespace(
+        test_evaluator=SimpleNamespace(metrics=[mine, own]),
+        log_dir=str(tmp_path / 'run'),
+        logger=SimpleNamespace(info=logged.append))
+    test_tool.own_result_files(runner, SimpleNamespace(cfg_options=None))
+    assert mine.outfile_prefix == str(tmp_path / 'run' / 'results')
+    assert mine.seg_out_dir == str(tmp_path / 'run' / 'results.panoptic')
+    assert own.outfile_prefix == own_prefix
+    assert len(logged) == 1 and 'work_dirs/coco/results' in logged[0]
 
 
 def test_coco_sam_clicks_end_to_end(tmp_path, coco_root):
