@@ -75,6 +75,7 @@ from rap_sam.engine import is_complete_checkpoint  # noqa: E402
 from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
 from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
+from rap_sam.utils.pretrained import fetch_pretrained  # noqa: E402
 from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
                                       load_config)
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
@@ -124,6 +125,11 @@ def build_cfg(args) -> Config:
                 'another file, or --resume alone to continue from the newest '
                 'complete checkpoint of the work dir.')
         cfg.resume, cfg.load_from = True, args.resume
+    if cfg.get('load_from'):
+        # Every weight comes from that checkpoint: the ImageNet init would
+        # only be downloaded and replaced. (--resume alone may find no
+        # checkpoint and start afresh: it keeps the init.)
+        cfg.model.backbone.init_cfg = None
     return cfg
 
 
@@ -167,6 +173,7 @@ def main(argv=None):
             trust_all_checkpoints()
         cfg = build_cfg(args)
         with claim_work_dir(cfg, args.launcher, 'training'):
+            fetch_pretrained(cfg)
             runner = Runner.from_cfg(cfg)
             try:
                 runner.train()
