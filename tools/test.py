@@ -133,6 +133,13 @@ def build_cfg(args) -> Config:
     # lenient load.
     cfg.load_from = None
     if args.show_dir:
+        model_type = cfg.model.get('type')
+        if getattr(model_type, '__name__', model_type) == 'RapSAMVideo':
+            raise EvalArgumentError(
+                f'--show-dir draws image configs only: {args.config} '
+                "evaluates videos, which mmdet's DetVisualizationHook "
+                'cannot draw; leave it out (demo/video_demo.py draws a '
+                "video's tracks).")
         hooks = cfg.default_hooks
         if 'visualization' not in hooks:
             raise EvalArgumentError(

@@ -435,3 +435,40 @@ def test_an_evaluation_into_a_held_work_dir_is_refused(tmp_path, coco_root):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_show_dir_draws_the_prompt_evaluation(tmp_path, coco_root):
+    """Its ground truth comes at the network's scale (loaded before the
+    resize; it failed mmdet's shape check): drawn scaled to the photo
+    (96 x 128 photos run at half their size)."""
+    config = 'rap_sam/eval_rap_sam_prompt.py'
+    ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
+    proc = run_script(
+        'tools/test.py', config_path(config), ckpt, '--work-dir',
+        tmp_path / 'work', '--show-dir', 'shown', '--cfg-options',
+        *loader_options(
+            coco_root,
+            {'test_dataloader.dataset.pipeline.2.scale': '(64,48)'}))
+    assert_ran(proc)
+    drawn = sorted(glob.glob(str(tmp_path / 'work' / '*' / 'shown' / '*')))
+    images = sorted(glob.glob(coco_root + 'val2017/*.jpg'))
+    assert [osp.basename(p) for p in drawn] == \
+        [osp.basename(p) for p in images]
+    for out, src in zip(drawn, images):
+        img, shown = cv2.imread(src), cv2.imread(out)
+        h, w = img.shape[:2]
+        assert shown.shape == (h, 2 * w, 3)
+        # The ground truth's objects are drawn over the whole photo, not
+        # in its top-left corner only.
+        changed = np.abs(shown[:, :w].astype(int) - img).max(-1) > 40
+        assert changed[h // 2:].any() and changed[:, w // 2:].any()
+
+
+def test_show_dir_of_a_video_config_is_one_line(tmp_path, ytvis):
+    root, config, ckpt = ytvis
+    proc = run_script('tools/test.py', config_path(config), ckpt, '--work-dir',
+                      tmp_path / 'work', '--show-dir', 'shown')
+    assert_user_error(
+        proc, f'--show-dir draws image configs only: {config_path(config)} '
+        "evaluates videos, which mmdet's DetVisualizationHook cannot draw")
+    assert not glob.glob(str(tmp_path / 'work' / '*' / 'shown'))
