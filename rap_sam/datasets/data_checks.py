@@ -85,7 +85,9 @@ def data_root_hint(data_root: Optional[str]) -> str:
     return (f'link your copy there (ln -s /path/to/{osp.basename(root)} '
             f'{root}) or point the dataset\'s data_root at it with '
             '--cfg-options (tools/test.py: '
-            'test_dataloader.dataset.data_root=DIR/; see data/README.md)')
+            'test_dataloader.dataset.data_root=DIR/; tools/train.py: the '
+            "data_root of each dataset under the recipe's "
+            'train_dataloader.dataset; see data/README.md)')
 
 
 def check_annotation_file(ann_file: str, data_root: Optional[str],

@@ -32,7 +32,9 @@ def test_missing_data_root_is_one_line(tmp_path):
         f'{layout_line(COCO_LAYOUT)}); link your copy there (ln -s '
         f'/path/to/coco {tmp_path}/coco) or point the dataset\'s data_root '
         'at it with --cfg-options (tools/test.py: '
-        'test_dataloader.dataset.data_root=DIR/; see data/README.md)')
+        'test_dataloader.dataset.data_root=DIR/; tools/train.py: the '
+        "data_root of each dataset under the recipe's "
+        'train_dataloader.dataset; see data/README.md)')
 
 
 def test_missing_annotation_file_is_one_line(tmp_path):
