@@ -383,8 +383,8 @@ def resolve_clip_checkpoint(model_name: str,
               if hub_id else 'the OpenCLIP release that offers this tag')
     raise ClipWeightsNotFoundError(
         f'No weights for OpenCLIP {model_name!r} with pretrained tag '
-        f'{pretrained!r} on this machine, and none can be downloaded here. '
-        f'Fetch them on a machine with internet from {source}, then either '
-        f'put the file at {candidates[0]} (or set {CLIP_DIR_ENV} to the '
-        f'folder that holds {model_name}/{pretrained}/) or pass its path '
-        f'with --checkpoint PATH (the backbone: checkpoint=PATH).')
+        f'{pretrained!r} on this machine (rap_sam never downloads them). '
+        f'Download them from {source}, then either put the file at '
+        f'{candidates[0]} (or set {CLIP_DIR_ENV} to the folder that holds '
+        f'{model_name}/{pretrained}/) or pass its path with --checkpoint '
+        "PATH (in a config: the backbone's init_cfg checkpoint=PATH).")
