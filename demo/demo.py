@@ -91,25 +91,30 @@ def segment_to_files(predictor, path: str, stem: str) -> int:
     return len(segments)
 
 
+def _segments(count: int) -> str:
+    return f'{count} segment' + 's' * (count != 1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors():
         images = list_images(args.inputs)
-        # The predictor checks its files and options before the model
-        # builds, so they are reported first and no folder is made for them.
-        predictor = load_predictor(args, **predictor_kwargs(args))
         stems = result_stems(images, args.out_dir)
-        make_out_dir(args.out_dir)
+        # Earlier results are refused before the model loads (seconds).
         check_outputs(
             [f'{s}{ext}' for s in stems for ext in ('.png', '.json')], images,
             args.overwrite)
+        # The predictor checks its files and options before the model
+        # builds, so they are reported first and no folder is made for them.
+        predictor = load_predictor(args, **predictor_kwargs(args))
+        make_out_dir(args.out_dir)
         if args.score_thr is not None:
             predictor.model.panoptic_fusion_head.test_cfg[
                 'object_mask_thr'] = check_number(args.score_thr,
                                                   '--score-thr')
         if len(images) == 1:
             count = segment_to_files(predictor, images[0], stems[0])
-            print(f'{images[0]}: {count} segments -> {stems[0]}.png/.json')
+            print(f'{images[0]}: {_segments(count)} -> {stems[0]}.png/.json')
             return
         skipped = 0
         for path, stem in zip(tqdm(images, desc='segmenting'), stems):
@@ -123,7 +128,7 @@ def main(argv=None):
                 tqdm.write(f'skipping {path}: {kind}{err}')
                 skipped += 1
                 continue
-            tqdm.write(f'{path}: {count} segments -> {stem}.png/.json')
+            tqdm.write(f'{path}: {_segments(count)} -> {stem}.png/.json')
         if skipped == len(images):
             raise InputError(f'None of the {len(images)} images in '
                              f'{args.inputs} could be segmented (see above).')

@@ -436,11 +436,11 @@ def main(argv=None):
         if args.prompted:
             check_prompts(args.points, args.boxes, first.shape[1],
                           first.shape[0])
-        predictor = load_predictor(args, **predictor_kwargs(args))
         stem = result_stems([args.inputs], args.out_dir)[0]
-        make_out_dir(args.out_dir)
         check_outputs([f'{stem}.mp4', f'{stem}.json'], [args.inputs],
                       args.overwrite)
+        predictor = load_predictor(args, **predictor_kwargs(args))
+        make_out_dir(args.out_dir)
         bar = None
 
         def progress(done, total):

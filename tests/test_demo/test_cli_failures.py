@@ -161,6 +161,12 @@ def test_same_stem_inputs_and_earlier_results(tmp_path, small_photo, weights):
                     '--overwrite to replace earlier results, or choose '
                     'another output folder.')
     assert snapshot(out) == {out.relative_to(out) / 'pic_jpg.json': b'earlier'}
+    # Said before the model loads: a checkpoint it would refuse is not
+    # even read.
+    missing = [
+        str(tmp_path / 'missing.pth') if a == weights else a for a in args
+    ]
+    assert assert_user_error(run_script('demo/demo.py', *missing)) == line
 
     proc = run_script('demo/demo.py', *args, '--overwrite')
     assert_ran(proc)
