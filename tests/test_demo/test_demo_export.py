@@ -180,3 +180,18 @@ def test_precision_the_folder_lacks(small_photo, fp32_export, tmp_path):
         proc, 'The onnxruntime backend runs fp32, int8, not bf16; bf16 runs '
         'on openvino.')
     assert not (tmp_path / 'o').exists()
+
+
+def test_a_portrait_photo_on_a_landscape_export(small_photo, fp32_export,
+                                                tmp_path):
+    # It was a ValueError traceback (larger than the graph input): resized
+    # to fit the 96 x 64 input, the results at the photo's own size.
+    portrait = tmp_path / 'portrait.png'
+    cv2.imwrite(str(portrait), cv2.imread(small_photo).transpose(1, 0, 2))
+    assert_ran(
+        run_script(DEMO, portrait, '--export', fp32_export, '--score-thr',
+                   0.3, '--out-dir', tmp_path / 'out'))
+    result = read_json(tmp_path / 'out' / 'portrait.json')
+    assert (result['height'], result['width']) == (150, 100)
+    assert cv2.imread(str(tmp_path / 'out' / 'portrait.png')).shape == \
+        (150, 100, 3)

@@ -310,8 +310,15 @@ def test_fixed_pad_shape():
     assert batch.shape == (1, 3, 64, 128)
     assert meta['img_shape'] == (64, 64)
     assert (batch[..., :64, :64] == 7).all() and (batch[..., 64:] == 0).all()
-    with pytest.raises(ValueError, match='larger than the graph input'):
-        ImagePreprocessor((96, 64), [0] * 3, [1] * 3, pad_shape=(32, 32))(img)
+    # A portrait photo in a landscape shape (it was refused): resized to
+    # fit the input, its aspect ratio kept, scale factors to match.
+    portrait = np.full((120, 60, 3), 5, np.uint8)
+    batch, meta = ImagePreprocessor((96, 64), [0] * 3, [1] * 3,
+                                    pad_shape=(64, 96))(portrait)
+    assert batch.shape == (1, 3, 64, 96)
+    assert meta['img_shape'] == (64, 32)
+    assert meta['scale_factor'] == (32 / 60, 64 / 120)
+    assert (batch[..., :64, :32] == 5).all() and (batch[..., 32:] == 0).all()
 
 
 @pytest.mark.parametrize('name', sorted(BACKENDS))

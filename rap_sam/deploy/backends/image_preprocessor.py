@@ -18,8 +18,10 @@ class ImagePreprocessor:
         bgr_to_rgb (bool): Swap BGR to RGB before normalising.
         size_divisor (int): Pad height and width up to a multiple of it.
         pad_shape (tuple, optional): ``(h, w)`` to pad every image to
-            instead (a graph exported for one input shape); an image larger
-            than that after the resize is refused.
+            instead (a graph exported for one input shape); an image that
+            would not fit it after the resize (a portrait photo in a
+            landscape shape) is resized to fit it instead, keeping its
+            aspect ratio: the network sees it smaller than at ``scale``.
         pad_value (float): The padding's value (after normalisation).
     """
 
@@ -42,11 +44,18 @@ class ImagePreprocessor:
 
     def resized_size(self, width: int, height: int) -> Tuple[int, int]:
         """mmcv's ``rescale_size``: ``(w, h)`` after fitting
-        :attr:`scale`."""
+        :attr:`scale`; and then, with a :attr:`pad_shape`, within it."""
         long_edge, short_edge = max(self.scale), min(self.scale)
         factor = min(long_edge / max(height, width),
                      short_edge / min(height, width))
-        return int(width * factor + 0.5), int(height * factor + 0.5)
+        size = int(width * factor + 0.5), int(height * factor + 0.5)
+        if self.pad_shape is not None and (size[1] > self.pad_shape[0]
+                                           or size[0] > self.pad_shape[1]):
+            factor = min(self.pad_shape[0] / height,
+                         self.pad_shape[1] / width)
+            size = (min(int(width * factor + 0.5), self.pad_shape[1]),
+                    min(int(height * factor + 0.5), self.pad_shape[0]))
+        return size
 
     def __call__(self, img: np.ndarray) -> Tuple[np.ndarray, dict]:
         """``[H, W, 3]`` uint8 BGR -> (``[1, 3, Hp, Wp]`` float32, meta).
@@ -63,10 +72,6 @@ class ImagePreprocessor:
             img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         if self.pad_shape is not None:
             pad_h, pad_w = self.pad_shape
-            if new_h > pad_h or new_w > pad_w:
-                raise ValueError(
-                    f'The resized image ({new_w} x {new_h}) is larger than '
-                    f'the graph input ({pad_w} x {pad_h}).')
         else:
             d = self.size_divisor
             pad_h, pad_w = -(-new_h // d) * d, -(-new_w // d) * d
