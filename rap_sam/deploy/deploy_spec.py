@@ -174,6 +174,16 @@ def validate_spec(spec: dict, path: str = SPEC_FILE) -> dict:
                 _check_type(info, dict, where, path)
                 _check_shape(info.get('shape'), where + '.shape', path)
                 _check_type(info.get('dtype'), str, where + '.dtype', path)
+        # The graphs score the classes and "no object": a list of another
+        # length would label the classes wrongly, or index past them.
+        scores = graph['outputs'].get('cls_logits', {}).get('shape') or []
+        if scores and isinstance(scores[-1], int) and \
+                scores[-1] != len(classes) + 1:
+            raise DeployFolderError(
+                f'{path}: "classes" lists {len(classes)} classes, the '
+                f'{name} scores {scores[-1] - 1} (and "no object"): '
+                'deploy.json was edited or mixed with another export; '
+                're-export the model (with --classes for your own).')
     return spec
 
 

@@ -184,6 +184,14 @@ BROKEN = {
     'no classes': (_set('classes', []), '"classes" must be a non-empty'),
     'num_things': (_set('num_things', 9), '"num_things" must be between 0 '
                    'and the number of classes (8), got 9'),
+    # Edited lists: run, they labelled segments wrongly (longer) or
+    # indexed past the names (shorter).
+    'more classes': (_set('classes', [f'c{i}' for i in range(9)]),
+                     '"classes" lists 9 classes, the panoptic_decoder '
+                     'scores 8 (and "no object")'),
+    'fewer classes':
+    (lambda spec: spec.update(classes=['a', 'b'], num_things=1),
+     '"classes" lists 2 classes, the panoptic_decoder scores 8'),
     'graph missing': (_set('graphs.prompt_decoder',
                            KeyError), '"graphs" has no "prompt_decoder"'),
     'file outside': (_set('graphs.image_encoder.file', '../x.onnx'),
