@@ -390,3 +390,48 @@ def read_deploy_spec(export_dir: str, check_graphs: bool = True) -> DeploySpec:
         if check_graphs:
             _check_graph(file, name, graph)
     return spec
+
+
+def list_names(names: Sequence[str], most: int = 3) -> str:
+    """``names`` for a message: the first ``most``, then how many more."""
+    more = len(names) - most
+    return ', '.join(names[:most]) + (f' and {more} more' if more > 0 else '')
+
+
+def foreign_entries(export_dir: str) -> List[str]:
+    """What an export folder holds besides the export's own files
+    (``deploy.json`` and the graphs it names, or the default graph names
+    when it cannot be read), sorted: what replacing the export would
+    delete that is not the export's."""
+    own = {SPEC_FILE} | {f'{name}.onnx' for name in GRAPH_NAMES}
+    try:
+        with open(osp.join(export_dir, SPEC_FILE)) as f:
+            graphs = json.load(f).get('graphs', {})
+        own |= {
+            g['file']
+            for g in graphs.values()
+            if isinstance(g, dict) and isinstance(g.get('file'), str)
+        }
+    except (OSError, ValueError, AttributeError):
+        pass
+    # ONNX's external data of a graph, if a large one was saved so.
+    own |= {f'{name}.data' for name in own}
+    return sorted(set(os.listdir(export_dir)) - own)
+
+
+def replace_folder(work: str, out_dir: str) -> None:
+    """Put the finished folder ``work`` at ``out_dir`` (on the same file
+    system), replacing the folder there, if any, in one rename: a reader
+    sees the old export or the new one, never a mix or none. A symbolic
+    link at ``out_dir`` stays, and the folder it points to is replaced."""
+    import shutil
+    import tempfile
+    out_dir = osp.realpath(out_dir)
+    if not osp.isdir(out_dir):
+        os.replace(work, out_dir)
+        return
+    old = tempfile.mkdtemp(prefix='.replaced-', dir=osp.dirname(out_dir))
+    os.rmdir(old)
+    os.replace(out_dir, old)
+    os.replace(work, out_dir)
+    shutil.rmtree(old, ignore_errors=True)

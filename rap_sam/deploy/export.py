@@ -25,7 +25,8 @@ import torch.nn as nn
 
 from rap_sam.utils.user_errors import UserError
 from .deploy_spec import (FORMAT_VERSION, MIN_OPSET, SPEC_FILE, DeploySpec,
-                          _onnx_io, write_spec)
+                          _onnx_io, foreign_entries, list_names,
+                          replace_folder, write_spec)
 from .graphs import (BOXES, DENSE_FEATURES, IMAGE, IMG_SHAPE,
                      LOW_RANK_FEATURES, MASK_LOGITS, build_graphs)
 
@@ -154,7 +155,8 @@ def check_export_options(out_dir: str,
         ExportError: an opset below 17; ``out_dir`` being a
             file, or a non-empty folder without ``overwrite``, or, with
             ``overwrite``, a non-empty folder that is not an export (no
-            deploy.json): overwrite replaces an export, never other files.
+            deploy.json) or one holding other files than the export's:
+            overwrite replaces an export, never other files.
     """
     if isinstance(opset,
                   bool) or not isinstance(opset, int) or opset < MIN_OPSET:
@@ -173,6 +175,12 @@ def check_export_options(out_dir: str,
         raise ExportError(
             f'{out_dir} is not an export folder (no {SPEC_FILE}): '
             '--overwrite replaces an export only; choose another --out.')
+    foreign = foreign_entries(out_dir)
+    if foreign:
+        raise ExportError(
+            f"{out_dir} holds files that are not the export's "
+            f'({list_names(foreign)}), which --overwrite would delete: move '
+            'them out or choose another --out.')
 
 
 def _prepare(model: nn.Module) -> nn.Module:
@@ -236,7 +244,8 @@ def export_model(model: nn.Module,
     prepared = _prepare(model)
     graphs = build_graphs(prepared, low_rank)
 
-    parent = osp.dirname(osp.abspath(out_dir))
+    # Beside the folder a link at out_dir points to: replaced in one rename.
+    parent = osp.dirname(osp.realpath(out_dir))
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix='.export-', dir=parent)
     try:
@@ -255,14 +264,7 @@ def export_model(model: nn.Module,
             graphs=io_specs)
         write_spec(work, spec)
         os.chmod(work, 0o777 & ~_umask())
-        if osp.isdir(out_dir):
-            old = tempfile.mkdtemp(prefix='.replaced-', dir=parent)
-            os.rmdir(old)
-            os.replace(out_dir, old)
-            os.replace(work, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(work, out_dir)
+        replace_folder(work, out_dir)
     finally:
         if osp.isdir(work):
             shutil.rmtree(work, ignore_errors=True)

@@ -127,7 +127,7 @@ def quantize_export(export_dir: str,
         UserError: an export folder that is missing or invalid (the
             deploy.json reader's message).
     """
-    from .deploy_spec import read_deploy_spec
+    from .deploy_spec import read_deploy_spec, replace_folder
     if precision not in APPROXIMATE_PRECISIONS:
         raise QuantizeError(
             f'precision must be one of {", ".join(APPROXIMATE_PRECISIONS)} '
@@ -164,7 +164,7 @@ def quantize_export(export_dir: str,
                 f'choose from {", ".join(spec.graph_names)}.')
     # Written beside out_dir and moved into place at the end, so that an
     # error or a kill leaves no half-written export under its name.
-    parent = osp.dirname(osp.abspath(out_dir))
+    parent = osp.dirname(osp.realpath(out_dir))
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix='.quantize_', dir=parent)
     umask = os.umask(0)
@@ -185,9 +185,7 @@ def quantize_export(export_dir: str,
             precision,
             quantized_graphs=quantized,
             calibration=len(images) if images else None).write(work)
-        if osp.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(work, out_dir)
+        replace_folder(work, out_dir)
     finally:
         if osp.isdir(work):
             shutil.rmtree(work, ignore_errors=True)
@@ -237,6 +235,14 @@ def _check_out_dir(export_dir: str, out_dir: str, overwrite: bool) -> None:
         raise QuantizeError(
             f'{out_dir} is not an export folder (no deploy.json): not '
             'replacing it; choose another folder.')
+    from .deploy_spec import foreign_entries, list_names
+    foreign = foreign_entries(out_dir)
+    if foreign:
+        raise QuantizeError(
+            f"{out_dir} holds files that are not the export's "
+            f'({list_names(foreign)}), '
+            'which overwrite would delete: move them out or choose another '
+            'folder.')
 
 
 def _quantize_int8(export_dir, spec, work, images, graphs, modules,

@@ -4,6 +4,7 @@ untouched, and the messages for a bad calibration folder."""
 import hashlib
 import os
 import os.path as osp
+import shutil
 
 import cv2
 import numpy as np
@@ -339,6 +340,28 @@ def test_output_folder_checks(fp32_dir, calib_dir, tmp_path):
     assert quantize_export(
         fp32_dir, 'bf16', out_dir=out, overwrite=True) == out
     assert sorted(os.listdir(tmp_path)) == ['bf16', 'taken']  # no temp left
+    # An export holding a file of the user's (its calibration folder, notes)
+    # is not replaced: overwrite deleted them.
+    (tmp_path / 'bf16' / 'calib').mkdir()
+    (tmp_path / 'bf16' / 'notes.txt').write_text('mine')
+    with pytest.raises(
+            QuantizeError,
+            match=r"holds files that are not the export's \(calib, "
+            r'notes.txt\), which overwrite would delete'):
+        quantize_export(fp32_dir, 'bf16', out_dir=out, overwrite=True)
+    assert (tmp_path / 'bf16' / 'notes.txt').read_text() == 'mine'
+    shutil.rmtree(tmp_path / 'bf16' / 'calib')
+    os.remove(tmp_path / 'bf16' / 'notes.txt')
+    # A link to an export: the export it points to is replaced, the link
+    # kept (the link was replaced by a folder, a '.replaced-' link left).
+    os.symlink(tmp_path / 'bf16', tmp_path / 'link')
+    os.utime(tmp_path / 'bf16' / 'deploy.json', (0, 0))
+    assert quantize_export(
+        fp32_dir, 'bf16', out_dir=str(tmp_path / 'link'),
+        overwrite=True) == str(tmp_path / 'link')
+    assert os.path.islink(tmp_path / 'link')
+    assert os.stat(tmp_path / 'bf16' / 'deploy.json').st_mtime > 0
+    assert sorted(os.listdir(tmp_path)) == ['bf16', 'link', 'taken']
     with pytest.raises(QuantizeError, match='precision must be one of'):
         quantize_export(fp32_dir, 'fp16', out_dir=str(tmp_path / 'x'))
     with pytest.raises(QuantizeError, match='calibration must be one of'):

@@ -12,8 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import (REPO, assert_ran, config_path, load_tool,
-                     random_class_embeddings, run_script, toy_checkpoint)
+from helpers import (REPO, assert_ran, assert_user_error, config_path,
+                     load_tool, random_class_embeddings, run_script,
+                     toy_checkpoint)
 from mmdet.structures import DetDataSample
 
 from rap_sam.deploy.deploy_spec import read_deploy_spec
@@ -236,3 +237,19 @@ def test_refused_export_keeps_an_export(exported, tmp_path):
     assert proc.returncode == 2 and '--calib DIR' in proc.stderr
     assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
     json.loads((out / 'deploy.json').read_text())
+
+
+def test_overwrite_keeps_files_that_are_not_the_exports(exported, tmp_path):
+    """--overwrite replaced the whole folder: a calibration folder kept in
+    the export, read by the same run, was deleted with it."""
+    out = tmp_path / 'toy'
+    shutil.copytree(exported[0], out)
+    (out / 'calib').mkdir()
+    (out / 'README.txt').write_text('mine')
+    before = sorted(os.listdir(out))
+    line = assert_user_error(
+        run_script(TOOL, config_path(TOY), '--out', out, '--overwrite'))
+    assert line == (f"error: {out} holds files that are not the export's "
+                    '(README.txt, calib), which --overwrite would delete: '
+                    'move them out or choose another --out.')
+    assert sorted(os.listdir(out)) == before
