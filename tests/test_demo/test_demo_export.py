@@ -189,8 +189,8 @@ def test_a_portrait_photo_on_a_landscape_export(small_photo, fp32_export,
     portrait = tmp_path / 'portrait.png'
     cv2.imwrite(str(portrait), cv2.imread(small_photo).transpose(1, 0, 2))
     assert_ran(
-        run_script(DEMO, portrait, '--export', fp32_export, '--score-thr',
-                   0.3, '--out-dir', tmp_path / 'out'))
+        run_script(DEMO, portrait, '--export', fp32_export, '--score-thr', 0.3,
+                   '--out-dir', tmp_path / 'out'))
     result = read_json(tmp_path / 'out' / 'portrait.json')
     assert (result['height'], result['width']) == (150, 100)
     assert cv2.imread(str(tmp_path / 'out' / 'portrait.png')).shape == \

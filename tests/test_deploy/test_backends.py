@@ -314,7 +314,8 @@ def test_fixed_pad_shape():
     # fit the input, its aspect ratio kept, scale factors to match.
     portrait = np.full((120, 60, 3), 5, np.uint8)
     batch, meta = ImagePreprocessor((96, 64), [0] * 3, [1] * 3,
-                                    pad_shape=(64, 96))(portrait)
+                                    pad_shape=(64, 96))(
+                                        portrait)
     assert batch.shape == (1, 3, 64, 96)
     assert meta['img_shape'] == (64, 32)
     assert meta['scale_factor'] == (32 / 60, 64 / 120)

@@ -51,8 +51,7 @@ class ImagePreprocessor:
         size = int(width * factor + 0.5), int(height * factor + 0.5)
         if self.pad_shape is not None and (size[1] > self.pad_shape[0]
                                            or size[0] > self.pad_shape[1]):
-            factor = min(self.pad_shape[0] / height,
-                         self.pad_shape[1] / width)
+            factor = min(self.pad_shape[0] / height, self.pad_shape[1] / width)
             size = (min(int(width * factor + 0.5), self.pad_shape[1]),
                     min(int(height * factor + 0.5), self.pad_shape[0]))
         return size
