@@ -382,14 +382,23 @@ def load_image(shape: Tuple[int, int],
                path: Optional[str] = None,
                seed: int = 0) -> np.ndarray:
     """A BGR uint8 image of ``shape`` (h, w): ``path`` (default: the
-    repository's demo/demo.jpg) resized, or seeded noise without one."""
+    repository's demo/demo.jpg) resized, or seeded noise where no path is
+    given and demo.jpg is missing.
+
+    Raises:
+        InputError: ``path`` given but not a readable image (the timing
+            and accuracy depend on the content: never noise instead).
+    """
     import cv2
     h, w = shape
-    path = path or DEMO_IMAGE
-    img = cv2.imread(path) if osp.isfile(path) else None
-    if img is None:
-        rng = np.random.default_rng(seed)
-        return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if path is None:
+        img = cv2.imread(DEMO_IMAGE) if osp.isfile(DEMO_IMAGE) else None
+        if img is None:
+            rng = np.random.default_rng(seed)
+            return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    else:
+        from rap_sam.apis.inputs import read_image
+        img = read_image(path)
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
 
 

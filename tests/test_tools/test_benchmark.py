@@ -258,11 +258,19 @@ def test_video_task(tmp_path):
     assert entry['fps'] > 0 and entry['gflops']['total'] > 0
 
 
-@pytest.mark.parametrize('args, words', [
-    ([COCO, '--task', 'prompt', '--compare', 'mask2former'
-      ], '--compare mask2former needs --task image'),
-    ([COCO, '--repeats', '0'], '--repeats must be positive'),
-])
+@pytest.mark.parametrize(
+    'args, words',
+    [
+        ([COCO, '--task', 'prompt', '--compare', 'mask2former'
+          ], '--compare mask2former needs --task image'),
+        ([COCO, '--repeats', '0'], '--repeats must be positive'),
+        # 0 was the default thread count, -1 a RuntimeError traceback.
+        ([COCO, '--threads', '0'], '--threads must be positive'),
+        ([COCO, '--threads', '-1'], '--threads must be positive'),
+        # It timed seeded noise instead, exit 0.
+        ([COCO, '--image', 'no/such.jpg'], '--image no/such.jpg: no such file'
+         ),
+    ])
 def test_bad_arguments_end_in_usage(args, words):
     assert_usage_error(run_script(TOOL, *args), words)
 
@@ -394,3 +402,19 @@ def test_half_post_processing_variant(tmp_path):
     assert half['class_logits_rel_err'] == 0
     assert half['instances'][0] == half['instances'][1] > 0
     assert 0.5 < half['kept_mask_iou_mean'] < 1
+
+
+def test_an_unreadable_image_or_an_earlier_report_is_one_line(tmp_path):
+    notes = tmp_path / 'notes.jpg'
+    notes.write_text('not a picture')
+    assert_user_error(
+        run_script(TOOL, COCO, *SMALL, '--image', notes, '--no-flops',
+                   '--no-memory', '--no-roofline', '--variants', 'fast'),
+        f'error: Cannot read {notes} as an image')
+    # Refused before the timing (a report was replaced without a word).
+    report = tmp_path / 'bench.json'
+    report.write_text('{"my": "earlier results"}')
+    assert_user_error(
+        run_script(TOOL, COCO, *SMALL, '--out', report),
+        f'error: {report} already exists: pass --overwrite')
+    assert report.read_text() == '{"my": "earlier results"}'

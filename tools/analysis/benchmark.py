@@ -218,10 +218,17 @@ def parse_args(argv=None):
         '--image', help='image file (default: demo/demo.jpg, or noise)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='write the report as JSON here')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an earlier --out report (without it the tool refuses '
+        'to, before any work)')
     args = parser.parse_args(argv)
     if args.compare and args.task != 'image':
         parser.error('--compare mask2former needs --task image')
-    for name in ('warmup', 'repeats', 'num_prompts', 'num_frames'):
+    if args.image is not None and not osp.isfile(args.image):
+        parser.error(f'--image {args.image}: no such file')
+    for name in ('warmup', 'repeats', 'num_prompts', 'num_frames', 'threads'):
         value = getattr(args, name)
         if value is not None and value < (1 if name != 'warmup' else 0):
             parser.error(f'--{name.replace("_", "-")} must be positive')
@@ -576,11 +583,15 @@ def print_report(report: dict) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import rap_sam  # noqa: F401  (registers the modules)
-    from rap_sam.utils.output_files import make_out_dir, write_bytes
+    from rap_sam.utils.output_files import (check_outputs, make_out_dir,
+                                            write_bytes)
     from rap_sam.utils.user_errors import cli_errors
     command = ' '.join([osp.basename(sys.argv[0])] +
                        (argv if argv is not None else sys.argv[1:]))
     with cli_errors():
+        if args.out:
+            # Said before minutes of timing, not after.
+            check_outputs([args.out], [], args.overwrite)
         if args.trust_checkpoint:
             from rap_sam.utils.checkpoint import trust_all_checkpoints
             trust_all_checkpoints()
