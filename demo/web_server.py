@@ -28,7 +28,7 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from demo_cli import REPO, base_parser, guard_interrupts
+from demo_cli import REPO, base_parser, check_export_args, guard_interrupts
 
 WEB_DIR = osp.join(REPO, 'demo', 'web')
 ORT_DIR = osp.join(WEB_DIR, 'node_modules', 'onnxruntime-web', 'dist')
@@ -39,8 +39,9 @@ def parse_args(argv=None):
     parser = base_parser(__doc__, backends=False)
     parser.add_argument(
         '--config',
-        default=DEFAULT_CONFIG,
-        help='an eval config under configs/rap_sam (with --weights)')
+        default=None,
+        help='an eval config under configs/rap_sam (with --weights; '
+        f'default: {osp.relpath(DEFAULT_CONFIG, REPO)}; not with --export)')
     parser.add_argument(
         '--export',
         default=None,
@@ -58,7 +59,14 @@ def parse_args(argv=None):
         action='store_true',
         help='send features as float32 (default float16: half the bytes, '
         'masks within IoU 0.999)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # The server encodes on ONNX Runtime whatever it is given: the options
+    # an export folder fixes are refused as the demos refuse them.
+    args.backend = args.precision = None
+    if args.export is None:
+        args.config = args.config or DEFAULT_CONFIG
+    check_export_args(parser, args, '--config')
+    return args
 
 
 if __name__ == '__main__':
@@ -300,10 +308,6 @@ def make_handler(demo: WebDemo):
 
 def build_demo(args) -> WebDemo:
     if args.export:
-        if args.weights or args.scale or args.classes:
-            raise InputError('--export runs an export folder as it is: '
-                             'leave out --weights, --scale and --classes '
-                             '(export again to change them).')
         predictor = RapSAMPredictor.from_export(
             args.export, 'onnxruntime', num_threads=args.threads)
     else:

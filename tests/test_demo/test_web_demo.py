@@ -15,7 +15,8 @@ import pytest
 from browser import (add_web_prompt, chromium_paths, open_in_web_demo,
                      page_data, serve_web_demo, start_browser, text_of,
                      wait_until, wait_web_idle)
-from helpers import REPO, assert_ran, assert_user_error, run_script
+from helpers import (REPO, assert_ran, assert_usage_error, assert_user_error,
+                     run_script)
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
@@ -465,8 +466,6 @@ def test_page_post_processing_is_the_models(ori_shape):
 
 @pytest.mark.parametrize('args, message', [
     (['--export', 'no/such/folder'], 'Export folder not found: no/such'),
-    (['--export', '{export}', '--scale', '64', '64'
-      ], '--export runs an export folder as it is'),
     (['--export', '{export}', '--port', '{port}'], 'Cannot listen on '
      '127.0.0.1:{port}'),
 ])
@@ -475,6 +474,27 @@ def test_bad_options_are_one_line_errors(server, args, message):
     result = run_script(
         'demo/web_server.py', *args, env=server['cache'], timeout=300)
     assert_user_error(result, f'error: {message.format(**server)}')
+
+
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        ('--scale 64 64', '--export runs an export folder as it is: leave out '
+         '--scale'),
+        # Ignored: the export's classes were served.
+        ('--config configs/rap_sam/eval_rap_sam_yt19.py', 'give --config '
+         '(configs/rap_sam/eval_rap_sam_yt19.py) or --export DIR (DIR), not '
+         'both'),
+        ('--num-things 3 --trust-checkpoint', 'leave out --num-things and '
+         '--trust-checkpoint'),
+        ('--device cuda', '--export runs on the CPU (onnxruntime): leave out '
+         '--device cuda'),
+    ])
+def test_options_an_export_fixes_are_refused(args, message, tmp_path):
+    folder = str(tmp_path / 'none')  # checked before it is read
+    assert_usage_error(
+        run_script('demo/web_server.py', '--export', folder, *args.split()),
+        message.replace('(DIR)', f'({folder})'))
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
