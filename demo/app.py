@@ -1146,7 +1146,6 @@ def main(argv=None):
                         tempfile.mkdtemp(prefix='rap_sam_app_'),
                         args.max_frames)
         ui = None
-        announced = False
         # Ctrl+C and SIGTERM (a supervisor's stop, `docker stop`) are how the
         # app is stopped: both end it quietly, with status 0, from the moment
         # gradio starts serving (its page may answer before launch returns).
@@ -1159,12 +1158,12 @@ def main(argv=None):
                 raise OutputError(f'Cannot serve on {args.host}:{args.port} '
                                   f'({reason}): choose another --port or '
                                   '--host.') from err
+            kept = f'; the videos it makes are kept in {app.out_dir}' \
+                if app.serves_videos else ''
             print(
                 f'RAP-SAM app on http://{args.host}:{args.port} (Ctrl+C '
-                'stops it); the videos it makes are kept in '
-                f'{app.out_dir}',
+                f'stops it){kept}',
                 flush=True)
-            announced = True
             while True:  # gradio serves on its own threads
                 time.sleep(1)
         except KeyboardInterrupt:
@@ -1178,9 +1177,10 @@ def main(argv=None):
                 # gradio's wait for it, and gradio's own clean-up of its
                 # cache never runs.
                 delete_files_created_by_app(ui, age=None)
-            if not announced:  # a folder nobody was told of, still empty
-                with contextlib.suppress(OSError):
-                    os.rmdir(app.out_dir)
+            # Left where videos were made; an empty one (none made, or the
+            # app stopped before it served) is removed.
+            with contextlib.suppress(OSError):
+                os.rmdir(app.out_dir)
 
 
 if __name__ == '__main__':

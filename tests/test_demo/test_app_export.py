@@ -2,6 +2,8 @@
 the folder's graphs on a runtime, the page has no video tab (videos are
 tracked on PyTorch), and the options the folder fixes are refused in one
 line before anything loads."""
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -91,11 +93,15 @@ def test_no_video_tab(export_app):
     assert {'panoptic', 'load_image'} <= names
 
 
-def test_the_served_app_on_an_export(fp32_export, small_photo):
+def test_the_served_app_on_an_export(fp32_export, small_photo, tmp_path,
+                                     monkeypatch):
     """As a user starts it: ``python demo/app.py --export DIR``; the page
-    segments over HTTP, offers no video call, and stops quietly."""
+    segments over HTTP, offers no video call, and stops quietly, leaving no
+    folder for videos it cannot make."""
     from gradio_client import Client, handle_file
     from test_app_inputs import served_app
+    monkeypatch.setenv('TMPDIR', str(tmp_path))  # the app's folder
+    monkeypatch.setenv('GRADIO_TEMP_DIR', str(tmp_path / 'gradio'))
     with served_app(['--export', fp32_export, '--backend',
                      'openvino']) as (url, ended):
         client = Client(url, verbose=False)
@@ -110,3 +116,5 @@ def test_the_served_app_on_an_export(fp32_export, small_photo):
         assert '/panoptic' in calls and '/on_track' not in calls
     assert ended['status'] == 0, ended['err']
     assert 'Traceback' not in ended['err'], ended['err']
+    assert 'videos' not in ended['out']
+    assert not [n for n in os.listdir(tmp_path) if n.startswith('rap_sam_app')]
