@@ -561,7 +561,20 @@ class RapSAMPredictor:
     @torch.no_grad()
     def segment_image(self, img: Union[str, np.ndarray]) -> DetDataSample:
         """Panoptic segments (``pred_panoptic_seg``, with ``segments``) and
-        thing instances (``pred_instances``) at the image's own size."""
+        thing instances (``pred_instances``) at the image's own size.
+
+        Raises:
+            InputError: the model makes no panoptic segments (a video
+                config's: instances only, for its clip linker).
+        """
+        if not self.model.panoptic_fusion_head.test_cfg.get(
+                'panoptic_on', True):
+            raise InputError(
+                'This model makes no panoptic segments (its test_cfg has '
+                'panoptic_on=False, as a video config has): segment images '
+                'with an image config such as '
+                'configs/rap_sam/eval_rap_sam_coco.py, or track videos '
+                '(iter_video, demo/video_demo.py).')
         img = self.read_image(img)
         if self.runtime is None:
             return self.model.test_step(self._batch(img))[0]

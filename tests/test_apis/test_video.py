@@ -234,3 +234,13 @@ def test_video_frames_above_the_pixel_limit_are_refused(
     monkeypatch.setattr(video_predictor, 'max_pixels', 96 * 64 - 1)
     with pytest.raises(InputError, match='96 x 64 pixels .* above the limit'):
         video_predictor.segment_video(frames)
+
+
+def test_a_video_model_refuses_to_segment_an_image(video_predictor):
+    """It makes instances only: segment_image's result had no panoptic
+    segments, and the demos failed on it with an AttributeError."""
+    with pytest.raises(InputError) as err:
+        video_predictor.segment_image(np.zeros((64, 96, 3), np.uint8))
+    assert str(err.value).startswith(
+        'This model makes no panoptic segments (its test_cfg has '
+        'panoptic_on=False, as a video config has)')

@@ -195,3 +195,13 @@ def test_a_portrait_photo_on_a_landscape_export(small_photo, fp32_export,
     assert (result['height'], result['width']) == (150, 100)
     assert cv2.imread(str(tmp_path / 'out' / 'portrait.png')).shape == \
         (150, 100, 3)
+
+
+def test_a_video_config_on_demo_is_one_line(small_photo, weights, tmp_path):
+    # An AttributeError traceback after the model ran.
+    assert_user_error(
+        run_script(DEMO, small_photo, 'configs/rap_sam/eval_rap_sam_yt19.py',
+                   '--weights', weights, '--scale', *SCALE, '--out-dir',
+                   tmp_path / 'out'), 'error: This model makes no panoptic '
+        'segments')
+    assert not (tmp_path / 'out' / 'coffee.json').exists()
