@@ -189,8 +189,19 @@ def _check_backend(backend, precision, backends=BACKENDS) -> None:
 
 
 def _check_threads(num_threads) -> Optional[int]:
-    return None if num_threads is None else check_int(num_threads,
-                                                      'num_threads')
+    if num_threads is None:
+        return None
+    num_threads = check_int(num_threads, 'num_threads')
+    cores = len(os.sched_getaffinity(0)) if hasattr(
+        os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    # Far more threads than cores only wait on each other (ONNX Runtime
+    # with 1000 threads ran for minutes where 2 took seconds).
+    if num_threads > 4 * cores:
+        raise InputError(
+            f'num_threads {num_threads} is far above the {cores} cores this '
+            f'process may use: give at most {4 * cores} (threads beyond the '
+            'cores only slow the runtimes down).')
+    return num_threads
 
 
 # A prompt batch's float masks at the original size are at most this many

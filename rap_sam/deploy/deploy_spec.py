@@ -364,6 +364,10 @@ def read_deploy_spec(export_dir: str, check_graphs: bool = True) -> DeploySpec:
             inputs or outputs differ; the message names the file.
     """
     export_dir = os.fspath(export_dir)
+    if osp.exists(export_dir) and not osp.isdir(export_dir):
+        raise DeployFolderError(
+            f'{export_dir} is a file, not an export folder: give the folder '
+            'tools/deploy/export.py wrote (the one holding deploy.json).')
     if not osp.isdir(export_dir):
         raise DeployFolderError(
             f'Export folder not found: {export_dir} (make one with '

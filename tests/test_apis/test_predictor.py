@@ -85,16 +85,32 @@ def test_cuda_without_a_gpu_names_the_devices(monkeypatch):
         RapSAMPredictor(COCO, device='cuda')
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(backend='torch'), 'from_export runs an export folder on a runtime'),
-    (dict(backend='openvino', precision='fp16'),
-     'The openvino backend runs fp32, bf16, int8, not fp16'),
-    (dict(num_threads='2'), 'num_threads must be a whole number'),
-    (dict(post='full'), "post must be one of exact, half, got 'full'"),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(backend='torch'),
+         'from_export runs an export folder on a runtime'),
+        (dict(backend='openvino', precision='fp16'),
+         'The openvino backend runs fp32, bf16, int8, not fp16'),
+        (dict(num_threads='2'), 'num_threads must be a whole number'),
+        (dict(post='full'), "post must be one of exact, half, got 'full'"),
+        # ONNX Runtime ran for minutes with 1000.
+        (dict(num_threads=1000),
+         r'num_threads 1000 is far above the \d+ cores '
+         r'this process may use: give at most \d+'),
+    ])
 def test_bad_from_export_arguments(tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message):
         RapSAMPredictor.from_export(str(tmp_path), **kwargs)
+
+
+def test_an_export_path_that_is_a_file(tmp_path):
+    from rap_sam.deploy.deploy_spec import DeployFolderError
+    (tmp_path / 'model.pth').write_bytes(b'weights')
+    with pytest.raises(
+            DeployFolderError,
+            match=f'^{tmp_path}/model.pth is a file, not an export folder: '):
+        RapSAMPredictor.from_export(str(tmp_path / 'model.pth'))
 
 
 def test_reference_mode_gives_the_fast_results(weights, predictor, photo):
