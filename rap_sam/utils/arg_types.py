@@ -63,6 +63,31 @@ def add_trust_checkpoint(parser: argparse.ArgumentParser,
         'source you trust)')
 
 
+def parse_with_cfg_options(parser: argparse.ArgumentParser,
+                           argv: Optional[Sequence[str]],
+                           override_example: str) -> argparse.Namespace:
+    """Add ``--cfg-options`` (mmengine's ``DictAction``, as the Runner and
+    ``Config.merge_from_dict`` take it) and parse ``argv``; an item without
+    ``=`` ends the tool with one line, ``error: --cfg-options takes
+    key=value items, ...``, and status 2 (it was DictAction's ValueError
+    traceback)."""
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help=f'override config settings, e.g. {override_example}')
+    try:
+        return parser.parse_args(argv)
+    except ValueError as err:  # DictAction on an item without =
+        print(
+            'error: --cfg-options takes key=value items, e.g. '
+            f'{override_example} ({err}).',
+            file=sys.stderr,
+            flush=True)
+        raise SystemExit(2)
+
+
 def parse_runner_args(parser: argparse.ArgumentParser,
                       argv: Optional[Sequence[str]],
                       override_example: str) -> argparse.Namespace:
@@ -72,32 +97,16 @@ def parse_runner_args(parser: argparse.ArgumentParser,
     ``--cfg-options``. An item without ``=`` ends the tool with one line,
     ``error: --cfg-options takes key=value items, ...``, and status 2 (what
     :func:`~rap_sam.utils.user_errors.cli_errors` prints for a user error),
-    also before rap_sam is imported.
-
-    mmengine's config module (no torch, under a second) is imported here
-    for its ``DictAction``, which parses the items as the Runner expects.
+    also before rap_sam is imported (mmengine's config module: no torch,
+    under a second).
     """
-    from mmengine.config import DictAction
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help=f'override config settings, e.g. {override_example}')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    try:
-        args = parser.parse_args(argv)
-    except ValueError as err:  # DictAction on an item without =
-        print(
-            'error: --cfg-options takes key=value items, e.g. '
-            f'{override_example} ({err}).',
-            file=sys.stderr,
-            flush=True)
-        raise SystemExit(2)
+    args = parse_with_cfg_options(parser, argv, override_example)
     # torch.distributed.launch passes the rank as an option, torchrun in the
     # environment; mmengine reads only the environment.
     if 'LOCAL_RANK' not in os.environ:

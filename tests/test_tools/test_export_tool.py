@@ -253,3 +253,13 @@ def test_overwrite_keeps_files_that_are_not_the_exports(exported, tmp_path):
                     '(README.txt, calib), which --overwrite would delete: '
                     'move them out or choose another --out.')
     assert sorted(os.listdir(out)) == before
+
+
+def test_a_config_option_without_a_value_is_one_line(tmp_path):
+    # It was mmengine's DictAction ValueError traceback.
+    line = assert_user_error(
+        run_script(TOOL, config_path(TOY), '--out', tmp_path / 'out',
+                   '--cfg-options', 'model.foo'))
+    assert line.startswith('error: --cfg-options takes key=value items, '
+                           'e.g. model.test_cfg.max_per_image=50')
+    assert not (tmp_path / 'out').exists()

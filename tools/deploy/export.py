@@ -36,6 +36,7 @@ sys.path.insert(0, REPO)
 CLI = runpy.run_path(
     osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
 add_trust_checkpoint = CLI['add_trust_checkpoint']
+parse_with_cfg_options = CLI['parse_with_cfg_options']
 
 #: rap_sam.deploy.quantize's calibrations, written out: importing it would
 #: import torch before the arguments are parsed (a test checks they agree).
@@ -44,8 +45,6 @@ DEFAULT_CALIBRATION = 'minmax'
 
 
 def parse_args(argv=None):
-    # mmengine's config module, not rap_sam (torch): under a second.
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='a RAP-SAM eval config')
     parser.add_argument(
@@ -107,12 +106,8 @@ def parse_args(argv=None):
         '--overwrite',
         action='store_true',
         help='replace an earlier export in --out')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value')
-    return parser.parse_args(argv)
+    return parse_with_cfg_options(parser, argv,
+                                  'model.test_cfg.max_per_image=50')
 
 
 if __name__ == '__main__':
