@@ -4,6 +4,7 @@ import logging
 import numbers
 import os
 import os.path as osp
+import shutil
 import warnings
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -388,9 +389,18 @@ class RapSAMPredictor:
             from rap_sam.deploy.backends import DeployedModel
             from rap_sam.deploy.backends.post_processor import \
                 RapSAMPostProcessor
+            from rap_sam.deploy.deploy_spec import DeployFolderError
             export_dir = self._cached_export()
-            self.runtime = DeployedModel(export_dir, backend, precision,
-                                         num_threads)
+            try:
+                self.runtime = DeployedModel(export_dir, backend, precision,
+                                             num_threads)
+            except DeployFolderError:
+                # The cache's own entry, damaged (a graph cut short, a file
+                # deleted): the advice to re-export could not be followed
+                # for it. Made anew.
+                shutil.rmtree(export_dir, ignore_errors=True)
+                self.runtime = DeployedModel(self._cached_export(), backend,
+                                             precision, num_threads)
             # The same post-processing, without the network's weights.
             self.model = RapSAMPostProcessor.from_model(self.model)
             use_post(self.model, post)
@@ -420,6 +430,8 @@ class RapSAMPredictor:
         folder = osp.join(root, _export_key(self.model, self.cfg, self.scale))
         if osp.isfile(osp.join(folder, 'deploy.json')):
             return folder
+        if osp.isdir(folder):  # an entry without its deploy.json: damaged
+            shutil.rmtree(folder, ignore_errors=True)
         # export_model writes beside the folder and renames it into place:
         # an interrupted export never looks like a finished one. Free height
         # and width: every aspect ratio is padded as the torch model pads

@@ -197,6 +197,29 @@ def test_the_cache_is_reused(weights, export_dir, monkeypatch):
         RapSAMPredictor(COCO, weights, scale=(128, 64), backend='openvino')
 
 
+@pytest.mark.parametrize('damage', ['graph cut short', 'no deploy.json'])
+def test_a_damaged_cache_entry_is_made_anew(weights, export_dir, tmp_path,
+                                            monkeypatch, damage):
+    """Its message advised re-exporting with tools/deploy/export.py, which
+    does not mend a cache."""
+    cache = tmp_path / 'cache'
+    entry = cache / os.path.basename(export_dir)
+    shutil.copytree(export_dir, entry)
+    if damage == 'no deploy.json':
+        os.remove(entry / 'deploy.json')
+    else:
+        graph = entry / 'prompt_decoder.onnx'
+        graph.write_bytes(graph.read_bytes()[:1000])
+    monkeypatch.setenv('RAP_SAM_EXPORT_CACHE', str(cache))
+    predictor = RapSAMPredictor(
+        COCO, weights, scale=(96, 64), backend='onnxruntime')
+    assert predictor.runtime.export_dir == str(entry)
+    assert os.listdir(cache) == [entry.name]
+    for name in os.listdir(export_dir):
+        assert (entry / name).stat().st_size == \
+            os.stat(os.path.join(export_dir, name)).st_size, name
+
+
 @pytest.fixture
 def broken_copy(export_dir, tmp_path):
     folder = tmp_path / 'export'
