@@ -39,17 +39,28 @@ def toy(tmp_path_factory):
 
 def test_int8_against_fp32_on_photo_and_test_sets(toy):
     coco = toy / 'coco'
-    proc = run_script(
-        TOOL, CONFIG, '--checkpoint', str(toy / 'toy.pth'), '--calib',
+    args = [
+        CONFIG, '--checkpoint',
+        str(toy / 'toy.pth'), '--calib',
         str(toy / 'calib'), '--modes', 'onnxruntime:int8', '--threads', '1',
-        '--photos', str(toy / 'photo.jpg'), '--eval-configs',
-        CONFIG, 'configs/rap_sam/toy_eval_prompt.py', '--work-dir',
+        '--photos',
+        str(toy / 'photo.jpg'), '--eval-configs', CONFIG,
+        'configs/rap_sam/toy_eval_prompt.py', '--work-dir',
         str(toy / 'work'), '--cfg-options',
         f'model.panoptic_head.ov_classifier_dir={toy / "embd"}',
         f'test_dataloader.dataset.data_root={coco}/',
-        f'test_evaluator.seg_prefix={coco}/annotations/panoptic_val2017/')
+        f'test_evaluator.seg_prefix={coco}/annotations/panoptic_val2017/'
+    ]
+    proc = run_script(TOOL, *args)
     assert_ran(proc)
     assert '| onnxruntime:int8 | 1 |' in proc.stdout
+    written = (toy / 'work' / 'deploy_accuracy.json').read_bytes()
+    # A second run into the same folder replaced them without a word.
+    again = run_script(TOOL, *args)
+    assert assert_user_error(again).startswith(
+        f"error: {toy / 'work'} holds an earlier run (deploy_accuracy.json, "
+        'fp32, int8): pass --overwrite to replace its exports and report')
+    assert (toy / 'work' / 'deploy_accuracy.json').read_bytes() == written
     report = json.loads((toy / 'work' / 'deploy_accuracy.json').read_text())
     assert report['scale'] == [128, 128]
     entry = report['modes']['onnxruntime:int8']
@@ -155,7 +166,7 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
     assert exit_.value.code == 130
     assert capsys.readouterr().err.splitlines() == [
         'error: interrupted (Ctrl+C); the exports in --work-dir may be '
-        'incomplete, the next run replaces them.'
+        'incomplete; run again with --overwrite to replace them.'
     ]
 
 

@@ -24,6 +24,7 @@ figures to ``WORK_DIR/deploy_accuracy.json``.
 """
 import argparse
 import json
+import os
 import os.path as osp
 import runpy
 import sys
@@ -113,7 +114,12 @@ def parse_args(argv=None):
     parser.add_argument(
         '--work-dir',
         default='work_dirs/deploy_accuracy',
-        help='exports and the json report (the exports are replaced)')
+        help='exports and the json report')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help="replace an earlier run's exports and report in --work-dir "
+        '(without it the tool refuses a --work-dir that holds anything)')
     parser.add_argument('--cfg-options', nargs='+', default=[])
     return parser.parse_args(argv)
 
@@ -137,6 +143,14 @@ def check_before_export(args) -> None:
         raise UserError(f'--cfg-options takes key=value items, got '
                         f'{bad[0]!r}.')
     make_out_dir(args.work_dir)
+    held = sorted(os.listdir(args.work_dir))
+    if held and not args.overwrite:
+        shown = ', '.join(
+            held[:3]) + (f' and {len(held) - 3} more' if len(held) > 3 else '')
+        raise UserError(
+            f'{args.work_dir} holds an earlier run ({shown}): pass '
+            '--overwrite to replace its exports and report, or choose '
+            'another --work-dir.')
     for path in args.photos or ():
         read_image(path)
     for path in args.eval_configs:
@@ -148,8 +162,8 @@ def main(argv=None):
     if args.trust_checkpoint:
         from rap_sam.utils.checkpoint import trust_all_checkpoints
         trust_all_checkpoints()
-    with cli_errors('the exports in --work-dir may be incomplete, the next '
-                    'run replaces them'):
+    with cli_errors('the exports in --work-dir may be incomplete; run '
+                    'again with --overwrite to replace them'):
         compare(args)
 
 
