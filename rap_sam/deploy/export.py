@@ -93,6 +93,11 @@ def _class_names(model: nn.Module) -> list:
     return names
 
 
+#: The longest side an export takes (the encoder's activations at 8192 x
+#: 8192 are already tens of gigabytes).
+MAX_SIDE = 8192
+
+
 def input_shape(scale: Optional[Tuple[int, int]] = None,
                 shape: Optional[Tuple[int, int]] = None,
                 divisor: int = 1) -> Tuple[Tuple[int, int], Tuple[int, int]]:
@@ -100,8 +105,8 @@ def input_shape(scale: Optional[Tuple[int, int]] = None,
     of an export (see :func:`export_model`'s ``scale`` and ``shape``).
 
     Raises:
-        ExportError: a size that is not two positive whole numbers, or a
-            scale that does not fit the shape.
+        ExportError: a size that is not two positive whole numbers (each at
+            most :data:`MAX_SIDE`), or a scale that does not fit the shape.
     """
     for name, value, order in (('--scale', scale, 'W H'), ('--shape', shape,
                                                            'H W')):
@@ -112,6 +117,11 @@ def input_shape(scale: Optional[Tuple[int, int]] = None,
                 and v >= 1 for v in value):
             raise ExportError(f'{name} must be two positive whole numbers '
                               f'{order}, got {tuple(value)}.')
+        if max(value) > MAX_SIDE:
+            raise ExportError(
+                f'{name} {tuple(value)} has a side above {MAX_SIDE} pixels: '
+                "the graphs' activations would not fit in memory; export at "
+                'the scale you run at (e.g. --scale 1333 800).')
     divisor = max(int(divisor or 1), 1)
     if scale is None:
         scale = (shape[1], shape[0]) if shape is not None else (1333, 800)

@@ -172,6 +172,9 @@ BAD = {
                           '2'], '--num-things goes with --classes FILE'),
     'class file not found': (['--classes',
                               'absent.txt'], 'Class file not found'),
+    # A memory traceback after the model was built.
+    'shape too large': (['--shape', '100000', '100000'],
+                        '--shape (100000, 100000) has a side above 8192'),
     'scale larger than shape':
     (['--scale', '128', '128', '--shape', '64',
       '64'], 'does not fit the input shape'),
@@ -262,4 +265,18 @@ def test_a_config_option_without_a_value_is_one_line(tmp_path):
                    '--cfg-options', 'model.foo'))
     assert line.startswith('error: --cfg-options takes key=value items, '
                            'e.g. model.test_cfg.max_per_image=50')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_bad_calibration_image_is_said_before_the_export(tmp_path):
+    """It was found after the fp32 export (minutes at full size)."""
+    calib = tmp_path / 'calib'
+    calib.mkdir()
+    cv2.imwrite(str(calib / 'a.jpg'), np.zeros((48, 64, 3), np.uint8))
+    (calib / 'b.jpg').write_bytes(b'not a picture')
+    line = assert_user_error(
+        run_script(TOOL, config_path(TOY), '--out', tmp_path / 'out',
+                   '--precision', 'int8', '--calib', calib))
+    assert line.startswith(f'error: Calibration image {calib}/b.jpg: '
+                           f'Cannot read {calib}/b.jpg as an image')
     assert not (tmp_path / 'out').exists()
