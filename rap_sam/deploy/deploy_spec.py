@@ -153,6 +153,10 @@ def validate_spec(spec: dict, path: str = SPEC_FILE) -> dict:
         raise DeployFolderError(
             f'{path}: "num_things" must be between 0 and the number of '
             f'classes ({len(classes)}), got {spec["num_things"]}.')
+    for key, value in spec['test_cfg'].items():
+        if key.endswith(('_thr', '_per_image')) and not _is_number(value):
+            raise DeployFolderError(
+                f'{path}: "test_cfg.{key}" must be a number, got {value!r}.')
     graphs = spec['graphs']
     for name in GRAPH_NAMES:
         graph = graphs.get(name)
@@ -174,6 +178,13 @@ def validate_spec(spec: dict, path: str = SPEC_FILE) -> dict:
                 _check_type(info, dict, where, path)
                 _check_shape(info.get('shape'), where + '.shape', path)
                 _check_type(info.get('dtype'), str, where + '.dtype', path)
+        image = graph['inputs'].get('image', {}).get('shape') or []
+        if name == 'image_encoder' and not spec['dynamic'] and \
+                len(image) == 4 and list(image[2:]) != list(pre['pad_shape']):
+            raise DeployFolderError(
+                f'{path}: "preprocess.pad_shape" is {pre["pad_shape"]}, the '
+                f'image encoder takes {image[2:]}: deploy.json was edited or '
+                'mixed with another export; re-export the model.')
         # The graphs score the classes and "no object": a list of another
         # length would label the classes wrongly, or index past them.
         scores = graph['outputs'].get('cls_logits', {}).get('shape') or []

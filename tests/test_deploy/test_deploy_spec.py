@@ -189,6 +189,13 @@ BROKEN = {
     'more classes': (_set('classes', [f'c{i}' for i in range(9)]),
                      '"classes" lists 9 classes, the panoptic_decoder '
                      'scores 8 (and "no object")'),
+    # Each ran to a runtime error or a TypeError at the first image.
+    'pad shape': (_set('preprocess.pad_shape', [64, 96]),
+                  '"preprocess.pad_shape" is [64, 96], the image encoder '
+                  'takes [64, 64]'),
+    'threshold a string': (_set('test_cfg.object_mask_thr', 'high'),
+                           '"test_cfg.object_mask_thr" must be a number, '
+                           "got 'high'"),
     'fewer classes':
     (lambda spec: spec.update(classes=['a', 'b'], num_things=1),
      '"classes" lists 2 classes, the panoptic_decoder scores 8'),
