@@ -136,6 +136,7 @@ def check_before_export(args) -> None:
     """What would otherwise fail after the exports (minutes at full size):
     the work dir, the photos, the eval configs, the config overrides."""
     from rap_sam.apis import read_image
+    from rap_sam.deploy.deploy_spec import list_names
     from rap_sam.utils.config_file import read_config
     from rap_sam.utils.output_files import make_out_dir
     bad = [item for item in args.cfg_options if '=' not in item]
@@ -145,11 +146,9 @@ def check_before_export(args) -> None:
     make_out_dir(args.work_dir)
     held = sorted(os.listdir(args.work_dir))
     if held and not args.overwrite:
-        shown = ', '.join(
-            held[:3]) + (f' and {len(held) - 3} more' if len(held) > 3 else '')
         raise UserError(
-            f'{args.work_dir} holds an earlier run ({shown}): pass '
-            '--overwrite to replace its exports and report, or choose '
+            f'{args.work_dir} holds an earlier run ({list_names(held)}): '
+            'pass --overwrite to replace its exports and report, or choose '
             'another --work-dir.')
     for path in args.photos or ():
         read_image(path)
