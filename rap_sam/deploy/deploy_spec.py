@@ -434,6 +434,67 @@ def foreign_entries(export_dir: str) -> List[str]:
     return sorted(set(os.listdir(export_dir)) - own)
 
 
+def output_folder_problem(out_dir: str) -> Optional[str]:
+    """Why an export cannot be put at ``out_dir``, or None. An export is
+    written to a folder beside ``out_dir`` and renamed into place, so the
+    folder above it must be writable and ``out_dir`` no mount point; an
+    empty name would resolve to the working directory and replace it."""
+    if not os.fspath(out_dir).strip():
+        return ('The output folder is an empty name: name the folder to '
+                'write the export to.')
+    target = osp.realpath(out_dir)
+    if osp.ismount(target):
+        return (f'{out_dir} is a mount point, which an export cannot '
+                'replace (it is put in place by a rename): choose a folder '
+                'inside it.')
+    ancestor = osp.dirname(target)
+    while not osp.lexists(ancestor):  # the folders the export will make
+        ancestor = osp.dirname(ancestor)
+    if not osp.isdir(ancestor):
+        return (f'{ancestor} is a file, not a folder: choose another output '
+                'folder.')
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return (f'Cannot write in {ancestor} (permission denied or a '
+                'read-only file system): choose another output folder.')
+    return None
+
+
+def _work_prefix(kind: str) -> str:
+    import socket
+    return f'.{kind}-{socket.gethostname()}-'
+
+
+def make_work_folder(parent: str, kind: str) -> str:
+    """A new folder in ``parent`` to write an export in before it is
+    renamed into place, with the permissions the umask gives (not
+    ``mkdtemp``'s private ones). Folders of the same ``kind`` that a run
+    of this host left when it was killed (its process is gone) are
+    removed first: nothing but that run ever used them."""
+    import shutil
+    import tempfile
+    prefix = _work_prefix(kind)
+    os.makedirs(parent, exist_ok=True)
+    for name in os.listdir(parent):
+        pid = name[len(prefix):].split('-')[0]
+        if name.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(osp.join(parent, name), ignore_errors=True)
+    work = tempfile.mkdtemp(prefix=f'{prefix}{os.getpid()}-', dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)
+    return work
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def replace_folder(work: str, out_dir: str) -> None:
     """Put the finished folder ``work`` at ``out_dir`` (on the same file
     system), replacing the folder there, if any, in one rename: a reader

@@ -16,7 +16,6 @@ import numbers
 import os
 import os.path as osp
 import shutil
-import tempfile
 import warnings
 from typing import Optional, Sequence, Tuple
 
@@ -26,6 +25,7 @@ import torch.nn as nn
 from rap_sam.utils.user_errors import UserError
 from .deploy_spec import (FORMAT_VERSION, MIN_OPSET, SPEC_FILE, DeploySpec,
                           _onnx_io, foreign_entries, list_names,
+                          make_work_folder, output_folder_problem,
                           replace_folder, write_spec)
 from .graphs import (BOXES, DENSE_FEATURES, IMAGE, IMG_SHAPE,
                      LOW_RANK_FEATURES, MASK_LOGITS, build_graphs)
@@ -49,12 +49,6 @@ _PROMPT_AXES = {
 
 class ExportError(UserError):
     """An export that cannot be made as asked (folder, shape, option)."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _ceil_to(value: int, divisor: int) -> int:
@@ -176,6 +170,9 @@ def check_export_options(out_dir: str,
     if osp.exists(out_dir) and not osp.isdir(out_dir):
         raise ExportError(f'{out_dir} is a file, not a folder: choose '
                           'another --out.')
+    problem = output_folder_problem(out_dir)
+    if problem:
+        raise ExportError(problem)
     if not osp.isdir(out_dir) or not os.listdir(out_dir):
         return
     if not overwrite:
@@ -255,9 +252,7 @@ def export_model(model: nn.Module,
     graphs = build_graphs(prepared, low_rank)
 
     # Beside the folder a link at out_dir points to: replaced in one rename.
-    parent = osp.dirname(osp.realpath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix='.export-', dir=parent)
+    work = make_work_folder(osp.dirname(osp.realpath(out_dir)), 'export')
     try:
         io_specs = _export_graphs(graphs, work, pad_shape, opset, dynamic)
         spec = dict(
@@ -273,7 +268,6 @@ def export_model(model: nn.Module,
             test_cfg=_test_cfg(prepared),
             graphs=io_specs)
         write_spec(work, spec)
-        os.chmod(work, 0o777 & ~_umask())
         replace_folder(work, out_dir)
     finally:
         if osp.isdir(work):

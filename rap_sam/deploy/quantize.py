@@ -127,7 +127,7 @@ def quantize_export(export_dir: str,
         UserError: an export folder that is missing or invalid (the
             deploy.json reader's message).
     """
-    from .deploy_spec import read_deploy_spec, replace_folder
+    from .deploy_spec import make_work_folder, read_deploy_spec, replace_folder
     if precision not in APPROXIMATE_PRECISIONS:
         raise QuantizeError(
             f'precision must be one of {", ".join(APPROXIMATE_PRECISIONS)} '
@@ -164,12 +164,7 @@ def quantize_export(export_dir: str,
                 f'choose from {", ".join(spec.graph_names)}.')
     # Written beside out_dir and moved into place at the end, so that an
     # error or a kill leaves no half-written export under its name.
-    parent = osp.dirname(osp.realpath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix='.quantize_', dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(work, 0o777 & ~umask)  # mkdtemp's folder is private
+    work = make_work_folder(osp.dirname(osp.realpath(out_dir)), 'quantize')
     try:
         if precision == 'int8':
             quantized = _quantize_int8(export_dir, spec, work, images, graphs,
@@ -215,6 +210,10 @@ def check_int8_modules(modules: Optional[Sequence[str]],
 
 
 def _check_out_dir(export_dir: str, out_dir: str, overwrite: bool) -> None:
+    from .deploy_spec import output_folder_problem
+    problem = output_folder_problem(out_dir)
+    if problem:
+        raise QuantizeError(problem)
     source, target = osp.realpath(export_dir), osp.realpath(out_dir)
     if source == target or osp.commonpath([source, target
                                            ]) in (source, target):

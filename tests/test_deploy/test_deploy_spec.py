@@ -12,8 +12,10 @@ from helpers import REPO
 from onnx import TensorProto, helper
 
 from rap_sam.deploy.deploy_spec import (SPEC_FILE, DeployFolderError,
-                                        DeploySpec, read_deploy_spec,
-                                        validate_spec, write_spec)
+                                        DeploySpec, make_work_folder,
+                                        output_folder_problem,
+                                        read_deploy_spec, validate_spec,
+                                        write_spec)
 
 FEATURE = [1, 2, 2, 8]
 
@@ -309,3 +311,51 @@ def test_reads_without_torch(folder):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ['fp32', 'basis']
+
+
+def test_output_folder_problems(tmp_path, monkeypatch):
+    """Folders an export cannot be put at, said before any work: an empty
+    name resolved to the working directory, which the export replaced."""
+    assert output_folder_problem(str(tmp_path / 'a' / 'b')) is None
+    assert 'empty name' in output_folder_problem('')
+    assert 'empty name' in output_folder_problem('  ')
+    (tmp_path / 'notes.txt').write_text('mine')
+    assert output_folder_problem(str(tmp_path / 'notes.txt' / 'out')) == (
+        f'{tmp_path / "notes.txt"} is a file, not a folder: choose another '
+        'output folder.')
+    mount = next(
+        m for m in ('/dev/shm', '/proc', '/sys', '/dev') if os.path.ismount(m))
+    assert 'is a mount point' in output_folder_problem(mount)
+    # Root may write anywhere here: the check is os.access's answer.
+    monkeypatch.setattr(os, 'access', lambda path, mode: False)
+    assert output_folder_problem(str(tmp_path / 'a' / 'b')) == (
+        f'Cannot write in {tmp_path} (permission denied or a read-only file '
+        'system): choose another output folder.')
+
+
+def test_work_folders_of_killed_runs_are_removed(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, '-c', 'import os; '
+         'print(os.getpid())'],
+        capture_output=True,
+        text=True,
+        check=True)
+    pid = int(dead.stdout)
+    first = make_work_folder(str(tmp_path), 'export')
+    prefix = os.path.basename(first).rsplit(str(os.getpid()), 1)[0]
+    left = tmp_path / f'{prefix}{pid}-abc123'
+    left.mkdir()
+    (left / 'image_encoder.onnx').write_bytes(b'half')
+    other_kind = tmp_path / f'.quantize-{prefix.split("-", 1)[1]}{pid}-x'
+    other_kind.mkdir()
+    (tmp_path / 'export').mkdir()
+    second = make_work_folder(str(tmp_path), 'export')
+    # The killed run's folder is gone; this process's (alive) folder, a
+    # folder of another kind and the user's own stay.
+    assert sorted(os.listdir(tmp_path)) == sorted([
+        os.path.basename(first),
+        os.path.basename(second), other_kind.name, 'export'
+    ])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(second).st_mode & 0o777 == 0o777 & ~umask

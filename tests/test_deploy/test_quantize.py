@@ -325,6 +325,9 @@ def test_output_folder_checks(fp32_dir, calib_dir, tmp_path):
         with pytest.raises(QuantizeError, match='the fp32 export'):
             quantize_export(
                 fp32_dir, 'int8', calib_dir, out_dir=out, overwrite=True)
+    # An empty name is the working directory, which was replaced.
+    with pytest.raises(QuantizeError, match='an empty name'):
+        quantize_export(fp32_dir, 'bf16', out_dir='', overwrite=True)
     taken = tmp_path / 'taken'
     taken.mkdir()
     (taken / 'mine.txt').write_text('keep me')

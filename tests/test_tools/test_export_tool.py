@@ -230,6 +230,30 @@ def test_bad_input_messages(case, tmp_path):
     assert_untouched(tmp_path, before)
 
 
+def test_an_empty_out_keeps_the_working_directory(tmp_path):
+    """``--out ''`` resolved to the working directory, which the export
+    replaced (its files deleted) before failing on the empty name."""
+    (tmp_path / 'notes.txt').write_text('mine')
+    line = assert_user_error(
+        run_script(TOOL, config_path(TOY), '--out', '', cwd=str(tmp_path)))
+    assert line == ('error: The output folder is an empty name: name the '
+                    'folder to write the export to.')
+    assert os.listdir(tmp_path) == ['notes.txt']
+
+
+def test_outs_the_export_cannot_be_put_at(tmp_path):
+    """Said before the model is built (a traceback after tracing)."""
+    (tmp_path / 'notes.txt').write_text('mine')
+    tool = load_tool(TOOL)
+    with pytest.raises(UserError, match='notes.txt is a file, not a folder'):
+        tool.main([config_path(TOY), '--out', str(tmp_path / 'notes.txt/x')])
+    mount = next(
+        m for m in ('/dev/shm', '/proc', '/sys', '/dev') if osp.ismount(m))
+    with pytest.raises(UserError, match='is a mount point'):
+        tool.main([config_path(TOY), '--out', mount, '--overwrite'])
+    assert os.listdir(tmp_path) == ['notes.txt']
+
+
 def test_refused_export_keeps_an_export(exported, tmp_path):
     """A refused export over an earlier one leaves it byte for byte."""
     out = tmp_path / 'toy'

@@ -25,7 +25,6 @@ import os.path as osp
 import runpy
 import shutil
 import sys
-import tempfile
 import warnings
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -246,12 +245,12 @@ def main(argv=None) -> str:
             class_names=class_names,
             overwrite=args.overwrite)
     else:
+        from rap_sam.deploy.deploy_spec import make_work_folder
         from rap_sam.deploy.quantize import quantize_export
-        parent = osp.dirname(osp.abspath(out))
-        os.makedirs(parent, exist_ok=True)
+
         # The fp32 export the approximate one is made from, beside --out
         # and removed after.
-        work = tempfile.mkdtemp(prefix='.fp32-', dir=parent)
+        work = make_work_folder(osp.dirname(osp.abspath(out)), 'fp32')
         try:
             fp32 = osp.join(work, 'fp32')
             export_model(
