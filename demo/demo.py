@@ -52,8 +52,8 @@ from rap_sam.apis import InputError
 from rap_sam.apis.inputs import IMAGE_EXTS, check_number
 from rap_sam.apis.visualization import draw_panoptic, panoptic_segments
 from rap_sam.utils.output_files import (OutputError, check_outputs,
-                                        make_out_dir, result_stems,
-                                        write_image, write_json)
+                                        result_stems, run_out_dir, write_image,
+                                        write_json)
 from rap_sam.utils.user_errors import UserError
 
 
@@ -107,34 +107,39 @@ def main(argv=None):
         # The predictor checks its files and options before the model
         # builds, so they are reported first and no folder is made for them.
         predictor = load_predictor(args, **predictor_kwargs(args))
-        make_out_dir(args.out_dir)
-        if args.score_thr is not None:
-            predictor.model.panoptic_fusion_head.test_cfg[
-                'object_mask_thr'] = check_number(args.score_thr,
-                                                  '--score-thr')
-        if len(images) == 1:
-            count = segment_to_files(predictor, images[0], stems[0])
-            print(f'{images[0]}: {_segments(count)} -> {stems[0]}.png/.json')
-            return
-        skipped = 0
-        for path, stem in zip(tqdm(images, desc='segmenting'), stems):
-            try:
-                count = segment_to_files(predictor, path, stem)
-            except OutputError:
-                raise  # the next image would fail the same way
-            except Exception as err:  # one bad image must not stop the rest
-                kind = '' if isinstance(err, UserError) else \
-                    f'{type(err).__name__}: '
-                tqdm.write(f'skipping {path}: {kind}{err}')
-                skipped += 1
-                continue
-            tqdm.write(f'{path}: {_segments(count)} -> {stem}.png/.json')
-        if skipped == len(images):
-            raise InputError(f'None of the {len(images)} images in '
-                             f'{args.inputs} could be segmented (see above).')
-        if skipped:
-            tqdm.write(f'{len(images) - skipped} of {len(images)} images '
-                       f'segmented, {skipped} skipped (see above).')
+        with run_out_dir(args.out_dir):
+            segment_all(predictor, args, images, stems)
+
+
+def segment_all(predictor, args, images, stems) -> None:
+    """Each image to its result files; among several, one that fails is
+    skipped with a line."""
+    if args.score_thr is not None:
+        predictor.model.panoptic_fusion_head.test_cfg[
+            'object_mask_thr'] = check_number(args.score_thr, '--score-thr')
+    if len(images) == 1:
+        count = segment_to_files(predictor, images[0], stems[0])
+        print(f'{images[0]}: {_segments(count)} -> {stems[0]}.png/.json')
+        return
+    skipped = 0
+    for path, stem in zip(tqdm(images, desc='segmenting'), stems):
+        try:
+            count = segment_to_files(predictor, path, stem)
+        except OutputError:
+            raise  # the next image would fail the same way
+        except Exception as err:  # one bad image must not stop the rest
+            kind = '' if isinstance(err, UserError) else \
+                f'{type(err).__name__}: '
+            tqdm.write(f'skipping {path}: {kind}{err}')
+            skipped += 1
+            continue
+        tqdm.write(f'{path}: {_segments(count)} -> {stem}.png/.json')
+    if skipped == len(images):
+        raise InputError(f'None of the {len(images)} images in '
+                         f'{args.inputs} could be segmented (see above).')
+    if skipped:
+        tqdm.write(f'{len(images) - skipped} of {len(images)} images '
+                   f'segmented, {skipped} skipped (see above).')
 
 
 if __name__ == '__main__':

@@ -49,8 +49,8 @@ from rap_sam.apis import read_image
 from rap_sam.apis.inputs import check_prompts
 from rap_sam.apis.visualization import (draw_masks, draw_prompts, id_color,
                                         prompt_records)
-from rap_sam.utils.output_files import (check_outputs, make_out_dir,
-                                        result_stems, write_image, write_json)
+from rap_sam.utils.output_files import (check_outputs, result_stems,
+                                        run_out_dir, write_image, write_json)
 
 
 def main(argv=None):
@@ -59,29 +59,32 @@ def main(argv=None):
         img = read_image(args.inputs)
         # Checked before the model loads, so a typo costs no waiting.
         check_prompts(args.points, args.boxes, img.shape[1], img.shape[0])
-        predictor = load_predictor(args, **predictor_kwargs(args))
         stem = result_stems([args.inputs], args.out_dir, '_prompts')[0]
-        make_out_dir(args.out_dir)
+        # Earlier results are refused before the model loads (seconds).
         check_outputs([f'{stem}.png', f'{stem}.json'], [args.inputs],
                       args.overwrite)
-        predictor.set_image(img)
-        result = predictor.predict_prompts(args.points, args.boxes)
-        records = prompt_records(result, args.points, args.boxes,
-                                 predictor.class_names)
-        colors = [id_color(i) for i in range(len(records))]
-        masks = result.pred_instances.masks.cpu().numpy()
-        labels = [f"{r['category']} IoU {r['iou_score']:.2f}" for r in records]
-        shown = draw_prompts(
-            draw_masks(img, masks, colors, labels), args.points,
-            np.asarray(args.boxes).reshape(-1, 4), colors)
-        write_image(f'{stem}.png', shown)
-        write_json(
-            f'{stem}.json',
-            dict(
-                image=args.inputs,
-                width=img.shape[1],
-                height=img.shape[0],
-                prompts=records))
+        predictor = load_predictor(args, **predictor_kwargs(args))
+        with run_out_dir(args.out_dir):
+            predictor.set_image(img)
+            result = predictor.predict_prompts(args.points, args.boxes)
+            records = prompt_records(result, args.points, args.boxes,
+                                     predictor.class_names)
+            colors = [id_color(i) for i in range(len(records))]
+            masks = result.pred_instances.masks.cpu().numpy()
+            labels = [
+                f"{r['category']} IoU {r['iou_score']:.2f}" for r in records
+            ]
+            shown = draw_prompts(
+                draw_masks(img, masks, colors, labels), args.points,
+                np.asarray(args.boxes).reshape(-1, 4), colors)
+            write_image(f'{stem}.png', shown)
+            write_json(
+                f'{stem}.json',
+                dict(
+                    image=args.inputs,
+                    width=img.shape[1],
+                    height=img.shape[0],
+                    prompts=records))
     for r in records:
         where = r.get('xy') or r.get('xyxy')
         print(f"{r['type']} {where}: {r['category']} (score {r['score']:.2f}"

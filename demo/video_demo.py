@@ -163,9 +163,9 @@ from rap_sam.apis.prompt_tracking import FramePastEndError
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 from rap_sam.utils.interrupt_guard import Terminated
 from rap_sam.utils.output_files import (OutputError, check_outputs, commit,
-                                        discard, make_out_dir,
-                                        open_video_writer, result_stems,
-                                        temp_path, write_json)
+                                        discard, open_video_writer,
+                                        result_stems, run_out_dir, temp_path,
+                                        write_json)
 from rap_sam.utils.user_errors import UserError
 
 
@@ -356,37 +356,37 @@ def _live_main(args, source) -> None:
     # Opened once here: a missing camera is reported before the model loads.
     frames = iter_frames(source)
     first = next(frames)
-    predictor = load_predictor(args, **predictor_kwargs(args))
     name = f'camera{source}' if args.camera is not None else 'stream'
     stem = osp.join(args.out_dir, name)
-    make_out_dir(args.out_dir)
     check_outputs([f'{stem}.mp4', f'{stem}.json'], [], args.overwrite)
-    arrivals = []
+    predictor = load_predictor(args, **predictor_kwargs(args))
+    with run_out_dir(args.out_dir):
+        arrivals = []
 
-    def all_frames():
-        yield first
-        yield from frames
+        def all_frames():
+            yield first
+            yield from frames
 
-    def progress(done, total):
-        latency = (time.perf_counter() - arrivals[done - 1]) * 1000
-        print(
-            f'frame {done - 1}: {latency:.0f} ms from capture to result',
-            file=sys.stderr)
+        def progress(done, total):
+            latency = (time.perf_counter() - arrivals[done - 1]) * 1000
+            print(
+                f'frame {done - 1}: {latency:.0f} ms from capture to result',
+                file=sys.stderr)
 
-    try:
-        info = track_video_to_files(
-            predictor,
-            timed_frames(all_frames(), arrivals),
-            stem,
-            args.score_thr,
-            args.chunk_frames,
-            10.0 if args.fps is None else args.fps,
-            progress=progress,
-            on_frame=show)
-    except KeyboardInterrupt:
-        return  # Ctrl+C is how a live run stops; what it wrote is said
-    print(f"{source}: the stream ended after {info['num_frames']} frames, "
-          f"{len(info['tracks'])} tracks -> {stem}.mp4/.json")
+        try:
+            info = track_video_to_files(
+                predictor,
+                timed_frames(all_frames(), arrivals),
+                stem,
+                args.score_thr,
+                args.chunk_frames,
+                10.0 if args.fps is None else args.fps,
+                progress=progress,
+                on_frame=show)
+        except KeyboardInterrupt:
+            return  # Ctrl+C is how a live run stops; what it wrote is said
+        print(f"{source}: the stream ended after {info['num_frames']} frames, "
+              f"{len(info['tracks'])} tracks -> {stem}.mp4/.json")
 
 
 def prompt_tracks(predictor: RapSAMPredictor,
@@ -440,42 +440,43 @@ def main(argv=None):
         check_outputs([f'{stem}.mp4', f'{stem}.json'], [args.inputs],
                       args.overwrite)
         predictor = load_predictor(args, **predictor_kwargs(args))
-        make_out_dir(args.out_dir)
-        bar = None
+        with run_out_dir(args.out_dir):
+            bar = None
 
-        def progress(done, total):
-            # Opened with the first frame: an error found while reading the
-            # video (a prompt past its end) stays the only line on stderr.
-            nonlocal bar
-            if bar is None:
-                bar = tqdm(desc='frames', unit='frame')
-            bar.total = total
-            bar.update(1)
+            def progress(done, total):
+                # Opened with the first frame: an error found while reading the
+                # video (a prompt past its end) stays the only line on stderr.
+                nonlocal bar
+                if bar is None:
+                    bar = tqdm(desc='frames', unit='frame')
+                bar.total = total
+                bar.update(1)
 
-        results, extra = None, None
-        try:
-            if args.prompted:
-                results, extra = prompt_tracks(predictor, args.inputs,
-                                               args.frame, args.points,
-                                               args.boxes, args.chunk_frames)
-            info = track_video_to_files(
-                predictor,
-                args.inputs,
-                stem,
-                args.score_thr,
-                args.chunk_frames,
-                args.fps,
-                progress=progress,
-                on_frame=show,
-                results=results,
-                extra=extra)
-        except FramePastEndError as err:
-            # Found while the video is read (a file's length is known once
-            # read): said with the option the user typed.
-            raise err.named('--frame') from None
-        finally:
-            if bar is not None:
-                bar.close()
+            results, extra = None, None
+            try:
+                if args.prompted:
+                    results, extra = prompt_tracks(predictor, args.inputs,
+                                                   args.frame, args.points,
+                                                   args.boxes,
+                                                   args.chunk_frames)
+                info = track_video_to_files(
+                    predictor,
+                    args.inputs,
+                    stem,
+                    args.score_thr,
+                    args.chunk_frames,
+                    args.fps,
+                    progress=progress,
+                    on_frame=show,
+                    results=results,
+                    extra=extra)
+            except FramePastEndError as err:
+                # Found while the video is read (a file's length is known once
+                # read): said with the option the user typed.
+                raise err.named('--frame') from None
+            finally:
+                if bar is not None:
+                    bar.close()
     print(f"{info['num_frames']} frames, {len(info['tracks'])} tracks -> "
           f'{stem}.mp4/.json')
 

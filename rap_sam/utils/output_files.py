@@ -80,6 +80,27 @@ def make_out_dir(out_dir: str) -> str:
     return out_dir
 
 
+@contextlib.contextmanager
+def run_out_dir(out_dir: str) -> Iterator[str]:
+    """:func:`make_out_dir` for one run: the folders it creates are removed
+    again when the run ends with nothing written in them, so a run that
+    fails before its first result leaves no empty folder behind."""
+    made = []
+    path = osp.abspath(out_dir)
+    while not osp.lexists(path):
+        made.append(path)
+        path = osp.dirname(path)
+    make_out_dir(out_dir)
+    try:
+        yield out_dir
+    finally:
+        for folder in made:  # the deepest first
+            try:
+                os.rmdir(folder)
+            except OSError:  # holds results (or was removed meanwhile)
+                break
+
+
 def temp_path(path: str) -> str:
     """A unique hidden name beside ``path`` with its extension (which
     OpenCV's writers read to choose the format)."""

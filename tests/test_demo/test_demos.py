@@ -60,6 +60,20 @@ def test_image_demo_folder_skips_unreadable(weights, small_photo, tmp_path,
     assert 'skipping' in capsys.readouterr().out
 
 
+def test_image_demo_leaves_no_empty_folder(weights, tmp_path, capsys):
+    """A run whose only image fails writes nothing: the --out-dir it made
+    (and the folder above it) are removed again."""
+    (tmp_path / 'broken.jpg').write_bytes(b'no image here')
+    line = assert_user_error(
+        run_main('demo', [
+            str(tmp_path / 'broken.jpg'), COCO, '--weights', weights,
+            '--scale', '64', '64', '--out-dir',
+            str(tmp_path / 'runs' / 'out')
+        ], capsys))
+    assert re.search('Cannot read .*broken.jpg as an image', line), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['broken.jpg']
+
+
 def test_prompt_demo_writes_png_and_json(weights, small_photo, tmp_path):
     import prompt_demo
     out = tmp_path / 'out'

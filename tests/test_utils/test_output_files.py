@@ -361,3 +361,19 @@ def test_webm_writer_says_nothing_and_passes_other_stderr_on(tmp_path):
     cap.release()
     assert len(frames) == 5
     assert abs(int(frames[4].mean()) - 160) <= 3
+
+
+def test_run_out_dir_removes_only_the_empty_folders_it_made(tmp_path):
+    (tmp_path / 'kept').mkdir()
+    with pytest.raises(RuntimeError):
+        with output_files.run_out_dir(str(tmp_path / 'a' / 'b')):
+            assert (tmp_path / 'a' / 'b').is_dir()
+            raise RuntimeError('the first image failed')
+    assert os.listdir(tmp_path) == ['kept']  # a and a/b made, both removed
+    with output_files.run_out_dir(str(tmp_path / 'kept')):
+        pass
+    assert os.listdir(tmp_path) == ['kept']  # the user's own, empty: kept
+    with output_files.run_out_dir(str(tmp_path / 'a' / 'b')) as out:
+        (tmp_path / 'a' / 'b' / 'r.json').write_text('{}')
+    assert out == str(tmp_path / 'a' / 'b')
+    assert os.listdir(tmp_path / 'a' / 'b') == ['r.json']
