@@ -20,7 +20,8 @@ An export folder (``tools/deploy/export.py``) holds ``image_encoder.onnx``,
           "file": "image_encoder.onnx",
           "inputs": {"image": {"shape": [1, 3, 800, 1344],
                                "dtype": "float32"}},
-          "outputs": {"basis": {"shape": [1, 200, 336, 128], ...}}},
+          "outputs": {"basis": {"shape": [1, 200, 336, 128], ...}},
+          "sha256": "..."},          # of the graph file
         ...}}
 
 Shapes list ints for fixed dimensions and strings for free ones (``"N"``
@@ -163,6 +164,13 @@ def validate_spec(spec: dict, path: str = SPEC_FILE) -> dict:
         if not isinstance(graph, dict):
             raise DeployFolderError(f'{path}: "graphs" has no "{name}".')
         _check_type(graph.get('file'), str, f'"graphs.{name}.file"', path)
+        digest = graph.get('sha256')
+        if digest is not None and not (isinstance(digest, str)
+                                       and len(digest) == 64 and set(digest)
+                                       <= set('0123456789abcdef')):
+            raise DeployFolderError(
+                f'{path}: "graphs.{name}.sha256" must be 64 lowercase hex '
+                f'digits (the graph file\'s SHA-256), got {digest!r}.')
         if osp.basename(graph['file']) != graph['file']:
             raise DeployFolderError(
                 f'{path}: "graphs.{name}.file" must be a file name in the '
@@ -198,10 +206,27 @@ def validate_spec(spec: dict, path: str = SPEC_FILE) -> dict:
     return spec
 
 
+def _sha256(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
 def write_spec(export_dir: str, spec: dict) -> str:
     """Validate ``spec`` and write it as ``{export_dir}/deploy.json``
-    (through a temporary file, so a reader never sees half of it)."""
+    (through a temporary file, so a reader never sees half of it), with
+    the SHA-256 of each graph file in the folder: a graph of another
+    export with the same inputs and outputs (an int8 encoder in an fp32
+    folder) is then found when the folder is read."""
     path = osp.join(export_dir, SPEC_FILE)
+    for graph in spec.get('graphs', {}).values():
+        if not isinstance(graph, dict) or not isinstance(
+                graph.get('file'), str):
+            continue  # validate_spec names the problem
+        file = osp.join(export_dir, graph['file'])
+        graph.pop('sha256', None)
+        if osp.isfile(file):
+            with open(file, 'rb') as f:
+                graph['sha256'] = _sha256(f.read())
     validate_spec(spec, path)
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
@@ -240,10 +265,12 @@ def _onnx_io(model) -> Dict[str, Dict[str, dict]]:
 
 def _check_graph(path: str, name: str, expected: dict) -> None:
     """The graph file's inputs and outputs have the names, ranks, fixed
-    sizes and types deploy.json gives."""
+    sizes and types deploy.json gives, and the file its SHA-256."""
     import onnx
+    with open(path, 'rb') as f:
+        data = f.read()
     try:
-        model = onnx.load(path, load_external_data=False)
+        model = onnx.load_model_from_string(data)
     except Exception as err:  # protobuf raises its own DecodeError types
         raise DeployFolderError(
             f'{path} is not a readable ONNX model ({type(err).__name__}): '
@@ -274,6 +301,13 @@ def _check_graph(path: str, name: str, expected: dict) -> None:
                     f'{path}: {side[:-1]} "{tensor}" is '
                     f'{have[tensor]["dtype"]}, {SPEC_FILE} says '
                     f'{info["dtype"]}; re-export the model.')
+    # After the shapes, which name what differs; exports made before the
+    # digests were recorded have none.
+    if expected.get('sha256') not in (None, _sha256(data)):
+        raise DeployFolderError(
+            f'{path} is not the graph this export wrote (its SHA-256 differs '
+            f'from {SPEC_FILE}\'s): the folder mixes files of different '
+            'exports, or the graph was changed; re-export it.')
 
 
 class DeploySpec:

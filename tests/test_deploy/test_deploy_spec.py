@@ -1,6 +1,7 @@
 """deploy.json: the validator's one-line messages, write/read round trip,
 the graph check on small ONNX files, and no torch import."""
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -126,8 +127,12 @@ def folder(tmp_path):
 
 def test_write_read_round_trip(folder):
     spec = read_deploy_spec(str(folder))
+    expected = make_spec()
+    for entry in expected['graphs'].values():  # each graph file's digest
+        entry['sha256'] = hashlib.sha256(
+            (folder / entry['file']).read_bytes()).hexdigest()
     with open(folder / SPEC_FILE) as f:
-        assert json.load(f) == make_spec() == spec.data
+        assert json.load(f) == expected == spec.data
     assert spec.precision == 'fp32'
     assert spec.graph_files == {
         n: f'{n}.onnx'
@@ -359,3 +364,28 @@ def test_work_folders_of_killed_runs_are_removed(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(second).st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_graph_of_another_export_is_found(folder):
+    """Same inputs and outputs, other contents (an int8 encoder copied into
+    an fp32 folder, another model's graph): the recorded digest differs."""
+    entry = make_spec()['graphs']['prompt_decoder']
+    other = onnx_graph(entry)
+    other.doc_string = 'another export'
+    onnx.save(other, str(folder / 'prompt_decoder.onnx'))
+    with pytest.raises(DeployFolderError) as err:
+        read_deploy_spec(str(folder))
+    assert str(err.value) == (
+        f'{folder / "prompt_decoder.onnx"} is not the graph this export '
+        "wrote (its SHA-256 differs from deploy.json's): the folder mixes "
+        'files of different exports, or the graph was changed; re-export it.')
+    # Folders written before digests were recorded are read by shape.
+    data = json.loads((folder / SPEC_FILE).read_text())
+    for graph in data['graphs'].values():
+        del graph['sha256']
+    (folder / SPEC_FILE).write_text(json.dumps(data))
+    assert read_deploy_spec(str(folder)).precision == 'fp32'
+    data['graphs']['image_encoder']['sha256'] = 'abc'
+    (folder / SPEC_FILE).write_text(json.dumps(data))
+    with pytest.raises(DeployFolderError, match='must be 64 lowercase hex'):
+        read_deploy_spec(str(folder))
