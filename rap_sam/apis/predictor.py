@@ -27,6 +27,7 @@ from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
 from rap_sam.utils.config_file import (ConfigFileError, config_test_scale,
                                        read_config)
+from rap_sam.utils.user_errors import UserNotice
 from rap_sam.visualization import config_dataset_meta
 from .inputs import (InputError, check_int, check_number, check_pixels,
                      check_prompts, max_pixels_limit, read_image)
@@ -350,13 +351,14 @@ class RapSAMPredictor:
         cfg.model.backbone.init_cfg = None
         head = cfg.model.panoptic_head
         if weights is None:
-            warnings.warn(RANDOM_WEIGHTS_WARNING, stacklevel=2)
+            warnings.warn(RANDOM_WEIGHTS_WARNING, UserNotice, stacklevel=2)
             name = head.get('ov_classifier_name')
             if name and not osp.isfile(
                     class_embedding_path(name, head.get('ov_classifier_dir'))):
                 warnings.warn(
                     f'Class-embedding file {name}.pth not found: using random '
                     'class embeddings as well (see tools/gen_cls.py).',
+                    UserNotice,
                     stacklevel=2)
                 head.ov_classifier_name = None
         if cfg.model.get('test_cfg', {}).get('rle_masks'):

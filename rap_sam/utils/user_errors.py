@@ -7,10 +7,13 @@ lets it propagate; each command-line tool runs under :func:`cli_errors`,
 which prints ``error: <message>`` and exits with status 2 instead of a stack
 trace; a Ctrl+C is one line too (``error: interrupted (Ctrl+C)``), and so
 is a SIGTERM (``error: terminated (SIGTERM)``), each with the exit status a
-shell reports for it (130, 143).
+shell reports for it (130, 143). A :class:`UserNotice` warning (random
+weights, a missing class-embedding file) is shown by the tools as
+``warning: <message>``, without the code location Python's warnings add.
 """
 import contextlib
 import sys
+import warnings
 
 from .interrupt_guard import (INTERRUPTED_EXIT_CODE, TERMINATED_EXIT_CODE,
                               Terminated, interrupted_message, release,
@@ -19,6 +22,28 @@ from .interrupt_guard import (INTERRUPTED_EXIT_CODE, TERMINATED_EXIT_CODE,
 
 class UserError(Exception):
     """A problem with the user's input; ``str(err)`` is the message."""
+
+
+class UserNotice(UserWarning):
+    """A warning for the person running the model (it runs, but not as
+    they may think): a Python warning in the API, a ``warning:`` line in
+    the tools."""
+
+
+def _show_notices(show):
+    """``warnings.showwarning`` that prints a :class:`UserNotice` after
+    ``warning:`` (no file and line of the code that warned) and
+    hands every other warning to ``show``."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserNotice):
+            text = str(message).strip('\n')
+            sep = '\n' if '\n' in text else ' '  # a banner under the word
+            print(f'warning:{sep}{text}', file=file or sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 # argparse exits with 2 for bad arguments; a bad file is the same kind of
@@ -58,6 +83,8 @@ def cli_errors(interrupted: str = ''):
     the :mod:`~rap_sam.utils.interrupt_guard`'s; from here on a Ctrl+C is a
     ``KeyboardInterrupt`` again."""
     previous = release()
+    show = warnings.showwarning
+    warnings.showwarning = _show_notices(show)
     try:
         yield
     except UserError as err:
@@ -74,4 +101,5 @@ def cli_errors(interrupted: str = ''):
             flush=True)
         raise SystemExit(INTERRUPTED_EXIT_CODE)
     finally:
+        warnings.showwarning = show
         restore(previous)

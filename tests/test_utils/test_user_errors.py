@@ -11,7 +11,7 @@ import sys
 import pytest
 from helpers import REPO
 
-from rap_sam.utils.user_errors import UserError, cli_errors
+from rap_sam.utils.user_errors import UserError, UserNotice, cli_errors
 
 
 def test_user_error_is_one_line_and_status_2(capsys):
@@ -312,3 +312,26 @@ def test_an_interrupt_raised_with_a_note_says_it_in_the_one_line(capsys):
             raise KeyboardInterrupt
     assert capsys.readouterr().err == (
         'error: interrupted (Ctrl+C); nothing written.\n')
+
+
+def test_a_notice_is_a_warning_line_in_a_tool(capsys, monkeypatch):
+    """Random weights are said as ``warning:``, not with the file and line
+    of the code that warned; other warnings go where they went, and the
+    API's warnings are Python's again after the tool's body."""
+    import warnings
+    others = []
+    monkeypatch.setattr(warnings, 'showwarning',
+                        lambda *args: others.append(args[:2]))
+    before = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter('always')
+        with cli_errors():
+            warnings.warn('No --weights given', UserNotice)
+            warnings.warn('\n!!\n!! a banner\n!!', UserNotice)
+            warnings.warn('deprecated', DeprecationWarning)
+    assert capsys.readouterr().err.splitlines() == [
+        'warning: No --weights given', 'warning:', '!!', '!! a banner', '!!'
+    ]
+    assert [(str(m), c)
+            for m, c in others] == [('deprecated', DeprecationWarning)]
+    assert warnings.showwarning is before

@@ -114,7 +114,7 @@ if __name__ == '__main__':
     # error answer at once.
     parse_args()
 
-from rap_sam.utils.user_errors import UserError, cli_errors
+from rap_sam.utils.user_errors import UserError, UserNotice, cli_errors
 
 
 class ExportArgumentError(UserError):
@@ -182,13 +182,14 @@ def build_model(cfg, args):
     from rap_sam.visualization import config_dataset_meta
     head = cfg.model.panoptic_head
     if args.checkpoint is None:
-        warnings.warn(RANDOM_WEIGHTS_WARNING)
+        warnings.warn(RANDOM_WEIGHTS_WARNING, UserNotice)
         name = head.get('ov_classifier_name')
         if name and not osp.isfile(
                 class_embedding_path(name, head.get('ov_classifier_dir'))):
-            warnings.warn(f'Class-embedding file {name}.pth not found: using '
-                          'random class embeddings as well (see '
-                          'tools/gen_cls.py).')
+            warnings.warn(
+                f'Class-embedding file {name}.pth not found: using '
+                'random class embeddings as well (see '
+                'tools/gen_cls.py).', UserNotice)
             head.ov_classifier_name = None
     model = MODELS.build(cfg.model)
     if args.checkpoint is None:
