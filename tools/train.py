@@ -21,6 +21,7 @@ tools/test.py evaluation, stops with one line naming this one's PID. A
 killed run leaves no lock behind (:mod:`rap_sam.utils.work_dir_lock`).
 """
 import argparse
+import os
 import os.path as osp
 import runpy
 import sys
@@ -66,18 +67,23 @@ if __name__ == '__main__':
 
 import torch
 from mmengine.config import Config
+from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper
 from mmengine.runner import Runner
 
 sys.path.insert(0, REPO)
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
 from rap_sam.engine import is_complete_checkpoint  # noqa: E402
-from rap_sam.utils.checkpoint import trust_all_checkpoints  # noqa: E402
+from rap_sam.engine.checkpoint_files import find_resumable_checkpoint
+from rap_sam.utils.checkpoint import (check_state_dict, load_local_checkpoint,
+                                      state_dict_from_checkpoint,
+                                      trust_all_checkpoints)
 from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.pretrained import fetch_pretrained  # noqa: E402
-from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
-                                      load_config)
+from rap_sam.utils.runner_cli import (apply_overrides, check_counts,
+                                      check_option_keys, claim_work_dir,
+                                      load_config, unexpected_option)
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 
@@ -87,7 +93,12 @@ class TrainArgumentError(UserError, ValueError):
 
 def build_cfg(args) -> Config:
     cfg = load_config(args)  # a missing or broken file: ConfigFileError
-    _check_option_keys(cfg, args.cfg_options or {})
+    if not cfg.get('train_dataloader') or not cfg.get('train_cfg'):
+        raise TrainArgumentError(
+            f'{args.config} is not a training config (no train_dataloader '
+            'or train_cfg): give a training recipe, e.g. '
+            'configs/rap_sam/rap_sam_r50_12e.py.')
+    check_option_keys(cfg, args.cfg_options or {}, TrainArgumentError)
     try:
         apply_overrides(cfg, args)
     except (KeyError, TypeError, ValueError, AttributeError,
@@ -95,6 +106,7 @@ def build_cfg(args) -> Config:
         raise TrainArgumentError(
             f'--cfg-options {" ".join(_option_items(args))} do not fit '
             f'{args.config}: {type(err).__name__}: {err}') from err
+    check_counts(cfg, TRAIN_COUNTS, TrainArgumentError)
     # A recipe with a val loop validates on the PNGs of its val data root.
     tie_seg_prefixes(
         cfg,
@@ -125,6 +137,12 @@ def build_cfg(args) -> Config:
                 'another file, or --resume alone to continue from the newest '
                 'complete checkpoint of the work dir.')
         cfg.resume, cfg.load_from = True, args.resume
+    earlier = [] if args.resume else earlier_checkpoints(cfg.work_dir)
+    if earlier:
+        raise TrainArgumentError(
+            f'{cfg.work_dir} holds checkpoints of an earlier run '
+            f'({", ".join(earlier)}), which this one would replace: pass '
+            '--resume to continue it, or choose another --work-dir.')
     if cfg.get('load_from'):
         # Every weight comes from that checkpoint: the ImageNet init would
         # only be downloaded and replaced. (--resume alone may find no
@@ -133,23 +151,58 @@ def build_cfg(args) -> Config:
     return cfg
 
 
-def _check_option_keys(cfg: Config, options: dict) -> None:
-    """Refuse an option whose parent key the config lacks: mmengine would
-    add it, and a misspelt key would change nothing, silently. New leaf
-    keys (``optim_wrapper.loss_scale=dynamic``) stay allowed."""
-    for key in options:
-        node, parts = cfg, key.split('.')
-        for depth, part in enumerate(parts[:-1], 1):
-            is_list = isinstance(node, (list, tuple))
-            if is_list and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, (dict, Config)) and part in node:
-                node = node[part]
-            else:
-                raise TrainArgumentError(
-                    f'--cfg-options {key}: the config has no '
-                    f"'{'.'.join(parts[:depth])}'; check the spelling "
-                    f"against {cfg.filename or 'the config'}.")
+#: Counts a config may set (and --cfg-options change): the least each may
+#: be.
+TRAIN_COUNTS = {
+    'train_cfg.max_epochs': 1,
+    'train_cfg.max_iters': 1,
+    'train_cfg.val_interval': 1,
+    'train_dataloader.batch_size': 1,
+    'train_dataloader.num_workers': 0,
+    'randomness.seed': 0,
+}
+
+
+def earlier_checkpoints(work_dir: str) -> list:
+    """The checkpoints (and ``last_checkpoint``) in ``work_dir``, sorted."""
+    if not osp.isdir(work_dir):
+        return []
+    return sorted(
+        name for name in os.listdir(work_dir)
+        if name.endswith('.pth') or name == 'last_checkpoint')
+
+
+def check_resume(runner: Runner, cfg: Config) -> None:
+    """The checkpoint the run resumes from holds a training state that fits
+    the model and has epochs left to train: another model's optimizer
+    state crashed the process (heap corruption) at the first step, a
+    weights-only file raised a KeyError, and a finished one trained
+    nothing with exit status 0."""
+    if not cfg.get('resume'):
+        return
+    path = cfg.get('load_from') or find_resumable_checkpoint(cfg.work_dir)
+    if not path or '://' in path:
+        return  # a fresh start, or remote storage (mmengine's to read)
+    checkpoint = load_local_checkpoint(path, map_location='cpu')
+    state = [
+        k for k in ('meta', 'message_hub', 'optimizer') if k not in checkpoint
+    ] if isinstance(checkpoint, dict) else ['meta']
+    if state:
+        raise TrainArgumentError(
+            f'{path} holds weights only, not a training state (no '
+            f'{", ".join(state)}): to start a training from them, pass '
+            f'--cfg-options load_from={path} instead of --resume.')
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    check_state_dict(model, state_dict_from_checkpoint(checkpoint, path), path)
+    epoch = checkpoint['meta'].get('epoch')
+    max_epochs = cfg.train_cfg.get('max_epochs')
+    if isinstance(epoch, int) and isinstance(max_epochs, int) and \
+            epoch >= max_epochs:
+        raise TrainArgumentError(
+            f'{path} is at epoch {epoch} and train_cfg.max_epochs is '
+            f'{max_epochs}: nothing left to train; raise max_epochs (with '
+            '--cfg-options) to train further.')
 
 
 def _option_items(args) -> list:
@@ -174,11 +227,19 @@ def main(argv=None):
         cfg = build_cfg(args)
         with claim_work_dir(cfg, args.launcher, 'training'):
             fetch_pretrained(cfg)
-            runner = Runner.from_cfg(cfg)
             try:
+                runner = Runner.from_cfg(cfg)
+                check_resume(runner, cfg)
                 runner.train()
             except UserError as err:
                 raise _one_line(err) from err
+            except TypeError as err:
+                item = unexpected_option(err, args.cfg_options or {})
+                if not item:
+                    raise
+                raise TrainArgumentError(
+                    f'--cfg-options {item}: {err}; check the spelling of '
+                    'its last key.') from err
             close_distributed()
         return runner
 

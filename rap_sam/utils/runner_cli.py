@@ -14,6 +14,7 @@ from .arg_types import non_negative_int  # noqa: F401
 from .arg_types import parse_runner_args  # noqa: F401
 from .arg_types import positive_int  # noqa: F401
 from .config_file import read_config
+from .user_errors import UserError
 from .work_dir_lock import holding_work_dir
 
 # The variable each launcher gives a process its global rank in.
@@ -43,6 +44,56 @@ def apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs',
         osp.splitext(osp.basename(args.config))[0])
+
+
+def check_option_keys(cfg: Config,
+                      options: dict,
+                      error: type = UserError) -> None:
+    """Refuse an option whose parent key the config lacks: mmengine would
+    add it, and a misspelt key would change nothing, silently. New leaf
+    keys (``optim_wrapper.loss_scale=dynamic``) stay allowed."""
+    for key in options:
+        node, parts = cfg, key.split('.')
+        for depth, part in enumerate(parts[:-1], 1):
+            is_list = isinstance(node, (list, tuple))
+            if is_list and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, (dict, Config)) and part in node:
+                node = node[part]
+            else:
+                raise error(f'--cfg-options {key}: the config has no '
+                            f"'{'.'.join(parts[:depth])}'; check the spelling "
+                            f"against {cfg.filename or 'the config'}.")
+
+
+def check_counts(cfg: Config, keys: dict, error: type = UserError) -> None:
+    """Each of ``keys`` (a dotted config key: the least it may be) that
+    the config has must be a whole number at least that: a count of 0 or
+    a word given with --cfg-options failed deep in mmengine or torch."""
+    for key, least in keys.items():
+        node = cfg
+        for part in key.split('.'):
+            node = node.get(part) if isinstance(node, (dict, Config)) \
+                else None
+        if node is None:
+            continue
+        if isinstance(node, bool) or not isinstance(node, int) or \
+                node < least:
+            raise error(f'{key} must be a whole number >= {least}, got '
+                        f'{node!r}: fix it in the config or --cfg-options.')
+
+
+def unexpected_option(err: TypeError, options: dict) -> str:
+    """The --cfg-options item a class was built with but does not take
+    (a misspelt last key: ``train_cfg.max_epoch=1``), named in ``err``;
+    '' when ``err`` is about something else."""
+    text = str(err)
+    if 'unexpected keyword argument' not in text:
+        return ''
+    for key, value in options.items():
+        if f"'{key.split('.')[-1]}'" in text:
+            return f'{key}={value}'
+    return ''
 
 
 def launched_rank(launcher: str) -> int:

@@ -39,6 +39,17 @@ def notes(tmp_path_factory):
         ('misspelt option', [TOY, '--cfg-options', 'trian_cfg.max_epochs=2'],
          "error: --cfg-options trian_cfg.max_epochs: the config has no "
          "'trian_cfg'"),
+        # An evaluation config: mmengine's "_train_loop should not be None".
+        ('not a training config', ['configs/rap_sam/toy_eval_coco.py'],
+         'error: configs/rap_sam/toy_eval_coco.py is not a training config'),
+        # Trained nothing with exit status 0.
+        ('no epochs', [TOY, '--cfg-options', 'train_cfg.max_epochs=0'],
+         'error: train_cfg.max_epochs must be a whole number >= 1, got 0'),
+        # range() arg 3 must not be zero, deep in the sampler.
+        ('a word for a count', [
+            TOY, '--cfg-options', 'train_dataloader.batch_size=abc'
+        ], "error: train_dataloader.batch_size must be a whole number >= 1, "
+         "got 'abc'"),
     ])
 def test_user_errors_are_one_line(case, args, message, notes, tmp_path):
     args = [a.format(notes=notes) for a in args]
@@ -216,3 +227,80 @@ def test_a_second_training_into_a_held_work_dir_is_refused(tmp_path):
     assert_user_error(result, 'Class-embedding file not found')
     logs = glob.glob(str(work / '*' / '*.log'))
     assert len(logs) == 1
+
+
+def test_an_earlier_runs_checkpoints_are_not_replaced(tmp_path):
+    """Without --resume a second run into the same work dir overwrote the
+    first's epoch_N.pth and last_checkpoint."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'epoch_2.pth').write_bytes(b'the first run')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    line = assert_user_error(
+        run_script('tools/train.py', TOY, '--work-dir', work, timeout=300))
+    assert line == (f'error: {work} holds checkpoints of an earlier run '
+                    '(epoch_2.pth, last_checkpoint), which this one would '
+                    'replace: pass --resume to continue it, or choose another '
+                    '--work-dir.')
+    assert (work / 'epoch_2.pth').read_bytes() == b'the first run'
+    assert sorted(os.listdir(work)) == ['epoch_2.pth', 'last_checkpoint']
+
+
+def _resume_state(root, **changes):
+    """A training state of the toy model as mmengine saves one (weights,
+    meta, message hub, optimizer), with ``changes`` to its keys."""
+    import torch
+    from helpers import toy_checkpoint
+    model = toy_checkpoint(str(root), 'rap_sam/toy_rap_sam_train.py')
+    state = dict(
+        meta=dict(epoch=1, iter=10),
+        message_hub={},
+        optimizer={},
+        state_dict=model.state_dict())
+    state.update(changes)
+    return state, torch
+
+
+@pytest.mark.parametrize('case', ['weights only', 'other model', 'finished'])
+def test_resume_from_a_checkpoint_that_cannot_continue(case, tmp_path):
+    """Another model's optimizer state crashed the process at the first
+    step (heap corruption), a weights-only file raised a KeyError, and a
+    finished run trained nothing with exit status 0."""
+    state, torch = _resume_state(tmp_path)
+    if case == 'weights only':
+        state = dict(state_dict=state['state_dict'])
+    elif case == 'other model':
+        weights = state['state_dict']
+        key = 'panoptic_head.kernels.weight'
+        weights[key] = weights[key][:-10]
+    else:
+        state['meta']['epoch'] = 4
+    path = tmp_path / 'state.pth'
+    torch.save(state, path)
+    line = assert_user_error(
+        run_script(
+            'tools/train.py',
+            TOY,
+            '--work-dir',
+            tmp_path / 'work',
+            '--resume',
+            path,
+            '--cfg-options',
+            f'model.panoptic_head.ov_classifier_dir={tmp_path}/embd',
+            'train_cfg.max_epochs=2',
+            timeout=300))
+    expected = {
+        'weights only':
+        f'error: {path} holds weights only, not a training state (no meta, '
+        'message_hub, optimizer): to start a training from them, pass '
+        f'--cfg-options load_from={path} instead of --resume.',
+        'other model':
+        f'error: {path} does not fit RapSAM: 1 shape mismatches '
+        '(panoptic_head.kernels.weight: checkpoint (20, 64) vs model (30, '
+        '64))',
+        'finished':
+        f'error: {path} is at epoch 4 and train_cfg.max_epochs is 2: '
+        'nothing left to train; raise max_epochs (with --cfg-options) to '
+        'train further.',
+    }[case]
+    assert line.startswith(expected), line
