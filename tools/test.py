@@ -1,7 +1,8 @@
 """Evaluate a RAP-SAM checkpoint with a config's test loop.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl]
-        [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+        [--overwrite] [--show-dir DIR] [--cfg-options k=v ...]
+        [--launcher pytorch]
 
 The checkpoint must fit the model exactly: every missing, unexpected or
 wrongly shaped key is listed and the run stops before evaluating. A missing
@@ -46,6 +47,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--out', help='also dump the raw predictions to this .pkl file')
     parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an existing --out file')
+    parser.add_argument(
         '--show-dir',
         help='write visualised predictions under '
         'WORK_DIR/TIMESTAMP/SHOW_DIR')
@@ -74,8 +79,9 @@ from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       trust_all_checkpoints)
 from rap_sam.utils.data_root import option_given, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
-from rap_sam.utils.runner_cli import (apply_overrides, claim_work_dir,
-                                      load_config)
+from rap_sam.utils.runner_cli import (apply_overrides, check_counts,
+                                      check_option_keys, claim_work_dir,
+                                      load_config, unexpected_options)
 from rap_sam.utils.user_errors import UserError, cli_errors
 from rap_sam.visualization import RapSAMLocalVisualizer
 
@@ -115,17 +121,54 @@ def own_result_files(runner, args) -> None:
                            f'outfile_prefix {prefix} is shared by all runs)')
 
 
+def check_out(args) -> None:
+    """``--out`` can be written at the end without losing a file: checked
+    before the evaluation (it failed at its end, or replaced what was
+    there, the evaluated checkpoint included)."""
+    out = args.out
+    if not out.endswith(('.pkl', '.pickle')):
+        raise EvalArgumentError(
+            f'--out must name a .pkl or .pickle file, not {out}')
+    if osp.realpath(out) == osp.realpath(osp.expanduser(args.checkpoint)):
+        raise EvalArgumentError(
+            f'--out {out} is the checkpoint being evaluated: name another '
+            'file for the predictions.')
+    if osp.isdir(out):
+        raise EvalArgumentError(f'--out {out} is a folder: name a .pkl file.')
+    if osp.lexists(out) and not args.overwrite:
+        raise EvalArgumentError(
+            f'--out {out} exists (an earlier run\'s predictions?): name '
+            'another file, or pass --overwrite to replace it.')
+    folder = osp.dirname(osp.abspath(out))
+    while not osp.lexists(folder):
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder):
+        raise EvalArgumentError(
+            f'--out {out}: {folder} is a file, not a folder; name a .pkl '
+            'file in a folder.')
+
+
 def build_cfg(args) -> Config:
     cfg = load_config(args)
     if not osp.isfile(osp.expanduser(args.checkpoint)):
         raise CheckpointNotFoundError(
             f'Checkpoint file not found: {args.checkpoint} (give the path '
             'of a .pth file, e.g. the released rapsam_r50_12e.pth)')
-    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+    if not cfg.get('test_dataloader') or not cfg.get('test_evaluator'):
         raise EvalArgumentError(
-            f'--out must name a .pkl or .pickle file, not {args.out}')
+            f'{args.config} is not an evaluation config (no test_dataloader '
+            'or test_evaluator): give one of configs/rap_sam/eval_*.py.')
+    if args.out:
+        check_out(args)
+    elif args.overwrite:
+        raise EvalArgumentError('--overwrite goes with --out FILE.pkl.')
+    check_option_keys(cfg, args.cfg_options or {}, EvalArgumentError)
     setup_cpu_distributed(cfg, args.launcher)
     apply_overrides(cfg, args)
+    check_counts(cfg, {
+        'test_dataloader.batch_size': 1,
+        'test_dataloader.num_workers': 0
+    }, EvalArgumentError)
     tie_seg_prefixes(cfg, args.cfg_options, check=('test', ))
     # Weights come from the checkpoint, not from ImageNet init.
     cfg.model.backbone.init_cfg = None
@@ -160,7 +203,8 @@ def main(argv=None):
     if args.trust_checkpoint:
         trust_all_checkpoints()
     cfg = build_cfg(args)
-    with claim_work_dir(cfg, args.launcher, 'evaluation'):
+    with claim_work_dir(cfg, args.launcher, 'evaluation'), \
+            unexpected_options(args.cfg_options):
         runner = Runner.from_cfg(cfg)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model

@@ -83,7 +83,7 @@ from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.pretrained import fetch_pretrained  # noqa: E402
 from rap_sam.utils.runner_cli import (apply_overrides, check_counts,
                                       check_option_keys, claim_work_dir,
-                                      load_config, unexpected_option)
+                                      load_config, unexpected_options)
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 
@@ -228,18 +228,12 @@ def main(argv=None):
         with claim_work_dir(cfg, args.launcher, 'training'):
             fetch_pretrained(cfg)
             try:
-                runner = Runner.from_cfg(cfg)
-                check_resume(runner, cfg)
-                runner.train()
+                with unexpected_options(args.cfg_options):
+                    runner = Runner.from_cfg(cfg)
+                    check_resume(runner, cfg)
+                    runner.train()
             except UserError as err:
                 raise _one_line(err) from err
-            except TypeError as err:
-                item = unexpected_option(err, args.cfg_options or {})
-                if not item:
-                    raise
-                raise TrainArgumentError(
-                    f'--cfg-options {item}: {err}; check the spelling of '
-                    'its last key.') from err
             close_distributed()
         return runner
 

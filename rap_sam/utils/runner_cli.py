@@ -5,7 +5,7 @@ import argparse
 import contextlib
 import os
 import os.path as osp
-from typing import Iterator
+from typing import Iterator, Optional
 
 from mmengine.config import Config
 
@@ -83,17 +83,23 @@ def check_counts(cfg: Config, keys: dict, error: type = UserError) -> None:
                         f'{node!r}: fix it in the config or --cfg-options.')
 
 
-def unexpected_option(err: TypeError, options: dict) -> str:
-    """The --cfg-options item a class was built with but does not take
-    (a misspelt last key: ``train_cfg.max_epoch=1``), named in ``err``;
-    '' when ``err`` is about something else."""
-    text = str(err)
-    if 'unexpected keyword argument' not in text:
-        return ''
-    for key, value in options.items():
-        if f"'{key.split('.')[-1]}'" in text:
-            return f'{key}={value}'
-    return ''
+@contextlib.contextmanager
+def unexpected_options(options: Optional[dict]) -> Iterator[None]:
+    """A class built with a keyword it does not take because of a misspelt
+    last key of --cfg-options (``train_cfg.max_epoch=1``: a TypeError from
+    mmengine's builders, for the checkpoint hook only at the first save)
+    becomes one line naming the option; other TypeErrors pass."""
+    try:
+        yield
+    except TypeError as err:
+        text = str(err)
+        if 'unexpected keyword argument' not in text:
+            raise
+        for key, value in (options or {}).items():
+            if f"'{key.split('.')[-1]}'" in text:
+                raise UserError(f'--cfg-options {key}={value}: {text}; check '
+                                'the spelling of its last key.') from err
+        raise
 
 
 def launched_rank(launcher: str) -> int:

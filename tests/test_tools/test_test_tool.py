@@ -472,3 +472,46 @@ def test_show_dir_of_a_video_config_is_one_line(tmp_path, ytvis):
         proc, f'--show-dir draws image configs only: {config_path(config)} '
         "evaluates videos, which mmdet's DetVisualizationHook cannot draw")
     assert not glob.glob(str(tmp_path / 'work' / '*' / 'shown'))
+
+
+@pytest.mark.parametrize('case', [
+    'out is the checkpoint', 'out exists', 'out is a folder',
+    'out under a file', 'a training config', 'misspelt option', 'zero batch'
+])
+def test_mistakes_are_one_line_before_the_evaluation(tmp_path, case):
+    """--out replaced an earlier dump, or the evaluated checkpoint itself,
+    silently, or failed after the whole evaluation; a misspelt parent key
+    evaluated the config's default data."""
+    ckpt = tmp_path / 'model.pkl'
+    ckpt.write_bytes(b'weights')
+    (tmp_path / 'earlier.pkl').write_bytes(b'earlier predictions')
+    (tmp_path / 'dump.pkl').mkdir()
+    config = config_path('rap_sam/eval_rap_sam_coco.py')
+    args, message = {
+        'out is the checkpoint':
+        (['--out', ckpt], f'--out {ckpt} is the checkpoint being evaluated'),
+        'out exists': ([
+            '--out', tmp_path / 'earlier.pkl', '--out',
+            tmp_path / 'earlier.pkl'
+        ], f"--out {tmp_path / 'earlier.pkl'} exists (an earlier "
+                       "run's predictions?): name another file, or pass "
+                       '--overwrite to replace it.'),
+        'out is a folder': (['--out', tmp_path / 'dump.pkl'],
+                            f"--out {tmp_path / 'dump.pkl'} is a folder"),
+        'out under a file':
+        (['--out', ckpt / 'x.pkl'], f'{ckpt} is a file, not a folder'),
+        'a training config': ([], 'is not an evaluation config'),
+        'misspelt option': (['--cfg-options', 'test_dataloadr.batch_size=1'],
+                            "the config has no 'test_dataloadr'"),
+        'zero batch': (['--cfg-options', 'test_dataloader.batch_size=0'],
+                       'test_dataloader.batch_size must be a whole number '
+                       '>= 1, got 0'),
+    }[case]
+    if case == 'a training config':
+        config = config_path('rap_sam/toy_rap_sam_train.py')
+    proc = run_script('tools/test.py', config, ckpt, '--work-dir',
+                      tmp_path / 'work', *args)
+    assert message in assert_user_error(proc)
+    assert not osp.exists(tmp_path / 'work')
+    assert ckpt.read_bytes() == b'weights'
+    assert (tmp_path / 'earlier.pkl').read_bytes() == b'earlier predictions'
