@@ -1,8 +1,8 @@
 """Encode a dataset's class names into an open-vocabulary classifier file.
 
     python tools/gen_cls.py CONFIG [--checkpoint CLIP.bin] [--out PATH]
-        [--classes FILE] [--model NAME] [--pretrained TAG] [--split SPLIT]
-        [--trust-checkpoint]
+        [--overwrite] [--classes FILE] [--model NAME] [--pretrained TAG]
+        [--split SPLIT] [--trust-checkpoint]
 
 Writes ``[num_classes, max_synonyms, dim]`` to
 ``~/.cache/embd/{model}_{dataset}.pth`` (``RAP_SAM_EMBD_DIR`` moves it), the
@@ -24,6 +24,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLI = runpy.run_path(
     osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
 add_trust_checkpoint = CLI['add_trust_checkpoint']
+positive_int = CLI['positive_int']
 
 # mmengine's config module, for DictAction: no torch, under a second.
 from mmengine.config import DictAction  # noqa: E402
@@ -45,7 +46,12 @@ def parse_args(argv=None):
         parser,
         help='load the checkpoint with weights_only=False (only for files '
         'from a source you trust)')
-    parser.add_argument('--out', help='output file (default: the cache)')
+    parser.add_argument(
+        '--out',
+        help='output file (default: the cache, whose file is replaced); an '
+        'existing one is replaced only with --overwrite')
+    parser.add_argument(
+        '--overwrite', action='store_true', help='replace an existing --out')
     parser.add_argument(
         '--classes',
         help='text file, one class a line, '
@@ -64,7 +70,7 @@ def parse_args(argv=None):
         choices=['train', 'val', 'test'],
         help='which dataloader\'s dataset names the classes (default: test '
         'when the config has a test_dataloader.dataset, else train)')
-    parser.add_argument('--batch-size', type=int, default=256)
+    parser.add_argument('--batch-size', type=positive_int, default=256)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -158,8 +164,37 @@ def vocabulary(cfg, args, model_name, pretrained, checkpoint, logger):
     return classes, f'{model_name}_{dataset_name}'
 
 
+def check_out(args) -> None:
+    """An explicit ``--out`` can be written without losing a file: checked
+    before CLIP loads (it replaced any file, the CLIP weights given as
+    --checkpoint included, or failed after the encoding)."""
+    out = args.out
+    if out is None:
+        if args.overwrite:
+            raise GenClsConfigError('--overwrite goes with --out FILE.')
+        return
+    inputs = [p for p in (args.checkpoint, args.classes, args.config) if p]
+    if any(osp.realpath(out) == osp.realpath(p) for p in inputs):
+        raise GenClsConfigError(
+            f'--out {out} is one of the inputs: name another file for the '
+            'class embeddings.')
+    if osp.isdir(out):
+        raise GenClsConfigError(f'--out {out} is a folder: name a .pth file.')
+    if osp.lexists(out) and not args.overwrite:
+        raise GenClsConfigError(
+            f'--out {out} exists: name another file, or pass --overwrite to '
+            'replace it.')
+    folder = osp.dirname(osp.abspath(out))
+    while not osp.lexists(folder):
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder):
+        raise GenClsConfigError(
+            f'--out {out}: {folder} is a file, not a folder.')
+
+
 def main(argv=None):
     args = parse_args(argv)
+    check_out(args)
     if args.trust_checkpoint:
         trust_all_checkpoints()
     cfg = read_config(args.config)

@@ -290,19 +290,46 @@ def test_tool_writes_the_classifier(clip, tmp_path):
             emb, encode_class_names(model, tokenizer, ['cat', 'sofa,couch']))
 
 
-@pytest.mark.parametrize('args, message', [
-    (['configs/rap_sam/absent.py'
-      ], 'error: Config file not found: configs/rap_sam/absent.py'),
-    (['configs/rap_sam/eval_rap_sam_coco.py', '--checkpoint', 'absent.bin'
-      ], 'error: OpenCLIP checkpoint not found: absent.bin'),
-    (['{tmp}/broken.py'], 'error: Cannot read the config {tmp}/broken.py: '
-     "SyntaxError: '(' was never closed (<unknown>, line 1)"),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['configs/rap_sam/absent.py'
+          ], 'error: Config file not found: configs/rap_sam/absent.py'),
+        ([
+            'configs/rap_sam/eval_rap_sam_coco.py', '--checkpoint',
+            'absent.bin'
+        ], 'error: OpenCLIP checkpoint not found: absent.bin'),
+        (['{tmp}/broken.py'], 'error: Cannot read the config {tmp}/broken.py: '
+         "SyntaxError: '(' was never closed (<unknown>, line 1)"),
+        # Replaced silently (CLIP weights given as --checkpoint included), or
+        # failed after the weights loaded and the classes were encoded.
+        ([
+            'configs/rap_sam/eval_rap_sam_coco.py', '--out',
+            '{tmp}/earlier.pth'
+        ], 'error: --out {tmp}/earlier.pth exists: name another file, or pass '
+         '--overwrite to replace it.'),
+        ([
+            'configs/rap_sam/eval_rap_sam_coco.py', '--checkpoint',
+            '{tmp}/earlier.pth', '--out', '{tmp}/earlier.pth', '--overwrite'
+        ],
+         'error: --out {tmp}/earlier.pth is one of the inputs: name another file '
+         'for the class embeddings.'),
+        (['configs/rap_sam/eval_rap_sam_coco.py', '--out', '{tmp}'
+          ], 'error: --out {tmp} is a folder: name a .pth file.'),
+        ([
+            'configs/rap_sam/eval_rap_sam_coco.py', '--out',
+            '{tmp}/earlier.pth/x'
+        ],
+         'error: --out {tmp}/earlier.pth/x: {tmp}/earlier.pth is a file, not a '
+         'folder.'),
+    ])
 def test_tool_input_errors(tmp_path, args, message):
     (tmp_path / 'broken.py').write_text('model = dict(\n')
+    (tmp_path / 'earlier.pth').write_bytes(b'kept')
     args = [a.format(tmp=tmp_path) for a in args]
     message = message.format(tmp=tmp_path)
     assert assert_user_error(_finish(_run_tool(args, tmp_path))) == message
+    assert (tmp_path / 'earlier.pth').read_bytes() == b'kept'
 
 
 def test_split_defaults_to_test_else_train(clip, env):
