@@ -311,16 +311,14 @@ def test_tool_writes_the_classifier(clip, tmp_path):
         ([
             'configs/rap_sam/eval_rap_sam_coco.py', '--checkpoint',
             '{tmp}/earlier.pth', '--out', '{tmp}/earlier.pth', '--overwrite'
-        ],
-         'error: --out {tmp}/earlier.pth is one of the inputs: name another '
+        ], 'error: --out {tmp}/earlier.pth is one of the inputs: name another '
          'file for the class embeddings.'),
         (['configs/rap_sam/eval_rap_sam_coco.py', '--out', '{tmp}'
           ], 'error: --out {tmp} is a folder: name a .pth file.'),
         ([
             'configs/rap_sam/eval_rap_sam_coco.py', '--out',
             '{tmp}/earlier.pth/x'
-        ],
-         'error: --out {tmp}/earlier.pth/x: {tmp}/earlier.pth is a file, '
+        ], 'error: --out {tmp}/earlier.pth/x: {tmp}/earlier.pth is a file, '
          'not a folder.'),
     ])
 def test_tool_input_errors(tmp_path, args, message):
