@@ -66,7 +66,8 @@ from make_toy_data import make_toy_data
 from rap_sam.utils.interrupt_guard import (INTERRUPTED_EXIT_CODE,
                                            TERMINATED_EXIT_CODE, Terminated)
 from rap_sam.utils.output_files import make_out_dir
-from rap_sam.utils.user_errors import USER_ERROR_EXIT_CODE, cli_errors
+from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
+                                       cli_errors)
 
 TOY_VOCABULARIES = ('toy_Concat_CocoPanopticOVDataset_YouTubeVISDataset_2019',
                     'toy_CocoPanopticOVDataset', 'toy_YouTubeVISDataset_2019')
@@ -185,6 +186,17 @@ def main(argv=None):
     start = time.time()
     root = osp.abspath(args.root)
     with cli_errors():
+        train_dir = osp.join(root, 'train')
+        earlier = sorted(
+            n for n in (os.listdir(train_dir) if osp.isdir(train_dir) else ())
+            if n.endswith('.pth') or n == 'last_checkpoint')
+        if earlier:
+            # The training would replace them (tools/train.py refuses it
+            # without --resume, after the data is written).
+            raise UserError(
+                f'{root} holds an earlier toy run ({", ".join(earlier)} in '
+                'train/): choose another --root, or remove that folder to '
+                'run again.')
         make_out_dir(root)
         make_toy_data(osp.join(root, 'data'))
         write_toy_class_embeddings(osp.join(root, 'embd'))
@@ -200,7 +212,6 @@ def main(argv=None):
         if args.epochs:
             options += epoch_options(args.epochs)
         options += toy_train_options(root)
-        train_dir = osp.join(root, 'train')
         _run([
             py,
             osp.join(REPO, 'tools', 'train.py'),

@@ -115,3 +115,17 @@ def test_a_relative_root_is_under_the_current_folder(tmp_path, tool):
     finally:
         if osp.isdir(osp.join(REPO, name)):
             shutil.rmtree(osp.join(REPO, name))
+
+
+def test_an_earlier_toy_run_is_not_replaced(tmp_path):
+    """A second run into the same --root retrained over the first's
+    checkpoint (train/epoch_N.pth replaced, exit status 0)."""
+    train = tmp_path / 'toy' / 'train'
+    train.mkdir(parents=True)
+    (train / 'epoch_1.pth').write_bytes(b'the first run')
+    result = run_script('tools/toy_train_eval.py', '--root', tmp_path / 'toy')
+    assert assert_user_error(result) == (
+        f"error: {tmp_path / 'toy'} holds an earlier toy run (epoch_1.pth in "
+        'train/): choose another --root, or remove that folder to run again.')
+    assert (train / 'epoch_1.pth').read_bytes() == b'the first run'
+    assert os.listdir(tmp_path / 'toy') == ['train']
