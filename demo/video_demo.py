@@ -276,7 +276,9 @@ def track_video_to_files(predictor: RapSAMPredictor,
     bad frame, Ctrl+C), the frames done so far are still written, the json
     saying ``"complete": false`` and why (``"error"``), and a
     :class:`UserError` is raised that says so; when it fails before the
-    first frame, nothing is written.
+    first frame, nothing is written. Earlier results at ``stem`` (which
+    the caller allowed to be replaced) are then kept, and the frames done
+    go to ``stem.partial.*`` beside them.
     """
     source_fps, total = source_info(video)
     if fps is None:
@@ -321,6 +323,16 @@ def track_video_to_files(predictor: RapSAMPredictor,
     except (Exception, KeyboardInterrupt) as err:
         error = err
     keep = count > 0 and not isinstance(error, OutputError)
+    earlier = ''
+    if keep and error is not None and any(
+            osp.lexists(f'{stem}.{ext}')
+            for ext in [ext for ext, _ in writers] + ['json']):
+        # --overwrite consents to replacing earlier results with finished
+        # ones: a run cut short leaves them and puts its part beside them.
+        earlier = f' (the earlier {osp.basename(stem)}.* are kept)'
+        stem = f'{stem}.partial'
+        opened = [(f'{stem}{osp.splitext(path)[1]}', tmp, out)
+                  for path, tmp, out in opened]
     _finish_videos(opened, keep)
     if not keep:
         if error is not None:
@@ -341,7 +353,7 @@ def track_video_to_files(predictor: RapSAMPredictor,
     if error is None:
         return info
     kept = (f'the {count} frame{"s" * (count != 1)} segmented before it '
-            f'are in {stem}.{writers[0][0]} and {stem}.json')
+            f'are in {stem}.{writers[0][0]} and {stem}.json{earlier}')
     if isinstance(error, UserError):
         raise InputError(f'{error} Stopped: {kept}.') from error
     if isinstance(error, KeyboardInterrupt):  # Ctrl+C or SIGTERM: one line

@@ -219,6 +219,23 @@ def test_video_failing_part_way_keeps_the_frames_done(tmp_path, small_photo,
     cap = cv2.VideoCapture(str(out / 'clip.mp4'))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == count
     cap.release()
+    # Again with --overwrite: the earlier result stays (a finished one was
+    # replaced by the part), the part goes beside it.
+    earlier = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    proc = run_script('demo/video_demo.py', str(frames), YT19, '--weights',
+                      weights, '--scale', '64', '48', '--chunk-frames', '1',
+                      '--score-thr', '0', '--out-dir', str(out), '--overwrite')
+    line = proc.stderr.splitlines()[-1]
+    assert line.endswith(
+        f'Stopped: the 3 frames segmented before it are in '
+        f'{out}/clip.partial.mp4 and {out}/clip.partial.json (the earlier '
+        'clip.* are kept).'), line
+    assert {n: (out / n).read_bytes() for n in earlier} == earlier
+    assert sorted(os.listdir(out)) == [
+        'clip.json', 'clip.mp4', 'clip.partial.json', 'clip.partial.mp4'
+    ]
+    assert json.loads(
+        (out / 'clip.partial.json').read_text())['num_frames'] == 3
 
 
 @pytest.mark.parametrize('script, args', [
