@@ -21,7 +21,8 @@ with the classes and scale it was exported with.
 import os
 import os.path as osp
 
-from demo_cli import base_parser, check_export_args, guard_interrupts
+from demo_cli import (base_parser, check_export_args, guard_interrupts,
+                      score_threshold)
 
 
 def parse_args(argv=None):
@@ -30,7 +31,7 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='outputs/demo')
     parser.add_argument(
         '--score-thr',
-        type=float,
+        type=score_threshold,
         default=None,
         help='keep segments whose class score exceeds this (the config\'s '
         'object_mask_thr, 0.8, by default)')

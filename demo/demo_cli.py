@@ -16,7 +16,9 @@ if REPO not in sys.path:
 
 _ARG_TYPES = osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py')
 # By its path: importing it would import rap_sam, torch and mmdet first.
-add_trust_checkpoint = runpy.run_path(_ARG_TYPES)['add_trust_checkpoint']
+_CLI = runpy.run_path(_ARG_TYPES)
+add_trust_checkpoint = _CLI['add_trust_checkpoint']
+positive_int = _CLI['positive_int']
 # rap_sam.deploy.prepare.POSTS, written out: importing it imports torch.
 POSTS = ('exact', 'half')
 
@@ -229,6 +231,31 @@ def predictor_kwargs(args) -> dict:
     if classes is not None:
         classes = read_class_file(classes)
     return dict(classes=classes, num_things=args.num_things)
+
+
+def score_threshold(text: str) -> float:
+    """argparse type: a score between 0 and 1 (the API refused others only
+    after the model loaded, naming its own parameter)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not 0 <= value <= 1:  # nan too
+        raise argparse.ArgumentTypeError(
+            f'must be a number from 0 to 1, got {text!r}')
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f'must be a port from 0 (any free one) to 65535, got {text!r}')
+    return value
 
 
 def numbers(count: int, what: str):

@@ -44,7 +44,8 @@ import sys
 import time
 from typing import Callable, Iterator, Optional
 
-from demo_cli import base_parser, guard_interrupts, numbers
+from demo_cli import (base_parser, guard_interrupts, numbers, positive_int,
+                      score_threshold)
 
 # The mp4v writer's timebase: OpenCV's writer loops without end on an
 # infinite rate, and FFmpeg refuses rates past this one.
@@ -88,12 +89,12 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='outputs/video_demo')
     parser.add_argument(
         '--score-thr',
-        type=float,
+        type=score_threshold,
         default=0.5,
         help='draw and list instances scoring at least this')
     parser.add_argument(
         '--chunk-frames',
-        type=int,
+        type=positive_int,
         default=None,
         help='frames segmented together: the memory held, and for a camera '
         'or stream the latency (default 30, live 5)')

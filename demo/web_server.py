@@ -28,7 +28,8 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from demo_cli import REPO, base_parser, check_export_args, guard_interrupts
+from demo_cli import (REPO, base_parser, check_export_args, guard_interrupts,
+                      port_number, positive_int)
 
 WEB_DIR = osp.join(REPO, 'demo', 'web')
 ORT_DIR = osp.join(WEB_DIR, 'node_modules', 'onnxruntime-web', 'dist')
@@ -48,10 +49,14 @@ def parse_args(argv=None):
         help='an export folder (tools/deploy/export.py) instead of '
         'config and weights')
     parser.add_argument('--host', default='127.0.0.1')
-    parser.add_argument('--port', type=int, default=8000)
+    parser.add_argument(
+        '--port',
+        type=port_number,
+        default=8000,
+        help='0 picks a free port (default %(default)s)')
     parser.add_argument(
         '--threads',
-        type=int,
+        type=positive_int,
         default=None,
         help="the image encoder's threads (default: all cores)")
     parser.add_argument(
@@ -332,7 +337,8 @@ def main(argv=None):
                                          make_handler(demo))
         except OSError as err:
             raise InputError(f'Cannot listen on {args.host}:{args.port} '
-                             f'({err.strerror}): choose another --port.')
+                             f'({err.strerror}): choose another --port or '
+                             '--host.')
     if not osp.isdir(ORT_DIR):
         print(
             'warning: onnxruntime-web is not installed; run `make '

@@ -65,8 +65,19 @@ USAGE_ERRORS = [
     ('demo/app.py', '--max-queue 0', '--max-queue must be at least 1'),
     ('demo/app.py', '--max-file-size 2pc', 'a size such as 20mb, 500kb or '
      "1gb, got '2pc'"),
-    ('demo/web_server.py', '--port http', 'argument --port: invalid int '
-     "value: 'http'"),
+    # Out of range: a traceback after the model loaded and exported.
+    *[('demo/web_server.py', f'--port {port}', 'argument --port: must be a '
+       f"port from 0 (any free one) to 65535, got '{port}'")
+      for port in ('http', '70000', '-1')],
+    ('demo/web_server.py', '--threads 0', 'argument --threads: expected a '
+     "whole number >= 1, got '0'"),
+    # Refused by the API after the model loaded, naming its parameter.
+    ('demo/video_demo.py', f'v.mp4 {YT19} --chunk-frames 0', 'argument '
+     "--chunk-frames: expected a whole number >= 1, got '0'"),
+    *[(script, f'x {YT19} --score-thr {thr}', 'argument --score-thr: must '
+       f"be a number from 0 to 1, got '{thr}'")
+      for script in ('demo/video_demo.py', 'demo/demo.py')
+      for thr in ('2', 'nan')],
     ('demo/app_screenshots.py', '--shots all', 'argument --shots: invalid '
      "choice: 'all'"),
 ]
