@@ -21,7 +21,7 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from rap_sam.utils.user_errors import UserError
 
@@ -136,6 +136,10 @@ def _pixels_to_uint8(img: np.ndarray, what: str) -> np.ndarray:
     return np.rint(img).astype(np.uint8)
 
 
+#: The EXIF tag saying how a camera held the image.
+_EXIF_ORIENTATION = 0x0112
+
+
 def _pil_pixels(img: Image.Image, what: str,
                 max_pixels: Optional[int]) -> Tuple[np.ndarray, str]:
     """The pixels of a PIL image (RGB order) as an array for
@@ -148,6 +152,10 @@ def _pil_pixels(img: Image.Image, what: str,
         # From the header alone: a file opened by Image.open is not
         # decoded yet, and the check must come before its pixels are.
         check_pixels(width, height, f'The {what}', max_pixels)
+    if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        # Turned upright, as cv2.imread turns a path or bytes: a phone photo
+        # was otherwise seen on its side when handed over as a PIL image.
+        img = ImageOps.exif_transpose(img)
     mode = img.mode
     try:
         if mode in ('I', 'F') or mode.startswith('I;16'):

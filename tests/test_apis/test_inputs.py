@@ -119,6 +119,26 @@ def test_files_and_bytes_decode_alike(img, tmp_path):
     assert check_image_size(str(path)) == (40, 30)
 
 
+def test_a_pil_image_is_turned_upright_as_its_file_is(tmp_path):
+    """A phone photo (EXIF orientation 6: turn 90 degrees clockwise) came
+    out on its side as a PIL image, while its path or bytes (cv2) were
+    upright."""
+    from PIL import Image
+    stored = np.zeros((100, 150, 3), np.uint8)
+    stored[:, :50] = (255, 0, 0)  # the stored left third, blue (BGR)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / 'phone.jpg'
+    Image.fromarray(stored[..., ::-1]).save(path, exif=exif, quality=95)
+    by_path = read_image(str(path))
+    assert by_path.shape == (150, 100, 3)  # cv2 turns it upright
+    with Image.open(path) as photo:
+        by_pil = read_image(photo)
+    assert by_pil.shape == (150, 100, 3)
+    assert np.abs(by_pil.astype(int) - by_path).mean() < 2
+    assert by_pil[:50, :, 0].mean() > 200  # the left third is now the top
+
+
 @pytest.mark.parametrize('data, size', [
     (_png_header(12000, 12000), '12000 x 12000 pixels (144.0 megapixels)'),
     (_jpeg_claiming(10000, 10000), '10000 x 10000 pixels (100.0 megapixels)'),
