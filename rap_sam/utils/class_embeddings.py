@@ -74,11 +74,16 @@ def load_class_embeddings(name: str,
     """
     path = class_embedding_path(name, root)
     if not osp.isfile(path):
+        # The toy configs' small classifiers come from the toy tool (gen_cls
+        # would encode them with the 768-d CLIP tower they do not use).
+        maker = ('`python tools/toy_train_eval.py` (it writes the toy '
+                 "configs' files to ROOT/embd)" if name.startswith('toy_') else
+                 '`python tools/gen_cls.py CONFIG` (it encodes the '
+                 "dataset's class names with the CLIP text tower the config "
+                 'names)')
         raise ClassEmbeddingError(
-            f'Class-embedding file not found: {path}. Make it with '
-            f'`python tools/gen_cls.py CONFIG` (it encodes the '
-            f"dataset's class names with the CLIP text tower the config "
-            f'names), or point {EMBD_DIR_ENV} at the directory that holds '
+            f'Class-embedding file not found: {path}. Make it with {maker}, '
+            f'or point {EMBD_DIR_ENV} at the directory that holds '
             f'{name}.pth.')
     embeddings = _read(path)
     if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 3:
@@ -100,7 +105,9 @@ def load_class_embeddings(name: str,
     if num_classes is not None and embeddings.size(0) != num_classes:
         raise ClassEmbeddingError(
             f'{path} has {embeddings.size(0)} classes but the model expects '
-            f'{num_classes} (num_things_classes + num_stuff_classes).')
+            f'{num_classes} (num_things_classes + num_stuff_classes): make '
+            'it again for this config with `python tools/gen_cls.py CONFIG` '
+            '(--split train for a training config).')
     if embed_dims is not None and embeddings.size(2) != embed_dims:
         raise ClassEmbeddingError(
             f'{path} has embeddings of dimension {embeddings.size(2)} but the '

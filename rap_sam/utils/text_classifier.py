@@ -117,7 +117,7 @@ def read_class_file(path: str) -> List[str]:
 
     Raises:
         VocabularyError: the file cannot be read, is binary or not UTF-8,
-            lists no class, or a line holds no name.
+            lists no class or a class twice, or a line holds no name.
     """
     try:
         with open(path, 'rb') as f:
@@ -137,7 +137,7 @@ def read_class_file(path: str) -> List[str]:
             f'The class file {path} is not UTF-8 text (byte '
             f'0x{data[err.start]:02x} on line {line}): save it as UTF-8.'
         ) from err
-    names = []
+    names, lines = [], {}
     for number, line in enumerate(text.splitlines(), 1):
         name = line.strip()
         if not name or name.startswith('#'):
@@ -146,6 +146,13 @@ def read_class_file(path: str) -> List[str]:
             split_synonyms(name)
         except VocabularyError as err:
             raise VocabularyError(f'{path}, line {number}: {err}') from err
+        if name in lines:
+            # Two equal classifiers tie, so the later is never predicted.
+            raise VocabularyError(
+                f'{path}, line {number}: the class {name!r} is already on '
+                f'line {lines[name]}: list each class once (synonyms '
+                'comma-separated on its line).')
+        lines[name] = number
         names.append(name)
     if not names:
         raise VocabularyError(

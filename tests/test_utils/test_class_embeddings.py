@@ -36,11 +36,17 @@ def test_missing_file_says_how_to_make_one(tmp_path):
         load_class_embeddings('nope', str(tmp_path))
     assert str(tmp_path / 'nope.pth') in str(err.value)
     assert 'tools/gen_cls.py' in str(err.value)
+    # The toy configs' come from the toy tool, not from the CLIP tower.
+    with pytest.raises(
+            ClassEmbeddingError,
+            match='Make it with `python tools/toy_train_eval.py`'):
+        load_class_embeddings('toy_CocoPanopticOVDataset', str(tmp_path))
 
 
 @pytest.mark.parametrize('tensor,kwargs,message', [
     (random_class_embeddings(7, dim=16), dict(num_classes=5),
-     'has 7 classes but the model expects 5'),
+     'has 7 classes but the model expects 5 .*: make it again for this '
+     'config with `python tools/gen_cls.py CONFIG`'),
     (random_class_embeddings(5, dim=32), dict(embed_dims=16),
      'dimension 32 but the model expects 16'),
     (torch.ones(5,

@@ -22,14 +22,19 @@ def test_reads_a_class_file(tmp_path):
     assert read_class_file(str(path)) == ['coffee cup,mug', 'saucer', 'café']
 
 
-@pytest.mark.parametrize('data, message', [
-    (b'', r'lists no class \(only blank lines or \'#\' comments\)'),
-    (b'# a comment\n\n   \n#another\n', 'lists no class'),
-    ('cup\ncafé\n'.encode('latin-1'),
-     r'is not UTF-8 text \(byte 0xe9 on line 2\): save it as UTF-8'),
-    (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR', 'is binary, not text'),
-    (b'cup\n , / \n', r'line 2: The class name .* holds no name'),
-])
+@pytest.mark.parametrize(
+    'data, message',
+    [
+        (b'', r'lists no class \(only blank lines or \'#\' comments\)'),
+        (b'# a comment\n\n   \n#another\n', 'lists no class'),
+        ('cup\ncafé\n'.encode('latin-1'),
+         r'is not UTF-8 text \(byte 0xe9 on line 2\): save it as UTF-8'),
+        (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR', 'is binary, not text'),
+        (b'cup\n , / \n', r'line 2: The class name .* holds no name'),
+        # Two equal classifiers tie: the later class was never predicted.
+        (b'cat\n# pets\ndog\ncat\n', r"line 4: the class 'cat' is already on "
+         r'line 1: list each class once'),
+    ])
 def test_bad_class_files_are_one_line_messages(tmp_path, data, message):
     path = tmp_path / 'classes.txt'
     path.write_bytes(data)
