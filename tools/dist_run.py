@@ -14,10 +14,12 @@ torchrun; each runs its cleanup (its ``finally`` blocks) and the launcher
 ends with one line, ``error: interrupted (Ctrl+C).`` (status 130) or
 ``error: terminated (SIGTERM).`` (status 143).
 """
+import errno
 import logging
 import os.path as osp
 import runpy
 import signal
+import socket
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -46,8 +48,36 @@ def failed_processes(failures: dict) -> list:
     return own or failed
 
 
+def check_launch(args) -> str:
+    """Why torchrun cannot start these processes, or '': a process count
+    that is no number (torchrun's ValueError or AssertionError) and, on
+    the first node, a port another job listens on (a 36-line
+    DistNetworkError once the store tried to bind it)."""
+    count = str(args.nproc_per_node)
+    if count not in ('auto', 'cpu',
+                     'gpu') and not (count.isdigit() and int(count) >= 1):
+        return (f'the number of processes must be a whole number >= 1, got '
+                f'{count!r}.')
+    if int(args.node_rank) != 0:
+        return ''
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((args.master_addr, int(args.master_port)))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return (f'port {args.master_port} is in use (another '
+                        'distributed job?): set PORT to a free port, e.g. '
+                        f'PORT={int(args.master_port) + 1}.')
+    return ''
+
+
 def main(argv=None):
     args = parse_args(argv)
+    problem = check_launch(args)
+    if problem:
+        print(f'error: {problem}', file=sys.stderr)
+        raise SystemExit(2)
     # The agent logs each failure over several lines; the summary below
     # says the same in one. Each of torch's modules sets its logger's own
     # level, so the parent's alone would not do.

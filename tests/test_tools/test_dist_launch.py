@@ -380,3 +380,42 @@ def test_user_error_under_torchrun_is_one_line_each(tmp_path):
     assert re.fullmatch(
         rf'error: process (0|1|0, 1) of {test_py} failed \(exit status '
         r'(2|2, -15|-15, 2|2, 2)\); its messages are above\.', errors[-1])
+
+
+def _launch(*args, env=None):
+    return subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), *args],
+        env=dict(os.environ, PYTHON=sys.executable, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=300)
+
+
+@pytest.mark.parametrize('count', ['two', '0'])
+def test_a_bad_process_count_is_one_line(count, tmp_path):
+    """torchrun's own ValueError / AssertionError tracebacks."""
+    proc = _launch(
+        config_path('rap_sam/toy_rap_sam_train.py'), count, '--work-dir',
+        str(tmp_path / 'work'))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ('error: the number of processes must be a '
+                                   f"whole number >= 1, got '{count}'.")
+    assert not (tmp_path / 'work').exists()
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    """Another job on the port: a 36-line DistNetworkError (EADDRINUSE)."""
+    with socket.socket() as other:
+        other.bind(('127.0.0.1', 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = _launch(
+            config_path('rap_sam/toy_rap_sam_train.py'),
+            '2',
+            '--work-dir',
+            str(tmp_path / 'work'),
+            env=dict(PORT=str(port)))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f'error: port {port} is in use (another distributed job?): set PORT '
+        f'to a free port, e.g. PORT={port + 1}.')
