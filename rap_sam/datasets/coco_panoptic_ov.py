@@ -7,7 +7,8 @@ from mmengine.fileio import get_local_path
 
 from .class_names import COCO_PANOPTIC_OV_STUFF, COCO_PANOPTIC_OV_THINGS
 from .data_checks import (DatasetContentError, check_annotation_file,
-                          check_files_exist, sample_load_error)
+                          check_files_exist, entries_complete,
+                          sample_load_error)
 from .orphan_annotations import check_no_orphan_annotations
 
 COCO_LAYOUT = """\
@@ -44,6 +45,10 @@ class CocoPanopticOVDataset(CocoPanopticDataset):
 
     def load_data_list(self) -> List[dict]:
         check_annotation_file(self.ann_file, self.data_root, COCO_LAYOUT)
+        with entries_complete(self.ann_file, 'COCO panoptic'):
+            return self._load_data_list()
+
+    def _load_data_list(self) -> List[dict]:
         with get_local_path(
                 self.ann_file, backend_args=self.backend_args) as local_path:
             self.coco = self.COCOAPI(local_path)

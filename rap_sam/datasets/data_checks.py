@@ -62,6 +62,24 @@ def missing_files_tolerated(max_fraction: float):
         _missing_tolerance = previous
 
 
+@contextlib.contextmanager
+def entries_complete(ann_file: str, kind: str):
+    """An annotation file missing a key its format has (a segment without
+    ``category_id``, an image without ``segments_info``) becomes one
+    :class:`DatasetContentError` naming the file and the key, where the
+    readers (pycocotools, mmdet) raise a bare ``KeyError``; ``kind`` names
+    the format in the message."""
+    try:
+        yield
+    except KeyError as err:
+        key = err.args[0] if err.args else '?'
+        what = (f'has an entry without {key!r}' if isinstance(key, str) else
+                f'refers to {key!r}, which it does not define')
+        raise DatasetContentError(
+            f"'{ann_file}' {what}: it is not a complete {kind} file; use the "
+            'file as downloaded (or as the converter wrote it).') from err
+
+
 def is_local(path: Optional[str]) -> bool:
     return bool(path) and '://' not in str(path)
 

@@ -9,7 +9,8 @@ from mmengine.fileio import get_local_path
 
 from .class_names import YOUTUBE_VIS_2019_CLASSES
 from .data_checks import (DatasetContentError, check_annotation_file,
-                          check_files_exist, sample_load_error)
+                          check_files_exist, entries_complete,
+                          sample_load_error)
 from .orphan_annotations import check_no_orphan_annotations
 from .youtube_vis_format import is_official_format, official_to_coco_video
 
@@ -59,6 +60,10 @@ class YouTubeVISOVDataset(YouTubeVISDataset):
 
     def load_data_list(self) -> List[dict]:
         check_annotation_file(self.ann_file, self.data_root, YTVIS_LAYOUT)
+        with entries_complete(self.ann_file, 'YouTube-VIS'):
+            return self._load_data_list()
+
+    def _load_data_list(self) -> List[dict]:
         with get_local_path(
                 self.ann_file, backend_args=self.backend_args) as local_path:
             raw = mmengine.load(local_path, file_format='json')

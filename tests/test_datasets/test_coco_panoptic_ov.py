@@ -156,6 +156,26 @@ def test_annotation_for_missing_image(toy):
         build(root)
 
 
+@pytest.mark.parametrize('drop', ['segments_info', 'category_id'])
+def test_an_entry_missing_a_key_is_named(toy, drop):
+    """pycocotools' bare KeyError at dataset build."""
+    root, _ = toy
+    ann_file = osp.join(root, 'annotations', 'panoptic_val2017.json')
+    content = json.loads(Path(ann_file).read_text())
+    annotation = content['annotations'][0]
+    if drop == 'segments_info':
+        del annotation['segments_info']
+    else:
+        del annotation['segments_info'][0]['category_id']
+    Path(ann_file).write_text(json.dumps(content))
+    with pytest.raises(DatasetContentError) as err:
+        build(root)
+    assert str(err.value) == (
+        f"'{ann_file}' has an entry without '{drop}': it is not a complete "
+        'COCO panoptic file; use the file as downloaded (or as the '
+        'converter wrote it).')
+
+
 def test_wrong_categories(toy):
     root, _ = toy
     ann_file = osp.join(root, 'annotations', 'panoptic_val2017.json')

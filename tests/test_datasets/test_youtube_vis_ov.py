@@ -183,6 +183,20 @@ def test_unreadable_frame(toy):
         dataset[1]
 
 
+def test_a_track_without_masks_is_named(toy):
+    """A KeyError from the official format's reader."""
+    root, _ = toy
+    path = Path(root, 'valid.json')
+    content = json.loads(path.read_text())
+    del content['annotations'][0]['segmentations']
+    path.write_text(json.dumps(content))
+    with pytest.raises(DatasetContentError) as err:
+        build(root)
+    assert str(err.value).startswith(
+        f"'{path}' has an entry without 'segmentations': it is not a "
+        'complete YouTube-VIS file')
+
+
 def test_bad_annotation_content(toy):
     root, _ = toy
     path = Path(root, 'valid.json')
