@@ -12,6 +12,7 @@ weights, a missing class-embedding file) is shown by the tools as
 ``warning: <message>``, without the code location Python's warnings add.
 """
 import contextlib
+import signal
 import sys
 import warnings
 
@@ -65,6 +66,17 @@ def _note(stop: KeyboardInterrupt, default: str) -> str:
     return default
 
 
+def _ignore_stopped_children() -> None:
+    """The user stopped the run, and the signal stopped its children too
+    (a SIGTERM to the process group: docker stop, systemd, Slurm): torch's
+    SIGCHLD handler would report each data loader worker's end as a
+    traceback while the process exits."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    except ValueError:  # not the main thread: torch's handler is not set
+        pass
+
+
 @contextlib.contextmanager
 def cli_errors(interrupted: str = ''):
     """Run a tool's body; a :class:`UserError` ends it with a message, a
@@ -90,11 +102,13 @@ def cli_errors(interrupted: str = ''):
     except UserError as err:
         report_user_error(err)
     except Terminated as stop:
+        _ignore_stopped_children()
         line = terminated_message(_note(stop, interrupted))
         if line:
             print(line, file=sys.stderr, flush=True)
         raise SystemExit(TERMINATED_EXIT_CODE)
     except KeyboardInterrupt as stop:
+        _ignore_stopped_children()
         print(
             interrupted_message(_note(stop, interrupted)),
             file=sys.stderr,

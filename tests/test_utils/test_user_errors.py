@@ -335,3 +335,25 @@ def test_a_notice_is_a_warning_line_in_a_tool(capsys, monkeypatch):
     assert [(str(m), c)
             for m, c in others] == [('deprecated', DeprecationWarning)]
     assert warnings.showwarning is before
+
+
+@pytest.mark.parametrize('stop', ['Terminated', 'KeyboardInterrupt'])
+def test_a_stopped_run_stops_watching_its_children(capsys, stop):
+    """A SIGTERM to the process group (docker stop, systemd, Slurm) ends the
+    data loader workers too, and torch's SIGCHLD handler reported each as
+    a traceback while the process exited, after the one line (seen on
+    tools/train.py); the handler is set back once the run is stopped."""
+    from rap_sam.utils.interrupt_guard import Terminated
+    seen = []
+    previous = signal.signal(signal.SIGCHLD, lambda *a: seen.append(a))
+    try:
+        with pytest.raises(SystemExit):
+            with cli_errors():
+                raise {
+                    'Terminated': Terminated,
+                    'KeyboardInterrupt': KeyboardInterrupt
+                }[stop]()
+        assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert capsys.readouterr().err.startswith('error: ')
