@@ -396,8 +396,12 @@ def _live_main(args, source) -> None:
                 10.0 if args.fps is None else args.fps,
                 progress=progress,
                 on_frame=show)
-        except KeyboardInterrupt:
-            return  # Ctrl+C is how a live run stops; what it wrote is said
+        except KeyboardInterrupt as stop:
+            # Ctrl+C is how a live run stops: not an error, but where its
+            # frames went is said (the note track_video_to_files raised).
+            if stop.args and isinstance(stop.args[0], str):
+                print(f'{source}: stopped; {stop.args[0]}.')
+            return
         print(f"{source}: the stream ended after {info['num_frames']} frames, "
               f"{len(info['tracks'])} tracks -> {stem}.mp4/.json")
 

@@ -51,7 +51,13 @@ def parse_args(argv=None):
         help='torch threads per process (default 1: on a shared 2-core '
         'machine a second OpenMP thread waits on busy cores more than it '
         'helps; the data loader worker uses the other core)')
-    parser.add_argument('--cfg-options', nargs='+', default=[])
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='options of the training (tools/train.py\'s); the evaluations '
+        'run the toy eval configs as they are, so model.* options are '
+        'refused')
     return parser.parse_args(argv)
 
 
@@ -186,6 +192,15 @@ def main(argv=None):
     start = time.time()
     root = osp.abspath(args.root)
     with cli_errors():
+        changed = [o for o in args.cfg_options if o.startswith('model.')]
+        if changed:
+            # Weights of another architecture: found by the evaluation
+            # only, after the whole training.
+            raise UserError(
+                f'--cfg-options {changed[0]}: the options go to the training '
+                'only, and the evaluation configs could not load a model '
+                'changed so; run tools/train.py and tools/test.py with it '
+                'yourself.')
         train_dir = osp.join(root, 'train')
         earlier = sorted(
             n for n in (os.listdir(train_dir) if osp.isdir(train_dir) else ())

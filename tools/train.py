@@ -220,7 +220,8 @@ def _one_line(err: UserError) -> UserError:
 
 
 def main(argv=None):
-    with cli_errors():
+    with cli_errors('the checkpoints saved so far are kept: continue with '
+                    '--resume'):
         args = parse_args(argv)
         if args.trust_checkpoint:
             trust_all_checkpoints()

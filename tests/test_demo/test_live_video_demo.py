@@ -95,3 +95,27 @@ def test_show_needs_a_display(tmp_path):
         '--show',
         env=dict(DISPLAY=None, WAYLAND_DISPLAY=None))
     assert assert_user_error(proc).startswith('error: --show needs a display')
+
+
+def test_a_stopped_live_run_says_where_its_frames_are(monkeypatch, capsys,
+                                                      tmp_path):
+    """Ctrl+C is how a live run ends (status 0): it said nothing of the
+    files it had written."""
+    import video_demo
+    monkeypatch.setattr(video_demo, 'iter_frames',
+                        lambda source: iter([np.zeros((8, 8, 3), np.uint8)]))
+    monkeypatch.setattr(video_demo, 'load_predictor', lambda *a, **k: None)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt('the 62 frames segmented before it are in '
+                                'out/stream.mp4 and out/stream.json')
+
+    monkeypatch.setattr(video_demo, 'track_video_to_files', stopped)
+    args = video_demo.parse_args([
+        '--stream', 'http://cam/live', YT19, '--out-dir',
+        str(tmp_path / 'out')
+    ])
+    video_demo._live_main(args, args.stream)
+    assert capsys.readouterr().out == (
+        'http://cam/live: stopped; the 62 frames segmented before it are in '
+        'out/stream.mp4 and out/stream.json.\n')

@@ -129,3 +129,16 @@ def test_an_earlier_toy_run_is_not_replaced(tmp_path):
         'train/): choose another --root, or remove that folder to run again.')
     assert (train / 'epoch_1.pth').read_bytes() == b'the first run'
     assert os.listdir(tmp_path / 'toy') == ['train']
+
+
+def test_a_model_option_is_refused_before_training(tmp_path):
+    """It went to the training only: the evaluation configs could not load
+    the weights, found after the whole training."""
+    result = run_script('tools/toy_train_eval.py', '--root', tmp_path / 'toy',
+                        '--cfg-options', 'model.panoptic_head.num_queries=20')
+    assert assert_user_error(result) == (
+        'error: --cfg-options model.panoptic_head.num_queries=20: the options '
+        'go to the training only, and the evaluation configs could not load '
+        'a model changed so; run tools/train.py and tools/test.py with it '
+        'yourself.')
+    assert not (tmp_path / 'toy').exists()
