@@ -707,6 +707,11 @@ def _array_frames(video, max_pixels: Optional[int]) -> Iterator[np.ndarray]:
         if isinstance(frame, Image.Image):  # RGB: as_bgr_image converts it
             yield as_bgr_image(frame, 'video frame', max_pixels)
             continue
+        if isinstance(frame, (str, os.PathLike)):
+            raise InputError(
+                f'Frame {index} of the video is a path ({os.fspath(frame)}): '
+                'pass the folder of frames as the video, or the frames as '
+                'arrays or PIL images (read_image reads a file).')
         frame = np.asarray(frame)
         if frame.ndim == 2 and frame.shape[1] in (3, 4):
             # The rows of a single [H, W, 3] image, each taken as a frame.

@@ -234,6 +234,13 @@ def test_video_frames_follow_the_image_rules(img):
     assert [f.shape for f in iter_frames(img[None, ..., :1])] == [(30, 40, 3)]
     with pytest.raises(InputError, match='above the limit'):
         list(iter_frames([img], max_pixels=100))
+    # A list of file names: "not an array of pixel values (dtype <U36)".
+    with pytest.raises(InputError) as err:
+        list(iter_frames(['frames/000.jpg', 'frames/001.jpg']))
+    assert str(err.value) == (
+        'Frame 0 of the video is a path (frames/000.jpg): pass the folder of '
+        'frames as the video, or the frames as arrays or PIL images '
+        '(read_image reads a file).')
 
 
 def _mjpeg(path, *images):
