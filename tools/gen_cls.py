@@ -94,6 +94,7 @@ from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
                                            build_clip_model,
                                            build_clip_tokenizer,
                                            resolve_clip_checkpoint)
+from rap_sam.utils.output_files import check_new_file
 # yapf: enable
 from rap_sam.utils.text_classifier import (dataset_vocabulary,
                                            encode_class_names, read_class_file,
@@ -178,18 +179,7 @@ def check_out(args) -> None:
         raise GenClsConfigError(
             f'--out {out} is one of the inputs: name another file for the '
             'class embeddings.')
-    if osp.isdir(out):
-        raise GenClsConfigError(f'--out {out} is a folder: name a .pth file.')
-    if osp.lexists(out) and not args.overwrite:
-        raise GenClsConfigError(
-            f'--out {out} exists: name another file, or pass --overwrite to '
-            'replace it.')
-    folder = osp.dirname(osp.abspath(out))
-    while not osp.lexists(folder):
-        folder = osp.dirname(folder)
-    if not osp.isdir(folder):
-        raise GenClsConfigError(
-            f'--out {out}: {folder} is a file, not a folder.')
+    check_new_file(out, args.overwrite, kind='.pth')
 
 
 def main(argv=None):

@@ -79,6 +79,7 @@ from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       trust_all_checkpoints)
 from rap_sam.utils.data_root import option_given, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
+from rap_sam.utils.output_files import check_new_file
 from rap_sam.utils.runner_cli import (apply_overrides, check_counts,
                                       check_option_keys, claim_work_dir,
                                       load_config, unexpected_options)
@@ -133,19 +134,7 @@ def check_out(args) -> None:
         raise EvalArgumentError(
             f'--out {out} is the checkpoint being evaluated: name another '
             'file for the predictions.')
-    if osp.isdir(out):
-        raise EvalArgumentError(f'--out {out} is a folder: name a .pkl file.')
-    if osp.lexists(out) and not args.overwrite:
-        raise EvalArgumentError(
-            f'--out {out} exists (an earlier run\'s predictions?): name '
-            'another file, or pass --overwrite to replace it.')
-    folder = osp.dirname(osp.abspath(out))
-    while not osp.lexists(folder):
-        folder = osp.dirname(folder)
-    if not osp.isdir(folder):
-        raise EvalArgumentError(
-            f'--out {out}: {folder} is a file, not a folder; name a .pkl '
-            'file in a folder.')
+    check_new_file(out, args.overwrite, kind='.pkl')
 
 
 def build_cfg(args) -> Config:

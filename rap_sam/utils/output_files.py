@@ -344,6 +344,32 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+def check_new_file(path: str,
+                   overwrite: bool,
+                   kind: str,
+                   option: str = '--out') -> None:
+    """A tool's one output file (``option``, a ``kind`` file) can be
+    written at the end of its run: checked before the run, which otherwise
+    failed at its end or replaced an existing file unasked.
+
+    Raises:
+        OutputError: ``path`` is a folder, lies under a file, or exists
+            and ``overwrite`` is False.
+    """
+    if osp.isdir(path):
+        raise OutputError(f'{option} {path} is a folder: name a {kind} '
+                          'file.')
+    if osp.lexists(path) and not overwrite:
+        raise OutputError(f'{option} {path} exists: name another file, or '
+                          'pass --overwrite to replace it.')
+    folder = osp.dirname(osp.abspath(path))
+    while not osp.lexists(folder):
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder):
+        raise OutputError(
+            f'{option} {path}: {folder} is a file, not a folder.')
+
+
 def check_outputs(outputs: Sequence[str],
                   inputs: Sequence[str],
                   overwrite: bool = False) -> None:

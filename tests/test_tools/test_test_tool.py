@@ -493,9 +493,8 @@ def test_mistakes_are_one_line_before_the_evaluation(tmp_path, case):
         'out exists': ([
             '--out', tmp_path / 'earlier.pkl', '--out',
             tmp_path / 'earlier.pkl'
-        ], f"--out {tmp_path / 'earlier.pkl'} exists (an earlier "
-                       "run's predictions?): name another file, or pass "
-                       '--overwrite to replace it.'),
+        ], f"--out {tmp_path / 'earlier.pkl'} exists: name another file, "
+                       'or pass --overwrite to replace it.'),
         'out is a folder': (['--out', tmp_path / 'dump.pkl'],
                             f"--out {tmp_path / 'dump.pkl'} is a folder"),
         'out under a file':
