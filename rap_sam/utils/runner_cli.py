@@ -48,13 +48,17 @@ def apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
 
 def check_option_keys(cfg: Config,
                       options: dict,
-                      error: type = UserError) -> None:
+                      error: type = UserError,
+                      levels: Optional[int] = None) -> None:
     """Refuse an option whose parent key the config lacks: mmengine would
     add it, and a misspelt key would change nothing, silently. New leaf
-    keys (``optim_wrapper.loss_scale=dynamic``) stay allowed."""
+    keys (``optim_wrapper.loss_scale=dynamic``) stay allowed; with
+    ``levels``, only the first ``levels`` parents are checked (deeper ones
+    may be keyword arguments a config leaves at their defaults, such as an
+    evaluator's ``reference_averaging``)."""
     for key in options:
         node, parts = cfg, key.split('.')
-        for depth, part in enumerate(parts[:-1], 1):
+        for depth, part in enumerate(parts[:-1][:levels], 1):
             is_list = isinstance(node, (list, tuple))
             if is_list and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
