@@ -99,6 +99,33 @@ def test_ctrl_c_stops_the_training_in_one_line(tmp_path):
     ]
 
 
+def test_a_ctrl_c_while_the_training_starts_stops_it(tmp_path, monkeypatch):
+    """Popen forks, then waits for the exec: a Ctrl+C in that wait lost the
+    Popen object, and the training ran on, unknown to the cleanup (a
+    survivor seen by test_ctrl_c_stops_the_training_in_one_line on a busy
+    machine)."""
+    import subprocess
+    tool = load_tool(TOOL)
+    execute = subprocess.Popen._execute_child
+    children = []
+
+    def interrupted_after_fork(self, *args, **kwargs):
+        execute(self, *args, **kwargs)
+        children.append(self.pid)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess.Popen, '_execute_child',
+                        interrupted_after_fork)
+    runs = []
+    with pytest.raises(KeyboardInterrupt):
+        tool.Training([sys.executable, '-c', 'import time; time.sleep(60)'],
+                      dict(os.environ), str(tmp_path / 'log'), runs)
+    monkeypatch.undo()
+    assert runs == [] and len(children) == 1
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(children[0], 0)
+
+
 def test_a_training_stopped_before_its_reader_started_is_waited_for(
         tmp_path, monkeypatch):
     """A Ctrl+C while the reader thread starts (Thread.start waits for it)

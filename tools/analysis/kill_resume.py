@@ -23,6 +23,7 @@ difference between the final weights of both runs per group of tensors
 run did not finish or a kill left no usable checkpoint.
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
@@ -134,13 +135,28 @@ class Training:
         # for wait() to join or pass over.
         self.reader = threading.Thread(
             target=self._read, args=(log, ), daemon=True)
-        self.proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True)  # its loader workers die with it
+        # Made, then started: Popen forks, then waits for the exec, and a
+        # Ctrl+C in that wait lost the object, the training running on
+        # untracked; its pid is set by then and the session is killed.
+        self.proc = subprocess.Popen.__new__(subprocess.Popen)
+        try:
+            self.proc.__init__(
+                cmd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True)  # its loader workers die with it
+        except KeyboardInterrupt:
+            pid = getattr(self.proc, 'pid', None)
+            if pid:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:  # before its setsid
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            raise
         started.append(self)
         self.reader.start()
 
