@@ -72,6 +72,7 @@ from make_toy_data import make_toy_data
 from rap_sam.utils.interrupt_guard import (INTERRUPTED_EXIT_CODE,
                                            TERMINATED_EXIT_CODE, Terminated)
 from rap_sam.utils.output_files import make_out_dir
+from rap_sam.utils.runner_cli import earlier_checkpoints
 from rap_sam.utils.user_errors import (USER_ERROR_EXIT_CODE, UserError,
                                        cli_errors)
 
@@ -202,9 +203,7 @@ def main(argv=None):
                 'changed so; run tools/train.py and tools/test.py with it '
                 'yourself.')
         train_dir = osp.join(root, 'train')
-        earlier = sorted(
-            n for n in (os.listdir(train_dir) if osp.isdir(train_dir) else ())
-            if n.endswith('.pth') or n == 'last_checkpoint')
+        earlier = earlier_checkpoints(train_dir)
         if earlier:
             # The training would replace them (tools/train.py refuses it
             # without --resume, after the data is written).

@@ -21,7 +21,6 @@ tools/test.py evaluation, stops with one line naming this one's PID. A
 killed run leaves no lock behind (:mod:`rap_sam.utils.work_dir_lock`).
 """
 import argparse
-import os
 import os.path as osp
 import runpy
 import sys
@@ -83,7 +82,8 @@ from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.pretrained import fetch_pretrained  # noqa: E402
 from rap_sam.utils.runner_cli import (apply_overrides, check_counts,
                                       check_option_keys, claim_work_dir,
-                                      load_config, unexpected_options)
+                                      earlier_checkpoints, load_config,
+                                      unexpected_options)
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 
@@ -97,7 +97,7 @@ def build_cfg(args) -> Config:
         raise TrainArgumentError(
             f'{args.config} is not a training config (no train_dataloader '
             'or train_cfg): give a training recipe, e.g. '
-            'configs/rap_sam/rap_sam_r50_12e.py.')
+            'configs/rap_sam/rap_sam_r50_12e_adaptor.py.')
     check_option_keys(cfg, args.cfg_options or {}, TrainArgumentError)
     try:
         apply_overrides(cfg, args)
@@ -161,15 +161,6 @@ TRAIN_COUNTS = {
     'train_dataloader.num_workers': 0,
     'randomness.seed': 0,
 }
-
-
-def earlier_checkpoints(work_dir: str) -> list:
-    """The checkpoints (and ``last_checkpoint``) in ``work_dir``, sorted."""
-    if not osp.isdir(work_dir):
-        return []
-    return sorted(
-        name for name in os.listdir(work_dir)
-        if name.endswith('.pth') or name == 'last_checkpoint')
 
 
 def check_resume(runner: Runner, cfg: Config) -> None:

@@ -106,6 +106,16 @@ def unexpected_options(options: Optional[dict]) -> Iterator[None]:
         raise
 
 
+def earlier_checkpoints(work_dir: str) -> list:
+    """The checkpoints (and ``last_checkpoint``) a training left in
+    ``work_dir``, sorted: what another training there would replace."""
+    if not osp.isdir(work_dir):
+        return []
+    return sorted(
+        name for name in os.listdir(work_dir)
+        if name.endswith('.pth') or name == 'last_checkpoint')
+
+
 def launched_rank(launcher: str) -> int:
     """This process's global rank under ``--launcher``, from the launcher's
     environment (the process group may not exist yet): 0 for ``none``."""
