@@ -624,8 +624,9 @@ class RapSAMPredictor:
             metainfo = data['data_samples'][0].metainfo
             if isinstance(feats, LowRankFeatureMap):
                 # Made here, once, rather than by the first click: every
-                # click's products with the map read it.
+                # click's gathers and products with the map read them.
                 feats.pixel_table()
+                feats.pixel_columns()
         else:
             image, metainfo = self.runtime.preprocess(img)
             feats = self.runtime.encode(image)

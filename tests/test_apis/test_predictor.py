@@ -140,8 +140,11 @@ def test_set_image_makes_the_pixel_table_the_clicks_read(predictor, photo):
     feats = predictor._image['feats']
     assert isinstance(feats, LowRankFeatureMap)
     table = feats._cache['pixel_table']
+    columns = feats._cache['pixel_columns']
+    assert torch.equal(columns, table) and columns.is_contiguous()
     first = predictor.predict_prompts(points=[[70, 40]], boxes=[10, 5, 90, 60])
     assert feats.pixel_table() is table
+    assert feats.pixel_columns() is columns
     feats.use_pixel_table = False
     try:
         plain = predictor.predict_prompts(

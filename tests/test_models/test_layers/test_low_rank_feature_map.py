@@ -214,6 +214,11 @@ def test_pixel_table_products_equal_the_basis_ones(maps, n):
         assert rel_err(got, op(full, arg)) < 1e-5, op
     assert low_rank.pixel_table() is table
     assert 'pixel_table' not in plain._cache
+    # Products read the table channel-major (one [C' + 3, H * W] matrix),
+    # gathers its pixel rows.
+    columns = low_rank._cache['pixel_columns']
+    assert columns.is_contiguous() and torch.equal(columns, table)
+    assert low_rank.pixel_columns() is columns
 
 
 @pytest.mark.parametrize('threads', [1, 2])
