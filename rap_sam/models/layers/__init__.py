@@ -4,7 +4,8 @@ from .kernel_updator import KernelUpdator
 from .lite_deform_fpn import LiteDeformFPN
 from .low_rank_feature_map import (FeatureMap, LowRankFeatureMap,
                                    coordinate_channels, dense, masked_sum,
-                                   project, weighted_sum, with_coordinates)
+                                   project, softmax_pool, weighted_sum,
+                                   with_coordinates)
 from .open_vocab_classifier import OpenVocabClassifier
 from .prompt_attention import attend_to_feature_map
 
@@ -12,5 +13,5 @@ __all__ = [
     'DecoderStage', 'DeformUpsampleLayer', 'KernelUpdator', 'LiteDeformFPN',
     'OpenVocabClassifier', 'attend_to_feature_map', 'FeatureMap',
     'LowRankFeatureMap', 'coordinate_channels', 'dense', 'masked_sum',
-    'project', 'weighted_sum', 'with_coordinates'
+    'project', 'softmax_pool', 'weighted_sum', 'with_coordinates'
 ]

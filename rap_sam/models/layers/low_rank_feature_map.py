@@ -209,6 +209,33 @@ class LowRankFeatureMap:
                 weights, self.pixel_columns()) @ self._augmented_weight().t()
         return self._sum(weighted_pixel_sums(weights, self.basis), weights)
 
+    def softmax_pool(self, vectors: Tensor) -> Tensor:
+        """``[B, N, C]`` -> ``[B, N, C]``: ``sum_p a_p f_p`` with ``a`` the
+        softmax over the pixels of ``q . f_p``, for each vector ``q``.
+
+        A few vectors go through PyTorch's fused attention on the pixel
+        rows: scores, softmax and weighted sum in one pass over the map
+        (blocks of pixels with a running maximum), where a projection, a
+        softmax and a weighted sum are two passes and a score map written
+        and read. The vectors are split in as many groups as threads (the
+        fused kernel runs a group per thread). The same sums in another
+        order (float rounding).
+        """
+        b, n, _ = vectors.shape
+        if not self._use_table(n):
+            h, w = self.shape[-2:]
+            weights = self.project(vectors).flatten(2).softmax(-1)
+            return self.weighted_sum(weights.view(b, n, h, w))
+        rows = self.pixel_table().permute(0, 2, 3, 1).flatten(1, 2)
+        groups = max(1, min(torch.get_num_threads(), n))
+        while n % groups:
+            groups -= 1
+        queries = (vectors @ self._augmented_weight()).view(
+            b, groups, -1, rows.shape[-1])
+        keys = rows[:, None].expand(-1, groups, -1, -1)
+        pooled = F.scaled_dot_product_attention(queries, keys, keys, scale=1.0)
+        return pooled.reshape(b, n, -1) @ self._augmented_weight().t()
+
     def masked_sum(self, masks: Tensor) -> Tensor:
         """Bool ``[B, N, H, W]`` -> ``[B, N, C]``: the pixels under each
         mask summed."""
@@ -283,6 +310,17 @@ def weighted_sum(features: FeatureMap, weights: Tensor) -> Tensor:
     if isinstance(features, LowRankFeatureMap):
         return features.weighted_sum(weights)
     return weighted_pixel_sums(weights, features)
+
+
+def softmax_pool(features: FeatureMap, vectors: Tensor) -> Tensor:
+    """Pixels summed with the softmax over the map of their products with
+    each of ``vectors`` ``[B, N, C]``: ``[B, N, C]``."""
+    if isinstance(features, LowRankFeatureMap):
+        return features.softmax_pool(vectors)
+    b, n, _ = vectors.shape
+    h, w = features.shape[-2:]
+    weights = project(features, vectors).flatten(2).softmax(-1)
+    return weighted_sum(features, weights.view(b, n, h, w))
 
 
 def masked_sum(features: FeatureMap, masks: Tensor) -> Tensor:

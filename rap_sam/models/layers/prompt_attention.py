@@ -13,12 +13,12 @@ with query ``q_h``, key weights ``W_k,h`` and value weights ``W_v,h``:
   the attention weights ``a`` sum to one.
 
 So the map is read twice per head-query (scores, then the weighted sum of
-pixels), ``2 * N * heads * C`` multiply-adds per pixel instead of
-``2 * C * C``: 30x less for one click, and no key / value copies. The
-result is the same attention up to float rounding
-(``tests/test_models/test_prompt_attention.py``). With many queries
-(``N * heads >= C``) the projection is cheaper and is used. Both reads of
-the map go through :func:`project` and :func:`weighted_sum`, so a
+pixels; once where :func:`softmax_pool` fuses them), ``2 * N * heads * C``
+multiply-adds per pixel instead of ``2 * C * C``: 30x less for one click,
+and no key / value copies. The result is the same attention up to float
+rounding (``tests/test_models/test_layers/test_prompt_attention.py``).
+With many queries (``N * heads >= C``) the projection is cheaper and is
+used. The map is read through :func:`softmax_pool`, so a
 :class:`LowRankFeatureMap` is read at its own (lower) width.
 """
 import torch
@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .low_rank_feature_map import FeatureMap, dense, project, weighted_sum
+from .low_rank_feature_map import FeatureMap, dense, softmax_pool
 
 
 def _factorable(mha: nn.MultiheadAttention) -> bool:
@@ -66,9 +66,7 @@ def attend_to_feature_map(attn: nn.Module, queries: Tensor,
     q = torch.matmul(
         q.view(b * n, heads, d).transpose(0, 1), w_k.view(heads, d, c))
     q = q.transpose(0, 1).reshape(b, n * heads, c)
-    h, w = features.shape[-2:]
-    weights = project(features, q).flatten(2).softmax(-1)  # [B, N*h, P]
-    context = weighted_sum(features, weights.view(b, -1, h, w))
+    context = softmax_pool(features, q)  # [B, N * heads, C]
     out = torch.matmul(
         context.view(b * n, heads, c).transpose(0, 1),
         w_v.view(heads, d, c).transpose(1, 2))  # [heads, B * N, d]

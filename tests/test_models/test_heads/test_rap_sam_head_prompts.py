@@ -79,11 +79,11 @@ def test_prompt_decode_on_the_pixel_table_is_the_plain_path(
         # Three stages as modules, each query attending to itself only.
         assert stages == [True] * 3
         # On the table: the first mask, two stages' sums and masks, the
-        # last stage's sum, then the adapter's attention (a product and a
-        # sum with a vector per head and prompt: the table takes a few) and
-        # its mask.
+        # last stage's sum, then the adapter's attention (a vector per head
+        # and prompt: one fused pass where the table takes that few, else a
+        # product and a sum on the basis) and its mask.
         heads = head.prompt_attn.attn.num_heads
-        adapter = [count * heads <= MAX_VECTORS] * 2
+        adapter = [True] if count * heads <= MAX_VECTORS else [False] * 3
         assert tables == [True] * 6 + adapter + [True]
         stages.clear(), tables.clear()
         want = head.predict(_plain(feats), samples)

@@ -9,7 +9,8 @@ from helpers import build_model, image_batch, video_batch
 
 from rap_sam.deploy import prepare
 from rap_sam.models.layers import (LowRankFeatureMap, dense, masked_sum,
-                                   project, weighted_sum, with_coordinates)
+                                   project, softmax_pool, weighted_sum,
+                                   with_coordinates)
 from rap_sam.models.necks import LiteDeformNeck
 
 
@@ -219,6 +220,31 @@ def test_pixel_table_products_equal_the_basis_ones(maps, n):
     columns = low_rank._cache['pixel_columns']
     assert columns.is_contiguous() and torch.equal(columns, table)
     assert low_rank.pixel_columns() is columns
+
+
+@pytest.mark.parametrize('n', [1, 6, 8])
+@pytest.mark.parametrize('threads', [1, 2, 4])
+def test_softmax_pool_is_the_softmax_weighted_sum(maps, n, threads):
+    """The fused pass over the pixel rows (vectors split in groups per
+    thread) gives the softmax of the projections times the pixels, as the
+    dense map gives it."""
+    low_rank, full = maps
+    g = torch.Generator().manual_seed(n * threads)
+    vectors = torch.randn(2, n, 10, generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = softmax_pool(low_rank, vectors)
+    finally:
+        torch.set_num_threads(before)
+    scores = torch.einsum('bnc,bchw->bnhw', vectors, full).flatten(2)
+    want = torch.einsum('bnp,bcp->bnc', scores.softmax(-1), full.flatten(2))
+    assert got.shape == (2, n, 10)
+    assert rel_err(got, want) < 1e-5
+    assert rel_err(softmax_pool(full, vectors), want) < 1e-5
+    plain = LowRankFeatureMap(low_rank.basis, low_rank.weight, low_rank.bias)
+    plain.use_pixel_table = False
+    assert rel_err(softmax_pool(plain, vectors), want) < 1e-5
 
 
 @pytest.mark.parametrize('threads', [1, 2])
