@@ -56,18 +56,47 @@ def check_option_keys(cfg: Config,
     ``levels``, only the first ``levels`` parents are checked (deeper ones
     may be keyword arguments a config leaves at their defaults, such as an
     evaluator's ``reference_averaging``)."""
-    for key in options:
+    for key, value in options.items():
         node, parts = cfg, key.split('.')
         for depth, part in enumerate(parts[:-1][:levels], 1):
-            is_list = isinstance(node, (list, tuple))
-            if is_list and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, (dict, Config)) and part in node:
-                node = node[part]
-            else:
+            node = _child(node, part)
+            if node is _MISSING:
                 raise error(f'--cfg-options {key}: the config has no '
                             f"'{'.'.join(parts[:depth])}'; check the spelling "
                             f"against {cfg.filename or 'the config'}.")
+        if levels is not None and len(parts) - 1 > levels:
+            continue
+        problem = _kind_problem(_child(node, parts[-1]), value)
+        if problem:
+            raise error(f'--cfg-options {key}={value}: {problem}.')
+
+
+_MISSING = object()
+
+
+def _child(node, part: str):
+    """``node[part]`` (a list index for a list), or ``_MISSING``."""
+    if isinstance(node, (list, tuple)):
+        if part.isdigit() and int(part) < len(node):
+            return node[int(part)]
+    elif isinstance(node, (dict, Config)) and part in node:
+        return node[part]
+    return _MISSING
+
+
+def _kind_problem(old, new) -> Optional[str]:
+    """What is wrong with replacing a config's number or list by ``new``
+    (a word for a number failed deep in torch's optimizer, a number for a
+    list in a scheduler): the kind must stay."""
+    number = (int, float)
+    if isinstance(old, bool) or isinstance(new, bool) or new is None:
+        return None
+    if isinstance(old, number) and not isinstance(new, number):
+        return f'the config has a number here ({old!r}): give a number'
+    if isinstance(old, (list, tuple)) and not isinstance(new, (list, tuple)):
+        return (f'the config has a list here ({list(old)!r}): give a list, '
+                'e.g. key=[a,b]')
+    return None
 
 
 def check_counts(cfg: Config, keys: dict, error: type = UserError) -> None:

@@ -48,8 +48,19 @@ def notes(tmp_path_factory):
         # range() arg 3 must not be zero, deep in the sampler.
         ('a word for a count', [
             TOY, '--cfg-options', 'train_dataloader.batch_size=abc'
-        ], "error: train_dataloader.batch_size must be a whole number >= 1, "
-         "got 'abc'"),
+        ], 'error: --cfg-options train_dataloader.batch_size=abc: the config '
+         'has a number here (2): give a number.'),
+        # TypeError: can't multiply sequence by non-int of type 'float',
+        # in mmengine's optimizer constructor.
+        ('a word for a number', [
+            TOY, '--cfg-options', 'optim_wrapper.optimizer.lr=abc'
+        ], 'error: --cfg-options optim_wrapper.optimizer.lr=abc: the config '
+         'has a number here (0.0003): give a number.'),
+        # TypeError: 'int' object is not iterable, in the scheduler.
+        ('a number for a list', [
+            TOY, '--cfg-options', 'param_scheduler.1.milestones=16'
+        ], 'error: --cfg-options param_scheduler.1.milestones=16: the config '
+         'has a list here ([16]): give a list, e.g. key=[a,b].'),
     ])
 def test_user_errors_are_one_line(case, args, message, notes, tmp_path):
     args = [a.format(notes=notes) for a in args]
