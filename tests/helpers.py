@@ -1,4 +1,5 @@
 """Shared builders for the tests."""
+import contextlib
 import importlib.util
 import os
 import os.path as osp
@@ -47,6 +48,17 @@ def random_class_embeddings(num_classes, num_synonyms=3, dim=768, seed=0):
     g = torch.Generator().manual_seed(seed)
     emb = torch.randn(num_classes, num_synonyms, dim, generator=g)
     return emb / emb.norm(dim=-1, keepdim=True)
+
+
+@contextlib.contextmanager
+def torch_threads(num: int):
+    """PyTorch's intra-op threads set to ``num`` for the body."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def config_path(name: str) -> str:

@@ -1,6 +1,7 @@
 """The layout-aware pixel products equal the einsums that define them."""
 import pytest
 import torch
+from helpers import torch_threads
 
 from rap_sam.ops import masked_pixel_sums, pixel_products
 from rap_sam.ops.pixel_products import weighted_pixel_sums
@@ -46,12 +47,8 @@ def test_masked_pixel_sums(n, threads):
     masks = torch.rand(2, n, 7, 9, generator=g) < 0.4
     masks[0, 0] = False  # an empty mask sums to zero
     masks[-1, -1] = True  # a full one to the sum of all pixels
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         out = masked_pixel_sums(masks, maps)
-    finally:
-        torch.set_num_threads(before)
     want = torch.einsum('bnhw,bchw->bnc', masks.float(), maps)
     assert out.shape == (2, n, 24)
     assert torch.allclose(out, want, atol=1e-5)

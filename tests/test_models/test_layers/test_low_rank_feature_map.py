@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from helpers import build_model, image_batch, video_batch
+from helpers import build_model, image_batch, torch_threads, video_batch
 
 from rap_sam.deploy import prepare
 from rap_sam.models.layers import (LowRankFeatureMap, dense, masked_sum,
@@ -231,12 +231,8 @@ def test_softmax_pool_is_the_softmax_weighted_sum(maps, n, threads):
     low_rank, full = maps
     g = torch.Generator().manual_seed(n * threads)
     vectors = torch.randn(2, n, 10, generator=g)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         got = softmax_pool(low_rank, vectors)
-    finally:
-        torch.set_num_threads(before)
     scores = torch.einsum('bnc,bchw->bnhw', vectors, full).flatten(2)
     want = torch.einsum('bnp,bcp->bnc', scores.softmax(-1), full.flatten(2))
     assert got.shape == (2, n, 10)
@@ -259,9 +255,7 @@ def test_one_mask_sums_the_pixels_of_the_batched_gather(threads):
     low_rank = LowRankFeatureMap(basis, torch.randn(10, 8, generator=g),
                                  torch.randn(10, generator=g))
     full = low_rank.dense()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         for frac in (0., 0.02, 0.4, 0.5, 0.8, 1.):
             mask = torch.rand(1, 1, 8, 9, generator=g) < frac
             for of in ('basis', 'table'):
@@ -273,5 +267,3 @@ def test_one_mask_sums_the_pixels_of_the_batched_gather(threads):
             scale = full.abs().sum()
             assert ((masked_sum(low_rank, mask) - want).abs().max() /
                     scale) < 1e-6
-    finally:
-        torch.set_num_threads(before)
