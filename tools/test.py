@@ -153,7 +153,8 @@ def build_cfg(args) -> Config:
         raise EvalArgumentError('--overwrite goes with --out FILE.pkl.')
     # The sections only: an evaluator takes options its config may leave
     # out (test_evaluator.reference_averaging.num_processes=2).
-    check_option_keys(cfg, args.cfg_options or {}, EvalArgumentError, 1)
+    args.kind_changes = check_option_keys(cfg, args.cfg_options or {},
+                                          EvalArgumentError, 1)
     setup_cpu_distributed(cfg, args.launcher)
     apply_overrides(cfg, args)
     check_counts(cfg, {
@@ -195,7 +196,7 @@ def main(argv=None):
         trust_all_checkpoints()
     cfg = build_cfg(args)
     with claim_work_dir(cfg, args.launcher, 'evaluation'), \
-            unexpected_options(args.cfg_options):
+            unexpected_options(args.cfg_options, args.kind_changes):
         runner = Runner.from_cfg(cfg)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model

@@ -98,7 +98,8 @@ def build_cfg(args) -> Config:
             f'{args.config} is not a training config (no train_dataloader '
             'or train_cfg): give a training recipe, e.g. '
             'configs/rap_sam/rap_sam_r50_12e_adaptor.py.')
-    check_option_keys(cfg, args.cfg_options or {}, TrainArgumentError)
+    args.kind_changes = check_option_keys(cfg, args.cfg_options or {},
+                                          TrainArgumentError)
     try:
         apply_overrides(cfg, args)
     except (KeyError, TypeError, ValueError, AttributeError,
@@ -220,7 +221,7 @@ def main(argv=None):
         with claim_work_dir(cfg, args.launcher, 'training'):
             fetch_pretrained(cfg)
             try:
-                with unexpected_options(args.cfg_options):
+                with unexpected_options(args.cfg_options, args.kind_changes):
                     runner = Runner.from_cfg(cfg)
                     check_resume(runner, cfg)
                     runner.train()

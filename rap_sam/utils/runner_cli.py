@@ -5,7 +5,7 @@ import argparse
 import contextlib
 import os
 import os.path as osp
-from typing import Iterator, Optional
+from typing import Dict, Iterator, Optional
 
 from mmengine.config import Config
 
@@ -49,13 +49,22 @@ def apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
 def check_option_keys(cfg: Config,
                       options: dict,
                       error: type = UserError,
-                      levels: Optional[int] = None) -> None:
+                      levels: Optional[int] = None) -> Dict[str, str]:
     """Refuse an option whose parent key the config lacks: mmengine would
     add it, and a misspelt key would change nothing, silently. New leaf
     keys (``optim_wrapper.loss_scale=dynamic``) stay allowed; with
     ``levels``, only the first ``levels`` parents are checked (deeper ones
     may be keyword arguments a config leaves at their defaults, such as an
-    evaluator's ``reference_averaging``)."""
+    evaluator's ``reference_averaging``).
+
+    Returns:
+        dict: The options that change the kind of the config's value (a
+        word or a list for a number, a number for a list), each with what
+        the config has: allowed (``loss_scale=dynamic`` for a number, a
+        ``scale`` for a pair can be right), and named by
+        :func:`unexpected_options` when the run then fails building.
+    """
+    changes = {}
     for key, value in options.items():
         node, parts = cfg, key.split('.')
         for depth, part in enumerate(parts[:-1][:levels], 1):
@@ -66,9 +75,10 @@ def check_option_keys(cfg: Config,
                             f"against {cfg.filename or 'the config'}.")
         if levels is not None and len(parts) - 1 > levels:
             continue
-        problem = _kind_problem(_child(node, parts[-1]), value)
+        problem = _kind_change(_child(node, parts[-1]), value)
         if problem:
-            raise error(f'--cfg-options {key}={value}: {problem}.')
+            changes[key] = problem
+    return changes
 
 
 _MISSING = object()
@@ -84,18 +94,17 @@ def _child(node, part: str):
     return _MISSING
 
 
-def _kind_problem(old, new) -> Optional[str]:
-    """What is wrong with replacing a config's number or list by ``new``
-    (a word for a number failed deep in torch's optimizer, a number for a
-    list in a scheduler): the kind must stay."""
+def _kind_change(old, new) -> Optional[str]:
+    """What the config had, where ``new`` replaces a number by a word or a
+    list, or a list by a number; None for other replacements."""
     number = (int, float)
     if isinstance(old, bool) or isinstance(new, bool) or new is None:
         return None
     if isinstance(old, number) and not isinstance(new, number):
-        return f'the config has a number here ({old!r}): give a number'
+        return f'the config has a number here ({old!r})'
     if isinstance(old, (list, tuple)) and not isinstance(new, (list, tuple)):
-        return (f'the config has a list here ({list(old)!r}): give a list, '
-                'e.g. key=[a,b]')
+        return (f'the config has a list here ({list(old)!r}; a list is '
+                'given as key=[a,b])')
     return None
 
 
@@ -117,16 +126,28 @@ def check_counts(cfg: Config, keys: dict, error: type = UserError) -> None:
 
 
 @contextlib.contextmanager
-def unexpected_options(options: Optional[dict]) -> Iterator[None]:
+def unexpected_options(
+        options: Optional[dict],
+        kind_changes: Optional[Dict[str, str]] = None) -> Iterator[None]:
     """A class built with a keyword it does not take because of a misspelt
     last key of --cfg-options (``train_cfg.max_epoch=1``: a TypeError from
     mmengine's builders, for the checkpoint hook only at the first save)
-    becomes one line naming the option; other TypeErrors pass."""
+    becomes one line naming the option; so does a TypeError or ValueError
+    while options in ``kind_changes`` (:func:`check_option_keys`) are
+    given (``lr=abc``: can't multiply sequence by non-int of type 'float',
+    in mmengine's optimizer constructor; ``milestones=16``: 'int' object is
+    not iterable). Other errors pass."""
     try:
         yield
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         text = str(err)
-        if 'unexpected keyword argument' not in text:
+        if kind_changes and not isinstance(err, UserError):
+            named = '; '.join(f'--cfg-options {key}={options[key]}: {why}'
+                              for key, why in kind_changes.items())
+            raise UserError(f'{named}. Building the run failed with '
+                            f'{type(err).__name__}: {text}') from err
+        if not isinstance(err, TypeError) or \
+                'unexpected keyword argument' not in text:
             raise
         for key, value in (options or {}).items():
             if f"'{key.split('.')[-1]}'" in text:

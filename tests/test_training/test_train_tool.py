@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, assert_ran, assert_user_error, run_script
+from helpers import REPO, assert_ran, assert_user_error, load_tool, run_script
 
 TOY = 'configs/rap_sam/toy_rap_sam_train.py'
 
@@ -48,19 +48,8 @@ def notes(tmp_path_factory):
         # range() arg 3 must not be zero, deep in the sampler.
         ('a word for a count', [
             TOY, '--cfg-options', 'train_dataloader.batch_size=abc'
-        ], 'error: --cfg-options train_dataloader.batch_size=abc: the config '
-         'has a number here (2): give a number.'),
-        # TypeError: can't multiply sequence by non-int of type 'float',
-        # in mmengine's optimizer constructor.
-        ('a word for a number', [
-            TOY, '--cfg-options', 'optim_wrapper.optimizer.lr=abc'
-        ], 'error: --cfg-options optim_wrapper.optimizer.lr=abc: the config '
-         'has a number here (0.0003): give a number.'),
-        # TypeError: 'int' object is not iterable, in the scheduler.
-        ('a number for a list', [
-            TOY, '--cfg-options', 'param_scheduler.1.milestones=16'
-        ], 'error: --cfg-options param_scheduler.1.milestones=16: the config '
-         'has a list here ([16]): give a list, e.g. key=[a,b].'),
+        ], "error: train_dataloader.batch_size must be a whole number >= 1, "
+         "got 'abc'"),
     ])
 def test_user_errors_are_one_line(case, args, message, notes, tmp_path):
     args = [a.format(notes=notes) for a in args]
@@ -69,6 +58,40 @@ def test_user_errors_are_one_line(case, args, message, notes, tmp_path):
     assert assert_user_error(result).startswith(message.format(notes=notes))
     # nothing was trained or written
     assert not osp.exists(tmp_path / 'work')
+
+
+@pytest.mark.parametrize(
+    'option, message',
+    [
+        # TypeError: can't multiply sequence by non-int of type 'float', in
+        # mmengine's optimizer constructor.
+        ('optim_wrapper.optimizer.lr=abc',
+         'error: --cfg-options optim_wrapper.optimizer.lr=abc: the config '
+         'has a number here (0.0003). Building the run failed with '
+         "TypeError: can't multiply sequence"),
+        # TypeError: 'int' object is not iterable, in the scheduler.
+        ('param_scheduler.1.milestones=16',
+         'error: --cfg-options param_scheduler.1.milestones=16: the config '
+         'has a list here ([16]; a list is given as key=[a,b]). Building the '
+         'run failed with TypeError'),
+    ])
+def test_an_option_of_another_kind_is_named(option, message, toy_root,
+                                            tmp_path):
+    toy = load_tool('tools/toy_train_eval.py')
+    options = toy.toy_train_options(str(toy_root))
+    result = run_script(
+        'tools/train.py',
+        TOY,
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        *options,
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        option,
+        timeout=300)
+    assert assert_user_error(result).startswith(message)
+    assert not glob.glob(str(tmp_path / 'work' / '*.pth'))
 
 
 # A user's recipe with a val loop: the toy recipe on COCO panoptic alone

@@ -1,9 +1,9 @@
-"""What tools/train.py and tools/test.py refuse in --cfg-options before
-building anything."""
+"""What tools/train.py and tools/test.py check in --cfg-options before
+building anything, and how a failure they cause is named."""
 import pytest
 from mmengine.config import Config
 
-from rap_sam.utils.runner_cli import check_option_keys
+from rap_sam.utils.runner_cli import check_option_keys, unexpected_options
 from rap_sam.utils.user_errors import UserError
 
 CFG = Config(
@@ -16,14 +16,6 @@ CFG = Config(
 
 @pytest.mark.parametrize('options, message', [
     ({
-        'optim_wrapper.optimizer.lr': 'abc'
-    }, "--cfg-options optim_wrapper.optimizer.lr=abc: the config has a "
-     'number here (0.1): give a number.'),
-    ({
-        'param_scheduler.0.milestones': 16
-    }, '--cfg-options param_scheduler.0.milestones=16: the config has a '
-     'list here ([8, 11]): give a list, e.g. key=[a,b].'),
-    ({
         'optim_wrapper.optimiser.lr': 0.2
     }, "--cfg-options optim_wrapper.optimiser.lr: the config has no "
      "'optim_wrapper.optimiser'"),
@@ -31,42 +23,76 @@ CFG = Config(
         'param_scheduler.3.gamma': 0.5
     }, "the config has no 'param_scheduler.3'"),
 ])
-def test_refused(options, message):
+def test_misspelt_parents_are_refused(options, message):
     with pytest.raises(UserError) as info:
         check_option_keys(CFG, options)
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize(
-    'options',
-    [
+def test_kind_changes_are_returned():
+    """A word or a list for a number, a number for a list: allowed (a word
+    can be right: loss_scale=dynamic), and said."""
+    changes = check_option_keys(
+        CFG,
         {
-            'optim_wrapper.optimizer.lr': 1  # an int for a float
-        },
-        {
-            'optim_wrapper.optimizer.weight_decay': 1e-4
-        },
-        {
-            'param_scheduler.0.milestones': [16]
-        },
-        {
-            'randomness.seed': None  # mmengine then draws one
-        },
-        {
-            'randomness.deterministic': True
-        },
-        {
-            'optim_wrapper.optimizer.momentum': 0.9  # a new leaf key
-        },
-    ])
-def test_accepted(options):
-    check_option_keys(CFG, options)
+            'optim_wrapper.optimizer.lr': 'abc',
+            'param_scheduler.0.milestones': 16,
+            'optim_wrapper.optimizer.weight_decay': [1],
+            # the same kinds, a new leaf, None and bools: no change
+            'param_scheduler.0.gamma': 1,
+            'optim_wrapper.optimizer.momentum': 'x',
+            'randomness.seed': None,
+            'randomness.deterministic': 1,
+        })
+    assert changes == {
+        'optim_wrapper.optimizer.lr': 'the config has a number here (0.1)',
+        'param_scheduler.0.milestones':
+        'the config has a list here ([8, 11]; a list is given as key=[a,b])',
+        'optim_wrapper.optimizer.weight_decay':
+        'the config has a number here (0)',
+    }
 
 
-def test_levels_skip_the_kind_of_deeper_keys():
+def test_levels_skip_deeper_keys():
     """An evaluator's keyword arguments the config leaves out, below the
-    checked levels, are neither looked up nor checked."""
-    check_option_keys(
-        CFG, {'test_evaluator.reference_averaging.num_processes': 2}, levels=1)
-    with pytest.raises(UserError, match='give a number'):
-        check_option_keys(CFG, {'randomness.seed': 'abc'}, levels=1)
+    checked levels, are neither looked up nor compared."""
+    assert check_option_keys(
+        CFG, {'test_evaluator.reference_averaging.num_processes': 2},
+        levels=1) == {}
+    assert check_option_keys(
+        CFG, {'randomness.seed': 'abc'}, levels=1) == {
+            'randomness.seed': 'the config has a number here (0)'
+        }
+
+
+def test_a_failure_with_a_kind_change_names_the_option():
+    options = {'optim_wrapper.optimizer.lr': 'abc'}
+    changes = check_option_keys(CFG, options)
+    with pytest.raises(UserError) as info:
+        with unexpected_options(options, changes):
+            raise TypeError("can't multiply sequence by non-int of type "
+                            "'float'")
+    assert str(info.value) == (
+        '--cfg-options optim_wrapper.optimizer.lr=abc: the config has a '
+        'number here (0.1). Building the run failed with TypeError: can\'t '
+        "multiply sequence by non-int of type 'float'")
+
+
+def test_other_failures_pass():
+    with pytest.raises(TypeError, match='not iterable'):
+        with unexpected_options({'a.b': 1}, {}):
+            raise TypeError("'int' object is not iterable")
+    with pytest.raises(ValueError, match='bad'):
+        with unexpected_options(None):
+            raise ValueError('bad')
+    # a user error raised in the body stays itself
+    with pytest.raises(UserError, match='mine'):
+        with unexpected_options({'a': 'x'}, {'a': 'the config has ...'}):
+            raise UserError('mine')
+
+
+def test_a_misspelt_last_key_is_named():
+    with pytest.raises(UserError, match='check the spelling of its last key'):
+        with unexpected_options({'train_cfg.max_epoch': 1}):
+            raise TypeError("__init__() got an unexpected keyword argument "
+                            "'max_epoch'")
