@@ -110,13 +110,18 @@ ISOLATION_HEADERS = {
     'Cross-Origin-Resource-Policy': 'same-origin',
 }
 
+ENCODE_ROUTE = '/api/encode'
+#: The routes answered to GET (and HEAD) besides the page's files.
+GET_ROUTES = ('/api/config', '/model/prompt_decoder.onnx')
+
 
 class HTTPError(Exception):
     """A request the server refuses: its status and one-line message."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict = None):
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 class WebDemo:
@@ -249,7 +254,9 @@ def make_handler(demo: WebDemo):
         def send_error_message(self, err: HTTPError) -> None:
             self.log_message('"%s" %d %s', self.requestline, err.status,
                              str(err))
-            self.send_json(err.status, dict(error=str(err)))
+            self.send_body(err.status,
+                           json.dumps(dict(error=str(err))).encode(),
+                           'application/json', err.headers)
 
         def log_request(self, code='-', size='-'):
             if isinstance(code, int) and code >= 400:
@@ -261,6 +268,10 @@ def make_handler(demo: WebDemo):
             try:
                 if path == '/api/config':
                     return self.send_json(200, demo.config())
+                if path == ENCODE_ROUTE:
+                    raise HTTPError(
+                        405, f'{ENCODE_ROUTE} takes a POST of an image '
+                        "file's bytes.", {'Allow': 'POST'})
                 if path == '/model/prompt_decoder.onnx':
                     try:
                         with open(demo.decoder_path, 'rb') as f:
@@ -283,7 +294,10 @@ def make_handler(demo: WebDemo):
         def do_POST(self):
             path = urllib.parse.urlsplit(self.path).path
             try:
-                if path != '/api/encode':
+                if path in GET_ROUTES:
+                    raise HTTPError(405, f'{path} is read with GET.',
+                                    {'Allow': 'GET, HEAD'})
+                if path != ENCODE_ROUTE:
                     raise HTTPError(404, f'No such route: POST {path}')
                 try:
                     length = int(self.headers.get('Content-Length', ''))

@@ -170,6 +170,23 @@ def _answers(raw: bytes) -> list:
     return answers
 
 
+def test_a_route_asked_with_the_wrong_method_is_405(server):
+    """GET of the encoder route and POST of a GET route are 405 with the
+    methods the route takes (they were 404 "No such page")."""
+    port = server['port']
+    cases = [
+        (b'GET /api/encode HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+         'POST', "/api/encode takes a POST of an image file's bytes."),
+        (b'POST /api/config HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n'
+         b'Connection: close\r\n\r\n', 'GET, HEAD',
+         '/api/config is read with GET.'),
+    ]
+    for request, allow, message in cases:
+        raw = _raw_exchange(port, request)
+        assert _answers(raw) == [(405, dict(error=message))]
+        assert f'\r\nAllow: {allow}\r\n'.encode() in raw
+
+
 def test_raw_requests_with_bad_or_unread_bodies(server):
     """A negative Content-Length is a 400 (it had been a traceback in the
     log and no answer); an error answer to a request whose body is left
