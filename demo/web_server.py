@@ -111,8 +111,10 @@ ISOLATION_HEADERS = {
 }
 
 ENCODE_ROUTE = '/api/encode'
+CONFIG_ROUTE = '/api/config'
+DECODER_ROUTE = '/model/prompt_decoder.onnx'
 #: The routes answered to GET (and HEAD) besides the page's files.
-GET_ROUTES = ('/api/config', '/model/prompt_decoder.onnx')
+GET_ROUTES = (CONFIG_ROUTE, DECODER_ROUTE)
 
 
 class HTTPError(Exception):
@@ -145,7 +147,7 @@ class WebDemo:
     def config(self) -> dict:
         spec = self.runtime.spec
         return dict(
-            decoder_url='/model/prompt_decoder.onnx',
+            decoder_url=DECODER_ROUTE,
             feature_names=spec.feature_names,
             boxes_input=spec.boxes_input,
             img_shape_input=(spec.img_shape_input if spec.img_shape_input
@@ -247,16 +249,18 @@ def make_handler(demo: WebDemo):
                 except ConnectionError:  # the page went away meanwhile
                     self.close_connection = True
 
-        def send_json(self, status: int, value: dict) -> None:
+        def send_json(self,
+                      status: int,
+                      value: dict,
+                      extra: dict = None) -> None:
             self.send_body(status,
-                           json.dumps(value).encode(), 'application/json')
+                           json.dumps(value).encode(), 'application/json',
+                           extra)
 
         def send_error_message(self, err: HTTPError) -> None:
             self.log_message('"%s" %d %s', self.requestline, err.status,
                              str(err))
-            self.send_body(err.status,
-                           json.dumps(dict(error=str(err))).encode(),
-                           'application/json', err.headers)
+            self.send_json(err.status, dict(error=str(err)), err.headers)
 
         def log_request(self, code='-', size='-'):
             if isinstance(code, int) and code >= 400:
@@ -266,13 +270,13 @@ def make_handler(demo: WebDemo):
         def do_GET(self):
             path = urllib.parse.urlsplit(self.path).path
             try:
-                if path == '/api/config':
+                if path == CONFIG_ROUTE:
                     return self.send_json(200, demo.config())
                 if path == ENCODE_ROUTE:
                     raise HTTPError(
                         405, f'{ENCODE_ROUTE} takes a POST of an image '
                         "file's bytes.", {'Allow': 'POST'})
-                if path == '/model/prompt_decoder.onnx':
+                if path == DECODER_ROUTE:
                     try:
                         with open(demo.decoder_path, 'rb') as f:
                             body = f.read()

@@ -624,8 +624,8 @@ class RapSAMPredictor:
             metainfo = data['data_samples'][0].metainfo
             if isinstance(feats, LowRankFeatureMap):
                 # Made here, once, rather than by the first click: every
-                # click's gathers and products with the map read them.
-                feats.pixel_table()
+                # click's gathers and products with the map read them (the
+                # columns are made from the pixel rows, which are kept).
                 feats.pixel_columns()
         else:
             image, metainfo = self.runtime.preprocess(img)

@@ -223,9 +223,7 @@ class LowRankFeatureMap:
         """
         b, n, _ = vectors.shape
         if not self._use_table(n):
-            h, w = self.shape[-2:]
-            weights = self.project(vectors).flatten(2).softmax(-1)
-            return self.weighted_sum(weights.view(b, n, h, w))
+            return _softmax_pool_in_two_passes(self, vectors)
         rows = self.pixel_table().permute(0, 2, 3, 1).flatten(1, 2)
         groups = max(1, min(torch.get_num_threads(), n))
         while n % groups:
@@ -317,6 +315,12 @@ def softmax_pool(features: FeatureMap, vectors: Tensor) -> Tensor:
     each of ``vectors`` ``[B, N, C]``: ``[B, N, C]``."""
     if isinstance(features, LowRankFeatureMap):
         return features.softmax_pool(vectors)
+    return _softmax_pool_in_two_passes(features, vectors)
+
+
+def _softmax_pool_in_two_passes(features: FeatureMap,
+                                vectors: Tensor) -> Tensor:
+    """:func:`softmax_pool` as a projection, a softmax and a weighted sum."""
     b, n, _ = vectors.shape
     h, w = features.shape[-2:]
     weights = project(features, vectors).flatten(2).softmax(-1)
