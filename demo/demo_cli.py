@@ -6,6 +6,7 @@ arguments before rap_sam imports torch and mmdet (seconds), so ``--help``
 and a mistyped option answer at once."""
 import argparse
 import os.path as osp
+import re
 import runpy
 import sys
 from typing import List, Optional, Union
@@ -21,6 +22,8 @@ add_trust_checkpoint = _CLI['add_trust_checkpoint']
 positive_int = _CLI['positive_int']
 # rap_sam.deploy.prepare.POSTS, written out: importing it imports torch.
 POSTS = ('exact', 'half')
+# A negative number, or a comma list starting with one ('-5,10').
+_NEGATIVE_VALUES = re.compile(r'^-\d*\.?\d+(,[-+]?\d*\.?\d*)*$')
 
 
 def guard_interrupts() -> None:
@@ -53,6 +56,11 @@ def base_parser(doc: str,
     parser = argparse.ArgumentParser(
         description=doc.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    # argparse takes '-5,10' (a click left of the image) for an option and
+    # answers "expected at least one argument"; as a value it reaches the
+    # check that says the point is outside the image. Python 3.13's own
+    # pattern already reads it so.
+    parser._negative_number_matcher = _NEGATIVE_VALUES
     if inputs_help:
         parser.add_argument(
             'inputs', nargs='?' if inputs_optional else None, help=inputs_help)

@@ -60,6 +60,13 @@ def parse_args(argv=None):
         default=None,
         help="the image encoder's threads (default: all cores)")
     parser.add_argument(
+        '--timeout',
+        type=positive_int,
+        default=60,
+        metavar='SECONDS',
+        help='close a connection silent this long, idle or mid-upload '
+        '(default %(default)s)')
+    parser.add_argument(
         '--float32',
         action='store_true',
         help='send features as float32 (default float16: half the bytes, '
@@ -206,11 +213,21 @@ class WebDemo:
         return full
 
 
-def make_handler(demo: WebDemo):
+def make_handler(demo: WebDemo, timeout_s: float = 60):
 
     class Handler(BaseHTTPRequestHandler):
         server_version = 'RapSAMWebDemo'
         protocol_version = 'HTTP/1.1'
+        # Each connection holds a thread: without a limit, a client that
+        # sends less than its Content-Length, or keeps a connection open
+        # and says nothing, holds it for good.
+        timeout = timeout_s
+
+        def log_error(self, fmt, *args):
+            # http.server's line for a silent connection closed between
+            # requests: a browser's idle keep-alive, not an error.
+            if not fmt.startswith('Request timed out'):
+                super().log_error(fmt, *args)
 
         def parse_request(self) -> bool:
             self.body_read = False
@@ -319,7 +336,13 @@ def make_handler(demo: WebDemo):
                         413, f'The upload is {length / 2**20:.1f} MB, above '
                         f'the limit of {MAX_UPLOAD_BYTES // 2**20} MB: '
                         'downscale the image.')
-                data = self.rfile.read(length)
+                try:
+                    data = self.rfile.read(length)
+                except TimeoutError:
+                    raise HTTPError(
+                        408, f'The upload stopped before its {length} '
+                        f'bytes arrived (nothing for {timeout_s} s): send the '
+                        'whole image file.')
                 self.body_read = True
                 body = demo.encode(data)
                 self.send_body(200, body, 'application/octet-stream')
@@ -352,7 +375,7 @@ def main(argv=None):
         demo = build_demo(args)
         try:
             server = ThreadingHTTPServer((args.host, args.port),
-                                         make_handler(demo))
+                                         make_handler(demo, args.timeout))
         except OSError as err:
             raise InputError(f'Cannot listen on {args.host}:{args.port} '
                              f'({err.strerror}): choose another --port or '

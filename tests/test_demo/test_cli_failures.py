@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, assert_ran, assert_user_error, run_script
+from helpers import (REPO, assert_ran, assert_usage_error, assert_user_error,
+                     run_script)
 
 COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
@@ -323,3 +324,16 @@ def test_sigterm_mid_folder_keeps_finished_results_only(
                                                       '.png')
         else:
             assert cv2.imread(str(out / name)).shape == img.shape
+
+
+@pytest.mark.parametrize('script, args', [
+    ('demo/prompt_demo.py', ['--boxes', '-5,-1,10']),
+    ('demo/video_demo.py', ['--points', '-5,10', '--boxes', '-5,-1,10']),
+])
+def test_values_starting_with_minus_are_values(small_photo, script, args):
+    """Not argparse's "expected at least one argument": the value reaches
+    its own check, which names it (before torch is imported)."""
+    config = YT19 if 'video' in script else COCO
+    assert_usage_error(
+        run_script(script, small_photo, config, *args),
+        "A box must be 4 comma-separated numbers, got '-5,-1,10'")

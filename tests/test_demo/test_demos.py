@@ -131,17 +131,23 @@ def test_video_demo_takes_a_folder_of_frames(weights, small_photo, tmp_path):
     assert info['num_frames'] == 3 and info['fps'] == 10
 
 
-@pytest.mark.parametrize('script, args, message', [
-    ('demo', ['{tmp}/missing.jpg'], 'No such image or folder'),
-    ('prompt_demo', ['{photo}', '--points', '400,10'],
-     r'The point \(400, 10\) is outside the image, which is 150 x 100'),
-    ('prompt_demo', ['{photo}'], 'No prompt'),
-    ('prompt_demo', ['{tmp}/notes.txt', '--points', '1,1'
-                     ], 'Cannot read .*notes.txt as an image'),
-    ('video_demo', ['{tmp}/missing.mp4'], 'No such video or folder'),
-    ('video_demo', ['{tmp}/empty.mp4'], 'Cannot open .*empty.mp4 as a video'),
-    ('video_demo', ['{tmp}/notes.txt'], 'Cannot open .* as a video'),
-])
+@pytest.mark.parametrize(
+    'script, args, message',
+    [
+        ('demo', ['{tmp}/missing.jpg'], 'No such image or folder'),
+        ('prompt_demo', ['{photo}', '--points', '400,10'],
+         r'The point \(400, 10\) is outside the image, which is 150 x 100'),
+        # A value, not an option, although it starts with '-'.
+        ('prompt_demo', ['{photo}', '--points', '-5,10'],
+         r'The point \(-5, 10\) is outside the image, which is 150 x 100'),
+        ('prompt_demo', ['{photo}'], 'No prompt'),
+        ('prompt_demo', ['{tmp}/notes.txt', '--points', '1,1'
+                         ], 'Cannot read .*notes.txt as an image'),
+        ('video_demo', ['{tmp}/missing.mp4'], 'No such video or folder'),
+        ('video_demo', ['{tmp}/empty.mp4'
+                        ], 'Cannot open .*empty.mp4 as a video'),
+        ('video_demo', ['{tmp}/notes.txt'], 'Cannot open .* as a video'),
+    ])
 def test_bad_input_is_a_message(weights, small_photo, tmp_path, capsys, script,
                                 args, message):
     (tmp_path / 'empty.mp4').write_bytes(b'')

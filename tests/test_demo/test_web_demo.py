@@ -234,6 +234,49 @@ def test_raw_requests_with_bad_or_unread_bodies(server):
     ], log
 
 
+def test_a_silent_connection_is_closed_after_the_timeout(server, tmp_path):
+    """An upload shorter than its Content-Length is a 408 after --timeout
+    seconds (it held a thread for good), a silent connection is closed
+    without a log line, and other connections are served meanwhile."""
+    log = str(tmp_path / 'server.log')
+    port = _free_port()
+    proc, url = serve_web_demo(
+        ['--export', server['export'], '--port',
+         str(port), '--timeout', '1'], log, server['env'])
+    try:
+        short = (b'POST /api/encode HTTP/1.1\r\nHost: x\r\n'
+                 b'Content-Length: 100\r\n\r\n0123456789')
+        with socket.create_connection(('127.0.0.1', port), timeout=30) as s:
+            s.sendall(short)
+            # Held: another client is served while this upload waits.
+            with urllib.request.urlopen(url + '/api/config') as answer:
+                assert answer.status == 200
+            raw = b''
+            while chunk := s.recv(65536):
+                raw += chunk
+        assert _answers(raw) == [
+            (408,
+             dict(error='The upload stopped before its 100 bytes arrived '
+                  '(nothing for 1 s): send the whole image file.'))
+        ]
+        assert b'Connection: close' in raw
+        with socket.create_connection(('127.0.0.1', port), timeout=30) as s:
+            assert s.recv(1) == b''  # closed by the server, unanswered
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    with open(log) as f:
+        lines = f.read().splitlines()
+    errors = [line.split(' ', 1)[1] for line in lines if ' 4' in line]
+    assert errors == [
+        '"POST /api/encode HTTP/1.1" 408 The upload stopped before its 100 '
+        'bytes arrived (nothing for 1 s): send the whole image file.'
+    ], lines
+    assert not [
+        line for line in lines if 'Traceback' in line or 'timed out' in line
+    ], lines
+
+
 def _require_browser():
     if chromium_paths() is None:
         pytest.skip('chromium / chromedriver not installed '
