@@ -42,6 +42,7 @@ import os
 import os.path as osp
 import sys
 import time
+import urllib.parse
 from typing import Callable, Iterator, Optional
 
 from demo_cli import (base_parser, guard_interrupts, numbers, positive_int,
@@ -265,13 +266,16 @@ def track_video_to_files(predictor: RapSAMPredictor,
                          progress: Optional[Callable] = None,
                          on_frame: Optional[Callable] = None,
                          results: Optional[Iterator] = None,
-                         extra: Optional[dict] = None) -> dict:
+                         extra: Optional[dict] = None,
+                         source: Optional[str] = None) -> dict:
     """Segment ``video`` and write ``stem.{ext}`` annotated videos (one per
     ``(ext, fourcc)`` in ``writers``) and ``stem.json``; returns the json's
     content. ``progress(done, total)`` is called after each frame, and
     ``on_frame(drawn_frame)`` with each drawing. ``results``: the
     ``(frame, result)`` pairs to write instead of ``iter_video``'s (the
-    tracks of prompted objects), and ``extra``: what the json says besides.
+    tracks of prompted objects), ``extra``: what the json says besides, and
+    ``source``: what its ``"video"`` names (default: ``video`` when it is a
+    path; a camera or stream is named by the caller).
 
     Each file appears only once complete. When the video fails part-way (a
     bad frame, Ctrl+C), the frames done so far are still written, the json
@@ -340,7 +344,7 @@ def track_video_to_files(predictor: RapSAMPredictor,
             raise error
         raise InputError(f'{video} has no frames.')  # iter_video says first
     info = dict(
-        video=video if isinstance(video, str) else None,
+        video=source or (video if isinstance(video, str) else None),
         fps=fps,
         width=size[0],
         height=size[1],
@@ -363,6 +367,16 @@ def track_video_to_files(predictor: RapSAMPredictor,
     raise error
 
 
+def without_password(url: str) -> str:
+    """``url`` without its ``user:password@``: the json and the console
+    name the stream, not its credentials."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rsplit('@', 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
 def _live_main(args, source) -> None:
     """--camera / --stream: results as they come, latency per frame."""
     show = show_window('RAP-SAM') if args.show else None
@@ -370,6 +384,8 @@ def _live_main(args, source) -> None:
     frames = iter_frames(source)
     first = next(frames)
     name = f'camera{source}' if args.camera is not None else 'stream'
+    described = (f'camera {source}'
+                 if args.camera is not None else without_password(source))
     stem = osp.join(args.out_dir, name)
     check_outputs([f'{stem}.mp4', f'{stem}.json'], [], args.overwrite)
     predictor = load_predictor(args, **predictor_kwargs(args))
@@ -395,15 +411,17 @@ def _live_main(args, source) -> None:
                 args.chunk_frames,
                 10.0 if args.fps is None else args.fps,
                 progress=progress,
-                on_frame=show)
+                on_frame=show,
+                source=described)
         except KeyboardInterrupt as stop:
             # Ctrl+C is how a live run stops: not an error, but where its
             # frames went is said (the note track_video_to_files raised).
             if stop.args and isinstance(stop.args[0], str):
-                print(f'{source}: stopped; {stop.args[0]}.')
+                print(f'{described}: stopped; {stop.args[0]}.')
             return
-        print(f"{source}: the stream ended after {info['num_frames']} frames, "
-              f"{len(info['tracks'])} tracks -> {stem}.mp4/.json")
+        print(f'{described}: the stream ended after '
+              f"{info['num_frames']} frames, {len(info['tracks'])} tracks "
+              f'-> {stem}.mp4/.json')
 
 
 def prompt_tracks(predictor: RapSAMPredictor,

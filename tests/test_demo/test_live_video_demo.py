@@ -34,15 +34,20 @@ def stream_url(small_video, tmp_path):
 
 def test_stream_is_segmented_live(stream_url, weights, tmp_path):
     out = tmp_path / 'out'
-    proc = run_script(DEMO, '--stream', stream_url, YT19, '--weights', weights,
-                      '--scale', '96', '64', '--chunk-frames', '2',
+    # The stream's credentials are sent, not written down.
+    with_password = stream_url.replace('//', '//viewer:s3cret@')
+    proc = run_script(DEMO, '--stream', with_password, YT19, '--weights',
+                      weights, '--scale', '96', '64', '--chunk-frames', '2',
                       '--out-dir', str(out), '--score-thr', '0')
     assert_ran(proc)
     latencies = re.findall(r'frame (\d+): (\d+) ms from capture to result',
                            proc.stderr)
     assert [int(i) for i, _ in latencies] == [0, 1, 2, 3]
-    assert 'the stream ended after 4 frames' in proc.stdout
-    info = json.loads((out / 'stream.json').read_text())
+    assert f'\n{stream_url}: the stream ended after 4 frames' in proc.stdout
+    text = (out / 'stream.json').read_text()
+    assert 's3cret' not in text and 's3cret' not in proc.stdout
+    info = json.loads(text)
+    assert info['video'] == stream_url
     assert info['complete'] and info['num_frames'] == 4
     assert (info['width'], info['height']) == (96, 64)
     assert info['tracks'], 'score-thr 0 keeps every track'
@@ -119,3 +124,18 @@ def test_a_stopped_live_run_says_where_its_frames_are(monkeypatch, capsys,
     assert capsys.readouterr().out == (
         'http://cam/live: stopped; the 62 frames segmented before it are in '
         'out/stream.mp4 and out/stream.json.\n')
+
+
+def test_a_camera_run_names_its_camera(monkeypatch, weights, tmp_path):
+    """The json says which camera (it said ``"video": null``)."""
+    import video_demo
+    frames = [np.full((48, 64, 3), 40 * t, np.uint8) for t in range(3)]
+    monkeypatch.setattr(video_demo, 'iter_frames', lambda source: iter(frames))
+    args = video_demo.parse_args([
+        '--camera', '2', YT19, '--weights', weights, '--scale', '64', '48',
+        '--out-dir',
+        str(tmp_path / 'out')
+    ])
+    video_demo._live_main(args, args.camera)
+    info = json.loads((tmp_path / 'out' / 'camera2.json').read_text())
+    assert info['video'] == 'camera 2' and info['num_frames'] == 3
