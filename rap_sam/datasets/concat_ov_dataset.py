@@ -56,8 +56,11 @@ class ConcatOVDataset(ConcatDataset):
     data, not bad luck, is the problem.
 
     Bad files do not stop training: a sample whose image (or panoptic PNG,
-    or any frame of its video) is missing, empty, truncated or undecodable
-    is skipped the same way, its reason naming the files. Too many of them
+    or any frame of its video) is missing, empty, truncated or undecodable,
+    or whose files contradict its annotation (a panoptic PNG holding none
+    of the listed segments:
+    :class:`~rap_sam.datasets.data_checks.SampleContentError`), is skipped
+    the same way, its reason naming the files. Too many of them
     do stop it, with :class:`DatasetContentError`: when building, more
     than ``max_bad_fraction`` of a dataset's listed files missing (a wrong
     data root or prefix); while training, more than ``max_bad_fraction`` of

@@ -6,9 +6,9 @@ mmdet's own errors for a missing data root or a broken image are a bare
 Only local paths are checked; URLs and other storage backends pass through.
 
 Training tolerates some bad files (:class:`ConcatOVDataset` skips and counts
-the samples whose files are missing or damaged, see
-:func:`missing_files_tolerated` and :func:`damaged_file`); evaluation does
-not.
+the samples whose files are missing, damaged or at odds with their
+annotation, see :func:`missing_files_tolerated`, :func:`damaged_file` and
+:class:`SampleContentError`); evaluation does not.
 """
 import contextlib
 import logging
@@ -42,6 +42,16 @@ class SampleLoadError(RuntimeError):
     def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.problems = list(problems)
+
+
+class SampleContentError(SampleLoadError, DatasetContentError):
+    """One sample's files read fine but contradict its annotation (a
+    panoptic PNG holding none of the segment ids listed for it).
+
+    ``problems`` names the file, so training skips and counts the sample as
+    it does a damaged file; evaluation stops with the message. A wrong file
+    rather than a broken one, yet the same kind of mistake to the user.
+    """
 
 
 #: While set (by :func:`missing_files_tolerated`), the largest fraction of
@@ -208,6 +218,11 @@ def file_problems(paths: Iterable[Optional[str]]) -> List[str]:
 def sample_load_error(dataset: str, idx, paths: List[Optional[str]],
                       err: Exception) -> SampleLoadError:
     """The error to raise when the pipeline failed on sample ``idx``."""
+    if isinstance(err, SampleLoadError):
+        # The pipeline named the bad file already (a PNG that matches none
+        # of its segments): keep its type and problems, so that training
+        # still skips the sample, and add where it was.
+        return type(err)(f'{dataset}: sample {idx}: {err}', err.problems)
     problems = file_problems(paths)
     if problems:
         detail = '; '.join(problems)

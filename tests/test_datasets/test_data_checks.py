@@ -2,11 +2,14 @@
 once per process) naming what is missing and what to do."""
 import pytest
 
+from rap_sam.datasets import (DatasetContentError, DatasetLayoutError,
+                              SampleLoadError)
 from rap_sam.datasets.coco_panoptic_ov import COCO_LAYOUT
-from rap_sam.datasets.data_checks import (DatasetLayoutError,
+from rap_sam.datasets.data_checks import (SampleContentError,
                                           check_annotation_file,
                                           check_files_exist, layout_line,
-                                          missing_files_tolerated)
+                                          missing_files_tolerated,
+                                          sample_load_error)
 from rap_sam.datasets.youtube_vis_ov import YTVIS_LAYOUT
 
 
@@ -77,3 +80,17 @@ def test_missing_listed_files_are_one_line(tmp_path, tolerance):
         ', '.join(f"'{p}'" for p in paths[1:]) + limit +
         f'. Expected layout: {layout_line(COCO_LAYOUT)}; check the '
         "dataset's data_root and data_prefix (see data/README.md)")
+
+
+def test_a_sample_error_naming_its_file_keeps_its_problems():
+    """A pipeline error that names the bad file (a panoptic PNG without its
+    segments) keeps its type and problems through the dataset's wrapping:
+    training counts and skips the sample, the tools print one line."""
+    problem = "'a.png' holds none of the 2 segment ids listed for it"
+    err = SampleContentError(f'Panoptic PNG {problem}.', [problem])
+    wrapped = sample_load_error('Coco', 7, ['a.jpg', 'a.png'], err)
+    assert type(wrapped) is SampleContentError
+    assert isinstance(wrapped, SampleLoadError)  # skipped in training
+    assert isinstance(wrapped, DatasetContentError)  # a UserError
+    assert str(wrapped) == f'Coco: sample 7: Panoptic PNG {problem}.'
+    assert wrapped.problems == [problem]

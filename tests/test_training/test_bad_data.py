@@ -6,6 +6,7 @@ import os.path as osp
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -24,7 +25,8 @@ from rap_sam.datasets import (ClipFrameSample, ConcatOVDataset,
                               FilterSmallSegments, GenerateTrainPrompts)
 from rap_sam.datasets.data_checks import damaged_file
 from rap_sam.datasets.skipped_samples import pop_skip_reason
-from rap_sam.engine import NonFiniteLossError, check_losses_finite
+from rap_sam.engine import (NonFiniteLossError, SkippedSamplesHook,
+                            check_losses_finite)
 from rap_sam.testing import make_coco_panoptic
 
 
@@ -262,6 +264,30 @@ def test_samples_with_bad_files_are_skipped_and_named(coco_copy):
     assert f"'{images[0]}' does not exist" in text
     assert f"'{images[1]}' is a truncated JPEG" in text
     assert f"'{pngs[2]}' is a truncated PNG" in text
+
+
+def test_a_png_without_its_segments_is_skipped_and_counted(coco_copy):
+    """A panoptic PNG in another id encoding (B + 256 G + 256^2 R) holds
+    none of the ids listed for it: skipped and counted as a bad file."""
+    root, images, pngs = coco_copy
+    cv2.imwrite(pngs[0], cv2.imread(pngs[0])[..., ::-1])
+    dataset = _coco_source(root, max_bad_fraction=0.9, min_bad_samples=1000)
+    sample = dataset[0]['data_samples']
+    assert sample.img_path != images[0]
+    reasons = sample.metainfo['skipped_samples']
+    assert reasons and all(
+        r.startswith(f"bad file: '{pngs[0]}' holds none of the ")
+        for r in reasons)
+    assert 'id = R + 256 G + 256^2 B' in reasons[0]
+
+    warned = []
+    runner = SimpleNamespace(
+        iter=0,
+        logger=SimpleNamespace(warning=warned.append, info=lambda _: None))
+    hook = SkippedSamplesHook()
+    hook.after_train_iter(runner, 0, dict(data_samples=[sample]))
+    assert hook.bad_files == {'coco': len(reasons)}
+    assert warned == [f'Skipped a coco sample: {reasons[0]}']
 
 
 def test_nearly_all_bad_stops_with_a_message(coco_copy):

@@ -17,7 +17,10 @@ class LoadPanopticTrainAnnotations(PanopticSegmentLoader):
     Adds ``gt_masks`` (BitmapMasks), ``gt_bboxes`` (boxes of the masks),
     ``gt_bboxes_labels`` (contiguous labels: things, then stuff) and
     ``gt_ignore_flags`` (all False). Geometric transforms that follow
-    (flip, resize, crop) keep them aligned.
+    (flip, resize, crop) keep them aligned. Segments missing from the PNG
+    are left out; a PNG holding none of them raises
+    :class:`~rap_sam.datasets.data_checks.SampleContentError`, which
+    ``ConcatOVDataset`` counts as a bad file and skips.
     """
 
     def transform(self, results: dict) -> dict:

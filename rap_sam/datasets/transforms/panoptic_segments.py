@@ -1,3 +1,6 @@
+import logging
+from typing import List, Tuple
+
 import mmcv
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -6,12 +9,53 @@ from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks
 from mmengine.fileio import get
+from mmengine.logging import print_log
 from panopticapi.utils import rgb2id
+
+from ..data_checks import SampleContentError
+
+# PNGs already warned about for lacking some of their segments: a PNG is
+# read every epoch, and once is enough to say so (per process: data loader
+# workers keep their own).
+_warned_pngs = set()
 
 
 def encode_rle(mask: np.ndarray) -> dict:
     """COCO RLE of a 2-d mask (``counts`` as bytes)."""
     return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def _some(ids, limit: int = 5) -> str:
+    ids = [int(i) for i in ids]
+    more = f' (+{len(ids) - limit} more)' if len(ids) > limit else ''
+    return ', '.join(map(str, ids[:limit])) + more
+
+
+def _check_absent_segments(path: str, pan: np.ndarray, segments: list,
+                           present: np.ndarray) -> None:
+    """Raise :class:`SampleContentError` when none of ``segments`` is in the
+    id map ``pan`` of the PNG ``path``; warn (once per PNG) when some are
+    not (``present`` flags those that are)."""
+    absent = [s['id'] for s, p in zip(segments, present) if not p]
+    if not present.any():
+        # The ids the PNG does hold tell a PNG of another image from one
+        # in another encoding (BGR order, a grey id map).
+        held = _some(i for i in np.unique(pan) if i != 0) or 'only void, 0'
+        problem = (
+            f"'{path}' holds none of the {len(absent)} segment ids listed "
+            f'for it ({_some(absent)}; it holds {held}): '
+            'check that it is the PNG of this image (and the annotation file '
+            'of this split) and that it encodes ids as COCO panoptic does, '
+            'id = R + 256 G + 256^2 B')
+        raise SampleContentError(f'Panoptic PNG {problem}.', [problem])
+    if path not in _warned_pngs:
+        _warned_pngs.add(path)
+        print_log(
+            f"Panoptic PNG '{path}' lacks {len(absent)} of the "
+            f'{len(segments)} segment ids listed for it ({_some(absent)}); '
+            'those segments are left out.',
+            logger='current',
+            level=logging.WARNING)
 
 
 class PanopticSegmentLoader(BaseTransform):
@@ -27,12 +71,18 @@ class PanopticSegmentLoader(BaseTransform):
         self.imdecode_backend = imdecode_backend
         self.backend_args = backend_args
 
-    def load_instances(self, results: dict, segments: list) -> np.ndarray:
+    def load_instances(self, results: dict,
+                       segments: list) -> Tuple[List[dict], np.ndarray]:
         """Read ``results['seg_map_path']`` and add one instance per item of
-        ``segments`` (``segments_info`` entries): ``gt_masks`` (BitmapMasks,
-        image size), ``gt_bboxes`` (tight boxes of the masks, x2/y2
-        exclusive), ``gt_bboxes_labels`` and ``gt_ignore_flags`` (all False).
-        Returns the masks as an (N, H, W) uint8 array.
+        ``segments`` (``segments_info`` entries) found in it: ``gt_masks``
+        (BitmapMasks, image size), ``gt_bboxes`` (tight boxes of the masks,
+        x2/y2 exclusive), ``gt_bboxes_labels`` and ``gt_ignore_flags`` (all
+        False). Returns those segments and their masks, an (N, H, W) uint8
+        array.
+
+        A segment without a pixel in the PNG is left out, with a warning
+        (once per PNG); when none of them is there, the PNG is not this
+        annotation's and :class:`SampleContentError` says so.
         """
         path = results['seg_map_path']
         png = mmcv.imfrombytes(
@@ -45,20 +95,28 @@ class PanopticSegmentLoader(BaseTransform):
         pan = rgb2id(png)
         h, w = results['ori_shape']
         if pan.shape != (h, w):
-            raise ValueError(
-                f"Panoptic PNG '{path}' is {pan.shape[1]}x{pan.shape[0]} but "
-                f"its image '{results.get('img_path')}' is {w}x{h}.")
+            # Most likely another image's PNG: a wrong file, which training
+            # skips like a PNG holding none of its segments.
+            problem = (f"'{path}' is {pan.shape[1]}x{pan.shape[0]} but its "
+                       f"image '{results.get('img_path')}' is {w}x{h}")
+            raise SampleContentError(f'Panoptic PNG {problem}.', [problem])
 
         masks = np.zeros((len(segments), h, w), dtype=np.uint8)
+        present = np.zeros(len(segments), dtype=bool)
         for i, segment in enumerate(segments):
             masks[i] = pan == segment['id']
+            present[i] = masks[i].any()
+        if not present.all():
+            _check_absent_segments(path, pan, segments, present)
+            segments = [s for s, p in zip(segments, present) if p]
+            masks = masks[present]
         results['gt_masks'] = BitmapMasks(masks, h, w)
         results['gt_bboxes'] = HorizontalBoxes.from_instance_masks(
             results['gt_masks'])
         results['gt_bboxes_labels'] = np.array(
             [s['category'] for s in segments], dtype=np.int64)
         results['gt_ignore_flags'] = np.zeros(len(segments), dtype=bool)
-        return masks
+        return segments, masks
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}('
@@ -71,7 +129,10 @@ class LoadPanopticSegments(PanopticSegmentLoader):
     instance with a mask (mmdet's ``LoadPanopticAnnotations`` keeps only the
     non-crowd things).
 
-    Added keys, one entry per ``results['segments_info']`` item, in order:
+    Added keys, one entry per ``results['segments_info']`` item, in order,
+    leaving out the segments missing from the PNG (an empty mask is no
+    prompt target, and ``GenerateSegmentPrompts`` would report it as lost
+    in the resize; see :meth:`PanopticSegmentLoader.load_instances`):
     ``gt_masks`` (BitmapMasks, image size), ``gt_bboxes`` (tight boxes of the
     masks, x2/y2 exclusive), ``gt_bboxes_labels``, ``gt_ignore_flags`` (all
     False), ``gt_is_thing`` (by category: ``label < num_thing_classes``, so
@@ -88,8 +149,8 @@ class LoadPanopticSegments(PanopticSegmentLoader):
                 'LoadPanopticSegments needs the panoptic PNG of each image: '
                 "set data_prefix=dict(img=..., seg='annotations/"
                 "panoptic_val2017/') on the dataset.")
-        segments = results.get('segments_info', [])
-        masks = self.load_instances(results, segments)
+        segments, masks = self.load_instances(results,
+                                              results.get('segments_info', []))
         results['gt_is_thing'] = (
             results['gt_bboxes_labels'] < self.num_thing_classes)
         results['gt_segment_ids'] = np.array([s['id'] for s in segments],
