@@ -13,9 +13,11 @@ one frame (before that frame and after it: ``iter_track_prompt``); either
 way the annotated frames are shown as they are done, then the video, an
 mp4 and a json as demo/video_demo.py writes them. Bad input (an unreadable
 file, an image too large, an empty video, a frame past the end ...) is
-shown as a message in the page. One request runs at a time; at most
---max-queue wait (more are told the queue is full), uploads larger than
---max-file-size and videos longer than --max-frames are refused.
+shown as a message in the page; an API client (gradio_client, by
+api_name) gets the message as its error, whatever it sends. One request
+runs at a time; at most --max-queue wait (more are told the queue is
+full), uploads larger than --max-file-size and videos longer than
+--max-frames are refused.
 --export serves the image tabs from a folder written by
 tools/deploy/export.py on ONNX Runtime or OpenVINO; videos are tracked on
 PyTorch only, so that app has no video tab.
@@ -133,7 +135,9 @@ os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
 import gradio as gr  # noqa: E402
 import gradio.component_meta as gradio_component_meta  # noqa: E402
 import numpy as np  # noqa: E402
+import pydantic  # noqa: E402
 from demo_cli import load_predictor, predictor_kwargs, user_errors
+from gradio.exceptions import InvalidPathError  # noqa: E402
 from gradio.route_utils import delete_files_created_by_app  # noqa
 from video_demo import source_info  # noqa: E402
 from video_demo import prompt_tracks, track_video_to_files
@@ -158,12 +162,37 @@ def _page_text(err: UserError, path=None) -> str:
     it, not by gradio's copy of it (``/tmp/gradio/<hash>/clip.mp4``)."""
     text = str(err)
     if isinstance(path, str) and path:
-        text = text.replace(path, osp.basename(path))
+        text = _gone_text(path) or text.replace(path, osp.basename(path))
     return text
 
 
+def _gone_text(path: str, name=None):
+    """The message for an upload whose copy gradio has deleted (None while
+    it is there): a page open since before a restart, or a session older
+    than the cache, still names it, and "not found" would not say why."""
+    if osp.exists(path):
+        return None
+    return (f'{name or osp.basename(path)} is no longer on the server '
+            '(uploads are deleted when the app stops and after '
+            f'{CACHE_SECONDS // 3600} hours): upload it again.')
+
+
+def _refusal(text: str) -> gr.Error:
+    """A request's input refused: said to the client, and not logged as a
+    traceback (gradio logs one for any other exception, and for a gr.Error
+    unless told not to)."""
+    return gr.Error(text, print_exception=False)
+
+
 def _user_error(err: UserError, path=None) -> gr.Error:
-    return gr.Error(_page_text(err, path), print_exception=False)
+    return _refusal(_page_text(err, path))
+
+
+def _shown(value, width: int = 60) -> str:
+    """``value``'s repr, cut short: a message stays one line whatever a
+    client sent (a base64 string, a long list)."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + '...'
 
 
 @contextlib.contextmanager
@@ -212,9 +241,108 @@ with _no_type_stub():
                     # The file as the user named it, not gradio's copy.
                     name = getattr(payload, 'orig_name',
                                    None) or osp.basename(path)
-                    text = text.replace(path, name)
-                raise gr.Error(text, print_exception=False)
+                    text = _gone_text(path, name) or text.replace(path, name)
+                raise _refusal(text)
             return np.ascontiguousarray(bgr[..., ::-1])
+
+    # The page sends only values these take; an API client may send any
+    # JSON, which gradio's own checks refuse with a traceback in the log
+    # (and a TypeError's many lines to the client).
+
+    class CheckedSlider(gr.Slider):
+        """A slider whose value is checked with its label in the message."""
+
+        is_template = True
+
+        def preprocess(self, payload):
+            if (isinstance(payload, bool)
+                    or not isinstance(payload, (int, float))
+                    or not self.minimum <= payload <= self.maximum):
+                raise _refusal(f'"{self.label}" is a number from '
+                               f'{self.minimum:g} to {self.maximum:g}, got '
+                               f'{_shown(payload)}.')
+            return super().preprocess(payload)
+
+    class FrameSlider(gr.Slider):
+        """The frame picker: a whole number, its end checked by the handler
+        against the video's frames (the slider's maximum belongs to the
+        video last loaded in this session, maybe not the one sent)."""
+
+        is_template = True
+
+        def preprocess(self, payload):
+            return _frame_number(payload)
+
+    class CheckedRadio(gr.Radio):
+        """A radio whose value is one of its choices (None too is refused:
+        the page always sends one)."""
+
+        is_template = True
+
+        def preprocess(self, payload):
+            choices = [value for _, value in self.choices]
+            if payload not in choices:
+                raise _refusal(f'"{self.label}" is '
+                               f'{" or ".join(map(repr, choices))}, got '
+                               f'{_shown(payload)}.')
+            return super().preprocess(payload)
+
+
+class ClickData(gr.SelectData):
+    """A click's event data, its position in the image: gradio's
+    SelectData fails on a request without it (gradio_client sends none)
+    with a TypeError."""
+
+    def __init__(self, target, data):
+        index = data.get('index') if isinstance(data, dict) else None
+        if not isinstance(index, (list, tuple)) or len(index) < 2:
+            raise _refusal('A click comes with its position in the image, '
+                           'event data {"index": [x, y]}, got '
+                           f'{_shown(data)}: click on the image in the '
+                           'page.')
+        super().__init__(target, dict(data, value=data.get('value')))
+
+
+def _check_inputs(block_fn, inputs: list) -> None:
+    """What gradio refuses with a traceback before a handler runs, said in
+    one line: too few values, a file input that is not a file (a path sent
+    without gradio_client's ``handle_file``: pydantic's many lines)."""
+    if len(inputs) < len(block_fn.inputs):
+        named = [
+            block.label for block in block_fn.inputs if not block.skip_api
+        ]
+        raise _refusal(f'/{block_fn.api_name} takes {len(named)} value'
+                       f'{"s" * (len(named) != 1)} ({", ".join(named)}), '
+                       f'got {len(inputs)}.')
+    for block, value in zip(block_fn.inputs, inputs):
+        model = getattr(block, 'data_model', None)
+        if block.stateful or model is None or value is None:
+            continue
+        try:
+            # gradio's own validation, which it runs later (after looking
+            # for the file in its cache).
+            model.model_validate(value, context=dict(validate_meta=True))
+        except pydantic.ValidationError:
+            raise _refusal(
+                f'{block.label} is a file, sent as gradio_client.'
+                f'handle_file(path), got {_shown(value)}.') from None
+
+
+class CheckedBlocks(gr.Blocks):
+    """gr.Blocks whose refusals of a request's inputs are one-line
+    messages, not tracebacks in the log: see :func:`_check_inputs`."""
+
+    async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
+        _check_inputs(block_fn, inputs)
+        try:
+            return await super().preprocess_data(block_fn, inputs, *args,
+                                                 **kwargs)
+        except InvalidPathError as err:  # a path it did not upload
+            raise _refusal(str(err)) from None
+        except gr.Error as err:
+            if not err.print_exception:
+                raise
+            raise _refusal(err.message) from None
 
 
 def _data_url_bytes(url: str) -> bytes:
@@ -293,10 +421,8 @@ def _frame_number(frame) -> int:
     except (TypeError, ValueError):
         number = math.nan
     if not (math.isfinite(number) and number >= 0 and number.is_integer()):
-        raise gr.Error(
-            f'The frame is a whole number, 0 or more (0 is the first), got '
-            f'{frame!r}.',
-            print_exception=False)
+        raise _refusal('The frame is a whole number, 0 or more (0 is the '
+                       f'first), got {_shown(frame)}.')
     return int(number)
 
 
@@ -487,7 +613,7 @@ class RapSAMApp:
 
     def video_predictor(self) -> RapSAMPredictor:
         if not self.serves_videos:
-            raise gr.Error(
+            raise _refusal(
                 'Videos are tracked on PyTorch only (an export folder has no '
                 'clip graph): start the app without --export to track them.')
         with self._factory_lock:
@@ -929,7 +1055,7 @@ def _video_tab(app: RapSAMApp) -> None:
                     interactive=False,
                     format='png',
                     elem_id='track-canvas')
-                track_frame = gr.Slider(
+                track_frame = FrameSlider(
                     0,
                     1,
                     value=0,
@@ -938,17 +1064,17 @@ def _video_tab(app: RapSAMApp) -> None:
                     label='Frame to click on (0 is the first)',
                     elem_id='track-frame')
                 with gr.Row():
-                    track_mode = gr.Radio(['point', 'box'],
-                                          value='point',
-                                          label='A click adds a',
-                                          elem_id='track-mode')
+                    track_mode = CheckedRadio(['point', 'box'],
+                                              value='point',
+                                              label='A click adds a',
+                                              elem_id='track-mode')
                     track_clear = gr.Button(
                         'Clear clicks', elem_id='track-clear')
                 track_note = gr.Markdown(
                     'Upload a video to click on its objects.',
                     elem_id='track-status')
         with gr.Row():
-            thr = gr.Slider(
+            thr = CheckedSlider(
                 0,
                 1,
                 value=0.5,
@@ -983,7 +1109,7 @@ def _video_tab(app: RapSAMApp) -> None:
         def on_track_clicks(video, state, progress=gr.Progress()):
             yield from app.iter_track_clicks(video, state, progress)
 
-        def on_frame_click(st, md, evt: gr.SelectData):
+        def on_frame_click(st, md, evt: ClickData):
             return app.click_frame(st, md, *evt.index[:2])
 
         vid_in.change(app.load_video, vid_in,
@@ -1003,7 +1129,8 @@ def _video_tab(app: RapSAMApp) -> None:
 
 
 def build_ui(app: RapSAMApp) -> gr.Blocks:
-    with gr.Blocks(title='RAP-SAM', delete_cache=(3600, CACHE_SECONDS)) as ui:
+    with CheckedBlocks(
+            title='RAP-SAM', delete_cache=(3600, CACHE_SECONDS)) as ui:
         gr.Markdown('# RAP-SAM: real-time all-purpose segmentation')
         with gr.Tab('Clicks and boxes', id='prompts'):
             state = gr.State(app.new_prompts())
@@ -1014,10 +1141,10 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
                         type='numpy',
                         sources=['upload'],
                         elem_id='prompt-input')
-                    mode = gr.Radio(['point', 'box'],
-                                    value='point',
-                                    label='A click adds a',
-                                    elem_id='mode')
+                    mode = CheckedRadio(['point', 'box'],
+                                        value='point',
+                                        label='A click adds a',
+                                        elem_id='mode')
                     clear = gr.Button('Clear prompts', elem_id='clear')
                 with gr.Column():
                     canvas = gr.Image(
@@ -1028,7 +1155,7 @@ def build_ui(app: RapSAMApp) -> gr.Blocks:
                     status = gr.Markdown(
                         'Upload an image.', elem_id='prompt-status')
 
-            def on_select(img, st, md, evt: gr.SelectData):
+            def on_select(img, st, md, evt: ClickData):
                 return app.click(img, st, md, *evt.index[:2])
 
             image.change(app.load_image, image, [canvas, status, state])

@@ -1,0 +1,269 @@
+"""The web app's endpoints called as an API client may call them (gradio_client
+or raw HTTP, by api_name): a value the page never sends, a click without its
+event data, a prompt before any upload, a session or an upload that is gone.
+Each is answered with a one-line message naming the problem and what to do,
+and the server logs no traceback for it (gradio logs one for any exception but
+a gr.Error raised with print_exception=False)."""
+import math
+import os
+import shutil
+import socket
+import types
+
+import gradio as gr
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def app(tmp_path):
+    """The app with stand-ins for the models: every call below is refused
+    before a model runs, or reads frames only."""
+    from app import RapSAMApp
+    image_model = types.SimpleNamespace(
+        set_image=lambda image: None, class_names=[])
+    app = RapSAMApp(image_model,
+                    lambda: types.SimpleNamespace(max_pixels=None),
+                    str(tmp_path / 'out'))
+    yield app
+    app.close()
+
+
+def _refused(call, *args) -> str:
+    """The message of ``call(*args)``'s refusal, checked to be one that
+    gradio says without a traceback."""
+    with pytest.raises(gr.Error) as err:
+        call(*args)
+    assert err.value.print_exception is False
+    assert '\n' not in err.value.message
+    return err.value.message
+
+
+FRAME = 'The frame is a whole number, 0 or more (0 is the first), got '
+
+
+@pytest.mark.parametrize('value, shown', [(-1, '-1'), (2.5, '2.5'),
+                                          ('two', "'two'"), (None, 'None'),
+                                          (math.inf, 'inf'), ([2], '[2]')])
+def test_a_frame_that_is_no_frame_index(value, shown):
+    from app import FrameSlider
+    picker = FrameSlider(0, 1, step=1)
+    assert _refused(picker.preprocess, value) == f'{FRAME}{shown}.'
+    # gradio's slider refused a frame above the maximum it was last set to
+    # (another video's length, maybe): the handler says the video's own.
+    assert picker.preprocess(7) == 7 and picker.preprocess(2.0) == 2
+
+
+@pytest.mark.parametrize('value', [7, -0.1, 'x', None, True, math.nan, [0]])
+def test_a_score_threshold_out_of_range(value):
+    from app import CheckedSlider
+    thr = CheckedSlider(0, 1, value=0.5, label='Show instances scoring at')
+    assert _refused(thr.preprocess, value).startswith(
+        '"Show instances scoring at" is a number from 0 to 1, got ')
+    assert thr.preprocess(0.25) == 0.25 and thr.preprocess(1) == 1
+
+
+@pytest.mark.parametrize('value', ['circle', None, 0, ['point']])
+def test_a_click_mode_that_is_no_choice(value):
+    from app import CheckedRadio
+    mode = CheckedRadio(['point', 'box'], value='point', label='A click adds')
+    assert _refused(
+        mode.preprocess,
+        value) == (f'"A click adds" is \'point\' or \'box\', got {value!r}.')
+    assert mode.preprocess('box') == 'box'
+
+
+@pytest.mark.parametrize(
+    'data', [None, {}, {
+        'index': None
+    }, {
+        'index': 5
+    }, {
+        'index': [3]
+    }, 'x'])
+def test_a_click_without_its_position(data):
+    """gradio_client sends no event data at all: gradio's SelectData failed
+    with a TypeError (a traceback)."""
+    from app import ClickData
+    assert _refused(ClickData, None, data) == (
+        'A click comes with its position in the image, event data '
+        f'{{"index": [x, y]}}, got {data!r}: click on the image in the '
+        'page.')
+    click = ClickData(None, {'index': [3, 4]})  # as raw HTTP may send it
+    assert click.index == [3, 4] and click.value is None
+
+
+@pytest.mark.parametrize('x, y, message', [
+    ('a', 1, r"Points \(x, y\) must be numbers, got \[\['a', 1\]\]\."),
+    (True, 1, r'Points \(x, y\) must be numbers, got booleans'),
+    ([1, 2], 3, r'Points \(x, y\) must be numbers in rows'),
+    (None, 3, r'Points \(x, y\) must be numbers'),
+    (150.5, 3, r'The point \(150\.5, 3\) is outside the image, which is '
+     r'150 x 100 pixels\.'),
+])
+def test_click_coordinates_that_are_no_position(app, x, y, message):
+    """Event data sent by raw HTTP, with an index its client made up."""
+    image = np.zeros((100, 150, 3), np.uint8)
+    for mode in ('point', 'box'):
+        with pytest.raises(gr.Error, match=message):
+            app.click(image, app.new_prompts(), mode, x, y)
+        with pytest.raises(gr.Error, match=message):
+            app.click_frame(
+                app.new_clicks('clip.mp4', 0, (150, 100), 4), mode, x, y)
+
+
+def test_prompts_before_any_upload(app, small_video):
+    """A new session's state (a client's first call, or one made before a
+    restart: gradio keeps sessions in memory only)."""
+    assert _refused(app.click, None, app.new_prompts(), 'point', 1,
+                    1) == 'Upload an image first.'
+    assert _refused(app.panoptic, None) == 'Upload an image first.'
+    assert _refused(app.click_frame, app.new_clicks(), 'point', 1,
+                    1) == 'Upload a video first.'
+    assert _refused(app.show_frame, None, 0,
+                    app.new_clicks()) == 'Upload a video first.'
+    assert _refused(app.track, None, 0.5) == 'Upload a video first.'
+    assert _refused(app.track_clicks, small_video, app.new_clicks()) == (
+        'Click on the frame to choose the objects to track first.')
+    # Nothing to refuse: the page's own "clear" and "empty upload" calls.
+    assert app.clear(None, app.new_prompts())[1] == 'Upload an image.'
+    assert app.clear_clicks(
+        app.new_clicks())[1] == ('Upload a video to click on its objects.')
+    assert app.load_image(None)[1] == 'Upload an image.'
+    assert app.load_video(None)[2] == (
+        'Upload a video to click on its objects.')
+
+
+def test_an_upload_gone_from_the_server(app, small_video, small_photo,
+                                        tmp_path):
+    """gradio deletes its copies of uploads when the app stops and after
+    CACHE_SECONDS: a page open since then still names them ("Video not
+    found: pan.mp4" said neither why nor what to do)."""
+    from app import CheckedImage
+    from gradio.data_classes import ImageData
+    video = str(tmp_path / 'pan.mp4')
+    shutil.copy(small_video, video)
+    _, _, _, state = app.load_video(video)
+    _, _, state = app.click_frame(state, 'point', 40, 30)
+    os.remove(video)
+    app._frames.clear()  # the frames kept for drawing clicks let go
+    app.close()
+    gone = ('pan.mp4 is no longer on the server (uploads are deleted when '
+            'the app stops and after 24 hours): upload it again.')
+    assert _refused(app.click_frame, state, 'point', 10, 10) == gone
+    assert _refused(app.show_frame, video, 1, state) == gone
+    assert _refused(app.load_video, video) == gone
+    photo = tmp_path / 'gradio-copy' / 'image.png'
+    photo.parent.mkdir()
+    payload = ImageData(path=str(photo), orig_name='coffee.png')
+    assert _refused(CheckedImage(type='numpy').preprocess,
+                    payload) == gone.replace('pan.mp4', 'coffee.png')
+
+
+def _endpoint(ui, name):
+    (fn, ) = [fn for fn in ui.fns.values() if fn.api_name == name]
+    return fn
+
+
+@pytest.mark.parametrize(
+    'name, value, label',
+    [
+        ('load_video', 'pan.mp4', 'Video'),
+        ('load_video', {}, 'Video'),
+        ('load_video', {
+            'path': 'pan.mp4'
+        }, 'Video'),  # no meta
+        ('load_image', 'photo.png', 'Image'),
+        ('panoptic', 12, 'Image'),
+    ])
+def test_a_file_input_sent_as_no_file(app, name, value, label):
+    """A path sent without gradio_client's handle_file: pydantic's many
+    lines, and a traceback in the log."""
+    from app import _check_inputs, build_ui
+    fn = _endpoint(build_ui(app), name)
+    assert _refused(_check_inputs, fn, [
+        value
+    ]) == (f'{label} is a file, sent as gradio_client.handle_file(path), got '
+           f'{value!r}.')
+    _check_inputs(fn, [None])  # an empty upload is the handler's
+
+
+def test_too_few_values(app):
+    from app import _check_inputs, build_ui
+    ui = build_ui(app)
+    assert _refused(_check_inputs, _endpoint(ui, 'show_frame'), []) == (
+        '/show_frame takes 2 values (Video, Frame to click on (0 is the '
+        'first)), got 0.')
+    assert _refused(
+        _check_inputs, _endpoint(ui, 'on_select'),
+        [None
+         ]) == ('/on_select takes 2 values (Image, A click adds a), got 1.')
+
+
+def test_a_long_value_is_cut_short():
+    from app import _shown
+    assert _shown('x' * 500) == repr('x' * 500)[:57] + '...'
+    assert _shown('two\nlines') == "'two\\nlines'"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_the_served_app_answers_malformed_calls_with_messages(
+        app, small_video, small_photo, tmp_path, monkeypatch, capfd):
+    """Over HTTP with gradio_client, by api_name: each call the page never
+    makes gets its message, the log holds no traceback, and the calls the
+    page makes are answered as before."""
+    from app import launch
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    monkeypatch.setenv('GRADIO_TEMP_DIR', str(tmp_path / 'gradio'))
+    port = _free_port()
+    ui = launch(app, '127.0.0.1', port)
+    try:
+        client = Client(f'http://127.0.0.1:{port}/', verbose=False)
+        video, photo = handle_file(small_video), handle_file(small_photo)
+        shown, picker, note = client.predict(video, api_name='/load_video')
+        assert picker['maximum'] == 3 and 'frame 0 of 4' in note
+        _, note = client.predict(video, 2, api_name='/show_frame')
+        assert 'frame 2 of 4' in note
+        click = ('A click comes with its position in the image, event data '
+                 '{"index": [x, y]}, got None: click on the image in the '
+                 'page.')
+        threshold = '"Show instances scoring at least" is a number from 0 to 1'
+        calls = [
+            ('/show_frame', (video, 9), "Frame 9 is past the video's last "
+             'frame (it has 4 frames; 0 is the first).'),
+            ('/show_frame', (video, 'two'), f"{FRAME}'two'."),
+            ('/show_frame', (video, -1), f'{FRAME}-1.'),
+            ('/show_frame', (video, 1.5), f'{FRAME}1.5.'),
+            ('/show_frame', (None, 0), 'Upload a video first.'),
+            ('/on_frame_click', ('point', ), click),
+            ('/on_frame_click', ('circle', ),
+             "\"A click adds a\" is 'point' or 'box', got 'circle'."),
+            ('/on_select', (photo, 'point'), click),
+            ('/on_select', (None, 'box'), click),
+            ('/on_track', (video, 7), f'{threshold}, got 7.'),
+            ('/on_track', (video, 'x'), f"{threshold}, got 'x'."),
+            ('/on_track', (None, 0.5), 'Upload a video first.'),
+            ('/on_track_clicks', (video, ), 'Click on the frame to choose '
+             'the objects to track first.'),
+            ('/load_video', ('pan.mp4', ), 'Video is a file, sent as '
+             "gradio_client.handle_file(path), got 'pan.mp4'."),
+            ('/load_image', ('coffee.png', ), 'Image is a file, sent as '
+             "gradio_client.handle_file(path), got 'coffee.png'."),
+            ('/panoptic', (None, ), 'Upload an image first.'),
+        ]
+        for api, args, message in calls:
+            with pytest.raises(AppError) as err:
+                client.predict(*args, api_name=api)
+            assert str(err.value) == message, api
+        # Still up, and the page's calls answered as before.
+        _, note = client.predict(video, 3, api_name='/show_frame')
+        assert 'frame 3 of 4' in note
+    finally:
+        ui.close()
+    assert 'Traceback' not in capfd.readouterr().err
