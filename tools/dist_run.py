@@ -7,7 +7,12 @@ trace (``ChildFailedError``), also when the process only reported a user
 error (``error: ...``, exit status 2). Here the processes' messages stay as
 they printed them, and the launcher adds one line saying which processes
 failed and exits with their status. The processes torchrun stopped because
-another one failed are not counted as failed.
+another one failed are not counted as failed, nor are those whose
+collective lost the failed one first (gloo's ``Connection closed by peer``:
+they end as stopped ones, without a trace, see
+:func:`rap_sam.utils.user_errors.peer_stopped`), so the line names the
+process whose messages say why. When every process here was stopped (by a
+process on another node, or by a signal from outside), the line says so.
 
 A Ctrl+C or a SIGTERM (``kill PID``) reaches every process through
 torchrun; each runs its cleanup (its ``finally`` blocks) and the launcher
@@ -36,7 +41,8 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
 
 # How a process ends when torchrun stops it: through the guard or
-# cli_errors (143), or by the signal itself (before Python started).
+# cli_errors (143), or by the signal itself (before Python started); 143
+# is also how one ends whose peer stopped (user_errors.stop_with_peer).
 STOPPED = (GUARD['TERMINATED_EXIT_CODE'], -signal.SIGTERM)
 
 
@@ -46,6 +52,20 @@ def failed_processes(failures: dict) -> list:
     failed = sorted((rank, f.exitcode) for rank, f in failures.items())
     own = [(rank, code) for rank, code in failed if code not in STOPPED]
     return own or failed
+
+
+def summary(failures: dict, script: str) -> str:
+    """The launcher's one line on a failed run."""
+    failed = failed_processes(failures)
+    ranks = ', '.join(str(rank) for rank, _ in failed)
+    codes = ', '.join(str(code) for _, code in failed)
+    if all(code in STOPPED for _, code in failed):
+        return (f'error: process {ranks} of {script} stopped (exit status '
+                f'{codes}) without an error of its own: a process of the '
+                'run on another node failed (see its messages there), or a '
+                'signal from outside stopped it.')
+    return (f'error: process {ranks} of {script} failed (exit status '
+            f'{codes}); its messages are above.')
 
 
 def check_launch(args) -> str:
@@ -87,14 +107,8 @@ def main(argv=None):
     try:
         run(args)
     except ChildFailedError as err:
-        failed = failed_processes(err.failures)
-        codes = [code for _, code in failed]
-        ranks = ', '.join(str(rank) for rank, _ in failed)
-        print(
-            f'error: process {ranks} of {args.training_script} failed '
-            f'(exit status {", ".join(map(str, codes))}); its messages are '
-            'above.',
-            file=sys.stderr)
+        print(summary(err.failures, args.training_script), file=sys.stderr)
+        codes = [code for _, code in failed_processes(err.failures)]
         positive = [code for code in codes if code > 0]
         raise SystemExit(positive[0] if positive else 1)
     except SignalException as err:

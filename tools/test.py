@@ -80,9 +80,10 @@ from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
 from rap_sam.utils.data_root import option_given, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.output_files import check_new_file
-from rap_sam.utils.runner_cli import (apply_overrides, check_counts,
-                                      check_option_keys, claim_work_dir,
-                                      load_config, unexpected_options)
+from rap_sam.utils.runner_cli import (LoopStarted, apply_overrides,
+                                      check_counts, check_option_keys,
+                                      claim_work_dir, load_config,
+                                      unexpected_options)
 from rap_sam.utils.user_errors import UserError, cli_errors
 from rap_sam.visualization import RapSAMLocalVisualizer
 
@@ -195,9 +196,13 @@ def main(argv=None):
     if args.trust_checkpoint:
         trust_all_checkpoints()
     cfg = build_cfg(args)
+    # Runner.test builds its data loader and evaluator before its loop: an
+    # option of another kind is named for a failure until then only.
+    loop = LoopStarted()
     with claim_work_dir(cfg, args.launcher, 'evaluation'), \
-            unexpected_options(args.cfg_options, args.kind_changes):
+            unexpected_options(args.cfg_options, args.kind_changes, loop):
         runner = Runner.from_cfg(cfg)
+        runner.register_hook(loop)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         load_model_weights(model, args.checkpoint)

@@ -80,10 +80,10 @@ from rap_sam.utils.checkpoint import (check_state_dict, load_local_checkpoint,
 from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
 from rap_sam.utils.pretrained import fetch_pretrained  # noqa: E402
-from rap_sam.utils.runner_cli import (apply_overrides, check_counts,
-                                      check_option_keys, claim_work_dir,
-                                      earlier_checkpoints, load_config,
-                                      unexpected_options)
+from rap_sam.utils.runner_cli import (LoopStarted, apply_overrides,
+                                      check_counts, check_option_keys,
+                                      claim_work_dir, earlier_checkpoints,
+                                      load_config, unexpected_options)
 from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 
@@ -220,9 +220,15 @@ def main(argv=None):
         cfg = build_cfg(args)
         with claim_work_dir(cfg, args.launcher, 'training'):
             fetch_pretrained(cfg)
+            # Runner.train builds the optimizer, the schedulers and the
+            # data loaders before its loop: an option of another kind is
+            # named for a failure until then only.
+            loop = LoopStarted()
             try:
-                with unexpected_options(args.cfg_options, args.kind_changes):
+                with unexpected_options(args.cfg_options, args.kind_changes,
+                                        loop):
                     runner = Runner.from_cfg(cfg)
+                    runner.register_hook(loop)
                     check_resume(runner, cfg)
                     runner.train()
             except UserError as err:

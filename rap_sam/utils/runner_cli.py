@@ -8,6 +8,7 @@ import os.path as osp
 from typing import Dict, Iterator, Optional
 
 from mmengine.config import Config
+from mmengine.hooks import Hook
 
 # Defined torch-free there: tools parse their arguments before torch.
 from .arg_types import non_negative_int  # noqa: F401
@@ -125,10 +126,31 @@ def check_counts(cfg: Config, keys: dict, error: type = UserError) -> None:
                         f'{node!r}: fix it in the config or --cfg-options.')
 
 
+class LoopStarted(Hook):
+    """Registered on a Runner, notes when its loop starts: by then
+    ``Runner.train`` has built the data loaders, the optimizer wrapper and
+    the parameter schedulers and restored a resumed state
+    (``Runner.test`` its loop, data loader and evaluator). An error after
+    that comes from training or testing, not from building the run (see
+    :func:`unexpected_options`)."""
+
+    # Before the other hooks' before_train: theirs run in the loop.
+    priority = 'HIGHEST'
+
+    def __init__(self):
+        self.started = False
+
+    def before_train(self, runner) -> None:
+        self.started = True
+
+    def before_test(self, runner) -> None:
+        self.started = True
+
+
 @contextlib.contextmanager
-def unexpected_options(
-        options: Optional[dict],
-        kind_changes: Optional[Dict[str, str]] = None) -> Iterator[None]:
+def unexpected_options(options: Optional[dict],
+                       kind_changes: Optional[Dict[str, str]] = None,
+                       loop: Optional[LoopStarted] = None) -> Iterator[None]:
     """A class built with a keyword it does not take because of a misspelt
     last key of --cfg-options (``train_cfg.max_epoch=1``: a TypeError from
     mmengine's builders, for the checkpoint hook only at the first save)
@@ -136,12 +158,16 @@ def unexpected_options(
     while options in ``kind_changes`` (:func:`check_option_keys`) are
     given (``lr=abc``: can't multiply sequence by non-int of type 'float',
     in mmengine's optimizer constructor; ``milestones=16``: 'int' object is
-    not iterable). Other errors pass."""
+    not iterable), raised while the run is built: until ``loop``, given and
+    registered on the runner, sees the loop start. A TypeError of a
+    training step would otherwise be blamed on such an option, which may
+    well be right (``loss_scale=dynamic``). Other errors pass."""
     try:
         yield
     except (TypeError, ValueError) as err:
         text = str(err)
-        if kind_changes and not isinstance(err, UserError):
+        building = loop is None or not loop.started
+        if kind_changes and building and not isinstance(err, UserError):
             named = '; '.join(f'--cfg-options {key}={options[key]}: {why}'
                               for key, why in kind_changes.items())
             raise UserError(f'{named}. Building the run failed with '

@@ -7,11 +7,16 @@ lets it propagate; each command-line tool runs under :func:`cli_errors`,
 which prints ``error: <message>`` and exits with status 2 instead of a stack
 trace; a Ctrl+C is one line too (``error: interrupted (Ctrl+C)``), and so
 is a SIGTERM (``error: terminated (SIGTERM)``), each with the exit status a
-shell reports for it (130, 143). A :class:`UserNotice` warning (random
-weights, a missing class-embedding file) is shown by the tools as
-``warning: <message>``, without the code location Python's warnings add.
+shell reports for it (130, 143). In a distributed run, a process whose
+collective lost another process of the run (gloo's ``Connection closed by
+peer``) did not fail itself: it ends as a stopped one, without a trace
+(:func:`peer_stopped`), and the process that failed says why. A
+:class:`UserNotice` warning (random weights, a missing class-embedding
+file) is shown by the tools as ``warning: <message>``, without the code
+location Python's warnings add.
 """
 import contextlib
+import os
 import signal
 import sys
 import warnings
@@ -58,6 +63,61 @@ def report_user_error(err: BaseException) -> None:
     raise SystemExit(USER_ERROR_EXIT_CODE)
 
 
+#: What a gloo collective raises when a process of the run has ended (its
+#: sockets closed while this one waited for it, read from it, wrote to it).
+PEER_GONE = ('Connection closed by peer', 'Connection reset by peer',
+             'Broken pipe')
+
+
+def peer_stopped(err: BaseException) -> bool:
+    """Whether ``err`` is a collective of a distributed run failing because
+    another process of the run ended: that process says why, this one
+    only stopped with it (a traceback here hid the message that mattered).
+    Only while a process group exists: elsewhere these words come from
+    other sources."""
+    dist = sys.modules.get('torch.distributed')
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return False
+    return isinstance(err, RuntimeError) and any(
+        text in str(err) for text in PEER_GONE)
+
+
+def _launched_by_torchrun() -> bool:
+    return bool(os.environ.get('TORCHELASTIC_RUN_ID'))
+
+
+def stop_with_peer(err: BaseException) -> None:
+    """End a process that :func:`peer_stopped`: as torchrun's SIGTERM
+    would a moment later (status 143; tools/dist_run.py does not count it
+    as failed and names the process that failed), silently under torchrun,
+    whose launcher says which process failed, else with one line."""
+    if not _launched_by_torchrun():
+        reason = next(text for text in PEER_GONE if text in str(err))
+        print(
+            f'error: another process of this distributed run stopped '
+            f'({reason}); its messages say why.',
+            file=sys.stderr,
+            flush=True)
+    raise SystemExit(TERMINATED_EXIT_CODE)
+
+
+def _keep_exit_status() -> None:
+    """Under torchrun, ignore a SIGTERM from here on: the process failed
+    (its message said, or its traceback to come) and is exiting. The other
+    processes, whose collectives fail once it has closed its connections,
+    may end first, and torchrun then sends it a SIGTERM; ended by it (143,
+    or -15 late in the interpreter's exit, where Python's handlers are
+    gone), it would be one torchrun stopped, and the launcher would name
+    the wrong process, or none, as the one that failed. (A process that
+    hangs while exiting gets torchrun's SIGKILL 30 s later.)"""
+    if not _launched_by_torchrun():
+        return  # a test calling main() keeps its own handler
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
 def _note(stop: KeyboardInterrupt, default: str) -> str:
     """What a tool leaves behind: said when it raised the interrupt again
     with it (``raise KeyboardInterrupt(note)``), else ``default``."""
@@ -89,7 +149,10 @@ def cli_errors(interrupted: str = ''):
     instead: what the tool kept, known only then): a SIGTERM
     is a :class:`~rap_sam.utils.interrupt_guard.Terminated`, a
     ``KeyboardInterrupt`` too, so it goes the same way and every
-    ``finally`` runs.
+    ``finally`` runs. A collective that lost another process of a
+    distributed run (:func:`peer_stopped`) ends the process as stopped,
+    status 143, in one line (none under torchrun); every other error
+    keeps its traceback.
 
     A Ctrl+C or SIGTERM before it starts (while the tool imports torch) is
     the :mod:`~rap_sam.utils.interrupt_guard`'s; from here on a Ctrl+C is a
@@ -100,6 +163,7 @@ def cli_errors(interrupted: str = ''):
     try:
         yield
     except UserError as err:
+        _keep_exit_status()
         report_user_error(err)
     except Terminated as stop:
         _ignore_stopped_children()
@@ -114,6 +178,11 @@ def cli_errors(interrupted: str = ''):
             file=sys.stderr,
             flush=True)
         raise SystemExit(INTERRUPTED_EXIT_CODE)
+    except Exception as err:
+        if not peer_stopped(err):
+            _keep_exit_status()
+            raise
+        stop_with_peer(err)
     finally:
         warnings.showwarning = show
         restore(previous)

@@ -338,3 +338,109 @@ def test_resume_from_a_checkpoint_that_cannot_continue(case, tmp_path):
         'train further.',
     }[case]
     assert line.startswith(expected), line
+
+
+# A word where the toy recipe has a number (10), which mmengine takes: the
+# LogProcessor averages over a count of iterations, 'epoch' or 'global'.
+WORD_FOR_A_NUMBER = 'log_processor.window_size=epoch'
+
+
+def _train_in_process(toy_root, tmp_path):
+    toy = load_tool('tools/toy_train_eval.py')
+    return load_tool('tools/train.py').main([
+        TOY, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options',
+        *toy.toy_train_options(str(toy_root)),
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', WORD_FOR_A_NUMBER
+    ])
+
+
+def test_a_training_steps_error_is_not_blamed_on_an_option(
+        toy_root, tmp_path, monkeypatch):
+    """An option of another kind is named when building the run fails
+    (lr=abc above); a TypeError after the first iteration, a bug of the
+    step, keeps its own traceback."""
+    from mmengine.runner.loops import EpochBasedTrainLoop
+    run_iter, done = EpochBasedTrainLoop.run_iter, []
+
+    def failing(self, idx, data_batch):
+        run_iter(self, idx, data_batch)
+        done.append(idx)
+        raise TypeError('a bug in a training step')
+
+    monkeypatch.setattr(EpochBasedTrainLoop, 'run_iter', failing)
+    with pytest.raises(TypeError, match='^a bug in a training step$'):
+        _train_in_process(toy_root, tmp_path)
+    assert done == [0]
+
+
+def test_building_inside_train_names_the_option(toy_root, tmp_path,
+                                                monkeypatch, capsys):
+    """Runner.train builds the parameter schedulers (and the optimizer)
+    itself: a failure there is still said with the option."""
+    from mmengine.runner import Runner
+
+    def build_param_scheduler(self, scheduler):
+        raise TypeError("'int' object is not iterable")
+
+    monkeypatch.setattr(Runner, 'build_param_scheduler', build_param_scheduler)
+    with pytest.raises(SystemExit) as info:
+        _train_in_process(toy_root, tmp_path)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f'error: --cfg-options {WORD_FOR_A_NUMBER}: the config has a number '
+        "here (10). Building the run failed with TypeError: 'int' object is "
+        'not iterable')
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_stop_on_damaged_data_with_its_line(toy_root, tmp_path):
+    """tools/dist_train.sh on 2 CPU processes: the process that draws the
+    damaged images says so in one line; the other, waiting for it in a
+    collective, printed gloo's `Connection closed by peer` traceback, and
+    the launcher named it as failed too."""
+    coco = tmp_path / 'coco'
+    shutil.copytree(f'{toy_root}/data/coco', coco)
+    for image in glob.glob(str(coco / 'train2017' / '*.jpg')):
+        with open(image, 'r+b') as f:
+            f.truncate(100)
+    toy = load_tool('tools/toy_train_eval.py')
+    result = run_script(
+        'tools/dist_train.sh',
+        TOY,
+        2,
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        *toy.toy_train_options(str(toy_root)),
+        f'train_dataloader.dataset.datasets.0.data_root={coco}/',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        # the first damaged sample stops the run
+        'train_dataloader.dataset.min_bad_samples=1',
+        env=dict(PORT=_free_port(), OMP_NUM_THREADS=1, MKL_NUM_THREADS=1),
+        timeout=300)
+    assert result.returncode == 2, result.stderr[-4000:]
+    assert 'Traceback' not in result.stderr, result.stderr[-4000:]
+    *found, summary = [
+        line for line in result.stderr.splitlines()
+        if line.startswith('error: ')
+    ]
+    # Each process may draw a damaged image before the other stops it.
+    assert found and len(found) <= 2, result.stderr[-4000:]
+    for line in found:
+        assert line.startswith('error: coco: ') and f'{coco}/train2017/' in \
+            line, line
+    # It names the processes that printed them, and no other.
+    train_py = re.escape(osp.join(REPO, 'tools', 'train.py'))
+    named = re.fullmatch(
+        rf'error: process (0|1|0, 1) of {train_py} failed \(exit status '
+        r'(2|2, 2)\); its messages are above\.', summary)
+    assert named and len(named[1].split(', ')) == len(found), summary

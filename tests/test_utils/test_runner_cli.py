@@ -3,7 +3,8 @@ building anything, and how a failure they cause is named."""
 import pytest
 from mmengine.config import Config
 
-from rap_sam.utils.runner_cli import check_option_keys, unexpected_options
+from rap_sam.utils.runner_cli import (LoopStarted, check_option_keys,
+                                      unexpected_options)
 from rap_sam.utils.user_errors import UserError
 
 CFG = Config(
@@ -96,3 +97,37 @@ def test_a_misspelt_last_key_is_named():
         with unexpected_options({'train_cfg.max_epoch': 1}):
             raise TypeError("__init__() got an unexpected keyword argument "
                             "'max_epoch'")
+
+
+def test_a_kind_change_is_named_only_while_the_run_is_built():
+    """Runner.train builds the optimizer and schedulers before its loop
+    starts (LoopStarted.before_train): a TypeError from then on, a training
+    step's, is not the option's, however the option changed the kind."""
+    options = {'optim_wrapper.optimizer.lr': 'abc'}
+    changes = check_option_keys(CFG, options)
+    loop = LoopStarted()
+    with pytest.raises(UserError, match='Building the run failed'):
+        with unexpected_options(options, changes, loop):
+            raise TypeError('in the optimizer constructor')
+    loop.before_train(runner=None)
+    with pytest.raises(TypeError, match='in a training step'):
+        with unexpected_options(options, changes, loop):
+            raise TypeError('in a training step')
+    # An evaluation alike: Runner.test builds its evaluator first.
+    loop = LoopStarted()
+    loop.before_test(runner=None)
+    with pytest.raises(ValueError, match='in a metric'):
+        with unexpected_options(options, changes, loop):
+            raise ValueError('in a metric')
+
+
+def test_a_misspelt_last_key_is_named_in_the_loop_too():
+    """The checkpoint hook takes a misspelt keyword at its first save, in
+    the loop; the error names the key itself, so it is said then too."""
+    loop = LoopStarted()
+    loop.before_train(runner=None)
+    with pytest.raises(UserError, match='max_keep_ckpt=3'):
+        with unexpected_options({'default_hooks.checkpoint.max_keep_ckpt': 3},
+                                {}, loop):
+            raise TypeError("save_checkpoint() got an unexpected keyword "
+                            "argument 'max_keep_ckpt'")
