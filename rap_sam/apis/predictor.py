@@ -620,8 +620,7 @@ class RapSAMPredictor:
         img = self.read_image(img)
         if self.runtime is None:
             data = self.model.data_preprocessor(self._batch(img), False)
-            feats = self.model.prompt_features(
-                self.model.extract_feat(data['inputs']))
+            feats = self.model.extract_feat(data['inputs'])
             metainfo = data['data_samples'][0].metainfo
             if isinstance(feats, LowRankFeatureMap):
                 # Made here, once, rather than by the first click: every

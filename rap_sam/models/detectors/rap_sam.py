@@ -121,27 +121,9 @@ class RapSAM(MaskFormer):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device_type, dtype=dtype)
 
-    def prompt_features(self, feats):
-        """The features prompts are decoded from: ``feats``, in float32 on
-        a CPU whatever :attr:`precision`.
-
-        A prompt's decoder is products of a few vectors with the whole
-        map, which PyTorch's bf16 CPU kernels (matrix-vector products, the
-        fused attention) ran 4-20x slower than fp32: 120-630 ms a click at
-        800x1344 against 28-32 ms on a 2-core AMD EPYC (Zen 4). The map is
-        only widened (bf16 values are exact in fp32), once per map.
-        """
-        if self.precision == 'fp32' or feats.device.type != 'cpu':
-            return feats
-        return feats.float()
-
     def predict_head(self, feats, samples: SampleList) -> Tuple:
-        """``panoptic_head.predict`` in :attr:`precision` (prompts on a
-        CPU in fp32, see :meth:`prompt_features`), its outputs in fp32."""
-        if self.panoptic_head.is_prompt_batch(samples):
-            prompt_feats = self.prompt_features(feats)
-            if prompt_feats is not feats:
-                return self.panoptic_head.predict(prompt_feats, samples)
+        """``panoptic_head.predict`` in :attr:`precision`, its outputs in
+        fp32."""
         with self._autocast(feats.device.type):
             outputs = self.panoptic_head.predict(feats, samples)
         return outputs if self.precision == 'fp32' else _to_float(outputs)

@@ -97,16 +97,6 @@ class LowRankFeatureMap:
     def dtype(self) -> torch.dtype:
         return self.basis.dtype
 
-    def float(self) -> 'LowRankFeatureMap':
-        """The map in float32 (itself when it is already), made once per
-        map, as ``Tensor.float`` does for a dense map."""
-        if self.basis.dtype == torch.float32:
-            return self
-        return self._cached(
-            'float',
-            lambda: LowRankFeatureMap(self.basis.float(), self.weight.float(),
-                                      self.bias.float()))
-
     def __getitem__(self, index) -> 'LowRankFeatureMap':
         """The maps ``index`` picks from the batch, as ``[B, C, H, W]``
         tensor indexing picks them (``feats[t:t + 1]`` is frame ``t`` of a
