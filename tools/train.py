@@ -201,16 +201,6 @@ def _option_items(args) -> list:
     return [f'{k}={v}' for k, v in (args.cfg_options or {}).items()]
 
 
-def _one_line(err: UserError) -> UserError:
-    """A user error raised in a data loader worker comes back with the
-    worker's traceback in its message; keep the original message."""
-    text = str(err)
-    if '\nOriginal Traceback' not in text:
-        return err
-    last = text.rstrip().splitlines()[-1]
-    return TrainArgumentError(last.split(': ', 1)[-1])
-
-
 def main(argv=None):
     with cli_errors('the checkpoints saved so far are kept: continue with '
                     '--resume'):
@@ -224,15 +214,11 @@ def main(argv=None):
             # data loaders before its loop: an option of another kind is
             # named for a failure until then only.
             loop = LoopStarted()
-            try:
-                with unexpected_options(args.cfg_options, args.kind_changes,
-                                        loop):
-                    runner = Runner.from_cfg(cfg)
-                    runner.register_hook(loop)
-                    check_resume(runner, cfg)
-                    runner.train()
-            except UserError as err:
-                raise _one_line(err) from err
+            with unexpected_options(args.cfg_options, args.kind_changes, loop):
+                runner = Runner.from_cfg(cfg)
+                runner.register_hook(loop)
+                check_resume(runner, cfg)
+                runner.train()
             close_distributed()
         return runner
 

@@ -2,7 +2,8 @@ from .class_names import (COCO_PANOPTIC_OV_STUFF, COCO_PANOPTIC_OV_THINGS,
                           YOUTUBE_VIS_2019_CLASSES, display_names)
 from .coco_panoptic_ov import CocoPanopticOVDataset
 from .concat_ov_dataset import ConcatOVDataset
-from .data_checks import (DatasetContentError, DatasetLayoutError,
+from .data_checks import (DamagedSampleError, DatasetContentError,
+                          DatasetLayoutError, SampleContentError,
                           SampleLoadError)
 from .joint_class_space import JointClassSpace, merge_class_spaces
 from .source_batch_sampler import SourceAspectRatioBatchSampler
@@ -21,8 +22,9 @@ __all__ = [
     'YOUTUBE_VIS_2019_CLASSES', 'LoadPanopticSegments',
     'GenerateSegmentPrompts', 'PackPromptInputs', 'farthest_point',
     'DatasetLayoutError', 'DatasetContentError', 'SampleLoadError',
-    'ConcatOVDataset', 'JointClassSpace', 'merge_class_spaces',
-    'SourceAspectRatioBatchSampler', 'ClipFrameSample', 'FilterSmallSegments',
-    'GenerateTrainPrompts', 'ImageAsClip', 'LoadPanopticTrainAnnotations',
-    'PackPromptTrainInputs', 'LazyVideo', 'PackLazyTrackInputs'
+    'DamagedSampleError', 'SampleContentError', 'ConcatOVDataset',
+    'JointClassSpace', 'merge_class_spaces', 'SourceAspectRatioBatchSampler',
+    'ClipFrameSample', 'FilterSmallSegments', 'GenerateTrainPrompts',
+    'ImageAsClip', 'LoadPanopticTrainAnnotations', 'PackPromptTrainInputs',
+    'LazyVideo', 'PackLazyTrackInputs'
 ]

@@ -44,6 +44,12 @@ class SampleLoadError(RuntimeError):
         self.problems = list(problems)
 
 
+class DamagedSampleError(SampleLoadError, UserError):
+    """One sample's files are missing or cannot be decoded; ``problems``
+    names them. Training skips and counts the sample; evaluation, which
+    must read every sample, stops with the message."""
+
+
 class SampleContentError(SampleLoadError, DatasetContentError):
     """One sample's files read fine but contradict its annotation (a
     panoptic PNG holding none of the segment ids listed for it).
@@ -225,11 +231,13 @@ def sample_load_error(dataset: str, idx, paths: List[Optional[str]],
         return type(err)(f'{dataset}: sample {idx}: {err}', err.problems)
     problems = file_problems(paths)
     if problems:
-        detail = '; '.join(problems)
-    else:
-        shown = ', '.join(f"'{p}'" for p in paths[:3] if p)
-        more = f' (+{len(paths) - 3} more)' if len(paths) > 3 else ''
-        detail = f'files {shown}{more}'
+        # The decoder's own error (OpenCV's assertion) says nothing more.
+        return DamagedSampleError(
+            f'{dataset}: sample {idx} could not be loaded: '
+            f"{'; '.join(problems)}. Copy the file again from the dataset's "
+            'source (data/README.md).', problems)
+    shown = ', '.join(f"'{p}'" for p in paths[:3] if p)
+    more = f' (+{len(paths) - 3} more)' if len(paths) > 3 else ''
     return SampleLoadError(
-        f'{dataset}: sample {idx} could not be loaded: {detail}. '
-        f'Cause: {type(err).__name__}: {err}', problems)
+        f'{dataset}: sample {idx} could not be loaded: files {shown}{more}. '
+        f'Cause: {type(err).__name__}: {err}')

@@ -57,9 +57,19 @@ def _show_notices(show):
 USER_ERROR_EXIT_CODE = 2
 
 
+def user_message(err: BaseException) -> str:
+    """``str(err)``, without the worker's traceback PyTorch's data loader
+    writes into the message of an error it raises again in the main
+    process (the type is kept, the message is the last line)."""
+    text = str(err)
+    if '\nOriginal Traceback' not in text:
+        return text
+    return text.rstrip().splitlines()[-1].split(': ', 1)[-1]
+
+
 def report_user_error(err: BaseException) -> None:
     """Print ``error: <message>`` to stderr and exit with status 2."""
-    print(f'error: {err}', file=sys.stderr, flush=True)
+    print(f'error: {user_message(err)}', file=sys.stderr, flush=True)
     raise SystemExit(USER_ERROR_EXIT_CODE)
 
 

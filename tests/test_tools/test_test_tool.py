@@ -246,6 +246,27 @@ def test_missing_seg_prefix_is_one_line(tmp_path, coco_root):
     assert not osp.exists(tmp_path / 'work')
 
 
+@pytest.mark.parametrize('workers', [0, 1])
+def test_a_damaged_png_is_one_line(tmp_path, workers):
+    """Evaluation reads every sample: a damaged file stops it with one line
+    naming the file (it was a SampleLoadError traceback; from a data loader
+    worker, the worker's traceback in the message)."""
+    root = tmp_path / 'coco'
+    make_coco_panoptic(str(root), num_images=2, seed=0, image_size=(96, 128))
+    png = sorted((root / 'annotations' / 'panoptic_val2017').glob('*.png'))[0]
+    png.write_bytes(png.read_bytes()[:100])
+    config = 'rap_sam/eval_rap_sam_coco.py'
+    ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
+    options = loader_options(
+        str(root) + '/', {'test_dataloader.num_workers': workers})
+    proc = run_script('tools/test.py', config_path(config), ckpt, '--work-dir',
+                      tmp_path / 'work', '--cfg-options', *options)
+    assert assert_user_error(proc) == (
+        'error: CocoPanopticOVDataset: sample 0 could not be loaded: '
+        f"'{png}' is not a readable image. Copy the file again from the "
+        "dataset's source (data/README.md).")
+
+
 def test_missing_data_root_is_one_line(tmp_path):
     config = 'rap_sam/eval_rap_sam_coco.py'
     ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)

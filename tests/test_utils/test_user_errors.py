@@ -22,6 +22,26 @@ def test_user_error_is_one_line_and_status_2(capsys):
     assert capsys.readouterr().err == 'error: No such image: x.jpg\n'
 
 
+def test_a_user_error_from_a_loader_worker_is_its_own_line(capsys):
+    """PyTorch raises a worker's error again in the main process, with the
+    worker's traceback as the message: the line is the error's own."""
+    from torch.utils.data import DataLoader, Dataset
+
+    class Refusing(Dataset):
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, idx):
+            raise UserError(f'sample {idx}: a: b is damaged')
+
+    with pytest.raises(SystemExit) as exit_:
+        with cli_errors():
+            next(iter(DataLoader(Refusing(), num_workers=1)))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == 'error: sample 0: a: b is damaged\n'
+
+
 @pytest.mark.parametrize('note, line', [
     ('', 'error: interrupted (Ctrl+C).\n'),
     ('nothing was written', 'error: interrupted (Ctrl+C); nothing was '
