@@ -64,8 +64,23 @@ def summary(failures: dict, script: str) -> str:
                 f'{codes}) without an error of its own: a process of the '
                 'run on another node failed (see its messages there), or a '
                 'signal from outside stopped it.')
+    if all(code < 0 for _, code in failed):
+        # Killed before it could say anything (SIGKILL: most often the
+        # kernel's out-of-memory killer).
+        names = ', '.join(_signal_name(-code) for _, code in failed)
+        return (f'error: process {ranks} of {script} was killed by {names} '
+                f'(exit status {codes}) without a message; SIGKILL is most '
+                'often the out-of-memory killer (see `dmesg`): use fewer '
+                'processes or a smaller batch.')
     return (f'error: process {ranks} of {script} failed (exit status '
             f'{codes}); its messages are above.')
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f'signal {number}'
 
 
 def check_launch(args) -> str:

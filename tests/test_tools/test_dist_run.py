@@ -49,6 +49,17 @@ def test_the_summary_names_the_process_that_failed(dist_run):
         'messages are above.')
 
 
+def test_a_killed_process_is_named_with_its_signal(dist_run):
+    """A process killed outright printed nothing: "its messages are above"
+    would send the user looking for none."""
+    assert dist_run.summary(_failures(r0=-15, r1=-9), 'train.py') == (
+        'error: process 1 of train.py was killed by SIGKILL (exit status -9) '
+        'without a message; SIGKILL is most often the out-of-memory killer '
+        '(see `dmesg`): use fewer processes or a smaller batch.')
+    assert 'killed by signal 99 ' in dist_run.summary(
+        _failures(r0=-99), 'test.py')
+
+
 def test_a_node_whose_processes_were_all_stopped_says_so(dist_run):
     """On the second node of a run whose failed process ran on the first
     one, nothing here failed on its own, nor printed anything."""
