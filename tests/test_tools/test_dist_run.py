@@ -5,6 +5,7 @@ it (gloo's ``Connection closed by peer``), and a real error of any process
 left as it is."""
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -92,12 +93,24 @@ def test_a_lost_peer_outside_a_process_group_is_an_error():
     assert not peer_stopped(RuntimeError(GLOO_LOST_PEER))
 
 
+@pytest.fixture
+def sigterm_handler():
+    """The test process's SIGTERM handler, put back afterwards: a failed
+    process under torchrun ignores SIGTERM, and every process the later
+    tests start would inherit an ignored SIGTERM."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.mark.parametrize('torchrun', [False, True])
 def test_a_process_that_lost_its_peer_ends_as_stopped(torchrun, process_group,
+                                                      sigterm_handler,
                                                       monkeypatch, capsys):
     """One line, or none under torchrun (its launcher names the process
     that failed), and status 143, which the launcher does not count as a
-    failure."""
+    failure; a real error under torchrun makes the process ignore the
+    SIGTERM torchrun sends while it exits."""
     if torchrun:
         monkeypatch.setenv('TORCHELASTIC_RUN_ID', 'none')
     else:
@@ -112,6 +125,7 @@ def test_a_process_that_lost_its_peer_ends_as_stopped(torchrun, process_group,
     with pytest.raises(RuntimeError, match='^shape mismatch$'):
         with cli_errors():
             raise RuntimeError('shape mismatch')
+    assert (signal.getsignal(signal.SIGTERM) == signal.SIG_IGN) == torchrun
 
 
 # Two processes as the tools run: rank argv[1] stops with argv[2] (a user
