@@ -221,6 +221,14 @@ def file_problems(paths: Iterable[Optional[str]]) -> List[str]:
     return problems
 
 
+def first_few(items: Iterable, limit: int = 5) -> str:
+    """The first ``limit`` of ``items`` comma-separated, then how many more
+    there are: a message names a few, not thousands."""
+    items = [str(item) for item in items]
+    more = f' (+{len(items) - limit} more)' if len(items) > limit else ''
+    return ', '.join(items[:limit]) + more
+
+
 def sample_load_error(dataset: str, idx, paths: List[Optional[str]],
                       err: Exception) -> SampleLoadError:
     """The error to raise when the pipeline failed on sample ``idx``."""
@@ -236,8 +244,7 @@ def sample_load_error(dataset: str, idx, paths: List[Optional[str]],
             f'{dataset}: sample {idx} could not be loaded: '
             f"{'; '.join(problems)}. Copy the file again from the dataset's "
             'source (data/README.md).', problems)
-    shown = ', '.join(f"'{p}'" for p in paths[:3] if p)
-    more = f' (+{len(paths) - 3} more)' if len(paths) > 3 else ''
+    shown = first_few([f"'{p}'" for p in paths if p], 3)
     return SampleLoadError(
-        f'{dataset}: sample {idx} could not be loaded: files {shown}{more}. '
+        f'{dataset}: sample {idx} could not be loaded: files {shown}. '
         f'Cause: {type(err).__name__}: {err}')

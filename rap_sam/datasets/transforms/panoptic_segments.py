@@ -12,7 +12,7 @@ from mmengine.fileio import get
 from mmengine.logging import print_log
 from panopticapi.utils import rgb2id
 
-from ..data_checks import SampleContentError
+from ..data_checks import SampleContentError, first_few
 
 # PNGs already warned about for lacking some of their segments: a PNG is
 # read every epoch, and once is enough to say so (per process: data loader
@@ -25,12 +25,6 @@ def encode_rle(mask: np.ndarray) -> dict:
     return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
 
 
-def _some(ids, limit: int = 5) -> str:
-    ids = [int(i) for i in ids]
-    more = f' (+{len(ids) - limit} more)' if len(ids) > limit else ''
-    return ', '.join(map(str, ids[:limit])) + more
-
-
 def _check_absent_segments(path: str, pan: np.ndarray, segments: list,
                            present: np.ndarray) -> None:
     """Raise :class:`SampleContentError` when none of ``segments`` is in the
@@ -40,10 +34,11 @@ def _check_absent_segments(path: str, pan: np.ndarray, segments: list,
     if not present.any():
         # The ids the PNG does hold tell a PNG of another image from one
         # in another encoding (BGR order, a grey id map).
-        held = _some(i for i in np.unique(pan) if i != 0) or 'only void, 0'
+        held = first_few(int(i)
+                         for i in np.unique(pan) if i != 0) or 'only void, 0'
         problem = (
             f"'{path}' holds none of the {len(absent)} segment ids listed "
-            f'for it ({_some(absent)}; it holds {held}): '
+            f'for it ({first_few(absent)}; it holds {held}): '
             'check that it is the PNG of this image (and the annotation file '
             'of this split) and that it encodes ids as COCO panoptic does, '
             'id = R + 256 G + 256^2 B')
@@ -52,8 +47,8 @@ def _check_absent_segments(path: str, pan: np.ndarray, segments: list,
         _warned_pngs.add(path)
         print_log(
             f"Panoptic PNG '{path}' lacks {len(absent)} of the "
-            f'{len(segments)} segment ids listed for it ({_some(absent)}); '
-            'those segments are left out.',
+            f'{len(segments)} segment ids listed for it '
+            f'({first_few(absent)}); those segments are left out.',
             logger='current',
             level=logging.WARNING)
 
