@@ -2,6 +2,7 @@
 out with one warning per PNG when some are missing, an error naming the PNG
 when all are (training skips such a sample, see
 ``tests/test_training/test_bad_data.py``; evaluation stops)."""
+import json
 import os.path as osp
 import re
 import shutil
@@ -38,6 +39,31 @@ def toy(tmp_path):
         test_mode=True,
         pipeline=[])
     return dataset, written['val2017']['images']
+
+
+def crowd_toy(tmp_path):
+    """``toy`` with the last segment of the first image (a thing) marked
+    ``iscrowd: 1`` in the annotation file, as COCO panoptic marks a crowd
+    region; returns the dataset and that image's segments."""
+    written = make_coco_panoptic(
+        str(tmp_path), num_images=3, seed=4, image_size=(64, 96))
+    ann_file = written['val2017']['ann_file']
+    with open(ann_file) as f:
+        content = json.load(f)
+    listed = content['annotations'][0]['segments_info']
+    segments = written['val2017']['images'][0]['segments']
+    assert segments[-1]['isthing'] == 1
+    assert listed[-1]['id'] == segments[-1]['id']
+    listed[-1]['iscrowd'] = 1
+    with open(ann_file, 'w') as f:
+        json.dump(content, f)
+    dataset = CocoPanopticOVDataset(
+        data_root=str(tmp_path),
+        ann_file='annotations/panoptic_val2017.json',
+        data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
+        test_mode=True,
+        pipeline=[])
+    return dataset, segments
 
 
 @pytest.fixture
@@ -123,6 +149,73 @@ def test_absent_segments_are_left_out_with_one_warning(toy, warnings):
     prompts = GenerateSegmentPrompts()(out)
     assert prompts['prompt_segment_ids'].tolist() == [s['id'] for s in kept]
     assert prompts['num_skipped_prompts'] == 0
+
+
+def test_training_leaves_crowd_regions_out(tmp_path, warnings):
+    dataset, segments = crowd_toy(tmp_path)
+    crowd = segments[-1]
+    assert [s['is_thing'] for s in dataset.get_data_info(0)['segments_info']
+            ] == [bool(s['isthing']) for s in segments[:-1]] + [False]
+    train = load(dataset, 0, LoadPanopticTrainAnnotations)
+    assert np.array_equal(train['gt_masks'].masks.astype(bool),
+                          np.stack([s['mask'] for s in segments[:-1]]))
+    assert crowd['mask'].any()
+    assert warnings == []
+
+
+def test_a_png_holding_only_its_crowd_regions_is_this_annotations(
+        tmp_path, warnings):
+    """The crowd segment is listed for the PNG too: the PNG holds one of its
+    listed ids, so the other segments are absent, not the PNG wrong."""
+    dataset, segments = crowd_toy(tmp_path)
+    crowd = segments[-1]
+    png = dataset.get_data_info(0)['seg_map_path']
+    repaint(png, [crowd])
+    absent = [s['id'] for s in segments[:-1]]
+
+    train = load(dataset, 0, LoadPanopticTrainAnnotations)
+    assert train['gt_masks'].masks.shape == (0, 64, 96)
+    assert train['gt_bboxes'].numpy().shape == (0, 4)
+    assert train['gt_bboxes_labels'].tolist() == []
+    assert train['gt_ignore_flags'].tolist() == []
+    (message, kwargs), = warnings
+    assert message == (
+        f"Panoptic PNG '{png}' lacks {len(absent)} of the {len(segments)} "
+        f"segment ids listed for it ({', '.join(map(str, absent))}); "
+        'those segments are left out.')
+    assert kwargs['level'] == 30  # logging.WARNING
+
+    # evaluation keeps the crowd region, with the same (single) warning
+    out = load(dataset, 0)
+    assert out['gt_segment_ids'].tolist() == [crowd['id']]
+    assert out['gt_is_thing'].tolist() == [True]  # by category
+    assert np.array_equal(out['gt_masks'].masks[0].astype(bool), crowd['mask'])
+    assert len(warnings) == 1
+
+
+def test_a_crowd_region_missing_from_the_png_is_warned_about(
+        tmp_path, warnings):
+    dataset, segments = crowd_toy(tmp_path)
+    png = dataset.get_data_info(0)['seg_map_path']
+    repaint(png, segments[:-1])
+    train = load(dataset, 0, LoadPanopticTrainAnnotations)
+    assert np.array_equal(train['gt_masks'].masks.astype(bool),
+                          np.stack([s['mask'] for s in segments[:-1]]))
+    (message, _), = warnings
+    assert message == (
+        f"Panoptic PNG '{png}' lacks 1 of the {len(segments)} segment ids "
+        f"listed for it ({segments[-1]['id']}); those segments are left out.")
+
+
+def test_a_png_holding_no_listed_id_crowd_included_is_an_error(tmp_path):
+    dataset, segments = crowd_toy(tmp_path)
+    png = dataset.get_data_info(0)['seg_map_path']
+    png_of_another_image(dataset, png)
+    with pytest.raises(
+            SampleContentError,
+            match=re.escape(f"Panoptic PNG '{png}' holds none of the "
+                            f'{len(segments)} segment ids listed for it (')):
+        load(dataset, 0, LoadPanopticTrainAnnotations)
 
 
 def swap_to_bgr(dataset, path):

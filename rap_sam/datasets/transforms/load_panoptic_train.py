@@ -18,15 +18,18 @@ class LoadPanopticTrainAnnotations(PanopticSegmentLoader):
     ``gt_bboxes_labels`` (contiguous labels: things, then stuff) and
     ``gt_ignore_flags`` (all False). Geometric transforms that follow
     (flip, resize, crop) keep them aligned. Segments missing from the PNG
-    are left out; a PNG holding none of them raises
+    are left out, with one warning per PNG; a PNG holding none of the
+    listed segments, crowd regions included (a PNG holding only its crowd
+    regions is this annotation's), raises
     :class:`~rap_sam.datasets.data_checks.SampleContentError`, which
     ``ConcatOVDataset`` counts as a bad file and skips.
     """
 
     def transform(self, results: dict) -> dict:
+        listed = results.get('segments_info', [])
         segments = [
-            s for s in results.get('segments_info', [])
+            s for s in listed
             if s['is_thing'] or s['category'] >= self.num_thing_classes
         ]
-        self.load_instances(results, segments)
+        self.load_instances(results, segments, listed)
         return results

@@ -66,8 +66,10 @@ class PanopticSegmentLoader(BaseTransform):
         self.imdecode_backend = imdecode_backend
         self.backend_args = backend_args
 
-    def load_instances(self, results: dict,
-                       segments: list) -> Tuple[List[dict], np.ndarray]:
+    def load_instances(self,
+                       results: dict,
+                       segments: list,
+                       listed: list = None) -> Tuple[List[dict], np.ndarray]:
         """Read ``results['seg_map_path']`` and add one instance per item of
         ``segments`` (``segments_info`` entries) found in it: ``gt_masks``
         (BitmapMasks, image size), ``gt_bboxes`` (tight boxes of the masks,
@@ -75,10 +77,16 @@ class PanopticSegmentLoader(BaseTransform):
         False). Returns those segments and their masks, an (N, H, W) uint8
         array.
 
-        A segment without a pixel in the PNG is left out, with a warning
-        (once per PNG); when none of them is there, the PNG is not this
-        annotation's and :class:`SampleContentError` says so.
+        ``listed`` is every segment the annotation lists for the PNG
+        (default: ``segments``), of which ``segments`` are the ones loaded
+        (the training loader leaves crowd regions out). The PNG is checked
+        against all of them: a listed segment without a pixel in the PNG is
+        left out, with a warning (once per PNG); when none of them is there,
+        the PNG is not this annotation's and :class:`SampleContentError`
+        says so.
         """
+        if listed is None:
+            listed = segments
         path = results['seg_map_path']
         png = mmcv.imfrombytes(
             get(path, backend_args=self.backend_args),
@@ -97,12 +105,20 @@ class PanopticSegmentLoader(BaseTransform):
             raise SampleContentError(f'Panoptic PNG {problem}.', [problem])
 
         masks = np.zeros((len(segments), h, w), dtype=np.uint8)
-        present = np.zeros(len(segments), dtype=bool)
+        held = {}  # segment id -> has a pixel in the PNG
         for i, segment in enumerate(segments):
             masks[i] = pan == segment['id']
-            present[i] = masks[i].any()
+            held[segment['id']] = bool(masks[i].any())
+        # The segments not loaded (crowd regions, for training) count too:
+        # a PNG holding only those is still this annotation's.
+        for segment in listed:
+            if segment['id'] not in held:
+                held[segment['id']] = bool((pan == segment['id']).any())
+        listed_present = np.array([held[s['id']] for s in listed], dtype=bool)
+        if not listed_present.all():
+            _check_absent_segments(path, pan, listed, listed_present)
+        present = np.array([held[s['id']] for s in segments], dtype=bool)
         if not present.all():
-            _check_absent_segments(path, pan, segments, present)
             segments = [s for s, p in zip(segments, present) if p]
             masks = masks[present]
         results['gt_masks'] = BitmapMasks(masks, h, w)
