@@ -175,7 +175,8 @@ def check_resume(runner: Runner, cfg: Config) -> None:
     path = cfg.get('load_from') or find_resumable_checkpoint(cfg.work_dir)
     if not path or '://' in path:
         return  # a fresh start, or remote storage (mmengine's to read)
-    checkpoint = load_local_checkpoint(path, map_location='cpu')
+    # Mapped, not read: mmengine loads the file again to resume from it.
+    checkpoint = load_local_checkpoint(path, map_location='cpu', mmap=True)
     state = [
         k for k in ('meta', 'message_hub', 'optimizer') if k not in checkpoint
     ] if isinstance(checkpoint, dict) else ['meta']

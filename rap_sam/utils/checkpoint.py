@@ -308,21 +308,37 @@ def _weights_only_reason(err: BaseException) -> str:
     return _first_line(err)
 
 
-def load_local_checkpoint(filename: str, map_location=None) -> dict:
+def load_local_checkpoint(filename: str,
+                          map_location=None,
+                          mmap: bool = False) -> dict:
     """mmengine's local-file loader, weights-only with mmengine's objects
-    allowed; registered for every path without a URL scheme."""
+    allowed; registered for every path without a URL scheme.
+
+    Args:
+        mmap (bool): Map the tensors' storage from the file instead of
+            reading it (files in torch's zip format; others are read): a
+            check of keys and shapes then reads only the file's index, not
+            the weights a run loads again afterwards.
+    """
     filename = osp.expanduser(filename)
     kind = _check_file(filename)
     trusted = os.environ.get(TRUST_ENV) == '1'
     if kind == 'zip' and not trusted:
         _check_zip_records(filename)
+    mmap = mmap and kind == 'zip'
     try:
         if trusted:
             return torch.load(
-                filename, map_location=map_location, weights_only=False)
+                filename,
+                map_location=map_location,
+                weights_only=False,
+                mmap=mmap)
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(
-                filename, map_location=map_location, weights_only=True)
+                filename,
+                map_location=map_location,
+                weights_only=True,
+                mmap=mmap)
     except UserError:
         raise
     except pickle.UnpicklingError as err:

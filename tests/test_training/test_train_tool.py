@@ -444,3 +444,40 @@ def test_two_processes_stop_on_damaged_data_with_its_line(toy_root, tmp_path):
         rf'error: process (0|1|0, 1) of {train_py} failed \(exit status '
         r'(2|2, 2)\); its messages are above\.', summary)
     assert named and len(named[1].split(', ')) == len(found), summary
+
+
+def test_the_resume_check_maps_the_checkpoint_instead_of_reading_it(
+        tmp_path, monkeypatch):
+    """mmengine reads the checkpoint to resume from it: the check before
+    reads only its index (a 12-epoch training state is hundreds of MB)."""
+    from types import SimpleNamespace
+
+    import torch
+    from mmengine.config import Config
+    train = load_tool('tools/train.py')
+    model = torch.nn.Linear(2, 3)
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(
+        dict(
+            meta=dict(epoch=1),
+            message_hub={},
+            optimizer={},
+            state_dict=model.state_dict()), path)
+    mapped = []
+
+    def spy(*args, **kwargs):
+        checkpoint = real(*args, **kwargs)
+        with open('/proc/self/maps') as maps:
+            mapped.append(any(str(path) in line for line in maps))
+        return checkpoint
+
+    real = train.load_local_checkpoint
+    monkeypatch.setattr(train, 'load_local_checkpoint', spy)
+    cfg = Config(
+        dict(resume=True, load_from=str(path), train_cfg=dict(max_epochs=2)))
+    train.check_resume(SimpleNamespace(model=model), cfg)
+    assert mapped == [True]
+    # The same check still refuses a finished run, read from the map.
+    cfg.train_cfg.max_epochs = 1
+    with pytest.raises(train.TrainArgumentError, match='nothing left'):
+        train.check_resume(SimpleNamespace(model=model), cfg)

@@ -78,3 +78,23 @@ def test_getattr_only_reaches_history_buffer_statistics(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nowhere.pth'):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'nowhere.pth'))
+
+
+def _mapped(path) -> bool:
+    with open('/proc/self/maps') as maps:
+        return any(str(path) in line for line in maps)
+
+
+@pytest.mark.parametrize('zipped', [True, False])
+def test_mmap_maps_zip_files_and_reads_legacy_ones(tmp_path, zipped):
+    from rap_sam.utils.checkpoint import load_local_checkpoint
+    path = tmp_path / 'weights.pth'
+    weights = dict(w=torch.arange(6.).view(2, 3))
+    torch.save(weights, path, _use_new_zipfile_serialization=zipped)
+    loaded = load_local_checkpoint(str(path), 'cpu', mmap=True)
+    assert torch.equal(loaded['w'], weights['w'])
+    assert _mapped(path) == zipped
+    del loaded
+    assert not _mapped(path)
+    read = load_local_checkpoint(str(path), 'cpu')
+    assert torch.equal(read['w'], weights['w']) and not _mapped(path)
