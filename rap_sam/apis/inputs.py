@@ -39,6 +39,12 @@ class InputError(UserError, ValueError):
     """Bad input (file, frames or prompts), with a message for the user."""
 
 
+class UnreadableImageError(InputError):
+    """An image file that is no image, or a damaged or empty one (not one
+    that is missing or above the pixel limit): what a reader of many files
+    (int8 calibration) may skip."""
+
+
 # ----------------------------------------------------------------------
 # keyword checks
 # ----------------------------------------------------------------------
@@ -252,9 +258,9 @@ def _header_size(source, name: str,
             f'{MAX_PIXELS_ENV}, and PIL.Image.MAX_IMAGE_PIXELS) if you have '
             'the memory.')
     except Exception:  # PIL raises assorted errors on what is no image
-        raise InputError(f'Cannot read {name} as an image (not an image '
-                         f'file, a corrupt one, or none of '
-                         f'{", ".join(IMAGE_EXTS)}).')
+        raise UnreadableImageError(
+            f'Cannot read {name} as an image (not an image file, a corrupt '
+            f'one, or none of {", ".join(IMAGE_EXTS)}).')
 
 
 def image_size(source: ImageSource,
@@ -271,8 +277,9 @@ def image_size(source: ImageSource,
         if not osp.isfile(path):
             raise InputError(f'Image not found: {path}')
         if not osp.getsize(path):
-            raise InputError(f'Cannot read {path} as an image: the file is '
-                             'empty (0 bytes).')
+            raise UnreadableImageError(
+                f'Cannot read {path} as an image: the file is empty '
+                '(0 bytes).')
         return _header_size(path, path, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _header_size(
@@ -315,8 +322,9 @@ def read_image(img: Union[ImageSource, np.ndarray, Image.Image],
             name, data = 'the uploaded data', img
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if array is None or array.size == 0:
-            raise InputError(f'Cannot read {name} as an image (not an image '
-                             'file, or a corrupt one).')
+            raise UnreadableImageError(
+                f'Cannot read {name} as an image (not an image file, or a '
+                'corrupt one).')
         return array
     return as_bgr_image(img, max_pixels=max_pixels)
 

@@ -4,15 +4,18 @@ graph of an export folder takes on them; percentile activation ranges
 computed on them in memory independent of their number."""
 import os
 import os.path as osp
+import warnings
 from typing import Callable, Iterable, Iterator, List, Mapping, Optional
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 from onnxruntime.quantization.calibrate import HistogramCollector
 
-from rap_sam.apis.inputs import IMAGE_EXTS, frame_files, read_image
+from rap_sam.apis.inputs import (IMAGE_EXTS, UnreadableImageError, frame_files,
+                                 read_image)
+from rap_sam.datasets.data_checks import damaged_file, first_few
 from rap_sam.models.utils.prompts import CLICK_RADIUS
-from rap_sam.utils.user_errors import UserError
+from rap_sam.utils.user_errors import UserError, UserNotice
 
 #: Activation bytes one calibration run returns, about: percentile
 #: calibration runs the graph in stages of this size (see
@@ -22,18 +25,45 @@ STAGE_BYTES = 256 << 20
 
 class CalibrationError(UserError):
     """A calibration folder that is missing, not a folder, or holds no
-    images."""
+    readable image; a calibration image that cannot be used."""
+
+
+class UnreadableCalibrationImage(CalibrationError):
+    """A calibration image file that is no image, or an empty or damaged
+    (truncated) one: :func:`calibration_images` skips it.
+
+    Attributes:
+        reason (str): Why, in a few words (``'a truncated JPEG'``).
+    """
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+# The skipped-files warnings already given: the export tool picks the
+# images before the fp32 export and the quantizer again after it, and once
+# is enough to say so.
+_warned = set()
 
 
 def calibration_images(calib_dir,
                        max_images: Optional[int] = None) -> List[str]:
-    """The image files directly in ``calib_dir``, sorted by name, at most
-    ``max_images`` of them (spread evenly over the sorted list, so a
-    folder sorted by scene still gives every scene).
+    """The readable image files directly in ``calib_dir``, sorted by name,
+    at most ``max_images`` of them (spread evenly over the sorted list, so
+    a folder sorted by scene still gives every scene).
+
+    Each file given is read once here (:func:`read_calibration_image`).
+    One that is no image, or an empty or truncated one, is skipped with
+    one warning (a :class:`~rap_sam.utils.user_errors.UserNotice` naming
+    the first few) and the file beside it taken instead, so that
+    ``max_images`` are given whenever the folder holds that many readable
+    ones.
 
     Raises:
         CalibrationError: no folder given, a missing path, a file instead
-            of a folder, a folder without images.
+            of a folder, a folder without images or without a readable one,
+            an image above the pixel limit.
     """
     if calib_dir is None:
         raise CalibrationError(
@@ -52,10 +82,56 @@ def calibration_images(calib_dir,
             f'No images in the calibration folder {calib_dir} (looked for '
             f'{", ".join(IMAGE_EXTS)}): put a few dozen typical photos '
             'there.')
-    if max_images is not None and len(files) > max_images:
-        picks = np.linspace(0, len(files) - 1, max_images).round()
-        files = [files[int(i)] for i in picks]
-    return files
+    every = max_images is None or len(files) <= max_images
+    if every:
+        picks = list(range(len(files)))
+    else:
+        spread = np.linspace(0, len(files) - 1, max_images).round()
+        picks = spread.astype(int).tolist()
+    taken = set(picks)
+    chosen, skipped = [], []
+    for pick in picks:
+        # The pick, or (an unreadable one) the nearest file after or before
+        # it not yet tried.
+        for index in [pick] if every else _nearest_first(pick, len(files)):
+            if index != pick and index in taken:
+                continue
+            taken.add(index)
+            try:
+                read_calibration_image(files[index])
+            except UnreadableCalibrationImage as err:
+                skipped.append(f'{osp.basename(files[index])} ({err.reason})')
+                continue
+            chosen.append(index)
+            break
+    if not chosen:
+        unread = (f'none of its {len(skipped)} image files can be read'
+                  if len(skipped) > 1 else 'its one image file cannot be read')
+        raise CalibrationError(
+            f'No readable image in the calibration folder {calib_dir}: '
+            f'{unread} ({first_few(skipped)}). Put a few dozen typical '
+            'photos there '
+            f'({", ".join(IMAGE_EXTS)} files that open in an image viewer).')
+    if skipped:
+        notice = (f'Calibration folder {calib_dir}: skipped {len(skipped)} '
+                  f'unreadable file{"s" * (len(skipped) > 1)}: '
+                  f'{first_few(skipped)}; calibrating on {len(chosen)} '
+                  f'image{"s" * (len(chosen) > 1)}.')
+        if notice not in _warned:
+            _warned.add(notice)
+            warnings.warn(notice, UserNotice)
+    return [files[i] for i in sorted(chosen)]
+
+
+def _nearest_first(index: int, count: int) -> Iterator[int]:
+    """``index``, then the indices in ``[0, count)`` after and before it,
+    nearest first (after before before)."""
+    yield index
+    for step in range(1, count):
+        if index + step < count:
+            yield index + step
+        if index - step >= 0:
+            yield index - step
 
 
 def calibration_prompts(width: int, height: int, grid: int = 3) -> np.ndarray:
@@ -111,10 +187,24 @@ class FeedsReader(CalibrationDataReader):
 
 
 def read_calibration_image(path: str) -> np.ndarray:
-    """The BGR image at ``path``; an unreadable file is a
-    :class:`CalibrationError` naming it (as is one past the pixel limit)."""
+    """The BGR image at ``path``. A file that is no image, or an empty or
+    truncated one (OpenCV decodes a truncated JPEG, grey below the cut),
+    is an :class:`UnreadableCalibrationImage`; one past the pixel limit a
+    :class:`CalibrationError`; both name it."""
+    problem = damaged_file(path)
+    if problem:
+        quoted = f"'{path}' "
+        reason = problem[len(quoted):] if problem.startswith(
+            quoted) else problem
+        reason = reason[3:] if reason.startswith('is ') else reason
+        raise UnreadableCalibrationImage(
+            f'Calibration image {problem}: copy it again, or remove it.',
+            reason)
     try:
         return read_image(path)
+    except UnreadableImageError as err:
+        raise UnreadableCalibrationImage(f'Calibration image {path}: {err}',
+                                         'not an image') from err
     except UserError as err:
         raise CalibrationError(f'Calibration image {path}: {err}') from err
 

@@ -1,6 +1,7 @@
 """Percentile calibration one feed at a time, in stages
 (rap_sam.deploy.calibration.percentile_ranges): ONNX Runtime's ranges to
 the bit, and feeds of several shapes."""
+import warnings
 from pathlib import Path
 
 import cv2
@@ -13,8 +14,12 @@ from onnxruntime.quantization.calibrate import (CalibrationMethod,
                                                 create_calibrator)
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-from rap_sam.deploy.calibration import (FeedsReader, calibration_images,
-                                        percentile_ranges)
+from rap_sam.apis.inputs import IMAGE_EXTS
+from rap_sam.deploy.calibration import (CalibrationError, FeedsReader,
+                                        UnreadableCalibrationImage,
+                                        calibration_images, percentile_ranges,
+                                        read_calibration_image)
+from rap_sam.utils.user_errors import UserNotice
 
 PERCENTILE = 99.99
 
@@ -147,3 +152,130 @@ def test_calibration_images_are_the_folders_frames(tmp_path):
     assert calibration_images(tmp_path) == [
         str(tmp_path / name) for name in ('p1.jpg', 'p2.png', 'p10.jpg')
     ]
+
+
+def _photo(path, seed=0, size=(48, 64)):
+    """A noisy JPEG or PNG (noise: a JPEG of some kilobytes, so that a cut
+    one stops in the middle of its pixels)."""
+    rng = np.random.default_rng(seed)
+    cv2.imwrite(str(path), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+
+
+def _truncated_jpeg(path):
+    """A JPEG cut in half, as an interrupted copy leaves it: OpenCV still
+    decodes it (grey below the cut), the silent misread to avoid."""
+    _photo(path, seed=1)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    assert cv2.imread(str(path)) is not None
+
+
+def _names(paths):
+    return [Path(p).name for p in paths]
+
+
+def test_unreadable_calibration_images_are_skipped_with_one_notice(
+        tmp_path, monkeypatch):
+    from rap_sam.deploy import calibration
+    monkeypatch.setattr(calibration, '_warned', set())
+    for name in ('a.jpg', 'c.png', 'e.jpg'):
+        _photo(tmp_path / name)
+    _truncated_jpeg(tmp_path / 'b.jpg')
+    (tmp_path / 'd.jpg').write_text('holiday photos: see the other folder\n')
+    with pytest.warns(UserNotice) as record:
+        images = calibration_images(tmp_path)
+    assert _names(images) == ['a.jpg', 'c.png', 'e.jpg']
+    assert [str(w.message) for w in record] == [
+        f'Calibration folder {tmp_path}: skipped 2 unreadable files: b.jpg '
+        '(a truncated JPEG), d.jpg (not an image); calibrating on 3 images.'
+    ]
+    # the export tool picks them before the fp32 export, the quantizer
+    # after it: said once
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert calibration_images(tmp_path) == images
+    # and each one given reads
+    for path in images:
+        assert read_calibration_image(path).shape == (48, 64, 3)
+    with pytest.raises(UnreadableCalibrationImage) as err:
+        read_calibration_image(str(tmp_path / 'b.jpg'))
+    assert str(err.value) == (f"Calibration image '{tmp_path}/b.jpg' is a "
+                              'truncated JPEG: copy it again, or remove it.')
+
+
+def test_the_count_asked_is_taken_from_the_readable_images(
+        tmp_path, monkeypatch):
+    """4 of 10, spread: 00 03 06 09; 03 and 09 unreadable, their nearest
+    readable neighbours (after, else before) are taken instead."""
+    from rap_sam.deploy import calibration
+    monkeypatch.setattr(calibration, '_warned', set())
+    for i in range(10):
+        _photo(tmp_path / f'{i:02d}.png', seed=i, size=(8, 8))
+    _truncated_jpeg(tmp_path / '03.jpg')
+    (tmp_path / '03.png').unlink()
+    (tmp_path / '09.jpg').write_text('not a picture')
+    (tmp_path / '09.png').unlink()
+    (tmp_path / '08.png').write_bytes(b'')
+    assert _names(calibration.frame_files(tmp_path)) == [
+        '00.png', '01.png', '02.png', '03.jpg', '04.png', '05.png', '06.png',
+        '07.png', '08.png', '09.jpg'
+    ]
+    with pytest.warns(UserNotice) as record:
+        images = calibration_images(tmp_path, 4)
+    assert _names(images) == ['00.png', '04.png', '06.png', '07.png']
+    assert [str(w.message) for w in record] == [
+        f'Calibration folder {tmp_path}: skipped 3 unreadable files: 03.jpg '
+        '(a truncated JPEG), 09.jpg (not an image), 08.png (empty); '
+        'calibrating on 4 images.'
+    ]
+    # fewer readable images than asked: all of them
+    with pytest.warns(UserNotice) as record:
+        images = calibration_images(tmp_path, 9)
+    assert _names(images) == [
+        '00.png', '01.png', '02.png', '04.png', '05.png', '06.png', '07.png'
+    ]
+    assert [str(w.message) for w in record] == [
+        f'Calibration folder {tmp_path}: skipped 3 unreadable files: 03.jpg '
+        '(a truncated JPEG), 08.png (empty), 09.jpg (not an image); '
+        'calibrating on 7 images.'
+    ]
+
+
+def test_a_folder_without_a_readable_image_is_refused(tmp_path):
+    _truncated_jpeg(tmp_path / 'a.jpg')
+    (tmp_path / 'b.jpg').write_text('text')
+    for i in range(5):
+        (tmp_path / f'c{i}.png').write_bytes(b'\x89PNG')
+    for max_images in (None, 2):
+        with pytest.raises(CalibrationError) as err:
+            calibration_images(tmp_path, max_images)
+        message = str(err.value)
+        assert message == (
+            f'No readable image in the calibration folder {tmp_path}: none '
+            'of its 7 image files can be read (a.jpg (a truncated JPEG), '
+            'b.jpg (not an image), c0.png (a truncated PNG), c1.png (a '
+            'truncated PNG), c2.png (a truncated PNG) (+2 more)). Put a few '
+            'dozen typical photos there (' + ', '.join(IMAGE_EXTS) +
+            ' files that open in an image viewer).')
+    for name in ('b.jpg', *(f'c{i}.png' for i in range(5))):
+        (tmp_path / name).unlink()
+    with pytest.raises(
+            CalibrationError,
+            match='its one image file cannot be read '
+            r'\(a.jpg \(a truncated JPEG\)\)'):
+        calibration_images(tmp_path)
+
+
+def test_an_image_above_the_pixel_limit_is_no_unreadable_one(
+        tmp_path, monkeypatch):
+    """It is readable (the message says how to raise the limit): refused,
+    not skipped."""
+    _photo(tmp_path / 'a.jpg')
+    _photo(tmp_path / 'b.jpg', size=(64, 80))
+    monkeypatch.setenv('RAP_SAM_MAX_PIXELS', str(48 * 64))
+    with pytest.raises(CalibrationError) as err:
+        calibration_images(tmp_path)
+    assert not isinstance(err.value, UnreadableCalibrationImage)
+    assert str(err.value).startswith(
+        f'Calibration image {tmp_path}/b.jpg: {tmp_path}/b.jpg is 80 x 64 '
+        'pixels')
