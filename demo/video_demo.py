@@ -42,7 +42,6 @@ import os
 import os.path as osp
 import sys
 import time
-import urllib.parse
 from typing import Callable, Iterator, Optional
 
 from demo_cli import (base_parser, guard_interrupts, numbers, positive_int,
@@ -160,7 +159,7 @@ from tqdm import tqdm
 
 from rap_sam.apis import (InputError, RapSAMPredictor, check_prompts,
                           iter_frames)
-from rap_sam.apis.inputs import open_video_quietly
+from rap_sam.apis.inputs import open_video_quietly, without_password
 from rap_sam.apis.prompt_tracking import FramePastEndError
 from rap_sam.apis.visualization import draw_tracks, mask_box, mask_rle
 from rap_sam.utils.interrupt_guard import Terminated
@@ -365,16 +364,6 @@ def track_video_to_files(predictor: RapSAMPredictor,
         raise type(error)(kept) from error
     print(f'Stopped: {kept}.', file=sys.stderr)
     raise error
-
-
-def without_password(url: str) -> str:
-    """``url`` without its ``user:password@``: the json and the console
-    name the stream, not its credentials."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.netloc.rsplit('@', 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
 def _live_main(args, source) -> None:

@@ -16,6 +16,7 @@ import os.path as osp
 import re
 import shlex
 import struct
+import urllib.parse
 import warnings
 from typing import Iterator, Optional, Sequence, Tuple, Union
 
@@ -648,11 +649,25 @@ def is_stream_url(source) -> bool:
     return isinstance(source, str) and '://' in source
 
 
+def without_password(url: str) -> str:
+    """``url`` without its ``user:password@`` (or ``user@``): every message,
+    log line and file that names a stream names it so, not its
+    credentials."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # urlsplit refuses some (an unclosed IPv6 bracket)
+        return re.sub(r'(?<=://)[^/?#]*@', '', url, count=1)
+    if '@' not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit('@', 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
 def _live_frames(source: Union[int, str],
                  max_pixels: Optional[int]) -> Iterator[np.ndarray]:
     """Frames of a camera (its index) or a stream URL, until it ends."""
     if isinstance(source, str):
-        name = f'the stream {source}'
+        name = f'the stream {without_password(source)}'
         # Without timeouts an unreachable host blocks for minutes.
         cap = open_video_quietly(source, cv2.CAP_ANY, [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
@@ -777,8 +792,8 @@ def iter_frames(video: Union[str, int, np.ndarray, Sequence[np.ndarray]],
         if not is_stream_url(video) and video < 0:
             raise InputError(f'A camera index is 0 or more, got {video}.')
         frames = _live_frames(video, max_pixels)
-        name = f'the stream {video}' if is_stream_url(
-            video) else f'camera {video}'
+        name = (f'the stream {without_password(video)}'
+                if is_stream_url(video) else f'camera {video}')
     elif isinstance(video, (str, os.PathLike)):
         path = os.fspath(video)
         if osp.isdir(path):

@@ -3,6 +3,8 @@ HTTP on this machine reads as the same frames as its file, and sources
 that cannot be opened get one clear message."""
 import functools
 import http.server
+import re
+import socket
 import threading
 
 import cv2
@@ -10,7 +12,8 @@ import numpy as np
 import pytest
 
 from rap_sam.apis import InputError
-from rap_sam.apis.inputs import is_stream_url, iter_frames
+from rap_sam.apis.inputs import (MAX_PIXELS_ENV, is_stream_url, iter_frames,
+                                 without_password)
 
 
 @pytest.fixture(scope='module')
@@ -69,3 +72,56 @@ def test_what_counts_as_a_stream_url():
     assert is_stream_url('http://127.0.0.1:8000/a.mp4')
     assert not is_stream_url('videos/a.mp4')
     assert not is_stream_url(0)
+
+
+def _closed_port():
+    """A local port nothing listens on: a connection is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize('scheme', ['http', 'rtsp'])
+def test_a_stream_that_cannot_be_opened_is_named_without_its_password(
+        served_clip, scheme):
+    _, base = served_clip
+    host = (
+        base[len('http://'):]
+        if scheme == 'http' else f'127.0.0.1:{_closed_port()}')
+    with pytest.raises(InputError) as err:
+        next(iter_frames(f'{scheme}://viewer:s3cret@{host}/missing.mp4'))
+    assert str(err.value) == (
+        f'Cannot open the stream {scheme}://{host}/missing.mp4 (unreachable, '
+        'not a video stream, or a protocol OpenCV cannot read).')
+    assert 's3cret' not in str(err.value)
+
+
+def test_a_streams_other_messages_name_it_without_its_password(
+        served_clip, monkeypatch):
+    """Its frames are read (the server takes any credentials) and refused
+    past the pixel limit: that message names the stream as well."""
+    _, base = served_clip
+    url = base.replace('//', '//viewer:s3cret@') + '/clip.mp4'
+    monkeypatch.setenv(MAX_PIXELS_ENV, str(64 * 48 - 1))
+    with pytest.raises(InputError) as err:
+        next(iter_frames(url))
+    assert str(
+        err.value).startswith(f'The stream {base}/clip.mp4 is 64 x 48 pixels')
+    assert 's3cret' not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    'url,named',
+    [
+        ('rtsp://user:pass@cam.local:554/live?ch=1',
+         'rtsp://cam.local:554/live?ch=1'),
+        ('rtsp://admin@cam.local/live', 'rtsp://cam.local/live'),
+        ('rtsp://u:p@ss@cam.local/live', 'rtsp://cam.local/live'),
+        ('rtsp://u:p%40ss@[::1]:554/live', 'rtsp://[::1]:554/live'),
+        ('rtsp://u:pw@[::1/live', 'rtsp://[::1/live'),  # urlsplit refuses it
+        ('http://cam.local/a@b.mp4', 'http://cam.local/a@b.mp4'),
+        ('http://127.0.0.1:8000/a.mp4', 'http://127.0.0.1:8000/a.mp4'),
+    ])
+def test_without_password(url, named):
+    assert without_password(url) == named
+    assert not re.search('pw|pass|p%40ss|p@ss', without_password(url))

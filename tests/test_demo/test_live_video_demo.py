@@ -73,13 +73,16 @@ def test_missing_camera_is_reported_before_the_model_loads(tmp_path):
 
 def test_unreachable_stream_is_one_line(tmp_path):
     """Nothing from FFmpeg's own log (``[tcp @ ...] Failed to resolve
-    hostname``) beside the error line."""
-    proc = run_script(DEMO, '--stream', 'rtsp://no-such-host.invalid/live',
-                      YT19, '--out-dir', str(tmp_path / 'o'))
+    hostname``) beside the error line, which names the stream without its
+    credentials."""
+    proc = run_script(DEMO, '--stream',
+                      'rtsp://viewer:s3cret@no-such-host.invalid/live', YT19,
+                      '--out-dir', str(tmp_path / 'o'))
     assert assert_user_error(proc) == (
         'error: Cannot open the stream rtsp://no-such-host.invalid/live '
         '(unreachable, not a video stream, or a protocol OpenCV cannot '
         'read).')
+    assert 's3cret' not in proc.stdout + proc.stderr
     assert not (tmp_path / 'o').exists()
 
 
