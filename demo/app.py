@@ -137,8 +137,10 @@ import gradio.component_meta as gradio_component_meta  # noqa: E402
 import numpy as np  # noqa: E402
 import pydantic  # noqa: E402
 from demo_cli import load_predictor, predictor_kwargs, user_errors
+from gradio import processing_utils  # noqa: E402
 from gradio.exceptions import InvalidPathError  # noqa: E402
 from gradio.route_utils import delete_files_created_by_app  # noqa
+from gradio_client import utils as client_utils  # noqa: E402
 from video_demo import source_info  # noqa: E402
 from video_demo import prompt_tracks, track_video_to_files
 
@@ -303,10 +305,47 @@ class ClickData(gr.SelectData):
         super().__init__(target, dict(data, value=data.get('value')))
 
 
+def _files_in(value) -> list:
+    """The file payloads (dicts with a ``path``) anywhere in ``value``."""
+    found = []
+    client_utils.traverse(value, found.append, client_utils.is_file_obj)
+    return found
+
+
+def _check_no_url(label: str, value) -> None:
+    """A file sent as a URL refused: gradio would download it on the
+    server (its failure a traceback), and a server fetching any URL a
+    client names is a request forgery risk; the page uploads files."""
+    for payload in _files_in(value):
+        if re.match(r'(?i)https?://', payload['path']):
+            raise _refusal(
+                f'{label} is a URL, {_shown(payload["path"])}: the app '
+                'takes uploaded files only and downloads nothing; download '
+                'the file and upload it (gradio_client.handle_file(path) '
+                'with a path on your machine).')
+
+
+def _check_event_data(data) -> None:
+    """A file named in an event's data that gradio's own check refuses
+    (one not uploaded to this app: a path on the server), said in one
+    line: gradio refuses it with a traceback in the log. The app's events
+    are clicks, whose data is a position."""
+    for payload in _files_in(data):
+        try:
+            processing_utils.check_all_files_in_cache(payload)
+        except gr.Error:
+            raise _refusal(
+                'The event data names a file that was not uploaded to this '
+                f'app, {_shown(payload["path"])}: a click sends only its '
+                'position in the image, event data {"index": [x, y]}; '
+                'click on the image in the page.') from None
+
+
 def _check_inputs(block_fn, inputs: list) -> None:
     """What gradio refuses with a traceback before a handler runs, said in
     one line: too few values, a file input that is not a file (a path sent
-    without gradio_client's ``handle_file``: pydantic's many lines)."""
+    without gradio_client's ``handle_file``: pydantic's many lines), a file
+    sent as a URL (:func:`_check_no_url`)."""
     if len(inputs) < len(block_fn.inputs):
         named = [
             block.label for block in block_fn.inputs if not block.skip_api
@@ -326,11 +365,32 @@ def _check_inputs(block_fn, inputs: list) -> None:
             raise _refusal(
                 f'{block.label} is a file, sent as gradio_client.'
                 f'handle_file(path), got {_shown(value)}.') from None
+        _check_no_url(block.label, value)
 
 
 class CheckedBlocks(gr.Blocks):
-    """gr.Blocks whose refusals of a request's inputs are one-line
-    messages, not tracebacks in the log: see :func:`_check_inputs`."""
+    """gr.Blocks whose refusals of a request's inputs and event data are
+    one-line messages, not tracebacks in the log: see :func:`_check_inputs`
+    and :func:`_check_event_data`."""
+
+    async def call_function(self,
+                            block_fn,
+                            processed_input,
+                            iterator=None,
+                            requests=None,
+                            event_id=None,
+                            event_data=None,
+                            *args,
+                            **kwargs):
+        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        # Where gradio checks it: on a handler's first call, when it takes
+        # the event's data.
+        if (iterator is None and event_data is not None
+                and fn.collects_event_data):
+            _check_event_data(getattr(event_data, '_data', None))
+        return await super().call_function(block_fn, processed_input, iterator,
+                                           requests, event_id, event_data,
+                                           *args, **kwargs)
 
     async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
         _check_inputs(block_fn, inputs)
@@ -416,6 +476,8 @@ def _image_key(image: np.ndarray) -> str:
 def _frame_number(frame) -> int:
     """The frame slider's value as a frame index (the page sends whole
     numbers; a request from elsewhere may not)."""
+    if isinstance(frame, int) and frame >= 0:
+        return int(frame)  # exact, however large (a float is not)
     try:
         number = float(frame)
     except (TypeError, ValueError):
@@ -872,6 +934,31 @@ class RapSAMApp:
                 raise self._too_long(video)
         return count
 
+    def _check_frame_exists(self, video, frame: int, counted=None) -> None:
+        """Frame ``frame`` of ``video`` refused without reading the video
+        when it is far past the frame count its file says (OpenCV's word,
+        approximate for some containers: nearer the end the frames are
+        read, and the reader's answer is exact); when its file does not
+        say, past ``counted`` (the frames :meth:`load_video` counted) or
+        past ``max_frames`` (a longer video is refused). A video longer than
+        ``max_frames`` is refused as :meth:`load_video` refuses it."""
+        if not osp.exists(video):
+            return  # the reader says it is gone
+        count = self._check_length(video)
+        if count is not None:
+            if frame >= count + max(FRAME_COUNT_SLACK, count // 4):
+                raise _refusal(
+                    f"Frame {frame} is past the video's last frame (its "
+                    f'file says it has {count} frames; 0 is the first).')
+        elif counted is not None:
+            if frame >= counted:
+                raise _user_error(FramePastEndError(frame, counted, 'Frame'))
+        elif frame >= self.max_frames:
+            raise _refusal(
+                f'Frame {frame} is past the last frame the app reads '
+                f'({self.max_frames - 1}: it tracks at most {self.max_frames} '
+                'frames, --max-frames): pick an earlier frame.')
+
     def show_frame(self, video, frame, state: dict):
         """Frame ``frame`` to click on (the clicks of another frame are
         forgotten)."""
@@ -881,6 +968,12 @@ class RapSAMApp:
         same_video = state.get('video') == video
         if same_video and frame == state.get('frame'):
             return self.render_clicks(state)
+        if not (same_video and frame < (state.get('count') or 0)):
+            # Not a frame of the slider's range for this video (an API
+            # call, another session's video): a frame far past the end
+            # must not read the whole video to say so.
+            counted = state.get('count') if same_video else None
+            self._check_frame_exists(video, frame, counted)
         try:
             image = self.frame_image(video, frame)
         except UserError as err:
@@ -889,10 +982,31 @@ class RapSAMApp:
             self.new_clicks(video, frame, (image.shape[1], image.shape[0]),
                             state.get('count') if same_video else None))
 
-    def click_frame(self, state: dict, mode: str, x: float, y: float):
-        """Add a click on the shown frame: a point, or a box corner."""
-        if state.get('video') is None:
+    @staticmethod
+    def _check_session(video, state: dict) -> None:
+        """Refused when the clicks' state has no video: none uploaded, or,
+        when the page still shows ``video``, one the server no longer has
+        for this page (restarted: sessions live in memory, and its uploads
+        are deleted when it stops; or the session expired)."""
+        if state.get('video') is not None:
+            return
+        if not video:
             raise gr.Error('Upload a video first.', print_exception=False)
+        raise _refusal(
+            _gone_text(video)
+            or f'The server has not loaded {osp.basename(video)} for this '
+            "page (it was restarted, or the page's session expired; an API "
+            'client calls /load_video first): upload the video again.')
+
+    def click_frame(self,
+                    state: dict,
+                    mode: str,
+                    x: float,
+                    y: float,
+                    video=None):
+        """Add a click on the shown frame: a point, or a box corner.
+        ``video`` is the page's video (None: as if none shown)."""
+        self._check_session(video, state)
         # Said now, not after the video has been read.
         _check_click(x, y, *state['size'])
         state, note = self.add_click(state, mode, x, y)
@@ -945,6 +1059,7 @@ class RapSAMApp:
         ``--frame K --points ... --boxes ...`` ones."""
         if not video:
             raise gr.Error('Upload a video first.', print_exception=False)
+        self._check_session(video, state)
         points, boxes = state['points'], state['boxes']
         if not points and not boxes:
             raise gr.Error(
@@ -990,6 +1105,11 @@ class RapSAMApp:
         *_, last = self.iter_track_clicks(video, state, progress)
         return last[:3]
 
+
+# A frame this many past the count a video's file says (or a quarter of
+# it, if more) is refused without reading the video; nearer, the frames
+# are read (OpenCV's count is approximate for some containers).
+FRAME_COUNT_SLACK = 30
 
 # Pixels: the video tab's input and results fit one screen.
 VIDEO_HEIGHT = 320
@@ -1109,8 +1229,8 @@ def _video_tab(app: RapSAMApp) -> None:
         def on_track_clicks(video, state, progress=gr.Progress()):
             yield from app.iter_track_clicks(video, state, progress)
 
-        def on_frame_click(st, md, evt: ClickData):
-            return app.click_frame(st, md, *evt.index[:2])
+        def on_frame_click(video, st, md, evt: ClickData):
+            return app.click_frame(st, md, *evt.index[:2], video)
 
         vid_in.change(app.load_video, vid_in,
                       [track_canvas, track_frame, track_note, clicks])
@@ -1120,7 +1240,9 @@ def _video_tab(app: RapSAMApp) -> None:
             app.show_frame, [vid_in, track_frame, clicks],
             [track_canvas, track_note, clicks],
             trigger_mode='always_last')
-        track_canvas.select(on_frame_click, [clicks, track_mode],
+        # The video too: a page open since before a restart still shows
+        # it, while the server has no clicks state for the page.
+        track_canvas.select(on_frame_click, [vid_in, clicks, track_mode],
                             [track_canvas, track_note, clicks])
         track_clear.click(app.clear_clicks, clicks,
                           [track_canvas, track_note, clicks])

@@ -4,11 +4,13 @@ event data, a prompt before any upload, a session or an upload that is gone.
 Each is answered with a one-line message naming the problem and what to do,
 and the server logs no traceback for it (gradio logs one for any exception but
 a gr.Error raised with print_exception=False)."""
+import json
 import math
 import os
 import shutil
 import socket
 import types
+import uuid
 
 import gradio as gr
 import numpy as np
@@ -123,8 +125,10 @@ def test_prompts_before_any_upload(app, small_video):
     assert _refused(app.show_frame, None, 0,
                     app.new_clicks()) == 'Upload a video first.'
     assert _refused(app.track, None, 0.5) == 'Upload a video first.'
-    assert _refused(app.track_clicks, small_video, app.new_clicks()) == (
-        'Click on the frame to choose the objects to track first.')
+    _, _, _, state = app.load_video(small_video)
+    assert _refused(
+        app.track_clicks, small_video,
+        state) == ('Click on the frame to choose the objects to track first.')
     # Nothing to refuse: the page's own "clear" and "empty upload" calls.
     assert app.clear(None, app.new_prompts())[1] == 'Upload an image.'
     assert app.clear_clicks(
@@ -158,6 +162,31 @@ def test_an_upload_gone_from_the_server(app, small_video, small_photo,
     payload = ImageData(path=str(photo), orig_name='coffee.png')
     assert _refused(CheckedImage(type='numpy').preprocess,
                     payload) == gone.replace('pan.mp4', 'coffee.png')
+
+
+def test_a_page_open_since_the_server_lost_its_session(app, small_video,
+                                                       tmp_path):
+    """A restarted server (or an expired session) has the page's clicks
+    state as new, while the page still shows its video: its clicks said
+    "Upload a video first." The page's video says what happened."""
+    video = str(tmp_path / 'pan.mp4')
+    shutil.copy(small_video, video)
+    lost = ('The server has not loaded pan.mp4 for this page (it was '
+            "restarted, or the page's session expired; an API client calls "
+            '/load_video first): upload the video again.')
+    assert _refused(app.click_frame, app.new_clicks(), 'point', 10, 10,
+                    video) == lost
+    assert _refused(app.track_clicks, video, app.new_clicks()) == lost
+    # Its upload deleted too (gradio's cache, emptied when the app stops).
+    os.remove(video)
+    gone = ('pan.mp4 is no longer on the server (uploads are deleted when '
+            'the app stops and after 24 hours): upload it again.')
+    assert _refused(app.click_frame, app.new_clicks(), 'point', 10, 10,
+                    video) == gone
+    assert _refused(app.track_clicks, video, app.new_clicks()) == gone
+    # No video on the page: as before.
+    assert _refused(app.click_frame, app.new_clicks(), 'point', 10, 10,
+                    None) == 'Upload a video first.'
 
 
 def _endpoint(ui, name):
@@ -212,15 +241,68 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _queue_call(ui, port, api, data, event_data=None, session=None):
+    """``api`` called as the page calls it (gradio_client sends no event
+    data): joins the queue with ``data`` (a value for every input, None for
+    a state) and ``event_data``; returns the error said, None when none."""
+    import httpx
+    fn = _endpoint(ui, api.lstrip('/'))
+    session = session or uuid.uuid4().hex
+    root = f'http://127.0.0.1:{port}/gradio_api'
+    httpx.post(
+        f'{root}/queue/join',
+        json=dict(
+            data=data,
+            event_data=event_data,
+            fn_index=fn._id,
+            session_hash=session)).raise_for_status()
+    with httpx.stream(
+            'GET',
+            f'{root}/queue/data',
+            params=dict(session_hash=session),
+            timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith('data:'):
+                message = json.loads(line[5:])
+                if message.get('msg') == 'process_completed':
+                    output = message['output']
+                    return None if message['success'] else output['error']
+    raise AssertionError(f'{api} did not complete')
+
+
+def _upload(port, path) -> dict:
+    """``path`` uploaded as the page uploads it: its file payload."""
+    import httpx
+    with open(path, 'rb') as f:
+        response = httpx.post(
+            f'http://127.0.0.1:{port}/gradio_api/upload',
+            files=[('files', (os.path.basename(path), f))])
+    response.raise_for_status()
+    (server_path, ) = response.json()
+    return dict(
+        path=server_path,
+        orig_name=os.path.basename(path),
+        meta={'_type': 'gradio.FileData'})
+
+
 def test_the_served_app_answers_malformed_calls_with_messages(
         app, small_video, small_photo, tmp_path, monkeypatch, capfd):
     """Over HTTP with gradio_client, by api_name: each call the page never
     makes gets its message, the log holds no traceback, and the calls the
     page makes are answered as before."""
-    from app import launch
+    from app import _shown, launch
+    from gradio import processing_utils
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
     monkeypatch.setenv('GRADIO_TEMP_DIR', str(tmp_path / 'gradio'))
+    downloads = []
+
+    async def download(url, *args, **kwargs):
+        downloads.append(url)
+        raise AssertionError(f'the server fetched {url}')
+
+    monkeypatch.setattr(processing_utils, 'async_ssrf_protected_download',
+                        download)
     port = _free_port()
     ui = launch(app, '127.0.0.1', port)
     try:
@@ -240,9 +322,13 @@ def test_the_served_app_answers_malformed_calls_with_messages(
             ('/show_frame', (video, 'two'), f"{FRAME}'two'."),
             ('/show_frame', (video, -1), f'{FRAME}-1.'),
             ('/show_frame', (video, 1.5), f'{FRAME}1.5.'),
+            ('/show_frame', (video, 10**9), 'Frame 1000000000 is past the '
+             "video's last frame (its file says it has 4 frames; 0 is the "
+             'first).'),
             ('/show_frame', (None, 0), 'Upload a video first.'),
-            ('/on_frame_click', ('point', ), click),
-            ('/on_frame_click', ('circle', ),
+            ('/on_frame_click', (None, 'point'), click),
+            ('/on_frame_click', (video, 'point'), click),
+            ('/on_frame_click', (None, 'circle'),
              "\"A click adds a\" is 'point' or 'box', got 'circle'."),
             ('/on_select', (photo, 'point'), click),
             ('/on_select', (None, 'box'), click),
@@ -257,13 +343,90 @@ def test_the_served_app_answers_malformed_calls_with_messages(
              "gradio_client.handle_file(path), got 'coffee.png'."),
             ('/panoptic', (None, ), 'Upload an image first.'),
         ]
+        # A file sent as a URL: refused before gradio fetches it.
+        fetched = ': the app takes uploaded files only and downloads ' \
+            'nothing; download the file and upload it (gradio_client.' \
+            'handle_file(path) with a path on your machine).'
+        for url in ('http://127.0.0.1:1/pan.mp4',
+                    'https://example.com/coffee.png'):
+            calls += [
+                ('/load_video', (handle_file(url), ),
+                 f'Video is a URL, {url!r}{fetched}'),
+                ('/show_frame', (handle_file(url), 0),
+                 f'Video is a URL, {url!r}{fetched}'),
+                ('/on_select', (handle_file(url), 'point'),
+                 f'Image is a URL, {url!r}{fetched}'),
+                ('/panoptic', (handle_file(url), ),
+                 f'Image is a URL, {url!r}{fetched}'),
+            ]
         for api, args, message in calls:
             with pytest.raises(AppError) as err:
                 client.predict(*args, api_name=api)
             assert str(err.value) == message, api
+        assert downloads == []
+        # Event data naming a file the app was not sent (raw HTTP: gradio's
+        # own check refused it with a traceback).
+        outside = str(tmp_path / 'secret.png')
+        shutil.copy(small_photo, outside)
+        for data in ({
+                'index': [1, 2],
+                'value': {
+                    'path': outside
+                }
+        }, {
+                'path': '/etc/passwd'
+        }):
+            shown = _shown(data.get('value', data)['path'])
+            assert _queue_call(
+                ui, port, '/on_frame_click', [None, None, 'point'],
+                data) == ('The event data names a file that was not uploaded '
+                          f'to this app, {shown}: a click sends only its '
+                          'position in the image, event data {"index": [x, '
+                          'y]}; click on the image in the page.')
         # Still up, and the page's calls answered as before.
         _, note = client.predict(video, 3, api_name='/show_frame')
         assert 'frame 3 of 4' in note
     finally:
         ui.close()
+    assert 'Traceback' not in capfd.readouterr().err
+
+
+def test_a_page_open_since_a_restart_clicks_on_its_frame(
+        app, small_video, tmp_path, monkeypatch, capfd):
+    """A page loads a video; the server stops (its uploads deleted, its
+    sessions gone) and starts again; the page, still showing the video,
+    clicks on its frame: it is told why the server has no video for it
+    and what to do (it was "Upload a video first."), with no traceback."""
+    from app import RapSAMApp, launch
+    from gradio.route_utils import delete_files_created_by_app
+    monkeypatch.setenv('GRADIO_TEMP_DIR', str(tmp_path / 'gradio'))
+    session, click = uuid.uuid4().hex, {'index': [40, 30], 'value': None}
+    port = _free_port()
+    ui = launch(app, '127.0.0.1', port)
+    try:
+        video = _upload(port, small_video)
+        assert _queue_call(ui, port, '/load_video', [video], None,
+                           session) is None
+        assert _queue_call(ui, port, '/on_frame_click', [video, None, 'point'],
+                           click, session) is None
+    finally:
+        ui.close()
+        app.close()
+        delete_files_created_by_app(ui, age=None)  # as demo/app.py stops
+    assert not os.path.exists(video['path'])
+    again = RapSAMApp(app.predictor, app._video_factory, app.out_dir)
+    port = _free_port()
+    ui = launch(again, '127.0.0.1', port)
+    try:
+        for api, data, event in [
+            ('/on_frame_click', [video, None, 'point'], click),
+            ('/on_track_clicks', [video, None], None),
+            ('/show_frame', [video, 1, None], None),
+        ]:
+            assert _queue_call(ui, port, api, data, event, session) == (
+                'pan.mp4 is no longer on the server (uploads are deleted '
+                'when the app stops and after 24 hours): upload it again.')
+    finally:
+        ui.close()
+        again.close()
     assert 'Traceback' not in capfd.readouterr().err

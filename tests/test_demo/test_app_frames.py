@@ -256,3 +256,82 @@ def test_readers_of_many_videos_at_once(app, videos, truth, reads):
     assert len(app._readers) == app.READERS_KEPT
     still_open = [v for v, _ in _open_pairs(reads)]
     assert sorted(still_open) == sorted(app._readers)
+
+
+def _refusal(call, *args) -> str:
+    with pytest.raises(gr.Error) as err:
+        call(*args)
+    assert err.value.print_exception is False
+    return err.value.message
+
+
+def test_a_frame_far_past_the_end_is_said_without_reading(
+        app, videos, truth, reads):
+    """A frame number far past the count the video's file says is refused
+    before any frame is decoded (it read the whole video); nearer the end
+    the frames are read and the answer is the reader's, exact (OpenCV's
+    count is approximate for some containers)."""
+    from app import FRAME_COUNT_SLACK
+    video = videos[0]
+    far = NUM_FRAMES + FRAME_COUNT_SLACK
+    said = ("Frame {} is past the video's last frame (its file says it has "
+            f'{NUM_FRAMES} frames; 0 is the first).')
+    for state in (app.new_clicks(), app.load_video(video)[3]):
+        reads.decoded, opened = 0, len(reads.generators)
+        for frame in (far, 10**9, 10**30):
+            assert _refusal(app.show_frame, video, frame,
+                            state) == said.format(frame)
+        assert reads.decoded == 0 and len(reads.generators) == opened
+    # The last frame read as the reader says it: the frames are read.
+    assert _refusal(
+        app.show_frame, video, far - 1,
+        state) == (f"Frame {far - 1} is past the video's last frame (it has "
+                   f'{NUM_FRAMES} frames; 0 is the first).')
+    assert reads.decoded > 0
+    # Valid frames as before, from a new session too.
+    for state in (state, app.new_clicks()):
+        shown, note, _ = app.show_frame(video, NUM_FRAMES - 1, state)
+        np.testing.assert_array_equal(shown, truth[video][NUM_FRAMES - 1])
+
+
+def test_a_frame_past_the_end_of_a_video_whose_file_says_no_count(
+        app, videos, truth, reads, monkeypatch):
+    """A container that does not say its frame count: after the page's
+    upload the frames counted then answer exactly, unread; a session
+    without it (an API call) reads no further than --max-frames."""
+    import app as app_module
+    monkeypatch.setattr(app_module, 'source_info', lambda video: (None, None))
+    monkeypatch.setattr(app, 'max_frames', 50)
+    video = videos[1]
+    _, _, note, state = app.load_video(video)
+    assert f'frame 0 of {NUM_FRAMES}' in note
+    reads.decoded = 0
+    assert _refusal(app.show_frame, video, NUM_FRAMES, state) == (
+        f"Frame {NUM_FRAMES} is past the video's last frame (it has "
+        f'{NUM_FRAMES} frames; 0 is the first).')
+    assert reads.decoded == 0
+    message = ('Frame {} is past the last frame the app reads (49: it '
+               'tracks at most 50 frames, --max-frames): pick an earlier '
+               'frame.')
+    for frame in (50, 10**9):
+        assert _refusal(app.show_frame, video, frame,
+                        app.new_clicks()) == message.format(frame)
+    assert reads.decoded == 0
+    # Below it, read to the end as before.
+    assert 'it has 40 frames' in _refusal(app.show_frame, video, 49,
+                                          app.new_clicks())
+    shown, _, _ = app.show_frame(video, 39, app.new_clicks())
+    np.testing.assert_array_equal(shown, truth[video][39])
+
+
+def test_a_video_too_long_is_refused_before_its_frames_are_read(
+        app, videos, reads, monkeypatch):
+    """As the page's upload refuses it: an API call for one of its frames
+    decodes none."""
+    monkeypatch.setattr(app, 'max_frames', 30)
+    message = (f'{videos[2]} has 40 frames; the app tracks at most 30 '
+               '(--max-frames): cut it shorter, or track it with '
+               'demo/video_demo.py.').replace(videos[2], 'noise2.avi')
+    assert _refusal(app.load_video, videos[2]) == message
+    assert _refusal(app.show_frame, videos[2], 39, app.new_clicks()) == message
+    assert reads.decoded == 0
