@@ -14,6 +14,7 @@ from torch import Tensor
 
 from rap_sam.engine import check_losses_finite
 from rap_sam.visualization import config_dataset_meta, meta_fits
+from ..utils.autocast_weights import cast_autocast_weights
 from ..utils.fold_batch_norm import fold_batch_norms
 
 #: Inference precisions and the autocast dtype each runs backbone, neck and
@@ -136,7 +137,9 @@ class RapSAM(MaskFormer):
         folded into the convs before them (mmdet's ResNet by
         :func:`rap_sam.models.utils.fold_batch_norms`, the neck by its own
         :meth:`switch_to_deploy`), the neck's low-rank output and
-        channels-last memory on request; then :attr:`precision`. Use
+        channels-last memory on request; then :attr:`precision` (bf16 /
+        fp16: the layers autocast runs in it keep their weights in it,
+        :func:`rap_sam.models.utils.cast_autocast_weights`). Use
         :func:`rap_sam.deploy.prepare`, which checks its arguments and
         that a model is converted once."""
         if precision not in AUTOCAST_DTYPES:
@@ -151,6 +154,8 @@ class RapSAM(MaskFormer):
             self.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
         self.precision = precision
+        if AUTOCAST_DTYPES[precision] is not None:
+            cast_autocast_weights(self, AUTOCAST_DTYPES[precision])
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> dict:

@@ -217,22 +217,19 @@ class LowRankFeatureMap:
         rows: scores, softmax and weighted sum in one pass over the map
         (blocks of pixels with a running maximum), where a projection, a
         softmax and a weighted sum are two passes and a score map written
-        and read. The vectors are split in as many groups as threads (the
-        fused kernel runs a group per thread). The same sums in another
-        order (float rounding).
+        and read. The pixels are split in as many parts as threads, each
+        part attended to by all the vectors (the fused kernel runs a part
+        per thread, and its products are wider with every vector in
+        them), and the parts' results are merged by their log-sum-exps.
+        The same sums in another order (float rounding).
         """
-        b, n, _ = vectors.shape
+        n = vectors.shape[1]
         if not self._use_table(n):
             return _softmax_pool_in_two_passes(self, vectors)
         rows = self.pixel_table().permute(0, 2, 3, 1).flatten(1, 2)
-        groups = max(1, min(torch.get_num_threads(), n))
-        while n % groups:
-            groups -= 1
-        queries = (vectors @ self._augmented_weight()).view(
-            b, groups, -1, rows.shape[-1])
-        keys = rows[:, None].expand(-1, groups, -1, -1)
-        pooled = F.scaled_dot_product_attention(queries, keys, keys, scale=1.0)
-        return pooled.reshape(b, n, -1) @ self._augmented_weight().t()
+        queries = vectors @ self._augmented_weight()
+        pooled = _attend_in_parts(queries, rows, torch.get_num_threads())
+        return pooled @ self._augmented_weight().t()
 
     def masked_sum(self, masks: Tensor) -> Tensor:
         """Bool ``[B, N, H, W]`` -> ``[B, N, C]``: the pixels under each
@@ -287,6 +284,44 @@ class LowRankFeatureMap:
 
 
 FeatureMap = Union[Tensor, LowRankFeatureMap]
+
+# The CPU flash-attention kernel, which returns each query's log-sum-exp
+# beside its output (the public scaled_dot_product_attention drops it).
+_flash_attention = getattr(torch.ops.aten,
+                           '_scaled_dot_product_flash_attention_for_cpu', None)
+
+
+def _attend_in_parts(queries: Tensor, rows: Tensor, parts: int) -> Tensor:
+    """Softmax attention of ``queries`` ``[B, N, D]`` over ``rows`` ``[B,
+    P, D]`` (keys and values alike, scale 1): ``[B, N, D]``.
+
+    The rows are split in ``parts`` runs of pixels (fewer where ``P`` does
+    not divide), attended to separately and merged: part ``k``'s output
+    weighted by ``exp(lse_k - lse)``, ``lse`` the log-sum-exp over all
+    pixels. Without a split (one part, no CPU kernel) the queries are
+    split in groups instead, each group attending to all pixels.
+    """
+    b, p, d = rows.shape
+    n = queries.shape[1]
+    wanted = max(1, parts)
+    parts = min(wanted, p)
+    while p % parts:
+        parts -= 1
+    if parts == 1 or _flash_attention is None or rows.device.type != 'cpu':
+        groups = min(wanted, n)
+        while n % groups:
+            groups -= 1
+        keys = rows[:, None].expand(-1, groups, -1, -1)
+        return F.scaled_dot_product_attention(
+            queries.view(b, groups, -1, d), keys, keys,
+            scale=1.0).reshape(b, n, d)
+    keys = rows.reshape(b * parts, 1, p // parts, d)
+    split = queries[:, None].expand(-1, parts, -1,
+                                    -1).reshape(b * parts, 1, n, d)
+    out, lse = _flash_attention(split, keys, keys, scale=1.0)[:2]
+    weights = lse.view(b, parts, n).float().softmax(1)
+    merged = (out.view(b, parts, n, d).float() * weights[..., None]).sum(1)
+    return merged.to(out.dtype)
 
 
 def dense(features: FeatureMap) -> Tensor:

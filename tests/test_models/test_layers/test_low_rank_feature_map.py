@@ -223,24 +223,61 @@ def test_pixel_table_products_equal_the_basis_ones(maps, n):
 
 
 @pytest.mark.parametrize('n', [1, 6, 8])
-@pytest.mark.parametrize('threads', [1, 2, 4])
-def test_softmax_pool_is_the_softmax_weighted_sum(maps, n, threads):
-    """The fused pass over the pixel rows (vectors split in groups per
-    thread) gives the softmax of the projections times the pixels, as the
-    dense map gives it."""
-    low_rank, full = maps
+@pytest.mark.parametrize('threads', [1, 2, 3, 4])
+@pytest.mark.parametrize('size', [(5, 7), (4, 6)])
+def test_softmax_pool_is_the_softmax_weighted_sum(n, threads, size,
+                                                  monkeypatch):
+    """The fused pass over the pixel rows (the pixels split in a part per
+    thread where their count divides, the parts merged by their
+    log-sum-exps) gives the softmax of the projections times the pixels,
+    as the dense map gives it."""
+    from rap_sam.models.layers import low_rank_feature_map as module
     g = torch.Generator().manual_seed(n * threads)
-    vectors = torch.randn(2, n, 10, generator=g)
+    basis = torch.randn(
+        2, 6, *size, generator=g).contiguous(memory_format=torch.channels_last)
+    low_rank = LowRankFeatureMap(basis, torch.randn(10, 8, generator=g),
+                                 torch.randn(10, generator=g))
+    full = dense(low_rank)
+    vectors = torch.randn(2, n, 10, generator=g) * 0.5
+    calls = []
+    kernel = module._flash_attention
+
+    def spy(q, k, v, **kwargs):
+        calls.append(k.shape[:3])
+        return kernel(q, k, v, **kwargs)
+
+    monkeypatch.setattr(module, '_flash_attention', spy)
     with torch_threads(threads):
         got = softmax_pool(low_rank, vectors)
     scores = torch.einsum('bnc,bchw->bnhw', vectors, full).flatten(2)
     want = torch.einsum('bnp,bcp->bnc', scores.softmax(-1), full.flatten(2))
     assert got.shape == (2, n, 10)
     assert rel_err(got, want) < 1e-5
+    # 35 pixels stay whole; 24 split in 2, 3 or 4 runs of pixels.
+    parts = threads if size == (4, 6) else 1
+    assert calls == ([] if parts == 1 else [(2 * parts, 1, 24 // parts)])
     assert rel_err(softmax_pool(full, vectors), want) < 1e-5
     plain = LowRankFeatureMap(low_rank.basis, low_rank.weight, low_rank.bias)
     plain.use_pixel_table = False
     assert rel_err(softmax_pool(plain, vectors), want) < 1e-5
+
+
+def test_softmax_pool_in_parts_under_bf16():
+    """Under bf16 autocast the split pass stays within bf16 rounding of the
+    fp32 result."""
+    g = torch.Generator().manual_seed(3)
+    basis = torch.randn(
+        1, 6, 8, 8, generator=g).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(
+        10, 8, generator=g), torch.randn(
+            10, generator=g)
+    vectors = torch.randn(1, 8, 10, generator=g) * 0.3
+    want = softmax_pool(LowRankFeatureMap(basis, weight, bias), vectors)
+    with torch_threads(2), torch.autocast('cpu', torch.bfloat16):
+        got = softmax_pool(
+            LowRankFeatureMap(basis.bfloat16(), weight, bias), vectors)
+    assert got.dtype == torch.bfloat16
+    assert rel_err(got.float(), want) < 2e-2
 
 
 @pytest.mark.parametrize('threads', [1, 2])
