@@ -339,9 +339,11 @@ def _split_setting(setting: str) -> Tuple[str, str]:
 def check_inputs(modes: Sequence[Tuple[str, str]],
                  calib: Optional[str],
                  int8_modules: Optional[Sequence[str]] = None,
-                 int8_graphs: Optional[Sequence[str]] = None) -> None:
+                 int8_graphs: Optional[Sequence[str]] = None,
+                 max_calib_images: int = 32) -> None:
     """What can be checked before the (slow) export: an int8 mode needs a
-    folder of calibration images, ``int8_modules`` must name modules of
+    folder of calibration images (the ``max_calib_images`` the quantizer
+    will read are decoded), ``int8_modules`` must name modules of
     the model (:data:`~rap_sam.deploy.quantize.INT8_MODULES`) and
     ``int8_graphs`` graphs of an export
     (:data:`~rap_sam.deploy.deploy_spec.GRAPH_NAMES`)."""
@@ -354,7 +356,7 @@ def check_inputs(modes: Sequence[Tuple[str, str]],
             f'in an export; choose from {", ".join(GRAPH_NAMES)}.')
     if any(_split_setting(setting)[0] == 'int8' for _, setting in modes):
         from .calibration import calibration_images
-        calibration_images(calib)
+        calibration_images(calib, max_calib_images)
 
 
 def parse_cfg_options(pairs: Sequence[str]) -> dict:

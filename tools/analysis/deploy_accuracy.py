@@ -171,7 +171,8 @@ def compare(args) -> None:
                                          parse_cfg_options, parse_modes)
     from rap_sam.utils.output_files import write_bytes
     modes = parse_modes(args.modes)
-    check_inputs(modes, args.calib, args.int8_modules, args.int8_graphs)
+    check_inputs(modes, args.calib, args.int8_modules, args.int8_graphs,
+                 args.max_calib_images)
     check_before_export(args)
     report = compare_modes(
         args.config,
