@@ -32,13 +32,18 @@ def toy(tmp_path):
     dataset that reads them."""
     written = make_coco_panoptic(
         str(tmp_path), num_images=3, seed=4, image_size=(64, 96))
-    dataset = CocoPanopticOVDataset(
-        data_root=str(tmp_path),
+    return _dataset(tmp_path), written['val2017']['images']
+
+
+def _dataset(root):
+    """The val split of the toy under ``root``, read as evaluation reads
+    it."""
+    return CocoPanopticOVDataset(
+        data_root=str(root),
         ann_file='annotations/panoptic_val2017.json',
         data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
         test_mode=True,
         pipeline=[])
-    return dataset, written['val2017']['images']
 
 
 def crowd_toy(tmp_path):
@@ -57,13 +62,7 @@ def crowd_toy(tmp_path):
     listed[-1]['iscrowd'] = 1
     with open(ann_file, 'w') as f:
         json.dump(content, f)
-    dataset = CocoPanopticOVDataset(
-        data_root=str(tmp_path),
-        ann_file='annotations/panoptic_val2017.json',
-        data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
-        test_mode=True,
-        pipeline=[])
-    return dataset, segments
+    return _dataset(tmp_path), segments
 
 
 @pytest.fixture
