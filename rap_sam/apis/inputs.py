@@ -649,18 +649,46 @@ def is_stream_url(source) -> bool:
     return isinstance(source, str) and '://' in source
 
 
+#: Query parameters that carry a credential (IP cameras take their
+#: login so: ``?user=admin&password=...``), matched in any case.
+SECRET_PARAMS = frozenset(
+    ('password', 'pwd', 'pass', 'passwd', 'token', 'auth', 'key', 'apikey',
+     'api_key', 'access_token', 'secret'))
+
+
+def _without_secret_params(url: str) -> str:
+    """``url`` with the values of its :data:`SECRET_PARAMS` query parameters
+    replaced by ``***``, its text otherwise as it was. The query is where
+    ``urlsplit`` finds it (after the first ``?``, before the first ``#``),
+    found by hand: ``urlsplit`` refuses some URLs. Parameters are separated
+    by ``&`` only, as servers read them: a ``;`` is part of a value."""
+    head, hash_mark, fragment = url.partition('#')
+    path, question_mark, query = head.partition('?')
+    if not question_mark:
+        return url
+    params = query.split('&')
+    for i, param in enumerate(params):
+        name, _, value = param.partition('=')
+        decoded = urllib.parse.unquote_plus(name).strip().lower()
+        if value and decoded in SECRET_PARAMS:
+            params[i] = f'{name}=***'
+    return f'{path}?{"&".join(params)}{hash_mark}{fragment}'
+
+
 def without_password(url: str) -> str:
-    """``url`` without its ``user:password@`` (or ``user@``): every message,
-    log line and file that names a stream names it so, not its
-    credentials."""
+    """``url`` without its ``user:password@`` (or ``user@``), and with the
+    values of its credential query parameters (``password=``, ``token=``
+    ...: :data:`SECRET_PARAMS`) as ``***``: every message, log line and file
+    that names a stream names it so, not its credentials."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # urlsplit refuses some (an unclosed IPv6 bracket)
-        return re.sub(r'(?<=://)[^/?#]*@', '', url, count=1)
-    if '@' not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit('@', 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+        url = re.sub(r'(?<=://)[^/?#]*@', '', url, count=1)
+    else:
+        if '@' in parts.netloc:
+            host = parts.netloc.rsplit('@', 1)[1]
+            url = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return _without_secret_params(url)
 
 
 def _live_frames(source: Union[int, str],

@@ -125,3 +125,60 @@ def test_a_streams_other_messages_name_it_without_its_password(
 def test_without_password(url, named):
     assert without_password(url) == named
     assert not re.search('pw|pass|p%40ss|p@ss', without_password(url))
+
+
+@pytest.mark.parametrize(
+    'url,named',
+    [
+        ('rtsp://cam.local/stream?user=admin&password=s3cret',
+         'rtsp://cam.local/stream?user=admin&password=***'),
+        ('rtsp://cam.local/stream?user=admin&pwd=s3cret&channel=1',
+         'rtsp://cam.local/stream?user=admin&pwd=***&channel=1'),
+        ('http://cam.local/video.mjpg?PassWord=s3cret&Resolution=640x480',
+         'http://cam.local/video.mjpg?PassWord=***&Resolution=640x480'),
+        ('http://cam.local/v?pass=s3cret&passwd=s3cret&TOKEN=s3cret',
+         'http://cam.local/v?pass=***&passwd=***&TOKEN=***'),
+        ('https://cam.local/v?auth=s3cret&Key=s3cret&apikey=s3cret',
+         'https://cam.local/v?auth=***&Key=***&apikey=***'),
+        ('https://cam.local/v?api_key=s3cret&access_token=s3cret&secret=s3',
+         'https://cam.local/v?api_key=***&access_token=***&secret=***'),
+        # Both forms at once; the rest of the URL as it was.
+        ('rtsp://admin:s3cret@cam.local:554/live?token=s3cret&fps=5#main',
+         'rtsp://cam.local:554/live?token=***&fps=5#main'),
+        # A value with = or ; in it is hidden whole; an empty one is none.
+        ('rtsp://cam.local/live?password=s3=c;ret&password=&ch=1',
+         'rtsp://cam.local/live?password=***&password=&ch=1'),
+        # A name percent-encoded.
+        ('rtsp://cam.local/live?pass%77ord=s3cret',
+         'rtsp://cam.local/live?pass%77ord=***'),
+        # Names that only contain a secret one's, and no query: unchanged.
+        ('rtsp://cam.local/live?keyframe=1&passes=2&monkey=3',
+         'rtsp://cam.local/live?keyframe=1&passes=2&monkey=3'),
+        ('rtsp://cam.local/live/password=1',
+         'rtsp://cam.local/live/password=1'),
+        ('rtsp://cam.local/live#token=1', 'rtsp://cam.local/live#token=1'),
+        # urlsplit refuses it.
+        ('rtsp://u:pw@[::1/live?user=admin&pwd=s3cret',
+         'rtsp://[::1/live?user=admin&pwd=***'),
+    ])
+def test_without_password_hides_credential_parameters(url, named):
+    assert without_password(url) == named
+
+
+@pytest.mark.parametrize('scheme', ['http', 'rtsp'])
+def test_a_stream_that_cannot_be_opened_is_named_without_its_token(
+        served_clip, scheme):
+    """A camera that takes its login as query parameters: the message keeps
+    the other parameters and hides the credentials' values."""
+    _, base = served_clip
+    host = (
+        base[len('http://'):]
+        if scheme == 'http' else f'127.0.0.1:{_closed_port()}')
+    query = 'user=admin&Password=s3cret&channel=1&api_key=k3y'
+    with pytest.raises(InputError) as err:
+        next(iter_frames(f'{scheme}://{host}/missing.mp4?{query}'))
+    assert str(err.value) == (
+        f'Cannot open the stream {scheme}://{host}/missing.mp4?user=admin&'
+        'Password=***&channel=1&api_key=*** (unreachable, not a video stream, '
+        'or a protocol OpenCV cannot read).')
+    assert 's3cret' not in str(err.value) and 'k3y' not in str(err.value)
