@@ -343,12 +343,17 @@ def _check_event_data(data) -> None:
 
 def _check_inputs(block_fn, inputs: list) -> None:
     """What gradio refuses with a traceback before a handler runs, said in
-    one line: too few values, a file input that is not a file (a path sent
-    without gradio_client's ``handle_file``: pydantic's many lines), a file
-    sent as a URL (:func:`_check_no_url`)."""
+    one line: too few values (a session state's None counted), a file input
+    that is not a file (a path sent without gradio_client's
+    ``handle_file``: pydantic's many lines), a file sent as a URL
+    (:func:`_check_no_url`)."""
     if len(inputs) < len(block_fn.inputs):
+        # A request holds a value for every input, a session state's too
+        # (None: the server keeps it), as the page and gradio_client send
+        # them; counting the states out named a count that is refused too.
         named = [
-            block.label for block in block_fn.inputs if not block.skip_api
+            "None for the page's state" if block.stateful else
+            (block.label or type(block).__name__) for block in block_fn.inputs
         ]
         raise _refusal(f'/{block_fn.api_name} takes {len(named)} value'
                        f'{"s" * (len(named) != 1)} ({", ".join(named)}), '

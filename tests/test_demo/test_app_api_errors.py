@@ -218,15 +218,17 @@ def test_a_file_input_sent_as_no_file(app, name, value, label):
 
 
 def test_too_few_values(app):
+    """A session state's value (None) is counted: a request holds one."""
     from app import _check_inputs, build_ui
     ui = build_ui(app)
     assert _refused(_check_inputs, _endpoint(ui, 'show_frame'), []) == (
-        '/show_frame takes 2 values (Video, Frame to click on (0 is the '
-        'first)), got 0.')
-    assert _refused(
-        _check_inputs, _endpoint(ui, 'on_select'),
-        [None
-         ]) == ('/on_select takes 2 values (Image, A click adds a), got 1.')
+        '/show_frame takes 3 values (Video, Frame to click on (0 is the '
+        "first), None for the page's state), got 0.")
+    on_select = _endpoint(ui, 'on_select')
+    said = _refused(_check_inputs, on_select, [None])
+    assert said == ("/on_select takes 3 values (Image, None for the page's "
+                    'state, A click adds a), got 1.')
+    _check_inputs(on_select, [None, None, 'point'])
 
 
 def test_a_long_value_is_cut_short():
@@ -386,6 +388,51 @@ def test_the_served_app_answers_malformed_calls_with_messages(
         # Still up, and the page's calls answered as before.
         _, note = client.predict(video, 3, api_name='/show_frame')
         assert 'frame 3 of 4' in note
+    finally:
+        ui.close()
+    assert 'Traceback' not in capfd.readouterr().err
+
+
+def test_a_raw_call_without_its_states_values(app, small_video, small_photo,
+                                              tmp_path, monkeypatch, capfd):
+    """A raw /queue/join call that leaves out the None of a session state
+    is told the count the request must hold, the None in its place, and the
+    count it sent (it was told the count without the states: the count it
+    had sent, refused); sent so, the call is answered."""
+    from app import launch
+    monkeypatch.setenv('GRADIO_TEMP_DIR', str(tmp_path / 'gradio'))
+    session, click = uuid.uuid4().hex, {'index': [40, 30], 'value': None}
+    state = "None for the page's state"
+    port = _free_port()
+    ui = launch(app, '127.0.0.1', port)
+    try:
+        video, photo = _upload(port, small_video), _upload(port, small_photo)
+        for api, data, event, message in [
+            ('/on_frame_click', [video, 'point'], click,
+             f'takes 3 values (Video, {state}, A click adds a), got 2.'),
+            ('/show_frame', [video, 1], None, 'takes 3 values (Video, Frame '
+             f'to click on (0 is the first), {state}), got 2.'),
+            ('/on_track_clicks', [video], None,
+             f'takes 2 values (Video, {state}), got 1.'),
+            ('/clear_clicks', [], None, f'takes 1 value ({state}), got 0.'),
+            ('/on_select', [photo, 'point'], click,
+             f'takes 3 values (Image, {state}, A click adds a), got 2.'),
+            ('/clear', [photo], None, f'takes 2 values (Image, {state}), got '
+             '1.'),
+        ]:
+            assert _queue_call(ui, port, api, data, event,
+                               session) == f'{api} {message}'
+        # The values it names: answered.
+        assert _queue_call(ui, port, '/load_video', [video], None,
+                           session) is None
+        for api, data, event in [
+            ('/show_frame', [video, 1, None], None),
+            ('/on_frame_click', [video, None, 'point'], click),
+            ('/clear_clicks', [None], None),
+            ('/load_image', [photo], None),
+            ('/clear', [photo, None], None),
+        ]:
+            assert _queue_call(ui, port, api, data, event, session) is None
     finally:
         ui.close()
     assert 'Traceback' not in capfd.readouterr().err
