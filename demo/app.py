@@ -1017,7 +1017,12 @@ class RapSAMApp:
         state, note = self.add_click(state, mode, x, y)
         return self.render_clicks(state, note)
 
-    def clear_clicks(self, state: dict):
+    def clear_clicks(self, state: dict, video=None):
+        """The shown frame without its clicks. ``video`` is the page's video
+        (None: as if none shown); one the server has no state for is said
+        as a click on it says it (:meth:`_check_session`)."""
+        if video:
+            self._check_session(video, state)
         return self.render_clicks(
             self.new_clicks(
                 state.get('video'), state.get('frame', 0), state.get('size'),
@@ -1245,11 +1250,12 @@ def _video_tab(app: RapSAMApp) -> None:
             app.show_frame, [vid_in, track_frame, clicks],
             [track_canvas, track_note, clicks],
             trigger_mode='always_last')
-        # The video too: a page open since before a restart still shows
-        # it, while the server has no clicks state for the page.
+        # The video too (and to "Clear clicks"): a page open since before a
+        # restart still shows it, while the server has no clicks state for
+        # the page.
         track_canvas.select(on_frame_click, [vid_in, clicks, track_mode],
                             [track_canvas, track_note, clicks])
-        track_clear.click(app.clear_clicks, clicks,
+        track_clear.click(app.clear_clicks, [clicks, vid_in],
                           [track_canvas, track_note, clicks])
         vid_btn.click(on_track, [vid_in, thr], outputs)
         track_btn.click(on_track_clicks, [vid_in, clicks], outputs)

@@ -177,6 +177,9 @@ def test_a_page_open_since_the_server_lost_its_session(app, small_video,
     assert _refused(app.click_frame, app.new_clicks(), 'point', 10, 10,
                     video) == lost
     assert _refused(app.track_clicks, video, app.new_clicks()) == lost
+    # "Clear clicks" too (it blanked the canvas: "Upload a video to click on
+    # its objects.", beside the video the page shows).
+    assert _refused(app.clear_clicks, app.new_clicks(), video) == lost
     # Its upload deleted too (gradio's cache, emptied when the app stops).
     os.remove(video)
     gone = ('pan.mp4 is no longer on the server (uploads are deleted when '
@@ -184,9 +187,12 @@ def test_a_page_open_since_the_server_lost_its_session(app, small_video,
     assert _refused(app.click_frame, app.new_clicks(), 'point', 10, 10,
                     video) == gone
     assert _refused(app.track_clicks, video, app.new_clicks()) == gone
+    assert _refused(app.clear_clicks, app.new_clicks(), video) == gone
     # No video on the page: as before.
     assert _refused(app.click_frame, app.new_clicks(), 'point', 10, 10,
                     None) == 'Upload a video first.'
+    shown, note, _ = app.clear_clicks(app.new_clicks(), None)
+    assert shown is None and note == 'Upload a video to click on its objects.'
 
 
 def _endpoint(ui, name):
@@ -414,7 +420,8 @@ def test_a_raw_call_without_its_states_values(app, small_video, small_photo,
              f'to click on (0 is the first), {state}), got 2.'),
             ('/on_track_clicks', [video], None,
              f'takes 2 values (Video, {state}), got 1.'),
-            ('/clear_clicks', [], None, f'takes 1 value ({state}), got 0.'),
+            ('/clear_clicks', [], None,
+             f'takes 2 values ({state}, Video), got 0.'),
             ('/on_select', [photo, 'point'], click,
              f'takes 3 values (Image, {state}, A click adds a), got 2.'),
             ('/clear', [photo], None, f'takes 2 values (Image, {state}), got '
@@ -428,7 +435,7 @@ def test_a_raw_call_without_its_states_values(app, small_video, small_photo,
         for api, data, event in [
             ('/show_frame', [video, 1, None], None),
             ('/on_frame_click', [video, None, 'point'], click),
-            ('/clear_clicks', [None], None),
+            ('/clear_clicks', [None, video], None),
             ('/load_image', [photo], None),
             ('/clear', [photo, None], None),
         ]:
@@ -469,6 +476,7 @@ def test_a_page_open_since_a_restart_clicks_on_its_frame(
             ('/on_frame_click', [video, None, 'point'], click),
             ('/on_track_clicks', [video, None], None),
             ('/show_frame', [video, 1, None], None),
+            ('/clear_clicks', [None, video], None),
         ]:
             assert _queue_call(ui, port, api, data, event, session) == (
                 'pan.mp4 is no longer on the server (uploads are deleted '
