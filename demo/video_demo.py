@@ -501,8 +501,9 @@ def main(argv=None):
             finally:
                 if bar is not None:
                     bar.close()
-    print(f"{info['num_frames']} frames, {len(info['tracks'])} tracks -> "
-          f'{stem}.mp4/.json')
+        # Inside: a stdout closed early (| head -1) is one line too.
+        print(f"{info['num_frames']} frames, {len(info['tracks'])} tracks "
+              f'-> {stem}.mp4/.json')
 
 
 if __name__ == '__main__':

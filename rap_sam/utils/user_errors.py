@@ -13,9 +13,11 @@ peer``) did not fail itself: it ends as a stopped one, without a trace
 (:func:`peer_stopped`), and the process that failed says why. A
 :class:`UserNotice` warning (random weights, a missing class-embedding
 file) is shown by the tools as ``warning: <message>``, without the code
-location Python's warnings add.
+location Python's warnings add. A stdout closed before the tool is done
+(``TOOL | head -1``) ends it with one line too (:func:`stdout_closed`).
 """
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -147,6 +149,61 @@ def _ignore_stopped_children() -> None:
         pass
 
 
+#: What a shell reports for a program a closed pipe ended (128 + SIGPIPE):
+#: a tool whose stdout is closed early stops as a C program would.
+STDOUT_CLOSED_EXIT_CODE = 128 + signal.SIGPIPE
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``TOOL | head -1``
+    once head has its line, ``| grep -m1 ...`` once it has a match):
+    every write to it raises ``BrokenPipeError``. A ``BrokenPipeError``
+    from elsewhere (a socket, a child's pipe) is not this."""
+    try:
+        import select
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR is always reported
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, ValueError, OSError):  # no poll, no descriptor
+        return False
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device: what is still buffered for it, and
+    Python's flush of it at exit, go nowhere instead of raising
+    ``BrokenPipeError`` again (``Exception ignored ... BrokenPipeError``)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def stdout_closed_message(note: str = '') -> str:
+    """The line a tool whose stdout was closed early ends with."""
+    note = f'; {note}' if note else ''
+    return ('error: stdout was closed before the run ended (the command '
+            'reading it, such as head, exited): stopped; redirect stdout to '
+            f'a file to keep all it prints{note}.')
+
+
+def _log_to_closed_stdout(handle_error):
+    """``logging.Handler.handleError`` that lets a ``BrokenPipeError`` of
+    a closed stdout through to :func:`cli_errors` (mmengine's logger writes
+    to stdout; logging itself would print ``--- Logging error ---`` and a
+    traceback for every record after) and hands every other error to
+    ``handle_error``."""
+
+    def handleError(self, record):
+        err = sys.exc_info()[1]
+        if isinstance(err, BrokenPipeError) and stdout_closed():
+            raise err
+        handle_error(self, record)
+
+    return handleError
+
+
 @contextlib.contextmanager
 def cli_errors(interrupted: str = ''):
     """Run a tool's body; a :class:`UserError` ends it with a message, a
@@ -170,8 +227,11 @@ def cli_errors(interrupted: str = ''):
     previous = release()
     show = warnings.showwarning
     warnings.showwarning = _show_notices(show)
+    handle_error = logging.Handler.handleError
+    logging.Handler.handleError = _log_to_closed_stdout(handle_error)
     try:
         yield
+        sys.stdout.flush()  # a closed stdout is found here, not at exit
     except UserError as err:
         _keep_exit_status()
         report_user_error(err)
@@ -188,6 +248,19 @@ def cli_errors(interrupted: str = ''):
             file=sys.stderr,
             flush=True)
         raise SystemExit(INTERRUPTED_EXIT_CODE)
+    except BrokenPipeError:
+        if not stdout_closed():
+            _keep_exit_status()
+            raise
+        _discard_stdout()
+        try:
+            print(
+                stdout_closed_message(interrupted),
+                file=sys.stderr,
+                flush=True)
+        except BrokenPipeError:  # stderr went to the same pipe (2>&1)
+            pass
+        raise SystemExit(STDOUT_CLOSED_EXIT_CODE)
     except Exception as err:
         if not peer_stopped(err):
             _keep_exit_status()
@@ -195,4 +268,5 @@ def cli_errors(interrupted: str = ''):
         stop_with_peer(err)
     finally:
         warnings.showwarning = show
+        logging.Handler.handleError = handle_error
         restore(previous)
