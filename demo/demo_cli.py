@@ -118,9 +118,12 @@ def base_parser(doc: str,
              if export else ')'))
         parser.add_argument(
             '--threads',
-            type=int,
+            type=positive_int,
             default=None,
-            help='threads per graph for onnxruntime / openvino')
+            help='threads per graph for onnxruntime / openvino (PyTorch '
+            'takes OMP_NUM_THREADS)')
+        # check_export_args refuses --threads on torch, which ignored it.
+        parser.runtime_threads = True
         if export:
             parser.add_argument(
                 '--export',
@@ -168,6 +171,12 @@ def check_export_args(parser: argparse.ArgumentParser,
                          '(or --export DIR, an export folder)')
         args.backend = args.backend or 'torch'
         args.precision = args.precision or 'fp32'
+        if args.backend == 'torch' and args.threads is not None and getattr(
+                parser, 'runtime_threads', False):
+            parser.error(
+                f'--threads {args.threads} is for --backend onnxruntime or '
+                'openvino; PyTorch takes its threads from OMP_NUM_THREADS '
+                f'(OMP_NUM_THREADS={args.threads} python ...)')
         return
     if args.config is not None:
         parser.error(f'give {config} ({args.config}) or --export DIR '
@@ -234,11 +243,25 @@ def predictor_kwargs(args) -> dict:
     """The predictor's vocabulary options from the parsed arguments; the
     class file is read here, so a bad one is reported before the model
     loads."""
+    from rap_sam.apis import InputError
     from rap_sam.utils.text_classifier import read_class_file
-    classes = args.classes
-    if classes is not None:
+    classes, num_things = args.classes, args.num_things
+    if classes is None:
+        if num_things is not None:
+            # The predictor ignored it: the config's classes say which
+            # are things.
+            raise InputError(
+                f'--num-things {num_things} goes with --classes FILE (the '
+                'first N of its classes are things); without --classes the '
+                "config's classes are used as they are: leave it out.")
+    else:
         classes = read_class_file(classes)
-    return dict(classes=classes, num_things=args.num_things)
+        if num_things is not None and not 0 <= num_things <= len(classes):
+            # Said before the model loads, with the option's name.
+            raise InputError(
+                f'--num-things must be from 0 to the {len(classes)} classes '
+                f'of {args.classes}, got {num_things}.')
+    return dict(classes=classes, num_things=num_things)
 
 
 def score_threshold(text: str) -> float:

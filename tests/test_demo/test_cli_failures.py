@@ -337,3 +337,45 @@ def test_values_starting_with_minus_are_values(small_photo, script, args):
     assert_usage_error(
         run_script(script, small_photo, config, *args),
         "A box must be 4 comma-separated numbers, got '-5,-1,10'")
+
+
+@pytest.mark.parametrize('script', ['demo/demo.py', 'demo/video_demo.py'])
+def test_num_things_without_classes(small_photo, script, tmp_path):
+    """Ignored before (the config's classes say which are things)."""
+    config = YT19 if 'video' in script else COCO
+    line = assert_user_error(
+        run_script(script, small_photo, config, '--num-things', 3, '--out-dir',
+                   tmp_path / 'out'))
+    assert line == (
+        'error: --num-things 3 goes with --classes FILE (the first N of its '
+        "classes are things); without --classes the config's classes are "
+        'used as they are: leave it out.')
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('count', [3, -1])
+def test_num_things_beyond_the_class_file(small_photo, tmp_path, count):
+    """Named as the option, before the model loads (it was the API's
+    'num_things must be between 0 and ...' once the model had loaded)."""
+    classes = tmp_path / 'classes.txt'
+    classes.write_text('cup,mug\n# a comment\nsaucer\n')
+    line = assert_user_error(
+        run_script('demo/demo.py', small_photo, COCO, '--classes', classes,
+                   '--num-things', count, '--out-dir', tmp_path / 'out'))
+    assert line == (f'error: --num-things must be from 0 to the 2 classes '
+                    f'of {classes}, got {count}.')
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--threads', '2'], '--threads 2 is for --backend onnxruntime or '
+     'openvino; PyTorch takes its threads from OMP_NUM_THREADS '
+     '(OMP_NUM_THREADS=2 python ...)'),
+    (['--threads', '0', '--backend', 'onnxruntime'
+      ], "argument --threads: expected a whole number >= 1, got '0'"),
+])
+def test_threads_the_backend_takes(small_photo, args, message):
+    """--threads on torch was ignored without a word; 0 was the API's
+    'num_threads must be >= 1' after torch had loaded."""
+    assert_usage_error(
+        run_script('demo/demo.py', small_photo, COCO, *args), message)
