@@ -418,3 +418,11 @@ def test_an_unreadable_image_or_an_earlier_report_is_one_line(tmp_path):
         run_script(TOOL, COCO, *SMALL, '--out', report),
         f'error: {report} already exists: pass --overwrite')
     assert report.read_text() == '{"my": "earlier results"}'
+
+
+def test_a_folder_as_out_is_refused_before_timing(tmp_path):
+    """It was found when the report was written, after the timing."""
+    proc = run_script(TOOL, COCO, *SMALL, '--out', tmp_path, '--overwrite')
+    assert assert_user_error(proc) == (
+        f'error: --out {tmp_path} is a folder: name a JSON file.')
+    assert proc.stdout == ''

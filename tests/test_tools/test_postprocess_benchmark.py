@@ -116,3 +116,26 @@ def test_post_half_against_exact(tmp_path):
 
 def test_bad_post_is_a_usage_error():
     assert_usage_error(run_tool('--post', 'quarter'), '--post')
+
+
+def test_an_earlier_report_or_a_folder_is_refused_before_timing(tmp_path):
+    """An existing --out was replaced without a word, and a folder was
+    found only when the report was written, after the timing."""
+    report = tmp_path / 'post.json'
+    report.write_text('{"my": "earlier results"}')
+    args = ['--shape', '128', '192', '--repeats', '1', '--warmup', '0']
+    proc = run_tool(*args, '--out', report)
+    line = assert_user_error(proc)
+    assert line == (f'error: {report} already exists: pass --overwrite to '
+                    'replace earlier results, or choose another output '
+                    'folder.')
+    assert proc.stdout == ''
+    assert report.read_text() == '{"my": "earlier results"}'
+    proc = run_tool(*args, '--out', tmp_path, '--overwrite')
+    assert assert_user_error(proc) == (
+        f'error: --out {tmp_path} is a folder: name a JSON file.')
+    assert proc.stdout == ''
+    proc = run_tool(*args, '--outputs', 'objects', '--out', report,
+                    '--overwrite')
+    assert_ran(proc)
+    assert json.loads(report.read_text())['shape'] == [128, 192]

@@ -583,14 +583,16 @@ def print_report(report: dict) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import rap_sam  # noqa: F401  (registers the modules)
-    from rap_sam.utils.output_files import (check_outputs, make_out_dir,
-                                            write_bytes)
+    from rap_sam.utils.output_files import (check_new_file, check_outputs,
+                                            make_out_dir, write_bytes)
     from rap_sam.utils.user_errors import cli_errors
     command = ' '.join([osp.basename(sys.argv[0])] +
                        (argv if argv is not None else sys.argv[1:]))
     with cli_errors():
         if args.out:
-            # Said before minutes of timing, not after.
+            # Said before minutes of timing, not after (a folder was
+            # found only when the report was written).
+            check_new_file(args.out, True, 'JSON')  # folders
             check_outputs([args.out], [], args.overwrite)
         if args.trust_checkpoint:
             from rap_sam.utils.checkpoint import trust_all_checkpoints

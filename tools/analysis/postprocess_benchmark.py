@@ -77,6 +77,11 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='write the report as JSON here')
     parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an earlier --out report (without it the tool refuses '
+        'to, before any work)')
+    parser.add_argument(
         '--post',
         choices=('half', ),
         help='time this approximate post-processing against the exact one '
@@ -97,7 +102,8 @@ if __name__ == '__main__':
 
 import torch
 
-from rap_sam.utils.output_files import make_out_dir, write_bytes
+from rap_sam.utils.output_files import (check_new_file, check_outputs,
+                                        make_out_dir, write_bytes)
 from rap_sam.utils.user_errors import cli_errors
 
 
@@ -148,8 +154,11 @@ def main(argv=None):
     with cli_errors():
         from rap_sam.testing.fusion_outputs import time_fusion_heads
         if args.out:
-            # Checked before the timing, not after it.
+            # Checked before the timing, not after it: a folder, or an
+            # earlier report (replaced without a word before).
+            check_new_file(args.out, True, 'JSON')  # folders
             make_out_dir(osp.dirname(osp.abspath(args.out)))
+            check_outputs([args.out], [], args.overwrite)
         if args.threads:
             torch.set_num_threads(args.threads)
         if args.post:
