@@ -22,6 +22,7 @@ WORK_DIR/TIMESTAMP when started in the same second, so a second evaluation,
 or a training, into it stops with one line naming this one's PID.
 """
 import argparse
+import os
 import os.path as osp
 import runpy
 import sys
@@ -53,7 +54,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--show-dir',
         help='write visualised predictions under '
-        'WORK_DIR/TIMESTAMP/SHOW_DIR')
+        'WORK_DIR/TIMESTAMP/SHOW_DIR (a folder outside it, absolute or with '
+        '.., must be new or empty)')
     add_trust_checkpoint(
         parser,
         help='load the checkpoint with weights_only=False (only for files '
@@ -74,6 +76,7 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, REPO)
 import rap_sam  # noqa: E402,F401  (registers modules and the loader)
+from rap_sam.datasets.data_checks import first_few
 from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       load_model_weights,
                                       trust_all_checkpoints)
@@ -138,6 +141,31 @@ def check_out(args) -> None:
     check_new_file(out, args.overwrite, kind='.pkl')
 
 
+def check_show_dir(show_dir: str, work_dir: str) -> None:
+    """A --show-dir outside this run's WORK_DIR/TIMESTAMP (an absolute
+    path, or one climbing out with ``..``) must not hold files: the hook
+    draws each image under the image's own name, replacing a file of that
+    name without a word (the dataset's own images, for a --show-dir that
+    is their folder)."""
+    # TIMESTAMP is not known yet; a path leaving its folder does not
+    # depend on it.
+    inside = osp.join(osp.abspath(work_dir), 'TIMESTAMP')
+    target = osp.normpath(osp.join(inside, show_dir))
+    if target == inside or target.startswith(inside + os.sep):
+        return  # a folder of this run's, new each run
+    if osp.exists(target) and not osp.isdir(target):
+        raise EvalArgumentError(
+            f'--show-dir {show_dir} is a file: give a folder for the '
+            'drawings.')
+    held = sorted(os.listdir(target)) if osp.isdir(target) else []
+    if held:
+        raise EvalArgumentError(
+            f'--show-dir {show_dir} already holds files ({first_few(held, 3)})'
+            ': the drawings, named as the images, would replace files of the '
+            'same names; give a new or empty folder, or a relative name '
+            '(drawn under WORK_DIR/TIMESTAMP/, new each run).')
+
+
 def build_cfg(args) -> Config:
     cfg = load_config(args)
     if not osp.isfile(osp.expanduser(args.checkpoint)):
@@ -181,6 +209,7 @@ def build_cfg(args) -> Config:
             raise EvalArgumentError(
                 f'--show-dir needs a visualization hook in {args.config}\'s '
                 'default_hooks (mmdet\'s DetVisualizationHook)')
+        check_show_dir(args.show_dir, cfg.work_dir)
         hooks.visualization.draw = True
         hooks.visualization.test_out_dir = args.show_dir
         if cfg.get('visualizer', {}).get('type') in (DetLocalVisualizer,

@@ -338,6 +338,39 @@ def test_show_dir_draws_with_mmdet_visualizer(tmp_path, coco_root):
             assert changed.mean() > 0.2
 
 
+@pytest.mark.parametrize('shown', ['{tmp}/drawings', '../../drawings'])
+def test_show_dir_outside_the_run_never_replaces_files(tmp_path, coco_root,
+                                                       shown):
+    """A --show-dir outside WORK_DIR/TIMESTAMP (absolute, or climbing out
+    with ..) that holds files is refused before the run: the hook drew each
+    image under its own name over any file there (the dataset's images,
+    for their own folder)."""
+    config = 'rap_sam/eval_rap_sam_coco.py'
+    ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
+    shown = shown.format(tmp=tmp_path)
+    # WORK_DIR/TIMESTAMP/../../drawings is tmp_path/drawings too.
+    drawings = tmp_path / 'drawings'
+    drawings.mkdir()
+    for name in sorted(os.listdir(osp.join(coco_root, 'val2017'))):
+        (drawings / name).write_text(f'an earlier drawing of {name}')
+    before = snapshot(drawings)
+    proc = run_script('tools/test.py', config_path(config), ckpt, '--work-dir',
+                      tmp_path / 'work', '--show-dir', shown, '--cfg-options',
+                      *loader_options(coco_root, {}))
+    line = assert_user_error(proc)
+    assert line == (
+        f'error: --show-dir {shown} already holds files (000000000001.jpg, '
+        '000000000002.jpg): the drawings, named as the images, would replace '
+        'files of the same names; give a new or empty folder, or a relative '
+        'name (drawn under WORK_DIR/TIMESTAMP/, new each run).')
+    assert snapshot(drawings) == before
+    assert not (tmp_path / 'work').exists()
+
+
+def snapshot(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
 @pytest.mark.parametrize('which', ['config', 'checkpoint'])
 def test_missing_file_is_one_line(tmp_path, which):
     config, ckpt = config_path('rap_sam/eval_rap_sam_coco.py'), __file__
