@@ -20,6 +20,7 @@ then open http://127.0.0.1:8000. Routes:
 Bad input (not an image, too many pixels, too many bytes) is an HTTP 4xx
 with a one-line JSON ``{"error": ...}``, logged as one line.
 """
+import argparse
 import json
 import os
 import os.path as osp
@@ -32,6 +33,20 @@ from demo_cli import (REPO, base_parser, check_export_args, guard_interrupts,
                       port_number, positive_int)
 
 WEB_DIR = osp.join(REPO, 'demo', 'web')
+#: The longest --timeout: a day (Python's sockets refuse timeouts past
+#: about 292 years with an OverflowError, raised on every connection).
+MAX_TIMEOUT_S = 24 * 60 * 60
+
+
+def timeout_seconds(text: str) -> int:
+    """argparse type: whole seconds, 1 to :data:`MAX_TIMEOUT_S`."""
+    value = positive_int(text)
+    if value > MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f'at most {MAX_TIMEOUT_S} seconds (a day), got {text!r}')
+    return value
+
+
 ORT_DIR = osp.join(WEB_DIR, 'node_modules', 'onnxruntime-web', 'dist')
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'rap_sam', 'eval_rap_sam_coco.py')
 
@@ -61,7 +76,7 @@ def parse_args(argv=None):
         help="the image encoder's threads (default: all cores)")
     parser.add_argument(
         '--timeout',
-        type=positive_int,
+        type=timeout_seconds,
         default=60,
         metavar='SECONDS',
         help='close a connection silent this long, idle or mid-upload '

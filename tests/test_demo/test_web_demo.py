@@ -570,3 +570,21 @@ def test_a_stop_signal_ends_the_server_quietly(server, tmp_path, sig):
     with open(log) as f:
         text = f.read()
     assert 'Traceback' not in text and 'error:' not in text
+
+
+@pytest.mark.parametrize('value, message', [
+    ('100000000000000000000', "at most 86400 seconds (a day), got "
+     "'100000000000000000000'"),
+    ('0', "expected a whole number >= 1, got '0'"),
+])
+def test_a_timeout_out_of_range_is_a_usage_error(value, message, tmp_path):
+    """A timeout past what a socket takes served, then raised an
+    OverflowError traceback on every connection (the page never loaded)."""
+    assert_usage_error(
+        run_script(
+            'demo/web_server.py',
+            '--export',
+            tmp_path / 'none',
+            '--timeout',
+            value,
+            timeout=120), f'argument --timeout: {message}')
