@@ -374,8 +374,10 @@ def test_num_things_beyond_the_class_file(small_photo, tmp_path, count):
     (['--threads', '0', '--backend', 'onnxruntime'
       ], "argument --threads: expected a whole number >= 1, got '0'"),
 ])
-def test_threads_the_backend_takes(small_photo, args, message):
+def test_threads_the_backend_takes(small_photo, args, message, tmp_path):
     """--threads on torch was ignored without a word; 0 was the API's
     'num_threads must be >= 1' after torch had loaded."""
     assert_usage_error(
-        run_script('demo/demo.py', small_photo, COCO, *args), message)
+        run_script('demo/demo.py', small_photo, COCO, *args, '--out-dir',
+                   tmp_path / 'out'), message)
+    assert not (tmp_path / 'out').exists()
