@@ -85,11 +85,13 @@ def main(argv=None):
                     width=img.shape[1],
                     height=img.shape[0],
                     prompts=records))
-    for r in records:
-        where = r.get('xy') or r.get('xyxy')
-        print(f"{r['type']} {where}: {r['category']} (score {r['score']:.2f}"
-              f"), predicted IoU {r['iou_score']:.2f}, {r['area']} pixels")
-    print(f'-> {stem}.png/.json')
+        # Inside: a stdout closed early (| head -1) is one line too.
+        for r in records:
+            where = r.get('xy') or r.get('xyxy')
+            print(f"{r['type']} {where}: {r['category']} (score "
+                  f"{r['score']:.2f}), predicted IoU {r['iou_score']:.2f}, "
+                  f"{r['area']} pixels")
+        print(f'-> {stem}.png/.json')
 
 
 if __name__ == '__main__':

@@ -82,3 +82,18 @@ def test_video_demo_summary_to_a_closed_stdout(tmp_path, small_video):
     assert_stopped(result)
     assert sorted(os.listdir(out)) == ['pan.json', 'pan.mp4']
     assert json.loads((out / 'pan.json').read_text())['complete'] is True
+
+
+def test_prompt_demo_result_lines_to_a_closed_stdout(tmp_path, small_photo):
+    """Without --weights the first write to stdout is the first prompt's
+    line, printed after the png and json are complete: they stay, and the
+    run ends in one line instead of a BrokenPipeError traceback."""
+    out = tmp_path / 'out'
+    result = run_with_closed_stdout('demo/prompt_demo.py', small_photo, COCO,
+                                    *SMALL, '--points', '40,30', '--boxes',
+                                    '10,20,140,90', '--out-dir', out)
+    assert_stopped(result)
+    assert sorted(
+        os.listdir(out)) == ['coffee_prompts.json', 'coffee_prompts.png']
+    info = json.loads((out / 'coffee_prompts.json').read_text())
+    assert [p['type'] for p in info['prompts']] == ['point', 'box']
