@@ -306,3 +306,20 @@ def test_a_calibration_folder_without_a_readable_image_is_said_first(tmp_path):
         f'error: No readable image in the calibration folder {calib}: its '
         'one image file cannot be read (b.jpg (')
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('num_things', [-3, 4])
+def test_num_things_outside_the_class_file_is_said_first(num_things, tmp_path):
+    """It was the API's ``num_things`` message, after the model was built
+    (a random-weights warning first, and seconds at full size): now the
+    option's own line, before the build, naming the class file."""
+    classes = tmp_path / 'classes.txt'
+    classes.write_text('coffee cup,mug\nsaucer\ntable,desk\n')
+    line = assert_user_error(
+        run_script(TOOL, config_path(TOY), '--out', tmp_path / 'out',
+                   '--classes', classes, '--num-things', num_things))
+    assert line == (f'error: --num-things must be from 0 to the 3 classes '
+                    f'of {classes}, got {num_things}.')
+    # Nothing built: no random-weights warning before the line (one line
+    # on stderr) and no folder made.
+    assert sorted(os.listdir(tmp_path)) == ['classes.txt']

@@ -147,6 +147,16 @@ def check_args(args) -> None:
                     f'--{name.replace("_", "-")} goes with --classes FILE.')
     elif not osp.isfile(args.classes):
         raise ExportArgumentError(f'Class file not found: {args.classes}')
+    elif args.num_things is not None:
+        from rap_sam.utils.text_classifier import read_class_file
+
+        # Said with the option's name before the model is built (it was
+        # the API's num_things message after).
+        count = len(read_class_file(args.classes))
+        if not 0 <= args.num_things <= count:
+            raise ExportArgumentError(
+                f'--num-things must be from 0 to the {count} classes of '
+                f'{args.classes}, got {args.num_things}.')
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):
         raise ExportArgumentError(
             f'Checkpoint file not found: {args.checkpoint}')
