@@ -323,3 +323,17 @@ def test_num_things_outside_the_class_file_is_said_first(num_things, tmp_path):
     # Nothing built: no random-weights warning before the line (one line
     # on stderr) and no folder made.
     assert sorted(os.listdir(tmp_path)) == ['classes.txt']
+
+
+def test_a_bad_class_file_is_said_before_the_model_is_built(tmp_path):
+    """Without --num-things the class file was read only after the build
+    (a random-weights warning first, and seconds at full size)."""
+    classes = tmp_path / 'classes.txt'
+    classes.write_text('cup\nmug\ncup\n')
+    line = assert_user_error(
+        run_script(TOOL, config_path(TOY), '--out', tmp_path / 'out',
+                   '--classes', classes))
+    assert line == (f'error: {classes}, line 3: the class \'cup\' is '
+                    'already on line 1: list each class once (synonyms '
+                    'comma-separated on its line).')
+    assert sorted(os.listdir(tmp_path)) == ['classes.txt']

@@ -147,13 +147,14 @@ def check_args(args) -> None:
                     f'--{name.replace("_", "-")} goes with --classes FILE.')
     elif not osp.isfile(args.classes):
         raise ExportArgumentError(f'Class file not found: {args.classes}')
-    elif args.num_things is not None:
+    else:
         from rap_sam.utils.text_classifier import read_class_file
 
-        # Said with the option's name before the model is built (it was
-        # the API's num_things message after).
+        # A bad class file (empty, not text, a class twice), and a count
+        # with the option's name, said before the model is built.
         count = len(read_class_file(args.classes))
-        if not 0 <= args.num_things <= count:
+        if args.num_things is not None and \
+                not 0 <= args.num_things <= count:
             raise ExportArgumentError(
                 f'--num-things must be from 0 to the {count} classes of '
                 f'{args.classes}, got {args.num_things}.')
