@@ -337,3 +337,30 @@ def test_a_bad_class_file_is_said_before_the_model_is_built(tmp_path):
                     'already on line 1: list each class once (synonyms '
                     'comma-separated on its line).')
     assert sorted(os.listdir(tmp_path)) == ['classes.txt']
+
+
+def test_ctrl_c_while_the_graphs_are_written_leaves_nothing(tmp_path):
+    """A Ctrl+C once the export's work folder exists: one line, the
+    shell's status for it, and neither the work folder nor --out left."""
+    import signal
+    import time
+
+    from helpers import start_in_terminal
+    out = tmp_path / 'out'
+    proc = start_in_terminal(TOOL, config_path(TOY), '--out', out)
+    try:
+        deadline = time.monotonic() + 240
+        while not any(name != 'out' for name in os.listdir(tmp_path)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, 'no work folder was made'
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # (The random-weights banner and warnings come before it.)
+    assert proc.returncode == 130, stderr
+    assert 'Traceback' not in stderr, stderr
+    assert stderr.splitlines()[-1] == 'error: interrupted (Ctrl+C).'
+    assert os.listdir(tmp_path) == []
