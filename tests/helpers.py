@@ -192,6 +192,30 @@ def run_script(path: str,
         timeout=timeout)
 
 
+#: The line a tool ends with when its stdout is closed early.
+STDOUT_CLOSED = ('error: stdout was closed before the run ended (the '
+                 'command reading it, such as head, exited): stopped; '
+                 'redirect stdout to a file to keep all it prints.')
+
+
+def run_with_closed_stdout(path: str, *args) -> subprocess.CompletedProcess:
+    """``python PATH ARGS...`` from the repository root, its stdout a pipe
+    whose reading end is already closed (every write fails with EPIPE, as
+    after ``| head -1`` has its line), stderr captured as text."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, path] + [str(a) for a in args],
+            cwd=REPO,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600)
+    finally:
+        os.close(write_end)
+
+
 def start_in_terminal(path: str, *args) -> subprocess.Popen:
     """``python PATH ARGS...`` started as a terminal starts a command: the
     leader of its own process group (so ``os.killpg(proc.pid, SIGINT)`` is

@@ -4,36 +4,13 @@ shell reports a program a closed pipe ended), no ``BrokenPipeError``
 traceback; results written before stay whole, no temporary is left."""
 import json
 import os
-import subprocess
-import sys
 
 import cv2
-from helpers import REPO
+from helpers import STDOUT_CLOSED, run_with_closed_stdout
 
 COCO = 'configs/rap_sam/eval_rap_sam_coco.py'
 YT19 = 'configs/rap_sam/eval_rap_sam_yt19.py'
 SMALL = ['--scale', '64', '64', '--device', 'cpu']
-STOPPED = ('error: stdout was closed before the run ended (the command '
-           'reading it, such as head, exited): stopped; redirect stdout to a '
-           'file to keep all it prints.')
-
-
-def run_with_closed_stdout(script: str, *args) -> subprocess.CompletedProcess:
-    """``python SCRIPT ARGS`` from the repository root, its stdout a pipe
-    whose reading end is already closed (every write fails with EPIPE, as
-    after ``| head -1`` has its line), stderr captured."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        return subprocess.run(
-            [sys.executable, script] + [str(a) for a in args],
-            cwd=REPO,
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=600)
-    finally:
-        os.close(write_end)
 
 
 def assert_stopped(result) -> None:
@@ -41,7 +18,7 @@ def assert_stopped(result) -> None:
     assert result.returncode == 141, stderr[-4000:]
     assert 'Traceback' not in stderr and 'Logging error' not in stderr, \
         stderr[-4000:]
-    assert stderr.splitlines()[-1] == STOPPED, stderr[-4000:]
+    assert stderr.splitlines()[-1] == STDOUT_CLOSED, stderr[-4000:]
     assert stderr.count('error:') == 1, stderr[-4000:]
 
 

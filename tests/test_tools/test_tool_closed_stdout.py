@@ -2,44 +2,21 @@
 -1``): one line on stderr and exit status 141, not logging's ``--- Logging
 error ---`` traceback for every record mmengine logs after, then a
 ``BrokenPipeError`` traceback."""
-import os
 import subprocess
 import sys
 
-from helpers import REPO, config_path, toy_checkpoint
-
-STOPPED = ('error: stdout was closed before the run ended (the command '
-           'reading it, such as head, exited): stopped; redirect stdout to a '
-           'file to keep all it prints.')
-
-
-def run_with_closed_stdout(command) -> subprocess.CompletedProcess:
-    """``command`` from the repository root, its stdout a pipe whose
-    reading end is already closed (as after ``| head -1`` has its line),
-    stderr captured."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        return subprocess.run([str(c) for c in command],
-                              cwd=REPO,
-                              stdout=write_end,
-                              stderr=subprocess.PIPE,
-                              text=True,
-                              timeout=600)
-    finally:
-        os.close(write_end)
+from helpers import (REPO, STDOUT_CLOSED, config_path, run_with_closed_stdout,
+                     toy_checkpoint)
 
 
 def test_test_tool_logging_to_a_closed_stdout(tmp_path):
     toy_checkpoint(tmp_path, 'rap_sam/toy_eval_coco.py')
-    result = run_with_closed_stdout([
-        sys.executable, 'tools/test.py',
-        config_path('rap_sam/toy_eval_coco.py'), tmp_path / 'toy.pth',
-        '--work-dir', tmp_path / 'work', '--cfg-options',
-        f'model.panoptic_head.ov_classifier_dir={tmp_path / "embd"}'
-    ])
+    result = run_with_closed_stdout(
+        'tools/test.py', config_path('rap_sam/toy_eval_coco.py'),
+        tmp_path / 'toy.pth', '--work-dir', tmp_path / 'work', '--cfg-options',
+        f'model.panoptic_head.ov_classifier_dir={tmp_path / "embd"}')
     assert result.returncode == 141, result.stderr[-4000:]
-    assert result.stderr.splitlines() == [STOPPED], result.stderr[-4000:]
+    assert result.stderr.splitlines() == [STDOUT_CLOSED], result.stderr[-4000:]
 
 
 def test_a_broken_pipe_that_is_not_stdout_keeps_its_traceback():
