@@ -87,8 +87,14 @@ def test_ctrl_c_stops_the_training_in_one_line(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(0.5)
-        survivors = _processes_naming(str(root / 'uninterrupted'))
+        # A killed process is listed until the kernel has released its
+        # memory (a training's: up to seconds on a busy machine).
+        end = time.time() + 10
+        while True:
+            survivors = _processes_naming(str(root / 'uninterrupted'))
+            if not survivors or time.time() > end:
+                break
+            time.sleep(0.1)
         for pid in survivors:
             os.kill(pid, signal.SIGKILL)
     assert survivors == []
