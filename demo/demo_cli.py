@@ -244,7 +244,7 @@ def predictor_kwargs(args) -> dict:
     class file is read here, so a bad one is reported before the model
     loads."""
     from rap_sam.apis import InputError
-    from rap_sam.utils.text_classifier import read_class_file
+    from rap_sam.utils.text_classifier import check_num_things, read_class_file
     classes, num_things = args.classes, args.num_things
     if classes is None:
         if num_things is not None:
@@ -256,11 +256,8 @@ def predictor_kwargs(args) -> dict:
                 "config's classes are used as they are: leave it out.")
     else:
         classes = read_class_file(classes)
-        if num_things is not None and not 0 <= num_things <= len(classes):
-            # Said before the model loads, with the option's name.
-            raise InputError(
-                f'--num-things must be from 0 to the {len(classes)} classes '
-                f'of {args.classes}, got {num_things}.')
+        # Said before the model loads, with the option's name.
+        check_num_things(num_things, classes, args.classes)
     return dict(classes=classes, num_things=num_things)
 
 

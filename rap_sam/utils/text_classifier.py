@@ -162,6 +162,20 @@ def read_class_file(path: str) -> List[str]:
     return names
 
 
+def check_num_things(num_things: Optional[int], classes: Sequence[str],
+                     class_file: str) -> None:
+    """The tools' ``--num-things`` against the ``classes`` read from
+    ``class_file``: said with the option's name before a model is built.
+
+    Raises:
+        VocabularyError: ``num_things`` outside 0 to ``len(classes)``.
+    """
+    if num_things is not None and not 0 <= num_things <= len(classes):
+        raise VocabularyError(
+            f'--num-things must be from 0 to the {len(classes)} classes of '
+            f'{class_file}, got {num_things}.')
+
+
 def vocabulary_name(class_names: Sequence[str], model_name: str,
                     weights: Optional[str]) -> str:
     """A class-embedding name fixed by the content it encodes.

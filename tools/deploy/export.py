@@ -148,16 +148,13 @@ def check_args(args) -> None:
     elif not osp.isfile(args.classes):
         raise ExportArgumentError(f'Class file not found: {args.classes}')
     else:
-        from rap_sam.utils.text_classifier import read_class_file
+        from rap_sam.utils.text_classifier import (check_num_things,
+                                                   read_class_file)
 
         # A bad class file (empty, not text, a class twice), and a count
         # with the option's name, said before the model is built.
-        count = len(read_class_file(args.classes))
-        if args.num_things is not None and \
-                not 0 <= args.num_things <= count:
-            raise ExportArgumentError(
-                f'--num-things must be from 0 to the {count} classes of '
-                f'{args.classes}, got {args.num_things}.')
+        check_num_things(args.num_things, read_class_file(args.classes),
+                         args.classes)
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):
         raise ExportArgumentError(
             f'Checkpoint file not found: {args.checkpoint}')
