@@ -110,12 +110,15 @@ def base_parser(doc: str,
             (' (default: torch; onnxruntime with --export)' if export else ''))
         parser.add_argument(
             '--precision',
-            choices=('fp32', 'bf16'),
+            # int8 comes from an export folder (calibrated beforehand).
+            choices=('fp32', 'bf16') + (('int8', 'int8-bf16') if export else
+                                        ()),
             default=None if export else 'fp32',
             help='bf16 is approximate and opt-in (torch autocast or '
             "OpenVINO's bf16; int8: tools/deploy/export.py" +
-            (", run with --export; default: fp32, or the export folder's)"
-             if export else ')'))
+            (", run with --export; int8-bf16: an int8 folder on openvino "
+             "with its float operations in bf16; default: fp32, or the "
+             "export folder's)" if export else ')'))
         parser.add_argument(
             '--threads',
             type=positive_int,

@@ -157,7 +157,8 @@ BACKENDS = ('torch', ) + tuple(RUNTIME_BACKENDS)
 #: with AVX-512 BF16 / AMX, fp16 on GPUs); each runtime says what it runs
 #: (bf16 is OpenVINO's inference precision; int8 runs graphs quantized from
 #: an fp32 export, tools/deploy/export.py --precision int8 --calib DIR, so
-#: it comes from an export folder, from_export). Approximate, opt-in.
+#: it comes from an export folder, from_export; int8-bf16 runs them on
+#: OpenVINO with the float operations in bf16). Approximate, opt-in.
 PRECISIONS = {
     'torch': ('fp32', 'bf16', 'fp16'),
     **{
@@ -268,9 +269,10 @@ class RapSAMPredictor:
         precision (str): ``'fp32'`` (exact: every backend gives the torch
             model's results to float rounding); ``'bf16'`` (torch autocast,
             or OpenVINO's bfloat16 inference) and ``'fp16'`` (torch
-            autocast, GPUs) are approximate and opt-in. ``'int8'`` needs
-            calibration images: export with ``tools/deploy/export.py
-            --precision int8 --calib DIR`` and use :meth:`from_export`.
+            autocast, GPUs) are approximate and opt-in. ``'int8'`` (and
+            OpenVINO's ``'int8-bf16'``) needs calibration images: export
+            with ``tools/deploy/export.py --precision int8 --calib DIR``
+            and use :meth:`from_export`.
         num_threads (int, optional): Threads of a runtime backend (its
             default, all cores, when None); torch keeps its own setting.
         post (str): The post-processing of images: ``'exact'`` (mmdet's
@@ -309,12 +311,13 @@ class RapSAMPredictor:
         if post != 'exact' and backend == 'torch' and optimize is False:
             raise InputError(f'post {post!r} is an optimisation: it needs '
                              'optimize=True.')
-        if backend != 'torch' and precision == 'int8':
+        if backend != 'torch' and precision.startswith('int8'):
             raise InputError(
-                'int8 needs calibration images: export with '
+                f'{precision} needs calibration images: export with '
                 'tools/deploy/export.py CONFIG --checkpoint CKPT --out DIR '
                 '--precision int8 --calib DIR_OF_IMAGES, then use '
-                f'RapSAMPredictor.from_export(DIR, backend={backend!r}).')
+                f'RapSAMPredictor.from_export(DIR, backend={backend!r}, '
+                f'precision={precision!r}).')
         num_threads = _check_threads(num_threads)
         if backend == 'torch' and precision != 'fp32' and optimize is False:
             raise InputError(f'precision {precision!r} is an optimisation: '
@@ -465,8 +468,10 @@ class RapSAMPredictor:
             export_dir (str): The export folder.
             backend (str): ``'onnxruntime'`` or ``'openvino'``.
             precision (str, optional): The folder's (deploy.json) by
-                default; ``'bf16'`` may be asked of an fp32 folder on
-                OpenVINO.
+                default; on OpenVINO ``'bf16'`` may be asked of an fp32
+                folder, and ``'int8-bf16'`` of an int8 one (its float
+                operations in bfloat16: faster on CPUs with fast bfloat16,
+                approximate, see docs/deploy.md).
             num_threads (int, optional): Threads per graph.
             max_pixels, prompt_batch_size, post: as for the constructor.
 

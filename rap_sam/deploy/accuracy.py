@@ -19,6 +19,8 @@ from mmdet.evaluation.functional import INSTANCE_OFFSET
 from scipy.optimize import linear_sum_assignment
 
 from rap_sam.utils.user_errors import UserError
+from .backends import BACKENDS as RUNTIMES
+from .backends import FOLDER_PRECISIONS
 from .quantize import DEFAULT_CALIBRATION, check_int8_modules
 
 #: scikit-image's real photos (``skimage.data``), beside demo/demo.jpg.
@@ -303,8 +305,8 @@ def parse_modes(modes: Sequence[str]) -> List[Tuple[str, str]]:
     from .prepare import POSTS
     approximate = [p for p in POSTS if p != 'exact']
     usage = (f'--modes takes BACKEND:PRECISION[:POST] (backend torch, '
-             f'onnxruntime or openvino; precision bf16 or int8, or fp32 '
-             f'with a post; post {" or ".join(approximate)})')
+             'onnxruntime or openvino; precision bf16, int8 or int8-bf16, '
+             f'or fp32 with a post; post {" or ".join(approximate)})')
     parsed = []
     for mode in modes:
         parts = mode.split(':')
@@ -315,19 +317,28 @@ def parse_modes(modes: Sequence[str]) -> List[Tuple[str, str]]:
         backend, precision, post = parts
         known = (
             backend in ('torch', 'onnxruntime', 'openvino')
-            and precision in ('fp32', 'bf16', 'int8') and post in POSTS)
+            and precision in FOLDER_PRECISIONS and post in POSTS)
         if not known:
             raise UserError(f'{usage}, got {mode!r}.')
         if (precision, post) == ('fp32', 'exact'):
             raise UserError(f'{usage}, got {mode!r} (fp32 with the exact '
                             'post-processing is what each mode is '
                             'compared with).')
-        if (backend, precision) == ('torch', 'int8'):
-            raise UserError('int8 runs on onnxruntime or openvino (an '
-                            'int8 export), not on torch.')
+        if backend == 'torch' and _needs_int8(precision):
+            raise UserError(f'{precision} runs on an int8 export '
+                            '(onnxruntime or openvino), not on torch.')
+        runs = RUNTIMES[backend].precisions if backend in RUNTIMES else ()
+        if backend in RUNTIMES and precision not in runs:
+            raise UserError(f'{backend} runs {", ".join(runs)}, not '
+                            f'{precision} ({mode!r}).')
         parsed.append(
             (backend, precision if post == 'exact' else f'{precision}:{post}'))
     return parsed
+
+
+def _needs_int8(precision: str) -> bool:
+    """Whether a runtime ``precision`` runs on an int8 export folder."""
+    return FOLDER_PRECISIONS.get(precision) == ('int8', )
 
 
 def _split_setting(setting: str) -> Tuple[str, str]:
@@ -354,7 +365,7 @@ def check_inputs(modes: Sequence[Tuple[str, str]],
         raise UserError(
             f'--int8-graphs: no graph {", ".join(repr(g) for g in unknown)} '
             f'in an export; choose from {", ".join(GRAPH_NAMES)}.')
-    if any(_split_setting(setting)[0] == 'int8' for _, setting in modes):
+    if any(_needs_int8(_split_setting(s)[0]) for _, s in modes):
         from .calibration import calibration_images
         calibration_images(calib, max_calib_images)
 
@@ -480,7 +491,7 @@ def compare_modes(config: str,
         overwrite=True)
     log(f'fp32 export: {fp32_dir} ({time.time() - start:.0f} s)')
     exports = {'fp32': fp32_dir}
-    if any(_split_setting(s)[0] == 'int8' for _, s in modes):
+    if any(_needs_int8(_split_setting(s)[0]) for _, s in modes):
         start = time.time()
         exports['int8'] = quantize_export(
             fp32_dir,
@@ -509,7 +520,7 @@ def compare_modes(config: str,
                     precision=precision,
                     post=post)
             else:
-                folder = exports['int8' if precision == 'int8' else 'fp32']
+                folder = exports['int8' if _needs_int8(precision) else 'fp32']
                 made = RapSAMPredictor.from_export(
                     folder,
                     backend=backend,

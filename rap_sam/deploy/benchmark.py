@@ -186,7 +186,7 @@ def skip_reason(variant: Variant,
         return (f"post={variant.post!r} is for images: a video model's clip "
                 'linker reads exact per-query masks')
     if variant.backend == 'torch':
-        if variant.precision == 'int8':
+        if variant.precision.startswith('int8'):
             return (
                 'torch has no int8 path here: int8 is post-training static '
                 'quantization of the ONNX export (onnxruntime, openvino)')
@@ -207,7 +207,7 @@ def skip_reason(variant: Variant,
                     'Softmax ...): bf16 runs on openvino and torch')
         return (f'{variant.backend} runs {", ".join(runtime.precisions)}, '
                 f'not {variant.precision}')
-    if variant.precision == 'bf16' and machine and not (
+    if variant.precision.endswith('bf16') and machine and not (
             machine.get('avx512_bf16') or machine.get('amx_bf16')):
         # OpenVINO would quietly compute in fp32: not a bf16 figure.
         return ('this CPU has neither AVX-512 BF16 nor AMX: OpenVINO would '
@@ -278,7 +278,7 @@ class RuntimeExports:
     when an int8 variant runs, int8 quantized from it (the image encoder;
     :func:`rap_sam.deploy.quantize.quantize_export`), calibrated on
     ``calib_dir`` or on :func:`write_calibration_images`. bf16 reads the
-    fp32 folder (a runtime setting).
+    fp32 folder, int8-bf16 the int8 one (runtime settings).
 
     Args:
         model (nn.Module): The model as built (a copy is prepared for
@@ -325,7 +325,9 @@ class RuntimeExports:
                 of memory); a second call raises it again without
                 retrying.
         """
-        key = 'int8' if precision == 'int8' else 'fp32'
+        from .backends import FOLDER_PRECISIONS
+        key = 'int8' if 'int8' in FOLDER_PRECISIONS.get(precision,
+                                                        ()) else 'fp32'
         if key in self._failed:
             raise self._failed[key]
         if key in self._dirs:

@@ -157,6 +157,31 @@ def test_options_reach_the_export_predictor(small_photo, int8_export):
     assert predictor.runtime.backend.num_threads == 1
 
 
+def test_int8_bf16_on_an_int8_export(small_photo, int8_export, tmp_path):
+    """--precision int8-bf16 runs an int8 folder on OpenVINO (its float
+    operations in bf16); on ONNX Runtime, one line naming where it runs."""
+    assert_ran(
+        run_script(DEMO, small_photo, '--export', int8_export, '--backend',
+                   'openvino', '--precision', 'int8-bf16', '--out-dir',
+                   tmp_path / 'o'))
+    result = read_json(tmp_path / 'o' / 'coffee.json')
+    assert (result['height'], result['width']) == (100, 150)
+    demo = load_tool('demo/demo.py')
+    args = demo.parse_args([
+        small_photo, '--export',
+        str(int8_export), '--backend', 'openvino', '--precision', 'int8-bf16'
+    ])
+    predictor = demo.load_predictor(args)
+    assert (predictor.backend, predictor.precision) == ('openvino',
+                                                        'int8-bf16')
+    proc = run_script(DEMO, small_photo, '--export', int8_export,
+                      '--precision', 'int8-bf16', '--out-dir', tmp_path / 'x')
+    assert_user_error(
+        proc, 'The onnxruntime backend runs fp32, int8, not int8-bf16; '
+        'int8-bf16 runs on openvino.')
+    assert not (tmp_path / 'x').exists()
+
+
 def test_not_an_export_folder(small_photo, tmp_path):
     (tmp_path / 'empty').mkdir()
     proc = run_script(DEMO, small_photo, '--export', tmp_path / 'none',

@@ -118,8 +118,17 @@ def test_parse_modes_and_options():
         ['torch:fp32:half', 'openvino:int8:half',
          'torch:bf16:exact']) == [('torch', 'fp32:half'),
                                   ('openvino', 'int8:half'), ('torch', 'bf16')]
-    for bad, message in [('torch:int8', 'int8 runs on onnxruntime'),
-                         ('torch:int8:half', 'int8 runs on onnxruntime'),
+    # OpenVINO's bf16 float operations on the int8 export.
+    assert parse_modes(['openvino:int8-bf16', 'openvino:int8-bf16:half'
+                        ]) == [('openvino', 'int8-bf16'),
+                               ('openvino', 'int8-bf16:half')]
+    for bad, message in [('torch:int8', 'int8 runs on an int8 export'),
+                         ('torch:int8:half', 'int8 runs on an int8 export'),
+                         ('torch:int8-bf16', 'int8-bf16 runs on an int8'),
+                         ('onnxruntime:int8-bf16',
+                          'onnxruntime runs fp32, int8, not int8-bf16'),
+                         ('onnxruntime:bf16',
+                          'onnxruntime runs fp32, int8, not bf16'),
                          ('onnxruntime', 'BACKEND:PRECISION'),
                          ('tensorrt:int8', 'BACKEND:PRECISION'),
                          ('openvino:fp32', 'what each mode is compared with'),

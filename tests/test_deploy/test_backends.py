@@ -224,7 +224,7 @@ def test_missing_feed_names_the_input(toy_dir):
     (('tensorrt', ), "Unknown backend 'tensorrt': use one of onnxruntime, "
      'openvino'),
     (('onnxruntime', 'fp16'), r"precision must be one of \('fp32', 'bf16', "
-     r"'int8'\), got 'fp16'"),
+     r"'int8', 'int8-bf16'\), got 'fp16'"),
     (('onnxruntime', 'bf16'), 'The onnxruntime backend does not run bf16 .*'
      'bf16 runs on: openvino'),
 ])

@@ -249,6 +249,59 @@ def test_int8_close_to_fp32(fp32_dir, int8_dirs, backend, calibration):
     assert ((ref_masks > 0) == (test_masks > 0)).mean() > 0.95
 
 
+def _inference_precision(model, graph):
+    """The precision OpenVINO compiled ``graph`` of a DeployedModel in."""
+    session = model.backend._sessions[graph]
+    compiled, _ = next(iter(session._compiled.values()))
+    return str(compiled.get_property('INFERENCE_PRECISION_HINT'))
+
+
+def test_int8_bf16_runs_the_int8_folder_in_bf16_on_openvino(int8_dir):
+    """int8-bf16 is a runtime choice on an int8 folder: the same graphs,
+    OpenVINO's float operations in bfloat16 where the CPU has it (fp32
+    where it has not), the results close to int8's."""
+    import openvino
+    photo = _photos()[4]
+    int8 = DeployedModel(int8_dir, 'openvino', 'int8')
+    mixed = DeployedModel(int8_dir, 'openvino', 'int8-bf16')
+    assert mixed.precision == 'int8-bf16'
+    image, _ = int8.preprocess(photo)
+    feats, mixed_feats = int8.encode(image), mixed.encode(image)
+    _, masks = int8.decode_panoptic(feats)
+    _, mixed_masks = mixed.decode_panoptic(mixed_feats)
+    has_bf16 = 'BF16' in openvino.Core().get_property(
+        'CPU', 'OPTIMIZATION_CAPABILITIES')
+    for graph in ('image_encoder', 'panoptic_decoder'):
+        assert _inference_precision(int8, graph) == "<Type: 'float32'>"
+        assert _inference_precision(mixed,
+                                    graph) == ("<Type: 'bfloat16'>" if has_bf16
+                                               else "<Type: 'float32'>")
+    for name, value in feats.items():
+        assert _relative_error(mixed_feats[name], value) < 0.05
+    assert ((masks > 0) == (mixed_masks > 0)).mean() > 0.95
+    if not has_bf16:
+        np.testing.assert_array_equal(mixed_masks, masks)
+
+
+@pytest.mark.parametrize('folder, backend, precision, message', [
+    ('int8', 'onnxruntime', 'int8-bf16',
+     'The onnxruntime backend does not run int8-bf16 .*int8-bf16 runs on: '
+     'openvino'),
+    ('fp32', 'openvino', 'int8-bf16',
+     r'is exported in fp32 \(its deploy.json\); int8-bf16 needs a folder '
+     r'exported in int8 \(make one with tools/deploy/export.py'),
+    ('int8', 'openvino', 'bf16',
+     r'is exported in int8 \(its deploy.json\); bf16 needs a folder '
+     r'exported in bf16 or fp32\.$'),
+])
+def test_int8_bf16_needs_an_int8_folder_on_openvino(fp32_dir, int8_dir, folder,
+                                                    backend, precision,
+                                                    message):
+    export = int8_dir if folder == 'int8' else fp32_dir
+    with pytest.raises(UserError, match=message):
+        DeployedModel(export, backend, precision)
+
+
 def test_bad_ranges_fail_the_bound(fp32_dir, tmp_path):
     """The negative control of the bound above: calibrated on flat grey
     images (ranges far narrower than a photo's), int8 misses it."""

@@ -128,8 +128,8 @@ def every_precision(tmp_path_factory):
     return run_report(
         tmp_path_factory.mktemp('every'), COCO, *SMALL, '--threads', '1',
         '--variants', 'fast', '--backend', 'torch', 'onnxruntime', 'openvino',
-        '--precision', 'fp32', 'bf16', 'int8', '--calibration', 'percentile',
-        '--no-flops', '--no-memory')
+        '--precision', 'fp32', 'bf16', 'int8', 'int8-bf16', '--calibration',
+        'percentile', '--no-flops', '--no-memory')
 
 
 def test_runtime_backends_in_every_precision(every_precision):
@@ -149,8 +149,9 @@ def test_runtime_backends_in_every_precision(every_precision):
         assert entry['floor_s'] is None and 'not counted' in entry[
             'why_no_floor']
     asked = {
-        'fast', 'fast-bf16', 'fast-int8', 'onnxruntime', 'onnxruntime-bf16',
-        'onnxruntime-int8', 'openvino', 'openvino-bf16', 'openvino-int8'
+        'fast', 'fast-bf16', 'fast-int8', 'fast-int8-bf16', 'onnxruntime',
+        'onnxruntime-bf16', 'onnxruntime-int8', 'onnxruntime-int8-bf16',
+        'openvino', 'openvino-bf16', 'openvino-int8', 'openvino-int8-bf16'
     }
     timed, skipped = report['variants'].keys(), report['skipped'].keys()
     assert timed | skipped == asked and not timed & skipped
@@ -159,8 +160,15 @@ def test_runtime_backends_in_every_precision(every_precision):
     } <= timed
     assert 'no bfloat16' in report['skipped']['onnxruntime-bf16']
     assert 'no int8 path' in report['skipped']['fast-int8']
+    assert 'no int8 path' in report['skipped']['fast-int8-bf16']
+    assert 'runs fp32, int8, not int8-bf16' in report['skipped'][
+        'onnxruntime-int8-bf16']
     if not (report['machine']['avx512_bf16'] or report['machine']['amx_bf16']):
-        assert 'openvino-bf16' in skipped
+        assert {'openvino-bf16', 'openvino-int8-bf16'} <= skipped
+    else:
+        # The int8 export, run with OpenVINO's float operations in bf16.
+        assert {'openvino-bf16', 'openvino-int8-bf16'} <= timed
+        assert 'openvino-int8-bf16' in report['agreement']['variants']
     for name in skipped:
         assert f'skipped {name}: ' in printed
     header = next(line for line in printed.splitlines()
@@ -207,7 +215,7 @@ def test_int8_calibration_choice(every_precision, tmp_path):
     calibration photos different int8 outputs; the table says which."""
     percentile, printed = every_precision
     assert int8_row(printed) == [
-        'percentile' if name.endswith('-int8') else '-'
+        'percentile' if '-int8' in name else '-'
         for name in percentile['variants']
     ]
     report, printed = run_report(tmp_path, COCO, *SMALL, '--threads', '1',

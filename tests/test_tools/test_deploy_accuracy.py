@@ -122,7 +122,10 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
         run_script(TOOL, *args), *{
             'no_calib': ['needs calibration images'],
             'empty_calib': ['No images in the calibration folder'],
-            'bad_mode': ['int8 runs on onnxruntime or openvino'],
+            'bad_mode': [
+                'int8 runs on an int8 export (onnxruntime or openvino), not '
+                'on torch'
+            ],
             'no_photo': ['Image not found', 'no.jpg'],
             'no_eval_config': ['Config file not found', 'no.py'],
             'work_dir_is_a_file': [str(work), 'is a file'],

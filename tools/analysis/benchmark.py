@@ -49,7 +49,8 @@ temporary folder at the input shape) on each runtime, in each
 ``--calib DIR`` or on demo/demo.jpg and scikit-image's sample photos, with
 ``--calibration`` ranges: ``minmax``, the export tool's default, or
 ``percentile``, the one within the accuracy goal on the toy model; the
-table's ``int8 calibration`` row says which).
+table's ``int8 calibration`` row says which), and ``openvino-int8-bf16``
+(the int8 export with OpenVINO's float operations in bf16).
 Combinations that cannot run here (ONNX Runtime has no bf16; torch has no
 int8; bf16 on a CPU without AVX-512 BF16 / AMX ...) are listed as skipped,
 with the reason. Runtime variants are compared with the torch fp32 one
@@ -141,9 +142,10 @@ def parse_args(argv=None):
         dest='precision',
         nargs='+',
         default=['fp32'],
-        choices=('fp32', 'bf16', 'fp16', 'int8'),
+        choices=('fp32', 'bf16', 'fp16', 'int8', 'int8-bf16'),
         help='precisions: the torch fast mode (bf16 / fp16 = autocast) and '
-        'each runtime (bf16, int8)')
+        'each runtime (bf16, int8; int8-bf16: the int8 export on openvino '
+        'with its float operations in bf16)')
     parser.add_argument(
         '--post',
         nargs='+',
@@ -482,7 +484,7 @@ def run(args, command: str, work_dir: str) -> dict:
             entry['params_m'] = base_params
         frames = args.num_frames if args.task == 'video' else 1
         entry['fps'] = frames / med['e2e']
-        if precisions.get(name) == 'int8':
+        if precisions.get(name, '').startswith('int8'):
             entry['calibration'] = args.calibration
         if not args.no_flops:
             # Counted on the model as built (prepare and export do not

@@ -64,7 +64,8 @@ def parse_args(argv=None):
         nargs='+',
         default=list(DEFAULT_MODES),
         help='BACKEND:PRECISION, each compared with BACKEND:fp32 '
-        '(backends torch, onnxruntime, openvino; precisions bf16, int8)')
+        '(backends torch, onnxruntime, openvino; precisions bf16, int8, '
+        'int8-bf16 on openvino)')
     parser.add_argument(
         '--photos',
         nargs='*',

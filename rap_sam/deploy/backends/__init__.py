@@ -7,8 +7,8 @@ post-processing of the decoders' outputs (mask upsampling, panoptic
 fusion) is torch code shared with the torch model (see
 :class:`rap_sam.apis.RapSAMPredictor`).
 """
-from .base_backend import (GRAPH_NAMES, PRECISIONS, BackendError, BaseBackend,
-                           import_runtime)
+from .base_backend import (FOLDER_PRECISIONS, GRAPH_NAMES, PRECISIONS,
+                           BackendError, BaseBackend, import_runtime)
 from .builder import BACKENDS, build_backend
 from .deployed_model import DeployedModel
 from .image_preprocessor import ImagePreprocessor
@@ -16,7 +16,8 @@ from .onnxruntime_backend import OnnxRuntimeBackend
 from .openvino_backend import OpenVINOBackend
 
 __all__ = [
-    'BACKENDS', 'BackendError', 'BaseBackend', 'DeployedModel', 'GRAPH_NAMES',
-    'ImagePreprocessor', 'OnnxRuntimeBackend', 'OpenVINOBackend', 'PRECISIONS',
-    'build_backend', 'import_runtime'
+    'BACKENDS', 'BackendError', 'BaseBackend', 'DeployedModel',
+    'FOLDER_PRECISIONS', 'GRAPH_NAMES', 'ImagePreprocessor',
+    'OnnxRuntimeBackend', 'OpenVINOBackend', 'PRECISIONS', 'build_backend',
+    'import_runtime'
 ]

@@ -19,8 +19,20 @@ GRAPH_NAMES = ('image_encoder', 'panoptic_decoder', 'prompt_decoder')
 
 #: What each precision means to a runtime: 'fp32' is exact (to float
 #: rounding); 'bf16' lets the runtime compute in bfloat16; 'int8' runs
-#: graphs quantized beforehand (rap_sam.deploy.quantize).
-PRECISIONS = ('fp32', 'bf16', 'int8')
+#: graphs quantized beforehand (rap_sam.deploy.quantize); 'int8-bf16' runs
+#: those graphs with their float operations (the decoders, the encoder's
+#: unquantized parts) in bfloat16.
+PRECISIONS = ('fp32', 'bf16', 'int8', 'int8-bf16')
+
+#: The export folder precisions (deploy.json) each runtime precision runs
+#: on: bf16 is a runtime choice on an fp32 (or bf16) folder, int8-bf16 one
+#: on an int8 folder.
+FOLDER_PRECISIONS = {
+    'fp32': ('fp32', ),
+    'bf16': ('bf16', 'fp32'),
+    'int8': ('int8', ),
+    'int8-bf16': ('int8', ),
+}
 
 
 class BackendError(UserError):

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .base_backend import BackendError
+from .base_backend import FOLDER_PRECISIONS, BackendError
 from .builder import build_backend
 
 #: The released model saw every click as a box of +-3 pixels around it
@@ -31,8 +31,9 @@ class DeployedModel:
             (or ``rap_sam.deploy.quantize``).
         backend (str): ``onnxruntime`` or ``openvino``.
         precision (str, optional): The folder's precision by default;
-            ``bf16`` may also be asked of an fp32 folder (a runtime
-            choice, OpenVINO only).
+            ``bf16`` may also be asked of an fp32 folder and ``int8-bf16``
+            of an int8 one (runtime choices, OpenVINO only; see
+            :data:`~.base_backend.FOLDER_PRECISIONS`).
         num_threads (int, optional): Threads per graph.
 
     Raises:
@@ -53,14 +54,18 @@ class DeployedModel:
         self.spec = spec = read_deploy_spec(export_dir)
         if precision is None:
             precision = spec.precision
-        elif precision != spec.precision and not (precision == 'bf16' and
-                                                  spec.precision == 'fp32'):
+        elif spec.precision not in FOLDER_PRECISIONS.get(precision, ()):
+            if precision not in FOLDER_PRECISIONS:
+                raise BackendError(f'precision must be one of '
+                                   f'{", ".join(FOLDER_PRECISIONS)}, got '
+                                   f'{precision!r}.')
+            needed = FOLDER_PRECISIONS[precision]
             hint = (' (make one with tools/deploy/export.py --precision int8 '
-                    '--calib DIR_OF_IMAGES)' if precision == 'int8' else '')
+                    '--calib DIR_OF_IMAGES)' if 'int8' in needed else '')
             raise BackendError(
                 f'{export_dir} is exported in {spec.precision} (its '
                 f'deploy.json); {precision} needs a folder exported in '
-                f'{precision}{hint}.')
+                f'{" or ".join(needed)}{hint}.')
         self.export_dir = export_dir
         self.precision = precision
         self.backend = build_backend(

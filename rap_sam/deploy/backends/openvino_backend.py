@@ -82,11 +82,15 @@ class OpenVINOBackend(BaseBackend):
     bfloat16 by default on CPUs that have it (AVX-512 BF16, AMX), which
     would make fp32 approximate there. bf16 asks for bfloat16 (on a CPU
     without it OpenVINO falls back to fp32); int8 runs quantized graphs
-    (QDQ) with OpenVINO's int8 kernels.
+    (QDQ) with OpenVINO's int8 kernels and their float operations in fp32;
+    int8-bf16 runs the same graphs with the float operations in bfloat16
+    (on an AMD EPYC Zen 4 the panoptic decoder took 93 ms instead of 159,
+    a click 13 ms instead of 21; on an Intel Xeon without AMX bfloat16 was
+    slower than fp32).
     """
 
     name = 'openvino'
-    precisions = ('fp32', 'bf16', 'int8')
+    precisions = ('fp32', 'bf16', 'int8', 'int8-bf16')
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -96,8 +100,9 @@ class OpenVINOBackend(BaseBackend):
     def _config(self) -> dict:
         config = {
             'INFERENCE_PRECISION_HINT':
-            'bf16' if self.precision == 'bf16' else 'f32',
-            'PERFORMANCE_HINT': 'LATENCY',
+            'bf16' if self.precision.endswith('bf16') else 'f32',
+            'PERFORMANCE_HINT':
+            'LATENCY',
         }
         if self.num_threads is not None:
             config['INFERENCE_NUM_THREADS'] = self.num_threads
