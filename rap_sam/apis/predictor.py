@@ -186,9 +186,11 @@ def _check_backend(backend, precision, backends=BACKENDS) -> None:
                          f'got {precision!r}.')
     if precision not in PRECISIONS[backend]:
         others = [b for b in backends if precision in PRECISIONS[b]]
+        where = (', '.join(others) if others else
+                 'torch only (RapSAMPredictor with a config and checkpoint)')
         raise InputError(
             f'The {backend} backend runs {", ".join(PRECISIONS[backend])}, '
-            f'not {precision}; {precision} runs on {", ".join(others)}.')
+            f'not {precision}; {precision} runs on {where}.')
 
 
 def _check_threads(num_threads) -> Optional[int]:
@@ -316,8 +318,9 @@ class RapSAMPredictor:
                 f'{precision} needs calibration images: export with '
                 'tools/deploy/export.py CONFIG --checkpoint CKPT --out DIR '
                 '--precision int8 --calib DIR_OF_IMAGES, then use '
-                f'RapSAMPredictor.from_export(DIR, backend={backend!r}, '
-                f'precision={precision!r}).')
+                f'RapSAMPredictor.from_export(DIR, backend={backend!r}' +
+                (f', precision={precision!r}).' if precision !=
+                 'int8' else ').'))
         num_threads = _check_threads(num_threads)
         if backend == 'torch' and precision != 'fp32' and optimize is False:
             raise InputError(f'precision {precision!r} is an optimisation: '

@@ -48,7 +48,8 @@ def _broken_config(tmp_path):
     (lambda d: COCO, dict(backend='tensorrt'),
      "backend must be one of torch, onnxruntime, openvino, got 'tensorrt'"),
     (lambda d: COCO, dict(precision='fp64'),
-     "precision must be one of bf16, fp16, fp32, int8, got 'fp64'"),
+     "precision must be one of bf16, fp16, fp32, int8, int8-bf16, got "
+     "'fp64'"),
     (lambda d: COCO, dict(backend='onnxruntime', precision='bf16'),
      'The onnxruntime backend runs fp32, int8, not bf16; bf16 runs on '
      'torch, openvino'),
@@ -58,6 +59,10 @@ def _broken_config(tmp_path):
     (lambda d: COCO, dict(backend='openvino', precision='int8'),
      r'int8 needs calibration images: export with tools/deploy/export.py .*'
      r"from_export\(DIR, backend='openvino'\)"),
+    (lambda d: COCO, dict(backend='openvino', precision='int8-bf16'),
+     r'int8-bf16 needs calibration images: export with tools/deploy/export'
+     r".*--precision int8 .*from_export\(DIR, backend='openvino', "
+     r"precision='int8-bf16'\)\.$"),
     (lambda d: COCO, dict(backend='onnxruntime', device='cuda'),
      "The onnxruntime backend runs on the CPU \\(device 'cuda' given\\)"),
     (lambda d: COCO, dict(backend='openvino',
@@ -91,7 +96,9 @@ def test_cuda_without_a_gpu_names_the_devices(monkeypatch):
         (dict(backend='torch'),
          'from_export runs an export folder on a runtime'),
         (dict(backend='openvino', precision='fp16'),
-         'The openvino backend runs fp32, bf16, int8, not fp16'),
+         r'The openvino backend runs fp32, bf16, int8, int8-bf16, not fp16; '
+         r'fp16 runs on torch only \(RapSAMPredictor with a config and '
+         r'checkpoint\)\.$'),
         (dict(num_threads='2'), 'num_threads must be a whole number'),
         (dict(post='full'), "post must be one of exact, half, got 'full'"),
         # ONNX Runtime ran for minutes with 1000.
