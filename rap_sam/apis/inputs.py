@@ -653,33 +653,42 @@ def is_stream_url(source) -> bool:
 #: login so: ``?user=admin&password=...``), matched in any case.
 SECRET_PARAMS = frozenset(
     ('password', 'pwd', 'pass', 'passwd', 'token', 'auth', 'key', 'apikey',
-     'api_key', 'access_token', 'secret'))
+     'api_key', 'access_token', 'secret', 'user', 'username', 'usr', 'login'))
+
+# NAME=VALUE after a /, ?, & or #: the query's parameters, and those some
+# cameras take in the path (rtsp://HOST/user=admin&password=PW&channel=1)
+# or a page in the fragment. A value runs to the next & or # (a ? or / in
+# it stays hidden: shown too little rather than a password's tail).
+_PARAM = re.compile(r'(?<=[/?&#])([^/?&#=]+)=([^&#]*)')
 
 
 def _without_secret_params(url: str) -> str:
-    """``url`` with the values of its :data:`SECRET_PARAMS` query parameters
-    replaced by ``***``, its text otherwise as it was. The query is where
-    ``urlsplit`` finds it (after the first ``?``, before the first ``#``),
-    found by hand: ``urlsplit`` refuses some URLs. Parameters are separated
-    by ``&`` only, as servers read them: a ``;`` is part of a value."""
-    head, hash_mark, fragment = url.partition('#')
-    path, question_mark, query = head.partition('?')
-    if not question_mark:
-        return url
-    params = query.split('&')
-    for i, param in enumerate(params):
-        name, _, value = param.partition('=')
+    """``url`` with the values of its :data:`SECRET_PARAMS` parameters
+    (in the path, query or fragment, after the host) replaced by ``***``,
+    its text otherwise as it was. Found by hand: ``urlsplit`` refuses some
+    URLs. Parameters are separated by ``&``, as servers read them: a ``;``
+    is part of a value."""
+    scheme, sep, rest = url.partition('://')
+    if not sep:
+        scheme, rest = '', url
+    cut = min([i for i in map(rest.find, '/?#') if i >= 0] or [len(rest)])
+    host, tail = rest[:cut], rest[cut:]
+
+    def hide(match):
+        name, value = match.groups()
         decoded = urllib.parse.unquote_plus(name).strip().lower()
-        if value and decoded in SECRET_PARAMS:
-            params[i] = f'{name}=***'
-    return f'{path}?{"&".join(params)}{hash_mark}{fragment}'
+        return f'{name}=***' if value and decoded in SECRET_PARAMS else (
+            match.group(0))
+
+    return f'{scheme}{sep}{host}{_PARAM.sub(hide, tail)}'
 
 
 def without_password(url: str) -> str:
     """``url`` without its ``user:password@`` (or ``user@``), and with the
-    values of its credential query parameters (``password=``, ``token=``
-    ...: :data:`SECRET_PARAMS`) as ``***``: every message, log line and file
-    that names a stream names it so, not its credentials."""
+    values of its credential parameters (``password=``, ``token=``,
+    ``user=`` ...: :data:`SECRET_PARAMS`, in the query, the path or the
+    fragment) as ``***``: every message, log line and file that names a
+    stream names it so, not its credentials."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # urlsplit refuses some (an unclosed IPv6 bracket)

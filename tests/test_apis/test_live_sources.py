@@ -131,9 +131,9 @@ def test_without_password(url, named):
     'url,named',
     [
         ('rtsp://cam.local/stream?user=admin&password=s3cret',
-         'rtsp://cam.local/stream?user=admin&password=***'),
-        ('rtsp://cam.local/stream?user=admin&pwd=s3cret&channel=1',
-         'rtsp://cam.local/stream?user=admin&pwd=***&channel=1'),
+         'rtsp://cam.local/stream?user=***&password=***'),
+        ('rtsp://cam.local/stream?username=admin&pwd=s3cret&channel=1',
+         'rtsp://cam.local/stream?username=***&pwd=***&channel=1'),
         ('http://cam.local/video.mjpg?PassWord=s3cret&Resolution=640x480',
          'http://cam.local/video.mjpg?PassWord=***&Resolution=640x480'),
         ('http://cam.local/v?pass=s3cret&passwd=s3cret&TOKEN=s3cret',
@@ -151,15 +151,26 @@ def test_without_password(url, named):
         # A name percent-encoded.
         ('rtsp://cam.local/live?pass%77ord=s3cret',
          'rtsp://cam.local/live?pass%77ord=***'),
-        # Names that only contain a secret one's, and no query: unchanged.
+        # Names that only contain a secret one's: unchanged.
         ('rtsp://cam.local/live?keyframe=1&passes=2&monkey=3',
          'rtsp://cam.local/live?keyframe=1&passes=2&monkey=3'),
-        ('rtsp://cam.local/live/password=1',
-         'rtsp://cam.local/live/password=1'),
-        ('rtsp://cam.local/live#token=1', 'rtsp://cam.local/live#token=1'),
+        # Cameras that take them in the path; a page in the fragment.
+        ('rtsp://10.0.0.5:554/user=admin&password=s3cret&channel=1&stream=0'
+         '.sdp?', 'rtsp://10.0.0.5:554/user=***&password=***&channel=1&'
+         'stream=0.sdp?'),
+        ('rtsp://cam.local/live/password=s3cret/main',
+         'rtsp://cam.local/live/password=***'),
+        ('http://cam.local/live#token=s3cret&x=1',
+         'http://cam.local/live#token=***&x=1'),
+        # A ? or / in a value: hidden to the next & (or the end).
+        ('rtsp://cam.local/live?pwd=s3?c/ret&ch=1',
+         'rtsp://cam.local/live?pwd=***&ch=1'),
+        # No path at all; a = in the host is no parameter.
+        ('rtsp://cam.local', 'rtsp://cam.local'),
+        ('rtsp://a=b.local/x', 'rtsp://a=b.local/x'),
         # urlsplit refuses it.
         ('rtsp://u:pw@[::1/live?user=admin&pwd=s3cret',
-         'rtsp://[::1/live?user=admin&pwd=***'),
+         'rtsp://[::1/live?user=***&pwd=***'),
     ])
 def test_without_password_hides_credential_parameters(url, named):
     assert without_password(url) == named
@@ -169,7 +180,8 @@ def test_without_password_hides_credential_parameters(url, named):
 def test_a_stream_that_cannot_be_opened_is_named_without_its_token(
         served_clip, scheme):
     """A camera that takes its login as query parameters: the message keeps
-    the other parameters and hides the credentials' values."""
+    the other parameters and hides the credentials' values (the user's
+    name too, as in user:password@)."""
     _, base = served_clip
     host = (
         base[len('http://'):]
@@ -178,7 +190,7 @@ def test_a_stream_that_cannot_be_opened_is_named_without_its_token(
     with pytest.raises(InputError) as err:
         next(iter_frames(f'{scheme}://{host}/missing.mp4?{query}'))
     assert str(err.value) == (
-        f'Cannot open the stream {scheme}://{host}/missing.mp4?user=admin&'
+        f'Cannot open the stream {scheme}://{host}/missing.mp4?user=***&'
         'Password=***&channel=1&api_key=*** (unreachable, not a video stream, '
         'or a protocol OpenCV cannot read).')
     assert 's3cret' not in str(err.value) and 'k3y' not in str(err.value)
