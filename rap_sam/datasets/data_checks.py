@@ -168,8 +168,10 @@ _PNG_END = b'\x00\x00\x00\x00IEND\xaeB`\x82'
 _JPEG_EOI, _JPEG_SOS = b'\xff\xd9', b'\xff\xda'
 
 
-def damaged_file(path: Optional[str]) -> Optional[str]:
-    """Why the image file ``path`` cannot be read whole, or None.
+def file_damage(path: Optional[str]) -> Optional[str]:
+    """Why the image file ``path`` cannot be read whole, in a few words
+    (``'missing'``, ``'empty'``, ``'a truncated PNG'``, ``'a truncated
+    JPEG'``), or None.
 
     Cheap enough for every training sample (it reads the file's first and
     last bytes): a missing or empty file, a PNG without its closing IEND
@@ -182,9 +184,9 @@ def damaged_file(path: Optional[str]) -> Optional[str]:
     try:
         size = os.path.getsize(path)
     except OSError:
-        return f"'{path}' does not exist"
+        return 'missing'
     if size == 0:
-        return f"'{path}' is empty"
+        return 'empty'
     with open(path, 'rb') as f:
         head = f.read(8)
         f.seek(max(size - len(_PNG_END), 0))
@@ -192,13 +194,23 @@ def damaged_file(path: Optional[str]) -> Optional[str]:
         if head.startswith(b'\x89PNG') and not tail.endswith(_PNG_END):
             f.seek(0)
             if b'IEND' not in f.read():  # data after IEND is legal
-                return f"'{path}' is a truncated PNG"
+                return 'a truncated PNG'
         elif head.startswith(b'\xff\xd8') and not tail.endswith(_JPEG_EOI):
             f.seek(0)
             data = f.read()  # padding after the end marker is legal
             if data.rfind(_JPEG_EOI) < data.rfind(_JPEG_SOS):
-                return f"'{path}' is a truncated JPEG"
+                return 'a truncated JPEG'
     return None
+
+
+def damaged_file(path: Optional[str]) -> Optional[str]:
+    """:func:`file_damage` as a sentence naming the file (``"'x.jpg' is a
+    truncated JPEG"``), or None."""
+    damage = file_damage(path)
+    if damage is None:
+        return None
+    return f"'{path}' " + ('does not exist'
+                           if damage == 'missing' else f'is {damage}')
 
 
 def file_problems(paths: Iterable[Optional[str]]) -> List[str]:

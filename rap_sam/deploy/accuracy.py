@@ -11,7 +11,7 @@ int8 one made from it, then each mode against fp32 of the same backend.
 """
 import os.path as osp
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -351,13 +351,17 @@ def check_inputs(modes: Sequence[Tuple[str, str]],
                  calib: Optional[str],
                  int8_modules: Optional[Sequence[str]] = None,
                  int8_graphs: Optional[Sequence[str]] = None,
-                 max_calib_images: int = 32) -> None:
+                 max_calib_images: int = 32) -> Optional[List[str]]:
     """What can be checked before the (slow) export: an int8 mode needs a
     folder of calibration images (the ``max_calib_images`` the quantizer
     will read are decoded), ``int8_modules`` must name modules of
     the model (:data:`~rap_sam.deploy.quantize.INT8_MODULES`) and
     ``int8_graphs`` graphs of an export
-    (:data:`~rap_sam.deploy.deploy_spec.GRAPH_NAMES`)."""
+    (:data:`~rap_sam.deploy.deploy_spec.GRAPH_NAMES`).
+
+    Returns:
+        list[str] or None: The calibration images chosen (None without an
+        int8 mode), for :func:`compare_modes`'s ``calib``."""
     from .deploy_spec import GRAPH_NAMES
     check_int8_modules(int8_modules, '--int8-modules')
     unknown = [g for g in int8_graphs or () if g not in GRAPH_NAMES]
@@ -367,7 +371,8 @@ def check_inputs(modes: Sequence[Tuple[str, str]],
             f'in an export; choose from {", ".join(GRAPH_NAMES)}.')
     if any(_needs_int8(_split_setting(s)[0]) for _, s in modes):
         from .calibration import calibration_images
-        calibration_images(calib, max_calib_images)
+        return calibration_images(calib, max_calib_images)
+    return None
 
 
 def parse_cfg_options(pairs: Sequence[str]) -> dict:
@@ -439,7 +444,7 @@ def compare_modes(config: str,
                   checkpoint: str,
                   modes: Sequence[Tuple[str, str]],
                   work_dir: str,
-                  calib: Optional[str] = None,
+                  calib: Optional[Union[str, List[str]]] = None,
                   cfg_options: Optional[dict] = None,
                   scale: Optional[Tuple[int, int]] = None,
                   photos: Optional[Sequence[str]] = None,
@@ -457,7 +462,8 @@ def compare_modes(config: str,
 
     Exports the model (fp32, at ``scale`` or the config's test scale) to
     ``WORK_DIR/fp32`` and, for int8 modes, quantizes it to
-    ``WORK_DIR/int8`` (calibrated on ``calib``; both replaced). Then per
+    ``WORK_DIR/int8`` (calibrated on ``calib``, a folder or the files
+    :func:`check_inputs` chose from one; both replaced). Then per
     mode: :func:`compare_on_photo` on each of ``photos`` (default
     :func:`load_photos`) and :func:`evaluate_predictor` on each of
     ``eval_configs`` (``cfg_options`` apply to ``config``, and to each eval

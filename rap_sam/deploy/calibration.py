@@ -13,7 +13,7 @@ from onnxruntime.quantization.calibrate import HistogramCollector
 
 from rap_sam.apis.inputs import (IMAGE_EXTS, UnreadableImageError, frame_files,
                                  read_image)
-from rap_sam.datasets.data_checks import damaged_file, first_few
+from rap_sam.datasets.data_checks import damaged_file, file_damage, first_few
 from rap_sam.models.utils.prompts import CLICK_RADIUS
 from rap_sam.utils.user_errors import UserError, UserNotice
 
@@ -39,12 +39,6 @@ class UnreadableCalibrationImage(CalibrationError):
     def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason
-
-
-# The skipped-files warnings already given: the export tool picks the
-# images before the fp32 export and the quantizer again after it, and once
-# is enough to say so.
-_warned = set()
 
 
 def calibration_images(calib_dir,
@@ -117,9 +111,7 @@ def calibration_images(calib_dir,
                   f'unreadable file{"s" * (len(skipped) > 1)}: '
                   f'{first_few(skipped)}; calibrating on {len(chosen)} '
                   f'image{"s" * (len(chosen) > 1)}.')
-        if notice not in _warned:
-            _warned.add(notice)
-            warnings.warn(notice, UserNotice)
+        warnings.warn(notice, UserNotice)
     return [files[i] for i in sorted(chosen)]
 
 
@@ -191,15 +183,11 @@ def read_calibration_image(path: str) -> np.ndarray:
     truncated one (OpenCV decodes a truncated JPEG, grey below the cut),
     is an :class:`UnreadableCalibrationImage`; one past the pixel limit a
     :class:`CalibrationError`; both name it."""
-    problem = damaged_file(path)
-    if problem:
-        quoted = f"'{path}' "
-        reason = problem[len(quoted):] if problem.startswith(
-            quoted) else problem
-        reason = reason[3:] if reason.startswith('is ') else reason
+    damage = file_damage(path)
+    if damage:
         raise UnreadableCalibrationImage(
-            f'Calibration image {problem}: copy it again, or remove it.',
-            reason)
+            f'Calibration image {damaged_file(path)}: copy it again, or '
+            'remove it.', damage)
     try:
         return read_image(path)
     except UnreadableImageError as err:

@@ -96,8 +96,12 @@ def quantize_export(export_dir: str,
     Args:
         export_dir (str): An fp32 export folder (``tools/deploy/export.py``).
         precision (str): ``'int8'`` or ``'bf16'``.
-        calib_dir (str, optional): int8: a folder of typical images (jpg,
-            png ...); at most ``max_calib_images`` of them are used.
+        calib_dir (str or list[str], optional): int8: a folder of typical
+            images (jpg, png ...), at most ``max_calib_images`` of them
+            used; or the image files
+            :func:`~rap_sam.deploy.calibration.calibration_images` chose
+            from one (a tool that checked the folder before a slow export
+            hands its choice on instead of choosing, and warning, again).
         out_dir (str, optional): Where to write; default ``export_dir``
             with ``_int8`` / ``_bf16`` appended. Never ``export_dir``.
         graphs (list[str], optional): int8: the graphs to quantize; the
@@ -155,7 +159,10 @@ def quantize_export(export_dir: str,
             raise QuantizeError(
                 f'calibration must be one of {", ".join(CALIBRATIONS)}, got '
                 f'{calibration!r}.')
-        images = calibration_images(calib_dir, max_calib_images)
+        if isinstance(calib_dir, (list, tuple)):
+            images = list(calib_dir)
+        else:
+            images = calibration_images(calib_dir, max_calib_images)
         graphs = tuple(DEFAULT_INT8_GRAPHS if graphs is None else graphs)
         unknown = sorted(set(graphs) - set(spec.graph_names))
         if unknown:

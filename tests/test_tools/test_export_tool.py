@@ -308,6 +308,30 @@ def test_a_calibration_folder_without_a_readable_image_is_said_first(tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
+def test_an_unreadable_calibration_file_is_said_once(tmp_path):
+    """The tool chooses the images before the fp32 export and hands them to
+    the quantizer: the skipped file is one warning line, not two, and the
+    export is calibrated on the readable images."""
+    calib = tmp_path / 'calib'
+    calib.mkdir()
+    for name in ('a', 'c'):
+        shutil.copy(osp.join(REPO, 'demo', 'demo.jpg'), calib / f'{name}.jpg')
+    (calib / 'b.jpg').write_bytes(b'not a picture')
+    proc = run_script(TOOL, config_path(TOY), '--out', tmp_path / 'out',
+                      '--precision', 'int8', '--calib', calib, '--shape', 64,
+                      96)
+    assert proc.returncode == 0, proc.stderr
+    warned = [
+        line for line in proc.stderr.splitlines() if 'unreadable' in line
+    ]
+    assert warned == [
+        f'warning: Calibration folder {calib}: skipped 1 unreadable file: '
+        'b.jpg (not an image); calibrating on 2 images.'
+    ]
+    spec = json.loads((tmp_path / 'out' / 'deploy.json').read_text())
+    assert (spec['precision'], spec['calibration_images']) == ('int8', 2)
+
+
 @pytest.mark.parametrize('num_things', [-3, 4])
 def test_num_things_outside_the_class_file_is_said_first(num_things, tmp_path):
     """It was the API's ``num_things`` message, after the model was built

@@ -172,15 +172,17 @@ def compare(args) -> None:
                                          parse_cfg_options, parse_modes)
     from rap_sam.utils.output_files import write_bytes
     modes = parse_modes(args.modes)
-    check_inputs(modes, args.calib, args.int8_modules, args.int8_graphs,
-                 args.max_calib_images)
+    # The images chosen here are the ones quantized with: the folder is
+    # read and its unreadable files said once.
+    calib = check_inputs(modes, args.calib, args.int8_modules,
+                         args.int8_graphs, args.max_calib_images)
     check_before_export(args)
     report = compare_modes(
         args.config,
         args.checkpoint,
         modes,
         args.work_dir,
-        calib=args.calib,
+        calib=calib,
         cfg_options=parse_cfg_options(args.cfg_options),
         scale=tuple(args.scale) if args.scale else None,
         photos=args.photos,

@@ -134,8 +134,9 @@ def check_args(args) -> None:
 
         # Decodes the images the quantizer will read: a folder without a
         # readable one was found only after the fp32 export (minutes at
-        # full size).
-        calibration_images(args.calib, DEFAULT_MAX_CALIB_IMAGES)
+        # full size). The quantizer takes the files chosen here.
+        args.calib_images = calibration_images(args.calib,
+                                               DEFAULT_MAX_CALIB_IMAGES)
     if args.calibration == 'percentile' and args.precision != 'int8':
         raise ExportArgumentError(
             '--calibration percentile is for --precision int8; drop it or '
@@ -272,7 +273,7 @@ def main(argv=None) -> str:
             quantize_export(
                 fp32,
                 args.precision,
-                args.calib,
+                args.calib_images,
                 out_dir=out,
                 calibration=args.calibration,
                 overwrite=args.overwrite)
