@@ -226,7 +226,8 @@ class RapSAMPredictor:
         config (str | Config): An eval config:
             ``configs/rap_sam/eval_rap_sam_coco.py`` for images and prompts,
             ``configs/rap_sam/eval_rap_sam_yt19.py`` for videos (its
-            YouTube-VIS classes and clip linking).
+            YouTube-VIS classes and clip linking; an image config tracks
+            its thing classes).
         weights (str, optional): A checkpoint. Without one the model has
             random weights and a loud warning says so.
         device (str, optional): ``cpu``, ``cuda``, ``cuda:1`` ...; the GPU
