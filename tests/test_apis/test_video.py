@@ -244,3 +244,21 @@ def test_a_video_model_refuses_to_segment_an_image(video_predictor):
     assert str(err.value).startswith(
         'This model makes no panoptic segments (its test_cfg has '
         'panoptic_on=False, as a video config has)')
+
+
+def test_an_image_config_tracks_its_thing_classes(predictor, frames):
+    """The COCO config (one model for images and video) tracks instances of
+    its 80 thing classes, with one id per track through the frames."""
+    results = list(predictor.iter_video(frames[:3], chunk_frames=3))
+    assert len(results) == 3
+    num_things = predictor.model.panoptic_fusion_head.num_things_classes
+    assert num_things == 80
+    ids = None
+    for frame, result in results:
+        instances = result.pred_track_instances
+        assert len(instances) > 0
+        assert bool((instances.labels < num_things).all())
+        assert instances.masks.shape[-2:] == frame.shape[:2]
+        got = sorted(instances.instances_id.tolist())
+        ids = got if ids is None else ids
+        assert got == ids
