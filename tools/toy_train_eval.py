@@ -193,6 +193,19 @@ def main(argv=None):
     start = time.time()
     root = osp.abspath(args.root)
     with cli_errors():
+        # Said before the data is written (tools/train.py would say it
+        # after).
+        bad = [item for item in args.cfg_options if '=' not in item]
+        if bad:
+            raise UserError('--cfg-options takes key=value items, e.g. '
+                            f'train_dataloader.batch_size=4, got {bad[0]!r}.')
+        cores = len(os.sched_getaffinity(0)) if hasattr(
+            os, 'sched_getaffinity') else (os.cpu_count() or 1)
+        if args.threads > 4 * cores:
+            raise UserError(
+                f'--threads {args.threads} is far above the {cores} cores '
+                f'this process may use: give at most {4 * cores} (threads '
+                'beyond the cores only wait on each other).')
         changed = [o for o in args.cfg_options if o.startswith('model.')]
         if changed:
             # Weights of another architecture: found by the evaluation

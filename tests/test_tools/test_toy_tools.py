@@ -83,20 +83,47 @@ def test_counts_below_one_are_refused(tmp_path, tool, args, option):
 
 
 def test_a_failed_training_step_ends_in_its_one_line(tmp_path):
-    """tools/train.py refuses a malformed --cfg-options item in one line;
-    the toy run stops there with that line alone, not a traceback of the
+    """tools/train.py refuses a bad --cfg-options value in one line; the
+    toy run stops there with that line alone, not a traceback of the
     subprocess call."""
     result = run_script('tools/toy_train_eval.py', '--root', tmp_path / 'toy',
-                        '--cfg-options', 'not_a_key_value')
-    assert_user_error(result, '--cfg-options', 'key=value')
+                        '--cfg-options', 'train_dataloader.batch_size=0')
+    assert_user_error(
+        result, 'train_dataloader.batch_size must be a whole '
+        'number >= 1, got 0')
+    assert (tmp_path / 'toy' / 'data').is_dir()
     assert not (tmp_path / 'toy' / 'eval_coco').exists()
+
+
+def test_a_malformed_option_is_refused_before_the_data(tmp_path):
+    """An item without = was said by tools/train.py, after the data and
+    embeddings were written."""
+    result = run_script('tools/toy_train_eval.py', '--root', tmp_path / 'toy',
+                        '--cfg-options', 'not_a_key_value')
+    assert assert_user_error(result) == (
+        'error: --cfg-options takes key=value items, e.g. '
+        "train_dataloader.batch_size=4, got 'not_a_key_value'.")
+    assert not (tmp_path / 'toy').exists()
+
+
+def test_far_more_threads_than_cores_are_refused(tmp_path):
+    """--threads 100000 trained (each step waiting on 100000 OpenMP
+    threads) instead of saying so."""
+    cores = len(os.sched_getaffinity(0))
+    result = run_script('tools/toy_train_eval.py', '--root', tmp_path / 'toy',
+                        '--threads', 100000)
+    assert assert_user_error(result) == (
+        f'error: --threads 100000 is far above the {cores} cores this '
+        f'process may use: give at most {4 * cores} (threads beyond the '
+        'cores only wait on each other).')
+    assert not (tmp_path / 'toy').exists()
 
 
 @pytest.mark.parametrize('tool', ['toy_train_eval', 'analysis/kill_resume'])
 def test_a_relative_root_is_under_the_current_folder(tmp_path, tool):
     """Run from another folder, ``--root NAME`` is ./NAME there, as every
     tool resolves a relative path, not NAME under the repository. (Stopped
-    at the training's refusal of a malformed option, after the data is
+    at the training's refusal of a bad option, after the data is
     written.)"""
     name = f'root_{tmp_path.name}'  # unique, should it land in the repo
     try:
@@ -105,9 +132,11 @@ def test_a_relative_root_is_under_the_current_folder(tmp_path, tool):
             '--root',
             name,
             '--cfg-options',
-            'not_a_key_value',
+            'train_dataloader.batch_size=0',
             cwd=tmp_path)
-        assert_user_error(result, '--cfg-options', 'key=value')
+        assert_user_error(
+            result, 'train_dataloader.batch_size must be a '
+            'whole number >= 1, got 0')
         for data in ('coco', 'youtube_vis_2019'):
             assert (tmp_path / name / 'data' / data / 'TOY_DATA').is_file()
         assert (tmp_path / name / 'embd').is_dir()
