@@ -32,7 +32,7 @@ from rap_sam.visualization import config_dataset_meta
 from .inputs import (InputError, check_int, check_number, check_pixels,
                      check_prompts, max_pixels_limit, read_image)
 from .prompt_tracking import scale_prompts, track_prompt
-from .video import clip_linker, track_video
+from .video import check_chunk_frames, clip_linker, track_video
 
 RANDOM_WEIGHTS_WARNING = (
     '\n' + '!' * 72 + '\n'
@@ -784,7 +784,7 @@ class RapSAMPredictor:
         """
         self._check_video_backend()
         # Checked now, not when the first frame is asked for.
-        chunk_frames = check_int(chunk_frames, 'chunk_frames')
+        chunk_frames = check_chunk_frames(chunk_frames, self.scale)
         if score_thr is not None:
             score_thr = check_number(score_thr, 'score_thr')
         return track_video(self, video, chunk_frames, score_thr)

@@ -36,8 +36,8 @@ from torch import Tensor
 
 from rap_sam.models.layers import FeatureMap
 from rap_sam.models.utils import clicks_to_boxes
-from .inputs import InputError, check_int, check_prompts, iter_frames
-from .video import clip_linker, video_chunks
+from .inputs import InputError, check_prompts, iter_frames
+from .video import check_chunk_frames, clip_linker, video_chunks
 
 
 class FramePastEndError(InputError):
@@ -223,7 +223,7 @@ def track_prompt(
                          f'prompted frame, 0 is the first), got '
                          f'{frame_index!r}.')
     frame_index = int(frame_index)
-    chunk_frames = check_int(chunk_frames, 'chunk_frames')
+    chunk_frames = check_chunk_frames(chunk_frames, predictor.scale)
     if isinstance(video, (int, np.integer)) or (isinstance(video, str)
                                                 and '://' in video):
         raise InputError('track_prompt needs a recorded video (a file, a '

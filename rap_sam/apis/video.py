@@ -1,6 +1,7 @@
 """Video instance segmentation in bounded memory: frames are read, resized
 and segmented one chunk at a time, and the model's clip-to-clip query
 matching carries on from chunk to chunk, so tracks keep their ids."""
+import os
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -117,6 +118,59 @@ def clip_linker(model) -> ClipLinker:
     return ClipLinker()
 
 
+#: Memory a chunk holds per pixel of each frame at the model's input size,
+#: about: the frame, its features and the queries' masks until the chunk is
+#: linked. Measured 180-200 bytes (iter_video, 640x368 and 1280x736,
+#: 2026-12-03); the check below takes less, so that it refuses only chunks
+#: that cannot fit.
+CHUNK_BYTES_PER_PIXEL = 128
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to a new allocation (Linux's
+    ``MemAvailable``, else the free pages), None where neither is known."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_chunk_frames(chunk_frames, scale: Tuple[int, int]) -> int:
+    """``chunk_frames`` as a whole number >= 1 whose chunk fits in the
+    memory available: a chunk's frames are segmented together, so a huge
+    one (the whole of a long video) was killed by the system for memory,
+    without a word.
+
+    Args:
+        chunk_frames: The frames per chunk asked for.
+        scale (tuple): ``(w, h)`` the frames are resized to fit.
+
+    Raises:
+        InputError: not a whole number >= 1, or a chunk of about more bytes
+            than are available (:data:`CHUNK_BYTES_PER_PIXEL` per pixel of
+            ``scale``).
+    """
+    chunk_frames = check_int(chunk_frames, 'chunk_frames')
+    free = available_memory()
+    per_frame = CHUNK_BYTES_PER_PIXEL * scale[0] * scale[1]
+    if free is not None and chunk_frames * per_frame > free:
+        raise InputError(
+            f'chunk_frames {chunk_frames} would hold about '
+            f'{chunk_frames * per_frame / 2**30:.1f} GB at the {scale[0]}x'
+            f'{scale[1]} scale ({per_frame / 2**20:.0f} MB a frame), more '
+            f'than the {free / 2**30:.1f} GB available: give at most '
+            f'{max(free // per_frame, 1)} (longer videos are tracked chunk '
+            'by chunk, the tracks linked across chunks).')
+    return chunk_frames
+
+
 @torch.no_grad()
 def track_video(
     predictor,
@@ -125,7 +179,7 @@ def track_video(
     score_thr: Optional[float] = None
 ) -> Iterator[Tuple[np.ndarray, DetDataSample]]:
     """See :meth:`RapSAMPredictor.iter_video`."""
-    chunk_frames = check_int(chunk_frames, 'chunk_frames')
+    chunk_frames = check_chunk_frames(chunk_frames, predictor.scale)
     model = predictor.model
     linker = clip_linker(model)
     for chunk in video_chunks(predictor, video, chunk_frames):

@@ -262,3 +262,37 @@ def test_an_image_config_tracks_its_thing_classes(predictor, frames):
         got = sorted(instances.instances_id.tolist())
         ids = got if ids is None else ids
         assert got == ids
+
+
+def test_a_chunk_larger_than_the_memory_is_refused(video_predictor, frames,
+                                                   monkeypatch):
+    """A chunk's frames are segmented together: chunk_frames the length of
+    a long video was killed by the system for memory, without a word. At
+    the 64 x 48 scale a frame is counted 128 * 64 * 48 bytes."""
+    from rap_sam.apis import video
+    per_frame = video.CHUNK_BYTES_PER_PIXEL * 64 * 48
+    monkeypatch.setattr(video, 'available_memory', lambda: 10 * per_frame)
+    results = list(video_predictor.iter_video(frames[:2], chunk_frames=10))
+    assert len(results) == 2
+    message = (r'^chunk_frames 11 would hold about 0\.0 GB at the 64x48 '
+               r'scale \(0 MB a frame\), more than the 0\.0 GB available: '
+               r'give at most 10 \(longer videos are tracked chunk by '
+               r'chunk, the tracks linked across chunks\)\.$')
+    with pytest.raises(InputError, match=message):
+        video_predictor.iter_video(frames, chunk_frames=11)
+    with pytest.raises(InputError, match=message):
+        video_predictor.iter_track_prompt(
+            frames, 0, points=[[10, 10]], chunk_frames=11)
+    # Memory that cannot be read: no limit.
+    monkeypatch.setattr(video, 'available_memory', lambda: None)
+    assert video.check_chunk_frames(10**9, (64, 48)) == 10**9
+
+
+def test_available_memory_is_linux_memavailable():
+    from rap_sam.apis.video import available_memory
+    with open('/proc/meminfo') as f:
+        listed = next(
+            int(line.split()[1]) for line in f
+            if line.startswith('MemAvailable:'))
+    # Read a moment apart: within 256 MB of each other.
+    assert abs(available_memory() - listed * 1024) < 256 * 2**20

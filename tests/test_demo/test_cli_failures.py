@@ -381,3 +381,20 @@ def test_threads_the_backend_takes(small_photo, args, message, tmp_path):
         run_script('demo/demo.py', small_photo, COCO, *args, '--out-dir',
                    tmp_path / 'out'), message)
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_chunk_too_large_for_the_memory_is_one_line(tmp_path, small_photo,
+                                                      weights):
+    """--chunk-frames the length of a long video was killed by the system
+    for memory with no message; now refused before a frame is read (10**12
+    frames of 64 x 48 pixels are no machine's memory)."""
+    out = tmp_path / 'out'
+    proc = run_script('demo/video_demo.py', small_photo, YT19, '--weights',
+                      weights, '--scale', '64', '48', '--chunk-frames', 10**12,
+                      '--out-dir', str(out))
+    line = assert_user_error(proc)
+    assert re.match(
+        r'error: chunk_frames 1000000000000 would hold about [\d.]+ GB at '
+        r'the 64x48 scale \(0 MB a frame\), more than the [\d.]+ GB '
+        r'available: give at most \d+ \(longer videos', line), line
+    assert not out.exists()
