@@ -487,9 +487,24 @@ def output_folder_problem(out_dir: str) -> Optional[str]:
     if not osp.isdir(ancestor):
         return (f'{ancestor} is a file, not a folder: choose another output '
                 'folder.')
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return (f'Cannot write in {ancestor} (permission denied or a '
-                'read-only file system): choose another output folder.')
+    # Tried rather than asked: os.access answers yes to root for folders
+    # the kernel refuses to write in (/sys, /proc) and knows nothing of
+    # some mounts.
+    reason = _cannot_make_folder_in(ancestor)
+    if reason:
+        return (f'Cannot write in {ancestor} ({reason}): choose another '
+                'output folder.')
+    return None
+
+
+def _cannot_make_folder_in(parent: str) -> Optional[str]:
+    """Why no folder can be made in ``parent`` (the system's words), or
+    None; the probe folder is removed again."""
+    import tempfile
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix='.write-test-', dir=parent))
+    except OSError as err:
+        return err.strerror or type(err).__name__
     return None
 
 
@@ -512,7 +527,12 @@ def make_work_folder(parent: str, kind: str) -> str:
         pid = name[len(prefix):].split('-')[0]
         if name.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(osp.join(parent, name), ignore_errors=True)
-    work = tempfile.mkdtemp(prefix=f'{prefix}{os.getpid()}-', dir=parent)
+    try:
+        work = tempfile.mkdtemp(prefix=f'{prefix}{os.getpid()}-', dir=parent)
+    except OSError as err:  # the folder filled or changed since the check
+        raise DeployFolderError(
+            f'Cannot write in {parent} ({err.strerror or err}): choose '
+            'another output folder.') from err
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(work, 0o777 & ~umask)

@@ -2,6 +2,7 @@
 tiny smoke runs (small inputs, one round), the report's fields and the
 printed table, never its timings; bad arguments end in one line."""
 import json
+import os
 import os.path as osp
 
 import pytest
@@ -434,3 +435,17 @@ def test_a_folder_as_out_is_refused_before_timing(tmp_path):
     assert assert_user_error(proc) == (
         f'error: --out {tmp_path} is a folder: name a JSON file.')
     assert proc.stdout == ''
+    # A folder that cannot be written in, the same (it was said after the
+    # timing, the report lost).
+    proc = run_script(TOOL, COCO, *SMALL, '--out', '/sys/kernel/bench.json')
+    assert assert_user_error(proc).startswith(
+        'error: Cannot write /sys/kernel: ')
+    assert proc.stdout == ''
+
+
+def test_a_folder_made_for_the_report_goes_if_the_run_fails(tmp_path):
+    out = tmp_path / 'new' / 'bench.json'
+    assert_user_error(
+        run_script(TOOL, COCO, *SMALL, '--out', out, '--checkpoint',
+                   tmp_path / 'none.pth'), 'error: Checkpoint file not found')
+    assert os.listdir(tmp_path) == []

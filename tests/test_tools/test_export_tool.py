@@ -5,6 +5,7 @@ one-line errors that leave the files alone."""
 import json
 import os
 import os.path as osp
+import re
 import shutil
 
 import cv2
@@ -252,6 +253,18 @@ def test_outs_the_export_cannot_be_put_at(tmp_path):
     with pytest.raises(UserError, match='is a mount point'):
         tool.main([config_path(TOY), '--out', mount, '--overwrite'])
     assert os.listdir(tmp_path) == ['notes.txt']
+
+
+def test_a_folder_the_kernel_will_not_write_in_is_one_line(tmp_path):
+    """os.access says yes to root for /sys, whose folders refuse new
+    entries: the export was a PermissionError traceback when it made its
+    work folder there."""
+    proc = run_script(TOOL, config_path(TOY), '--out', '/sys/kernel/rap_sam')
+    line = assert_user_error(proc)
+    assert re.fullmatch(
+        r'error: Cannot write in /sys/kernel \((Operation not permitted|'
+        r'Permission denied)\): choose another output folder\.', line), line
+    assert not osp.exists('/sys/kernel/rap_sam')
 
 
 def test_refused_export_keeps_an_export(exported, tmp_path):

@@ -78,6 +78,7 @@ Examples::
         --device cuda --precision fp32 fp16 --compare mask2former
 """
 import argparse
+import contextlib
 import json
 import os.path as osp
 import runpy
@@ -586,16 +587,20 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     import rap_sam  # noqa: F401  (registers the modules)
     from rap_sam.utils.output_files import (check_new_file, check_outputs,
-                                            make_out_dir, write_bytes)
+                                            run_out_dir, write_bytes)
     from rap_sam.utils.user_errors import cli_errors
     command = ' '.join([osp.basename(sys.argv[0])] +
                        (argv if argv is not None else sys.argv[1:]))
-    with cli_errors():
+    with cli_errors(), contextlib.ExitStack() as stack:
         if args.out:
-            # Said before minutes of timing, not after (a folder was
-            # found only when the report was written).
+            # Said before minutes of timing, not after (a folder, or a
+            # folder that cannot be written, was found only when the
+            # report was written); a folder made here for the report is
+            # removed again if the run ends without it.
             check_new_file(args.out, True, 'JSON')  # folders
             check_outputs([args.out], [], args.overwrite)
+            stack.enter_context(
+                run_out_dir(osp.dirname(osp.abspath(args.out))))
         if args.trust_checkpoint:
             from rap_sam.utils.checkpoint import trust_all_checkpoints
             trust_all_checkpoints()
@@ -605,7 +610,6 @@ def main(argv=None) -> dict:
             report = run(args, command, work)
         print_report(report)
         if args.out:
-            make_out_dir(osp.dirname(osp.abspath(args.out)))
             write_bytes(
                 args.out,
                 json.dumps(report, indent=2, default=str).encode('utf-8'))
