@@ -353,8 +353,9 @@ def check_new_file(path: str,
     failed at its end or replaced an existing file unasked.
 
     Raises:
-        OutputError: ``path`` is a folder, lies under a file, or exists
-            and ``overwrite`` is False.
+        OutputError: ``path`` is a folder, lies under a file, exists and
+            ``overwrite`` is False, or its folder (the nearest one that
+            exists) cannot be written in.
     """
     if osp.isdir(path):
         raise OutputError(f'{option} {path} is a folder: name a {kind} '
@@ -368,6 +369,15 @@ def check_new_file(path: str,
     if not osp.isdir(folder):
         raise OutputError(
             f'{option} {path}: {folder} is a file, not a folder.')
+    # Tried, as make_out_dir does: os.access says yes to root for folders
+    # the kernel or a mount refuses to write in.
+    probe = osp.join(folder, f'.write-test-{uuid.uuid4().hex[:8]}')
+    try:
+        with open(probe, 'xb'):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise output_error(folder, err) from err
 
 
 def check_outputs(outputs: Sequence[str],

@@ -377,3 +377,19 @@ def test_run_out_dir_removes_only_the_empty_folders_it_made(tmp_path):
         (tmp_path / 'a' / 'b' / 'r.json').write_text('{}')
     assert out == str(tmp_path / 'a' / 'b')
     assert os.listdir(tmp_path / 'a' / 'b') == ['r.json']
+
+
+def test_check_new_file_tries_the_folder(tmp_path):
+    """A folder that cannot be written in was found at the end of the run
+    (gen_cls after CLIP encoded, tools/test.py after the evaluation): os.access
+    says yes to root for /sys, whose folders refuse new files."""
+    from rap_sam.utils.output_files import check_new_file
+    with pytest.raises(OutputError) as err:
+        check_new_file('/sys/kernel/new/report.json', False, 'JSON')
+    assert str(err.value) in (
+        'Cannot write /sys/kernel: Permission denied; choose a folder you '
+        'can write to.', 'Cannot write /sys/kernel: Operation not '
+        'permitted; choose a folder you can write to.')
+    # A writable folder: nothing left behind by the probe.
+    check_new_file(str(tmp_path / 'new' / 'report.json'), False, 'JSON')
+    assert os.listdir(tmp_path) == []
