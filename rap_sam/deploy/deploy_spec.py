@@ -487,24 +487,11 @@ def output_folder_problem(out_dir: str) -> Optional[str]:
     if not osp.isdir(ancestor):
         return (f'{ancestor} is a file, not a folder: choose another output '
                 'folder.')
-    # Tried rather than asked: os.access answers yes to root for folders
-    # the kernel refuses to write in (/sys, /proc) and knows nothing of
-    # some mounts.
-    reason = _cannot_make_folder_in(ancestor)
-    if reason:
-        return (f'Cannot write in {ancestor} ({reason}): choose another '
-                'output folder.')
-    return None
-
-
-def _cannot_make_folder_in(parent: str) -> Optional[str]:
-    """Why no folder can be made in ``parent`` (the system's words), or
-    None; the probe folder is removed again."""
-    import tempfile
+    from rap_sam.utils.output_files import OutputError, check_writable
     try:
-        os.rmdir(tempfile.mkdtemp(prefix='.write-test-', dir=parent))
-    except OSError as err:
-        return err.strerror or type(err).__name__
+        check_writable(ancestor)
+    except OutputError as err:
+        return str(err)
     return None
 
 

@@ -68,16 +68,26 @@ def make_out_dir(out_dir: str) -> str:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as err:
         raise output_error(out_dir, err) from err
-    # os.access answers for the real user id and knows nothing of read-only
-    # mounts, so try it.
-    probe = osp.join(out_dir, f'.write-test-{uuid.uuid4().hex[:8]}')
+    check_writable(out_dir)
+    return out_dir
+
+
+def check_writable(folder: str) -> None:
+    """Files can be made in the existing ``folder``: tried with a probe
+    file, removed again. os.access answers for the real user id, says yes
+    to root for folders the kernel refuses to write in (/sys) and knows
+    nothing of some mounts.
+
+    Raises:
+        OutputError: naming ``folder``, the system's reason and what to do.
+    """
+    probe = osp.join(folder, f'.write-test-{uuid.uuid4().hex[:8]}')
     try:
         with open(probe, 'xb'):
             pass
         os.remove(probe)
     except OSError as err:
-        raise output_error(out_dir, err) from err
-    return out_dir
+        raise output_error(folder, err) from err
 
 
 @contextlib.contextmanager
@@ -369,15 +379,7 @@ def check_new_file(path: str,
     if not osp.isdir(folder):
         raise OutputError(
             f'{option} {path}: {folder} is a file, not a folder.')
-    # Tried, as make_out_dir does: os.access says yes to root for folders
-    # the kernel or a mount refuses to write in.
-    probe = osp.join(folder, f'.write-test-{uuid.uuid4().hex[:8]}')
-    try:
-        with open(probe, 'xb'):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise output_error(folder, err) from err
+    check_writable(folder)
 
 
 def check_outputs(outputs: Sequence[str],

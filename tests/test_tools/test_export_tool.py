@@ -262,8 +262,8 @@ def test_a_folder_the_kernel_will_not_write_in_is_one_line(tmp_path):
     proc = run_script(TOOL, config_path(TOY), '--out', '/sys/kernel/rap_sam')
     line = assert_user_error(proc)
     assert re.fullmatch(
-        r'error: Cannot write in /sys/kernel \((Operation not permitted|'
-        r'Permission denied)\): choose another output folder\.', line), line
+        r'error: Cannot write /sys/kernel: (Operation not permitted|'
+        r'Permission denied); choose a folder you can write to\.', line), line
     assert not osp.exists('/sys/kernel/rap_sam')
 
 
