@@ -174,6 +174,13 @@ def check_export_args(parser: argparse.ArgumentParser,
                          '(or --export DIR, an export folder)')
         args.backend = args.backend or 'torch'
         args.precision = args.precision or 'fp32'
+        if args.precision.startswith('int8'):
+            parser.error(
+                f'--precision {args.precision} runs an int8 export folder '
+                '(calibrated on your images): make one with '
+                'tools/deploy/export.py CONFIG --checkpoint CKPT --out DIR '
+                '--precision int8 --calib DIR_OF_IMAGES, then give --export '
+                'DIR instead of CONFIG')
         if args.backend == 'torch' and args.threads is not None and getattr(
                 parser, 'runtime_threads', False):
             parser.error(

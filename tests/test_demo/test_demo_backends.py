@@ -4,6 +4,7 @@ the torch run of the same image and weights."""
 import json
 import os
 
+import pytest
 from helpers import assert_ran, assert_usage_error, run_script
 
 DEMO = 'demo/demo.py'
@@ -39,8 +40,15 @@ def test_onnxruntime_demo_equals_torch(weights, small_photo, tmp_path):
     assert len(os.listdir(tmp_path / 'cache')) == 1  # one cached export
 
 
-def test_int8_is_not_asked_of_the_demo(small_photo, tmp_path):
-    proc = run_script(DEMO, small_photo, COCO, '--precision', 'int8',
+@pytest.mark.parametrize('precision', ['int8', 'int8-bf16'])
+def test_int8_is_not_asked_of_the_demo(small_photo, tmp_path, precision):
+    """int8 needs calibration images: with a config the usage says how to
+    make the export folder that --export then runs."""
+    proc = run_script(DEMO, small_photo, COCO, '--precision', precision,
                       '--out-dir', tmp_path / 'o')
-    assert_usage_error(proc, "invalid choice: 'int8'")
+    assert_usage_error(
+        proc, f'--precision {precision} runs an int8 export folder '
+        '(calibrated on your images): make one with tools/deploy/export.py '
+        'CONFIG --checkpoint CKPT --out DIR --precision int8 --calib '
+        'DIR_OF_IMAGES, then give --export DIR instead of CONFIG')
     assert not (tmp_path / 'o').exists()
