@@ -517,9 +517,8 @@ def make_work_folder(parent: str, kind: str) -> str:
     try:
         work = tempfile.mkdtemp(prefix=f'{prefix}{os.getpid()}-', dir=parent)
     except OSError as err:  # the folder filled or changed since the check
-        raise DeployFolderError(
-            f'Cannot write in {parent} ({err.strerror or err}): choose '
-            'another output folder.') from err
+        from rap_sam.utils.output_files import output_error
+        raise output_error(parent, err) from err
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(work, 0o777 & ~umask)
