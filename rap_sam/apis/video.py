@@ -126,20 +126,92 @@ def clip_linker(model) -> ClipLinker:
 CHUNK_BYTES_PER_PIXEL = 128
 
 
+def _read_number(path: str) -> Optional[int]:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _inactive_file(stat_path: str) -> int:
+    """Reclaimable page cache a cgroup's usage counts (docker's stats take
+    it off the usage the same way)."""
+    try:
+        with open(stat_path) as f:
+            for line in f:
+                name, _, value = line.partition(' ')
+                if name in ('inactive_file', 'total_inactive_file'):
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cgroup_memory_headroom(proc_cgroup: str = '/proc/self/cgroup',
+                           root: str = '/sys/fs/cgroup') -> Optional[int]:
+    """Bytes this process's memory cgroup (v1 or v2) and its parents still
+    allow, None where none sets a limit. A container's limit is often far
+    below the machine's ``MemAvailable``, and past it the process is killed
+    as surely."""
+    try:
+        with open(proc_cgroup) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    places = []  # (folder of the hierarchy, limit file, usage file)
+    for line in lines:
+        parts = line.split(':', 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == '':
+            places.append((root, path, 'memory.max', 'memory.current'))
+        elif 'memory' in controllers.split(','):
+            places.append((os.path.join(root, 'memory'), path,
+                           'memory.limit_in_bytes', 'memory.usage_in_bytes'))
+    headroom = None
+    for mount, path, limit_name, usage_name in places:
+        # Inside a container the cgroup's path may not exist under the
+        # mount, whose root is then the container's own cgroup.
+        folder = os.path.join(mount, path.strip('/'))
+        while True:
+            limit = _read_number(os.path.join(folder, limit_name))
+            usage = _read_number(os.path.join(folder, usage_name))
+            # 'max' (v2) reads as no number; v1 says none with ~2**63.
+            if limit is not None and usage is not None and limit < 2**60:
+                used = usage - _inactive_file(
+                    os.path.join(folder, 'memory.stat'))
+                left = max(limit - max(used, 0), 0)
+                headroom = left if headroom is None else min(headroom, left)
+            if os.path.normpath(folder) == os.path.normpath(mount):
+                break
+            folder = os.path.dirname(folder)
+    return headroom
+
+
 def available_memory() -> Optional[int]:
-    """Bytes of memory available to a new allocation (Linux's
-    ``MemAvailable``, else the free pages), None where neither is known."""
+    """Bytes of memory available to a new allocation: Linux's
+    ``MemAvailable`` (else the free pages), or less where the process's
+    memory cgroup allows less; None where neither is known."""
+    free = None
     try:
         with open('/proc/meminfo') as f:
             for line in f:
                 if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
-    except (ValueError, OSError, AttributeError):
-        return None
+    if free is None:
+        try:
+            free = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
+        except (ValueError, OSError, AttributeError):
+            pass
+    headroom = cgroup_memory_headroom()
+    if headroom is None:
+        return free
+    return headroom if free is None else min(free, headroom)
 
 
 def check_chunk_frames(chunk_frames, scale: Tuple[int, int]) -> int:

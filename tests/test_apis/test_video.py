@@ -288,11 +288,66 @@ def test_a_chunk_larger_than_the_memory_is_refused(video_predictor, frames,
     assert video.check_chunk_frames(10**9, (64, 48)) == 10**9
 
 
-def test_available_memory_is_linux_memavailable():
+def test_available_memory_is_linux_memavailable(monkeypatch):
+    from rap_sam.apis import video
     from rap_sam.apis.video import available_memory
+    monkeypatch.setattr(video, 'cgroup_memory_headroom', lambda: None)
     with open('/proc/meminfo') as f:
         listed = next(
             int(line.split()[1]) for line in f
             if line.startswith('MemAvailable:'))
     # Read a moment apart: within 256 MB of each other.
     assert abs(available_memory() - listed * 1024) < 256 * 2**20
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v2_limit_counts_the_parents_and_the_page_cache(tmp_path):
+    """A container's memory limit is often far below the machine's
+    MemAvailable; the tightest of the cgroup and its parents counts, the
+    reclaimable page cache not as used."""
+    from rap_sam.apis.video import cgroup_memory_headroom
+    root = tmp_path / 'cgroup'
+    _write(tmp_path / 'self', '0::/box/job\n')
+    _write(root / 'box' / 'memory.max', '1000000\n')
+    _write(root / 'box' / 'memory.current', '400000\n')
+    _write(root / 'box' / 'job' / 'memory.max', 'max\n')
+    _write(root / 'box' / 'job' / 'memory.current', '300000\n')
+    assert cgroup_memory_headroom(str(tmp_path / 'self'), str(root)) == 600000
+    _write(root / 'box' / 'memory.stat',
+           'anon 100\ninactive_file 250000\nactive_file 5\n')
+    assert cgroup_memory_headroom(str(tmp_path / 'self'), str(root)) == 850000
+    _write(root / 'box' / 'job' / 'memory.max', '500000\n')
+    assert cgroup_memory_headroom(str(tmp_path / 'self'), str(root)) == 200000
+    # Usage past the limit: nothing left, not a negative count.
+    _write(root / 'box' / 'job' / 'memory.current', '900000\n')
+    assert cgroup_memory_headroom(str(tmp_path / 'self'), str(root)) == 0
+
+
+def test_cgroup_v1_limit_and_a_container_view(tmp_path):
+    """cgroup v1 names its files otherwise and says "no limit" with a huge
+    number; inside a container the listed path is missing under the mount,
+    whose root is the container's own cgroup."""
+    from rap_sam.apis.video import cgroup_memory_headroom
+    root = tmp_path / 'cgroup'
+    memory = root / 'memory'
+    _write(tmp_path / 'self', '4:memory,hugetlb:/docker/abc\n1:cpu:/\n')
+    _write(memory / 'memory.limit_in_bytes', '9223372036854771712\n')
+    _write(memory / 'memory.usage_in_bytes', '5000\n')
+    assert cgroup_memory_headroom(str(tmp_path / 'self'), str(root)) is None
+    _write(memory / 'memory.limit_in_bytes', '8000\n')
+    _write(memory / 'memory.stat', 'cache 9\ntotal_inactive_file 1000\n')
+    assert cgroup_memory_headroom(str(tmp_path / 'self'), str(root)) == 4000
+    # Nothing readable: no limit known.
+    assert cgroup_memory_headroom(str(tmp_path / 'none'), str(root)) is None
+
+
+def test_available_memory_takes_the_cgroup_limit(monkeypatch):
+    from rap_sam.apis import video
+    monkeypatch.setattr(video, 'cgroup_memory_headroom', lambda: 12345)
+    assert video.available_memory() == 12345
+    monkeypatch.setattr(video, 'cgroup_memory_headroom', lambda: 2**62)
+    assert video.available_memory() < 2**62
