@@ -22,6 +22,9 @@ add_trust_checkpoint = _CLI['add_trust_checkpoint']
 positive_int = _CLI['positive_int']
 # rap_sam.deploy.prepare.POSTS, written out: importing it imports torch.
 POSTS = ('exact', 'half')
+# The runtime precisions that run an int8 export folder
+# (rap_sam.deploy.backends.reads_int8_folder), written out likewise.
+INT8_PRECISIONS = ('int8', 'int8-bf16')
 # A negative number, or a comma list starting with one ('-5,10').
 _NEGATIVE_VALUES = re.compile(r'^-\d*\.?\d+(,[-+]?\d*\.?\d*)*$')
 
@@ -111,8 +114,7 @@ def base_parser(doc: str,
         parser.add_argument(
             '--precision',
             # int8 comes from an export folder (calibrated beforehand).
-            choices=('fp32', 'bf16') + (('int8', 'int8-bf16') if export else
-                                        ()),
+            choices=('fp32', 'bf16') + (INT8_PRECISIONS if export else ()),
             default=None if export else 'fp32',
             help='bf16 is approximate and opt-in (torch autocast or '
             "OpenVINO's bf16; int8: tools/deploy/export.py" +
@@ -174,7 +176,7 @@ def check_export_args(parser: argparse.ArgumentParser,
                          '(or --export DIR, an export folder)')
         args.backend = args.backend or 'torch'
         args.precision = args.precision or 'fp32'
-        if args.precision.startswith('int8'):
+        if args.precision in INT8_PRECISIONS:
             parser.error(
                 f'--precision {args.precision} runs an int8 export folder '
                 '(calibrated on your images): make one with '

@@ -21,6 +21,7 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 from rap_sam.deploy.backends import BACKENDS as RUNTIME_BACKENDS
+from rap_sam.deploy.backends import reads_int8_folder
 from rap_sam.deploy.prepare import POSTS, use_post
 from rap_sam.models.layers import LowRankFeatureMap
 from rap_sam.utils.checkpoint import load_model_weights
@@ -314,7 +315,7 @@ class RapSAMPredictor:
         if post != 'exact' and backend == 'torch' and optimize is False:
             raise InputError(f'post {post!r} is an optimisation: it needs '
                              'optimize=True.')
-        if backend != 'torch' and precision.startswith('int8'):
+        if backend != 'torch' and reads_int8_folder(precision):
             raise InputError(
                 f'{precision} needs calibration images: export with '
                 'tools/deploy/export.py CONFIG --checkpoint CKPT --out DIR '

@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 
 from rap_sam.utils.user_errors import UserError
 from .backends import BACKENDS as RUNTIMES
-from .backends import FOLDER_PRECISIONS
+from .backends import FOLDER_PRECISIONS, reads_int8_folder
 from .quantize import DEFAULT_CALIBRATION, check_int8_modules
 
 #: scikit-image's real photos (``skimage.data``), beside demo/demo.jpg.
@@ -324,21 +324,17 @@ def parse_modes(modes: Sequence[str]) -> List[Tuple[str, str]]:
             raise UserError(f'{usage}, got {mode!r} (fp32 with the exact '
                             'post-processing is what each mode is '
                             'compared with).')
-        if backend == 'torch' and _needs_int8(precision):
+        if backend == 'torch' and reads_int8_folder(precision):
             raise UserError(f'{precision} runs on an int8 export '
                             '(onnxruntime or openvino), not on torch.')
-        runs = RUNTIMES[backend].precisions if backend in RUNTIMES else ()
-        if backend in RUNTIMES and precision not in runs:
-            raise UserError(f'{backend} runs {", ".join(runs)}, not '
-                            f'{precision} ({mode!r}).')
+        if backend in RUNTIMES and precision not in RUNTIMES[
+                backend].precisions:
+            raise UserError(
+                f'{backend} runs {", ".join(RUNTIMES[backend].precisions)}, '
+                f'not {precision} ({mode!r}).')
         parsed.append(
             (backend, precision if post == 'exact' else f'{precision}:{post}'))
     return parsed
-
-
-def _needs_int8(precision: str) -> bool:
-    """Whether a runtime ``precision`` runs on an int8 export folder."""
-    return FOLDER_PRECISIONS.get(precision) == ('int8', )
 
 
 def _split_setting(setting: str) -> Tuple[str, str]:
@@ -369,7 +365,7 @@ def check_inputs(modes: Sequence[Tuple[str, str]],
         raise UserError(
             f'--int8-graphs: no graph {", ".join(repr(g) for g in unknown)} '
             f'in an export; choose from {", ".join(GRAPH_NAMES)}.')
-    if any(_needs_int8(_split_setting(s)[0]) for _, s in modes):
+    if any(reads_int8_folder(_split_setting(s)[0]) for _, s in modes):
         from .calibration import calibration_images
         return calibration_images(calib, max_calib_images)
     return None
@@ -497,7 +493,7 @@ def compare_modes(config: str,
         overwrite=True)
     log(f'fp32 export: {fp32_dir} ({time.time() - start:.0f} s)')
     exports = {'fp32': fp32_dir}
-    if any(_needs_int8(_split_setting(s)[0]) for _, s in modes):
+    if any(reads_int8_folder(_split_setting(s)[0]) for _, s in modes):
         start = time.time()
         exports['int8'] = quantize_export(
             fp32_dir,
@@ -526,7 +522,8 @@ def compare_modes(config: str,
                     precision=precision,
                     post=post)
             else:
-                folder = exports['int8' if _needs_int8(precision) else 'fp32']
+                folder = exports['int8' if reads_int8_folder(precision
+                                                             ) else 'fp32']
                 made = RapSAMPredictor.from_export(
                     folder,
                     backend=backend,

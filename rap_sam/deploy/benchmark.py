@@ -47,6 +47,7 @@ import torch.nn as nn
 from rap_sam.testing.data_batches import image_batch, video_batch
 from rap_sam.testing.seeded_weights import randomize_
 from rap_sam.utils.user_errors import UserError
+from .backends import reads_int8_folder, runs_bf16
 from .prepare import prepare
 
 STAGES = ('pre', 'backbone', 'neck', 'encoder', 'head', 'post', 'e2e')
@@ -186,7 +187,7 @@ def skip_reason(variant: Variant,
         return (f"post={variant.post!r} is for images: a video model's clip "
                 'linker reads exact per-query masks')
     if variant.backend == 'torch':
-        if variant.precision.startswith('int8'):
+        if reads_int8_folder(variant.precision):
             return (
                 'torch has no int8 path here: int8 is post-training static '
                 'quantization of the ONNX export (onnxruntime, openvino)')
@@ -207,7 +208,7 @@ def skip_reason(variant: Variant,
                     'Softmax ...): bf16 runs on openvino and torch')
         return (f'{variant.backend} runs {", ".join(runtime.precisions)}, '
                 f'not {variant.precision}')
-    if variant.precision.endswith('bf16') and machine and not (
+    if runs_bf16(variant.precision) and machine and not (
             machine.get('avx512_bf16') or machine.get('amx_bf16')):
         # OpenVINO would quietly compute in fp32: not a bf16 figure.
         return ('this CPU has neither AVX-512 BF16 nor AMX: OpenVINO would '
@@ -325,9 +326,7 @@ class RuntimeExports:
                 of memory); a second call raises it again without
                 retrying.
         """
-        from .backends import FOLDER_PRECISIONS
-        key = 'int8' if 'int8' in FOLDER_PRECISIONS.get(precision,
-                                                        ()) else 'fp32'
+        key = 'int8' if reads_int8_folder(precision) else 'fp32'
         if key in self._failed:
             raise self._failed[key]
         if key in self._dirs:

@@ -96,6 +96,14 @@ def test_the_choices_are_the_librarys():
     assert demo_posts == POSTS
 
 
+def test_the_int8_precisions_are_the_librarys():
+    from demo_cli import INT8_PRECISIONS
+
+    from rap_sam.deploy.backends import PRECISIONS, reads_int8_folder
+    assert INT8_PRECISIONS == tuple(
+        p for p in PRECISIONS if reads_int8_folder(p))
+
+
 def test_app_fuses_images_half_and_tracks_videos_exact(weights):
     from app import load_predictors, parse_args
 

@@ -11,8 +11,10 @@ import pytest
 from helpers import REPO
 from onnx import TensorProto, helper
 
-from rap_sam.deploy.backends import (BACKENDS, BackendError, ImagePreprocessor,
-                                     build_backend)
+from rap_sam.deploy.backends import (BACKENDS, FOLDER_PRECISIONS, PRECISIONS,
+                                     BackendError, ImagePreprocessor,
+                                     build_backend, reads_int8_folder,
+                                     runs_bf16)
 from rap_sam.utils.user_errors import UserError
 
 
@@ -199,6 +201,14 @@ def test_fp32_is_not_computed_in_bf16(toy_dir, name):
     image = np.full((1, 3, 4, 4), 2.0**-11, np.float32)
     feat = backend.run('image_encoder', dict(image=image))['feat']
     assert (feat == np.float32(1 + 2.0**-10)).all()
+
+
+def test_what_each_runtime_precision_reads_and_computes_in():
+    assert set(FOLDER_PRECISIONS) == set(PRECISIONS)
+    assert [p for p in PRECISIONS
+            if reads_int8_folder(p)] == ['int8', 'int8-bf16']
+    assert [p for p in PRECISIONS if runs_bf16(p)] == ['bf16', 'int8-bf16']
+    assert not reads_int8_folder('fp16') and not runs_bf16('fp16')
 
 
 def test_missing_graph_names_the_file(tmp_path):

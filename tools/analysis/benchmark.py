@@ -395,6 +395,7 @@ def build_runners(args, bench, base, img, device, notes, work_dir):
 
 def run(args, command: str, work_dir: str) -> dict:
     from rap_sam.deploy import benchmark as bench
+    from rap_sam.deploy.backends import reads_int8_folder
 
     device = torch.device(args.device)
     warmup = args.warmup
@@ -485,7 +486,7 @@ def run(args, command: str, work_dir: str) -> dict:
             entry['params_m'] = base_params
         frames = args.num_frames if args.task == 'video' else 1
         entry['fps'] = frames / med['e2e']
-        if precisions.get(name, '').startswith('int8'):
+        if reads_int8_folder(precisions.get(name, '')):
             entry['calibration'] = args.calibration
         if not args.no_flops:
             # Counted on the model as built (prepare and export do not

@@ -8,7 +8,8 @@ fusion) is torch code shared with the torch model (see
 :class:`rap_sam.apis.RapSAMPredictor`).
 """
 from .base_backend import (FOLDER_PRECISIONS, GRAPH_NAMES, PRECISIONS,
-                           BackendError, BaseBackend, import_runtime)
+                           BackendError, BaseBackend, import_runtime,
+                           reads_int8_folder, runs_bf16)
 from .builder import BACKENDS, build_backend
 from .deployed_model import DeployedModel
 from .image_preprocessor import ImagePreprocessor
@@ -19,5 +20,5 @@ __all__ = [
     'BACKENDS', 'BackendError', 'BaseBackend', 'DeployedModel',
     'FOLDER_PRECISIONS', 'GRAPH_NAMES', 'ImagePreprocessor',
     'OnnxRuntimeBackend', 'OpenVINOBackend', 'PRECISIONS', 'build_backend',
-    'import_runtime'
+    'import_runtime', 'reads_int8_folder', 'runs_bf16'
 ]

@@ -35,6 +35,18 @@ FOLDER_PRECISIONS = {
 }
 
 
+def reads_int8_folder(precision: str) -> bool:
+    """Whether a runtime ``precision`` runs on an int8 export folder
+    (graphs quantized with calibration images beforehand)."""
+    return FOLDER_PRECISIONS.get(precision) == ('int8', )
+
+
+def runs_bf16(precision: str) -> bool:
+    """Whether a runtime ``precision`` computes its float operations in
+    bfloat16 (which needs a CPU with AVX-512 BF16 or AMX)."""
+    return precision in ('bf16', 'int8-bf16')
+
+
 class BackendError(UserError):
     """A runtime that is not installed, a graph that is not in the export
     folder, or feeds that do not fit a graph."""

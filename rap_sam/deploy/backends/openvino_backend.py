@@ -3,7 +3,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .base_backend import BackendError, BaseBackend, import_runtime
+from .base_backend import BackendError, BaseBackend, import_runtime, runs_bf16
 
 #: The prompt decoder's input whose first axis is the number of prompts
 #: (``rap_sam.deploy.graphs.BOXES``; that module imports torch).
@@ -100,9 +100,8 @@ class OpenVINOBackend(BaseBackend):
     def _config(self) -> dict:
         config = {
             'INFERENCE_PRECISION_HINT':
-            'bf16' if self.precision.endswith('bf16') else 'f32',
-            'PERFORMANCE_HINT':
-            'LATENCY',
+            'bf16' if runs_bf16(self.precision) else 'f32',
+            'PERFORMANCE_HINT': 'LATENCY',
         }
         if self.num_threads is not None:
             config['INFERENCE_NUM_THREADS'] = self.num_threads
