@@ -339,3 +339,89 @@ def test_unreadable_graph_names_the_file(tmp_path, name):
     with pytest.raises(
             BackendError, match=f'{name} cannot load .*image_encoder.onnx: '):
         backend.run('image_encoder', {})
+
+
+def _openvino_computes_bf16() -> bool:
+    import openvino as ov
+
+    from rap_sam.deploy.backends.openvino_backend import computes_bf16
+    return computes_bf16(ov.Core())
+
+
+# 1 + 3 * 2^-9 lies between the bf16 numbers 1 and 1 + 2^-7, nearer the
+# second: rounded to nearest (as OpenVINO rounds a bf16 model's inputs) the
+# map's mean is 1 + 2^-7; truncated it would be 1.
+_OFF_GRID = 1 + 3 * 2.0**-9
+_ROUNDED = 1 + 2.0**-7
+
+
+@pytest.mark.skipif(
+    not _openvino_computes_bf16(),
+    reason="this CPU has no bf16 kernels in OpenVINO's CPU plugin")
+def test_openvino_bf16_clicks_read_each_images_map_converted_once(toy_dir):
+    """In bf16 the prompt decoder is fed the map converted once per image
+    (not at every click), rounded as OpenVINO rounds it; the map handed
+    out is read-only, so no change in place can make the copy stale."""
+    backend = build_backend('openvino', toy_dir, precision='bf16')
+    maps = backend._bf16_maps
+    converted = []
+    convert = maps.convert
+    maps.convert = lambda array, out=None: converted.append(1) or convert(
+        array, out)
+    boxes = np.zeros((1, 4), np.float32)
+    for image_value, mean in [((_OFF_GRID - 1) / 2, _ROUNDED), (0.5, 2.0)]:
+        image = np.full((1, 3, 4, 4), image_value, np.float32)
+        feats = backend.run('image_encoder', dict(image=image))
+        assert not feats['feat'].flags.writeable
+        with pytest.raises(ValueError, match='read-only'):
+            feats['feat'][0, 0, 0, 0] = 0
+        np.testing.assert_array_equal(feats['feat'], 2 * image + 1)
+        converted.clear()
+        for _ in range(3):
+            out = backend.run('prompt_decoder', dict(feats, boxes=boxes))
+            assert out['score'].tolist() == [[mean]]
+        assert len(converted) == 1
+    # Any other array is converted at each call: a change shows.
+    feat = np.full((1, 3, 4, 4), _OFF_GRID, np.float32)
+    converted.clear()
+    for value, mean in [(_OFF_GRID, _ROUNDED), (3.0, 3.0)]:
+        feat[...] = value
+        out = backend.run('prompt_decoder', dict(feat=feat, boxes=boxes))
+        assert out['score'].tolist() == [[mean]]
+    assert len(converted) == 2
+
+
+def test_openvino_bf16_maps_are_read_in_place_by_float_graphs(tmp_path):
+    """A graph fed the handed-out read-only map reads the array under it
+    in place: OpenVINO copies a read-only input first."""
+    write_toy_graphs(str(tmp_path))
+    feat = helper.make_tensor_value_info('feat', TensorProto.FLOAT,
+                                         [1, 3, 'H', 'W'])
+    total = helper.make_tensor_value_info('total', TensorProto.FLOAT, [])
+    _save(
+        helper.make_graph(
+            [helper.make_node('ReduceSum', ['feat'], ['total'], keepdims=0)],
+            'panoptic', [feat], [total]),
+        str(tmp_path / 'panoptic_decoder.onnx'))
+    backend = build_backend('openvino', str(tmp_path), precision='bf16')
+    image = np.ones((1, 3, 4, 4), np.float32)
+    feats = backend.run('image_encoder', dict(image=image))
+    out = backend.run('panoptic_decoder', feats)
+    assert out['total'] == 3 * 4 * 4 * 3.0
+    request = backend.session('panoptic_decoder').request({})[1]
+    assert request.get_tensor('feat').data.ctypes.data == \
+        feats['feat'].ctypes.data
+
+
+def test_openvino_bf16_maps_stay_fp32_on_a_cpu_without_bf16(
+        toy_dir, monkeypatch):
+    """Where OpenVINO computes a bf16 hint in fp32 the map is not rounded
+    to bf16 either: the decoder reads the fp32 map."""
+    from rap_sam.deploy.backends import openvino_backend
+    monkeypatch.setattr(openvino_backend, 'computes_bf16', lambda core: False)
+    backend = build_backend('openvino', toy_dir, precision='bf16')
+    image = np.full((1, 3, 4, 4), (_OFF_GRID - 1) / 2, np.float32)
+    feats = backend.run('image_encoder', dict(image=image))
+    assert feats['feat'].flags.writeable
+    assert backend.session('prompt_decoder').bf16_inputs == []
+    assert backend._bf16_maps is None

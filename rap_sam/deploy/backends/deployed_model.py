@@ -101,7 +101,9 @@ class DeployedModel:
         return self.preprocessor(img)
 
     def encode(self, image: np.ndarray) -> Features:
-        """The preprocessed image -> the encoder's outputs by name."""
+        """The preprocessed image -> the encoder's outputs by name
+        (read-only where the backend keeps a converted copy of them:
+        OpenVINO computing in bf16)."""
         return self.backend.run('image_encoder',
                                 {self.spec.image_input: image})
 
