@@ -128,7 +128,8 @@ class _Bf16Maps:
         self._core = core
         self._config = config
         self._requests = {}  # rank -> infer request of a Convert model
-        self._newest = {}  # input name -> weakref to the handed-out view
+        # input name -> weakrefs to the handed-out view and its array
+        self._newest = {}
         self._copies = {}  # input name -> (weakref to the view, tensor)
 
     def hand_out(self, outputs: Dict[str, np.ndarray]) -> dict:
@@ -139,18 +140,21 @@ class _Bf16Maps:
             views[name] = array.view()
             views[name].flags.writeable = False
         self._newest = {
-            name: weakref.ref(view)
-            for name, view in views.items()
+            name: (weakref.ref(views[name]), weakref.ref(array))
+            for name, array in outputs.items()
         }
         return views
 
     def _is_newest(self, name: str, array: np.ndarray) -> bool:
-        newest = self._newest.get(name)
-        return newest is not None and newest() is array
+        view, _ = self._newest.get(name, (None, None))
+        return view is not None and view() is array
 
     def writable(self, name: str, array: np.ndarray) -> np.ndarray:
         """The array under a view :meth:`hand_out` made, else ``array``."""
-        return array.base if self._is_newest(name, array) else array
+        if not self._is_newest(name, array):
+            return array
+        writable = self._newest[name][1]()
+        return array if writable is None else writable
 
     def bf16(self, name: str, array: np.ndarray):
         """``array`` (the ``name`` input) as a bfloat16 tensor."""
