@@ -277,6 +277,25 @@ def test_bf16_on_openvino_stays_close(export_dir, photo):
     assert_close(masks16, masks32, rel=0.1)
 
 
+def test_bf16_prompts_on_openvino_repeat_and_stay_close(export_dir, photo):
+    """Clicks and boxes on one image in bf16 (the prompt decoder reads the
+    map converted once per image): the same answer at every call, close
+    to fp32's, and a new image's answer after set_image."""
+    fp32 = RapSAMPredictor.from_export(export_dir, backend='openvino')
+    bf16 = RapSAMPredictor.from_export(
+        export_dir, backend='openvino', precision='bf16')
+    for img in (photo, np.ascontiguousarray(photo[::-1])):
+        fp32.set_image(img)
+        bf16.set_image(img)
+        expected = fp32.predict_prompts(POINTS, BOXES).pred_instances
+        first = bf16.predict_prompts(POINTS, BOXES).pred_instances
+        again = bf16.predict_prompts(POINTS, BOXES).pred_instances
+        assert torch.equal(first.masks, again.masks)
+        assert torch.equal(first.scores, again.scores)
+        agree = (first.masks == expected.masks).float().mean()
+        assert agree > 0.95, float(agree)
+
+
 def test_encoder_and_prompts_run_without_torch(export_dir, photo, tmp_path):
     """A deployment without PyTorch: import torch fails in the subprocess,
     which still preprocesses, encodes and decodes prompts; its logits are
