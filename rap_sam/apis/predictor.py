@@ -28,6 +28,7 @@ from rap_sam.utils.checkpoint import load_model_weights
 from rap_sam.utils.class_embeddings import class_embedding_path
 from rap_sam.utils.config_file import (ConfigFileError, config_test_scale,
                                        read_config)
+from rap_sam.utils.cpu_features import cpu_has_bf16, no_bf16_notice
 from rap_sam.utils.user_errors import UserNotice
 from rap_sam.visualization import config_dataset_meta
 from .inputs import (InputError, check_int, check_number, check_pixels,
@@ -418,6 +419,14 @@ class RapSAMPredictor:
 
     def _prepare(self, optimize: bool, precision: str, post: str) -> None:
         from rap_sam.deploy import prepare
+        if (precision == 'bf16' and self.device.type == 'cpu'
+                and cpu_has_bf16() is False):
+            warnings.warn(
+                no_bf16_notice(
+                    precision, 'torch computes bf16 many times slower '
+                    'than fp32'),
+                UserNotice,
+                stacklevel=3)
         prepare(
             self.model,
             'fast' if optimize else 'reference',

@@ -46,6 +46,7 @@ import torch.nn as nn
 
 from rap_sam.testing.data_batches import image_batch, video_batch
 from rap_sam.testing.seeded_weights import randomize_
+from rap_sam.utils.cpu_features import cpu_flags, cpu_has_bf16
 from rap_sam.utils.user_errors import UserError
 from .backends import reads_int8_folder, runs_bf16
 from .prepare import prepare
@@ -186,11 +187,18 @@ def skip_reason(variant: Variant,
     if variant.post != 'exact' and task == 'video':
         return (f"post={variant.post!r} is for images: a video model's clip "
                 'linker reads exact per-query masks')
+    lacks_bf16 = (device.type == 'cpu' and 'avx512_bf16' in machine
+                  and not (machine['avx512_bf16'] or machine.get('amx_bf16')))
     if variant.backend == 'torch':
         if reads_int8_folder(variant.precision):
             return (
                 'torch has no int8 path here: int8 is post-training static '
                 'quantization of the ONNX export (onnxruntime, openvino)')
+        if runs_bf16(variant.precision) and lacks_bf16:
+            # Not worth timing: a 3x3 conv took 12x its fp32 time on an
+            # AVX2 EPYC, a 2048-square torch.mm 600x.
+            return ('this CPU has neither AVX-512 BF16 nor AMX: torch '
+                    'computes bf16 many times slower than fp32')
         return None
     if variant.backend not in RUNTIMES:
         return f'unknown backend {variant.backend!r}'
@@ -208,8 +216,7 @@ def skip_reason(variant: Variant,
                     'Softmax ...): bf16 runs on openvino and torch')
         return (f'{variant.backend} runs {", ".join(runtime.precisions)}, '
                 f'not {variant.precision}')
-    if runs_bf16(variant.precision) and machine and not (
-            machine.get('avx512_bf16') or machine.get('amx_bf16')):
+    if runs_bf16(variant.precision) and lacks_bf16:
         # OpenVINO would quietly compute in fp32: not a bf16 figure.
         return ('this CPU has neither AVX-512 BF16 nor AMX: OpenVINO would '
                 'run fp32')
@@ -915,22 +922,18 @@ def machine_info(device: torch.device) -> dict:
         cpu=platform.processor() or platform.machine())
     try:
         with open('/proc/cpuinfo') as f:
-            text = f.read()
-        for line in text.splitlines():
-            if line.startswith('model name'):
-                info['cpu'] = line.split(':', 1)[1].strip()
-                break
-        flags = set()
-        for line in text.splitlines():
-            if line.startswith('flags'):
-                flags = set(line.split(':', 1)[1].split())
-                break
+            for line in f:
+                if line.startswith('model name'):
+                    info['cpu'] = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    flags = cpu_flags()
+    if flags is not None:
         info['cpu_cores'] = os.cpu_count()
         info['avx512'] = 'avx512f' in flags
         info['avx512_bf16'] = 'avx512_bf16' in flags
         info['amx_bf16'] = 'amx_bf16' in flags
-    except OSError:
-        pass
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
     return info
@@ -1045,6 +1048,12 @@ def measure_roofline(device: Union[str, torch.device],
         if precision not in ROOFLINE_DTYPES:
             skipped[precision] = (
                 f'no {precision} torch.mm to measure its peak with')
+            continue
+        if (precision == 'bf16' and device.type == 'cpu'
+                and cpu_has_bf16() is False):
+            # Without bf16 kernels a 2048-square product takes a minute.
+            skipped[precision] = ('this CPU has neither AVX-512 BF16 nor '
+                                  'AMX: no bf16 peak to measure')
             continue
         try:
             gmacs[precision] = matmul_throughput(

@@ -195,3 +195,26 @@ def test_half_post_processing_is_opt_in_and_close(weights, predictor, photo):
     # check known shapes, docs/deploy.md trained-like masks (IoU 0.97).
     inter = (ins.masks & ref.masks).sum()
     assert inter / (ins.masks | ref.masks).sum() > 0.7
+
+
+@pytest.mark.parametrize('has_bf16, notices', [
+    (False, [
+        "precision 'bf16': this CPU has neither AVX-512 BF16 nor AMX, so "
+        'torch computes bf16 many times slower than fp32; use fp32 (or int8 '
+        'from an int8 export) here.'
+    ]),
+    (True, []),
+    (None, []),  # flags unknown (not Linux): nothing said
+])
+def test_bf16_on_a_cpu_without_bf16_is_said(monkeypatch, has_bf16, notices):
+    from rap_sam.apis import predictor as predictor_module
+    from rap_sam.utils.user_errors import UserNotice
+    monkeypatch.setattr(predictor_module, 'cpu_has_bf16', lambda: has_bf16)
+    with pytest.warns(UserNotice) as caught:  # random weights, at least
+        model = RapSAMPredictor(
+            config_path('rap_sam/toy_eval_coco.py'), precision='bf16')
+    # Said of the caller's line, as the random-weights notice is.
+    said = [(str(w.message), w.filename) for w in caught
+            if 'AVX-512' in str(w.message)]
+    assert said == [(notice, __file__) for notice in notices]
+    assert model.model.deploy_setting['precision'] == 'bf16'

@@ -15,7 +15,7 @@ from rap_sam.deploy.backends import (BACKENDS, FOLDER_PRECISIONS, PRECISIONS,
                                      BackendError, ImagePreprocessor,
                                      build_backend, reads_int8_folder,
                                      runs_bf16)
-from rap_sam.utils.user_errors import UserError
+from rap_sam.utils.user_errors import UserError, UserNotice
 
 
 def _save(graph, path):
@@ -415,11 +415,17 @@ def test_openvino_bf16_maps_are_read_in_place_by_float_graphs(tmp_path):
 
 def test_openvino_bf16_maps_stay_fp32_on_a_cpu_without_bf16(
         toy_dir, monkeypatch):
-    """Where OpenVINO computes a bf16 hint in fp32 the map is not rounded
-    to bf16 either: the decoder reads the fp32 map."""
+    """Where OpenVINO computes a bf16 hint in fp32 it says so, and the map
+    is not rounded to bf16 either: the decoder reads the fp32 map."""
     from rap_sam.deploy.backends import openvino_backend
     monkeypatch.setattr(openvino_backend, 'computes_bf16', lambda core: False)
-    backend = build_backend('openvino', toy_dir, precision='bf16')
+    with pytest.warns(UserNotice) as notices:
+        backend = build_backend('openvino', toy_dir, precision='bf16')
+    assert [str(n.message) for n in notices] == [
+        "precision 'bf16': this CPU has neither AVX-512 BF16 nor AMX, so "
+        'OpenVINO computes in fp32; use fp32 (or int8 from an int8 export) '
+        'here.'
+    ]
     image = np.full((1, 3, 4, 4), (_OFF_GRID - 1) / 2, np.float32)
     feats = backend.run('image_encoder', dict(image=image))
     assert feats['feat'].flags.writeable

@@ -140,7 +140,10 @@ def test_runtime_backends_in_every_precision(every_precision):
     # The peak in each precision torch.mm has; without a FLOP count the
     # floor is unknown, and said so.
     roof = report['roofline']
-    assert roof['gmac_per_s'].keys() == {'fp32', 'bf16'}
+    bf16_here = report['machine']['avx512_bf16'] or report['machine'][
+        'amx_bf16']
+    assert roof['gmac_per_s'].keys() == ({'fp32', 'bf16'}
+                                         if bf16_here else {'fp32'})
     assert 'no int8 torch.mm' in roof['skipped']['int8']
     assert roof['model_gmac'] is None and roof['floor_s'] is None
     assert "the network's floor is unknown" in printed
@@ -245,8 +248,13 @@ def test_prompt_task_in_two_precisions(tmp_path):
                                  '3', '--variants', 'fast', '--dtype', 'fp32',
                                  'bf16', '--backend', 'torch', 'onnxruntime',
                                  '--no-flops', '--no-memory', '--no-roofline')
-    assert report['variants'].keys() == {'fast', 'fast-bf16', 'onnxruntime'}
-    assert report['skipped'].keys() == {'onnxruntime-bf16'}
+    # torch's bf16 is timed where the CPU has bf16 instructions only.
+    bf16_here = report['machine']['avx512_bf16'] or report['machine'][
+        'amx_bf16']
+    assert report['variants'].keys() == (
+        {'fast', 'onnxruntime'} | ({'fast-bf16'} if bf16_here else set()))
+    assert report['skipped'].keys() == (
+        {'onnxruntime-bf16'} | (set() if bf16_here else {'fast-bf16'}))
     for entry in report['variants'].values():
         med = entry['median_s']
         assert {'features', 'decode', 'decode_cached', 'e2e'} <= med.keys()
@@ -449,3 +457,44 @@ def test_a_folder_made_for_the_report_goes_if_the_run_fails(tmp_path):
         run_script(TOOL, COCO, *SMALL, '--out', out, '--checkpoint',
                    tmp_path / 'none.pth'), 'error: Checkpoint file not found')
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('machine, skipped', [
+    (dict(avx512_bf16=True, amx_bf16=False), set()),
+    (dict(avx512_bf16=False, amx_bf16=True), set()),
+    (dict(avx512_bf16=False, amx_bf16=False), {'fast-bf16', 'openvino-bf16'}),
+    ({}, set()),  # flags unknown: tried
+])
+def test_bf16_is_skipped_on_a_cpu_without_it(machine, skipped):
+    """bf16 variants on a CPU with neither AVX-512 BF16 nor AMX: OpenVINO
+    would compute fp32 and torch take many times fp32's time."""
+    from rap_sam.deploy import benchmark as bench
+    found = bench.variants(('fast', ), ('fp32', 'bf16'),
+                           backends=('torch', 'openvino'))
+    reasons = {
+        v.name: bench.skip_reason(v, machine=machine)
+        for v in found if v.precision == 'bf16'
+    }
+    assert {name for name, why in reasons.items() if why} == skipped
+    for name in skipped:
+        assert reasons[name].startswith(
+            'this CPU has neither AVX-512 BF16 nor AMX: ')
+    # On a GPU torch's bf16 does not depend on the CPU.
+    torch_bf16 = next(v for v in found if v.name == 'fast-bf16')
+    assert bench.skip_reason(torch_bf16, 'cuda', machine=machine) is None
+
+
+def test_no_bf16_peak_is_timed_on_a_cpu_without_it(monkeypatch):
+    from rap_sam.deploy import benchmark as bench
+    timed = []
+    monkeypatch.setattr(bench, 'cpu_has_bf16', lambda: False)
+    monkeypatch.setattr(
+        bench, 'matmul_throughput',
+        lambda device, precision, repeats: timed.append(precision) or dict(
+            square=1.))
+    roof = bench.measure_roofline('cpu', ('bf16', 'int8'))
+    assert timed == ['fp32']
+    assert roof['peak_gmac_per_s'] == dict(fp32=1.)
+    assert roof['skipped']['bf16'].startswith(
+        'this CPU has neither AVX-512 BF16 nor AMX')
+    assert 'no int8 torch.mm' in roof['skipped']['int8']

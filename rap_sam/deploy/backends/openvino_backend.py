@@ -1,9 +1,12 @@
 """OpenVINO (CPU) backend."""
+import warnings
 import weakref
 from typing import Dict, Optional
 
 import numpy as np
 
+from rap_sam.utils.cpu_features import no_bf16_notice
+from rap_sam.utils.user_errors import UserNotice
 from .base_backend import BackendError, BaseBackend, import_runtime, runs_bf16
 
 #: The prompt decoder's input whose first axis is the number of prompts
@@ -218,7 +221,15 @@ class OpenVINOBackend(BaseBackend):
         # On a CPU without bf16 OpenVINO computes in fp32: the maps stay
         # fp32 too.
         self._bf16_maps = None
-        if runs_bf16(self.precision) and computes_bf16(self._core):
+        if runs_bf16(self.precision) and not computes_bf16(self._core):
+            warnings.warn(
+                no_bf16_notice(
+                    self.precision, 'OpenVINO computes in fp32' +
+                    (' (as precision int8 does)'
+                     if self.precision == 'int8-bf16' else '')),
+                UserNotice,
+                stacklevel=2)
+        elif runs_bf16(self.precision):
             config = {'INFERENCE_PRECISION_HINT': 'bf16'}
             if self.num_threads is not None:
                 config['INFERENCE_NUM_THREADS'] = self.num_threads
