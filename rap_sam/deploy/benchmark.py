@@ -187,8 +187,9 @@ def skip_reason(variant: Variant,
     if variant.post != 'exact' and task == 'video':
         return (f"post={variant.post!r} is for images: a video model's clip "
                 'linker reads exact per-query masks')
-    lacks_bf16 = (device.type == 'cpu' and 'avx512_bf16' in machine
-                  and not (machine['avx512_bf16'] or machine.get('amx_bf16')))
+    lacks_bf16 = (
+        device.type == 'cpu' and 'avx512_bf16' in machine
+        and not (machine['avx512_bf16'] or machine.get('amx_bf16')))
     if variant.backend == 'torch':
         if reads_int8_folder(variant.precision):
             return (

@@ -197,15 +197,17 @@ def test_half_post_processing_is_opt_in_and_close(weights, predictor, photo):
     assert inter / (ins.masks | ref.masks).sum() > 0.7
 
 
-@pytest.mark.parametrize('has_bf16, notices', [
-    (False, [
-        "precision 'bf16': this CPU has neither AVX-512 BF16 nor AMX, so "
-        'torch computes bf16 many times slower than fp32; use fp32 (or int8 '
-        'from an int8 export) here.'
-    ]),
-    (True, []),
-    (None, []),  # flags unknown (not Linux): nothing said
-])
+@pytest.mark.parametrize(
+    'has_bf16, notices',
+    [
+        (False, [
+            "precision 'bf16': this CPU has neither AVX-512 BF16 nor AMX, so "
+            'torch computes bf16 many times slower than fp32; use fp32 '
+            '(or int8 from an int8 export) here.'
+        ]),
+        (True, []),
+        (None, []),  # flags unknown (not Linux): nothing said
+    ])
 def test_bf16_on_a_cpu_without_bf16_is_said(monkeypatch, has_bf16, notices):
     from rap_sam.apis import predictor as predictor_module
     from rap_sam.utils.user_errors import UserNotice

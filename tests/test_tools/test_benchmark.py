@@ -459,12 +459,15 @@ def test_a_folder_made_for_the_report_goes_if_the_run_fails(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize('machine, skipped', [
-    (dict(avx512_bf16=True, amx_bf16=False), set()),
-    (dict(avx512_bf16=False, amx_bf16=True), set()),
-    (dict(avx512_bf16=False, amx_bf16=False), {'fast-bf16', 'openvino-bf16'}),
-    ({}, set()),  # flags unknown: tried
-])
+@pytest.mark.parametrize(
+    'machine, skipped',
+    [
+        (dict(avx512_bf16=True, amx_bf16=False), set()),
+        (dict(avx512_bf16=False, amx_bf16=True), set()),
+        (dict(avx512_bf16=False,
+              amx_bf16=False), {'fast-bf16', 'openvino-bf16'}),
+        ({}, set()),  # flags unknown: tried
+    ])
 def test_bf16_is_skipped_on_a_cpu_without_it(machine, skipped):
     """bf16 variants on a CPU with neither AVX-512 BF16 nor AMX: OpenVINO
     would compute fp32 and torch take many times fp32's time."""
@@ -489,9 +492,8 @@ def test_no_bf16_peak_is_timed_on_a_cpu_without_it(monkeypatch):
     timed = []
     monkeypatch.setattr(bench, 'cpu_has_bf16', lambda: False)
     monkeypatch.setattr(
-        bench, 'matmul_throughput',
-        lambda device, precision, repeats: timed.append(precision) or dict(
-            square=1.))
+        bench, 'matmul_throughput', lambda device, precision, repeats: timed.
+        append(precision) or dict(square=1.))
     roof = bench.measure_roofline('cpu', ('bf16', 'int8'))
     assert timed == ['fp32']
     assert roof['peak_gmac_per_s'] == dict(fp32=1.)
