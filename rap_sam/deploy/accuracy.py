@@ -449,6 +449,7 @@ def compare_modes(config: str,
                   int8_graphs: Optional[Sequence[str]] = None,
                   int8_modules: Optional[Sequence[str]] = None,
                   calibration: str = DEFAULT_CALIBRATION,
+                  weight_bits: int = 8,
                   max_calib_images: int = 32,
                   num_threads: Optional[int] = None,
                   log: Callable[[str], None] = print) -> dict:
@@ -459,7 +460,8 @@ def compare_modes(config: str,
     Exports the model (fp32, at ``scale`` or the config's test scale) to
     ``WORK_DIR/fp32`` and, for int8 modes, quantizes it to
     ``WORK_DIR/int8`` (calibrated on ``calib``, a folder or the files
-    :func:`check_inputs` chose from one; both replaced). Then per
+    :func:`check_inputs` chose from one, weights of ``weight_bits``; both
+    replaced). Then per
     mode: :func:`compare_on_photo` on each of ``photos`` (default
     :func:`load_photos`) and :func:`evaluate_predictor` on each of
     ``eval_configs`` (``cfg_options`` apply to ``config``, and to each eval
@@ -504,6 +506,7 @@ def compare_modes(config: str,
             modules=int8_modules,
             calibration=calibration,
             max_calib_images=max_calib_images,
+            weight_bits=weight_bits,
             overwrite=True)
         log(f'int8 export: {exports["int8"]} ({time.time() - start:.0f} s)')
 

@@ -300,6 +300,8 @@ class RuntimeExports:
             ``'minmax'`` or ``'percentile'``
             (:data:`rap_sam.deploy.quantize.CALIBRATIONS`); default the
             export tool's, :data:`rap_sam.deploy.quantize.DEFAULT_CALIBRATION`.
+        weight_bits (int): int8 weights' bits, 8 or 7
+            (:data:`rap_sam.deploy.quantize.INT8_WEIGHT_BITS`).
     """
 
     def __init__(self,
@@ -308,8 +310,10 @@ class RuntimeExports:
                  work_dir: str,
                  notes: List[str],
                  calib_dir: Optional[str] = None,
-                 calibration: Optional[str] = None):
-        from .quantize import CALIBRATIONS, DEFAULT_CALIBRATION
+                 calibration: Optional[str] = None,
+                 weight_bits: int = 8):
+        from .quantize import (CALIBRATIONS, DEFAULT_CALIBRATION,
+                               check_weight_bits)
         calibration = calibration or DEFAULT_CALIBRATION
         if calibration not in CALIBRATIONS:
             raise ValueError(f'calibration must be one of '
@@ -321,6 +325,7 @@ class RuntimeExports:
         self.notes = notes
         self.calib_dir = calib_dir
         self.calibration = calibration
+        self.weight_bits = check_weight_bits(weight_bits)
         self.seconds: Dict[str, float] = {}
         self._dirs: Dict[str, str] = {}
         self._failed: Dict[str, Exception] = {}
@@ -374,10 +379,12 @@ class RuntimeExports:
                 'int8',
                 calib,
                 out_dir=osp.join(self.work_dir, 'export_int8'),
-                calibration=self.calibration)
+                calibration=self.calibration,
+                weight_bits=self.weight_bits)
             self.notes.append(
                 'int8: static QDQ quantization of the image encoder '
-                f'(decoders fp32), {self.calibration} activation ranges '
+                f'(decoders fp32), {self.weight_bits}-bit weights, '
+                f'{self.calibration} activation ranges '
                 f'calibrated on {source} (written to a temporary folder)')
         self.seconds[key] = time.perf_counter() - start
         self._dirs[key] = path

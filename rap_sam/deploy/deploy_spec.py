@@ -384,13 +384,16 @@ class DeploySpec:
     def with_precision(self,
                        precision: str,
                        quantized_graphs: Sequence[str] = (),
-                       calibration: Optional[int] = None) -> 'DeploySpec':
+                       calibration: Optional[int] = None,
+                       weight_bits: Optional[int] = None) -> 'DeploySpec':
         """A copy saying the graphs are at ``precision`` (``quantized_graphs``
-        were quantized, with ``calibration`` images)."""
+        were quantized, with ``calibration`` images and weights of
+        ``weight_bits``)."""
         data = copy.deepcopy(self.data)
         data['precision'] = precision
         data['quantized_graphs'] = list(quantized_graphs)
         data['calibration_images'] = calibration
+        data['int8_weight_bits'] = weight_bits
         return DeploySpec(data)
 
     def write(self, export_dir: str) -> str:

@@ -10,6 +10,9 @@ from typing import FrozenSet, Optional
 
 #: The ``/proc/cpuinfo`` flags that give bfloat16 matrix products.
 BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
+#: The flags of an int8 dot product summed in int32 (VNNI, AMX); without
+#: one, x86 int8 kernels add pairs of products in int16, which saturates.
+VNNI_FLAGS = ('avx512_vnni', 'avx_vnni', 'amx_int8')
 
 
 def cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> Optional[FrozenSet[str]]:
@@ -32,6 +35,15 @@ def cpu_has_bf16(cpuinfo: str = '/proc/cpuinfo') -> Optional[bool]:
     if flags is None:
         return None
     return any(flag in flags for flag in BF16_FLAGS)
+
+
+def cpu_has_vnni(cpuinfo: str = '/proc/cpuinfo') -> Optional[bool]:
+    """Whether the CPU has an int8 dot product summed in int32 (AVX-512
+    VNNI, AVX-VNNI or AMX); None where its flags cannot be read."""
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
+        return None
+    return any(flag in flags for flag in VNNI_FLAGS)
 
 
 def no_bf16_notice(precision: str, fallback: str) -> str:

@@ -34,9 +34,20 @@ def toy(tmp_path_factory):
     return model, out
 
 
+def _assert_close(got, want):
+    """1e-3 relative, and 1e-4 of the tensor's largest magnitude for the
+    values near 0: float rounding of reordered sums, whose error follows
+    the terms summed, not the sum (on an AVX2-only CPU a class logit of
+    0.27 among logits up to 27 moved by 1.7e-3)."""
+    want = torch.as_tensor(want)
+    scale = max(1.0, float(want.abs().max()))
+    torch.testing.assert_close(
+        torch.as_tensor(got), want, rtol=1e-3, atol=1e-4 * scale)
+
+
 def test_round_trip_on_a_photo(toy):
-    """fp32 ONNX Runtime vs the model's own head.predict: 1e-3 relative
-    (float rounding of reordered sums), atol 1e-4 for values near 0."""
+    """fp32 ONNX Runtime vs the model's own head.predict to float rounding
+    (:func:`_assert_close`)."""
     model, out = toy
     spec = read_deploy_spec(out)
     pre = spec.image_preprocessor()
@@ -64,10 +75,9 @@ def test_round_trip_on_a_photo(toy):
             point_coords=boxes, pb_labels=torch.ones(3, dtype=torch.long))
         p_cls, p_masks, p_iou, _ = model.panoptic_head.predict(
             ref_feats, [sample])
-    close = dict(rtol=1e-3, atol=1e-4)
     o_cls, o_masks = sess['panoptic_decoder'].run(None, feats)
-    torch.testing.assert_close(torch.from_numpy(o_cls), cls, **close)
-    torch.testing.assert_close(torch.from_numpy(o_masks), masks, **close)
+    _assert_close(o_cls, cls)
+    _assert_close(o_masks, masks)
     for n in (3, 1):  # the number of prompts is free
         outs = sess['prompt_decoder'].run(
             None,
@@ -76,8 +86,7 @@ def test_round_trip_on_a_photo(toy):
                 boxes=boxes[:n].numpy(),
                 img_shape=np.array([h, w], spec.img_shape_dtype)))
         for got, want in zip(outs, (p_cls, p_masks, p_iou)):
-            torch.testing.assert_close(
-                torch.from_numpy(got), want[:, :n], **close)
+            _assert_close(got, want[:, :n])
 
 
 def test_graphs_use_standard_ops(toy):
@@ -144,7 +153,6 @@ def test_dynamic_export_at_other_sizes(toy, tmp_path):
             osp.join(out, f), providers=['CPUExecutionProvider'])
         for n, f in spec.graph_files.items()
     }
-    close = dict(rtol=1e-3, atol=1e-4)
     for h, w in ((96, 128), (128, 64)):
         image = torch.randn(
             1, 3, h, w, generator=torch.Generator().manual_seed(h))
@@ -156,8 +164,8 @@ def test_dynamic_export_at_other_sizes(toy, tmp_path):
                 model.extract_feat(image), [DetDataSample()])
         o_cls, o_masks = sess['panoptic_decoder'].run(None, feats)
         assert o_masks.shape == (1, cls.shape[1], h // 4, w // 4)
-        torch.testing.assert_close(torch.from_numpy(o_cls), cls, **close)
-        torch.testing.assert_close(torch.from_numpy(o_masks), masks, **close)
+        _assert_close(o_cls, cls)
+        _assert_close(o_masks, masks)
         _, p_masks, _ = sess['prompt_decoder'].run(
             None,
             dict(

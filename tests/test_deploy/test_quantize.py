@@ -532,3 +532,100 @@ def test_calibration_images_spread_over_the_folder(tmp_path):
     names = [osp.basename(p) for p in calibration_images(str(tmp_path), 4)]
     assert names == ['00.png', '03.png', '06.png', '09.png']
     assert len(calibration_images(str(tmp_path))) == 10
+
+
+def _weight_levels(folder):
+    """The int8 weights of the image encoder's products, by node."""
+    graph = onnx.load(osp.join(folder, 'image_encoder.onnx')).graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    return [
+        inits[producer[node.input[1]].input[0]] for node in graph.node
+        if node.op_type in ('Conv', 'ConvTranspose', 'MatMul')
+    ]
+
+
+def _int8_kernels_vs_float(folder, image):
+    """Relative L2 distance between ONNX Runtime's int8 kernels on the
+    quantized encoder and the same QDQ graph computed in float (no graph
+    optimisation: each DequantizeLinear, then the float product)."""
+    import onnxruntime as ort
+    outs = []
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                  ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(
+            osp.join(folder, 'image_encoder.onnx'),
+            options,
+            providers=['CPUExecutionProvider'])
+        outs.append(session.run(None, {'image': image})[0])
+    return _relative_error(*outs)
+
+
+def test_seven_bit_weights(fp32_dir, calib_dir, int8_dir, tmp_path):
+    """weight_bits=7 (for CPUs without VNNI) keeps every int8 weight in
+    [-64, 64] and says so in deploy.json; there ONNX Runtime's int8 kernels
+    give what the QDQ graph means, on any x86 CPU (with 8-bit weights, on
+    an AVX2-only CPU, their pairwise int16 sums saturate)."""
+    from rap_sam.deploy.deploy_spec import read_deploy_spec
+    out = quantize_export(
+        fp32_dir,
+        'int8',
+        calib_dir,
+        out_dir=str(tmp_path / 'w7'),
+        weight_bits=7)
+    assert read_deploy_spec(out)['int8_weight_bits'] == 7
+    assert read_deploy_spec(int8_dir)['int8_weight_bits'] == 8
+    seven, eight = _weight_levels(out), _weight_levels(int8_dir)
+    assert len(seven) == len(eight) > 10
+    assert max(int(np.abs(w).max()) for w in seven) == 64
+    # Per output channel, the largest weight takes the top level.
+    assert max(int(np.abs(w).max()) for w in eight) == 127
+    image, _ = DeployedModel(fp32_dir, 'onnxruntime').preprocess(_photos()[4])
+    assert _int8_kernels_vs_float(out, image) < 0.01
+
+
+@pytest.mark.parametrize('bits', [6, 16, True, '7'])
+def test_other_weight_bits_are_refused_first(fp32_dir, calib_dir, tmp_path,
+                                             bits):
+    with pytest.raises(QuantizeError, match='weight_bits must be 8, or 7'):
+        quantize_export(
+            fp32_dir,
+            'int8',
+            calib_dir,
+            out_dir=str(tmp_path / 'q'),
+            weight_bits=bits)
+    assert not (tmp_path / 'q').exists()
+
+
+@pytest.mark.parametrize('bits, vnni, said',
+                         [(8, False, True), (8, True, False), (8, None, False),
+                          (7, False, False)])
+def test_eight_bit_weights_on_a_cpu_without_vnni_are_said(
+        fp32_dir, calib_dir, int8_dir, tmp_path, monkeypatch, bits, vnni,
+        said):
+    import warnings
+
+    from rap_sam.deploy.backends import deployed_model
+    from rap_sam.utils.user_errors import UserNotice
+    folder = int8_dir if bits == 8 else quantize_export(
+        fp32_dir,
+        'int8',
+        calib_dir,
+        out_dir=str(tmp_path / 'w7'),
+        weight_bits=7)
+    monkeypatch.setattr(deployed_model, 'cpu_has_vnni', lambda: vnni)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        DeployedModel(folder, 'onnxruntime')
+        DeployedModel(fp32_dir, 'onnxruntime')  # fp32: never
+    notices = [
+        str(w.message) for w in caught if issubclass(w.category, UserNotice)
+    ]
+    assert notices == ([
+        f'{folder} holds int8 weights of 8 bits, which saturate on this CPU '
+        '(no VNNI: AVX2 only), so its results drift (PQ -1.7 to -7 on a toy '
+        'model); for this CPU export with --int8-weight-bits 7 '
+        '(tools/deploy/export.py; weight_bits=7 in quantize_export).'
+    ] if said else [])

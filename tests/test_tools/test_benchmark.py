@@ -214,9 +214,10 @@ def int8_row(printed):
 
 
 def test_int8_calibration_choice(every_precision, tmp_path):
-    """--calibration reaches the quantization: the default (the export
-    tool's, minmax) and percentile give the same seeded model, image and
-    calibration photos different int8 outputs; the table says which."""
+    """--calibration and --int8-weight-bits reach the quantization: the
+    defaults (the export tool's, minmax and 8 bits) and percentile with 7
+    bits give the same seeded model, image and calibration photos
+    different int8 outputs; the table and the notes say which."""
     percentile, printed = every_precision
     assert int8_row(printed) == [
         'percentile' if '-int8' in name else '-'
@@ -226,11 +227,12 @@ def test_int8_calibration_choice(every_precision, tmp_path):
                                  '--variants', 'fast', '--backend', 'torch',
                                  'openvino', '--precision', 'fp32', 'int8',
                                  '--no-flops', '--no-memory', '--no-roofline',
-                                 '--no-clicks')
+                                 '--no-clicks', '--int8-weight-bits', '7')
     assert int8_row(printed) == ['-', '-', 'minmax']
     assert report['variants']['openvino-int8']['calibration'] == 'minmax'
     assert 'calibration' not in report['variants']['openvino']
-    assert 'minmax activation ranges calibrated on' in printed
+    assert '7-bit weights, minmax activation ranges calibrated on' in printed
+    assert '8-bit weights, percentile activation ranges' in every_precision[1]
     minmax = report['agreement']['variants']
     others = percentile['agreement']['variants']
     # fp32 is the same computation in both runs; int8 is not.

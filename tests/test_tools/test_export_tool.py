@@ -169,6 +169,9 @@ BAD = {
     'percentile without int8':
     (['--calibration', 'percentile'], '--calibration percentile is for '
      '--precision int8; drop it'),
+    'weight bits without int8': (['--int8-weight-bits', '7'],
+                                 '--int8-weight-bits 7 is for --precision '
+                                 'int8; drop it'),
     'num-things alone': (['--num-things',
                           '2'], '--num-things goes with --classes FILE'),
     'class file not found': (['--classes',
@@ -332,7 +335,7 @@ def test_an_unreadable_calibration_file_is_said_once(tmp_path):
     (calib / 'b.jpg').write_bytes(b'not a picture')
     proc = run_script(TOOL, config_path(TOY), '--out', tmp_path / 'out',
                       '--precision', 'int8', '--calib', calib, '--shape', 64,
-                      96)
+                      96, '--int8-weight-bits', 7)
     assert proc.returncode == 0, proc.stderr
     warned = [
         line for line in proc.stderr.splitlines() if 'unreadable' in line
@@ -342,7 +345,8 @@ def test_an_unreadable_calibration_file_is_said_once(tmp_path):
         'b.jpg (not an image); calibrating on 2 images.'
     ]
     spec = json.loads((tmp_path / 'out' / 'deploy.json').read_text())
-    assert (spec['precision'], spec['calibration_images']) == ('int8', 2)
+    assert (spec['precision'], spec['calibration_images'],
+            spec['int8_weight_bits']) == ('int8', 2, 7)
 
 
 @pytest.mark.parametrize('num_things', [-3, 4])

@@ -99,6 +99,7 @@ add_trust_checkpoint = CLI['add_trust_checkpoint']
 #: import torch before the arguments are parsed (a test checks they agree).
 CALIBRATIONS = ('minmax', 'percentile')
 DEFAULT_CALIBRATION = 'minmax'
+INT8_WEIGHT_BITS = (8, 7)
 
 
 def parse_args(argv=None):
@@ -167,6 +168,13 @@ def parse_args(argv=None):
         help='int8 activation ranges, as tools/deploy/export.py takes them: '
         f'{" or ".join(CALIBRATIONS)} (default {DEFAULT_CALIBRATION}, the '
         "export tool's)")
+    parser.add_argument(
+        '--int8-weight-bits',
+        type=int,
+        default=8,
+        choices=INT8_WEIGHT_BITS,
+        help='bits of the int8 weights, as tools/deploy/export.py takes '
+        'them: 8 (default), or 7 for CPUs without VNNI')
     parser.add_argument(
         '--compile',
         action='store_true',
@@ -354,7 +362,8 @@ def build_runners(args, bench, base, img, device, notes, work_dir):
     machine = bench.machine_info(device)
     runners, skipped, models = {}, {}, {}
     exports = bench.RuntimeExports(base, args.shape, work_dir, notes,
-                                   args.calib, args.calibration)
+                                   args.calib, args.calibration,
+                                   args.int8_weight_bits)
     posts = {}
     for variant in bench.variants(args.variants, args.precision, args.compile,
                                   args.backend, args.post):

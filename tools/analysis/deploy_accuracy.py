@@ -43,6 +43,7 @@ positive_int = CLI['positive_int']
 DEFAULT_MODES = ('onnxruntime:int8', 'openvino:int8', 'openvino:bf16')
 CALIBRATIONS = ('minmax', 'percentile')
 DEFAULT_CALIBRATION = 'minmax'
+INT8_WEIGHT_BITS = (8, 7)
 INT8_MODULES = ('backbone', 'neck', 'panoptic_head')
 
 
@@ -90,6 +91,13 @@ def parse_args(argv=None):
         choices=CALIBRATIONS,
         default=DEFAULT_CALIBRATION,
         help='int8 activation ranges (rap_sam.deploy.quantize.CALIBRATIONS)')
+    parser.add_argument(
+        '--int8-weight-bits',
+        type=int,
+        default=8,
+        choices=INT8_WEIGHT_BITS,
+        help='int8: bits of the weights: 8 (default), or 7 for CPUs without '
+        'VNNI (AVX2 only), where 8-bit weights saturate')
     parser.add_argument(
         '--max-calib-images',
         type=positive_int,
@@ -191,6 +199,7 @@ def compare(args) -> None:
         int8_graphs=args.int8_graphs,
         int8_modules=args.int8_modules,
         calibration=args.calibration,
+        weight_bits=args.int8_weight_bits,
         max_calib_images=args.max_calib_images,
         num_threads=args.threads,
         log=lambda line: print(line, flush=True))

@@ -3,7 +3,7 @@
     python tools/deploy/export.py CONFIG [--checkpoint CKPT] --out DIR
         [--shape H W | --scale W H] [--dynamic]
         [--precision fp32|bf16|int8] [--calib DIR_OF_IMAGES]
-        [--calibration minmax|percentile]
+        [--calibration minmax|percentile] [--int8-weight-bits 8|7]
         [--classes FILE [--num-things N] [--clip-checkpoint CLIP.bin]]
         [--trust-checkpoint] [--overwrite] [--cfg-options k=v ...]
 
@@ -41,6 +41,7 @@ parse_with_cfg_options = CLI['parse_with_cfg_options']
 #: import torch before the arguments are parsed (a test checks they agree).
 CALIBRATIONS = ('minmax', 'percentile')
 DEFAULT_CALIBRATION = 'minmax'
+INT8_WEIGHT_BITS = (8, 7)
 
 
 def parse_args(argv=None):
@@ -85,6 +86,13 @@ def parse_args(argv=None):
         help='int8 activation ranges: min/max (default) or the 99.99th '
         'percentile (less accuracy lost; the encoder runs twice per image); '
         'both in memory independent of the number of images')
+    parser.add_argument(
+        '--int8-weight-bits',
+        type=int,
+        default=8,
+        choices=INT8_WEIGHT_BITS,
+        help='int8: bits of the weights: 8 (default), or 7 for CPUs without '
+        'VNNI (AVX2 only), where 8-bit weights saturate')
     parser.add_argument(
         '--classes',
         help='a text file, one class a line (synonyms comma-separated): '
@@ -141,6 +149,10 @@ def check_args(args) -> None:
         raise ExportArgumentError(
             '--calibration percentile is for --precision int8; drop it or '
             f'export int8 (asked: {args.precision}).')
+    if args.int8_weight_bits != 8 and args.precision != 'int8':
+        raise ExportArgumentError(
+            f'--int8-weight-bits {args.int8_weight_bits} is for --precision '
+            f'int8; drop it or export int8 (asked: {args.precision}).')
     if args.classes is None:
         for name in ('num_things', 'clip_checkpoint'):
             if getattr(args, name) is not None:
@@ -276,6 +288,7 @@ def main(argv=None) -> str:
                 args.calib_images,
                 out_dir=out,
                 calibration=args.calibration,
+                weight_bits=args.int8_weight_bits,
                 overwrite=args.overwrite)
         finally:
             shutil.rmtree(work, ignore_errors=True)

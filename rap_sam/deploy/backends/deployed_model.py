@@ -1,11 +1,14 @@
 """An export folder run by a runtime: image in, decoder logits out, in
 numpy (no torch)."""
 import os
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .base_backend import FOLDER_PRECISIONS, BackendError
+from rap_sam.utils.cpu_features import cpu_has_vnni
+from rap_sam.utils.user_errors import UserNotice
+from .base_backend import FOLDER_PRECISIONS, BackendError, reads_int8_folder
 from .builder import build_backend
 
 #: The released model saw every click as a box of +-3 pixels around it
@@ -68,6 +71,17 @@ class DeployedModel:
                 f'{" or ".join(needed)}{hint}.')
         self.export_dir = export_dir
         self.precision = precision
+        if (reads_int8_folder(precision)
+                and spec.get('int8_weight_bits') in (None, 8)
+                and cpu_has_vnni() is False):
+            warnings.warn(
+                f'{export_dir} holds int8 weights of 8 bits, which saturate '
+                'on this CPU (no VNNI: AVX2 only), so its results drift '
+                '(PQ -1.7 to -7 on a toy model); for this CPU export with '
+                '--int8-weight-bits 7 (tools/deploy/export.py; weight_bits=7 '
+                'in quantize_export).',
+                UserNotice,
+                stacklevel=2)
         self.backend = build_backend(
             backend,
             export_dir,
