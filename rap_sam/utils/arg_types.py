@@ -63,6 +63,23 @@ def add_trust_checkpoint(parser: argparse.ArgumentParser,
         'source you trust)')
 
 
+#: rap_sam.deploy.quantize.INT8_WEIGHT_BITS, written out (that module
+#: imports numpy and more; a test checks they agree).
+INT8_WEIGHT_BITS = (8, 7)
+
+
+def add_int8_weight_bits(parser: argparse.ArgumentParser) -> None:
+    """``--int8-weight-bits``: the int8 weights' bits, as
+    ``quantize_export(weight_bits=...)`` takes them."""
+    parser.add_argument(
+        '--int8-weight-bits',
+        type=int,
+        default=INT8_WEIGHT_BITS[0],
+        choices=INT8_WEIGHT_BITS,
+        help='int8: bits of the weights: 8 (default), or 7 for CPUs without '
+        'VNNI (AVX2 only), where 8-bit weights saturate')
+
+
 def parse_with_cfg_options(parser: argparse.ArgumentParser,
                            argv: Optional[Sequence[str]],
                            override_example: str) -> argparse.Namespace:

@@ -95,7 +95,7 @@ def test_calibrations_written_out_are_quantize_s(tool):
     module = load_tool(tool)
     assert module.CALIBRATIONS == quantize.CALIBRATIONS
     assert module.DEFAULT_CALIBRATION == quantize.DEFAULT_CALIBRATION
-    assert module.INT8_WEIGHT_BITS == quantize.INT8_WEIGHT_BITS
+    assert module.CLI['INT8_WEIGHT_BITS'] == quantize.INT8_WEIGHT_BITS
 
 
 @pytest.mark.parametrize('tool, args', TOOL_STARTS)

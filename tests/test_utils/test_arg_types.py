@@ -127,7 +127,6 @@ def test_written_out_defaults_are_rap_sams():
     assert deploy_accuracy.CALIBRATIONS == quantize.CALIBRATIONS
     assert deploy_accuracy.DEFAULT_CALIBRATION == quantize.DEFAULT_CALIBRATION
     assert deploy_accuracy.INT8_MODULES == quantize.INT8_MODULES
-    assert deploy_accuracy.INT8_WEIGHT_BITS == quantize.INT8_WEIGHT_BITS
 
 
 @pytest.mark.parametrize('what, text', [

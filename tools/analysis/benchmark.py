@@ -99,7 +99,6 @@ add_trust_checkpoint = CLI['add_trust_checkpoint']
 #: import torch before the arguments are parsed (a test checks they agree).
 CALIBRATIONS = ('minmax', 'percentile')
 DEFAULT_CALIBRATION = 'minmax'
-INT8_WEIGHT_BITS = (8, 7)
 
 
 def parse_args(argv=None):
@@ -168,13 +167,7 @@ def parse_args(argv=None):
         help='int8 activation ranges, as tools/deploy/export.py takes them: '
         f'{" or ".join(CALIBRATIONS)} (default {DEFAULT_CALIBRATION}, the '
         "export tool's)")
-    parser.add_argument(
-        '--int8-weight-bits',
-        type=int,
-        default=8,
-        choices=INT8_WEIGHT_BITS,
-        help='bits of the int8 weights, as tools/deploy/export.py takes '
-        'them: 8 (default), or 7 for CPUs without VNNI')
+    CLI['add_int8_weight_bits'](parser)
     parser.add_argument(
         '--compile',
         action='store_true',

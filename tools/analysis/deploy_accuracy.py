@@ -43,7 +43,6 @@ positive_int = CLI['positive_int']
 DEFAULT_MODES = ('onnxruntime:int8', 'openvino:int8', 'openvino:bf16')
 CALIBRATIONS = ('minmax', 'percentile')
 DEFAULT_CALIBRATION = 'minmax'
-INT8_WEIGHT_BITS = (8, 7)
 INT8_MODULES = ('backbone', 'neck', 'panoptic_head')
 
 
@@ -91,13 +90,7 @@ def parse_args(argv=None):
         choices=CALIBRATIONS,
         default=DEFAULT_CALIBRATION,
         help='int8 activation ranges (rap_sam.deploy.quantize.CALIBRATIONS)')
-    parser.add_argument(
-        '--int8-weight-bits',
-        type=int,
-        default=8,
-        choices=INT8_WEIGHT_BITS,
-        help='int8: bits of the weights: 8 (default), or 7 for CPUs without '
-        'VNNI (AVX2 only), where 8-bit weights saturate')
+    CLI['add_int8_weight_bits'](parser)
     parser.add_argument(
         '--max-calib-images',
         type=positive_int,

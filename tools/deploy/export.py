@@ -41,7 +41,6 @@ parse_with_cfg_options = CLI['parse_with_cfg_options']
 #: import torch before the arguments are parsed (a test checks they agree).
 CALIBRATIONS = ('minmax', 'percentile')
 DEFAULT_CALIBRATION = 'minmax'
-INT8_WEIGHT_BITS = (8, 7)
 
 
 def parse_args(argv=None):
@@ -86,13 +85,7 @@ def parse_args(argv=None):
         help='int8 activation ranges: min/max (default) or the 99.99th '
         'percentile (less accuracy lost; the encoder runs twice per image); '
         'both in memory independent of the number of images')
-    parser.add_argument(
-        '--int8-weight-bits',
-        type=int,
-        default=8,
-        choices=INT8_WEIGHT_BITS,
-        help='int8: bits of the weights: 8 (default), or 7 for CPUs without '
-        'VNNI (AVX2 only), where 8-bit weights saturate')
+    CLI['add_int8_weight_bits'](parser)
     parser.add_argument(
         '--classes',
         help='a text file, one class a line (synonyms comma-separated): '
