@@ -68,10 +68,12 @@ DEMO_IMAGE = osp.join(
 def build_rap_sam(config: str,
                   checkpoint: Optional[str] = None,
                   seed: int = 0,
-                  notes: Optional[List[str]] = None) -> nn.Module:
-    """RAP-SAM as ``config`` builds it, in eval mode, with ``checkpoint``'s
-    weights or seeded random ones; what it had to make up is appended to
-    ``notes``."""
+                  notes: Optional[List[str]] = None,
+                  cfg_options: Optional[dict] = None) -> nn.Module:
+    """RAP-SAM as ``config`` builds it (``cfg_options`` merged into it, as
+    ``Config.merge_from_dict`` takes them), in eval mode, with
+    ``checkpoint``'s weights or seeded random ones; what it had to make up
+    is appended to ``notes``."""
     from mmdet.registry import MODELS
 
     from rap_sam.utils.class_embeddings import class_embedding_path
@@ -79,6 +81,8 @@ def build_rap_sam(config: str,
 
     notes = [] if notes is None else notes
     cfg = read_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     cfg.model.backbone.init_cfg = None
     head = cfg.model.panoptic_head
     name = head.get('ov_classifier_name')

@@ -299,6 +299,10 @@ def test_bad_arguments_end_in_usage(args, words):
       ], 'error: Nothing to time: every variant asked for is skipped'),
     (['configs/rap_sam/missing.py', *SMALL, '--no-flops'
       ], 'error: Config file not found'),
+    ([COCO, '--cfg-options', 'model.neck'
+      ], 'error: --cfg-options takes key=value items'),
+    ([COCO, *SMALL, '--cfg-options', 'model.neck.dcn_impl=cuda'
+      ], "dcn_impl must be one of auto, torch, mmcv, onnx; got 'cuda'"),
 ])
 def test_bad_input_ends_in_one_line(args, words):
     assert_user_error(run_script(TOOL, *args), words)
@@ -502,3 +506,20 @@ def test_no_bf16_peak_is_timed_on_a_cpu_without_it(monkeypatch):
     assert roof['skipped']['bf16'].startswith(
         'this CPU has neither AVX-512 BF16 nor AMX')
     assert 'no int8 torch.mm' in roof['skipped']['int8']
+
+
+def test_cfg_options_change_the_model_timed(tmp_path):
+    """--cfg-options reach the model built (the config's own
+    ``dcn_impl='auto'`` would pick mmcv's kernel on a GPU); the command in
+    the report says what was set."""
+    from rap_sam.deploy.benchmark import build_rap_sam
+
+    model = build_rap_sam(COCO, cfg_options={'model.neck.dcn_impl': 'torch'})
+    assert model.neck.dcn_impl == 'torch'
+    assert build_rap_sam(COCO).neck.dcn_impl == 'auto'
+    report, _ = run_report(tmp_path, COCO, *SMALL, '--variants', 'fast',
+                           '--no-flops', '--no-memory', '--no-roofline',
+                           '--no-clicks', '--cfg-options',
+                           'model.neck.dcn_impl=torch')
+    assert report['variants'].keys() == {'fast'}
+    assert 'model.neck.dcn_impl=torch' in report['command']

@@ -56,6 +56,11 @@ int8; bf16 on a CPU without AVX-512 BF16 / AMX ...) are listed as skipped,
 with the reason. Runtime variants are compared with the torch fp32 one
 (``agreement``: logits' relative error, panoptic pixels, instances).
 
+``--cfg-options k=v ...`` change the config before RAP-SAM is built, e.g.
+``model.neck.dcn_impl=torch`` times the fast modes on a GPU with the
+gather + GEMM deformable conv instead of mmcv's kernel (``reference``
+keeps mmcv's kernel: that is what it is).
+
 ``--compare mask2former`` adds mmdet's own Mask2Former R50 panoptic model
 (built from the config file shipped with mmdet, random weights) to the same
 rounds and prints the speed ratios.
@@ -94,6 +99,7 @@ if REPO not in sys.path:
 CLI = runpy.run_path(
     osp.join(REPO, 'rap_sam', 'utils', 'arg_types.py'), run_name=__name__)
 add_trust_checkpoint = CLI['add_trust_checkpoint']
+parse_with_cfg_options = CLI['parse_with_cfg_options']
 
 #: rap_sam.deploy.quantize's calibrations, written out: importing it would
 #: import torch before the arguments are parsed (a test checks they agree).
@@ -227,7 +233,7 @@ def parse_args(argv=None):
         action='store_true',
         help='replace an earlier --out report (without it the tool refuses '
         'to, before any work)')
-    args = parser.parse_args(argv)
+    args = parse_with_cfg_options(parser, argv, 'model.neck.dcn_impl=torch')
     if args.compare and args.task != 'image':
         parser.error('--compare mask2former needs --task image')
     if args.image is not None and not osp.isfile(args.image):
@@ -413,7 +419,7 @@ def run(args, command: str, work_dir: str) -> dict:
                      f'{"accepted" if ok else "refused"}')
 
     base = bench.build_rap_sam(args.config, args.checkpoint, args.seed,
-                               notes).to(device)
+                               notes, args.cfg_options).to(device)
     img = bench.load_image(args.shape, args.image, args.seed)
     runners, skipped, models, machine, raw = build_runners(
         args, bench, base, img, device, notes, work_dir)
