@@ -418,8 +418,8 @@ def run(args, command: str, work_dir: str) -> dict:
         notes.append('glibc allocator tuned (no mmap, no trim): '
                      f'{"accepted" if ok else "refused"}')
 
-    base = bench.build_rap_sam(args.config, args.checkpoint, args.seed,
-                               notes, args.cfg_options).to(device)
+    base = bench.build_rap_sam(args.config, args.checkpoint, args.seed, notes,
+                               args.cfg_options).to(device)
     img = bench.load_image(args.shape, args.image, args.seed)
     runners, skipped, models, machine, raw = build_runners(
         args, bench, base, img, device, notes, work_dir)
