@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..layers import (DecoderStage, FeatureMap, KernelUpdator,
                       OpenVocabClassifier, attend_to_feature_map, dense,
-                      masked_sum, project)
+                      project, update_with_pooled)
 from .rap_sam_head_loss import RapSAMHeadLossMixin
 
 HeadOutputs = Tuple[List[Tensor], List[Tensor], List[Tensor], Tensor]
@@ -282,8 +282,8 @@ class RapSAMHead(RapSAMHeadLossMixin, BaseModule):
             all_cls.append(all_cls[-1])
             all_ious.append(self.prompt_iou(queries))
         else:
-            pooled = masked_sum(features, masks > 0)
-            queries = self.panoptic_attn(pooled, queries)
+            queries = update_with_pooled(self.panoptic_attn, features, queries,
+                                         masks > 0)
             all_cls.append(self.classifier(self.panoptic_cls(queries)))
             all_ious.append(all_ious[-1])
         masks = project(features, queries)

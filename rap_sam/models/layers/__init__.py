@@ -1,4 +1,4 @@
-from .decoder_stage import DecoderStage
+from .decoder_stage import DecoderStage, update_with_pooled
 from .deform_upsample_layer import DeformUpsampleLayer
 from .kernel_updator import KernelUpdator
 from .lite_deform_fpn import LiteDeformFPN
@@ -13,5 +13,6 @@ __all__ = [
     'DecoderStage', 'DeformUpsampleLayer', 'KernelUpdator', 'LiteDeformFPN',
     'OpenVocabClassifier', 'attend_to_feature_map', 'FeatureMap',
     'LowRankFeatureMap', 'coordinate_channels', 'dense', 'masked_sum',
-    'project', 'softmax_pool', 'weighted_sum', 'with_coordinates'
+    'project', 'softmax_pool', 'update_with_pooled', 'weighted_sum',
+    'with_coordinates'
 ]

@@ -1,5 +1,6 @@
 from typing import Optional, Tuple
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import FFN
@@ -22,6 +23,21 @@ def _mlp(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
         nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
         nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
         nn.Linear(hidden, out_channels))
+
+
+def update_with_pooled(update: nn.Module, features: FeatureMap,
+                       queries: Tensor, masks: Tensor) -> Tensor:
+    """``update(pooled, queries)``, ``pooled`` the features summed under each
+    bool mask ``[B, N, H, W]`` (sigmoid(x) > 0.5 is x > 0; a sum, not a
+    mean)."""
+    device = queries.device.type
+    if not (torch.is_autocast_enabled(device)
+            and torch.get_autocast_dtype(device) == torch.float16):
+        return update(masked_sum(features, masks), queries)
+    # A sum over thousands of pixels, and the products of it, pass fp16's
+    # largest value (65504): under fp16 autocast both run in fp32.
+    with torch.autocast(device, enabled=False):
+        return update(masked_sum(features.float(), masks), queries.float())
 
 
 def _value_attention(attn: nn.Module, queries: Tensor) -> Tensor:
@@ -102,9 +118,8 @@ class DecoderStage(nn.Module):
             tuple: class embeddings [B, N, D], mask logits [B, N, H, W],
             IoU predictions [B, N, 1], updated queries [B, N, C].
         """
-        # sigmoid(x) > 0.5 is x > 0; the pooled feature is a sum, not a mean.
-        pooled = masked_sum(features, mask_logits > 0)
-        queries = self.kernel_update(pooled, queries)
+        queries = update_with_pooled(self.kernel_update, features, queries,
+                                     mask_logits > 0)
 
         # Attention dropout (none in the released model) would act on the
         # one weight of 1.

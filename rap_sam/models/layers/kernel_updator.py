@@ -17,6 +17,11 @@ class KernelUpdator(nn.Module):
             None.
     """
 
+    #: It takes sums over thousands of pixels: under fp16 autocast it runs
+    #: in fp32 (:func:`~rap_sam.models.layers.decoder_stage.
+    #: update_with_pooled`), its weights kept fp32.
+    fp32_under_fp16 = True
+
     def __init__(self,
                  in_channels: int = 256,
                  feat_channels: int = 256,

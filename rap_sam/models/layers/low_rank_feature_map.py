@@ -97,6 +97,15 @@ class LowRankFeatureMap:
     def dtype(self) -> torch.dtype:
         return self.basis.dtype
 
+    def float(self) -> 'LowRankFeatureMap':
+        """The map in fp32 (itself if it is); made once per map."""
+        if self.basis.dtype == torch.float32:
+            return self
+        return self._cached(
+            'float32',
+            lambda: LowRankFeatureMap(self.basis.float(), self.weight.float(),
+                                      self.bias.float()))
+
     def __getitem__(self, index) -> 'LowRankFeatureMap':
         """The maps ``index`` picks from the batch, as ``[B, C, H, W]``
         tensor indexing picks them (``feats[t:t + 1]`` is frame ``t`` of a

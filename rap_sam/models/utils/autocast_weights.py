@@ -14,7 +14,10 @@ and mmcv's modulated deformable conv (whose gather + GEMM casts its weight
 to the input's dtype). Norm layers stay fp32 (autocast runs them in
 fp32), as do ``nn.MultiheadAttention``'s input projections, whose bias is
 also added outside a product (in fp32 to a bf16 product: a cast copy would
-round that sum differently).
+round that sum differently). Under fp16, modules marked
+``fp32_under_fp16`` (the kernel updates, which take sums over thousands of
+pixels: :func:`rap_sam.models.layers.decoder_stage.update_with_pooled`)
+run in fp32 and keep their weights.
 """
 import torch
 import torch.nn as nn
@@ -34,9 +37,14 @@ def cast_autocast_weights(model: nn.Module, dtype: torch.dtype) -> int:
     Returns:
         int: The number of parameters cast.
     """
+    kept = set()
+    if dtype == torch.float16:
+        for outer in model.modules():
+            if getattr(outer, 'fp32_under_fp16', False):
+                kept.update(id(m) for m in outer.modules())
     cast = 0
     for module in model.modules():
-        if not isinstance(module, AUTOCAST_LAYERS):
+        if not isinstance(module, AUTOCAST_LAYERS) or id(module) in kept:
             continue
         for param in module.parameters(recurse=False):
             if param.is_floating_point() and param.dtype != dtype:

@@ -1,9 +1,12 @@
 """A decoder stage's inference shortcuts compute what the full stage does:
 a query that may attend to itself only (isolated), and outputs left out."""
+import copy
+
 import pytest
 import torch
 
-from rap_sam.models.layers import DecoderStage
+from rap_sam.models.layers import DecoderStage, LowRankFeatureMap
+from rap_sam.models.utils import cast_autocast_weights
 
 
 def _stage(seed: int = 0) -> DecoderStage:
@@ -73,3 +76,38 @@ def test_isolated_in_training_has_the_same_gradients():
     c = 32
     assert torch.count_nonzero(grads[1][:2 * c]) == 0
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('low_rank', [False, True])
+def test_fp16_pools_sums_past_its_range(low_rank):
+    """Pooled features are sums over a mask's pixels (about 2e5 here, past
+    fp16's largest value, 65504): under fp16 autocast the pooling and the
+    kernel update run in fp32, their weights kept fp32, so the outputs
+    stay finite and near fp32's."""
+    stage = _stage()
+    g = torch.Generator().manual_seed(1)
+    channels = 30 if low_rank else 32
+    basis = torch.randn(1, channels, 120, 160, generator=g) + 10
+    queries = torch.randn(1, 3, 32, generator=g)
+    masks = torch.ones(1, 3, 120, 160)  # every pixel under every mask
+    weight = torch.randn(32, 32, generator=g) * 0.1
+
+    def features(dtype):
+        if not low_rank:
+            return basis.to(dtype)
+        return LowRankFeatureMap(
+            basis.to(dtype), weight.to(dtype), torch.zeros(32, dtype=dtype))
+
+    half = copy.deepcopy(stage)
+    cast_autocast_weights(half, torch.float16)
+    assert half.kernel_update.dynamic_layer.weight.dtype == torch.float32
+    assert half.fc_mask.weight.dtype == torch.float16
+    with torch.no_grad():
+        want = stage(features(torch.float32), queries, masks)
+        with torch.autocast('cpu', dtype=torch.float16):
+            got = half(features(torch.float16), queries, masks)
+    for ours, theirs in zip(got, want):
+        ours = ours.float()
+        assert torch.isfinite(ours).all()
+        err = (ours - theirs).abs().max() / theirs.abs().max()
+        assert err < 2e-2

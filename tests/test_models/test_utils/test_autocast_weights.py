@@ -9,6 +9,7 @@ from helpers import build_model, image_batch
 from mmcv.ops import ModulatedDeformConv2d
 
 from rap_sam.deploy import prepare
+from rap_sam.models.layers import KernelUpdator
 from rap_sam.models.utils import cast_autocast_weights
 from rap_sam.models.utils.autocast_weights import AUTOCAST_LAYERS
 
@@ -63,3 +64,16 @@ def test_bf16_model_equals_per_call_casts(prompts):
     for ours, theirs in zip(*outputs):
         assert ours.dtype == theirs.dtype == torch.float32
         assert torch.equal(ours, theirs)
+
+
+def test_kernel_updates_keep_fp32_weights_under_fp16_only():
+    """They run in fp32 under fp16 autocast (sums over many pixels pass
+    fp16's range); under bf16 they are cast like every linear layer."""
+    for dtype, kept in ((torch.float16, torch.float32), (torch.bfloat16,
+                                                         torch.bfloat16)):
+        model = nn.Sequential(KernelUpdator(8, 8), nn.Linear(8, 8))
+        cast_autocast_weights(model, dtype)
+        assert model[0].dynamic_layer.weight.dtype == kept
+        assert model[0].fc_layer.bias.dtype == kept
+        assert model[0].norm_in.weight.dtype == torch.float32
+        assert model[1].weight.dtype == dtype
