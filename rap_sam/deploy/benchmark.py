@@ -607,9 +607,11 @@ class Runner:
         samples = self.data['data_samples']
         if boxes is not None:
             sample = DetDataSample(metainfo=samples[0].metainfo)
+            device = self.data['inputs'].device
             sample.gt_instances_collected = InstanceData(
-                point_coords=boxes.to(self.data['inputs'].device),
-                pb_labels=torch.ones(len(boxes), dtype=torch.long))
+                point_coords=boxes.to(device),
+                pb_labels=torch.ones(
+                    len(boxes), dtype=torch.long, device=device))
             samples = [sample]
         with torch.inference_mode():
             self._clicks = (self.model.extract_feat(self.data['inputs']),
@@ -948,6 +950,10 @@ def machine_info(device: torch.device) -> dict:
         info['amx_bf16'] = 'amx_bf16' in flags
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
+        # PyTorch lets convolutions (not matrix products) use TF32 by
+        # default: fp32 outputs then differ from the CPU's by about 1e-3.
+        info['tf32_conv'] = torch.backends.cudnn.allow_tf32
+        info['tf32_matmul'] = torch.backends.cuda.matmul.allow_tf32
     return info
 
 
