@@ -803,8 +803,16 @@ class _HeadForward(nn.Module):
 def count_flops(model: nn.Module, inputs: torch.Tensor, samples) -> dict:
     """GFLOPs per stage from mmengine's FlopAnalyzer (which, as fvcore,
     counts one multiply-add as one flop; ops it has no handle for, e.g.
-    mmcv's kernels and gathers, count zero)."""
+    mmcv's kernels and gathers, count zero), counted on the CPU."""
     from mmengine.analysis import FlopAnalyzer
+
+    if inputs.device.type != 'cpu':
+        # The count does not depend on the device, but tracing turns sizes
+        # into CPU tensors, which ops then meet with the GPU's (clamp(max=
+        # w - 1) in the gather deformable conv).
+        model = copy.deepcopy(model).cpu()
+        inputs = inputs.cpu()
+        samples = [sample.cpu() for sample in samples]
 
     def flops(module, args):
         analyzer = FlopAnalyzer(module, args)
