@@ -276,3 +276,50 @@ def test_chunk_of_three_resized_as_alone():
             F.interpolate(masks[None, [i]], size=(160, 256),
                           mode='bilinear')[0, 0, :150, :250] for i in range(3)
         ]))
+
+
+@pytest.mark.parametrize('case', CASES[1:4])
+def test_vectorised_layout_is_the_same(case):
+    """The layout for GPUs (chunks of device_chunk_size queries, one max
+    per chunk for the claims, one indexed copy of the instance masks),
+    run here on the CPU: the same results, in several chunks or one."""
+    img_shape, ori_shape, pad, mask_hw, rescale = case
+    for chunk in (32, 7):
+        ours, ref = heads(object_mask_thr=0.3)
+        ours.vectorised, ours.device_chunk_size = True, chunk
+        cls, masks = random_outputs(1, 60, 13, *mask_hw, seed=chunk)
+        samples = [sample(img_shape, ori_shape, pad)]
+        got = ours.predict(cls, masks, samples, rescale=rescale)[0]
+        want = ref.predict(cls, masks, samples, rescale=rescale)[0]
+        assert_same(got, want)
+        assert len(want['pan_results'].segments) > 1
+        assert len(want['ins_results']) > 10
+        assert ours._chunks(list(range(60)), False, True) == [
+            list(range(i, min(i + chunk, 60))) for i in range(0, 60, chunk)
+        ]
+
+
+def test_vectorised_is_chosen_by_device():
+    ours, _ = heads()
+    assert not ours._vectorised_on(torch.device('cpu'))
+    assert ours._vectorised_on(torch.device('cuda'))
+    ours.vectorised = False
+    assert not ours._vectorised_on(torch.device('cuda'))
+
+
+@pytest.mark.parametrize('chunk', [32, 3])
+def test_vectorised_ties_go_to_the_lower_query(chunk):
+    """Pairs of queries with the same scores and saturated masks (sigmoid
+    exactly 1.0 over shared pixels) tie: argmax gives those pixels to the
+    lower query, in one chunk or across chunks."""
+    ours, ref = heads(object_mask_thr=0.3)
+    ours.vectorised, ours.device_chunk_size = True, chunk
+    cls, masks = random_outputs(1, 24, 13, 16, 24, seed=9)
+    cls[:, 1::2] = cls[:, ::2]
+    masks = masks * 40  # |logits| > 17: sigmoid 1.0 or 0.0
+    masks[:, 1::2] = masks[:, ::2].roll(2, dims=-1)  # overlapping
+    samples = [sample((64, 96), (64, 96), (64, 96))]
+    got = ours.predict(cls, masks, samples, rescale=True)[0]
+    want = ref.predict(cls, masks, samples, rescale=True)[0]
+    assert_same(got, want)
+    assert len(want['pan_results'].segments) > 0
