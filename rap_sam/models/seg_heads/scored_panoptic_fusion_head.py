@@ -230,10 +230,11 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     #: intra-op thread (CPU only).
     chunk_workers: Optional[int] = None
     #: Whether the work is laid out for a GPU, which waits on kernel
-    #: launches (the CPU layout launched about 2,000 per image at
-    #: 800x1333): chunks of ``device_chunk_size`` queries, each chunk's
-    #: panoptic claims taken with one ``max``, its instance masks copied
-    #: with one indexed copy. None: on devices other than the CPU.
+    #: launches (with the CPU layout an image at 800x1333 launched about
+    #: 2,000, most of them here): chunks of ``device_chunk_size`` queries,
+    #: each chunk's panoptic claims taken with one ``max``, its instance
+    #: masks copied with one indexed copy. None: on devices other than the
+    #: CPU.
     vectorised: Optional[bool] = None
     #: Queries per chunk in the vectorised layout (32 full-size 800x1344
     #: masks: about 0.6 GB of buffers).
