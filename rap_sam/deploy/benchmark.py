@@ -78,10 +78,13 @@ def build_rap_sam(config: str,
 
     from rap_sam.utils.class_embeddings import class_embedding_path
     from rap_sam.utils.config_file import read_config
+    from rap_sam.utils.runner_cli import check_option_keys, unexpected_options
 
     notes = [] if notes is None else notes
     cfg = read_config(config)
     if cfg_options:
+        # A misspelt parent key would be added and change nothing.
+        check_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     cfg.model.backbone.init_cfg = None
     head = cfg.model.panoptic_head
@@ -92,7 +95,9 @@ def build_rap_sam(config: str,
                      'class embeddings (timing does not depend on them)')
         head.ov_classifier_name = None
     torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
+    # A misspelt last key is a keyword the class does not take.
+    with unexpected_options(cfg_options):
+        model = MODELS.build(cfg.model)
     if checkpoint:
         from rap_sam.utils import load_model_weights
         load_model_weights(model, checkpoint)

@@ -294,16 +294,25 @@ def test_bad_arguments_end_in_usage(args, words):
     assert_usage_error(run_script(TOOL, *args), words)
 
 
-@pytest.mark.parametrize('args, words', [
-    ([COCO, *SMALL, '--variants', 'fast', '--precision', 'int8'
-      ], 'error: Nothing to time: every variant asked for is skipped'),
-    (['configs/rap_sam/missing.py', *SMALL, '--no-flops'
-      ], 'error: Config file not found'),
-    ([COCO, '--cfg-options', 'model.neck'
-      ], 'error: --cfg-options takes key=value items'),
-    ([COCO, *SMALL, '--cfg-options', 'model.neck.dcn_impl=cuda'
-      ], "dcn_impl must be one of auto, torch, mmcv, onnx; got 'cuda'"),
-])
+@pytest.mark.parametrize(
+    'args, words',
+    [
+        ([COCO, *SMALL, '--variants', 'fast', '--precision', 'int8'
+          ], 'error: Nothing to time: every variant asked for is skipped'),
+        (['configs/rap_sam/missing.py', *SMALL, '--no-flops'
+          ], 'error: Config file not found'),
+        ([COCO, '--cfg-options', 'model.neck'
+          ], 'error: --cfg-options takes key=value items'),
+        ([COCO, *SMALL, '--cfg-options', 'model.neck.dcn_impl=cuda'
+          ], "dcn_impl must be one of auto, torch, mmcv, onnx; got 'cuda'"),
+        # It was added to the config and changed nothing.
+        ([COCO, *SMALL, '--cfg-options', 'model.nek.dcn_impl=torch'],
+         "--cfg-options model.nek.dcn_impl: the config has no 'model.nek'"),
+        # It was the model builder's TypeError traceback.
+        ([COCO, *SMALL, '--cfg-options', 'model.neck.dcn_imp=torch'],
+         ("--cfg-options model.neck.dcn_imp=torch: LiteDeformNeck.__init__() "
+          "got an unexpected keyword argument 'dcn_imp'; check the spelling")),
+    ])
 def test_bad_input_ends_in_one_line(args, words):
     assert_user_error(run_script(TOOL, *args), words)
 

@@ -405,3 +405,20 @@ def test_ctrl_c_while_the_graphs_are_written_leaves_nothing(tmp_path):
     assert 'Traceback' not in stderr, stderr
     assert stderr.splitlines()[-1] == 'error: interrupted (Ctrl+C).'
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('option, words', [
+    ('model.nek.dcn_impl=torch', "the config has no 'model.nek'"),
+    ('model.neck.dcn_imp=torch',
+     "unexpected keyword argument 'dcn_imp'; check the spelling"),
+])
+def test_a_misspelt_config_option_is_one_line(tmp_path, option, words):
+    """A misspelt parent key was added and changed nothing; a misspelt
+    last key ended in the builder's TypeError traceback."""
+    proc = run_script(TOOL, config_path(TOY), '--out', tmp_path / 'out',
+                      '--cfg-options', option)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: --cfg-options {option.split("=")[0]}')
+    assert words in last
+    assert not (tmp_path / 'out').exists()

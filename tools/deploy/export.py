@@ -171,6 +171,10 @@ def load_config(args):
     from rap_sam.utils.config_file import read_config
     cfg = read_config(args.config)
     if args.cfg_options:
+        from rap_sam.utils.runner_cli import check_option_keys
+
+        # A misspelt parent key would be added and change nothing.
+        check_option_keys(cfg, args.cfg_options, ExportArgumentError)
         cfg.merge_from_dict(args.cfg_options)
     if not isinstance(cfg.get('model'), dict) or \
             'panoptic_head' not in cfg.model:
@@ -192,6 +196,7 @@ def build_model(cfg, args):
     from rap_sam.utils.checkpoint import (load_model_weights,
                                           trust_all_checkpoints)
     from rap_sam.utils.class_embeddings import class_embedding_path
+    from rap_sam.utils.runner_cli import unexpected_options
     from rap_sam.visualization import config_dataset_meta
     head = cfg.model.panoptic_head
     if args.checkpoint is None:
@@ -204,7 +209,10 @@ def build_model(cfg, args):
                 'random class embeddings as well (see '
                 'tools/gen_cls.py).', UserNotice)
             head.ov_classifier_name = None
-    model = MODELS.build(cfg.model)
+    # A misspelt last key of --cfg-options is a keyword the class does not
+    # take: one line naming the option.
+    with unexpected_options(args.cfg_options):
+        model = MODELS.build(cfg.model)
     if args.checkpoint is None:
         logger = MMLogger.get_current_instance()
         level = logger.level
