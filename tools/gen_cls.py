@@ -95,6 +95,7 @@ from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
                                            build_clip_tokenizer,
                                            resolve_clip_checkpoint)
 from rap_sam.utils.output_files import check_new_file
+from rap_sam.utils.runner_cli import check_option_keys
 # yapf: enable
 from rap_sam.utils.text_classifier import (dataset_vocabulary,
                                            encode_class_names, read_class_file,
@@ -189,6 +190,8 @@ def main(argv=None):
         trust_all_checkpoints()
     cfg = read_config(args.config)
     if args.cfg_options:
+        # A misspelt parent key would be added and change nothing.
+        check_option_keys(cfg, args.cfg_options, GenClsConfigError)
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     logger = MMLogger.get_instance('gen_cls')

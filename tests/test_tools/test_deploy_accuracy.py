@@ -89,7 +89,7 @@ def test_int8_against_fp32_on_photo_and_test_sets(toy):
 @pytest.mark.parametrize('case', [
     'no_calib', 'empty_calib', 'bad_mode', 'no_photo', 'no_eval_config',
     'work_dir_is_a_file', 'override_without_value', 'misspelt_int8_module',
-    'misspelt_int8_graph'
+    'misspelt_int8_graph', 'misspelt_option_parent', 'misspelt_option_key'
 ])
 def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
     """Each is said before the exports, which take minutes at full size
@@ -117,6 +117,14 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
             '--int8-modules', 'neck', 'bakcbone', '--cfg-options',
             f'model.panoptic_head.ov_classifier_dir={toy / "embd"}'
         ],
+        # It was added and changed nothing.
+        'misspelt_option_parent':
+        ['--cfg-options', 'model.nek.dcn_impl=torch'],
+        # It was the model builder's TypeError traceback.
+        'misspelt_option_key': [
+            '--cfg-options', 'model.neck.dcn_imp=torch',
+            f'model.panoptic_head.ov_classifier_dir={toy / "embd"}'
+        ],
     }.get(case, [])
     assert_user_error(
         run_script(TOOL, *args), *{
@@ -138,6 +146,14 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
             'misspelt_int8_module': [
                 "--int8-modules: no module 'bakcbone' in the model; choose "
                 'from backbone, neck, panoptic_head.'
+            ],
+            'misspelt_option_parent': [
+                "--cfg-options model.nek.dcn_impl: the config has no "
+                "'model.nek'"
+            ],
+            'misspelt_option_key': [
+                '--cfg-options model.neck.dcn_imp=torch:',
+                "unexpected keyword argument 'dcn_imp'"
             ],
         }[case])
     if case == 'work_dir_is_a_file':

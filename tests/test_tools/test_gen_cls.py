@@ -542,3 +542,19 @@ def test_unsafe_checkpoint_loads_with_trust_checkpoint(clip, tmp_path):
         torch.testing.assert_close(
             torch.load(out, weights_only=True),
             encode_class_names(model, tokenizer, ['cat', 'sofa,couch']))
+
+
+def test_a_misspelt_config_option_is_one_line(tmp_path):
+    """A parent key the config lacks was added and changed nothing (the
+    class names or CLIP model it meant to set were not those used)."""
+    config = 'configs/rap_sam/rap_sam_convl_12e_adaptor.py'
+    line = assert_user_error(
+        _finish(
+            _run_tool([
+                config, '--cfg-options',
+                'model.panoptic_hed.ov_classifier_name=x'
+            ], tmp_path)))
+    assert line == (
+        'error: --cfg-options model.panoptic_hed.ov_classifier_name: the '
+        f"config has no 'model.panoptic_hed'; check the spelling against "
+        f'{config}.')

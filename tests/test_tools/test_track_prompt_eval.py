@@ -187,3 +187,19 @@ def test_ctrl_c_is_one_line(tmp_path, monkeypatch, capsys):
     assert exit_.value.code == 130
     assert capsys.readouterr().err == (
         'error: interrupted (Ctrl+C); nothing was written to --out.\n')
+
+
+@pytest.mark.parametrize('option, words', [
+    ('model.nek.dcn_impl=torch', "the config has no 'model.nek'"),
+    ('model.neck.dcn_imp=torch', "unexpected keyword argument 'dcn_imp'"),
+])
+def test_a_misspelt_config_option_is_one_line(toy, tmp_path, option, words):
+    """A misspelt parent key was added and changed nothing; a misspelt last
+    key ended in the model builder's TypeError traceback."""
+    proc = run_script(TOOL, CONFIG, toy / 'toy.pth', '--data-root',
+                      tmp_path / 'val', '--toy-videos', '1', '--out',
+                      tmp_path / 'track.json', '--cfg-options', option,
+                      f'model.panoptic_head.ov_classifier_dir={toy}/embd')
+    line = assert_user_error(proc, words)
+    assert line.startswith(f'error: --cfg-options {option.split("=")[0]}')
+    assert not (tmp_path / 'track.json').exists()

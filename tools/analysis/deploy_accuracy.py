@@ -171,31 +171,38 @@ def main(argv=None):
 def compare(args) -> None:
     from rap_sam.deploy.accuracy import (check_inputs, compare_modes,
                                          parse_cfg_options, parse_modes)
+    from rap_sam.utils.config_file import read_config
     from rap_sam.utils.output_files import write_bytes
+    from rap_sam.utils.runner_cli import check_option_keys, unexpected_options
     modes = parse_modes(args.modes)
     # The images chosen here are the ones quantized with: the folder is
     # read and its unreadable files said once.
     calib = check_inputs(modes, args.calib, args.int8_modules,
                          args.int8_graphs, args.max_calib_images)
     check_before_export(args)
-    report = compare_modes(
-        args.config,
-        args.checkpoint,
-        modes,
-        args.work_dir,
-        calib=calib,
-        cfg_options=parse_cfg_options(args.cfg_options),
-        scale=tuple(args.scale) if args.scale else None,
-        photos=args.photos,
-        eval_configs=args.eval_configs,
-        max_images=args.max_images,
-        int8_graphs=args.int8_graphs,
-        int8_modules=args.int8_modules,
-        calibration=args.calibration,
-        weight_bits=args.int8_weight_bits,
-        max_calib_images=args.max_calib_images,
-        num_threads=args.threads,
-        log=lambda line: print(line, flush=True))
+    options = parse_cfg_options(args.cfg_options)
+    # A misspelt parent key would be added and change nothing; a misspelt
+    # last key is a keyword the model does not take (said in one line).
+    check_option_keys(read_config(args.config), options)
+    with unexpected_options(options):
+        report = compare_modes(
+            args.config,
+            args.checkpoint,
+            modes,
+            args.work_dir,
+            calib=calib,
+            cfg_options=options,
+            scale=tuple(args.scale) if args.scale else None,
+            photos=args.photos,
+            eval_configs=args.eval_configs,
+            max_images=args.max_images,
+            int8_graphs=args.int8_graphs,
+            int8_modules=args.int8_modules,
+            calibration=args.calibration,
+            weight_bits=args.int8_weight_bits,
+            max_calib_images=args.max_calib_images,
+            num_threads=args.threads,
+            log=lambda line: print(line, flush=True))
     print('\nAgainst fp32 of the same backend, on photos '
           f'({", ".join(report["photos"])}):\n')
     print(report['photo_table'])
