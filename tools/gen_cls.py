@@ -190,8 +190,10 @@ def main(argv=None):
         trust_all_checkpoints()
     cfg = read_config(args.config)
     if args.cfg_options:
-        # A misspelt parent key would be added and change nothing.
-        check_option_keys(cfg, args.cfg_options, GenClsConfigError)
+        # A misspelt section or part (model.nek) would be added and
+        # change nothing; deeper keys may be keyword arguments a config
+        # leaves out.
+        check_option_keys(cfg, args.cfg_options, GenClsConfigError, 2)
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     logger = MMLogger.get_instance('gen_cls')

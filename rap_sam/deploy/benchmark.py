@@ -83,8 +83,10 @@ def build_rap_sam(config: str,
     notes = [] if notes is None else notes
     cfg = read_config(config)
     if cfg_options:
-        # A misspelt parent key would be added and change nothing.
-        check_option_keys(cfg, cfg_options)
+        # A misspelt section or part (model.nek) would be added and
+        # change nothing; deeper keys may be keyword arguments a config
+        # leaves out.
+        check_option_keys(cfg, cfg_options, levels=2)
         cfg.merge_from_dict(cfg_options)
     cfg.model.backbone.init_cfg = None
     head = cfg.model.panoptic_head

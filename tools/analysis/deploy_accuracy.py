@@ -181,9 +181,10 @@ def compare(args) -> None:
                          args.int8_graphs, args.max_calib_images)
     check_before_export(args)
     options = parse_cfg_options(args.cfg_options)
-    # A misspelt parent key would be added and change nothing; a misspelt
-    # last key is a keyword the model does not take (said in one line).
-    check_option_keys(read_config(args.config), options)
+    # A misspelt section or part (model.nek) would be added and change
+    # nothing (deeper keys may be keyword arguments a config leaves out);
+    # a misspelt last key is a keyword the model does not take.
+    check_option_keys(read_config(args.config), options, levels=2)
     with unexpected_options(options):
         report = compare_modes(
             args.config,

@@ -272,9 +272,10 @@ def evaluate(args) -> dict:
     # built.
     ann = None if args.toy_videos else read_annotations(ann_file)
     cfg = read_config(args.config)
-    # A misspelt parent key would be added and change nothing; a misspelt
-    # last key is a keyword the model does not take (said in one line).
-    check_option_keys(cfg, args.cfg_options)
+    # A misspelt section or part (model.nek) would be added and change
+    # nothing (deeper keys may be keyword arguments a config leaves out);
+    # a misspelt last key is a keyword the model does not take.
+    check_option_keys(cfg, args.cfg_options, levels=2)
     cfg.merge_from_dict(args.cfg_options)
     with warnings.catch_warnings(), unexpected_options(args.cfg_options):
         warnings.simplefilter('ignore')

@@ -173,8 +173,10 @@ def load_config(args):
     if args.cfg_options:
         from rap_sam.utils.runner_cli import check_option_keys
 
-        # A misspelt parent key would be added and change nothing.
-        check_option_keys(cfg, args.cfg_options, ExportArgumentError)
+        # A misspelt section or part (model.nek) would be added and
+        # change nothing; deeper keys may be keyword arguments a config
+        # leaves out.
+        check_option_keys(cfg, args.cfg_options, ExportArgumentError, 2)
         cfg.merge_from_dict(args.cfg_options)
     if not isinstance(cfg.get('model'), dict) or \
             'panoptic_head' not in cfg.model:
