@@ -95,7 +95,7 @@ from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
                                            build_clip_tokenizer,
                                            resolve_clip_checkpoint)
 from rap_sam.utils.output_files import check_new_file
-from rap_sam.utils.runner_cli import check_option_keys
+from rap_sam.utils.runner_cli import merge_model_options
 # yapf: enable
 from rap_sam.utils.text_classifier import (dataset_vocabulary,
                                            encode_class_names, read_class_file,
@@ -189,12 +189,7 @@ def main(argv=None):
     if args.trust_checkpoint:
         trust_all_checkpoints()
     cfg = read_config(args.config)
-    if args.cfg_options:
-        # A misspelt section or part (model.nek) would be added and
-        # change nothing; deeper keys may be keyword arguments a config
-        # leaves out.
-        check_option_keys(cfg, args.cfg_options, GenClsConfigError, 2)
-        cfg.merge_from_dict(args.cfg_options)
+    merge_model_options(cfg, args.cfg_options, GenClsConfigError)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     logger = MMLogger.get_instance('gen_cls')
     model_name, model_cfg, pretrained, checkpoint = clip_spec(cfg, args)

@@ -78,16 +78,12 @@ def build_rap_sam(config: str,
 
     from rap_sam.utils.class_embeddings import class_embedding_path
     from rap_sam.utils.config_file import read_config
-    from rap_sam.utils.runner_cli import check_option_keys, unexpected_options
+    from rap_sam.utils.runner_cli import (merge_model_options,
+                                          unexpected_options)
 
     notes = [] if notes is None else notes
     cfg = read_config(config)
-    if cfg_options:
-        # A misspelt section or part (model.nek) would be added and
-        # change nothing; deeper keys may be keyword arguments a config
-        # leaves out.
-        check_option_keys(cfg, cfg_options, levels=2)
-        cfg.merge_from_dict(cfg_options)
+    merge_model_options(cfg, cfg_options)
     cfg.model.backbone.init_cfg = None
     head = cfg.model.panoptic_head
     name = head.get('ov_classifier_name')

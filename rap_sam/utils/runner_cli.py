@@ -82,6 +82,21 @@ def check_option_keys(cfg: Config,
     return changes
 
 
+def merge_model_options(cfg: Config,
+                        options: Optional[dict],
+                        error: type = UserError) -> None:
+    """Merge ``--cfg-options`` into ``cfg`` for a tool that builds the
+    model from it, after :func:`check_option_keys` on the section and its
+    part: a misspelt one (``model.nek``) would be added and change nothing,
+    while deeper keys may be keyword arguments the config leaves out
+    (``model.backbone.model_cfg``). A misspelt last key is a keyword the
+    class does not take: build the model under :func:`unexpected_options`.
+    """
+    if options:
+        check_option_keys(cfg, options, error, 2)
+        cfg.merge_from_dict(options)
+
+
 _MISSING = object()
 
 

@@ -4,7 +4,7 @@ import pytest
 from mmengine.config import Config
 
 from rap_sam.utils.runner_cli import (LoopStarted, check_option_keys,
-                                      unexpected_options)
+                                      merge_model_options, unexpected_options)
 from rap_sam.utils.user_errors import UserError
 
 CFG = Config(
@@ -131,3 +131,19 @@ def test_a_misspelt_last_key_is_named_in_the_loop_too():
                                 {}, loop):
             raise TypeError("save_checkpoint() got an unexpected keyword "
                             "argument 'max_keep_ckpt'")
+
+
+def test_merge_model_options_checks_the_section_and_its_part():
+    cfg = Config(dict(model=dict(neck=dict(dcn_impl='auto'))))
+    with pytest.raises(UserError, match="the config has no 'model.nek'"):
+        merge_model_options(cfg, {'model.nek.dcn_impl': 'torch'})
+    assert 'nek' not in cfg.model
+    # Deeper keys may be keyword arguments a config leaves out.
+    merge_model_options(cfg, {
+        'model.neck.dcn_impl': 'torch',
+        'model.neck.extra_cfg.depth': 2
+    })
+    assert cfg.model.neck.dcn_impl == 'torch'
+    assert cfg.model.neck.extra_cfg.depth == 2
+    merge_model_options(cfg, None)  # no options: unchanged
+    assert cfg.model.neck.dcn_impl == 'torch'

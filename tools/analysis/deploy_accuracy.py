@@ -173,7 +173,8 @@ def compare(args) -> None:
                                          parse_cfg_options, parse_modes)
     from rap_sam.utils.config_file import read_config
     from rap_sam.utils.output_files import write_bytes
-    from rap_sam.utils.runner_cli import check_option_keys, unexpected_options
+    from rap_sam.utils.runner_cli import (merge_model_options,
+                                          unexpected_options)
     modes = parse_modes(args.modes)
     # The images chosen here are the ones quantized with: the folder is
     # read and its unreadable files said once.
@@ -181,10 +182,8 @@ def compare(args) -> None:
                          args.int8_graphs, args.max_calib_images)
     check_before_export(args)
     options = parse_cfg_options(args.cfg_options)
-    # A misspelt section or part (model.nek) would be added and change
-    # nothing (deeper keys may be keyword arguments a config leaves out);
-    # a misspelt last key is a keyword the model does not take.
-    check_option_keys(read_config(args.config), options, levels=2)
+    # Checked before the exports (minutes); compare_modes merges them.
+    merge_model_options(read_config(args.config), options)
     with unexpected_options(options):
         report = compare_modes(
             args.config,

@@ -257,7 +257,8 @@ def evaluate(args) -> dict:
 
     from rap_sam.apis import RapSAMPredictor, read_image
     from rap_sam.utils.config_file import read_config
-    from rap_sam.utils.runner_cli import check_option_keys, unexpected_options
+    from rap_sam.utils.runner_cli import (merge_model_options,
+                                          unexpected_options)
     if args.out:
         check_out(args.out, args.overwrite)
     if osp.isfile(args.data_root):
@@ -272,11 +273,7 @@ def evaluate(args) -> dict:
     # built.
     ann = None if args.toy_videos else read_annotations(ann_file)
     cfg = read_config(args.config)
-    # A misspelt section or part (model.nek) would be added and change
-    # nothing (deeper keys may be keyword arguments a config leaves out);
-    # a misspelt last key is a keyword the model does not take.
-    check_option_keys(cfg, args.cfg_options, levels=2)
-    cfg.merge_from_dict(args.cfg_options)
+    merge_model_options(cfg, args.cfg_options)
     with warnings.catch_warnings(), unexpected_options(args.cfg_options):
         warnings.simplefilter('ignore')
         predictor = RapSAMPredictor(

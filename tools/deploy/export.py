@@ -170,14 +170,8 @@ def check_args(args) -> None:
 def load_config(args):
     from rap_sam.utils.config_file import read_config
     cfg = read_config(args.config)
-    if args.cfg_options:
-        from rap_sam.utils.runner_cli import check_option_keys
-
-        # A misspelt section or part (model.nek) would be added and
-        # change nothing; deeper keys may be keyword arguments a config
-        # leaves out.
-        check_option_keys(cfg, args.cfg_options, ExportArgumentError, 2)
-        cfg.merge_from_dict(args.cfg_options)
+    from rap_sam.utils.runner_cli import merge_model_options
+    merge_model_options(cfg, args.cfg_options, ExportArgumentError)
     if not isinstance(cfg.get('model'), dict) or \
             'panoptic_head' not in cfg.model:
         raise ExportArgumentError(
