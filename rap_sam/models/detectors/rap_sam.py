@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from mmdet.models.detectors import MaskFormer
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList, TrackDataSample
-from mmdet.structures.mask import encode_mask_results
 from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -16,6 +15,7 @@ from rap_sam.engine import check_losses_finite
 from rap_sam.visualization import config_dataset_meta, meta_fits
 from ..utils.autocast_weights import cast_autocast_weights
 from ..utils.fold_batch_norm import fold_batch_norms
+from ..utils.mask_rles import encode_mask_rles
 
 #: Inference precisions and the autocast dtype each runs backbone, neck and
 #: head in (``None``: no autocast).
@@ -310,7 +310,6 @@ class RapSAM(MaskFormer):
                     if self.test_cfg.get('rle_masks', False):
                         # Full-size masks of every frame of a long video
                         # would not fit in memory; their RLEs do.
-                        instances.masks = encode_mask_results(
-                            instances.masks.cpu().numpy())
+                        instances.masks = encode_mask_rles(instances.masks)
                     sample.pred_track_instances = instances
         return samples

@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.models.seg_heads import MaskFormerFusionHead
 from mmdet.registry import MODELS
-from mmdet.structures.mask import encode_mask_results
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
+from ..utils.mask_rles import encode_mask_rles
 from .bilinear_rows import BilinearRows
 from .chunk_pool import run_chunks
 
@@ -513,8 +513,8 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         sums, counts = mask_pred.new_empty(num), mask_pred.new_empty(num)
         alone_sums = mask_pred.new_empty(num) if alone else None
         single_sums = mask_pred.new_empty(num) if alone else None
-        chunks = self._chunks(
-            list(range(num)), False, self._vectorised_on(mask_pred.device))
+        vectorised = self._vectorised_on(mask_pred.device)
+        chunks = self._chunks(list(range(num)), False, vectorised)
         chunk_masks: List[list] = [[] for _ in chunks]
 
         def chunk_work(item: Tuple[int, List[int]], buffers: dict) -> None:
@@ -525,7 +525,7 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             probs = self._sigmoid(logits, buf)
             positive, chunk_sums, pixels, boxes = self._mask_stats(
                 logits, probs, buf, False)
-            chunk_masks[index] = encode_mask_results(positive.cpu().numpy())
+            chunk_masks[index] = encode_mask_rles(positive, vectorised)
             sums[chunk] = chunk_sums
             counts[chunk] = pixels
             bboxes[chunk] = boxes

@@ -70,8 +70,12 @@ def test_each_instance_names_its_query_and_class():
         (dict(max_per_image=3), 1, 8),  # one query, three classes
         (dict(things=3, stuff=2, max_per_image=4), 5, 5),  # stuff dropped
     ])
-def test_query_masks_then_selection_is_predict(kwargs, queries, classes):
+@pytest.mark.parametrize('vectorised', [False, True])
+def test_query_masks_then_selection_is_predict(kwargs, queries, classes,
+                                               vectorised):
+    # vectorised: a GPU's layout, its RLEs encoded from run boundaries.
     fusion = head(**kwargs)
+    fusion.vectorised = vectorised
     cls, masks = outputs(queries, classes, seed=queries)
     want = predict(fusion, cls, masks)
     query_masks = fusion.predict_query_masks(masks, META, SIZE, True)
