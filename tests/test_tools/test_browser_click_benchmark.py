@@ -26,6 +26,9 @@ def _chromium():
 
 @pytest.mark.skipif(
     _chromium() is None, reason='needs chromium and chromedriver')
+@pytest.mark.skipif(
+    not osp.isdir(load_tool(TOOL).ORT_DIR),
+    reason='needs onnxruntime-web: make web-deps (npm ci in demo/web)')
 def test_a_row_per_setting_and_the_screenshot_replaced(tmp_path):
     shot = tmp_path / 'shot.png'
     shot.write_text('an earlier screenshot')
@@ -88,12 +91,19 @@ def test_bad_input_is_one_line_before_the_browser_starts(tmp_path, case):
     assert afile.read_text() == 'keep me'
 
 
-def test_missing_chromium_is_one_line():
-    """No chromium on PATH (the tool looks for it there)."""
-    result = run_script(TOOL, env={'PATH': '/nonexistent'})
-    assert_user_error(result, 'chromium / chromedriver not found',
-                      'apt-get install chromium chromium-driver')
-    assert result.stdout == ''
+def test_missing_chromium_is_one_line(tmp_path, monkeypatch, capsys):
+    """No chromium on PATH (the tool looks for it there), onnxruntime-web
+    installed or not (it is checked first)."""
+    tool = load_tool(TOOL)
+    monkeypatch.setattr(tool, 'ORT_DIR', str(tmp_path))
+    monkeypatch.setenv('PATH', '/nonexistent')
+    with pytest.raises(SystemExit) as exit_:
+        tool.main([])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: chromium / chromedriver not found') and \
+        'apt-get install chromium chromium-driver' in err and \
+        err.count('\n') == 1, err
 
 
 def test_missing_onnxruntime_web_is_one_line(tmp_path, monkeypatch, capsys):
