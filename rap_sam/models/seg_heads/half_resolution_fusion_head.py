@@ -23,6 +23,15 @@ def _half(n: int) -> int:
     return (n + 1) // 2
 
 
+def _repeated(src: Tensor, h: int, w: int) -> Tensor:
+    """``src`` (``[..., r, c]``) with each value repeated 2x2, cropped to
+    ``[..., h, w]`` (``h <= 2r``, ``w <= 2c``), contiguous."""
+    r, c = src.shape[-2:]
+    lead = src.shape[:-2]
+    wide = src[..., :, None, :, None].expand(*lead, r, 2, c, 2)
+    return wide.reshape(*lead, 2 * r, 2 * c)[..., :h, :w].contiguous()
+
+
 class _DirectSums:
     """Stands in for the exact head's summation windows, which reproduce
     the full-size mask's summation order: any order does here."""
@@ -122,12 +131,19 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
         # shared among the chunk workers, each on one core: the largest,
         # the panoptic map, first.
         repeats: List[Tuple[Tensor, Tensor]] = []
+        # On a GPU each mask's repeat is a few kernel launches: there the
+        # masks are repeated whole, in one copy.
+        whole = self._vectorised_on(mask_pred.device)
         if 'pan_results' in result:
             pan = result['pan_results']
             half_map = pan.sem_seg[0]
             segments = self._full_areas(half_map, pan.segments, h, w)
-            full_map = half_map.new_empty((1, h, w))
-            repeats.append((half_map[:half_out[0], :half_out[1]], full_map[0]))
+            if whole:
+                full_map = _repeated(pan.sem_seg, h, w)
+            else:
+                full_map = half_map.new_empty((1, h, w))
+                repeats.append(
+                    (half_map[:half_out[0], :half_out[1]], full_map[0]))
             result['pan_results'] = PixelData(sem_seg=full_map)
             result['pan_results'].set_metainfo(dict(segments=segments))
         if 'ins_results' in result:
@@ -139,12 +155,19 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
             empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
             boxes[empty] = 0
             small = instances.masks
-            # Only the boxes are written, into calloc'ed zeros on a CPU:
-            # the pages of a small object's other rows are never touched.
             shape = (len(small), h, w)
-            masks = torch.from_numpy(np.zeros(shape, dtype=bool)) \
-                if small.device.type == 'cpu' else small.new_zeros(shape)
-            for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist()):
+            if whole:
+                # Rows and columns past the half result are cropped off
+                # here as below, and a half mask is empty off its box.
+                masks = _repeated(small, h, w)
+            elif small.device.type == 'cpu':
+                # Only the boxes are written, into calloc'ed zeros: the
+                # pages of a small object's other rows are never touched.
+                masks = torch.from_numpy(np.zeros(shape, dtype=bool))
+            else:
+                masks = small.new_zeros(shape)
+            for i, (x0, y0, x1, y1) in enumerate(
+                    [] if whole else boxes.long().tolist()):
                 if x1 > x0:
                     repeats.append(
                         (small[i, y0:y1,

@@ -245,3 +245,44 @@ def test_threads_give_the_same_results_and_are_set_back():
     assert torch.equal(one['ins_results'].bboxes, two['ins_results'].bboxes)
     torch.testing.assert_close(one['ins_results'].scores,
                                two['ins_results'].scores)
+
+
+@pytest.mark.parametrize('ori_shape', [None, (101, 151), (200, 301),
+                                       (63, 95)])
+def test_vectorised_layout_gives_the_same_results(ori_shape):
+    """The GPU layout (masks and panoptic map repeated whole, the exact
+    head's chunks of queries), run on the CPU: the same masks, map,
+    segments and boxes as the CPU layout, scores to float rounding."""
+    size = (128, 192)
+    cls, masks = object_like_outputs((32, 48),
+                                     num_things_classes=THINGS,
+                                     num_stuff_classes=STUFF,
+                                     num_queries=12,
+                                     num_confident=4,
+                                     num_empty=3,
+                                     seed=3)
+    _, cpu_layout = heads(object_mask_thr=0.5)
+    _, gpu_layout = heads(object_mask_thr=0.5)
+    gpu_layout.vectorised = True
+    meta = sample(size, ori_shape=ori_shape)
+    want = run(cpu_layout, cls, masks, meta)
+    got = run(gpu_layout, cls, masks, meta)
+    assert len(got['ins_results']) > 0 and got['pan_results'].segments
+    assert_same_structure(got, want)
+    assert torch.equal(got['pan_results'].sem_seg, want['pan_results'].sem_seg)
+    assert got['pan_results'].segments == want['pan_results'].segments
+    assert torch.equal(got['ins_results'].masks, want['ins_results'].masks)
+    assert torch.equal(got['ins_results'].bboxes, want['ins_results'].bboxes)
+    torch.testing.assert_close(got['ins_results'].scores,
+                               want['ins_results'].scores)
+
+
+def test_repeated_known_answer():
+    from rap_sam.models.seg_heads.half_resolution_fusion_head import \
+        _repeated
+    src = torch.tensor([[[1, 0, 7], [0, 3, 2]]], dtype=torch.int32)
+    want = src.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    for h, w in [(4, 6), (3, 6), (4, 5), (3, 5)]:
+        out = _repeated(src, h, w)
+        assert out.is_contiguous()
+        assert torch.equal(out, want[:, :h, :w]), (h, w)
