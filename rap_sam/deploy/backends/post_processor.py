@@ -8,9 +8,9 @@ so every backend's results are made exactly as the torch model's are.
 from typing import Optional, Sequence
 
 from mmdet.models.detectors import MaskFormer
-from mmdet.registry import MODELS
 
 from rap_sam.models.detectors import RapSAM
+from rap_sam.models.seg_heads import ScoredPanopticFusionHead
 
 
 class RapSAMPostProcessor:
@@ -44,12 +44,13 @@ class RapSAMPostProcessor:
         self.num_stuff_classes = num_stuff_classes
         self.num_classes = num_things_classes + num_stuff_classes
         self.test_cfg = dict(test_cfg or {})
-        self.panoptic_fusion_head = MODELS.build(
-            dict(
-                type='ScoredPanopticFusionHead',
-                num_things_classes=num_things_classes,
-                num_stuff_classes=num_stuff_classes,
-                test_cfg=self.test_cfg))
+        # The class itself, not a registry name: a registry build looks the
+        # name up in the caller's default scope, which another library
+        # (an mmengine Runner) may have set to one without it.
+        self.panoptic_fusion_head = ScoredPanopticFusionHead(
+            num_things_classes=num_things_classes,
+            num_stuff_classes=num_stuff_classes,
+            test_cfg=self.test_cfg)
 
     @classmethod
     def from_model(cls, model) -> 'RapSAMPostProcessor':
