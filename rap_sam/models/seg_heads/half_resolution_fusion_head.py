@@ -166,8 +166,8 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
                 masks = torch.from_numpy(np.zeros(shape, dtype=bool))
             else:
                 masks = small.new_zeros(shape)
-            for i, (x0, y0, x1, y1) in enumerate(
-                    [] if whole else boxes.long().tolist()):
+            boxed = [] if whole else boxes.long().tolist()
+            for i, (x0, y0, x1, y1) in enumerate(boxed):
                 if x1 > x0:
                     repeats.append(
                         (small[i, y0:y1,

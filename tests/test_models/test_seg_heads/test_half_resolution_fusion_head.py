@@ -13,6 +13,7 @@ from rap_sam.deploy.accuracy import (match_instances, panoptic_class_agreement,
                                      panoptic_segments)
 from rap_sam.models.seg_heads import (HalfResolutionFusionHead,
                                       ScoredPanopticFusionHead)
+from rap_sam.models.seg_heads.half_resolution_fusion_head import _repeated
 from rap_sam.testing.fusion_outputs import object_like_outputs
 
 THINGS, STUFF = 3, 2
@@ -55,6 +56,18 @@ def disk_outputs(size=(128, 192), center=(50., 80.), radius=30.):
     return cls[None], masks[None]
 
 
+def small_outputs(seed):
+    """Seeded object-like outputs of 12 queries at 32x48 (for a 128x192
+    input): 4 confident, 3 empty."""
+    return object_like_outputs((32, 48),
+                               num_things_classes=THINGS,
+                               num_stuff_classes=STUFF,
+                               num_queries=12,
+                               num_confident=4,
+                               num_empty=3,
+                               seed=seed)
+
+
 def run(head, cls, masks, meta):
     return head.predict(cls, masks, [meta], rescale=True)[0]
 
@@ -75,6 +88,17 @@ def assert_same_structure(ours, theirs):
     assert ia.masks.is_contiguous() and pa.sem_seg.is_contiguous()
     assert torch.equal(ia.labels, ib.labels)
     assert torch.equal(ia.query_indices, ib.query_indices)
+
+
+def assert_same_results(got, want):
+    """The same masks, panoptic map, segments and boxes; scores to float
+    rounding."""
+    assert torch.equal(got['pan_results'].sem_seg, want['pan_results'].sem_seg)
+    assert got['pan_results'].segments == want['pan_results'].segments
+    assert torch.equal(got['ins_results'].masks, want['ins_results'].masks)
+    assert torch.equal(got['ins_results'].bboxes, want['ins_results'].bboxes)
+    torch.testing.assert_close(got['ins_results'].scores,
+                               want['ins_results'].scores)
 
 
 @pytest.mark.parametrize(
@@ -131,13 +155,7 @@ def test_repeated_results_are_consistent():
     2x2 (cropped at an odd size); boxes are the masks' tight boxes and
     segment areas their pixels."""
     size = (128, 192)
-    cls, masks = object_like_outputs((32, 48),
-                                     num_things_classes=THINGS,
-                                     num_stuff_classes=STUFF,
-                                     num_queries=12,
-                                     num_confident=4,
-                                     num_empty=3,
-                                     seed=1)
+    cls, masks = small_outputs(seed=1)
     exact, half = heads(object_mask_thr=0.5)
     meta = sample(size, ori_shape=(101, 151))
     got = run(half, cls, masks, meta)
@@ -221,13 +239,7 @@ def test_threads_give_the_same_results_and_are_set_back():
     rest on one thread: the same masks and panoptic map as on one thread,
     scores to float rounding, and the caller's thread count back."""
     size = (128, 192)
-    cls, masks = object_like_outputs((32, 48),
-                                     num_things_classes=THINGS,
-                                     num_stuff_classes=STUFF,
-                                     num_queries=12,
-                                     num_confident=4,
-                                     num_empty=3,
-                                     seed=2)
+    cls, masks = small_outputs(seed=2)
     _, half = heads(object_mask_thr=0.5)
     meta = sample(size, ori_shape=(101, 151))
     threads = torch.get_num_threads()
@@ -239,28 +251,16 @@ def test_threads_give_the_same_results_and_are_set_back():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one['pan_results'].sem_seg, two['pan_results'].sem_seg)
-    assert one['pan_results'].segments == two['pan_results'].segments
-    assert torch.equal(one['ins_results'].masks, two['ins_results'].masks)
-    assert torch.equal(one['ins_results'].bboxes, two['ins_results'].bboxes)
-    torch.testing.assert_close(one['ins_results'].scores,
-                               two['ins_results'].scores)
+    assert_same_results(two, one)
 
 
-@pytest.mark.parametrize('ori_shape', [None, (101, 151), (200, 301),
-                                       (63, 95)])
+@pytest.mark.parametrize('ori_shape', [None, (101, 151), (200, 301), (63, 95)])
 def test_vectorised_layout_gives_the_same_results(ori_shape):
     """The GPU layout (masks and panoptic map repeated whole, the exact
     head's chunks of queries), run on the CPU: the same masks, map,
     segments and boxes as the CPU layout, scores to float rounding."""
     size = (128, 192)
-    cls, masks = object_like_outputs((32, 48),
-                                     num_things_classes=THINGS,
-                                     num_stuff_classes=STUFF,
-                                     num_queries=12,
-                                     num_confident=4,
-                                     num_empty=3,
-                                     seed=3)
+    cls, masks = small_outputs(seed=3)
     _, cpu_layout = heads(object_mask_thr=0.5)
     _, gpu_layout = heads(object_mask_thr=0.5)
     gpu_layout.vectorised = True
@@ -269,17 +269,10 @@ def test_vectorised_layout_gives_the_same_results(ori_shape):
     got = run(gpu_layout, cls, masks, meta)
     assert len(got['ins_results']) > 0 and got['pan_results'].segments
     assert_same_structure(got, want)
-    assert torch.equal(got['pan_results'].sem_seg, want['pan_results'].sem_seg)
-    assert got['pan_results'].segments == want['pan_results'].segments
-    assert torch.equal(got['ins_results'].masks, want['ins_results'].masks)
-    assert torch.equal(got['ins_results'].bboxes, want['ins_results'].bboxes)
-    torch.testing.assert_close(got['ins_results'].scores,
-                               want['ins_results'].scores)
+    assert_same_results(got, want)
 
 
 def test_repeated_known_answer():
-    from rap_sam.models.seg_heads.half_resolution_fusion_head import \
-        _repeated
     src = torch.tensor([[[1, 0, 7], [0, 3, 2]]], dtype=torch.int32)
     want = src.repeat_interleave(2, 1).repeat_interleave(2, 2)
     for h, w in [(4, 6), (3, 6), (4, 5), (3, 5)]:
