@@ -1,25 +1,15 @@
 """RapSAMPostProcessor: the torch post-processing of a runtime backend's
 outputs, whatever default scope the caller's other libraries set."""
 import torch
-from mmdet.structures import DetDataSample
 from mmengine.registry import DefaultScope
 
 from rap_sam.deploy.backends.post_processor import RapSAMPostProcessor
 from rap_sam.models.seg_heads import ScoredPanopticFusionHead
-from rap_sam.testing.fusion_outputs import object_like_outputs
-
-
-def sample(size):
-    return DetDataSample(
-        metainfo=dict(
-            batch_input_shape=size,
-            pad_shape=size,
-            img_shape=size,
-            ori_shape=size))
+from rap_sam.testing.fusion_outputs import fusion_sample, object_like_outputs
 
 
 def panoptic(post, cls, masks, size):
-    result = post.panoptic(cls, masks, [sample(size)])[0]
+    result = post.panoptic(cls, masks, [fusion_sample(size)])[0]
     return result.pred_panoptic_seg.sem_seg, result.pred_instances
 
 

@@ -155,24 +155,23 @@ class HalfResolutionFusionHead(ScoredPanopticFusionHead):
             empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
             boxes[empty] = 0
             small = instances.masks
-            shape = (len(small), h, w)
             if whole:
                 # Rows and columns past the half result are cropped off
                 # here as below, and a half mask is empty off its box.
                 masks = _repeated(small, h, w)
-            elif small.device.type == 'cpu':
-                # Only the boxes are written, into calloc'ed zeros: the
-                # pages of a small object's other rows are never touched.
-                masks = torch.from_numpy(np.zeros(shape, dtype=bool))
             else:
-                masks = small.new_zeros(shape)
-            boxed = [] if whole else boxes.long().tolist()
-            for i, (x0, y0, x1, y1) in enumerate(boxed):
-                if x1 > x0:
-                    repeats.append(
-                        (small[i, y0:y1,
-                               x0:x1], masks[i, 2 * y0:min(2 * y1, h),
-                                             2 * x0:min(2 * x1, w)]))
+                shape = (len(small), h, w)
+                # Only the boxes are written, into calloc'ed zeros on a
+                # CPU: the pages of a small object's other rows are never
+                # touched.
+                masks = torch.from_numpy(np.zeros(shape, dtype=bool)) \
+                    if small.device.type == 'cpu' else small.new_zeros(shape)
+                for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist()):
+                    if x1 > x0:
+                        repeats.append(
+                            (small[i, y0:y1,
+                                   x0:x1], masks[i, 2 * y0:min(2 * y1, h),
+                                                 2 * x0:min(2 * x1, w)]))
             instances.masks = masks
             boxes *= 2
             boxes[:, 0::2].clamp_(max=w)
