@@ -18,7 +18,7 @@ import shlex
 import struct
 import urllib.parse
 import warnings
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -70,6 +70,54 @@ def check_number(value, name: str, low: float = 0., high: float = 1.) -> float:
         raise InputError(f'{name} must be in [{low:g}, {high:g}], got '
                          f'{value!r}.')
     return float(value)
+
+
+def available_devices() -> List[str]:
+    """The torch devices this process can use: the CPU, each CUDA GPU,
+    MPS."""
+    import torch
+    devices = ['cpu']
+    if torch.cuda.is_available():
+        devices += [f'cuda:{i}' for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available():
+        devices.append('mps')
+    return devices
+
+
+def check_device(device):
+    """The ``torch.device`` for ``device`` (a string or a device); the GPU
+    when None and there is one.
+
+    Raises:
+        InputError: Not a device name, or a device this process cannot use
+            (the message lists those it can).
+    """
+    import torch
+    if device is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    available = ', '.join(available_devices())
+    if not isinstance(device, (str, torch.device)):
+        raise InputError(f'device must be a string such as "cpu" or "cuda", '
+                         f'got {device!r}; available here: {available}.')
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f'Unknown device {str(device)!r}; available here: '
+                         f'{available}.')
+    if dev.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if dev.index is not None and dev.index >= count or count == 0:
+            raise InputError(f'Device {str(device)!r} is not available '
+                             f'(PyTorch sees {count} CUDA GPUs); available '
+                             f'here: {available}.')
+    elif dev.type != 'cpu':
+        try:
+            torch.empty(0, device=dev)
+        except Exception:
+            raise InputError(f'Device {str(device)!r} is not available; '
+                             f'available here: {available}.')
+    return dev
 
 
 def max_pixels_limit(max_pixels: Optional[int] = None) -> int:

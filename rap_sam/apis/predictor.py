@@ -31,8 +31,8 @@ from rap_sam.utils.config_file import (ConfigFileError, config_test_scale,
 from rap_sam.utils.cpu_features import cpu_has_bf16, no_bf16_notice
 from rap_sam.utils.user_errors import UserNotice
 from rap_sam.visualization import config_dataset_meta
-from .inputs import (InputError, check_int, check_number, check_pixels,
-                     check_prompts, max_pixels_limit, read_image)
+from .inputs import (InputError, check_device, check_int, check_number,
+                     check_pixels, check_prompts, max_pixels_limit, read_image)
 from .prompt_tracking import scale_prompts, track_prompt
 from .video import check_chunk_frames, clip_linker, track_video
 
@@ -97,45 +97,6 @@ def _export_key(model, cfg: Config, scale) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:32]
-
-
-def _available_devices() -> List[str]:
-    devices = ['cpu']
-    if torch.cuda.is_available():
-        devices += [f'cuda:{i}' for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, 'mps', None)
-    if mps is not None and mps.is_available():
-        devices.append('mps')
-    return devices
-
-
-def _check_device(device) -> torch.device:
-    """The torch device for ``device``; the GPU when None and there is
-    one."""
-    if device is None:
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    available = ', '.join(_available_devices())
-    if not isinstance(device, (str, torch.device)):
-        raise InputError(f'device must be a string such as "cpu" or "cuda", '
-                         f'got {device!r}; available here: {available}.')
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f'Unknown device {str(device)!r}; available here: '
-                         f'{available}.')
-    if dev.type == 'cuda':
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if dev.index is not None and dev.index >= count or count == 0:
-            raise InputError(f'Device {str(device)!r} is not available '
-                             f'(PyTorch sees {count} CUDA GPUs); available '
-                             f'here: {available}.')
-    elif dev.type != 'cpu':
-        try:
-            torch.empty(0, device=dev)
-        except Exception:
-            raise InputError(f'Device {str(device)!r} is not available; '
-                             f'available here: {available}.')
-    return dev
 
 
 def _check_scale(scale, max_pixels: int) -> Tuple[int, int]:
@@ -335,7 +296,7 @@ class RapSAMPredictor:
                     f'{str(device)!r} given); use backend=\'torch\' for '
                     'GPUs.')
             device = 'cpu'
-        self.device = _check_device(device)
+        self.device = check_device(device)
         self.backend = backend
         self.precision = precision
         self.post = post

@@ -1,5 +1,6 @@
-"""Measuring RAP-SAM's inference: the library behind
-``tools/analysis/benchmark.py`` (which parses arguments and prints).
+"""Measuring RAP-SAM's inference: the pieces a benchmark run
+(:class:`rap_sam.deploy.inference_benchmark.InferenceBenchmark`, which
+``tools/analysis/benchmark.py`` runs) is made of.
 
 - models: :func:`build_rap_sam` (a config, with a checkpoint's or seeded
   random weights), :func:`build_mask2former` (mmdet's own Mask2Former R50
