@@ -11,12 +11,13 @@ from rap_sam.models import OpenCLIPBackbone
 with read_base():
     from .rap_sam_r50_12e_adaptor import *  # noqa: F401,F403
 
-model.update(
-    backbone=dict(
-        _delete_=True,
-        type=OpenCLIPBackbone,
-        model_name=ov_model_name,
-        fix=True,
-        init_cfg=dict(
-            type='clip_pretrain', checkpoint='laion2b_s29b_b131k_ft_soup')),
-    neck=dict(in_channels=(192, 384, 768, 1536)))
+# The backbone is replaced, not merged into the R50 one (a pure-Python
+# config's update() keeps the keys it is not given, _delete_ or not).
+model.backbone = dict(
+    type=OpenCLIPBackbone,
+    model_name=ov_model_name,
+    fix=True,
+    init_cfg=dict(
+        type='clip_pretrain', checkpoint='laion2b_s29b_b131k_ft_soup'))
+# ConvNeXt-L's stage widths.
+model.neck.update(in_channels=(192, 384, 768, 1536))
