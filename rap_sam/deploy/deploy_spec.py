@@ -538,19 +538,60 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def replace_folder(work: str, out_dir: str) -> None:
+def replace_folder(work: str, out_dir: str, overwrite: bool) -> None:
     """Put the finished folder ``work`` at ``out_dir`` (on the same file
-    system), replacing the folder there, if any, in one rename: a reader
-    sees the old export or the new one, never a mix or none. A symbolic
-    link at ``out_dir`` stays, and the folder it points to is replaced."""
+    system) in one rename: a reader sees the old export or the new one,
+    never a mix or none. A symbolic link at ``out_dir`` stays, and the
+    folder it points to is replaced.
+
+    Without ``overwrite`` only an empty folder or none is replaced: an
+    export another run put there while this one worked stays (the check
+    before the work cannot see it), and this one ends in an error.
+
+    Raises:
+        OutputError: Without ``overwrite``, ``out_dir`` is no longer empty;
+            or the folder could not be moved.
+    """
+    import errno
     import shutil
     import tempfile
+
+    from rap_sam.utils.output_files import OutputError, output_error
     out_dir = osp.realpath(out_dir)
-    if not osp.isdir(out_dir):
-        os.replace(work, out_dir)
+    taken = (errno.ENOTEMPTY, errno.EEXIST)
+    try:
+        # A rename replaces an empty folder and fails on a non-empty one:
+        # the check and the move are one step no other run can come
+        # between.
+        os.rename(work, out_dir)
         return
-    old = tempfile.mkdtemp(prefix='.replaced-', dir=osp.dirname(out_dir))
-    os.rmdir(old)
-    os.replace(out_dir, old)
-    os.replace(work, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:
+        if err.errno not in taken:
+            raise output_error(out_dir, err) from err
+        if not overwrite:
+            raise OutputError(
+                f'{out_dir} was filled by someone else while this export '
+                'was made (another export to the same folder?): it is left '
+                'as it is; choose another --out, or pass --overwrite to '
+                'replace it.') from err
+    # Another run may put its export there between the two renames: try
+    # again a few times (the last to finish wins, as with one run).
+    for _ in range(3):
+        old = tempfile.mkdtemp(prefix='.replaced-', dir=osp.dirname(out_dir))
+        os.rmdir(old)
+        try:
+            os.rename(out_dir, old)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise output_error(out_dir, err) from err
+        try:
+            os.rename(work, out_dir)
+            return
+        except OSError as err:
+            if err.errno not in taken:
+                raise output_error(out_dir, err) from err
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    raise OutputError(f'{out_dir} kept being replaced by other runs while '
+                      'this export was put there: choose another --out.')

@@ -268,7 +268,7 @@ def export_model(model: nn.Module,
             test_cfg=_test_cfg(prepared),
             graphs=io_specs)
         write_spec(work, spec)
-        replace_folder(work, out_dir)
+        replace_folder(work, out_dir, overwrite)
     finally:
         if osp.isdir(work):
             shutil.rmtree(work, ignore_errors=True)

@@ -202,7 +202,7 @@ def quantize_export(export_dir: str,
             quantized_graphs=quantized,
             calibration=len(images) if images else None,
             weight_bits=weight_bits if quantized else None).write(work)
-        replace_folder(work, out_dir)
+        replace_folder(work, out_dir, overwrite)
     finally:
         if osp.isdir(work):
             shutil.rmtree(work, ignore_errors=True)

@@ -8,6 +8,7 @@ their first synonym, giving ``[num_classes, max_synonyms, dim]``.
 """
 import copy
 import hashlib
+import io
 import json
 import os
 import os.path as osp
@@ -203,11 +204,18 @@ def vocabulary_embedding_path(class_names: Sequence[str],
 
 
 def save_class_embeddings(embeddings: torch.Tensor, path: str) -> None:
-    """Write ``path`` via a temporary file so readers never see half."""
+    """Write ``path`` through a temporary file
+    (:func:`rap_sam.utils.output_files.write_bytes`): readers never see
+    half a file, a failed write leaves nothing, and a path a tool cleared
+    without ``--overwrite`` is not replaced if another run wrote it
+    meanwhile."""
+    from .output_files import write_bytes
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    torch.save(embeddings.float().contiguous(), tmp)
-    os.replace(tmp, path)
+    # Through memory: torch.save names the archive's records after the file
+    # it writes, and the same embeddings should give the same bytes.
+    buf = io.BytesIO()
+    torch.save(embeddings.float().contiguous(), buf)
+    write_bytes(path, buf.getvalue())
 
 
 def vocabulary_embeddings(class_names: Sequence[str],

@@ -15,8 +15,8 @@ from onnx import TensorProto, helper
 from rap_sam.deploy.deploy_spec import (SPEC_FILE, DeployFolderError,
                                         DeploySpec, make_work_folder,
                                         output_folder_problem,
-                                        read_deploy_spec, validate_spec,
-                                        write_spec)
+                                        read_deploy_spec, replace_folder,
+                                        validate_spec, write_spec)
 
 FEATURE = [1, 2, 2, 8]
 
@@ -391,3 +391,56 @@ def test_a_graph_of_another_export_is_found(folder):
     (folder / SPEC_FILE).write_text(json.dumps(data))
     with pytest.raises(DeployFolderError, match='must be 64 lowercase hex'):
         read_deploy_spec(str(folder))
+
+
+def _folder(path, **files):
+    path.mkdir()
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+def _files(path):
+    return {p.name: p.read_text() for p in path.iterdir()}
+
+
+def test_replace_folder_puts_the_export_in_place(tmp_path):
+    """No folder, an empty one, an export with overwrite, and through a
+    symbolic link (which stays): the new export is there and nothing of
+    the work is left beside it."""
+    for name, before in (('none', None), ('empty', {}),
+                         ('old', dict(a='old', b='old'))):
+        out = tmp_path / name
+        if before is not None:
+            _folder(out, **before)
+        work = _folder(tmp_path / f'.work-{name}', a='new')
+        replace_folder(str(work), str(out), overwrite=before is not None)
+        assert _files(out) == dict(a='new')
+        assert not work.exists()
+    target = _folder(tmp_path / 'target', a='old')
+    link = tmp_path / 'link'
+    link.symlink_to(target)
+    replace_folder(
+        str(_folder(tmp_path / '.work-link', a='new')),
+        str(link),
+        overwrite=True)
+    assert link.is_symlink() and _files(target) == dict(a='new')
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'empty', 'link', 'none', 'old', 'target'
+    ]
+
+
+def test_replace_folder_keeps_what_another_run_put_there(tmp_path):
+    """Without overwrite a folder filled since the check is never
+    replaced: it was another run's export (or the user's files), and an
+    error says so."""
+    from rap_sam.utils.output_files import OutputError
+    out = _folder(tmp_path / 'out', a='theirs')
+    work = _folder(tmp_path / '.work', a='mine')
+    with pytest.raises(
+            OutputError,
+            match='out was filled by someone else while this export was '
+            'made .* pass --overwrite'):
+        replace_folder(str(work), str(out), overwrite=False)
+    assert _files(out) == dict(a='theirs')
+    assert _files(work) == dict(a='mine')  # the caller removes it

@@ -109,6 +109,31 @@ def test_refuses_a_non_empty_folder(toy, tmp_path):
     assert (tmp_path / 'keep.txt').read_text() == 'mine'
 
 
+def test_an_export_made_meanwhile_in_the_folder_stays(toy, tmp_path,
+                                                      monkeypatch):
+    """Two exports to one new folder at once: both pass the check before
+    the work; the one that finishes second ends in an error instead of
+    replacing the other's files (a mix of two exports' graphs or a lost
+    one)."""
+    import rap_sam.deploy.export as export
+    from rap_sam.utils.output_files import OutputError
+    model, _ = toy
+    out = tmp_path / 'out'
+    write_spec = export.write_spec
+
+    def other_run_finishes_first(work, spec):
+        out.mkdir()
+        (out / 'deploy.json').write_text('{"the": "other run"}')
+        write_spec(work, spec)
+
+    monkeypatch.setattr(export, 'write_spec', other_run_finishes_first)
+    with pytest.raises(OutputError, match='filled by someone else'):
+        export_model(model, str(out), scale=SCALE)
+    assert os.listdir(out) == ['deploy.json']
+    assert (out / 'deploy.json').read_text() == '{"the": "other run"}'
+    assert os.listdir(tmp_path) == ['out']  # no work folder left
+
+
 def test_bad_folders_name_the_file(toy, tmp_path):
     _, out = toy
     import shutil

@@ -148,6 +148,32 @@ def test_same_weights_same_bytes(clip, env):
         assert a.read() == b.read()
 
 
+def test_an_out_file_written_meanwhile_stays(clip, env, monkeypatch):
+    """--out was free when checked; another run wrote it while this one
+    encoded: it is not replaced without --overwrite, and no temporary
+    file is left beside it."""
+    from rap_sam.utils.output_files import OutputError
+    _, _, ckpt = clip
+    out = env / 'cls.pth'
+    encode = gen_cls.encode_class_names
+
+    def other_run_finishes_first(*args, **kwargs):
+        out.write_bytes(b'the other run')
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(gen_cls, 'encode_class_names',
+                        other_run_finishes_first)
+    with pytest.raises(OutputError, match='appeared while this run was'):
+        gen_cls.main([_config(env), '--checkpoint', ckpt, '--out', str(out)])
+    assert out.read_bytes() == b'the other run'
+    assert sorted(os.listdir(env)) == ['cfg.py', 'cls.pth']
+    # With --overwrite it is replaced.
+    assert gen_cls.main(
+        [_config(env), '--checkpoint', ckpt, '--out',
+         str(out), '--overwrite']) == str(out)
+    assert torch.load(out).shape[0] == len(CLASSES)
+
+
 def test_classes_file_and_vocabulary_cache(clip, env, monkeypatch):
     model, tokenizer, ckpt = clip
     vocab = env / 'vocab.txt'
