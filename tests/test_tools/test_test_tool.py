@@ -109,15 +109,28 @@ def test_a_config_prefix_moves_under_the_run(tmp_path):
 
 
 def test_coco_sam_clicks_end_to_end(tmp_path, coco_root):
+    """With --out the predictions are dumped too, as mmdet dumps them (masks
+    as RLE), and nothing else is left beside the file."""
+    import pickle
     config = 'rap_sam/eval_rap_sam_prompt.py'
     ckpt = seeded_checkpoint(tmp_path / 'ckpt.pth', config)
-    metrics = run_tool(
-        config, ckpt, tmp_path / 'work',
-        loader_options(
+    out = tmp_path / 'dump' / 'predictions.pkl'
+    metrics = test_tool.main([
+        config_path(config), ckpt, '--work-dir',
+        str(tmp_path / 'work'), '--out',
+        str(out), '--cfg-options', *loader_options(
             coco_root,
-            {'test_dataloader.dataset.pipeline.2.scale': '(128,96)'}))
+            {'test_dataloader.dataset.pipeline.2.scale': '(128,96)'})
+    ])
     assert 0 <= metrics['coco_sam/mIoU'] <= 1
     assert 1 <= metrics['coco_sam/NoC@0.85'] <= 20
+    dumped = pickle.loads(out.read_bytes())
+    assert len(dumped) == 2  # the two images
+    for sample in dumped:
+        masks = sample['pred_instances']['masks']
+        assert len(masks) == len(sample['pred_instances']['scores']) > 0
+        assert {'size', 'counts'} <= masks[0].keys()
+    assert os.listdir(out.parent) == ['predictions.pkl']
 
 
 @pytest.fixture(scope='module')
