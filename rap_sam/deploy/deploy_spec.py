@@ -552,28 +552,18 @@ def replace_folder(work: str, out_dir: str, overwrite: bool) -> None:
         OutputError: Without ``overwrite``, ``out_dir`` is no longer empty;
             or the folder could not be moved.
     """
-    import errno
     import shutil
     import tempfile
 
     from rap_sam.utils.output_files import OutputError, output_error
     out_dir = osp.realpath(out_dir)
-    taken = (errno.ENOTEMPTY, errno.EEXIST)
-    try:
-        # A rename replaces an empty folder and fails on a non-empty one:
-        # the check and the move are one step no other run can come
-        # between.
-        os.rename(work, out_dir)
+    if _moved(work, out_dir):
         return
-    except OSError as err:
-        if err.errno not in taken:
-            raise output_error(out_dir, err) from err
-        if not overwrite:
-            raise OutputError(
-                f'{out_dir} was filled by someone else while this export '
-                'was made (another export to the same folder?): it is left '
-                'as it is; choose another --out, or pass --overwrite to '
-                'replace it.') from err
+    if not overwrite:
+        raise OutputError(
+            f'{out_dir} was filled by someone else while this export was '
+            'made (another export to the same folder?): it is left as it '
+            'is; choose another --out, or pass --overwrite to replace it.')
     # Another run may put its export there between the two renames: try
     # again a few times (the last to finish wins, as with one run).
     for _ in range(3):
@@ -586,12 +576,26 @@ def replace_folder(work: str, out_dir: str, overwrite: bool) -> None:
         except OSError as err:
             raise output_error(out_dir, err) from err
         try:
-            os.rename(work, out_dir)
-            return
-        except OSError as err:
-            if err.errno not in taken:
-                raise output_error(out_dir, err) from err
+            if _moved(work, out_dir):
+                return
         finally:
             shutil.rmtree(old, ignore_errors=True)
     raise OutputError(f'{out_dir} kept being replaced by other runs while '
                       'this export was put there: choose another --out.')
+
+
+def _moved(work: str, out_dir: str) -> bool:
+    """Rename the folder ``work`` to ``out_dir``; False where ``out_dir``
+    is a folder that is not empty. A rename replaces an empty folder and
+    fails on any other: the check and the move are one step that no other
+    run can come between."""
+    import errno
+
+    from rap_sam.utils.output_files import output_error
+    try:
+        os.rename(work, out_dir)
+    except OSError as err:
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise output_error(out_dir, err) from err
+    return True

@@ -62,7 +62,8 @@ def test_clicks_are_paused_and_interleaved(monkeypatch):
     (a user's pace, and the other runner's threads settle)."""
     from rap_sam.deploy import benchmark as bench
     events = []
-    monkeypatch.setattr(bench.time, 'sleep', lambda s: events.append(s))
+    monkeypatch.setattr(bench.runners.time, 'sleep',
+                        lambda s: events.append(s))
 
     class Clicker:
 
@@ -137,10 +138,10 @@ def test_bf16_is_skipped_on_a_cpu_without_it(machine, skipped):
 def test_no_bf16_peak_is_timed_on_a_cpu_without_it(monkeypatch):
     from rap_sam.deploy import benchmark as bench
     timed = []
-    monkeypatch.setattr(bench, 'cpu_has_bf16', lambda: False)
+    monkeypatch.setattr(bench.roofline, 'cpu_has_bf16', lambda: False)
     monkeypatch.setattr(
-        bench, 'matmul_throughput', lambda device, precision, repeats: timed.
-        append(precision) or dict(square=1.))
+        bench.roofline, 'matmul_throughput', lambda device, precision, repeats:
+        timed.append(precision) or dict(square=1.))
     roof = bench.measure_roofline('cpu', ('bf16', 'int8'))
     assert timed == ['fp32']
     assert roof['peak_gmac_per_s'] == dict(fp32=1.)

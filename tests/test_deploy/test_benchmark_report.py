@@ -1,6 +1,6 @@
 """The benchmark report in words, on a given report: the table's columns
 and rows, '-' for what a variant lacks, the roofline's sentences."""
-from rap_sam.deploy.benchmark_report import format_report, format_table
+from rap_sam.deploy.benchmark.report import format_report, format_table
 
 
 def report(**extra):

@@ -10,8 +10,7 @@ from helpers import REPO
 from pytest import approx
 
 from rap_sam.apis.inputs import InputError
-from rap_sam.deploy.benchmark_report import format_report
-from rap_sam.deploy.inference_benchmark import InferenceBenchmark
+from rap_sam.deploy.benchmark import InferenceBenchmark, format_report
 from rap_sam.utils.user_errors import UserError
 
 CONFIGS = osp.join(REPO, 'configs', 'rap_sam')

@@ -26,8 +26,7 @@ preprocessing and post-processing), next to the measured one.
 
 A torch variant is an inference setting of :func:`rap_sam.deploy.prepare`
 (the library runs and reports:
-:class:`rap_sam.deploy.inference_benchmark.InferenceBenchmark`, over the
-measuring pieces of :mod:`rap_sam.deploy.benchmark`):
+:class:`rap_sam.deploy.benchmark.InferenceBenchmark`):
 
 - ``reference``: what the reference code computes (mmcv's deformable-conv
   kernel, BatchNorms as layers, NCHW, every mask upsampled to full size
@@ -258,8 +257,7 @@ if __name__ == '__main__':
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import rap_sam  # noqa: F401  (registers the modules)
-    from rap_sam.deploy.benchmark_report import format_report
-    from rap_sam.deploy.inference_benchmark import InferenceBenchmark
+    from rap_sam.deploy.benchmark import InferenceBenchmark, format_report
     from rap_sam.utils.output_files import (check_new_file, check_outputs,
                                             run_out_dir, write_bytes)
     from rap_sam.utils.user_errors import cli_errors

@@ -3,8 +3,7 @@
 inference settings, exports on runtimes, mmdet's Mask2Former) timed in the
 same rounds on the same input, and a JSON-ready report of it.
 
-The measuring pieces are :mod:`rap_sam.deploy.benchmark`'s; the report's
-printed form is :func:`rap_sam.deploy.benchmark_report.format_report`.
+Its printed form is :func:`~rap_sam.deploy.benchmark.report.format_report`.
 """
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -13,9 +12,18 @@ import torch
 
 from rap_sam.apis.inputs import check_device
 from rap_sam.utils.user_errors import UserError
-from . import benchmark as bench
-from .backends import reads_int8_folder
-from .quantize import DEFAULT_CALIBRATION
+from ..backends import reads_int8_folder
+from ..quantize import DEFAULT_CALIBRATION
+from .inputs import click_boxes, image_data, load_image, preprocess, video_data
+from .machine import load_average, machine_info, tune_cpu_allocator
+from .measures import (compare_results, count_flops, head_output_error,
+                       peak_memory_mb, speedups, summarise)
+from .roofline import best_of_rooflines, measure_roofline, roofline_bounds
+from .runners import DeployedRunner, Runner, time_clicks, time_interleaved
+from .runtime_exports import ExportFailed, RuntimeExports
+from .variants import (build_mask2former, build_rap_sam, build_variant,
+                       skip_reason)
+from .variants import variants as run_variants
 
 TASKS = ('image', 'video', 'prompt')
 
@@ -116,8 +124,8 @@ class InferenceBenchmark:
         on_gpu = self.device.type == 'cuda'
         self.warmup = (5 if on_gpu else 1) if warmup is None else warmup
         self.repeats = (30 if on_gpu else 5) if repeats is None else repeats
-        self.variants = bench.variants(variants, precisions, compile, backends,
-                                       posts)
+        self.variants = run_variants(variants, precisions, compile, backends,
+                                     posts)
         self.compare = compare
         self.calib_dir, self.calibration = calib_dir, calibration
         self.int8_weight_bits = int8_weight_bits
@@ -148,13 +156,13 @@ class InferenceBenchmark:
     def _run(self, work_dir: str) -> dict:
         notes: List[str] = []
         if self.tune_malloc:
-            ok = bench.tune_cpu_allocator()
+            ok = tune_cpu_allocator()
             notes.append('glibc allocator tuned (no mmap, no trim): '
                          f'{"accepted" if ok else "refused"}')
-        base = bench.build_rap_sam(self.config, self.checkpoint, self.seed,
-                                   notes, self.cfg_options).to(self.device)
-        img = bench.load_image(self.shape, self.image, self.seed)
-        machine = bench.machine_info(self.device)
+        base = build_rap_sam(self.config, self.checkpoint, self.seed, notes,
+                             self.cfg_options).to(self.device)
+        img = load_image(self.shape, self.image, self.seed)
+        machine = machine_info(self.device)
         runners, skipped, models, raw = self._build_runners(
             base, img, machine, notes, work_dir)
         if not runners:
@@ -163,7 +171,7 @@ class InferenceBenchmark:
                             '; '.join(f'{k}: {v}'
                                       for k, v in skipped.items()) + ').')
         timing = self._time(runners, machine, notes)
-        rap_sam_data = bench.preprocess(base, raw, self.device)
+        rap_sam_data = preprocess(base, raw, self.device)
         report = dict(
             config=self.config,
             checkpoint=self.checkpoint,
@@ -181,7 +189,7 @@ class InferenceBenchmark:
             skipped=skipped,
             variants={})
         flops = self._describe(report, runners, models, base, rap_sam_data)
-        report['speedup'] = bench.speedups({
+        report['speedup'] = speedups({
             name: e['median_s']
             for name, e in report['variants'].items()
         })
@@ -191,7 +199,7 @@ class InferenceBenchmark:
                 entry['vs_mask2former'] = ratio
         if timing['peak'] is not None:
             gmac = (flops.get('rap_sam') or {}).get('total')
-            report['roofline'] = bench.roofline_bounds(
+            report['roofline'] = roofline_bounds(
                 timing['peak'], gmac, self._precisions(runners), {
                     n: e['median_s']
                     for n, e in report['variants'].items()
@@ -211,38 +219,37 @@ class InferenceBenchmark:
         Mask2Former), the variants skipped (name: reason), each runner's
         model (for parameters, FLOPs and result summaries) and the
         unprocessed batch."""
-        from .backends import DeployedModel
-        from .backends.post_processor import RapSAMPostProcessor
-        from .prepare import use_post
+        from ..backends import DeployedModel
+        from ..backends.post_processor import RapSAMPostProcessor
+        from ..prepare import use_post
 
         boxes = None
         if self.task == 'image':
-            raw = bench.image_data(img)
+            raw = image_data(img)
         elif self.task == 'prompt':
-            boxes = bench.click_boxes(*self.shape, self.num_prompts)
-            raw = bench.image_data(img, boxes)
+            boxes = click_boxes(*self.shape, self.num_prompts)
+            raw = image_data(img, boxes)
         else:
-            raw = bench.video_data(img, self.num_frames)
+            raw = video_data(img, self.num_frames)
 
         runners, skipped, models, posts = {}, {}, {}, {}
-        exports = bench.RuntimeExports(base, self.shape, work_dir, notes,
-                                       self.calib_dir, self.calibration,
-                                       self.int8_weight_bits)
+        exports = RuntimeExports(base, self.shape, work_dir, notes,
+                                 self.calib_dir, self.calibration,
+                                 self.int8_weight_bits)
         for variant in self.variants:
-            reason = bench.skip_reason(variant, self.device, self.task,
-                                       machine)
+            reason = skip_reason(variant, self.device, self.task, machine)
             if reason:
                 skipped[variant.name] = reason
                 continue
             if variant.backend == 'torch':
-                model = bench.build_variant(base, variant)
+                model = build_variant(base, variant)
                 models[variant.name] = model
-                runners[variant.name] = bench.Runner(variant.name, model, raw,
-                                                     self.device, self.task)
+                runners[variant.name] = Runner(variant.name, model, raw,
+                                               self.device, self.task)
                 continue
             try:
                 folder = exports.folder(variant.precision)
-            except bench.ExportFailed as err:
+            except ExportFailed as err:
                 skipped[variant.name] = str(err)
                 continue
             if variant.post not in posts:
@@ -251,14 +258,14 @@ class InferenceBenchmark:
             deployed = DeployedModel(folder, variant.backend,
                                      variant.precision, self.threads)
             models[variant.name] = posts[variant.post]
-            runners[variant.name] = bench.DeployedRunner(
-                variant.name, deployed, posts[variant.post], img, self.task,
-                boxes)
+            runners[variant.name] = DeployedRunner(variant.name, deployed,
+                                                   posts[variant.post], img,
+                                                   self.task, boxes)
         if self.compare == 'mask2former':
-            model = bench.build_mask2former(self.seed).to(self.device)
+            model = build_mask2former(self.seed).to(self.device)
             models['mask2former'] = model
-            runners['mask2former'] = bench.Runner('mask2former', model, raw,
-                                                  self.device, self.task)
+            runners['mask2former'] = Runner('mask2former', model, raw,
+                                            self.device, self.task)
         for key, seconds in exports.seconds.items():
             notes.append(f'{key} export made in {seconds:.1f} s (not timed)')
         return runners, skipped, models, raw
@@ -271,20 +278,18 @@ class InferenceBenchmark:
         # moment of load would lower it and raise the floor.
         peaks = []
         if self.roofline:
-            peaks.append(bench.measure_roofline(self.device, self.precisions))
-        load_before = bench.load_average()
-        bench.time_interleaved(
-            list(runners.values()), self.warmup, self.repeats)
+            peaks.append(measure_roofline(self.device, self.precisions))
+        load_before = load_average()
+        time_interleaved(list(runners.values()), self.warmup, self.repeats)
         if self.task == 'prompt':
-            bench.time_clicks(rap_sam, None, self.repeats)
+            time_clicks(rap_sam, None, self.repeats)
         elif self.task == 'image' and self.clicks:
-            bench.time_clicks(rap_sam, bench.click_boxes(*self.shape, 1),
-                              self.repeats)
-        load_after = bench.load_average()
+            time_clicks(rap_sam, click_boxes(*self.shape, 1), self.repeats)
+        load_after = load_average()
         peak = None
         if peaks:
-            peaks.append(bench.measure_roofline(self.device, self.precisions))
-            peak = bench.best_of_rooflines(peaks)
+            peaks.append(measure_roofline(self.device, self.precisions))
+            peak = best_of_rooflines(peaks)
         cores = machine.get('cpu_cores') or 0
         busiest = max((load_before or [0])[0], (load_after or [0])[0])
         if cores and busiest > cores:
@@ -307,7 +312,7 @@ class InferenceBenchmark:
         for name, runner in runners.items():
             med = runner.medians()
             entry = dict(median_s=med, samples_s=runner.times)
-            if isinstance(runner, bench.Runner):
+            if isinstance(runner, Runner):
                 entry['params_m'] = round(
                     sum(p.numel() for p in models[name].parameters()) / 1e6, 3)
             else:
@@ -327,11 +332,10 @@ class InferenceBenchmark:
                     entry['gflops'] = flops[kind]
                     entry['gflops_total'] = flops[kind]['total']
             if self.memory:
-                entry['peak_memory_mb'] = bench.peak_memory_mb(
-                    runner, self.device)
-            entry['outputs'] = bench.summarise(models[name], runner.last)
+                entry['peak_memory_mb'] = peak_memory_mb(runner, self.device)
+            entry['outputs'] = summarise(models[name], runner.last)
             report['variants'][name] = entry
-        if self.memory and any(not isinstance(r, bench.Runner)
+        if self.memory and any(not isinstance(r, Runner)
                                for r in runners.values()):
             report['notes'].append(
                 'peak memory of runtime variants not measured (the torch '
@@ -347,7 +351,7 @@ class InferenceBenchmark:
         if inputs.dim() == 5:
             inputs = inputs.flatten(0, 1)
         try:
-            return bench.count_flops(model, inputs, data['data_samples'])
+            return count_flops(model, inputs, data['data_samples'])
         except Exception as e:  # noqa: BLE001
             notes.append(f'GFLOPs of {kind} not counted: {e!r}')
             return None
@@ -358,9 +362,7 @@ class InferenceBenchmark:
         every other variant too."""
         baseline = next((n for n in ('reference', 'fast') if n in runners),
                         None)
-        runtimes = [
-            n for n, r in runners.items() if not isinstance(r, bench.Runner)
-        ]
+        runtimes = [n for n, r in runners.items() if not isinstance(r, Runner)]
         if baseline and (self.accuracy or runtimes):
             ref = runners[baseline]
             compared = [
@@ -372,8 +374,8 @@ class InferenceBenchmark:
                 variants={
                     name:
                     dict(
-                        bench.compare_results(runners[name].last, ref.last),
-                        **bench.head_output_error(runners[name], ref))
+                        compare_results(runners[name].last, ref.last),
+                        **head_output_error(runners[name], ref))
                     for name in compared
                 })
         elif runtimes:

@@ -1,4 +1,4 @@
-"""The benchmark's report (:class:`rap_sam.deploy.inference_benchmark.
+"""The benchmark's report (:class:`~.inference_benchmark.
 InferenceBenchmark`'s) in words: what ``tools/analysis/benchmark.py``
 prints."""
 import json
