@@ -45,6 +45,6 @@ def _resize_scale(steps) -> Optional[tuple]:
 
 def config_test_scale(cfg: Config, default: Tuple[int, int] = (1333, 800)):
     """The ``Resize`` scale ``(w, h)`` of the config's test pipeline."""
-    pipeline = cfg.get('test_dataloader', {}).get('dataset',
-                                                  {}).get('pipeline', [])
+    pipeline = ((cfg.get('test_dataloader') or {}).get('dataset')
+                or {}).get('pipeline', [])
     return _resize_scale(pipeline) or default

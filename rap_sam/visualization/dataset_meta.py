@@ -22,14 +22,21 @@ def config_dataset_meta(cfg, num_classes: int, num_things: int) -> dict:
     The dataset is built with ``lazy_init`` (no annotations read), as
     mmdet's ``init_detector`` and ``DetInferencer`` build it for its palette,
     so a dataset whose classes depend on its arguments (YouTube-VIS 2019 or
-    2021) reports the right ones.
+    2021) reports the right ones. A training config (no test dataset) gives
+    its training set's classes, those its head's classifier was made of
+    (``tools/gen_cls.py`` reads the same).
     """
-    dataset = (cfg or {}).get('test_dataloader', {}).get('dataset')
+    cfg = cfg or {}
+    test = (cfg.get('test_dataloader') or {}).get('dataset')
+    train = (cfg.get('train_dataloader') or {}).get('dataset')
     meta = {}
-    if dataset:
-        dataset = copy.deepcopy(dataset)
+    if test:
+        dataset = copy.deepcopy(test)
         dataset['lazy_init'] = True
         meta = DATASETS.build(dataset).metainfo
+    elif train:
+        from rap_sam.utils.text_classifier import dataset_vocabulary
+        meta = dict(classes=dataset_vocabulary(train)[1])
     classes = meta.get('classes')
     if classes is not None and len(classes) == num_classes:
         names = display_names(classes)

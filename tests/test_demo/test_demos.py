@@ -43,6 +43,30 @@ def test_image_demo_writes_png_and_json(weights, small_photo, tmp_path):
     assert cv2.imread(str(out / 'coffee.png')).shape == (100, 150, 3)
 
 
+def test_image_demo_on_a_training_config(weights, small_photo, tmp_path):
+    """A model trained with a recipe, drawn with that recipe's config (it
+    has no test set: the demo ended in an AttributeError): the joint
+    training classes, the default test scale."""
+    import demo
+    out = tmp_path / 'out'
+    demo.main([
+        small_photo,
+        config_path('rap_sam/rap_sam_r50_12e_adaptor.py'), '--weights',
+        weights, '--scale', '96', '64', '--out-dir',
+        str(out), '--score-thr', '0.3'
+    ])
+    info = json.loads((out / 'coffee.json').read_text())
+    assert (info['width'], info['height']) == (150, 100)
+    assert info['segments'], 'the seeded model finds segments'
+    from rap_sam.utils.config_file import read_config
+    from rap_sam.utils.text_classifier import dataset_vocabulary
+    _, joint = dataset_vocabulary(
+        read_config(config_path(
+            'rap_sam/rap_sam_r50_12e_adaptor.py')).train_dataloader.dataset)
+    names = {c.split(',')[0].replace('_', ' ') for c in joint}
+    assert {s['category'] for s in info['segments']} <= names
+
+
 def test_image_demo_folder_skips_unreadable(weights, small_photo, tmp_path,
                                             capsys):
     import demo

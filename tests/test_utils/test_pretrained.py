@@ -108,3 +108,34 @@ def test_a_resumed_checkpoint_needs_no_imagenet_weights(tmp_path):
             [config_path('rap_sam/rap_sam_r50_12e_adaptor.py'), '--resume']))
     # --resume alone may find nothing to resume and start afresh.
     assert auto.model.backbone.init_cfg == PRETRAINED
+
+
+def test_a_resumed_convnext_training_needs_no_clip_weights(
+        tmp_path, monkeypatch):
+    """The frozen CLIP tower is in the checkpoint: resuming reads no CLIP
+    file (it needed one, as a fresh start does, which it still does)."""
+    import torch
+    from mmdet.registry import MODELS
+
+    import rap_sam  # noqa: F401  (registers the modules)
+    from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
+                                               resolve_clip_checkpoint)
+    monkeypatch.setenv('RAP_SAM_CLIP_DIR', str(tmp_path / 'clip'))
+    monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path / 'hf'))
+    train = load_tool('tools/train.py')
+    config = config_path('rap_sam/rap_sam_convl_12e_adaptor.py')
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {}, 'meta': {}}, ckpt)
+    resumed = train.build_cfg(
+        train.parse_args([config, '--resume', str(ckpt)]))
+    fresh = train.build_cfg(train.parse_args([config]))
+    with torch.device('meta'):
+        resumed = MODELS.build(resumed.model.backbone)
+        fresh = MODELS.build(fresh.model.backbone)
+    # What init_weights reads: nothing, and the tag's file (not here).
+    assert resumed.pretrained is None and resumed.checkpoint is None
+    assert resolve_clip_checkpoint(resumed.model_name, None, None) is None
+    assert fresh.pretrained == 'laion2b_s29b_b131k_ft_soup'
+    with pytest.raises(
+            ClipWeightsNotFoundError, match='laion2b_s29b_b131k_ft_soup'):
+        fresh.init_weights()

@@ -9,7 +9,6 @@ from mmengine.model import BaseModule
 
 from rap_sam.utils import openclip_loader
 from rap_sam.utils.openclip_loader import (DEFAULT_CLIP_MODEL,
-                                           DEFAULT_CLIP_PRETRAINED,
                                            build_clip_model, clip_model_config,
                                            resolve_clip_checkpoint)
 
@@ -29,8 +28,11 @@ class OpenCLIPBackbone(BaseModule):
         model_name: OpenCLIP architecture, e.g. ``convnext_large_d_320``
             (channels 192/384/768/1536).
         pretrained: OpenCLIP pretrained tag (or a checkpoint path) whose
-            weights :meth:`init_weights` loads from a local file; None keeps
-            random weights.
+            weights :meth:`init_weights` loads from a local file; None (the
+            default, as mmdet's backbones without an ``init_cfg``) keeps
+            random weights: a config names the tag, and whatever drops the
+            config's ``init_cfg`` (weights loaded from a RAP-SAM
+            checkpoint, a resumed training) needs no CLIP file.
         checkpoint: a local OpenCLIP checkpoint file, overriding the tag.
         model_cfg: an OpenCLIP architecture dict used instead of the named
             one (small towers for tests).
@@ -43,7 +45,7 @@ class OpenCLIPBackbone(BaseModule):
 
     def __init__(self,
                  model_name: str = DEFAULT_CLIP_MODEL,
-                 pretrained: Optional[str] = DEFAULT_CLIP_PRETRAINED,
+                 pretrained: Optional[str] = None,
                  checkpoint: Optional[str] = None,
                  model_cfg: Optional[dict] = None,
                  fix: bool = True,

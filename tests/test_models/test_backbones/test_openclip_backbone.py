@@ -79,6 +79,22 @@ def test_init_weights_from_local_checkpoint(tmp_path):
         _build(checkpoint=str(path)).init_weights()
 
 
+def test_no_weights_are_read_unless_named(tmp_path, monkeypatch):
+    """As mmdet's backbones without an init_cfg: random weights, no file
+    looked for (a RAP-SAM checkpoint holds the tower)."""
+    monkeypatch.setenv('RAP_SAM_CLIP_DIR', str(tmp_path / 'clip'))
+    monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path / 'hf'))
+    backbone = MODELS.build(
+        dict(
+            type='mmdet.OpenCLIPBackbone',
+            model_name='tiny_clip',
+            model_cfg=TINY))
+    assert backbone.pretrained is None and backbone.checkpoint is None
+    backbone.init_weights()
+    assert backbone(torch.randn(1, 3, 64, 64))[-1].shape == (1, 320, 2, 2)
+    assert not (tmp_path / 'clip').exists()
+
+
 def test_missing_weights_message(tmp_path, monkeypatch):
     monkeypatch.setenv('RAP_SAM_CLIP_DIR', str(tmp_path / 'clip'))
     monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path / 'hf'))
