@@ -94,7 +94,7 @@ from rap_sam.utils.openclip_loader import (ClipWeightsNotFoundError,
                                            build_clip_model,
                                            build_clip_tokenizer,
                                            resolve_clip_checkpoint)
-from rap_sam.utils.output_files import check_new_file, check_outputs
+from rap_sam.utils.output_files import check_new_file
 from rap_sam.utils.runner_cli import merge_model_options
 # yapf: enable
 from rap_sam.utils.text_classifier import (dataset_vocabulary,
@@ -181,9 +181,6 @@ def check_out(args) -> None:
             f'--out {out} is one of the inputs: name another file for the '
             'class embeddings.')
     check_new_file(out, args.overwrite, kind='.pth')
-    # Without --overwrite the file is written only if its name is still
-    # free at the end (another run may have written it meanwhile).
-    check_outputs([out], inputs, args.overwrite)
 
 
 def main(argv=None):

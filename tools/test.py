@@ -82,7 +82,7 @@ from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       trust_all_checkpoints)
 from rap_sam.utils.data_root import option_given, tie_seg_prefixes
 from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
-from rap_sam.utils.output_files import check_new_file, check_outputs
+from rap_sam.utils.output_files import check_new_file
 from rap_sam.utils.runner_cli import (LoopStarted, apply_overrides,
                                       check_counts, check_option_keys,
                                       claim_work_dir, load_config,
@@ -139,9 +139,6 @@ def check_out(args) -> None:
             f'--out {out} is the checkpoint being evaluated: name another '
             'file for the predictions.')
     check_new_file(out, args.overwrite, kind='.pkl')
-    # Without --overwrite the file is written only if its name is still
-    # free at the end (another run may have written it meanwhile).
-    check_outputs([out], [args.checkpoint], args.overwrite)
 
 
 def check_show_dir(show_dir: str, work_dir: str) -> None:

@@ -360,7 +360,9 @@ def check_new_file(path: str,
                    option: str = '--out') -> None:
     """A tool's one output file (``option``, a ``kind`` file) can be
     written at the end of its run: checked before the run, which otherwise
-    failed at its end or replaced an existing file unasked.
+    failed at its end or replaced an existing file unasked. Without
+    ``overwrite``, :func:`commit` then publishes it only if its name is
+    still free (as :func:`check_outputs` does).
 
     Raises:
         OutputError: ``path`` is a folder, lies under a file, exists and
@@ -380,6 +382,7 @@ def check_new_file(path: str,
         raise OutputError(
             f'{option} {path}: {folder} is a file, not a folder.')
     check_writable(folder)
+    _guard([path], overwrite)
 
 
 def check_outputs(outputs: Sequence[str],
@@ -410,6 +413,13 @@ def check_outputs(outputs: Sequence[str],
         raise OutputError(
             f'{existing[0]} already exists{others}: pass --overwrite to '
             'replace earlier results, or choose another output folder.')
+    _guard(outputs, overwrite)
+
+
+def _guard(outputs: Sequence[str], overwrite: bool) -> None:
+    """Without ``overwrite``, have :func:`commit` publish each of
+    ``outputs`` only while its name is free, the outputs that share a stem
+    as one pair; with it, let them replace what is there."""
     pairs: Dict[str, Dict[str, Tuple[int, int]]] = {}
     for out in outputs:
         key = osp.abspath(out)

@@ -393,3 +393,19 @@ def test_check_new_file_tries_the_folder(tmp_path):
     # A writable folder: nothing left behind by the probe.
     check_new_file(str(tmp_path / 'new' / 'report.json'), False, 'JSON')
     assert os.listdir(tmp_path) == []
+
+
+def test_check_new_file_keeps_a_file_written_meanwhile(tmp_path):
+    """Checked free without overwrite, the name is published only while it
+    is still free; with overwrite the result replaces what is there."""
+    from rap_sam.utils.output_files import check_new_file, write_bytes
+    out = tmp_path / 'report.json'
+    check_new_file(str(out), False, 'JSON')
+    out.write_bytes(b'the other run')
+    with pytest.raises(OutputError, match='appeared while this run was'):
+        write_bytes(str(out), b'mine')
+    assert out.read_bytes() == b'the other run'
+    assert os.listdir(tmp_path) == ['report.json']
+    check_new_file(str(out), True, 'JSON')
+    write_bytes(str(out), b'mine')
+    assert out.read_bytes() == b'mine'
