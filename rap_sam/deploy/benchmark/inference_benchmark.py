@@ -188,7 +188,12 @@ class InferenceBenchmark:
             notes=notes,
             skipped=skipped,
             variants={})
-        flops = self._describe(report, runners, models, base, rap_sam_data)
+        precisions = {
+            v.name: v.precision
+            for v in self.variants if v.name in runners
+        }
+        flops = self._describe(report, runners, models, precisions, base,
+                               rap_sam_data)
         report['speedup'] = speedups({
             name: e['median_s']
             for name, e in report['variants'].items()
@@ -200,18 +205,12 @@ class InferenceBenchmark:
         if timing['peak'] is not None:
             gmac = (flops.get('rap_sam') or {}).get('total')
             report['roofline'] = roofline_bounds(
-                timing['peak'], gmac, self._precisions(runners), {
+                timing['peak'], gmac, precisions, {
                     n: e['median_s']
                     for n, e in report['variants'].items()
                 })
         self._agreement(report, runners)
         return report
-
-    def _precisions(self, runners: dict) -> Dict[str, str]:
-        return {
-            v.name: v.precision
-            for v in self.variants if v.name in runners
-        }
 
     def _build_runners(self, base, img, machine: dict, notes: List[str],
                        work_dir: str):
@@ -301,11 +300,11 @@ class InferenceBenchmark:
                          'idle')
         return dict(load_before=load_before, load_after=load_after, peak=peak)
 
-    def _describe(self, report: dict, runners: dict, models: dict, base,
-                  rap_sam_data: dict) -> dict:
+    def _describe(self, report: dict, runners: dict, models: dict,
+                  precisions: Dict[str,
+                                   str], base, rap_sam_data: dict) -> dict:
         """Each runner's entry: medians and samples, FPS, parameters,
         GFLOPs, peak memory, a summary of its results; the FLOP counts."""
-        precisions = self._precisions(runners)
         flops = {}
         base_params = round(sum(p.numel() for p in base.parameters()) / 1e6, 3)
         frames = self.num_frames if self.task == 'video' else 1
