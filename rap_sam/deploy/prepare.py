@@ -118,15 +118,17 @@ def prepare(model: nn.Module,
       :mod:`rap_sam.deploy.reference`. The baseline of the benchmark and of
       the equivalence tests.
     - ``'fast'``: BatchNorms folded into the convs, channels-last memory
-      (the deformable convs' weights laid out for their GEMM), in fp32
-      without compile the backbone's ReLUs and residual sums fused into its
-      convs (oneDNN on CPUs, :mod:`rap_sam.models.utils.fuse_conv_relu`),
+      (the deformable convs' weights laid out for their GEMM), in fp32 and
+      bf16 without compile the backbone's ReLUs and residual sums fused
+      into its convs (oneDNN on CPUs,
+      :mod:`rap_sam.models.utils.fuse_conv_relu`),
       the neck's low-rank output, the deformable convs as the config says
       (``'auto'``: gather + GEMM on CPUs, mmcv's kernel on GPUs). The same
       outputs as ``'reference'`` to float rounding. ``precision='bf16'``
       or ``'fp16'`` adds ``torch.autocast`` over backbone, neck and head
-      (approximate; the post-processing stays fp32); ``compile=True``
-      compiles backbone and neck with ``torch.compile`` (inductor, weights
+      (approximate; the post-processing stays fp32; under bf16 the fused
+      convs run in bf16); ``compile=True`` compiles backbone and neck
+      with ``torch.compile`` (inductor, weights
       frozen as constants; the first call compiles, about half a minute on
       2 cores; run under ``torch.no_grad`` or ``torch.inference_mode``).
     - ``'export'``: BatchNorms folded, deformable convs in standard ONNX
@@ -184,8 +186,9 @@ def prepare(model: nn.Module,
         else:
             # After the channels-last conversion, which would undo it.
             model.neck.deconv.gemm_weight_layout()
-            if precision == 'fp32' and not compile:
-                # Inductor fuses by itself; autocast needs the plain ops.
+            if precision in ('fp32', 'bf16') and not compile:
+                # Inductor fuses by itself; oneDNN's fused convs run in
+                # fp32 and bf16 (fp16 autocast runs the plain ops).
                 fuse_conv_relu(model.backbone)
         if compile:
             # Freezing per compile (not inductor's process-wide flag):

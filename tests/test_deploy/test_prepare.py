@@ -158,8 +158,11 @@ def test_bf16_gives_fp32_outputs_near_fp32(model_and_data, reference, prompts):
     half = prepare(copy.deepcopy(model), 'fast', precision='bf16')
     assert half.precision == 'bf16'
     assert all('forward' not in vars(m) for m in half.modules())
-    # Autocast needs mmdet's plain ops, not the fused oneDNN ones.
-    assert not any(type(m) is FusedBottleneck for m in half.modules())
+    # oneDNN's fused convs run in bf16 too (where the CPU has them; else
+    # mmdet's forward: tests/test_models/test_utils/test_fuse_conv_relu.py).
+    assert any(type(m) is FusedBottleneck for m in half.modules())
+    fp16 = prepare(copy.deepcopy(model), 'fast', precision='fp16')
+    assert not any(type(m) is FusedBottleneck for m in fp16.modules())
     boxes = [torch.tensor([[40., 30., 46., 36.]])] if prompts else None
     data = model.data_preprocessor(image_batch([img], boxes))
     with torch.no_grad():

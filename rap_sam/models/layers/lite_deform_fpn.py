@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..utils.fuse_conv_relu import conv2d_add_, fusable_input
+from ..utils.fuse_conv_relu import conv2d_add_, fusion_dtype
 from .deform_upsample_layer import DeformUpsampleLayer
 
 
@@ -82,7 +82,8 @@ class LiteDeformFPN(nn.Module):
         into ``conv(feat)``."""
         if torch.is_grad_enabled():
             return conv(feat) + x
-        if fuse and x.is_contiguous(memory_format=torch.channels_last):
+        if fuse and x.dtype == feat.dtype and x.is_contiguous(
+                memory_format=torch.channels_last):
             return conv2d_add_(x, conv, feat)
         return conv(feat).add_(x)
 
@@ -90,9 +91,12 @@ class LiteDeformFPN(nn.Module):
         """Backbone features at strides 4, 8, 16, 32 -> [B, agg, H/4, W/4]."""
         x5 = self.lateral_conv0(feats[3])
         # The oneDNN post-op sums apply to channels-last CPU features
-        # (a + b == b + a: the same sums as the plain ones).
+        # (a + b == b + a: the same sums as the plain ones), in fp32, or
+        # in bf16 under autocast where the convs' weights are bf16.
+        convs = (self.lateral_conv1, self.lateral_conv2, self.lateral_conv3,
+                 self.conv_a2)
         fuse = all(
-            fusable_input(f) and f.is_contiguous(
+            fusion_dtype(f, *convs) == f.dtype and f.is_contiguous(
                 memory_format=torch.channels_last) for f in feats)
         x4 = self._add_conv(
             self.deform_conv1(x5), self.lateral_conv1, feats[2], fuse)
@@ -109,9 +113,12 @@ class LiteDeformFPN(nn.Module):
         # one stride-4 buffer instead of a new one per term.
         out = up(self.conv_a5(x5), 8)
         out.add_(up(self.conv_a4(x4), 4)).add_(up(self.conv_a3(x3), 2))
-        if fuse and out.is_contiguous(memory_format=torch.channels_last):
+        if fuse and out.dtype == x2.dtype and out.is_contiguous(
+                memory_format=torch.channels_last):
             conv2d_add_(out, self.conv_a2, x2)
         else:
             out.add_(self.conv_a2(x2))
-        out.add_(self.bias)
+        # In the map's dtype: a bf16 map plus an fp32 bias in place is a
+        # slow mixed-dtype pass (52 ms against about 5 at 800x1344).
+        out.add_(self.bias.to(out.dtype))
         return self.output_conv(out)

@@ -29,7 +29,9 @@ projection is then one product ``(W_aug^T q) . [g_p; x_p; y_p; 1]`` and a
 ``sum a`` together, with no coordinate terms added over the map
 afterwards (two passes per projection, two per sum, each a small
 operation whose call costs more than its arithmetic at a click's size).
-The same sums in another order (float rounding).
+The same sums in another order (float rounding). A bf16 or fp16 map on a
+CPU goes through the table for any number of vectors (see
+:meth:`LowRankFeatureMap._use_table`).
 """
 from numbers import Integral
 from typing import Tuple, Union
@@ -179,9 +181,21 @@ class LowRankFeatureMap:
         return rows.permute(0, 3, 1, 2)
 
     def _use_table(self, num_vectors: int) -> bool:
-        return (self.use_pixel_table and num_vectors <= MAX_VECTORS
-                and not self.basis.requires_grad
-                and not torch.jit.is_tracing())
+        if not self.use_pixel_table or self.basis.requires_grad or \
+                torch.jit.is_tracing():
+            return False
+        # Many vectors (the image decoder's 100 queries) too where the map
+        # is bf16 / fp16 on a CPU: there a product with the channels-last
+        # basis, [N, C'] x [C', H * W], copies it to channel-major at
+        # every call (oneDNN's reduced-precision matrix product takes no
+        # transposed operand; fp32's does), five times per image, and the
+        # coordinate terms are two more passes over the [N, H, W] logits.
+        # With the table (channel-major once per map) the image decoder
+        # took 105 ms in bf16 against 227 ms (2-core Intel Xeon with AMX,
+        # 800x1344); in fp32 the copies made it slower.
+        return num_vectors <= MAX_VECTORS or (self.basis.dtype != torch.float32
+                                              and self.basis.device.type
+                                              == 'cpu')
 
     def dense(self) -> Tensor:
         """The map itself, ``[B, C, H, W]``, as the neck computes it."""

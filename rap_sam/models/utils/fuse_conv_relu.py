@@ -3,17 +3,23 @@ mmdet's ResNet once its BatchNorms are folded.
 
 In the folded ResNet every ReLU and every residual sum is a separate pass
 over a large feature map (at 800x1344 the first stage's maps are 69 MB):
-a fifth of the backbone's time on a 2-core CPU. oneDNN applies them to
-the conv's output while it is still in cache (its post-ops, the kernels
-inductor uses for ``torch.compile``). The results are the same numbers:
-the sum and the ReLU are applied to the same float32 conv output.
+a fifth of the backbone's time on a 2-core CPU in fp32, and under bf16
+autocast, where the convs are fast (AMX) and the separate passes are not,
+nearly half. oneDNN applies them to the conv's output while it is still
+in cache (its post-ops, the kernels inductor uses for ``torch.compile``).
+In fp32 the results are the same numbers: the sum and the ReLU are
+applied to the same conv output. In bf16 the sum is taken before the
+conv's output is rounded to bf16 (autocast's plain forward rounds it, then
+adds and rounds again): one rounding fewer.
 
 :func:`fuse_conv_relu` switches the blocks it can (``Bottleneck`` and
 ``BasicBlock`` with folded norms and no plugins, and the ResNet stem) to
-subclasses whose forward fuses when it runs on a CPU in float32 without
-autograd or autocast, and runs mmdet's forward otherwise (also when a
-forward hook is registered on one of the block's convs). Parameters and
-state-dict keys are unchanged.
+subclasses whose forward fuses when it runs on a CPU without autograd, in
+fp32 without autocast or under bf16 autocast with the convs' weights
+stored in bf16 (:func:`rap_sam.models.utils.cast_autocast_weights`, as
+``prepare(model, 'fast', precision='bf16')`` stores them), and runs
+mmdet's forward otherwise (also when a forward hook is registered on one
+of the block's convs). Parameters and state-dict keys are unchanged.
 
 A stage's first ``Bottleneck`` adds a 1x1 downsample of its input to its
 last 1x1 conv: ``conv3(out) + downsample(x)`` is one 1x1 conv of
@@ -29,13 +35,18 @@ from mmdet.models.backbones import ResNet
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor
 
+#: The dtypes the fused convs run in, and how far a tiny fused conv may be
+#: from the plain one in each (relative to its largest output).
+FUSED_DTYPES = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
+
 
 @functools.lru_cache(maxsize=None)
-def onednn_fusion_works() -> bool:
+def onednn_fusion_works(dtype: torch.dtype = torch.float32) -> bool:
     """Whether oneDNN's fused convs (private to torch: inductor's kernels)
-    exist in this torch and give the unfused results on this CPU, tried
-    once on a tiny conv: a build or CPU where they are missing or raise
-    runs mmdet's forward instead of failing."""
+    exist in this torch and give the unfused results in ``dtype`` on this
+    CPU, tried once per dtype on a tiny conv: a build or CPU where they are
+    missing or raise (bf16 on a CPU oneDNN has no bf16 kernels for) runs
+    mmdet's forward instead of failing."""
     if not (torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, '_convolution_pointwise_')):
         return False
@@ -48,25 +59,41 @@ def onednn_fusion_works() -> bool:
             torch.randn(1, 8, 5, 7, generator=generator).contiguous(
                 memory_format=torch.channels_last) for _ in range(2))
         want = conv(x)
+        conv.to(dtype)
         try:
-            got = (conv2d_relu(conv, x), conv2d_relu(conv, x, other),
-                   conv2d_add_(other.clone(), conv, x))
+            got = (conv2d_relu(conv, x.to(dtype)),
+                   conv2d_relu(conv, x.to(dtype), other.to(dtype)),
+                   conv2d_add_(other.to(dtype, copy=True), conv, x.to(dtype)))
         except RuntimeError:
             return False
-    return all(
-        torch.allclose(a, b, rtol=1e-4, atol=1e-4)
-        for a, b in zip(got, (want.relu(),
-                              (want + other).relu(), want + other)))
+    tolerance = FUSED_DTYPES[dtype] * want.abs().max()
+    return all(a.dtype == dtype and (a.float() - b).abs().max() <= tolerance
+               for a, b in zip(got, (want.relu(),
+                                     (want + other).relu(), want + other)))
 
 
-def fusable_input(x: Tensor) -> bool:
-    """Whether oneDNN's fused conv applies to ``x`` (and autograd and
-    autocast, which it does not know, are off; so is ONNX tracing, which
-    has no form for it)."""
-    return (x.device.type == 'cpu' and x.dtype == torch.float32
-            and x.dim() == 4 and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled('cpu')
-            and not torch.jit.is_tracing() and onednn_fusion_works())
+def fusion_dtype(x: Tensor, *convs: nn.Conv2d):
+    """The dtype the fused convs run ``convs`` on ``x`` in, or None where
+    mmdet's forward runs: fp32 without autocast, bf16 under CPU bf16
+    autocast with the convs' weights stored in bf16 (what autocast would
+    compute them in; oneDNN's fused op, which autocast does not know,
+    takes its operands as they come). Never with autograd or under ONNX
+    tracing (no form for it)."""
+    if x.device.type != 'cpu' or x.dim() != 4 or torch.is_grad_enabled() \
+            or torch.jit.is_tracing():
+        return None
+    if torch.is_autocast_enabled('cpu'):
+        dtype = torch.get_autocast_dtype('cpu')
+    elif x.dtype == torch.float32:
+        dtype = torch.float32
+    else:
+        return None
+    if dtype not in FUSED_DTYPES or any(
+            conv.weight.dtype != dtype
+            or conv.bias is not None and conv.bias.dtype != dtype
+            for conv in convs):
+        return None
+    return dtype if onednn_fusion_works(dtype) else None
 
 
 def _hooked(*modules: nn.Module) -> bool:
@@ -77,7 +104,8 @@ def _hooked(*modules: nn.Module) -> bool:
 
 def conv2d_relu(conv: nn.Conv2d, x: Tensor, residual: Tensor = None) -> Tensor:
     """``relu(conv(x))``, or ``relu(conv(x) + residual)``, in one oneDNN
-    call (:func:`fusable_input` must hold)."""
+    call (``x``, ``residual`` and the conv's weights in the dtype
+    :func:`fusion_dtype` names)."""
     args = (conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation,
             conv.groups)
     if residual is None:
@@ -89,8 +117,8 @@ def conv2d_relu(conv: nn.Conv2d, x: Tensor, residual: Tensor = None) -> Tensor:
 
 def conv2d_add_(other: Tensor, conv: nn.Conv2d, x: Tensor) -> Tensor:
     """``other += conv(x)`` in one oneDNN call (``conv(x)`` is never
-    written out); returns ``other``. Both channels-last, and
-    :func:`fusable_input` must hold for ``x``."""
+    written out); returns ``other``. Both channels-last, in the dtype
+    :func:`fusion_dtype` names for ``x`` and ``conv``."""
     return torch.ops.mkldnn._convolution_pointwise_.binary(
         other, x, conv.weight, conv.bias, conv.padding, conv.stride,
         conv.dilation, conv.groups, 'add', None, None, [], None)
@@ -129,17 +157,21 @@ class FusedBottleneck(Bottleneck):
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = _merged_shortcut(self)
-        if self.training or not fusable_input(x) or _hooked(
-                self.conv1, self.conv2, self.conv3,
-                *([]
-                  if self.downsample is None else self.downsample.modules())):
+        downsample = [] if self.downsample is None else list(
+            self.downsample.modules())
+        convs = [self.conv1, self.conv2, self.conv3]
+        if shortcut is not None:
+            convs.append(shortcut)
+        dtype = fusion_dtype(x, *convs)
+        if self.training or dtype is None or _hooked(*convs, *downsample):
             return super().forward(x)
+        x = x.to(dtype)
         out = conv2d_relu(self.conv1, x)
         out = conv2d_relu(self.conv2, out)
         if shortcut is not None:
             return self._conv3_with_shortcut(out, x, shortcut)
         identity = x if self.downsample is None else self.downsample(x)
-        return conv2d_relu(self.conv3, out, identity)
+        return conv2d_relu(self.conv3, out, identity.to(dtype))
 
     def _conv3_with_shortcut(self, out: Tensor, x: Tensor,
                              shortcut: nn.Conv2d) -> Tensor:
@@ -173,12 +205,13 @@ class FusedBasicBlock(BasicBlock):
     """mmdet's ``BasicBlock`` (folded) with fused conv + ReLU steps."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training or not fusable_input(x) or _hooked(
-                self.conv1, self.conv2):
+        dtype = fusion_dtype(x, self.conv1, self.conv2)
+        if self.training or dtype is None or _hooked(self.conv1, self.conv2):
             return super().forward(x)
+        x = x.to(dtype)
         out = conv2d_relu(self.conv1, x)
         identity = x if self.downsample is None else self.downsample(x)
-        return conv2d_relu(self.conv2, out, identity)
+        return conv2d_relu(self.conv2, out, identity.to(dtype))
 
 
 class FusedStemResNet(ResNet):
@@ -186,9 +219,11 @@ class FusedStemResNet(ResNet):
     fused."""
 
     def forward(self, x: Tensor):
-        if self.training or not fusable_input(x) or _hooked(self.conv1):
+        dtype = fusion_dtype(x, self.conv1)
+        if self.training or dtype is None or _hooked(self.conv1):
             return super().forward(x)
-        x = self.maxpool(conv2d_relu(self.conv1, x))
+        # Under autocast the image comes in fp32: cast as autocast would.
+        x = self.maxpool(conv2d_relu(self.conv1, x.to(dtype)))
         outs = []
         for i, layer_name in enumerate(self.res_layers):
             x = getattr(self, layer_name)(x)

@@ -304,3 +304,30 @@ def test_one_mask_sums_the_pixels_of_the_batched_gather(threads):
             scale = full.abs().sum()
             assert ((masked_sum(low_rank, mask) - want).abs().max() /
                     scale) < 1e-6
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_many_vectors_take_the_table_in_reduced_precision(maps, dtype):
+    """The image decoder's many queries go through the pixel table when the
+    map is bf16 on a CPU (channel-major once per map, no coordinate
+    passes), and through the basis in fp32; both give the dense map's
+    products within their precision."""
+    low_rank, full = maps
+    n = 30  # more than MAX_VECTORS
+    g = torch.Generator().manual_seed(1)
+    queries = torch.randn(2, n, 10, generator=g)
+    masks = torch.rand(2, n, 5, 7, generator=g) > 0.5
+    fmap = LowRankFeatureMap(
+        low_rank.basis.to(dtype), low_rank.weight.to(dtype),
+        low_rank.bias.to(dtype))
+    got_project = project(fmap, queries.to(dtype))
+    got_sum = masked_sum(fmap, masks)
+    assert got_project.dtype == got_sum.dtype == dtype
+    tolerance = 1e-5 if dtype == torch.float32 else 3e-2
+    assert rel_err(got_project.float(), project(full, queries)) < tolerance
+    assert rel_err(got_sum.float(), masked_sum(full, masks)) < tolerance
+    if dtype == torch.float32:
+        assert fmap._cache.keys() <= {'weight', 'coords'}
+    else:
+        assert fmap._cache['pixel_columns'].is_contiguous()
+        assert 'pixel_table' in fmap._cache

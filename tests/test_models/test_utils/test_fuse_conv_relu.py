@@ -193,3 +193,77 @@ def test_downsample_shortcut_merged_into_conv3(channels_last):
     with torch.no_grad():
         fused(x)
     assert seen == [(1, 64, 8, 12)]
+
+
+@pytest.mark.parametrize('depth', [50, 18])
+def test_fused_resnet_under_bf16_autocast(depth, monkeypatch):
+    """Under CPU bf16 autocast with the conv weights stored in bf16 (as
+    prepare(precision='bf16') stores them) the blocks run oneDNN's fused
+    convs in bf16 where this CPU has them (the sums taken before rounding
+    to bf16: within bf16 rounding of mmdet's autocast forward), and mmdet's
+    forward where it has not; with fp32 weights always mmdet's forward."""
+    from rap_sam.models.utils import cast_autocast_weights
+    from rap_sam.models.utils import fuse_conv_relu as module
+    plain = folded_resnet(depth).to(memory_format=torch.channels_last)
+    fused = copy.deepcopy(plain)
+    fuse_conv_relu(fused)
+    x = torch.randn(1, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+    calls = []
+    kernel = module.conv2d_relu
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].dtype)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(module, 'conv2d_relu', spy)
+    # fp32 weights under autocast: mmdet's forward, bit for bit.
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert torch.equal(fused(x)[-1], plain(x)[-1])
+    assert calls == []
+    for model in (plain, fused):
+        cast_autocast_weights(model, torch.bfloat16)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        want = plain(x)
+        got = fused(x)
+    with torch.no_grad():
+        exact = folded_resnet(depth)(x)
+    for a, b, c in zip(got, want, exact):
+        assert a.dtype == b.dtype == torch.bfloat16
+        assert a.is_contiguous(memory_format=torch.channels_last)
+        # Each within bf16 rounding of the fp32 network.
+        assert rel_err(a.float(), c) < 3e-2
+        assert rel_err(b.float(), c) < 3e-2
+    if module.onednn_fusion_works(torch.bfloat16):
+        assert calls and set(calls) == {torch.bfloat16}
+        assert not all(torch.equal(a, b) for a, b in zip(got, want))
+    else:
+        assert calls == []
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_fusion_check_per_dtype(monkeypatch):
+    """The tiny-conv check runs once per dtype: a dtype whose fused convs
+    raise here runs mmdet's forward, the other still fuses."""
+    from rap_sam.models.utils import fuse_conv_relu as module
+    kernel = module.conv2d_relu
+
+    def no_bf16(conv, x, residual=None):
+        if x.dtype == torch.bfloat16:
+            raise RuntimeError('no bf16 kernel')
+        return kernel(conv, x, residual)
+
+    monkeypatch.setattr(module, 'conv2d_relu', no_bf16)
+    module.onednn_fusion_works.cache_clear()
+    try:
+        assert module.onednn_fusion_works(torch.float32)
+        assert not module.onednn_fusion_works(torch.bfloat16)
+        conv = nn.Conv2d(3, 4, 3).to(torch.bfloat16)
+        x = torch.randn(1, 3, 8, 8)
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            assert module.fusion_dtype(x, conv) is None
+        with torch.no_grad():
+            assert module.fusion_dtype(x, conv.float()) == torch.float32
+            assert module.fusion_dtype(x.double(), conv.double()) is None
+        assert module.fusion_dtype(x, conv) is None  # autograd on
+    finally:
+        module.onednn_fusion_works.cache_clear()
