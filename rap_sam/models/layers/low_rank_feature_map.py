@@ -193,9 +193,10 @@ class LowRankFeatureMap:
         # With the table (channel-major once per map) the image decoder
         # took 105 ms in bf16 against 227 ms (2-core Intel Xeon with AMX,
         # 800x1344); in fp32 the copies made it slower.
-        return num_vectors <= MAX_VECTORS or (self.basis.dtype != torch.float32
-                                              and self.basis.device.type
-                                              == 'cpu')
+        reduced_on_cpu = (
+            self.basis.dtype != torch.float32
+            and self.basis.device.type == 'cpu')
+        return num_vectors <= MAX_VECTORS or reduced_on_cpu
 
     def dense(self) -> Tensor:
         """The map itself, ``[B, C, H, W]``, as the neck computes it."""
