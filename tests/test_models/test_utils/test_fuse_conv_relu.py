@@ -257,13 +257,18 @@ def test_fusion_check_per_dtype(monkeypatch):
     try:
         assert module.onednn_fusion_works(torch.float32)
         assert not module.onednn_fusion_works(torch.bfloat16)
-        conv = nn.Conv2d(3, 4, 3).to(torch.bfloat16)
+        # Module.to / .double convert in place: one conv per dtype, so
+        # each None below has the one reason its comment gives.
+        conv = nn.Conv2d(3, 4, 3)
+        bf16_conv = copy.deepcopy(conv).to(torch.bfloat16)
+        double_conv = copy.deepcopy(conv).double()
         x = torch.randn(1, 3, 8, 8)
         with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-            assert module.fusion_dtype(x, conv) is None
+            assert module.fusion_dtype(x, bf16_conv) is None  # check failed
         with torch.no_grad():
-            assert module.fusion_dtype(x, conv.float()) == torch.float32
-            assert module.fusion_dtype(x.double(), conv.double()) is None
+            assert module.fusion_dtype(x, conv) == torch.float32
+            assert module.fusion_dtype(x.double(),
+                                       double_conv) is None  # no fp64
         assert module.fusion_dtype(x, conv) is None  # autograd on
     finally:
         module.onednn_fusion_works.cache_clear()
