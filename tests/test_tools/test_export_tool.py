@@ -151,6 +151,25 @@ def test_int8_with_a_class_file_over_an_earlier_export(toy, exported,
     assert cls.shape == (1, 30, 4)  # 3 classes and the background
 
 
+def test_bf16_is_the_fp32_graphs_marked_for_openvino(toy, exported, tmp_path):
+    """bf16 needs no calibration: the fp32 graphs, byte for byte, with
+    deploy.json saying bf16 (OpenVINO's precision hint)."""
+    _, ckpt, options = toy
+    out = tmp_path / 'toy'
+    proc = run_script(TOOL, config_path(TOY), '--checkpoint', ckpt, '--out',
+                      out, '--scale', 64, 64, '--precision', 'bf16', *options)
+    assert_ran(proc)
+    assert 'bf16 export of toy_eval_coco.py' in proc.stdout
+    spec = read_deploy_spec(str(out))
+    assert spec.precision == 'bf16'
+    assert sorted(os.listdir(tmp_path)) == ['toy']
+    fp32 = read_deploy_spec(exported[0])
+    for file in fp32.graph_files.values():
+        with open(osp.join(out, file), 'rb') as a, \
+                open(osp.join(exported[0], file), 'rb') as b:
+            assert a.read() == b.read(), file
+
+
 # Bad inputs, checked before the model is built: (options, message).
 BAD = {
     'missing config': (['--config', 'absent.py'], 'Config file not found'),

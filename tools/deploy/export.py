@@ -129,6 +129,7 @@ def check_args(args) -> None:
         raise ExportArgumentError(
             '--calib is for --precision int8 (calibration images); drop it '
             f'or export int8 (asked: {args.precision}).')
+    args.calib_images = None
     if args.precision == 'int8':
         from rap_sam.deploy.calibration import calibration_images
         from rap_sam.deploy.quantize import DEFAULT_MAX_CALIB_IMAGES
