@@ -249,7 +249,11 @@ def export_model(model: nn.Module,
     if config_name is None and cfg is not None:
         config_name = osp.basename(getattr(cfg, 'filename', '') or '')
     prepared = _prepare(model)
-    graphs = build_graphs(prepared, low_rank)
+    divisor = int(model.data_preprocessor.pad_size_divisor or 1)
+    # The stride-4 map's height: fixed, or (dynamic) a multiple of this.
+    multiple = divisor if dynamic else pad_shape[0]
+    map_height = multiple // 4 if multiple % 4 == 0 else 1
+    graphs = build_graphs(prepared, low_rank, map_height)
 
     # Beside the folder a link at out_dir points to: replaced in one rename.
     work = make_work_folder(osp.dirname(osp.realpath(out_dir)), 'export')

@@ -28,6 +28,7 @@ apply the neck's last 1x1 conv inside their products
 float rounding, fewer bytes per pass over the map.
 """
 import copy
+import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -69,12 +70,20 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
     them as ``einsum`` calls over ``[B, C, H, W]``, which ONNX Runtime runs as
     ``Einsum`` nodes about ten times slower (most of a click's decode
     time).
+
+    ``sum_parts`` > 1 splits the map's rows into that many runs of pixels
+    for weighted sums (one batched ``MatMul`` and a sum of the parts): a
+    product of a few weight rows with all ``P`` pixel rows is one long
+    reduction, which OpenVINO and ONNX Runtime run on about one thread;
+    split, the runs go to all of them. It must divide the map's height.
     """
 
     def __init__(self,
                  rows: Tensor,
                  weight: Optional[Tensor] = None,
-                 bias: Optional[Tensor] = None):
+                 bias: Optional[Tensor] = None,
+                 sum_parts: int = 1):
+        self.sum_parts = sum_parts
         self.rows = rows
         self.weight = weight
         self.bias = bias
@@ -89,7 +98,8 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
         # The rows keep the batch first, so the parent's batch indexing
         # applies to them; the conv may be already applied (weight None).
         self._check_batch_index(index)
-        return PixelRowsFeatureMap(self.rows[index], self.weight, self.bias)
+        return PixelRowsFeatureMap(self.rows[index], self.weight, self.bias,
+                                   self.sum_parts)
 
     @property
     def shape(self) -> torch.Size:
@@ -133,7 +143,14 @@ class PixelRowsFeatureMap(LowRankFeatureMap):
         return out + row[:, :, None, :] + col[:, :, :, None]
 
     def weighted_sum(self, weights: Tensor) -> Tensor:
-        pooled = weights.flatten(2) @ self._flat()  # [B, N, C']
+        b, h, w, c = self.rows.shape
+        parts = self.sum_parts
+        if parts == 1:
+            pooled = weights.flatten(2) @ self._flat()  # [B, N, C']
+        else:
+            rows = self.rows.reshape(b, parts, -1, c)
+            split = weights.reshape(b, -1, parts, rows.shape[2])
+            pooled = (split.transpose(1, 2) @ rows).sum(1)
         return pooled if self.weight is None else self._sum(pooled, weights)
 
     def masked_sum(self, masks: Tensor) -> Tensor:
@@ -235,8 +252,12 @@ def _with_free_length_attention(head: nn.Module) -> nn.Module:
 class _Decoder(nn.Module):
     """Holds the head and, low rank, the neck's last 1x1 conv."""
 
-    def __init__(self, model: nn.Module, low_rank: bool = False):
+    def __init__(self,
+                 model: nn.Module,
+                 low_rank: bool = False,
+                 sum_parts: int = 1):
         super().__init__()
+        self.sum_parts = sum_parts
         self.head = model.panoptic_head
         self.low_rank = low_rank
         # The conv's weight and bias only (parameters shared with the
@@ -246,10 +267,10 @@ class _Decoder(nn.Module):
     def feature_map(self, features: Tensor) -> PixelRowsFeatureMap:
         """The encoder's pixel rows as the map the head reads."""
         if not self.low_rank:
-            return PixelRowsFeatureMap(features)
+            return PixelRowsFeatureMap(features, sum_parts=self.sum_parts)
         conv = self.loc_conv
         return PixelRowsFeatureMap(features, conv.weight[:, :, 0, 0],
-                                   conv.bias)
+                                   conv.bias, self.sum_parts)
 
 
 class PanopticDecoder(_Decoder):
@@ -286,8 +307,11 @@ class PromptDecoder(_Decoder):
 
     output_names = [CLS_LOGITS, MASK_LOGITS, IOU]
 
-    def __init__(self, model: nn.Module, low_rank: bool = False):
-        super().__init__(model, low_rank)
+    def __init__(self,
+                 model: nn.Module,
+                 low_rank: bool = False,
+                 sum_parts: int = 1):
+        super().__init__(model, low_rank, sum_parts)
         # The number of prompts is a free dimension of the graph.
         self.head = _with_free_length_attention(self.head)
 
@@ -308,12 +332,38 @@ class PromptDecoder(_Decoder):
         return cls_logits, mask_logits, iou
 
 
+#: The most runs of pixels a prompt decoder's weighted sums are split in
+#: (:class:`PixelRowsFeatureMap`).
+MAX_SUM_PARTS = 8
+
+
+def sum_parts_for(map_height_multiple: int) -> int:
+    """The runs of pixels the prompt decoder's weighted sums are split in
+    for maps whose height is a multiple of ``map_height_multiple`` (the
+    map's height itself for a fixed-shape export): the most, up to
+    :data:`MAX_SUM_PARTS`, that divide it.
+
+    A click pools the map under its mask three times and the prompt adapter
+    sums it once under its attention; split, these sums run on every
+    thread of the runtime (docs/deploy.md, "Runtime settings the backends
+    choose", has the measured effect). The panoptic decoder's sums have
+    100 weight rows, a product the runtimes already spread over their
+    threads.
+    """
+    return math.gcd(MAX_SUM_PARTS, max(int(map_height_multiple), 1))
+
+
 def build_graphs(model: nn.Module,
-                 low_rank: bool = False) -> Dict[str, nn.Module]:
+                 low_rank: bool = False,
+                 map_height_multiple: int = 1) -> Dict[str, nn.Module]:
     """The three graphs of a loaded RAP-SAM model, by file stem
     (``image_encoder``, ``panoptic_decoder``, ``prompt_decoder``); they
-    share the model's parameters."""
+    share the model's parameters. ``map_height_multiple``: what the
+    stride-4 map's height is always a multiple of (see
+    :func:`sum_parts_for`).
+    """
     return dict(
         image_encoder=ImageEncoder(model, low_rank),
         panoptic_decoder=PanopticDecoder(model, low_rank),
-        prompt_decoder=PromptDecoder(model, low_rank))
+        prompt_decoder=PromptDecoder(model, low_rank,
+                                     sum_parts_for(map_height_multiple)))

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rap_sam.deploy.graphs import PixelRowsFeatureMap, SelfAttention
+from rap_sam.deploy.graphs import (PixelRowsFeatureMap, SelfAttention,
+                                   sum_parts_for)
 from rap_sam.models.layers import (LowRankFeatureMap, masked_sum, project,
                                    weighted_sum)
 
@@ -47,6 +48,40 @@ def test_pixel_rows_products_equal_the_dense_map(maps, name):
     assert _rel_err(masked_sum(rows, masks), masked_sum(dense, masks)) < 1e-5
     # One query: the projection keeps its query axis.
     assert project(rows, queries[:, :1]).shape == (1, 1, 5, 7)
+
+
+@pytest.mark.parametrize('parts', [2, 4, 8])
+@pytest.mark.parametrize('low_rank', [False, True])
+def test_sums_split_in_runs_of_pixels(parts, low_rank):
+    """Weighted and masked sums over runs of pixel rows equal the sums
+    over all pixels, for one prompt and several."""
+    g = torch.Generator().manual_seed(3)
+    basis = torch.randn(1, 6, 8, 5, generator=g)
+    weight, bias = torch.randn(
+        10, 8, generator=g), torch.randn(
+            10, generator=g)
+    dense = LowRankFeatureMap(basis, weight, bias).dense()
+    if low_rank:
+        rows = basis.permute(0, 2, 3, 1).contiguous()
+        split = PixelRowsFeatureMap(rows, weight, bias, sum_parts=parts)
+    else:
+        split = PixelRowsFeatureMap(
+            dense.permute(0, 2, 3, 1).contiguous(), sum_parts=parts)
+    for n in (1, 3):
+        weights = torch.rand(1, n, 8, 5, generator=g)
+        got = weighted_sum(split, weights)
+        assert got.shape == (1, n, 10)
+        assert _rel_err(got, weighted_sum(dense, weights)) < 1e-5
+        masks = weights > 0.5
+        assert _rel_err(masked_sum(split, masks), masked_sum(dense,
+                                                             masks)) < 1e-5
+    assert split[[0]].sum_parts == parts
+
+
+@pytest.mark.parametrize('multiple, parts', [(200, 8), (8, 8), (84, 4), (6, 2),
+                                             (201, 1), (0, 1)])
+def test_sum_parts_divide_the_map_height(multiple, parts):
+    assert sum_parts_for(multiple) == parts
 
 
 def test_pixel_rows_equal_the_low_rank_map(maps):
