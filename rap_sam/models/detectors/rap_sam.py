@@ -13,6 +13,7 @@ from torch import Tensor
 
 from rap_sam.engine import check_losses_finite
 from rap_sam.visualization import config_dataset_meta, meta_fits
+from ..seg_heads import ScoredPanopticFusionHead
 from ..utils.autocast_weights import cast_autocast_weights
 from ..utils.fold_batch_norm import fold_batch_norms
 from ..utils.mask_rles import encode_mask_rles
@@ -238,27 +239,22 @@ class RapSAM(MaskFormer):
 
     def add_prompt_preds(self, cls_scores: Tensor, masks: Tensor, ious: Tensor,
                          samples: SampleList, rescale: bool) -> SampleList:
-        """One binary mask per prompt, in prompt order."""
+        """One binary mask per prompt, in prompt order: the logits resized
+        to the padded input, cropped to the image and (``rescale``) resized
+        to ``ori_shape``, then ``> 0``
+        (:meth:`ScoredPanopticFusionHead.binary_masks`: on each mask's
+        window where that gives the same bits)."""
         scores, labels = F.softmax(cls_scores, dim=-1)[..., :-1].max(-1)
-        masks = F.interpolate(
-            masks,
-            size=samples[0].metainfo['batch_input_shape'],
-            mode='bilinear',
-            align_corners=False)
+        head = self.panoptic_fusion_head
         for i, sample in enumerate(samples):
-            h, w = sample.metainfo['img_shape'][:2]
-            mask = masks[i, :, :h, :w]
-            ori_shape = tuple(sample.metainfo['ori_shape'][:2])
-            # To the same size, bilinear interpolation is the identity
-            # (weights 1 and 0): skipped, the same masks without a pass.
-            if rescale and ori_shape != (h, w):
-                mask = F.interpolate(
-                    mask[None],
-                    size=ori_shape,
-                    mode='bilinear',
-                    align_corners=False)[0]
+            meta = sample.metainfo
+            if isinstance(head, ScoredPanopticFusionHead):
+                binary = head.binary_masks(masks[i], meta, rescale)
+            else:  # mmdet's head (the reference): the full-size calls
+                binary = ScoredPanopticFusionHead.resized_logits(
+                    masks[i], meta, rescale) > 0
             sample.pred_instances = InstanceData(
-                masks=mask > 0,
+                masks=binary,
                 iou_scores=ious[i, :, 0],
                 labels=labels[i],
                 scores=scores[i])

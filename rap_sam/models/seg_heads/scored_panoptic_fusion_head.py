@@ -842,6 +842,70 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
             out=out)
         return out[0, 0, y0 - r_start:y1 - r_start, x0 - c_start:x1 - c_start]
 
+    def binary_masks(self, mask_pred: Tensor, meta: dict,
+                     rescale: bool) -> Tensor:
+        """``[n, h, w]`` logits -> bool ``[n, H, W]``: each mask's logits
+        resized as :meth:`RapSAM.add_prompt_preds` resizes them (to the
+        padded input size, cropped to ``img_shape``, to ``ori_shape`` when
+        ``rescale``), then ``> 0``; bit for bit those calls' masks.
+
+        A mask whose positive logits span a window of at most
+        ``band_fraction`` of the image is resized on that window only
+        (:meth:`_bands`): a click's mask at 800x1344 is often a small part
+        of the image, and the two full-size resizes were most of its
+        post-processing. Otherwise, or where a window would not give the
+        same bits, the full-size calls are made: for three masks (on one
+        thread PyTorch resizes three channels with another kernel, whose
+        last bits a one-mask window's call does not reproduce) and for
+        other than fp32 logits.
+        """
+        n = mask_pred.shape[0]
+        size = tuple(meta['batch_input_shape'])
+        plan = None
+        if n != 3 and mask_pred.dtype == torch.float32:
+            plan = self._band_plan(mask_pred, size, meta, rescale)
+        bands = self._bands(mask_pred, list(range(n)), meta, plan)
+        if len(bands) < n:
+            return self.resized_logits(mask_pred, meta, rescale) > 0
+        img_h, img_w = meta['img_shape'][:2]
+        h, w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
+        # Zeros from calloc: the rows outside the windows are never
+        # written.
+        binary = torch.from_numpy(np.zeros((n, h, w), dtype=bool))
+        buf = {}
+        for q, band in bands.items():
+            c0, c1, y0, y1, d0, d1, x0, x1 = band
+            if y1 <= y0:
+                continue
+            if plan[1] is None:
+                up, top, left = self._crop_upsample(mask_pred[q], c0, c1, d0,
+                                                    d1, size, buf)
+                logits = up[y0 - top:y1 - top, x0 - left:x1 - left]
+            else:
+                logits = self._band_resize(mask_pred[q], band, size, plan[1],
+                                           buf)
+            torch.gt(logits, 0, out=binary[q, y0:y1, x0:x1])
+        return binary
+
+    @staticmethod
+    def resized_logits(mask_pred: Tensor, meta: dict, rescale: bool) -> Tensor:
+        """``[n, h, w]`` logits resized by the full-size calls of
+        :meth:`binary_masks`: ``[n, H, W]``."""
+        masks = F.interpolate(
+            mask_pred[None],
+            size=tuple(meta['batch_input_shape']),
+            mode='bilinear',
+            align_corners=False)
+        img_h, img_w = meta['img_shape'][:2]
+        masks = masks[:, :, :img_h, :img_w]
+        ori_shape = tuple(meta['ori_shape'][:2])
+        # To the same size, bilinear interpolation is the identity
+        # (weights 1 and 0): skipped, the same masks without a pass.
+        if rescale and ori_shape != (img_h, img_w):
+            masks = F.interpolate(
+                masks, size=ori_shape, mode='bilinear', align_corners=False)
+        return masks[0]
+
     def _vector_sigmoid(self, flat: Tensor, out: Tensor) -> Tensor:
         """``sigmoid`` of a contiguous tensor whose size is a multiple of
         32, with PyTorch's vectorised kernel on every element (see
