@@ -184,6 +184,14 @@ def build_cfg(args) -> Config:
     # out (test_evaluator.reference_averaging.num_processes=2).
     args.kind_changes = check_option_keys(cfg, args.cfg_options or {},
                                           EvalArgumentError, 1)
+    # The model's parts too (a misspelt model.panoptc_head.x was a keyword
+    # MaskFormer does not take: a TypeError), as the export tool checks them.
+    check_option_keys(
+        cfg, {
+            key: value
+            for key, value in (args.cfg_options or {}).items()
+            if key.startswith('model.')
+        }, EvalArgumentError, 2)
     setup_cpu_distributed(cfg, args.launcher)
     apply_overrides(cfg, args)
     check_counts(cfg, {

@@ -543,12 +543,14 @@ def test_show_dir_of_a_video_config_is_one_line(tmp_path, ytvis):
 
 @pytest.mark.parametrize('case', [
     'out is the checkpoint', 'out exists', 'out is a folder',
-    'out under a file', 'a training config', 'misspelt option', 'zero batch'
+    'out under a file', 'a training config', 'misspelt option',
+    'misspelt model part', 'zero batch'
 ])
 def test_mistakes_are_one_line_before_the_evaluation(tmp_path, case):
     """--out replaced an earlier dump, or the evaluated checkpoint itself,
     silently, or failed after the whole evaluation; a misspelt parent key
-    evaluated the config's default data."""
+    evaluated the config's default data (or, under model, was a
+    traceback)."""
     ckpt = tmp_path / 'model.pkl'
     ckpt.write_bytes(b'weights')
     (tmp_path / 'earlier.pkl').write_bytes(b'earlier predictions')
@@ -569,6 +571,11 @@ def test_mistakes_are_one_line_before_the_evaluation(tmp_path, case):
         'a training config': ([], 'is not an evaluation config'),
         'misspelt option': (['--cfg-options', 'test_dataloadr.batch_size=1'],
                             "the config has no 'test_dataloadr'"),
+        # A TypeError from MaskFormer's keywords (the model's parts were
+        # not checked).
+        'misspelt model part':
+        (['--cfg-options', 'model.panoptc_head.num_queries=5'],
+         "the config has no 'model.panoptc_head'"),
         'zero batch': (['--cfg-options', 'test_dataloader.batch_size=0'],
                        'test_dataloader.batch_size must be a whole number '
                        '>= 1, got 0'),
