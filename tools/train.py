@@ -21,6 +21,7 @@ tools/test.py evaluation, stops with one line naming this one's PID. A
 killed run leaves no lock behind (:mod:`rap_sam.utils.work_dir_lock`).
 """
 import argparse
+import os
 import os.path as osp
 import runpy
 import sys
@@ -91,6 +92,37 @@ class TrainArgumentError(UserError, ValueError):
     """A config, checkpoint or option given to tools/train.py is wrong."""
 
 
+#: What each --launcher sets in the processes it starts (mmengine's
+#: init_dist reads them); without a GPU the process group is made from
+#: torchrun's (rap_sam.utils.launcher.setup_cpu_distributed).
+LAUNCHER_VARIABLES = {
+    'pytorch':
+    ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+    'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+    'mpi': ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK',
+            'OMPI_COMM_WORLD_SIZE'),
+}
+CPU_LAUNCH_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+
+
+def check_launched(launcher: str, usage: str, error: type) -> None:
+    """``--launcher`` other than none in a process its launcher did not
+    start (run by hand) ended in a KeyError traceback: one line."""
+    if launcher == 'none':
+        return
+    needed = LAUNCHER_VARIABLES[launcher]
+    if not torch.cuda.is_available():
+        needed += CPU_LAUNCH_VARIABLES
+    missing = [
+        name for name in dict.fromkeys(needed) if name not in os.environ
+    ]
+    if missing:
+        raise error(
+            f'--launcher {launcher} is for the processes a launcher starts '
+            f'({", ".join(missing)} not set): run {usage} (torchrun), or '
+            'leave --launcher out for one process.')
+
+
 def build_cfg(args) -> Config:
     cfg = load_config(args)  # a missing or broken file: ConfigFileError
     if not cfg.get('train_dataloader') or not cfg.get('train_cfg'):
@@ -100,6 +132,8 @@ def build_cfg(args) -> Config:
             'configs/rap_sam/rap_sam_r50_12e_adaptor.py.')
     args.kind_changes = check_option_keys(cfg, args.cfg_options or {},
                                           TrainArgumentError)
+    check_launched(args.launcher, 'tools/dist_train.sh CONFIG N',
+                   TrainArgumentError)
     try:
         apply_overrides(cfg, args)
     except (KeyError, TypeError, ValueError, AttributeError,

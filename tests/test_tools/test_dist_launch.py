@@ -24,7 +24,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
-from helpers import REPO, config_path, randomize_
+from helpers import (REPO, assert_user_error, config_path, randomize_,
+                     run_script)
 from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -419,3 +420,32 @@ def test_a_port_in_use_is_one_line(tmp_path):
     assert proc.stderr.strip() == (
         f'error: port {port} is in use (another distributed job?): set PORT '
         f'to a free port, e.g. PORT={port + 1}.')
+
+
+@pytest.mark.parametrize('launcher', ['pytorch', 'slurm', 'mpi'])
+@pytest.mark.parametrize('tool', ['tools/test.py', 'tools/train.py'])
+def test_a_launcher_run_by_hand_is_one_line(tool, launcher, tmp_path):
+    """``--launcher pytorch`` (slurm, mpi) without the launcher that sets
+    its environment: a KeyError ('RANK') traceback."""
+    config = 'toy_eval_coco.py' if tool == 'tools/test.py' \
+        else 'toy_rap_sam_train.py'
+    ckpt = ['missing.pth'] if tool == 'tools/test.py' else []
+    (tmp_path / 'missing.pth').write_bytes(b'')
+    env = {
+        name: None
+        for name in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
+                     'MASTER_PORT', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK')
+    }
+    proc = run_script(
+        tool,
+        config_path(f'rap_sam/{config}'),
+        *[tmp_path / c for c in ckpt],
+        '--launcher',
+        launcher,
+        '--work-dir',
+        tmp_path / 'work',
+        env=env)
+    assert_user_error(
+        proc, f'--launcher {launcher} is for the processes a '
+        'launcher starts (', 'not set): run tools/dist_')
+    assert not (tmp_path / 'work').exists()
