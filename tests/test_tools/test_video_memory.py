@@ -29,6 +29,16 @@ def test_dataset_rows():
     assert video_mb == '0' and ratio == '1.00' and int(masks_mb) >= 0
 
 
+def test_dataset_rows_of_a_config_reading_another_split():
+    """The toy config reads train.json (annotated, AP computed): the
+    written valid split was not found (a one-line 'Annotation file ...
+    train.json not found' about the tool's own data)."""
+    proc = run_script(TOOL, '--config', 'configs/rap_sam/toy_eval_yt19.py',
+                      '--frames', 2, '--size', 40, 64, '--dataset')
+    _, row = assert_ran(proc).strip().splitlines()
+    assert row.split()[0] == '2'
+
+
 @pytest.mark.parametrize('option, value', [('--frames', '-3'),
                                            ('--threads', '0'),
                                            ('--size', 'x')])

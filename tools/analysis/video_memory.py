@@ -246,13 +246,20 @@ def run_dataset(config, frames, size, threads, scale=None):
         torch.save(dict(state_dict=model.state_dict()), ckpt)
         del model
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        # The valid split written above, whatever split the config reads
+        # (the toy config: train.json, whose annotations AP is computed on).
+        split = [
+            'test_dataloader.dataset.ann_file=valid.json',
+            'test_dataloader.dataset.data_prefix.img_path=valid/JPEGImages',
+            'test_evaluator.format_only=True'
+        ]
         start = time.perf_counter()
         out = subprocess.run(
             [
                 sys.executable,
                 osp.join(ROOT, 'tools/test.py'), config, ckpt, '--work-dir',
                 osp.join(tmp, 'work'), '--cfg-options',
-                f'test_dataloader.dataset.data_root={root}',
+                f'test_dataloader.dataset.data_root={root}', *split,
                 'model.panoptic_head.ov_classifier_name=None',
                 'model.backbone.init_cfg=None',
                 f'test_evaluator.outfile_prefix={tmp}/results'
