@@ -89,7 +89,8 @@ def test_int8_against_fp32_on_photo_and_test_sets(toy):
 @pytest.mark.parametrize('case', [
     'no_calib', 'empty_calib', 'bad_mode', 'no_photo', 'no_eval_config',
     'work_dir_is_a_file', 'override_without_value', 'misspelt_int8_module',
-    'misspelt_int8_graph', 'misspelt_option_parent', 'misspelt_option_key'
+    'misspelt_int8_graph', 'misspelt_option_parent', 'misspelt_option_key',
+    'video_eval_config', 'training_eval_config'
 ])
 def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
     """Each is said before the exports, which take minutes at full size
@@ -106,6 +107,12 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
                      str(toy / 'calib'), '--modes', 'torch:int8'],
         'no_photo': ['--photos', tmp_path / 'no.jpg'],
         'no_eval_config': ['--eval-configs', tmp_path / 'no.py'],
+        # Both were an AttributeError after the exports, in the first
+        # evaluation (a video sample has no img_path; no test_dataloader).
+        'video_eval_config':
+        ['--eval-configs', 'configs/rap_sam/toy_eval_yt19.py'],
+        'training_eval_config':
+        ['--eval-configs', 'configs/rap_sam/toy_rap_sam_train.py'],
         'override_without_value': ['--cfg-options', 'model.test_cfg'],
         # the class embeddings found: only the graph's or module's name is
         # wrong
@@ -136,6 +143,14 @@ def test_bad_input_is_one_line_before_any_export(toy, tmp_path, case):
             ],
             'no_photo': ['Image not found', 'no.jpg'],
             'no_eval_config': ['Config file not found', 'no.py'],
+            'video_eval_config': [
+                '--eval-configs configs/rap_sam/toy_eval_yt19.py evaluates '
+                'videos'
+            ],
+            'training_eval_config': [
+                '--eval-configs configs/rap_sam/toy_rap_sam_train.py is not '
+                'an evaluation config'
+            ],
             'work_dir_is_a_file': [str(work), 'is a file'],
             'override_without_value':
             ["--cfg-options takes key=value items, got 'model.test_cfg'"],

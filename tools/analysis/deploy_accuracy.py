@@ -155,7 +155,22 @@ def check_before_export(args) -> None:
     for path in args.photos or ():
         read_image(path)
     for path in args.eval_configs:
-        read_config(path)
+        cfg = read_config(path)
+        # Both failed after the exports, in the first evaluation (an
+        # AttributeError): a config without a test loop, and a video one,
+        # whose samples the modes (images and clicks) cannot predict.
+        if not cfg.get('test_dataloader') or not cfg.get('test_evaluator'):
+            raise UserError(
+                f'--eval-configs {path} is not an evaluation config (no '
+                'test_dataloader or test_evaluator): give test configs such '
+                'as configs/rap_sam/toy_eval_coco.py.')
+        model_type = cfg.get('model', {}).get('type')
+        if getattr(model_type, '__name__', model_type) == 'RapSAMVideo':
+            raise UserError(
+                f'--eval-configs {path} evaluates videos; the modes are '
+                'compared on images and clicks (an export has no clip '
+                'graph): give image or prompt configs such as '
+                'configs/rap_sam/toy_eval_coco.py.')
 
 
 def main(argv=None):
