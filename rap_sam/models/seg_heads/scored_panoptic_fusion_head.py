@@ -982,9 +982,12 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
     def _instance_selection(self,
                             mask_cls: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """mmdet's instance selection: the top ``max_per_image`` (query,
-        class) pairs, things only. Returns scores, labels and queries."""
-        max_per_image = self.test_cfg.get('max_per_image', 100)
+        class) pairs, things only (every pair where there are fewer, as
+        with a few classes of one's own: mmdet's ``topk`` raises there).
+        Returns scores, labels and queries."""
         scores = F.softmax(mask_cls, dim=-1)[:, :-1]
+        max_per_image = min(
+            self.test_cfg.get('max_per_image', 100), scores.numel())
         scores_per_image, top_indices = scores.flatten(0, 1).topk(
             max_per_image, sorted=False)
         labels_per_image = top_indices % self.num_classes

@@ -129,6 +129,19 @@ def test_one_query_behind_every_pair():
         assert len(want['ins_results']) == pairs
 
 
+def test_fewer_pairs_than_max_per_image():
+    """5 queries x 13 classes are 65 (query, class) pairs, under
+    max_per_image (100): every pair is taken (mmdet's topk raises), the
+    results mmdet's with max_per_image 65."""
+    ours, _ = heads(max_per_image=100)
+    _, ref = heads(max_per_image=65)
+    cls, masks = random_outputs(1, 5, 13, 20, 28, seed=4)
+    samples = [sample((80, 112), (80, 112), (80, 112))]
+    got = ours.predict(cls, masks, samples, rescale=True)[0]
+    assert_same(got, ref.predict(cls, masks, samples, rescale=True)[0])
+    assert len(got['ins_results']) == 5 * 8  # the thing pairs
+
+
 def test_nothing_kept():
     ours, ref = heads()
     g = torch.Generator().manual_seed(0)
