@@ -69,7 +69,6 @@ if __name__ == '__main__':
     # error answer at once.
     parse_args()
 
-import torch
 from mmdet.visualization import DetLocalVisualizer
 from mmengine.config import Config
 from mmengine.model import is_model_wrapper
@@ -82,7 +81,8 @@ from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       load_model_weights,
                                       trust_all_checkpoints)
 from rap_sam.utils.data_root import option_given, tie_seg_prefixes
-from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
+from rap_sam.utils.launcher import (check_launched, close_distributed,
+                                    setup_cpu_distributed)
 from rap_sam.utils.output_files import check_new_file
 from rap_sam.utils.runner_cli import (LoopStarted, apply_overrides,
                                       check_counts, check_option_keys,
@@ -94,37 +94,6 @@ from rap_sam.visualization import RapSAMLocalVisualizer
 
 class EvalArgumentError(UserError, ValueError):
     """A file or option of tools/test.py that cannot be used."""
-
-
-#: What each --launcher sets in the processes it starts (mmengine's
-#: init_dist reads them); without a GPU the process group is made from
-#: torchrun's (rap_sam.utils.launcher.setup_cpu_distributed).
-LAUNCHER_VARIABLES = {
-    'pytorch':
-    ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
-    'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
-    'mpi': ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK',
-            'OMPI_COMM_WORLD_SIZE'),
-}
-CPU_LAUNCH_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
-
-
-def check_launched(launcher: str, usage: str, error: type) -> None:
-    """``--launcher`` other than none in a process its launcher did not
-    start (run by hand) ended in a KeyError traceback: one line."""
-    if launcher == 'none':
-        return
-    needed = LAUNCHER_VARIABLES[launcher]
-    if not torch.cuda.is_available():
-        needed += CPU_LAUNCH_VARIABLES
-    missing = [
-        name for name in dict.fromkeys(needed) if name not in os.environ
-    ]
-    if missing:
-        raise error(
-            f'--launcher {launcher} is for the processes a launcher starts '
-            f'({", ".join(missing)} not set): run {usage} (torchrun), or '
-            'leave --launcher out for one process.')
 
 
 def _given(args, field: str) -> bool:

@@ -21,7 +21,6 @@ tools/test.py evaluation, stops with one line naming this one's PID. A
 killed run leaves no lock behind (:mod:`rap_sam.utils.work_dir_lock`).
 """
 import argparse
-import os
 import os.path as osp
 import runpy
 import sys
@@ -79,7 +78,8 @@ from rap_sam.utils.checkpoint import (check_state_dict, load_local_checkpoint,
                                       state_dict_from_checkpoint,
                                       trust_all_checkpoints)
 from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
-from rap_sam.utils.launcher import close_distributed, setup_cpu_distributed
+from rap_sam.utils.launcher import (check_launched, close_distributed,
+                                    setup_cpu_distributed)
 from rap_sam.utils.pretrained import fetch_pretrained  # noqa: E402
 from rap_sam.utils.runner_cli import (LoopStarted, apply_overrides,
                                       check_counts, check_option_keys,
@@ -90,37 +90,6 @@ from rap_sam.utils.user_errors import UserError, cli_errors  # noqa: E402
 
 class TrainArgumentError(UserError, ValueError):
     """A config, checkpoint or option given to tools/train.py is wrong."""
-
-
-#: What each --launcher sets in the processes it starts (mmengine's
-#: init_dist reads them); without a GPU the process group is made from
-#: torchrun's (rap_sam.utils.launcher.setup_cpu_distributed).
-LAUNCHER_VARIABLES = {
-    'pytorch':
-    ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
-    'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
-    'mpi': ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK',
-            'OMPI_COMM_WORLD_SIZE'),
-}
-CPU_LAUNCH_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
-
-
-def check_launched(launcher: str, usage: str, error: type) -> None:
-    """``--launcher`` other than none in a process its launcher did not
-    start (run by hand) ended in a KeyError traceback: one line."""
-    if launcher == 'none':
-        return
-    needed = LAUNCHER_VARIABLES[launcher]
-    if not torch.cuda.is_available():
-        needed += CPU_LAUNCH_VARIABLES
-    missing = [
-        name for name in dict.fromkeys(needed) if name not in os.environ
-    ]
-    if missing:
-        raise error(
-            f'--launcher {launcher} is for the processes a launcher starts '
-            f'({", ".join(missing)} not set): run {usage} (torchrun), or '
-            'leave --launcher out for one process.')
 
 
 def build_cfg(args) -> Config:

@@ -3,6 +3,38 @@ import os
 import torch
 import torch.distributed as dist
 
+#: What each ``--launcher`` sets in the processes it starts (mmengine's
+#: ``init_dist`` reads them); without a GPU the process group is made from
+#: torchrun's (:func:`setup_cpu_distributed`).
+LAUNCHER_VARIABLES = {
+    'pytorch':
+    ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+    'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+    'mpi': ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK',
+            'OMPI_COMM_WORLD_SIZE'),
+}
+CPU_LAUNCH_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+
+
+def check_launched(launcher: str, usage: str, error: type) -> None:
+    """Raise ``error`` (one line naming what is missing and ``usage``, the
+    launch script's command) where ``--launcher`` is other than none in a
+    process its launcher did not start: the process-group setup would end
+    in a KeyError traceback."""
+    if launcher == 'none':
+        return
+    needed = LAUNCHER_VARIABLES[launcher]
+    if not torch.cuda.is_available():
+        needed += CPU_LAUNCH_VARIABLES
+    missing = [
+        name for name in dict.fromkeys(needed) if name not in os.environ
+    ]
+    if missing:
+        raise error(
+            f'--launcher {launcher} is for the processes a launcher starts '
+            f'({", ".join(missing)} not set): run {usage} (torchrun), or '
+            'leave --launcher out for one process.')
+
 
 def setup_cpu_distributed(cfg, launcher: str) -> None:
     """Let ``--launcher pytorch`` work on machines without a GPU.
