@@ -263,6 +263,75 @@ def time_fusion_heads(
     return results
 
 
+def time_prompt_masks(
+        shape: Tuple[int, int],
+        outputs: Sequence[str] = ('objects', 'random'),
+        repeats: int = 7,
+        warmup: int = 1,
+        seed: int = 0,
+        ori_shape: Optional[Tuple[int, int]] = None) -> List[Dict]:
+    """Time a click's post-processing: one prompt's mask logits to its
+    binary mask at the result's size (:meth:`RapSAM.add_prompt_preds`),
+    each non-empty mask of the seeded head outputs taken as a click's.
+
+    Variants, interleaved as in :func:`time_fusion_heads`: ``full`` (the
+    full-size calls, :meth:`ScoredPanopticFusionHead.resized_logits` then
+    ``> 0``) and ``windows`` (:meth:`ScoredPanopticFusionHead.binary_masks`:
+    each mask on the window of rows and columns it spans, where that gives
+    the same bits).
+
+    Returns:
+        list[dict]: Per kind of outputs: ``outputs``, ``masks`` (clicks
+        timed), ``windowed`` (of them computed on a window), ``median_s``
+        and ``median_cpu_s`` per variant (one click: a round's time over
+        its clicks) and ``identical`` (every mask the same bits).
+    """
+    from rap_sam.models.seg_heads import ScoredPanopticFusionHead
+    meta = fusion_sample(shape, ori_shape, outputs).metainfo
+    head = ScoredPanopticFusionHead(**coco_fusion_kwargs())
+    variants = dict(
+        full=lambda m: head.resized_logits(m, meta, True) > 0,
+        windows=lambda m: head.binary_masks(m, meta, True))
+    results = []
+    for kind in outputs:
+        _, masks = seeded_outputs(kind, shape, seed)
+        clicks = [m[None] for m in masks[0] if bool((m > 0).any())]
+        windowed = 0
+        for m in clicks:
+            plan = head._band_plan(m, tuple(shape), meta, True)
+            windowed += bool(plan and head._bands(m, [0], meta, plan))
+        wall = {v: [] for v in variants}
+        cpu = {v: [] for v in variants}
+        same = True
+        for r in range(warmup + repeats):
+            got = {}
+            for name, run in variants.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                got[name] = [run(m) for m in clicks]
+                if r >= warmup:
+                    wall[name].append(
+                        (time.perf_counter() - start) / len(clicks))
+                    cpu[name].append(
+                        (time.process_time() - start_cpu) / len(clicks))
+            same = same and all(
+                torch.equal(a, b) for a, b in zip(got['full'], got['windows']))
+        results.append(
+            dict(
+                outputs=kind,
+                masks=len(clicks),
+                windowed=windowed,
+                median_s={
+                    v: statistics.median(t)
+                    for v, t in wall.items()
+                },
+                median_cpu_s={
+                    v: statistics.median(t)
+                    for v, t in cpu.items()
+                },
+                identical=same))
+    return results
+
+
 def _same_results(ours: dict, theirs: dict) -> bool:
     a, b = ours['pan_results'], theirs['pan_results']
     if not torch.equal(a.sem_seg, b.sem_seg) or a.segments != b.segments:

@@ -3,6 +3,7 @@ subprocess): a tiny run's report and table, never its timings; bad
 arguments end in one line."""
 import json
 
+import pytest
 from helpers import (assert_ran, assert_usage_error, assert_user_error,
                      run_script)
 
@@ -112,6 +113,36 @@ def test_post_half_against_exact(tmp_path):
     assert lines[0].startswith(
         'post-processing at 256x384, exact against half, 1 threads')
     assert lines[2].split()[0] == 'objects'
+
+
+@pytest.mark.parametrize('ori_shape', [None, ('150', '250')])
+def test_prompt_masks_on_windows_against_full_size(tmp_path, ori_shape):
+    """--prompts: every non-empty mask as a click's; the windows' masks are
+    the full-size calls' (identical), object-like masks take windows and
+    random ones (over most of the image) do not."""
+    out = tmp_path / 'prompts.json'
+    resize = ['--ori-shape', *ori_shape] if ori_shape else []
+    proc = run_tool('--shape', '128', '192', '--prompts', '--repeats', '1',
+                    '--warmup', '0', '--threads', '1', '--out', str(out),
+                    *resize)
+    assert_ran(proc)
+    report = json.loads(out.read_text())
+    assert report['prompts'] is True
+    by_kind = {r['outputs']: r for r in report['results']}
+    for r in by_kind.values():
+        assert r['identical'] is True and r['masks'] > 0
+        assert set(r['median_s']) == set(
+            r['median_cpu_s']) == {'full', 'windows'}
+    objects = by_kind['objects']
+    assert 0 < objects['windowed'] <= objects['masks']
+    assert by_kind['random']['windowed'] == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith('prompt masks at 128x192')
+    assert lines[2].split()[0] == 'objects' and lines[2].split()[-1] == 'yes'
+
+
+def test_prompts_with_post_is_a_usage_error():
+    assert_usage_error(run_tool('--prompts', '--post', 'half'), '--prompts')
 
 
 def test_bad_post_is_a_usage_error():

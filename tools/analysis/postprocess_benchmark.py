@@ -30,6 +30,11 @@ the demo and COCO evaluation resize them)::
         --threads 2 --repeats 9
     python tools/analysis/postprocess_benchmark.py --shape 800 1088 \\
         --ori-shape 480 653 --threads 2 --repeats 9
+
+``--prompts`` times a click's post-processing instead: each non-empty
+mask of the outputs as one prompt's, resized to a binary mask on its
+window (:meth:`ScoredPanopticFusionHead.binary_masks`) against the
+full-size calls, one click at a time.
 """
 import argparse
 import json
@@ -87,7 +92,15 @@ def parse_args(argv=None):
         help='time this approximate post-processing against the exact one '
         '(and measure how close its results are) instead of the exact '
         "head's variants")
+    parser.add_argument(
+        '--prompts',
+        action='store_true',
+        help="time a click's post-processing instead: each mask as one "
+        "prompt's, on its window against the full-size calls")
     args = parser.parse_args(argv)
+    if args.prompts and args.post:
+        parser.error('--prompts times the exact prompt post-processing: '
+                     'leave out --post')
     if args.repeats < 1 or args.warmup < 0:
         parser.error('--repeats must be >= 1 and --warmup >= 0')
     if args.threads is not None and args.threads < 1:
@@ -149,6 +162,45 @@ def _post(args):
     return results
 
 
+def _prompts(args):
+    """``--prompts``: a click's mask, on its window and full size."""
+    from rap_sam.testing.fusion_outputs import time_prompt_masks
+    results = time_prompt_masks(
+        tuple(args.shape),
+        args.outputs,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        seed=args.seed,
+        ori_shape=tuple(args.ori_shape) if args.ori_shape else None)
+    load = os.getloadavg()
+    h, w = args.shape
+    ori_h, ori_w = args.ori_shape or args.shape
+    resized = f' resized to {ori_h}x{ori_w}' if args.ori_shape else ''
+    print(f'prompt masks at {h}x{w}{resized}, one click at a time, '
+          f'{torch.get_num_threads()} threads, load average {load[0]:.2f} '
+          f'{load[1]:.2f} {load[2]:.2f}')
+    print(f'{"outputs":<8} {"clicks":>6} {"windowed":>8} {"full":>8} '
+          f'{"windows":>8} {"full/windows":>12} {"cpu full/windows":>16} '
+          f'{"identical":>9}')
+    for r in results:
+        t, c = r['median_s'], r['median_cpu_s']
+        print(f'{r["outputs"]:<8} {r["masks"]:>6} {r["windowed"]:>8} '
+              f'{t["full"] * 1e3:>6.2f}ms {t["windows"] * 1e3:>6.2f}ms '
+              f'{t["full"] / t["windows"]:>12.2f} '
+              f'{c["full"] / c["windows"]:>16.2f} '
+              f'{"yes" if r["identical"] else "NO":>9}')
+    if args.out:
+        report = dict(
+            shape=list(args.shape),
+            ori_shape=[ori_h, ori_w],
+            prompts=True,
+            threads=torch.get_num_threads(),
+            load_average=list(load),
+            results=results)
+        write_bytes(args.out, json.dumps(report, indent=1).encode('utf-8'))
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     with cli_errors():
@@ -163,6 +215,8 @@ def main(argv=None):
             torch.set_num_threads(args.threads)
         if args.post:
             return _post(args)
+        if args.prompts:
+            return _prompts(args)
         results = time_fusion_heads(
             tuple(args.shape),
             args.outputs,
