@@ -120,24 +120,52 @@ from rap_sam.utils.output_files import (check_new_file, check_outputs,
 from rap_sam.utils.user_errors import cli_errors
 
 
-def _post(args):
-    """``--post``: exact against approximate, timed and compared."""
-    from rap_sam.deploy.benchmark import time_post_modes
-    results = time_post_modes(
+def _timed(args, time_fn, **kwargs):
+    """``time_fn`` (a timing function of the library) on the options'
+    shape, outputs, rounds, seed and original size."""
+    return time_fn(
         tuple(args.shape),
         args.outputs,
         repeats=args.repeats,
         warmup=args.warmup,
         seed=args.seed,
         ori_shape=tuple(args.ori_shape) if args.ori_shape else None,
-        post=args.post)
+        **kwargs)
+
+
+def _header(args, what: str, how: str = '') -> list:
+    """Print the run's first line (``what`` at the shape, ``how``, threads,
+    load); returns the load average."""
     load = os.getloadavg()
     h, w = args.shape
-    ori_h, ori_w = args.ori_shape or args.shape
-    resized = f' resized to {ori_h}x{ori_w}' if args.ori_shape else ''
-    print(f'post-processing at {h}x{w}{resized}, exact against '
-          f'{args.post}, {torch.get_num_threads()} threads, load average '
-          f'{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}')
+    resized = ''
+    if args.ori_shape:
+        resized = f' resized to {args.ori_shape[0]}x{args.ori_shape[1]}'
+    how = f'{how}, ' if how else ''
+    print(f'{what} at {h}x{w}{resized}, {how}{torch.get_num_threads()} '
+          f'threads, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}')
+    return list(load)
+
+
+def _report(args, load: list, results: list, **extra) -> list:
+    """Write the ``--out`` report (if asked); returns ``results``."""
+    if args.out:
+        report = dict(
+            shape=list(args.shape),
+            ori_shape=list(args.ori_shape or args.shape),
+            **extra,
+            threads=torch.get_num_threads(),
+            load_average=load,
+            results=results)
+        write_bytes(args.out, json.dumps(report, indent=1).encode('utf-8'))
+    return results
+
+
+def _post(args):
+    """``--post``: exact against approximate, timed and compared."""
+    from rap_sam.deploy.benchmark import time_post_modes
+    results = _timed(args, time_post_modes, post=args.post)
+    load = _header(args, 'post-processing', f'exact against {args.post}')
     print(f'{"outputs":<8} {"exact":>8} {args.post:>8} '
           f'{"exact/" + args.post:>10} {"cpu ratio":>9} '
           f'{"instances kept":>14} {"mean IoU":>8} {"segments kept":>13} '
@@ -150,35 +178,14 @@ def _post(args):
               f'{ins["kept"]:>7} / {ins["ref"]:<4} {ins["mean_iou"]:>8.4f} '
               f'{seg["kept"]:>6} / {seg["ref"]:<4} '
               f'{r["panoptic_agreement"]:>18.4f}')
-    if args.out:
-        report = dict(
-            shape=list(args.shape),
-            ori_shape=[ori_h, ori_w],
-            post=args.post,
-            threads=torch.get_num_threads(),
-            load_average=list(load),
-            results=results)
-        write_bytes(args.out, json.dumps(report, indent=1).encode('utf-8'))
-    return results
+    return _report(args, load, results, post=args.post)
 
 
 def _prompts(args):
     """``--prompts``: a click's mask, on its window and full size."""
     from rap_sam.testing.fusion_outputs import time_prompt_masks
-    results = time_prompt_masks(
-        tuple(args.shape),
-        args.outputs,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        seed=args.seed,
-        ori_shape=tuple(args.ori_shape) if args.ori_shape else None)
-    load = os.getloadavg()
-    h, w = args.shape
-    ori_h, ori_w = args.ori_shape or args.shape
-    resized = f' resized to {ori_h}x{ori_w}' if args.ori_shape else ''
-    print(f'prompt masks at {h}x{w}{resized}, one click at a time, '
-          f'{torch.get_num_threads()} threads, load average {load[0]:.2f} '
-          f'{load[1]:.2f} {load[2]:.2f}')
+    results = _timed(args, time_prompt_masks)
+    load = _header(args, 'prompt masks', 'one click at a time')
     print(f'{"outputs":<8} {"clicks":>6} {"windowed":>8} {"full":>8} '
           f'{"windows":>8} {"full/windows":>12} {"cpu full/windows":>16} '
           f'{"identical":>9}')
@@ -189,22 +196,34 @@ def _prompts(args):
               f'{t["full"] / t["windows"]:>12.2f} '
               f'{c["full"] / c["windows"]:>16.2f} '
               f'{"yes" if r["identical"] else "NO":>9}')
-    if args.out:
-        report = dict(
-            shape=list(args.shape),
-            ori_shape=[ori_h, ori_w],
-            prompts=True,
-            threads=torch.get_num_threads(),
-            load_average=list(load),
-            results=results)
-        write_bytes(args.out, json.dumps(report, indent=1).encode('utf-8'))
-    return results
+    return _report(args, load, results, prompts=True)
+
+
+def _heads(args):
+    """The exact head's variants (the default run)."""
+    from rap_sam.testing.fusion_outputs import time_fusion_heads
+    results = _timed(args, time_fusion_heads)
+    load = _header(args, 'post-processing')
+    print(f'{"outputs":<8} {"segments":>8} {"instances":>9} '
+          f'{"bands":>5} {"reference":>10} {"full":>8} {"bands":>8} '
+          f'{"full/bands":>10} {"cpu full/bands":>14} '
+          f'{"1 worker":>8} {"1 worker/bands":>14} {"identical":>9}')
+    for r in results:
+        t, c = r['median_s'], r['median_cpu_s']
+        print(f'{r["outputs"]:<8} {r["segments"]:>8} {r["instances"]:>9} '
+              f'{r["band_queries"]:>5} {t["reference"] * 1e3:>8.1f}ms '
+              f'{t["full"] * 1e3:>6.1f}ms {t["bands"] * 1e3:>6.1f}ms '
+              f'{t["full"] / t["bands"]:>10.2f} '
+              f'{c["full"] / c["bands"]:>14.2f} '
+              f'{t["one_worker"] * 1e3:>6.1f}ms '
+              f'{t["one_worker"] / t["bands"]:>14.2f} '
+              f'{"yes" if r["identical"] else "NO":>9}')
+    return _report(args, load, results)
 
 
 def main(argv=None):
     args = parse_args(argv)
     with cli_errors():
-        from rap_sam.testing.fusion_outputs import time_fusion_heads
         if args.out:
             # Checked before the timing, not after it: a folder, or an
             # earlier report (replaced without a word before).
@@ -217,44 +236,7 @@ def main(argv=None):
             return _post(args)
         if args.prompts:
             return _prompts(args)
-        results = time_fusion_heads(
-            tuple(args.shape),
-            args.outputs,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            seed=args.seed,
-            ori_shape=tuple(args.ori_shape) if args.ori_shape else None)
-        load = os.getloadavg()
-        h, w = args.shape
-        ori_h, ori_w = args.ori_shape or args.shape
-        resized = f' resized to {ori_h}x{ori_w}' if args.ori_shape else ''
-        print(f'post-processing at {h}x{w}{resized}, '
-              f'{torch.get_num_threads()} '
-              f'threads, load average {load[0]:.2f} {load[1]:.2f} '
-              f'{load[2]:.2f}')
-        print(f'{"outputs":<8} {"segments":>8} {"instances":>9} '
-              f'{"bands":>5} {"reference":>10} {"full":>8} {"bands":>8} '
-              f'{"full/bands":>10} {"cpu full/bands":>14} '
-              f'{"1 worker":>8} {"1 worker/bands":>14} {"identical":>9}')
-        for r in results:
-            t, c = r['median_s'], r['median_cpu_s']
-            print(f'{r["outputs"]:<8} {r["segments"]:>8} {r["instances"]:>9} '
-                  f'{r["band_queries"]:>5} {t["reference"] * 1e3:>8.1f}ms '
-                  f'{t["full"] * 1e3:>6.1f}ms {t["bands"] * 1e3:>6.1f}ms '
-                  f'{t["full"] / t["bands"]:>10.2f} '
-                  f'{c["full"] / c["bands"]:>14.2f} '
-                  f'{t["one_worker"] * 1e3:>6.1f}ms '
-                  f'{t["one_worker"] / t["bands"]:>14.2f} '
-                  f'{"yes" if r["identical"] else "NO":>9}')
-        if args.out:
-            report = dict(
-                shape=list(args.shape),
-                ori_shape=[ori_h, ori_w],
-                threads=torch.get_num_threads(),
-                load_average=list(load),
-                results=results)
-            write_bytes(args.out, json.dumps(report, indent=1).encode('utf-8'))
-    return results
+        return _heads(args)
 
 
 if __name__ == '__main__':
