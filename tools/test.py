@@ -86,7 +86,8 @@ from rap_sam.utils.launcher import (check_launched, close_distributed,
 from rap_sam.utils.output_files import check_new_file
 from rap_sam.utils.runner_cli import (LoopStarted, apply_overrides,
                                       check_counts, check_option_keys,
-                                      claim_work_dir, load_config,
+                                      claim_work_dir, is_eval_config,
+                                      is_video_config, load_config,
                                       unexpected_options)
 from rap_sam.utils.user_errors import UserError, cli_errors
 from rap_sam.visualization import RapSAMLocalVisualizer
@@ -173,7 +174,7 @@ def build_cfg(args) -> Config:
         raise CheckpointNotFoundError(
             f'Checkpoint file not found: {args.checkpoint} (give the path '
             'of a .pth file, e.g. the released rapsam_r50_12e.pth)')
-    if not cfg.get('test_dataloader') or not cfg.get('test_evaluator'):
+    if not is_eval_config(cfg):
         raise EvalArgumentError(
             f'{args.config} is not an evaluation config (no test_dataloader '
             'or test_evaluator): give one of configs/rap_sam/eval_*.py.')
@@ -208,8 +209,7 @@ def build_cfg(args) -> Config:
     # lenient load.
     cfg.load_from = None
     if args.show_dir:
-        model_type = cfg.model.get('type')
-        if getattr(model_type, '__name__', model_type) == 'RapSAMVideo':
+        if is_video_config(cfg):
             raise EvalArgumentError(
                 f'--show-dir draws image configs only: {args.config} '
                 "evaluates videos, which mmdet's DetVisualizationHook "

@@ -82,6 +82,19 @@ def check_option_keys(cfg: Config,
     return changes
 
 
+def is_eval_config(cfg: Config) -> bool:
+    """Whether ``cfg`` has a test loop (``test_dataloader`` and
+    ``test_evaluator``), as tools/test.py and the evaluations need."""
+    return bool(cfg.get('test_dataloader') and cfg.get('test_evaluator'))
+
+
+def is_video_config(cfg: Config) -> bool:
+    """Whether ``cfg`` builds ``RapSAMVideo`` (its model type given as the
+    class or its registry name)."""
+    model_type = (cfg.get('model') or {}).get('type')
+    return getattr(model_type, '__name__', model_type) == 'RapSAMVideo'
+
+
 def merge_model_options(cfg: Config,
                         options: Optional[dict],
                         error: type = UserError) -> None:

@@ -141,6 +141,7 @@ def check_before_export(args) -> None:
     from rap_sam.deploy.deploy_spec import list_names
     from rap_sam.utils.config_file import read_config
     from rap_sam.utils.output_files import make_out_dir
+    from rap_sam.utils.runner_cli import is_eval_config, is_video_config
     bad = [item for item in args.cfg_options if '=' not in item]
     if bad:
         raise UserError(f'--cfg-options takes key=value items, got '
@@ -159,13 +160,12 @@ def check_before_export(args) -> None:
         # Both failed after the exports, in the first evaluation (an
         # AttributeError): a config without a test loop, and a video one,
         # whose samples the modes (images and clicks) cannot predict.
-        if not cfg.get('test_dataloader') or not cfg.get('test_evaluator'):
+        if not is_eval_config(cfg):
             raise UserError(
                 f'--eval-configs {path} is not an evaluation config (no '
                 'test_dataloader or test_evaluator): give test configs such '
                 'as configs/rap_sam/toy_eval_coco.py.')
-        model_type = cfg.get('model', {}).get('type')
-        if getattr(model_type, '__name__', model_type) == 'RapSAMVideo':
+        if is_video_config(cfg):
             raise UserError(
                 f'--eval-configs {path} evaluates videos; the modes are '
                 'compared on images and clicks (an export has no clip '
