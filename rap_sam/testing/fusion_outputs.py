@@ -296,10 +296,8 @@ def time_prompt_masks(
     for kind in outputs:
         _, masks = seeded_outputs(kind, shape, seed)
         clicks = [m[None] for m in masks[0] if bool((m > 0).any())]
-        windowed = 0
-        for m in clicks:
-            plan = head._band_plan(m, tuple(shape), meta, True)
-            windowed += bool(plan and head._bands(m, [0], meta, plan))
+        windowed = sum(
+            head.prompt_windows(m, meta, True) is not None for m in clicks)
         wall = {v: [] for v in variants}
         cpu = {v: [] for v in variants}
         same = True

@@ -859,33 +859,47 @@ class ScoredPanopticFusionHead(MaskFormerFusionHead):
         last bits a one-mask window's call does not reproduce) and for
         other than fp32 logits.
         """
-        n = mask_pred.shape[0]
-        size = tuple(meta['batch_input_shape'])
-        plan = None
-        if n != 3 and mask_pred.dtype == torch.float32:
-            plan = self._band_plan(mask_pred, size, meta, rescale)
-        bands = self._bands(mask_pred, list(range(n)), meta, plan)
-        if len(bands) < n:
+        windows = self.prompt_windows(mask_pred, meta, rescale)
+        if windows is None:
             return self.resized_logits(mask_pred, meta, rescale) > 0
+        resize, bands = windows
+        size = tuple(meta['batch_input_shape'])
         img_h, img_w = meta['img_shape'][:2]
         h, w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
         # Zeros from calloc: the rows outside the windows are never
         # written.
-        binary = torch.from_numpy(np.zeros((n, h, w), dtype=bool))
+        binary = torch.from_numpy(
+            np.zeros((mask_pred.shape[0], h, w), dtype=bool))
         buf = {}
         for q, band in bands.items():
             c0, c1, y0, y1, d0, d1, x0, x1 = band
             if y1 <= y0:
                 continue
-            if plan[1] is None:
+            if resize is None:
                 up, top, left = self._crop_upsample(mask_pred[q], c0, c1, d0,
                                                     d1, size, buf)
                 logits = up[y0 - top:y1 - top, x0 - left:x1 - left]
             else:
-                logits = self._band_resize(mask_pred[q], band, size, plan[1],
+                logits = self._band_resize(mask_pred[q], band, size, resize,
                                            buf)
             torch.gt(logits, 0, out=binary[q, y0:y1, x0:x1])
         return binary
+
+    def prompt_windows(
+        self, mask_pred: Tensor, meta: dict, rescale: bool
+    ) -> Optional[Tuple[Optional[Tuple[BilinearRows, BilinearRows]], Dict[
+            int, Tuple[int, ...]]]]:
+        """Where :meth:`binary_masks` takes windows for every one of the
+        ``[n, h, w]`` logits: the resize to ``ori_shape`` (None: none) and
+        each mask's window (:meth:`_bands`); None where it makes the
+        full-size calls."""
+        n = mask_pred.shape[0]
+        if n == 3 or mask_pred.dtype != torch.float32:
+            return None
+        plan = self._band_plan(mask_pred, tuple(meta['batch_input_shape']),
+                               meta, rescale)
+        bands = self._bands(mask_pred, list(range(n)), meta, plan)
+        return (plan[1], bands) if len(bands) == n else None
 
     @staticmethod
     def resized_logits(mask_pred: Tensor, meta: dict, rescale: bool) -> Tensor:

@@ -52,10 +52,7 @@ def test_prompt_masks_equal_the_full_size_calls(case, threads):
             want = full_size(logits, meta, rescale)
             assert got.dtype == torch.bool and got.shape == want.shape
             assert torch.equal(got, want), prompts
-            plan = head._band_plan(logits, pad, meta, rescale)
-            windowed += len(
-                head._bands(logits, list(range(len(prompts))), meta,
-                            plan)) == len(prompts)
+            windowed += head.prompt_windows(logits, meta, rescale) is not None
     finally:
         torch.set_num_threads(before)
     ratio = pad[0] / mask_hw[0]
