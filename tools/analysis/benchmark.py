@@ -162,7 +162,8 @@ def parse_args(argv=None):
         choices=('exact', 'half'),
         help="post-processings of the fast and runtime variants: exact "
         "(mmdet's results, bit for bit) and half (approximate, opt-in: "
-        "prepare(post='half'))")
+        "prepare(post='half'); with --variants reference alone, half is "
+        'timed on the fast mode)')
     parser.add_argument(
         '--calib',
         metavar='DIR',
