@@ -112,11 +112,15 @@ def test_half_post_with_the_reference_mode_alone_times_the_fast_mode():
     exists on the fast mode only, which is then timed with it (as bf16 is)
     instead of the half being dropped without a word."""
     from rap_sam.deploy import benchmark as bench
-    names = [v.name for v in bench.variants(('reference', ), ('fp32', ),
-                                           posts=('half', ))]
+    names = [
+        v.name
+        for v in bench.variants(('reference', ), ('fp32', ), posts=('half', ))
+    ]
     assert names == ['reference', 'fast-half']
-    names = [v.name for v in bench.variants(('reference', ), ('fp32', ),
-                                           posts=('exact', 'half'))]
+    names = [
+        v.name for v in bench.variants(('reference', ), ('fp32', ),
+                                       posts=('exact', 'half'))
+    ]
     assert names == ['reference', 'fast-half']
     assert [v.name for v in bench.variants(('reference', ))] == ['reference']
 

@@ -11,6 +11,7 @@ from pytest import approx
 
 from rap_sam.apis.inputs import InputError
 from rap_sam.deploy.benchmark import InferenceBenchmark, format_report
+from rap_sam.deploy.benchmark.inference_benchmark import MIN_CLICK_REPEATS
 from rap_sam.utils.user_errors import UserError
 
 CONFIGS = osp.join(REPO, 'configs', 'rap_sam')
@@ -21,7 +22,10 @@ TINY = dict(
     repeats=1,
     flops=False,
     memory=False,
-    roofline=False)
+    roofline=False,
+    # Process-wide and for good: not in the test process (the tool's
+    # tests see it on by default).
+    tune_malloc=False)
 
 
 def test_image_run_report_and_threads():
@@ -37,6 +41,12 @@ def test_image_run_report_and_threads():
     assert report['skipped'] == {} and 'agreement' not in report
     assert report['shape'] == [64, 96] and report['padded_shape'] == [64, 96]
     assert report['warmup'] == 0 and report['repeats'] == 1
+    # Clicks take milliseconds: more of them than rounds by default.
+    assert report['click_repeats'] == MIN_CLICK_REPEATS == 20
+    # Mask2Former's time depends on the allocator: tuned by default.
+    assert InferenceBenchmark(COCO).tune_malloc is True
+    assert report['tuned_malloc'] is False
+    assert not any('allocator' in note for note in report['notes'])
     assert 'random weights (seeded)' in report['notes']
     for entry in report['variants'].values():
         med = entry['median_s']
@@ -45,6 +55,7 @@ def test_image_run_report_and_threads():
         assert entry['fps'] == approx(1 / med['e2e'])
         # A click on cached features is timed by default.
         assert med['decode_cached'] > 0
+        assert len(entry['samples_s']['decode_cached']) == MIN_CLICK_REPEATS
         assert entry['outputs']['instances'] > 0
         assert 'gflops' not in entry and 'peak_memory_mb' not in entry
     assert report['speedup']['fast_vs_reference_e2e'] == approx(
@@ -53,6 +64,21 @@ def test_image_run_report_and_threads():
     # What the tool writes and prints.
     assert json.loads(json.dumps(report, default=str))['task'] == 'image'
     assert 'fast_vs_reference_e2e' in format_report(report)
+
+
+def test_click_repeats_and_no_clicks():
+    """click_repeats sets the timed clicks; without clicks the report says
+    none were timed."""
+    report = InferenceBenchmark(
+        COCO, variants=('fast', ), click_repeats=3, **TINY).run()
+    assert report['click_repeats'] == 3
+    assert len(report['variants']['fast']['samples_s']['decode_cached']) == 3
+    assert 'clicks=3' in format_report(report).splitlines()[0]
+    report = InferenceBenchmark(
+        COCO, variants=('fast', ), clicks=False, **TINY).run()
+    assert report['click_repeats'] is None
+    assert 'decode_cached' not in report['variants']['fast']['median_s']
+    assert 'clicks=' not in format_report(report).splitlines()[0]
 
 
 def test_video_accuracy_run():
@@ -78,6 +104,7 @@ def test_video_accuracy_run():
     (dict(task='images'), "task must be one of image, video, prompt, got "
      "'images'"),
     (dict(compare='yoso'), "compare must be 'mask2former' or None"),
+    (dict(click_repeats=0), 'click_repeats must be at least 1, got 0'),
     (dict(shape=(16, 64)), 'shape must be at least 32x32'),
 ])
 def test_bad_settings_are_refused_before_any_work(settings, words):

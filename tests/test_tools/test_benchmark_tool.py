@@ -71,6 +71,12 @@ def test_image_with_mask2former(tmp_path):
     assert report['skipped'] == {}
     assert report['task'] == 'image' and report['shape'] == [64, 96]
     assert report['machine']['threads'] == 1
+    # Both models with freed memory kept (Mask2Former's time swung 2x with
+    # glibc's defaults), and more clicks than rounds: by default.
+    assert report['tuned_malloc'] is True
+    assert ('note: glibc allocator tuned (no mmap, no trim): accepted'
+            in printed)
+    assert report['click_repeats'] == 20
     assert len(report['load_average_before']) == 3
     for name, entry in report['variants'].items():
         med = entry['median_s']
@@ -289,6 +295,8 @@ def test_video_task(tmp_path):
         # 0 was the default thread count, -1 a RuntimeError traceback.
         ([COCO, '--threads', '0'
           ], "argument --threads: expected a whole number >= 1, got '0'"),
+        ([COCO, '--click-repeats', '0'
+          ], "argument --click-repeats: expected a whole number >= 1"),
         ([COCO, '--threads', '-1'
           ], "argument --threads: expected a whole number >= 1, got '-1'"),
         # It timed seeded noise instead, exit 0.
@@ -331,8 +339,11 @@ def test_half_post_processing_variant(tmp_path):
     report, printed = run_report(tmp_path, COCO, *SMALL, '--threads', '1',
                                  '--variants', 'fast', '--post', 'exact',
                                  'half', '--accuracy', '--no-roofline',
-                                 '--no-flops', '--no-memory')
+                                 '--no-flops', '--no-memory',
+                                 '--no-tune-malloc', '--click-repeats', '2')
     assert report['variants'].keys() == {'fast', 'fast-half'}
+    assert report['tuned_malloc'] is False and 'allocator' not in printed
+    assert len(report['variants']['fast']['samples_s']['decode_cached']) == 2
     assert 'fast-half' in printed
     agreement = report['agreement']
     assert agreement['baseline'] == 'fast'

@@ -212,10 +212,18 @@ def parse_args(argv=None):
         action='store_true',
         help='--task image: skip timing a click on cached features')
     parser.add_argument(
+        '--click-repeats',
+        type=positive_int,
+        default=None,
+        help='timed clicks per variant (default --repeats, at least 20)')
+    parser.add_argument(
         '--tune-malloc',
-        action='store_true',
-        help='keep freed memory in the process (glibc mallopt); applies '
-        'to every model of the run')
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='keep freed memory in the process (glibc mallopt), for every '
+        "model of the run (default); --no-tune-malloc keeps glibc's "
+        "defaults, under which Mask2Former's time varied 2x between runs "
+        'on a VM (docs/deploy.md)')
     parser.add_argument(
         '--no-flops', action='store_true', help='skip the GFLOPs count')
     parser.add_argument(
@@ -298,6 +306,7 @@ def main(argv=None) -> dict:
             num_prompts=args.num_prompts,
             num_frames=args.num_frames,
             clicks=not args.no_clicks,
+            click_repeats=args.click_repeats,
             tune_malloc=args.tune_malloc,
             flops=not args.no_flops,
             memory=not args.no_memory,

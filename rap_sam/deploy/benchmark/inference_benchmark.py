@@ -27,6 +27,10 @@ from .variants import variants as run_variants
 
 TASKS = ('image', 'video', 'prompt')
 
+#: Fewest timed clicks per variant: a click takes milliseconds, and five
+#: of them (the CPU's default rounds) gave medians 20% apart run to run.
+MIN_CLICK_REPEATS = 20
+
 
 class InferenceBenchmark:
     """RAP-SAM's variants (and Mask2Former) timed end to end and per stage.
@@ -62,7 +66,13 @@ class InferenceBenchmark:
         repeats (int, optional): Timed rounds (5 on CPUs, 30 on GPUs).
         clicks (bool): Task ``'image'``: also time a click on cached
             features.
-        tune_malloc (bool): Keep freed memory in the process (glibc).
+        click_repeats (int, optional): Timed clicks per variant (default
+            ``repeats``, at least :data:`MIN_CLICK_REPEATS`).
+        tune_malloc (bool): Keep freed memory in the process (glibc), for
+            every model of the run (the default). Without it Mask2Former's
+            post-processing, which allocates 430 MB per image at 800x1344,
+            took 0.6-6 s on one VM depending on how fast the machine faulted
+            fresh memory in that minute, so its ratios swung 2x run to run.
         flops, memory, roofline (bool): Count GFLOPs; measure peak memory;
             measure the machine's matrix-multiply peak and the floor it
             sets.
@@ -98,7 +108,8 @@ class InferenceBenchmark:
                  num_prompts: int = 1,
                  num_frames: int = 5,
                  clicks: bool = True,
-                 tune_malloc: bool = False,
+                 click_repeats: Optional[int] = None,
+                 tune_malloc: bool = True,
                  flops: bool = True,
                  memory: bool = True,
                  roofline: bool = True,
@@ -130,6 +141,12 @@ class InferenceBenchmark:
         self.calib_dir, self.calibration = calib_dir, calibration
         self.int8_weight_bits = int8_weight_bits
         self.num_prompts, self.num_frames = num_prompts, num_frames
+        self.click_repeats = (
+            max(self.repeats, MIN_CLICK_REPEATS)
+            if click_repeats is None else click_repeats)
+        if self.click_repeats < 1:
+            raise ValueError('click_repeats must be at least 1, got '
+                             f'{click_repeats}')
         self.clicks, self.tune_malloc = clicks, tune_malloc
         self.flops, self.memory = flops, memory
         self.roofline, self.accuracy = roofline, accuracy
@@ -181,6 +198,9 @@ class InferenceBenchmark:
             device=str(self.device),
             warmup=self.warmup,
             repeats=self.repeats,
+            click_repeats=(self.click_repeats if self.task == 'prompt' or
+                           (self.task == 'image' and self.clicks) else None),
+            tuned_malloc=self.tune_malloc,
             machine=machine,
             load_average_before=timing['load_before'],
             load_average_after=timing['load_after'],
@@ -281,9 +301,10 @@ class InferenceBenchmark:
         load_before = load_average()
         time_interleaved(list(runners.values()), self.warmup, self.repeats)
         if self.task == 'prompt':
-            time_clicks(rap_sam, None, self.repeats)
+            time_clicks(rap_sam, None, self.click_repeats)
         elif self.task == 'image' and self.clicks:
-            time_clicks(rap_sam, click_boxes(*self.shape, 1), self.repeats)
+            time_clicks(rap_sam, click_boxes(*self.shape, 1),
+                        self.click_repeats)
         load_after = load_average()
         peak = None
         if peaks:

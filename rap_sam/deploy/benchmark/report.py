@@ -103,7 +103,9 @@ def format_report(report: dict) -> str:
                  f'{shape[1]} (padded {padded[0]}x{padded[1]}) '
                  f'device={report["device"]} '
                  f'threads={report["machine"]["threads"]} '
-                 f'warmup={report["warmup"]} repeats={report["repeats"]}')
+                 f'warmup={report["warmup"]} repeats={report["repeats"]}' +
+                 (f' clicks={report["click_repeats"]}' if report.
+                  get('click_repeats') else ''))
     lines.append(f'machine: {report["machine"].get("cpu")} '
                  f'{report["machine"].get("gpu", "")}; load average before '
                  f'{report["load_average_before"]}, after '
