@@ -367,8 +367,27 @@ def make_handler(demo: WebDemo, timeout_s: float = 60):
     return Handler
 
 
+def check_encodable(export_dir: str) -> None:
+    """Refuse an export folder in a precision ONNX Runtime does not run
+    (bf16, OpenVINO's): the runtime's own refusal advises another backend,
+    which this server has no option to choose."""
+    from rap_sam.deploy.backends import OnnxRuntimeBackend
+    from rap_sam.deploy.deploy_spec import read_deploy_spec
+    runs = OnnxRuntimeBackend.precisions
+    # The graphs are checked by from_export, next: only deploy.json here.
+    precision = read_deploy_spec(export_dir, check_graphs=False).precision
+    if precision not in runs:
+        raise InputError(
+            f'{export_dir} is exported in {precision} (its deploy.json); the '
+            'web demo encodes on ONNX Runtime, which runs '
+            f'{" and ".join(runs)} folders: give one of those to --export '
+            '(tools/deploy/export.py CONFIG --checkpoint CKPT --out DIR), or '
+            '--weights CKPT.')
+
+
 def build_demo(args) -> WebDemo:
     if args.export:
+        check_encodable(args.export)
         predictor = RapSAMPredictor.from_export(
             args.export, 'onnxruntime', num_threads=args.threads)
     else:

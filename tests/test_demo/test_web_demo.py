@@ -536,6 +536,20 @@ def test_bad_options_are_one_line_errors(server, args, message):
     assert_user_error(result, f'error: {message.format(**server)}')
 
 
+def test_a_bf16_export_names_what_the_server_runs(fp32_export, tmp_path):
+    """The runtime's refusal advised openvino, which the server has no
+    option to choose: the line names what it does run."""
+    from rap_sam.deploy.quantize import quantize_export
+    folder = quantize_export(
+        str(fp32_export), 'bf16', out_dir=str(tmp_path / 'bf16'))
+    line = assert_user_error(
+        run_script('demo/web_server.py', '--export', folder, '--port', 0),
+        f'error: {folder} is exported in bf16 (its deploy.json); the web '
+        'demo encodes on ONNX Runtime, which runs fp32 and int8 folders: '
+        'give one of those to --export')
+    assert 'openvino' not in line.lower()
+
+
 @pytest.mark.parametrize(
     'args, message',
     [
