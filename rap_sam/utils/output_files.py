@@ -27,7 +27,7 @@ import sys
 import tempfile
 import uuid
 from collections import Counter
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
@@ -129,6 +129,17 @@ def discard(tmp: str) -> None:
 #: paths), each mapped to its pair's record of what this process published:
 #: ``{path: (st_dev, st_ino)}``, shared by the paths of one stem.
 _GUARDED: Dict[str, Dict[str, Tuple[int, int]]] = {}
+#: Those of them cleared alone: a file the user named (a tool's ``--out``),
+#: not a result among others in an output folder.
+_NAMED_FILES: Set[str] = set()
+
+
+def _choose_another(named_file: bool) -> str:
+    """The advice for a result whose name is taken: a file the user named
+    is named again, results in a folder go to another folder."""
+    return ('choose another output file'
+            if named_file else 'choose another output folder')
+
 
 # os.link's errors where the file system has no hard links (FAT, exFAT, some
 # network and FUSE file systems; Linux says EPERM).
@@ -232,10 +243,11 @@ def commit(tmp: str, path: str) -> None:
         discard(tmp)
         if published is not None:
             _withdraw(published)
+        named = key in _NAMED_FILES
         raise OutputError(
             f'{path} appeared while this run was working (another run '
-            'writing to the same folder?): choose another output folder or '
-            'pass --overwrite.') from err
+            f'writing to the same {"file" if named else "folder"}?): '
+            f'{_choose_another(named)} or pass --overwrite.') from err
     except OSError as err:
         discard(tmp)
         if isinstance(err, OutputError):
@@ -396,23 +408,32 @@ def check_outputs(outputs: Sequence[str],
     treats the outputs that share a stem (``NAME.png``, ``NAME.json``) as
     one pair.
 
+    A single output is taken for a file the user named (a tool's
+    ``--out``), several for results in an output folder: the messages
+    advise another file or another folder.
+
     Raises:
         OutputError: an output is one of ``inputs`` (whatever
             ``overwrite`` says), or exists and ``overwrite`` is False.
     """
+    named_file = len(outputs) == 1
     existing = [p for p in outputs if osp.lexists(p)]
     for out in existing:
         for inp in inputs:
             if _same_file(out, inp):
                 raise OutputError(
                     f'The result {out} would replace the input {inp}: '
-                    'choose another output folder.')
+                    f'{_choose_another(named_file)}.')
     if existing and not overwrite:
+        if named_file:
+            raise OutputError(
+                f'{existing[0]} already exists: pass --overwrite to replace '
+                f'it, or {_choose_another(True)}.')
         more = len(existing) - 1
         others = f' (and {more} more)' if more else ''
         raise OutputError(
             f'{existing[0]} already exists{others}: pass --overwrite to '
-            'replace earlier results, or choose another output folder.')
+            f'replace earlier results, or {_choose_another(False)}.')
     _guard(outputs, overwrite)
 
 
@@ -427,3 +448,7 @@ def _guard(outputs: Sequence[str], overwrite: bool) -> None:
             _GUARDED.pop(key, None)
         else:
             _GUARDED[key] = pairs.setdefault(osp.splitext(key)[0], {})
+        if len(outputs) == 1:
+            _NAMED_FILES.add(key)
+        else:
+            _NAMED_FILES.discard(key)

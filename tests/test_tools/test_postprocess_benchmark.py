@@ -158,8 +158,7 @@ def test_an_earlier_report_or_a_folder_is_refused_before_timing(tmp_path):
     proc = run_tool(*args, '--out', report)
     line = assert_user_error(proc)
     assert line == (f'error: {report} already exists: pass --overwrite to '
-                    'replace earlier results, or choose another output '
-                    'folder.')
+                    'replace it, or choose another output file.')
     assert proc.stdout == ''
     assert report.read_text() == '{"my": "earlier results"}'
     proc = run_tool(*args, '--out', tmp_path, '--overwrite')

@@ -161,6 +161,32 @@ def test_earlier_results_need_overwrite(tmp_path):
     check_outputs([str(tmp_path / 'c.png')], [], overwrite=False)
 
 
+def test_a_file_the_user_named_is_advised_another_file(tmp_path):
+    """One output is a tool's --out: "choose another output folder" did
+    not fit a file the user named."""
+    report = tmp_path / 'report.json'
+    report.write_text('"earlier"')
+    with pytest.raises(OutputError) as err:
+        check_outputs([str(report)], [], overwrite=False)
+    assert str(err.value) == (
+        f'{report} already exists: pass --overwrite to replace it, or choose '
+        'another output file.')
+    with pytest.raises(OutputError) as err:
+        check_outputs([str(report)], [str(report)], overwrite=True)
+    assert str(err.value) == (
+        f'The result {report} would replace the input {report}: choose '
+        'another output file.')
+    report.unlink()
+    check_outputs([str(report)], [], overwrite=False)
+    report.write_text('"another run\'s"')
+    with pytest.raises(OutputError) as err:
+        write_json(str(report), 'mine')
+    assert str(err.value) == (
+        f'{report} appeared while this run was working (another run writing '
+        'to the same file?): choose another output file or pass --overwrite.')
+    assert report.read_text() == '"another run\'s"'
+
+
 def _appeared(path) -> str:
     return (f'{path} appeared while this run was working (another run '
             'writing to the same folder?): choose another output folder or '
