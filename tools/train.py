@@ -7,7 +7,8 @@
 Several GPUs or nodes: tools/dist_train.sh. ``--resume`` alone continues
 from the checkpoint the work dir's ``last_checkpoint`` names, or, when that
 file is missing or truncated, from the newest complete checkpoint
-(:class:`~rap_sam.engine.AtomicCheckpointHook`); with a path, from that file
+(:class:`~rap_sam.engine.AtomicCheckpointHook`), or, with none there, from
+the beginning, which a warning says; with a path, from that file
 (weights, optimizer, schedulers and iteration). Checkpoints load back under
 torch >= 2.6 through rap_sam's weights-only loader. A
 ``val_dataloader.dataset.data_root`` given with ``--cfg-options`` (a recipe
@@ -21,6 +22,7 @@ tools/test.py evaluation, stops with one line naming this one's PID. A
 killed run leaves no lock behind (:mod:`rap_sam.utils.work_dir_lock`).
 """
 import argparse
+import logging
 import os.path as osp
 import runpy
 import sys
@@ -66,6 +68,7 @@ if __name__ == '__main__':
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper
 from mmengine.runner import Runner
@@ -172,12 +175,22 @@ def check_resume(runner: Runner, cfg: Config) -> None:
     the model and has epochs left to train: another model's optimizer
     state crashed the process (heap corruption) at the first step, a
     weights-only file raised a KeyError, and a finished one trained
-    nothing with exit status 0."""
+    nothing with exit status 0. A work dir with nothing to resume from is
+    said in a warning: mmengine starts afresh without a word."""
     if not cfg.get('resume'):
         return
     path = cfg.get('load_from') or find_resumable_checkpoint(cfg.work_dir)
-    if not path or '://' in path:
-        return  # a fresh start, or remote storage (mmengine's to read)
+    if not path:
+        # A last_checkpoint naming a lost file was warned of already.
+        if not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
+            print_log(
+                f'--resume: {cfg.work_dir} holds no checkpoint to continue '
+                'from; training starts from the beginning.',
+                logger='current',
+                level=logging.WARNING)
+        return
+    if '://' in path:
+        return  # remote storage (mmengine's to read)
     # Mapped, not read: mmengine loads the file again to resume from it.
     checkpoint = load_local_checkpoint(path, map_location='cpu', mmap=True)
     state = [

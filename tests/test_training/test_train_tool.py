@@ -280,6 +280,43 @@ def test_an_earlier_runs_checkpoints_are_not_replaced(tmp_path):
     assert sorted(os.listdir(work)) == ['epoch_2.pth', 'last_checkpoint']
 
 
+def test_resume_with_no_checkpoint_says_it_starts_from_the_beginning(
+        toy_root, tmp_path):
+    """--resume (continue from the work dir's newest checkpoint) on a work
+    dir without one trained from scratch without a word."""
+    work = tmp_path / 'work'
+    toy = load_tool('tools/toy_train_eval.py')
+
+    def train(epochs):
+        return assert_ran(
+            run_script(
+                'tools/train.py',
+                TOY,
+                '--work-dir',
+                work,
+                '--resume',
+                '--cfg-options',
+                *toy.toy_train_options(str(toy_root)),
+                'train_dataloader.num_workers=0',
+                'train_dataloader.persistent_workers=False',
+                f'train_cfg.max_epochs={epochs}',
+                env=dict(OMP_NUM_THREADS=1),
+                timeout=600))
+
+    warning = (f'WARNING - --resume: {work} holds no checkpoint to continue '
+               'from; training starts from the beginning.')
+    stdout = train(1)
+    assert stdout.count(warning) == 1, stdout[-4000:]
+    # Said before the first iteration, not after the run.
+    assert stdout.index(warning) < stdout.index('Epoch(train) [1]')
+    assert (work / 'epoch_1.pth').is_file()
+    # With a checkpoint there it continues, and says nothing of the kind.
+    stdout = train(2)
+    assert 'holds no checkpoint' not in stdout
+    assert 'Epoch(train) [1]' not in stdout
+    assert 'Epoch(train) [2]' in stdout
+
+
 def _resume_state(root, **changes):
     """A training state of the toy model as mmengine saves one (weights,
     meta, message hub, optimizer), with ``changes`` to its keys."""
