@@ -20,11 +20,22 @@ def check_launched(launcher: str, usage: str, error: type) -> None:
     """Raise ``error`` (one line naming what is missing and ``usage``, the
     launch script's command) where ``--launcher`` is other than none in a
     process its launcher did not start: the process-group setup would end
-    in a KeyError traceback."""
+    in a KeyError traceback. Without CUDA, slurm and mpi are refused unless
+    torchrun's variables are set too (:data:`CPU_LAUNCH_VARIABLES`)."""
     if launcher == 'none':
         return
     needed = LAUNCHER_VARIABLES[launcher]
     if not torch.cuda.is_available():
+        # Without CUDA the process group is made from torchrun's variables
+        # (setup_cpu_distributed), which slurm and mpi do not set: telling
+        # their users to set torchrun's would be no advice.
+        if launcher != 'pytorch' and not all(name in os.environ
+                                             for name in CPU_LAUNCH_VARIABLES):
+            raise error(
+                f'--launcher {launcher} needs CUDA, and this machine has '
+                f'none: CPU-only runs take --launcher pytorch, as {usage} '
+                'starts them (torchrun), or leave --launcher out for one '
+                'process.')
         needed += CPU_LAUNCH_VARIABLES
     missing = [
         name for name in dict.fromkeys(needed) if name not in os.environ

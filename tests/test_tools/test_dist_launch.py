@@ -445,7 +445,46 @@ def test_a_launcher_run_by_hand_is_one_line(tool, launcher, tmp_path):
         '--work-dir',
         tmp_path / 'work',
         env=env)
-    assert_user_error(
-        proc, f'--launcher {launcher} is for the processes a '
-        'launcher starts (', 'not set): run tools/dist_')
+    if launcher != 'pytorch' and not torch.cuda.is_available():
+        # The line asked for torchrun's variables, which slurm and mpi never
+        # set.
+        usage = ('tools/dist_test.sh CONFIG CHECKPOINT N' if tool
+                 == 'tools/test.py' else 'tools/dist_train.sh CONFIG N')
+        assert assert_user_error(proc) == (
+            f'error: --launcher {launcher} needs CUDA, and this machine has '
+            f'none: CPU-only runs take --launcher pytorch, as {usage} starts '
+            'them (torchrun), or leave --launcher out for one process.')
+    else:
+        assert_user_error(
+            proc, f'--launcher {launcher} is for the processes a '
+            'launcher starts (', 'not set): run tools/dist_')
     assert not (tmp_path / 'work').exists()
+
+
+class LaunchError(Exception):
+    pass
+
+
+@pytest.mark.parametrize('launcher', ['slurm', 'mpi'])
+def test_slurm_or_mpi_without_cuda_runs_with_torchruns_variables(
+        launcher, monkeypatch):
+    """Without CUDA the process group is made from torchrun's variables:
+    with them all set, slurm and mpi are checked as before (their own
+    variables), not refused."""
+    from rap_sam.utils.launcher import (CPU_LAUNCH_VARIABLES,
+                                        LAUNCHER_VARIABLES, check_launched)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for name in CPU_LAUNCH_VARIABLES + LAUNCHER_VARIABLES[launcher]:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(LaunchError, match='needs CUDA'):
+        check_launched(launcher, 'tools/dist_train.sh CONFIG N', LaunchError)
+    for name in CPU_LAUNCH_VARIABLES:
+        monkeypatch.setenv(name, '0')
+    with pytest.raises(LaunchError) as err:
+        check_launched(launcher, 'tools/dist_train.sh CONFIG N', LaunchError)
+    assert str(err.value).startswith(
+        f'--launcher {launcher} is for the processes a launcher starts '
+        f'({", ".join(LAUNCHER_VARIABLES[launcher])} not set)')
+    for name in LAUNCHER_VARIABLES[launcher]:
+        monkeypatch.setenv(name, '0')
+    check_launched(launcher, 'tools/dist_train.sh CONFIG N', LaunchError)
