@@ -198,8 +198,8 @@ class InferenceBenchmark:
             device=str(self.device),
             warmup=self.warmup,
             repeats=self.repeats,
-            click_repeats=(self.click_repeats if self.task == 'prompt' or
-                           (self.task == 'image' and self.clicks) else None),
+            click_repeats=(self.click_repeats
+                           if self._times_clicks() else None),
             tuned_malloc=self.tune_malloc,
             machine=machine,
             load_average_before=timing['load_before'],
@@ -289,6 +289,12 @@ class InferenceBenchmark:
             notes.append(f'{key} export made in {seconds:.1f} s (not timed)')
         return runners, skipped, models, raw
 
+    def _times_clicks(self) -> bool:
+        """Whether the run times clicks on cached features: always for
+        the prompt task, for images unless ``clicks`` is off, never for
+        videos."""
+        return self.task == 'prompt' or (self.task == 'image' and self.clicks)
+
     def _time(self, runners: dict, machine: dict, notes: List[str]) -> dict:
         """The timed rounds (and clicks), between two measurements of the
         machine's peak and load."""
@@ -300,11 +306,11 @@ class InferenceBenchmark:
             peaks.append(measure_roofline(self.device, self.precisions))
         load_before = load_average()
         time_interleaved(list(runners.values()), self.warmup, self.repeats)
-        if self.task == 'prompt':
-            time_clicks(rap_sam, None, self.click_repeats)
-        elif self.task == 'image' and self.clicks:
-            time_clicks(rap_sam, click_boxes(*self.shape, 1),
-                        self.click_repeats)
+        if self._times_clicks():
+            # --task prompt: the samples' own clicks; image: one click.
+            boxes = (None if self.task == 'prompt' else click_boxes(
+                *self.shape, 1))
+            time_clicks(rap_sam, boxes, self.click_repeats)
         load_after = load_average()
         peak = None
         if peaks:

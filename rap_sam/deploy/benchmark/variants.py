@@ -129,15 +129,11 @@ def variants(
             continue
         out += [Variant(m) for m in modes if m != 'fast']
         for precision in precisions:
-            if precision != 'fp32' or 'fast' in modes:
-                out += [
-                    Variant('fast', precision, post=post) for post in posts
-                ]
-            else:
-                out += [
-                    Variant('fast', precision, post=post) for post in posts
-                    if post != 'exact'
-                ]
+            asked = precision != 'fp32' or 'fast' in modes
+            out += [
+                Variant('fast', precision, post=post) for post in posts
+                if asked or post != 'exact'
+            ]
         if compile:
             out.append(Variant('fast', 'fp32', True))
     return out
