@@ -65,13 +65,16 @@ def summary(failures: dict, script: str) -> str:
                 'run on another node failed (see its messages there), or a '
                 'signal from outside stopped it.')
     if all(code < 0 for _, code in failed):
-        # Killed before it could say anything (SIGKILL: most often the
-        # kernel's out-of-memory killer).
         names = ', '.join(_signal_name(-code) for _, code in failed)
-        return (f'error: process {ranks} of {script} was killed by {names} '
-                f'(exit status {codes}) without a message; SIGKILL is most '
-                'often the out-of-memory killer (see `dmesg`): use fewer '
-                'processes or a smaller batch.')
+        killed = (f'error: process {ranks} of {script} was killed by {names} '
+                  f'(exit status {codes})')
+        if all(code == -signal.SIGKILL for _, code in failed):
+            # Nothing printed: most often the kernel's out-of-memory killer.
+            return (f'{killed} without a message; SIGKILL is most often the '
+                    'out-of-memory killer (see `dmesg`): use fewer processes '
+                    'or a smaller batch.')
+        # SIGABRT, SIGSEGV: native code crashed, and said so just before.
+        return f'{killed}; its last messages above may say why.'
     return (f'error: process {ranks} of {script} failed (exit status '
             f'{codes}); its messages are above.')
 

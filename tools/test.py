@@ -82,7 +82,7 @@ from rap_sam.utils.checkpoint import (CheckpointNotFoundError,
                                       trust_all_checkpoints)
 from rap_sam.utils.data_root import option_given, tie_seg_prefixes
 from rap_sam.utils.launcher import (check_launched, close_distributed,
-                                    setup_cpu_distributed)
+                                    exit_closed_process, setup_cpu_distributed)
 from rap_sam.utils.output_files import check_new_file
 from rap_sam.utils.runner_cli import (LoopStarted, apply_overrides,
                                       check_counts, check_option_keys,
@@ -260,3 +260,4 @@ def main(argv=None):
 if __name__ == '__main__':
     with cli_errors():
         main()
+    exit_closed_process()

@@ -82,7 +82,7 @@ from rap_sam.utils.checkpoint import (check_state_dict, load_local_checkpoint,
                                       trust_all_checkpoints)
 from rap_sam.utils.data_root import loop_runs, tie_seg_prefixes
 from rap_sam.utils.launcher import (check_launched, close_distributed,
-                                    setup_cpu_distributed)
+                                    exit_closed_process, setup_cpu_distributed)
 from rap_sam.utils.pretrained import fetch_pretrained  # noqa: E402
 from rap_sam.utils.runner_cli import (LoopStarted, apply_overrides,
                                       check_counts, check_option_keys,
@@ -242,3 +242,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    exit_closed_process()

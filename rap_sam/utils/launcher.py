@@ -1,4 +1,7 @@
+import atexit
 import os
+import sys
+import threading
 
 import torch
 import torch.distributed as dist
@@ -73,15 +76,47 @@ def setup_cpu_distributed(cfg, launcher: str) -> None:
 
 
 def close_distributed() -> None:
-    """Leave the process group together once a launched run has finished.
-
-    A process that exits while the group is still alive tears gloo's threads
-    down in whatever order the interpreter picks; on the process that hosts
-    torchrun's store, while another node still talks to it, that ends in
-    ``terminate called without an active exception`` (SIGABRT) after a run
-    that succeeded. Waiting for every process, then destroying the group,
-    lets each one exit cleanly.
-    """
+    """Leave the process group together once a launched run has finished:
+    a process that exits first would leave the others' last collective,
+    or the store it hosts, without a peer. The process then ends with
+    :func:`exit_closed_process`."""
+    global _group_closed
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        _group_closed = True
+
+
+_group_closed = False
+
+
+def exit_closed_process() -> None:
+    """End a process whose process group :func:`close_distributed` closed,
+    as the interpreter would (its other threads joined, its ``atexit``
+    functions run, its output flushed) but without its finalization.
+
+    destroy_process_group leaves gloo's worker threads running (the DDP
+    wrapper still holds the group). A thread that finishes a collective
+    drops its tensors afterwards; where Python had already let go of them,
+    that needs the GIL, and a thread that asks for the GIL once the
+    interpreter is finalizing ends itself inside a C++ destructor: a run
+    that succeeded ends in ``terminate called without an active
+    exception`` (SIGABRT), now and then, on a loaded machine. Nothing
+    is left for the finalization to do that a finished run needs.
+    Returns where no group was closed (one process, or main() in-process).
+    """
+    if not _group_closed:
+        return
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    # What the interpreter runs first when it exits (logging's flush and
+    # close of the log files, temporary folders' removal); multiprocessing
+    # ends its children the same way.
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream
+            pass
+    os._exit(0)

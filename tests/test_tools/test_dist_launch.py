@@ -63,9 +63,12 @@ def launch_env(**extra):
 
 
 def check(proc):
+    # pytest.fail: an assertion's message is cut in the middle, where the
+    # launcher's line and the process's own last lines are.
     out, err = proc.stdout, proc.stderr
-    assert proc.returncode == 0, (out[-2000:], err[-4000:])
-    assert 'Traceback' not in err, err[-4000:]
+    if proc.returncode != 0 or 'Traceback' in err:
+        pytest.fail(f'exit status {proc.returncode}\n--- stdout (end) ---\n'
+                    f'{out[-2000:]}\n--- stderr (end) ---\n{err[-4000:]}')
 
 
 def eval_options(toy, name):

@@ -59,6 +59,11 @@ def test_a_killed_process_is_named_with_its_signal(dist_run):
         '(see `dmesg`): use fewer processes or a smaller batch.')
     assert 'killed by signal 99 ' in dist_run.summary(
         _failures(r0=-99), 'test.py')
+    # A crash in native code prints its own line (terminate called ...,
+    # Fatal Python error) before it ends the process.
+    assert dist_run.summary(_failures(r0=-15, r1=-6), 'test.py') == (
+        'error: process 1 of test.py was killed by SIGABRT (exit status -6); '
+        'its last messages above may say why.')
 
 
 def test_a_node_whose_processes_were_all_stopped_says_so(dist_run):
