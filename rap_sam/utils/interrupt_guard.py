@@ -57,9 +57,15 @@ def terminated_message(note: str = '') -> str:
     return f'error: terminated (SIGTERM){note}.'
 
 
-def _say(line: str) -> None:
+def say(line: str, file=None) -> None:
+    """Print ``line`` to stderr (or ``file``) in one write: the processes
+    of a distributed run share one stderr, and under ``python -u``
+    (torchrun's) ``print`` writes the text and its newline apart, so two
+    processes' lines could run into one."""
     if line:
-        print(line, file=sys.stderr, flush=True)
+        stream = file or sys.stderr
+        stream.write(line + '\n')
+        stream.flush()
 
 
 # The process the handlers were installed in. A process forked from it
@@ -81,9 +87,9 @@ def _stop_while_starting(signum, frame):
     # at once, without a second line.
     signal.signal(signum, signal.SIG_DFL)
     if signum == signal.SIGTERM:
-        _say(terminated_message())
+        say(terminated_message())
         raise SystemExit(TERMINATED_EXIT_CODE)
-    _say(interrupted_message())
+    say(interrupted_message())
     raise SystemExit(INTERRUPTED_EXIT_CODE)
 
 

@@ -25,7 +25,7 @@ import warnings
 
 from .interrupt_guard import (INTERRUPTED_EXIT_CODE, TERMINATED_EXIT_CODE,
                               Terminated, interrupted_message, release,
-                              restore, terminated_message)
+                              restore, say, terminated_message)
 
 
 class UserError(Exception):
@@ -47,7 +47,7 @@ def _show_notices(show):
         if issubclass(category, UserNotice):
             text = str(message).strip('\n')
             sep = '\n' if '\n' in text else ' '  # a banner under the word
-            print(f'warning:{sep}{text}', file=file or sys.stderr, flush=True)
+            say(f'warning:{sep}{text}', file)
         else:
             show(message, category, filename, lineno, file, line)
 
@@ -71,7 +71,7 @@ def user_message(err: BaseException) -> str:
 
 def report_user_error(err: BaseException) -> None:
     """Print ``error: <message>`` to stderr and exit with status 2."""
-    print(f'error: {user_message(err)}', file=sys.stderr, flush=True)
+    say(f'error: {user_message(err)}')
     raise SystemExit(USER_ERROR_EXIT_CODE)
 
 
@@ -105,11 +105,8 @@ def stop_with_peer(err: BaseException) -> None:
     whose launcher says which process failed, else with one line."""
     if not _launched_by_torchrun():
         reason = next(text for text in PEER_GONE if text in str(err))
-        print(
-            f'error: another process of this distributed run stopped '
-            f'({reason}); its messages say why.',
-            file=sys.stderr,
-            flush=True)
+        say(f'error: another process of this distributed run stopped '
+            f'({reason}); its messages say why.')
     raise SystemExit(TERMINATED_EXIT_CODE)
 
 
@@ -238,15 +235,11 @@ def cli_errors(interrupted: str = ''):
     except Terminated as stop:
         _ignore_stopped_children()
         line = terminated_message(_note(stop, interrupted))
-        if line:
-            print(line, file=sys.stderr, flush=True)
+        say(line)
         raise SystemExit(TERMINATED_EXIT_CODE)
     except KeyboardInterrupt as stop:
         _ignore_stopped_children()
-        print(
-            interrupted_message(_note(stop, interrupted)),
-            file=sys.stderr,
-            flush=True)
+        say(interrupted_message(_note(stop, interrupted)))
         raise SystemExit(INTERRUPTED_EXIT_CODE)
     except BrokenPipeError:
         if not stdout_closed():
@@ -254,10 +247,7 @@ def cli_errors(interrupted: str = ''):
             raise
         _discard_stdout()
         try:
-            print(
-                stdout_closed_message(interrupted),
-                file=sys.stderr,
-                flush=True)
+            say(stdout_closed_message(interrupted))
         except BrokenPipeError:  # stderr went to the same pipe (2>&1)
             pass
         raise SystemExit(STDOUT_CLOSED_EXIT_CODE)

@@ -7,6 +7,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
 from helpers import REPO
@@ -20,6 +21,39 @@ def test_user_error_is_one_line_and_status_2(capsys):
             raise UserError('No such image: x.jpg')
     assert exit_.value.code == 2
     assert capsys.readouterr().err == 'error: No such image: x.jpg\n'
+
+
+class _Writes:
+    """A stream that keeps each write call apart, as an unbuffered one
+    (``python -u``) hands each to the pipe."""
+
+    def __init__(self):
+        self.writes = []
+
+    def write(self, text):
+        self.writes.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_a_line_is_one_write(monkeypatch):
+    """The processes of a distributed run share one stderr: a line written
+    in two parts (print's text, then its newline) could run into another
+    process's line."""
+    stream = _Writes()
+    monkeypatch.setattr(sys, 'stderr', stream)
+    with pytest.raises(SystemExit):
+        with cli_errors():
+            raise UserError('Checkpoint file not found: x.pth')
+    with warnings.catch_warnings():
+        warnings.simplefilter('always')
+        with cli_errors():
+            warnings.warn('random weights', UserNotice)
+    assert stream.writes == [
+        'error: Checkpoint file not found: x.pth\n',
+        'warning: random weights\n'
+    ]
 
 
 def test_a_user_error_from_a_loader_worker_is_its_own_line(capsys):
