@@ -323,6 +323,20 @@ def test_resume_with_no_checkpoint_says_it_starts_from_the_beginning(
     assert 'holds no checkpoint' not in stdout
     assert 'Epoch(train) [1]' not in stdout
     assert 'Epoch(train) [2]' in stdout
+    # last_checkpoint naming a lost file: the run goes on from the newest
+    # complete checkpoint and says so, once (the check before the run and
+    # the checkpoint hook both look for it; mmengine's logger drops a
+    # repeated warning).
+    lost = work / 'epoch_9.pth'
+    (work / 'last_checkpoint').write_text(str(lost))
+    stdout = train(3)
+    newest = work / 'epoch_2.pth'
+    warning = (f'WARNING - {work}/last_checkpoint names {lost}, which does '
+               f'not exist; resuming from {newest}, the newest complete '
+               'checkpoint.')
+    assert stdout.count(warning) == 1, stdout[-4000:]
+    assert 'Epoch(train) [2]' not in stdout
+    assert 'Epoch(train) [3]' in stdout
 
 
 def _resume_state(root, **changes):
