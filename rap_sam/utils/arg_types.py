@@ -20,11 +20,61 @@ Code that has imported ``rap_sam`` anyway takes the types from
 :mod:`rap_sam.utils.runner_cli`, which re-exports them.
 """
 import argparse
+import importlib.util
 import os
 import os.path as osp
 import runpy
 import sys
 from typing import Optional, Sequence
+
+#: What every tool imports: a Python without them is not the project's.
+NEEDED_PACKAGES = ('numpy', 'torch', 'mmengine', 'mmdet')
+#: Set to the environment a tool started over in, so a broken one is said
+#: instead of started again.
+_STARTED_OVER = 'RAP_SAM_STARTED_OVER_IN'
+
+
+def use_project_environment() -> None:
+    """Start the tool over in the project's environment (``make env``'s
+    ``.venv``) when the Python that runs it lacks the project's packages,
+    as tools/dist_launch.sh picks ``.venv`` too: the reference's commands
+    (``python demo/demo.py ...``, ``python tools/gen_cls.py ...``) then
+    work as written in a clone where ``make demo`` or ``make test`` has
+    run. Without such an environment, one line says what to do."""
+    missing = [
+        name for name in NEEDED_PACKAGES
+        if importlib.util.find_spec(name) is None
+    ]
+    if not missing:
+        return
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    venv = osp.join(repo, '.venv')
+    python = (
+        osp.join(venv, 'Scripts', 'python.exe')
+        if os.name == 'nt' else osp.join(venv, 'bin', 'python'))
+    lacking = ', '.join(missing)
+    # The tool as the command named it (runpy has put this file's path in
+    # sys.argv[0]); the interpreter's options are left behind (-S or -I
+    # would hide .venv's packages again).
+    tool = sys.orig_argv[len(sys.orig_argv) - len(sys.argv)]
+    if os.environ.get(_STARTED_OVER) == venv:
+        print(
+            f'error: {python} lacks {lacking}: the environment is '
+            f'incomplete; run `make env` in {repo} again.',
+            file=sys.stderr)
+        raise SystemExit(2)
+    if not (osp.isfile(python) and osp.isfile(tool)):
+        print(
+            f'error: this Python ({sys.executable}) lacks {lacking}, which '
+            f'rap_sam needs: run `make env` in {repo} (it builds .venv, '
+            'which the tools then use), or install requirements.txt into '
+            'this Python.',
+            file=sys.stderr)
+        raise SystemExit(2)
+    os.environ[_STARTED_OVER] = venv
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(python, [python, tool] + sys.argv[1:])
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -130,6 +180,9 @@ def parse_runner_args(parser: argparse.ArgumentParser,
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
+
+if __name__ != 'rap_sam.utils.arg_types':  # run by path, by a tool
+    use_project_environment()
 
 if __name__ == '__main__':
     # Run by path too, for the reason this file is.

@@ -166,3 +166,83 @@ print(sorted(getattr(signal.getsignal(s), 'rap_sam_interrupt_guard', False)
                             timeout=120)
     assert (result.returncode, result.stdout,
             result.stderr) == (0, '[True, True] True\n', '')
+
+
+# A tool as the project's are written: arg_types.py by its path, first.
+TOOL = '''import os.path as osp, runpy, sys
+runpy.run_path(osp.join(osp.dirname(osp.abspath(__file__)), 'rap_sam',
+                        'utils', 'arg_types.py'), run_name=__name__)
+print(sys.executable, sys.argv[1:])
+'''
+
+
+def _clone(tmp_path):
+    """A clone with arg_types.py (and the guard it runs) and TOOL, without
+    .venv."""
+    (tmp_path / 'rap_sam' / 'utils').mkdir(parents=True)
+    for name in ('arg_types.py', 'interrupt_guard.py'):
+        with open(osp.join(osp.dirname(PATH), name)) as f:
+            (tmp_path / 'rap_sam' / 'utils' / name).write_text(f.read())
+    (tmp_path / 'tool.py').write_text(TOOL)
+    return tmp_path
+
+
+def _run_without_packages(*cmd, cwd=REPO):
+    """``python -S``: no site-packages, so none of the project's."""
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    return subprocess.run([sys.executable, '-S', *cmd],
+                          cwd=cwd,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+
+
+@pytest.mark.skipif(
+    not osp.isfile(osp.join(REPO, '.venv', 'bin', 'python')),
+    reason="needs the project's .venv (make env), which make test builds")
+def test_a_python_without_the_packages_starts_the_tool_over_in_venv():
+    """``python tools/test.py ...`` as the reference writes it, with a
+    Python that lacks torch: the tool runs in .venv, with its arguments."""
+    proc = _run_without_packages('tools/test.py', '--help')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith('usage: test.py'), proc.stdout[:500]
+
+
+def test_without_an_environment_the_line_says_make_env(tmp_path):
+    clone = _clone(tmp_path)
+    proc = _run_without_packages(str(clone / 'tool.py'), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f'error: this Python ({sys.executable}) lacks numpy, torch, '
+        f'mmengine, mmdet, which rap_sam needs: run `make env` in {clone} '
+        '(it builds .venv, which the tools then use), or install '
+        'requirements.txt into this Python.\n')
+
+
+def _venv_python(clone, command):
+    """``.venv/bin/python`` as a script that runs ``command "$@"``."""
+    (clone / '.venv' / 'bin').mkdir(parents=True)
+    python = clone / '.venv' / 'bin' / 'python'
+    python.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+    python.chmod(0o755)
+    return python
+
+
+def test_an_environment_that_lacks_them_too_is_said_once(tmp_path):
+    clone = _clone(tmp_path)
+    python = _venv_python(clone, f'{sys.executable} -S')
+    proc = _run_without_packages(str(clone / 'tool.py'), 'a', cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f'error: {python} lacks numpy, torch, mmengine, mmdet: the '
+        f'environment is incomplete; run `make env` in {clone} again.\n')
+
+
+def test_the_started_over_tool_keeps_its_arguments(tmp_path):
+    clone = _clone(tmp_path)
+    _venv_python(clone, sys.executable)
+    proc = _run_without_packages(
+        str(clone / 'tool.py'), 'a b', '--x=1', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == f"{sys.executable} ['a b', '--x=1']\n"
