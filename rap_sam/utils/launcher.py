@@ -75,6 +75,11 @@ def setup_cpu_distributed(cfg, launcher: str) -> None:
             world_size=int(os.environ['WORLD_SIZE']))
 
 
+#: Whether close_distributed closed a process group in this process (after
+#: destroy_process_group, torch.distributed no longer says there was one).
+_group_closed = False
+
+
 def close_distributed() -> None:
     """Leave the process group together once a launched run has finished:
     a process that exits first would leave the others' last collective,
@@ -85,9 +90,6 @@ def close_distributed() -> None:
         dist.barrier()
         dist.destroy_process_group()
         _group_closed = True
-
-
-_group_closed = False
 
 
 def exit_closed_process() -> None:
